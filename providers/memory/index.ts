@@ -1,0 +1,1 @@
+export { MemoryFlipLogStore, type MemoryFlipLogStoreOptions } from './memory-flip-log-store.js';

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+import type { CliCommand, CliIo } from './internal/command.js';
+
+/** Sub-commands are loaded on demand, so `killswitch verify` does not load the server. */
+const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
+  // one line per command: name: () => import('./commands/<name>.js'),
+};
+
+const USAGE = `usage: killswitch <command> [options]
+
+commands: ${Object.keys(COMMANDS).join(', ')}
+run 'killswitch <command> --help' for a command's options.`;
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load === undefined) {
+    io.stderr(`killswitch: unknown command '${name}'\n${USAGE}`);
+    return 2;
+  }
+  const { command } = await load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout(command.help);
+    return 0;
+  }
+  return command.run(rest, io);
+}
+
+const io: CliIo = {
+  stdout: (l) => process.stdout.write(l + '\n'),
+  stderr: (l) => process.stderr.write(l + '\n'),
+  env: process.env,
+};
+
+main(process.argv.slice(2), io).then(
+  (code) => {
+    // serve keeps running: it resolves only when the server stops.
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    io.stderr(`killswitch: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

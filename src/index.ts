@@ -1,0 +1,8 @@
+/**
+ * openfeature-kill-switch: the public API. Everything a worker needs to evaluate kill flags and
+ * guard effects; the server, the CLI and each backend sit behind their own subpath exports.
+ */
+export * from './errors.js';
+export * from './model/index.js';
+export * from './store/index.js';
+export * from './source/index.js';

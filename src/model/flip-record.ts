@@ -1,0 +1,222 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ValidationError } from '../errors.js';
+import { toIssues } from '../internal/zod-issues.js';
+import { canonicalJson } from './canonical-json.js';
+import { normalizeSelector, selectorSchema, type Selector } from './selector.js';
+
+/**
+ * What a halt does to queued work (DESIGN section 1): `discard` journals and removes matching
+ * queued tasks (the safety default), `hold` keeps them paused, `drain` stops intake and lets the
+ * queued ones finish.
+ */
+export const QueueMode = { DISCARD: 'discard', HOLD: 'hold', DRAIN: 'drain' } as const;
+export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
+export const DEFAULT_QUEUE_MODE: QueueMode = 'discard';
+
+export const FlipAction = { HALT: 'halt', RESUME: 'resume' } as const;
+export type FlipAction = (typeof FlipAction)[keyof typeof FlipAction];
+
+/** The hash that the first record's `prev` names. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * One record of the append-only flip log. KS-2.1.1
+ *
+ * `seq` is dense from 1; `id` is the caller's idempotency key; `prev` is the previous record's
+ * `hash` ({@link GENESIS_HASH} for seq 1); `hash` is SHA-256 over the canonical JSON of every
+ * other field.
+ */
+export interface FlipRecord {
+  readonly seq: number;
+  readonly id: string;
+  /** ISO 8601 UTC time the store accepted the flip. */
+  readonly at: string;
+  readonly actor: string;
+  readonly action: FlipAction;
+  readonly selector: Selector;
+  readonly reason: string;
+  /** Queue policy; present on every halt, absent on resumes. */
+  readonly mode?: QueueMode;
+  /** On a resume: the release it resumes on (the release gate checks it). */
+  readonly release?: string;
+  /** Who pulled the lever: `operator`, `tripwire`, `alertmanager`, `drill`, ... */
+  readonly source?: string;
+  readonly prev: string;
+  readonly hash: string;
+}
+
+const text = (max: number) =>
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine((s) => s.trim().length > 0, 'must not be empty');
+
+const idSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[A-Za-z0-9._:@/+=-]+$/, 'must use only letters, digits and ._:@/+=-');
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+
+const isoInstant = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, 'must be an ISO 8601 UTC instant')
+  .refine((s) => !Number.isNaN(Date.parse(s)), 'must be a valid date');
+
+/** zod schema of what a caller asks for: a flip before the store assigns seq, time and hash. */
+export const flipInputSchema = z
+  .strictObject({
+    id: idSchema.optional(),
+    actor: text(200),
+    action: z.enum(['halt', 'resume']),
+    selector: selectorSchema,
+    reason: text(2000),
+    mode: z.enum(['discard', 'hold', 'drain']).optional(),
+    release: text(200).optional(),
+    source: text(64).optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.action === 'resume' && v.mode !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'a resume takes no queue mode' });
+    }
+  });
+
+/** zod schema of a stored record (every field, as read back from a store or the wire). */
+export const flipRecordSchema = z
+  .strictObject({
+    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    id: idSchema,
+    at: isoInstant,
+    actor: text(200),
+    action: z.enum(['halt', 'resume']),
+    selector: selectorSchema,
+    reason: text(2000),
+    mode: z.enum(['discard', 'hold', 'drain']).optional(),
+    release: text(200).optional(),
+    source: text(64).optional(),
+    prev: hex64,
+    hash: hex64,
+  })
+  .superRefine((v, ctx) => {
+    if (v.action === 'halt' && v.mode === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'a halt must carry its queue mode' });
+    }
+    if (v.action === 'resume' && v.mode !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'a resume takes no queue mode' });
+    }
+  });
+
+/** A flip as a caller gives it; the store assigns `seq`, `at`, `prev` and `hash`. */
+export interface FlipInput {
+  /** Idempotency key: a retried flip with the same id is one flip. Default: a random UUID. */
+  readonly id?: string;
+  readonly actor: string;
+  readonly action: FlipAction;
+  readonly selector: Selector;
+  readonly reason: string;
+  /** Queue policy of a halt. @default 'discard' */
+  readonly mode?: QueueMode;
+  readonly release?: string;
+  readonly source?: string;
+}
+
+/** A validated input with defaults applied: everything but seq, at, prev and hash. */
+export type NormalizedFlip = Omit<FlipRecord, 'seq' | 'at' | 'prev' | 'hash'>;
+
+/**
+ * Validates a flip request and applies defaults (`id`, a halt's `mode`).
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` listing every issue
+ */
+export function parseFlipInput(input: unknown): NormalizedFlip {
+  const r = flipInputSchema.safeParse(input);
+  if (!r.success) throw new ValidationError('flip', toIssues(r.error));
+  const v = r.data;
+  return stripUndefined<NormalizedFlip>({
+    id: v.id ?? randomUUID(),
+    actor: v.actor,
+    action: v.action,
+    selector: normalizeSelector(v.selector),
+    reason: v.reason,
+    mode: v.action === 'halt' ? (v.mode ?? DEFAULT_QUEUE_MODE) : undefined,
+    release: v.release,
+    source: v.source,
+  });
+}
+
+/**
+ * Validates a stored record's shape (not its hash; see {@link verifyRecordHash}).
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT`
+ */
+export function parseFlipRecord(input: unknown): FlipRecord {
+  const r = flipRecordSchema.safeParse(input);
+  if (!r.success) throw new ValidationError('flip record', toIssues(r.error));
+  const v = r.data;
+  return Object.freeze(stripUndefined<FlipRecord>({ ...v, selector: normalizeSelector(v.selector) }));
+}
+
+/** SHA-256 (hex) of the canonical JSON of a record without its `hash`. KS-2.3.2 */
+export function computeHash(record: Omit<FlipRecord, 'hash'>): string {
+  const { hash: _ignored, ...rest } = record as FlipRecord;
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+/** True when the record's `hash` matches its content. */
+export function verifyRecordHash(record: FlipRecord): boolean {
+  return computeHash(record) === record.hash;
+}
+
+/** Builds the record that follows `prev` (seq, prev hash) for a validated flip. KS-2.2.1 */
+export function chainRecord(
+  flip: NormalizedFlip,
+  head: { readonly seq: number; readonly hash: string },
+  at: Date,
+): FlipRecord {
+  const body = stripUndefined<Omit<FlipRecord, 'hash'>>({
+    seq: head.seq + 1,
+    id: flip.id,
+    at: at.toISOString(),
+    actor: flip.actor,
+    action: flip.action,
+    selector: flip.selector,
+    reason: flip.reason,
+    mode: flip.mode,
+    release: flip.release,
+    source: flip.source,
+    prev: head.hash,
+  });
+  return Object.freeze({ ...body, hash: computeHash(body) });
+}
+
+/**
+ * True when a retried flip asks for the same thing as the stored record with its id (the
+ * store then answers with the stored record instead of appending). KS-2.2.3
+ */
+export function sameFlip(record: FlipRecord, flip: NormalizedFlip): boolean {
+  return (
+    canonicalJson(pickFlip(record)) === canonicalJson(pickFlip(flip as FlipRecord))
+  );
+}
+
+function pickFlip(r: FlipRecord): NormalizedFlip {
+  return stripUndefined<NormalizedFlip>({
+    id: r.id,
+    actor: r.actor,
+    action: r.action,
+    selector: r.selector,
+    reason: r.reason,
+    mode: r.mode,
+    release: r.release,
+    source: r.source,
+  });
+}
+
+/** Drops `undefined` members, so optional fields are absent rather than present-and-undefined. */
+function stripUndefined<T>(o: object): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}

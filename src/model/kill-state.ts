@@ -1,0 +1,253 @@
+import { KillSwitchError, ErrorCode, LogCorruptError, ValidationError } from '../errors.js';
+import { z } from 'zod';
+import { toIssues } from '../internal/zod-issues.js';
+import { GENESIS_HASH, flipRecordSchema, parseFlipRecord, type FlipRecord } from './flip-record.js';
+import {
+  LEVELS,
+  SELECTOR_KEYS,
+  levelOf,
+  shapeOf,
+  type KillContext,
+  type Level,
+  type Selector,
+} from './selector.js';
+
+/**
+ * The kill state at a point of the log, as it travels: the active halts and the head it folds.
+ * A consumer that holds a snapshot at `seq` needs exactly the records after `seq`. KS-1.4.1
+ */
+export interface KillSnapshot {
+  readonly seq: number;
+  /** Hash of the record at `seq` ({@link GENESIS_HASH} at seq 0). */
+  readonly hash: string;
+  /** Active halt records, in seq order. */
+  readonly halts: readonly FlipRecord[];
+}
+
+export const killSnapshotSchema = z.strictObject({
+  seq: z.number().int().min(0),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  halts: z.array(flipRecordSchema),
+});
+
+/** What applying one record changed. */
+export interface StateChange {
+  readonly record: FlipRecord;
+  /** False when the record changed nothing (a resume of nothing). */
+  readonly changed: boolean;
+  readonly level: Level;
+}
+
+/** A shape's key for a context: the named values joined; one value is used as is. */
+function keyOf(shape: number, ctx: KillContext | Selector): string | undefined {
+  let key: string | undefined;
+  for (let i = 0; i < 4; i++) {
+    if (shape & (1 << i)) {
+      const v = ctx[SELECTOR_KEYS[i]!];
+      if (typeof v !== 'string') return undefined;
+      key = key === undefined ? v : key + '\u0000' + v;
+    }
+  }
+  return key ?? '';
+}
+
+/**
+ * The kill state: the fold of the flip log. Mutable and indexed for the hot path: a lookup
+ * costs at most one map probe per selector shape in use (at most 16), whatever the number of
+ * active halts. KS-1.4.2
+ *
+ * @example
+ * ```ts
+ * const state = KillState.fold(records);
+ * state.match({ tenant: 'acme', runId: 'r1' }); // the matching halt record, or undefined
+ * ```
+ */
+export class KillState {
+  #seq: number;
+  #hash: string;
+  /** shape bitmask -> selector key -> active halt */
+  readonly #index = new Map<number, Map<string, FlipRecord>>();
+  /** Shapes with at least one active halt, per level and in all. */
+  #shapes: number[] = [];
+  #shapesByLevel = new Map<Level, number[]>();
+  #size = 0;
+
+  private constructor(seq: number, hash: string) {
+    this.#seq = seq;
+    this.#hash = hash;
+  }
+
+  /** The state before any record. */
+  static empty(): KillState {
+    return new KillState(0, GENESIS_HASH);
+  }
+
+  /**
+   * Folds records from seq 1 in order. KS-1.4.3
+   *
+   * @throws {KillSwitchError} `KS_SEQ_GAP` or {@link LogCorruptError} when records do not chain
+   */
+  static fold(records: Iterable<FlipRecord>): KillState {
+    const s = KillState.empty();
+    for (const r of records) s.apply(r);
+    return s;
+  }
+
+  /**
+   * Builds the state a snapshot describes (validated: a snapshot may come off the wire).
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed snapshot
+   */
+  static fromSnapshot(input: unknown): KillState {
+    const r = killSnapshotSchema.safeParse(input);
+    if (!r.success) throw new ValidationError('snapshot', toIssues(r.error));
+    const s = new KillState(r.data.seq, r.data.hash);
+    for (const raw of r.data.halts) {
+      const h = parseFlipRecord(raw);
+      if (h.action !== 'halt' || h.seq > r.data.seq) {
+        throw new ValidationError('snapshot', [
+          { path: ['halts'], message: `record ${h.seq} is not an active halt at seq ${r.data.seq}` },
+        ]);
+      }
+      s.#put(h);
+    }
+    return s;
+  }
+
+  /** Seq of the last record folded (0 before any). */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** Hash of the last record folded. */
+  get hash(): string {
+    return this.#hash;
+  }
+
+  /** Number of active halts. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Applies the next record. KS-1.3.1 (any matching halt wins), KS-1.3.2 (resume lifts exactly
+   * the same selector).
+   *
+   * @throws {KillSwitchError} `KS_SEQ_GAP` when `record.seq` is not `seq + 1`
+   * @throws {LogCorruptError} `KS_LOG_CORRUPT` when `record.prev` is not the current hash
+   */
+  apply(record: FlipRecord): StateChange {
+    if (record.seq !== this.#seq + 1) {
+      throw new KillSwitchError(
+        ErrorCode.SEQ_GAP,
+        `expected seq ${this.#seq + 1}, received ${record.seq}`,
+      );
+    }
+    if (record.prev !== this.#hash) {
+      throw new LogCorruptError(record.seq, 'prev does not match the hash of the record before');
+    }
+    let changed: boolean;
+    if (record.action === 'halt') {
+      this.#put(record);
+      changed = true;
+    } else {
+      changed = this.#remove(record.selector);
+    }
+    this.#seq = record.seq;
+    this.#hash = record.hash;
+    return { record, changed, level: levelOf(record.selector) };
+  }
+
+  /**
+   * The matching active halt with the lowest seq, or undefined when none matches. KS-1.3.1
+   *
+   * @param ctx - the evaluation context's kill attributes
+   * @param level - only halts of this level
+   */
+  match(ctx: KillContext, level?: Level): FlipRecord | undefined {
+    const shapes = level === undefined ? this.#shapes : this.#shapesByLevel.get(level);
+    if (shapes === undefined) return undefined;
+    let best: FlipRecord | undefined;
+    for (let i = 0; i < shapes.length; i++) {
+      const shape = shapes[i]!;
+      const key = keyOf(shape, ctx);
+      if (key === undefined) continue;
+      const hit = this.#index.get(shape)!.get(key);
+      if (hit !== undefined && (best === undefined || hit.seq < best.seq)) best = hit;
+    }
+    return best;
+  }
+
+  /** Every active halt that matches the context, in seq order. */
+  matchAll(ctx: KillContext): FlipRecord[] {
+    const out: FlipRecord[] = [];
+    for (const shape of this.#shapes) {
+      const key = keyOf(shape, ctx);
+      if (key === undefined) continue;
+      const hit = this.#index.get(shape)!.get(key);
+      if (hit !== undefined) out.push(hit);
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The active halt with exactly this selector. */
+  get(selector: Selector): FlipRecord | undefined {
+    const shape = shapeOf(selector);
+    return this.#index.get(shape)?.get(keyOf(shape, selector)!);
+  }
+
+  /** Active halts in seq order. */
+  activeHalts(): FlipRecord[] {
+    const out: FlipRecord[] = [];
+    for (const m of this.#index.values()) for (const r of m.values()) out.push(r);
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The state as it travels (snapshot event, `GET /v1/state`). */
+  toSnapshot(): KillSnapshot {
+    return { seq: this.#seq, hash: this.#hash, halts: this.activeHalts() };
+  }
+
+  /** An independent copy. */
+  clone(): KillState {
+    const c = new KillState(this.#seq, this.#hash);
+    for (const r of this.activeHalts()) c.#put(r);
+    return c;
+  }
+
+  #put(record: FlipRecord): void {
+    const shape = shapeOf(record.selector);
+    let m = this.#index.get(shape);
+    if (m === undefined) {
+      m = new Map();
+      this.#index.set(shape, m);
+    }
+    const key = keyOf(shape, record.selector)!;
+    if (!m.has(key)) this.#size++;
+    m.set(key, record);
+    if (m.size === 1) this.#reshape();
+  }
+
+  #remove(selector: Selector): boolean {
+    const shape = shapeOf(selector);
+    const m = this.#index.get(shape);
+    if (m === undefined || !m.delete(keyOf(shape, selector)!)) return false;
+    this.#size--;
+    if (m.size === 0) {
+      this.#index.delete(shape);
+      this.#reshape();
+    }
+    return true;
+  }
+
+  #reshape(): void {
+    this.#shapes = [...this.#index.keys()].sort((a, b) => a - b);
+    const byLevel = new Map<Level, number[]>();
+    for (const l of LEVELS) byLevel.set(l, []);
+    for (const shape of this.#shapes) {
+      const sample = this.#index.get(shape)!.values().next().value as FlipRecord;
+      byLevel.get(levelOf(sample.selector))!.push(shape);
+    }
+    this.#shapesByLevel = byLevel;
+  }
+}

@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { ValidationError } from '../errors.js';
+import { toIssues } from '../internal/zod-issues.js';
+
+/** The evaluation-context attributes a halt can name (DESIGN section 2). KS-1.1.1 */
+export const SELECTOR_KEYS = ['tenant', 'feature', 'runId', 'capability'] as const;
+export type SelectorKey = (typeof SELECTOR_KEYS)[number];
+
+/**
+ * A partial evaluation context. A halt matches a context when every attribute it names is equal;
+ * the empty selector matches everything (the global halt).
+ */
+export type Selector = { readonly [K in SelectorKey]?: string };
+
+/**
+ * The attributes the kill switch reads from an evaluation context. Other attributes are ignored.
+ */
+export type KillContext = { readonly [K in SelectorKey]?: string | undefined };
+
+/** The four buttons; tenant and feature are one button with two flags. KS-1.2.1 */
+export const Level = {
+  CAPABILITY: 'capability',
+  RUN: 'run',
+  TENANT: 'tenant',
+  FEATURE: 'feature',
+  GLOBAL: 'global',
+} as const;
+export type Level = (typeof Level)[keyof typeof Level];
+export const LEVELS: readonly Level[] = ['capability', 'run', 'tenant', 'feature', 'global'];
+
+const selectorValue = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(256, 'must be at most 256 characters')
+  .refine((s) => s.trim() === s, 'must not start or end with white space')
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+
+/** zod schema of a selector: only the four known keys, each a non-empty string. KS-1.1.2 */
+export const selectorSchema = z.strictObject({
+  tenant: selectorValue.optional(),
+  feature: selectorValue.optional(),
+  runId: selectorValue.optional(),
+  capability: selectorValue.optional(),
+});
+
+/**
+ * Validates and normalises a selector (drops keys whose value is undefined).
+ *
+ * @param input - anything, usually parsed JSON or CLI flags
+ * @returns a frozen selector with keys in canonical order
+ * @throws {ValidationError} `KS_INVALID_INPUT` for unknown keys or bad values
+ * @example parseSelector({ tenant: 'acme' })
+ */
+export function parseSelector(input: unknown): Selector {
+  const r = selectorSchema.safeParse(input);
+  if (!r.success) throw new ValidationError('selector', toIssues(r.error));
+  return normalizeSelector(r.data);
+}
+
+/** Canonical key order and no undefined values; assumes the input is already valid. */
+export function normalizeSelector(s: { readonly [K in SelectorKey]?: string | undefined }): Selector {
+  const out: { [K in SelectorKey]?: string } = {};
+  for (const k of SELECTOR_KEYS) {
+    const v = s[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return Object.freeze(out);
+}
+
+/**
+ * The level a selector belongs to. A capability halt stays a capability halt when narrowed to a
+ * tenant; a run halt is a run halt whatever else it names. KS-1.2.2
+ */
+export function levelOf(selector: Selector): Level {
+  if (selector.capability !== undefined) return Level.CAPABILITY;
+  if (selector.runId !== undefined) return Level.RUN;
+  if (selector.tenant !== undefined) return Level.TENANT;
+  if (selector.feature !== undefined) return Level.FEATURE;
+  return Level.GLOBAL;
+}
+
+/** True when every attribute the selector names equals the context's. KS-1.1.3 */
+export function selectorMatches(selector: Selector, ctx: KillContext): boolean {
+  for (const k of SELECTOR_KEYS) {
+    const v = selector[k];
+    if (v !== undefined && ctx[k] !== v) return false;
+  }
+  return true;
+}
+
+/** Two selectors name exactly the same attributes with the same values. KS-1.3.2 */
+export function selectorEquals(a: Selector, b: Selector): boolean {
+  for (const k of SELECTOR_KEYS) if (a[k] !== b[k]) return false;
+  return true;
+}
+
+/** A bit per key: which attributes a selector names (its shape). */
+export function shapeOf(selector: KillContext): number {
+  let m = 0;
+  for (let i = 0; i < SELECTOR_KEYS.length; i++) {
+    if (selector[SELECTOR_KEYS[i]!] !== undefined) m |= 1 << i;
+  }
+  return m;
+}
+
+/**
+ * A string key for a selector, unique per selector: the values of the named attributes joined
+ * with a separator that cannot occur in JSON-escaped text. Only the shape's keys are read, so the
+ * same function keys a context projected onto a shape.
+ */
+export function keyFor(shape: number, ctx: KillContext): string {
+  let key = '';
+  for (let i = 0; i < SELECTOR_KEYS.length; i++) {
+    if (shape & (1 << i)) key += ctx[SELECTOR_KEYS[i]!]! + '\u0000';
+  }
+  return key;
+}
+
+/** Human-readable form, e.g. `{tenant=acme}` or `{}` for global. */
+export function formatSelector(selector: Selector): string {
+  const parts = SELECTOR_KEYS.filter((k) => selector[k] !== undefined).map(
+    (k) => `${k}=${selector[k]}`,
+  );
+  return `{${parts.join(', ')}}`;
+}

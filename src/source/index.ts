@@ -1,0 +1,6 @@
+export {
+  SourceStatus,
+  type FlipSource,
+  type FlipSourceListener,
+} from './flip-source.js';
+export { StoreFlipSource } from './store-flip-source.js';

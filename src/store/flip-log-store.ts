@@ -1,0 +1,66 @@
+import type { FlipInput, FlipRecord } from '../model/flip-record.js';
+
+/** The head of a log: the last record's seq and hash (0 and the genesis hash when empty). */
+export interface LogHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** What an append returns. */
+export interface AppendResult {
+  /** The stored record (for a retried id, the record stored the first time). */
+  readonly record: FlipRecord;
+  /** True when the id was already in the log and nothing was appended. KS-2.2.3 */
+  readonly duplicate: boolean;
+}
+
+/** Options of {@link FlipLogStore.read}. */
+export interface ReadOptions {
+  /** Return records with seq greater than this. @default 0 */
+  readonly after?: number;
+  /** At most this many records. @default no limit */
+  readonly limit?: number;
+}
+
+/** Called with each record appended after subscribing, in seq order, exactly once. */
+export type RecordListener = (record: FlipRecord) => void;
+
+/**
+ * The contract every flip-log store fulfils (in-memory, file, PostgreSQL). One conformance suite
+ * (`test/conformance/flip-log-store.conformance.ts`) checks them all against the in-memory
+ * store, which is the oracle. KS-2.x
+ *
+ * Promises:
+ * - `append` validates first and appends nothing on bad input (`KS_INVALID_INPUT`);
+ * - `append` resolves only once the record is durable (fsync, commit); KS-2.4.1
+ * - seq is dense from 1 and each record chains to the one before; KS-2.2.1
+ * - an id already in the log returns the stored record (`duplicate: true`) when the flip is the
+ *   same, and fails with `KS_ID_CONFLICT` when it differs; KS-2.2.3
+ * - `open` verifies the whole chain and fails with `KS_LOG_CORRUPT` naming the seq. KS-2.3.3
+ */
+export interface FlipLogStore {
+  /** A short name for logs and metrics (`memory`, `file`, `postgres`). */
+  readonly kind: string;
+  /** Opens the store and verifies the log; idempotent. */
+  open(): Promise<void>;
+  /**
+   * Appends a flip once it is durable.
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT`
+   * @throws {KillSwitchError} `KS_ID_CONFLICT`, `KS_STORE_CLOSED`, `KS_STORE_UNAVAILABLE`
+   */
+  append(input: FlipInput): Promise<AppendResult>;
+  /** Records in seq order. */
+  read(options?: ReadOptions): Promise<FlipRecord[]>;
+  /** The current head. */
+  head(): Promise<LogHead>;
+  /**
+   * Delivers every record appended from now on (by any writer the store can see) in seq order.
+   * Use {@link followStore} to get a consistent snapshot plus the records after it.
+   *
+   * @returns a function that unsubscribes
+   */
+  subscribe(listener: RecordListener): () => void;
+  /** Closes the store; later calls fail with `KS_STORE_CLOSED`. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,8 @@
+export type {
+  FlipLogStore,
+  AppendResult,
+  LogHead,
+  ReadOptions,
+  RecordListener,
+} from './flip-log-store.js';
+export { verifyChain } from './verify-chain.js';

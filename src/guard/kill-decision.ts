@@ -1,0 +1,95 @@
+import type { Client, EvaluationContext, EvaluationDetails } from '@openfeature/server-sdk';
+import { HaltCause, type FlipSummary } from '../errors.js';
+import { KILL_SWITCH_FLAG } from '../model/flags.js';
+import type { KillContext, Selector } from '../model/selector.js';
+
+/**
+ * The answer to "may an effect with this context leave now?", read from any OpenFeature client.
+ * `halted` is true unless the flag resolved to exactly `false` without an error.
+ */
+export interface KillDecision {
+  readonly halted: boolean;
+  /** Why it is halted: a matching halt, a stale source, or an error (each fails closed). */
+  readonly cause?: HaltCause;
+  /** The matching flip, when the provider named one in `flagMetadata`. */
+  readonly flip?: FlipSummary;
+  /** The resolution's reason and variant, for logs. */
+  readonly reason?: string;
+  readonly variant?: string;
+}
+
+/** The evaluation context the kill switch reads: the four attributes, `runId` as targeting key. */
+export function toEvaluationContext(ctx: KillContext): EvaluationContext {
+  const out: Record<string, string> = {};
+  if (ctx.tenant !== undefined) out.tenant = ctx.tenant;
+  if (ctx.feature !== undefined) out.feature = ctx.feature;
+  if (ctx.runId !== undefined) {
+    out.runId = ctx.runId;
+    out.targetingKey = ctx.runId;
+  }
+  if (ctx.capability !== undefined) out.capability = ctx.capability;
+  return out;
+}
+
+/**
+ * Reads a flip summary out of `flagMetadata` (the keys KillSwitchProvider writes: `seq`, `id`,
+ * `actor`, `reason`, `mode`, `selector` as JSON). Other providers may name nothing.
+ */
+export function flipFromMetadata(
+  metadata: Readonly<Record<string, string | number | boolean>> | undefined,
+): FlipSummary | undefined {
+  if (metadata === undefined || typeof metadata.seq !== 'number') return undefined;
+  let selector: Selector = {};
+  if (typeof metadata.selector === 'string') {
+    try {
+      selector = JSON.parse(metadata.selector) as Selector;
+    } catch {
+      selector = {};
+    }
+  }
+  const mode = metadata.mode;
+  return {
+    seq: metadata.seq,
+    id: typeof metadata.id === 'string' ? metadata.id : '',
+    actor: typeof metadata.actor === 'string' ? metadata.actor : '',
+    reason: typeof metadata.reason === 'string' ? metadata.reason : '',
+    selector,
+    ...(mode === 'discard' || mode === 'hold' || mode === 'drain' ? { mode } : {}),
+  };
+}
+
+/**
+ * Interprets a resolution of a kill flag, failing closed: anything but a clean `false` is halted.
+ * KS-4.1.2
+ */
+export function decide(details: EvaluationDetails<boolean>): KillDecision {
+  const flip = flipFromMetadata(details.flagMetadata);
+  const base = {
+    ...(details.reason !== undefined ? { reason: details.reason } : {}),
+    ...(details.variant !== undefined ? { variant: details.variant } : {}),
+  };
+  if (details.value === false && details.errorCode === undefined) {
+    return { halted: false, ...base };
+  }
+  let cause: HaltCause = HaltCause.HALTED;
+  if (details.errorCode !== undefined || details.reason === 'ERROR') cause = HaltCause.ERROR;
+  else if (details.reason === 'STALE') cause = HaltCause.STALE;
+  else if (typeof details.value !== 'boolean') cause = HaltCause.ERROR;
+  return { halted: true, cause, ...(flip ? { flip } : {}), ...base };
+}
+
+/**
+ * Evaluates `kill-switch` for a context with `true` (halted) as the default, so every abnormal
+ * path of the SDK (no provider, not ready, fatal, a throwing hook) answers halted. KS-4.1.1
+ *
+ * @param client - any OpenFeature client; kill flags may come from any provider
+ * @param ctx - the effect's kill attributes
+ */
+export async function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
+  try {
+    return decide(await client.getBooleanDetails(KILL_SWITCH_FLAG, true, toEvaluationContext(ctx)));
+  } catch {
+    // The SDK does not throw from evaluations, but a custom client might: fail closed.
+    return { halted: true, cause: HaltCause.ERROR, reason: 'ERROR' };
+  }
+}

@@ -1,0 +1,6 @@
+export {
+  RemoteFlipSource,
+  type RemoteFlipSourceOptions,
+  type RemoteBackoffOptions,
+  type RemoteClock,
+} from './remote-flip-source.js';

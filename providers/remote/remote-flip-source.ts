@@ -1,0 +1,570 @@
+import { request as httpRequest, Agent as HttpAgent } from 'node:http';
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { EventSource, type FetchLike } from 'eventsource';
+import { z } from 'zod';
+import { InvalidOptionError } from '../../src/errors.js';
+import { parseFlipRecord, verifyRecordHash, type FlipRecord } from '../../src/model/flip-record.js';
+import { KillState, type KillSnapshot } from '../../src/model/kill-state.js';
+import {
+  SourceStatus,
+  type FlipSource,
+  type FlipSourceListener,
+} from '../../src/source/flip-source.js';
+
+/** Timers and time, injectable so tests can drive leases without sleeping. */
+export interface RemoteClock {
+  /** Milliseconds on a monotonic-enough scale (only differences are used). */
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Reconnection policy. KS-6.3.3 */
+export interface RemoteBackoffOptions {
+  /** First delay after a failure. @default 100 (ms) */
+  readonly initialMs?: number;
+  /** Ceiling of the delay. @default 5000 (ms) */
+  readonly maxMs?: number;
+  /** Growth per consecutive failure. @default 2 */
+  readonly factor?: number;
+  /** Fraction of the delay that is random (0 = none, 1 = full jitter). @default 0.5 */
+  readonly jitter?: number;
+  /** Source of randomness in [0, 1). @default Math.random */
+  readonly random?: () => number;
+}
+
+/** Options of {@link RemoteFlipSource}. */
+export interface RemoteFlipSourceOptions {
+  /** Control plane base URLs (`http://127.0.0.1:7070`); the source moves to the next on failure. */
+  readonly urls: readonly string[];
+  /** Bearer token sent on the stream and on acknowledgements. @default none */
+  readonly token?: string;
+  /** This worker's id (sent as `worker` and in acks). */
+  readonly workerId: string;
+  /** This worker's release (sent as `release`). @default none */
+  readonly release?: string;
+  /**
+   * Lease length: the source fails closed when no acknowledgement renewed it, or nothing arrived
+   * on the stream, for this long. The server's value is used when it is shorter. @default 3000 (ms)
+   */
+  readonly staleAfterMs?: number;
+  /** Acknowledge at least this often. Must be below `staleAfterMs`. @default 1000 (ms) */
+  readonly heartbeatMs?: number;
+  /** Reconnection backoff. */
+  readonly backoff?: RemoteBackoffOptions;
+  /** fetch used by the stream and acknowledgements (tests inject faults). @default globalThis.fetch for the stream, node:http for acks */
+  readonly fetch?: typeof globalThis.fetch;
+  /** Clock and timers. @default Date.now and the global timers */
+  readonly clock?: RemoteClock;
+  /** Where to report transport trouble. @default silent */
+  readonly logger?: { warn(message: string): void };
+}
+
+const ackAnswerSchema = z.object({
+  head: z.number().int().min(0),
+  serverTime: z.number(),
+  staleAfterMs: z.number().int().positive(),
+});
+
+const heartbeatSchema = z.object({
+  head: z.number().int().min(0),
+  at: z.number(),
+});
+
+const systemClock: RemoteClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * Parsing and hashing are pure functions of the event bytes, and every subscriber in a process
+ * receives the same bytes; caching the validated result lets 1,000 subscribers in one process
+ * pay for one validation instead of 1,000. Only successful parses are cached.
+ */
+const parsedRecords = new Map<string, FlipRecord>();
+const PARSE_CACHE_SIZE = 256;
+
+function parseWireRecord(data: string): FlipRecord {
+  const hit = parsedRecords.get(data);
+  if (hit) return hit;
+  const record = parseFlipRecord(JSON.parse(data));
+  if (!verifyRecordHash(record))
+    throw new Error(`record ${record.seq} hash does not match its content`);
+  if (parsedRecords.size >= PARSE_CACHE_SIZE) {
+    const oldest = parsedRecords.keys().next();
+    if (!oldest.done) parsedRecords.delete(oldest.value);
+  }
+  parsedRecords.set(data, record);
+  return record;
+}
+
+function checkPositiveInt(name: string, v: number | undefined): void {
+  if (v !== undefined && (!Number.isInteger(v) || v <= 0)) {
+    throw new InvalidOptionError(name, 'a positive integer (ms)', v);
+  }
+}
+
+/**
+ * A flip source that follows a control plane over SSE (`GET /v1/stream`) with the `eventsource`
+ * package, applies flips strictly in seq order, acknowledges them (`POST /v1/acks`) and keeps a
+ * lease that fails it closed when the control plane goes silent. KS-6.3
+ *
+ * States: `connecting` (no state yet) -> `open` (state applied and lease valid) <-> `stale`
+ * (lease ran out, stream silent, or resynchronising) -> `closed` (stopped). Only `open` is
+ * fresh; the provider answers halted in every other state.
+ *
+ * @example
+ * ```ts
+ * const source = new RemoteFlipSource({ urls: ['http://127.0.0.1:7070'], token, workerId: 'w1' });
+ * const provider = new KillSwitchProvider({ source });
+ * ```
+ */
+export class RemoteFlipSource implements FlipSource {
+  readonly name: string;
+  readonly #urls: readonly string[];
+  readonly #token: string | undefined;
+  readonly #workerId: string;
+  readonly #release: string | undefined;
+  readonly #staleAfterMs: number;
+  readonly #heartbeatMs: number;
+  readonly #backoff: Required<RemoteBackoffOptions>;
+  readonly #fetch: typeof globalThis.fetch | undefined;
+  readonly #clock: RemoteClock;
+  readonly #logger: { warn(message: string): void } | undefined;
+
+  #listener: FlipSourceListener | undefined;
+  #status: SourceStatus = SourceStatus.CLOSED;
+  #statusDetail = '';
+  #stopped = true;
+
+  /** Applied state: the seq and hash of the last record applied; `undefined` before any snapshot. */
+  #applied: { seq: number; hash: string } | undefined;
+  /** True from a gap or malformed event until the next snapshot is applied. KS-6.3.2 */
+  #needSnapshot = false;
+  #resyncReason = '';
+
+  #es: EventSource | undefined;
+  #generation = 0;
+  #urlIndex = 0;
+  #attempt = 0;
+  #reconnectTimer: unknown;
+  #streamAlive = false;
+
+  #leaseUntil = Number.NEGATIVE_INFINITY;
+  #lastReceived = Number.NEGATIVE_INFINITY;
+  #deadlineTimer: unknown;
+  #ackTimer: unknown;
+  #ackInFlight: AbortController | undefined;
+  #ackPending = false;
+  #agent: HttpAgent | HttpsAgent | undefined;
+
+  /**
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` for bad options
+   */
+  constructor(options: RemoteFlipSourceOptions) {
+    const o = options as RemoteFlipSourceOptions | undefined;
+    if (!o || typeof o !== 'object') throw new InvalidOptionError('options', 'an object', o);
+    if (!Array.isArray(o.urls) || o.urls.length === 0) {
+      throw new InvalidOptionError('urls', 'a non-empty array of http(s) URLs', o.urls);
+    }
+    for (const u of o.urls) {
+      let ok = false;
+      try {
+        const p = new URL(u);
+        ok = p.protocol === 'http:' || p.protocol === 'https:';
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new InvalidOptionError('urls', 'http(s) URLs', u);
+    }
+    if (typeof o.workerId !== 'string' || o.workerId.trim() === '') {
+      throw new InvalidOptionError('workerId', 'a non-empty string', o.workerId);
+    }
+    if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) {
+      throw new InvalidOptionError('token', 'a non-empty string', o.token);
+    }
+    if (o.release !== undefined && (typeof o.release !== 'string' || o.release === '')) {
+      throw new InvalidOptionError('release', 'a non-empty string', o.release);
+    }
+    checkPositiveInt('staleAfterMs', o.staleAfterMs);
+    checkPositiveInt('heartbeatMs', o.heartbeatMs);
+    const staleAfterMs = o.staleAfterMs ?? 3000;
+    const heartbeatMs = o.heartbeatMs ?? 1000;
+    if (heartbeatMs >= staleAfterMs) {
+      throw new InvalidOptionError(
+        'heartbeatMs',
+        `less than staleAfterMs (${staleAfterMs})`,
+        heartbeatMs,
+      );
+    }
+    const b = o.backoff ?? {};
+    checkPositiveInt('backoff.initialMs', b.initialMs);
+    checkPositiveInt('backoff.maxMs', b.maxMs);
+    if (b.factor !== undefined && !(b.factor >= 1)) {
+      throw new InvalidOptionError('backoff.factor', 'a number >= 1', b.factor);
+    }
+    if (b.jitter !== undefined && !(b.jitter >= 0 && b.jitter <= 1)) {
+      throw new InvalidOptionError('backoff.jitter', 'a number in [0, 1]', b.jitter);
+    }
+    if (o.fetch !== undefined && typeof o.fetch !== 'function') {
+      throw new InvalidOptionError('fetch', 'a function', o.fetch);
+    }
+    this.#urls = o.urls.map((u) => u.replace(/\/+$/, ''));
+    this.#token = o.token;
+    this.#workerId = o.workerId;
+    this.#release = o.release;
+    this.#staleAfterMs = staleAfterMs;
+    this.#heartbeatMs = heartbeatMs;
+    this.#backoff = {
+      initialMs: b.initialMs ?? 100,
+      maxMs: b.maxMs ?? 5000,
+      factor: b.factor ?? 2,
+      jitter: b.jitter ?? 0.5,
+      random: b.random ?? Math.random,
+    };
+    this.#fetch = o.fetch;
+    this.#clock = o.clock ?? systemClock;
+    this.#logger = o.logger;
+    this.name = `remote:${this.#urls.join(',')}`;
+  }
+
+  /** The current state (`connecting`, `open`, `stale`, `closed`). */
+  get status(): SourceStatus {
+    return this.#status;
+  }
+
+  /** Seq of the last record applied (0 before any state). */
+  get appliedSeq(): number {
+    return this.#applied?.seq ?? 0;
+  }
+
+  async start(listener: FlipSourceListener): Promise<void> {
+    if (!this.#stopped)
+      throw new InvalidOptionError('start', 'a stopped source', 'a started source');
+    this.#stopped = false;
+    this.#listener = listener;
+    this.#applied = undefined;
+    this.#needSnapshot = false;
+    this.#leaseUntil = Number.NEGATIVE_INFINITY;
+    this.#lastReceived = Number.NEGATIVE_INFINITY;
+    this.#setStatus(SourceStatus.CONNECTING, 'starting');
+    this.#connect();
+    this.#scheduleAck();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#generation++;
+    this.#es?.close();
+    this.#es = undefined;
+    for (const t of [this.#reconnectTimer, this.#deadlineTimer, this.#ackTimer]) {
+      if (t !== undefined) this.#clock.clearTimeout(t);
+    }
+    this.#reconnectTimer = this.#deadlineTimer = this.#ackTimer = undefined;
+    this.#ackInFlight?.abort();
+    this.#ackInFlight = undefined;
+    this.#agent?.destroy();
+    this.#agent = undefined;
+    this.#setStatus(SourceStatus.CLOSED, 'stopped');
+    this.#listener = undefined;
+  }
+
+  // ---- stream ------------------------------------------------------------------------------
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const generation = ++this.#generation;
+    const base = this.#urls[this.#urlIndex % this.#urls.length]!;
+    const url = new URL(`${base}/v1/stream`);
+    url.searchParams.set('worker', this.#workerId); // KS-6.3.1
+    if (this.#release !== undefined) url.searchParams.set('release', this.#release);
+    const resume = this.#applied !== undefined && !this.#needSnapshot;
+    if (!resume) url.searchParams.set('snapshot', '1');
+    const lastEventId = resume ? String(this.#applied!.seq) : undefined;
+    const token = this.#token;
+    const baseFetch = this.#fetch ?? globalThis.fetch;
+    // Our own Last-Event-ID (what we applied, not what the client last saw) and the token in a
+    // header: eventsource's `fetch` hook is the supported way to add headers. KS-6.3.1
+    const fetchWithHeaders: FetchLike = (input, init) => {
+      const headers: Record<string, string> = { ...init.headers };
+      if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
+      delete headers['Last-Event-ID'];
+      delete headers['last-event-id'];
+      if (lastEventId !== undefined) headers['Last-Event-ID'] = lastEventId;
+      return baseFetch(input, { ...init, headers } as RequestInit);
+    };
+    this.#streamAlive = false;
+    const es = new EventSource(url, { fetch: fetchWithHeaders });
+    this.#es = es;
+    const live = () => generation === this.#generation && !this.#stopped;
+    es.addEventListener('snapshot', (ev) => {
+      if (live()) this.#onSnapshotEvent(ev.data);
+    });
+    es.addEventListener('flip', (ev) => {
+      if (live()) this.#onFlipEvent(ev.data);
+    });
+    es.addEventListener('heartbeat', (ev) => {
+      if (live()) this.#onHeartbeatEvent(ev.data);
+    });
+    es.addEventListener('error', (ev) => {
+      if (!live()) return;
+      const code = (ev as { code?: number }).code;
+      const message = (ev as { message?: string }).message;
+      this.#fail(
+        `stream error${code !== undefined ? ` ${code}` : ''}${message ? `: ${message}` : ''}`,
+      );
+    });
+  }
+
+  /** The connection failed or ended: close it, move to the next URL, retry after a backoff. KS-6.3.3 */
+  #fail(reason: string): void {
+    this.#generation++;
+    this.#es?.close();
+    this.#es = undefined;
+    this.#logger?.warn(`remote flip source ${this.#workerId}: ${reason}`);
+    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
+    const { initialMs, maxMs, factor, jitter, random } = this.#backoff;
+    const base = Math.min(maxMs, initialMs * factor ** Math.min(this.#attempt, 30));
+    const delay = Math.round(base * (1 - jitter * random()));
+    this.#attempt++;
+    this.#refresh();
+    this.#reconnectTimer = this.#clock.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.#connect();
+    }, delay);
+  }
+
+  /** Fail closed and fetch a fresh snapshot. KS-6.3.2, KS-6.3.4 */
+  #resync(reason: string): void {
+    this.#needSnapshot = true;
+    this.#resyncReason = reason;
+    this.#refresh();
+    // A resync is not a transport failure: reconnect at once on the same URL, but count it so
+    // a server that keeps sending bad events is not hammered.
+    this.#generation++;
+    this.#es?.close();
+    this.#es = undefined;
+    this.#logger?.warn(`remote flip source ${this.#workerId}: resynchronising: ${reason}`);
+    const delay =
+      this.#attempt === 0
+        ? 0
+        : Math.min(
+            this.#backoff.maxMs,
+            this.#backoff.initialMs * this.#backoff.factor ** Math.min(this.#attempt, 30),
+          );
+    this.#attempt++;
+    this.#reconnectTimer = this.#clock.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.#connect();
+    }, delay);
+  }
+
+  #received(): void {
+    this.#lastReceived = this.#clock.now();
+    if (!this.#streamAlive) {
+      this.#streamAlive = true;
+    }
+  }
+
+  #onSnapshotEvent(data: string): void {
+    let snapshot: KillSnapshot;
+    try {
+      snapshot = KillState.fromSnapshot(JSON.parse(data)).toSnapshot();
+    } catch (err) {
+      this.#resync(`malformed snapshot: ${(err as Error).message}`);
+      return;
+    }
+    this.#received();
+    this.#attempt = 0;
+    this.#applied = { seq: snapshot.seq, hash: snapshot.hash };
+    this.#needSnapshot = false;
+    this.#listener?.onSnapshot(snapshot);
+    this.#refresh();
+    this.#ack(); // KS-6.2.1
+  }
+
+  #onFlipEvent(data: string): void {
+    let record: FlipRecord;
+    try {
+      record = parseWireRecord(data);
+    } catch (err) {
+      this.#resync(`malformed flip: ${(err as Error).message}`);
+      return;
+    }
+    this.#received();
+    this.#attempt = 0;
+    const applied = this.#applied;
+    // Before any snapshot (or while waiting for one) a flip cannot be placed: wait for the snapshot.
+    if (applied === undefined || this.#needSnapshot) return;
+    if (record.seq <= applied.seq) return; // duplicate (replay overlap); KS-6.3.2
+    if (record.seq !== applied.seq + 1) {
+      this.#resync(`gap: expected seq ${applied.seq + 1}, received ${record.seq}`);
+      return;
+    }
+    if (record.prev !== applied.hash) {
+      this.#resync(`record ${record.seq} does not chain to ${applied.seq}`);
+      return;
+    }
+    this.#applied = { seq: record.seq, hash: record.hash };
+    this.#listener?.onFlip(record);
+    this.#refresh();
+    this.#ack(); // KS-6.2.1
+  }
+
+  #onHeartbeatEvent(data: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      parsed = undefined;
+    }
+    const hb = heartbeatSchema.safeParse(parsed);
+    if (!hb.success) {
+      this.#resync('malformed heartbeat');
+      return;
+    }
+    this.#received();
+    this.#attempt = 0;
+    this.#refresh();
+  }
+
+  // ---- acknowledgements and the lease (KS-6.2) ----------------------------------------------
+
+  #scheduleAck(): void {
+    if (this.#stopped) return;
+    if (this.#ackTimer !== undefined) this.#clock.clearTimeout(this.#ackTimer);
+    this.#ackTimer = this.#clock.setTimeout(() => {
+      this.#ackTimer = undefined;
+      this.#ack();
+    }, this.#heartbeatMs);
+  }
+
+  #ack(): void {
+    if (this.#stopped) return;
+    this.#scheduleAck();
+    if (this.#applied === undefined) return;
+    if (this.#ackInFlight) {
+      this.#ackPending = true;
+      return;
+    }
+    const seq = this.#applied.seq;
+    const base = this.#urls[this.#urlIndex % this.#urls.length]!;
+    const sentAt = this.#clock.now(); // KS-6.2.2: read the clock before sending
+    const controller = new AbortController();
+    this.#ackInFlight = controller;
+    // An ack that takes longer than the lease is worthless; abandon it so the next can go.
+    const timeout = this.#clock.setTimeout(() => controller.abort(), this.#staleAfterMs);
+    const body: Record<string, unknown> = { workerId: this.#workerId, seq };
+    if (this.#release !== undefined) body['release'] = this.#release;
+    this.#post(`${base}/v1/acks`, JSON.stringify(body), controller.signal)
+      .then(({ status, text }) => {
+        if (controller.signal.aborted || this.#stopped) return;
+        if (status !== 200) throw new Error(`ack answered ${status}`);
+        const answer = ackAnswerSchema.safeParse(JSON.parse(text));
+        if (!answer.success) throw new Error('malformed ack answer');
+        // KS-6.2.2: extend only when we are not behind the server's head.
+        if (answer.data.head <= seq) {
+          const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
+          this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + lease);
+        }
+        this.#refresh();
+      })
+      .catch((err: unknown) => {
+        if (!this.#stopped && !controller.signal.aborted) {
+          this.#logger?.warn(`remote flip source ${this.#workerId}: ${(err as Error).message}`);
+        }
+      })
+      .finally(() => {
+        this.#clock.clearTimeout(timeout);
+        if (this.#ackInFlight === controller) this.#ackInFlight = undefined;
+        if (this.#ackPending && !this.#stopped) {
+          this.#ackPending = false;
+          this.#ack();
+        }
+      });
+  }
+
+  /** POSTs JSON: the injected fetch when there is one, else node:http with our own agent (released on stop). */
+  async #post(
+    url: string,
+    body: string,
+    signal: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (this.#token !== undefined) headers['authorization'] = `Bearer ${this.#token}`;
+    if (this.#fetch) {
+      const res = await this.#fetch(url, { method: 'POST', headers, body, signal });
+      return { status: res.status, text: await res.text() };
+    }
+    const target = new URL(url);
+    const https = target.protocol === 'https:';
+    this.#agent ??= https
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1 })
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const agent = this.#agent;
+    return new Promise((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(
+        target,
+        {
+          method: 'POST',
+          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+          agent,
+          signal,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  // ---- the state machine -------------------------------------------------------------------
+
+  /** Recomputes the status from the facts and arms the timer for the next deadline. KS-6.2.3 */
+  #refresh(): void {
+    if (this.#stopped) return;
+    const now = this.#clock.now();
+    const silentUntil = this.#lastReceived + this.#staleAfterMs;
+    let reason: string | undefined;
+    if (this.#applied === undefined) reason = 'no state yet';
+    else if (this.#needSnapshot) reason = `resynchronising: ${this.#resyncReason}`;
+    else if (now >= this.#leaseUntil) reason = 'lease ran out (no acknowledgement renewed it)';
+    else if (now >= silentUntil) reason = `nothing received for ${this.#staleAfterMs} ms`;
+    if (reason === undefined) {
+      this.#setStatus(SourceStatus.OPEN, 'fresh');
+    } else if (this.#status === SourceStatus.CONNECTING && this.#applied === undefined) {
+      // still connecting for the first time: already failed closed, nothing new to say
+    } else {
+      this.#setStatus(SourceStatus.STALE, reason);
+    }
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    if (reason === undefined) {
+      const next = Math.min(this.#leaseUntil, silentUntil);
+      this.#deadlineTimer = this.#clock.setTimeout(
+        () => {
+          this.#deadlineTimer = undefined;
+          this.#refresh();
+        },
+        Math.max(0, next - now),
+      );
+    }
+  }
+
+  #setStatus(status: SourceStatus, detail: string): void {
+    if (status === this.#status && detail === this.#statusDetail) return;
+    const changed = status !== this.#status;
+    this.#status = status;
+    this.#statusDetail = detail;
+    if (changed) this.#listener?.onStatus(status, detail);
+  }
+}

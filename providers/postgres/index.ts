@@ -1,0 +1,4 @@
+export {
+  PostgresFlipLogStore,
+  type PostgresFlipLogStoreOptions,
+} from './postgres-flip-log-store.js';

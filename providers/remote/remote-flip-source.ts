@@ -355,6 +355,10 @@ export class RemoteFlipSource implements FlipSource {
             this.#backoff.initialMs * this.#backoff.factor ** Math.min(this.#attempt, 30),
           );
     this.#attempt++;
+    if (delay === 0) {
+      this.#connect();
+      return;
+    }
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#connect();
@@ -541,8 +545,8 @@ export class RemoteFlipSource implements FlipSource {
     else if (now >= silentUntil) reason = `nothing received for ${this.#staleAfterMs} ms`;
     if (reason === undefined) {
       this.#setStatus(SourceStatus.OPEN, 'fresh');
-    } else if (this.#status === SourceStatus.CONNECTING && this.#applied === undefined) {
-      // still connecting for the first time: already failed closed, nothing new to say
+    } else if (this.#status === SourceStatus.CONNECTING) {
+      // never fresh yet: already failed closed, and `stale` would suggest it once was fresh
     } else {
       this.#setStatus(SourceStatus.STALE, reason);
     }

@@ -1,0 +1,344 @@
+import { describe, expect, it, vi, afterEach } from 'vitest';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { RemoteFlipSource, type RemoteClock } from '../../providers/remote/index.js';
+import { InvalidOptionError } from '../../src/errors.js';
+import { KillState, type FlipRecord, type KillSnapshot } from '../../src/model/index.js';
+import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
+
+/** A clock whose time moves only when the test says so. */
+class ManualClock implements RemoteClock {
+  t = 1_000_000;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.#timers.delete(h as number);
+  }
+  get pending(): number {
+    return this.#timers.size;
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#timers)
+        if (e[1].at <= end && (!first || e[1].at < first[1].at)) first = e;
+      if (!first) break;
+      this.#timers.delete(first[0]);
+      this.t = Math.max(this.t, first[1].at);
+      first[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+interface StreamReq {
+  url: URL;
+  headers: Record<string, string>;
+  push(event: string, data: unknown, id?: number): void;
+  raw(text: string): void;
+  end(): void;
+}
+
+/** A fake control plane behind an injected fetch: tests write SSE events by hand. */
+class FakeServer {
+  streams: StreamReq[] = [];
+  acks: { seq: number; headers: Record<string, string> }[] = [];
+  head = 0;
+  ackStatus = 200;
+  holdAcks = false;
+  held: (() => void)[] = [];
+  fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(String(input));
+    const headers = Object.fromEntries(
+      Object.entries((init?.headers ?? {}) as Record<string, string>),
+    );
+    if (url.pathname === '/v1/acks') {
+      const body = JSON.parse(String(init?.body)) as { seq: number };
+      this.acks.push({ seq: body.seq, headers });
+      const answer = () =>
+        new Response(JSON.stringify({ head: this.head, serverTime: 0, staleAfterMs: 3000 }), {
+          status: this.ackStatus,
+        });
+      if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
+      return answer();
+    }
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const enc = new TextEncoder();
+    const signal = init?.signal as AbortSignal | undefined;
+    signal?.addEventListener('abort', () => {
+      try {
+        controller.error(new Error('aborted'));
+      } catch {
+        /* already closed */
+      }
+    });
+    const write = (s: string) => {
+      try {
+        controller.enqueue(enc.encode(s));
+      } catch {
+        /* closed */
+      }
+    };
+    this.streams.push({
+      url,
+      headers,
+      push: (event, data, id) =>
+        write(
+          `event: ${event}\n${id !== undefined ? `id: ${id}\n` : ''}data: ${JSON.stringify(data)}\n\n`,
+        ),
+      raw: write,
+      end: () => controller.close(),
+    });
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+  };
+  get last(): StreamReq {
+    return this.streams[this.streams.length - 1]!;
+  }
+}
+
+class Recorder implements FlipSourceListener {
+  snapshots: KillSnapshot[] = [];
+  applied: number[] = [];
+  statuses: SourceStatus[] = [];
+  onSnapshot(s: KillSnapshot): void {
+    this.snapshots.push(s);
+    this.applied.push(-s.seq);
+  }
+  onFlip(r: FlipRecord): void {
+    this.applied.push(r.seq);
+  }
+  onStatus(s: SourceStatus): void {
+    this.statuses.push(s);
+  }
+  get status(): SourceStatus | undefined {
+    return this.statuses[this.statuses.length - 1];
+  }
+}
+
+async function log(n: number): Promise<FlipRecord[]> {
+  const store = new MemoryFlipLogStore();
+  for (let i = 0; i < n; i++) {
+    await store.append({ actor: 't', action: 'halt', selector: { tenant: `t${i}` }, reason: 'r' });
+  }
+  return store.read();
+}
+
+const sources: RemoteFlipSource[] = [];
+afterEach(async () => {
+  for (const s of sources.splice(0)) await s.stop();
+});
+
+async function setup(extra: Partial<ConstructorParameters<typeof RemoteFlipSource>[0]> = {}) {
+  const server = new FakeServer();
+  const clock = new ManualClock();
+  const source = new RemoteFlipSource({
+    urls: ['http://a.test', 'http://b.test'],
+    token: 'tok',
+    workerId: 'w1',
+    release: 'r9',
+    fetch: server.fetch as typeof fetch,
+    clock,
+    backoff: { random: () => 0 },
+    ...extra,
+  });
+  sources.push(source);
+  const rec = new Recorder();
+  await source.start(rec);
+  await vi.waitFor(() => expect(server.streams.length).toBe(1));
+  return { server, clock, source, rec };
+}
+
+const snap = (records: FlipRecord[], upTo: number) =>
+  KillState.fold(records.slice(0, upTo)).toSnapshot();
+
+describe('KS-6.3.1 the source identifies the worker and sends the token in a header', () => {
+  it('asks for a snapshot with worker and release and the bearer token on the stream and on acks', async () => {
+    const { server } = await setup();
+    const req = server.last;
+    expect(req.url.pathname).toBe('/v1/stream');
+    expect(req.url.searchParams.get('worker')).toBe('w1');
+    expect(req.url.searchParams.get('release')).toBe('r9');
+    expect(req.url.searchParams.get('snapshot')).toBe('1');
+    expect(req.headers['Authorization']).toBe('Bearer tok');
+    req.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(server.acks.length).toBe(1));
+    expect(server.acks[0]!.headers['authorization']).toBe('Bearer tok');
+  });
+
+  it('rejects bad options at construction', () => {
+    const ok = { urls: ['http://x'], workerId: 'w' };
+    expect(() => new RemoteFlipSource({ ...ok, urls: [] })).toThrow(InvalidOptionError);
+    expect(() => new RemoteFlipSource({ ...ok, urls: ['ftp://x'] })).toThrow(/urls/);
+    expect(() => new RemoteFlipSource({ ...ok, workerId: '' })).toThrow(/workerId/);
+    expect(() => new RemoteFlipSource({ ...ok, staleAfterMs: 0 })).toThrow(/staleAfterMs/);
+    expect(() => new RemoteFlipSource({ ...ok, heartbeatMs: 5000 })).toThrow(/heartbeatMs/);
+    expect(() => new RemoteFlipSource({ ...ok, backoff: { jitter: 2 } })).toThrow(/jitter/);
+  });
+});
+
+describe('KS-6.3.2 flips are applied strictly in seq order', () => {
+  it('applies in order, ignores duplicates and opens once the lease is granted', async () => {
+    const records = await log(3);
+    const { server, rec, source } = await setup();
+    server.head = 1;
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.head = 3;
+    server.last.push('flip', records[1], 2);
+    server.last.push('flip', records[1], 2);
+    server.last.push('flip', records[0], 1);
+    server.last.push('flip', records[2], 3);
+    await vi.waitFor(() => expect(source.appliedSeq).toBe(3));
+    expect(rec.applied).toEqual([-1, 2, 3]);
+    await vi.waitFor(() => expect(server.acks.at(-1)?.seq).toBe(3));
+  });
+
+  it('a gap fails closed and resynchronises with snapshot=1 until the snapshot is applied', async () => {
+    const records = await log(4);
+    const { server, rec, source } = await setup();
+    server.head = 1;
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', records[2], 3); // seq 2 is missing
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.status).toBe('stale');
+    expect(server.last.url.searchParams.get('snapshot')).toBe('1');
+    expect(source.appliedSeq).toBe(1);
+    server.head = 4;
+    server.last.push('flip', records[3], 4); // flips before the snapshot are not applied
+    server.last.push('snapshot', snap(records, 3), 3);
+    server.last.push('flip', records[3], 4);
+    await vi.waitFor(() => expect(source.appliedSeq).toBe(4));
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    expect(rec.applied).toEqual([-1, -3, 4]);
+  });
+
+  it('a record whose prev does not chain triggers a resync', async () => {
+    const records = await log(2);
+    const other = await log(2); // same seqs, different hashes (different times/ids)
+    const { server, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.applied).toEqual([-1]));
+    server.last.push('flip', { ...other[1]!, prev: 'f'.repeat(64) }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1]);
+  });
+});
+
+describe('KS-6.3.4 a malformed event is never applied and causes a resync', () => {
+  it.each([
+    ['not JSON', 'event: flip\nid: 2\ndata: {nope\n\n'],
+    ['a record that fails validation', 'event: flip\nid: 2\ndata: {"seq":2}\n\n'],
+    ['a snapshot that fails validation', 'event: snapshot\nid: 2\ndata: {"seq":-1}\n\n'],
+    ['a bad heartbeat', 'event: heartbeat\ndata: []\n\n'],
+  ])('%s', async (_name, text) => {
+    const records = await log(2);
+    const { server, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.raw(text);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.status).toBe('stale');
+    expect(rec.applied).toEqual([-1]);
+    expect(server.last.url.searchParams.get('snapshot')).toBe('1');
+  });
+
+  it('a record whose hash does not match its content is refused', async () => {
+    const records = await log(2);
+    const { server, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1]);
+  });
+});
+
+describe('KS-6.2.2 KS-6.2.3 the lease', () => {
+  it('runs from the time the ack was sent and fails closed when it runs out', async () => {
+    const { server, rec, clock } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });
+    server.holdAcks = true;
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(server.held.length).toBe(1));
+    clock.advance(500); // the answer arrives 500 ms after the ack was sent
+    server.held.shift()!();
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    clock.advance(2499); // 2999 ms after sending: still open
+    expect(rec.status).toBe('open');
+    clock.advance(1);
+    expect(rec.status).toBe('stale');
+  });
+
+  it('does not extend the lease when the server head is beyond the acknowledged seq', async () => {
+    const { server, rec, clock } = await setup();
+    server.head = 5;
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(server.acks.length).toBe(1));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(rec.status).toBe('connecting');
+    server.head = 0;
+    clock.advance(1000);
+    server.last.push('heartbeat', { head: 0, at: 0 });
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+  });
+
+  it('goes stale when the stream is silent for staleAfterMs even if acks succeed, and fresh again on data', async () => {
+    const { server, rec, clock } = await setup();
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    for (let i = 0; i < 3; i++) {
+      clock.advance(1000);
+      await vi.waitFor(() => expect(server.acks.length).toBe(i + 2));
+    }
+    expect(rec.status).toBe('stale');
+    server.last.push('heartbeat', { head: 0, at: 0 });
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+  });
+});
+
+describe('KS-6.3.3 reconnection', () => {
+  it('moves to the next URL with backoff and resumes by Last-Event-ID', async () => {
+    const records = await log(3);
+    const { server, rec, clock, source } = await setup({
+      backoff: { initialMs: 100, random: () => 0 },
+    });
+    server.last.push('snapshot', snap(records, 2), 2);
+    await vi.waitFor(() => expect(source.appliedSeq).toBe(2));
+    server.last.end();
+    await vi.waitFor(() => expect(clock.pending).toBeGreaterThanOrEqual(3));
+    clock.advance(99);
+    expect(server.streams.length).toBe(1);
+    clock.advance(1);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(server.last.url.host).toBe('b.test');
+    expect(server.last.url.searchParams.has('snapshot')).toBe(false);
+    expect(server.last.headers['Last-Event-ID']).toBe('2');
+    server.last.end();
+    await new Promise((r) => setTimeout(r, 20));
+    clock.advance(199); // second failure: 200 ms
+    expect(server.streams.length).toBe(2);
+    clock.advance(1);
+    await vi.waitFor(() => expect(server.streams.length).toBe(3));
+    expect(server.last.url.host).toBe('a.test');
+    server.last.push('flip', records[2], 3);
+    await vi.waitFor(() => expect(rec.applied).toEqual([-2, 3]));
+  });
+
+  it('stop() clears every timer and reports closed', async () => {
+    const { rec, clock, source, server } = await setup();
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    await source.stop();
+    expect(clock.pending).toBe(0);
+    expect(rec.status).toBe('closed');
+  });
+});

@@ -1,0 +1,408 @@
+import { mkdir, open } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { ErrorCode, InvalidOptionError, KillSwitchError } from '../../src/errors.js';
+import { canonicalJson } from '../../src/model/canonical-json.js';
+import {
+  chainRecord,
+  sameFlip,
+  type FlipInput,
+  type FlipRecord,
+  type NormalizedFlip,
+} from '../../src/model/flip-record.js';
+import type {
+  AppendResult,
+  FlipLogStore,
+  LogHead,
+  ReadOptions,
+  RecordListener,
+} from '../../src/store/flip-log-store.js';
+import { LogCore } from '../../src/store/internal/log-core.js';
+import { Mutex } from '../../src/internal/mutex.js';
+import { LockFile } from './internal/lock-file.js';
+import { parseFlipLog } from './read-flip-log-file.js';
+
+/**
+ * The few operations the store needs from an open log file. `node:fs/promises`' `FileHandle`
+ * satisfies it; tests pass a wrapper to inject faults (disk full, EIO, short writes).
+ */
+export interface LogFileHandle {
+  readFile(): Promise<Buffer>;
+  write(buffer: Uint8Array): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link FileFlipLogStore}. */
+export interface FileFlipLogStoreOptions {
+  /** The JSON-lines log file; created (mode 0600, directory 0700) when missing. */
+  readonly path: string;
+  /**
+   * fsync each write before acknowledging it. Turning it off breaks KS-2.4.1 (a power loss can
+   * lose acknowledged flips); it is meant for tests on throw-away files. @default true
+   */
+  readonly fsync?: boolean;
+  /** Told about a torn last line that was cut, and a stale lock that was taken over. @default console */
+  readonly logger?: { warn(msg: string): void };
+  /** Clock for each record's `at`. @default () => new Date() */
+  readonly now?: () => Date;
+  /**
+   * At most this many appends share one write and one fsync (group commit). 1 turns group
+   * commit off. @default 256 records
+   */
+  readonly maxBatchRecords?: number;
+  /**
+   * Opens the log file for reading and appending (fault injection in tests).
+   * @default `fs.promises.open(path, 'a+', 0o600)`
+   */
+  readonly openFile?: (path: string) => Promise<LogFileHandle>;
+}
+
+/** The store's life cycle. `failed`: a write failed; reads work, appends are refused. KS-2.4.4 */
+export const FileStoreState = {
+  NEW: 'new',
+  OPEN: 'open',
+  FAILED: 'failed',
+  CLOSED: 'closed',
+} as const;
+export type FileStoreState = (typeof FileStoreState)[keyof typeof FileStoreState];
+
+interface Pending {
+  readonly input: FlipInput;
+  readonly resolve: (r: AppendResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/**
+ * The embedded flip log: one JSON record per line in a local file, hash-chained. KS-2.x
+ *
+ * - An append resolves only after its line is written and fsynced (KS-2.4.1). Appends that
+ *   arrive while a write is in flight are written together with one fsync (group commit), in
+ *   call order.
+ * - Opening reads and verifies the whole chain (KS-2.3.3); a torn last line is cut with a
+ *   warning; a broken record before it refuses the open with `KS_LOG_CORRUPT` (KS-2.4.2).
+ * - A lock file (`<path>.lock`) keeps a second writer out; a lock left by a dead process is
+ *   taken over (KS-2.4.5).
+ * - A failed write or fsync fails the append and every append after it until the store is
+ *   closed and opened again, so nothing is ever chained onto a half-written record (KS-2.4.4).
+ *
+ * Calls made before {@link FileFlipLogStore.open} open the store first.
+ *
+ * @example
+ * ```ts
+ * const store = new FileFlipLogStore({ path: '/var/lib/killswitch/flips.jsonl' });
+ * await store.open();
+ * await store.append({ actor: 'oncall', action: 'halt', selector: {}, reason: 'INC-7' });
+ * ```
+ */
+export class FileFlipLogStore implements FlipLogStore {
+  readonly kind = 'file';
+  /** The absolute path of the log file. */
+  readonly path: string;
+  readonly #fsync: boolean;
+  readonly #logger: { warn(msg: string): void };
+  readonly #now: () => Date;
+  readonly #maxBatch: number;
+  readonly #openFile: (path: string) => Promise<LogFileHandle>;
+  readonly #core = new LogCore();
+  /** Serialises open, each batch write and close. */
+  readonly #mutex = new Mutex();
+  #state: FileStoreState = FileStoreState.NEW;
+  #opening: Promise<void> | undefined;
+  #fh: LogFileHandle | undefined;
+  #lock: LockFile | undefined;
+  /** Length of the file's durable, verified prefix. */
+  #size = 0;
+  #failure: KillSwitchError | undefined;
+  readonly #queue: Pending[] = [];
+  #draining = false;
+
+  /**
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the bad option
+   */
+  constructor(options: FileFlipLogStoreOptions) {
+    const o = options as Partial<FileFlipLogStoreOptions> | undefined;
+    if (typeof o !== 'object' || o === null)
+      throw new InvalidOptionError('options', 'an object', o);
+    if (typeof o.path !== 'string' || o.path.trim() === '' || o.path.includes('\0')) {
+      throw new InvalidOptionError('path', 'a non-empty file path', o.path);
+    }
+    if (o.fsync !== undefined && typeof o.fsync !== 'boolean') {
+      throw new InvalidOptionError('fsync', 'a boolean', o.fsync);
+    }
+    if (o.logger !== undefined && typeof o.logger?.warn !== 'function') {
+      throw new InvalidOptionError('logger', 'an object with a warn(msg) function', o.logger);
+    }
+    if (o.now !== undefined && typeof o.now !== 'function') {
+      throw new InvalidOptionError('now', 'a function returning a Date', o.now);
+    }
+    if (
+      o.maxBatchRecords !== undefined &&
+      !(Number.isSafeInteger(o.maxBatchRecords) && o.maxBatchRecords >= 1)
+    ) {
+      throw new InvalidOptionError('maxBatchRecords', 'an integer >= 1', o.maxBatchRecords);
+    }
+    if (o.openFile !== undefined && typeof o.openFile !== 'function') {
+      throw new InvalidOptionError('openFile', 'a function', o.openFile);
+    }
+    this.path = resolve(o.path);
+    this.#fsync = o.fsync ?? true;
+    this.#logger = o.logger ?? { warn: (m) => console.warn(m) };
+    this.#now = o.now ?? (() => new Date());
+    this.#maxBatch = o.maxBatchRecords ?? 256;
+    this.#openFile = o.openFile ?? ((p) => open(p, 'a+', 0o600));
+  }
+
+  /** Where the store is in its life cycle. */
+  get state(): FileStoreState {
+    return this.#state;
+  }
+
+  /**
+   * Opens the file (creating it), takes the lock, verifies the chain and cuts a torn last line.
+   * Idempotent.
+   *
+   * @throws {LogCorruptError} `KS_LOG_CORRUPT` naming the first bad seq (the store stays closed)
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` (locked, unreadable), `KS_STORE_CLOSED`
+   */
+  open(): Promise<void> {
+    if (this.#state === FileStoreState.CLOSED) return Promise.reject(this.#closedError());
+    if (this.#state !== FileStoreState.NEW) return Promise.resolve();
+    this.#opening ??= this.#mutex
+      .run(() => this.#doOpen())
+      .finally(() => {
+        this.#opening = undefined;
+      });
+    return this.#opening;
+  }
+
+  async #doOpen(): Promise<void> {
+    if (this.#state !== FileStoreState.NEW) return;
+    const dir = dirname(this.path);
+    let lock: LockFile | undefined;
+    let fh: LogFileHandle | undefined;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      lock = await LockFile.acquire(`${this.path}.lock`, (m) => this.#logger.warn(m));
+      fh = await this.#openFile(this.path);
+      const bytes = await fh.readFile();
+      const log = parseFlipLog(bytes);
+      if (log.tornBytes > 0) {
+        // KS-2.4.2: an interrupted write was never acknowledged; cut it so appends chain on the
+        // last good record, and make the cut durable before anything is appended after it.
+        this.#logger.warn(
+          `killswitch: ${this.path}: cut a torn last line (${log.tornBytes} bytes after seq ${log.head.seq})`,
+        );
+        await fh.truncate(log.goodBytes);
+        await fh.sync();
+      }
+      if (bytes.length === 0) await syncDirectory(dir); // a new file's name must be durable too
+      this.#core.load(log.records);
+      this.#size = log.goodBytes;
+      this.#fh = fh;
+      this.#lock = lock;
+      this.#state = FileStoreState.OPEN;
+    } catch (err) {
+      await fh?.close().catch(() => undefined);
+      await lock?.release().catch(() => undefined);
+      if (err instanceof KillSwitchError) throw err;
+      throw new KillSwitchError(
+        ErrorCode.STORE_UNAVAILABLE,
+        `cannot open flip log ${this.path}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Appends a flip; resolves once its line is fsynced. KS-2.4.1
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT` (nothing appended)
+   * @throws {KillSwitchError} `KS_ID_CONFLICT`; `KS_STORE_UNAVAILABLE` when this or an earlier
+   *   write failed (KS-2.4.4); `KS_STORE_CLOSED`
+   */
+  append(input: FlipInput): Promise<AppendResult> {
+    if (this.#state === FileStoreState.NEW) return this.open().then(() => this.append(input));
+    try {
+      this.#writable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Queued synchronously, so an append called before close() is written before the file closes.
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.#queue.push({ input, resolve, reject });
+      if (!this.#draining) {
+        this.#draining = true;
+        void this.#mutex.run(() => this.#drain());
+      }
+    });
+  }
+
+  async read(options?: ReadOptions): Promise<FlipRecord[]> {
+    await this.#ready();
+    return this.#core.read(options);
+  }
+
+  async head(): Promise<LogHead> {
+    await this.#ready();
+    return this.#core.head();
+  }
+
+  /** @throws {KillSwitchError} `KS_STORE_CLOSED` */
+  subscribe(listener: RecordListener): () => void {
+    if (this.#state === FileStoreState.CLOSED) throw this.#closedError();
+    return this.#core.subscribe(listener);
+  }
+
+  /**
+   * Lets appends already accepted finish, then closes the file and releases the lock. Later
+   * calls fail with `KS_STORE_CLOSED`.
+   */
+  async close(): Promise<void> {
+    if (this.#state === FileStoreState.CLOSED) return;
+    this.#state = FileStoreState.CLOSED;
+    this.#core.clearListeners();
+    await this.#mutex.run(async () => {
+      const fh = this.#fh;
+      const lock = this.#lock;
+      this.#fh = undefined;
+      this.#lock = undefined;
+      await fh?.close().catch(() => undefined);
+      await lock?.release();
+    });
+  }
+
+  async #ready(): Promise<void> {
+    if (this.#state === FileStoreState.NEW) await this.open();
+    if (this.#state === FileStoreState.CLOSED) throw this.#closedError();
+  }
+
+  #writable(): void {
+    if (this.#state === FileStoreState.CLOSED) throw this.#closedError();
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Writes queued appends in batches until the queue is empty. Runs under the mutex. */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#maxBatch);
+        if (this.#failure !== undefined || this.#fh === undefined) {
+          const err = this.#failure ?? this.#closedError();
+          for (const p of batch) p.reject(err);
+          continue;
+        }
+        await this.#writeBatch(this.#fh, batch);
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #writeBatch(fh: LogFileHandle, batch: readonly Pending[]): Promise<void> {
+    const accepted: { p: Pending; record: FlipRecord; duplicate: boolean }[] = [];
+    const pendingById = new Map<string, FlipRecord>();
+    const lines: string[] = [];
+    let head: LogHead = this.#core.head();
+    for (const p of batch) {
+      try {
+        const now = this.#now();
+        const prepared = this.#core.prepare(p.input, now);
+        if ('duplicate' in prepared) {
+          p.resolve({ record: prepared.duplicate, duplicate: true }); // already durable
+          continue;
+        }
+        const flip = flipOf(prepared.next);
+        const earlier = pendingById.get(flip.id);
+        if (earlier !== undefined) {
+          // The same id twice in one batch: one flip (KS-2.2.3), acknowledged with the first.
+          if (!sameFlip(earlier, flip)) {
+            throw new KillSwitchError(
+              ErrorCode.ID_CONFLICT,
+              `flip id ${flip.id} is already used by seq ${earlier.seq} for a different flip`,
+            );
+          }
+          accepted.push({ p, record: earlier, duplicate: true });
+          continue;
+        }
+        // prepare chained onto the durable head; chain onto this batch's records instead.
+        const record = lines.length === 0 ? prepared.next : chainRecord(flip, head, now);
+        pendingById.set(record.id, record);
+        lines.push(canonicalJson(record) + '\n');
+        accepted.push({ p, record, duplicate: false });
+        head = record;
+      } catch (err) {
+        p.reject(err); // KS-2.1.2: refused, nothing appended for this one
+      }
+    }
+    if (lines.length === 0) return;
+    const bytes = Buffer.from(lines.join(''), 'utf8');
+    try {
+      await writeAll(fh, bytes);
+      if (this.#fsync) await fh.sync();
+    } catch (err) {
+      await this.#fail(fh, err);
+      for (const a of accepted) a.p.reject(this.#failure);
+      return;
+    }
+    this.#size += bytes.length;
+    for (const a of accepted) {
+      if (a.duplicate) a.p.resolve({ record: a.record, duplicate: true });
+      else a.p.resolve(this.#core.commit(a.record));
+    }
+  }
+
+  /**
+   * KS-2.4.4: after a failed write the file may end in a partial record, and after a failed
+   * fsync the kernel may have dropped the dirty pages, so nothing the process believes about the
+   * tail can be trusted. Refuse every later append until the store is reopened (open verifies
+   * the file and cuts a torn tail). Cutting back to the last acknowledged length now is only a
+   * best effort that makes a retry's outcome less surprising.
+   */
+  async #fail(fh: LogFileHandle, cause: unknown): Promise<void> {
+    this.#state = FileStoreState.FAILED;
+    this.#failure = new KillSwitchError(
+      ErrorCode.STORE_UNAVAILABLE,
+      `write to flip log ${this.path} failed (${(cause as Error)?.message ?? String(cause)}); ` +
+        'the append is not acknowledged and the store refuses appends until it is reopened',
+      { cause },
+    );
+    this.#logger.warn(`killswitch: ${this.#failure.message}`);
+    try {
+      await fh.truncate(this.#size);
+      if (this.#fsync) await fh.sync();
+    } catch {
+      // The reopen will find and cut (or refuse) whatever is there.
+    }
+  }
+
+  #closedError(): KillSwitchError {
+    return new KillSwitchError(ErrorCode.STORE_CLOSED, `file store ${this.path} is closed`);
+  }
+}
+
+/** A record's flip: everything but what the store assigns. */
+function flipOf(record: FlipRecord): NormalizedFlip {
+  const { seq: _seq, at: _at, prev: _prev, hash: _hash, ...flip } = record;
+  return flip;
+}
+
+/** Writes every byte (a regular file may still take fewer bytes than asked). */
+async function writeAll(fh: LogFileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes.subarray(offset));
+    if (bytesWritten <= 0) throw new Error('write made no progress');
+    offset += bytesWritten;
+  }
+}
+
+/** fsyncs a directory so a file created in it survives a crash. */
+async function syncDirectory(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

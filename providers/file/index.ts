@@ -1,0 +1,7 @@
+export {
+  FileFlipLogStore,
+  FileStoreState,
+  type FileFlipLogStoreOptions,
+  type LogFileHandle,
+} from './file-flip-log-store.js';
+export { readFlipLogFile, parseFlipLog, type FlipLogFileContents } from './read-flip-log-file.js';

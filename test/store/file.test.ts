@@ -1,0 +1,318 @@
+import { mkdtemp, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import {
+  FileFlipLogStore,
+  FileStoreState,
+  readFlipLogFile,
+  type LogFileHandle,
+} from '../../providers/file/index.js';
+import { ErrorCode, LogCorruptError } from '../../src/errors.js';
+import type { FlipInput } from '../../src/model/flip-record.js';
+import { verifyChain } from '../../src/store/verify-chain.js';
+import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
+import { open } from 'node:fs/promises';
+
+const root = await mkdtemp(join(tmpdir(), 'ks-file-store-'));
+let n = 0;
+const nextPath = () => join(root, `log-${++n}`, 'flips.jsonl');
+
+describeFlipLogStoreConformance('file', {
+  create: async ({ now }) =>
+    new FileFlipLogStore({ path: nextPath(), now, logger: { warn: () => undefined } }),
+  reopen: async (store) => {
+    await store.close();
+    return new FileFlipLogStore({
+      path: (store as FileFlipLogStore).path,
+      now: () => new Date(Date.parse('2026-01-02T03:04:05.678Z')),
+    });
+  },
+  numRuns: 20,
+});
+
+const halt = (id: string, over: Partial<FlipInput> = {}): FlipInput => ({
+  id,
+  actor: 'oncall',
+  action: 'halt',
+  selector: { tenant: 'acme' },
+  reason: 'INC-1',
+  ...over,
+});
+
+const opened: FileFlipLogStore[] = [];
+function make(
+  path: string,
+  extra: Partial<ConstructorParameters<typeof FileFlipLogStore>[0]> = {},
+) {
+  const warnings: string[] = [];
+  const store = new FileFlipLogStore({ path, logger: { warn: (m) => warnings.push(m) }, ...extra });
+  opened.push(store);
+  return { store, warnings };
+}
+afterEach(async () => {
+  for (const s of opened.splice(0)) await s.close().catch(() => undefined);
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function logWith(count: number): Promise<string> {
+  const path = nextPath();
+  const { store } = make(path);
+  for (let i = 1; i <= count; i++) await store.append(halt(`f${i}`));
+  await store.close();
+  return path;
+}
+
+describe('KS-2.4.2 the file store cuts a torn last line and refuses a broken middle', () => {
+  it('cuts a last line without a newline, warns, and appends after the last good record', async () => {
+    const path = await logWith(3);
+    const good = await readFile(path);
+    await appendFile(path, '{"seq":4,"id":"f4","at":"2026');
+    const { store, warnings } = make(path);
+    await store.open();
+    expect(warnings.join('\n')).toMatch(/torn last line \(\d+ bytes after seq 3\)/);
+    expect((await readFile(path)).equals(good)).toBe(true);
+    expect((await store.append(halt('f4'))).record.seq).toBe(4);
+    expect((await readFlipLogFile(path)).records).toHaveLength(4);
+  });
+
+  it('cuts an unparsable last line that ends in a newline (zero-filled blocks)', async () => {
+    const path = await logWith(2);
+    await appendFile(path, Buffer.concat([Buffer.alloc(40, 0), Buffer.from('\n')]));
+    const { store, warnings } = make(path);
+    expect(await store.read()).toHaveLength(2);
+    expect(warnings).toHaveLength(1);
+    expect((await stat(path)).size).toBe((await readFlipLogFile(path)).goodBytes);
+  });
+
+  it('refuses to open when a record before the last line is bad, naming its seq', async () => {
+    const path = await logWith(4);
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    lines[1] = lines[1]!.replace('"INC-1"', '"INC-2"');
+    await writeFile(path, lines.join('\n'));
+    const { store } = make(path);
+    const err = await store.open().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LogCorruptError);
+    expect(err).toMatchObject({ code: ErrorCode.LOG_CORRUPT, seq: 2 });
+    await expect(store.append(halt('x'))).rejects.toMatchObject({ seq: 2 });
+    // The refused open left the file and the lock alone: a fixed file opens.
+    const contents = await readFile(path, 'utf8');
+    expect(contents).toBe(lines.join('\n'));
+  });
+
+  it('refuses a middle line that is not JSON, naming its seq', async () => {
+    const path = await logWith(3);
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    lines[0] = '{"seq":1,';
+    await writeFile(path, lines.join('\n'));
+    await expect(make(path).store.open()).rejects.toMatchObject({
+      code: ErrorCode.LOG_CORRUPT,
+      seq: 1,
+    });
+  });
+
+  it('refuses a valid-JSON last line that does not chain (a hand-appended record)', async () => {
+    const path = await logWith(2);
+    const last = JSON.parse((await readFile(path, 'utf8')).trim().split('\n')[1]!) as Record<
+      string,
+      unknown
+    >;
+    await appendFile(path, JSON.stringify({ ...last, seq: 3, id: 'forged' }) + '\n');
+    await expect(make(path).store.open()).rejects.toMatchObject({
+      code: ErrorCode.LOG_CORRUPT,
+      seq: 3,
+    });
+  });
+});
+
+describe('KS-2.4.5 one writer per file: an exclusive lock file with stale-lock detection', () => {
+  it('refuses a second store on the same file while the first is open, and allows it after close', async () => {
+    const path = nextPath();
+    const first = make(path).store;
+    await first.open();
+    const lock = JSON.parse(await readFile(`${path}.lock`, 'utf8')) as { pid: number };
+    expect(lock.pid).toBe(process.pid);
+    await expect(make(path).store.open()).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+      message: expect.stringMatching(/locked by pid/),
+    });
+    await first.close();
+    await expect(stat(`${path}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    const second = make(path).store;
+    await second.open();
+    expect(second.state).toBe(FileStoreState.OPEN);
+  });
+
+  it('takes over a lock left by a process that no longer runs, with a warning', async () => {
+    const path = await logWith(1);
+    // A pid that cannot be running: above the kernel's pid_max ceiling.
+    const dead = {
+      pid: 2 ** 22 + 7,
+      host: (await import('node:os')).hostname(),
+      token: 't',
+      at: '2026-01-01T00:00:00.000Z',
+    };
+    await writeFile(`${path}.lock`, JSON.stringify(dead));
+    const { store, warnings } = make(path);
+    await store.open();
+    expect(warnings.join('\n')).toMatch(/stale lock .* of pid 4194311/);
+    expect(await store.read()).toHaveLength(1);
+  });
+
+  it('refuses a lock of another host, and an unreadable lock file', async () => {
+    const path = await logWith(1);
+    await writeFile(
+      `${path}.lock`,
+      JSON.stringify({ pid: 1, host: 'elsewhere', token: 't', at: 'x' }),
+    );
+    await expect(make(path).store.open()).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+    });
+    await writeFile(`${path}.lock`, 'garbage');
+    await expect(make(path).store.open()).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+      message: expect.stringMatching(/unreadable/),
+    });
+  });
+
+  it('creates the log file with mode 0600 and its directory with 0700', async () => {
+    const path = nextPath();
+    await make(path).store.open();
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(path, '..'))).mode & 0o777).toBe(0o700);
+  });
+});
+
+/** A real file handle whose writes or fsyncs fail on demand (disk full, EIO). */
+function faulty(plan: { failWriteAt?: number; shortThenFail?: boolean; failSyncAt?: number }) {
+  let writes = 0;
+  let syncs = 0;
+  return async (path: string): Promise<LogFileHandle> => {
+    const fh = await open(path, 'a+', 0o600);
+    return {
+      readFile: () => fh.readFile(),
+      truncate: (len) => fh.truncate(len),
+      close: () => fh.close(),
+      write: async (buf) => {
+        writes++;
+        if (writes === plan.failWriteAt) {
+          if (plan.shortThenFail) await fh.write(buf.subarray(0, Math.floor(buf.length / 2)));
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        }
+        return fh.write(buf);
+      },
+      sync: async () => {
+        syncs++;
+        if (syncs === plan.failSyncAt)
+          throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        return fh.sync();
+      },
+    };
+  };
+}
+
+describe('KS-2.4.4 a failed write fails the append and every append after it until reopened', () => {
+  it('after a short write on a full disk: refuses, keeps serving reads, and a reopen verifies', async () => {
+    const path = nextPath();
+    const { store, warnings } = make(path, {
+      openFile: faulty({ failWriteAt: 3, shortThenFail: true }),
+    });
+    await store.append(halt('a'));
+    await store.append(halt('b'));
+    await expect(store.append(halt('c'))).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+    });
+    expect(store.state).toBe(FileStoreState.FAILED);
+    await expect(store.append(halt('d'))).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+    });
+    expect((await store.read()).map((r) => r.id)).toEqual(['a', 'b']);
+    expect(warnings.join('\n')).toMatch(/refuses appends until it is reopened/);
+    await store.close();
+    const again = make(path).store;
+    expect((await again.read()).map((r) => r.id)).toEqual(['a', 'b']);
+    expect((await again.append(halt('c'))).record.seq).toBe(3);
+    expect(verifyChain((await readFlipLogFile(path)).records)).toHaveLength(3);
+  });
+
+  it('after a failed fsync: the append is not acknowledged and later appends are refused', async () => {
+    const path = nextPath();
+    const { store } = make(path, { openFile: faulty({ failSyncAt: 2 }) });
+    await store.append(halt('a'));
+    const results = await Promise.allSettled([store.append(halt('b')), store.append(halt('c'))]);
+    for (const r of results)
+      expect(r).toMatchObject({
+        status: 'rejected',
+        reason: { code: ErrorCode.STORE_UNAVAILABLE },
+      });
+    await expect(store.append(halt('e'))).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+    });
+    expect(await store.head()).toMatchObject({ seq: 1 });
+    await store.close();
+    // A retry with the same id after reopening is one flip, whether or not 'b' reached the disk.
+    const again = make(path).store;
+    const b = await again.append(halt('b'));
+    expect(b.record.seq).toBe(2);
+    expect(verifyChain(await again.read())).toHaveLength(2);
+  });
+});
+
+describe('KS-2.4.1 group commit writes concurrent appends with one fsync, in call order', () => {
+  it('batches appends that arrive while a write is in flight', async () => {
+    const path = nextPath();
+    let syncs = 0;
+    const { store } = make(path, {
+      openFile: async (p) => {
+        const fh = await open(p, 'a+', 0o600);
+        return {
+          readFile: () => fh.readFile(),
+          truncate: (l) => fh.truncate(l),
+          close: () => fh.close(),
+          write: (b) => fh.write(b),
+          sync: () => {
+            syncs++;
+            return fh.sync();
+          },
+        };
+      },
+    });
+    await store.open();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => store.append(halt(`g${i}`))),
+    );
+    expect(results.map((r) => r.record.id)).toEqual(Array.from({ length: 50 }, (_, i) => `g${i}`));
+    expect(results.map((r) => r.record.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(syncs).toBeLessThan(50);
+  });
+});
+
+describe('KS-2.4.1 options are checked at construction', () => {
+  it.each([
+    ['path', {}],
+    ['path', { path: '' }],
+    ['fsync', { path: 'x', fsync: 'yes' }],
+    ['logger', { path: 'x', logger: {} }],
+    ['now', { path: 'x', now: 5 }],
+    ['maxBatchRecords', { path: 'x', maxBatchRecords: 0 }],
+  ])('names %s when it is wrong', (option, options) => {
+    expect(() => new FileFlipLogStore(options as never)).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_OPTION, option }),
+    );
+  });
+});
+
+describe('KS-2.4.1 close waits for appends already accepted', () => {
+  it('writes and acknowledges appends called before close, and they survive a reopen', async () => {
+    const path = nextPath();
+    const { store } = make(path);
+    await store.open();
+    const pending = Array.from({ length: 20 }, (_, i) => store.append(halt(`late${i}`)));
+    await store.close();
+    const results = await Promise.all(pending);
+    expect(results.map((r) => r.record.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect((await readFlipLogFile(path)).records).toHaveLength(20);
+  });
+});

@@ -1,0 +1,7 @@
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
+
+// The oracle runs the suite too, so the suite itself is checked against the reference store.
+describeFlipLogStoreConformance('memory', {
+  create: async ({ now }) => new MemoryFlipLogStore({ now }),
+});

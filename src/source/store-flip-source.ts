@@ -21,6 +21,7 @@ export class StoreFlipSource implements FlipSource {
   #unsubscribe: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #listener: FlipSourceListener | undefined;
 
   /**
    * @param store - an opened or unopened store (it is opened on start)
@@ -34,6 +35,7 @@ export class StoreFlipSource implements FlipSource {
 
   async start(listener: FlipSourceListener): Promise<void> {
     this.#stopped = false;
+    this.#listener = listener;
     listener.onStatus(SourceStatus.CONNECTING);
     await this.#attach(listener);
   }
@@ -44,7 +46,10 @@ export class StoreFlipSource implements FlipSource {
     const buffered: FlipRecord[] = [];
     try {
       await this.#store.open();
+      // stop() may have run while the store was opening: attach nothing then.
+      if (this.#stopped) return;
       this.#unsubscribe = this.#store.subscribe((r) => {
+        if (this.#stopped) return;
         if (seq === Number.POSITIVE_INFINITY) buffered.push(r);
         else if (r.seq > seq) {
           seq = r.seq;
@@ -52,6 +57,7 @@ export class StoreFlipSource implements FlipSource {
         }
       });
       const state = KillState.fold(await this.#store.read());
+      if (this.#stopped) return;
       listener.onSnapshot(state.toSnapshot());
       seq = state.seq;
       for (const r of buffered) {
@@ -76,5 +82,9 @@ export class StoreFlipSource implements FlipSource {
     if (this.#timer) clearTimeout(this.#timer);
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    // The FlipSource contract: a stopped source reports `closed` (once).
+    const listener = this.#listener;
+    this.#listener = undefined;
+    listener?.onStatus(SourceStatus.CLOSED);
   }
 }

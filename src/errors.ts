@@ -33,6 +33,10 @@ export const ErrorCode = {
   FORBIDDEN: 'KS_FORBIDDEN',
   /** An internal invariant failed; the operation failed closed. */
   INTERNAL: 'KS_INTERNAL',
+  /** A guarded effect was not dispatched again: its key already landed, is in doubt, or is in flight. */
+  DUPLICATE_EFFECT: 'KS_DUPLICATE_EFFECT',
+  /** The side-effect ledger file is corrupt before its last line. */
+  LEDGER_CORRUPT: 'KS_LEDGER_CORRUPT',
 } as const;
 
 /** One of {@link ErrorCode}'s values. */

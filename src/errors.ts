@@ -37,6 +37,10 @@ export const ErrorCode = {
   DUPLICATE_EFFECT: 'KS_DUPLICATE_EFFECT',
   /** The side-effect ledger file is corrupt before its last line. */
   LEDGER_CORRUPT: 'KS_LEDGER_CORRUPT',
+  /** A scheduled retry or timer was cancelled by its owner (not by a halt), or its scheduler closed. */
+  CANCELLED: 'KS_CANCELLED',
+  /** The queue journal file is corrupt before its last line. */
+  JOURNAL_CORRUPT: 'KS_JOURNAL_CORRUPT',
 } as const;
 
 /** One of {@link ErrorCode}'s values. */

@@ -125,6 +125,12 @@ export class KillSwitchProvider implements Provider {
   #halted = new WeakMap<FlipRecord, Answer>();
   /** What events last told the SDK, so fresh-again is announced exactly once. */
   #announced: 'ready' | 'stale' | 'error' = 'ready';
+  /**
+   * False from initialize until the SDK has surely marked us READY: the SDK sets READY when
+   * initialize resolves, which would overwrite a STALE or ERROR announced before. Status events
+   * are held back until then and the latest one is sent.
+   */
+  #settled = true;
 
   /**
    * @param options - see {@link KillSwitchProviderOptions}
@@ -205,6 +211,12 @@ export class KillSwitchProvider implements Provider {
     this.#statusDetail = undefined;
     // The SDK marks the provider READY when this resolves.
     this.#announced = 'ready';
+    this.#settled = false;
+    setImmediate(() => {
+      if (generation !== this.#generation) return;
+      this.#settled = true;
+      if (this.#announced !== 'ready') this.#emitStatus(this.#announced);
+    }).unref();
     this.#recompute();
     let started: Promise<void>;
     try {
@@ -448,12 +460,20 @@ export class KillSwitchProvider implements Provider {
     if (!announce) return;
     if (failure.reason === 'ERROR' && this.#announced !== 'error') {
       this.#announced = 'error';
-      // Never PROVIDER_FATAL: the SDK would stop calling us and return callers' defaults. KS-3.2.2
-      this.events.emit(ProviderEvents.Error, { message: failure.detail });
+      this.#emitStatus('error');
     } else if (failure.reason === 'STALE' && this.#announced !== 'stale') {
       this.#announced = 'stale';
-      this.events.emit(ProviderEvents.Stale, { message: failure.detail });
+      this.#emitStatus('stale');
     }
+  }
+
+  #emitStatus(what: 'ready' | 'stale' | 'error'): void {
+    if (!this.#settled) return;
+    const message = this.#failure?.detail ?? `source ${this.#source.name} is fresh`;
+    if (what === 'ready') this.events.emit(ProviderEvents.Ready, { message });
+    else if (what === 'stale') this.events.emit(ProviderEvents.Stale, { message });
+    // Never PROVIDER_FATAL: the SDK would stop calling us and return callers' defaults. KS-3.2.2
+    else this.events.emit(ProviderEvents.Error, { message });
   }
 
   #emitChanged(flagsChanged: string[]): void {

@@ -4,6 +4,7 @@ import type { CliCommand, CliIo } from './internal/command.js';
 /** Sub-commands are loaded on demand, so `killswitch verify` does not load the server. */
 const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   // one line per command: name: () => import('./commands/<name>.js'),
+  verify: () => import('./commands/verify.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -1,0 +1,494 @@
+import type { Client } from '@openfeature/server-sdk';
+import {
+  ErrorCode,
+  HaltCause,
+  HaltedError,
+  InvalidOptionError,
+  KillSwitchError,
+  ValidationError,
+  type ValidationIssue,
+} from '../errors.js';
+import {
+  EffectStatus,
+  effectKey,
+  type Compensation,
+  type LedgerEntry,
+  type LedgerEvent,
+  type SideEffectLedger,
+} from '../ledger/side-effect-ledger.js';
+import { formatSelector, normalizeSelector, type KillContext } from '../model/selector.js';
+import { DuplicateEffectError, DuplicateState } from './duplicate-effect-error.js';
+import { HaltWatcher } from './halt-watcher.js';
+import type { KillDecision } from './kill-decision.js';
+
+/** Turns a result into JSON for the ledger and back, so a replayed effect can return it. */
+export interface ResultCodec<T> {
+  /** Called with the body's result; the return value is stored with `landed` (JSON-serialisable). */
+  encode(value: T): unknown;
+  /** Called with the stored value when the key already landed. */
+  decode(stored: unknown): T;
+}
+
+/** One side effect the guard decides on, records and runs. */
+export interface GuardedEffect<T = unknown> {
+  /** The kill attributes; `runId` and `capability` default to the fields below. */
+  readonly context: KillContext;
+  /** The run the effect belongs to (stable across a resume). */
+  readonly runId: string;
+  /** The step within the run (stable across attempts and a resume). */
+  readonly step: string;
+  /** The capability the effect uses, e.g. `payments.refund`. */
+  readonly capability: string;
+  /** The idempotency key. @default effectKey(runId, step) */
+  readonly key?: string;
+  /** How to undo the effect, stored with the intent for the recovery report. KS-4.4.6 */
+  readonly compensation?: Compensation;
+  /**
+   * The effect's target deduplicates by key, so an in-doubt key may be dispatched again.
+   * @default false (an in-doubt key is refused with `KS_DUPLICATE_EFFECT`)
+   */
+  readonly idempotent?: boolean;
+  /** Record the result with `landed` and return it when the key is run again after it landed. */
+  readonly result?: ResultCodec<T>;
+}
+
+/** What the body learns besides its signal: the key to send downstream, and the attempt number. */
+export interface EffectInfo {
+  readonly key: string;
+  readonly attempt: number;
+}
+
+/** The effect itself; it should pass `signal` to every I/O call (fetch, SDK calls). */
+export type EffectBody<T> = (signal: AbortSignal, info: EffectInfo) => Promise<T>;
+
+/** Options of {@link EffectGuard}. */
+export interface EffectGuardOptions {
+  /** An OpenFeature client; `kill-switch` may come from any provider bound to its domain. */
+  readonly client: Client;
+  /** Where intents and outcomes go. The guard never closes it. */
+  readonly ledger: SideEffectLedger;
+  /** Told when an outcome could not be recorded. @default console */
+  readonly logger?: { warn(message: string): void };
+  /** Clock for ledger times. @default () => new Date() */
+  readonly now?: () => Date;
+  /**
+   * A watcher to share with retries, timers and queues on the same client; the guard then does
+   * not close it. @default a watcher of its own on `client`
+   */
+  readonly watcher?: HaltWatcher;
+  /**
+   * Evaluate `kill-switch` once more after the intent is durable, just before dispatch, so a halt
+   * that arrived during the intent write is honoured even from a provider that emits no change
+   * events. Costs one evaluation per effect. KS-4.1.5
+   * @default true
+   */
+  readonly recheckBeforeDispatch?: boolean;
+}
+
+/** Lifecycle of one `run` call. */
+const Phase = {
+  CHECKING: 'checking',
+  RUNNING: 'running',
+  ABORTED: 'aborted',
+  SETTLED: 'settled',
+} as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
+
+const CLOSED_DECISION: KillDecision = {
+  halted: true,
+  cause: HaltCause.ERROR,
+  reason: 'guard closed',
+};
+
+/**
+ * The one place every side effect passes (DESIGN section 6). For each effect it:
+ * 1. watches the effect's context for a halt (before anything else, so none is missed); KS-4.1.3
+ * 2. returns the recorded result, or refuses, when the key already landed or is in doubt; KS-4.3
+ * 3. evaluates `kill-switch` with `true` (halted) as the default; halted means `refused` is recorded
+ *    and the call rejects with {@link HaltedError} `KS_HALTED` naming the flip; KS-4.1.1
+ * 4. records `intent` and waits until it is durable; if that fails nothing is dispatched; KS-4.2.1
+ * 5. runs the body with an AbortSignal; a matching halt aborts it and rejects the call at once
+ *    with `KS_ABORTED`, even if the body ignores the signal; KS-4.2.3
+ * 6. records `landed`, `failed`, `aborted`, `cancelled` or `landed-after-halt`. KS-4.2.4
+ *
+ * @example
+ * ```ts
+ * const guard = new EffectGuard({ client: OpenFeature.getClient(), ledger });
+ * await guard.run(
+ *   { context: { tenant: 'acme' }, runId, step: 'refund-1', capability: 'payments.refund',
+ *     compensation: { action: 'payments.charge', args: { amount } } },
+ *   (signal, { key }) => fetch(url, { method: 'POST', signal, headers: { 'idempotency-key': key } }),
+ * );
+ * ```
+ */
+export class EffectGuard {
+  /** The guard's halt watcher; retries, timers and queues may hang off it too. */
+  readonly watcher: HaltWatcher;
+  readonly #ledger: SideEffectLedger;
+  readonly #logger: { warn(message: string): void };
+  readonly #now: () => Date;
+  readonly #ownsWatcher: boolean;
+  readonly #recheck: boolean;
+  /** Keys dispatched by this guard whose body has not settled; value aborts it. */
+  readonly #inFlight = new Map<string, (d: KillDecision) => void>();
+  readonly #pending = new Set<Promise<void>>();
+  #closed = false;
+
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a missing client or ledger */
+  constructor(options: EffectGuardOptions) {
+    const { client, ledger } = options ?? {};
+    if (
+      client === null ||
+      typeof client !== 'object' ||
+      typeof client.getBooleanDetails !== 'function'
+    ) {
+      throw new InvalidOptionError('client', 'an OpenFeature Client', client);
+    }
+    if (
+      ledger === null ||
+      typeof ledger !== 'object' ||
+      typeof ledger.append !== 'function' ||
+      typeof ledger.entries !== 'function'
+    ) {
+      throw new InvalidOptionError('ledger', 'a SideEffectLedger', ledger);
+    }
+    if (
+      options.recheckBeforeDispatch !== undefined &&
+      typeof options.recheckBeforeDispatch !== 'boolean'
+    ) {
+      throw new InvalidOptionError(
+        'recheckBeforeDispatch',
+        'a boolean',
+        options.recheckBeforeDispatch,
+      );
+    }
+    this.#ledger = ledger;
+    this.#logger = options.logger ?? console;
+    this.#now = options.now ?? (() => new Date());
+    this.#recheck = options.recheckBeforeDispatch ?? true;
+    this.#ownsWatcher = options.watcher === undefined;
+    this.watcher = options.watcher ?? new HaltWatcher(client);
+  }
+
+  /**
+   * Evaluates `kill-switch` for a context, failing closed, without recording anything.
+   *
+   * @returns the decision; `halted` is true unless the flag answered exactly `false`
+   */
+  check(ctx: KillContext): Promise<KillDecision> {
+    return this.watcher.evaluate(ctx);
+  }
+
+  /**
+   * Runs one side effect under the kill switch and records it in the ledger.
+   *
+   * @param effect - what the effect is: context, run, step, capability, key, compensation
+   * @param body - the effect; receives an AbortSignal that aborts when a matching halt arrives
+   * @returns the body's result (or the recorded result of a key that already landed)
+   * @throws {HaltedError} `KS_HALTED` when refused before dispatch (nothing left), `KS_ABORTED`
+   *   when a halt arrived while it ran (the call rejects at once; the body was signalled)
+   * @throws {DuplicateEffectError} `KS_DUPLICATE_EFFECT` when the key landed (and no result codec
+   *   was given), is in doubt (and the effect is not idempotent) or is in flight
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` when the intent could not be recorded (nothing
+   *   dispatched); `KS_STORE_CLOSED` when the guard is closed
+   * @throws {ValidationError} `KS_INVALID_INPUT` for a bad effect description
+   * @throws the body's own error when it rejects (recorded as `failed`)
+   */
+  async run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
+    if (this.#closed) throw new KillSwitchError(ErrorCode.STORE_CLOSED, 'effect guard is closed');
+    const ctx = effectContext(effect);
+    const key = effect.key ?? effectKey(effect.runId, effect.step);
+    if (typeof body !== 'function')
+      throw new ValidationError('effect', [{ path: ['body'], message: 'must be a function' }]);
+    // KS-4.3.3 the same key twice at once in one guard would dispatch twice.
+    if (this.#inFlight.has(key))
+      throw new DuplicateEffectError(key, DuplicateState.IN_FLIGHT, undefined);
+
+    let phase: Phase = Phase.CHECKING;
+    let halt: KillDecision | undefined;
+    let onRunningHalt: ((d: KillDecision) => void) | undefined;
+    const onHalt = (d: KillDecision): void => {
+      halt ??= d;
+      if (phase === Phase.RUNNING) onRunningHalt?.(d);
+    };
+    // KS-4.1.3 watch first: a halt that lands between the check and the dispatch is not missed.
+    const unwatch = this.watcher.watch(ctx, onHalt);
+    this.#inFlight.set(key, onHalt);
+    let dispatched = false;
+    try {
+      let prior: LedgerEntry | undefined;
+      try {
+        [prior] = await this.#ledger.entries({ key });
+      } catch (err) {
+        throw new KillSwitchError(
+          ErrorCode.STORE_UNAVAILABLE,
+          `effect ${key} not dispatched: cannot read the ledger`,
+          { cause: err },
+        );
+      }
+      // KS-4.3.1 an effect that landed is never dispatched again.
+      if (prior?.landed) {
+        if (effect.result !== undefined && 'result' in prior)
+          return effect.result.decode(prior.result);
+        throw new DuplicateEffectError(key, DuplicateState.LANDED, prior);
+      }
+      // KS-4.3.2 an intent with no outcome may have landed.
+      if (prior?.inDoubt && effect.idempotent !== true)
+        throw new DuplicateEffectError(key, DuplicateState.IN_DOUBT, prior);
+
+      const base = {
+        key,
+        runId: effect.runId,
+        step: effect.step,
+        capability: effect.capability,
+        context: ctx,
+      } as const;
+
+      // KS-4.1.1 evaluate before each effect, halted by default.
+      const decision = await this.watcher.evaluate(ctx);
+      if (decision.halted || halt !== undefined) {
+        throw await this.#refuse(base, halt ?? decision);
+      }
+
+      const attempt = (prior?.attempts ?? 0) + 1;
+      try {
+        // KS-4.2.1 the intent is durable before the effect leaves.
+        await this.#ledger.append({
+          ...base,
+          status: EffectStatus.INTENT,
+          at: this.#at(),
+          attempt,
+          ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
+        });
+      } catch (err) {
+        // KS-4.2.2 fail closed: no record, no dispatch.
+        throw new KillSwitchError(
+          ErrorCode.STORE_UNAVAILABLE,
+          `effect ${key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
+          { cause: err },
+        );
+      }
+      if (this.#recheck && halt === undefined) {
+        const again = await this.watcher.evaluate(ctx);
+        if (again.halted) halt ??= again;
+      }
+      if (halt !== undefined || this.#closed) {
+        // KS-4.1.5 halted while the intent was written: the intent is closed as refused.
+        throw await this.#refuse(base, halt ?? CLOSED_DECISION);
+      }
+
+      dispatched = true;
+      phase = Phase.RUNNING;
+      return await this.#dispatch(key, base, attempt, effect, body, unwatch, (fn) => {
+        onRunningHalt = fn;
+      });
+    } finally {
+      if (!dispatched) {
+        unwatch();
+        this.#inFlight.delete(key);
+      }
+      if (phase === Phase.CHECKING) phase = Phase.SETTLED;
+    }
+  }
+
+  #dispatch<T>(
+    key: string,
+    base: Omit<LedgerEvent, 'status' | 'at'>,
+    attempt: number,
+    effect: GuardedEffect<T>,
+    body: EffectBody<T>,
+    unwatch: () => void,
+    setOnHalt: (fn: (d: KillDecision) => void) => void,
+  ): Promise<T> {
+    const controller = new AbortController();
+    let phase: Phase = Phase.RUNNING;
+    let haltedAt = 0;
+    return new Promise<T>((resolve, reject) => {
+      const abort = (d: KillDecision): void => {
+        if (phase !== Phase.RUNNING) return;
+        phase = Phase.ABORTED;
+        haltedAt = this.#now().getTime();
+        unwatch();
+        const err = haltedError(ErrorCode.ABORTED, key, d);
+        // KS-4.2.3 free the caller at once; the body learns through the signal.
+        controller.abort(err);
+        this.#track(this.#record({ ...base, status: EffectStatus.ABORTED, ...flipFields(d, err) }));
+        reject(err);
+      };
+      setOnHalt(abort);
+      this.#inFlight.set(key, abort);
+
+      let p: Promise<T>;
+      try {
+        p = Promise.resolve(body(controller.signal, { key, attempt }));
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(
+        async (value) => {
+          this.#inFlight.delete(key);
+          if (phase === Phase.ABORTED) {
+            // KS-4.2.5 the body ignored the signal and the effect left anyway: say so, with when.
+            const late = this.#now().getTime() - haltedAt;
+            this.#track(
+              this.#record({
+                ...base,
+                status: EffectStatus.LANDED_AFTER_HALT,
+                detail: `landed ${late} ms after the halt aborted it`,
+              }),
+            );
+            return;
+          }
+          phase = Phase.SETTLED;
+          unwatch();
+          let result: unknown;
+          let hasResult = false;
+          if (effect.result !== undefined) {
+            try {
+              result = effect.result.encode(value);
+              hasResult = result !== undefined;
+            } catch (err) {
+              this.#logger.warn(
+                `effect ${key}: result not recorded, encode failed: ${(err as Error)?.message}`,
+              );
+            }
+          }
+          // KS-4.2.4 the outcome is recorded before the caller learns it, so a replay sees it.
+          await this.#record({
+            ...base,
+            status: EffectStatus.LANDED,
+            ...(hasResult ? { result } : {}),
+          });
+          resolve(value);
+        },
+        async (err: unknown) => {
+          this.#inFlight.delete(key);
+          if (phase === Phase.ABORTED) {
+            this.#track(
+              this.#record({
+                ...base,
+                status: EffectStatus.CANCELLED,
+                detail: `after the abort: ${describeError(err)}`,
+              }),
+            );
+            return;
+          }
+          phase = Phase.SETTLED;
+          unwatch();
+          await this.#record({ ...base, status: EffectStatus.FAILED, detail: describeError(err) });
+          reject(err);
+        },
+      );
+    });
+  }
+
+  async #refuse(base: Omit<LedgerEvent, 'status' | 'at'>, d: KillDecision): Promise<HaltedError> {
+    const err = haltedError(ErrorCode.HALTED, base.key, d);
+    // KS-4.1.2 a refusal is recorded; failing to record it does not let the effect through.
+    await this.#record({ ...base, status: EffectStatus.REFUSED, ...flipFields(d, err) });
+    return err;
+  }
+
+  /** Appends an outcome; a failure is logged, never thrown (the outcome already happened). */
+  async #record(e: Omit<LedgerEvent, 'at'>): Promise<void> {
+    try {
+      await this.#ledger.append({ ...e, at: this.#at() } as LedgerEvent);
+    } catch (err) {
+      this.#logger.warn(
+        `effect ${e.key}: could not record ${e.status}: ${(err as Error)?.message ?? String(err)}`,
+      );
+    }
+  }
+
+  #track(p: Promise<void>): void {
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  #at(): string {
+    return this.#now().toISOString();
+  }
+
+  /** Number of effects dispatched and not yet settled (including aborted bodies still running). */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Resolves once every ledger write started so far in the background has finished. */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /**
+   * Stops the guard: later `run` calls reject with `KS_STORE_CLOSED`, effects still running are
+   * aborted (`KS_ABORTED`, failing closed: nothing would watch them any more), and pending ledger
+   * writes are awaited. Does not close the ledger. KS-4.1.6
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const abort of [...this.#inFlight.values()]) abort(CLOSED_DECISION);
+    if (this.#ownsWatcher) this.watcher.close();
+    await this.flush();
+  }
+}
+
+/** The context the guard evaluates: the effect's, with its run and capability filled in. */
+function effectContext(effect: GuardedEffect<unknown>): KillContext {
+  const issues: ValidationIssue[] = [];
+  if (effect === null || typeof effect !== 'object')
+    throw new ValidationError('effect', [{ path: [], message: 'must be an object' }]);
+  for (const k of ['runId', 'step', 'capability'] as const) {
+    if (typeof effect[k] !== 'string' || effect[k].length === 0)
+      issues.push({ path: [k], message: 'must be a non-empty string' });
+  }
+  if (effect.key !== undefined && (typeof effect.key !== 'string' || effect.key.length === 0)) {
+    issues.push({ path: ['key'], message: 'must be a non-empty string' });
+  }
+  const c = effect.context;
+  if (c === null || typeof c !== 'object')
+    issues.push({ path: ['context'], message: 'must be an object' });
+  else {
+    // A context naming another run or capability than the effect would be checked against the wrong halts.
+    if (c.runId !== undefined && c.runId !== effect.runId)
+      issues.push({ path: ['context', 'runId'], message: 'must equal runId' });
+    if (c.capability !== undefined && c.capability !== effect.capability) {
+      issues.push({ path: ['context', 'capability'], message: 'must equal capability' });
+    }
+  }
+  if (issues.length > 0) throw new ValidationError('effect', issues);
+  return normalizeSelector({ ...c, runId: effect.runId, capability: effect.capability });
+}
+
+function haltedError(
+  code: typeof ErrorCode.HALTED | typeof ErrorCode.ABORTED,
+  key: string,
+  d: KillDecision,
+): HaltedError {
+  const cause = d.cause ?? HaltCause.HALTED;
+  const verb = code === ErrorCode.HALTED ? 'refused' : 'aborted';
+  let why: string;
+  if (d.flip !== undefined) {
+    const f = d.flip;
+    why = `halted by flip #${f.seq} ${formatSelector(f.selector)} (id ${f.id}, by ${f.actor}: ${f.reason})`;
+  } else if (cause === HaltCause.STALE) {
+    why = 'the kill state is stale (failed closed)';
+  } else if (cause === HaltCause.ERROR) {
+    why = `the kill switch could not be evaluated (failed closed${d.reason ? `: ${d.reason}` : ''})`;
+  } else {
+    why = `kill-switch answered halted${d.variant ? ` (variant ${d.variant})` : ''}`;
+  }
+  return new HaltedError(code, `effect ${key} ${verb}: ${why}`, cause, d.flip);
+}
+
+function flipFields(d: KillDecision, err: Error): { flipSeq?: number; detail: string } {
+  return {
+    ...(d.flip !== undefined ? { flipSeq: d.flip.seq } : {}),
+    detail: err.message.slice(0, 4096),
+  };
+}
+
+function describeError(err: unknown): string {
+  const s = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return s.slice(0, 4096);
+}

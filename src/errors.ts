@@ -37,6 +37,14 @@ export const ErrorCode = {
   DUPLICATE_EFFECT: 'KS_DUPLICATE_EFFECT',
   /** The side-effect ledger file is corrupt before its last line. */
   LEDGER_CORRUPT: 'KS_LEDGER_CORRUPT',
+  /** An HTTP route does not exist. */
+  NOT_FOUND: 'KS_NOT_FOUND',
+  /** An HTTP route exists but not for this method. */
+  METHOD_NOT_ALLOWED: 'KS_METHOD_NOT_ALLOWED',
+  /** A request body is larger than the server accepts. */
+  PAYLOAD_TOO_LARGE: 'KS_PAYLOAD_TOO_LARGE',
+  /** The control plane could not be reached (connection refused, timeout). */
+  UNREACHABLE: 'KS_UNREACHABLE',
   /** A scheduled retry or timer was cancelled by its owner (not by a halt), or its scheduler closed. */
   CANCELLED: 'KS_CANCELLED',
   /** The queue journal file is corrupt before its last line. */

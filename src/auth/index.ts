@@ -1,0 +1,18 @@
+export { Role, authorize, withinScope, type Principal, type Action } from './principal.js';
+export {
+  TokenAuthenticator,
+  tokenSpecSchema,
+  tokenFileSchema,
+  parseTokenSpecs,
+  hashToken,
+  type TokenSpec,
+  type TokenAuthenticatorOptions,
+} from './token-authenticator.js';
+export {
+  loadTokens,
+  readGeneratedToken,
+  GENERATED_TOKEN_FILE,
+  TOKENS_FILE,
+  type LoadTokensOptions,
+  type LoadedTokens,
+} from './load-tokens.js';

@@ -1,0 +1,6 @@
+export {
+  ControlPlaneClient,
+  ControlPlaneError,
+  type ControlPlaneClientOptions,
+  type FlipRequestInput,
+} from './control-plane-client.js';

@@ -1,0 +1,625 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { authorize, Role, type Principal } from '../auth/principal.js';
+import type { TokenAuthenticator } from '../auth/token-authenticator.js';
+import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
+import { Mutex } from '../internal/mutex.js';
+import { toIssues } from '../internal/zod-issues.js';
+import { parseFlipInput, type FlipInput, type FlipRecord } from '../model/flip-record.js';
+import { KillState, type KillSnapshot } from '../model/kill-state.js';
+import type { FlipLogStore } from '../store/flip-log-store.js';
+import {
+  ackRequestSchema,
+  flipRequestSchema,
+  logQuerySchema,
+  MAX_WAIT_MS,
+  streamQuerySchema,
+} from './api-schemas.js';
+import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
+import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
+import { Router, type Route, type RouteContext } from './router.js';
+import { encodeEvent, StreamHub } from './stream-hub.js';
+import type { z } from 'zod';
+
+/** Where the control plane writes its own log lines. */
+export interface ControlPlaneLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** Options of {@link startControlPlane}. Times in milliseconds. */
+export interface ControlPlaneOptions {
+  /** The flip log. The caller opens and closes it; the control plane only follows and appends. */
+  readonly store: FlipLogStore;
+  /** Address to bind. @default '127.0.0.1' */
+  readonly host?: string;
+  /** Port; 0 picks a free one. @default 7411 */
+  readonly port?: number;
+  /**
+   * Bearer-token authentication. `'none'` (the default) treats every caller as an anonymous
+   * admin and is refused on a non-loopback host (KS-5.2.8); `killswitch serve` always passes
+   * tokens.
+   * @default 'none'
+   */
+  readonly auth?: TokenAuthenticator | 'none';
+  /** Heartbeat interval on the stream. @default 1000 */
+  readonly heartbeatMs?: number;
+  /** The `retry:` the stream announces. @default 1000 */
+  readonly retryMs?: number;
+  /** Worker lease after each ack (KS-6.2). @default 3000 */
+  readonly staleAfterMs?: number;
+  /** Added to every lease the server computes. @default 100 */
+  readonly leaseMarginMs?: number;
+  /** Drop a stream subscriber with more than this pending (KS-6.1.5). @default 1048576 bytes */
+  readonly maxBufferedBytes?: number;
+  /** Largest request body (KS-5.1.6). @default 65536 bytes */
+  readonly maxBodyBytes?: number;
+  /** Records kept in memory for `Last-Event-ID` replay (KS-6.1.6). @default 10000 */
+  readonly maxReplay?: number;
+  /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
+  readonly routes?: readonly Route[];
+  /** @default warnings and errors to stderr, info dropped */
+  readonly logger?: ControlPlaneLogger;
+  /** Clock, epoch ms (the fleet tracker and heartbeats). @default Date.now */
+  readonly now?: () => number;
+}
+
+/** Answer of `POST /v1/flips`. */
+export interface FlipAnswer {
+  readonly flip: FlipRecord;
+  /** True when the id was already in the log (nothing appended). */
+  readonly duplicate: boolean;
+  /** The fleet's answer at the time of responding (after `wait`); null when not tracked. */
+  readonly fleet: FlipFleetStatus | null;
+}
+
+/** Answer of `POST /v1/acks`. KS-6.2 */
+export interface AckAnswer {
+  readonly head: number;
+  readonly serverTime: number;
+  readonly staleAfterMs: number;
+}
+
+/** Answer of `GET /v1/flips`. */
+export interface LogAnswer {
+  readonly flips: readonly FlipRecord[];
+  readonly head: number;
+  /** The `after` of the next page, or null at the end. */
+  readonly next: number | null;
+}
+
+/** Answer of `GET /v1/workers`. */
+export interface WorkersAnswer {
+  readonly head: number;
+  readonly staleAfterMs: number;
+  readonly leaseMarginMs: number;
+  readonly workers: readonly WorkerInfo[];
+}
+
+/** Answer of `GET /healthz`. */
+export interface HealthAnswer {
+  readonly ok: boolean;
+  readonly head: number;
+  readonly store: string;
+  readonly subscribers: number;
+}
+
+/** A running control plane. */
+export interface ControlPlane {
+  /** `http://host:port` (IPv6 hosts bracketed). */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** The route table; `router.add(route)` mounts more routes while running. */
+  readonly router: Router;
+  /** Who acknowledged what. */
+  readonly tracker: FleetTracker;
+  /** The current kill state. */
+  snapshot(): KillSnapshot;
+  /** Counters for tests and metrics. */
+  stats(): { subscribers: number; dropped: number; head: number };
+  /** Ends streams, stops listening, unsubscribes from the store (which stays open). */
+  close(): Promise<void>;
+}
+
+const ANONYMOUS: Principal = Object.freeze({
+  name: 'anonymous',
+  role: Role.ADMIN,
+  scopes: [],
+  resume: true,
+});
+
+/** True for loopback hosts (`127.0.0.0/8`, `::1`, `localhost`). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * Starts the control plane: the HTTP API of spec KS-5 and the stream of KS-6 on `node:http`.
+ * Resolves once it listens and has folded the log.
+ *
+ * @throws {InvalidOptionError} `KS_INVALID_OPTION` for bad options, or `auth: 'none'` on a
+ *   non-loopback host
+ * @example
+ * ```ts
+ * const cp = await startControlPlane({ store, port: 0, auth: new TokenAuthenticator({ tokens }) });
+ * console.log(cp.url);
+ * await cp.close();
+ * ```
+ */
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const cp = new ControlPlaneServer(options);
+  await cp.start();
+  return cp;
+}
+
+class ControlPlaneServer implements ControlPlane {
+  readonly router = new Router();
+  readonly tracker: FleetTracker;
+  readonly #store: FlipLogStore;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #auth: TokenAuthenticator | 'none';
+  readonly #heartbeatMs: number;
+  readonly #retryMs: number;
+  readonly #maxBodyBytes: number;
+  readonly #maxReplay: number;
+  readonly #log: ControlPlaneLogger;
+  readonly #now: () => number;
+  readonly #hub: StreamHub;
+  readonly #server: Server;
+  readonly #flipMutex = new Mutex();
+  #state = KillState.empty();
+  readonly #ids = new Set<string>();
+  /** Encoded flip events for replay: #ring[i] holds seq #ringFirst + i. */
+  #ring: Buffer[] = [];
+  #ringFirst = 1;
+  #followReady = false;
+  #buffered: FlipRecord[] = [];
+  #resyncing = false;
+  #broken: string | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  readonly #appliedWaiters = new Map<number, Set<() => void>>();
+  readonly #ackWaiters = new Set<() => void>();
+  #closed = false;
+  #actualPort = 0;
+
+  constructor(o: ControlPlaneOptions) {
+    if (o.store === undefined || typeof o.store.append !== 'function') {
+      throw new InvalidOptionError('store', 'a FlipLogStore', o.store);
+    }
+    this.#store = o.store;
+    this.#host = o.host ?? '127.0.0.1';
+    this.#port = int('port', o.port ?? 7411, 0, 65535);
+    this.#auth = o.auth ?? 'none';
+    if (this.#auth !== 'none' && typeof this.#auth.authenticate !== 'function') {
+      throw new InvalidOptionError('auth', "a TokenAuthenticator or 'none'", o.auth);
+    }
+    // KS-5.2.8: never serve an unauthenticated API beyond this machine.
+    if (!isLoopbackHost(this.#host) && (this.#auth === 'none' || this.#auth.size === 0)) {
+      throw new InvalidOptionError(
+        'auth',
+        `tokens when binding the non-loopback host ${this.#host}`,
+        o.auth ?? 'none',
+      );
+    }
+    this.#heartbeatMs = int('heartbeatMs', o.heartbeatMs ?? 1000, 1, 3_600_000);
+    this.#retryMs = int('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
+    this.#maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
+    this.#maxReplay = int('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
+    const maxBuffered = int(
+      'maxBufferedBytes',
+      o.maxBufferedBytes ?? 1_048_576,
+      1,
+      1024 * 1024 * 1024,
+    );
+    this.#now = o.now ?? Date.now;
+    this.#log = o.logger ?? {
+      info: () => {},
+      warn: (m) => process.stderr.write(`killswitch serve: ${m}\n`),
+      error: (m) => process.stderr.write(`killswitch serve: ${m}\n`),
+    };
+    this.tracker = new FleetTracker({
+      now: this.#now,
+      ...(o.staleAfterMs === undefined ? {} : { staleAfterMs: o.staleAfterMs }),
+      ...(o.leaseMarginMs === undefined ? {} : { leaseMarginMs: o.leaseMarginMs }),
+    });
+    this.#hub = new StreamHub({
+      maxBufferedBytes: maxBuffered,
+      onDrop: ({ workerId, pending }) =>
+        this.#log.warn(
+          `dropped a slow stream subscriber${workerId ? ` (worker ${workerId})` : ''}: ${pending} bytes pending`,
+        ),
+    });
+    this.router.add(...this.#routes(), ...(o.routes ?? []));
+    this.#server = createServer((req, res) => void this.#dispatch(req, res));
+    // Streams are long-lived; only the request head has a deadline.
+    this.#server.requestTimeout = 30_000;
+    this.#server.headersTimeout = 10_000;
+  }
+
+  get host(): string {
+    return this.#host;
+  }
+
+  get port(): number {
+    return this.#actualPort;
+  }
+
+  get url(): string {
+    const h = this.#host.includes(':') ? `[${this.#host}]` : this.#host;
+    return `http://${h}:${this.#actualPort}`;
+  }
+
+  snapshot(): KillSnapshot {
+    return this.#state.toSnapshot();
+  }
+
+  stats(): { subscribers: number; dropped: number; head: number } {
+    return { subscribers: this.#hub.size, dropped: this.#hub.dropped, head: this.#state.seq };
+  }
+
+  async start(): Promise<void> {
+    await this.#store.open();
+    await this.#follow();
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#port, this.#host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#actualPort = (this.#server.address() as AddressInfo).port;
+    this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#unsubscribe?.();
+    this.#hub.closeAll();
+    for (const w of [...this.#ackWaiters]) w();
+    for (const set of this.#appliedWaiters.values()) for (const w of set) w();
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  // --- following the store -------------------------------------------------------------------
+
+  async #follow(): Promise<void> {
+    this.#unsubscribe = this.#store.subscribe((r) => {
+      if (!this.#followReady || this.#resyncing) this.#buffered.push(r);
+      else this.#onRecord(r);
+    });
+    const records = await this.#store.read();
+    this.#state = KillState.fold(records);
+    for (const r of records) this.#ids.add(r.id);
+    const tail = records.slice(-this.#maxReplay);
+    this.#ringFirst = tail[0]?.seq ?? this.#state.seq + 1;
+    this.#ring = tail.map((r) => encodeEvent('flip', r, r.seq));
+    this.tracker.setHead(this.#state.seq);
+    this.#followReady = true;
+    this.#drainBuffered();
+  }
+
+  #drainBuffered(): void {
+    const buffered = this.#buffered;
+    this.#buffered = [];
+    for (const r of buffered) this.#onRecord(r);
+  }
+
+  #onRecord(r: FlipRecord): void {
+    if (this.#broken !== undefined || r.seq <= this.#state.seq) return;
+    if (r.seq !== this.#state.seq + 1) {
+      void this.#resync(`expected seq ${this.#state.seq + 1}, received ${r.seq}`);
+      return;
+    }
+    try {
+      this.#state.apply(r);
+    } catch (err) {
+      void this.#resync((err as Error).message);
+      return;
+    }
+    this.#ids.add(r.id);
+    const event = encodeEvent('flip', r, r.seq);
+    this.#ring.push(event);
+    if (this.#ring.length > this.#maxReplay * 2) {
+      const cut = this.#ring.length - this.#maxReplay;
+      this.#ring = this.#ring.slice(cut);
+      this.#ringFirst += cut;
+    }
+    // The tracker records the append time before any worker can see (and ack) the record.
+    this.tracker.flipAppended(r.seq);
+    this.#hub.broadcast(event);
+    const waiters = this.#appliedWaiters.get(r.seq);
+    if (waiters) {
+      this.#appliedWaiters.delete(r.seq);
+      for (const w of waiters) w();
+    }
+  }
+
+  /** A record arrived out of order: read what is missing from the store, in order. */
+  async #resync(why: string): Promise<void> {
+    if (this.#resyncing) return;
+    this.#resyncing = true;
+    this.#log.warn(`stream out of order (${why}); re-reading the log after seq ${this.#state.seq}`);
+    try {
+      const missing = await this.#store.read({ after: this.#state.seq });
+      this.#resyncing = false;
+      for (const r of missing) {
+        if (r.seq !== this.#state.seq + 1)
+          throw new KillSwitchError(ErrorCode.SEQ_GAP, `store returned seq ${r.seq}`);
+        this.#onRecord(r);
+      }
+      this.#drainBuffered();
+    } catch (err) {
+      // Fail closed: stop serving a state we cannot vouch for; workers go stale and halt.
+      this.#broken = `cannot follow the flip log: ${(err as Error).message}`;
+      this.#log.error(this.#broken);
+      this.#hub.closeAll();
+    } finally {
+      this.#resyncing = false;
+    }
+  }
+
+  #waitApplied(seq: number, ms: number): Promise<boolean> {
+    if (this.#state.seq >= seq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let set = this.#appliedWaiters.get(seq);
+      if (!set) this.#appliedWaiters.set(seq, (set = new Set()));
+      const done = (): void => {
+        clearTimeout(timer);
+        set.delete(done);
+        resolve(this.#state.seq >= seq);
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+
+  #beat(): void {
+    if (this.#hub.size === 0) return;
+    this.#hub.broadcast(encodeEvent('heartbeat', { head: this.#state.seq, at: this.#now() }));
+  }
+
+  // --- HTTP ----------------------------------------------------------------------------------
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://control-plane.invalid');
+      const m = this.router.match(req.method ?? 'GET', url.pathname);
+      if (m.kind === 'not-found') {
+        throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
+      }
+      if (m.kind === 'method-not-allowed') {
+        throw new HttpError(
+          405,
+          ErrorCode.METHOD_NOT_ALLOWED,
+          `${req.method} is not allowed on ${url.pathname}`,
+          {
+            headers: { allow: m.allow.join(', ') },
+          },
+        );
+      }
+      let principal: Principal | undefined;
+      if (m.route.auth !== 'public') {
+        principal =
+          this.#auth === 'none' ? ANONYMOUS : this.#auth.authenticate(req.headers.authorization);
+      }
+      const ctx: RouteContext = {
+        req,
+        res,
+        url,
+        params: m.params,
+        principal,
+        body: () => readJsonBody(req, this.#maxBodyBytes),
+      };
+      await m.route.handle(ctx);
+    } catch (err) {
+      const { status, body, headers } = toHttpError(err);
+      if (status === 401) headers['www-authenticate'] = 'Bearer realm="killswitch"';
+      if (status >= 500)
+        this.#log.error(`${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
+      if (res.headersSent) res.destroy();
+      else sendJson(res, status, body, headers);
+    }
+  }
+
+  #routes(): Route[] {
+    return [
+      { method: 'GET', path: '/healthz', auth: 'public', handle: (c) => this.#health(c) },
+      { method: 'POST', path: '/v1/flips', auth: 'authenticated', handle: (c) => this.#flip(c) },
+      { method: 'GET', path: '/v1/flips', auth: 'authenticated', handle: (c) => this.#readLog(c) },
+      { method: 'GET', path: '/v1/state', auth: 'authenticated', handle: (c) => this.#getState(c) },
+      { method: 'GET', path: '/v1/stream', auth: 'authenticated', handle: (c) => this.#stream(c) },
+      { method: 'POST', path: '/v1/acks', auth: 'authenticated', handle: (c) => this.#ack(c) },
+      {
+        method: 'GET',
+        path: '/v1/workers',
+        auth: 'authenticated',
+        handle: (c) => this.#workers(c),
+      },
+    ];
+  }
+
+  #health({ res }: RouteContext): void {
+    const ok = this.#broken === undefined && !this.#closed;
+    const body: HealthAnswer = {
+      ok,
+      head: this.#state.seq,
+      store: this.#store.kind,
+      subscribers: this.#hub.size,
+    };
+    sendJson(res, ok ? 200 : 503, body);
+  }
+
+  #checkHealthy(): void {
+    if (this.#broken !== undefined) {
+      throw new HttpError(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        'the control plane lost track of the flip log',
+      );
+    }
+  }
+
+  /** KS-5.1.1 .. KS-5.1.4 */
+  async #flip({ res, principal, body }: RouteContext): Promise<void> {
+    const raw = await body();
+    const parsed = flipRequestSchema.safeParse(raw);
+    if (!parsed.success) throw new ValidationError('flip request', toIssues(parsed.error));
+    const { wait, ...rest } = parsed.data;
+    const who = principal ?? ANONYMOUS;
+    const input = stripUndefined({ ...rest, actor: who.name }) as unknown as FlipInput;
+    // Same validation the store applies, so a 400 lists every issue and nothing is appended.
+    const flip = parseFlipInput(input);
+    authorize(who, { kind: flip.action, selector: flip.selector });
+    this.#checkHealthy();
+    const result = await this.#flipMutex.run(async () => {
+      // KS-5.1.3: a resume that lifts nothing is refused, not appended (a retry of an appended
+      // resume, same id, goes through to the store, which answers with the stored record).
+      if (
+        flip.action === 'resume' &&
+        !this.#ids.has(flip.id) &&
+        this.#state.get(flip.selector) === undefined
+      ) {
+        throw new KillSwitchError(
+          ErrorCode.RESUME_REFUSED,
+          'no active halt has exactly this selector; nothing to resume',
+        );
+      }
+      return this.#store.append({ ...input, id: flip.id });
+    });
+    await this.#waitApplied(result.record.seq, 5000);
+    const fleet =
+      wait !== undefined && wait > 0
+        ? await this.#awaitFleet(result.record.seq, wait)
+        : (this.tracker.status(result.record.seq) ?? null);
+    const answer: FlipAnswer = { flip: result.record, duplicate: result.duplicate, fleet };
+    sendJson(res, result.duplicate ? 200 : 201, answer);
+  }
+
+  async #awaitFleet(seq: number, waitMs: number): Promise<FlipFleetStatus | null> {
+    const end = this.#now() + Math.min(waitMs, MAX_WAIT_MS);
+    for (;;) {
+      const st = this.tracker.status(seq);
+      if (st === undefined) return null;
+      const now = this.#now();
+      if (st.complete || now >= end || this.#closed) return st;
+      const next = this.tracker.nextDeadline(seq) ?? end;
+      const delay = Math.max(1, Math.min(end, next) - now);
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.#ackWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        this.#ackWaiters.add(done);
+      });
+    }
+  }
+
+  async #readLog({ res, url }: RouteContext): Promise<void> {
+    const q = parseQuery(logQuerySchema, url, 'log query');
+    this.#checkHealthy();
+    const flips = await this.#store.read({ after: q.after, limit: q.limit });
+    const head = (await this.#store.head()).seq;
+    const last = flips.at(-1)?.seq;
+    const answer: LogAnswer = {
+      flips,
+      head,
+      next: last !== undefined && last < head ? last : null,
+    };
+    sendJson(res, 200, answer);
+  }
+
+  #getState({ res }: RouteContext): void {
+    this.#checkHealthy();
+    sendJson(res, 200, this.#state.toSnapshot());
+  }
+
+  async #ack({ res, principal, body }: RouteContext): Promise<void> {
+    const raw = await body();
+    const parsed = ackRequestSchema.safeParse(raw);
+    if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
+    authorize(principal ?? ANONYMOUS, { kind: 'ack' });
+    this.#checkHealthy();
+    const answer: AckAnswer = this.tracker.ack(parsed.data);
+    for (const w of [...this.#ackWaiters]) w();
+    sendJson(res, 200, answer);
+  }
+
+  #workers({ res }: RouteContext): void {
+    const answer: WorkersAnswer = {
+      head: this.tracker.head,
+      staleAfterMs: this.tracker.staleAfterMs,
+      leaseMarginMs: this.tracker.leaseMarginMs,
+      workers: this.tracker.workers(),
+    };
+    sendJson(res, 200, answer);
+  }
+
+  /** KS-6.1 */
+  #stream({ req, res, url, principal }: RouteContext): void {
+    const q = parseQuery(streamQuerySchema, url, 'stream query');
+    authorize(principal ?? ANONYMOUS, { kind: 'read' });
+    this.#checkHealthy();
+    const head = this.#state.seq;
+    const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];
+    const lastId = req.headers['last-event-id'];
+    const s =
+      typeof lastId === 'string' && /^\d{1,16}$/.test(lastId.trim())
+        ? Number(lastId.trim())
+        : undefined;
+    // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
+    if (q.snapshot !== '1' && s !== undefined && s <= head && s + 1 >= this.#ringFirst) {
+      chunks.push(...this.#ring.slice(s + 1 - this.#ringFirst));
+    } else {
+      chunks.push(encodeEvent('snapshot', this.#state.toSnapshot(), head));
+    }
+    req.socket.setNoDelay(true);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(Buffer.concat(chunks));
+    const disconnect =
+      q.worker === undefined ? () => {} : this.tracker.connect(q.worker, q.release);
+    this.#hub.add(res, q.worker, disconnect);
+  }
+}
+
+function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {
+  const obj: Record<string, string> = {};
+  const issues: { path: string[]; message: string }[] = [];
+  for (const [k, v] of url.searchParams) {
+    if (Object.hasOwn(obj, k)) issues.push({ path: [k], message: 'given more than once' });
+    obj[k] = v;
+  }
+  if (issues.length > 0) throw new ValidationError(what, issues);
+  const r = schema.safeParse(obj);
+  if (!r.success) throw new ValidationError(what, toIssues(r.error));
+  return r.data;
+}
+
+function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+function int(name: string, v: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, v);
+  }
+  return v;
+}

@@ -1,0 +1,37 @@
+export {
+  startControlPlane,
+  isLoopbackHost,
+  type ControlPlane,
+  type ControlPlaneOptions,
+  type ControlPlaneLogger,
+  type FlipAnswer,
+  type AckAnswer,
+  type LogAnswer,
+  type WorkersAnswer,
+  type HealthAnswer,
+} from './control-plane.js';
+export {
+  FleetTracker,
+  type FleetTrackerOptions,
+  type FlipFleetStatus,
+  type AckedWorker,
+  type Laggard,
+  type WorkerInfo,
+} from './fleet-tracker.js';
+export {
+  Router,
+  type Route,
+  type RouteContext,
+  type RouteMatch,
+  type HttpMethod,
+} from './router.js';
+export {
+  flipRequestSchema,
+  ackRequestSchema,
+  logQuerySchema,
+  streamQuerySchema,
+  MAX_WAIT_MS,
+  type FlipRequest,
+  type AckRequest,
+} from './api-schemas.js';
+export { encodeEvent } from './stream-hub.js';

@@ -1,0 +1,149 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCode, KillSwitchError, ValidationError, type ValidationIssue } from '../../errors.js';
+
+/** An error that maps onto one HTTP answer. */
+export class HttpError extends KillSwitchError {
+  readonly status: number;
+  readonly issues: readonly ValidationIssue[] | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    status: number,
+    code: ErrorCode,
+    message: string,
+    extra: { issues?: readonly ValidationIssue[]; headers?: Record<string, string> } = {},
+  ) {
+    super(code, message);
+    this.name = 'HttpError';
+    this.status = status;
+    this.issues = extra.issues;
+    this.headers = extra.headers ?? {};
+  }
+}
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.INVALID_INPUT]: 400,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.FORBIDDEN]: 403,
+  [ErrorCode.NOT_FOUND]: 404,
+  [ErrorCode.METHOD_NOT_ALLOWED]: 405,
+  [ErrorCode.ID_CONFLICT]: 409,
+  [ErrorCode.RESUME_REFUSED]: 409,
+  [ErrorCode.PAYLOAD_TOO_LARGE]: 413,
+  [ErrorCode.STORE_CLOSED]: 503,
+  [ErrorCode.STORE_UNAVAILABLE]: 503,
+};
+
+/** The JSON error body every route answers with: `{ error: { code, message, issues? } }`. */
+export interface ErrorBody {
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly issues?: readonly ValidationIssue[];
+  };
+}
+
+/**
+ * Maps any thrown value onto a status and body. Unknown errors become a 500 `KS_INTERNAL` with a
+ * fixed message: no stack, no internal detail leaves the server (KS-5.1.8).
+ */
+export function toHttpError(err: unknown): {
+  status: number;
+  body: ErrorBody;
+  headers: Record<string, string>;
+} {
+  if (err instanceof HttpError) {
+    return {
+      status: err.status,
+      headers: { ...err.headers },
+      body: {
+        error: {
+          code: err.code,
+          message: err.message,
+          ...(err.issues ? { issues: err.issues } : {}),
+        },
+      },
+    };
+  }
+  if (err instanceof KillSwitchError) {
+    const status = STATUS_OF[err.code];
+    if (status !== undefined) {
+      const issues = err instanceof ValidationError ? err.issues : undefined;
+      return {
+        status,
+        headers: {},
+        body: { error: { code: err.code, message: err.message, ...(issues ? { issues } : {}) } },
+      };
+    }
+  }
+  return {
+    status: 500,
+    headers: {},
+    body: { error: { code: ErrorCode.INTERNAL, message: 'internal error' } },
+  };
+}
+
+/** Writes a JSON answer (unless the response already started). */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/**
+ * Reads a JSON body of at most `maxBytes`: 413 beyond (announced or streamed), 415 for a
+ * non-JSON content type, 400 for an empty or unparsable body. KS-5.1.5, KS-5.1.6
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
+    throw new HttpError(
+      415,
+      ErrorCode.INVALID_INPUT,
+      `content-type must be application/json, received ${type}`,
+    );
+  }
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > maxBytes) {
+    throw tooLarge(maxBytes);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw tooLarge(maxBytes);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') {
+    throw new HttpError(400, ErrorCode.INVALID_INPUT, 'request body is empty; expected JSON', {
+      issues: [{ path: [], message: 'expected a JSON body' }],
+    });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new HttpError(400, ErrorCode.INVALID_INPUT, 'request body is not valid JSON', {
+      issues: [{ path: [], message: (err as Error).message }],
+    });
+  }
+}
+
+function tooLarge(maxBytes: number): HttpError {
+  // Connection: close, so the unread rest of the body is not parsed as the next request.
+  return new HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE, `request body exceeds ${maxBytes} bytes`, {
+    headers: { connection: 'close' },
+  });
+}

@@ -1,0 +1,95 @@
+import type { ServerResponse } from 'node:http';
+
+/** Options of {@link StreamHub}. */
+export interface StreamHubOptions {
+  /** Disconnect a subscriber with more than this many bytes pending. @default 1048576 */
+  readonly maxBufferedBytes: number;
+  /** Told when a slow subscriber is dropped. */
+  readonly onDrop?: (info: {
+    readonly workerId: string | undefined;
+    readonly pending: number;
+  }) => void;
+}
+
+interface Subscriber {
+  readonly res: ServerResponse;
+  readonly workerId: string | undefined;
+}
+
+/**
+ * The open SSE responses. Each event is encoded once by the caller and the same buffer written to
+ * every subscriber (the fan-out costs one write per socket). A subscriber whose socket does not
+ * drain is destroyed once more than `maxBufferedBytes` are pending, rather than buffered without
+ * bound; it reconnects and resumes by `Last-Event-ID`. KS-6.1.5
+ */
+export class StreamHub {
+  readonly #subs = new Set<Subscriber>();
+  readonly #max: number;
+  readonly #onDrop: StreamHubOptions['onDrop'];
+  #dropped = 0;
+
+  constructor(options: StreamHubOptions) {
+    this.#max = options.maxBufferedBytes;
+    this.#onDrop = options.onDrop;
+  }
+
+  /** Number of open subscribers. */
+  get size(): number {
+    return this.#subs.size;
+  }
+
+  /** Subscribers dropped for reading too slowly, since start. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Adds a subscriber whose headers and first events were already written; it leaves the hub when
+   * its response closes.
+   *
+   * @returns false when the subscriber was dropped at once (its first events overflowed)
+   */
+  add(res: ServerResponse, workerId: string | undefined, onClose: () => void): boolean {
+    const sub: Subscriber = { res, workerId };
+    this.#subs.add(sub);
+    res.once('close', () => {
+      this.#subs.delete(sub);
+      onClose();
+    });
+    return this.#check(sub);
+  }
+
+  /** Writes one encoded event to every subscriber. */
+  broadcast(event: Buffer): void {
+    for (const sub of this.#subs) {
+      if (sub.res.destroyed) continue;
+      sub.res.write(event);
+      this.#check(sub);
+    }
+  }
+
+  /** Ends every stream (server shutdown). */
+  closeAll(): void {
+    for (const sub of this.#subs) sub.res.end();
+    this.#subs.clear();
+  }
+
+  #check(sub: Subscriber): boolean {
+    // writableLength counts what the response and its socket still hold: bytes the peer did not read.
+    const pending = sub.res.writableLength;
+    if (pending <= this.#max) return true;
+    this.#subs.delete(sub);
+    this.#dropped++;
+    sub.res.destroy();
+    this.#onDrop?.({ workerId: sub.workerId, pending });
+    return false;
+  }
+}
+
+/** Encodes one SSE event (data is one JSON line, so it never holds a newline). */
+export function encodeEvent(event: string, data: unknown, id?: number): Buffer {
+  return Buffer.from(
+    `event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`,
+    'utf8',
+  );
+}

@@ -1,0 +1,273 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ControlPlane } from '../../src/server/index.js';
+import type { FlipLogStore } from '../../src/store/index.js';
+import { TOKENS, call, halt, startTestServer } from './helpers.js';
+
+let cp: ControlPlane;
+let store: FlipLogStore;
+
+beforeEach(async () => {
+  ({ cp, store } = await startTestServer());
+});
+afterEach(async () => {
+  await cp.close();
+});
+
+const admin = TOKENS.admin;
+
+describe('KS-5.1.1 POST /v1/flips appends a flip whose actor is the token name', () => {
+  it('a halt answers 201 with the stored record and the state shows it', async () => {
+    const r = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: halt('acme', { mode: 'hold' }),
+    });
+    expect(r.status).toBe(201);
+    expect(r.json.flip).toMatchObject({
+      seq: 1,
+      actor: 'ada',
+      action: 'halt',
+      selector: { tenant: 'acme' },
+      mode: 'hold',
+    });
+    expect(r.json.duplicate).toBe(false);
+    expect(r.json.fleet).toMatchObject({ seq: 1, applied: 0, complete: true, completeAfterMs: 0 });
+    const s = await call(cp, 'GET', '/v1/state', { token: admin });
+    expect(s.status).toBe(200);
+    expect(s.json.seq).toBe(1);
+    expect(s.json.halts.map((h: { id: string }) => h.id)).toEqual([r.json.flip.id]);
+  });
+
+  it('a retried id answers 200 with the stored record and appends nothing', async () => {
+    const a = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: halt('acme', { id: 'inc-42' }),
+    });
+    const b = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: halt('acme', { id: 'inc-42' }),
+    });
+    expect(a.status).toBe(201);
+    expect(b.status).toBe(200);
+    expect(b.json.duplicate).toBe(true);
+    expect(b.json.flip).toEqual(a.json.flip);
+    expect((await store.head()).seq).toBe(1);
+  });
+
+  it('an id reused for another flip answers 409 KS_ID_CONFLICT', async () => {
+    await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('acme', { id: 'inc-42' }) });
+    const r = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: halt('other', { id: 'inc-42' }),
+    });
+    expect(r.status).toBe(409);
+    expect(r.json.error.code).toBe('KS_ID_CONFLICT');
+    expect((await store.head()).seq).toBe(1);
+  });
+});
+
+describe('KS-5.1.3 a resume that lifts nothing is refused with 409 and not appended', () => {
+  it('refuses a resume with no matching halt, then lifts exactly the halt it names', async () => {
+    const none = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: { action: 'resume', selector: { tenant: 'acme' }, reason: 'fixed' },
+    });
+    expect(none.status).toBe(409);
+    expect(none.json.error.code).toBe('KS_RESUME_REFUSED');
+    expect((await store.head()).seq).toBe(0);
+
+    await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('acme') });
+    const broader = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: { action: 'resume', selector: {}, reason: 'fixed' },
+    });
+    expect(broader.status).toBe(409);
+    const ok = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: {
+        action: 'resume',
+        selector: { tenant: 'acme' },
+        reason: 'fixed',
+        release: 'v2',
+        id: 'res-1',
+      },
+    });
+    expect(ok.status).toBe(201);
+    expect(ok.json.flip).toMatchObject({ seq: 2, action: 'resume', release: 'v2' });
+    // A retry of the same resume is the same flip, not a refusal.
+    const again = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: {
+        action: 'resume',
+        selector: { tenant: 'acme' },
+        reason: 'fixed',
+        release: 'v2',
+        id: 'res-1',
+      },
+    });
+    expect(again.status).toBe(200);
+    expect(again.json.duplicate).toBe(true);
+    expect((await call(cp, 'GET', '/v1/state', { token: admin })).json.halts).toEqual([]);
+  });
+});
+
+describe('KS-5.1.2 GET /v1/flips pages the log', () => {
+  it('returns records after `after`, at most `limit`, and the next cursor', async () => {
+    for (let i = 0; i < 5; i++)
+      await call(cp, 'POST', '/v1/flips', { token: admin, body: halt(`t${i}`) });
+    const p1 = await call(cp, 'GET', '/v1/flips?limit=2', { token: TOKENS.viewer });
+    expect(p1.status).toBe(200);
+    expect(p1.json.flips.map((f: { seq: number }) => f.seq)).toEqual([1, 2]);
+    expect(p1.json).toMatchObject({ head: 5, next: 2 });
+    const p2 = await call(cp, 'GET', '/v1/flips?after=2&limit=10', { token: TOKENS.viewer });
+    expect(p2.json.flips.map((f: { seq: number }) => f.seq)).toEqual([3, 4, 5]);
+    expect(p2.json.next).toBeNull();
+  });
+
+  it.each(['after=-1', 'limit=0', 'limit=1001', 'after=x', 'limit=1&limit=2', 'bogus=1'])(
+    'refuses the query %s with 400 and issues',
+    async (q) => {
+      const r = await call(cp, 'GET', `/v1/flips?${q}`, { token: admin });
+      expect(r.status).toBe(400);
+      expect(r.json.error.code).toBe('KS_INVALID_INPUT');
+      expect(r.json.error.issues.length).toBeGreaterThan(0);
+    },
+  );
+});
+
+describe('KS-5.1.5 every body is validated: 400 with issues, nothing appended', () => {
+  const cases: [string, { body?: unknown; raw?: string; headers?: Record<string, string> }][] = [
+    ['not JSON', { raw: '{"action":' }],
+    ['an empty body', { raw: '' }],
+    ['an array', { body: [halt()] }],
+    ['a missing reason', { body: { action: 'halt', selector: { tenant: 'acme' } } }],
+    ['an empty reason', { body: halt('acme', { reason: '   ' }) }],
+    ['an actor in the body', { body: halt('acme', { actor: 'someone-else' }) }],
+    ['an unknown field', { body: halt('acme', { extra: 1 }) }],
+    ['an unknown selector key', { body: { ...halt(), selector: { team: 'x' } } }],
+    ['a selector value with white space', { body: { ...halt(), selector: { tenant: ' acme' } } }],
+    ['a bad mode', { body: halt('acme', { mode: 'pause' }) }],
+    [
+      'a resume with a mode',
+      { body: { action: 'resume', selector: { tenant: 'acme' }, reason: 'r', mode: 'hold' } },
+    ],
+    ['a bad action', { body: halt('acme', { action: 'stop' }) }],
+    ['a wait above the bound', { body: halt('acme', { wait: 30_001 }) }],
+    ['a negative wait', { body: halt('acme', { wait: -1 }) }],
+    ['a bad id', { body: halt('acme', { id: 'has space' }) }],
+  ];
+  it.each(cases)('refuses %s', async (_name, req) => {
+    const r = await call(cp, 'POST', '/v1/flips', { token: admin, ...req });
+    expect(r.status).toBe(400);
+    expect(r.json.error.code).toBe('KS_INVALID_INPUT');
+    expect(Array.isArray(r.json.error.issues)).toBe(true);
+    expect(r.json.error.issues.length).toBeGreaterThan(0);
+    expect(JSON.stringify(r.json)).not.toMatch(/at .*\.(?:ts|js):\d+/);
+    expect((await store.head()).seq).toBe(0);
+  });
+
+  it('refuses a non-JSON content type with 415', async () => {
+    const r = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      raw: JSON.stringify(halt()),
+      headers: { 'content-type': 'text/plain' },
+    });
+    expect(r.status).toBe(415);
+    expect((await store.head()).seq).toBe(0);
+  });
+
+  it.each([
+    ['a missing workerId', { seq: 1 }],
+    ['a negative seq', { workerId: 'w1', seq: -1 }],
+    ['a fractional seq', { workerId: 'w1', seq: 1.5 }],
+    ['a bad worker id', { workerId: 'w 1', seq: 1 }],
+    ['an unknown field', { workerId: 'w1', seq: 1, x: 1 }],
+  ])('refuses an ack with %s', async (_n, body) => {
+    const r = await call(cp, 'POST', '/v1/acks', { token: admin, body });
+    expect(r.status).toBe(400);
+    expect(r.json.error.issues.length).toBeGreaterThan(0);
+    expect((await call(cp, 'GET', '/v1/workers', { token: admin })).json.workers).toEqual([]);
+  });
+});
+
+describe('KS-5.1.6 request bodies are size-limited (413)', () => {
+  it('refuses a body over the limit and appends nothing', async () => {
+    const r = await call(cp, 'POST', '/v1/flips', {
+      token: admin,
+      body: halt('acme', { reason: 'x'.repeat(70_000) }),
+    });
+    expect(r.status).toBe(413);
+    expect(r.json.error.code).toBe('KS_PAYLOAD_TOO_LARGE');
+    expect((await store.head()).seq).toBe(0);
+  });
+});
+
+describe('KS-5.1.7 unknown routes answer 404, wrong methods 405 with Allow', () => {
+  it('404 for an unknown path', async () => {
+    const r = await call(cp, 'GET', '/v1/nothing', { token: admin });
+    expect(r.status).toBe(404);
+    expect(r.json.error.code).toBe('KS_NOT_FOUND');
+  });
+  it.each([
+    ['DELETE', '/v1/flips', 'GET, POST'],
+    ['POST', '/v1/state', 'GET'],
+    ['GET', '/v1/acks', 'POST'],
+    ['PUT', '/healthz', 'GET'],
+  ])('405 for %s %s', async (method, path, allow) => {
+    const r = await call(cp, method, path, { token: admin });
+    expect(r.status).toBe(405);
+    expect(r.headers.get('allow')).toBe(allow);
+    expect(r.json.error.code).toBe('KS_METHOD_NOT_ALLOWED');
+  });
+});
+
+describe('KS-5.1.9 acks and workers', () => {
+  it('an ack answers head, server time and the lease; the worker is listed with its lag', async () => {
+    await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('a') });
+    await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('b') });
+    const a = await call(cp, 'POST', '/v1/acks', {
+      token: TOKENS.viewer,
+      body: { workerId: 'w1', release: 'v1', seq: 1 },
+    });
+    expect(a.status).toBe(200);
+    expect(a.json).toMatchObject({ head: 2, staleAfterMs: 3000 });
+    expect(typeof a.json.serverTime).toBe('number');
+    const w = await call(cp, 'GET', '/v1/workers', { token: TOKENS.viewer });
+    expect(w.json.workers).toEqual([
+      expect.objectContaining({
+        id: 'w1',
+        release: 'v1',
+        connected: false,
+        lastAckSeq: 1,
+        lag: 1,
+        stale: false,
+      }),
+    ]);
+    expect(w.json.workers[0].leaseExpiresAt).toBe(w.json.workers[0].lastAckAt + 3000 + 100);
+  });
+
+  it('GET /healthz needs no token', async () => {
+    const r = await call(cp, 'GET', '/healthz');
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ ok: true, head: 0, store: 'memory' });
+  });
+});
+
+describe('KS-5.1.10 the route table takes extra routes', () => {
+  it('a route added while running is served, and its auth applies', async () => {
+    cp.router.add({
+      method: 'GET',
+      path: '/ofrep/v1/evaluate/flags/:key',
+      auth: 'authenticated',
+      handle: ({ res, params }) => {
+        res.end(JSON.stringify({ key: params['key'] }));
+      },
+    });
+    expect(
+      (await call(cp, 'GET', '/ofrep/v1/evaluate/flags/kill-switch', { token: TOKENS.viewer }))
+        .json,
+    ).toEqual({
+      key: 'kill-switch',
+    });
+    expect((await call(cp, 'GET', '/ofrep/v1/evaluate/flags/kill-switch')).status).toBe(401);
+  });
+});

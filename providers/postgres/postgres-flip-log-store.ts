@@ -1,6 +1,20 @@
-import type pg from 'pg';
-import { ErrorCode, KillSwitchError } from '../../src/errors.js';
-import type { FlipInput, FlipRecord } from '../../src/model/flip-record.js';
+import pg from 'pg';
+import {
+  ErrorCode,
+  InvalidOptionError,
+  KillSwitchError,
+  LogCorruptError,
+} from '../../src/errors.js';
+import {
+  GENESIS_HASH,
+  chainRecord,
+  parseFlipInput,
+  sameFlip,
+  type FlipInput,
+  type FlipRecord,
+  type NormalizedFlip,
+} from '../../src/model/flip-record.js';
+import { Mutex } from '../../src/internal/mutex.js';
 import type {
   AppendResult,
   FlipLogStore,
@@ -8,45 +22,782 @@ import type {
   ReadOptions,
   RecordListener,
 } from '../../src/store/flip-log-store.js';
+import { UNIQUE_VIOLATION, sqlState, unavailable } from './internal/pg-errors.js';
+import { decodeRows, insertParams, seqOf, type FlipRow } from './internal/row-codec.js';
+import {
+  LOCK_CLASS_APPEND,
+  LOCK_CLASS_MIGRATE,
+  RECORD_COLUMNS,
+  SCHEMA_VERSION,
+  channelOf,
+  migrationSql,
+  quoteIdent,
+} from './internal/schema-sql.js';
 
-/** Options of {@link PostgresFlipLogStore}. */
-export interface PostgresFlipLogStoreOptions {
-  /** `postgres://user@host:port/db`; give this or `pool`. */
-  readonly connectionString?: string;
-  /** An existing pool (not ended by `close`); give this or `connectionString`. */
-  readonly pool?: pg.Pool;
-  /** The PostgreSQL schema holding the log. @default 'killswitch' */
-  readonly schema?: string;
-  /** Clock for `at`. @default () => new Date() */
-  readonly now?: () => Date;
-  /** Where warnings go. @default console */
-  readonly logger?: { warn(msg: string): void };
+/** Timers the store uses for its catch-up poll and listener reconnects (injectable for tests). */
+export interface PostgresStoreTimers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
 }
 
-/** The PostgreSQL flip log (work in progress: the implementation lands in the next commit). */
+/** Options of {@link PostgresFlipLogStore}. Give exactly one of `connectionString` and `pool`. */
+export interface PostgresFlipLogStoreOptions {
+  /** A `postgres://` or `postgresql://` URL; the store creates (and on `close` ends) its own pool. */
+  readonly connectionString?: string;
+  /** An existing pool; the store never ends it. One of its connections is held while subscribed. */
+  readonly pool?: pg.Pool;
+  /**
+   * The PostgreSQL schema holding the log: lower-case letters, digits and `_`, at most 48
+   * characters, not starting with `pg_`. Replicas that share a log use the same schema.
+   * @default 'killswitch'
+   */
+  readonly schema?: string;
+  /** Clock for each record's `at`. @default () => new Date() */
+  readonly now?: () => Date;
+  /** Where warnings go (listener lost, catch-up failed, corruption found while following). @default console */
+  readonly logger?: { warn(msg: string): void };
+  /**
+   * While someone is subscribed, read the log by seq this often even without a notification, so
+   * a lost notification delays delivery by at most this long. KS-8.5.4
+   * @default 1000 (ms)
+   */
+  readonly pollIntervalMs?: number;
+  /**
+   * Server-side `statement_timeout` of the store's statements (including the wait for the append
+   * lock); an append never waits longer than this before failing with `KS_STORE_UNAVAILABLE`.
+   * @default 10000 (ms)
+   */
+  readonly statementTimeoutMs?: number;
+  /** Longest wait for a new connection of the store's own pool. @default 5000 (ms) */
+  readonly connectTimeoutMs?: number;
+  /** Most connections of the store's own pool (ignored with `pool`). @default 10 */
+  readonly poolSize?: number;
+  /** Longest back-off between attempts to re-establish the LISTEN connection. @default 5000 (ms) */
+  readonly reconnectMaxMs?: number;
+  /** @default the global setTimeout / clearTimeout, unref'd */
+  readonly timers?: PostgresStoreTimers;
+}
+
+/** Lifecycle of the store. */
+const StoreState = {
+  NEW: 'new',
+  OPEN: 'open',
+  /** A corrupt chain was found while following or reading; every call fails with that error. */
+  FAILED: 'failed',
+  CLOSED: 'closed',
+} as const;
+type StoreState = (typeof StoreState)[keyof typeof StoreState];
+
+/** Lifecycle of the LISTEN connection that wakes subscribers. */
+const ListenState = {
+  STOPPED: 'stopped',
+  CONNECTING: 'connecting',
+  LISTENING: 'listening',
+  BACKOFF: 'backoff',
+} as const;
+type ListenState = (typeof ListenState)[keyof typeof ListenState];
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,47}$/;
+const BATCH = 1000;
+const RECONNECT_MIN_MS = 100;
+
+const defaultTimers: PostgresStoreTimers = {
+  setTimeout: (cb, ms) => {
+    const t = setTimeout(cb, ms);
+    // A store must not keep a process alive on its own; close() clears them anyway.
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * The PostgreSQL flip log, shared by several control-plane replicas: an insert-only table with a
+ * dense `seq` and the hash chain, appends serialised by a transaction-scoped advisory lock and
+ * acknowledged after COMMIT, LISTEN/NOTIFY plus a catch-up read by seq to follow records appended
+ * by any process. The schema is created on first `open`. Requirements: spec/KS-8-postgres.md.
+ *
+ * @example
+ * ```ts
+ * const store = new PostgresFlipLogStore({ connectionString: 'postgres://postgres@127.0.0.1/app' });
+ * await store.open();
+ * await store.append({ id: 'inc-42', actor: 'me', action: 'halt', selector: { tenant: 'acme' }, reason: 'incident 42' });
+ * ```
+ */
 export class PostgresFlipLogStore implements FlipLogStore {
   readonly kind = 'postgres';
+  /** The schema holding this log. */
+  readonly schema: string;
 
-  constructor(_options: PostgresFlipLogStoreOptions) {}
+  readonly #pool: pg.Pool;
+  readonly #ownPool: boolean;
+  readonly #now: () => Date;
+  readonly #logger: { warn(msg: string): void };
+  readonly #timers: PostgresStoreTimers;
+  readonly #pollMs: number;
+  readonly #statementTimeoutMs: number;
+  readonly #reconnectMaxMs: number;
+  readonly #table: string;
+  readonly #channel: string;
 
+  #state: StoreState = StoreState.NEW;
+  #failure: KillSwitchError | undefined;
+  #opening: Promise<void> | undefined;
+  readonly #inflight = new Set<Promise<unknown>>();
+
+  // Following: the last record delivered to subscribers (verified), and the newest verified
+  // record this store has seen (its own appends, reads), which idle followers jump to.
+  readonly #listeners = new Set<RecordListener>();
+  #cursor: LogHead = { seq: 0, hash: GENESIS_HASH };
+  #known: LogHead = { seq: 0, hash: GENESIS_HASH };
+  readonly #deliverMutex = new Mutex();
+  #queuedCatchUp: Promise<void> | undefined;
+
+  #listenState: ListenState = ListenState.STOPPED;
+  #listenClient: pg.PoolClient | undefined;
+  #listenGeneration = 0;
+  #reconnectDelay = RECONNECT_MIN_MS;
+  #reconnectTimer: unknown;
+  #pollTimer: unknown;
+
+  /**
+   * @param options - see {@link PostgresFlipLogStoreOptions}
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the bad option
+   */
+  constructor(options: PostgresFlipLogStoreOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidOptionError('options', 'an object', options);
+    }
+    const { connectionString, pool } = options;
+    if (connectionString !== undefined && pool !== undefined) {
+      throw new InvalidOptionError(
+        'pool',
+        'either connectionString or pool, not both',
+        '(both given)',
+      );
+    }
+    if (pool === undefined) {
+      if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/./.test(connectionString)) {
+        throw new InvalidOptionError(
+          'connectionString',
+          'a postgres:// URL (or give pool)',
+          connectionString,
+        );
+      }
+    } else if (
+      !(pool instanceof pg.Pool) &&
+      typeof (pool as { connect?: unknown }).connect !== 'function'
+    ) {
+      throw new InvalidOptionError('pool', 'a pg.Pool', pool);
+    }
+    const schema = options.schema ?? 'killswitch';
+    if (typeof schema !== 'string' || !SCHEMA_RE.test(schema) || schema.startsWith('pg_')) {
+      throw new InvalidOptionError(
+        'schema',
+        'lower-case letters, digits and _, at most 48 characters, not starting with a digit or pg_',
+        schema,
+      );
+    }
+    this.#pollMs = intOption('pollIntervalMs', options.pollIntervalMs, 1000, 10, 3_600_000);
+    this.#statementTimeoutMs = intOption(
+      'statementTimeoutMs',
+      options.statementTimeoutMs,
+      10_000,
+      100,
+      3_600_000,
+    );
+    const connectTimeoutMs = intOption(
+      'connectTimeoutMs',
+      options.connectTimeoutMs,
+      5000,
+      100,
+      600_000,
+    );
+    const poolSize = intOption('poolSize', options.poolSize, 10, 1, 1000);
+    this.#reconnectMaxMs = intOption(
+      'reconnectMaxMs',
+      options.reconnectMaxMs,
+      5000,
+      RECONNECT_MIN_MS,
+      600_000,
+    );
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new InvalidOptionError('now', 'a function returning a Date', options.now);
+    }
+    if (options.logger !== undefined && typeof options.logger?.warn !== 'function') {
+      throw new InvalidOptionError('logger', 'an object with warn(msg)', options.logger);
+    }
+    this.schema = schema;
+    this.#table = `${quoteIdent(schema)}.flips`;
+    this.#channel = channelOf(schema);
+    this.#now = options.now ?? (() => new Date());
+    this.#logger = options.logger ?? { warn: (m) => console.warn(m) };
+    this.#timers = options.timers ?? defaultTimers;
+    if (pool !== undefined) {
+      this.#pool = pool;
+      this.#ownPool = false;
+    } else {
+      this.#pool = new pg.Pool({
+        connectionString,
+        max: poolSize,
+        connectionTimeoutMillis: connectTimeoutMs,
+        // Client-side guard for a dead network, a little after the server-side timeout.
+        query_timeout: this.#statementTimeoutMs + 2000,
+        keepAlive: true,
+        application_name: `killswitch:${schema}`,
+      });
+      this.#ownPool = true;
+      // An idle pooled connection that dies (server restart, terminated backend) emits 'error'
+      // on the pool; unhandled, that would crash the process. The pool drops the connection and
+      // the next query opens a new one. KS-8.6.1
+      this.#pool.on('error', (err) =>
+        this.#logger.warn(`postgres store (${schema}): idle connection lost: ${err.message}`),
+      );
+    }
+  }
+
+  /**
+   * Creates the schema if needed (once, under an advisory lock, so replicas may start at once),
+   * then verifies the whole chain. Idempotent; a failed open may be retried. KS-8.1.1, KS-8.4.1
+   *
+   * @throws {LogCorruptError} `KS_LOG_CORRUPT` naming the first bad seq
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE`, `KS_STORE_CLOSED`
+   */
   async open(): Promise<void> {
-    throw unavailable();
+    this.#checkUsable();
+    if (this.#opening === undefined) {
+      const opening = this.#doOpen();
+      this.#opening = opening;
+      opening.catch(() => {
+        if (this.#opening === opening) this.#opening = undefined;
+      });
+    }
+    await this.#opening;
   }
-  async append(_input: FlipInput): Promise<AppendResult> {
-    throw unavailable();
+
+  async #doOpen(): Promise<void> {
+    await this.#migrate();
+    const head = await this.#verifyAll();
+    this.#checkUsable();
+    this.#advanceKnown(head);
+    if (this.#cursor.seq < head.seq) this.#cursor = head;
+    this.#state = StoreState.OPEN;
+    if (this.#listeners.size > 0) this.#startFollowing();
   }
-  async read(_options?: ReadOptions): Promise<FlipRecord[]> {
-    throw unavailable();
+
+  /** KS-8.1.1 idempotent, concurrent-safe schema creation; KS-8.1.2 refuse a newer schema. */
+  async #migrate(): Promise<void> {
+    const client = await this.#connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL statement_timeout = ${this.#statementTimeoutMs}`);
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+        LOCK_CLASS_MIGRATE,
+        this.schema,
+      ]);
+      const enc = await client.query<{ server_encoding: string }>('SHOW server_encoding');
+      if (enc.rows[0]?.server_encoding !== 'UTF8') {
+        // The hash covers UTF-8 bytes; another server encoding could not hold every flip exactly.
+        throw unavailable(`the database must use UTF8, not ${enc.rows[0]?.server_encoding ?? '?'}`);
+      }
+      const found = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+        `${quoteIdent(this.schema)}.meta`,
+      ]);
+      let version = 0;
+      if (found.rows[0]?.t) {
+        const v = await client.query<{ value: string }>(
+          `SELECT value FROM ${quoteIdent(this.schema)}.meta WHERE key = 'schema_version'`,
+        );
+        version = Number(v.rows[0]?.value ?? 0);
+      }
+      if (version > SCHEMA_VERSION) {
+        throw unavailable(
+          `schema ${this.schema} has version ${version}, newer than this library's ${SCHEMA_VERSION}; upgrade the library`,
+        );
+      }
+      if (version < SCHEMA_VERSION) await client.query(migrationSql(this.schema));
+      await client.query('COMMIT');
+      client.release();
+    } catch (err) {
+      client.release(true);
+      throw unavailable(`could not prepare schema ${this.schema}`, err);
+    }
   }
+
+  /** Reads the whole log in pages and verifies it; returns its head. KS-8.4.1 */
+  async #verifyAll(): Promise<LogHead> {
+    let head: LogHead = { seq: 0, hash: GENESIS_HASH };
+    for (;;) {
+      const rows = await this.#selectAfter(head.seq, BATCH);
+      const records = decodeRows(rows, head);
+      const last = records.at(-1);
+      if (last !== undefined) head = { seq: last.seq, hash: last.hash };
+      if (rows.length < BATCH) return head;
+    }
+  }
+
+  /**
+   * Appends a flip and resolves once its transaction has committed (and this store's subscribers
+   * have seen it). KS-8.3.1, KS-8.3.2, KS-8.3.3
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT` (nothing is written)
+   * @throws {KillSwitchError} `KS_ID_CONFLICT`; `KS_STORE_UNAVAILABLE` when the database cannot be
+   *   reached or the commit's outcome is unknown (retrying with the same id is then safe);
+   *   `KS_STORE_CLOSED`
+   * @throws {LogCorruptError} `KS_LOG_CORRUPT`
+   */
+  async append(input: FlipInput): Promise<AppendResult> {
+    this.#checkUsable();
+    // Validate before touching the database: bad input appends nothing. KS-2.1.2
+    const flip = parseFlipInput(input);
+    // Tracked from the start, so close() waits for an append it let in.
+    return this.#track(
+      (async () => {
+        await this.open();
+        return this.#appendOnce(flip, 0);
+      })(),
+    );
+  }
+
+  async #appendOnce(flip: NormalizedFlip, attempt: number): Promise<AppendResult> {
+    const client = await this.#connect();
+    let record: FlipRecord | undefined;
+    let commitSent = false;
+    try {
+      // One round trip: the transaction, its timeout, and the lock that serialises every writer of
+      // this schema in every process. seq = head + 1 under the lock is gap-free. KS-8.3.1
+      await client.query(
+        `BEGIN; SET LOCAL statement_timeout = ${this.#statementTimeoutMs}; ` +
+          `SELECT pg_advisory_xact_lock(${LOCK_CLASS_APPEND}, hashtext('${this.schema}'))`,
+      );
+      const probe = await client.query<FlipRow & { kind: 'dup' | 'head' }>(
+        `SELECT 'dup' AS kind, ${RECORD_COLUMNS} FROM ${this.#table} f WHERE f.id = $1 ` +
+          `UNION ALL (SELECT 'head' AS kind, ${RECORD_COLUMNS} FROM ${this.#table} f ORDER BY f.seq DESC LIMIT 1)`,
+        [flip.id],
+      );
+      let head: LogHead = { seq: 0, hash: GENESIS_HASH };
+      let existing: FlipRecord | undefined;
+      for (const row of probe.rows) {
+        const seq = seqOf(row.seq, 0);
+        if (row.kind === 'dup') existing = this.#decodeOne(row, seq);
+        else head = { seq, hash: row.hash };
+      }
+      if (existing !== undefined) {
+        await client.query('ROLLBACK');
+        client.release();
+        // Decided under the lock, so two replicas racing with one id agree. KS-8.3.3
+        if (sameFlip(existing, flip)) return { record: existing, duplicate: true };
+        throw new KillSwitchError(
+          ErrorCode.ID_CONFLICT,
+          `flip id ${flip.id} is already used by seq ${existing.seq} for a different flip`,
+        );
+      }
+      record = chainRecord(flip, head, this.#now());
+      await client.query(
+        `INSERT INTO ${this.#table} (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body) ` +
+          'VALUES ($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)',
+        insertParams(record),
+      );
+      commitSent = true;
+      // KS-8.3.2 acknowledged only after COMMIT returns.
+      await client.query('COMMIT');
+    } catch (err) {
+      if (err instanceof KillSwitchError && err.code === ErrorCode.ID_CONFLICT) throw err;
+      // The connection's state is unknown: never hand it back to the pool.
+      client.release(true);
+      if (err instanceof LogCorruptError) throw this.#fail(err);
+      if (!commitSent && sqlState(err) === UNIQUE_VIOLATION && attempt < 3) {
+        // Only a writer that bypasses the lock can get here; try again on a fresh head.
+        return this.#appendOnce(flip, attempt + 1);
+      }
+      throw unavailable(
+        commitSent
+          ? `commit of flip ${flip.id} failed or its outcome is unknown; retry with the same id`
+          : `append of flip ${flip.id} failed, nothing was written`,
+        err,
+      );
+    }
+    client.release();
+    await this.#afterCommit(record);
+    return { record, duplicate: false };
+  }
+
+  /** Records with seq greater than `after`, verified before they are returned. KS-8.4.2 */
+  async read(options: ReadOptions = {}): Promise<FlipRecord[]> {
+    this.#checkUsable();
+    return this.#track(this.#read(options));
+  }
+
+  async #read(options: ReadOptions): Promise<FlipRecord[]> {
+    await this.open();
+    const afterRaw = Math.floor(options.after ?? 0);
+    const after = Number.isFinite(afterRaw) ? Math.max(0, afterRaw) : 0;
+    const limitRaw = options.limit ?? Number.POSITIVE_INFINITY;
+    const limit = Number.isNaN(limitRaw)
+      ? Number.POSITIVE_INFINITY
+      : Math.max(0, Math.floor(limitRaw));
+    if (limit === 0) return [];
+    const rows = await this.#selectAfter(after, limit === Number.POSITIVE_INFINITY ? null : limit);
+    let records: FlipRecord[];
+    try {
+      records = decodeRows(rows, {
+        seq: after,
+        hash: after === this.#known.seq ? this.#known.hash : undefined,
+      });
+    } catch (err) {
+      throw err instanceof LogCorruptError ? this.#fail(err) : err;
+    }
+    const last = records.at(-1);
+    if (last !== undefined) this.#advanceKnown(last);
+    return records;
+  }
+
+  /** The last record's seq and hash, as committed in the database now. */
   async head(): Promise<LogHead> {
-    throw unavailable();
+    this.#checkUsable();
+    return this.#track(this.#head());
   }
-  subscribe(_listener: RecordListener): () => void {
-    throw unavailable();
+
+  async #head(): Promise<LogHead> {
+    await this.open();
+    const res = await this.#query<{ seq: string; hash: string }>(
+      `SELECT f.seq::text AS seq, f.hash FROM ${this.#table} f ORDER BY f.seq DESC LIMIT 1`,
+      [],
+    );
+    const row = res.rows[0];
+    return row === undefined
+      ? { seq: 0, hash: GENESIS_HASH }
+      : { seq: seqOf(row.seq, 0), hash: row.hash };
   }
-  async close(): Promise<void> {}
+
+  /**
+   * Delivers every record that reaches the log after this call, whichever process appended it, in
+   * seq order and exactly once, to this and every other subscriber of this store. Records are
+   * found by a read by seq, woken by NOTIFY, by this store's own appends, by a re-established
+   * LISTEN connection and by a poll, so a lost notification loses nothing. KS-8.5.2
+   *
+   * @returns a function that unsubscribes
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`; the {@link LogCorruptError} that failed the store
+   */
+  subscribe(listener: RecordListener): () => void {
+    this.#checkUsable();
+    const first = this.#listeners.size === 0;
+    this.#listeners.add(listener);
+    if (first) {
+      // Nobody was following, so the cursor may lag: start at the newest record known here.
+      this.#jumpCursor();
+      if (this.#state === StoreState.OPEN) this.#startFollowing();
+      else
+        this.open().catch((err: unknown) =>
+          this.#logger.warn(
+            `postgres store (${this.schema}): open for a subscriber failed: ${(err as Error).message}`,
+          ),
+        );
+    }
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) this.#stopFollowing();
+    };
+  }
+
+  /** Stops following, waits for in-flight calls, and ends the pool it created. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === StoreState.CLOSED) return;
+    this.#state = StoreState.CLOSED;
+    this.#listeners.clear();
+    this.#stopFollowing();
+    await Promise.allSettled([
+      ...this.#inflight,
+      this.#opening,
+      this.#deliverMutex.run(() => undefined),
+    ]);
+    if (this.#ownPool) await this.#pool.end().catch(() => undefined);
+  }
+
+  // ---- following ------------------------------------------------------------------------
+
+  #startFollowing(): void {
+    if (this.#listenState === ListenState.STOPPED) {
+      this.#reconnectDelay = RECONNECT_MIN_MS;
+      void this.#listen(++this.#listenGeneration);
+    }
+    this.#schedulePoll();
+    void this.#catchUpQuietly();
+  }
+
+  #stopFollowing(): void {
+    this.#listenGeneration++;
+    this.#listenState = ListenState.STOPPED;
+    if (this.#reconnectTimer !== undefined) this.#timers.clearTimeout(this.#reconnectTimer);
+    if (this.#pollTimer !== undefined) this.#timers.clearTimeout(this.#pollTimer);
+    this.#reconnectTimer = undefined;
+    this.#pollTimer = undefined;
+    this.#dropListenClient();
+  }
+
+  #dropListenClient(): void {
+    const client = this.#listenClient;
+    this.#listenClient = undefined;
+    if (client !== undefined) {
+      client.removeAllListeners('notification');
+      client.removeAllListeners('end');
+      // Keep one error handler: a late socket error after release must not crash the process.
+      client.removeAllListeners('error');
+      client.on('error', () => undefined);
+      client.release(true);
+    }
+  }
+
+  /** Opens the LISTEN connection, then catches up so nothing committed meanwhile is missed. KS-8.5.3 */
+  async #listen(generation: number): Promise<void> {
+    const current = () =>
+      generation === this.#listenGeneration && this.#state !== StoreState.CLOSED;
+    this.#listenState = ListenState.CONNECTING;
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.#pool.connect();
+      const c = client;
+      if (!current()) {
+        c.release(true);
+        return;
+      }
+      const lost = (err?: Error) => {
+        if (this.#listenClient !== c) return;
+        this.#dropListenClient();
+        this.#logger.warn(
+          `postgres store (${this.schema}): LISTEN connection lost (${err?.message ?? 'ended'}); reconnecting and catching up`,
+        );
+        this.#scheduleReconnect(generation);
+      };
+      c.on('error', lost);
+      c.on('end', () => lost());
+      c.on('notification', (msg) => {
+        if (msg.channel !== this.#channel) return;
+        const seq = Number(msg.payload);
+        // A notification is only a wake-up; the read by seq decides what is delivered.
+        if (!(seq <= this.#cursor.seq)) void this.#catchUpQuietly();
+      });
+      this.#listenClient = c;
+      await c.query(`SET application_name = 'killswitch-listen:${this.schema}'`);
+      await c.query(`LISTEN ${quoteIdent(this.#channel)}`);
+      if (this.#listenClient !== c) return;
+      this.#listenState = ListenState.LISTENING;
+      this.#reconnectDelay = RECONNECT_MIN_MS;
+      await this.#catchUpQuietly();
+    } catch (err) {
+      if (client !== undefined && this.#listenClient === client) this.#dropListenClient();
+      if (!current()) return;
+      this.#logger.warn(
+        `postgres store (${this.schema}): could not LISTEN (${(err as Error).message}); retrying in ${this.#reconnectDelay} ms`,
+      );
+      this.#scheduleReconnect(generation);
+    }
+  }
+
+  #scheduleReconnect(generation: number): void {
+    if (generation !== this.#listenGeneration || this.#state === StoreState.CLOSED) return;
+    if (this.#reconnectTimer !== undefined) return;
+    this.#listenState = ListenState.BACKOFF;
+    const delay = this.#reconnectDelay;
+    this.#reconnectDelay = Math.min(this.#reconnectMaxMs, this.#reconnectDelay * 2);
+    this.#reconnectTimer = this.#timers.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (generation === this.#listenGeneration && this.#state !== StoreState.CLOSED)
+        void this.#listen(generation);
+    }, delay);
+  }
+
+  /** KS-8.5.4 the safety net: a read by seq every poll interval while someone is subscribed. */
+  #schedulePoll(): void {
+    if (this.#pollTimer !== undefined) return;
+    this.#pollTimer = this.#timers.setTimeout(() => {
+      this.#pollTimer = undefined;
+      if (
+        this.#listeners.size === 0 ||
+        this.#state === StoreState.CLOSED ||
+        this.#state === StoreState.FAILED
+      )
+        return;
+      void this.#catchUpQuietly().finally(() => {
+        if (this.#listeners.size > 0 && this.#state === StoreState.OPEN) this.#schedulePoll();
+      });
+    }, this.#pollMs);
+  }
+
+  async #catchUpQuietly(): Promise<void> {
+    try {
+      await this.#catchUp();
+    } catch (err) {
+      if (!(err instanceof LogCorruptError)) {
+        this.#logger.warn(
+          `postgres store (${this.schema}): catch-up read failed, will retry: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+
+  /** Queues one catch-up after whatever delivery is running; callers arriving meanwhile share it. */
+  #catchUp(): Promise<void> {
+    if (this.#queuedCatchUp !== undefined) return this.#queuedCatchUp;
+    const p = this.#deliverMutex.run(async () => {
+      this.#queuedCatchUp = undefined;
+      await this.#drain();
+    });
+    this.#queuedCatchUp = p;
+    return p;
+  }
+
+  /** Reads records after the cursor, verifies them against it, and delivers them in order. KS-8.5.2 */
+  async #drain(): Promise<void> {
+    for (;;) {
+      if (this.#state !== StoreState.OPEN) return;
+      if (this.#listeners.size === 0) {
+        this.#jumpCursor();
+        return;
+      }
+      const from = this.#cursor;
+      const rows = await this.#selectAfter(from.seq, BATCH);
+      let records: FlipRecord[];
+      try {
+        records = decodeRows(rows, from);
+      } catch (err) {
+        throw err instanceof LogCorruptError ? this.#fail(err) : err;
+      }
+      for (const r of records) {
+        if (r.seq <= this.#cursor.seq) continue;
+        if (r.seq !== this.#cursor.seq + 1) break;
+        this.#cursor = { seq: r.seq, hash: r.hash };
+        this.#advanceKnown(this.#cursor);
+        this.#deliver(r);
+      }
+      if (rows.length < BATCH) return;
+    }
+  }
+
+  /** After our own commit: deliver it (and anything before it) before the append resolves. KS-8.5.5 */
+  async #afterCommit(record: FlipRecord): Promise<void> {
+    this.#advanceKnown(record);
+    try {
+      await this.#deliverMutex.run(async () => {
+        if (this.#state !== StoreState.OPEN) return;
+        if (this.#listeners.size === 0) {
+          this.#jumpCursor();
+        } else if (this.#cursor.seq === record.seq - 1 && this.#cursor.hash === record.prev) {
+          this.#cursor = { seq: record.seq, hash: record.hash };
+          this.#deliver(record);
+        } else if (this.#cursor.seq < record.seq) {
+          await this.#drain();
+        }
+      });
+    } catch (err) {
+      // The flip is committed; the followers will get it from the next catch-up.
+      if (!(err instanceof LogCorruptError)) {
+        this.#logger.warn(
+          `postgres store (${this.schema}): delivery after append failed, will retry: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+
+  #deliver(record: FlipRecord): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        l(record);
+      } catch (err) {
+        // As in the other stores: a throwing subscriber must not starve the others.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  #jumpCursor(): void {
+    if (this.#known.seq > this.#cursor.seq) this.#cursor = this.#known;
+  }
+
+  #advanceKnown(head: LogHead): void {
+    if (head.seq > this.#known.seq) this.#known = { seq: head.seq, hash: head.hash };
+  }
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  async #selectAfter(after: number, limit: number | null): Promise<FlipRow[]> {
+    const res = await this.#query<FlipRow>(
+      `SELECT ${RECORD_COLUMNS} FROM ${this.#table} f WHERE f.seq > $1::bigint ORDER BY f.seq LIMIT $2`,
+      [String(after), limit],
+    );
+    return res.rows;
+  }
+
+  async #query<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.#pool.query<R>({ text: sql, values: params });
+    } catch (err) {
+      throw unavailable('query failed', err);
+    }
+  }
+
+  async #connect(): Promise<pg.PoolClient> {
+    try {
+      const client = await this.#pool.connect();
+      return client;
+    } catch (err) {
+      throw unavailable('could not connect', err);
+    }
+  }
+
+  #decodeOne(row: FlipRow, seq: number): FlipRecord {
+    const prev = { seq: seq - 1, hash: undefined };
+    const [record] = decodeRows([row], prev);
+    if (record === undefined) throw new LogCorruptError(seq, 'row vanished while decoding');
+    return record;
+  }
+
+  /** Marks the store failed: a corrupt log is never served, appended to or followed again. */
+  #fail(err: LogCorruptError): LogCorruptError {
+    if (this.#state !== StoreState.CLOSED && this.#state !== StoreState.FAILED) {
+      this.#state = StoreState.FAILED;
+      this.#failure = err;
+      this.#logger.warn(
+        `postgres store (${this.schema}): ${err.message}; the store refuses further use`,
+      );
+      this.#stopFollowing();
+    }
+    return err;
+  }
+
+  #checkUsable(): void {
+    if (this.#state === StoreState.CLOSED) {
+      throw new KillSwitchError(
+        ErrorCode.STORE_CLOSED,
+        `postgres store (${this.schema}) is closed`,
+      );
+    }
+    if (this.#state === StoreState.FAILED && this.#failure !== undefined) throw this.#failure;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inflight.add(p);
+    const done = () => this.#inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
 }
 
-function unavailable(): KillSwitchError {
-  return new KillSwitchError(ErrorCode.STORE_UNAVAILABLE, 'postgres store not implemented yet');
+function intOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
 }

@@ -1,0 +1,137 @@
+/**
+ * The SQL of the PostgreSQL flip log: the schema migration, the statements the store runs and the
+ * advisory-lock keys. Everything is qualified with the (validated) schema name, so several logs
+ * can live in one database without touching `search_path`. KS-8.1
+ */
+
+/** The schema version this library writes and understands. KS-8.1.2 */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * First key of the two-key advisory locks (`'KS'` as a number). The second key is
+ * `hashtext(schema)`, so logs in different schemas do not serialise each other. A hash collision
+ * between two schemas only costs some extra waiting, never correctness.
+ */
+export const LOCK_CLASS_APPEND = 0x4b53;
+/** First key of the migration lock; distinct from the append lock so a migration never waits on writers. */
+export const LOCK_CLASS_MIGRATE = 0x4b54;
+
+/**
+ * The columns every read selects from `flips f`, in one place so decoding and the queries agree.
+ * seq comes back as text (a bigint); queries must `ORDER BY f.seq`, never the text alias.
+ */
+export const RECORD_COLUMNS =
+  'f.seq::text AS seq, f.id, f.at, f.actor, f.action, f.selector, f.reason, f.mode, f.release, f.source, f.prev, f.hash, f.body';
+
+/** The NOTIFY channel of a schema's log (the schema name is at most 48 characters, so this fits 63). */
+export function channelOf(schema: string): string {
+  return `ks_flips_${schema}`;
+}
+
+/** `"schema"` for a schema name that already passed validation (lower-case letters, digits, `_`). */
+export function quoteIdent(name: string): string {
+  return `"${name}"`;
+}
+
+/**
+ * The version-1 schema. Run inside one transaction that holds the migration advisory lock, so
+ * replicas that start at once run it one after the other and the later ones find it done. KS-8.1.1
+ */
+export function migrationSql(schema: string): string {
+  const s = quoteIdent(schema);
+  const channel = channelOf(schema).replaceAll("'", "''");
+  return `
+CREATE SCHEMA IF NOT EXISTS ${s};
+
+CREATE TABLE IF NOT EXISTS ${s}.meta (
+  key text PRIMARY KEY,
+  value text NOT NULL
+);
+
+-- KS-8.2.1 one row per flip record; body is the canonical JSON the hash covers, byte for byte.
+CREATE TABLE IF NOT EXISTS ${s}.flips (
+  seq bigint PRIMARY KEY CHECK (seq >= 1),
+  id text NOT NULL UNIQUE,
+  at text NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL CHECK (action IN ('halt', 'resume')),
+  selector jsonb NOT NULL,
+  reason text NOT NULL,
+  mode text CHECK (mode IN ('discard', 'hold', 'drain')),
+  release text,
+  source text,
+  prev text NOT NULL CHECK (prev ~ '^[0-9a-f]{64}$'),
+  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  body text NOT NULL
+);
+
+-- KS-8.2.2 the log is insert-only: any UPDATE, DELETE or TRUNCATE statement is refused, even one
+-- that would touch no row, whoever runs it (privileges do not bind a superuser; this trigger does
+-- until a superuser disables it, which the hash chain then exposes on the next open).
+CREATE OR REPLACE FUNCTION ${s}.flips_refuse_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  RAISE EXCEPTION 'the kill-switch flip log %.flips is insert-only: % refused', TG_TABLE_SCHEMA, TG_OP
+    USING ERRCODE = 'KS002';
+END
+$fn$;
+
+-- KS-8.2.3 an INSERT must extend the chain: seq = head + 1, prev = the head's hash, hash = SHA-256
+-- of body, and body names the same seq and prev. The store always satisfies this (it holds the
+-- append lock); the check stops a writer that bypasses the store from breaking the chain.
+CREATE OR REPLACE FUNCTION ${s}.flips_check_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  head_seq bigint;
+  head_hash text;
+BEGIN
+  SELECT f.seq, f.hash INTO head_seq, head_hash FROM ${s}.flips f ORDER BY f.seq DESC LIMIT 1;
+  IF head_seq IS NULL THEN
+    head_seq := 0;
+    head_hash := repeat('0', 64);
+  END IF;
+  IF NEW.seq IS DISTINCT FROM head_seq + 1 THEN
+    RAISE EXCEPTION 'flip seq % does not follow the head seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.prev IS DISTINCT FROM head_hash THEN
+    RAISE EXCEPTION 'flip seq %: prev does not name the hash of seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.body, 'UTF8')), 'hex') THEN
+    RAISE EXCEPTION 'flip seq %: hash is not the SHA-256 of body', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  -- Canonical JSON escapes every quote inside a string, so these patterns can only match the keys.
+  IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
+     OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
+    RAISE EXCEPTION 'flip seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+
+-- KS-8.5.1 wake followers; PostgreSQL delivers the notification only when the insert commits.
+CREATE OR REPLACE FUNCTION ${s}.flips_notify() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM pg_notify('${channel}', NEW.seq::text);
+  RETURN NULL;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS flips_insert_only ON ${s}.flips;
+CREATE TRIGGER flips_insert_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.flips
+  FOR EACH STATEMENT EXECUTE FUNCTION ${s}.flips_refuse_change();
+DROP TRIGGER IF EXISTS flips_check_insert ON ${s}.flips;
+CREATE TRIGGER flips_check_insert BEFORE INSERT ON ${s}.flips
+  FOR EACH ROW EXECUTE FUNCTION ${s}.flips_check_insert();
+DROP TRIGGER IF EXISTS flips_notify ON ${s}.flips;
+CREATE TRIGGER flips_notify AFTER INSERT ON ${s}.flips
+  FOR EACH ROW EXECUTE FUNCTION ${s}.flips_notify();
+
+-- KS-8.2.2 nobody, not even the owner that runs the store, holds UPDATE, DELETE or TRUNCATE.
+REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.flips FROM PUBLIC;
+REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.flips FROM CURRENT_USER;
+
+INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+`;
+}

@@ -176,7 +176,9 @@ describe('KS-2.4.5 one writer per file: an exclusive lock file with stale-lock d
       message: expect.stringMatching(/unreadable/),
     });
   });
+});
 
+describe('KS-2.4.6 the file store creates its file and directory with safe modes', () => {
   it('creates the log file with mode 0600 and its directory with 0700', async () => {
     const path = nextPath();
     await make(path).store.open();
@@ -260,7 +262,7 @@ describe('KS-2.4.4 a failed write fails the append and every append after it unt
   });
 });
 
-describe('KS-2.4.1 group commit writes concurrent appends with one fsync, in call order', () => {
+describe('KS-2.4.7 group commit writes concurrent appends with one fsync, in call order', () => {
   it('batches appends that arrive while a write is in flight', async () => {
     const path = nextPath();
     let syncs = 0;
@@ -289,7 +291,7 @@ describe('KS-2.4.1 group commit writes concurrent appends with one fsync, in cal
   });
 });
 
-describe('KS-2.4.1 options are checked at construction', () => {
+describe('KS-2.4.1 the file store checks its options at construction', () => {
   it.each([
     ['path', {}],
     ['path', { path: '' }],
@@ -304,7 +306,7 @@ describe('KS-2.4.1 options are checked at construction', () => {
   });
 });
 
-describe('KS-2.4.1 close waits for appends already accepted', () => {
+describe('KS-2.4.8 close waits for appends already accepted', () => {
   it('writes and acknowledges appends called before close, and they survive a reopen', async () => {
     const path = nextPath();
     const { store } = make(path);

@@ -6,6 +6,7 @@ import {
   type Hook,
   type HookContext,
 } from '@openfeature/server-sdk';
+import { fileURLToPath } from 'node:url';
 import { InvalidOptionError } from '../errors.js';
 import { isKillFlag } from '../model/flags.js';
 
@@ -85,8 +86,13 @@ export class KillSwitchHook implements Hook {
   /** KS-3.6.4: warn once per flag and call site when the default is not `true`. */
   before(hookContext: BeforeHookContext): void {
     if (hookContext.defaultValue === true || !isKillFlag(hookContext.flagKey)) return;
-    // Only the misuse path pays for a stack trace.
-    const site = callSite(new Error().stack);
+    // Only the misuse path pays for a stack trace; the SDK's own frames take more than the
+    // default 10, so look deeper for the caller.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 40;
+    const stack = new Error().stack;
+    Error.stackTraceLimit = limit;
+    const site = callSite(stack);
     const key = `${hookContext.flagKey}\u0000${site}`;
     if (this.#warned.has(key) || this.#warned.size >= this.#maxCallSites) return;
     this.#warned.add(key);
@@ -139,6 +145,9 @@ export class KillSwitchHook implements Hook {
   }
 }
 
+const SELF_URL = import.meta.url;
+const SELF_PATH = SELF_URL.startsWith('file:') ? fileURLToPath(SELF_URL) : SELF_URL;
+
 /** The first stack frame outside the SDK, this hook and Node's internals. */
 function callSite(stack: string | undefined): string {
   if (stack === undefined) return '(unknown call site)';
@@ -147,7 +156,8 @@ function callSite(stack: string | undefined): string {
     const line = lines[i]!.trim();
     if (
       line.includes('@openfeature') ||
-      line.includes('kill-switch-hook') ||
+      line.includes(SELF_PATH) ||
+      line.includes(SELF_URL) ||
       line.includes('node:internal') ||
       line.includes('<anonymous>')
     ) {

@@ -5,6 +5,7 @@ import {
   ProviderEvents,
   ProviderStatus,
   type Client,
+  type EvaluationContext,
   type EventDetails,
   type Provider,
 } from '@openfeature/server-sdk';
@@ -14,6 +15,7 @@ import {
   KillState,
   KILL_FLAG_KEYS,
   type FlipInput,
+  type FlipLogStore,
   type FlipRecord,
   type KillSnapshot,
 } from '../../src/index.js';
@@ -263,7 +265,9 @@ describe('KS-3.2.4 a context attribute of the wrong type fails closed with ERROR
     ['feature', null],
   ] as const)('%s = %j', async (key, value) => {
     const { client } = await liveFromStore(await storeWith());
-    const d = await client.getBooleanDetails('kill-switch', false, { [key]: value });
+    const d = await client.getBooleanDetails('kill-switch', false, {
+      [key]: value,
+    } as unknown as EvaluationContext);
     expect(d).toMatchObject({ value: true, variant: 'fail-closed', reason: 'ERROR' });
     expect(d.errorCode).toBeUndefined();
     expect(decide(d)).toMatchObject({ halted: true, cause: 'error' });
@@ -483,7 +487,8 @@ describe('KS-3.5.3 public types', () => {
     expectTypeOf(p).toMatchTypeOf<Provider>();
     expectTypeOf(p.snapshot).returns.toEqualTypeOf<KillSnapshot | undefined>();
     expectTypeOf(p.sourceStatus).toEqualTypeOf<SourceStatus>();
-    expectTypeOf(KillSwitchProvider.fromStore).parameter(0).toMatchTypeOf<MemoryFlipLogStore>();
+    expectTypeOf(KillSwitchProvider.fromStore).parameter(0).toEqualTypeOf<FlipLogStore>();
+    expectTypeOf<MemoryFlipLogStore>().toMatchTypeOf<FlipLogStore>();
     expect(p.runsOn).toBe('server');
   });
 });

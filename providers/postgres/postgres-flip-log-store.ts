@@ -101,6 +101,9 @@ const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,47}$/;
 const BATCH = 1000;
 const RECONNECT_MIN_MS = 100;
 
+/** Pooled clients that already carry the store's error handler (pools reuse clients). */
+const guarded = new WeakSet<pg.PoolClient>();
+
 const defaultTimers: PostgresStoreTimers = {
   setTimeout: (cb, ms) => {
     const t = setTimeout(cb, ms);
@@ -742,12 +745,20 @@ export class PostgresFlipLogStore implements FlipLogStore {
   }
 
   async #connect(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      const client = await this.#pool.connect();
-      return client;
+      client = await this.#pool.connect();
     } catch (err) {
       throw unavailable('could not connect', err);
     }
+    // pg emits 'error' on a checked-out client whose connection dies (even mid-query, where the
+    // query also rejects) and the pool listens only while the client is idle: without a handler
+    // the process would crash. The failure reaches the caller through the rejected query. KS-8.6.1
+    if (!guarded.has(client)) {
+      guarded.add(client);
+      client.on('error', () => undefined);
+    }
+    return client;
   }
 
   #decodeOne(row: FlipRow, seq: number): FlipRecord {

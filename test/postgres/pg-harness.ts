@@ -70,3 +70,68 @@ export async function until(cond: () => boolean, what: string, timeoutMs = 10_00
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** A TCP proxy to the test server that a test can cut (every connection dropped) and restore. */
+export interface CuttableProxy {
+  /** The URL of {@link PG_URL} with host and port replaced by the proxy's. */
+  readonly url: string;
+  /** Drops every proxied connection and stops accepting new ones. */
+  cut(): Promise<void>;
+  /** Accepts connections again on the same port. */
+  restore(): Promise<void>;
+  /** Cuts and forgets the proxy. */
+  close(): Promise<void>;
+}
+
+/** Starts a {@link CuttableProxy} on a random loopback port. */
+export async function startProxy(): Promise<CuttableProxy> {
+  const { createServer, connect } = await import('node:net');
+  const target = new URL(PG_URL);
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((down) => {
+    const up = connect(Number(target.port || 5432), target.hostname);
+    sockets.add(down).add(up);
+    const drop = () => {
+      down.destroy();
+      up.destroy();
+      sockets.delete(down);
+      sockets.delete(up);
+    };
+    down.on('error', drop).on('close', drop);
+    up.on('error', drop).on('close', drop);
+    down.pipe(up).pipe(down);
+  });
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        const addr = server.address();
+        resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
+      });
+    });
+  const port = await listen(0);
+  const url = new URL(PG_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  let listening = true;
+  const cut = async () => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+    if (listening) {
+      listening = false;
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  };
+  return {
+    url: url.toString(),
+    cut,
+    restore: async () => {
+      if (!listening) {
+        await listen(port);
+        listening = true;
+      }
+    },
+    close: cut,
+  };
+}

@@ -5,6 +5,7 @@
  * The server is 127.0.0.1:5432, user postgres, database test (override with KS_PG_URL). When it is
  * missing the tests are skipped locally but run, and so fail, when CI=true. KS-8.7.1
  */
+import { connect, createServer, type Socket } from 'node:net';
 import pg from 'pg';
 
 /** The server the tests use. */
@@ -85,9 +86,8 @@ export interface CuttableProxy {
 
 /** Starts a {@link CuttableProxy} on a random loopback port. */
 export async function startProxy(): Promise<CuttableProxy> {
-  const { createServer, connect } = await import('node:net');
   const target = new URL(PG_URL);
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const server = createServer((down) => {
     const up = connect(Number(target.port || 5432), target.hostname);
     sockets.add(down).add(up);

@@ -196,7 +196,7 @@ describe.runIf(RUN_PG)(
         await admin<Record<string, unknown>>(`SELECT * FROM "${schema}".flips WHERE seq = 1`)
       )[0]!;
       const insert = (over: Record<string, unknown>) => {
-        const r = { ...row, id: 'forged', ...over };
+        const r: Record<string, unknown> = { ...row, id: 'forged', ...over };
         const cols = Object.keys(r);
         return admin(
           `INSERT INTO "${schema}".flips (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,

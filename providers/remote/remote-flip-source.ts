@@ -1,6 +1,7 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { EventSource, type FetchLike } from 'eventsource';
+import { Readable } from 'node:stream';
+import { EventSource, type FetchLike, type FetchLikeResponse } from 'eventsource';
 import { z } from 'zod';
 import { InvalidOptionError } from '../../src/errors.js';
 import { parseFlipRecord, verifyRecordHash, type FlipRecord } from '../../src/model/flip-record.js';
@@ -52,7 +53,7 @@ export interface RemoteFlipSourceOptions {
   readonly heartbeatMs?: number;
   /** Reconnection backoff. */
   readonly backoff?: RemoteBackoffOptions;
-  /** fetch used by the stream and acknowledgements (tests inject faults). @default globalThis.fetch for the stream, node:http for acks */
+  /** fetch used by the stream and acknowledgements (tests inject faults). @default node:http (own sockets, released on stop) */
   readonly fetch?: typeof globalThis.fetch;
   /** Clock and timers. @default Date.now and the global timers */
   readonly clock?: RemoteClock;
@@ -85,6 +86,9 @@ const systemClock: RemoteClock = {
 const parsedRecords = new Map<string, FlipRecord>();
 const PARSE_CACHE_SIZE = 256;
 
+/** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
+const MAX_RESUME_FAILURES = 3;
+
 function parseWireRecord(data: string): FlipRecord {
   const hit = parsedRecords.get(data);
   if (hit) return hit;
@@ -98,6 +102,36 @@ function parseWireRecord(data: string): FlipRecord {
   parsedRecords.set(data, record);
   return record;
 }
+
+/**
+ * The stream's transport when no fetch is injected: node:http with a socket of its own per
+ * stream (no pool). A long-lived stream gains nothing from pooling, and a socket we own is one we
+ * can be sure is gone once the stream is closed (KS-6.3.8); undici's pool keeps sockets around.
+ */
+const nodeStreamFetch: FetchLike = (input, init) =>
+  new Promise<FetchLikeResponse>((resolve, reject) => {
+    const target = new URL(String(input));
+    const req = (target.protocol === 'https:' ? httpsRequest : httpRequest)(
+      target,
+      { method: 'GET', headers: init.headers, agent: false, signal: init.signal as AbortSignal },
+      (res) => {
+        resolve({
+          status: res.statusCode ?? 0,
+          url: target.href,
+          redirected: false,
+          headers: {
+            get: (name: string) => {
+              const v = res.headers[name.toLowerCase()];
+              return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+            },
+          },
+          body: Readable.toWeb(res) as unknown as FetchLikeResponse['body'],
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 
 function checkPositiveInt(name: string, v: number | undefined): void {
   if (v !== undefined && (!Number.isInteger(v) || v <= 0)) {
@@ -150,6 +184,10 @@ export class RemoteFlipSource implements FlipSource {
   #attempt = 0;
   #reconnectTimer: unknown;
   #streamAlive = false;
+  /** This connection resumes by Last-Event-ID (rather than starting from a snapshot). */
+  #resuming = false;
+  /** Consecutive resumed connections that failed before a heartbeat showed them caught up. */
+  #resumeFailures = 0;
 
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #lastReceived = Number.NEGATIVE_INFINITY;
@@ -280,20 +318,29 @@ export class RemoteFlipSource implements FlipSource {
     const url = new URL(`${base}/v1/stream`);
     url.searchParams.set('worker', this.#workerId); // KS-6.3.1
     if (this.#release !== undefined) url.searchParams.set('release', this.#release);
-    const resume = this.#applied !== undefined && !this.#needSnapshot;
+    // KS-6.3.10: a replay that keeps failing (too large for the server to send before it drops
+    // us as a slow reader, say) is abandoned for a snapshot.
+    const resume =
+      this.#applied !== undefined &&
+      !this.#needSnapshot &&
+      this.#resumeFailures < MAX_RESUME_FAILURES;
+    this.#resuming = resume;
     if (!resume) url.searchParams.set('snapshot', '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
-    const baseFetch = this.#fetch ?? globalThis.fetch;
+    const injected = this.#fetch;
+    const baseFetch: FetchLike = injected
+      ? (input, init) => injected(input, init as RequestInit)
+      : nodeStreamFetch;
     // Our own Last-Event-ID (what we applied, not what the client last saw) and the token in a
     // header: eventsource's `fetch` hook is the supported way to add headers. KS-6.3.1
     const fetchWithHeaders: FetchLike = (input, init) => {
-      const headers: Record<string, string> = { ...init.headers };
+      const headers: typeof init.headers = { ...init.headers };
       if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
       delete headers['Last-Event-ID'];
       delete headers['last-event-id'];
       if (lastEventId !== undefined) headers['Last-Event-ID'] = lastEventId;
-      return baseFetch(input, { ...init, headers } as RequestInit);
+      return baseFetch(input, { ...init, headers });
     };
     this.#streamAlive = false;
     const es = new EventSource(url, { fetch: fetchWithHeaders });
@@ -324,6 +371,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#es?.close();
     this.#es = undefined;
     this.#logger?.warn(`remote flip source ${this.#workerId}: ${reason}`);
+    if (this.#resuming) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const { initialMs, maxMs, factor, jitter, random } = this.#backoff;
     const base = Math.min(maxMs, initialMs * factor ** Math.min(this.#attempt, 30));
@@ -384,6 +432,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#attempt = 0;
     this.#applied = { seq: snapshot.seq, hash: snapshot.hash };
     this.#needSnapshot = false;
+    this.#resumeFailures = 0;
     this.#listener?.onSnapshot(snapshot);
     this.#refresh();
     this.#ack(); // KS-6.2.1
@@ -431,6 +480,7 @@ export class RemoteFlipSource implements FlipSource {
     }
     this.#received();
     this.#attempt = 0;
+    this.#resumeFailures = 0; // a heartbeat follows the replay: this stream is caught up
     this.#refresh();
   }
 

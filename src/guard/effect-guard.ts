@@ -106,10 +106,10 @@ const CLOSED_DECISION: KillDecision = {
  * 2. returns the recorded result, or refuses, when the key already landed or is in doubt; KS-4.3
  * 3. evaluates `kill-switch` with `true` (halted) as the default; halted means `refused` is recorded
  *    and the call rejects with {@link HaltedError} `KS_HALTED` naming the flip; KS-4.1.1
- * 4. records `intent` and waits until it is durable; if that fails nothing is dispatched; KS-4.2.1
+ * 4. records `intent` and waits until it is durable; if that fails nothing is dispatched; KS-4.2.2
  * 5. runs the body with an AbortSignal; a matching halt aborts it and rejects the call at once
- *    with `KS_ABORTED`, even if the body ignores the signal; KS-4.2.3
- * 6. records `landed`, `failed`, `aborted`, `cancelled` or `landed-after-halt`. KS-4.2.4
+ *    with `KS_ABORTED`, even if the body ignores the signal; KS-4.2.4
+ * 6. records `landed`, `failed`, `aborted`, `cancelled` or `landed-after-halt`. KS-4.2.5
  *
  * @example
  * ```ts
@@ -171,7 +171,7 @@ export class EffectGuard {
   }
 
   /**
-   * Evaluates `kill-switch` for a context, failing closed, without recording anything.
+   * Evaluates `kill-switch` for a context, failing closed, without recording anything. KS-4.1.9
    *
    * @returns the decision; `halted` is true unless the flag answered exactly `false`
    */
@@ -252,7 +252,7 @@ export class EffectGuard {
 
       const attempt = (prior?.attempts ?? 0) + 1;
       try {
-        // KS-4.2.1 the intent is durable before the effect leaves.
+        // KS-4.2.2 the intent is durable before the effect leaves.
         await this.#ledger.append({
           ...base,
           status: EffectStatus.INTENT,
@@ -261,7 +261,7 @@ export class EffectGuard {
           ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
         });
       } catch (err) {
-        // KS-4.2.2 fail closed: no record, no dispatch.
+        // KS-4.2.3 fail closed: no record, no dispatch.
         throw new KillSwitchError(
           ErrorCode.STORE_UNAVAILABLE,
           `effect ${key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
@@ -310,7 +310,7 @@ export class EffectGuard {
         haltedAt = this.#now().getTime();
         unwatch();
         const err = haltedError(ErrorCode.ABORTED, key, d);
-        // KS-4.2.3 free the caller at once; the body learns through the signal.
+        // KS-4.2.4 free the caller at once; the body learns through the signal.
         controller.abort(err);
         this.#track(this.#record({ ...base, status: EffectStatus.ABORTED, ...flipFields(d, err) }));
         reject(err);
@@ -328,7 +328,7 @@ export class EffectGuard {
         async (value) => {
           this.#inFlight.delete(key);
           if (phase === Phase.ABORTED) {
-            // KS-4.2.5 the body ignored the signal and the effect left anyway: say so, with when.
+            // KS-4.2.6 the body ignored the signal and the effect left anyway: say so, with when.
             const late = this.#now().getTime() - haltedAt;
             this.#track(
               this.#record({
@@ -353,7 +353,7 @@ export class EffectGuard {
               );
             }
           }
-          // KS-4.2.4 the outcome is recorded before the caller learns it, so a replay sees it.
+          // KS-4.2.5 the outcome is recorded before the caller learns it, so a replay sees it.
           await this.#record({
             ...base,
             status: EffectStatus.LANDED,
@@ -384,7 +384,7 @@ export class EffectGuard {
 
   async #refuse(base: Omit<LedgerEvent, 'status' | 'at'>, d: KillDecision): Promise<HaltedError> {
     const err = haltedError(ErrorCode.HALTED, base.key, d);
-    // KS-4.1.2 a refusal is recorded; failing to record it does not let the effect through.
+    // KS-4.1.8 a refusal is recorded; failing to record it does not let the effect through.
     await this.#record({ ...base, status: EffectStatus.REFUSED, ...flipFields(d, err) });
     return err;
   }

@@ -70,7 +70,7 @@ describe.each(BACKENDS)('KS-4.1 / KS-4.2 the effect guard through %s', (_name, m
     });
   });
 
-  describe('KS-4.2.3 a halt mid-flight frees the caller at once, even when the body ignores the signal', () => {
+  describe('KS-4.2.4 a halt mid-flight frees the caller at once, even when the body ignores the signal', () => {
     it('rejects run with KS_ABORTED while the body still runs; the ledger later shows landed-after-halt', async () => {
       const b = await make();
       const { guard, ledger } = guardOn(b);
@@ -110,7 +110,7 @@ describe.each(BACKENDS)('KS-4.1 / KS-4.2 the effect guard through %s', (_name, m
   });
 });
 
-describe('KS-4.1.1 the refusal names the flip (KillSwitchProvider puts it in flagMetadata)', () => {
+describe('KS-4.1.8 the refusal names the flip (KillSwitchProvider puts it in flagMetadata)', () => {
   it('carries seq, selector, actor and reason in the error and the flip seq in the ledger', async () => {
     const b = await BACKENDS[3][1]();
     const { guard, ledger } = guardOn(b);
@@ -131,7 +131,7 @@ describe('KS-4.1.1 the refusal names the flip (KillSwitchProvider puts it in fla
   });
 });
 
-describe('KS-4.2.6 a body that honours the signal stops its I/O', () => {
+describe('KS-4.2.7 a body that honours the signal stops its I/O', () => {
   let server: Server | undefined;
   afterEach(async () => {
     server?.closeAllConnections();

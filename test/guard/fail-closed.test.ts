@@ -142,7 +142,7 @@ class FlakyLedger implements SideEffectLedger {
   }
 }
 
-describe('KS-4.2.2 no intent, no dispatch', () => {
+describe('KS-4.2.3 no intent, no dispatch', () => {
   it('rejects with KS_STORE_UNAVAILABLE and never calls the body when the intent write fails', async () => {
     const b = await inMemoryBackend();
     const ledger = new FlakyLedger();

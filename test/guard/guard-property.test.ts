@@ -70,7 +70,7 @@ const SETTLED_PATTERNS = new Set([
 ]);
 const REFUSED_PATTERNS = new Set(['refused', 'intent,refused']);
 
-describe('KS-4.2.7 for any interleaving of halts, resumes and effects', () => {
+describe('KS-4.2.8 for any interleaving of halts, resumes and effects', () => {
   it('no effect halted at dispatch time is dispatched; each dispatched effect has one intent and one outcome', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(arbCmd, { minLength: 1, maxLength: 40 }), async (cmds) => {

@@ -97,7 +97,7 @@ describe('KS-4.3 a resumed run repeats no effect (a new guard reading the same l
       ['run-7/c', 'landed', 2],
       ['run-7/d', 'landed', 2],
     ]);
-    // DESIGN 6: the halt is durable state; a third worker sees it before its first effect.
+    // KS-4.3.5 the halt is durable state; a third worker sees it before its first effect.
     await b.halt({ runId: 'run-7' });
     const third = await worker(b);
     await expect(third.guard.run(step('e'), body('e'))).rejects.toMatchObject({
@@ -118,7 +118,7 @@ describe('KS-4.3 a resumed run repeats no effect (a new guard reading the same l
     await expect(one).resolves.toBe('once');
   });
 
-  it('KS-4.5.1 the intent is on disk before the body runs', async () => {
+  it('KS-4.2.2 the intent is on disk before the body runs', async () => {
     const b = await inMemoryBackend();
     const { guard } = await worker(b);
     await guard.run(step('y'), async () => {

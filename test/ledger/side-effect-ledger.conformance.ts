@@ -37,7 +37,7 @@ export function ev(
 
 /**
  * The behaviour every SideEffectLedger shares (memory, file, and later PostgreSQL): run it from the
- * backend's own test file. KS-4.4
+ * backend's own test file. KS-4.4.8
  */
 export function describeLedgerConformance(name: string, harness: LedgerHarness): void {
   describe(`${name}: KS-4.4 side-effect ledger conformance`, () => {

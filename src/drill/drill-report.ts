@@ -1,0 +1,143 @@
+import type { Level, Selector } from '../model/selector.js';
+import type { QueueDepth, WorkerCounters } from './internal/protocol.js';
+
+/** One worker's time-to-stop for one lever. */
+export interface WorkerStop {
+  readonly workerId: string;
+  /** When the worker applied the flip (drill clock), if it did. */
+  readonly appliedAt?: number;
+  /** appliedAt - flip accepted, ms. Absent when the worker never applied it. */
+  readonly timeToStopMs?: number;
+  /** From the control plane's acknowledgement instead of the worker's own report (fleet mode). */
+  readonly fromAck?: boolean;
+}
+
+/** Effects that reached the sink, measured against one lever. */
+export interface LeverEffects {
+  /** Matching effects dispatched in the window [accepted - window, accepted): the baseline. */
+  readonly matchingBefore: number;
+  /** Matching effects dispatched after the flip was accepted (before workers applied it: expected, few). */
+  readonly matchingAfterAccepted: number;
+  /** Matching effects dispatched after their worker had applied the halt. Must be 0. */
+  readonly matchingAfterApplied: number;
+  /** Matching effects dispatched after the stop was complete. The target (0). */
+  readonly matchingAfterComplete: number;
+  /** Matching effects that arrived after complete although dispatched before (network in flight). */
+  readonly matchingArrivedAfterComplete: number;
+  /** Keys of effects counted in matchingAfterComplete (first 20), for the report. */
+  readonly afterCompleteKeys: readonly string[];
+  /** Non-matching effects per second before the flip and while the halt was active. */
+  readonly otherRateBefore: number;
+  readonly otherRateDuring: number;
+  /** Non-matching effects refused because of a halt while this halt was active. Must be 0. */
+  readonly otherRefused: number;
+  /** Matching effects per second after the resume (the resume worked). */
+  readonly matchingRateAfterResume?: number;
+}
+
+/** Retries and timers, for one lever. */
+export interface LeverSchedules {
+  readonly retriesCancelled: number;
+  readonly timersCancelled: number;
+  /** Matching retries/timers that fired after the flip was accepted (before their worker applied it). */
+  readonly firedAfterAccepted: number;
+  /** Matching retries/timers that fired after their worker applied the halt. Must be 0. */
+  readonly firedAfterApplied: number;
+}
+
+/** The result of one lever. KS-9.3.2 */
+export interface LeverResult {
+  readonly label: string;
+  readonly level: Level;
+  readonly selector: Selector;
+  readonly mode: string;
+  readonly flipId: string;
+  readonly seq?: number;
+  /** When the control plane accepted the flip (drill clock). */
+  readonly acceptedAt?: number;
+  /** When the stop was complete, from the control plane's answer (drill clock). */
+  readonly completeAt?: number;
+  /** completeAt - acceptedAt, ms. */
+  readonly stopCompleteMs?: number;
+  /** What the control plane's wait said (acknowledged, laggards), as it said it. */
+  readonly answer?: Readonly<Record<string, unknown>>;
+  readonly stops: readonly WorkerStop[];
+  readonly timeToStop: { readonly p50?: number; readonly p99?: number; readonly max?: number };
+  readonly effects?: LeverEffects;
+  readonly inFlightCancelled?: { readonly llm: number; readonly tool: number };
+  readonly schedules?: LeverSchedules;
+  /** Queue depth right after the stop completed (T+0) and after `observeMs` (T+N). */
+  readonly queue?: {
+    readonly t0: readonly (QueueDepth & { workerId: string })[];
+    readonly tN: readonly (QueueDepth & { workerId: string })[];
+    readonly discarded: number;
+  };
+  readonly resume?: {
+    readonly seq?: number;
+    readonly release?: string;
+    readonly ok: boolean;
+    readonly detail?: string;
+  };
+  /** Why the lever could not be measured in full (errors talking to the control plane). */
+  readonly errors: readonly string[];
+}
+
+/** Ledger consistency after recovery. KS-9.3.3 */
+export interface LedgerCheck {
+  readonly entries: number;
+  readonly sinkEffects: number;
+  /** Sink effects with no ledger entry of the same key. */
+  readonly missing: readonly string[];
+  /** Sink effects whose ledger entry has neither a landed outcome nor an in-doubt mark. */
+  readonly wrongOutcome: readonly string[];
+  /** Ledger entries that claim a landing the sink never saw. */
+  readonly phantom: readonly string[];
+  /** Intent-only entries the sink never saw: orphans (e.g. from a discard path). */
+  readonly orphans: readonly string[];
+  /** Entries in doubt (intent or aborted) that the sink did see. Allowed, and listed. */
+  readonly inDoubt: number;
+  readonly landedAfterHalt: readonly string[];
+  /** Ledger files that could not be read. */
+  readonly unreadable: readonly string[];
+}
+
+/** A missed target. The drill exits non-zero when there is any. */
+export interface Violation {
+  /** Stable code: `worker-not-connected`, `effect-after-complete`, `time-to-stop`, ... */
+  readonly code: string;
+  readonly lever?: string;
+  readonly workerId?: string;
+  readonly message: string;
+}
+
+/** One worker as the drill saw it. */
+export interface WorkerSummary {
+  readonly workerId: string;
+  readonly variant?: string;
+  /** Its source was ever fresh (open). */
+  readonly everFresh?: boolean;
+  /** The control plane listed it connected and fresh before every lever. */
+  readonly connected: boolean;
+  readonly counters?: WorkerCounters;
+  readonly effectsAtSink: number;
+}
+
+/** The whole drill. KS-9.3.4 */
+export interface DrillReport {
+  readonly scenario: string;
+  readonly mode: 'embedded' | 'fleet';
+  readonly controlPlane: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly workers: readonly WorkerSummary[];
+  readonly levers: readonly LeverResult[];
+  readonly ledger?: LedgerCheck;
+  readonly llm?: {
+    readonly started: number;
+    readonly completed: number;
+    readonly cancelled: number;
+  };
+  readonly targets: Readonly<Record<string, unknown>>;
+  readonly violations: readonly Violation[];
+  readonly passed: boolean;
+}

@@ -1,0 +1,177 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Selector } from '../../model/selector.js';
+import type {
+  FromWorker,
+  QueueDepth,
+  ToWorker,
+  WorkerConfig,
+  WorkerCounters,
+  WorkerEvent,
+} from './protocol.js';
+
+/** One forked worker process and what it reported. */
+export interface FleetMember {
+  readonly workerId: string;
+  readonly variant: string;
+  readonly child: ChildProcess;
+  /** Every event collected so far, in order. */
+  readonly events: WorkerEvent[];
+  counters?: WorkerCounters;
+  started: boolean;
+  fatal?: string;
+  exited: boolean;
+  /** Last lines of its stderr, for diagnostics. */
+  stderr: string;
+}
+
+type Pending = { resolve: (m: FromWorker) => void; timer: NodeJS.Timeout };
+
+/**
+ * The drill's worker processes: forks `worker.js` with an IPC channel, sends each its config,
+ * and asks them (collect, queue depth, stop) with request ids and timeouts, so a worker that
+ * hangs is noticed instead of hanging the drill.
+ */
+export class WorkerFleet {
+  readonly members: FleetMember[] = [];
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  readonly #onApplied: (workerId: string, seq: number, at: number) => void;
+
+  constructor(onApplied: (workerId: string, seq: number, at: number) => void = () => undefined) {
+    this.#onApplied = onApplied;
+  }
+
+  /** Forks one worker and sends it its config. */
+  spawn(script: string, config: WorkerConfig): FleetMember {
+    const args = config.variant !== 'normal' ? ['--variant', config.variant] : [];
+    const child = fork(script, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+    const m: FleetMember = {
+      workerId: config.workerId,
+      variant: config.variant,
+      child,
+      events: [],
+      started: false,
+      exited: false,
+      stderr: '',
+    };
+    child.stderr?.on('data', (b: Buffer) => {
+      m.stderr = (m.stderr + b.toString('utf8')).slice(-4000);
+    });
+    child.on('exit', () => {
+      m.exited = true;
+    });
+    child.on('message', (raw: unknown) => this.#onMessage(m, raw as FromWorker));
+    child.send({ type: 'start', config } satisfies ToWorker);
+    this.members.push(m);
+    return m;
+  }
+
+  #onMessage(m: FleetMember, msg: FromWorker): void {
+    switch (msg.type) {
+      case 'started':
+        m.started = true;
+        return;
+      case 'fatal':
+        m.fatal = msg.message;
+        return;
+      case 'applied':
+        this.#onApplied(msg.workerId, msg.seq, msg.at);
+        return;
+      case 'status':
+        return;
+      case 'collected':
+      case 'queue-depth':
+      case 'stopped': {
+        const p = this.#pending.get(msg.id);
+        if (p) {
+          clearTimeout(p.timer);
+          this.#pending.delete(msg.id);
+          p.resolve(msg);
+        }
+        return;
+      }
+    }
+  }
+
+  #ask(
+    m: FleetMember,
+    make: (id: number) => ToWorker,
+    timeoutMs: number,
+  ): Promise<FromWorker | undefined> {
+    if (m.exited || !m.child.connected) return Promise.resolve(undefined);
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, timer });
+      try {
+        m.child.send(make(id));
+      } catch {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        resolve(undefined);
+      }
+    });
+  }
+
+  /** Collects every worker's new events into its member record. */
+  async collect(timeoutMs = 5_000): Promise<void> {
+    await Promise.all(
+      this.members.map(async (m) => {
+        const r = await this.#ask(m, (id) => ({ type: 'collect', id }), timeoutMs);
+        if (r?.type === 'collected') {
+          m.events.push(...r.events);
+          m.counters = r.counters;
+        }
+      }),
+    );
+  }
+
+  /** Queue depth of every worker for a selector (undefined for a worker that did not answer). */
+  async queueDepth(
+    selector: Selector,
+    timeoutMs = 2_000,
+  ): Promise<(QueueDepth & { workerId: string })[]> {
+    const out = await Promise.all(
+      this.members.map(async (m) => {
+        const r = await this.#ask(m, (id) => ({ type: 'queue-depth', id, selector }), timeoutMs);
+        return r?.type === 'queue-depth' ? { ...r.depth, workerId: m.workerId } : undefined;
+      }),
+    );
+    return out.filter((x): x is QueueDepth & { workerId: string } => x !== undefined);
+  }
+
+  /** Stops every worker gracefully; a worker that does not exit in time is killed. */
+  async stop(timeoutMs = 15_000): Promise<void> {
+    await Promise.all(
+      this.members.map(async (m) => {
+        const r = await this.#ask(m, (id) => ({ type: 'stop', id }), timeoutMs);
+        if (r?.type === 'stopped') m.counters = r.counters;
+        await waitExit(m, 3_000);
+      }),
+    );
+  }
+
+  /** Kills every worker still running (by its pid). */
+  kill(): void {
+    for (const m of this.members) {
+      if (!m.exited) m.child.kill('SIGKILL');
+    }
+  }
+}
+
+function waitExit(m: FleetMember, ms: number): Promise<void> {
+  if (m.exited) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      if (!m.exited) m.child.kill('SIGKILL');
+      resolve();
+    }, ms);
+    m.child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,221 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatSelector } from '../model/selector.js';
+import type { DrillReport, LeverResult } from './drill-report.js';
+
+/** Paths {@link writeDrillReport} wrote. */
+export interface WrittenReport {
+  readonly json: string;
+  readonly markdown: string;
+  readonly svg: string;
+}
+
+/**
+ * Writes a drill's report to a directory: `report.json` (everything), `summary.md` (a table per
+ * lever and the violations) and `time-to-stop.svg` (a chart of time-to-stop per worker per
+ * level). KS-9.3.4
+ *
+ * @param dir - created if missing
+ */
+export async function writeDrillReport(report: DrillReport, dir: string): Promise<WrittenReport> {
+  await mkdir(dir, { recursive: true });
+  const paths = {
+    json: join(dir, 'report.json'),
+    markdown: join(dir, 'summary.md'),
+    svg: join(dir, 'time-to-stop.svg'),
+  };
+  await writeFile(paths.json, JSON.stringify(report, null, 2) + '\n');
+  await writeFile(paths.markdown, renderMarkdown(report));
+  await writeFile(paths.svg, renderSvg(report));
+  return paths;
+}
+
+const fmt = (n: number | undefined, digits = 1): string =>
+  n === undefined ? 'n/a' : n.toFixed(digits);
+
+/** The Markdown summary: one row per lever, then the ledger and every violation. */
+export function renderMarkdown(r: DrillReport): string {
+  const lines: string[] = [];
+  lines.push(`# Drill \`${r.scenario}\`: ${r.passed ? 'PASSED' : 'FAILED'}`, '');
+  lines.push(
+    `Mode ${r.mode}, control plane ${r.controlPlane}, ${r.workers.length} worker(s), ${r.startedAt} to ${r.finishedAt}.`,
+    '',
+  );
+  lines.push(
+    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after halt | queue T+0 -> T+N (matching) | resume |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const l of r.levers) lines.push(leverRow(l));
+  lines.push('');
+  if (r.ledger) {
+    const g = r.ledger;
+    lines.push(
+      '## Ledger after recovery',
+      '',
+      `| entries | sink effects | missing | wrong outcome | phantom landings | orphans | in doubt (seen by sink) | landed after halt |`,
+      '|---|---|---|---|---|---|---|---|',
+      `| ${g.entries} | ${g.sinkEffects} | ${g.missing.length} | ${g.wrongOutcome.length} | ${g.phantom.length} | ${g.orphans.length} | ${g.inDoubt} | ${g.landedAfterHalt.length} |`,
+      '',
+    );
+  }
+  lines.push(
+    '## Workers',
+    '',
+    '| worker | variant | connected | ever fresh | effects at sink |',
+    '|---|---|---|---|---|',
+  );
+  for (const w of r.workers) {
+    lines.push(
+      `| ${w.workerId} | ${w.variant ?? ''} | ${w.connected ? 'yes' : '**no**'} | ${w.everFresh === undefined ? 'n/a' : w.everFresh ? 'yes' : '**no**'} | ${w.effectsAtSink} |`,
+    );
+  }
+  lines.push('', '## Violations', '');
+  if (r.violations.length === 0) lines.push('None.');
+  for (const v of r.violations) lines.push(`- \`${v.code}\` ${escapeMd(v.message)}`);
+  lines.push('', 'Chart: [time-to-stop.svg](time-to-stop.svg)', '');
+  return lines.join('\n');
+}
+
+function leverRow(l: LeverResult): string {
+  const e = l.effects;
+  const s = l.schedules;
+  const q = l.queue;
+  const sum = (xs: readonly { matching: number }[] | undefined) =>
+    xs === undefined ? 'n/a' : String(xs.reduce((a, x) => a + x.matching, 0));
+  const cells = [
+    l.label,
+    `\`${formatSelector(l.selector)}\``,
+    l.seq === undefined ? 'n/a' : String(l.seq),
+    `${fmt(l.timeToStop.p50, 2)} / ${fmt(l.timeToStop.p99, 2)} / ${fmt(l.timeToStop.max, 2)}`,
+    fmt(l.stopCompleteMs, 2),
+    e ? String(e.matchingAfterAccepted) : 'n/a',
+    e ? (e.matchingAfterComplete > 0 ? `**${e.matchingAfterComplete}**` : '0') : 'n/a',
+    e ? `${e.otherRateBefore} -> ${e.otherRateDuring}` : 'n/a',
+    l.inFlightCancelled ? `${l.inFlightCancelled.llm}/${l.inFlightCancelled.tool}` : 'n/a',
+    s ? `${s.retriesCancelled}/${s.timersCancelled}` : 'n/a',
+    s ? (s.firedAfterApplied > 0 ? `**${s.firedAfterApplied}**` : '0') : 'n/a',
+    q ? `${sum(q.t0)} -> ${sum(q.tN)}` : 'n/a',
+    l.resume
+      ? l.resume.ok
+        ? `ok${l.resume.seq ? ` (seq ${l.resume.seq})` : ''}`
+        : '**failed**'
+      : 'none',
+  ];
+  return `| ${cells.join(' | ')} |`;
+}
+
+function escapeMd(s: string): string {
+  return s.replace(/\|/g, '\\|');
+}
+
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
+
+/**
+ * A grouped bar chart, hand-written SVG: one group per lever, one bar per worker (its
+ * time-to-stop in ms), a dashed line at the p99 target. A worker that never applied the halt
+ * gets a red cross instead of a bar.
+ */
+export function renderSvg(r: DrillReport): string {
+  const workers = r.workers.map((w) => w.workerId);
+  const levers = r.levers;
+  const target =
+    typeof r.targets.p99TimeToStopMs === 'number' ? r.targets.p99TimeToStopMs : undefined;
+  const values = levers.flatMap((l) => l.stops.map((s) => s.timeToStopMs ?? 0));
+  const maxV = niceCeil(Math.max(1, ...values, target ?? 0));
+  const barW = 14;
+  const gap = 4;
+  const groupW = Math.max(60, workers.length * (barW + gap) + 24);
+  const left = 56;
+  const top = 40;
+  const plotH = 260;
+  const width = left + Math.max(1, levers.length) * groupW + 160;
+  const height = top + plotH + 60;
+  const y = (v: number) => top + plotH - (Math.min(v, maxV) / maxV) * plotH;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<title>Time-to-stop per worker per level: drill ${esc(r.scenario)}</title>`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="${left}" y="20" font-size="14" font-weight="bold">Time-to-stop per worker (flip accepted -> worker applied), drill ${esc(r.scenario)}: ${r.passed ? 'passed' : 'FAILED'}</text>`,
+  );
+  for (let i = 0; i <= 5; i++) {
+    const v = (maxV * i) / 5;
+    const yy = y(v);
+    out.push(
+      `<line x1="${left}" x2="${width - 150}" y1="${yy.toFixed(1)}" y2="${yy.toFixed(1)}" stroke="#e5e5e5"/>`,
+      `<text x="${left - 6}" y="${(yy + 4).toFixed(1)}" text-anchor="end">${trim(v)} ms</text>`,
+    );
+  }
+  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotH}" stroke="#333"/>`);
+  out.push(
+    `<line x1="${left}" x2="${width - 150}" y1="${top + plotH}" y2="${top + plotH}" stroke="#333"/>`,
+  );
+  levers.forEach((l, gi) => {
+    const gx = left + gi * groupW + 12;
+    l.stops.forEach((s) => {
+      const wi = workers.indexOf(s.workerId);
+      const x = gx + Math.max(0, wi) * (barW + gap);
+      const color = PALETTE[Math.max(0, wi) % PALETTE.length]!;
+      if (s.timeToStopMs === undefined) {
+        const cy = top + plotH - 8;
+        out.push(
+          `<path d="M${x} ${cy - 6} l${barW} 12 M${x + barW} ${cy - 6} l-${barW} 12" stroke="#d62728" stroke-width="2"><title>${esc(s.workerId)}: never applied</title></path>`,
+        );
+        return;
+      }
+      const yy = y(s.timeToStopMs);
+      out.push(
+        `<rect x="${x}" y="${yy.toFixed(1)}" width="${barW}" height="${(top + plotH - yy).toFixed(1)}" fill="${color}"><title>${esc(s.workerId)}: ${s.timeToStopMs.toFixed(2)} ms</title></rect>`,
+      );
+    });
+    out.push(
+      `<text x="${gx + (groupW - 24) / 2}" y="${top + plotH + 16}" text-anchor="middle">${esc(l.label)}</text>`,
+      `<text x="${gx + (groupW - 24) / 2}" y="${top + plotH + 30}" text-anchor="middle" fill="#555">p99 ${fmt(l.timeToStop.p99, 1)} ms</text>`,
+    );
+  });
+  if (target !== undefined) {
+    const ty = y(target);
+    out.push(
+      `<line x1="${left}" x2="${width - 150}" y1="${ty.toFixed(1)}" y2="${ty.toFixed(1)}" stroke="#d62728" stroke-dasharray="6 4"/>`,
+      `<text x="${width - 146}" y="${(ty + 4).toFixed(1)}" fill="#d62728">target p99 ${trim(target)} ms</text>`,
+    );
+  }
+  workers.forEach((w, i) => {
+    const ly = top + 40 + i * 16;
+    out.push(
+      `<rect x="${width - 140}" y="${ly - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]!}"/>`,
+      `<text x="${width - 126}" y="${ly}">${esc(w)}</text>`,
+    );
+  });
+  out.push('</svg>', '');
+  return out.join('\n');
+}
+
+function niceCeil(v: number): number {
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function trim(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}
+
+function esc(s: string): string {
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;');
+}

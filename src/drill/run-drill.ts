@@ -1,0 +1,746 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlPlaneClient } from '../client/control-plane-client.js';
+import { InvalidOptionError } from '../errors.js';
+import { FileSideEffectLedger } from '../ledger/file-side-effect-ledger.js';
+import { formatSelector, levelOf, normalizeSelector, type Selector } from '../model/selector.js';
+import type { FlipAnswer, WorkersAnswer } from '../server/control-plane.js';
+import { checkTargets } from './check-targets.js';
+import type {
+  DrillReport,
+  LedgerCheck,
+  LeverResult,
+  WorkerStop,
+  WorkerSummary,
+} from './drill-report.js';
+import { startEffectSink, type EffectSink, type SinkEffect } from './effect-sink.js';
+import { drillNow } from './internal/clock.js';
+import { WorkerVariant, type WorkerEvent } from './internal/protocol.js';
+import { WorkerFleet } from './internal/worker-fleet.js';
+import {
+  checkLedger,
+  measureCancelled,
+  measureEffects,
+  measureSchedules,
+  percentile,
+  stopTimes,
+  type HaltWindow,
+  type LedgerView,
+} from './measure.js';
+import { writeDrillReport, type WrittenReport } from './report-writer.js';
+import { leverTarget, workerIdOf, type Lever, type Scenario } from './scenario.js';
+import { startSlowLlmServer, type SlowLlmServer } from './slow-llm-server.js';
+
+/** The drill scope against a fleet the drill did not start (DESIGN section 8). */
+export interface DrillScope {
+  /** A drill tenant: the tenant lever halts it; the capability lever narrows to it. */
+  readonly tenant?: string;
+  /** A canary capability for the capability lever. */
+  readonly capability?: string;
+  /** A drill run for the run lever. */
+  readonly runId?: string;
+  /** A drill feature for the feature lever. */
+  readonly feature?: string;
+}
+
+/** Options of {@link runDrill}. */
+export interface RunDrillOptions {
+  readonly scenario: Scenario;
+  /** Where the report goes; nothing is written when absent. */
+  readonly outDir?: string;
+  /** Progress lines. @default silent */
+  readonly log?: (line: string) => void;
+  /**
+   * A control plane to use instead of starting one. With `expectWorkers` the drill runs in fleet
+   * mode: it starts no workers and pulls levers on `scope` only.
+   */
+  readonly url?: string;
+  readonly token?: string;
+  /** Fleet mode: the workers that must be connected and fresh (a count or a list of ids). */
+  readonly expectWorkers?: number | readonly string[];
+  /** Fleet mode: the drill scope. */
+  readonly scope?: DrillScope;
+  /** Fleet mode: also pull the global lever (stops the whole fleet). @default false */
+  readonly allowGlobal?: boolean;
+  /** Fleet mode: a drill sink to read effects from (`GET /effects`). */
+  readonly sinkUrl?: string;
+  /** Fleet mode: ledger files (JSON lines) to check after the drill. */
+  readonly ledgerPaths?: readonly string[];
+  /** Test-only: plant a negative-control variant in some workers (workerId -> variant). */
+  readonly variants?: Readonly<Record<string, WorkerVariant>>;
+  /** Worker entry script. @default `worker.js` next to this module */
+  readonly workerScript?: string;
+  /** Workers' lease and heartbeat, ms. @default 3000 and 1000 */
+  readonly staleAfterMs?: number;
+  readonly heartbeatMs?: number;
+  /** Keep the temporary data directory (flip log, ledgers). @default false */
+  readonly keepData?: boolean;
+}
+
+/** What {@link runDrill} returns. */
+export interface DrillOutcome {
+  readonly report: DrillReport;
+  readonly written?: WrittenReport;
+  /** 0 pass, 1 a target was missed. */
+  readonly exitCode: 0 | 1;
+}
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/**
+ * Runs a drill (DESIGN section 8, issue 5): a fleet of worker processes on synthetic traffic (or
+ * a fleet it did not start), each lever of the scenario pulled in turn, everything measured, the
+ * targets checked and the report written. Every expected worker must be connected and fresh
+ * before each lever; one that is not fails the drill instead of hiding. KS-9.x
+ *
+ * @returns the report and the exit code (non-zero on any violation)
+ * @throws {InvalidOptionError} `KS_INVALID_OPTION` for contradicting options
+ * @example
+ * ```ts
+ * const { exitCode } = await runDrill({ scenario: await loadScenario('spec/drills/ci.json'), outDir: 'reports/drill' });
+ * ```
+ */
+export async function runDrill(options: RunDrillOptions): Promise<DrillOutcome> {
+  if (options.expectWorkers !== undefined && options.url === undefined) {
+    throw new InvalidOptionError(
+      'expectWorkers',
+      'a control plane url with it (fleet mode)',
+      options.expectWorkers,
+    );
+  }
+  return options.expectWorkers !== undefined ? runFleetDrill(options) : runEmbeddedDrill(options);
+}
+
+// ---- embedded: the drill starts everything ------------------------------------------------
+
+async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome> {
+  const s = options.scenario;
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date().toISOString();
+  const staleAfterMs = options.staleAfterMs ?? 3_000;
+  const heartbeatMs = options.heartbeatMs ?? 1_000;
+  const dataDir = await mkdtemp(join(tmpdir(), 'killswitch-drill-'));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const fleet = new WorkerFleet();
+  try {
+    let url = options.url;
+    if (url === undefined) {
+      // Loaded only for the embedded default, so a fleet drill does not load the server.
+      const { FileFlipLogStore } = await import('../../providers/file/index.js');
+      const { startControlPlane } = await import('../server/control-plane.js');
+      const store = new FileFlipLogStore({
+        path: join(dataDir, 'flips.jsonl'),
+        logger: { warn: () => undefined },
+      });
+      await store.open();
+      cleanups.push(() => store.close());
+      const cp = await startControlPlane({
+        store,
+        port: 0,
+        auth: 'none',
+        staleAfterMs,
+        heartbeatMs,
+        logger: quiet,
+        // One time basis for the server's append/ack/complete times and the workers' reports.
+        now: drillNow,
+      });
+      cleanups.unshift(() => cp.close());
+      url = cp.url;
+      log(`control plane ${url} (embedded, file log in ${dataDir})`);
+    } else {
+      log(`control plane ${url} (given)`);
+    }
+    const client = new ControlPlaneClient({
+      url,
+      ...(options.token ? { token: options.token } : {}),
+    });
+    const sink = await startEffectSink();
+    cleanups.unshift(() => sink.close());
+    const llm = await startSlowLlmServer({
+      tokens: s.traffic.llm.tokens,
+      tokenIntervalMs: s.traffic.llm.tokenIntervalMs,
+    });
+    cleanups.unshift(() => llm.close());
+    log(`effect sink ${sink.url}, slow LLM ${llm.url}`);
+
+    const script = options.workerScript ?? fileURLToPath(new URL('./worker.js', import.meta.url));
+    const release = `drill-${s.name}`;
+    const ids = Array.from({ length: s.workers }, (_, i) => workerIdOf(i + 1));
+    for (const workerId of ids) {
+      fleet.spawn(script, {
+        workerId,
+        release,
+        urls: [url],
+        ...(options.token ? { token: options.token } : {}),
+        sinkUrl: sink.url,
+        llmUrl: llm.url,
+        ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),
+        traffic: s.traffic,
+        seed: s.seed,
+        variant: options.variants?.[workerId] ?? WorkerVariant.NORMAL,
+        staleAfterMs,
+        heartbeatMs,
+      });
+    }
+    log(
+      `${ids.length} worker(s) started: ${fleet.members.map((m) => `${m.workerId}${m.variant !== 'normal' ? ` (${m.variant})` : ''} pid ${m.child.pid}`).join(', ')}`,
+    );
+
+    const notConnected = new Set<string>();
+    await waitConnected(client, ids, s.timings.connectTimeoutMs, log);
+    await sleep(s.timings.warmupMs);
+
+    const levers: LeverResult[] = [];
+    const runTag = randomUUID().slice(0, 8);
+    for (let i = 0; i < s.levers.length; i++) {
+      const lever = s.levers[i]!;
+      const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
+      for (const m of missing) {
+        if (!notConnected.has(m.id))
+          log(`! worker ${m.id} is not connected and fresh here: ${m.why}`);
+        notConnected.add(m.id);
+      }
+      levers.push(
+        await pullLever({
+          client,
+          lever,
+          index: i,
+          total: s.levers.length,
+          runTag,
+          scenario: s,
+          log,
+          queueDepth: (sel) => fleet.queueDepth(sel),
+        }),
+      );
+      await fleet.collect();
+    }
+
+    await fleet.collect();
+    const llmStats = llm.stats();
+    log('stopping workers; reading the ledgers');
+    await fleet.stop();
+    for (const m of fleet.members) {
+      if (m.fatal) log(`! worker ${m.workerId} failed: ${m.fatal.split('\n')[0]}`);
+    }
+    const events = new Map<string, readonly WorkerEvent[]>(
+      fleet.members.map((m) => [m.workerId, m.events]),
+    );
+    const effects = [...sink.effects];
+    const measured = levers.map((l) => completeLever(l, s, effects, events, ids));
+    const { views, unreadable } = await readLedgers(
+      fleet.members.map((m) => ({
+        workerId: m.workerId,
+        path: join(dataDir, `ledger-${m.workerId}.jsonl`),
+      })),
+    );
+    const ledger = checkLedger(effects, views, unreadable);
+    const workers: WorkerSummary[] = fleet.members.map((m) => ({
+      workerId: m.workerId,
+      variant: m.variant,
+      everFresh: m.events.some((e) => e.t === 'status' && e.status === 'open'),
+      connected: !notConnected.has(m.workerId) && m.fatal === undefined,
+      ...(m.counters ? { counters: m.counters } : {}),
+      effectsAtSink: effects.filter((e) => e.workerId === m.workerId).length,
+    }));
+    return await finish(
+      {
+        scenario: s,
+        mode: 'embedded',
+        controlPlane: url,
+        startedAt,
+        workers,
+        levers: measured,
+        ledger,
+        llm: {
+          started: llmStats.started,
+          completed: llmStats.completed,
+          cancelled: llmStats.cancelled,
+        },
+      },
+      options,
+      log,
+    );
+  } finally {
+    fleet.kill();
+    for (const c of cleanups) await c().catch(() => undefined);
+    if (!options.keepData)
+      await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+    else log(`data kept in ${dataDir}`);
+  }
+}
+
+/** Polls `GET /v1/workers` until every id is connected and fresh, or the timeout. */
+async function waitConnected(
+  client: ControlPlaneClient,
+  ids: readonly string[],
+  timeoutMs: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const until = drillNow() + timeoutMs;
+  let missing: { id: string; why: string }[] = [];
+  while (drillNow() < until) {
+    missing = await checkFleet(client, ids, Number.POSITIVE_INFINITY).catch(() =>
+      ids.map((id) => ({ id, why: 'unreachable' })),
+    );
+    if (missing.length === 0) {
+      log(`all ${ids.length} worker(s) connected and fresh`);
+      return;
+    }
+    await sleep(50);
+  }
+  log(
+    `! after ${timeoutMs} ms still not connected and fresh: ${missing.map((m) => m.id).join(', ')}`,
+  );
+}
+
+/**
+ * Which expected workers are not connected and fresh on this control plane: a worker missing
+ * from `GET /v1/workers` reads another control plane or none at all. KS-9.1.4
+ */
+async function checkFleet(
+  client: ControlPlaneClient,
+  ids: readonly string[],
+  _freshWithinMs: number,
+): Promise<{ id: string; why: string }[]> {
+  let answer: WorkersAnswer;
+  try {
+    answer = await client.workers();
+  } catch (err) {
+    return ids.map((id) => ({ id, why: `GET /v1/workers failed: ${(err as Error).message}` }));
+  }
+  const byId = new Map(answer.workers.map((w) => [w.id, w]));
+  const out: { id: string; why: string }[] = [];
+  for (const id of ids) {
+    const w = byId.get(id);
+    if (w === undefined) out.push({ id, why: 'never connected to this control plane' });
+    else if (!w.connected) out.push({ id, why: 'no open stream' });
+    else if (w.stale) out.push({ id, why: 'its lease ran out (stale)' });
+  }
+  return out;
+}
+
+interface PullContext {
+  readonly client: ControlPlaneClient;
+  readonly lever: Lever;
+  readonly index: number;
+  readonly total: number;
+  readonly runTag: string;
+  readonly scenario: Scenario;
+  readonly log: (l: string) => void;
+  readonly queueDepth?: (
+    selector: Selector,
+  ) => Promise<(import('./internal/protocol.js').QueueDepth & { workerId: string })[]>;
+  /** Fleet mode: skip the warm-up wait after the resume (nothing of ours to recover). */
+  readonly fleetMode?: boolean;
+}
+
+/** A lever's raw measurements before the sink and worker data are folded in. */
+interface RawLever extends LeverResult {
+  readonly endAt?: number;
+  readonly resumeFrom?: number;
+  readonly resumeTo?: number;
+  readonly fleetStops?: readonly WorkerStop[];
+}
+
+/** Pulls one lever: halt with wait, queue depth at T+0 and T+N, resume, recovery window. */
+async function pullLever(p: PullContext): Promise<RawLever> {
+  const { selector, level, label } = leverTarget(p.lever);
+  const s = p.scenario;
+  const mode = p.lever.mode ?? s.queueMode;
+  const flipId = `drill-${p.runTag}-${p.index + 1}-${label}`;
+  const errors: string[] = [];
+  const head = `[${p.index + 1}/${p.total}] ${label} ${formatSelector(selector)}`;
+  p.log(`${head}: halting (mode ${mode})`);
+  let answer: FlipAnswer;
+  try {
+    answer = await p.client.flip({
+      action: 'halt',
+      selector,
+      reason: `drill ${s.name}: ${label} lever`,
+      mode,
+      id: `${flipId}-halt`,
+      source: 'drill',
+      wait: s.timings.waitMs,
+    });
+  } catch (err) {
+    const msg = `halt failed: ${(err as Error).message}`;
+    p.log(`! ${head}: ${msg}`);
+    return { label, level, selector, mode, flipId, stops: [], timeToStop: {}, errors: [msg] };
+  }
+  const fleet = answer.fleet;
+  const acceptedAt = fleet?.appendedAt ?? Date.parse(answer.flip.at);
+  const completeAt = fleet?.completeAt ?? undefined;
+  const t0 = p.queueDepth ? await p.queueDepth(selector) : undefined;
+  p.log(
+    `${head}: seq ${answer.flip.seq} accepted; ${
+      completeAt !== undefined
+        ? `stop complete after ${(completeAt - acceptedAt).toFixed(2)} ms (${fleet?.applied ?? 0} acknowledged)`
+        : `stop NOT complete within ${s.timings.waitMs} ms`
+    }`,
+  );
+  await sleep(s.timings.observeMs);
+  const tN = p.queueDepth ? await p.queueDepth(selector) : undefined;
+  const endAt = drillNow();
+  let resume: LeverResult['resume'];
+  let resumeFrom: number | undefined;
+  if (p.lever.resume !== false) {
+    const release = p.lever.resume.release;
+    try {
+      const r = await p.client.flip({
+        action: 'resume',
+        selector,
+        reason: `drill ${s.name}: ${label} lever resumed`,
+        id: `${flipId}-resume`,
+        source: 'drill',
+        wait: s.timings.waitMs,
+        ...(release !== undefined ? { release } : {}),
+      });
+      resume = { seq: r.flip.seq, ...(release !== undefined ? { release } : {}), ok: true };
+      resumeFrom = r.fleet?.completeAt ?? r.fleet?.appendedAt ?? drillNow();
+      p.log(`${head}: resumed (seq ${r.flip.seq})`);
+    } catch (err) {
+      resume = {
+        ...(release !== undefined ? { release } : {}),
+        ok: false,
+        detail: (err as Error).message,
+      };
+      p.log(`! ${head}: resume failed: ${(err as Error).message}`);
+    }
+  }
+  // Recovery window: traffic flows again, and the next lever's baseline is taken in it.
+  if (!p.fleetMode || p.index < p.total - 1) await sleep(s.timings.warmupMs);
+  const resumeTo = drillNow();
+  const fleetStops: WorkerStop[] = (fleet?.acknowledged ?? []).map((a) => ({
+    workerId: a.workerId,
+    appliedAt: a.at,
+    timeToStopMs: a.latencyMs,
+    fromAck: true,
+  }));
+  for (const l of fleet?.laggards ?? []) fleetStops.push({ workerId: l.workerId });
+  return {
+    label,
+    level,
+    selector,
+    mode,
+    flipId,
+    seq: answer.flip.seq,
+    acceptedAt,
+    ...(completeAt !== undefined
+      ? { completeAt, stopCompleteMs: round(completeAt - acceptedAt) }
+      : {}),
+    answer: {
+      applied: fleet?.applied ?? null,
+      laggards: fleet?.laggards.map((l) => l.workerId) ?? [],
+      alreadyStale: fleet?.alreadyStale.map((w) => w.workerId) ?? [],
+      complete: fleet?.complete ?? false,
+      completeAfterMs: fleet?.completeAfterMs ?? null,
+    },
+    stops: [],
+    timeToStop: {},
+    ...(t0 && tN ? { queue: { t0, tN, discarded: 0 } } : {}),
+    ...(resume ? { resume } : {}),
+    errors,
+    endAt,
+    ...(resumeFrom !== undefined ? { resumeFrom, resumeTo } : {}),
+    fleetStops,
+  };
+}
+
+/** Folds the sink's effects and the workers' events into a lever. */
+function completeLever(
+  raw: RawLever,
+  s: Scenario,
+  effects: readonly SinkEffect[],
+  events: ReadonlyMap<string, readonly WorkerEvent[]> | undefined,
+  ids: readonly string[],
+): LeverResult {
+  const { endAt, resumeFrom, resumeTo, fleetStops, ...lever } = raw;
+  if (lever.acceptedAt === undefined || lever.seq === undefined || endAt === undefined)
+    return lever;
+  const stops = events
+    ? stopTimes(ids, events, lever.seq, lever.acceptedAt)
+    : [...(fleetStops ?? [])];
+  const ttl = stops.flatMap((x) => (x.timeToStopMs === undefined ? [] : [x.timeToStopMs]));
+  const window: HaltWindow = {
+    selector: lever.selector,
+    acceptedAt: lever.acceptedAt,
+    completeAt: lever.completeAt,
+    endAt,
+    baselineMs: Math.max(250, s.timings.warmupMs),
+    ...(resumeFrom !== undefined && resumeTo !== undefined && resumeTo > resumeFrom
+      ? { resume: { from: resumeFrom, to: resumeTo } }
+      : {}),
+  };
+  const applied = new Map<string, number>();
+  for (const x of stops)
+    if (x.appliedAt !== undefined && !x.fromAck) applied.set(x.workerId, x.appliedAt);
+  const ev = events ?? new Map<string, readonly WorkerEvent[]>();
+  let discarded = 0;
+  for (const list of ev.values()) {
+    for (const e of list)
+      if (e.t === 'discard' && e.at >= lever.acceptedAt && e.at < endAt) discarded += e.count;
+  }
+  return {
+    ...lever,
+    stops,
+    timeToStop: {
+      p50: percentile(ttl, 50),
+      p99: percentile(ttl, 99),
+      max: percentile(ttl, 100),
+    } as LeverResult['timeToStop'],
+    ...(events || effects.length > 0
+      ? { effects: measureEffects(window, effects, applied, ev) }
+      : {}),
+    ...(events
+      ? {
+          inFlightCancelled: measureCancelled(window, ev),
+          schedules: measureSchedules(window, applied, ev),
+        }
+      : {}),
+    ...(lever.queue ? { queue: { ...lever.queue, discarded } } : {}),
+  };
+}
+
+/** Reads worker ledgers as {@link LedgerView}s. */
+async function readLedgers(
+  files: readonly { workerId: string; path: string }[],
+): Promise<{ views: LedgerView[]; unreadable: string[] }> {
+  const views: LedgerView[] = [];
+  const unreadable: string[] = [];
+  for (const f of files) {
+    const ledger = new FileSideEffectLedger({
+      path: f.path,
+      fsync: false,
+      logger: { warn: () => undefined },
+    });
+    try {
+      for (const e of await ledger.entries()) {
+        views.push({
+          key: e.key,
+          workerId: f.workerId,
+          statuses: e.history.map((h) => h.status),
+          context: e.context,
+        });
+      }
+    } catch (err) {
+      unreadable.push(`${f.path}: ${(err as Error).message}`);
+    } finally {
+      await ledger.close().catch(() => undefined);
+    }
+  }
+  return { views, unreadable };
+}
+
+async function finish(
+  data: {
+    scenario: Scenario;
+    mode: 'embedded' | 'fleet';
+    controlPlane: string;
+    startedAt: string;
+    workers: WorkerSummary[];
+    levers: LeverResult[];
+    ledger?: LedgerCheck;
+    llm?: DrillReport['llm'];
+  },
+  options: RunDrillOptions,
+  log: (l: string) => void,
+): Promise<DrillOutcome> {
+  const violations = checkTargets(
+    {
+      levers: data.levers,
+      workers: data.workers,
+      mode: data.mode,
+      ...(data.ledger ? { ledger: data.ledger } : {}),
+    },
+    data.scenario.targets,
+  );
+  const report: DrillReport = {
+    scenario: data.scenario.name,
+    mode: data.mode,
+    controlPlane: data.controlPlane,
+    startedAt: data.startedAt,
+    finishedAt: new Date().toISOString(),
+    workers: data.workers,
+    levers: data.levers,
+    ...(data.ledger ? { ledger: data.ledger } : {}),
+    ...(data.llm ? { llm: data.llm } : {}),
+    targets: { ...data.scenario.targets },
+    violations,
+    passed: violations.length === 0,
+  };
+  for (const l of report.levers) {
+    log(
+      `${l.label} ${formatSelector(l.selector)}: time-to-stop p50 ${fmt(l.timeToStop.p50)} p99 ${fmt(l.timeToStop.p99)} max ${fmt(l.timeToStop.max)} ms; stop complete ${fmt(l.stopCompleteMs)} ms; matching effects after accepted ${l.effects?.matchingAfterAccepted ?? 'n/a'}, after complete ${l.effects?.matchingAfterComplete ?? 'n/a'}; other cohorts ${l.effects?.otherRateBefore ?? 'n/a'}/s -> ${l.effects?.otherRateDuring ?? 'n/a'}/s`,
+    );
+  }
+  let written: WrittenReport | undefined;
+  if (options.outDir !== undefined) {
+    written = await writeDrillReport(report, options.outDir);
+    log(`report: ${written.json}, ${written.markdown}, ${written.svg}`);
+  }
+  for (const v of violations) log(`VIOLATION ${v.code}: ${v.message}`);
+  log(
+    report.passed
+      ? `drill ${report.scenario} PASSED`
+      : `drill ${report.scenario} FAILED (${violations.length} violation(s))`,
+  );
+  return { report, ...(written ? { written } : {}), exitCode: report.passed ? 0 : 1 };
+}
+
+// ---- fleet mode: a fleet the drill did not start ------------------------------------------
+
+/** The levers of a fleet drill, on the operator's drill scope only. KS-9.5.1 */
+export function fleetLevers(scope: DrillScope, allowGlobal: boolean): Lever[] {
+  const out: Lever[] = [];
+  const add = (label: string, selector: Selector) =>
+    out.push({ label, selector: normalizeSelector(selector), resume: {} } as Lever);
+  if (scope.capability !== undefined) {
+    add('capability', {
+      capability: scope.capability,
+      ...(scope.tenant !== undefined ? { tenant: scope.tenant } : {}),
+    });
+  }
+  if (scope.runId !== undefined) add('run', { runId: scope.runId });
+  if (scope.tenant !== undefined) add('tenant', { tenant: scope.tenant });
+  if (scope.feature !== undefined) add('feature', { feature: scope.feature });
+  if (allowGlobal) add('global', {});
+  return out;
+}
+
+async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutcome> {
+  const s = options.scenario;
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date().toISOString();
+  const url = options.url!;
+  const client = new ControlPlaneClient({
+    url,
+    ...(options.token ? { token: options.token } : {}),
+  });
+  const levers = fleetLevers(options.scope ?? {}, options.allowGlobal ?? false);
+  if (levers.length === 0) {
+    throw new InvalidOptionError(
+      'scope',
+      'at least one of --scope-tenant, --scope-capability, --scope-run, --scope-feature',
+      options.scope,
+    );
+  }
+  for (const l of levers) {
+    if (levelOf(normalizeSelector(l.selector)) === 'global')
+      log('! the global lever stops the whole fleet (--allow-global)');
+  }
+  const expect = options.expectWorkers!;
+  const notConnected = new Set<string>();
+  const seen = new Set<string>();
+  const check = async (): Promise<void> => {
+    let answer: WorkersAnswer;
+    try {
+      answer = await client.workers();
+    } catch (err) {
+      notConnected.add(`(control plane: ${(err as Error).message})`);
+      return;
+    }
+    const fresh = answer.workers.filter((w) => w.connected && !w.stale);
+    for (const w of fresh) seen.add(w.id);
+    if (typeof expect === 'number') {
+      if (fresh.length < expect) {
+        const id = `(${expect - fresh.length} of ${expect} expected)`;
+        if (!notConnected.has(id))
+          log(`! only ${fresh.length} of ${expect} expected workers are connected and fresh`);
+        notConnected.add(id);
+      }
+    } else {
+      const ok = new Set(fresh.map((w) => w.id));
+      for (const id of expect) {
+        if (!ok.has(id) && !notConnected.has(id))
+          log(`! worker ${id} is not connected and fresh here`);
+        if (!ok.has(id)) notConnected.add(id);
+      }
+    }
+  };
+  const sinkStart = drillNow();
+  const raws: RawLever[] = [];
+  const runTag = randomUUID().slice(0, 8);
+  for (let i = 0; i < levers.length; i++) {
+    await check();
+    raws.push(
+      await pullLever({
+        client,
+        lever: levers[i]!,
+        index: i,
+        total: levers.length,
+        runTag,
+        scenario: s,
+        log,
+        fleetMode: true,
+      }),
+    );
+  }
+  let effects: SinkEffect[] = [];
+  if (options.sinkUrl !== undefined)
+    effects = await readRemoteSink(options.sinkUrl, sinkStart - 60_000, log);
+  const measured = raws.map((r) => completeLever(r, s, effects, undefined, []));
+  let ledger: LedgerCheck | undefined;
+  if (options.ledgerPaths !== undefined && options.ledgerPaths.length > 0) {
+    const { views, unreadable } = await readLedgers(
+      options.ledgerPaths.map((path, i) => ({ workerId: `ledger-${i + 1}`, path })),
+    );
+    ledger = checkLedger(effects, views, unreadable);
+  }
+  const ids = typeof expect === 'number' ? [...seen] : [...expect];
+  const workers: WorkerSummary[] = ids.map((id) => ({
+    workerId: id,
+    connected: !notConnected.has(id),
+    effectsAtSink: effects.filter((e) => e.workerId === id).length,
+  }));
+  for (const id of notConnected) {
+    if (!ids.includes(id)) workers.push({ workerId: id, connected: false, effectsAtSink: 0 });
+  }
+  return finish(
+    {
+      scenario: s,
+      mode: 'fleet',
+      controlPlane: url,
+      startedAt,
+      workers,
+      levers: measured,
+      ...(ledger ? { ledger } : {}),
+    },
+    options,
+    log,
+  );
+}
+
+async function readRemoteSink(
+  url: string,
+  since: number,
+  log: (l: string) => void,
+): Promise<SinkEffect[]> {
+  try {
+    const res = await fetch(`${url.replace(/\/+$/, '')}/effects?since=${since}`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = (await res.json()) as { effects?: SinkEffect[] };
+    return body.effects ?? [];
+  } catch (err) {
+    log(`! cannot read the sink at ${url}: ${(err as Error).message}`);
+    return [];
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+function fmt(n: number | undefined): string {
+  return n === undefined ? 'n/a' : n.toFixed(2);
+}
+
+/** Re-exported for tests: the sink and LLM server types the drill starts. */
+export type { EffectSink, SlowLlmServer };

@@ -186,8 +186,10 @@ export class RemoteFlipSource implements FlipSource {
   #streamAlive = false;
   /** This connection resumes by Last-Event-ID (rather than starting from a snapshot). */
   #resuming = false;
-  /** Consecutive resumed connections that failed before a heartbeat showed them caught up. */
+  /** Consecutive resumed connections that failed without applying anything. */
   #resumeFailures = 0;
+  /** Something was applied (or a heartbeat arrived) on this connection. */
+  #progressed = false;
 
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #lastReceived = Number.NEGATIVE_INFINITY;
@@ -325,6 +327,7 @@ export class RemoteFlipSource implements FlipSource {
       !this.#needSnapshot &&
       this.#resumeFailures < MAX_RESUME_FAILURES;
     this.#resuming = resume;
+    this.#progressed = false;
     if (!resume) url.searchParams.set('snapshot', '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
@@ -371,7 +374,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#es?.close();
     this.#es = undefined;
     this.#logger?.warn(`remote flip source ${this.#workerId}: ${reason}`);
-    if (this.#resuming) this.#resumeFailures++;
+    if (this.#resuming && !this.#progressed) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const { initialMs, maxMs, factor, jitter, random } = this.#backoff;
     const base = Math.min(maxMs, initialMs * factor ** Math.min(this.#attempt, 30));
@@ -461,6 +464,8 @@ export class RemoteFlipSource implements FlipSource {
       return;
     }
     this.#applied = { seq: record.seq, hash: record.hash };
+    this.#progressed = true;
+    this.#resumeFailures = 0;
     this.#listener?.onFlip(record);
     this.#refresh();
     this.#ack(); // KS-6.2.1
@@ -481,6 +486,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#received();
     this.#attempt = 0;
     this.#resumeFailures = 0; // a heartbeat follows the replay: this stream is caught up
+    this.#progressed = true;
     this.#refresh();
   }
 

@@ -177,7 +177,6 @@ describe('KS-6.3.8 stop() releases every connection', () => {
 describe('KS-6.3.2 property: random disconnects during N flips', () => {
   it('every client ends with the server state, applied seqs strictly increasing without duplicates', async () => {
     const { proxy, clients: cs, server } = await setup(2);
-    let base = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -198,10 +197,9 @@ describe('KS-6.3.2 property: random disconnects during N flips', () => {
             await postFlip(server.url);
             if (step.pause) await new Promise((r) => setTimeout(r, step.pause));
           }
-          base += steps.length;
           await converge(cs, server);
-          for (const c of cs)
-            expect(c.listener.flips).toEqual(Array.from({ length: base }, (_, i) => i + 1));
+          // converge() checks the log's state, that applied seqs strictly increase (no duplicate)
+          // and that none was skipped except across a snapshot resync (KS-6.3.10).
         },
       ),
       { numRuns: 8, verbose: 1 },

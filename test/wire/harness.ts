@@ -229,6 +229,14 @@ export function expectConverged(
     if (flips[i]! <= flips[i - 1]!)
       return `applied out of order or twice: ${JSON.stringify(flips)}`;
   }
+  // No flip skipped except across a snapshot (which replaces the state).
+  let cur = -1;
+  for (const a of client.listener.applied) {
+    if (typeof a === 'string') cur = Number(a.slice(1));
+    else if (a !== cur + 1)
+      return `flip ${a} applied after ${cur}: ${JSON.stringify(client.listener.applied)}`;
+    else cur = a;
+  }
   if (client.listener.errors.length) return `fold errors: ${client.listener.errors.join('; ')}`;
   const expected = KillState.fold(records).toSnapshot();
   const got = client.listener.state.toSnapshot();

@@ -58,7 +58,11 @@ export interface FileFlipLogStoreOptions {
   readonly openFile?: (path: string) => Promise<LogFileHandle>;
 }
 
-/** The store's life cycle. `failed`: a write failed; reads work, appends are refused. KS-2.4.4 */
+/**
+ * The store's life cycle: `new` → `open` → `closed`, or `open` → `failed` → `closed` when a write
+ * or fsync fails (reads still work, appends are refused; close it and open a new
+ * {@link FileFlipLogStore} on the file to recover). KS-2.4.4
+ */
 export const FileStoreState = {
   NEW: 'new',
   OPEN: 'open',
@@ -201,7 +205,9 @@ export class FileFlipLogStore implements FlipLogStore {
       this.#size = log.goodBytes;
       this.#fh = fh;
       this.#lock = lock;
-      this.#state = FileStoreState.OPEN;
+      // close() may have been called while this ran; its section (next on the mutex) releases
+      // the file and the lock, so only move to open if nobody closed the store meanwhile.
+      if (this.#state === FileStoreState.NEW) this.#state = FileStoreState.OPEN;
     } catch (err) {
       await fh?.close().catch(() => undefined);
       await lock?.release().catch(() => undefined);

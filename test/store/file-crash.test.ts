@@ -105,6 +105,8 @@ describe('KS-2.4.1 an acknowledged append survives SIGKILL', () => {
         for (const [id, seq] of allAcks)
           expect(byId.get(id), `${where}: acked ${id} at seq ${seq}`).toBe(seq);
         if (warnings.some((w) => w.includes('torn'))) torn++;
+        // KS-2.4.5: the killed appender left its lock behind; it was taken over as stale.
+        expect(warnings.join('\n'), where).toMatch(/removed the stale lock/);
       } finally {
         await store.close();
       }

@@ -1,5 +1,15 @@
-import { mkdtemp, readFile, rm, stat, writeFile, appendFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
@@ -127,19 +137,47 @@ describe('KS-2.4.2 the file store cuts a torn last line and refuses a broken mid
   });
 });
 
-describe('KS-2.4.5 one writer per file: an exclusive lock file with stale-lock detection', () => {
+/** The claims in a log's lock directory (KS-2.4.5), parsed. */
+async function claims(path: string): Promise<{ pid: number; host: string }[]> {
+  const names = (await readdir(`${path}.lock`).catch(() => [] as string[])).filter(
+    (n) => !n.startsWith('.'),
+  );
+  return Promise.all(
+    names.map(async (n) => JSON.parse(await readFile(join(`${path}.lock`, n), 'utf8'))),
+  );
+}
+
+/** Drops a claim into a log's lock directory, as another (maybe dead) process would have. */
+async function plantClaim(
+  path: string,
+  holder: { pid: number; host: string },
+  text?: string,
+): Promise<void> {
+  await mkdir(`${path}.lock`, { recursive: true });
+  await writeFile(
+    join(`${path}.lock`, `${holder.pid}-${randomUUID()}.json`),
+    text ?? JSON.stringify({ ...holder, token: 't', at: '2026-01-01T00:00:00.000Z' }),
+  );
+}
+
+// A pid that cannot be running: above the kernel's pid_max ceiling (2^22).
+const DEAD_PID = 2 ** 22 + 7;
+
+describe('KS-2.4.5 one writer per file: an exclusive lock with stale-lock detection', () => {
   it('refuses a second store on the same file while the first is open, and allows it after close', async () => {
     const path = nextPath();
     const first = make(path).store;
     await first.open();
-    const lock = JSON.parse(await readFile(`${path}.lock`, 'utf8')) as { pid: number };
-    expect(lock.pid).toBe(process.pid);
+    expect(await claims(path)).toEqual([
+      expect.objectContaining({ pid: process.pid, host: hostname() }),
+    ]);
     await expect(make(path).store.open()).rejects.toMatchObject({
       code: ErrorCode.STORE_UNAVAILABLE,
-      message: expect.stringMatching(/locked by pid/),
+      message: expect.stringMatching(/locked by pid \d+ .*another store in this process/),
     });
+    expect(await claims(path)).toHaveLength(1); // the refused store withdrew its claim
     await first.close();
-    await expect(stat(`${path}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await claims(path)).toEqual([]);
     const second = make(path).store;
     await second.open();
     expect(second.state).toBe(FileStoreState.OPEN);
@@ -147,34 +185,50 @@ describe('KS-2.4.5 one writer per file: an exclusive lock file with stale-lock d
 
   it('takes over a lock left by a process that no longer runs, with a warning', async () => {
     const path = await logWith(1);
-    // A pid that cannot be running: above the kernel's pid_max ceiling.
-    const dead = {
-      pid: 2 ** 22 + 7,
-      host: (await import('node:os')).hostname(),
-      token: 't',
-      at: '2026-01-01T00:00:00.000Z',
-    };
-    await writeFile(`${path}.lock`, JSON.stringify(dead));
+    await plantClaim(path, { pid: DEAD_PID, host: hostname() });
     const { store, warnings } = make(path);
     await store.open();
-    expect(warnings.join('\n')).toMatch(/stale lock .* of pid 4194311/);
+    expect(warnings.join('\n')).toMatch(new RegExp(`stale lock claim .* of pid ${DEAD_PID}`));
     expect(await store.read()).toHaveLength(1);
+    expect(await claims(path)).toEqual([expect.objectContaining({ pid: process.pid })]);
   });
 
-  it('refuses a lock of another host, and an unreadable lock file', async () => {
+  it('refuses a claim of another host', async () => {
     const path = await logWith(1);
-    await writeFile(
-      `${path}.lock`,
-      JSON.stringify({ pid: 1, host: 'elsewhere', token: 't', at: 'x' }),
-    );
+    await plantClaim(path, { pid: DEAD_PID, host: 'elsewhere' });
     await expect(make(path).store.open()).rejects.toMatchObject({
       code: ErrorCode.STORE_UNAVAILABLE,
+      message: expect.stringMatching(/on elsewhere/),
     });
-    await writeFile(`${path}.lock`, 'garbage');
+  });
+
+  it('refuses an unreadable claim', async () => {
+    const path = await logWith(1);
+    await plantClaim(path, { pid: DEAD_PID, host: hostname() }, 'garbage');
     await expect(make(path).store.open()).rejects.toMatchObject({
       code: ErrorCode.STORE_UNAVAILABLE,
       message: expect.stringMatching(/unreadable/),
     });
+  });
+
+  it('opens at most one of several stores started at once on a file with a stale claim', async () => {
+    for (let round = 0; round < 10; round++) {
+      const path = await logWith(1);
+      await plantClaim(path, { pid: DEAD_PID, host: hostname() });
+      const stores = Array.from({ length: 6 }, () => make(path).store);
+      const results = await Promise.allSettled(stores.map((s) => s.open()));
+      expect(results.filter((r) => r.status === 'fulfilled').length).toBeLessThanOrEqual(1);
+      for (const r of results) {
+        if (r.status === 'rejected')
+          expect(r.reason).toMatchObject({ code: ErrorCode.STORE_UNAVAILABLE });
+      }
+      for (const s of stores) await s.close();
+      // Whatever the race's outcome, no claim is left behind and the log opens again.
+      expect(await claims(path)).toEqual([]);
+      const again = make(path).store;
+      await again.open();
+      await again.close();
+    }
   });
 });
 
@@ -316,5 +370,59 @@ describe('KS-2.4.8 close waits for appends already accepted', () => {
     const results = await Promise.all(pending);
     expect(results.map((r) => r.record.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect((await readFlipLogFile(path)).records).toHaveLength(20);
+  });
+});
+
+describe('KS-2.4.8 a store closed while it opens ends closed', () => {
+  it('releases the file and the lock and refuses calls', async () => {
+    const path = await logWith(1);
+    const { store } = make(path);
+    const opening = store.open();
+    await store.close();
+    await opening.catch(() => undefined);
+    expect(store.state).toBe(FileStoreState.CLOSED);
+    await expect(store.read()).rejects.toMatchObject({ code: ErrorCode.STORE_CLOSED });
+    expect(await claims(path)).toEqual([]);
+  });
+});
+
+describe('KS-2.4.7 group commit answers like the in-memory oracle (differential, concurrent)', () => {
+  it('gives concurrent bursts the records the oracle gives the same flips one by one', async () => {
+    const { MemoryFlipLogStore } = await import('../../providers/memory/index.js');
+    const fc = (await import('fast-check')).default;
+    const now = () => new Date(Date.parse('2026-03-04T05:06:07.890Z'));
+    const flip = fc.record({
+      id: fc.constantFrom('a', 'b', 'c', 'd'),
+      actor: fc.constantFrom('x', 'y'),
+      action: fc.constantFrom('halt' as const, 'resume' as const),
+      selector: fc.constantFrom({}, { tenant: 'acme' }, { capability: 'pay', tenant: 'acme' }),
+      reason: fc.constantFrom('r1', 'r2', ''),
+    });
+    const outcome = (p: Promise<{ record: unknown; duplicate: boolean }>) =>
+      p.then(
+        (r) => ({ ok: r.record, duplicate: r.duplicate }),
+        (e: { code?: string }) => ({ error: e.code }),
+      );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(flip, { minLength: 1, maxLength: 8 }), { maxLength: 6 }),
+        async (bursts) => {
+          const oracle = new MemoryFlipLogStore({ now });
+          const { store } = make(nextPath(), { now });
+          await store.open();
+          for (const burst of bursts) {
+            // The file store gets the burst at once (one batch); the oracle one by one, in order.
+            const got = await Promise.all(burst.map((f) => outcome(store.append(f))));
+            const want = [];
+            for (const f of burst) want.push(await outcome(oracle.append(f)));
+            expect(got).toEqual(want);
+          }
+          expect(await store.read()).toEqual(await oracle.read());
+          await store.close();
+          expect((await readFlipLogFile(store.path)).records).toEqual(await oracle.read());
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { link, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { ErrorCode, KillSwitchError } from '../../../src/errors.js';
 
-/** Who holds a lock file: written once, atomically, when the lock is taken. */
+/** Who holds a claim: written once, whole, when the claim is made. */
 interface LockHolder {
   readonly pid: number;
   readonly host: string;
@@ -11,111 +12,140 @@ interface LockHolder {
   readonly at: string;
 }
 
+const CLAIM = /^(\d+)-[0-9a-f-]{36}\.json$/;
+const TEMP = /^\.(\d+)-[0-9a-f-]{36}\.json\.tmp$/;
+
 /**
- * An exclusive lock file next to a flip log, so two processes (or two stores in one process)
- * never append to the same file. KS-2.4.5
+ * An exclusive lock next to a flip log, so two processes (or two stores in one process) never
+ * append to the same file. KS-2.4.5
  *
- * The lock file is written in full under a temporary name and then hard-linked into place, so
- * it is never seen half-written: `link` fails with EEXIST when the lock is held. A lock whose
- * holder ran on this host and whose pid no longer exists (a process that crashed or was
- * SIGKILLed) is stale and taken over; the take-over renames the stale file aside and checks that
- * it moved the very file it judged stale, so two processes racing to take over one stale lock
- * cannot both win. Anything doubtful (another host, an unreadable lock file, a live pid, a pid
- * that cannot be probed) counts as held: the store refuses to open rather than risk two writers.
+ * The lock is a directory (`<log>.lock/`) in which each opener drops a claim file named after its
+ * pid and a random token, written whole (temporary name, fsync, rename). After dropping its
+ * claim an opener lists the directory: claims of processes that ran on this host and no longer
+ * exist are stale and removed; if any other claim is left, it withdraws its own claim and, after
+ * a short random pause, tries again, and finally refuses. Of two live openers, the one that lists
+ * second always sees the first one's claim, so at most one proceeds (both may withdraw; then
+ * both refuse, which fails closed). Nobody ever removes the claim of a live process, which is
+ * what makes this safe where "remove a stale lock file, then create mine" is not: two processes
+ * that judge the same lock file stale can otherwise each delete the other's fresh lock.
+ *
+ * Anything doubtful (another host, an unreadable claim, a live pid, a pid that cannot be probed)
+ * counts as held. A pid reused by an unrelated process keeps the lock held until an operator
+ * removes the claim; the error names the claim file.
  */
 export class LockFile {
-  readonly path: string;
-  readonly #token: string;
+  /** The lock directory. */
+  readonly dir: string;
+  readonly #claim: string;
 
-  private constructor(path: string, token: string) {
-    this.path = path;
-    this.#token = token;
+  private constructor(dir: string, claim: string) {
+    this.dir = dir;
+    this.#claim = claim;
   }
 
   /**
    * Takes the lock or fails.
    *
-   * @param path - the lock file's path (the log's path plus `.lock`)
-   * @param warn - told when a stale lock is taken over
-   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` when the lock is held or cannot be written
+   * @param dir - the lock directory (the log's path plus `.lock`)
+   * @param warn - told when a stale claim is removed
+   * @param attempts - tries before refusing when other claims are live. @default 5
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` when the lock is held or cannot be taken
    */
-  static async acquire(path: string, warn: (msg: string) => void): Promise<LockFile> {
-    const holder: LockHolder = {
-      pid: process.pid,
-      host: hostname(),
-      token: randomUUID(),
-      at: new Date().toISOString(),
-    };
-    const text = JSON.stringify(holder) + '\n';
-    const temp = `${path}.${process.pid}.${holder.token}.tmp`;
+  static async acquire(dir: string, warn: (msg: string) => void, attempts = 5): Promise<LockFile> {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw unavailable(dir, 'cannot create the lock directory', err);
+    }
+    const host = hostname();
+    let blocker = '';
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) await pause(2 + Math.random() * 18);
+      const claim = await writeClaim(dir, host);
+      let others: string[];
+      try {
+        others = await liveClaims(dir, claim, host, warn);
+      } catch (err) {
+        await unlink(join(dir, claim)).catch(() => undefined);
+        throw unavailable(dir, 'cannot read the lock directory', err);
+      }
+      if (others.length === 0) return new LockFile(dir, claim);
+      await unlink(join(dir, claim)).catch(() => undefined);
+      blocker = others.join('; ');
+    }
+    throw unavailable(dir, `the log is locked by ${blocker}`);
+  }
+
+  /** Withdraws this lock's claim. */
+  async release(): Promise<void> {
+    await unlink(join(this.dir, this.#claim)).catch(() => undefined);
+  }
+}
+
+async function writeClaim(dir: string, host: string): Promise<string> {
+  const holder: LockHolder = {
+    pid: process.pid,
+    host,
+    token: randomUUID(),
+    at: new Date().toISOString(),
+  };
+  const name = `${holder.pid}-${holder.token}.json`;
+  const temp = join(dir, `.${name}.tmp`);
+  try {
     const fh = await open(temp, 'wx', 0o600);
     try {
-      await fh.writeFile(text);
+      await fh.writeFile(JSON.stringify(holder) + '\n');
       await fh.sync();
     } finally {
       await fh.close();
     }
-    try {
-      // Three tries: a stale lock taken over (or vanishing) between our steps costs one retry.
-      for (let attempt = 0; attempt < 3; attempt++) {
-        try {
-          await link(temp, path);
-          return new LockFile(path, holder.token);
-        } catch (err) {
-          if (codeOf(err) !== 'EEXIST') throw unavailable(path, 'cannot create the lock file', err);
-        }
-        let seen: string;
-        try {
-          seen = await readFile(path, 'utf8');
-        } catch (err) {
-          if (codeOf(err) === 'ENOENT') continue; // released between our link and read
-          throw unavailable(path, 'cannot read the lock file', err);
-        }
-        const other = parseHolder(seen);
-        if (other === undefined) {
-          throw unavailable(
-            path,
-            'the lock file is unreadable; remove it if no process uses the log',
-          );
-        }
-        if (other.host !== holder.host || isAlive(other.pid)) {
-          throw unavailable(
-            path,
-            `the log is locked by pid ${other.pid} on ${other.host} since ${other.at}` +
-              (other.pid === process.pid ? ' (another store in this process)' : ''),
-          );
-        }
-        const aside = `${path}.stale.${process.pid}.${randomUUID()}`;
-        try {
-          await rename(path, aside);
-        } catch (err) {
-          if (codeOf(err) === 'ENOENT') continue;
-          throw unavailable(path, 'cannot move the stale lock file aside', err);
-        }
-        const moved = await readFile(aside, 'utf8').catch(() => '');
-        if (moved !== seen) {
-          // We moved a lock someone else took in between: put it back (link never overwrites).
-          await link(aside, path).catch(() => undefined);
-          await unlink(aside).catch(() => undefined);
-          throw unavailable(path, 'another process took the stale lock first');
-        }
-        await unlink(aside).catch(() => undefined);
-        warn(
-          `killswitch: removed the stale lock ${path} of pid ${other.pid}, which no longer runs`,
-        );
-      }
-      throw unavailable(path, 'the lock kept changing hands');
-    } finally {
-      await unlink(temp).catch(() => undefined);
+    await rename(temp, join(dir, name));
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw unavailable(dir, 'cannot write a lock claim', err);
+  }
+  return name;
+}
+
+/** Claims other than `mine` that may be live, described for the error; removes stale ones. */
+async function liveClaims(
+  dir: string,
+  mine: string,
+  host: string,
+  warn: (m: string) => void,
+): Promise<string[]> {
+  const live: string[] = [];
+  for (const name of await readdir(dir)) {
+    if (name === mine) continue;
+    const temp = TEMP.exec(name);
+    if (temp !== null) {
+      // A claim being written, or left half-written by a process that died.
+      if (!isAlive(Number(temp[1]))) await unlink(join(dir, name)).catch(() => undefined);
+      continue;
+    }
+    const text = await readFile(join(dir, name), 'utf8').catch((err: unknown) =>
+      codeOf(err) === 'ENOENT' ? null : '',
+    );
+    if (text === null) continue; // withdrawn while we listed
+    const other = CLAIM.test(name) ? parseHolder(text) : undefined;
+    if (other === undefined) {
+      live.push(`an unreadable claim ${join(dir, name)} (remove it if no process uses the log)`);
+    } else if (other.host === host && !isAlive(other.pid)) {
+      await unlink(join(dir, name)).catch(() => undefined);
+      warn(
+        `killswitch: removed the stale lock claim ${join(dir, name)} of pid ${other.pid}, which no longer runs`,
+      );
+    } else {
+      live.push(
+        `pid ${other.pid} on ${other.host} since ${other.at}` +
+          (other.pid === process.pid && other.host === host
+            ? ' (another store in this process)'
+            : '') +
+          ` (${join(dir, name)})`,
+      );
     }
   }
-
-  /** Removes the lock file, if it is still ours. */
-  async release(): Promise<void> {
-    const text = await readFile(this.path, 'utf8').catch(() => undefined);
-    if (text === undefined || parseHolder(text)?.token !== this.#token) return;
-    await unlink(this.path).catch(() => undefined);
-  }
+  return live;
 }
 
 function parseHolder(text: string): LockHolder | undefined {
@@ -154,11 +184,13 @@ function codeOf(err: unknown): string | undefined {
     : undefined;
 }
 
-function unavailable(path: string, what: string, cause?: unknown): KillSwitchError {
+const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function unavailable(dir: string, what: string, cause?: unknown): KillSwitchError {
   const detail = cause instanceof Error ? `: ${cause.message}` : '';
   return new KillSwitchError(
     ErrorCode.STORE_UNAVAILABLE,
-    `lock ${path}: ${what}${detail}`,
+    `lock ${dir}: ${what}${detail}`,
     cause === undefined ? undefined : { cause },
   );
 }

@@ -16,3 +16,4 @@ export {
   type LoadTokensOptions,
   type LoadedTokens,
 } from './load-tokens.js';
+export { isLoopbackHost } from './is-loopback-host.js';

@@ -5,6 +5,12 @@ import type { CliCommand, CliIo } from './internal/command.js';
 const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   // one line per command: name: () => import('./commands/<name>.js'),
   verify: () => import('./commands/verify.js'),
+  serve: () => import('./commands/serve.js'),
+  flip: () => import('./commands/flip.js'),
+  resume: () => import('./commands/resume.js'),
+  status: () => import('./commands/status.js'),
+  log: () => import('./commands/log.js'),
+  workers: () => import('./commands/workers.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isLoopbackHost } from '../auth/is-loopback-host.js';
 import { authorize, Role, type Principal } from '../auth/principal.js';
 import type { TokenAuthenticator } from '../auth/token-authenticator.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
@@ -129,12 +130,6 @@ const ANONYMOUS: Principal = Object.freeze({
   scopes: [],
   resume: true,
 });
-
-/** True for loopback hosts (`127.0.0.0/8`, `::1`, `localhost`). */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(h);
-}
 
 /**
  * Starts the control plane: the HTTP API of spec KS-5 and the stream of KS-6 on `node:http`.

@@ -1,6 +1,5 @@
 export {
   startControlPlane,
-  isLoopbackHost,
   type ControlPlane,
   type ControlPlaneOptions,
   type ControlPlaneLogger,
@@ -35,3 +34,4 @@ export {
   type AckRequest,
 } from './api-schemas.js';
 export { encodeEvent } from './stream-hub.js';
+export { isLoopbackHost } from '../auth/is-loopback-host.js';

@@ -1,0 +1,65 @@
+import { parseArgs } from 'node:util';
+import { ExitCode, type CliCommand } from '../internal/command.js';
+import { formatFlipLine } from '../internal/format.js';
+import {
+  EXIT_HELP,
+  REMOTE_HELP,
+  REMOTE_OPTIONS,
+  clientFrom,
+  intFlag,
+  reportError,
+} from '../internal/remote.js';
+
+const HELP = `usage: killswitch log [--after <seq>] [--limit <n>] [--json]
+
+Prints the flip log, oldest first, one flip a line.
+
+  --after <seq>      only flips after this seq (default 0)
+  --limit <n>        at most n flips, 1 to 1000 (default 100)
+${REMOTE_HELP}
+
+${EXIT_HELP}`;
+
+/** `killswitch log`: a page of the flip log. */
+export const command: CliCommand = {
+  name: 'log',
+  summary: 'print the flip log',
+  help: HELP,
+  async run(argv, io) {
+    let values;
+    let after: number | undefined;
+    let limit: number | undefined;
+    try {
+      values = parseArgs({
+        args: [...argv],
+        options: { ...REMOTE_OPTIONS, after: { type: 'string' }, limit: { type: 'string' } },
+        strict: true,
+        allowPositionals: false,
+      }).values;
+      after = intFlag('after', values.after);
+      limit = intFlag('limit', values.limit, 1000);
+      if (limit === 0) throw new Error('--limit must be at least 1');
+    } catch (err) {
+      io.stderr(`killswitch log: ${(err as Error).message}\n\n${HELP}`);
+      return ExitCode.USAGE;
+    }
+    try {
+      const client = await clientFrom(values, io);
+      const page = await client.log({
+        ...(after === undefined ? {} : { after }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+      if (values.json === true) {
+        io.stdout(JSON.stringify(page));
+        return ExitCode.OK;
+      }
+      for (const r of page.flips) io.stdout(formatFlipLine(r));
+      if (page.flips.length === 0)
+        io.stdout(`(no flips after seq ${after ?? 0}; head is ${page.head})`);
+      if (page.next !== null) io.stdout(`(more: killswitch log --after ${page.next})`);
+      return ExitCode.OK;
+    } catch (err) {
+      return reportError('log', err, io);
+    }
+  },
+};

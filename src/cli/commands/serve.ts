@@ -1,0 +1,166 @@
+import { parseArgs } from 'node:util';
+import { loadTokens } from '../../auth/load-tokens.js';
+import { TokenAuthenticator } from '../../auth/token-authenticator.js';
+import { isLoopbackHost } from '../../auth/is-loopback-host.js';
+import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
+import type { FlipLogStore } from '../../store/flip-log-store.js';
+import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
+import { UsageError, intFlag } from '../internal/remote.js';
+import { createStore, dataDirOf } from '../internal/store-factory.js';
+
+const HELP = `usage: killswitch serve [--data-dir <dir>] [--store <path | postgres://… | memory>]
+                       [--host <addr>] [--port <n>] [--tokens <file>] [--json]
+
+Runs the control plane: the HTTP API, the SSE stream and the fleet's acknowledgements. With no
+flags: a file flip log in ./.killswitch/flips.jsonl, 127.0.0.1, port 7411. KS-5.3.1
+
+  --data-dir <dir>        data directory (default $KILLSWITCH_DATA_DIR or ./.killswitch)
+  --store <spec>          flip log: a file path (default <dataDir>/flips.jsonl), a postgres:// URL,
+                          or 'memory' (not durable)
+  --host <addr>           address to bind (default 127.0.0.1); a non-loopback address needs tokens
+  --port <n>              port, 0 for a random free one (default 7411)
+  --tokens <file>         token file (default <dataDir>/tokens.json when present)
+  --heartbeat-ms <ms>     stream heartbeat interval (default 1000)
+  --stale-after-ms <ms>   worker lease (default 3000)
+  --json                  print the start line as JSON
+
+tokens: a token file or KILLSWITCH_TOKENS (JSON: [{ name, token | sha256, role: viewer|operator|admin,
+scopes?: [{ tenant?, feature?, runId?, capability? }], resume?, expiresAt? }]) or
+KILLSWITCH_ADMIN_TOKEN. With none, an admin token is generated into <dataDir>/admin.token (mode 0600);
+the CLI reads it when it talks to a local server.
+
+Stops cleanly on SIGINT or SIGTERM. exit codes: 0 stopped, 1 could not start, 2 usage error`;
+
+/** `killswitch serve`: the control plane. Resolves only once it stops (SIGINT/SIGTERM). */
+export const command: CliCommand = {
+  name: 'serve',
+  summary: 'run the control plane (HTTP API, SSE stream, acknowledgements)',
+  help: HELP,
+  async run(argv, io) {
+    let values;
+    let port: number;
+    let heartbeatMs: number | undefined;
+    let staleAfterMs: number | undefined;
+    try {
+      values = parseArgs({
+        args: [...argv],
+        options: {
+          'data-dir': { type: 'string' },
+          store: { type: 'string' },
+          host: { type: 'string', default: '127.0.0.1' },
+          port: { type: 'string' },
+          tokens: { type: 'string' },
+          'heartbeat-ms': { type: 'string' },
+          'stale-after-ms': { type: 'string' },
+          json: { type: 'boolean', default: false },
+        },
+        strict: true,
+        allowPositionals: false,
+      }).values;
+      port = intFlag('port', values.port, 65535) ?? 7411;
+      heartbeatMs = intFlag('heartbeat-ms', values['heartbeat-ms']);
+      staleAfterMs = intFlag('stale-after-ms', values['stale-after-ms']);
+      if (heartbeatMs === 0 || staleAfterMs === 0)
+        throw new UsageError('--heartbeat-ms and --stale-after-ms must be positive');
+    } catch (err) {
+      io.stderr(`killswitch serve: ${(err as Error).message}\n\n${HELP}`);
+      return ExitCode.USAGE;
+    }
+    const host = values.host ?? '127.0.0.1';
+    const dataDir = dataDirOf(values['data-dir'], io.env);
+    const loopback = isLoopbackHost(host);
+
+    let store: FlipLogStore | undefined;
+    let cp: ControlPlane | undefined;
+    try {
+      const tokens = await loadTokens({
+        dataDir,
+        env: io.env,
+        ...(values.tokens === undefined ? {} : { tokensFile: values.tokens }),
+        // KS-5.2.8: off loopback, a generated token is no substitute for configured ones.
+        generate: loopback,
+      });
+      if (!tokens.configured && !loopback) {
+        io.stderr(
+          `killswitch serve: refusing to bind ${host} without configured tokens (--tokens, KILLSWITCH_TOKENS or KILLSWITCH_ADMIN_TOKEN)`,
+        );
+        return ExitCode.USAGE;
+      }
+      const created = await createStore(values.store, dataDir);
+      store = created.store;
+      cp = await startControlPlane({
+        store,
+        host,
+        port,
+        auth: new TokenAuthenticator({ tokens: tokens.tokens }),
+        ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
+        ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
+        logger: {
+          info: (m) => io.stdout(m),
+          warn: (m) => io.stderr(`killswitch serve: warning: ${m}`),
+          error: (m) => io.stderr(`killswitch serve: error: ${m}`),
+        },
+      });
+      if (values.json === true) {
+        io.stdout(
+          JSON.stringify({
+            url: cp.url,
+            store: created.description,
+            head: cp.snapshot().seq,
+            tokens: tokens.sources,
+            ...(tokens.generatedTokenPath === undefined
+              ? {}
+              : { generatedTokenPath: tokens.generatedTokenPath }),
+          }),
+        );
+      } else {
+        io.stdout(`killswitch control plane listening on ${cp.url}`);
+        io.stdout(`  flip log: ${created.description} (head seq ${cp.snapshot().seq})`);
+        if (tokens.generatedTokenPath !== undefined) {
+          io.stdout(
+            `  ${tokens.created ? 'generated an' : 'using the generated'} admin token in ${tokens.generatedTokenPath} (mode 0600); local CLI commands read it`,
+          );
+        } else {
+          io.stdout(`  tokens from ${tokens.sources.join(', ')}`);
+        }
+      }
+    } catch (err) {
+      io.stderr(
+        `killswitch serve: cannot start: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      await cp?.close().catch(() => {});
+      await store?.close().catch(() => {});
+      return ExitCode.FAILED;
+    }
+    return waitForSignal(cp, store, io);
+  },
+};
+
+function waitForSignal(cp: ControlPlane, store: FlipLogStore, io: CliIo): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // A second signal while closing: the operator wants out now.
+        process.exit(130);
+      }
+      stopping = true;
+      io.stderr(`killswitch serve: ${signal}, closing`);
+      void (async () => {
+        let code: number = ExitCode.OK;
+        try {
+          await cp.close();
+          await store.close();
+        } catch (err) {
+          io.stderr(`killswitch serve: error while closing: ${(err as Error).message}`);
+          code = ExitCode.FAILED;
+        }
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve(code);
+      })();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -1,0 +1,1 @@
+export { BullMqTaskQueue, type BullMqTaskQueueOptions } from './bullmq-task-queue.js';

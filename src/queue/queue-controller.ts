@@ -1,0 +1,497 @@
+import { join } from 'node:path';
+import {
+  HaltCause,
+  HaltedError,
+  InvalidOptionError,
+  KillSwitchError,
+  ErrorCode,
+} from '../errors.js';
+import type { HaltWatcher } from '../guard/halt-watcher.js';
+import type { KillDecision } from '../guard/kill-decision.js';
+import { Mutex } from '../internal/mutex.js';
+import { DEFAULT_QUEUE_MODE, QueueMode } from '../model/flip-record.js';
+import {
+  formatSelector,
+  normalizeSelector,
+  SELECTOR_KEYS,
+  type KillContext,
+  type Selector,
+} from '../model/selector.js';
+import { FileQueueJournal } from './file-queue-journal.js';
+import {
+  pendingDiscards,
+  type DiscardFilter,
+  type DiscardedRecord,
+  type QueueJournal,
+} from './queue-journal.js';
+import {
+  TaskState,
+  type QueueDepth,
+  type QueuedTask,
+  type TaskConsumer,
+  type TaskQueue,
+  type Verdict,
+} from './task-queue.js';
+
+/** Where the controller writes warnings. */
+export interface QueueControllerLogger {
+  warn(message: string): void;
+}
+
+/** Options of {@link QueueController}. */
+export interface QueueControllerOptions<P> {
+  /** The queue to control. Required. */
+  readonly queue: TaskQueue<P>;
+  /** Tells the controller when a queued context becomes halted; usually `guard.watcher`. Required. */
+  readonly watcher: HaltWatcher;
+  /**
+   * Where discarded tasks are journaled before removal.
+   * @default a {@link FileQueueJournal} at `journalPath`
+   */
+  readonly journal?: QueueJournal;
+  /** Path of the default file journal. @default `./.killswitch/queue-<queue name>.journal.jsonl` */
+  readonly journalPath?: string;
+  /** Clock for journal records. @default () => new Date() */
+  readonly now?: () => Date;
+  /** @default console */
+  readonly logger?: QueueControllerLogger;
+}
+
+/** What one pass of {@link QueueController.enforce} did. */
+export interface EnforceResult {
+  /** Tasks journaled and removed (`discard`). */
+  readonly discarded: number;
+  /** Tasks held (`hold`) by this pass. */
+  readonly held: number;
+  /** Discards that did not happen because a worker had taken the task (journaled as void). */
+  readonly voided: number;
+  /** True when the whole queue was paused because the empty context is halted. */
+  readonly paused: boolean;
+}
+
+/** What {@link QueueController.resume} did. */
+export interface ResumeResult {
+  readonly released: number;
+  readonly unpaused: boolean;
+  /** Held tasks whose context is still halted (left held). */
+  readonly stillHalted: number;
+}
+
+/** What {@link QueueController.requeue} did. */
+export interface RequeueResult {
+  readonly requeued: readonly { readonly taskId: string; readonly newTaskId: string }[];
+  /** Journaled tasks whose context is still halted (left in the journal). */
+  readonly refused: number;
+}
+
+/** Options of {@link QueueController.work}. */
+export interface WorkOptions {
+  /** Tasks run at once. @default 1 */
+  readonly concurrency?: number;
+}
+
+/**
+ * Applies a halt's queue mode to the queued tasks whose context it matches (DESIGN section 1.2):
+ *
+ * - `discard` (the default, and what a halt without a mode means): journal each matching queued
+ *   task durably, then remove it; {@link QueueController.requeue} enqueues them again after a
+ *   resume. KS-7.2.2
+ * - `hold`: keep them, durably, where no worker takes them; {@link QueueController.resume}
+ *   releases them once their context is no longer halted. KS-7.2.4
+ * - `drain`: refuse new matching tasks and let the queued ones run. KS-7.2.5
+ *
+ * Producers are gated: {@link QueueController.enqueue} refuses a task whose context is halted
+ * with `KS_HALTED`, whatever the mode. KS-7.2.6 Workers are gated: {@link QueueController.work}
+ * evaluates the kill flag for every task a worker takes, before it runs, and holds or discards
+ * a halted one by the same rules, so a task that a halt raced past is still stopped. KS-7.2.7
+ * A halt that matches every context (global, or a stale or failing flag source) also pauses the
+ * whole queue, so no worker takes anything. KS-7.2.9
+ *
+ * A fail-closed answer without a flip (STALE, ERROR) holds: it is not an operator's decision to
+ * discard, and holding stops every task just as surely while losing nothing. KS-7.2.10
+ *
+ * @example
+ * ```ts
+ * const controller = new QueueController({ queue, watcher: guard.watcher });
+ * await controller.start();
+ * await controller.enqueue({ tenant: 'acme', runId: 'r1' }, { to: 'a@b.c' });
+ * await controller.work(async (task, signal) => sendEmail(task.payload, { signal }));
+ * ```
+ */
+export class QueueController<P = unknown> {
+  readonly queue: TaskQueue<P>;
+  readonly journal: QueueJournal;
+  readonly #watcher: HaltWatcher;
+  readonly #now: () => Date;
+  readonly #logger: QueueControllerLogger;
+  readonly #mutex = new Mutex();
+  readonly #watches = new Map<string, () => void>();
+  readonly #consumers = new Set<TaskConsumer>();
+  #running = false;
+  #dirty = false;
+  #closed = false;
+
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` when `queue` or `watcher` is missing */
+  constructor(options: QueueControllerOptions<P>) {
+    if (options?.queue === undefined || typeof options.queue.add !== 'function') {
+      throw new InvalidOptionError('queue', 'a TaskQueue', options?.queue);
+    }
+    if (options.watcher === undefined || typeof options.watcher.watch !== 'function') {
+      throw new InvalidOptionError('watcher', 'a HaltWatcher', options.watcher);
+    }
+    if (options.journal !== undefined && typeof options.journal.append !== 'function') {
+      throw new InvalidOptionError('journal', 'a QueueJournal', options.journal);
+    }
+    this.queue = options.queue;
+    this.#watcher = options.watcher;
+    this.journal =
+      options.journal ??
+      new FileQueueJournal({
+        path:
+          options.journalPath ??
+          join('.killswitch', `queue-${safeName(options.queue.name)}.journal.jsonl`),
+      });
+    this.#now = options.now ?? (() => new Date());
+    this.#logger = options.logger ?? console;
+  }
+
+  /**
+   * Watches the context of every task already queued and applies any halt already active (a
+   * worker restarted during a halt). Call once before {@link QueueController.work}.
+   */
+  async start(): Promise<EnforceResult> {
+    return this.enforce();
+  }
+
+  /**
+   * Enqueues a task, unless its context is halted. KS-7.2.6
+   *
+   * @param context - the kill context the task will run under
+   * @param payload - the task's data (JSON-serialisable for BullMQ and the journal)
+   * @param options.name - the task's kind. @default 'task'
+   * @param options.id - a caller-chosen id (adding a queued id again adds nothing)
+   * @throws {HaltedError} `KS_HALTED` when a matching halt is active (or the flag fails closed)
+   */
+  async enqueue(
+    context: KillContext,
+    payload: P,
+    options: { readonly name?: string; readonly id?: string } = {},
+  ): Promise<QueuedTask<P>> {
+    this.#checkOpen();
+    const ctx = normalizeSelector(context);
+    // Watch first: a halt landing between the check and the add still reaches this task.
+    this.#watch(ctx);
+    const d = await this.#watcher.evaluate(ctx);
+    if (d.halted) {
+      throw new HaltedError(
+        ErrorCode.HALTED,
+        `enqueue refused: ${describe(d)}`,
+        d.cause ?? HaltCause.HALTED,
+        d.flip,
+      );
+    }
+    const task = await this.queue.add({
+      name: options.name ?? 'task',
+      payload,
+      context: ctx,
+      ...(options.id !== undefined ? { id: options.id } : {}),
+    });
+    // The halt may have landed while the add was in flight and its pass missed this task.
+    if ((await this.#watcher.evaluate(ctx)).halted) await this.enforce();
+    return task;
+  }
+
+  /**
+   * Applies every active halt's mode to the queued tasks now. Runs on its own whenever a watched
+   * context becomes halted; call it yourself after a restart or to be sure. Passes never overlap.
+   */
+  enforce(): Promise<EnforceResult> {
+    return this.#mutex.run(() => this.#enforce());
+  }
+
+  /**
+   * Starts workers on the queue, gated per task: before a taken task runs, the kill flag is
+   * evaluated for its context; halted means `hold` holds it, `discard` journals and removes it,
+   * `drain` lets it run. While it runs, `signal` aborts on a matching halt. KS-7.2.7
+   *
+   * @param handler - runs one task
+   */
+  async work(
+    handler: (task: QueuedTask<P>, signal: AbortSignal) => Promise<unknown>,
+    options: WorkOptions = {},
+  ): Promise<TaskConsumer> {
+    this.#checkOpen();
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new InvalidOptionError('concurrency', 'an integer >= 1', concurrency);
+    }
+    const consumer = await this.queue.consume({
+      concurrency,
+      admit: (task) => this.#admit(task),
+      handler: async (task) => {
+        const ac = new AbortController();
+        const unwatch = this.#watcher.watch(task.context, (d) =>
+          ac.abort(
+            new HaltedError(
+              ErrorCode.ABORTED,
+              `task aborted: ${describe(d)}`,
+              d.cause ?? HaltCause.HALTED,
+              d.flip,
+            ),
+          ),
+        );
+        try {
+          return await handler(task, ac.signal);
+        } finally {
+          unwatch();
+        }
+      },
+    });
+    this.#consumers.add(consumer);
+    return {
+      close: async () => {
+        this.#consumers.delete(consumer);
+        await consumer.close();
+      },
+    };
+  }
+
+  /**
+   * Releases held tasks whose context is no longer halted, and unpauses the queue when the empty
+   * context is no longer halted. Tasks still halted stay held. KS-7.2.4
+   */
+  resume(): Promise<ResumeResult> {
+    return this.#mutex.run(async () => {
+      let released = 0;
+      let stillHalted = 0;
+      const held = (await this.queue.list()).filter((t) => t.state === TaskState.HELD);
+      const decisions = await this.#decide(held);
+      for (const t of held) {
+        if (decisions.get(ctxKey(t.context))?.halted) stillHalted++;
+        else if (await this.queue.release(t.id)) released++;
+      }
+      let unpaused = false;
+      if ((await this.queue.isPaused()) && !(await this.#watcher.evaluate({})).halted) {
+        await this.queue.resume();
+        unpaused = true;
+      }
+      return { released, unpaused, stillHalted };
+    });
+  }
+
+  /**
+   * Enqueues discarded tasks again from the journal, once their context is no longer halted (an
+   * explicit call, after a resume). Each is added with the id `<old id>-r`, so a repeated call,
+   * or one after a crash between the add and its journal record, adds it once. KS-7.2.3
+   */
+  requeue(filter: Omit<DiscardFilter, 'queue'> = {}): Promise<RequeueResult> {
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      const open = pendingDiscards(await this.journal.read(), {
+        ...filter,
+        queue: this.queue.name,
+      });
+      const requeued: { taskId: string; newTaskId: string }[] = [];
+      let refused = 0;
+      for (const r of open) {
+        if ((await this.#watcher.evaluate(r.context)).halted) {
+          refused++;
+          continue;
+        }
+        this.#watch(r.context);
+        const task = await this.queue.add({
+          id: `${r.taskId}-r`,
+          name: r.name,
+          payload: r.payload as P,
+          context: r.context,
+        });
+        await this.journal.append({
+          type: 'requeued',
+          queue: this.queue.name,
+          taskId: r.taskId,
+          newTaskId: task.id,
+          at: this.#now().toISOString(),
+        });
+        requeued.push({ taskId: r.taskId, newTaskId: task.id });
+      }
+      return { requeued, refused };
+    });
+  }
+
+  /** Discarded tasks in the journal not yet requeued. */
+  async discarded(filter: Omit<DiscardFilter, 'queue'> = {}): Promise<DiscardedRecord[]> {
+    return pendingDiscards(await this.journal.read(), { ...filter, queue: this.queue.name });
+  }
+
+  /** Queue depth now, optionally for the tasks a selector matches. KS-7.2.8 */
+  depth(selector?: Selector): Promise<QueueDepth> {
+    return this.queue.depth(selector);
+  }
+
+  /** Stops the workers started here and the watches; the queue and journal stay open. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const unwatch of this.#watches.values()) unwatch();
+    this.#watches.clear();
+    await Promise.all([...this.#consumers].map((c) => c.close()));
+    this.#consumers.clear();
+    await this.#mutex.run(async () => undefined);
+  }
+
+  async #enforce(): Promise<EnforceResult> {
+    if (this.#closed) return { discarded: 0, held: 0, voided: 0, paused: false };
+    let paused = false;
+    // KS-7.2.9: a halt matching every context stops every worker taking anything, at once.
+    const all = await this.#watcher.evaluate({});
+    if (all.halted && modeOf(all) !== QueueMode.DRAIN && !(await this.queue.isPaused())) {
+      await this.queue.pause();
+      paused = true;
+    }
+    const tasks = await this.queue.list();
+    const decisions = await this.#decide(tasks);
+    let discarded = 0;
+    let held = 0;
+    let voided = 0;
+    for (const task of tasks) {
+      const d = decisions.get(ctxKey(task.context));
+      if (d === undefined || !d.halted || task.state === TaskState.ACTIVE) continue;
+      const mode = modeOf(d);
+      if (mode === QueueMode.HOLD && task.state === TaskState.WAITING) {
+        if (await this.queue.hold(task.id, holdInfo(d))) held++;
+      } else if (mode === QueueMode.DISCARD) {
+        // KS-7.2.2: journal (durably) first, then remove, so no removed task is missing.
+        await this.#journalDiscard(task, d);
+        const r = await this.queue.remove(task.id);
+        if (r === 'removed') discarded++;
+        else {
+          voided++;
+          await this.journal.append({
+            type: 'void',
+            queue: this.queue.name,
+            taskId: task.id,
+            reason: `not removed: ${r}`,
+            at: this.#now().toISOString(),
+          });
+        }
+      }
+    }
+    // Keep watching every context still queued, so the next halt (or a changed mode) applies.
+    for (const t of await this.queue.list()) this.#watch(t.context);
+    return { discarded, held, voided, paused };
+  }
+
+  /** Worker admission: KS-7.2.7 */
+  async #admit(task: QueuedTask<P>): Promise<Verdict> {
+    const d = await this.#watcher.evaluate(task.context);
+    if (!d.halted) return { action: 'run' };
+    const mode = modeOf(d);
+    if (mode === QueueMode.DRAIN) return { action: 'run' };
+    if (mode === QueueMode.HOLD) {
+      this.#watch(task.context);
+      return { action: 'hold', info: holdInfo(d) };
+    }
+    await this.#journalDiscard(task, d);
+    return { action: 'discard' };
+  }
+
+  async #journalDiscard(task: QueuedTask<P>, d: KillDecision): Promise<void> {
+    await this.journal.append({
+      type: 'discarded',
+      queue: this.queue.name,
+      taskId: task.id,
+      name: task.name,
+      payload: task.payload,
+      context: task.context,
+      enqueuedAt: task.enqueuedAt,
+      ...(d.flip !== undefined ? { haltSeq: d.flip.seq, haltId: d.flip.id } : {}),
+      mode: QueueMode.DISCARD,
+      cause: d.cause ?? HaltCause.HALTED,
+      at: this.#now().toISOString(),
+    });
+  }
+
+  /** One evaluation per distinct context. */
+  async #decide(tasks: readonly QueuedTask<P>[]): Promise<Map<string, KillDecision>> {
+    const out = new Map<string, KillDecision>();
+    const byKey = new Map<string, KillContext>();
+    for (const t of tasks) byKey.set(ctxKey(t.context), t.context);
+    await Promise.all(
+      [...byKey].map(async ([k, ctx]) => {
+        out.set(k, await this.#watcher.evaluate(ctx));
+      }),
+    );
+    return out;
+  }
+
+  #watch(ctx: KillContext): void {
+    if (this.#closed) return;
+    const k = ctxKey(ctx);
+    if (this.#watches.has(k)) return;
+    const unwatch = this.#watcher.watch(ctx, () => {
+      this.#watches.delete(k);
+      this.#trigger();
+    });
+    this.#watches.set(k, unwatch);
+  }
+
+  /**
+   * Runs an enforcement pass soon. A halt that lands while a pass runs gets a pass of its own
+   * after it: the running pass may have evaluated before the halt landed.
+   */
+  #trigger(): void {
+    if (this.#running) {
+      this.#dirty = true;
+      return;
+    }
+    this.#running = true;
+    void (async () => {
+      do {
+        this.#dirty = false;
+        try {
+          await this.enforce();
+        } catch (err) {
+          // Fail closed: the worker gate still refuses every halted task; say so loudly.
+          this.#logger.warn(`queue ${this.queue.name}: enforcing a halt failed: ${String(err)}`);
+        }
+      } while (this.#dirty && !this.#closed);
+      this.#running = false;
+    })();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new KillSwitchError(
+        ErrorCode.STORE_CLOSED,
+        `queue controller of ${this.queue.name} is closed`,
+      );
+    }
+  }
+}
+
+/**
+ * The queue mode a decision asks for: the flip's mode, `discard` when a halt names none (the
+ * safety default), `hold` when the answer failed closed without a flip (STALE, ERROR). KS-7.2.1,
+ * KS-7.2.10
+ */
+export function modeOf(d: KillDecision): QueueMode {
+  if (d.cause === HaltCause.STALE || d.cause === HaltCause.ERROR) return QueueMode.HOLD;
+  return d.flip?.mode ?? DEFAULT_QUEUE_MODE;
+}
+
+function holdInfo(d: KillDecision): { haltSeq?: number; reason: string } {
+  return { ...(d.flip !== undefined ? { haltSeq: d.flip.seq } : {}), reason: describe(d) };
+}
+
+function describe(d: KillDecision): string {
+  return d.flip
+    ? `halt #${d.flip.seq} on ${formatSelector(d.flip.selector)} (${d.flip.reason})`
+    : `kill switch answered halted (${d.cause ?? HaltCause.HALTED})`;
+}
+
+function ctxKey(ctx: KillContext): string {
+  return SELECTOR_KEYS.map((k) => ctx[k] ?? '\u0001').join('\u0000');
+}
+
+function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_');
+}

@@ -1,0 +1,93 @@
+import type { HaltCause } from '../errors.js';
+import type { QueueMode } from '../model/flip-record.js';
+import { selectorMatches, type KillContext, type Selector } from '../model/selector.js';
+
+/**
+ * A task a `discard` halt removed from a queue, with everything needed to enqueue it again.
+ * Written (durably) before the task is removed, so no removed task is missing from the journal.
+ * KS-7.2.2
+ */
+export interface DiscardedRecord {
+  readonly type: 'discarded';
+  readonly queue: string;
+  readonly taskId: string;
+  readonly name: string;
+  readonly payload: unknown;
+  readonly context: KillContext;
+  /** When the task was first enqueued (ISO 8601). */
+  readonly enqueuedAt: string;
+  /** The halt that discarded it, when the flag named one. */
+  readonly haltSeq?: number;
+  readonly haltId?: string;
+  readonly mode: QueueMode;
+  readonly cause: HaltCause;
+  /** When it was journaled (ISO 8601). */
+  readonly at: string;
+}
+
+/**
+ * The discard of the task did not happen after all: a worker took it (or ran it) before it could
+ * be removed. A void cancels the discard records of the task before it.
+ */
+export interface VoidRecord {
+  readonly type: 'void';
+  readonly queue: string;
+  readonly taskId: string;
+  readonly reason: string;
+  readonly at: string;
+}
+
+/** A discarded task was enqueued again as `newTaskId`. */
+export interface RequeuedRecord {
+  readonly type: 'requeued';
+  readonly queue: string;
+  readonly taskId: string;
+  readonly newTaskId: string;
+  readonly at: string;
+}
+
+export type QueueJournalRecord = DiscardedRecord | VoidRecord | RequeuedRecord;
+
+/**
+ * Where discarded tasks are journaled. `append` resolves only once the record is durable (the
+ * file journal fsyncs). Default: {@link FileQueueJournal}.
+ */
+export interface QueueJournal {
+  append(record: QueueJournalRecord): Promise<void>;
+  /** Every record, in append order. */
+  read(): Promise<QueueJournalRecord[]>;
+  close(): Promise<void>;
+}
+
+/** Which discarded tasks to look at. */
+export interface DiscardFilter {
+  readonly queue?: string;
+  /** Tasks whose context this selector matches. */
+  readonly selector?: Selector;
+  /** Tasks discarded by this halt. */
+  readonly haltSeq?: number;
+}
+
+/**
+ * Folds a journal to the tasks that are discarded and not yet requeued or voided, in journal
+ * order (one per queue and task id: its latest discard).
+ */
+export function pendingDiscards(
+  records: readonly QueueJournalRecord[],
+  filter: DiscardFilter = {},
+): DiscardedRecord[] {
+  const open = new Map<string, DiscardedRecord>();
+  for (const r of records) {
+    const k = `${r.queue}\u0000${r.taskId}`;
+    if (r.type === 'discarded') {
+      open.delete(k); // re-insert to keep the latest discard's position
+      open.set(k, r);
+    } else open.delete(k);
+  }
+  return [...open.values()].filter(
+    (r) =>
+      (filter.queue === undefined || r.queue === filter.queue) &&
+      (filter.selector === undefined || selectorMatches(filter.selector, r.context)) &&
+      (filter.haltSeq === undefined || r.haltSeq === filter.haltSeq),
+  );
+}

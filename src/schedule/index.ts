@@ -1,0 +1,18 @@
+export {
+  Scheduler,
+  TimerState,
+  type SchedulerOptions,
+  type SchedulerLogger,
+  type RetryOptions,
+  type ScheduleOptions,
+  type ScheduledTimer,
+} from './scheduler.js';
+export {
+  resolveRetryPolicy,
+  backoffDelay,
+  type RetryPolicy,
+  type BackoffPolicy,
+  type ResolvedRetryPolicy,
+} from './retry-policy.js';
+export { systemTimers, type TimerApi } from './timer-api.js';
+export { ManualTimers } from './manual-timers.js';

@@ -202,7 +202,7 @@ describe('KS-3.1.4 unknown keys are FLAG_NOT_FOUND and non-boolean reads are TYP
   });
 });
 
-describe('KS-3.2.1 KS-3.2.2 KS-3.2.3 READY at once, halted until the first snapshot', () => {
+describe('KS-3.2.1 KS-3.2.2 KS-3.2.3 KS-3.4.4 READY at once, halted until the first snapshot', () => {
   it('is READY while the source has delivered nothing, and answers fail-closed without errorCode', async () => {
     const source = new ControlledFlipSource();
     source.startWith = 'hang';
@@ -274,7 +274,7 @@ describe('KS-3.2.4 a context attribute of the wrong type fails closed with ERROR
   });
 });
 
-describe('KS-3.3.1 answers are halted whenever the source is not open', () => {
+describe('KS-3.3.1 KS-3.4.2 KS-3.4.3 answers are halted whenever the source is not open', () => {
   it('stale -> halted (STALE event) -> fresh again (READY and a change of every kill flag)', async () => {
     const source = new ControlledFlipSource();
     const provider = new KillSwitchProvider({ source, logger: quiet });
@@ -319,7 +319,7 @@ describe('KS-3.3.1 answers are halted whenever the source is not open', () => {
   });
 });
 
-describe('KS-3.3.3 flips apply strictly in seq order; a gap fails closed until the next snapshot', () => {
+describe('KS-3.3.2 KS-3.3.3 flips apply strictly in seq order; a gap fails closed until the next snapshot', () => {
   it('never serves a state with a hole', async () => {
     const log = await records(
       halt({ tenant: 'acme' }),
@@ -450,7 +450,9 @@ describe('KS-3.5.1 onClose stops the source and answers fail closed', () => {
     expect((await provider.resolveBooleanEvaluation('kill-switch', false, {})).value).toBe(true);
     void client;
   });
+});
 
+describe('KS-3.3.4 a stopped StoreFlipSource reports closed and delivers nothing more', () => {
   it('StoreFlipSource reports closed on stop and delivers nothing afterwards', async () => {
     const store = await storeWith();
     const source = new StoreFlipSource(store);
@@ -470,6 +472,33 @@ describe('KS-3.5.1 onClose stops the source and answers fail closed', () => {
     expect(statuses).toEqual(['connecting', 'open', 'closed']);
     expect(flips).toBe(0);
   });
+
+  it('stopped while the store is still opening, it never attaches', async () => {
+    const inner = await storeWith();
+    let release!: () => void;
+    const opened = new Promise<void>((r) => (release = r));
+    const slow: FlipLogStore = Object.assign(Object.create(inner) as FlipLogStore, {
+      kind: 'slow',
+      open: async () => {
+        await opened;
+        await inner.open();
+      },
+      subscribe: (l: (r: FlipRecord) => void) => inner.subscribe(l),
+      read: () => inner.read(),
+    });
+    const source = new StoreFlipSource(slow);
+    const seen: string[] = [];
+    const started = source.start({
+      onSnapshot: () => seen.push('snapshot'),
+      onFlip: () => seen.push('flip'),
+      onStatus: (st) => seen.push(st),
+    });
+    await source.stop();
+    release();
+    await started;
+    await inner.append(halt({}));
+    expect(seen).toEqual(['connecting', 'closed']);
+  });
 });
 
 describe('KS-3.5.2 options are checked at construction', () => {
@@ -481,7 +510,7 @@ describe('KS-3.5.2 options are checked at construction', () => {
   });
 });
 
-describe('KS-3.5.3 public types', () => {
+describe('KS-3.5.3 KS-3.5.4 public types', () => {
   it('KillSwitchProvider is an OpenFeature server Provider', () => {
     const p = new KillSwitchProvider({ source: new ControlledFlipSource() }) satisfies Provider;
     expectTypeOf(p).toMatchTypeOf<Provider>();

@@ -207,7 +207,8 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
     const job = await this.#queue.getJob(id);
     if (job === undefined || job === null) {
       await client.hdel(this.#heldKey, id);
-      return 'missing';
+      // Gone: finished and removed on completion (it ran), or removed by another discarder.
+      return (await client.get(this.#ranKey(id))) !== null ? 'ran' : 'missing';
     }
     const state = await job.getState();
     if (state === 'active') return 'taken';

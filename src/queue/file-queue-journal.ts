@@ -131,7 +131,7 @@ function isRecord(v: unknown): v is QueueJournalRecord {
       typeof r.enqueuedAt === 'string'
     );
   }
-  if (r.type === 'void') return typeof r.reason === 'string';
+  if (r.type === 'void') return typeof r.reason === 'string' && typeof r.discardId === 'string';
   if (r.type === 'requeued') return typeof r.newTaskId === 'string';
   return false;
 }

@@ -41,6 +41,8 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
   readonly #now: () => Date;
   readonly #entries = new Map<string, Entry<P>>();
   readonly #wakers = new Set<() => void>();
+  /** Ids of tasks a worker started, so a late removal can tell "ran" from "missing". */
+  readonly #started = new Set<string>();
   #nextId = 1;
   #paused = false;
   #closed = false;
@@ -99,7 +101,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
 
   async remove(id: string): Promise<RemoveResult> {
     const e = this.#entries.get(id);
-    if (e === undefined) return 'missing';
+    if (e === undefined) return this.#started.has(id) ? 'ran' : 'missing';
     if (e.task.state === TaskState.ACTIVE) return 'taken';
     this.#entries.delete(id);
     return 'removed';
@@ -156,6 +158,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
         try {
           const verdict = await options.admit(task);
           if (verdict.action === 'run') {
+            this.#started.add(task.id);
             await options.handler(task).catch(() => undefined);
             this.#entries.delete(task.id);
           } else if (verdict.action === 'hold') {

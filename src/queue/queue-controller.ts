@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
   HaltCause,
@@ -360,13 +361,15 @@ export class QueueController<P = unknown> {
         if (await this.queue.hold(task.id, holdInfo(d))) held++;
       } else if (mode === QueueMode.DISCARD) {
         // KS-7.2.2: journal (durably) first, then remove, so no removed task is missing.
-        await this.#journalDiscard(task, d);
+        const discardId = await this.#journalDiscard(task, d);
         const r = await this.queue.remove(task.id);
         if (r === 'removed') discarded++;
-        else {
+        else if (r === 'taken' || r === 'ran') {
+          // A worker has it (its admission decides and journals on its own) or ran it already.
           voided++;
           await this.journal.append({
             type: 'void',
+            discardId,
             queue: this.queue.name,
             taskId: task.id,
             reason: `not removed: ${r}`,
@@ -394,9 +397,12 @@ export class QueueController<P = unknown> {
     return { action: 'discard' };
   }
 
-  async #journalDiscard(task: QueuedTask<P>, d: KillDecision): Promise<void> {
+  /** Journals a discard durably; returns its id. */
+  async #journalDiscard(task: QueuedTask<P>, d: KillDecision): Promise<string> {
+    const discardId = randomUUID();
     await this.journal.append({
       type: 'discarded',
+      discardId,
       queue: this.queue.name,
       taskId: task.id,
       name: task.name,
@@ -408,6 +414,7 @@ export class QueueController<P = unknown> {
       cause: d.cause ?? HaltCause.HALTED,
       at: this.#now().toISOString(),
     });
+    return discardId;
   }
 
   /** One evaluation per distinct context. */

@@ -9,6 +9,8 @@ import { selectorMatches, type KillContext, type Selector } from '../model/selec
  */
 export interface DiscardedRecord {
   readonly type: 'discarded';
+  /** Unique per record: a void names the discard it cancels. */
+  readonly discardId: string;
   readonly queue: string;
   readonly taskId: string;
   readonly name: string;
@@ -26,11 +28,13 @@ export interface DiscardedRecord {
 }
 
 /**
- * The discard of the task did not happen after all: a worker took it (or ran it) before it could
- * be removed. A void cancels the discard records of the task before it.
+ * A discard did not happen after all: a worker took the task (or ran it) before it could be
+ * removed. A void cancels exactly the discard record it names (another discarder, such as the
+ * worker's admission, may have journaled the same task meanwhile, and that record stands).
  */
 export interface VoidRecord {
   readonly type: 'void';
+  readonly discardId: string;
   readonly queue: string;
   readonly taskId: string;
   readonly reason: string;
@@ -76,15 +80,25 @@ export function pendingDiscards(
   records: readonly QueueJournalRecord[],
   filter: DiscardFilter = {},
 ): DiscardedRecord[] {
-  const open = new Map<string, DiscardedRecord>();
+  // task key -> live discard records of that task, by discardId
+  const open = new Map<string, Map<string, DiscardedRecord>>();
   for (const r of records) {
     const k = `${r.queue}\u0000${r.taskId}`;
     if (r.type === 'discarded') {
-      open.delete(k); // re-insert to keep the latest discard's position
-      open.set(k, r);
+      const live = open.get(k) ?? new Map<string, DiscardedRecord>();
+      open.delete(k); // re-insert: journal order follows the latest discard
+      live.set(r.discardId, r);
+      open.set(k, live);
+    } else if (r.type === 'void') {
+      open.get(k)?.delete(r.discardId);
     } else open.delete(k);
   }
-  return [...open.values()].filter(
+  const out: DiscardedRecord[] = [];
+  for (const live of open.values()) {
+    const latest = [...live.values()].at(-1);
+    if (latest !== undefined) out.push(latest);
+  }
+  return out.filter(
     (r) =>
       (filter.queue === undefined || r.queue === filter.queue) &&
       (filter.selector === undefined || selectorMatches(filter.selector, r.context)) &&

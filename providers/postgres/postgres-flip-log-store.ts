@@ -42,7 +42,10 @@ export interface PostgresStoreTimers {
 
 /** Options of {@link PostgresFlipLogStore}. Give exactly one of `connectionString` and `pool`. */
 export interface PostgresFlipLogStoreOptions {
-  /** A `postgres://` or `postgresql://` URL; the store creates (and on `close` ends) its own pool. */
+  /**
+   * A `postgres://` or `postgresql://` URL; the store creates (and on `close` ends) its own pool.
+   * A `schema` query parameter (`postgres://host/db?schema=ks_prod`) sets {@link schema}.
+   */
   readonly connectionString?: string;
   /** An existing pool; the store never ends it. One of its connections is held while subscribed. */
   readonly pool?: pg.Pool;
@@ -184,7 +187,10 @@ export class PostgresFlipLogStore implements FlipLogStore {
         throw new InvalidOptionError(
           'connectionString',
           'a postgres:// URL (or give pool)',
-          connectionString,
+          // Never echo a password into an error message.
+          typeof connectionString === 'string'
+            ? connectionString.replace(/\/\/[^@/]*@/, '//***@')
+            : connectionString,
         );
       }
     } else if (
@@ -193,7 +199,20 @@ export class PostgresFlipLogStore implements FlipLogStore {
     ) {
       throw new InvalidOptionError('pool', 'a pg.Pool', pool);
     }
-    const schema = options.schema ?? 'killswitch';
+    // `?schema=` in the URL names the schema too, so `killswitch serve --store postgres://…` can pick one.
+    const fromUrl = connectionString === undefined ? undefined : splitSchemaParam(connectionString);
+    if (
+      fromUrl?.schema !== undefined &&
+      options.schema !== undefined &&
+      fromUrl.schema !== options.schema
+    ) {
+      throw new InvalidOptionError(
+        'schema',
+        `the schema the URL names (${fromUrl.schema})`,
+        options.schema,
+      );
+    }
+    const schema = options.schema ?? fromUrl?.schema ?? 'killswitch';
     if (typeof schema !== 'string' || !SCHEMA_RE.test(schema) || schema.startsWith('pg_')) {
       throw new InvalidOptionError(
         'schema',
@@ -241,7 +260,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
       this.#ownPool = false;
     } else {
       this.#pool = new pg.Pool({
-        connectionString,
+        connectionString: fromUrl?.url ?? connectionString,
         max: poolSize,
         connectionTimeoutMillis: connectTimeoutMs,
         // Client-side guard for a dead network, a little after the server-side timeout.
@@ -797,6 +816,20 @@ export class PostgresFlipLogStore implements FlipLogStore {
     p.then(done, done);
     return p;
   }
+}
+
+/** Takes `?schema=` out of a connection string (pg would not know it). */
+function splitSchemaParam(connectionString: string): { url: string; schema: string | undefined } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    throw new InvalidOptionError('connectionString', 'a valid postgres:// URL', '(unparsable URL)');
+  }
+  const schema = url.searchParams.get('schema') ?? undefined;
+  if (schema === undefined) return { url: connectionString, schema };
+  url.searchParams.delete('schema');
+  return { url: url.toString(), schema };
 }
 
 function intOption(

@@ -552,3 +552,33 @@ describe.runIf(RUN_PG)(
     });
   },
 );
+
+describe('KS-8.1.3 the schema can come from the URL', () => {
+  it('takes ?schema= from the connection string and refuses a different schema option', () => {
+    const s = new PostgresFlipLogStore({ connectionString: `${PG_URL}?schema=ks_from_url` });
+    expect(s.schema).toBe('ks_from_url');
+    expect(
+      () => new PostgresFlipLogStore({ connectionString: `${PG_URL}?schema=a`, schema: 'b' }),
+    ).toThrow(InvalidOptionError);
+    expect(
+      () => new PostgresFlipLogStore({ connectionString: `${PG_URL}?schema=Bad-Name` }),
+    ).toThrow(expect.objectContaining({ option: 'schema' }));
+    void s.close();
+  });
+
+  it('does not echo a password in the error for a URL that is not postgres://', () => {
+    expect(() => new PostgresFlipLogStore({ connectionString: 'mysql://u:secret@h/db' })).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('secret') as unknown }),
+    );
+  });
+});
+
+describe.runIf(RUN_PG)('KS-8.1.1 a store opened with ?schema= uses that schema', () => {
+  it('writes into the schema the URL names', async () => {
+    const schema = fresh('url');
+    const s = new PostgresFlipLogStore({ connectionString: `${PG_URL}?schema=${schema}`, logger });
+    stores.add(s);
+    await s.append(halt('u'));
+    expect(await admin(`SELECT id FROM "${schema}".flips`)).toEqual([{ id: 'u' }]);
+  });
+});

@@ -135,7 +135,7 @@ export class KillSwitchHook implements Hook {
       if (this.#failing.delete(key)) this.#logger.warn(`kill flag ${key} evaluates normally again`);
       return;
     }
-    if (!this.#correct || details.value === true) return;
+    if (!this.#correct || details.value === true || hookContext.flagValueType !== 'boolean') return;
     try {
       details.value = true;
       details.variant = 'fail-closed';

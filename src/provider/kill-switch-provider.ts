@@ -78,6 +78,12 @@ const BAD_CONTEXT: Readonly<Record<string, Answer>> = Object.freeze(
   ),
 );
 
+/**
+ * The real setImmediate, captured at load: tests that fake timers must not be able to hold the
+ * provider's status events back forever.
+ */
+const realSetImmediate = globalThis.setImmediate;
+
 const defaultLogger: KillSwitchProviderLogger = {
   warn: (m) => console.warn(`[kill-switch] ${m}`),
   error: (m) => console.error(`[kill-switch] ${m}`),
@@ -212,7 +218,10 @@ export class KillSwitchProvider implements Provider {
     // The SDK marks the provider READY when this resolves.
     this.#announced = 'ready';
     this.#settled = false;
-    setImmediate(() => {
+    // Nothing it held before a close is trusted again: wait for a fresh snapshot.
+    this.#state = undefined;
+    this.#broken = undefined;
+    realSetImmediate(() => {
       if (generation !== this.#generation) return;
       this.#settled = true;
       if (this.#announced !== 'ready') this.#emitStatus(this.#announced);
@@ -220,7 +229,7 @@ export class KillSwitchProvider implements Provider {
     this.#recompute();
     let started: Promise<void>;
     try {
-      started = this.#source.start(listener);
+      started = Promise.resolve(this.#source.start(listener));
     } catch (err) {
       started = Promise.reject(err);
     }

@@ -452,6 +452,25 @@ describe('KS-3.5.1 onClose stops the source and answers fail closed', () => {
   });
 });
 
+describe('KS-3.5.1 a provider registered again after a close trusts nothing it held before', () => {
+  it('answers fail-closed until the restarted source delivers a fresh snapshot', async () => {
+    const source = new ControlledFlipSource();
+    const provider = new KillSwitchProvider({ source, logger: quiet });
+    const client = await bind(provider);
+    source.open(EMPTY);
+    expect(await client.getBooleanValue('kill-switch', true)).toBe(false);
+    await OpenFeature.clearProviders();
+    expect(source.stops).toBe(1);
+    const again = await bind(provider);
+    expect(source.starts).toBe(2);
+    expect(await again.getBooleanValue('kill-switch', false)).toBe(true);
+    source.status(SourceStatus.OPEN); // open without a snapshot is not enough
+    expect(await again.getBooleanValue('kill-switch', false)).toBe(true);
+    source.snapshot(EMPTY);
+    expect(await again.getBooleanValue('kill-switch', true)).toBe(false);
+  });
+});
+
 describe('KS-3.3.4 a stopped StoreFlipSource reports closed and delivers nothing more', () => {
   it('StoreFlipSource reports closed on stop and delivers nothing afterwards', async () => {
     const store = await storeWith();

@@ -303,6 +303,14 @@ export class EffectGuard {
     const controller = new AbortController();
     let phase: Phase = Phase.RUNNING;
     let haltedAt = 0;
+    // The outcomes of one dispatch are written one after another, so every backend stores them in
+    // order (aborted before landed-after-halt) even though the abort is not awaited.
+    let writes: Promise<void> = Promise.resolve();
+    const write = (e: Omit<LedgerEvent, 'at'>): Promise<void> => {
+      writes = writes.then(() => this.#record(e));
+      this.#track(writes);
+      return writes;
+    };
     return new Promise<T>((resolve, reject) => {
       const abort = (d: KillDecision): void => {
         if (phase !== Phase.RUNNING) return;
@@ -312,7 +320,7 @@ export class EffectGuard {
         const err = haltedError(ErrorCode.ABORTED, key, d);
         // KS-4.2.4 free the caller at once; the body learns through the signal.
         controller.abort(err);
-        this.#track(this.#record({ ...base, status: EffectStatus.ABORTED, ...flipFields(d, err) }));
+        void write({ ...base, status: EffectStatus.ABORTED, ...flipFields(d, err) });
         reject(err);
       };
       setOnHalt(abort);
@@ -330,13 +338,11 @@ export class EffectGuard {
           if (phase === Phase.ABORTED) {
             // KS-4.2.6 the body ignored the signal and the effect left anyway: say so, with when.
             const late = this.#now().getTime() - haltedAt;
-            this.#track(
-              this.#record({
-                ...base,
-                status: EffectStatus.LANDED_AFTER_HALT,
-                detail: `landed ${late} ms after the halt aborted it`,
-              }),
-            );
+            void write({
+              ...base,
+              status: EffectStatus.LANDED_AFTER_HALT,
+              detail: `landed ${late} ms after the halt aborted it`,
+            });
             return;
           }
           phase = Phase.SETTLED;
@@ -354,7 +360,7 @@ export class EffectGuard {
             }
           }
           // KS-4.2.5 the outcome is recorded before the caller learns it, so a replay sees it.
-          await this.#record({
+          await write({
             ...base,
             status: EffectStatus.LANDED,
             ...(hasResult ? { result } : {}),
@@ -364,18 +370,16 @@ export class EffectGuard {
         async (err: unknown) => {
           this.#inFlight.delete(key);
           if (phase === Phase.ABORTED) {
-            this.#track(
-              this.#record({
-                ...base,
-                status: EffectStatus.CANCELLED,
-                detail: `after the abort: ${describeError(err)}`,
-              }),
-            );
+            void write({
+              ...base,
+              status: EffectStatus.CANCELLED,
+              detail: `after the abort: ${describeError(err)}`,
+            });
             return;
           }
           phase = Phase.SETTLED;
           unwatch();
-          await this.#record({ ...base, status: EffectStatus.FAILED, detail: describeError(err) });
+          await write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) });
           reject(err);
         },
       );
@@ -392,7 +396,17 @@ export class EffectGuard {
   /** Appends an outcome; a failure is logged, never thrown (the outcome already happened). */
   async #record(e: Omit<LedgerEvent, 'at'>): Promise<void> {
     try {
-      await this.#ledger.append({ ...e, at: this.#at() } as LedgerEvent);
+      try {
+        await this.#ledger.append({ ...e, at: this.#at() } as LedgerEvent);
+      } catch (err) {
+        // A result the ledger cannot store (not JSON, too big) must not cost the landed record.
+        if (!('result' in e)) throw err;
+        const { result: _dropped, ...rest } = e;
+        this.#logger.warn(
+          `effect ${e.key}: result not recorded: ${(err as Error)?.message ?? String(err)}`,
+        );
+        await this.#ledger.append({ ...rest, at: this.#at() } as LedgerEvent);
+      }
     } catch (err) {
       this.#logger.warn(
         `effect ${e.key}: could not record ${e.status}: ${(err as Error)?.message ?? String(err)}`,

@@ -1,4 +1,9 @@
-import type { Client, EvaluationContext, EvaluationDetails } from '@openfeature/server-sdk';
+import {
+  ProviderStatus,
+  type Client,
+  type EvaluationContext,
+  type EvaluationDetails,
+} from '@openfeature/server-sdk';
 import { HaltCause, type FlipSummary } from '../errors.js';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import type { KillContext, Selector } from '../model/selector.js';
@@ -86,6 +91,14 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
  * @param ctx - the effect's kill attributes
  */
 export async function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
+  // KS-4.1.10 a provider that told the SDK it is STALE or in ERROR still answers evaluations (the
+  // SDK only short-circuits NOT_READY and FATAL); its answer cannot be trusted, so fail closed.
+  const status = (client as { readonly providerStatus?: unknown }).providerStatus;
+  if (status === ProviderStatus.STALE)
+    return { halted: true, cause: HaltCause.STALE, reason: 'STALE' };
+  if (status === ProviderStatus.ERROR) {
+    return { halted: true, cause: HaltCause.ERROR, reason: 'provider status ERROR' };
+  }
   try {
     return decide(await client.getBooleanDetails(KILL_SWITCH_FLAG, true, toEvaluationContext(ctx)));
   } catch {

@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   InMemoryProvider,
   OpenFeature,
+  ProviderEvents,
   type Provider,
   type ResolutionDetails,
 } from '@openfeature/server-sdk';
@@ -8,12 +12,13 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { HaltedError, KillSwitchError } from '../../src/errors.js';
 import { EffectGuard, type GuardedEffect } from '../../src/guard/effect-guard.js';
 import {
+  FileSideEffectLedger,
   MemorySideEffectLedger,
   type LedgerEntry,
   type LedgerEvent,
   type SideEffectLedger,
 } from '../../src/ledger/index.js';
-import { deferred, freshDomain, inMemoryBackend } from './backends.js';
+import { deferred, freshDomain, inMemoryBackend, killFlags } from './backends.js';
 
 const quiet = { warn: () => undefined };
 const guards: EffectGuard[] = [];
@@ -31,10 +36,10 @@ afterAll(async () => {
   await OpenFeature.close();
 });
 
-async function refusedWithoutDispatch(guard: EffectGuard) {
+async function refusedWithoutDispatch(guard: EffectGuard, step = fx.step) {
   let calls = 0;
   const err = await guard
-    .run(fx, async () => {
+    .run({ ...fx, step }, async () => {
       calls += 1;
     })
     .catch((e: unknown) => e);
@@ -240,5 +245,61 @@ describe('KS-4.1.7 a bad effect description is refused before anything else', ()
     expect(() => new EffectGuard({ client: OpenFeature.getClient(), ledger: {} as never })).toThrow(
       /option ledger/,
     );
+  });
+});
+
+describe('KS-4.1.10 a provider that reports STALE or ERROR halts, even though the SDK still asks it', () => {
+  it('aborts a running effect on STALE, refuses new ones, and runs again after READY', async () => {
+    const domain = freshDomain('stale');
+    const provider = new InMemoryProvider(killFlags([]));
+    await OpenFeature.setProviderAndWait(domain, provider);
+    const { guard, ledger } = guardFor(domain);
+    const started = deferred();
+    const run = guard.run(fx, () => {
+      started.resolve();
+      return new Promise<never>(() => undefined);
+    });
+    await started.promise;
+    provider.events.emit(ProviderEvents.Stale, { message: 'no heartbeat for 3000 ms' });
+    await expect(run).rejects.toMatchObject({ code: 'KS_ABORTED', haltCause: 'stale' });
+    const err = await refusedWithoutDispatch(guard, 'after-stale');
+    expect(err).toMatchObject({ code: 'KS_HALTED', haltCause: 'stale' });
+    expect(err.message).toMatch(/stale/);
+    provider.events.emit(ProviderEvents.Error, { message: 'backend error' });
+    expect(await refusedWithoutDispatch(guard, 'after-error')).toMatchObject({
+      haltCause: 'error',
+    });
+    provider.events.emit(ProviderEvents.Ready, {});
+    await expect(guard.run({ ...fx, step: 'after-ready' }, async () => 'ran')).resolves.toBe('ran');
+    await guard.flush();
+    expect((await ledger.entries()).map((e) => e.status)).toEqual([
+      'aborted',
+      'refused',
+      'refused',
+      'landed',
+    ]);
+  });
+});
+
+describe('KS-4.2.5 a result the ledger cannot store does not cost the landed record', () => {
+  it('records landed without the result and warns', async () => {
+    const b = await inMemoryBackend();
+    const dir = await mkdtemp(join(tmpdir(), 'ks-guard-result-'));
+    const ledger = new FileSideEffectLedger({ path: join(dir, 'e.jsonl') });
+    const warnings: string[] = [];
+    const guard = new EffectGuard({
+      client: b.client,
+      ledger,
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    guards.push(guard);
+    const codec = { encode: (v: bigint) => v, decode: (s: unknown) => BigInt(s as string) };
+    await expect(guard.run({ ...fx, result: codec }, async () => 10n)).resolves.toBe(10n);
+    const [entry] = await ledger.entries();
+    expect(entry?.status).toBe('landed');
+    expect(entry?.result).toBeUndefined();
+    expect(warnings.join('\n')).toMatch(/result not recorded/);
+    await ledger.close();
+    await rm(dir, { recursive: true, force: true });
   });
 });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
+import fc from 'fast-check';
 import {
   ErrorCode as OFErrorCode,
   OpenFeature,
@@ -18,6 +19,7 @@ import {
   type FlipLogStore,
   type FlipRecord,
   type KillSnapshot,
+  type Level,
 } from '../../src/index.js';
 import { KillSwitchProvider } from '../../src/provider/index.js';
 import { decide } from '../../src/guard/kill-decision.js';
@@ -538,5 +540,49 @@ describe('KS-3.5.3 KS-3.5.4 public types', () => {
     expectTypeOf(KillSwitchProvider.fromStore).parameter(0).toEqualTypeOf<FlipLogStore>();
     expectTypeOf<MemoryFlipLogStore>().toMatchTypeOf<FlipLogStore>();
     expect(p.runsOn).toBe('server');
+  });
+});
+
+describe('KS-3.1.1 KS-3.1.2 KS-3.3.3 the provider answers like the fold of the log (property)', () => {
+  const values = ['a', 'b'];
+  const arbSelector = fc.record(
+    {
+      tenant: fc.constantFrom(...values),
+      feature: fc.constantFrom(...values),
+      runId: fc.constantFrom(...values),
+      capability: fc.constantFrom(...values),
+    },
+    { requiredKeys: [] },
+  );
+  const arbFlip = fc.record({
+    action: fc.constantFrom('halt' as const, 'resume' as const),
+    selector: arbSelector,
+  });
+
+  it('every kill flag, every context, after every flip applied live', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(arbFlip, { maxLength: 25 }),
+        fc.array(arbSelector, { minLength: 1, maxLength: 6 }),
+        async (flips, ctxs) => {
+          const store = await storeWith();
+          const { provider, client } = await liveFromStore(store);
+          for (const f of flips) await store.append({ ...f, actor: 't', reason: 'r' });
+          const oracle = KillState.fold(await store.read());
+          expect(provider.snapshot()).toEqual(oracle.toSnapshot());
+          for (const ctx of ctxs) {
+            for (const key of KILL_FLAG_KEYS) {
+              const level = key === 'kill-switch' ? undefined : (key.slice(12) as Level);
+              const expected = oracle.match(ctx, level);
+              const d = await client.getBooleanDetails(key, !expected, ctx);
+              expect(d.value).toBe(expected !== undefined);
+              expect(d.flagMetadata.seq).toBe(expected?.seq);
+            }
+          }
+          await OpenFeature.clearProviders();
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

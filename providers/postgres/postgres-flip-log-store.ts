@@ -81,6 +81,23 @@ export interface PostgresFlipLogStoreOptions {
   readonly timers?: PostgresStoreTimers;
 }
 
+/**
+ * How a store follows the log for its subscribers, for health checks: a control plane that
+ * serves the stream SHOULD stop vouching for its state (fail closed) when `caughtUpAt` is older
+ * than its staleness bound or `state` is `failed`. KS-8.5.6
+ */
+export interface PostgresFollowStatus {
+  /**
+   * `idle` (no subscriber), `connecting` / `backoff` (the LISTEN connection is down; the poll
+   * still catches up), `listening`, `failed` (a corrupt chain was found), `closed`.
+   */
+  readonly state: 'idle' | 'connecting' | 'listening' | 'backoff' | 'failed' | 'closed';
+  /** When a read by seq last succeeded (store clock, ISO 8601); undefined before the first. */
+  readonly caughtUpAt: string | undefined;
+  /** The seq of the record delivered to subscribers last (or skipped to while idle). */
+  readonly deliveredSeq: number;
+}
+
 /** Lifecycle of the store. */
 const StoreState = {
   NEW: 'new',
@@ -165,6 +182,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
   #reconnectDelay = RECONNECT_MIN_MS;
   #reconnectTimer: unknown;
   #pollTimer: unknown;
+  #caughtUpAt: string | undefined;
 
   /**
    * @param options - see {@link PostgresFlipLogStoreOptions}
@@ -522,6 +540,19 @@ export class PostgresFlipLogStore implements FlipLogStore {
     };
   }
 
+  /** How this store is following the log right now (for health checks). KS-8.5.6 */
+  followStatus(): PostgresFollowStatus {
+    const state =
+      this.#state === StoreState.CLOSED
+        ? 'closed'
+        : this.#state === StoreState.FAILED
+          ? 'failed'
+          : this.#listenState === ListenState.STOPPED
+            ? 'idle'
+            : this.#listenState;
+    return { state, caughtUpAt: this.#caughtUpAt, deliveredSeq: this.#cursor.seq };
+  }
+
   /** Stops following, waits for in-flight calls, and ends the pool it created. Idempotent. */
   async close(): Promise<void> {
     if (this.#state === StoreState.CLOSED) return;
@@ -692,7 +723,10 @@ export class PostgresFlipLogStore implements FlipLogStore {
         this.#advanceKnown(this.#cursor);
         this.#deliver(r);
       }
-      if (rows.length < BATCH) return;
+      if (rows.length < BATCH) {
+        this.#caughtUpAt = this.#now().toISOString();
+        return;
+      }
     }
   }
 

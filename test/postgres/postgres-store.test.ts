@@ -316,6 +316,7 @@ describe.runIf(RUN_PG)('KS-8.4.2 a break found while following fails the store c
     await expect(a.append(halt('a2'))).rejects.toBeInstanceOf(LogCorruptError);
     await expect(a.read()).rejects.toMatchObject({ code: ErrorCode.LOG_CORRUPT, seq: 3 });
     expect(() => a.subscribe(() => undefined)).toThrow(LogCorruptError);
+    expect(a.followStatus().state).toBe('failed');
   });
 });
 
@@ -530,6 +531,12 @@ describe.runIf(RUN_PG)(
       expect(warnings.some((w) => w.includes(schema) && w.includes('LISTEN connection lost'))).toBe(
         true,
       );
+      await until(() => reader.followStatus().state === 'listening', 'the listening state');
+      expect(reader.followStatus()).toMatchObject({
+        deliveredSeq: 7,
+        caughtUpAt: expect.any(String),
+      });
+      expect(writer.followStatus().state).toBe('idle');
     });
   },
 );

@@ -42,8 +42,13 @@ export class FileQueueJournal implements QueueJournal {
   }
 
   append(record: QueueJournalRecord): Promise<void> {
-    const line = `${JSON.stringify(record)}\n`;
+    return this.appendAll([record]);
+  }
+
+  appendAll(records: readonly QueueJournalRecord[]): Promise<void> {
+    const line = records.map((r) => `${JSON.stringify(r)}\n`).join('');
     return this.#mutex.run(async () => {
+      if (line.length === 0) return;
       const fh = await this.#open();
       await fh.appendFile(line, 'utf8');
       if (this.#fsync) await fh.sync();

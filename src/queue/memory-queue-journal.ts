@@ -8,6 +8,10 @@ export class MemoryQueueJournal implements QueueJournal {
     this.#records.push(structuredClone(record));
   }
 
+  async appendAll(records: readonly QueueJournalRecord[]): Promise<void> {
+    for (const r of records) this.#records.push(structuredClone(r));
+  }
+
   async read(): Promise<QueueJournalRecord[]> {
     return structuredClone(this.#records);
   }

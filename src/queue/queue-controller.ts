@@ -24,6 +24,7 @@ import {
   type DiscardFilter,
   type DiscardedRecord,
   type QueueJournal,
+  type QueueJournalRecord,
 } from './queue-journal.js';
 import {
   TaskState,
@@ -33,6 +34,9 @@ import {
   type TaskQueue,
   type Verdict,
 } from './task-queue.js';
+
+/** Removals in flight at once while discarding a backlog. */
+const REMOVE_BATCH = 32;
 
 /** Where the controller writes warnings. */
 export interface QueueControllerLogger {
@@ -353,6 +357,7 @@ export class QueueController<P = unknown> {
     let discarded = 0;
     let held = 0;
     let voided = 0;
+    const toDiscard: { task: QueuedTask<P>; record: DiscardedRecord }[] = [];
     for (const task of tasks) {
       const d = decisions.get(ctxKey(task.context));
       if (d === undefined || !d.halted || task.state === TaskState.ACTIVE) continue;
@@ -360,23 +365,35 @@ export class QueueController<P = unknown> {
       if (mode === QueueMode.HOLD && task.state === TaskState.WAITING) {
         if (await this.queue.hold(task.id, holdInfo(d))) held++;
       } else if (mode === QueueMode.DISCARD) {
-        // KS-7.2.2: journal (durably) first, then remove, so no removed task is missing.
-        const discardId = await this.#journalDiscard(task, d);
-        const r = await this.queue.remove(task.id);
-        if (r === 'removed') discarded++;
-        else if (r === 'taken' || r === 'ran') {
-          // A worker has it (its admission decides and journals on its own) or ran it already.
-          voided++;
-          await this.journal.append({
-            type: 'void',
-            discardId,
-            queue: this.queue.name,
-            taskId: task.id,
-            reason: `not removed: ${r}`,
-            at: this.#now().toISOString(),
-          });
-        }
+        toDiscard.push({ task, record: this.#discardRecord(task, d) });
       }
+    }
+    if (toDiscard.length > 0) {
+      // KS-7.2.2: journal (durably, one sync for the whole backlog) first, then remove, so no
+      // removed task is missing from the journal.
+      await this.journal.appendAll(toDiscard.map((x) => x.record));
+      const voids: QueueJournalRecord[] = [];
+      for (let i = 0; i < toDiscard.length; i += REMOVE_BATCH) {
+        const batch = toDiscard.slice(i, i + REMOVE_BATCH);
+        const results = await Promise.all(batch.map((x) => this.queue.remove(x.task.id)));
+        results.forEach((r, j) => {
+          const x = batch[j]!;
+          if (r === 'removed') discarded++;
+          else if (r === 'taken' || r === 'ran') {
+            // A worker has it (its admission decides and journals on its own) or ran it already.
+            voided++;
+            voids.push({
+              type: 'void',
+              discardId: x.record.discardId,
+              queue: this.queue.name,
+              taskId: x.task.id,
+              reason: `not removed: ${r}`,
+              at: this.#now().toISOString(),
+            });
+          }
+        });
+      }
+      if (voids.length > 0) await this.journal.appendAll(voids);
     }
     // Keep watching every context still queued, so the next halt (or a changed mode) applies.
     for (const t of await this.queue.list()) this.#watch(t.context);
@@ -397,12 +414,15 @@ export class QueueController<P = unknown> {
     return { action: 'discard' };
   }
 
-  /** Journals a discard durably; returns its id. */
-  async #journalDiscard(task: QueuedTask<P>, d: KillDecision): Promise<string> {
-    const discardId = randomUUID();
-    await this.journal.append({
+  /** Journals a discard durably. */
+  async #journalDiscard(task: QueuedTask<P>, d: KillDecision): Promise<void> {
+    await this.journal.append(this.#discardRecord(task, d));
+  }
+
+  #discardRecord(task: QueuedTask<P>, d: KillDecision): DiscardedRecord {
+    return {
       type: 'discarded',
-      discardId,
+      discardId: randomUUID(),
       queue: this.queue.name,
       taskId: task.id,
       name: task.name,
@@ -413,8 +433,7 @@ export class QueueController<P = unknown> {
       mode: QueueMode.DISCARD,
       cause: d.cause ?? HaltCause.HALTED,
       at: this.#now().toISOString(),
-    });
-    return discardId;
+    };
   }
 
   /** One evaluation per distinct context. */

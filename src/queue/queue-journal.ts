@@ -58,6 +58,8 @@ export type QueueJournalRecord = DiscardedRecord | VoidRecord | RequeuedRecord;
  */
 export interface QueueJournal {
   append(record: QueueJournalRecord): Promise<void>;
+  /** Appends several records with one sync (a halt journals a whole backlog at once). */
+  appendAll(records: readonly QueueJournalRecord[]): Promise<void>;
   /** Every record, in append order. */
   read(): Promise<QueueJournalRecord[]>;
   close(): Promise<void>;

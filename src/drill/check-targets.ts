@@ -63,17 +63,24 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
       );
     }
     const e = l.effects;
+    if (e !== undefined && m.mode === 'embedded' && e.matchingBefore === 0) {
+      // KS-9.1.4 nothing matching was flowing before the flip: zero leaks would prove nothing.
+      v(
+        'no-matching-traffic',
+        'no matching effect was flowing before the flip, so the lever measured nothing',
+      );
+    }
     if (e !== undefined) {
       if (e.matchingAfterComplete > targets.maxEffectsAfterComplete) {
         v(
           'effect-after-complete',
-          `${e.matchingAfterComplete} matching effect(s) left after the stop was complete (${e.afterCompleteKeys.slice(0, 5).join(', ')})`,
+          `${e.matchingAfterComplete} matching effect(s) left after the stop was complete (${e.afterCompleteKeys.slice(0, 5).join(', ')}; by ${byWorker(e.leakedByWorker)})`,
         );
       }
       if (e.matchingAfterApplied > 0) {
         v(
           'effect-after-applied',
-          `${e.matchingAfterApplied} matching effect(s) left a worker after it applied the halt`,
+          `${e.matchingAfterApplied} matching effect(s) left a worker after it applied the halt (by ${byWorker(e.leakedByWorker)})`,
         );
       }
       if (e.otherRefused > 0) {
@@ -149,4 +156,12 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
     });
   }
   return out;
+}
+
+function byWorker(m: Readonly<Record<string, number>>): string {
+  return (
+    Object.entries(m)
+      .map(([w, n]) => `${w}: ${n}`)
+      .join(', ') || 'unknown'
+  );
 }

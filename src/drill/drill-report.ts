@@ -26,6 +26,8 @@ export interface LeverEffects {
   readonly matchingArrivedAfterComplete: number;
   /** Keys of effects counted in matchingAfterComplete (first 20), for the report. */
   readonly afterCompleteKeys: readonly string[];
+  /** matchingAfterApplied per worker, so a violation names the workers that leaked. */
+  readonly leakedByWorker: Readonly<Record<string, number>>;
   /** Non-matching effects per second before the flip and while the halt was active. */
   readonly otherRateBefore: number;
   readonly otherRateDuring: number;
@@ -96,6 +98,12 @@ export interface LedgerCheck {
   readonly orphans: readonly string[];
   /** Entries in doubt (intent or aborted) that the sink did see. Allowed, and listed. */
   readonly inDoubt: number;
+  /**
+   * Sink effects whose ledger history is `intent > aborted > cancelled`: the abort came while the
+   * request was already on the wire. The `aborted` event is the in-doubt mark; the closing
+   * `cancelled` overclaims (the guard cannot know the effect did not land). Listed for review.
+   */
+  readonly abortedButLanded: readonly string[];
   readonly landedAfterHalt: readonly string[];
   /** Ledger files that could not be read. */
   readonly unreadable: readonly string[];

@@ -31,7 +31,7 @@ export interface DrillWorkerSink {
 type EffectCtx = KillContext & { readonly runId: string; readonly capability: string };
 
 /** How long a tool that ignores its abort signal works before it emits (long enough to be caught mid-flight). */
-const IGNORE_ABORT_LATENCY_MS = 150;
+const IGNORE_ABORT_LATENCY_MS = 400;
 
 /**
  * One drill worker: production-shaped synthetic agent traffic under the kill switch. Runs across

@@ -52,9 +52,9 @@ export function renderMarkdown(r: DrillReport): string {
     lines.push(
       '## Ledger after recovery',
       '',
-      `| entries | sink effects | missing | wrong outcome | phantom landings | orphans | in doubt (seen by sink) | landed after halt |`,
-      '|---|---|---|---|---|---|---|---|',
-      `| ${g.entries} | ${g.sinkEffects} | ${g.missing.length} | ${g.wrongOutcome.length} | ${g.phantom.length} | ${g.orphans.length} | ${g.inDoubt} | ${g.landedAfterHalt.length} |`,
+      `| entries | sink effects | missing | wrong outcome | phantom landings | orphans | in doubt (seen by sink) | aborted yet landed | landed after halt |`,
+      '|---|---|---|---|---|---|---|---|---|',
+      `| ${g.entries} | ${g.sinkEffects} | ${g.missing.length} | ${g.wrongOutcome.length} | ${g.phantom.length} | ${g.orphans.length} | ${g.inDoubt} | ${g.abortedButLanded.length} | ${g.landedAfterHalt.length} |`,
       '',
     );
   }

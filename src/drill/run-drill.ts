@@ -6,7 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { ControlPlaneClient } from '../client/control-plane-client.js';
 import { InvalidOptionError } from '../errors.js';
 import { FileSideEffectLedger } from '../ledger/file-side-effect-ledger.js';
-import { formatSelector, levelOf, normalizeSelector, type Selector } from '../model/selector.js';
+import {
+  formatSelector,
+  levelOf,
+  normalizeSelector,
+  selectorMatches,
+  type Selector,
+} from '../model/selector.js';
 import type { FlipAnswer, WorkersAnswer } from '../server/control-plane.js';
 import { checkTargets } from './check-targets.js';
 import type {
@@ -18,7 +24,7 @@ import type {
 } from './drill-report.js';
 import { startEffectSink, type EffectSink, type SinkEffect } from './effect-sink.js';
 import { drillNow } from './internal/clock.js';
-import { WorkerVariant, type WorkerEvent } from './internal/protocol.js';
+import { WorkerVariant, type QueueDepth, type WorkerEvent } from './internal/protocol.js';
 import { WorkerFleet } from './internal/worker-fleet.js';
 import {
   checkLedger,
@@ -197,6 +203,15 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
     const runTag = randomUUID().slice(0, 8);
     for (let i = 0; i < s.levers.length; i++) {
       const lever = s.levers[i]!;
+      // A lever with no matching traffic flowing would measure nothing and pass by luck: wait
+      // for some (bounded), and the target check fails the lever if there was none.
+      await waitForTraffic(
+        sink,
+        leverTarget(lever).selector,
+        baselineOf(s),
+        s.timings.connectTimeoutMs,
+        log,
+      );
       const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
       for (const m of missing) {
         if (!notConnected.has(m.id))
@@ -272,6 +287,36 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
   }
 }
 
+/** The baseline window before a flip, ms: matching traffic must flow in it. */
+function baselineOf(s: Scenario): number {
+  return Math.max(250, s.timings.warmupMs);
+}
+
+/** Waits until the sink saw a matching effect dispatched within the last `windowMs`. */
+async function waitForTraffic(
+  sink: EffectSink,
+  selector: Selector,
+  windowMs: number,
+  timeoutMs: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const until = drillNow() + timeoutMs;
+  for (;;) {
+    const now = drillNow();
+    const effects = sink.effects;
+    for (let i = effects.length - 1; i >= 0; i--) {
+      const e = effects[i]!;
+      if (e.at < now - windowMs - 1_000) break;
+      if ((e.sentAt ?? e.at) >= now - windowMs && selectorMatches(selector, e.context)) return;
+    }
+    if (now >= until) {
+      log(`! no traffic matching ${formatSelector(selector)} within ${timeoutMs} ms`);
+      return;
+    }
+    await sleep(25);
+  }
+}
+
 /** Polls `GET /v1/workers` until every id is connected and fresh, or the timeout. */
 async function waitConnected(
   client: ControlPlaneClient,
@@ -330,9 +375,7 @@ interface PullContext {
   readonly runTag: string;
   readonly scenario: Scenario;
   readonly log: (l: string) => void;
-  readonly queueDepth?: (
-    selector: Selector,
-  ) => Promise<(import('./internal/protocol.js').QueueDepth & { workerId: string })[]>;
+  readonly queueDepth?: (selector: Selector) => Promise<(QueueDepth & { workerId: string })[]>;
   /** Fleet mode: skip the warm-up wait after the resume (nothing of ours to recover). */
   readonly fleetMode?: boolean;
 }
@@ -469,7 +512,7 @@ function completeLever(
     acceptedAt: lever.acceptedAt,
     completeAt: lever.completeAt,
     endAt,
-    baselineMs: Math.max(250, s.timings.warmupMs),
+    baselineMs: baselineOf(s),
     ...(resumeFrom !== undefined && resumeTo !== undefined && resumeTo > resumeFrom
       ? { resume: { from: resumeFrom, to: resumeTo } }
       : {}),

@@ -1,0 +1,38 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runDrill } from '../../src/drill/run-drill.js';
+import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
+
+let dir: string | undefined;
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every target', () => {
+  it('pulls capability, run, feature and global, and passes', { timeout: 120_000 }, async () => {
+    const scenario = await scenarioFrom('ci.json');
+    expect(scenario.workers).toBe(4);
+    dir = await mkdtemp(join(tmpdir(), 'drill-ci-'));
+    const p = progress();
+    const { exitCode, report, written } = await runDrill({
+      scenario,
+      workerScript: WORKER_SCRIPT,
+      outDir: dir,
+      log: p.log,
+    });
+    // On failure, the violations and the progress say why.
+    expect(report.violations, p.lines.join('\n')).toEqual([]);
+    expect(exitCode).toBe(0);
+    expect(report.levers.map((l) => l.level)).toEqual(['capability', 'run', 'feature', 'global']);
+    for (const l of report.levers) {
+      expect(l.stops).toHaveLength(4);
+      expect(l.effects!.matchingAfterComplete).toBe(0);
+      // Each lever had matching traffic to stop, so the zero is not a pass by luck.
+      expect(l.effects!.matchingBefore).toBeGreaterThan(0);
+    }
+    expect(report.ledger!.sinkEffects).toBeGreaterThan(0);
+    expect(written?.svg).toBeDefined();
+  });
+});

@@ -1,0 +1,264 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { checkTargets } from '../../src/drill/check-targets.js';
+import type { LeverResult, WorkerSummary } from '../../src/drill/drill-report.js';
+import type { SinkEffect } from '../../src/drill/effect-sink.js';
+import type { WorkerEvent } from '../../src/drill/internal/protocol.js';
+import {
+  checkLedger,
+  measureEffects,
+  measureSchedules,
+  percentile,
+  stopTimes,
+  type HaltWindow,
+} from '../../src/drill/measure.js';
+import { parseScenario } from '../../src/drill/scenario.js';
+
+const eff = (over: Partial<SinkEffect> & { at: number; key: string }): SinkEffect => ({
+  context: { tenant: 'acme', runId: 'w1-r0', capability: 'x' },
+  capability: 'x',
+  workerId: 'w1',
+  kind: 'run',
+  attempt: 1,
+  ...over,
+});
+
+const window: HaltWindow = {
+  selector: { tenant: 'acme' },
+  acceptedAt: 1000,
+  completeAt: 1010,
+  endAt: 2000,
+  baselineMs: 1000,
+};
+
+describe('KS-9.3.2 time-to-stop is flip accepted to worker applied, per worker', () => {
+  it('takes the first applied seq at or beyond the flip, and leaves a worker that never applied it empty', () => {
+    const events = new Map<string, WorkerEvent[]>([
+      [
+        'w1',
+        [
+          { t: 'applied', at: 990, seq: 0 },
+          { t: 'applied', at: 1003.5, seq: 1 },
+        ],
+      ],
+      ['w2', [{ t: 'applied', at: 1007.25, seq: 2 }]],
+      ['w3', []],
+    ]);
+    expect(stopTimes(['w1', 'w2', 'w3'], events, 1, 1000)).toEqual([
+      { workerId: 'w1', appliedAt: 1003.5, timeToStopMs: 3.5 },
+      { workerId: 'w2', appliedAt: 1007.25, timeToStopMs: 7.25 },
+      { workerId: 'w3' },
+    ]);
+  });
+
+  it('nearest-rank percentiles: p99 of 8 samples is the slowest', () => {
+    expect(percentile([5, 1, 3, 2, 8, 4, 7, 6], 99)).toBe(8);
+    expect(percentile([5, 1, 3, 2, 8, 4, 7, 6], 50)).toBe(4);
+    expect(percentile([], 99)).toBeUndefined();
+  });
+
+  it('a percentile is always one of the samples and is monotone in p', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 1 }),
+        fc.integer({ min: 1, max: 99 }),
+        (xs, p) => {
+          const a = percentile(xs, p)!;
+          expect(xs).toContain(a);
+          expect(percentile(xs, p + 1)!).toBeGreaterThanOrEqual(a);
+        },
+      ),
+      { seed: 905, verbose: true },
+    );
+  });
+});
+
+describe('KS-9.3.2 effects are counted against the halt window by dispatch time', () => {
+  const applied = new Map([['w1', 1004]]);
+  it('separates after-accepted, after-applied and after-complete, and other cohorts', () => {
+    const effects = [
+      eff({ key: 'before', at: 900, sentAt: 899 }),
+      eff({ key: 'in-window', at: 1003, sentAt: 1002 }), // accepted, before w1 applied
+      eff({ key: 'leak', at: 1006, sentAt: 1005 }), // after w1 applied, before complete
+      eff({ key: 'late', at: 1500, sentAt: 1499 }), // after complete
+      eff({ key: 'arrived-late', at: 1012, sentAt: 1003 }), // sent before, arrived after complete
+      eff({ key: 'other', at: 1500, sentAt: 1500, context: { tenant: 'globex' } }),
+      eff({ key: 'other-before', at: 500, sentAt: 500, context: { tenant: 'globex' } }),
+    ];
+    const m = measureEffects(window, effects, applied, new Map());
+    expect(m).toMatchObject({
+      matchingBefore: 1,
+      matchingAfterAccepted: 4,
+      matchingAfterApplied: 2,
+      matchingAfterComplete: 1,
+      matchingArrivedAfterComplete: 1,
+      afterCompleteKeys: ['late'],
+      leakedByWorker: { w1: 2 },
+      otherRateBefore: 1,
+    });
+    expect(m.otherRateDuring).toBeCloseTo(1000 / 990, 3);
+  });
+
+  it('counts refusals of contexts outside the selector while it was halted', () => {
+    const events = new Map<string, WorkerEvent[]>([
+      [
+        'w1',
+        [
+          { t: 'refused', at: 1100, ctx: { tenant: 'globex' }, cause: 'halted', kind: 'run' },
+          { t: 'refused', at: 1100, ctx: { tenant: 'acme' }, cause: 'halted', kind: 'run' },
+        ],
+      ],
+    ]);
+    expect(measureEffects(window, [], new Map(), events).otherRefused).toBe(1);
+  });
+
+  it('counts retries and timers that fired after their worker applied the halt', () => {
+    const events = new Map<string, WorkerEvent[]>([
+      [
+        'w1',
+        [
+          { t: 'fire', at: 1002, ctx: { tenant: 'acme' }, kind: 'timer' },
+          { t: 'fire', at: 1200, ctx: { tenant: 'acme' }, kind: 'retry' },
+          { t: 'fire', at: 1200, ctx: { tenant: 'globex' }, kind: 'retry' },
+          { t: 'unscheduled', at: 1004.5, ctx: { tenant: 'acme' }, kind: 'timer' },
+        ],
+      ],
+    ]);
+    expect(measureSchedules(window, applied, events)).toEqual({
+      retriesCancelled: 0,
+      timersCancelled: 1,
+      firedAfterAccepted: 2,
+      firedAfterApplied: 1,
+    });
+  });
+});
+
+describe('KS-9.3.3 ledger consistency after recovery', () => {
+  const sink = [
+    eff({ key: 'a', at: 1 }),
+    eff({ key: 'b', at: 2 }),
+    eff({ key: 'c', at: 3 }),
+    eff({ key: 'd', at: 4 }),
+  ];
+  it('passes landed and in-doubt effects the sink saw', () => {
+    const g = checkLedger(sink, [
+      { key: 'a', workerId: 'w1', statuses: ['intent', 'landed'] },
+      { key: 'b', workerId: 'w1', statuses: ['intent', 'failed', 'intent', 'landed'] },
+      { key: 'c', workerId: 'w1', statuses: ['intent'] },
+      { key: 'd', workerId: 'w1', statuses: ['intent', 'aborted'] },
+      { key: 'r', workerId: 'w1', statuses: ['refused'] },
+      { key: 'x', workerId: 'w1', statuses: ['intent', 'aborted', 'cancelled'] },
+    ]);
+    expect(g).toMatchObject({
+      missing: [],
+      wrongOutcome: [],
+      phantom: [],
+      orphans: [],
+      inDoubt: 2,
+      sinkEffects: 4,
+    });
+  });
+
+  it('reports a sink effect with no ledger entry, a phantom landing and an orphan intent', () => {
+    const g = checkLedger(sink.slice(0, 2), [
+      { key: 'a', workerId: 'w1', statuses: ['intent', 'failed'] },
+      { key: 'ghost', workerId: 'w1', statuses: ['intent', 'landed'] },
+      { key: 'orphan', workerId: 'w2', statuses: ['intent'] },
+    ]);
+    expect(g.missing).toEqual(['b']);
+    expect(g.wrongOutcome).toEqual(['a (failed)']);
+    expect(g.phantom).toEqual(['ghost']);
+    expect(g.orphans).toEqual(['orphan']);
+  });
+
+  it('lists (but accepts) an aborted effect that the sink saw land', () => {
+    const g = checkLedger(
+      [eff({ key: 'k', at: 1 })],
+      [{ key: 'k', workerId: 'w1', statuses: ['intent', 'aborted', 'cancelled'] }],
+    );
+    expect(g.wrongOutcome).toEqual([]);
+    expect(g.abortedButLanded).toEqual(['k (intent > aborted > cancelled)']);
+  });
+});
+
+describe('KS-9.3.4 any missed target is a violation; missing data fails', () => {
+  const targets = parseScenario({
+    name: 't',
+    traffic: { tenants: ['a', 'b'], features: ['f', 'g'], capabilities: ['c', 'd'] },
+    levers: [{ selector: {} }],
+  }).targets;
+  const lever = (over: { [K in keyof LeverResult]?: LeverResult[K] | undefined }): LeverResult =>
+    ({
+      label: 'tenant',
+      level: 'tenant',
+      selector: { tenant: 'a' },
+      mode: 'discard',
+      flipId: 'f',
+      seq: 1,
+      acceptedAt: 1000,
+      completeAt: 1010,
+      stops: [{ workerId: 'w1', appliedAt: 1005, timeToStopMs: 5 }],
+      timeToStop: { p50: 5, p99: 5, max: 5 },
+      errors: [],
+      ...over,
+    }) as LeverResult;
+  const workers: WorkerSummary[] = [
+    { workerId: 'w1', connected: true, everFresh: true, effectsAtSink: 3 },
+  ];
+  const codes = (levers: LeverResult[], w = workers) =>
+    checkTargets({ levers, workers: w, mode: 'embedded' }, targets).map((v) => v.code);
+
+  it('a clean lever passes', () => {
+    expect(codes([lever({})])).toEqual([]);
+  });
+
+  it('names each miss by a stable code', () => {
+    expect(codes([lever({ completeAt: undefined })])).toContain('stop-not-complete');
+    expect(codes([lever({ acceptedAt: undefined })])).toEqual(['flip-not-accepted']);
+    expect(codes([lever({ timeToStop: { p99: 51 } })])).toContain('time-to-stop');
+    expect(codes([lever({ stops: [{ workerId: 'w2' }] })])).toContain('not-applied');
+    expect(codes([lever({ resume: { ok: false, detail: 'release red' } })])).toContain(
+      'resume-failed',
+    );
+    expect(
+      codes([
+        lever({
+          queue: {
+            t0: [],
+            tN: [{ workerId: 'w1', at: 0, total: 2, matching: 2, held: 0 }],
+            discarded: 0,
+          },
+        }),
+      ]),
+    ).toContain('queue-not-discarded');
+    expect(
+      codes(
+        [lever({})],
+        [{ workerId: 'w9', connected: false, everFresh: false, effectsAtSink: 1 }],
+      ),
+    ).toEqual(['worker-not-connected', 'effects-from-unfresh-worker']);
+  });
+
+  it('flags leaks and a stalled other cohort', () => {
+    const effects = {
+      matchingBefore: 5,
+      matchingAfterAccepted: 3,
+      matchingAfterApplied: 1,
+      matchingAfterComplete: 1,
+      matchingArrivedAfterComplete: 0,
+      afterCompleteKeys: ['k'],
+      leakedByWorker: { w1: 1 },
+      otherRateBefore: 100,
+      otherRateDuring: 10,
+      otherRefused: 2,
+      matchingRateAfterResume: 0,
+    };
+    expect(codes([lever({ effects, resume: { ok: true } })])).toEqual([
+      'effect-after-complete',
+      'effect-after-applied',
+      'other-cohort-refused',
+      'other-cohort-slowed',
+      'not-resumed',
+    ]);
+  });
+});

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { runDrill } from '../../src/drill/run-drill.js';
+import type { WorkerVariant } from '../../src/drill/internal/protocol.js';
+import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
+
+/**
+ * Each negative control is a drill with one planted bug in worker w2 (the others are normal).
+ * The drill must FAIL, and fail because of w2. A short drill: 3 workers, a feature lever and the
+ * global lever, under a second each.
+ */
+async function drillWith(variant: WorkerVariant, connectTimeoutMs = 20_000) {
+  const scenario = await scenarioFrom('ci.json', (raw) => ({
+    ...raw,
+    name: `negative-${variant}`,
+    workers: 3,
+    timings: {
+      warmupMs: 800,
+      observeMs: 800,
+      waitMs: 5_000,
+      freshWithinMs: 3_000,
+      connectTimeoutMs,
+    },
+    levers: [
+      { label: 'feature', selector: { feature: 'auto-reply' }, resume: {} },
+      { label: 'global', selector: {}, resume: {} },
+    ],
+  }));
+  const p = progress();
+  const outcome = await runDrill({
+    scenario,
+    workerScript: WORKER_SCRIPT,
+    variants: { w2: variant },
+    log: p.log,
+  });
+  const codes = outcome.report.violations.map((v) => v.code);
+  return { ...outcome, codes, lines: p.lines };
+}
+
+describe('KS-9.4.1 a worker that reads the kill state once at boot fails the drill', () => {
+  it(
+    'reports its effects after the stop was complete, and only its',
+    { timeout: 120_000 },
+    async () => {
+      const { exitCode, codes, report, lines } = await drillWith('boot-cache');
+      expect(exitCode, lines.join('\n')).toBe(1);
+      expect(codes).toContain('effect-after-complete');
+      const leakers = new Set(
+        report.levers.flatMap((l) => Object.keys(l.effects?.leakedByWorker ?? {})),
+      );
+      expect([...leakers]).toEqual(['w2']);
+      const msg = report.violations.find((v) => v.code === 'effect-after-complete')!.message;
+      expect(msg).toMatch(/by w2: \d+/);
+    },
+  );
+});
+
+describe('KS-9.4.2 a worker whose flag source was unreachable all along fails the drill and emits nothing', () => {
+  it(
+    'is flagged as never connected, and the sink saw zero effects from it',
+    { timeout: 120_000 },
+    async () => {
+      const { exitCode, report, lines } = await drillWith('unreachable', 6_000);
+      expect(exitCode, lines.join('\n')).toBe(1);
+      expect(report.violations).toContainEqual(
+        expect.objectContaining({ code: 'worker-not-connected', workerId: 'w2' }),
+      );
+      const w2 = report.workers.find((w) => w.workerId === 'w2')!;
+      expect(w2).toMatchObject({ connected: false, everFresh: false, effectsAtSink: 0 });
+      // It was halted the whole time: it refused, it did not get lucky.
+      expect(w2.counters?.effectsLanded ?? 0).toBe(0);
+      expect(
+        lines.some((l) => l.includes('worker w2 is not connected and fresh here: never connected')),
+      ).toBe(true);
+    },
+  );
+});
+
+describe('KS-9.4.3 a tool that ignores its abort signal fails the drill', () => {
+  it(
+    'reports the landed-after-halt effects, all from that worker',
+    { timeout: 120_000 },
+    async () => {
+      const { exitCode, codes, report, lines } = await drillWith('ignore-abort');
+      expect(exitCode, lines.join('\n')).toBe(1);
+      expect(codes).toContain('landed-after-halt');
+      expect(report.ledger!.landedAfterHalt.length).toBeGreaterThan(0);
+      expect(report.ledger!.landedAfterHalt.every((k) => k.startsWith('w2-'))).toBe(true);
+    },
+  );
+});
+
+describe('KS-9.4.4 a discard path that leaves orphan ledger rows fails the drill', () => {
+  it('reports the orphan intent rows, all from that worker', { timeout: 120_000 }, async () => {
+    const { exitCode, codes, report, lines } = await drillWith('orphan-discard');
+    expect(exitCode, lines.join('\n')).toBe(1);
+    expect(codes).toContain('ledger-orphan');
+    expect(report.ledger!.orphans.length).toBeGreaterThan(0);
+    expect(report.ledger!.orphans.every((k) => k.startsWith('w2-'))).toBe(true);
+  });
+});

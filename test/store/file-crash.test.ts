@@ -41,9 +41,15 @@ interface Round {
 }
 
 /** Starts the appender, SIGKILLs it once it has printed `killAfter` acks, returns what it acked. */
-function runRound(path: string, prefix: string, killAfter: number): Promise<Round> {
+function runRound(
+  path: string,
+  prefix: string,
+  killAfter: number,
+  delayMs: number,
+  split: boolean,
+): Promise<Round> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [FIXTURE, path, prefix, '8'], {
+    const child = spawn(process.execPath, [FIXTURE, path, prefix, '8', split ? 'split' : 'whole'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.add(child);
@@ -51,11 +57,16 @@ function runRound(path: string, prefix: string, killAfter: number): Promise<Roun
     let buf = '';
     let stderr = '';
     let killed = false;
+    let armed = false;
+    // Counting acks picks the moment in the run; the extra delay picks the phase within a
+    // batch (writing, fsyncing, acknowledging), which the ack count alone always lands on the same.
     const kill = () => {
-      if (!killed) {
+      if (armed) return;
+      armed = true;
+      setTimeout(() => {
         killed = true;
         child.kill('SIGKILL');
-      }
+      }, delayMs);
     };
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       buf += chunk;
@@ -90,9 +101,12 @@ describe('KS-2.4.1 an acknowledged append survives SIGKILL', () => {
       // Mostly early kills (where a batch is most likely in flight), some later, some at once.
       const r = random();
       const killAfter =
-        r < 0.1 ? 0 : r < 0.7 ? 1 + Math.floor(random() * 20) : 20 + Math.floor(random() * 300);
-      const { acks, signal, stderr } = await runRound(path, `r${round}`, killAfter);
-      const where = `seed ${SEED}, round ${round}, kill after ${killAfter} acks`;
+        r < 0.1 ? 0 : r < 0.7 ? 1 + Math.floor(random() * 20) : 20 + Math.floor(random() * 150);
+      const delayMs = Math.floor(random() * 8);
+      // Odd rounds write each batch in two system calls, so kills can tear the last line.
+      const split = round % 2 === 1;
+      const { acks, signal, stderr } = await runRound(path, `r${round}`, killAfter, delayMs, split);
+      const where = `seed ${SEED}, round ${round}, kill ${delayMs} ms after ${killAfter} acks${split ? ', split writes' : ''}`;
       expect(signal, `${where}: ${stderr}`).toBe('SIGKILL');
       for (const [id, seq] of acks) allAcks.set(id, seq);
 

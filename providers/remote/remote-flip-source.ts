@@ -1,7 +1,7 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { Readable } from 'node:stream';
-import { EventSource, type FetchLike, type FetchLikeResponse } from 'eventsource';
+import type { IncomingMessage } from 'node:http';
+import { EventSource, type FetchLike, type FetchLikeResponse, type ReaderLike } from 'eventsource';
 import { z } from 'zod';
 import { InvalidOptionError } from '../../src/errors.js';
 import { parseFlipRecord, verifyRecordHash, type FlipRecord } from '../../src/model/flip-record.js';
@@ -108,7 +108,11 @@ function parseWireRecord(data: string): FlipRecord {
  * stream (no pool). A long-lived stream gains nothing from pooling, and a socket we own is one we
  * can be sure is gone once the stream is closed (KS-6.3.8); undici's pool keeps sockets around.
  */
-const nodeStreamFetch: FetchLike = (input, init) =>
+const nodeStreamFetch = (
+  input: string | URL,
+  init: Parameters<FetchLike>[1],
+  onConnect: () => void,
+): Promise<FetchLikeResponse> =>
   new Promise<FetchLikeResponse>((resolve, reject) => {
     const target = new URL(String(input));
     const req = (target.protocol === 'https:' ? httpsRequest : httpRequest)(
@@ -125,13 +129,73 @@ const nodeStreamFetch: FetchLike = (input, init) =>
               return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
             },
           },
-          body: Readable.toWeb(res) as unknown as FetchLikeResponse['body'],
+          body: { getReader: () => readerOf(res) },
         });
       },
     );
+    req.on('socket', (socket) => socket.once('connect', onConnect));
     req.on('error', reject);
     req.end();
   });
+
+/**
+ * A minimal reader over a response: what eventsource needs (`read`, `cancel`), without the cost of
+ * a WHATWG stream adapter per subscriber (a process may hold a thousand). Pauses the socket when
+ * chunks pile up, so the server's slow-reader rule (KS-6.1.5) still sees real back-pressure.
+ */
+function readerOf(res: IncomingMessage): ReaderLike {
+  const queue: Buffer[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let waiter:
+    | {
+        resolve: (r: { done: false; value: Buffer } | { done: true }) => void;
+        reject: (e: Error) => void;
+      }
+    | undefined;
+  const settle = () => {
+    if (!waiter) return;
+    const w = waiter;
+    if (queue.length > 0) {
+      waiter = undefined;
+      w.resolve({ done: false, value: queue.shift()! });
+      if (queue.length < 8) res.resume();
+    } else if (failure) {
+      waiter = undefined;
+      w.reject(failure);
+    } else if (ended) {
+      waiter = undefined;
+      w.resolve({ done: true });
+    }
+  };
+  res.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    if (queue.length >= 64) res.pause();
+    settle();
+  });
+  res.on('end', () => {
+    ended = true;
+    settle();
+  });
+  res.on('error', (err) => {
+    failure ??= err;
+    settle();
+  });
+  res.on('close', () => {
+    if (!ended) failure ??= Object.assign(new Error('stream closed'), { name: 'AbortError' });
+    settle();
+  });
+  return {
+    read: () =>
+      new Promise((resolve, reject) => {
+        waiter = { resolve, reject };
+        settle();
+      }),
+    cancel: async () => {
+      res.destroy();
+    },
+  };
+}
 
 function checkPositiveInt(name: string, v: number | undefined): void {
   if (v !== undefined && (!Number.isInteger(v) || v <= 0)) {
@@ -190,6 +254,8 @@ export class RemoteFlipSource implements FlipSource {
   #resumeFailures = 0;
   /** Something was applied (or a heartbeat arrived) on this connection. */
   #progressed = false;
+  /** The server answered this connection with a stream. */
+  #answered = false;
 
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #lastReceived = Number.NEGATIVE_INFINITY;
@@ -197,6 +263,7 @@ export class RemoteFlipSource implements FlipSource {
   #ackTimer: unknown;
   #ackInFlight: AbortController | undefined;
   #ackPending = false;
+  #ackQueued = false;
   #agent: HttpAgent | HttpsAgent | undefined;
 
   /**
@@ -328,13 +395,23 @@ export class RemoteFlipSource implements FlipSource {
       this.#resumeFailures < MAX_RESUME_FAILURES;
     this.#resuming = resume;
     this.#progressed = false;
+    this.#answered = false;
     if (!resume) url.searchParams.set('snapshot', '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
     const injected = this.#fetch;
+    // A connection counts as answered (KS-6.3.10) once the TCP connection is up (or the injected
+    // fetch answered): a refused connection says nothing about the replay.
+    const answered = () => {
+      if (generation === this.#generation) this.#answered = true;
+    };
     const baseFetch: FetchLike = injected
-      ? (input, init) => injected(input, init as RequestInit)
-      : nodeStreamFetch;
+      ? async (input, init) => {
+          const res = await injected(input, init as RequestInit);
+          answered();
+          return res;
+        }
+      : (input, init) => nodeStreamFetch(input, init, answered);
     // Our own Last-Event-ID (what we applied, not what the client last saw) and the token in a
     // header: eventsource's `fetch` hook is the supported way to add headers. KS-6.3.1
     const fetchWithHeaders: FetchLike = (input, init) => {
@@ -374,7 +451,8 @@ export class RemoteFlipSource implements FlipSource {
     this.#es?.close();
     this.#es = undefined;
     this.#logger?.warn(`remote flip source ${this.#workerId}: ${reason}`);
-    if (this.#resuming && !this.#progressed) this.#resumeFailures++;
+    // Only a replay on a connection that was established and then failed counts.
+    if (this.#resuming && this.#answered && !this.#progressed) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const { initialMs, maxMs, factor, jitter, random } = this.#backoff;
     const base = Math.min(maxMs, initialMs * factor ** Math.min(this.#attempt, 30));
@@ -438,7 +516,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#resumeFailures = 0;
     this.#listener?.onSnapshot(snapshot);
     this.#refresh();
-    this.#ack(); // KS-6.2.1
+    this.#ackSoon(); // KS-6.2.1
   }
 
   #onFlipEvent(data: string): void {
@@ -468,7 +546,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#resumeFailures = 0;
     this.#listener?.onFlip(record);
     this.#refresh();
-    this.#ack(); // KS-6.2.1
+    this.#ackSoon(); // KS-6.2.1
   }
 
   #onHeartbeatEvent(data: string): void {
@@ -491,6 +569,19 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   // ---- acknowledgements and the lease (KS-6.2) ----------------------------------------------
+
+  /**
+   * Acknowledges once the events already read have been handled: the other subscribers in this
+   * process (and the rest of a burst) apply first, and a burst costs one ack, not one per flip.
+   */
+  #ackSoon(): void {
+    if (this.#ackQueued) return;
+    this.#ackQueued = true;
+    setImmediate(() => {
+      this.#ackQueued = false;
+      this.#ack();
+    });
+  }
 
   #scheduleAck(): void {
     if (this.#stopped) return;

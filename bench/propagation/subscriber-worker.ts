@@ -1,0 +1,115 @@
+/**
+ * Child process of the propagation benchmark: holds many RemoteFlipSource subscribers and as many
+ * raw node:http clients of the floor server, and reports over IPC the `performance.now()` at
+ * which each one applied (or, for the floor, received) a given seq. The parent maps these times
+ * onto its own clock with the offset it measured by ping (see propagation.ts).
+ */
+import { request } from 'node:http';
+import { RemoteFlipSource } from '../../providers/remote/index.js';
+import type { FlipSourceListener } from '../../src/source/index.js';
+
+/** Messages from the parent. */
+export type ToWorker =
+  | {
+      readonly type: 'init';
+      readonly url: string;
+      readonly floorUrl: string;
+      readonly token: string;
+      readonly count: number;
+      readonly prefix: string;
+      readonly staleAfterMs: number;
+      readonly heartbeatMs: number;
+    }
+  | { readonly type: 'ping'; readonly id: number }
+  | { readonly type: 'stop' };
+
+/** Messages to the parent. */
+export type FromWorker =
+  | { readonly type: 'ready' }
+  | { readonly type: 'pong'; readonly id: number; readonly t: number }
+  | {
+      readonly type: 'applied';
+      readonly kind: 'remote' | 'floor';
+      readonly seq: number;
+      readonly times: number[];
+    }
+  | { readonly type: 'stopped' }
+  | { readonly type: 'error'; readonly message: string };
+
+const send = (m: FromWorker) => process.send!(m);
+
+const sources: RemoteFlipSource[] = [];
+const rawRequests: { destroy(): void }[] = [];
+/** kind:seq -> times of each subscriber that has it */
+const seen = new Map<string, number[]>();
+let count = 0;
+
+function record(kind: 'remote' | 'floor', seq: number, t: number): void {
+  const key = `${kind}:${seq}`;
+  let times = seen.get(key);
+  if (!times) seen.set(key, (times = []));
+  times.push(t);
+  if (times.length === count) {
+    seen.delete(key);
+    send({ type: 'applied', kind, seq, times });
+  }
+}
+
+async function init(m: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  count = m.count;
+  const opened: Promise<void>[] = [];
+  for (let i = 0; i < m.count; i++) {
+    const source = new RemoteFlipSource({
+      urls: [m.url],
+      token: m.token,
+      workerId: `${m.prefix}-${i}`,
+      release: 'bench',
+      staleAfterMs: m.staleAfterMs,
+      heartbeatMs: m.heartbeatMs,
+    });
+    let resolveOpen!: () => void;
+    opened.push(new Promise<void>((r) => (resolveOpen = r)));
+    const listener: FlipSourceListener = {
+      onSnapshot: () => {},
+      onFlip: (r) => record('remote', r.seq, performance.now()),
+      onStatus: (s) => {
+        if (s === 'open') resolveOpen();
+      },
+    };
+    sources.push(source);
+    await source.start(listener);
+  }
+  // The floor: a raw HTTP client that only looks for the event id in what arrives.
+  for (let i = 0; i < m.count; i++) {
+    opened.push(
+      new Promise<void>((resolve, reject) => {
+        const req = request(m.floorUrl, { agent: false }, (res) => {
+          resolve();
+          res.on('data', (chunk: Buffer) => {
+            const t = performance.now();
+            const s = chunk.toString('latin1');
+            for (const match of s.matchAll(/\nid: (\d+)\n/g)) record('floor', Number(match[1]), t);
+          });
+        });
+        req.on('error', reject);
+        req.end();
+        rawRequests.push(req);
+      }),
+    );
+  }
+  await Promise.all(opened);
+  send({ type: 'ready' });
+}
+
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'ping') send({ type: 'pong', id: m.id, t: performance.now() });
+  else if (m.type === 'init')
+    init(m).catch((err: unknown) => send({ type: 'error', message: String(err) }));
+  else if (m.type === 'stop') {
+    void Promise.all(sources.map((s) => s.stop())).then(() => {
+      for (const r of rawRequests) r.destroy();
+      send({ type: 'stopped' });
+      process.disconnect();
+    });
+  }
+});

@@ -1,6 +1,6 @@
 /**
  * The timer functions the scheduler uses, injectable so tests run on a manual clock instead of
- * sleeping (CONVENTIONS: clocks and timers come in through small injected types).
+ * sleeping (CONVENTIONS: clocks and timers come in through small injected types). KS-7.1.12
  */
 export interface TimerApi {
   /** Calls `fn` once after `ms` milliseconds; returns a handle for {@link TimerApi.clearTimeout}. */

@@ -252,7 +252,7 @@ export function describeQueueControl(name: string, harness: QueueHarness): void 
       }
     });
 
-    describe('KS-7.2.9 a halt matching every context pauses the whole queue; a tenant halt does not', () => {
+    describe('KS-7.2.9 KS-7.3.1 a halt matching every context pauses the whole queue; a tenant halt does not', () => {
       it('pauses on a global hold, stays unpaused on a tenant hold, and unpauses on resume', async () => {
         await fill();
         await h.halt({ tenant: 'beta' }, 'hold');

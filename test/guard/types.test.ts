@@ -1,19 +1,20 @@
-import { MultiProvider, type Client } from '@openfeature/server-sdk';
+import type { Client, MultiProvider } from '@openfeature/server-sdk';
 import { describe, expectTypeOf, it } from 'vitest';
-import { HaltedError } from '../../src/errors.js';
-import {
+import type { HaltedError } from '../../src/errors.js';
+import type {
   DuplicateEffectError,
+  EffectBody,
   EffectGuard,
   FailClosedKillStrategy,
-  type EffectBody,
-  type GuardedEffect,
+  GuardedEffect,
 } from '../../src/guard/index.js';
-import {
+import type {
+  EffectStatus,
   FileSideEffectLedger,
+  LedgerEntry,
+  LedgerEvent,
   MemorySideEffectLedger,
-  type EffectStatus,
-  type LedgerEntry,
-  type SideEffectLedger,
+  SideEffectLedger,
 } from '../../src/ledger/index.js';
 
 describe('KS-4.4 / KS-4.6.2 public types', () => {
@@ -23,9 +24,7 @@ describe('KS-4.4 / KS-4.6.2 public types', () => {
     expectTypeOf<EffectStatus>().toEqualTypeOf<
       'intent' | 'landed' | 'failed' | 'aborted' | 'refused' | 'landed-after-halt' | 'cancelled'
     >();
-    expectTypeOf<LedgerEntry['history']>().toEqualTypeOf<
-      readonly import('../../src/ledger/index.js').LedgerEvent[]
-    >();
+    expectTypeOf<LedgerEntry['history']>().toEqualTypeOf<readonly LedgerEvent[]>();
   });
 
   it('guard.run returns the body result type and the errors are KillSwitchErrors', () => {

@@ -40,7 +40,11 @@ export class HaltWatcher {
       if (Array.isArray(changed) && changed.length > 0 && !changed.some(isKillKey)) return;
       void this.recheck();
     };
-    for (const e of [ProviderEvents.ConfigurationChanged, ProviderEvents.Stale, ProviderEvents.Error]) {
+    for (const e of [
+      ProviderEvents.ConfigurationChanged,
+      ProviderEvents.Stale,
+      ProviderEvents.Error,
+    ]) {
       client.addHandler(e, this.#onEvent);
     }
   }
@@ -89,7 +93,11 @@ export class HaltWatcher {
   /** Removes the event handlers and every watch. */
   close(): void {
     this.#closed = true;
-    for (const e of [ProviderEvents.ConfigurationChanged, ProviderEvents.Stale, ProviderEvents.Error]) {
+    for (const e of [
+      ProviderEvents.ConfigurationChanged,
+      ProviderEvents.Stale,
+      ProviderEvents.Error,
+    ]) {
       this.#client.removeHandler(e, this.#onEvent);
     }
     this.#watches.clear();

@@ -194,8 +194,12 @@ export class FileFlipLogStore implements FlipLogStore {
       if (log.tornBytes > 0) {
         // KS-2.4.2: an interrupted write was never acknowledged; cut it so appends chain on the
         // last good record, and make the cut durable before anything is appended after it.
+        // The cut bytes are gone afterwards, so the warning shows their start for forensics.
+        const preview = JSON.stringify(
+          Buffer.from(bytes.subarray(log.goodBytes, log.goodBytes + 120)).toString('utf8'),
+        );
         this.#logger.warn(
-          `killswitch: ${this.path}: cut a torn last line (${log.tornBytes} bytes after seq ${log.head.seq})`,
+          `killswitch: ${this.path}: cut a torn last line (${log.tornBytes} bytes after seq ${log.head.seq}): ${preview}`,
         );
         await fh.truncate(log.goodBytes);
         await fh.sync();
@@ -366,7 +370,7 @@ export class FileFlipLogStore implements FlipLogStore {
    * best effort that makes a retry's outcome less surprising.
    */
   async #fail(fh: LogFileHandle, cause: unknown): Promise<void> {
-    this.#state = FileStoreState.FAILED;
+    if (this.#state === FileStoreState.OPEN) this.#state = FileStoreState.FAILED; // not if closing
     this.#failure = new KillSwitchError(
       ErrorCode.STORE_UNAVAILABLE,
       `write to flip log ${this.path} failed (${(cause as Error)?.message ?? String(cause)}); ` +

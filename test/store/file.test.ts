@@ -82,7 +82,7 @@ describe('KS-2.4.2 the file store cuts a torn last line and refuses a broken mid
     await appendFile(path, '{"seq":4,"id":"f4","at":"2026');
     const { store, warnings } = make(path);
     await store.open();
-    expect(warnings.join('\n')).toMatch(/torn last line \(\d+ bytes after seq 3\)/);
+    expect(warnings.join('\n')).toMatch(/torn last line \(\d+ bytes after seq 3\): "{\\"seq\\":4/);
     expect((await readFile(path)).equals(good)).toBe(true);
     expect((await store.append(halt('f4'))).record.seq).toBe(4);
     expect((await readFlipLogFile(path)).records).toHaveLength(4);
@@ -424,5 +424,19 @@ describe('KS-2.4.7 group commit answers like the in-memory oracle (differential,
       ),
       { numRuns: 40 },
     );
+  });
+});
+
+describe('KS-2.4.8 a write that fails while the store closes leaves it closed', () => {
+  it('rejects the append as unavailable and ends in the closed state', async () => {
+    const path = nextPath();
+    const { store } = make(path, { openFile: faulty({ failWriteAt: 1 }) });
+    await store.open();
+    const pending = store.append(halt('a'));
+    const closing = store.close();
+    await expect(pending).rejects.toMatchObject({ code: ErrorCode.STORE_UNAVAILABLE });
+    await closing;
+    expect(store.state).toBe(FileStoreState.CLOSED);
+    await expect(store.read()).rejects.toMatchObject({ code: ErrorCode.STORE_CLOSED });
   });
 });

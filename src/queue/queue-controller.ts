@@ -35,6 +35,9 @@ import {
   type Verdict,
 } from './task-queue.js';
 
+/** Watches kept before the first prune of contexts that left the queue. */
+const PRUNE_MIN = 1024;
+
 /** Removals in flight at once while discarding a backlog. */
 const REMOVE_BATCH = 32;
 
@@ -134,6 +137,7 @@ export class QueueController<P = unknown> {
   readonly #consumers = new Set<TaskConsumer>();
   #running = false;
   #dirty = false;
+  #pruneAt = PRUNE_MIN;
   #closed = false;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` when `queue` or `watcher` is missing */
@@ -203,6 +207,7 @@ export class QueueController<P = unknown> {
     });
     // The halt may have landed while the add was in flight and its pass missed this task.
     if ((await this.#watcher.evaluate(ctx)).halted) await this.enforce();
+    if (this.#watches.size >= this.#pruneAt) void this.#prune();
     return task;
   }
 
@@ -482,6 +487,30 @@ export class QueueController<P = unknown> {
       } while (this.#dirty && !this.#closed);
       this.#running = false;
     })();
+  }
+
+  /**
+   * Drops the watches of contexts no task is queued under any more (every run id would otherwise
+   * leave one behind). Amortised: runs when the watch count doubles past the last prune.
+   */
+  #prune(): Promise<void> {
+    this.#pruneAt = Number.POSITIVE_INFINITY; // one prune at a time
+    return this.#mutex
+      .run(async () => {
+        const live = new Set((await this.queue.list()).map((t) => ctxKey(t.context)));
+        for (const [k, unwatch] of this.#watches) {
+          if (!live.has(k)) {
+            unwatch();
+            this.#watches.delete(k);
+          }
+        }
+      })
+      .catch((err: unknown) =>
+        this.#logger.warn(`queue ${this.queue.name}: pruning watches failed: ${String(err)}`),
+      )
+      .finally(() => {
+        this.#pruneAt = Math.max(PRUNE_MIN, 2 * this.#watches.size);
+      });
   }
 
   #checkOpen(): void {

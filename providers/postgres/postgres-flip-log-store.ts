@@ -75,6 +75,11 @@ export interface PostgresFlipLogStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Most connections of the store's own pool (ignored with `pool`). @default 10 */
   readonly poolSize?: number;
+  /**
+   * Most appends written in one transaction (group commit); 1 writes each alone. KS-8.3.4
+   * @default 64
+   */
+  readonly maxBatch?: number;
   /** Longest back-off between attempts to re-establish the LISTEN connection. @default 5000 (ms) */
   readonly reconnectMaxMs?: number;
   /** @default the global setTimeout / clearTimeout, unref'd */
@@ -96,6 +101,13 @@ export interface PostgresFollowStatus {
   readonly caughtUpAt: string | undefined;
   /** The seq of the record delivered to subscribers last (or skipped to while idle). */
   readonly deliveredSeq: number;
+}
+
+/** An append waiting for the store's writer. */
+interface PendingAppend {
+  readonly flip: NormalizedFlip;
+  resolve(result: AppendResult): void;
+  reject(err: unknown): void;
 }
 
 /** Lifecycle of the store. */
@@ -176,6 +188,11 @@ export class PostgresFlipLogStore implements FlipLogStore {
   readonly #deliverMutex = new Mutex();
   #queuedCatchUp: Promise<void> | undefined;
 
+  // Group commit: appends waiting for the writer, and whether it is running.
+  readonly #queue: PendingAppend[] = [];
+  #writing = false;
+  readonly #maxBatch: number;
+
   #listenState: ListenState = ListenState.STOPPED;
   #listenClient: pg.PoolClient | undefined;
   #listenGeneration = 0;
@@ -254,6 +271,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
       600_000,
     );
     const poolSize = intOption('poolSize', options.poolSize, 10, 1, 1000);
+    this.#maxBatch = intOption('maxBatch', options.maxBatch, 64, 1, 1000);
     this.#reconnectMaxMs = intOption(
       'reconnectMaxMs',
       options.reconnectMaxMs,
@@ -394,14 +412,57 @@ export class PostgresFlipLogStore implements FlipLogStore {
     return this.#track(
       (async () => {
         await this.open();
-        return this.#appendOnce(flip, 0);
+        return this.#enqueue(flip);
       })(),
     );
   }
 
-  async #appendOnce(flip: NormalizedFlip, attempt: number): Promise<AppendResult> {
-    const client = await this.#connect();
-    let record: FlipRecord | undefined;
+  /**
+   * Queues a flip for the store's writer. Appends that arrive while a transaction is running are
+   * written together in the next one (group commit: one lock wait and one COMMIT for the batch);
+   * every one of them is answered only after that COMMIT. KS-8.3.4
+   */
+  #enqueue(flip: NormalizedFlip): Promise<AppendResult> {
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.#queue.push({ flip, resolve, reject });
+      if (!this.#writing) {
+        this.#writing = true;
+        void this.#writeLoop();
+      }
+    });
+  }
+
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#maxBatch);
+        try {
+          await this.#writeBatch(batch, 0);
+        } catch (err) {
+          // #writeBatch settles its batch itself; this only guards against a bug leaving callers hanging.
+          for (const p of batch) p.reject(unavailable('append failed', err));
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  /** One transaction for a batch; settles every item only once the outcome is known. */
+  async #writeBatch(batch: readonly PendingAppend[], attempt: number): Promise<void> {
+    const fail = (err: unknown) => {
+      for (const p of batch) p.reject(err);
+    };
+    let client: pg.PoolClient;
+    try {
+      client = await this.#connect();
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    const ids = batch.map((p) => p.flip.id);
+    const answers: (AppendResult | KillSwitchError)[] = [];
+    const fresh: FlipRecord[] = [];
     let commitSent = false;
     try {
       // One round trip: the transaction, its timeout, and the lock that serialises every writer of
@@ -411,55 +472,85 @@ export class PostgresFlipLogStore implements FlipLogStore {
           `SELECT pg_advisory_xact_lock(${LOCK_CLASS_APPEND}, hashtext('${this.schema}'))`,
       );
       const probe = await client.query<FlipRow & { kind: 'dup' | 'head' }>(
-        `SELECT 'dup' AS kind, ${RECORD_COLUMNS} FROM ${this.#table} f WHERE f.id = $1 ` +
+        `SELECT 'dup' AS kind, ${RECORD_COLUMNS} FROM ${this.#table} f WHERE f.id = ANY($1::text[]) ` +
           `UNION ALL (SELECT 'head' AS kind, ${RECORD_COLUMNS} FROM ${this.#table} f ORDER BY f.seq DESC LIMIT 1)`,
-        [flip.id],
+        [ids],
       );
       let head: LogHead = { seq: 0, hash: GENESIS_HASH };
-      let existing: FlipRecord | undefined;
+      const known = new Map<string, FlipRecord>();
       for (const row of probe.rows) {
         const seq = seqOf(row.seq, 0);
-        if (row.kind === 'dup') existing = this.#decodeOne(row, seq);
-        else head = { seq, hash: row.hash };
+        if (row.kind === 'dup') {
+          const r = this.#decodeOne(row, seq);
+          known.set(r.id, r);
+        } else head = { seq, hash: row.hash };
       }
-      if (existing !== undefined) {
+      // Decided under the lock, so two replicas racing with one id agree. KS-8.3.3
+      for (const { flip } of batch) {
+        const existing = known.get(flip.id);
+        if (existing !== undefined) {
+          answers.push(
+            sameFlip(existing, flip)
+              ? { record: existing, duplicate: true }
+              : new KillSwitchError(
+                  ErrorCode.ID_CONFLICT,
+                  `flip id ${flip.id} is already used by seq ${existing.seq} for a different flip`,
+                ),
+          );
+          continue;
+        }
+        const record = chainRecord(flip, head, this.#now());
+        head = record;
+        known.set(record.id, record);
+        fresh.push(record);
+        answers.push({ record, duplicate: false });
+      }
+      if (fresh.length === 0) {
         await client.query('ROLLBACK');
-        client.release();
-        // Decided under the lock, so two replicas racing with one id agree. KS-8.3.3
-        if (sameFlip(existing, flip)) return { record: existing, duplicate: true };
-        throw new KillSwitchError(
-          ErrorCode.ID_CONFLICT,
-          `flip id ${flip.id} is already used by seq ${existing.seq} for a different flip`,
-        );
+      } else {
+        for (const record of fresh) {
+          await client.query(
+            `INSERT INTO ${this.#table} (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body) ` +
+              'VALUES ($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)',
+            insertParams(record),
+          );
+        }
+        commitSent = true;
+        // KS-8.3.2 acknowledged only after COMMIT returns.
+        await client.query('COMMIT');
       }
-      record = chainRecord(flip, head, this.#now());
-      await client.query(
-        `INSERT INTO ${this.#table} (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body) ` +
-          'VALUES ($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)',
-        insertParams(record),
-      );
-      commitSent = true;
-      // KS-8.3.2 acknowledged only after COMMIT returns.
-      await client.query('COMMIT');
     } catch (err) {
-      if (err instanceof KillSwitchError && err.code === ErrorCode.ID_CONFLICT) throw err;
       // The connection's state is unknown: never hand it back to the pool.
       client.release(true);
-      if (err instanceof LogCorruptError) throw this.#fail(err);
+      if (err instanceof LogCorruptError) {
+        fail(this.#fail(err));
+        return;
+      }
       if (!commitSent && sqlState(err) === UNIQUE_VIOLATION && attempt < 3) {
         // Only a writer that bypasses the lock can get here; try again on a fresh head.
-        return this.#appendOnce(flip, attempt + 1);
+        await this.#writeBatch(batch, attempt + 1);
+        return;
       }
-      throw unavailable(
-        commitSent
-          ? `commit of flip ${flip.id} failed or its outcome is unknown; retry with the same id`
-          : `append of flip ${flip.id} failed, nothing was written`,
-        err,
+      // Nothing is acknowledged, not even an id conflict decided against a record of this batch
+      // that may not have been written.
+      const which = ids.length === 1 ? `flip ${ids[0]}` : `${ids.length} flips (${ids.join(', ')})`;
+      fail(
+        unavailable(
+          commitSent
+            ? `commit of ${which} failed or its outcome is unknown; retry with the same id`
+            : `append of ${which} failed, nothing was written`,
+          err,
+        ),
       );
+      return;
     }
     client.release();
-    await this.#afterCommit(record);
-    return { record, duplicate: false };
+    for (const record of fresh) await this.#afterCommit(record);
+    batch.forEach((p, i) => {
+      const a = answers[i]!;
+      if (a instanceof KillSwitchError) p.reject(a);
+      else p.resolve(a);
+    });
   }
 
   /** Records with seq greater than `after`, verified before they are returned. KS-8.4.2 */

@@ -589,3 +589,69 @@ describe.runIf(RUN_PG)('KS-8.1.1 a store opened with ?schema= uses that schema',
     expect(await admin(`SELECT id FROM "${schema}".flips`)).toEqual([{ id: 'u' }]);
   });
 });
+
+describe.runIf(RUN_PG)(
+  'KS-8.3.4 concurrent appends to one store share transactions (group commit)',
+  () => {
+    it('writes 20 concurrent appends in fewer than 20 transactions, as one dense chain', async () => {
+      const schema = fresh('group');
+      const s = store(schema);
+      await s.open();
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => s.append(halt(`g${i}`))),
+      );
+      expect(results.map((r) => r.record.seq).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      const tx = await admin<{ n: string }>(
+        `SELECT count(DISTINCT xmin::text) AS n FROM "${schema}".flips`,
+      );
+      expect(Number(tx[0]!.n)).toBeLessThan(20);
+      expect(verifyChain(await s.read())).toHaveLength(20);
+    });
+
+    it('answers a retry and a conflicting reuse of an id inside one batch like separate appends', async () => {
+      const schema = fresh('group');
+      const s = store(schema);
+      await s.open();
+      // Hold the writer busy so the next appends queue up into one batch.
+      const first = s.append(halt('busy'));
+      const settled = await Promise.allSettled([
+        s.append(halt('x')),
+        s.append(halt('x')),
+        s.append(halt('x', { reason: 'another reason' })),
+        s.append(halt('y')),
+      ]);
+      await first;
+      const [a, b, c, d] = settled;
+      expect(a).toMatchObject({ status: 'fulfilled', value: { duplicate: false } });
+      expect(b).toMatchObject({ status: 'fulfilled', value: { duplicate: true } });
+      expect((b as PromiseFulfilledResult<{ record: FlipRecord }>).value.record).toEqual(
+        (a as PromiseFulfilledResult<{ record: FlipRecord }>).value.record,
+      );
+      expect(c).toMatchObject({ status: 'rejected', reason: { code: ErrorCode.ID_CONFLICT } });
+      expect(d).toMatchObject({ status: 'fulfilled', value: { duplicate: false } });
+      expect((await s.read()).map((r) => r.id)).toEqual(['busy', 'x', 'y']);
+    });
+
+    it('acknowledges none of a batch whose transaction fails', async () => {
+      const schema = fresh('group');
+      const proxy = await startProxy();
+      proxies.add(proxy);
+      const s = store(schema, { connectionString: proxy.url, connectTimeoutMs: 500 });
+      await s.append(halt('before'));
+      await proxy.cut();
+      const settled = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, i) => s.append(halt(`lost-${i}`))),
+      );
+      for (const r of settled) {
+        expect(r).toMatchObject({
+          status: 'rejected',
+          reason: { code: ErrorCode.STORE_UNAVAILABLE },
+        });
+      }
+      const direct = store(schema);
+      expect((await direct.read()).map((r) => r.id)).toEqual(['before']);
+    });
+  },
+);

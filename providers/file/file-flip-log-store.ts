@@ -154,7 +154,7 @@ export class FileFlipLogStore implements FlipLogStore {
     this.#logger = o.logger ?? { warn: (m) => console.warn(m) };
     this.#now = o.now ?? (() => new Date());
     this.#maxBatch = o.maxBatchRecords ?? 256;
-    this.#openFile = o.openFile ?? ((p) => open(p, 'a+', 0o600));
+    this.#openFile = o.openFile ?? ((p) => open(p, 'a+', 0o600)); // KS-2.4.6
   }
 
   /** Where the store is in its life cycle. */
@@ -186,7 +186,7 @@ export class FileFlipLogStore implements FlipLogStore {
     let lock: LockFile | undefined;
     let fh: LogFileHandle | undefined;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await mkdir(dir, { recursive: true, mode: 0o700 }); // KS-2.4.6
       lock = await LockFile.acquire(`${this.path}.lock`, (m) => this.#logger.warn(m));
       fh = await this.#openFile(this.path);
       const bytes = await fh.readFile();
@@ -248,17 +248,32 @@ export class FileFlipLogStore implements FlipLogStore {
     });
   }
 
+  /**
+   * Records in seq order (acknowledged ones only; reads keep working after a write failure).
+   *
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`; what {@link FileFlipLogStore.open} throws
+   */
   async read(options?: ReadOptions): Promise<FlipRecord[]> {
     await this.#ready();
     return this.#core.read(options);
   }
 
+  /**
+   * The last acknowledged record's seq and hash.
+   *
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`; what {@link FileFlipLogStore.open} throws
+   */
   async head(): Promise<LogHead> {
     await this.#ready();
     return this.#core.head();
   }
 
-  /** @throws {KillSwitchError} `KS_STORE_CLOSED` */
+  /**
+   * Delivers each record this store appends from now on, in seq order, once it is durable. The
+   * file has one writer (KS-2.4.5), so these are all the records the log gets.
+   *
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`
+   */
   subscribe(listener: RecordListener): () => void {
     if (this.#state === FileStoreState.CLOSED) throw this.#closedError();
     return this.#core.subscribe(listener);
@@ -292,7 +307,11 @@ export class FileFlipLogStore implements FlipLogStore {
     if (this.#failure !== undefined) throw this.#failure;
   }
 
-  /** Writes queued appends in batches until the queue is empty. Runs under the mutex. */
+  /**
+   * Writes queued appends in batches until the queue is empty; appends that arrive while a batch
+   * is being written and fsynced form the next batch (group commit, KS-2.4.7). Runs under the
+   * mutex, so close (KS-2.4.8) waits for it.
+   */
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {

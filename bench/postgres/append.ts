@@ -1,8 +1,8 @@
 /**
  * PostgreSQL flip-log benchmark (KS-8.3.1, KS-8.5.2): appends per second and p50/p99 append
  * latency (call to acknowledgement, i.e. after COMMIT) with 1 writer, with 8 concurrent writers
- * sharing one store (one pool), and with 8 stores writing at once (8 replicas, each its own
- * pool); and the delivery lag from one store's acknowledged append to a subscriber of another
+ * sharing one store (one pool; its group commit batches them, KS-8.3.4), and with 8 stores writing
+ * at once (8 replicas, each its own pool, serialised by the advisory lock); and the delivery lag from one store's acknowledged append to a subscriber of another
  * store (NOTIFY, then the catch-up read). All in the same run, so ratios compare like with like.
  * Uses its own schema in KS_PG_URL (default postgres://postgres@127.0.0.1:5432/test), dropped after.
  *

@@ -138,6 +138,8 @@ export class QueueController<P = unknown> {
   #running = false;
   #dirty = false;
   #pruneAt = PRUNE_MIN;
+  /** Tasks admitted to run, with the controller that aborts their signal on a halt. */
+  readonly #runs = new Map<string, { ac: AbortController; unwatch: () => void }>();
   #closed = false;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` when `queue` or `watcher` is missing */
@@ -239,21 +241,12 @@ export class QueueController<P = unknown> {
       concurrency,
       admit: (task) => this.#admit(task),
       handler: async (task) => {
-        const ac = new AbortController();
-        const unwatch = this.#watcher.watch(task.context, (d) =>
-          ac.abort(
-            new HaltedError(
-              ErrorCode.ABORTED,
-              `task aborted: ${describe(d)}`,
-              d.cause ?? HaltCause.HALTED,
-              d.flip,
-            ),
-          ),
-        );
+        const run = this.#runs.get(task.id) ?? this.#watchRun(task);
         try {
-          return await handler(task, ac.signal);
+          return await handler(task, run.ac.signal);
         } finally {
-          unwatch();
+          run.unwatch();
+          this.#runs.delete(task.id);
         }
       },
     });
@@ -407,16 +400,40 @@ export class QueueController<P = unknown> {
 
   /** Worker admission: KS-7.2.7 */
   async #admit(task: QueuedTask<P>): Promise<Verdict> {
+    // Watch before the check: a halt landing between the check and the handler's start must
+    // still abort the task's signal (the watcher only fires on events after a watch exists).
+    const run = this.#watchRun(task);
     const d = await this.#watcher.evaluate(task.context);
-    if (!d.halted) return { action: 'run' };
-    const mode = modeOf(d);
-    if (mode === QueueMode.DRAIN) return { action: 'run' };
+    const mode = d.halted ? modeOf(d) : undefined;
+    if (mode === undefined || mode === QueueMode.DRAIN) {
+      // A drained task runs to completion: the drain halt itself must not abort it.
+      if (mode === QueueMode.DRAIN) run.unwatch();
+      this.#runs.set(task.id, run);
+      return { action: 'run' };
+    }
+    run.unwatch();
     if (mode === QueueMode.HOLD) {
       this.#watch(task.context);
       return { action: 'hold', info: holdInfo(d) };
     }
     await this.#journalDiscard(task, d);
     return { action: 'discard' };
+  }
+
+  /** An abort controller for a task's run that aborts on a matching halt. */
+  #watchRun(task: QueuedTask<P>): { ac: AbortController; unwatch: () => void } {
+    const ac = new AbortController();
+    const unwatch = this.#watcher.watch(task.context, (d) =>
+      ac.abort(
+        new HaltedError(
+          ErrorCode.ABORTED,
+          `task aborted: ${describe(d)}`,
+          d.cause ?? HaltCause.HALTED,
+          d.flip,
+        ),
+      ),
+    );
+    return { ac, unwatch: () => void unwatch() };
   }
 
   /** Journals a discard durably. */

@@ -252,6 +252,30 @@ export function describeQueueControl(name: string, harness: QueueHarness): void 
       }
     });
 
+    describe('KS-7.2.7 a running task’s signal aborts on a matching halt', () => {
+      it('aborts with KS_ABORTED naming the flip; a task of another tenant is not aborted', async () => {
+        const signals = new Map<string, AbortSignal>();
+        consumers.push(
+          await controller.work(
+            (task, signal) =>
+              new Promise<void>((resolve) => {
+                signals.set(task.context.tenant!, signal);
+                signal.addEventListener('abort', () => resolve());
+                setTimeout(resolve, 2_000);
+              }),
+            { concurrency: 2 },
+          ),
+        );
+        await controller.enqueue({ tenant: 'acme', runId: 'long' }, { n: 1, note: '' });
+        await controller.enqueue({ tenant: 'beta', runId: 'long' }, { n: 2, note: '' });
+        await until(() => signals.size === 2, 'both running');
+        const seq = await h.halt({ tenant: 'acme' }, 'discard');
+        await until(() => signals.get('acme')!.aborted, 'acme aborted');
+        expect(signals.get('acme')!.reason).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+        expect(signals.get('beta')!.aborted).toBe(false);
+      });
+    });
+
     describe('KS-7.2.9 KS-7.3.1 a halt matching every context pauses the whole queue; a tenant halt does not', () => {
       it('pauses on a global hold, stays unpaused on a tenant hold, and unpauses on resume', async () => {
         await fill();

@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   status: () => import('./commands/status.js'),
   log: () => import('./commands/log.js'),
   workers: () => import('./commands/workers.js'),
+  drill: () => import('./commands/drill.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -139,7 +139,8 @@ export function renderSvg(r: DrillReport): string {
   const left = 56;
   const top = 40;
   const plotH = 260;
-  const width = left + Math.max(1, levers.length) * groupW + 160;
+  // Wide enough for the title whatever the number of levers.
+  const width = Math.max(720, left + Math.max(1, levers.length) * groupW + 160);
   const height = top + plotH + 60;
   const y = (v: number) => top + plotH - (Math.min(v, maxV) / maxV) * plotH;
   const out: string[] = [];
@@ -147,7 +148,7 @@ export function renderSvg(r: DrillReport): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<title>Time-to-stop per worker per level: drill ${esc(r.scenario)}</title>`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="${left}" y="20" font-size="14" font-weight="bold">Time-to-stop per worker (flip accepted -> worker applied), drill ${esc(r.scenario)}: ${r.passed ? 'passed' : 'FAILED'}</text>`,
+    `<text x="${left}" y="20" font-size="14" font-weight="bold">Time-to-stop per worker (flip accepted to worker applied), drill ${esc(r.scenario)}: ${r.passed ? 'passed' : 'FAILED'}</text>`,
   );
   for (let i = 0; i <= 5; i++) {
     const v = (maxV * i) / 5;

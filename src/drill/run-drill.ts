@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlPlaneClient } from '../client/control-plane-client.js';
 import { InvalidOptionError } from '../errors.js';
-import { FileSideEffectLedger } from '../ledger/file-side-effect-ledger.js';
+import { foldLedgerEvents, parseLedgerEvent } from '../ledger/side-effect-ledger.js';
 import {
   formatSelector,
   levelOf,
@@ -547,20 +547,32 @@ function completeLever(
   };
 }
 
-/** Reads worker ledgers as {@link LedgerView}s. */
+/**
+ * Reads worker ledgers as {@link LedgerView}s, read-only: a live worker may still be appending
+ * (fleet mode), so the file is never opened for writing (opening a FileSideEffectLedger would cut
+ * a torn tail under the writer). A last line without its newline is being written and is skipped;
+ * any other bad line makes the ledger unreadable, which fails the check.
+ */
 async function readLedgers(
   files: readonly { workerId: string; path: string }[],
 ): Promise<{ views: LedgerView[]; unreadable: string[] }> {
   const views: LedgerView[] = [];
   const unreadable: string[] = [];
   for (const f of files) {
-    const ledger = new FileSideEffectLedger({
-      path: f.path,
-      fsync: false,
-      logger: { warn: () => undefined },
-    });
     try {
-      for (const e of await ledger.entries()) {
+      const text = await readFile(f.path, 'utf8');
+      const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+      const events = complete
+        .split('\n')
+        .filter((l) => l.length > 0)
+        .map((l, i) => {
+          try {
+            return parseLedgerEvent(JSON.parse(l));
+          } catch (err) {
+            throw new Error(`line ${i + 1}: ${(err as Error).message}`);
+          }
+        });
+      for (const e of foldLedgerEvents(events)) {
         views.push({
           key: e.key,
           workerId: f.workerId,
@@ -570,8 +582,6 @@ async function readLedgers(
       }
     } catch (err) {
       unreadable.push(`${f.path}: ${(err as Error).message}`);
-    } finally {
-      await ledger.close().catch(() => undefined);
     }
   }
   return { views, unreadable };

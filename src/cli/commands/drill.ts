@@ -1,0 +1,177 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { KillSwitchError } from '../../errors.js';
+import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
+
+const HELP = `usage: killswitch drill [--scenario <file>] [--workers <n>] [--out <dir>] [--json]
+       killswitch drill --url <url> --token <token> --expect-workers <n|id,id,...>
+                        --scope-tenant <t> [--scope-capability <c>] [--scope-run <r>] [--scope-feature <f>]
+                        [--allow-global] [--sink <url>] [--ledger <file>]...
+
+Pulls the kill switch at every level of a scenario on a fleet and checks that it really stops
+(DESIGN section 8, spec/KS-9-drill.md). Without --url it starts everything itself: a control
+plane on the embedded default (temporary data directory), an effect sink, a slow LLM and
+<n> worker processes on synthetic agent traffic. Before each lever every expected worker must be
+connected and fresh; a worker that is not fails the drill.
+
+  --scenario <file>       drill scenario (default spec/drills/standard.json)
+  --workers <n>           worker processes (default: the scenario's, 8 in the standard one)
+  --out <dir>             where report.json, summary.md and time-to-stop.svg go
+                          (default reports/drill-<scenario>-<time>)
+  --json                  print the JSON report on stdout instead of progress lines
+  --keep-data             keep the temporary flip log and ledgers (their path is printed)
+
+Against a fleet it did not start (staging), with --expect-workers it starts nothing and pulls
+levers only on the drill scope you name, so traffic outside it is untouched:
+  --url <url>             the control plane; without --expect-workers the drill's own workers use it
+  --token <token>         bearer token allowed to halt and resume the scope (default $KILLSWITCH_TOKEN)
+  --expect-workers <x>    a count, or a comma-separated list of worker ids, that must be connected
+  --scope-tenant <t>      drill tenant (tenant lever; narrows the capability lever)
+  --scope-capability <c>  canary capability (capability lever)
+  --scope-run <r>         drill run (run lever)
+  --scope-feature <f>     drill feature (feature lever)
+  --allow-global          also pull the global lever (stops the whole fleet)
+  --sink <url>            a drill effect sink to read effects from (GET /effects)
+  --ledger <file>         a worker ledger (JSON lines) to check; repeat for each
+
+exit codes: 0 every target met, 1 a target was missed (violations are printed), 2 usage error`;
+
+/**
+ * `killswitch drill`: runs a drill scenario and exits non-zero on any violation. KS-9.6.2
+ */
+export const command: CliCommand = {
+  name: 'drill',
+  summary: 'pull the lever at every level on a fleet, measure, fail on a regression',
+  help: HELP,
+  async run(argv: readonly string[], io: CliIo): Promise<number> {
+    let values: ReturnType<typeof parse>['values'];
+    try {
+      ({ values } = parse(argv));
+    } catch (err) {
+      io.stderr(`killswitch drill: ${(err as Error).message}\n${HELP}`);
+      return ExitCode.USAGE;
+    }
+    // Loaded here so `killswitch --help` stays light.
+    const { loadScenario } = await import('../../drill/scenario.js');
+    const { runDrill } = await import('../../drill/run-drill.js');
+    let workers: number | undefined;
+    if (values.workers !== undefined) {
+      workers = Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+        io.stderr(
+          `killswitch drill: --workers: expected an integer 1..64, received ${values.workers}`,
+        );
+        return ExitCode.USAGE;
+      }
+    }
+    let expectWorkers: number | string[] | undefined;
+    if (values['expect-workers'] !== undefined) {
+      const raw = values['expect-workers'];
+      expectWorkers = /^\d+$/.test(raw)
+        ? Number(raw)
+        : raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean);
+      if (
+        (typeof expectWorkers === 'number' && expectWorkers < 1) ||
+        (Array.isArray(expectWorkers) && expectWorkers.length === 0)
+      ) {
+        io.stderr(
+          'killswitch drill: --expect-workers: expected a count >= 1 or a list of worker ids',
+        );
+        return ExitCode.USAGE;
+      }
+      if (values.url === undefined) {
+        io.stderr('killswitch drill: --expect-workers needs --url (the fleet’s control plane)');
+        return ExitCode.USAGE;
+      }
+    }
+    const scenarioPath = values.scenario ?? defaultScenario();
+    let scenario;
+    try {
+      scenario = await loadScenario(scenarioPath, workers !== undefined ? { workers } : {});
+    } catch (err) {
+      io.stderr(`killswitch drill: ${(err as Error).message}`);
+      return ExitCode.USAGE;
+    }
+    const out =
+      values.out ??
+      join('reports', `drill-${scenario.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    const token = values.token ?? nonEmpty(io.env['KILLSWITCH_TOKEN']);
+    const scope = {
+      ...(values['scope-tenant'] !== undefined ? { tenant: values['scope-tenant'] } : {}),
+      ...(values['scope-capability'] !== undefined
+        ? { capability: values['scope-capability'] }
+        : {}),
+      ...(values['scope-run'] !== undefined ? { runId: values['scope-run'] } : {}),
+      ...(values['scope-feature'] !== undefined ? { feature: values['scope-feature'] } : {}),
+    };
+    const start = Date.now();
+    const log = values.json
+      ? (l: string) => io.stderr(`[drill +${((Date.now() - start) / 1000).toFixed(1)}s] ${l}`)
+      : (l: string) => io.stdout(`[drill +${((Date.now() - start) / 1000).toFixed(1)}s] ${l}`);
+    try {
+      const outcome = await runDrill({
+        scenario,
+        outDir: out,
+        log,
+        ...(values.url !== undefined ? { url: values.url } : {}),
+        ...(token !== undefined ? { token } : {}),
+        ...(expectWorkers !== undefined ? { expectWorkers } : {}),
+        scope,
+        allowGlobal: values['allow-global'] === true,
+        ...(values.sink !== undefined ? { sinkUrl: values.sink } : {}),
+        ...(values.ledger !== undefined ? { ledgerPaths: values.ledger } : {}),
+        keepData: values['keep-data'] === true,
+      });
+      if (values.json) io.stdout(JSON.stringify(outcome.report));
+      return outcome.exitCode === 0 ? ExitCode.OK : ExitCode.FAILED;
+    } catch (err) {
+      io.stderr(
+        `killswitch drill: ${err instanceof KillSwitchError ? `${err.code}: ` : ''}${(err as Error).message}`,
+      );
+      return err instanceof KillSwitchError && err.code === 'KS_INVALID_OPTION'
+        ? ExitCode.USAGE
+        : ExitCode.FAILED;
+    }
+  },
+};
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    options: {
+      scenario: { type: 'string' },
+      workers: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'keep-data': { type: 'boolean', default: false },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      'expect-workers': { type: 'string' },
+      'scope-tenant': { type: 'string' },
+      'scope-capability': { type: 'string' },
+      'scope-run': { type: 'string' },
+      'scope-feature': { type: 'string' },
+      'allow-global': { type: 'boolean', default: false },
+      sink: { type: 'string' },
+      ledger: { type: 'string', multiple: true },
+    },
+    allowPositionals: false,
+    strict: true,
+  });
+}
+
+/** spec/drills/standard.json: in the working directory, else next to the package. */
+function defaultScenario(): string {
+  const local = join('spec', 'drills', 'standard.json');
+  if (existsSync(local)) return local;
+  return fileURLToPath(new URL('../../../../spec/drills/standard.json', import.meta.url));
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
+}

@@ -1,0 +1,135 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { startEffectSink, type EffectSink } from '../../src/drill/effect-sink.js';
+import { drillNow } from '../../src/drill/internal/clock.js';
+import { WorkerFleet } from '../../src/drill/internal/worker-fleet.js';
+import { fleetLevers, runDrill } from '../../src/drill/run-drill.js';
+import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/slow-llm-server.js';
+import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
+import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
+
+let dir: string | undefined;
+let cp: ControlPlane | undefined;
+let sink: EffectSink | undefined;
+let llm: SlowLlmServer | undefined;
+const fleet = new WorkerFleet();
+afterAll(async () => {
+  await fleet.stop(5_000).catch(() => undefined);
+  fleet.kill();
+  await cp?.close();
+  await sink?.close();
+  await llm?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('KS-9.5.1 against a fleet it did not start, the drill pulls levers on the drill scope only', () => {
+  it('derives the levers from the scope and pulls global only when allowed', () => {
+    expect(
+      fleetLevers({ tenant: 'drill', capability: 'canary' }, false).map((l) => l.selector),
+    ).toEqual([{ tenant: 'drill', capability: 'canary' }, { tenant: 'drill' }]);
+    expect(fleetLevers({ runId: 'r1' }, true).map((l) => l.selector)).toEqual([
+      { runId: 'r1' },
+      {},
+    ]);
+  });
+
+  it('refuses expected workers without a control plane URL', async () => {
+    const scenario = await scenarioFrom('ci.json');
+    await expect(runDrill({ scenario, expectWorkers: 2 })).rejects.toMatchObject({
+      code: 'KS_INVALID_OPTION',
+    });
+  });
+});
+
+describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missing worker and leaves other tenants alone', () => {
+  it(
+    'flags the expected worker that never connected and measures the others from their acks',
+    { timeout: 120_000 },
+    async () => {
+      dir = await mkdtemp(join(tmpdir(), 'drill-fleet-'));
+      const store = new MemoryFlipLogStore();
+      await store.open();
+      cp = await startControlPlane({
+        store,
+        port: 0,
+        auth: 'none',
+        now: drillNow,
+        logger: { info() {}, warn() {}, error() {} },
+      });
+      sink = await startEffectSink();
+      llm = await startSlowLlmServer({ tokens: 3, tokenIntervalMs: 10 });
+      const scenario = await scenarioFrom('ci.json', (raw) => ({
+        ...raw,
+        workers: 2,
+        timings: {
+          warmupMs: 600,
+          observeMs: 600,
+          waitMs: 5_000,
+          freshWithinMs: 3_000,
+          connectTimeoutMs: 10_000,
+        },
+      }));
+      const ledgers = ['w1', 'w2'].map((id) => join(dir!, `ledger-${id}.jsonl`));
+      ['w1', 'w2'].forEach((workerId, i) =>
+        fleet.spawn(WORKER_SCRIPT, {
+          workerId,
+          release: 'staging-1',
+          urls: [cp!.url],
+          sinkUrl: sink!.url,
+          llmUrl: llm!.url,
+          ledgerPath: ledgers[i]!,
+          traffic: scenario.traffic,
+          seed: 3,
+          variant: 'normal',
+          staleAfterMs: 3_000,
+          heartbeatMs: 1_000,
+        }),
+      );
+      await expect
+        .poll(() => cp!.tracker.workers().filter((w) => w.connected && !w.stale).length, {
+          timeout: 20_000,
+        })
+        .toBe(2);
+      await new Promise((r) => setTimeout(r, 800));
+
+      const p = progress();
+      const { report, exitCode } = await runDrill({
+        scenario,
+        url: cp.url,
+        expectWorkers: ['w1', 'w2', 'w9'],
+        scope: { tenant: 'acme', capability: 'payments.refund' },
+        sinkUrl: sink.url,
+        ledgerPaths: ledgers,
+        log: p.log,
+      });
+      expect(exitCode, p.lines.join('\n')).toBe(1);
+      expect(report.mode).toBe('fleet');
+      expect(
+        report.violations.filter((v) => v.code === 'worker-not-connected').map((v) => v.workerId),
+      ).toEqual(['w9']);
+      expect(report.levers.map((l) => l.selector)).toEqual([
+        { tenant: 'acme', capability: 'payments.refund' },
+        { tenant: 'acme' },
+      ]);
+      for (const l of report.levers) {
+        const acked = l.stops
+          .filter((s) => s.fromAck && s.timeToStopMs !== undefined)
+          .map((s) => s.workerId);
+        expect(acked.sort()).toEqual(['w1', 'w2']);
+        expect(l.completeAt).toBeDefined();
+        expect(l.effects!.matchingAfterComplete).toBe(0);
+        expect(l.resume?.ok).toBe(true);
+      }
+      // Only the drill scope was ever flipped: production traffic outside it was untouched.
+      const flips = await store.read();
+      expect(flips.length).toBe(4);
+      expect(flips.every((f) => f.selector.tenant === 'acme')).toBe(true);
+      // The ledgers were read once the workers stopped writing them.
+      await fleet.stop();
+      expect(report.ledger).toBeDefined();
+    },
+  );
+});

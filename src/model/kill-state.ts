@@ -38,17 +38,35 @@ export interface StateChange {
   readonly level: Level;
 }
 
-/** A shape's key for a context: the named values joined; one value is used as is. */
+/** The attribute names a shape names, in canonical order (precomputed for all 16 shapes). */
+const SHAPE_KEYS: readonly (readonly (keyof KillContext)[])[] = Array.from({ length: 16 }, (_, shape) =>
+  SELECTOR_KEYS.filter((_k, i) => (shape & (1 << i)) !== 0),
+);
+
+/**
+ * A shape's key for a context: the named values joined with NUL (selector values cannot contain
+ * control characters); a single value is used as is, so the common one-attribute lookup builds
+ * no string. Undefined when the context lacks an attribute, or has one that is not a string.
+ */
 function keyOf(shape: number, ctx: KillContext | Selector): string | undefined {
-  let key: string | undefined;
-  for (let i = 0; i < 4; i++) {
-    if (shape & (1 << i)) {
-      const v = ctx[SELECTOR_KEYS[i]!];
-      if (typeof v !== 'string') return undefined;
-      key = key === undefined ? v : key + '\u0000' + v;
-    }
+  const names = SHAPE_KEYS[shape]!;
+  if (names.length === 1) {
+    const v = ctx[names[0]!];
+    return typeof v === 'string' ? v : undefined;
   }
-  return key ?? '';
+  let key = '';
+  for (let i = 0; i < names.length; i++) {
+    const v = ctx[names[i]!];
+    if (typeof v !== 'string') return undefined;
+    key = i === 0 ? v : key + '\u0000' + v;
+  }
+  return key;
+}
+
+/** A shape in use and its map, side by side so a lookup does one map probe per shape. */
+interface ShapeIndex {
+  readonly shape: number;
+  readonly map: Map<string, FlipRecord>;
 }
 
 /**
@@ -68,8 +86,8 @@ export class KillState {
   /** shape bitmask -> selector key -> active halt */
   readonly #index = new Map<number, Map<string, FlipRecord>>();
   /** Shapes with at least one active halt, per level and in all. */
-  #shapes: number[] = [];
-  #shapesByLevel = new Map<Level, number[]>();
+  #shapes: ShapeIndex[] = [];
+  #shapesByLevel = new Map<Level, ShapeIndex[]>();
   #size = 0;
 
   private constructor(seq: number, hash: string) {
@@ -169,10 +187,10 @@ export class KillState {
     if (shapes === undefined) return undefined;
     let best: FlipRecord | undefined;
     for (let i = 0; i < shapes.length; i++) {
-      const shape = shapes[i]!;
-      const key = keyOf(shape, ctx);
+      const s = shapes[i]!;
+      const key = keyOf(s.shape, ctx);
       if (key === undefined) continue;
-      const hit = this.#index.get(shape)!.get(key);
+      const hit = s.map.get(key);
       if (hit !== undefined && (best === undefined || hit.seq < best.seq)) best = hit;
     }
     return best;
@@ -181,10 +199,10 @@ export class KillState {
   /** Every active halt that matches the context, in seq order. */
   matchAll(ctx: KillContext): FlipRecord[] {
     const out: FlipRecord[] = [];
-    for (const shape of this.#shapes) {
-      const key = keyOf(shape, ctx);
+    for (const s of this.#shapes) {
+      const key = keyOf(s.shape, ctx);
       if (key === undefined) continue;
-      const hit = this.#index.get(shape)!.get(key);
+      const hit = s.map.get(key);
       if (hit !== undefined) out.push(hit);
     }
     return out.sort((a, b) => a.seq - b.seq);
@@ -241,12 +259,14 @@ export class KillState {
   }
 
   #reshape(): void {
-    this.#shapes = [...this.#index.keys()].sort((a, b) => a - b);
-    const byLevel = new Map<Level, number[]>();
+    this.#shapes = [...this.#index.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([shape, map]) => ({ shape, map }));
+    const byLevel = new Map<Level, ShapeIndex[]>();
     for (const l of LEVELS) byLevel.set(l, []);
-    for (const shape of this.#shapes) {
-      const sample = this.#index.get(shape)!.values().next().value as FlipRecord;
-      byLevel.get(levelOf(sample.selector))!.push(shape);
+    for (const s of this.#shapes) {
+      const sample = s.map.values().next().value as FlipRecord;
+      byLevel.get(levelOf(sample.selector))!.push(s);
     }
     this.#shapesByLevel = byLevel;
   }

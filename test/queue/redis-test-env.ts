@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 
-/** The Redis the tests use (127.0.0.1:6379); each test gets its own key prefix. */
-export const REDIS = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null } as const;
+/**
+ * The Redis the tests use (127.0.0.1:6379; `KS_TEST_REDIS_PORT` overrides the port, e.g. to check
+ * that a missing Redis fails in CI); each test gets its own key prefix.
+ */
+export const REDIS = {
+  host: '127.0.0.1',
+  port: Number(process.env.KS_TEST_REDIS_PORT ?? 6379),
+  maxRetriesPerRequest: null,
+} as const;
 
 /**
  * Sends one command over RESP and returns the first reply line (enough for PING and EVAL with
@@ -53,7 +60,9 @@ export async function redisUp(): Promise<boolean> {
 export async function requireRedis(): Promise<boolean> {
   const up = await redisUp();
   if (!up && process.env.CI === 'true') {
-    throw new Error('Redis at 127.0.0.1:6379 is required when CI=true (the BullMQ tests need it)');
+    throw new Error(
+      `Redis at 127.0.0.1:${REDIS.port} is required when CI=true (the BullMQ tests need it)`,
+    );
   }
   return up;
 }

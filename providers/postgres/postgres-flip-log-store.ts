@@ -368,6 +368,11 @@ export class PostgresFlipLogStore implements FlipLogStore {
         );
         version = Number(v.rows[0]?.value ?? 0);
       }
+      if (!Number.isSafeInteger(version) || version < 0) {
+        throw unavailable(
+          `schema ${this.schema} has an unreadable schema_version; refusing to guess`,
+        );
+      }
       if (version > SCHEMA_VERSION) {
         throw unavailable(
           `schema ${this.schema} has version ${version}, newer than this library's ${SCHEMA_VERSION}; upgrade the library`,

@@ -161,6 +161,7 @@ class ControlPlaneServer implements ControlPlane {
   readonly #retryMs: number;
   readonly #maxBodyBytes: number;
   readonly #maxReplay: number;
+  readonly #maxBuffered: number;
   readonly #log: ControlPlaneLogger;
   readonly #now: () => number;
   readonly #hub: StreamHub;
@@ -211,6 +212,7 @@ class ControlPlaneServer implements ControlPlane {
       1,
       1024 * 1024 * 1024,
     );
+    this.#maxBuffered = maxBuffered;
     this.#now = o.now ?? Date.now;
     this.#log = o.logger ?? {
       info: () => {},
@@ -494,19 +496,24 @@ class ControlPlaneServer implements ControlPlane {
     await this.#waitApplied(result.record.seq, 5000);
     const fleet =
       wait !== undefined && wait > 0
-        ? await this.#awaitFleet(result.record.seq, wait)
+        ? await this.#awaitFleet(result.record.seq, wait, res)
         : (this.tracker.status(result.record.seq) ?? null);
     const answer: FlipAnswer = { flip: result.record, duplicate: result.duplicate, fleet };
     sendJson(res, result.duplicate ? 200 : 201, answer);
   }
 
-  async #awaitFleet(seq: number, waitMs: number): Promise<FlipFleetStatus | null> {
+  async #awaitFleet(
+    seq: number,
+    waitMs: number,
+    res: ServerResponse,
+  ): Promise<FlipFleetStatus | null> {
     const end = this.#now() + Math.min(waitMs, MAX_WAIT_MS);
     for (;;) {
       const st = this.tracker.status(seq);
       if (st === undefined) return null;
       const now = this.#now();
-      if (st.complete || now >= end || this.#closed) return st;
+      // The caller hanging up ends the wait (the flip itself is durable already).
+      if (st.complete || now >= end || this.#closed || res.destroyed) return st;
       const next = this.tracker.nextDeadline(seq) ?? end;
       const delay = Math.max(1, Math.min(end, next) - now);
       await new Promise<void>((resolve) => {
@@ -574,8 +581,14 @@ class ControlPlaneServer implements ControlPlane {
         ? Number(lastId.trim())
         : undefined;
     // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
-    if (q.snapshot !== '1' && s !== undefined && s <= head && s + 1 >= this.#ringFirst) {
-      chunks.push(...this.#ring.slice(s + 1 - this.#ringFirst));
+    const replay =
+      q.snapshot !== '1' && s !== undefined && s <= head && s + 1 >= this.#ringFirst
+        ? this.#ring.slice(s + 1 - this.#ringFirst)
+        : undefined;
+    // A replay bigger than a subscriber may have pending would be dropped at the next write and
+    // start over: a snapshot (the active halts only) resynchronises it instead.
+    if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
+      chunks.push(...replay);
     } else {
       chunks.push(encodeEvent('snapshot', this.#state.toSnapshot(), head));
     }
@@ -604,6 +617,12 @@ function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.o
   const r = schema.safeParse(obj);
   if (!r.success) throw new ValidationError(what, toIssues(r.error));
   return r.data;
+}
+
+function byteLength(chunks: readonly Buffer[]): number {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  return n;
 }
 
 function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {

@@ -47,16 +47,17 @@ export class StreamHub {
    * Adds a subscriber whose headers and first events were already written; it leaves the hub when
    * its response closes.
    *
-   * @returns false when the subscriber was dropped at once (its first events overflowed)
+   * The first write (snapshot or replay) is not checked here: dropping a subscriber before it
+   * could read anything would make it reconnect into the same replay forever. The caller bounds
+   * that write instead (KS-6.1.6); the next broadcast checks as usual.
    */
-  add(res: ServerResponse, workerId: string | undefined, onClose: () => void): boolean {
+  add(res: ServerResponse, workerId: string | undefined, onClose: () => void): void {
     const sub: Subscriber = { res, workerId };
     this.#subs.add(sub);
     res.once('close', () => {
       this.#subs.delete(sub);
       onClose();
     });
-    return this.#check(sub);
   }
 
   /** Writes one encoded event to every subscriber. */

@@ -133,6 +133,24 @@ describe('KS-6.1.4 Last-Event-ID replays exactly the missed records', () => {
   });
 });
 
+describe('KS-6.1.6 a replay larger than maxBufferedBytes becomes a snapshot', () => {
+  it('answers a snapshot rather than a replay it would drop at once', async () => {
+    ({ cp, store } = await startTestServer({ maxBufferedBytes: 4096 }));
+    for (let i = 0; i < 10; i++) {
+      await store.append({
+        actor: 't',
+        action: 'halt',
+        selector: { tenant: `t${i}` },
+        reason: 'x'.repeat(1000),
+      });
+    }
+    const far = await open('/v1/stream', { 'last-event-id': '0' });
+    expect((await far.next()).event).toBe('snapshot');
+    const near = await open('/v1/stream', { 'last-event-id': '8' });
+    expect((await near.next()).id).toBe('9');
+  });
+});
+
 describe('KS-6.1.5 a subscriber that does not drain is disconnected', () => {
   it('drops a paused raw socket past maxBufferedBytes while a reading subscriber keeps every record', async () => {
     ({ cp, store } = await startTestServer({ maxBufferedBytes: 64 * 1024, heartbeatMs: 60_000 }));

@@ -6,3 +6,7 @@ export * from './errors.js';
 export * from './model/index.js';
 export * from './store/index.js';
 export * from './source/index.js';
+export * from './provider/index.js';
+export * from './hooks/index.js';
+export * from './guard/index.js';
+export * from './ledger/index.js';

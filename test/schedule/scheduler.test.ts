@@ -430,3 +430,30 @@ describe('KS-7.1.11 close() cancels everything pending', () => {
     expect(() => scheduler.schedule({}, 1, () => 1)).toThrow(KillSwitchError);
   });
 });
+
+describe('KS-7.1.1 a ledger that cannot be written does not keep a cancelled timer alive', () => {
+  it('cancels and frees the caller anyway; flush() reports the write error', async () => {
+    const failing = {
+      append: () => Promise.reject(new Error('disk full')),
+      entries: () => Promise.resolve([]),
+      close: () => Promise.resolve(),
+    };
+    const warnings: string[] = [];
+    const s = new Scheduler({
+      watcher: h.watcher,
+      ledger: failing,
+      timers,
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    let fired = false;
+    const t = s.schedule({ tenant: 'acme' }, 1_000, () => (fired = true));
+    await settle();
+    await h.halt({ tenant: 'acme' });
+    await expect(t.done).rejects.toMatchObject({ code: 'KS_ABORTED' });
+    await timers.advance(5_000);
+    expect(fired).toBe(false);
+    await expect(s.flush()).rejects.toThrow('disk full');
+    expect(warnings.join()).toMatch(/could not record cancelled/);
+    await s.close();
+  });
+});

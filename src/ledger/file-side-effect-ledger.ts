@@ -1,7 +1,10 @@
-import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
+import { access, open, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { Mutex } from '../internal/mutex.js';
+// The flip-log store's lock (a claim directory that survives SIGKILL and never steals a live
+// claim); shared so both files follow one locking rule.
+import { LockFile } from '../../providers/file/internal/lock-file.js';
 import { LedgerIndex } from './internal/ledger-index.js';
 import { LedgerCorruptError } from './ledger-corrupt-error.js';
 import {
@@ -23,7 +26,7 @@ export interface FileSideEffectLedgerOptions {
    * @default true
    */
   readonly fsync?: boolean;
-  /** Told when a torn last line is cut on open. @default console */
+  /** Told when a torn last line is cut and when a stale lock claim is removed. @default console */
   readonly logger?: { warn(message: string): void };
 }
 
@@ -35,11 +38,14 @@ type State = (typeof State)[keyof typeof State];
  * The side-effect ledger in a JSON-lines file: one event per line, appended and (by default)
  * fdatasync'ed before `append` resolves. KS-4.5
  *
- * On open the whole file is read and folded: a torn last line (no newline: a crash in the middle of
- * a write) is cut with a warning; any other bad line refuses the open with `KS_LEDGER_CORRUPT`.
- * A failed write leaves the ledger failed: every later append rejects (`KS_STORE_UNAVAILABLE`), so
- * the guard dispatches nothing more, until the ledger is reopened (which cuts a torn tail).
- * One process at a time may write a file.
+ * On open the whole file is read and folded (a reader: `entries` needs nothing more); any bad line
+ * but a torn last one refuses the open with `KS_LEDGER_CORRUPT`. The first `append` makes it the
+ * writer: it takes the lock `<path>.lock/` (one writer per file, across processes and within
+ * one; a claim left by a dead process is taken over), reads and folds the file again under the
+ * lock (so it sees what an earlier writer left), and cuts a torn last line (no newline: a crash in
+ * the middle of a write) with a warning. Readers never cut, so a reader cannot damage a live
+ * writer's file. A failed write leaves the ledger failed: every later append rejects
+ * (`KS_STORE_UNAVAILABLE`), so the guard dispatches nothing more, until a new instance opens it.
  *
  * @example
  * ```ts
@@ -56,6 +62,8 @@ export class FileSideEffectLedger implements SideEffectLedger {
   #state: State = State.NEW;
   #opening: Promise<void> | undefined;
   #fh: FileHandle | undefined;
+  #lock: LockFile | undefined;
+  #writer: Promise<void> | undefined;
   #failure: unknown;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a missing path or a non-boolean fsync */
@@ -87,17 +95,25 @@ export class FileSideEffectLedger implements SideEffectLedger {
   }
 
   async #open(): Promise<void> {
+    await this.#load(false);
+    this.#state = State.OPEN;
+  }
+
+  /** Reads and folds the file into the index; the writer (holding the lock) also cuts a torn tail. */
+  async #load(cut: boolean): Promise<{ created: boolean }> {
     let buf: Buffer;
     let created = false;
     try {
       buf = await readFile(this.path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw unavailable(`cannot read ${this.path}`, err);
+      }
       buf = Buffer.alloc(0);
       created = true;
     }
-    // KS-4.5.2 a torn last line (no trailing newline) is cut; every complete line must parse.
+    // KS-4.5.2 a torn last line (no trailing newline) is cut by the writer; every complete line
+    // must parse (KS-4.5.3).
     const end = buf.lastIndexOf(0x0a) + 1;
     const torn = end < buf.length;
     const text = buf.subarray(0, end).toString('utf8');
@@ -116,23 +132,45 @@ export class FileSideEffectLedger implements SideEffectLedger {
         throw new LedgerCorruptError(this.path, i + 1, (err as Error).message);
       }
     }
-    try {
-      if (torn) {
+    if (torn && cut) {
+      try {
         await truncate(this.path, end);
-        this.#logger.warn(
-          `side-effect ledger ${this.path}: cut a torn last line (${buf.length - end} bytes) at line ${lines.length + 1}`,
-        );
+      } catch (err) {
+        throw unavailable(`cannot cut the torn last line of ${this.path}`, err);
       }
-      const fh = await open(this.path, 'a');
-      if (torn) await fh.sync();
-      if (created) await syncDir(dirname(this.path));
-      this.#fh = fh;
-    } catch (err) {
-      throw unavailable(`cannot open ${this.path} for appending`, err);
+      this.#logger.warn(
+        `side-effect ledger ${this.path}: cut a torn last line (${buf.length - end} bytes) at line ${lines.length + 1}`,
+      );
     }
     this.#index.clear();
     for (const e of events) this.#index.apply(e);
-    this.#state = State.OPEN;
+    return { created };
+  }
+
+  /** Becomes the file's one writer: lock, fold again under the lock, cut a torn tail, open. KS-4.5.6 */
+  #becomeWriter(): Promise<void> {
+    this.#writer ??= (async () => {
+      let lock: LockFile | undefined;
+      let fh: FileHandle | undefined;
+      try {
+        // A mistyped path must not grow a folder tree (the lock would create one): the folder must exist.
+        await access(dirname(this.path));
+        lock = await LockFile.acquire(`${this.path}.lock`, (m) => this.#logger.warn(m));
+        const { created } = await this.#load(true);
+        fh = await open(this.path, 'a');
+        await fh.sync();
+        if (created) await syncDir(dirname(this.path));
+      } catch (err) {
+        await fh?.close().catch(() => undefined);
+        await lock?.release().catch(() => undefined);
+        this.#writer = undefined;
+        if (err instanceof KillSwitchError) throw err;
+        throw unavailable(`cannot open ${this.path} for appending`, err);
+      }
+      this.#fh = fh;
+      this.#lock = lock;
+    })();
+    return this.#writer;
   }
 
   /**
@@ -154,6 +192,7 @@ export class FileSideEffectLedger implements SideEffectLedger {
           this.#failure,
         );
       }
+      await this.#becomeWriter();
       const fh = this.#fh!;
       try {
         const bytes = Buffer.from(line, 'utf8');
@@ -188,9 +227,13 @@ export class FileSideEffectLedger implements SideEffectLedger {
     await this.#opening?.catch(() => undefined);
     await this.#mutex.run(async () => {
       this.#state = State.CLOSED;
+      await this.#writer?.catch(() => undefined);
       const fh = this.#fh;
+      const lock = this.#lock;
       this.#fh = undefined;
+      this.#lock = undefined;
       await fh?.close();
+      await lock?.release();
     });
   }
 }

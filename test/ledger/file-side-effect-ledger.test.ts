@@ -52,20 +52,23 @@ describe('KS-4.5 FileSideEffectLedger on disk', () => {
     });
   });
 
-  describe('KS-4.5.2 a torn last line is cut on open, with a warning', () => {
-    it('drops the partial line, keeps the rest, and appends after it', async () => {
+  describe('KS-4.5.2 a torn last line is cut by the writer, with a warning; readers never cut', () => {
+    it('a reader ignores the partial line; the first append cuts it and appends after it', async () => {
       const l = new FileSideEffectLedger({ path });
       await l.append(ev('r1/a', 'intent'));
       await l.append(ev('r1/a', 'landed'));
       await l.close();
       await appendFile(path, '{"key":"r1/b","status":"inte');
+      const size = (await readFile(path)).length;
       const warnings: string[] = [];
       const l2 = new FileSideEffectLedger({ path, logger: { warn: (m) => warnings.push(m) } });
       await l2.open();
+      expect((await l2.entries()).map((e) => [e.key, e.status])).toEqual([['r1/a', 'landed']]);
+      expect((await readFile(path)).length).toBe(size);
+      expect(warnings).toEqual([]);
+      await l2.append(ev('r1/b', 'intent'));
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toMatch(/torn last line/);
-      expect((await l2.entries()).map((e) => [e.key, e.status])).toEqual([['r1/a', 'landed']]);
-      await l2.append(ev('r1/b', 'intent'));
       await l2.close();
       const l3 = new FileSideEffectLedger({ path, logger: quiet });
       expect((await l3.entries()).map((e) => [e.key, e.status])).toEqual([
@@ -73,6 +76,26 @@ describe('KS-4.5 FileSideEffectLedger on disk', () => {
         ['r1/b', 'intent'],
       ]);
       await l3.close();
+    });
+  });
+
+  describe('KS-4.5.6 one writer per file', () => {
+    it('refuses a second writer while the first is open, and lets it write once the first closed', async () => {
+      const a = new FileSideEffectLedger({ path, logger: quiet });
+      const b = new FileSideEffectLedger({ path, logger: quiet });
+      await a.append(ev('r1/a', 'intent'));
+      await expect(b.append(ev('r1/b', 'intent'))).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+      });
+      await a.append(ev('r1/a', 'landed'));
+      await a.close();
+      await b.append(ev('r1/b', 'intent'));
+      // The new writer folded the file again under the lock: it sees what the first one wrote.
+      expect((await b.entries()).map((e) => [e.key, e.status])).toEqual([
+        ['r1/a', 'landed'],
+        ['r1/b', 'intent'],
+      ]);
+      await b.close();
     });
   });
 

@@ -46,6 +46,7 @@ type State = (typeof State)[keyof typeof State];
  * the middle of a write) with a warning. Readers never cut, so a reader cannot damage a live
  * writer's file. A failed write leaves the ledger failed: every later append rejects
  * (`KS_STORE_UNAVAILABLE`), so the guard dispatches nothing more, until a new instance opens it.
+ * A reader sees the file as it was when it opened; open a new instance to see later appends.
  *
  * @example
  * ```ts

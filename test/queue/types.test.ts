@@ -1,10 +1,12 @@
 import { describe, expectTypeOf, it } from 'vitest';
-import { BullMqTaskQueue } from '../../providers/bullmq/index.js';
-import {
+import type { BullMqTaskQueue } from '../../providers/bullmq/index.js';
+import type {
   FileQueueJournal,
   MemoryQueueJournal,
   MemoryTaskQueue,
   QueueController,
+} from '../../src/queue/index.js';
+import {
   type QueueDepth,
   type QueueJournal,
   type QueuedTask,

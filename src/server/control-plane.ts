@@ -592,6 +592,15 @@ class ControlPlaneServer implements ControlPlane {
     } else {
       chunks.push(encodeEvent('snapshot', this.#state.toSnapshot(), head));
     }
+    if (req.method === 'HEAD') {
+      // A HEAD must not become a subscriber that never receives a body.
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+      });
+      res.end();
+      return;
+    }
     req.socket.setNoDelay(true);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',

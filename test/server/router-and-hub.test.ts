@@ -1,0 +1,87 @@
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { Router, encodeEvent, type Route } from '../../src/server/index.js';
+import { StreamHub } from '../../src/server/stream-hub.js';
+
+const route = (method: Route['method'], path: string): Route => ({
+  method,
+  path,
+  auth: 'public',
+  handle: () => {},
+});
+
+describe('KS-5.1.10 the route table matches exact paths, params and prefixes', () => {
+  const r = new Router().add(
+    route('GET', '/v1/flips'),
+    route('POST', '/v1/flips'),
+    route('POST', '/ofrep/v1/evaluate/flags/:key'),
+    route('GET', '/console/*'),
+    route('GET', '/'),
+  );
+  it('finds routes and decodes params', () => {
+    expect(r.match('GET', '/v1/flips')).toMatchObject({ kind: 'found', params: {} });
+    expect(r.match('POST', '/ofrep/v1/evaluate/flags/kill-switch.tenant')).toMatchObject({
+      kind: 'found',
+      params: { key: 'kill-switch.tenant' },
+    });
+    expect(r.match('GET', '/console/assets/app.js')).toMatchObject({ kind: 'found' });
+    expect(r.match('GET', '/console')).toMatchObject({ kind: 'found' });
+    expect(r.match('GET', '/')).toMatchObject({ kind: 'found' });
+    expect(r.match('HEAD', '/v1/flips')).toMatchObject({ kind: 'found' });
+  });
+  it('answers not-found and method-not-allowed with the allowed methods', () => {
+    expect(r.match('GET', '/v1/flipsx')).toEqual({ kind: 'not-found' });
+    expect(r.match('GET', '/v1/flips/1')).toEqual({ kind: 'not-found' });
+    expect(r.match('GET', '/ofrep/v1/evaluate/flags/')).toEqual({ kind: 'not-found' });
+    expect(r.match('DELETE', '/v1/flips')).toEqual({
+      kind: 'method-not-allowed',
+      allow: ['GET', 'POST'],
+    });
+  });
+  it('refuses a route mounted twice', () => {
+    expect(() => r.add(route('GET', '/v1/flips'))).toThrow(/already mounted/);
+  });
+});
+
+class FakeRes extends EventEmitter {
+  writes: Buffer[] = [];
+  destroyed = false;
+  writableLength = 0;
+  write(b: Buffer): boolean {
+    this.writes.push(b);
+    return true;
+  }
+  end(): void {}
+  destroy(): void {
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+describe('KS-5.1.12 the fan-out encodes each event once and writes the same buffer to every subscriber', () => {
+  it('writes one Buffer instance to all, and drops only the subscriber past the bound', () => {
+    const drops: unknown[] = [];
+    const hub = new StreamHub({ maxBufferedBytes: 100, onDrop: (d) => drops.push(d) });
+    const subs = [new FakeRes(), new FakeRes(), new FakeRes()];
+    subs.forEach((s, i) => hub.add(s as unknown as ServerResponse, `w${i}`, () => {}));
+    const ev = encodeEvent('flip', { seq: 1 }, 1);
+    hub.broadcast(ev);
+    for (const s of subs) expect(s.writes[0]).toBe(ev);
+    subs[1]!.writableLength = 101;
+    hub.broadcast(encodeEvent('heartbeat', { head: 1, at: 0 }));
+    expect(subs[1]!.destroyed).toBe(true);
+    expect(drops).toEqual([{ workerId: 'w1', pending: 101 }]);
+    expect(hub.size).toBe(2);
+    expect(hub.dropped).toBe(1);
+  });
+
+  it('encodes SSE fields exactly', () => {
+    expect(encodeEvent('flip', { a: 'x\ny' }, 7).toString()).toBe(
+      'event: flip\nid: 7\ndata: {"a":"x\\ny"}\n\n',
+    );
+    expect(encodeEvent('heartbeat', { head: 1 }).toString()).toBe(
+      'event: heartbeat\ndata: {"head":1}\n\n',
+    );
+  });
+});

@@ -15,7 +15,10 @@ export const LEVEL_FLAGS = {
 export type KillFlagKey = typeof KILL_SWITCH_FLAG | (typeof LEVEL_FLAGS)[Level];
 
 /** Every flag key the kill switch answers. */
-export const KILL_FLAG_KEYS: readonly KillFlagKey[] = [KILL_SWITCH_FLAG, ...Object.values(LEVEL_FLAGS)];
+export const KILL_FLAG_KEYS: readonly KillFlagKey[] = [
+  KILL_SWITCH_FLAG,
+  ...Object.values(LEVEL_FLAGS),
+];
 
 const byKey = new Map<string, Level | 'any'>([
   [KILL_SWITCH_FLAG, 'any'],

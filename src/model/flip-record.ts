@@ -155,7 +155,9 @@ export function parseFlipRecord(input: unknown): FlipRecord {
   const r = flipRecordSchema.safeParse(input);
   if (!r.success) throw new ValidationError('flip record', toIssues(r.error));
   const v = r.data;
-  return Object.freeze(stripUndefined<FlipRecord>({ ...v, selector: normalizeSelector(v.selector) }));
+  return Object.freeze(
+    stripUndefined<FlipRecord>({ ...v, selector: normalizeSelector(v.selector) }),
+  );
 }
 
 /** SHA-256 (hex) of the canonical JSON of a record without its `hash`. KS-2.3.2 */
@@ -196,9 +198,7 @@ export function chainRecord(
  * store then answers with the stored record instead of appending). KS-2.2.3
  */
 export function sameFlip(record: FlipRecord, flip: NormalizedFlip): boolean {
-  return (
-    canonicalJson(pickFlip(record)) === canonicalJson(pickFlip(flip as FlipRecord))
-  );
+  return canonicalJson(pickFlip(record)) === canonicalJson(pickFlip(flip as FlipRecord));
 }
 
 function pickFlip(r: FlipRecord): NormalizedFlip {

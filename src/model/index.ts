@@ -29,7 +29,12 @@ export {
   type NormalizedFlip,
 } from './flip-record.js';
 export { canonicalJson } from './canonical-json.js';
-export { KillState, killSnapshotSchema, type KillSnapshot, type StateChange } from './kill-state.js';
+export {
+  KillState,
+  killSnapshotSchema,
+  type KillSnapshot,
+  type StateChange,
+} from './kill-state.js';
 export {
   KILL_SWITCH_FLAG,
   LEVEL_FLAGS,

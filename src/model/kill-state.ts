@@ -39,8 +39,9 @@ export interface StateChange {
 }
 
 /** The attribute names a shape names, in canonical order (precomputed for all 16 shapes). */
-const SHAPE_KEYS: readonly (readonly (keyof KillContext)[])[] = Array.from({ length: 16 }, (_, shape) =>
-  SELECTOR_KEYS.filter((_k, i) => (shape & (1 << i)) !== 0),
+const SHAPE_KEYS: readonly (readonly (keyof KillContext)[])[] = Array.from(
+  { length: 16 },
+  (_, shape) => SELECTOR_KEYS.filter((_k, i) => (shape & (1 << i)) !== 0),
 );
 
 /**
@@ -124,7 +125,10 @@ export class KillState {
       const h = parseFlipRecord(raw);
       if (h.action !== 'halt' || h.seq > r.data.seq) {
         throw new ValidationError('snapshot', [
-          { path: ['halts'], message: `record ${h.seq} is not an active halt at seq ${r.data.seq}` },
+          {
+            path: ['halts'],
+            message: `record ${h.seq} is not an active halt at seq ${r.data.seq}`,
+          },
         ]);
       }
       s.#put(h);

@@ -59,7 +59,9 @@ export function parseSelector(input: unknown): Selector {
 }
 
 /** Canonical key order and no undefined values; assumes the input is already valid. */
-export function normalizeSelector(s: { readonly [K in SelectorKey]?: string | undefined }): Selector {
+export function normalizeSelector(s: {
+  readonly [K in SelectorKey]?: string | undefined;
+}): Selector {
   const out: { [K in SelectorKey]?: string } = {};
   for (const k of SELECTOR_KEYS) {
     const v = s[k];

@@ -35,7 +35,8 @@ export function verifyChain(
     if (r.seq !== expected) {
       throw new LogCorruptError(expected, `found seq ${r.seq} where seq ${expected} belongs`);
     }
-    if (r.prev !== head.hash) throw new LogCorruptError(r.seq, 'prev does not match the hash of the record before');
+    if (r.prev !== head.hash)
+      throw new LogCorruptError(r.seq, 'prev does not match the hash of the record before');
     if (!verifyRecordHash(r)) throw new LogCorruptError(r.seq, 'hash does not match the record');
     if (ids.has(r.id)) throw new LogCorruptError(r.seq, `duplicate id ${r.id}`);
     ids.add(r.id);

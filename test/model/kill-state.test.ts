@@ -49,22 +49,28 @@ async function logOf(flips: readonly { action: 'halt' | 'resume'; selector: Sele
 describe('KS-1.3.1 any matching halt wins; KS-1.3.2 resume lifts exactly its selector', () => {
   it('the indexed fold answers like a linear scan of the active halts', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(arbFlip, { maxLength: 40 }), fc.array(arbContext, { minLength: 1, maxLength: 10 }), async (flips, ctxs) => {
-        const records = await logOf(flips);
-        const state = KillState.fold(records);
-        const active = naive(records);
-        expect(state.size).toBe(active.length);
-        for (const ctx of ctxs) {
-          const expected = active.filter((h) => selectorMatches(h.selector, ctx)).sort((a, b) => a.seq - b.seq)[0];
-          expect(state.match(ctx)?.seq).toBe(expected?.seq);
-          for (const level of ['capability', 'run', 'tenant', 'feature', 'global'] as const) {
-            const el = active
-              .filter((h) => levelOf(h.selector) === level && selectorMatches(h.selector, ctx))
+      fc.asyncProperty(
+        fc.array(arbFlip, { maxLength: 40 }),
+        fc.array(arbContext, { minLength: 1, maxLength: 10 }),
+        async (flips, ctxs) => {
+          const records = await logOf(flips);
+          const state = KillState.fold(records);
+          const active = naive(records);
+          expect(state.size).toBe(active.length);
+          for (const ctx of ctxs) {
+            const expected = active
+              .filter((h) => selectorMatches(h.selector, ctx))
               .sort((a, b) => a.seq - b.seq)[0];
-            expect(state.match(ctx, level)?.seq).toBe(el?.seq);
+            expect(state.match(ctx)?.seq).toBe(expected?.seq);
+            for (const level of ['capability', 'run', 'tenant', 'feature', 'global'] as const) {
+              const el = active
+                .filter((h) => levelOf(h.selector) === level && selectorMatches(h.selector, ctx))
+                .sort((a, b) => a.seq - b.seq)[0];
+              expect(state.match(ctx, level)?.seq).toBe(el?.seq);
+            }
           }
-        }
-      }),
+        },
+      ),
     );
   });
 });
@@ -72,14 +78,18 @@ describe('KS-1.3.1 any matching halt wins; KS-1.3.2 resume lifts exactly its sel
 describe('KS-1.4.1 a snapshot plus the records after it folds to the same state', () => {
   it('holds at every cut point', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(arbFlip, { minLength: 1, maxLength: 30 }), fc.nat(), async (flips, cutSeed) => {
-        const records = await logOf(flips);
-        const cut = cutSeed % (records.length + 1);
-        const partial = KillState.fold(records.slice(0, cut));
-        const resumed = KillState.fromSnapshot(JSON.parse(JSON.stringify(partial.toSnapshot())));
-        for (const r of records.slice(cut)) resumed.apply(r);
-        expect(resumed.toSnapshot()).toEqual(KillState.fold(records).toSnapshot());
-      }),
+      fc.asyncProperty(
+        fc.array(arbFlip, { minLength: 1, maxLength: 30 }),
+        fc.nat(),
+        async (flips, cutSeed) => {
+          const records = await logOf(flips);
+          const cut = cutSeed % (records.length + 1);
+          const partial = KillState.fold(records.slice(0, cut));
+          const resumed = KillState.fromSnapshot(JSON.parse(JSON.stringify(partial.toSnapshot())));
+          for (const r of records.slice(cut)) resumed.apply(r);
+          expect(resumed.toSnapshot()).toEqual(KillState.fold(records).toSnapshot());
+        },
+      ),
     );
   });
 });

@@ -71,7 +71,10 @@ export class LogCore {
     const after = Math.max(0, Math.floor(options.after ?? 0));
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
     // seq is dense from 1, so record n sits at index n - 1.
-    return this.#records.slice(after, limit === Number.POSITIVE_INFINITY ? undefined : after + limit);
+    return this.#records.slice(
+      after,
+      limit === Number.POSITIVE_INFINITY ? undefined : after + limit,
+    );
   }
 
   subscribe(listener: RecordListener): () => void {

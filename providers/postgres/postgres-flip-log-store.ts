@@ -248,6 +248,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
       );
     }
     const schema = options.schema ?? fromUrl?.schema ?? 'killswitch';
+    // KS-8.1.3 the name goes into SQL as an identifier: only a safe, validated alphabet.
     if (typeof schema !== 'string' || !SCHEMA_RE.test(schema) || schema.startsWith('pg_')) {
       throw new InvalidOptionError(
         'schema',

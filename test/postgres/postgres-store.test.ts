@@ -501,7 +501,7 @@ async function listenerPid(schema: string): Promise<number | undefined> {
 }
 
 describe.runIf(RUN_PG)(
-  'KS-8.5.3 a lost LISTEN connection is re-established and nothing is lost',
+  'KS-8.5.3 KS-8.5.6 a lost LISTEN connection is re-established, nothing is lost, followStatus tells',
   () => {
     it('delivers, exactly once and in order, records appended while the listener was terminated', async () => {
       const schema = fresh('relisten');
@@ -655,3 +655,46 @@ describe.runIf(RUN_PG)(
     });
   },
 );
+
+describe.runIf(RUN_PG)('KS-8.2.1 each row keeps the exact canonical JSON its hash covers', () => {
+  it('body hashes byte for byte (in SQL) to the hash column and names every field', async () => {
+    const schema = fresh('body');
+    const s = store(schema);
+    const { record } = await s.append(
+      halt('b1', { reason: 'naïve ✓ “quotes” \u0000 nul', source: 'operator', mode: 'hold' }),
+    );
+    const [row] = await admin<{ body: string; ok: boolean; reason: string }>(
+      `SELECT body, reason, hash = encode(sha256(convert_to(body, 'UTF8')), 'hex') AS ok
+         FROM "${schema}".flips WHERE seq = 1`,
+    );
+    expect(row!.ok).toBe(true);
+    const { hash: _hash, ...rest } = record;
+    expect(JSON.parse(row!.body)).toEqual(rest);
+    // PostgreSQL text cannot hold U+0000: the column copy has U+FFFD, the body is exact.
+    expect(row!.reason).toBe('naïve ✓ “quotes” \uFFFD nul');
+    expect((await store(schema).read())[0]).toEqual(record);
+  });
+});
+
+describe.runIf(RUN_PG)('KS-8.5.1 an insert notifies the schema channel when it commits', () => {
+  it('a plain LISTEN client receives the seq of each appended flip', async () => {
+    const schema = fresh('notify');
+    const s = store(schema);
+    await s.open();
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    try {
+      const payloads: string[] = [];
+      client.on('notification', (m) => {
+        if (m.channel === `ks_flips_${schema}`) payloads.push(m.payload ?? '');
+      });
+      await client.query(`LISTEN "ks_flips_${schema}"`);
+      await s.append(halt('n1'));
+      await s.append(halt('n2'));
+      await until(() => payloads.length >= 2, 'two notifications');
+      expect(payloads).toEqual(['1', '2']);
+    } finally {
+      await client.end();
+    }
+  });
+});

@@ -146,6 +146,14 @@ export interface DrillReport {
     readonly cancelled: number;
   };
   readonly targets: Readonly<Record<string, unknown>>;
+  /** The machine the drill ran on: time-to-stop depends on it (a loaded 2-core box is slower). */
+  readonly environment?: {
+    readonly node: string;
+    readonly cpus: number;
+    /** 1-minute load average at the start and at the end. */
+    readonly loadStart: number;
+    readonly loadEnd: number;
+  };
   readonly violations: readonly Violation[];
   readonly passed: boolean;
 }

@@ -58,6 +58,12 @@ export class DrillWorker {
   readonly #stopWaiters = new Set<() => void>();
   readonly #loops: Promise<void>[] = [];
   readonly #timerDone = new Set<Promise<unknown>>();
+  /**
+   * Guarded effects not yet settled. A halt or close frees the scheduler's caller at once while
+   * the guard may still be writing the effect's records; stop() waits for these before closing
+   * the ledger, so shutdown never leaves an intent without its outcome.
+   */
+  readonly #effects = new Set<Promise<void>>();
   /** boot-cache variant: the decisions read once at boot. */
   readonly #bootCache = new Map<string, boolean>();
   #everOpen = false;
@@ -165,6 +171,7 @@ export class DrillWorker {
     this.#queue.close();
     await this.#scheduler.close();
     await Promise.allSettled([...this.#timerDone]);
+    while (this.#effects.size > 0) await Promise.allSettled([...this.#effects]);
     await this.#guard.close();
     await this.#ledger.close();
     await OpenFeature.clearProviders().catch(() => undefined);
@@ -323,8 +330,22 @@ export class DrillWorker {
     }
   }
 
-  /** One attempt of a tool effect through the guard. */
+  /** One attempt of a tool effect through the guard (tracked, so stop() waits for it). */
   #guarded(
+    ctx: EffectCtx,
+    step: string,
+    kind: string,
+    attempt: number,
+    fail: boolean,
+  ): Promise<void> {
+    const p = this.#guardRun(ctx, step, kind, attempt, fail);
+    this.#effects.add(p);
+    const forget = () => this.#effects.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  #guardRun(
     ctx: EffectCtx,
     step: string,
     kind: string,

@@ -41,6 +41,13 @@ export function renderMarkdown(r: DrillReport): string {
     `Mode ${r.mode}, control plane ${r.controlPlane}, ${r.workers.length} worker(s), ${r.startedAt} to ${r.finishedAt}.`,
     '',
   );
+  if (r.environment) {
+    const e = r.environment;
+    lines.push(
+      `Node ${e.node}, ${e.cpus} CPU(s), load average ${e.loadStart} at the start, ${e.loadEnd} at the end.`,
+      '',
+    );
+  }
   lines.push(
     '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after halt | queue T+0 -> T+N (matching) | resume |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',

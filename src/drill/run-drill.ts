@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlPlaneClient } from '../client/control-plane-client.js';
@@ -126,6 +126,7 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
   const s = options.scenario;
   const log = options.log ?? (() => undefined);
   const startedAt = new Date().toISOString();
+  const loadStart = round(loadavg()[0] ?? 0);
   const staleAfterMs = options.staleAfterMs ?? 3_000;
   const heartbeatMs = options.heartbeatMs ?? 1_000;
   const dataDir = await mkdtemp(join(tmpdir(), 'killswitch-drill-'));
@@ -274,6 +275,7 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
           completed: llmStats.completed,
           cancelled: llmStats.cancelled,
         },
+        loadStart,
       },
       options,
       log,
@@ -597,6 +599,7 @@ async function finish(
     levers: LeverResult[];
     ledger?: LedgerCheck;
     llm?: DrillReport['llm'];
+    loadStart: number;
   },
   options: RunDrillOptions,
   log: (l: string) => void,
@@ -621,6 +624,12 @@ async function finish(
     ...(data.ledger ? { ledger: data.ledger } : {}),
     ...(data.llm ? { llm: data.llm } : {}),
     targets: { ...data.scenario.targets },
+    environment: {
+      node: process.version,
+      cpus: availableParallelism(),
+      loadStart: data.loadStart,
+      loadEnd: round(loadavg()[0] ?? 0),
+    },
     violations,
     passed: violations.length === 0,
   };
@@ -667,6 +676,7 @@ async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutcome> {
   const s = options.scenario;
   const log = options.log ?? (() => undefined);
   const startedAt = new Date().toISOString();
+  const loadStart = round(loadavg()[0] ?? 0);
   const url = options.url!;
   const client = new ControlPlaneClient({
     url,
@@ -760,6 +770,7 @@ async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutcome> {
       workers,
       levers: measured,
       ...(ledger ? { ledger } : {}),
+      loadStart,
     },
     options,
     log,

@@ -201,6 +201,27 @@ describe('KS-5.1.6 request bodies are size-limited (413)', () => {
   });
 });
 
+describe('KS-5.1.6 a streamed (chunked) body over the limit is refused too', () => {
+  it('answers 413 without a content-length', async () => {
+    const chunk = new TextEncoder().encode('x'.repeat(16_384));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 8) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const res = await fetch(cp.url + '/v1/flips', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await store.head()).seq).toBe(0);
+  });
+});
+
 describe('KS-5.1.7 unknown routes answer 404, wrong methods 405 with Allow', () => {
   it('404 for an unknown path', async () => {
     const r = await call(cp, 'GET', '/v1/nothing', { token: admin });

@@ -10,3 +10,5 @@ export * from './provider/index.js';
 export * from './hooks/index.js';
 export * from './guard/index.js';
 export * from './ledger/index.js';
+export * from './schedule/index.js';
+export * from './queue/index.js';

@@ -18,7 +18,7 @@ import type {
 } from '../../src/store/flip-log-store.js';
 import { LogCore } from '../../src/store/internal/log-core.js';
 import { Mutex } from '../../src/internal/mutex.js';
-import { LockFile } from './internal/lock-file.js';
+import { LockFile } from '../../src/internal/lock-file.js';
 import { parseFlipLog } from './read-flip-log-file.js';
 
 /**

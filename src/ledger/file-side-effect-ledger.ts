@@ -4,7 +4,7 @@ import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { Mutex } from '../internal/mutex.js';
 // The flip-log store's lock (a claim directory that survives SIGKILL and never steals a live
 // claim); shared so both files follow one locking rule.
-import { LockFile } from '../../providers/file/internal/lock-file.js';
+import { LockFile } from '../internal/lock-file.js';
 import { LedgerIndex } from './internal/ledger-index.js';
 import { LedgerCorruptError } from './ledger-corrupt-error.js';
 import {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCode, KillSwitchError } from '../../../src/errors.js';
+import { ErrorCode, KillSwitchError } from '../errors.js';
 
 /** Who holds a claim: written once, whole, when the claim is made. */
 interface LockHolder {

@@ -6,11 +6,15 @@ import { FileSideEffectLedger } from '../ledger/file-side-effect-ledger.js';
 import { EffectStatus, effectKey, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
 import type { KillContext, Selector } from '../model/selector.js';
 import { KillSwitchProvider } from '../provider/kill-switch-provider.js';
+import { FileQueueJournal } from '../queue/file-queue-journal.js';
+import type { QueueJournal, QueueJournalRecord } from '../queue/queue-journal.js';
+import { MemoryTaskQueue } from '../queue/memory-task-queue.js';
+import { QueueController } from '../queue/queue-controller.js';
+import type { TaskConsumer } from '../queue/task-queue.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import type { FlipSource } from '../source/flip-source.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { drillNow } from './internal/clock.js';
-import { DrillQueue, type DrillTask } from './internal/drill-queue.js';
 import { ObservedFlipSource } from './internal/observed-source.js';
 import {
   WorkerVariant,
@@ -53,7 +57,8 @@ export class DrillWorker {
   #client!: Client;
   #guard!: EffectGuard;
   #scheduler!: Scheduler;
-  #queue!: DrillQueue;
+  #queue!: QueueController<TaskPayload>;
+  #consumer: TaskConsumer | undefined;
   #stopping = false;
   readonly #stopWaiters = new Set<() => void>();
   readonly #loops: Promise<void>[] = [];
@@ -115,35 +120,61 @@ export class DrillWorker {
       random: prng(c.seed + 17),
       logger: quietLogger,
     });
-    this.#queue = new DrillQueue(this.#client, this.#guard.watcher, {
-      onDiscard: async (tasks, d) => {
-        this.counters.discarded += tasks.length;
-        for (const t of tasks)
-          this.#events.push({ t: 'discard', at: drillNow(), ctx: t.ctx, count: 1 });
+    // The production queue controller over an in-memory queue; the journal is wrapped so the
+    // drill sees each discard (and so the orphan-discard control can plant its bug there).
+    const journal = new ObservedJournal(
+      new FileQueueJournal({ path: c.ledgerPath.replace(/\.jsonl$/, '') + '.queue-journal.jsonl' }),
+      async (records) => {
+        const discards = records.filter((r) => r.type === 'discarded');
+        this.counters.discarded += discards.length;
+        for (const r of discards) {
+          this.#events.push({ t: 'discard', at: drillNow(), ctx: r.context, count: 1 });
+        }
         if (c.variant === WorkerVariant.ORPHAN_DISCARD) {
-          // KS-9.4.1 planted bug: the discard path writes an intent for each task it throws away
+          // KS-9.4.4 planted bug: the discard path writes an intent for each task it throws away
           // and never closes it, leaving orphan rows that claim an effect was on its way.
-          for (const t of tasks) {
+          for (const r of discards) {
+            const p = r.payload as TaskPayload;
             await this.#ledger
               .append({
-                key: effectKey(t.runId, t.step),
+                key: effectKey(p.runId, p.step),
                 status: EffectStatus.INTENT,
                 at: new Date().toISOString(),
-                runId: t.runId,
-                step: t.step,
-                capability: t.ctx.capability,
-                context: t.ctx,
-                ...(d.flip ? { flipSeq: d.flip.seq } : {}),
+                runId: p.runId,
+                step: p.step,
+                capability: p.capability,
+                context: r.context,
+                ...(r.haltSeq !== undefined ? { flipSeq: r.haltSeq } : {}),
               })
               .catch(() => undefined);
           }
         }
       },
+    );
+    this.#queue = new QueueController<TaskPayload>({
+      queue: new MemoryTaskQueue({ name: `drill-${c.workerId}` }),
+      watcher: this.#guard.watcher,
+      journal,
+      logger: quietLogger,
     });
+    await this.#queue.start();
     if (c.variant === WorkerVariant.BOOT_CACHE) await this.#readOnceAtBoot();
     const t = c.traffic;
     for (let j = 0; j < t.runsPerWorker; j++) this.#loops.push(this.#runLoop(j));
-    this.#loops.push(this.#consumeLoop());
+    if (c.variant !== WorkerVariant.BOOT_CACHE) {
+      this.#consumer = await this.#queue.work(async (task) => {
+        this.counters.dequeued++;
+        const p = task.payload;
+        await this.#effectWithRetries(
+          { ...task.context, runId: p.runId, capability: p.capability },
+          p.step,
+          'queue',
+          false,
+        );
+        // The consumer is slower than the producers, so a backlog builds for a halt to act on.
+        await this.#sleep(t.queue.consumeEveryMs);
+      });
+    }
   }
 
   /** Whether the flag source was ever fresh. */
@@ -158,9 +189,11 @@ export class DrillWorker {
     return out;
   }
 
-  /** Queue depth now, split by a selector. */
-  queueDepth(selector: Selector): QueueDepth {
-    return this.#queue.depth(selector, drillNow());
+  /** Queue depth now: every task, and the ones a selector matches. */
+  async queueDepth(selector: Selector): Promise<QueueDepth> {
+    const at = drillNow();
+    const [all, matching] = await Promise.all([this.#queue.depth(), this.#queue.depth(selector)]);
+    return { at, total: all.total, matching: matching.total, held: matching.held };
   }
 
   /** Stops the traffic, lets in-flight work settle, closes everything. */
@@ -168,7 +201,10 @@ export class DrillWorker {
     this.#stopping = true;
     for (const w of this.#stopWaiters) w();
     await Promise.allSettled(this.#loops);
-    this.#queue.close();
+    await this.#consumer?.close();
+    await this.#queue.close();
+    await this.#queue.queue.close();
+    await this.#queue.journal.close();
     await this.#scheduler.close();
     await Promise.allSettled([...this.#timerDone]);
     while (this.#effects.size > 0) await Promise.allSettled([...this.#effects]);
@@ -470,35 +506,32 @@ export class DrillWorker {
   }
 
   async #enqueue(ctx: EffectCtx, step: string): Promise<void> {
-    // Back-pressure: a full queue takes no more (the backlog is what a halt discards or holds).
-    if (this.#queue.depth({}, 0).total >= this.config.traffic.queue.maxDepth) return;
-    const task: DrillTask = {
-      id: `${ctx.runId}/${step}`,
-      runId: ctx.runId,
-      step,
-      ctx,
-      enqueuedAt: drillNow(),
-    };
     // The boot-cache control has no queue: its bug is in the effect path.
     if (this.config.variant === WorkerVariant.BOOT_CACHE) return;
-    const refused = await this.#queue.enqueue(task);
-    if (refused) {
-      this.counters.enqueueRefused++;
-      this.#refused(ctx, refused, 'enqueue');
-    } else {
+    // Back-pressure: a full queue takes no more (the backlog is what a halt discards or holds).
+    if ((await this.#queue.depth()).total >= this.config.traffic.queue.maxDepth) return;
+    const { runId, capability, ...rest } = ctx;
+    try {
+      await this.#queue.enqueue(
+        { ...rest, runId, capability },
+        { runId, step, capability },
+        { id: `${runId}/${step}` },
+      );
       this.counters.enqueued++;
-    }
-  }
-
-  async #consumeLoop(): Promise<void> {
-    const every = this.config.traffic.queue.consumeEveryMs;
-    while (!this.#stopping) {
-      await this.#sleep(every);
-      if (this.#stopping) break;
-      const task = this.#queue.take();
-      if (task === undefined) continue;
-      this.counters.dequeued++;
-      await this.#effectWithRetries(task.ctx as EffectCtx, task.step, 'queue', false);
+    } catch (err) {
+      if (err instanceof KillSwitchError && err.code === ErrorCode.HALTED) {
+        this.counters.enqueueRefused++;
+        this.#events.push({
+          t: 'refused',
+          at: drillNow(),
+          ctx,
+          cause: causeOf(err),
+          kind: 'enqueue',
+          ...flipSeqOf(err),
+        });
+        return;
+      }
+      if (!this.#stopping) throw err;
     }
   }
 
@@ -590,6 +623,40 @@ export class DrillWorker {
 }
 
 const quietLogger = { warn: () => undefined };
+
+/** What a queued drill task carries. */
+interface TaskPayload {
+  readonly runId: string;
+  readonly step: string;
+  readonly capability: string;
+}
+
+/** A queue journal that tells the worker what was appended, after it is durable. */
+class ObservedJournal implements QueueJournal {
+  readonly #inner: QueueJournal;
+  readonly #onAppend: (records: readonly QueueJournalRecord[]) => Promise<void>;
+  constructor(
+    inner: QueueJournal,
+    onAppend: (records: readonly QueueJournalRecord[]) => Promise<void>,
+  ) {
+    this.#inner = inner;
+    this.#onAppend = onAppend;
+  }
+  async append(record: QueueJournalRecord): Promise<void> {
+    await this.#inner.append(record);
+    await this.#onAppend([record]);
+  }
+  async appendAll(records: readonly QueueJournalRecord[]): Promise<void> {
+    await this.#inner.appendAll(records);
+    await this.#onAppend(records);
+  }
+  read(): Promise<QueueJournalRecord[]> {
+    return this.#inner.read();
+  }
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
 
 function cacheKey(ctx: KillContext): string {
   return JSON.stringify([ctx.tenant, ctx.feature, ctx.runId, ctx.capability]);

@@ -74,7 +74,10 @@ process.on('message', (raw: unknown) => {
     }
     case 'queue-depth': {
       if (!worker) return;
-      send({ type: 'queue-depth', id: msg.id, depth: worker.queueDepth(msg.selector) });
+      worker.queueDepth(msg.selector).then(
+        (depth) => send({ type: 'queue-depth', id: msg.id, depth }),
+        () => undefined,
+      );
       return;
     }
     case 'stop': {

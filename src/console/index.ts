@@ -1,0 +1,6 @@
+export {
+  consoleRoutes,
+  mountConsole,
+  CONSOLE_CSP,
+  type ConsoleRoutesOptions,
+} from './console-routes.js';

@@ -49,6 +49,8 @@ export const ErrorCode = {
   CANCELLED: 'KS_CANCELLED',
   /** The queue journal file is corrupt before its last line. */
   JOURNAL_CORRUPT: 'KS_JOURNAL_CORRUPT',
+  /** A durable run cannot do what was asked: unknown run, started twice, a step name reused. */
+  RUN_CONFLICT: 'KS_RUN_CONFLICT',
 } as const;
 
 /** One of {@link ErrorCode}'s values. */

@@ -1,3 +1,4 @@
+import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -79,6 +80,8 @@ export interface RunDrillOptions {
   readonly variants?: Readonly<Record<string, WorkerVariant>>;
   /** Worker entry script. @default `worker.js` next to this module */
   readonly workerScript?: string;
+  /** Embedded control plane entry script. @default `control-plane-process.js` next to this module */
+  readonly controlPlaneScript?: string;
   /** Workers' lease and heartbeat, ms. @default 3000 and 1000 */
   readonly staleAfterMs?: number;
   readonly heartbeatMs?: number;
@@ -93,8 +96,6 @@ export interface DrillOutcome {
   /** 0 pass, 1 a target was missed. */
   readonly exitCode: 0 | 1;
 }
-
-const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /**
  * Runs a drill (DESIGN section 8, issue 5): a fleet of worker processes on synthetic traffic (or
@@ -135,28 +136,14 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
   try {
     let url = options.url;
     if (url === undefined) {
-      // Loaded only for the embedded default, so a fleet drill does not load the server.
-      const { FileFlipLogStore } = await import('../../providers/file/index.js');
-      const { startControlPlane } = await import('../server/control-plane.js');
-      const store = new FileFlipLogStore({
-        path: join(dataDir, 'flips.jsonl'),
-        logger: { warn: () => undefined },
-      });
-      await store.open();
-      cleanups.push(() => store.close());
-      const cp = await startControlPlane({
-        store,
-        port: 0,
-        auth: 'none',
-        staleAfterMs,
-        heartbeatMs,
-        logger: quiet,
-        // One time basis for the server's append/ack/complete times and the workers' reports.
-        now: drillNow,
-      });
-      cleanups.unshift(() => cp.close());
+      // Its own process, as in production: the sink and LLM share this event loop.
+      const cpScript =
+        options.controlPlaneScript ??
+        fileURLToPath(new URL('./control-plane-process.js', import.meta.url));
+      const cp = await forkControlPlane(cpScript, { dataDir, staleAfterMs, heartbeatMs });
+      cleanups.push(() => cp.stop());
       url = cp.url;
-      log(`control plane ${url} (embedded, file log in ${dataDir})`);
+      log(`control plane ${url} (embedded, own process pid ${cp.pid}, file log in ${dataDir})`);
     } else {
       log(`control plane ${url} (given)`);
     }
@@ -287,6 +274,52 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
       await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
     else log(`data kept in ${dataDir}`);
   }
+}
+
+/** Forks the embedded control plane and waits for its URL. */
+async function forkControlPlane(
+  script: string,
+  config: { dataDir: string; staleAfterMs: number; heartbeatMs: number },
+): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+  const child = fork(script, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString('utf8')).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`embedded control plane did not start: ${stderr}`)),
+      30_000,
+    );
+    child.on('message', (m: { type?: string; url?: string; message?: string }) => {
+      if (m.type === 'ready' && typeof m.url === 'string') {
+        clearTimeout(timer);
+        resolve(m.url);
+      } else if (m.type === 'failed') {
+        clearTimeout(timer);
+        reject(new Error(`embedded control plane failed: ${m.message ?? ''}`));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`embedded control plane exited (${code}): ${stderr}`));
+    });
+    child.send({ type: 'start', ...config });
+  }).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
+  return {
+    url,
+    pid: child.pid,
+    stop: async () => {
+      if (child.connected) child.send({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** The baseline window before a flip, ms: matching traffic must flow in it. */

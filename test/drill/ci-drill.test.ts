@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runDrill } from '../../src/drill/run-drill.js';
-import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
+import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
 
 let dir: string | undefined;
 afterAll(async () => {
@@ -18,7 +18,7 @@ describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every tar
     const p = progress();
     const { exitCode, report, written } = await runDrill({
       scenario,
-      workerScript: WORKER_SCRIPT,
+      ...SCRIPTS,
       outDir: dir,
       log: p.log,
     });

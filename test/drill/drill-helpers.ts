@@ -23,3 +23,14 @@ export function progress(): { log: (l: string) => void; lines: string[] } {
   const lines: string[] = [];
   return { lines, log: (l) => lines.push(l) };
 }
+
+/** The compiled embedded control plane entry. */
+export const CONTROL_PLANE_SCRIPT = fileURLToPath(
+  new URL('../../dist/src/drill/control-plane-process.js', import.meta.url),
+);
+
+/** Both compiled entries, as runDrill options. */
+export const SCRIPTS = {
+  workerScript: WORKER_SCRIPT,
+  controlPlaneScript: CONTROL_PLANE_SCRIPT,
+} as const;

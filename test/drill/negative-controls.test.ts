@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runDrill } from '../../src/drill/run-drill.js';
 import type { WorkerVariant } from '../../src/drill/internal/protocol.js';
-import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
+import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
 
 /**
  * Each negative control is a drill with one planted bug in worker w2 (the others are normal).
@@ -28,7 +28,7 @@ async function drillWith(variant: WorkerVariant, connectTimeoutMs = 20_000) {
   const p = progress();
   const outcome = await runDrill({
     scenario,
-    workerScript: WORKER_SCRIPT,
+    ...SCRIPTS,
     variants: { w2: variant },
     log: p.log,
   });

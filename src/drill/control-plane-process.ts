@@ -1,0 +1,77 @@
+/**
+ * Entry point of the drill's embedded control plane (`dist/src/drill/control-plane-process.js`),
+ * forked by the drill with an IPC channel. It runs in its own process, as `killswitch serve`
+ * would in production, so the effect sink and the LLM server (which share the drill's event loop)
+ * do not delay the stream it measures. Its clock is the drill clock (KS-9.2.4). KS-9.2.5
+ *
+ * IPC: receives `{ type: 'start', dataDir, staleAfterMs, heartbeatMs }`, answers
+ * `{ type: 'ready', url }` or `{ type: 'failed', message }`; `{ type: 'stop' }` closes and exits.
+ */
+import { join } from 'node:path';
+import { FileFlipLogStore } from '../../providers/file/index.js';
+import { startControlPlane, type ControlPlane } from '../server/control-plane.js';
+import { drillNow } from './internal/clock.js';
+
+interface StartMessage {
+  readonly type: 'start';
+  readonly dataDir: string;
+  readonly staleAfterMs: number;
+  readonly heartbeatMs: number;
+}
+
+if (typeof process.send !== 'function') {
+  process.stderr.write(
+    'drill control plane: must be started by `killswitch drill` (it needs an IPC channel)\n',
+  );
+  process.exit(2);
+}
+
+const send = (msg: unknown): void => {
+  if (process.connected) process.send?.(msg);
+};
+let cp: ControlPlane | undefined;
+let store: FileFlipLogStore | undefined;
+
+process.on('message', (raw: unknown) => {
+  const msg = raw as StartMessage | { type: 'stop' };
+  if (msg.type === 'start' && store === undefined) {
+    store = new FileFlipLogStore({
+      path: join(msg.dataDir, 'flips.jsonl'),
+      logger: { warn: () => undefined },
+    });
+    const s = store;
+    s.open()
+      .then(() =>
+        startControlPlane({
+          store: s,
+          port: 0,
+          auth: 'none',
+          staleAfterMs: msg.staleAfterMs,
+          heartbeatMs: msg.heartbeatMs,
+          logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+          // One time basis for append, ack and complete times and the workers' reports.
+          now: drillNow,
+        }),
+      )
+      .then(
+        (started) => {
+          cp = started;
+          send({ type: 'ready', url: started.url });
+        },
+        (err: unknown) => {
+          send({ type: 'failed', message: String((err as Error)?.message ?? err) });
+          setTimeout(() => process.exit(1), 20);
+        },
+      );
+  } else if (msg.type === 'stop') {
+    void (async () => {
+      await cp?.close().catch(() => undefined);
+      await store?.close().catch(() => undefined);
+      send({ type: 'stopped' });
+      setTimeout(() => process.exit(0), 20);
+    })();
+  }
+});
+
+// The drill that forked us went away: nothing would ever stop us.
+process.on('disconnect', () => process.exit(1));

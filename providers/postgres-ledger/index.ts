@@ -1,0 +1,4 @@
+export {
+  PostgresSideEffectLedger,
+  type PostgresSideEffectLedgerOptions,
+} from './postgres-side-effect-ledger.js';

@@ -44,12 +44,15 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** One child process and its clock offset (child time - parent time). */
 class Child {
+  /** Every child started, so a failing run can end them all. */
+  static readonly all = new Set<Child>();
   readonly proc: ChildProcess;
   offset = 0;
   readonly #waiters = new Map<string, (m: FromWorker) => void>();
   #pending: FromWorker[] = [];
 
   constructor() {
+    Child.all.add(this);
     this.proc = fork(new URL('./subscriber-worker.js', import.meta.url), [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -211,15 +214,30 @@ async function main(): Promise<void> {
         heartbeatMs: HEARTBEAT_MS,
       }),
     );
-    await Promise.all(children.map((c) => c.next('ready', 120_000)));
+    await Promise.all(children.map((c) => c.next('ready', 300_000)));
     await sleep(500); // let the initial acks settle
     const remote: RoundStats[] = [];
     const floorRounds: RoundStats[] = [];
     const fromSend: number[] = [];
     const fromAnswer: number[] = [];
+    let lastRecord: FlipRecord | undefined;
     for (let round = 0; round < ROUNDS + 1; round++) {
       await Promise.all(children.map((c) => c.sync()));
-      // Remote: accepted = the POST answer arriving.
+      // Alternate which goes first, so neither always runs on a just-woken process.
+      const floorFirst = round % 2 === 1 && lastRecord !== undefined;
+      let fs: RoundStats | undefined;
+      const floorRound = async (record: FlipRecord) => {
+        // The same event bytes the control plane sends (only the id differs, to tell rounds apart).
+        const id = 1_000_000 + round;
+        const bytes = encodeEvent('flip', record, id);
+        const t0 = performance.now();
+        for (const res of floorClients) res.write(bytes);
+        return collect(children, 'floor', id, t0);
+      };
+      if (floorFirst) {
+        fs = await floorRound(lastRecord!);
+        await sleep(50);
+      }
       const sent = performance.now();
       const answer = await postFlip(plane.url, {
         action: 'halt',
@@ -229,15 +247,14 @@ async function main(): Promise<void> {
       const accepted = performance.now();
       const acceptedInServer = acceptedAt.get(answer.flip.seq)!;
       const rs = await collect(children, 'remote', answer.flip.seq, acceptedInServer);
-      // The floor: the same event bytes, from the moment the bare server starts writing.
-      const bytes = encodeEvent('flip', answer.flip, answer.flip.seq);
-      await sleep(50);
-      const t0 = performance.now();
-      for (const res of floorClients) res.write(bytes);
-      const fs = await collect(children, 'floor', answer.flip.seq, t0);
+      lastRecord = answer.flip;
+      if (!floorFirst) {
+        await sleep(50);
+        fs = await floorRound(answer.flip);
+      }
       if (round === 0) continue; // warm-up
       remote.push(rs);
-      floorRounds.push(fs);
+      floorRounds.push(fs!);
       fromSend.push(rs.slowest + (acceptedInServer - sent));
       fromAnswer.push(rs.slowest + (acceptedInServer - accepted));
       await sleep(100);
@@ -334,5 +351,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   console.error(err);
+  for (const c of Child.all) if (c.proc.exitCode === null) c.proc.kill();
   process.exit(1);
 });

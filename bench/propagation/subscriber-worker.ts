@@ -97,9 +97,19 @@ async function init(m: Extract<ToWorker, { type: 'init' }>): Promise<void> {
       }),
     );
   }
+  let done = 0;
+  for (const p of opened) void p.then(() => done++);
+  const progress = setInterval(() => {
+    if (process.env['PROPAGATION_DEBUG'])
+      console.log(`${m.prefix}: ${done}/${opened.length} connected`);
+  }, 5000);
   await Promise.all(opened);
+  clearInterval(progress);
   send({ type: 'ready' });
 }
+
+// The parent is gone (it failed or was killed): nothing to report to, so do not linger.
+process.on('disconnect', () => process.exit(0));
 
 process.on('message', (m: ToWorker) => {
   if (m.type === 'ping') send({ type: 'pong', id: m.id, t: performance.now() });

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   log: () => import('./commands/log.js'),
   workers: () => import('./commands/workers.js'),
   drill: () => import('./commands/drill.js'),
+  report: () => import('./commands/report.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -11,7 +11,6 @@ import {
 } from '../../report/recovery-report.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import {
-  EXIT_HELP,
   REMOTE_HELP,
   REMOTE_OPTIONS,
   UsageError,

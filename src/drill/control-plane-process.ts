@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { FileFlipLogStore } from '../../providers/file/index.js';
 import { startControlPlane, type ControlPlane } from '../server/control-plane.js';
-import { drillNow } from './internal/clock.js';
+import { drillNow } from './drill-clock.js';
 
 interface StartMessage {
   readonly type: 'start';

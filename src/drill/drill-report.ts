@@ -80,6 +80,11 @@ export interface LeverResult {
     readonly ok: boolean;
     readonly detail?: string;
   };
+  /**
+   * The workers' event-loop delay over the lever (worst p99 and worst max across workers, ms): a
+   * worker whose loop was held up (a starved CPU) applies the flip that much later.
+   */
+  readonly workerLoopDelay?: { readonly p99: number; readonly max: number };
   /** Why the lever could not be measured in full (errors talking to the control plane). */
   readonly errors: readonly string[];
 }

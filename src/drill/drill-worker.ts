@@ -14,7 +14,7 @@ import type { TaskConsumer } from '../queue/task-queue.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import type { FlipSource } from '../source/flip-source.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
-import { drillNow } from './internal/clock.js';
+import { drillNow } from './drill-clock.js';
 import { ObservedFlipSource } from './internal/observed-source.js';
 import {
   WorkerVariant,
@@ -180,6 +180,11 @@ export class DrillWorker {
   /** Whether the flag source was ever fresh. */
   get everOpen(): boolean {
     return this.#everOpen;
+  }
+
+  /** Adds an event from outside the traffic (the entry point's event-loop figures). */
+  note(event: WorkerEvent): void {
+    this.#events.push(event);
   }
 
   /** Events since the last call (the orchestrator collects after each lever). */

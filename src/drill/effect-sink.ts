@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { InvalidOptionError } from '../errors.js';
 import type { KillContext } from '../model/selector.js';
-import { drillNow, type DrillClock } from './internal/clock.js';
+import { drillNow, type DrillClock } from './drill-clock.js';
 
 /** One effect that reached the sink: it landed at `at`. KS-9.2.1 */
 export interface SinkEffect {

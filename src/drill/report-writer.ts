@@ -49,8 +49,8 @@ export function renderMarkdown(r: DrillReport): string {
     );
   }
   lines.push(
-    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after halt | queue T+0 -> T+N (matching) | resume |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after halt | queue T+0 -> T+N (matching) | worker loop delay p99 / max (ms) | resume |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const l of r.levers) lines.push(leverRow(l));
   lines.push('');
@@ -102,6 +102,9 @@ function leverRow(l: LeverResult): string {
     s ? `${s.retriesCancelled}/${s.timersCancelled}` : 'n/a',
     s ? (s.firedAfterApplied > 0 ? `**${s.firedAfterApplied}**` : '0') : 'n/a',
     q ? `${sum(q.t0)} -> ${sum(q.tN)}` : 'n/a',
+    l.workerLoopDelay
+      ? `${fmt(l.workerLoopDelay.p99, 1)} / ${fmt(l.workerLoopDelay.max, 1)}`
+      : 'n/a',
     l.resume
       ? l.resume.ok
         ? `ok${l.resume.seq ? ` (seq ${l.resume.seq})` : ''}`

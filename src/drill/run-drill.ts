@@ -24,7 +24,7 @@ import type {
   WorkerSummary,
 } from './drill-report.js';
 import { startEffectSink, type EffectSink, type SinkEffect } from './effect-sink.js';
-import { drillNow } from './internal/clock.js';
+import { drillNow } from './drill-clock.js';
 import { WorkerVariant, type QueueDepth, type WorkerEvent } from './internal/protocol.js';
 import { WorkerFleet } from './internal/worker-fleet.js';
 import {
@@ -561,9 +561,22 @@ function completeLever(
     for (const e of list)
       if (e.t === 'discard' && e.at >= lever.acceptedAt && e.at < endAt) discarded += e.count;
   }
+  // The first event-loop figure each worker took after the lever ended covers the lever.
+  let loopP99: number | undefined;
+  let loopMax: number | undefined;
+  for (const list of ev.values()) {
+    const l = list.find((e) => e.t === 'loop' && e.at >= endAt);
+    if (l?.t === 'loop') {
+      loopP99 = Math.max(loopP99 ?? 0, l.p99);
+      loopMax = Math.max(loopMax ?? 0, l.max);
+    }
+  }
   return {
     ...lever,
     stops,
+    ...(loopP99 !== undefined && loopMax !== undefined
+      ? { workerLoopDelay: { p99: loopP99, max: loopMax } }
+      : {}),
     timeToStop: {
       p50: percentile(ttl, 50),
       p99: percentile(ttl, 99),

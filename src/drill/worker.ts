@@ -4,6 +4,8 @@
  * synthetic traffic, reports each applied flip at once and everything else when asked, and
  * exits after `stop`. `--variant <name>` plants a negative-control bug (test-only). KS-9.2.3
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { drillNow } from './drill-clock.js';
 import { DrillWorker } from './drill-worker.js';
 import {
   WORKER_VARIANTS,
@@ -37,6 +39,9 @@ if (typeof process.send !== 'function') {
 }
 
 const argvVariant = variantFromArgv(process.argv.slice(2));
+// How long this worker's event loop was held up: time-to-stop includes it, so the report shows it.
+const loop = monitorEventLoopDelay({ resolution: 5 });
+loop.enable();
 let worker: DrillWorker | undefined;
 
 process.on('message', (raw: unknown) => {
@@ -64,6 +69,15 @@ process.on('message', (raw: unknown) => {
     }
     case 'collect': {
       if (!worker) return;
+      const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+      worker.note({
+        t: 'loop',
+        at: drillNow(),
+        p50: ms(loop.percentile(50)),
+        p99: ms(loop.percentile(99)),
+        max: ms(loop.max),
+      });
+      loop.reset();
       send({
         type: 'collected',
         id: msg.id,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { startEffectSink, type EffectSink } from '../../src/drill/effect-sink.js';
-import { drillNow } from '../../src/drill/internal/clock.js';
+import { drillNow } from '../../src/drill/drill-clock.js';
 import { WorkerFleet } from '../../src/drill/internal/worker-fleet.js';
 import { fleetLevers, runDrill } from '../../src/drill/run-drill.js';
 import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/slow-llm-server.js';

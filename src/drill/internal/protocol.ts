@@ -1,23 +1,8 @@
 import type { KillContext, Selector } from '../../model/selector.js';
 import type { Traffic } from '../scenario.js';
 
-/**
- * Worker variants. `normal` is production-shaped; every other one is a negative control with a
- * planted bug the drill must catch (test-only). KS-9.4.1
- */
-export const WorkerVariant = {
-  NORMAL: 'normal',
-  /** Reads the kill state once at boot and caches it. */
-  BOOT_CACHE: 'boot-cache',
-  /** Its flag source has been unreachable all along. */
-  UNREACHABLE: 'unreachable',
-  /** A tool that ignores its abort signal and lands late. */
-  IGNORE_ABORT: 'ignore-abort',
-  /** A discard path that leaves orphan ledger rows. */
-  ORPHAN_DISCARD: 'orphan-discard',
-} as const;
-export type WorkerVariant = (typeof WorkerVariant)[keyof typeof WorkerVariant];
-export const WORKER_VARIANTS: readonly WorkerVariant[] = Object.values(WorkerVariant);
+export { WorkerVariant, WORKER_VARIANTS } from '../worker-variant.js';
+import type { WorkerVariant } from '../worker-variant.js';
 
 /** What the orchestrator hands a worker at start. */
 export interface WorkerConfig {
@@ -73,6 +58,14 @@ export type WorkerEvent =
       readonly at: number;
       readonly ctx: KillContext;
       readonly count: number;
+    }
+  | {
+      /** Event-loop delay since the previous collect (ms): how starved the worker was. */
+      readonly t: 'loop';
+      readonly at: number;
+      readonly p50: number;
+      readonly p99: number;
+      readonly max: number;
     }
   | {
       readonly t: 'late-landing';

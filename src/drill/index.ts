@@ -1,0 +1,71 @@
+/**
+ * openfeature-kill-switch/drill: run a kill-switch drill programmatically (what `killswitch drill`
+ * does), or use its parts: the scenario schema, the effect sink, the slow LLM server, the pure
+ * measurements and the report writer. KS-9
+ */
+export {
+  scenarioSchema,
+  leverSchema,
+  trafficSchema,
+  targetsSchema,
+  timingsSchema,
+  parseScenario,
+  loadScenario,
+  leverTarget,
+  workerIdOf,
+  runIdOf,
+  type Scenario,
+  type Lever,
+  type Traffic,
+  type Targets,
+} from './scenario.js';
+export {
+  runDrill,
+  fleetLevers,
+  type RunDrillOptions,
+  type DrillOutcome,
+  type DrillScope,
+} from './run-drill.js';
+export {
+  startEffectSink,
+  type EffectSink,
+  type EffectSinkOptions,
+  type SinkEffect,
+} from './effect-sink.js';
+export {
+  startSlowLlmServer,
+  type SlowLlmServer,
+  type SlowLlmServerOptions,
+  type SlowLlmStats,
+} from './slow-llm-server.js';
+export {
+  percentile,
+  stopTimes,
+  measureEffects,
+  measureSchedules,
+  measureCancelled,
+  checkLedger,
+  dispatchedAt,
+  appliedAtOf,
+  type HaltWindow,
+  type LedgerView,
+} from './measure.js';
+export { checkTargets, type DrillMeasurements } from './check-targets.js';
+export {
+  writeDrillReport,
+  renderMarkdown,
+  renderSvg,
+  type WrittenReport,
+} from './report-writer.js';
+export type {
+  DrillReport,
+  LeverResult,
+  LeverEffects,
+  LeverSchedules,
+  LedgerCheck,
+  Violation,
+  WorkerStop,
+  WorkerSummary,
+} from './drill-report.js';
+export { WorkerVariant, WORKER_VARIANTS } from './internal/protocol.js';
+export { drillNow, type DrillClock } from './drill-clock.js';

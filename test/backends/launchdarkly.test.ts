@@ -5,7 +5,7 @@ import { EffectGuard, type GuardedEffect } from '../../src/guard/effect-guard.js
 import { evaluateKill } from '../../src/guard/kill-decision.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { bind, localLaunchDarkly, sleep, waitFor } from './helpers.js';
-import { LdStreamServer } from './ld-stream-server.js';
+import { LdStreamServer } from '../fixtures/ld-stream-server.js';
 
 const quiet = { warn: () => undefined };
 const cleanups: (() => Promise<void> | void)[] = [];

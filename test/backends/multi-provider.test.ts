@@ -11,7 +11,7 @@ import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
 import { SourceStatus } from '../../src/source/flip-source.js';
 import { ControlledFlipSource } from '../provider/controlled-flip-source.js';
 import { bind, localLaunchDarkly, sleep, waitFor } from './helpers.js';
-import { LdStreamServer } from './ld-stream-server.js';
+import { LdStreamServer } from '../fixtures/ld-stream-server.js';
 
 // The SDK's own strategies (FirstMatch, FirstSuccessful, Comparison) and their fail-open cases are
 // measured in test/guard/multi-provider.test.ts (KS-4.6.1); this file combines the real providers.

@@ -1,6 +1,6 @@
 /**
  * bench/backends: what each kill-flag backend does, measured on this machine (loopback, one
- * process). KS-12.5.1
+ * process). KS-12.6.1
  *
  * - `killswitch-sse`: KillSwitchProvider over RemoteFlipSource (SSE + acks + lease). Flip-to-visible
  *   = from the store accepting the record to the provider's PROVIDER_CONFIGURATION_CHANGED.

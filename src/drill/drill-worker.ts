@@ -1,4 +1,4 @@
-import { OpenFeature, type Client } from '@openfeature/server-sdk';
+import { OpenFeature, ProviderEvents, type Client } from '@openfeature/server-sdk';
 import { ErrorCode, KillSwitchError } from '../errors.js';
 import { EffectGuard } from '../guard/effect-guard.js';
 import { evaluateKill, type KillDecision } from '../guard/kill-decision.js';
@@ -158,6 +158,9 @@ export class DrillWorker {
       logger: quietLogger,
     });
     await this.#queue.start();
+    // A resume does not release held tasks or unpause the queue by itself (an operator decides
+    // when): a production worker does it on each change of the kill state, and so does this one.
+    this.#client.addHandler(ProviderEvents.ConfigurationChanged, this.#onChange);
     if (c.variant === WorkerVariant.BOOT_CACHE) await this.#readOnceAtBoot();
     const t = c.traffic;
     for (let j = 0; j < t.runsPerWorker; j++) this.#loops.push(this.#runLoop(j));
@@ -176,6 +179,23 @@ export class DrillWorker {
       });
     }
   }
+
+  readonly #onChange = (): void => {
+    if (this.#stopping) return;
+    void this.#queue.resume().then(
+      (r) => {
+        if (r.released > 0 || r.unpaused) {
+          this.#events.push({
+            t: 'status',
+            at: drillNow(),
+            status: 'queue-resumed',
+            detail: `released ${r.released}${r.unpaused ? ', unpaused' : ''}`,
+          });
+        }
+      },
+      () => undefined,
+    );
+  };
 
   /** Whether the flag source was ever fresh. */
   get everOpen(): boolean {
@@ -205,6 +225,7 @@ export class DrillWorker {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const w of this.#stopWaiters) w();
+    this.#client.removeHandler(ProviderEvents.ConfigurationChanged, this.#onChange);
     await Promise.allSettled(this.#loops);
     await this.#consumer?.close();
     await this.#queue.close();

@@ -13,8 +13,9 @@
 //   PEERS_ONLY=ks,ofrep,ld,unleash   which rows to run
 //   PEERS_FLIPS=30                   flips for the streaming rows (ks, ld) and OFREP
 //   PEERS_UNLEASH_FAST_FLIPS=10      flips for Unleash at 1 s refresh
-//   PEERS_UNLEASH_DEFAULT_FLIPS=6    flips for Unleash at its default 15 s refresh
+//   PEERS_UNLEASH_DEFAULT_FLIPS=4    flips for Unleash at its default 15 s refresh
 //   PEERS_OUTAGE_MS=8000             how long each outage is watched
+//   PEERS_RUNS=3                     whole runs; flips are pooled, each run's p50 is shown
 //   PEERS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres   where Unleash's database is made
 /* global fetch, AbortSignal */
 import { spawn } from 'node:child_process';
@@ -44,13 +45,14 @@ const CONFIG = {
   only: (process.env.PEERS_ONLY || 'ks,ofrep,ld,unleash').split(',').map((s) => s.trim()),
   flips: intEnv('PEERS_FLIPS', 30),
   unleashFastFlips: intEnv('PEERS_UNLEASH_FAST_FLIPS', 10),
-  unleashDefaultFlips: intEnv('PEERS_UNLEASH_DEFAULT_FLIPS', 6),
+  unleashDefaultFlips: intEnv('PEERS_UNLEASH_DEFAULT_FLIPS', 4),
   outageMs: intEnv('PEERS_OUTAGE_MS', 8000),
+  runs: Math.max(1, intEnv('PEERS_RUNS', 3)),
   pgUrl: process.env.PEERS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
   /** A worker started during the outage is given this long to come up before it is asked. */
   newWorkerWaitMs: 3000,
   /** The whole run is cut off after this long (every child killed), so it always ends. */
-  hardLimitMs: 20 * 60_000,
+  hardLimitMs: 30 * 60_000,
 };
 
 /** The context every worker evaluates with; the flag means "halted" (true = stop the agent). */
@@ -284,6 +286,7 @@ function stats({ latencies, answered }) {
     max: round(sorted[sorted.length - 1] ?? NaN),
     answeredP50: round(percentile(acks, 50)),
     samples: latencies.map(round),
+    answeredSamples: answered.map(round),
   };
 }
 
@@ -322,18 +325,28 @@ const quietLogger = { debug() {}, info() {}, warn() {}, error() {} };
 // ---------------------------------------------------------------------------------------------
 // This project: `killswitch serve` + KillSwitchProvider(RemoteFlipSource) over SSE, and OFREP.
 
+const OFREP_ROW = "this project's OFREP endpoint + @openfeature/ofrep-provider 0.1.3";
+
 async function loadOpenFeature() {
   const sdk = await import('@openfeature/server-sdk');
   return sdk;
 }
 
-async function startKillSwitch(label) {
+/**
+ * Starts `killswitch serve` on a fresh data directory (file flip log, fsync on). With `ofrepPlane`
+ * it starts servers/ks-ofrep-plane.mjs instead: the same control plane with src/ofrep's routes
+ * mounted, for a build whose `serve` does not mount them.
+ */
+async function startKillSwitch(label, { ofrepPlane = false } = {}) {
   const cli = join(DIST, 'src', 'cli', 'main.js');
   if (!existsSync(cli))
     throw new Error(`${cli} is missing: run \`npm run build\` at the repository root first`);
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-peers-ks-'));
   const token = randomBytes(24).toString('hex');
-  const proc = startChild(label, [cli, 'serve', '--port', '0', '--data-dir', dataDir, '--json'], {
+  const args = ofrepPlane
+    ? [join(HERE, 'servers', 'ks-ofrep-plane.mjs'), DIST, dataDir]
+    : [cli, 'serve', '--port', '0', '--data-dir', dataDir, '--json'];
+  const proc = startChild(label, args, {
     env: { KILLSWITCH_ADMIN_TOKEN: token },
     cwd: dataDir,
     readyMs: 30_000,
@@ -431,6 +444,7 @@ async function runKillSwitch(OF) {
       transport: 'SSE push, ack-renewed lease (staleAfterMs 3000)',
       ...stats(latencies),
       outage: describeOutage(timeline, CONFIG.outageMs),
+      caveat: 'halted whatever default the caller passes (the provider answers fail-closed itself)',
       newWorker: freshAnswer,
     };
   } finally {
@@ -445,18 +459,33 @@ function ofrepLabel(d) {
   return d.value ? 'true (halted)' : 'false (running)';
 }
 
+const probeOfrep = (server) =>
+  httpJson('POST', `${server.url}/ofrep/v1/evaluate/flags/kill-switch`, {
+    headers: server.auth,
+    body: { context: { tenant: TENANT } },
+  });
+
 async function runOfrep(OF) {
-  const server = await startKillSwitch('killswitch serve (OFREP)');
+  let server = await startKillSwitch('killswitch serve (OFREP)');
+  let mountedBy = 'killswitch serve';
   try {
-    const probe = await httpJson('POST', `${server.url}/ofrep/v1/evaluate/flags/kill-switch`, {
-      headers: server.auth,
-      body: { context: { tenant: TENANT } },
-    });
+    let probe = await probeOfrep(server);
     if (probe.status === 404 || probe.status === 405) {
-      return {
-        name: "this project's OFREP endpoint + @openfeature/ofrep-provider",
-        skipped: `not measured: this build's control plane has no OFREP route (POST /ofrep/v1/evaluate/flags/kill-switch answered ${probe.status})`,
-      };
+      // `serve` does not mount OFREP in this build: mount src/ofrep's routes on the same control
+      // plane ourselves, if this build has them at all.
+      await server.cleanup();
+      server = undefined;
+      if (!existsSync(join(DIST, 'src', 'ofrep', 'index.js'))) {
+        return {
+          name: OFREP_ROW,
+          skipped: `not measured: this build has no OFREP endpoint (serve answered ${probe.status}, no dist/src/ofrep)`,
+        };
+      }
+      server = await startKillSwitch('control plane + src/ofrep routes', { ofrepPlane: true });
+      mountedBy = 'startControlPlane + ofrepRoutes (serve does not mount OFREP yet)';
+      probe = await probeOfrep(server);
+      if (probe.status !== 200)
+        throw new Error(`OFREP probe answered ${probe.status}: ${probe.text.slice(0, 300)}`);
     }
     const { OFREPProvider } = await import('@openfeature/ofrep-provider');
     const provider = new OFREPProvider({
@@ -505,14 +534,16 @@ async function runOfrep(OF) {
       { tenant: TENANT, targetingKey: 'bench' },
     );
     return {
-      name: "this project's OFREP endpoint + @openfeature/ofrep-provider",
-      transport: 'HTTP request per evaluation (evaluated back to back)',
+      name: OFREP_ROW,
+      transport: `HTTP request per evaluation, evaluated back to back (routes: ${mountedBy})`,
       ...stats(latencies),
       outage: describeOutage(timeline, CONFIG.outageMs),
+      caveat:
+        'only because the caller passes true as the default: the provider answers errors, the SDK serves the default',
       newWorker: ofrepLabel(fresh),
     };
   } finally {
-    await server.cleanup();
+    await server?.cleanup();
   }
 }
 
@@ -589,6 +620,7 @@ async function runLaunchDarkly() {
       transport: 'SSE push (put/patch), no event ids',
       ...stats(latencies),
       outage: describeOutage(timeline, CONFIG.outageMs),
+      caveat: 'the SDK stays initialised and reports no error to the caller',
       newWorker: (await fresh.read()).label,
     };
   } finally {
@@ -768,6 +800,61 @@ function machine() {
   };
 }
 
+/**
+ * Folds the rows of several runs into one row per system: flips pooled across runs (p50 / p99 /
+ * max over all of them), each run's p50 kept, and the outage verdict of every run.
+ */
+function aggregate(runs) {
+  const byName = new Map();
+  for (const run of runs) {
+    for (const row of run) {
+      if (!byName.has(row.name)) byName.set(row.name, []);
+      byName.get(row.name).push(row);
+    }
+  }
+  const rows = [];
+  for (const [name, all] of byName) {
+    const ok = all.filter((r) => Array.isArray(r.samples));
+    const failed = all.filter((r) => r.error);
+    if (ok.length === 0) {
+      rows.push({
+        name,
+        ...(all[0].skipped ? { skipped: all[0].skipped } : { error: all[0].error }),
+      });
+      continue;
+    }
+    const pooled = stats({
+      latencies: ok.flatMap((r) => r.samples),
+      answered: ok.flatMap((r) => r.answeredSamples),
+    });
+    const closedAt = ok.map((r) => r.outage.failClosedAfterMs);
+    let verdict;
+    if (closedAt.every((t) => t !== null)) {
+      const sorted = [...closedAt].sort((a, b) => a - b);
+      verdict = `fail closed after ${fmtS(percentile(sorted, 50))}${ok.length > 1 ? ` (median; runs: ${closedAt.map((t) => (t / 1000).toFixed(2)).join(', ')} s)` : ''}`;
+    } else if (closedAt.every((t) => t === null)) {
+      verdict = ok[0].outage.verdict + (ok.length > 1 ? ` (all ${ok.length} runs)` : '');
+    } else {
+      verdict = ok.map((r) => r.outage.verdict).join('; ');
+    }
+    rows.push({
+      name,
+      transport: ok[0].transport,
+      ...pooled,
+      runs: ok.length,
+      runP50s: ok.map((r) => r.p50),
+      outage: {
+        text: ok[0].outage.text,
+        verdict: ok[0].caveat ? `${verdict}; ${ok[0].caveat}` : verdict,
+        failClosedAfterMs: closedAt,
+      },
+      newWorker: [...new Set(ok.map((r) => r.newWorker))].join(' / '),
+      ...(failed.length > 0 ? { failedRuns: failed.map((r) => r.error) } : {}),
+    });
+  }
+  return rows;
+}
+
 function printTable(rows, before, after) {
   const out = [];
   out.push('');
@@ -790,7 +877,7 @@ function printTable(rows, before, after) {
       continue;
     }
     out.push(
-      `| ${r.name} | ${r.transport} | ${r.n} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${fmtMs(r.answeredP50)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
+      `| ${r.name}${r.failedRuns ? ` (failed in ${r.failedRuns.length} run(s): ${r.failedRuns[0]})` : ''} | ${r.transport} | ${r.n}${r.runs > 1 ? ` (${r.runs} runs; run p50s ${r.runP50s.map(fmtMs).join(', ')})` : ''} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${fmtMs(r.answeredP50)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
     );
   }
   out.push('');
@@ -798,15 +885,17 @@ function printTable(rows, before, after) {
 }
 
 async function main() {
+  const before = machine();
+  log(`machine: ${JSON.stringify(before)}`);
+  const runs = [];
   const hardStop = setTimeout(() => {
     log(`hard limit of ${CONFIG.hardLimitMs / 60_000} min reached: killing children and exiting`);
     killAllChildrenNow();
+    // Whatever finished is still worth a table.
+    printTable(aggregate(runs), before, machine());
     process.exit(1);
   }, CONFIG.hardLimitMs);
   hardStop.unref();
-  const before = machine();
-  log(`machine: ${JSON.stringify(before)}`);
-  const rows = [];
   let OF;
   try {
     OF = await loadOpenFeature();
@@ -820,12 +909,7 @@ async function main() {
       () => runKillSwitch(OF),
       120_000,
     ],
-    [
-      'ofrep',
-      "this project's OFREP endpoint + @openfeature/ofrep-provider",
-      () => runOfrep(OF),
-      120_000,
-    ],
+    ['ofrep', OFREP_ROW, () => runOfrep(OF), 120_000],
     [
       'ld',
       'LaunchDarkly Node server SDK 9.13.7 (local stream server)',
@@ -834,23 +918,28 @@ async function main() {
     ],
     ['unleash', 'Unleash OSS 7.5.1 + unleash-client 6.12.1', () => runUnleash(), 600_000],
   ];
-  for (const [id, name, run, limitMs] of peers) {
-    if (!CONFIG.only.includes(id)) continue;
-    log(`--- ${name}`);
-    try {
-      if (!OF && (id === 'ks' || id === 'ofrep'))
-        throw new Error('@openfeature/server-sdk is not installed (npm ci in bench/peers)');
-      const result = await withLimit(name, limitMs, run);
-      rows.push(...(Array.isArray(result) ? result : [result]));
-    } catch (err) {
-      const message = (err && err.message ? err.message : String(err))
-        .replace(/\|/g, '/')
-        .replace(/\s+/g, ' ');
-      log(`${name}: ${message}`);
-      rows.push({ name, error: message });
+  for (let i = 1; i <= CONFIG.runs; i++) {
+    const rows = [];
+    for (const [id, name, run, limitMs] of peers) {
+      if (!CONFIG.only.includes(id)) continue;
+      log(`--- run ${i}/${CONFIG.runs}: ${name}`);
+      try {
+        if (!OF && (id === 'ks' || id === 'ofrep'))
+          throw new Error('@openfeature/server-sdk is not installed (npm ci in bench/peers)');
+        const result = await withLimit(name, limitMs, run);
+        rows.push(...(Array.isArray(result) ? result : [result]));
+      } catch (err) {
+        const message = (err && err.message ? err.message : String(err))
+          .replace(/\|/g, '/')
+          .replace(/\s+/g, ' ');
+        log(`${name}: ${message}`);
+        rows.push({ name, error: message });
+      }
+      killAllChildrenNow();
     }
-    killAllChildrenNow();
+    runs.push(rows);
   }
+  const rows = aggregate(runs);
   const after = machine();
   printTable(rows, before, after);
   process.stdout.write(
@@ -860,6 +949,7 @@ async function main() {
       loadavgAtEnd: after.loadavg,
       config: CONFIG,
       rows,
+      runs,
     }) + '\n',
   );
   await OF?.OpenFeature.close().catch(() => {});

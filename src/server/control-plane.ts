@@ -608,10 +608,11 @@ class ControlPlaneServer implements ControlPlane {
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    res.write(Buffer.concat(chunks));
+    const first = Buffer.concat(chunks);
+    res.write(first);
     const disconnect =
       q.worker === undefined ? () => {} : this.tracker.connect(q.worker, q.release);
-    this.#hub.add(res, q.worker, disconnect);
+    this.#hub.add(res, q.worker, disconnect, first.length);
   }
 }
 

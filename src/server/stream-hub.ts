@@ -14,6 +14,8 @@ export interface StreamHubOptions {
 interface Subscriber {
   readonly res: ServerResponse;
   readonly workerId: string | undefined;
+  /** Extra bytes allowed while the first write (snapshot or replay) drains; 0 once it has. */
+  allowance: number;
 }
 
 /**
@@ -47,12 +49,18 @@ export class StreamHub {
    * Adds a subscriber whose headers and first events were already written; it leaves the hub when
    * its response closes.
    *
-   * The first write (snapshot or replay) is not checked here: dropping a subscriber before it
-   * could read anything would make it reconnect into the same replay forever. The caller bounds
-   * that write instead (KS-6.1.6); the next broadcast checks as usual.
+   * The first write (snapshot or replay, `initialBytes` long) is allowed on top of the bound
+   * until it has drained: dropping a subscriber before it could read its snapshot would make it
+   * reconnect into the same snapshot forever (a large kill state on a slow link). Once its pending
+   * bytes fall under the bound, the bound applies as usual. KS-6.1.5, KS-6.1.6
    */
-  add(res: ServerResponse, workerId: string | undefined, onClose: () => void): void {
-    const sub: Subscriber = { res, workerId };
+  add(
+    res: ServerResponse,
+    workerId: string | undefined,
+    onClose: () => void,
+    initialBytes = 0,
+  ): void {
+    const sub: Subscriber = { res, workerId, allowance: initialBytes };
     this.#subs.add(sub);
     res.once('close', () => {
       this.#subs.delete(sub);
@@ -78,7 +86,11 @@ export class StreamHub {
   #check(sub: Subscriber): boolean {
     // writableLength counts what the response and its socket still hold: bytes the peer did not read.
     const pending = sub.res.writableLength;
-    if (pending <= this.#max) return true;
+    if (pending <= this.#max) {
+      sub.allowance = 0;
+      return true;
+    }
+    if (pending <= this.#max + sub.allowance) return true;
     this.#subs.delete(sub);
     this.#dropped++;
     sub.res.destroy();

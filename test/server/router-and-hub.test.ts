@@ -76,6 +76,24 @@ describe('KS-5.1.12 the fan-out encodes each event once and writes the same buff
     expect(hub.dropped).toBe(1);
   });
 
+  it('lets a large first write (snapshot or replay) drain before the bound applies', () => {
+    const drops: unknown[] = [];
+    const hub = new StreamHub({ maxBufferedBytes: 100, onDrop: (d) => drops.push(d) });
+    const slow = new FakeRes();
+    // A 5,000-byte snapshot was written and none of it has been read yet.
+    slow.writableLength = 5000;
+    hub.add(slow as unknown as ServerResponse, 'big', () => {}, 5000);
+    hub.broadcast(encodeEvent('heartbeat', { head: 1, at: 0 }));
+    expect(slow.destroyed).toBe(false);
+    // Once it has drained under the bound, the bound applies as for everyone.
+    slow.writableLength = 50;
+    hub.broadcast(encodeEvent('heartbeat', { head: 1, at: 1 }));
+    slow.writableLength = 101;
+    hub.broadcast(encodeEvent('heartbeat', { head: 1, at: 2 }));
+    expect(slow.destroyed).toBe(true);
+    expect(drops).toEqual([{ workerId: 'big', pending: 101 }]);
+  });
+
   it('encodes SSE fields exactly', () => {
     expect(encodeEvent('flip', { a: 'x\ny' }, 7).toString()).toBe(
       'event: flip\nid: 7\ndata: {"a":"x\\ny"}\n\n',

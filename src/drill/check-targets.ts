@@ -27,6 +27,13 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
         message: `worker ${w.workerId} was not connected and fresh on this control plane before every lever`,
       });
     }
+    if (w.crashed !== undefined) {
+      out.push({
+        code: 'worker-crashed',
+        workerId: w.workerId,
+        message: `worker ${w.workerId} died during the drill: ${w.crashed}`,
+      });
+    }
     if (w.everFresh === false && w.effectsAtSink > 0) {
       out.push({
         code: 'effects-from-unfresh-worker',

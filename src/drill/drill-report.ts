@@ -132,6 +132,8 @@ export interface WorkerSummary {
   /** The control plane listed it connected and fresh before every lever. */
   readonly connected: boolean;
   readonly counters?: WorkerCounters;
+  /** It died during the drill (exit code or signal, or the error it reported). */
+  readonly crashed?: string;
   readonly effectsAtSink: number;
 }
 

@@ -49,7 +49,7 @@ export function renderMarkdown(r: DrillReport): string {
     );
   }
   lines.push(
-    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after halt | queue T+0 -> T+N (matching) | worker loop delay p99 / max (ms) | resume |',
+    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after flip / after applied | queue T+0 -> T+N (matching) | worker loop delay p99 / max (ms) | resume |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const l of r.levers) lines.push(leverRow(l));
@@ -100,7 +100,9 @@ function leverRow(l: LeverResult): string {
     e ? `${e.otherRateBefore} -> ${e.otherRateDuring}` : 'n/a',
     l.inFlightCancelled ? `${l.inFlightCancelled.llm}/${l.inFlightCancelled.tool}` : 'n/a',
     s ? `${s.retriesCancelled}/${s.timersCancelled}` : 'n/a',
-    s ? (s.firedAfterApplied > 0 ? `**${s.firedAfterApplied}**` : '0') : 'n/a',
+    s
+      ? `${s.firedAfterAccepted} / ${s.firedAfterApplied > 0 ? `**${s.firedAfterApplied}**` : '0'}`
+      : 'n/a',
     q ? `${sum(q.t0)} -> ${sum(q.tN)}` : 'n/a',
     l.workerLoopDelay
       ? `${fmt(l.workerLoopDelay.p99, 1)} / ${fmt(l.workerLoopDelay.max, 1)}`

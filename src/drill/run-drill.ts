@@ -246,6 +246,13 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
       everFresh: m.events.some((e) => e.t === 'status' && e.status === 'open'),
       connected: !notConnected.has(m.workerId) && m.fatal === undefined,
       ...(m.counters ? { counters: m.counters } : {}),
+      ...(m.fatal !== undefined
+        ? { crashed: m.fatal.split('\n')[0]! }
+        : m.exitedEarly
+          ? {
+              crashed: `exited (code ${m.exitedEarly.code}, signal ${m.exitedEarly.signal}): ${m.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
+            }
+          : {}),
       effectsAtSink: effects.filter((e) => e.workerId === m.workerId).length,
     }));
     return await finish(

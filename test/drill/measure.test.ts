@@ -239,6 +239,23 @@ describe('KS-9.3.4 any missed target is a violation; missing data fails', () => 
     ).toEqual(['worker-not-connected', 'effects-from-unfresh-worker']);
   });
 
+  it('a worker that died during the drill fails it', () => {
+    expect(
+      codes(
+        [lever({})],
+        [
+          {
+            workerId: 'w1',
+            connected: true,
+            everFresh: true,
+            effectsAtSink: 3,
+            crashed: 'exited (code null, signal SIGKILL)',
+          },
+        ],
+      ),
+    ).toEqual(['worker-crashed']);
+  });
+
   it('flags leaks and a stalled other cohort', () => {
     const effects = {
       matchingBefore: 5,

@@ -20,6 +20,9 @@ export interface FleetMember {
   started: boolean;
   fatal?: string;
   exited: boolean;
+  /** It exited before the drill asked it to stop (a crash): its events since the last collect are lost. */
+  exitedEarly?: { code: number | null; signal: string | null };
+  stopRequested: boolean;
   /** Last lines of its stderr, for diagnostics. */
   stderr: string;
 }
@@ -52,13 +55,15 @@ export class WorkerFleet {
       events: [],
       started: false,
       exited: false,
+      stopRequested: false,
       stderr: '',
     };
     child.stderr?.on('data', (b: Buffer) => {
       m.stderr = (m.stderr + b.toString('utf8')).slice(-4000);
     });
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
       m.exited = true;
+      if (!m.stopRequested) m.exitedEarly = { code, signal };
     });
     child.on('message', (raw: unknown) => this.#onMessage(m, raw as FromWorker));
     child.send({ type: 'start', config } satisfies ToWorker);
@@ -147,6 +152,7 @@ export class WorkerFleet {
   async stop(timeoutMs = 15_000): Promise<void> {
     await Promise.all(
       this.members.map(async (m) => {
+        m.stopRequested = true;
         const r = await this.#ask(m, (id) => ({ type: 'stop', id }), timeoutMs);
         if (r?.type === 'stopped') m.counters = r.counters;
         await waitExit(m, 3_000);
@@ -157,6 +163,7 @@ export class WorkerFleet {
   /** Kills every worker still running (by its pid). */
   kill(): void {
     for (const m of this.members) {
+      m.stopRequested = true;
       if (!m.exited) m.child.kill('SIGKILL');
     }
   }

@@ -8,7 +8,11 @@ import { drillNow } from '../../src/drill/drill-clock.js';
 import { WorkerFleet } from '../../src/drill/internal/worker-fleet.js';
 import { fleetLevers, runDrill } from '../../src/drill/run-drill.js';
 import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/slow-llm-server.js';
+import { TokenAuthenticator } from '../../src/auth/token-authenticator.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
+
+const FLEET_TOKEN = 'fleet-token-0123456789abcdef0123456789';
+const DRILL_TOKEN = 'drill-token-0123456789abcdef0123456789';
 import { progress, scenarioFrom, WORKER_SCRIPT } from './drill-helpers.js';
 
 let dir: string | undefined;
@@ -78,6 +82,7 @@ describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missi
           workerId,
           release: 'staging-1',
           urls: [cp!.url],
+          token: FLEET_TOKEN,
           sinkUrl: sink!.url,
           llmUrl: llm!.url,
           ledgerPath: ledgers[i]!,

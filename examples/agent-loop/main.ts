@@ -1,0 +1,251 @@
+/**
+ * A runnable agent loop under the kill switch. One process runs:
+ * - a slow local LLM server that streams tokens, and two tool services (CRM, email);
+ * - a producer that enqueues agent tasks on a BullMQ queue (Redis 127.0.0.1:6379), gated by the
+ *   kill switch (an enqueue that matches a halt is refused);
+ * - a BullMQ worker that runs each task: stream a draft from the LLM, write a CRM note, send an
+ *   email. Every call goes through the EffectGuard, which reads `kill-switch` from the
+ *   KillSwitchProvider over a RemoteFlipSource streaming from `killswitch serve`.
+ *
+ * Flip with the CLI at any level and watch it stop; an in-flight LLM call is aborted and the
+ * example prints how fast the caller was freed and the socket closed. See README.md.
+ */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { OpenFeature } from '@openfeature/server-sdk';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import {
+  DuplicateEffectError,
+  EffectGuard,
+  FileSideEffectLedger,
+  HaltedError,
+  KillSwitchProvider,
+  type KillContext,
+} from 'openfeature-kill-switch';
+import { RemoteFlipSource } from 'openfeature-kill-switch/providers/remote';
+import { startLlmServer } from './llm-server.js';
+import { startToolServices } from './tool-services.js';
+
+const env = process.env;
+const url = env['KILLSWITCH_URL'] ?? 'http://127.0.0.1:7411';
+const dataDir = resolve(env['KILLSWITCH_DATA_DIR'] ?? './.killswitch');
+const workerId = env['EXAMPLE_WORKER_ID'] ?? `agent-loop-${process.pid}`;
+const release = env['EXAMPLE_RELEASE'] ?? 'v1';
+const queueName = env['EXAMPLE_QUEUE'] ?? 'agent-loop';
+const redis = { host: '127.0.0.1', port: Number(env['EXAMPLE_REDIS_PORT'] ?? 6379) };
+const prefix = env['EXAMPLE_REDIS_PREFIX'] ?? 'bull';
+const everyMs = Number(env['EXAMPLE_TASK_EVERY_MS'] ?? 400);
+const ledgerPath = env['EXAMPLE_LEDGER'] ?? join(dataDir, 'agent-loop-effects.jsonl');
+
+interface AgentTask {
+  readonly tenant: string;
+  readonly feature: string;
+  readonly customer: string;
+}
+
+const t0 = performance.now();
+function log(line: string): void {
+  process.stdout.write(`[${((performance.now() - t0) / 1000).toFixed(2)}s] ${line}\n`);
+}
+
+/** The token: $KILLSWITCH_TOKEN, else the admin token `killswitch serve` generated locally. */
+async function token(): Promise<string | undefined> {
+  if (env['KILLSWITCH_TOKEN']) return env['KILLSWITCH_TOKEN'];
+  try {
+    return (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+// --- the kill switch: provider over the control plane's stream, guard over a ledger ----------
+const tok = await token();
+const provider = new KillSwitchProvider({
+  source: new RemoteFlipSource({
+    urls: [url],
+    workerId,
+    release,
+    ...(tok !== undefined ? { token: tok } : {}),
+  }),
+});
+await OpenFeature.setProviderAndWait('agent-loop', provider);
+const client = OpenFeature.getClient('agent-loop');
+const ledger = new FileSideEffectLedger({ path: ledgerPath });
+await ledger.open();
+const guard = new EffectGuard({ client, ledger, logger: { warn: (m) => log(`warning: ${m}`) } });
+for (let i = 0; provider.sourceStatus !== 'open'; i++) {
+  if (i === 500) log(`still waiting for ${url} (is killswitch serve running?)`);
+  await new Promise((r) => setTimeout(r, 10));
+}
+log(`worker ${workerId} (release ${release}) following ${url}; ledger ${ledgerPath}`);
+
+// --- the outside world ----------------------------------------------------------------------
+const llm = await startLlmServer({ tokens: 40, tokenMs: 50 });
+const tools = await startToolServices({
+  latencyMs: 150,
+  onArrival: (tool, key) => log(`  ${tool} service received ${key}`),
+});
+
+/** Streams a draft from the LLM; the signal aborts the fetch and the stream. */
+async function generate(task: AgentTask, runId: string, signal: AbortSignal): Promise<string> {
+  const res = await fetch(`${llm.url}/v1/generate`, {
+    method: 'POST',
+    headers: { 'x-request-id': runId, 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: `reply to ${task.customer}` }),
+    signal,
+  });
+  let text = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body!)
+    text += decoder.decode(chunk as Uint8Array, { stream: true });
+  return `${text.split('\n').filter((l) => l.startsWith('data: {')).length} tokens`;
+}
+
+async function callTool(toolUrl: string, key: string, body: unknown, signal: AbortSignal) {
+  const res = await fetch(toolUrl, {
+    method: 'POST',
+    headers: { 'idempotency-key': key, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+  return (await res.json()) as unknown;
+}
+
+/** One agent task: LLM draft, CRM note, email. Each is one guarded effect of the run. */
+async function runTask(task: AgentTask, runId: string): Promise<void> {
+  const context: KillContext = { tenant: task.tenant, feature: task.feature };
+  const label = `${runId} ${task.tenant}/${task.feature}`;
+  let abortedAt = 0;
+  const socketClosed = new Promise<number>((ok) => llm.onSocketClose(runId, ok));
+  try {
+    log(`${label}: streaming a draft from the LLM`);
+    const draft = await guard.run(
+      { context, runId, step: 'llm', capability: 'llm.generate' },
+      (signal) => {
+        signal.addEventListener('abort', () => (abortedAt = performance.now()), { once: true });
+        return generate(task, runId, signal);
+      },
+    );
+    await guard.run(
+      {
+        context,
+        runId,
+        step: 'crm',
+        capability: 'crm.update',
+        compensation: { action: 'crm.delete-note', args: { customer: task.customer } },
+      },
+      (signal, { key }) => callTool(`${tools.crmUrl}/notes`, key, { draft }, signal),
+    );
+    await guard.run(
+      {
+        context,
+        runId,
+        step: 'email',
+        capability: 'email.send',
+        compensation: { action: 'email.send-correction', args: { to: task.customer } },
+      },
+      (signal, { key }) => callTool(`${tools.emailUrl}/send`, key, { to: task.customer }, signal),
+    );
+    log(`${label}: done (draft of ${draft})`);
+  } catch (err) {
+    if (err instanceof HaltedError && err.code === 'KS_ABORTED') {
+      const freedAt = performance.now();
+      // The server sees the socket close once the client's FIN arrives: wait for it (<= 1 s).
+      const socketClosedAt = await Promise.race([
+        socketClosed,
+        new Promise<number>((ok) => setTimeout(() => ok(0), 1000).unref()),
+      ]);
+      const closed =
+        socketClosedAt > 0 ? `${(socketClosedAt - abortedAt).toFixed(2)} ms` : 'not within 1 s';
+      log(
+        `${label}: ABORTED in flight: ${err.message}\n` +
+          `    caller freed ${(freedAt - abortedAt).toFixed(2)} ms after the halt reached the guard; ` +
+          `LLM socket closed after ${closed}`,
+      );
+    } else if (err instanceof HaltedError) {
+      log(`${label}: REFUSED before dispatch: ${err.message}`);
+    } else if (err instanceof DuplicateEffectError) {
+      log(`${label}: not sent again (${err.state})`);
+    } else {
+      log(`${label}: failed: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+}
+
+// --- the queue: producer gated by the kill switch, worker running each task ------------------
+const queue = new Queue<AgentTask>(queueName, { connection: redis, prefix });
+const worker = new Worker<AgentTask>(
+  queueName,
+  async (job: Job<AgentTask>, token?: string) => {
+    // A task taken while its tenant or feature is halted waits in the queue (held, delayed by
+    // 1 s at a time) instead of being burnt as refused; QueueController applies a halt's
+    // discard/hold/drain mode for you (see README). The guard still checks every effect.
+    const d = await guard.check({ tenant: job.data.tenant, feature: job.data.feature });
+    if (d.halted) {
+      await job.moveToDelayed(Date.now() + 1000, token);
+      throw new DelayedError();
+    }
+    await runTask(job.data, `task-${job.id}`);
+  },
+  { connection: redis, prefix, concurrency: 2 },
+);
+worker.on('error', (err) => log(`queue worker error: ${err.message}`));
+
+const tenants = ['acme', 'globex'] as const;
+const features = ['auto-reply', 'triage'] as const;
+let n = 0;
+const producer = setInterval(() => {
+  n++;
+  const task: AgentTask = {
+    tenant: tenants[n % 2]!,
+    feature: features[Math.floor(n / 2) % 2]!,
+    customer: `customer-${n}`,
+  };
+  void (async () => {
+    // Producers are gated too: no new work for a halted tenant or feature.
+    const d = await guard.check({ tenant: task.tenant, feature: task.feature });
+    if (d.halted) {
+      log(
+        `producer: enqueue for ${task.tenant}/${task.feature} refused (halted${d.flip ? ` by flip #${d.flip.seq}` : ''})`,
+      );
+      return;
+    }
+    await queue.add('agent-task', task, { removeOnComplete: 100, removeOnFail: 100 });
+  })().catch((err: unknown) => log(`producer: ${(err as Error).message}`));
+}, everyMs);
+
+const stats = setInterval(() => {
+  void queue
+    .getJobCounts('waiting', 'active', 'delayed')
+    .then((c) =>
+      log(
+        `stats: crm ${tools.arrivals.crm}, email ${tools.arrivals.email} received; ` +
+          `LLM streams open ${llm.streaming}; queue waiting ${c['waiting']}, active ${c['active']}, ` +
+          `held ${c['delayed']}; ` +
+          `kill state ${provider.sourceStatus}`,
+      ),
+    )
+    .catch(() => undefined);
+}, 2000);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) process.exit(130);
+  stopping = true;
+  log(`${signal}: stopping`);
+  clearInterval(producer);
+  clearInterval(stats);
+  await guard.close();
+  await worker.close(true);
+  await queue.close();
+  await llm.close();
+  await tools.close();
+  await ledger.close();
+  await OpenFeature.close();
+  log(`stopped; see the effects with: killswitch report --ledger ${ledgerPath}`);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+log('running; flip with: node dist/src/cli/main.js flip --tenant acme --reason "why"');

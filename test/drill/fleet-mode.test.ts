@@ -56,10 +56,24 @@ describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missi
       dir = await mkdtemp(join(tmpdir(), 'drill-fleet-'));
       const store = new MemoryFlipLogStore();
       await store.open();
+      // Real auth: the workers hold a viewer token, the drill an operator token scoped to the
+      // drill tenant with the resume permission (what an on-call team hands a quarterly drill).
+      const auth = new TokenAuthenticator({
+        tokens: [
+          { name: 'fleet', token: FLEET_TOKEN, role: 'viewer' },
+          {
+            name: 'drill-op',
+            token: DRILL_TOKEN,
+            role: 'operator',
+            scopes: [{ tenant: 'acme' }],
+            resume: true,
+          },
+        ],
+      });
       cp = await startControlPlane({
         store,
         port: 0,
-        auth: 'none',
+        auth,
         now: drillNow,
         logger: { info() {}, warn() {}, error() {} },
       });
@@ -104,6 +118,7 @@ describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missi
       const { report, exitCode } = await runDrill({
         scenario,
         url: cp.url,
+        token: DRILL_TOKEN,
         expectWorkers: ['w1', 'w2', 'w9'],
         scope: { tenant: 'acme', capability: 'payments.refund' },
         sinkUrl: sink.url,
@@ -132,9 +147,26 @@ describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missi
       const flips = await store.read();
       expect(flips.length).toBe(4);
       expect(flips.every((f) => f.selector.tenant === 'acme')).toBe(true);
-      // The ledgers were read once the workers stopped writing them.
-      await fleet.stop();
-      expect(report.ledger).toBeDefined();
+      // The ledgers were read while the workers were still writing them, without cutting them.
+      expect(report.ledger!.unreadable).toEqual([]);
+      expect(report.ledger!.entries).toBeGreaterThan(0);
+
+      // A token that may not flip the scope fails the drill instead of measuring nothing.
+      const viewer = await runDrill({
+        scenario,
+        url: cp.url,
+        token: FLEET_TOKEN,
+        expectWorkers: ['w1', 'w2'],
+        scope: { tenant: 'acme' },
+      });
+      expect(viewer.exitCode).toBe(1);
+      expect(viewer.report.violations.map((v) => v.code)).toEqual(
+        expect.arrayContaining(['lever-error', 'flip-not-accepted']),
+      );
+      expect(viewer.report.violations.find((v) => v.code === 'lever-error')!.message).toMatch(
+        /viewer/,
+      );
+      expect((await store.read()).length).toBe(4);
     },
   );
 });

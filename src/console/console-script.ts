@@ -285,6 +285,16 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     } catch (e) { /* shown as a stale stream soon enough */ }
   }
 
+  /**
+   * Records a flip's fleet status. A stop that was complete stays complete: an answer that was
+   * in flight before it completed must not replace it (nothing would poll again to fix it).
+   */
+  function setFleet(seq, st) {
+    var prev = S.fleet.get(seq);
+    if (prev && prev !== 'untracked' && prev.complete && !st.complete) return;
+    S.fleet.set(seq, st);
+  }
+
   /** Per-flip acknowledgements for the newest flips until their stop is complete. */
   async function pollFleet() {
     if (!S.token) return;
@@ -294,8 +304,7 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     });
     await Promise.all(recent.map(async function (f) {
       try {
-        var st = await api('GET', '/v1/flips/' + f.seq + '/fleet');
-        S.fleet.set(f.seq, st);
+        setFleet(f.seq, await api('GET', '/v1/flips/' + f.seq + '/fleet'));
       } catch (e) {
         if (e && e.status === 404) S.fleet.set(f.seq, 'untracked');
       }
@@ -361,7 +370,7 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
       var ans = await api('POST', '/v1/flips', {
         id: randomId(), action: 'halt', selector: selector, reason: reason, mode: $('mode').value, wait: 10000
       });
-      if (ans.fleet) S.fleet.set(ans.flip.seq, ans.fleet);
+      if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
       showResult('flip-result', true, 'Halted ' + formatSelector(ans.flip.selector) + ' as flip #' + ans.flip.seq +
         (ans.duplicate ? ' (already recorded)' : '') + '. ' + fleetText(ans.fleet));
       $('reason').value = '';
@@ -389,7 +398,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
       var ans = await api('POST', '/v1/flips', {
         id: randomId(), action: 'resume', selector: halt.selector, reason: reason, release: release, wait: 10000
       });
-      if (ans.fleet) S.fleet.set(ans.flip.seq, ans.fleet);
+      if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
+      renderFlips();
       out.textContent = 'Resumed as flip #' + ans.flip.seq + '. ' + fleetText(ans.fleet);
     } catch (e) {
       out.className = 'result bad';

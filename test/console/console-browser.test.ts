@@ -185,9 +185,7 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
     expect(await halt.locator('.why').textContent()).toBe(XSS_REASON);
     expect(await halt.textContent()).toContain('by ada');
     expect(await halt.textContent()).toContain('hold');
-    expect(
-      await page.evaluate(() => (window as unknown as { __xss?: number }).__xss),
-    ).toBeUndefined();
+    expect(await page.evaluate('window.__xss')).toBeUndefined();
     expect(await page.locator('main img, main script').count()).toBe(0);
 
     // The fleet table lists both workers, fresh, with their release.
@@ -241,7 +239,7 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
     await page.click('#login-form button[type=submit]');
     await expect.poll(() => page.textContent('#login-error')).toMatch(/refused/);
     expect(await page.isVisible('#login')).toBe(true);
-    expect(await page.evaluate(() => sessionStorage.getItem('killswitch.token'))).toBeNull();
+    expect(await page.evaluate("sessionStorage.getItem('killswitch.token')")).toBeNull();
 
     await signIn(page, VIEWER);
     const before = (await store.read()).length;
@@ -282,8 +280,8 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
     await signIn(page, ADMIN);
     await expect.poll(() => page.locator('#fleet tbody tr').count()).toBe(2);
     // No horizontal scrolling of the page itself; the buttons stay big enough to hit.
-    const overflow = await page.evaluate(
-      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    const overflow = await page.evaluate<number>(
+      'document.documentElement.scrollWidth - document.documentElement.clientWidth',
     );
     expect(overflow).toBeLessThanOrEqual(0);
     const box = await page.locator('#btn-global').boundingBox();

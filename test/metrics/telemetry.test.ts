@@ -94,14 +94,9 @@ class RecordingTracer implements Tracer {
     name: string,
     ...args: unknown[]
   ): ReturnType<F> {
-    const fn = args[args.length - 1] as F;
+    const fn = args[args.length - 1] as (span: Span) => ReturnType<F>;
     const span = this.startSpan(name);
-    return context.with(
-      trace.setSpan(context.active(), span),
-      fn,
-      undefined,
-      span,
-    ) as ReturnType<F>;
+    return context.with(trace.setSpan(context.active(), span), fn, undefined, span);
   }
 }
 

@@ -310,6 +310,31 @@ describe('KS-12.2.1 a control plane that is down: what the OFREP client answers'
   });
 });
 
+describe('KS-12.2.1 no acknowledgement: an OFREP worker is invisible to the fleet', () => {
+  it('a flip reports complete at once and /v1/workers is empty while an OFREP worker evaluates', async () => {
+    const { cp } = await serve();
+    const client = await ofrepClient(cp.url);
+    expect(await client.getBooleanValue('kill-switch', true, { tenant: 'acme' })).toBe(false);
+    const res = await fetch(`${cp.url}/v1/flips`, {
+      method: 'POST',
+      headers: { ...bearer(TOKENS.admin), 'content-type': 'application/json' },
+      body: JSON.stringify({
+        action: 'halt',
+        selector: { tenant: 'acme' },
+        reason: 'r',
+        wait: 200,
+      }),
+    });
+    const answer = (await res.json()) as { fleet: { complete: boolean; acknowledged: unknown[] } };
+    // "Complete" says nothing about OFREP workers: it never knew they existed.
+    expect(answer.fleet).toMatchObject({ complete: true, acknowledged: [] });
+    const workers = (await (
+      await fetch(`${cp.url}/v1/workers`, { headers: bearer(TOKENS.viewer) })
+    ).json()) as { workers: unknown[] };
+    expect(workers.workers).toEqual([]);
+  });
+});
+
 describe('KS-12.2.2 a control plane that accepts and never answers', () => {
   let hung: Server | undefined;
   afterEach(async () => {

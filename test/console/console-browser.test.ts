@@ -205,7 +205,15 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
       'A release and a reason are required to resume.',
     );
     expect((await store.read()).length).toBe(1);
+    // With the release gate (KS-10.5) mounted, a resume needs its release marked green first.
     await halt.locator('.resume-release').fill('v2');
+    const gate = await fetch(cp.url + '/v1/releases', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ release: 'v2', status: 'green', reason: 'canary passed' }),
+    });
+    // 404 while the gate is not mounted on this server.
+    expect([200, 201, 404]).toContain(gate.status);
     await halt.locator('.resume-go').click();
     await expect.poll(() => page.locator('#halts li').count(), { timeout: 15_000 }).toBe(0);
     const records = await store.read();

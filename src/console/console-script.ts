@@ -368,7 +368,7 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     showResult('flip-result', true, 'Flipping ' + formatSelector(selector) + '…');
     try {
       var ans = await api('POST', '/v1/flips', {
-        id: randomId(), action: 'halt', selector: selector, reason: reason, mode: $('mode').value, wait: 10000
+        id: randomId(), action: 'halt', selector: selector, reason: reason, mode: $('mode').value, source: 'console', wait: 10000
       });
       if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
       showResult('flip-result', true, 'Halted ' + formatSelector(ans.flip.selector) + ' as flip #' + ans.flip.seq +
@@ -396,7 +396,7 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     out.textContent = 'Resuming…';
     try {
       var ans = await api('POST', '/v1/flips', {
-        id: randomId(), action: 'resume', selector: halt.selector, reason: reason, release: release, wait: 10000
+        id: randomId(), action: 'resume', selector: halt.selector, reason: reason, release: release, source: 'console', wait: 10000
       });
       if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
       renderFlips();

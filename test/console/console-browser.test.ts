@@ -280,6 +280,7 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
     expect(last.selector).toEqual({});
     expect(last.mode).toBe('discard');
     expect(last.id.startsWith('console-')).toBe(true);
+    expect(last.source).toBe('console');
   });
 
   it('KS-11.1.8 is usable on a phone-sized screen (screenshot saved)', async () => {

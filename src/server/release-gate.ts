@@ -1,0 +1,347 @@
+import { access, open, readFile, truncate, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { Role, type Principal } from '../auth/principal.js';
+import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
+import { Mutex } from '../internal/mutex.js';
+import { toIssues } from '../internal/zod-issues.js';
+// The flip log's lock: one control plane appends to a release file at a time.
+import { LockFile } from '../internal/lock-file.js';
+import type { WorkerInfo } from './fleet-tracker.js';
+import { sendJson } from './internal/http-io.js';
+import type { Route } from './router.js';
+
+/** A release's verdict. KS-10.5.1 */
+export const ReleaseStatus = { GREEN: 'green', RED: 'red' } as const;
+/** One of {@link ReleaseStatus}'s values. */
+export type ReleaseStatus = (typeof ReleaseStatus)[keyof typeof ReleaseStatus];
+
+/** One verdict on a release, as stored: the latest one per release counts. */
+export interface ReleaseRecord {
+  /** 1, 2, ... in append order. */
+  readonly seq: number;
+  readonly release: string;
+  readonly status: ReleaseStatus;
+  readonly reason?: string;
+  /** The token name that recorded it. */
+  readonly actor: string;
+  /** ISO 8601 UTC. */
+  readonly at: string;
+}
+
+const releaseName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters')
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+
+/** Body of `POST /v1/releases`. KS-10.5.1 */
+export const releaseRequestSchema = z.strictObject({
+  release: releaseName,
+  status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED]),
+  reason: z.string().trim().min(1, 'must not be empty').max(1024).optional(),
+});
+/** A parsed {@link releaseRequestSchema}. */
+export type ReleaseRequest = z.infer<typeof releaseRequestSchema>;
+
+const releaseRecordSchema = z.strictObject({
+  seq: z.number().int().min(1),
+  release: releaseName,
+  status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED]),
+  reason: z.string().optional(),
+  actor: z.string().min(1),
+  at: z.string(),
+});
+
+/** Answer of `GET /v1/releases`. */
+export interface ReleasesAnswer {
+  /** The latest verdict of each release, by name. */
+  readonly releases: readonly ReleaseRecord[];
+  /** Connected workers (open stream or live lease) and the release each reports. */
+  readonly workers: readonly { readonly id: string; readonly release: string | null }[];
+}
+
+/** Options of {@link ReleaseGate}. */
+export interface ReleaseGateOptions {
+  /**
+   * The JSON-lines file the verdicts are kept in (one per line, fsync'ed before the answer); its
+   * folder must exist. Absent: kept in memory only (tests, demos).
+   */
+  readonly path?: string;
+  /** fdatasync each verdict. @default true */
+  readonly fsync?: boolean;
+  /** Clock. @default () => new Date() */
+  readonly now?: () => Date;
+  /** Told when a torn last line is cut. @default console */
+  readonly logger?: { warn(message: string): void };
+}
+
+/**
+ * Gated resume (DESIGN section 7): which releases are green or red, and the check a resume must
+ * pass. KS-10.5
+ *
+ * - a resume MUST name a release; it is refused (`KS_RESUME_REFUSED`, HTTP 409, with the reason)
+ *   when that release's latest verdict is not `green`, or while any connected worker (an open
+ *   stream, or a lease still running) reports a release whose latest verdict is `red`;
+ * - verdicts are appended to a JSON-lines file (fsync'ed) next to the flip log and the latest per
+ *   release counts; marking one needs the admin role (a release verdict lifts the gate for every
+ *   selector, so no scoped operator may give it).
+ *
+ * @example
+ * ```ts
+ * const releases = new ReleaseGate({ path: join(dataDir, 'releases.jsonl') });
+ * const cp = await startControlPlane({ store, releaseGate: releases });
+ * ```
+ */
+export class ReleaseGate {
+  readonly path: string | undefined;
+  readonly #fsync: boolean;
+  readonly #now: () => Date;
+  readonly #logger: { warn(message: string): void };
+  readonly #mutex = new Mutex();
+  readonly #latest = new Map<string, ReleaseRecord>();
+  #seq = 0;
+  #opening: Promise<void> | undefined;
+  #fh: FileHandle | undefined;
+  #lock: LockFile | undefined;
+  #closed = false;
+
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
+  constructor(options: ReleaseGateOptions = {}) {
+    if (options.path !== undefined && (typeof options.path !== 'string' || options.path === ''))
+      throw new InvalidOptionError('path', 'a non-empty file path', options.path);
+    if (options.fsync !== undefined && typeof options.fsync !== 'boolean')
+      throw new InvalidOptionError('fsync', 'a boolean', options.fsync);
+    this.path = options.path;
+    this.#fsync = options.fsync ?? true;
+    this.#now = options.now ?? (() => new Date());
+    this.#logger = options.logger ?? console;
+  }
+
+  /**
+   * Reads the file and takes its lock (one control plane per file); idempotent. KS-10.5.2
+   *
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` (unreadable, locked), `KS_JOURNAL_CORRUPT`
+   */
+  open(): Promise<void> {
+    if (this.#closed)
+      return Promise.reject(new KillSwitchError(ErrorCode.STORE_CLOSED, 'release gate is closed'));
+    this.#opening ??= this.#open().catch((err: unknown) => {
+      this.#opening = undefined;
+      throw err;
+    });
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
+    if (this.path === undefined) return;
+    const path = this.path;
+    try {
+      await access(dirname(path));
+      this.#lock = await LockFile.acquire(`${path}.lock`, (m) => this.#logger.warn(m));
+      let buf: Buffer;
+      try {
+        buf = await readFile(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        buf = Buffer.alloc(0);
+      }
+      const end = buf.lastIndexOf(0x0a) + 1;
+      const text = buf.subarray(0, end).toString('utf8');
+      const lines = text === '' ? [] : text.slice(0, -1).split('\n');
+      lines.forEach((line, i) => {
+        let rec: ReleaseRecord;
+        try {
+          rec = stripUndefined(
+            releaseRecordSchema.parse(JSON.parse(line)),
+          ) as unknown as ReleaseRecord;
+        } catch (err) {
+          throw new KillSwitchError(
+            ErrorCode.JOURNAL_CORRUPT,
+            `release file ${path} corrupt at line ${i + 1}: ${(err as Error).message}`,
+          );
+        }
+        this.#apply(rec);
+      });
+      if (end < buf.length) {
+        // A crash mid-write: that verdict was never acknowledged.
+        await truncate(path, end);
+        this.#logger.warn(`release file ${path}: cut a torn last line`);
+      }
+      this.#fh = await open(path, 'a');
+    } catch (err) {
+      await this.#lock?.release().catch(() => undefined);
+      this.#lock = undefined;
+      if (err instanceof KillSwitchError) throw err;
+      throw new KillSwitchError(
+        ErrorCode.STORE_UNAVAILABLE,
+        `cannot open the release file ${path}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  #apply(r: ReleaseRecord): void {
+    this.#seq = Math.max(this.#seq, r.seq);
+    this.#latest.set(r.release, r);
+  }
+
+  /**
+   * Records a verdict; resolves once it is durable. KS-10.5.1
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT`; {@link KillSwitchError} `KS_STORE_UNAVAILABLE`
+   */
+  async record(input: ReleaseRequest, actor: string): Promise<ReleaseRecord> {
+    const parsed = releaseRequestSchema.safeParse(input);
+    if (!parsed.success) throw new ValidationError('release', toIssues(parsed.error));
+    await this.open();
+    return this.#mutex.run(async () => {
+      const rec = stripUndefined({
+        seq: this.#seq + 1,
+        release: parsed.data.release,
+        status: parsed.data.status,
+        reason: parsed.data.reason,
+        actor,
+        at: this.#now().toISOString(),
+      }) as unknown as ReleaseRecord;
+      if (this.#fh !== undefined) {
+        try {
+          await this.#fh.write(`${JSON.stringify(rec)}\n`);
+          if (this.#fsync) await this.#fh.datasync();
+        } catch (err) {
+          throw new KillSwitchError(
+            ErrorCode.STORE_UNAVAILABLE,
+            `cannot record release ${rec.release}: ${(err as Error).message}`,
+            { cause: err },
+          );
+        }
+      }
+      this.#apply(rec);
+      return rec;
+    });
+  }
+
+  /** The latest verdict of each release, oldest first. */
+  async list(): Promise<ReleaseRecord[]> {
+    await this.open();
+    return [...this.#latest.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The latest verdict of one release. */
+  async statusOf(release: string): Promise<ReleaseRecord | undefined> {
+    await this.open();
+    return this.#latest.get(release);
+  }
+
+  /**
+   * Refuses a resume that the gate does not allow. KS-10.5.3, KS-10.5.4
+   *
+   * @param release - the release the resume names
+   * @param workers - the fleet as the tracker sees it
+   * @throws {KillSwitchError} `KS_RESUME_REFUSED` (HTTP 409) naming the reason
+   */
+  async checkResume(release: string | undefined, workers: readonly WorkerInfo[]): Promise<void> {
+    await this.open();
+    if (release === undefined || release === '') {
+      throw refused(
+        'a resume must name the release it resumes on (--release <name>); mark it green first',
+      );
+    }
+    const verdict = this.#latest.get(release);
+    if (verdict === undefined)
+      throw refused(`release ${release} has not been marked green (POST /v1/releases)`);
+    if (verdict.status !== ReleaseStatus.GREEN) {
+      throw refused(
+        `release ${release} is ${verdict.status} (#${verdict.seq} by ${verdict.actor}${verdict.reason ? `: ${verdict.reason}` : ''})`,
+      );
+    }
+    const red = connected(workers).filter(
+      (w) => w.release !== undefined && this.#latest.get(w.release)?.status === ReleaseStatus.RED,
+    );
+    if (red.length > 0) {
+      const names = red
+        .slice(0, 10)
+        .map((w) => `${w.id} (${w.release})`)
+        .join(', ');
+      throw refused(
+        `${red.length} connected worker(s) still run a red release: ${names}${red.length > 10 ? ', …' : ''}`,
+      );
+    }
+  }
+
+  /** Closes the file and releases its lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#opening?.catch(() => undefined);
+    await this.#mutex.run(async () => {
+      await this.#fh?.close().catch(() => undefined);
+      await this.#lock?.release().catch(() => undefined);
+      this.#fh = undefined;
+      this.#lock = undefined;
+    });
+  }
+}
+
+/** Workers that count as connected: an open stream, or a lease that has not run out. */
+function connected(workers: readonly WorkerInfo[]): WorkerInfo[] {
+  return workers.filter((w) => w.connected || !w.stale);
+}
+
+/**
+ * The routes `POST /v1/releases` (admin) and `GET /v1/releases` (any role). KS-10.5.1
+ *
+ * @param gate - the release gate
+ * @param workers - the fleet now (the control plane's tracker)
+ */
+export function releaseRoutes(gate: ReleaseGate, workers: () => readonly WorkerInfo[]): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/v1/releases',
+      auth: 'authenticated',
+      handle: async ({ res, principal, body }) => {
+        const raw = await body();
+        const parsed = releaseRequestSchema.safeParse(raw);
+        if (!parsed.success) throw new ValidationError('release', toIssues(parsed.error));
+        const who = requireAdmin(principal);
+        const record = await gate.record(parsed.data, who.name);
+        sendJson(res, 201, { release: record });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/releases',
+      auth: 'authenticated',
+      handle: async ({ res }) => {
+        const answer: ReleasesAnswer = {
+          releases: await gate.list(),
+          workers: connected(workers()).map((w) => ({ id: w.id, release: w.release ?? null })),
+        };
+        sendJson(res, 200, answer);
+      },
+    },
+  ];
+}
+
+/** KS-10.5.5 only an admin may mark a release: a verdict opens resumes of every selector. */
+function requireAdmin(principal: Principal | undefined): Principal {
+  if (principal === undefined || principal.role !== Role.ADMIN) {
+    throw new KillSwitchError(
+      ErrorCode.FORBIDDEN,
+      `token '${principal?.name ?? 'anonymous'}' may not mark releases (needs the admin role)`,
+    );
+  }
+  return principal;
+}
+
+function refused(message: string): KillSwitchError {
+  return new KillSwitchError(ErrorCode.RESUME_REFUSED, `resume refused: ${message}`);
+}
+
+function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}

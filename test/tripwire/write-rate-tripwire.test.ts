@@ -1,4 +1,5 @@
 import { OpenFeature } from '@openfeature/server-sdk';
+import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
@@ -277,5 +278,43 @@ describe('KS-11.4.1 the tripwire flips through the control plane API', () => {
     await expect(
       flip({ ...request, id: 'other', selector: { capability: 'email.send' } }),
     ).rejects.toThrow(/may not flip/);
+  });
+});
+
+describe('KS-11.4.1 KS-11.4.3 property: the tripwire trips exactly when a window holds more than limit effects, and stays tripped', () => {
+  it('matches a naive sliding-window count for random arrival times, limits and windows (fast-check, seed printed on failure)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 500 }),
+        fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 60 }),
+        async (limit, windowMs, gaps) => {
+          const timers = new ManualTimers(0);
+          // A flip that never answers: the scope must stay refused (fail closed).
+          const t = new WriteRateTripwire({
+            by: 'tenant',
+            limit,
+            windowMs,
+            flip: () => new Promise<void>(() => {}),
+            timers,
+          });
+          const times: number[] = [];
+          let now = 0;
+          let tripped = false;
+          for (const gap of gaps) {
+            now += gap;
+            await timers.advance(gap);
+            const v = t.admit({ tenant: 'acme' });
+            if (!tripped) {
+              times.push(now);
+              const inWindow = times.filter((x) => x > now - windowMs).length;
+              tripped = inWindow > limit;
+            }
+            expect(v.tripped).toBe(tripped);
+          }
+          expect(t.trips).toBe(tripped ? 1 : 0);
+        },
+      ),
+    );
   });
 });

@@ -10,6 +10,8 @@ export interface WorkerStop {
   readonly timeToStopMs?: number;
   /** From the control plane's acknowledgement instead of the worker's own report (fleet mode). */
   readonly fromAck?: boolean;
+  /** When the control plane received its acknowledgement, ms after the flip was accepted. */
+  readonly ackMs?: number;
 }
 
 /** Effects that reached the sink, measured against one lever. */
@@ -65,6 +67,11 @@ export interface LeverResult {
   readonly answer?: Readonly<Record<string, unknown>>;
   readonly stops: readonly WorkerStop[];
   readonly timeToStop: { readonly p50?: number; readonly p99?: number; readonly max?: number };
+  /**
+   * Flip accepted to the control plane receiving each worker's acknowledgement: what the
+   * stop-complete time is made of. A gap between this and time-to-stop is the worker's ack path.
+   */
+  readonly timeToAck?: { readonly p50?: number; readonly p99?: number; readonly max?: number };
   readonly effects?: LeverEffects;
   readonly inFlightCancelled?: { readonly llm: number; readonly tool: number };
   readonly schedules?: LeverSchedules;

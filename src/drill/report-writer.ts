@@ -49,8 +49,8 @@ export function renderMarkdown(r: DrillReport): string {
     );
   }
   lines.push(
-    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after flip / after applied | queue T+0 -> T+N (matching) | worker loop delay p99 / max (ms) | resume |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| lever | selector | seq | time-to-stop p50 / p99 / max (ms) | ack p99 (ms) | stop complete (ms) | matching after accepted | after complete | other cohort /s before -> during | in-flight cancelled (llm/tool) | retries/timers cancelled | fired after flip / after applied | queue T+0 -> T+N (matching) | worker loop delay p99 / max (ms) | resume |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const l of r.levers) lines.push(leverRow(l));
   lines.push('');
@@ -94,6 +94,7 @@ function leverRow(l: LeverResult): string {
     `\`${formatSelector(l.selector)}\``,
     l.seq === undefined ? 'n/a' : String(l.seq),
     `${fmt(l.timeToStop.p50, 2)} / ${fmt(l.timeToStop.p99, 2)} / ${fmt(l.timeToStop.max, 2)}`,
+    fmt(l.timeToAck?.p99, 2),
     fmt(l.stopCompleteMs, 2),
     e ? String(e.matchingAfterAccepted) : 'n/a',
     e ? (e.matchingAfterComplete > 0 ? `**${e.matchingAfterComplete}**` : '0') : 'n/a',
@@ -113,7 +114,7 @@ function leverRow(l: LeverResult): string {
         : '**failed**'
       : 'none',
   ];
-  return `| ${cells.join(' | ')} |`;
+  return `| ${cells.map(escapeMd).join(' | ')} |`;
 }
 
 function escapeMd(s: string): string {

@@ -545,9 +545,16 @@ function completeLever(
   const { endAt, resumeFrom, resumeTo, fleetStops, ...lever } = raw;
   if (lever.acceptedAt === undefined || lever.seq === undefined || endAt === undefined)
     return lever;
-  const stops = events
-    ? stopTimes(ids, events, lever.seq, lever.acceptedAt)
-    : [...(fleetStops ?? [])];
+  const acks = new Map((fleetStops ?? []).map((x) => [x.workerId, x.timeToStopMs]));
+  const stops: WorkerStop[] = events
+    ? stopTimes(ids, events, lever.seq, lever.acceptedAt).map((x) => {
+        const ack = acks.get(x.workerId);
+        return ack === undefined ? x : { ...x, ackMs: ack };
+      })
+    : [...(fleetStops ?? [])].map((x) =>
+        x.timeToStopMs === undefined ? x : { ...x, ackMs: x.timeToStopMs },
+      );
+  const ackTimes = stops.flatMap((x) => (x.ackMs === undefined ? [] : [x.ackMs]));
   const ttl = stops.flatMap((x) => (x.timeToStopMs === undefined ? [] : [x.timeToStopMs]));
   const window: HaltWindow = {
     selector: lever.selector,
@@ -584,6 +591,11 @@ function completeLever(
     ...(loopP99 !== undefined && loopMax !== undefined
       ? { workerLoopDelay: { p99: loopP99, max: loopMax } }
       : {}),
+    timeToAck: {
+      p50: percentile(ackTimes, 50),
+      p99: percentile(ackTimes, 99),
+      max: percentile(ackTimes, 100),
+    } as LeverResult['timeToStop'],
     timeToStop: {
       p50: percentile(ttl, 50),
       p99: percentile(ttl, 99),

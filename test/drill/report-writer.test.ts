@@ -63,7 +63,7 @@ describe('KS-9.3.5 the report is JSON, a Markdown summary and an SVG chart in on
 
   it('the summary has a row per lever and lists every violation, escaping table pipes', () => {
     const md = renderMarkdown(report);
-    expect(md).toContain('| tenant | `{tenant=a|b}` | 1 | 2.00 / 2.00 / 2.00 | 3.00 |');
+    expect(md).toContain('| tenant | `{tenant=a\\|b}` | 1 | 2.00 / 2.00 / 2.00 | n/a | 3.00 |');
     expect(md).toContain('- `worker-not-connected` worker w2 <was> not connected');
     expect(md).toContain('| w2 | unreachable | **no** | **no** | 0 |');
   });

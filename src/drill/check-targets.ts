@@ -15,7 +15,7 @@ export interface DrillMeasurements {
  * Compares a drill's measurements with the scenario's targets and lists every miss. An empty
  * list is a pass; anything else makes the drill exit non-zero. Missing data fails: a lever
  * that could not be measured, or a worker that never answered, is a violation, never a pass by
- * absence. KS-9.3.1
+ * absence. KS-9.3.4
  */
 export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[] {
   const out: Violation[] = [];

@@ -144,7 +144,7 @@ export interface WorkerSummary {
   readonly effectsAtSink: number;
 }
 
-/** The whole drill. KS-9.3.4 */
+/** The whole drill. KS-9.3.5 */
 export interface DrillReport {
   readonly scenario: string;
   readonly mode: 'embedded' | 'fleet';

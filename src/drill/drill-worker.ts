@@ -84,7 +84,7 @@ export class DrillWorker {
     const ledger = new FileSideEffectLedger({ path: c.ledgerPath, logger: quietLogger });
     await ledger.open();
     this.#ledger = ledger;
-    // KS-9.4.1 unreachable: the flag source points at a port nobody listens on, from the start.
+    // KS-9.4.2 unreachable: the flag source points at a port nobody listens on, from the start.
     const urls = c.variant === WorkerVariant.UNREACHABLE ? ['http://127.0.0.1:1'] : [...c.urls];
     const remote: FlipSource = new RemoteFlipSource({
       urls,

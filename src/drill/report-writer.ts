@@ -13,7 +13,7 @@ export interface WrittenReport {
 /**
  * Writes a drill's report to a directory: `report.json` (everything), `summary.md` (a table per
  * lever and the violations) and `time-to-stop.svg` (a chart of time-to-stop per worker per
- * level). KS-9.3.4
+ * level). KS-9.3.5
  *
  * @param dir - created if missing
  */

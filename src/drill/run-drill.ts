@@ -101,7 +101,7 @@ export interface DrillOutcome {
  * Runs a drill (DESIGN section 8, issue 5): a fleet of worker processes on synthetic traffic (or
  * a fleet it did not start), each lever of the scenario pulled in turn, everything measured, the
  * targets checked and the report written. Every expected worker must be connected and fresh
- * before each lever; one that is not fails the drill instead of hiding. KS-9.x
+ * before each lever; one that is not fails the drill instead of hiding. KS-9.3.1, KS-9.3.4
  *
  * @returns the report and the exit code (non-zero on any violation)
  * @throws {InvalidOptionError} `KS_INVALID_OPTION` for contradicting options
@@ -385,7 +385,7 @@ async function waitConnected(
 
 /**
  * Which expected workers are not connected and fresh on this control plane: a worker missing
- * from `GET /v1/workers` reads another control plane or none at all. KS-9.1.4
+ * from `GET /v1/workers` reads another control plane or none at all. KS-9.3.1
  */
 async function checkFleet(
   client: ControlPlaneClient,

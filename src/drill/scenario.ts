@@ -84,7 +84,7 @@ export const leverSchema = z.strictObject({
   resume: z.union([z.literal(false), z.strictObject({ release: name.optional() })]).default({}),
 });
 
-/** Pass/fail thresholds. KS-9.3.1 */
+/** Pass/fail thresholds. KS-9.3.4 */
 export const targetsSchema = z
   .strictObject({
     /** Matching effects dispatched after the stop was complete. @default 0 */

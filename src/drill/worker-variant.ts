@@ -1,6 +1,6 @@
 /**
  * Worker variants. `normal` is production-shaped; every other one is a negative control with a
- * planted bug the drill must catch (test-only). KS-9.4.1
+ * planted bug the drill must catch (test-only). KS-9.4
  */
 export const WorkerVariant = {
   NORMAL: 'normal',

@@ -47,3 +47,49 @@ describe('KS-9.6.2 killswitch drill validates its flags before starting anything
     expect(c.err.join('\n')).toContain('scope');
   });
 });
+
+describe('KS-9.6.2 killswitch drill runs end to end from the built CLI', () => {
+  it(
+    'runs a scenario, prints progress, writes the report and exits 0',
+    { timeout: 120_000 },
+    async () => {
+      const { execFile } = await import('node:child_process');
+      const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+      const { tmpdir } = await import('node:os');
+      const { join } = await import('node:path');
+      const out = await mkdtemp(join(tmpdir(), 'drill-cli-'));
+      try {
+        const { code, stdout, stderr } = await new Promise<{
+          code: number | null;
+          stdout: string;
+          stderr: string;
+        }>((resolve) => {
+          const child = execFile(
+            process.execPath,
+            [
+              'dist/src/cli/main.js',
+              'drill',
+              '--scenario',
+              'test/fixtures/drill-tiny.json',
+              '--out',
+              out,
+              '--json',
+            ],
+            { timeout: 110_000 },
+            (_err, so, se) => resolve({ code: child.exitCode, stdout: so, stderr: se }),
+          );
+        });
+        // --json: the report on stdout, progress on stderr.
+        expect(stderr, stderr).toContain('drill tiny PASSED');
+        expect(code, stderr).toBe(0);
+        const printed = JSON.parse(stdout) as { passed: boolean; levers: unknown[] };
+        expect(printed.passed).toBe(true);
+        expect(printed.levers).toHaveLength(1);
+        expect(JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))).toEqual(printed);
+        expect(await readFile(join(out, 'summary.md'), 'utf8')).toContain('PASSED');
+      } finally {
+        await rm(out, { recursive: true, force: true });
+      }
+    },
+  );
+});

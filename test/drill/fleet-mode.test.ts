@@ -48,7 +48,7 @@ describe('KS-9.5.1 against a fleet it did not start, the drill pulls levers on t
   });
 });
 
-describe('KS-9.5.2 a fleet drill measures the acknowledgements, fails on a missing worker and leaves other tenants alone', () => {
+describe('KS-9.5.2 KS-9.5.3 a fleet drill measures the acknowledgements, fails on a missing worker or a token that may not flip, and leaves other tenants alone', () => {
   it(
     'flags the expected worker that never connected and measures the others from their acks',
     { timeout: 120_000 },

@@ -26,6 +26,8 @@ connected and fresh; a worker that is not fails the drill.
 Against a fleet it did not start (staging), with --expect-workers it starts nothing and pulls
 levers only on the drill scope you name, so traffic outside it is untouched:
   --url <url>             the control plane; without --expect-workers the drill's own workers use it
+                          (its accept and stop-complete times are then compared with the workers'
+                          clocks: run on the same machine or on NTP-synced hosts)
   --token <token>         bearer token allowed to halt and resume the scope (default $KILLSWITCH_TOKEN)
   --expect-workers <x>    a count, or a comma-separated list of worker ids, that must be connected
   --scope-tenant <t>      drill tenant (tenant lever; narrows the capability lever)

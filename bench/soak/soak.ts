@@ -255,6 +255,9 @@ async function main(): Promise<number> {
       const due = start + i * interval;
       const wait = due - Date.now();
       if (wait > 0) await sleep(wait);
+      // Never queue without bound behind a saturated server: at most 8 flips in flight, and the
+      // rate actually achieved is reported.
+      while (pending.size >= 8) await Promise.race(pending);
       const k = i++;
       // Halt and resume 20 tenants in turn: the active state stays small, the log grows.
       const tenant = `soak-${k % 20}`;
@@ -278,6 +281,7 @@ async function main(): Promise<number> {
       pending.add(p);
     }
     await Promise.all(pending);
+    const flipSeconds = (Date.now() - start) / 1000;
     await sleep(STALE_MS + 2500);
     clearInterval(sampler);
     await sample();
@@ -358,7 +362,7 @@ async function main(): Promise<number> {
     const p = (f: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * f))] ?? NaN;
     const incomplete = checked.filter((c) => c.applied < SUBSCRIBERS).length;
     console.log(
-      `soak: ${posted} flips appended (head ${head}); ${checked.length} judged, ${incomplete} not acknowledged by every subscriber within its lease; ` +
+      `soak: ${posted} flips appended in ${flipSeconds.toFixed(0)} s (${(posted / flipSeconds).toFixed(1)}/s, asked ${RATE}/s; head ${head}); ${checked.length} judged, ${incomplete} not acknowledged by every subscriber within its lease; ` +
         `flip -> last ack: p50 ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${lat.at(-1)} ms; ` +
         `subscriber snapshots ${snapshots} (first connects ${SUBSCRIBERS}), order violations ${violations}, ` +
         `fail-closed episodes ${staleTransitions}; ` +
@@ -389,6 +393,7 @@ async function main(): Promise<number> {
         processes: PROCESSES,
         rate: RATE,
         flips: posted,
+        achievedRate: Math.round((posted / flipSeconds) * 10) / 10,
         head,
         judged: checked.length,
         notAckedWithinLease: incomplete,

@@ -120,7 +120,7 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
         release: 'suite',
         staleAfterMs: 2000,
         heartbeatMs: 200,
-        backoff: { initialMs: 20, maxMs: 200 },
+        backoff: { initialMs: 10, maxMs: 50 },
       });
       const l = new RecordingListener();
       await source.start(l);
@@ -131,6 +131,7 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
 
     const allAcked = new Map<string, FlipRecord>();
     let tornRounds = 0;
+    let cliVerified = 0;
     const started = Date.now();
     for (let round = 0; round < ROUNDS; round++) {
       const plan: RoundPlan = {
@@ -149,22 +150,28 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
       // append was never answered.
       const copy = join(dir, `after-kill-${round}.jsonl`);
       await copyFile(logPath, copy);
-      const { records } = await readFlipLogFile(copy);
+      const { records, tornBytes } = await readFlipLogFile(copy);
+      if (tornBytes > 0) tornRounds++;
       for (const f of allAcked.values()) {
         const r = records[f.seq - 1];
         expect(r?.id, `round ${round} (seed ${seed}): acknowledged flip ${f.id} lost`).toBe(f.id);
         expect(r?.hash).toBe(f.hash);
       }
+      // `killswitch verify` itself on every fifth kill and at the end (a process start costs as
+      // much as the server's own restart on these machines); the same verifier in-process above
+      // (readFlipLogFile throws on a broken chain) on every kill.
       const [v, next] = await Promise.all([
-        runCli(['verify', '--json', copy]),
+        round % 5 === 4 ? runCli(['verify', '--json', copy]) : undefined,
         startServe({ dataDir: dir, port, heartbeatMs: 200, staleAfterMs: 2000 }),
       ]);
       server = next;
-      expect(v.code, `round ${round} (seed ${seed}): verify failed: ${v.stdout}${v.stderr}`).toBe(
-        0,
-      );
-      expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, records: records.length });
-      if (/torn/.test(v.stderr)) tornRounds++;
+      if (v !== undefined) {
+        expect(v.code, `round ${round} (seed ${seed}): verify failed: ${v.stdout}${v.stderr}`).toBe(
+          0,
+        );
+        expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, records: records.length });
+        cliVerified++;
+      }
       await rm(copy);
       const head = records.length;
       await waitFor(
@@ -186,7 +193,8 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
     console.log(
       `[crash] ${ROUNDS} kills in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
         `${records.length} records, ${allAcked.size} acknowledged, ` +
-        `${records.length - allAcked.size} appended but unanswered, ${tornRounds} torn tails; ` +
+        `${records.length - allAcked.size} appended but unanswered; killswitch verify passed on ${cliVerified} ` +
+        `post-crash files and the in-process verifier on all ${ROUNDS} (${tornRounds} with a torn tail); ` +
         `${CLIENTS} clients each applied ${records.length} flips once, in order`,
     );
   }, 240_000);

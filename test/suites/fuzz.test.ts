@@ -468,6 +468,13 @@ describe('KS-13.4.1 hostile and malformed requests against every route: no 5xx, 
     expect(health.status).toBe(200);
     const log = await store.read();
     expect(() => verifyChain(log)).not.toThrow();
+    // Every stream the fuzz opened was closed by the client: none may linger as a subscriber or
+    // as a connected worker (KS-6.1.5 keeps memory bounded only for live subscribers).
+    const end = Date.now() + 5000;
+    while (cp.stats().subscribers > 0 && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(cp.stats().subscribers).toBe(0);
+    expect(cp.tracker.workers().filter((w) => w.connected)).toEqual([]);
     console.log(
       `[fuzz] ${RUNS} requests; answers ${JSON.stringify(Object.fromEntries([...statuses].sort()))}; ` +
         `${appended} flips appended (${controls} positive controls); ${internalErrors.length} internal errors`,

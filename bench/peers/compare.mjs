@@ -130,6 +130,23 @@ function killAllChildrenNow() {
   }
 }
 process.on('exit', killAllChildrenNow);
+
+/**
+ * An SDK may emit an 'error' nobody listens to after it was closed (unleash-client's repository
+ * does when a fetch started before destroy() fails after it). That must not end the comparison of
+ * the others: it is logged and counted in the JSON line instead.
+ */
+const stray = [];
+process.on('uncaughtException', (err) => {
+  const message = `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : String(err)}`;
+  stray.push(message);
+  log(`stray error from an SDK (ignored): ${message}`);
+});
+process.on('unhandledRejection', (err) => {
+  const message = `unhandled rejection: ${err && err.message ? err.message : String(err)}`;
+  stray.push(message);
+  log(`stray rejection from an SDK (ignored): ${message}`);
+});
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     killAllChildrenNow();
@@ -279,12 +296,16 @@ const fmtS = (ms) => `${(ms / 1000).toFixed(2)} s`;
 function stats({ latencies, answered }) {
   const sorted = [...latencies].sort((a, b) => a - b);
   const acks = [...answered].sort((a, b) => a - b);
+  // Propagation alone: each flip's seen time after its own answer (the write's cost left out).
+  const after = latencies.map((l, i) => l - answered[i]).sort((a, b) => a - b);
   return {
     n: sorted.length,
     p50: round(percentile(sorted, 50)),
     p99: round(percentile(sorted, 99)),
     max: round(sorted[sorted.length - 1] ?? NaN),
     answeredP50: round(percentile(acks, 50)),
+    afterAnswerP50: round(percentile(after, 50)),
+    afterAnswerP99: round(percentile(after, 99)),
     samples: latencies.map(round),
     answeredSamples: answered.map(round),
   };
@@ -831,7 +852,8 @@ function aggregate(runs) {
     let verdict;
     if (closedAt.every((t) => t !== null)) {
       const sorted = [...closedAt].sort((a, b) => a - b);
-      verdict = `fail closed after ${fmtS(percentile(sorted, 50))}${ok.length > 1 ? ` (median; runs: ${closedAt.map((t) => (t / 1000).toFixed(2)).join(', ')} s)` : ''}`;
+      const median = percentile(sorted, 50);
+      verdict = `${median < 50 ? 'fail closed at once' : `fail closed after ${fmtS(median)}`}${ok.length > 1 ? ` (median; runs: ${closedAt.map((t) => (t / 1000).toFixed(2)).join(', ')} s)` : ''}`;
     } else if (closedAt.every((t) => t === null)) {
       verdict = ok[0].outage.verdict + (ok.length > 1 ? ` (all ${ok.length} runs)` : '');
     } else {
@@ -866,18 +888,18 @@ function printTable(rows, before, after) {
   );
   out.push('');
   out.push(
-    '| system | updates | flips | flip→seen p50 | p99 | max | flip answered p50 | running worker while the server is down | verdict | new worker started while down |',
+    '| system | updates | flips | flip→seen p50 | p99 | max | flip answered p50 | seen after the answer p50 / p99 | running worker while the server is down | verdict | new worker started while down |',
   );
-  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     if (r.error || r.skipped) {
       out.push(
-        `| ${r.name} | — | — | — | — | — | — | ${r.skipped ?? `did not run: ${r.error}`} | — | — |`,
+        `| ${r.name} | — | — | — | — | — | — | — | ${r.skipped ?? `did not run: ${r.error}`} | — | — |`,
       );
       continue;
     }
     out.push(
-      `| ${r.name}${r.failedRuns ? ` (failed in ${r.failedRuns.length} run(s): ${r.failedRuns[0]})` : ''} | ${r.transport} | ${r.n}${r.runs > 1 ? ` (${r.runs} runs; run p50s ${r.runP50s.map(fmtMs).join(', ')})` : ''} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${fmtMs(r.answeredP50)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
+      `| ${r.name}${r.failedRuns ? ` (failed in ${r.failedRuns.length} run(s): ${r.failedRuns[0]})` : ''} | ${r.transport} | ${r.n}${r.runs > 1 ? ` (${r.runs} runs; run p50s ${r.runP50s.map(fmtMs).join(', ')})` : ''} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${fmtMs(r.answeredP50)} | ${fmtMs(r.afterAnswerP50)} / ${fmtMs(r.afterAnswerP99)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
     );
   }
   out.push('');
@@ -938,6 +960,7 @@ async function main() {
       killAllChildrenNow();
     }
     runs.push(rows);
+    log(`run ${i} rows: ${JSON.stringify(rows)}`);
   }
   const rows = aggregate(runs);
   const after = machine();
@@ -950,6 +973,7 @@ async function main() {
       config: CONFIG,
       rows,
       runs,
+      strayErrors: stray,
     }) + '\n',
   );
   await OF?.OpenFeature.close().catch(() => {});

@@ -1,5 +1,5 @@
-import { request as httpRequest, Agent as HttpAgent } from 'node:http';
-import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { EventSource, type FetchLike, type FetchLikeResponse, type ReaderLike } from 'eventsource';
 import { z } from 'zod';
@@ -18,6 +18,7 @@ import {
   type FlipSource,
   type FlipSourceListener,
 } from '../../src/source/flip-source.js';
+import { AckChannel, ackChannelFor, type AckAnswerText, type AckMember } from './ack-channel.js';
 
 /** Timers and time, injectable so tests can drive leases without sleeping. */
 export interface RemoteClock {
@@ -66,6 +67,12 @@ export interface RemoteFlipSourceOptions {
   readonly clock?: RemoteClock;
   /** Where to report transport trouble. @default silent */
   readonly logger?: { warn(message: string): void };
+  /**
+   * Send this source's acknowledgements in one batch with the other sources of this process that
+   * acknowledge to the same URL with the same token, fetch and clock (KS-6.2.6); `false` gives it
+   * a channel of its own. @default true
+   */
+  readonly shareAcks?: boolean;
 }
 
 const ackAnswerSchema = z.object({
@@ -78,6 +85,25 @@ const heartbeatSchema = z.object({
   head: z.number().int().min(0),
   at: z.number(),
 });
+
+/**
+ * The members of a batch (KS-6.2.6) all receive the same answer text: validate it once. A pure
+ * function of the text, so the last result can be reused.
+ */
+let lastAckAnswer:
+  { text: string; result: ReturnType<typeof ackAnswerSchema.safeParse> } | undefined;
+function parseAckAnswer(text: string): ReturnType<typeof ackAnswerSchema.safeParse> {
+  if (lastAckAnswer?.text === text) return lastAckAnswer.result;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    raw = undefined;
+  }
+  const result = ackAnswerSchema.safeParse(raw);
+  lastAckAnswer = { text, result };
+  return result;
+}
 
 const systemClock: RemoteClock = {
   now: () => Date.now(),
@@ -292,10 +318,11 @@ export class RemoteFlipSource implements FlipSource {
   #lastReceived = Number.NEGATIVE_INFINITY;
   #deadlineTimer: unknown;
   #ackTimer: unknown;
-  #ackInFlight: AbortController | undefined;
-  #ackPending = false;
   #ackQueued = false;
-  #agent: HttpAgent | HttpsAgent | undefined;
+  readonly #shareAcks: boolean;
+  /** Where acknowledgements go (shared per process by default); set while started. */
+  #ackChannel: AckChannel | undefined;
+  readonly #ackMember: AckMember;
 
   /**
    * @throws {InvalidOptionError} `KS_INVALID_OPTION` for bad options
@@ -348,6 +375,9 @@ export class RemoteFlipSource implements FlipSource {
     if (o.fetch !== undefined && typeof o.fetch !== 'function') {
       throw new InvalidOptionError('fetch', 'a function', o.fetch);
     }
+    if (o.shareAcks !== undefined && typeof o.shareAcks !== 'boolean') {
+      throw new InvalidOptionError('shareAcks', 'a boolean', o.shareAcks);
+    }
     this.#urls = o.urls.map((u) => u.replace(/\/+$/, ''));
     this.#token = o.token;
     this.#workerId = o.workerId;
@@ -364,7 +394,20 @@ export class RemoteFlipSource implements FlipSource {
     this.#fetch = o.fetch;
     this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger;
+    this.#shareAcks = o.shareAcks ?? true;
     this.name = `remote:${this.#urls.join(',')}`;
+    this.#ackMember = {
+      workerId: this.#workerId,
+      release: this.#release,
+      staleAfterMs: this.#staleAfterMs,
+      clock: this.#clock,
+      seqToAck: () => (this.#stopped ? undefined : this.#applied?.seq),
+      answered: (seq, sentAt, answer) => this.#onAckAnswer(seq, sentAt, answer),
+      failed: (err) => {
+        if (!this.#stopped)
+          this.#logger?.warn(`remote flip source ${this.#workerId}: ${err.message}`);
+      },
+    };
   }
 
   /** The current state (`connecting`, `open`, `stale`, `closed`). */
@@ -402,10 +445,9 @@ export class RemoteFlipSource implements FlipSource {
       if (t !== undefined) this.#clock.clearTimeout(t);
     }
     this.#reconnectTimer = this.#deadlineTimer = this.#ackTimer = undefined;
-    this.#ackInFlight?.abort();
-    this.#ackInFlight = undefined;
-    this.#agent?.destroy();
-    this.#agent = undefined;
+    // KS-6.3.8: our acknowledgement is dropped; the last source to leave a channel closes it.
+    this.#ackChannel?.leave(this.#ackMember);
+    this.#ackChannel = undefined;
     this.#setStatus(SourceStatus.CLOSED, 'stopped');
     this.#listener = undefined;
   }
@@ -639,86 +681,36 @@ export class RemoteFlipSource implements FlipSource {
     if (this.#stopped) return;
     this.#scheduleAck();
     if (this.#applied === undefined) return;
-    if (this.#ackInFlight) {
-      this.#ackPending = true;
-      return;
-    }
-    const seq = this.#applied.seq;
     const base = this.#urls[this.#urlIndex % this.#urls.length]!;
-    const sentAt = this.#clock.now(); // KS-6.2.2: read the clock before sending
-    const controller = new AbortController();
-    this.#ackInFlight = controller;
-    // An ack that takes longer than the lease is worthless; abandon it so the next can go.
-    const timeout = this.#clock.setTimeout(() => controller.abort(), this.#staleAfterMs);
-    const body: Record<string, unknown> = { workerId: this.#workerId, seq };
-    if (this.#release !== undefined) body['release'] = this.#release;
-    this.#post(`${base}/v1/acks`, JSON.stringify(body), controller.signal)
-      .then(({ status, text }) => {
-        if (controller.signal.aborted || this.#stopped) return;
-        if (status !== 200) throw new Error(`ack answered ${status}`);
-        const answer = ackAnswerSchema.safeParse(JSON.parse(text));
-        if (!answer.success) throw new Error('malformed ack answer');
-        // KS-6.2.2: extend only when we are not behind the server's head.
-        if (answer.data.head <= seq) {
-          const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
-          this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + lease);
-        }
-        this.#refresh();
-      })
-      .catch((err: unknown) => {
-        if (!this.#stopped && !controller.signal.aborted) {
-          this.#logger?.warn(`remote flip source ${this.#workerId}: ${(err as Error).message}`);
-        }
-      })
-      .finally(() => {
-        this.#clock.clearTimeout(timeout);
-        if (this.#ackInFlight === controller) this.#ackInFlight = undefined;
-        if (this.#ackPending && !this.#stopped) {
-          this.#ackPending = false;
-          this.#ack();
-        }
-      });
+    let channel = this.#ackChannel;
+    if (channel?.key.base !== base) {
+      // Moved to another URL: acknowledge there (an answer still in flight elsewhere is dropped).
+      channel?.leave(this.#ackMember);
+      const key = { base, token: this.#token, fetch: this.#fetch, clock: this.#clock };
+      channel = this.#shareAcks ? ackChannelFor(key) : new AckChannel(key, () => {});
+      channel.join(this.#ackMember);
+      this.#ackChannel = channel;
+    }
+    // KS-6.3.7: the channel keeps at most one of ours in flight and sends our newest seq next.
+    channel.request(this.#ackMember);
   }
 
-  /** POSTs JSON: the injected fetch when there is one, else node:http with our own agent (released on stop). */
-  async #post(
-    url: string,
-    body: string,
-    signal: AbortSignal,
-  ): Promise<{ status: number; text: string }> {
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (this.#token !== undefined) headers['authorization'] = `Bearer ${this.#token}`;
-    if (this.#fetch) {
-      const res = await this.#fetch(url, { method: 'POST', headers, body, signal });
-      return { status: res.status, text: await res.text() };
+  /** KS-6.2.2: `sentAt` was read from our clock just before the acknowledgement of `seq` was sent. */
+  #onAckAnswer(seq: number, sentAt: number, { status, text }: AckAnswerText): void {
+    if (this.#stopped) return;
+    try {
+      if (status !== 200) throw new Error(`ack answered ${status}`);
+      const answer = parseAckAnswer(text);
+      if (!answer.success) throw new Error('malformed ack answer');
+      // KS-6.2.2: extend only when we are not behind the server's head.
+      if (answer.data.head <= seq) {
+        const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
+        this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + lease);
+      }
+      this.#refresh();
+    } catch (err) {
+      this.#logger?.warn(`remote flip source ${this.#workerId}: ${(err as Error).message}`);
     }
-    const target = new URL(url);
-    const https = target.protocol === 'https:';
-    this.#agent ??= https
-      ? new HttpsAgent({ keepAlive: true, maxSockets: 1 })
-      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
-    const agent = this.#agent;
-    return new Promise((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(
-        target,
-        {
-          method: 'POST',
-          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-          agent,
-          signal,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-          );
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
   }
 
   // ---- the state machine -------------------------------------------------------------------

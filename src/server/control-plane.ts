@@ -11,6 +11,7 @@ import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import {
   ackRequestSchema,
+  type AckRequest,
   flipRequestSchema,
   logQuerySchema,
   MAX_WAIT_MS,
@@ -547,13 +548,15 @@ class ControlPlaneServer implements ControlPlane {
     sendJson(res, 200, this.#state.toSnapshot());
   }
 
+  /** KS-6.2: one acknowledgement, or a batch of them (`{ acks: [...] }`, KS-6.2.6). */
   async #ack({ res, principal, body }: RouteContext): Promise<void> {
-    const raw = await body();
-    const parsed = ackRequestSchema.safeParse(raw);
-    if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
+    const acks = parseAcks(await body());
     authorize(principal ?? ANONYMOUS, { kind: 'ack' });
     this.#checkHealthy();
-    const answer: AckAnswer = this.tracker.ack(parsed.data);
+    // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in order;
+    // the answer's fields do not depend on the worker, so one answer serves every entry.
+    let answer: AckAnswer | undefined;
+    for (const a of acks) answer = this.tracker.ack(a);
     for (const w of [...this.#ackWaiters]) w();
     sendJson(res, 200, answer);
   }
@@ -627,6 +630,53 @@ function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.o
   const r = schema.safeParse(obj);
   if (!r.success) throw new ValidationError(what, toIssues(r.error));
   return r.data;
+}
+
+/** Most entries in one batched acknowledgement (KS-6.2.6). */
+const MAX_ACK_BATCH = 10_000;
+
+/**
+ * Validates `POST /v1/acks`: `{ workerId, release?, seq }` or `{ acks: [ ...those ] }` with 1 to
+ * 10,000 entries naming distinct workers (a worker twice would make the order of its entries
+ * matter). Any bad entry refuses the whole batch. KS-6.2, KS-6.2.6
+ */
+function parseAcks(raw: unknown): AckRequest[] {
+  if (raw === null || typeof raw !== 'object' || !Object.hasOwn(raw, 'acks')) {
+    const parsed = ackRequestSchema.safeParse(raw);
+    if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
+    return [parsed.data];
+  }
+  const keys = Object.keys(raw);
+  const list = (raw as { acks: unknown }).acks;
+  if (keys.length !== 1 || !Array.isArray(list) || list.length === 0) {
+    throw new ValidationError('ack batch', [
+      { path: ['acks'], message: 'must be the only field: a non-empty array of acknowledgements' },
+    ]);
+  }
+  if (list.length > MAX_ACK_BATCH) {
+    throw new ValidationError('ack batch', [
+      { path: ['acks'], message: `must hold at most ${MAX_ACK_BATCH} acknowledgements` },
+    ]);
+  }
+  const out: AckRequest[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < list.length; i++) {
+    const parsed = ackRequestSchema.safeParse(list[i]);
+    if (!parsed.success) {
+      throw new ValidationError(
+        'ack batch',
+        toIssues(parsed.error).map((x) => ({ ...x, path: ['acks', i, ...x.path] })),
+      );
+    }
+    if (seen.has(parsed.data.workerId)) {
+      throw new ValidationError('ack batch', [
+        { path: ['acks', i, 'workerId'], message: 'names a worker already in the batch' },
+      ]);
+    }
+    seen.add(parsed.data.workerId);
+    out.push(parsed.data);
+  }
+  return out;
 }
 
 function byteLength(chunks: readonly Buffer[]): number {

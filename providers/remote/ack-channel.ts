@@ -1,0 +1,236 @@
+import { request as httpRequest, Agent as HttpAgent } from 'node:http';
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import type { RemoteClock } from './remote-flip-source.js';
+
+/** The answer of `POST /v1/acks` (KS-6.2), validated by the member. */
+export interface AckAnswerText {
+  readonly status: number;
+  readonly text: string;
+}
+
+/**
+ * One source's side of a shared acknowledgement channel. The channel asks for the seq to
+ * acknowledge when it builds a batch, reads the member's own clock just before sending
+ * (KS-6.2.2), and hands every member its own result.
+ */
+export interface AckMember {
+  readonly workerId: string;
+  readonly release: string | undefined;
+  /** The member's lease length; the batch is abandoned after the shortest. KS-6.3.7 */
+  readonly staleAfterMs: number;
+  /** The member's clock: `sentAt` is read from it. */
+  readonly clock: RemoteClock;
+  /** The seq to acknowledge now (the newest applied), or `undefined` when there is none. */
+  seqToAck(): number | undefined;
+  /** The answer to the acknowledgement of `seq` sent at `sentAt` (member's clock). */
+  answered(seq: number, sentAt: number, answer: AckAnswerText): void;
+  /** The acknowledgement failed (transport error, timeout). */
+  failed(error: Error): void;
+}
+
+/** What identifies a channel: acknowledgements to one place with one credential and transport. */
+interface ChannelKey {
+  readonly base: string;
+  readonly token: string | undefined;
+  readonly fetch: typeof globalThis.fetch | undefined;
+  readonly clock: RemoteClock;
+}
+
+/** Most entries in one batch body (the server's default body limit is 64 KiB). */
+const MAX_BATCH_BYTES = 48 * 1024;
+
+const channels = new Map<string, AckChannel[]>();
+
+/**
+ * The acknowledgement channel for `key`, shared by every source of this process that
+ * acknowledges to the same URL with the same token, fetch and clock (created on first use).
+ * Callers must {@link AckChannel.leave} it when they stop.
+ */
+export function ackChannelFor(key: ChannelKey): AckChannel {
+  const k = `${key.base}\n${key.token ?? ''}`;
+  let list = channels.get(k);
+  if (!list) channels.set(k, (list = []));
+  let ch = list.find((c) => c.key.fetch === key.fetch && c.key.clock === key.clock);
+  if (!ch) {
+    ch = new AckChannel(key, () => {
+      const l = channels.get(k);
+      if (!l) return;
+      const i = l.indexOf(ch!);
+      if (i >= 0) l.splice(i, 1);
+      if (l.length === 0) channels.delete(k);
+    });
+    list.push(ch);
+  }
+  return ch;
+}
+
+/**
+ * Sends the acknowledgements of several sources of one process in one `POST /v1/acks`
+ * (`{ "acks": [...] }`, KS-6.2.6) instead of one request per source: after a flip, a process
+ * holding a thousand subscribers sends a few requests rather than a thousand, which leaves the
+ * CPU of both ends to the fan-out. A batch of one uses the single form.
+ *
+ * Per source nothing changes (KS-6.2.2, KS-6.3.7): its clock is read just before the batch is
+ * sent, its lease is extended by that answer only when the answer's head is not beyond the seq it
+ * acknowledged, at most one acknowledgement of it is in flight (the channel keeps one batch in
+ * flight), one not answered within its `staleAfterMs` is abandoned, and its newest applied seq
+ * goes next.
+ */
+export class AckChannel {
+  readonly key: ChannelKey;
+  readonly #members = new Set<AckMember>();
+  readonly #wanted = new Set<AckMember>();
+  readonly #onEmpty: () => void;
+  #inFlight: AbortController | undefined;
+  #flushQueued = false;
+  /** False once the server refused a batch: send single acknowledgements from then on. */
+  #batching = true;
+  #agent: HttpAgent | HttpsAgent | undefined;
+
+  constructor(key: ChannelKey, onEmpty: () => void) {
+    this.key = key;
+    this.#onEmpty = onEmpty;
+  }
+
+  /** Members currently using the channel. */
+  get size(): number {
+    return this.#members.size;
+  }
+
+  join(member: AckMember): void {
+    this.#members.add(member);
+  }
+
+  /**
+   * The member stopped: it is dropped from any batch to come, and an answer in flight is no
+   * longer delivered to it. The last member to leave closes the channel (aborts what is in flight
+   * and releases its socket). KS-6.3.8
+   */
+  leave(member: AckMember): void {
+    this.#members.delete(member);
+    this.#wanted.delete(member);
+    if (this.#members.size > 0) return;
+    this.#inFlight?.abort();
+    this.#inFlight = undefined;
+    this.#agent?.destroy();
+    this.#agent = undefined;
+    this.#onEmpty();
+  }
+
+  /**
+   * Asks for an acknowledgement of the member's newest applied seq. Requests made in the same
+   * turn of the event loop go in one batch; while a batch is in flight they wait for it.
+   */
+  request(member: AckMember): void {
+    if (!this.#members.has(member)) return;
+    this.#wanted.add(member);
+    if (this.#inFlight || this.#flushQueued) return;
+    this.#flushQueued = true;
+    setImmediate(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inFlight || this.#wanted.size === 0) return;
+    const batch: { member: AckMember; seq: number; sentAt: number }[] = [];
+    const entries: string[] = [];
+    let bytes = 0;
+    for (const member of this.#wanted) {
+      const seq = member.seqToAck();
+      if (seq === undefined) {
+        this.#wanted.delete(member);
+        continue;
+      }
+      const body: Record<string, unknown> = { workerId: member.workerId, seq };
+      if (member.release !== undefined) body['release'] = member.release;
+      const entry = JSON.stringify(body);
+      if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
+      this.#wanted.delete(member);
+      // KS-6.2.2: each member's clock is read before the request is sent.
+      batch.push({ member, seq, sentAt: member.clock.now() });
+      entries.push(entry);
+      bytes += entry.length + 1;
+    }
+    if (batch.length === 0) return;
+    const single = batch.length === 1;
+    const body = single ? entries[0]! : `{"acks":[${entries.join(',')}]}`;
+    const controller = new AbortController();
+    this.#inFlight = controller;
+    // KS-6.3.7: abandoned after the shortest lease of the batch.
+    const limit = Math.min(...batch.map((b) => b.member.staleAfterMs));
+    const clock = this.key.clock;
+    const timeout = clock.setTimeout(() => controller.abort(), limit);
+    const deliver = (fn: (b: (typeof batch)[number]) => void) => {
+      for (const b of batch) {
+        if (!this.#members.has(b.member)) continue; // stopped meanwhile
+        try {
+          fn(b);
+        } catch {
+          // a member's failure is its own; the others still get their answer
+        }
+      }
+    };
+    this.#post(body, controller.signal)
+      .then((answer) => {
+        if (controller.signal.aborted) throw new Error('acknowledgement abandoned');
+        // A server without batches (KS-6.2.6) refuses the body: fall back to single acks. The
+        // members keep their lease as it was (failed closed if it runs out) until then.
+        if (!single && (answer.status === 400 || answer.status === 404)) this.#batching = false;
+        deliver((b) => b.member.answered(b.seq, b.sentAt, answer));
+      })
+      .catch((err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        deliver((b) => b.member.failed(e));
+      })
+      .finally(() => {
+        clock.clearTimeout(timeout);
+        if (this.#inFlight === controller) this.#inFlight = undefined;
+        if (this.#members.size === 0) return;
+        // Refused as a batch: each member goes again, one at a time.
+        if (!single && !this.#batching) {
+          for (const b of batch) if (this.#members.has(b.member)) this.#wanted.add(b.member);
+        }
+        if (this.#wanted.size > 0) this.#flush();
+      });
+  }
+
+  /** POSTs JSON: the injected fetch when there is one, else node:http with the channel's own agent. */
+  async #post(body: string, signal: AbortSignal): Promise<AckAnswerText> {
+    const url = `${this.key.base}/v1/acks`;
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (this.key.token !== undefined) headers['authorization'] = `Bearer ${this.key.token}`;
+    if (this.key.fetch) {
+      const res = await this.key.fetch(url, { method: 'POST', headers, body, signal });
+      return { status: res.status, text: await res.text() };
+    }
+    const target = new URL(url);
+    const https = target.protocol === 'https:';
+    this.#agent ??= https
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1 })
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const agent = this.#agent;
+    return new Promise((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(
+        target,
+        {
+          method: 'POST',
+          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+          agent,
+          signal,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}

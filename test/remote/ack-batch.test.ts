@@ -1,0 +1,273 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { RemoteFlipSource, type RemoteClock } from '../../providers/remote/index.js';
+import { KillState, type FlipRecord } from '../../src/model/index.js';
+import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
+
+/** A clock whose time moves only when the test says so. */
+class ManualClock implements RemoteClock {
+  t = 1_000_000;
+  readonly #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.#timers.delete(h as number);
+  }
+  get pending(): number {
+    return this.#timers.size;
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#timers)
+        if (e[1].at <= end && (!first || e[1].at < first[1].at)) first = e;
+      if (!first) break;
+      this.#timers.delete(first[0]);
+      this.t = Math.max(this.t, first[1].at);
+      first[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+type AckBody = { workerId: string; release?: string; seq: number };
+
+/** A control plane behind one injected fetch shared by several sources; acks can be held. */
+class FakeServer {
+  readonly streams = new Map<string, (s: string) => void>();
+  /** Each POST /v1/acks body as received. */
+  readonly posts: ({ acks: AckBody[] } | AckBody)[] = [];
+  head = 0;
+  ackStatus = 200;
+  batchStatus = 200;
+  holdAcks = false;
+  held: (() => void)[] = [];
+  fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(String(input));
+    if (url.pathname === '/v1/acks') {
+      const body = JSON.parse(String(init?.body)) as { acks: AckBody[] } | AckBody;
+      this.posts.push(body);
+      const status = 'acks' in body ? this.batchStatus : this.ackStatus;
+      const answer = () =>
+        new Response(JSON.stringify({ head: this.head, serverTime: 0, staleAfterMs: 3000 }), {
+          status,
+        });
+      if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
+      return answer();
+    }
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const enc = new TextEncoder();
+    (init?.signal as AbortSignal | undefined)?.addEventListener('abort', () => {
+      try {
+        controller.error(new Error('aborted'));
+      } catch {
+        /* already closed */
+      }
+    });
+    this.streams.set(url.searchParams.get('worker')!, (s) => {
+      try {
+        controller.enqueue(enc.encode(s));
+      } catch {
+        /* closed */
+      }
+    });
+    return new Response(stream, {
+      status: 200,
+      headers: { 'content-type': 'text/event-stream' },
+    });
+  };
+  push(worker: string, event: string, data: unknown, id?: number): void {
+    this.streams.get(worker)!(
+      `event: ${event}\n${id !== undefined ? `id: ${id}\n` : ''}data: ${JSON.stringify(data)}\n\n`,
+    );
+  }
+  /** Acks of `worker` in the order sent, whatever the form. */
+  acksOf(worker: string): number[] {
+    return this.posts
+      .flatMap((p) => ('acks' in p ? p.acks : [p]))
+      .filter((a) => a.workerId === worker)
+      .map((a) => a.seq);
+  }
+}
+
+class Recorder implements FlipSourceListener {
+  statuses: SourceStatus[] = [];
+  onSnapshot(): void {}
+  onFlip(): void {}
+  onStatus(s: SourceStatus): void {
+    this.statuses.push(s);
+  }
+  get status(): SourceStatus | undefined {
+    return this.statuses[this.statuses.length - 1];
+  }
+}
+
+async function log(n: number): Promise<FlipRecord[]> {
+  const store = new MemoryFlipLogStore();
+  for (let i = 0; i < n; i++) {
+    await store.append({ actor: 't', action: 'halt', selector: { tenant: `t${i}` }, reason: 'r' });
+  }
+  return store.read();
+}
+
+const sources: RemoteFlipSource[] = [];
+afterEach(async () => {
+  for (const s of sources.splice(0)) await s.stop();
+});
+
+/** `n` sources on one fetch and one clock (so they share an ack channel), each with a snapshot of seq 0. */
+async function fleet(n: number, extra: { shareAcks?: boolean } = {}) {
+  const server = new FakeServer();
+  const clock = new ManualClock();
+  const recs: Recorder[] = [];
+  const list: RemoteFlipSource[] = [];
+  for (let i = 0; i < n; i++) {
+    const source = new RemoteFlipSource({
+      urls: ['http://cp.test'],
+      token: 'tok',
+      workerId: `w${i}`,
+      release: 'r1',
+      fetch: server.fetch as typeof fetch,
+      clock,
+      backoff: { random: () => 0 },
+      ...extra,
+    });
+    sources.push(source);
+    list.push(source);
+    const rec = new Recorder();
+    recs.push(rec);
+    await source.start(rec);
+  }
+  await vi.waitFor(() => expect(server.streams.size).toBe(n));
+  return { server, clock, sources: list, recs };
+}
+
+const snap0 = () => KillState.fold([]).toSnapshot();
+
+describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
+  it('three snapshots applied together cost one POST with three entries, and every source opens', async () => {
+    const { server, recs } = await fleet(3);
+    for (let i = 0; i < 3; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    expect(server.posts).toHaveLength(1);
+    expect(server.posts[0]).toEqual({
+      acks: [0, 1, 2].map((i) => ({ workerId: `w${i}`, release: 'r1', seq: 0 })),
+    });
+  });
+
+  it('a lone source sends the single form; shareAcks: false keeps one request per source', async () => {
+    const one = await fleet(1);
+    one.server.push('w0', 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(one.server.posts).toHaveLength(1));
+    expect(one.server.posts[0]).toEqual({ workerId: 'w0', release: 'r1', seq: 0 });
+    const own = await fleet(2, { shareAcks: false });
+    for (let i = 0; i < 2; i++) own.server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(own.server.posts).toHaveLength(2));
+    expect(own.server.posts.every((p) => !('acks' in p))).toBe(true);
+  });
+});
+
+describe('KS-6.2.6 KS-6.2.2 each source keeps its own lease rule inside a batch', () => {
+  it('the member behind the head keeps its lease; the one at the head extends from the clock read before sending', async () => {
+    const records = await log(2);
+    const { server, clock, recs } = await fleet(2);
+    server.head = 0;
+    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    const leaseStart = clock.t; // both leases run to leaseStart + 3000
+    clock.advance(1500);
+    // w0 applies seq 1; w1 does not. The answer says head 1: w1 is behind.
+    server.head = 1;
+    server.holdAcks = true;
+    server.push('w0', 'flip', records[0], 1);
+    await vi.waitFor(() => expect(server.posts.length).toBe(2));
+    const sentAt = clock.t;
+    const batch = server.posts[1]!;
+    // The heartbeat timers of both fired in the same turn (they were armed together): one batch.
+    expect('acks' in batch ? batch.acks.map((a) => a.seq).sort() : [batch.seq]).toContain(1);
+    clock.advance(200); // the answer comes back later: the lease counts from sentAt
+    server.holdAcks = false;
+    for (const h of server.held.splice(0)) h();
+    await vi.waitFor(() => expect(server.held).toHaveLength(0));
+    await new Promise((r) => setImmediate(r));
+    clock.advance(leaseStart + 3000 - clock.t); // w1's lease from the first ack runs out
+    expect(recs[1]!.status).toBe('stale');
+    expect(recs[0]!.status).toBe('open');
+    if ('acks' in batch && batch.acks.some((a) => a.workerId === 'w1')) {
+      // w1 was in the batch with seq 0 < head 1: it renewed nothing.
+      expect(batch.acks.find((a) => a.workerId === 'w1')!.seq).toBe(0);
+    }
+    // w0's lease ends exactly at sentAt + 3000, not at the answer's arrival + 3000.
+    server.holdAcks = true; // no renewal from here on
+    clock.advance(sentAt + 3000 - clock.t - 1);
+    expect(recs[0]!.status).toBe('open');
+    clock.advance(1);
+    expect(recs[0]!.status).toBe('stale');
+  });
+
+  it('keeps one batch in flight; what was applied meanwhile goes next with the newest seq', async () => {
+    const records = await log(3);
+    const { server, recs } = await fleet(2);
+    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    server.holdAcks = true;
+    server.head = 3;
+    server.push('w0', 'flip', records[0], 1);
+    await vi.waitFor(() => expect(server.posts).toHaveLength(2));
+    for (const r of records) {
+      server.push('w0', 'flip', r, r.seq);
+      server.push('w1', 'flip', r, r.seq);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    expect(server.posts).toHaveLength(2); // still one in flight
+    server.holdAcks = false;
+    for (const h of server.held.splice(0)) h();
+    await vi.waitFor(() => expect(server.posts).toHaveLength(3));
+    const next = server.posts[2]!;
+    expect(
+      'acks' in next && [...next.acks].sort((a, b) => a.workerId.localeCompare(b.workerId)),
+    ).toEqual([
+      { workerId: 'w0', release: 'r1', seq: 3 },
+      { workerId: 'w1', release: 'r1', seq: 3 },
+    ]);
+  });
+});
+
+describe('KS-6.2.6 a server without batches gets single acknowledgements', () => {
+  it('a refused batch (400) leaves the leases as they were and falls back to one ack per source', async () => {
+    const { server, recs } = await fleet(2);
+    server.batchStatus = 400;
+    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    expect('acks' in server.posts[0]!).toBe(true);
+    expect(server.posts.slice(1)).toEqual([
+      { workerId: 'w0', release: 'r1', seq: 0 },
+      { workerId: 'w1', release: 'r1', seq: 0 },
+    ]);
+  });
+});
+
+describe('KS-6.3.8 a stopped source leaves the shared channel', () => {
+  it('an answer in flight is not delivered to a stopped member; the last to stop leaves no timer', async () => {
+    const { server, clock, sources: list, recs } = await fleet(2);
+    server.holdAcks = true;
+    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    await list[0]!.stop();
+    for (const h of server.held.splice(0)) h();
+    await vi.waitFor(() => expect(recs[1]!.status).toBe('open'));
+    expect(recs[0]!.status).toBe('closed');
+    await list[1]!.stop();
+    expect(clock.pending).toBe(0);
+    expect(server.acksOf('w0')).toEqual([0]);
+  });
+});

@@ -17,6 +17,7 @@ import {
   type SideEffectLedger,
 } from '../ledger/side-effect-ledger.js';
 import { formatSelector, normalizeSelector, type KillContext } from '../model/selector.js';
+import { DrainPermit, drainPermits, watchUnlessDrained } from './drain-permit.js';
 import { DuplicateEffectError, DuplicateState } from './duplicate-effect-error.js';
 import { HaltWatcher } from './halt-watcher.js';
 import type { KillDecision } from './kill-decision.js';
@@ -50,6 +51,13 @@ export interface GuardedEffect<T = unknown> {
   readonly idempotent?: boolean;
   /** Record the result with `landed` and return it when the key is run again after it landed. */
   readonly result?: ResultCodec<T>;
+  /**
+   * The permit of the queued task this effect belongs to (the third argument of a
+   * `QueueController.work` handler). With it the effect may dispatch while every matching halt
+   * is a `drain` halt appended after the task was admitted; anything else still refuses. KS-4.8
+   * @default none (every matching halt refuses)
+   */
+  readonly drainPermit?: DrainPermit;
 }
 
 /** What the body learns besides its signal: the key to send downstream, and the attempt number. */
@@ -211,8 +219,15 @@ export class EffectGuard {
       halt ??= d;
       if (phase === Phase.RUNNING) onRunningHalt?.(d);
     };
+    const permit = effect.drainPermit;
+    if (permit !== undefined && !(permit instanceof DrainPermit)) {
+      throw new ValidationError('effect', [
+        { path: ['drainPermit'], message: 'must be a DrainPermit from QueueController.work' },
+      ]);
+    }
     // KS-4.1.3 watch first: a halt that lands between the check and the dispatch is not missed.
-    const unwatch = this.watcher.watch(ctx, onHalt);
+    // KS-4.8.4 a drain halt the permit covers neither refuses nor aborts; any other halt does.
+    const unwatch = watchUnlessDrained(this.watcher, ctx, permit, onHalt);
     this.#inFlight.set(key, onHalt);
     let dispatched = false;
     try {
@@ -246,7 +261,9 @@ export class EffectGuard {
 
       // KS-4.1.1 evaluate before each effect, halted by default.
       const decision = await this.watcher.evaluate(ctx);
-      if (decision.halted || halt !== undefined) {
+      // KS-4.8.1 a drained task's effect passes only a drain-only halt newer than the task.
+      const drained = decision.halted && drainPermits(decision, permit, ctx);
+      if ((decision.halted && !drained) || halt !== undefined) {
         throw await this.#refuse(base, halt ?? decision);
       }
 
@@ -259,6 +276,13 @@ export class EffectGuard {
           at: this.#at(),
           attempt,
           ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
+          // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
+          ...(drained && decision.flip !== undefined
+            ? {
+                flipSeq: decision.flip.seq,
+                detail: `dispatched under drain halt #${decision.flip.seq}: task ${permit!.taskId} was admitted at seq ${permit!.admittedSeq}`,
+              }
+            : {}),
         });
       } catch (err) {
         // KS-4.2.3 fail closed: no record, no dispatch.
@@ -270,7 +294,7 @@ export class EffectGuard {
       }
       if (this.#recheck && halt === undefined) {
         const again = await this.watcher.evaluate(ctx);
-        if (again.halted) halt ??= again;
+        if (again.halted && !drainPermits(again, permit, ctx)) halt ??= again;
       }
       if (halt !== undefined || this.#closed) {
         // KS-4.1.5 halted while the intent was written: the intent is closed as refused.

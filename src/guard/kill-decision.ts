@@ -21,6 +21,17 @@ export interface KillDecision {
   /** The resolution's reason and variant, for logs. */
   readonly reason?: string;
   readonly variant?: string;
+  /**
+   * The seq of the kill state the answer was read from, when the provider names it
+   * (KillSwitchProvider's `stateSeq`). A queue records it at enqueue as the task's admission
+   * point. KS-4.8.2
+   */
+  readonly stateSeq?: number;
+  /**
+   * True only when the provider says every matching halt is a `drain` halt (KillSwitchProvider's
+   * `drainOnly` on `kill-switch`); false or absent means it did not say so. KS-4.8.3
+   */
+  readonly drainOnly?: boolean;
 }
 
 /** The evaluation context the kill switch reads: the four attributes, `runId` as targeting key. */
@@ -69,9 +80,13 @@ export function flipFromMetadata(
  */
 export function decide(details: EvaluationDetails<boolean>): KillDecision {
   const flip = flipFromMetadata(details.flagMetadata);
+  const stateSeq = details.flagMetadata?.stateSeq;
   const base = {
     ...(details.reason !== undefined ? { reason: details.reason } : {}),
     ...(details.variant !== undefined ? { variant: details.variant } : {}),
+    ...(typeof stateSeq === 'number' && Number.isSafeInteger(stateSeq) && stateSeq >= 0
+      ? { stateSeq }
+      : {}),
   };
   if (details.value === false && details.errorCode === undefined) {
     return { halted: false, ...base };
@@ -80,7 +95,15 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
   if (details.errorCode !== undefined || details.reason === 'ERROR') cause = HaltCause.ERROR;
   else if (details.reason === 'STALE') cause = HaltCause.STALE;
   else if (typeof details.value !== 'boolean') cause = HaltCause.ERROR;
-  return { halted: true, cause, ...(flip ? { flip } : {}), ...base };
+  // KS-4.8.3 drainOnly counts only beside the flip it qualifies, and only as exactly `true`.
+  const drainOnly = flip !== undefined && details.flagMetadata?.drainOnly === true;
+  return {
+    halted: true,
+    cause,
+    ...(flip ? { flip } : {}),
+    ...(drainOnly ? { drainOnly } : {}),
+    ...base,
+  };
 }
 
 /**

@@ -129,6 +129,8 @@ export class KillSwitchProvider implements Provider {
   #running: Answer = failClosedAnswer('STALE', 'no snapshot yet');
   /** Halted answers, built once per matching record. */
   #halted = new WeakMap<FlipRecord, Answer>();
+  /** Halted `kill-switch` answers of drain halts: [drainOnly false, drainOnly true]. */
+  #drainHalted = new WeakMap<FlipRecord, readonly [Answer, Answer]>();
   /** What events last told the SDK, so fresh-again is announced exactly once. */
   #announced: 'ready' | 'stale' | 'error' = 'ready';
   /**
@@ -275,6 +277,12 @@ export class KillSwitchProvider implements Provider {
     const ctx = (context ?? {}) as KillContext;
     const hit = level === 'any' ? this.#state!.match(ctx) : this.#state!.match(ctx, level);
     if (hit === undefined) return this.#running;
+    // KS-4.8.3: `kill-switch` says whether every matching halt is a drain halt (the guard lets a
+    // task admitted before them finish, KS-4.8); only then is the set of matches looked at.
+    if (level === 'any' && hit.mode === 'drain') {
+      const drainOnly = this.#state!.matchAll(ctx).every((r) => r.mode === 'drain');
+      return this.#drainAnswer(hit, drainOnly);
+    }
     return this.#haltedAnswer(hit);
   }
 
@@ -293,6 +301,22 @@ export class KillSwitchProvider implements Provider {
     flagKey: string,
   ): Promise<ResolutionDetails<T>> {
     throw notBoolean(flagKey);
+  }
+
+  /** A halted `kill-switch` answer for a drain halt, with `drainOnly`, built once per record and flag value. */
+  #drainAnswer(record: FlipRecord, drainOnly: boolean): Answer {
+    let pair = this.#drainHalted.get(record);
+    if (pair === undefined) {
+      const base = this.#haltedAnswer(record);
+      const make = (v: boolean): Answer =>
+        Object.freeze({
+          ...base,
+          flagMetadata: Object.freeze({ ...base.flagMetadata, drainOnly: v }),
+        });
+      pair = [make(false), make(true)];
+      this.#drainHalted.set(record, pair);
+    }
+    return pair[drainOnly ? 1 : 0];
   }
 
   #haltedAnswer(record: FlipRecord): Answer {
@@ -355,6 +379,7 @@ export class KillSwitchProvider implements Provider {
     this.#state = next;
     this.#broken = undefined;
     this.#halted = new WeakMap();
+    this.#drainHalted = new WeakMap();
     this.#recompute();
     if (wasLive && this.#failClosed === undefined && before !== undefined) {
       const levels = changedLevels(before, next);

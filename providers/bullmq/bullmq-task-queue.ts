@@ -51,7 +51,12 @@ export interface BullMqTaskQueueOptions {
 /** What the adapter stores in `job.data`. */
 interface JobData<P> {
   readonly payload: P;
-  readonly ks: { readonly context: KillContext; readonly enqueuedAt: string };
+  readonly ks: {
+    readonly context: KillContext;
+    readonly enqueuedAt: string;
+    /** The task's admission point for `drain` (KS-7.2.11); kept in Redis with the job. */
+    readonly admittedSeq?: number;
+  };
 }
 
 const DEFAULT_HOLD_MS = 5 * 365 * 24 * 3600 * 1000;
@@ -138,7 +143,11 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
   async add(input: NewTask<P>): Promise<QueuedTask<P>> {
     const data: JobData<P> = {
       payload: input.payload,
-      ks: { context: normalizeSelector(input.context), enqueuedAt: new Date().toISOString() },
+      ks: {
+        context: normalizeSelector(input.context),
+        enqueuedAt: new Date().toISOString(),
+        ...(input.admittedSeq !== undefined ? { admittedSeq: input.admittedSeq } : {}),
+      },
     };
     const job = await this.#queue.add(input.name, data, {
       ...this.#jobOptions,
@@ -335,7 +344,13 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
       // A job added without the adapter has no context: only halts that match every context apply.
       context: data?.ks?.context ?? {},
       enqueuedAt: data?.ks?.enqueuedAt ?? new Date(job.timestamp).toISOString(),
+      // Only a well-formed seq counts; anything else leaves the task without one (drain refuses).
+      ...(isSeq(data?.ks?.admittedSeq) ? { admittedSeq: data.ks.admittedSeq } : {}),
       state,
     };
   }
+}
+
+function isSeq(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }

@@ -69,6 +69,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
       payload: input.payload,
       context: normalizeSelector(input.context),
       enqueuedAt: this.#now().toISOString(),
+      ...(input.admittedSeq !== undefined ? { admittedSeq: input.admittedSeq } : {}),
       state: TaskState.WAITING,
     });
     this.#entries.set(id, { task });

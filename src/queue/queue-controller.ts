@@ -7,6 +7,7 @@ import {
   KillSwitchError,
   ErrorCode,
 } from '../errors.js';
+import { DrainPermit, drainPermits, watchUnlessDrained } from '../guard/drain-permit.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';
 import type { KillDecision } from '../guard/kill-decision.js';
 import { Mutex } from '../internal/mutex.js';
@@ -92,6 +93,24 @@ export interface RequeueResult {
   readonly refused: number;
 }
 
+/**
+ * Runs one task a worker took. `signal` aborts on a matching halt the task's permit does not
+ * cover; pass `permit` as `drainPermit` to every `guard.run` the task makes, so its effects still
+ * dispatch under a `drain` halt appended after the task was admitted. KS-7.2.11
+ */
+export type TaskHandler<P> = (
+  task: QueuedTask<P>,
+  signal: AbortSignal,
+  permit: DrainPermit,
+) => Promise<unknown>;
+
+/** A task admitted to run: the controller that aborts its signal, the watch, its permit. */
+interface TaskRun {
+  readonly ac: AbortController;
+  readonly unwatch: () => void;
+  readonly permit: DrainPermit;
+}
+
 /** Options of {@link QueueController.work}. */
 export interface WorkOptions {
   /** Tasks run at once. @default 1 */
@@ -106,7 +125,11 @@ export interface WorkOptions {
  *   resume. KS-7.2.2
  * - `hold`: keep them, durably, where no worker takes them; {@link QueueController.resume}
  *   releases them once their context is no longer halted. KS-7.2.4
- * - `drain`: refuse new matching tasks and let the queued ones run. KS-7.2.5
+ * - `drain`: refuse new matching tasks and let the queued ones run: each task carries its admission
+ *   point (`admittedSeq`, the kill state's seq its enqueue check read), and its handler gets a
+ *   {@link DrainPermit} that lets its guarded effects through drain halts appended after it.
+ *   A task the permit would not cover (admitted after the drain, admission point unknown, or a
+ *   `discard`/`hold` halt matching too) is held instead of run. KS-7.2.5, KS-7.2.11
  *
  * Producers are gated: {@link QueueController.enqueue} refuses a task whose context is halted
  * with `KS_HALTED`, whatever the mode. KS-7.2.6 Workers are gated: {@link QueueController.work}
@@ -123,7 +146,9 @@ export interface WorkOptions {
  * const controller = new QueueController({ queue, watcher: guard.watcher });
  * await controller.start();
  * await controller.enqueue({ tenant: 'acme', runId: 'r1' }, { to: 'a@b.c' });
- * await controller.work(async (task, signal) => sendEmail(task.payload, { signal }));
+ * await controller.work(async (task, signal, permit) =>
+ *   guard.run({ context: task.context, runId: 'r1', step: 'send', capability: 'email.send',
+ *     drainPermit: permit }, (s) => sendEmail(task.payload, { signal: s })));
  * ```
  */
 export class QueueController<P = unknown> {
@@ -139,7 +164,7 @@ export class QueueController<P = unknown> {
   #dirty = false;
   #pruneAt = PRUNE_MIN;
   /** Tasks admitted to run, with the controller that aborts their signal on a halt. */
-  readonly #runs = new Map<string, { ac: AbortController; unwatch: () => void }>();
+  readonly #runs = new Map<string, TaskRun>();
   #closed = false;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` when `queue` or `watcher` is missing */
@@ -206,6 +231,8 @@ export class QueueController<P = unknown> {
       payload,
       context: ctx,
       ...(options.id !== undefined ? { id: options.id } : {}),
+      // KS-7.2.11 the admission point: no halt matching ctx with this seq or lower was active.
+      ...(d.stateSeq !== undefined ? { admittedSeq: d.stateSeq } : {}),
     });
     // The halt may have landed while the add was in flight and its pass missed this task.
     if ((await this.#watcher.evaluate(ctx)).halted) await this.enforce();
@@ -224,14 +251,12 @@ export class QueueController<P = unknown> {
   /**
    * Starts workers on the queue, gated per task: before a taken task runs, the kill flag is
    * evaluated for its context; halted means `hold` holds it, `discard` journals and removes it,
-   * `drain` lets it run. While it runs, `signal` aborts on a matching halt. KS-7.2.7
+   * `drain` lets it run when its permit covers the halt (else holds it). While it runs, `signal`
+   * aborts on a matching halt its permit does not cover. KS-7.2.7, KS-7.2.11
    *
-   * @param handler - runs one task
+   * @param handler - runs one task; gets the task, its signal and its {@link DrainPermit}
    */
-  async work(
-    handler: (task: QueuedTask<P>, signal: AbortSignal) => Promise<unknown>,
-    options: WorkOptions = {},
-  ): Promise<TaskConsumer> {
+  async work(handler: TaskHandler<P>, options: WorkOptions = {}): Promise<TaskConsumer> {
     this.#checkOpen();
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
@@ -243,8 +268,10 @@ export class QueueController<P = unknown> {
       handler: async (task) => {
         const run = this.#runs.get(task.id) ?? this.#watchRun(task);
         try {
-          return await handler(task, run.ac.signal);
+          return await handler(task, run.ac.signal, run.permit);
         } finally {
+          // The permit is good only while the task runs (an effect started later is refused).
+          run.permit.revoke();
           run.unwatch();
           this.#runs.delete(task.id);
         }
@@ -297,7 +324,8 @@ export class QueueController<P = unknown> {
       const requeued: { taskId: string; newTaskId: string }[] = [];
       let refused = 0;
       for (const r of open) {
-        if ((await this.#watcher.evaluate(r.context)).halted) {
+        const d = await this.#watcher.evaluate(r.context);
+        if (d.halted) {
           refused++;
           continue;
         }
@@ -307,6 +335,8 @@ export class QueueController<P = unknown> {
           name: r.name,
           payload: r.payload as P,
           context: r.context,
+          // Admitted again now: a drain halt older than the requeue does not cover it.
+          ...(d.stateSeq !== undefined ? { admittedSeq: d.stateSeq } : {}),
         });
         await this.journal.append({
           type: 'requeued',
@@ -359,9 +389,9 @@ export class QueueController<P = unknown> {
     for (const task of tasks) {
       const d = decisions.get(ctxKey(task.context));
       if (d === undefined || !d.halted || task.state === TaskState.ACTIVE) continue;
-      const mode = modeOf(d);
+      const mode = taskMode(d, task);
       if (mode === QueueMode.HOLD && task.state === TaskState.WAITING) {
-        if (await this.queue.hold(task.id, holdInfo(d))) held++;
+        if (await this.queue.hold(task.id, holdInfo(d, task))) held++;
       } else if (mode === QueueMode.DISCARD) {
         toDiscard.push({ task, record: this.#discardRecord(task, d) });
       }
@@ -404,26 +434,28 @@ export class QueueController<P = unknown> {
     // still abort the task's signal (the watcher only fires on events after a watch exists).
     const run = this.#watchRun(task);
     const d = await this.#watcher.evaluate(task.context);
-    const mode = d.halted ? modeOf(d) : undefined;
+    const mode = d.halted ? taskMode(d, task, run.permit) : undefined;
     if (mode === undefined || mode === QueueMode.DRAIN) {
-      // A drained task runs to completion: the drain halt itself must not abort it.
-      if (mode === QueueMode.DRAIN) run.unwatch();
+      // A drained task runs to completion: the drain halts its permit covers do not abort it,
+      // but the watch stays, so a discard or hold halt that lands later still does. KS-7.2.11
       this.#runs.set(task.id, run);
       return { action: 'run' };
     }
+    run.permit.revoke();
     run.unwatch();
     if (mode === QueueMode.HOLD) {
       this.#watch(task.context);
-      return { action: 'hold', info: holdInfo(d) };
+      return { action: 'hold', info: holdInfo(d, task) };
     }
     await this.#journalDiscard(task, d);
     return { action: 'discard' };
   }
 
-  /** An abort controller for a task's run that aborts on a matching halt. */
-  #watchRun(task: QueuedTask<P>): { ac: AbortController; unwatch: () => void } {
+  /** An abort controller for a task's run that aborts on a matching halt its permit does not cover. */
+  #watchRun(task: QueuedTask<P>): TaskRun {
     const ac = new AbortController();
-    const unwatch = this.#watcher.watch(task.context, (d) =>
+    const permit = permitOf(task);
+    const unwatch = watchUnlessDrained(this.#watcher, task.context, permit, (d) =>
       ac.abort(
         new HaltedError(
           ErrorCode.ABORTED,
@@ -433,7 +465,7 @@ export class QueueController<P = unknown> {
         ),
       ),
     );
-    return { ac, unwatch: () => void unwatch() };
+    return { ac, unwatch: () => void unwatch(), permit };
   }
 
   /** Journals a discard durably. */
@@ -550,8 +582,33 @@ export function modeOf(d: KillDecision): QueueMode {
   return d.flip?.mode ?? DEFAULT_QUEUE_MODE;
 }
 
-function holdInfo(d: KillDecision): { haltSeq?: number; reason: string } {
-  return { ...(d.flip !== undefined ? { haltSeq: d.flip.seq } : {}), reason: describe(d) };
+/**
+ * The mode a halted decision applies to one task: {@link modeOf}, except that `drain` runs only a
+ * task its permit covers (every matching halt a drain halt appended after the task's admission,
+ * KS-4.8.1); any other task is held, since the guard would refuse its effects. KS-7.2.11
+ */
+function taskMode<P>(d: KillDecision, task: QueuedTask<P>, permit = permitOf(task)): QueueMode {
+  const mode = modeOf(d);
+  if (mode === QueueMode.DRAIN && !drainPermits(d, permit, task.context)) return QueueMode.HOLD;
+  return mode;
+}
+
+function permitOf<P>(task: QueuedTask<P>): DrainPermit {
+  const seq = task.admittedSeq;
+  return new DrainPermit({
+    // A malformed stored value counts as unknown: the permit then covers nothing.
+    admittedSeq: typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined,
+    context: task.context,
+    taskId: task.id,
+  });
+}
+
+function holdInfo<P>(d: KillDecision, task?: QueuedTask<P>): { haltSeq?: number; reason: string } {
+  const drained = task !== undefined && modeOf(d) === QueueMode.DRAIN;
+  const why = drained
+    ? `${describe(d)}; drain does not cover task ${task.id} (admitted at ${task.admittedSeq ?? 'an unknown seq'}${d.drainOnly === true ? '' : ', or a non-drain halt matches too'})`
+    : describe(d);
+  return { ...(d.flip !== undefined ? { haltSeq: d.flip.seq } : {}), reason: why };
 }
 
 function describe(d: KillDecision): string {

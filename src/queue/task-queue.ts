@@ -17,6 +17,11 @@ export interface QueuedTask<P = unknown> {
   readonly context: KillContext;
   /** ISO 8601 UTC instant the task was enqueued. */
   readonly enqueuedAt: string;
+  /**
+   * The seq of the kill state the controller's enqueue check read (the task's admission point for
+   * `drain`, KS-7.2.11); absent when the flag source named none or the task bypassed the controller.
+   */
+  readonly admittedSeq?: number;
   readonly state: TaskState;
 }
 
@@ -27,6 +32,8 @@ export interface NewTask<P = unknown> {
   readonly context: KillContext;
   /** A caller-chosen id; adding an id that is already queued adds nothing. @default generated */
   readonly id?: string;
+  /** The admission point to store with the task (durably, with the task). KS-7.2.11 */
+  readonly admittedSeq?: number;
 }
 
 /** Counts of queued tasks at one moment (the drill reads them at T+0 and T+N). KS-7.2.8 */

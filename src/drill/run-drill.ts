@@ -209,6 +209,8 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
       levers.push(
         await pullLever({
           client,
+          url,
+          ...(options.token ? { token: options.token } : {}),
           lever,
           index: i,
           total: s.levers.length,
@@ -411,6 +413,9 @@ async function checkFleet(
 
 interface PullContext {
   readonly client: ControlPlaneClient;
+  /** For the release route, which the typed client does not cover. */
+  readonly url: string;
+  readonly token?: string;
   readonly lever: Lever;
   readonly index: number;
   readonly total: number;
@@ -474,6 +479,9 @@ async function pullLever(p: PullContext): Promise<RawLever> {
   if (p.lever.resume !== false) {
     const release = p.lever.resume.release;
     try {
+      // A gated resume names a release; mark it green first (KS-9.1.3). A control plane without
+      // the release gate has no such route, and then the resume is not gated.
+      if (release !== undefined) await markGreen(p, release, s.name);
       const r = await p.client.flip({
         action: 'resume',
         selector,
@@ -532,6 +540,32 @@ async function pullLever(p: PullContext): Promise<RawLever> {
     ...(resumeFrom !== undefined ? { resumeFrom, resumeTo } : {}),
     fleetStops,
   };
+}
+
+/**
+ * Marks a release green (`POST /v1/releases`) so a gated resume on it may pass. A 404 or 405 means
+ * the control plane has no release gate: nothing to do. Any other refusal throws (the resume
+ * then fails and the lever reports it).
+ */
+async function markGreen(
+  p: { readonly url: string; readonly token?: string },
+  release: string,
+  scenario: string,
+): Promise<void> {
+  const res = await fetch(`${p.url.replace(/\/+$/, '')}/v1/releases`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(p.token !== undefined ? { authorization: `Bearer ${p.token}` } : {}),
+    },
+    body: JSON.stringify({ release, status: 'green', reason: `drill ${scenario}: resume gate` }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  if (res.ok || res.status === 404 || res.status === 405) return;
+  throw new Error(
+    `marking release ${release} green failed: HTTP ${res.status} ${text.slice(0, 300)}`,
+  );
 }
 
 /** Folds the sink's effects and the workers' events into a lever. */
@@ -796,6 +830,8 @@ async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutcome> {
     raws.push(
       await pullLever({
         client,
+        url,
+        ...(options.token ? { token: options.token } : {}),
         lever: levers[i]!,
         index: i,
         total: levers.length,

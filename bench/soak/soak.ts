@@ -59,6 +59,8 @@ interface Sample {
   readonly t: number;
   readonly rssMb: number;
   readonly heapMb: number;
+  /** V8 heap reserved (used + free pages it keeps). */
+  readonly heapTotalMb: number;
   readonly externalMb: number;
   readonly fds: number;
   readonly subscribers: number;
@@ -207,6 +209,7 @@ async function main(): Promise<number> {
         t: (Date.now() - start) / 1000,
         rssMb: mb(m.rss),
         heapMb: mb(m.heapUsed),
+        heapTotalMb: mb(m.heapTotal),
         externalMb: mb(m.external),
         fds: await fdCount(),
         subscribers: cp.stats().subscribers,
@@ -214,7 +217,7 @@ async function main(): Promise<number> {
       };
       samples.push(s);
       console.log(
-        `soak: t=${s.t.toFixed(0).padStart(4)} s  rss ${s.rssMb.toFixed(1)} MB  heap ${s.heapMb.toFixed(1)} MB  ` +
+        `soak: t=${s.t.toFixed(0).padStart(4)} s  rss ${s.rssMb.toFixed(1)} MB  heap ${s.heapMb.toFixed(1)}/${s.heapTotalMb.toFixed(1)} MB  ` +
           `external ${s.externalMb.toFixed(1)} MB  fds ${s.fds}  subscribers ${s.subscribers}  head ${s.head}`,
       );
     };
@@ -324,6 +327,10 @@ async function main(): Promise<number> {
       lastHalf.map((s) => s.t / 60),
       lastHalf.map((s) => s.heapMb),
     );
+    const rssSlopeLate = slope(
+      lastHalf.map((s) => s.t / 60),
+      lastHalf.map((s) => s.rssMb),
+    );
     const fdsMin = Math.min(...steady.map((s) => s.fds));
     const fdsMax = Math.max(...steady.map((s) => s.fds));
     const q = Math.max(1, Math.floor(steady.length / 4));
@@ -340,7 +347,7 @@ async function main(): Promise<number> {
         `heap ${heapSlope.toFixed(2)} MB/min (${heapFirst} -> ${heapLast} MB), ` +
         `rss ${rssSlope.toFixed(2)} MB/min (${rssFirst} -> ${rssLast} MB), ` +
         `fds ${fdsSlope.toFixed(2)}/min (min ${fdsMin}, max ${fdsMax}); heap over the last half ` +
-        `${heapSlopeLate.toFixed(2)} MB/min; the log grows ${flipsPerMin} records/min`,
+        `${heapSlopeLate.toFixed(2)} MB/min, rss ${rssSlopeLate.toFixed(2)} MB/min; the log grows ${flipsPerMin} records/min`,
     );
     // Flat: the fds of 1,000 streams and their ack connections do not creep, and the heap grows
     // no faster than the retained log can explain (a record costs about 1 KB in the replay ring
@@ -406,6 +413,7 @@ async function main(): Promise<number> {
         heapSlopeMbPerMin: Math.round(heapSlope * 100) / 100,
         heapSlopeLateMbPerMin: Math.round(heapSlopeLate * 100) / 100,
         rssSlopeMbPerMin: Math.round(rssSlope * 100) / 100,
+        rssSlopeLateMbPerMin: Math.round(rssSlopeLate * 100) / 100,
         heapMb: [heapFirst, heapLast],
         rssMb: [rssFirst, rssLast],
         fds: { min: fdsMin, max: fdsMax, listening: fdsListening, after: fdsAfter },

@@ -1,4 +1,12 @@
-export { Role, authorize, withinScope, type Principal, type Action } from './principal.js';
+export {
+  Role,
+  authorize,
+  withinScope,
+  workerMatches,
+  type Principal,
+  type Action,
+} from './principal.js';
+export { WorkerClaims, type WorkerClaimsOptions } from './worker-claims.js';
 export {
   TokenAuthenticator,
   tokenSpecSchema,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
 import { normalizeSelector, selectorSchema } from '../model/selector.js';
-import { Role, type Principal } from './principal.js';
+import { Role, workerMatches, type Principal } from './principal.js';
 
 /**
  * One configured token, as written in `tokens.json` or `KILLSWITCH_TOKENS`. Give either the
@@ -28,7 +28,25 @@ export interface TokenSpec {
   readonly resume?: boolean;
   /** ISO 8601 instant after which the token is refused (401). */
   readonly expiresAt?: string;
+  /**
+   * Viewer or operator: the worker ids it may acknowledge and stream as, exact or a prefix ending
+   * in `*` (`["w-*"]`). Ids a binding names are reserved: no unbound token may act as them.
+   * @default unbound (see KS-5.2.9)
+   */
+  readonly workers?: readonly string[];
 }
+
+/**
+ * A worker-id pattern of a binding: a worker id (the characters `POST /v1/acks` accepts), or a
+ * non-empty prefix of one followed by `*`. A bare `*` is refused: acting as any worker is admin.
+ */
+const workerPatternSchema = z
+  .string()
+  .max(129, 'must be at most 129 characters')
+  .regex(
+    /^[A-Za-z0-9._:@/+=-]+\*?$/,
+    'must be a worker id or a non-empty prefix followed by * (letters, digits and ._:@/+=-)',
+  );
 
 /** zod schema of one {@link TokenSpec}. */
 export const tokenSpecSchema = z
@@ -49,6 +67,11 @@ export const tokenSpecSchema = z
     expiresAt: z
       .string()
       .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 instant')
+      .optional(),
+    workers: z
+      .array(workerPatternSchema)
+      .min(1, 'must name at least one worker id')
+      .max(1000)
       .optional(),
   })
   .superRefine((v, ctx) => {
@@ -76,6 +99,14 @@ export const tokenSpecSchema = z
     }
     if (v.role !== 'operator' && v.scopes !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'only operators take scopes' });
+    }
+    if (v.role === 'admin' && v.workers !== undefined) {
+      // An admin may act as any worker: a binding there would look like a limit and be none.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workers'],
+        message: 'an admin may act as any worker; bind a viewer or operator token instead',
+      });
     }
     if (v.role === 'viewer' && v.resume === true) {
       ctx.addIssue({ code: 'custom', path: ['resume'], message: 'a viewer cannot resume' });
@@ -158,6 +189,9 @@ export class TokenAuthenticator {
           role: s.role,
           scopes: Object.freeze((s.scopes ?? []).map((x) => normalizeSelector(x))),
           resume: s.resume ?? s.role === Role.ADMIN,
+          ...(s.workers !== undefined && s.role !== Role.ADMIN
+            ? { workers: Object.freeze([...s.workers]) }
+            : {}),
         }),
       };
     });
@@ -166,6 +200,18 @@ export class TokenAuthenticator {
   /** Number of configured tokens. */
   get size(): number {
     return this.#entries.length;
+  }
+
+  /**
+   * True when some token's worker binding names this id: only those tokens (and admins) may act
+   * as it; an unbound token is refused even before any of them connected. KS-5.2.9
+   */
+  reservesWorker(workerId: string): boolean {
+    for (const e of this.#entries) {
+      const w = e.principal.workers;
+      if (w !== undefined && workerMatches(w, workerId)) return true;
+    }
+    return false;
   }
 
   /**

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { isLoopbackHost } from '../auth/is-loopback-host.js';
 import { authorize, Role, type Principal } from '../auth/principal.js';
 import type { TokenAuthenticator } from '../auth/token-authenticator.js';
+import { WorkerClaims } from '../auth/worker-claims.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { Mutex } from '../internal/mutex.js';
 import { toIssues } from '../internal/zod-issues.js';
@@ -154,6 +155,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 class ControlPlaneServer implements ControlPlane {
   readonly router = new Router();
   readonly tracker: FleetTracker;
+  /** Which token acts as which worker id (KS-5.2.9). */
+  readonly #claims: WorkerClaims;
   readonly #store: FlipLogStore;
   readonly #host: string;
   readonly #port: number;
@@ -224,6 +227,14 @@ class ControlPlaneServer implements ControlPlane {
       now: this.#now,
       ...(o.staleAfterMs === undefined ? {} : { staleAfterMs: o.staleAfterMs }),
       ...(o.leaseMarginMs === undefined ? {} : { leaseMarginMs: o.leaseMarginMs }),
+    });
+    const auth = this.#auth;
+    this.#claims = new WorkerClaims({
+      // A claim lasts as long as the server would still count its holder's lease.
+      ttlMs: this.tracker.staleAfterMs + this.tracker.leaseMarginMs,
+      now: this.#now,
+      reserved: (id) =>
+        auth !== 'none' && typeof auth.reservesWorker === 'function' && auth.reservesWorker(id),
     });
     this.#hub = new StreamHub({
       maxBufferedBytes: maxBuffered,
@@ -551,12 +562,19 @@ class ControlPlaneServer implements ControlPlane {
   /** KS-6.2: one acknowledgement, or a batch of them (`{ acks: [...] }`, KS-6.2.6). */
   async #ack({ res, principal, body }: RouteContext): Promise<void> {
     const acks = parseAcks(await body());
-    authorize(principal ?? ANONYMOUS, { kind: 'ack' });
+    const who = principal ?? ANONYMOUS;
+    authorize(who, { kind: 'ack' });
+    // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
+    // nothing), so a token cannot acknowledge for a worker it may not act as.
+    for (const a of acks) this.#claims.check(who, a.workerId);
     this.#checkHealthy();
     // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in order;
     // the answer's fields do not depend on the worker, so one answer serves every entry.
     let answer: AckAnswer | undefined;
-    for (const a of acks) answer = this.tracker.ack(a);
+    for (const a of acks) {
+      answer = this.tracker.ack(a);
+      this.#claims.touch(who, a.workerId);
+    }
     for (const w of [...this.#ackWaiters]) w();
     sendJson(res, 200, answer);
   }
@@ -574,7 +592,10 @@ class ControlPlaneServer implements ControlPlane {
   /** KS-6.1 */
   #stream({ req, res, url, principal }: RouteContext): void {
     const q = parseQuery(streamQuerySchema, url, 'stream query');
-    authorize(principal ?? ANONYMOUS, { kind: 'read' });
+    const who = principal ?? ANONYMOUS;
+    authorize(who, { kind: 'read' });
+    // KS-5.2.9: streaming as a worker id is acting as it (the fleet counts the connection).
+    if (q.worker !== undefined) this.#claims.check(who, q.worker);
     this.#checkHealthy();
     const head = this.#state.seq;
     const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];
@@ -613,8 +634,15 @@ class ControlPlaneServer implements ControlPlane {
     });
     const first = Buffer.concat(chunks);
     res.write(first);
-    const disconnect =
-      q.worker === undefined ? () => {} : this.tracker.connect(q.worker, q.release);
+    let disconnect: () => void = () => {};
+    if (q.worker !== undefined) {
+      const untrack = this.tracker.connect(q.worker, q.release);
+      const release = this.#claims.open(who, q.worker);
+      disconnect = () => {
+        untrack();
+        release();
+      };
+    }
     this.#hub.add(res, q.worker, disconnect, first.length);
   }
 }

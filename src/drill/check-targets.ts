@@ -93,7 +93,7 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
       if (e.otherRefused > 0) {
         v(
           'other-cohort-refused',
-          `${e.otherRefused} effect(s) outside the selector were refused while it was halted`,
+          `${e.otherRefused} effect(s) outside the selector were refused while it was halted (${byWorker(e.otherRefusedBy)})`,
         );
       }
       if (

@@ -35,6 +35,8 @@ export interface LeverEffects {
   readonly otherRateDuring: number;
   /** Non-matching effects refused because of a halt while this halt was active. Must be 0. */
   readonly otherRefused: number;
+  /** otherRefused by `worker:cause[#flip seq]`, so a reader tells a stale worker from a wrong match. */
+  readonly otherRefusedBy: Readonly<Record<string, number>>;
   /** Matching effects per second after the resume (the resume worked). */
   readonly matchingRateAfterResume?: number;
 }

@@ -107,7 +107,8 @@ export function measureEffects(
     }
   }
   let otherRefused = 0;
-  for (const list of events.values()) {
+  const otherRefusedBy: Record<string, number> = {};
+  for (const [workerId, list] of events) {
     for (const e of list) {
       if (
         e.t === 'refused' &&
@@ -116,6 +117,10 @@ export function measureEffects(
         !selectorMatches(w.selector, e.ctx)
       ) {
         otherRefused++;
+        // Which worker and why (`halted` by a flip, `stale` lease, `error`): a stale worker is
+        // failing closed (a starved or cut-off worker), a `halted` one matched the wrong halt.
+        const k = `${workerId}:${e.cause}${e.flipSeq !== undefined ? `#${e.flipSeq}` : ''}`;
+        otherRefusedBy[k] = (otherRefusedBy[k] ?? 0) + 1;
       }
     }
   }
@@ -131,6 +136,7 @@ export function measureEffects(
     otherRateBefore: rate(otherBefore, w.baselineMs),
     otherRateDuring: rate(otherDuring, w.endAt - duringFrom),
     otherRefused,
+    otherRefusedBy,
     ...(w.resume
       ? { matchingRateAfterResume: rate(matchingAfterResume, w.resume.to - w.resume.from) }
       : {}),

@@ -109,7 +109,9 @@ describe('KS-9.3.2 effects are counted against the halt window by dispatch time'
         ],
       ],
     ]);
-    expect(measureEffects(window, [], new Map(), events).otherRefused).toBe(1);
+    const m = measureEffects(window, [], new Map(), events);
+    expect(m.otherRefused).toBe(1);
+    expect(m.otherRefusedBy).toEqual({ 'w1:halted': 1 });
   });
 
   it('counts retries and timers that fired after their worker applied the halt', () => {
@@ -268,6 +270,7 @@ describe('KS-9.3.4 any missed target is a violation; missing data fails', () => 
       otherRateBefore: 100,
       otherRateDuring: 10,
       otherRefused: 2,
+      otherRefusedBy: { 'w1:stale': 2 },
       matchingRateAfterResume: 0,
     };
     expect(codes([lever({ effects, resume: { ok: true } })])).toEqual([

@@ -98,6 +98,7 @@ async function send(
 }
 
 let tenantCounter = 0;
+let ackCounter = 0;
 /** Every route with a request that would succeed for an admin. */
 const ROUTES: readonly { name: string; method: string; target: string; body?: () => unknown }[] = [
   {
@@ -115,7 +116,9 @@ const ROUTES: readonly { name: string; method: string; target: string; body?: ()
     name: 'POST /v1/acks',
     method: 'POST',
     target: '/v1/acks',
-    body: () => ({ workerId: 'auth-w', seq: 0 }),
+    // A worker id of its own per request: an id is held by the credential that last acted as it
+    // (KS-5.2.9), so reusing one across tokens would test that rule, not the role's.
+    body: () => ({ workerId: `auth-w-${++ackCounter}`, seq: 0 }),
   },
 ];
 

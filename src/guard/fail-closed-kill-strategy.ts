@@ -6,6 +6,7 @@ import {
   type FinalResult,
   type FlagValue,
   type ProviderResolutionResult,
+  type ProviderResolutionSuccessResult,
   type StrategyPerProviderContext,
 } from '@openfeature/server-sdk';
 import { isKillFlag } from '../model/flags.js';
@@ -86,17 +87,37 @@ export class FailClosedKillStrategy extends FirstMatchStrategy {
     const untrusted = this.#untrusted.get(context);
     this.#untrusted.delete(context);
     if (untrusted !== undefined) return failClosed<T>(untrusted);
+    // KS-4.8.7 `drainOnly` and `stateSeq` speak for one provider's flip log; beside another
+    // provider's answer they prove nothing (its halt may be a discard, its seqs count another
+    // log), so they are dropped and a drain permit then refuses.
+    const answering = resolutions.filter(
+      (r) => !this.hasErrorWithCode(r, OFErrorCode.FLAG_NOT_FOUND),
+    ).length;
+    const final = (r: ProviderResolutionSuccessResult<T>): FinalResult<T> => {
+      const out = this.resolutionToFinalResult(r);
+      return answering > 1 ? withoutLogFacts(out) : out;
+    };
     let firstFalse: FinalResult<T> | undefined;
     for (const r of resolutions) {
       if (this.hasErrorWithCode(r, OFErrorCode.FLAG_NOT_FOUND)) continue;
       if (this.hasError(r)) return failClosed<T>(`provider ${r.providerName} failed`);
       if ('details' in r) {
-        if (r.details.value !== false) return this.resolutionToFinalResult(r);
-        firstFalse ??= this.resolutionToFinalResult(r);
+        if (r.details.value !== false) return final(r);
+        firstFalse ??= final(r);
       }
     }
     return firstFalse ?? failClosed<T>('no provider defines the flag');
   }
+}
+
+/** The result without the keys that only one provider's log can vouch for. */
+function withoutLogFacts<T extends FlagValue>(r: FinalResult<T>): FinalResult<T> {
+  const m = r.details?.flagMetadata;
+  if (r.details === undefined || m === undefined || !('drainOnly' in m || 'stateSeq' in m)) {
+    return r;
+  }
+  const { drainOnly: _d, stateSeq: _s, ...rest } = m;
+  return { ...r, details: { ...r.details, flagMetadata: rest } };
 }
 
 function failClosed<T extends FlagValue>(why: string): FinalResult<T> {

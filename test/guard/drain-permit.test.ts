@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
+  InMemoryProvider,
+  MultiProvider,
   NOOP_PROVIDER,
   OpenFeature,
   type EvaluationContext,
@@ -10,7 +12,11 @@ import {
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HaltedError } from '../../src/errors.js';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { DrainPermit, drainPermits } from '../../src/guard/drain-permit.js';
+import { FailClosedKillStrategy } from '../../src/guard/fail-closed-kill-strategy.js';
+import { evaluateKill } from '../../src/guard/kill-decision.js';
+import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
 import { EffectGuard, type GuardedEffect } from '../../src/guard/effect-guard.js';
 import type { HaltWatcher } from '../../src/guard/halt-watcher.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
@@ -285,6 +291,73 @@ describe('KS-4.8.6 a provider that does not say every matching halt is a drain h
     const { guard } = guardOn(OpenFeature.getClient(domain));
     await expect(guard.run(effect('a', permitAt(4)), async () => 1)).resolves.toBe(1);
     await expect(guard.run(effect('b', permitAt(5)), async () => 1)).rejects.toMatchObject({
+      code: 'KS_HALTED',
+    });
+  });
+});
+
+describe('KS-4.8.7 through a MultiProvider (FailClosedKillStrategy)', () => {
+  async function multi(other: Provider | undefined) {
+    const store = new MemoryFlipLogStore();
+    const ks = KillSwitchProvider.fromStore(store, { logger: quiet });
+    const entries = [
+      { provider: ks, name: 'kill' },
+      ...(other !== undefined ? [{ provider: other, name: 'other' }] : []),
+    ];
+    const domain = `drain-mp-${randomUUID()}`;
+    await OpenFeature.setProviderAndWait(
+      domain,
+      new MultiProvider(entries, new FailClosedKillStrategy()),
+    );
+    cleanups.push(async () => {
+      await OpenFeature.setProviderAndWait(domain, NOOP_PROVIDER);
+      await store.close();
+    });
+    for (let i = 0; i < 200 && ks.failure !== undefined; i++) await settle(1);
+    const client = OpenFeature.getClient(domain);
+    const admitted = (await evaluateKill(client, TASK_CTX)).stateSeq;
+    await store.append({
+      actor: 't',
+      action: 'halt',
+      selector: { tenant: 'acme' },
+      reason: 'drain',
+      mode: 'drain',
+    });
+    await settle();
+    return { client, admitted };
+  }
+  const killFlag = (halted: boolean) =>
+    new InMemoryProvider({
+      'kill-switch': {
+        variants: { on: true, off: false },
+        defaultVariant: halted ? 'on' : 'off',
+        disabled: false,
+      },
+    });
+
+  it('with the kill-switch provider the only one defining the flag, a drained effect dispatches', async () => {
+    const other = new InMemoryProvider({
+      unrelated: { variants: { on: true }, defaultVariant: 'on', disabled: false },
+    });
+    const { client, admitted } = await multi(other);
+    expect(admitted).toBe(0);
+    const { guard } = guardOn(client);
+    await expect(guard.run(effect('a', permitAt(admitted)), async () => 1)).resolves.toBe(1);
+  });
+
+  it('another provider halting too (mode unknown) refuses: drainOnly is dropped', async () => {
+    const { client } = await multi(killFlag(true));
+    const { guard } = guardOn(client);
+    await expect(guard.run(effect('a', permitAt(0)), async () => 1)).rejects.toMatchObject({
+      code: 'KS_HALTED',
+    });
+  });
+
+  it('another provider defining the flag at all makes the log facts unusable: refused (drain degrades)', async () => {
+    const { client, admitted } = await multi(killFlag(false));
+    expect(admitted).toBeUndefined();
+    const { guard } = guardOn(client);
+    await expect(guard.run(effect('a', permitAt(0)), async () => 1)).rejects.toMatchObject({
       code: 'KS_HALTED',
     });
   });

@@ -117,7 +117,7 @@ const CLOSED_DECISION: KillDecision = {
  * 4. records `intent` and waits until it is durable; if that fails nothing is dispatched; KS-4.2.2
  * 5. runs the body with an AbortSignal; a matching halt aborts it and rejects the call at once
  *    with `KS_ABORTED`, even if the body ignores the signal; KS-4.2.4
- * 6. records `landed`, `failed`, `aborted`, `cancelled` or `landed-after-halt`. KS-4.2.5
+ * 6. records `landed`, `failed`, `aborted` (in doubt) or `landed-after-halt`. KS-4.2.5
  *
  * @example
  * ```ts
@@ -394,10 +394,13 @@ export class EffectGuard {
         async (err: unknown) => {
           this.#inFlight.delete(key);
           if (phase === Phase.ABORTED) {
+            // A body that rejects after the abort proves nothing about the effect: its request
+            // may already have reached the other side. It stays in doubt (KS-4.4.5), so the
+            // recovery report lists it and a resumed run does not repeat it blindly.
             void write({
               ...base,
-              status: EffectStatus.CANCELLED,
-              detail: `after the abort: ${describeError(err)}`,
+              status: EffectStatus.ABORTED,
+              detail: `body rejected after the abort, may have landed: ${describeError(err)}`,
             });
             return;
           }

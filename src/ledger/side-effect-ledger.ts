@@ -13,8 +13,8 @@ import type { KillContext } from '../model/selector.js';
  *   The effect may still land: it stays in doubt until a later event says otherwise;
  * - `refused`: a halt (or a fail-closed answer) stopped it before dispatch, nothing left;
  * - `landed-after-halt`: the body of an aborted effect resolved anyway (it ignored the signal);
- * - `cancelled`: the body of an aborted effect rejected (it honoured the signal), or work was
- *   cancelled by a halt before it ran (queues, timers).
+ * - `cancelled`: work was cancelled by a halt before it ran (retries, timers, queued tasks). An
+ *   aborted effect whose body then rejects stays `aborted` (in doubt): its request may have left.
  */
 export const EffectStatus = {
   INTENT: 'intent',

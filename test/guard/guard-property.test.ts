@@ -66,7 +66,7 @@ const SETTLED_PATTERNS = new Set([
   'intent,landed',
   'intent,failed',
   'intent,aborted,landed-after-halt',
-  'intent,aborted,cancelled',
+  'intent,aborted,aborted',
 ]);
 const REFUSED_PATTERNS = new Set(['refused', 'intent,refused']);
 

@@ -16,3 +16,4 @@ export {
   toEvaluationContext,
   type KillDecision,
 } from './kill-decision.js';
+export { DrainPermit, drainPermits, watchUnlessDrained } from './drain-permit.js';

@@ -31,4 +31,5 @@ export {
   type ResumeResult,
   type RequeueResult,
   type WorkOptions,
+  type TaskHandler,
 } from './queue-controller.js';

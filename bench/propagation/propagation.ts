@@ -116,6 +116,8 @@ interface RoundStats {
   readonly median: number;
   readonly slowest: number;
   readonly missing: number;
+  /** CPU the subscriber processes spent between their first and last subscriber (summed). */
+  readonly childCpuMs: number;
 }
 
 async function collect(
@@ -126,6 +128,7 @@ async function collect(
 ): Promise<RoundStats> {
   const lat: number[] = [];
   let missing = 0;
+  let childCpuMs = 0;
   await Promise.all(
     children.map(async (c) => {
       try {
@@ -134,6 +137,7 @@ async function collect(
           { type: 'applied' }
         >;
         for (const t of m.times) lat.push(t - c.offset - t0);
+        childCpuMs += m.cpuMs;
       } catch {
         missing++;
       }
@@ -145,7 +149,7 @@ async function collect(
       `${kind} ${seq}: ${[0.1, 0.5, 0.9, 0.99, 1].map((q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!.toFixed(2)).join(' ')}`,
     );
   }
-  return { median: median(lat), slowest: Math.max(...lat), missing };
+  return { median: median(lat), slowest: Math.max(...lat), missing, childCpuMs };
 }
 
 async function postFlip(
@@ -268,6 +272,8 @@ async function main(): Promise<void> {
       remoteSlowestMs: r3(median(remote.map((r) => r.slowest))),
       floorMedianMs: r3(median(floorRounds.map((r) => r.median))),
       floorSlowestMs: r3(median(floorRounds.map((r) => r.slowest))),
+      remoteChildCpuMs: r3(median(remote.map((r) => r.childCpuMs))),
+      floorChildCpuMs: r3(median(floorRounds.map((r) => r.childCpuMs))),
       remoteSlowestFromSendMs: r3(median(fromSend)),
       remoteSlowestFromAnswerMs: r3(median(fromAnswer)),
       missing:
@@ -281,6 +287,7 @@ async function main(): Promise<void> {
     console.log(
       `${String(size).padStart(5)} subscribers / ${procs} procs: remote median ${row.remoteMedianMs} ms, slowest ${row.remoteSlowestMs} ms` +
         ` | floor median ${row.floorMedianMs} ms, slowest ${row.floorSlowestMs} ms | ratio median ${ratios.medianRatio}x, slowest ${ratios.slowestRatio}x` +
+        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs} ms` +
         ` | slowest from POST sent ${row.remoteSlowestFromSendMs} ms, from POST answer ${row.remoteSlowestFromAnswerMs} ms`,
     );
   }

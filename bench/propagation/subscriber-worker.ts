@@ -32,6 +32,8 @@ export type FromWorker =
       readonly kind: 'remote' | 'floor';
       readonly seq: number;
       readonly times: number[];
+      /** CPU time (user + system) this process spent from the first subscriber to the last. */
+      readonly cpuMs: number;
     }
   | { readonly type: 'stopped' }
   | { readonly type: 'error'; readonly message: string };
@@ -42,16 +44,23 @@ const sources: RemoteFlipSource[] = [];
 const rawRequests: { destroy(): void }[] = [];
 /** kind:seq -> times of each subscriber that has it */
 const seen = new Map<string, number[]>();
+/** kind:seq -> process CPU usage when the first subscriber had it */
+const cpuAtFirst = new Map<string, NodeJS.CpuUsage>();
 let count = 0;
 
 function record(kind: 'remote' | 'floor', seq: number, t: number): void {
   const key = `${kind}:${seq}`;
   let times = seen.get(key);
-  if (!times) seen.set(key, (times = []));
+  if (!times) {
+    seen.set(key, (times = []));
+    cpuAtFirst.set(key, process.cpuUsage());
+  }
   times.push(t);
   if (times.length === count) {
     seen.delete(key);
-    send({ type: 'applied', kind, seq, times });
+    const cpu = process.cpuUsage(cpuAtFirst.get(key));
+    cpuAtFirst.delete(key);
+    send({ type: 'applied', kind, seq, times, cpuMs: (cpu.user + cpu.system) / 1000 });
   }
 }
 

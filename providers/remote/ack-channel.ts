@@ -78,7 +78,8 @@ export function ackChannelFor(key: ChannelKey): AckChannel {
  */
 export class AckChannel {
   readonly key: ChannelKey;
-  readonly #members = new Set<AckMember>();
+  /** Each member and the start of its entry (`{"workerId":...,"seq":`), built once. */
+  readonly #members = new Map<AckMember, string>();
   readonly #wanted = new Set<AckMember>();
   readonly #onEmpty: () => void;
   #inFlight: AbortController | undefined;
@@ -98,7 +99,9 @@ export class AckChannel {
   }
 
   join(member: AckMember): void {
-    this.#members.add(member);
+    const release =
+      member.release === undefined ? '' : `,"release":${JSON.stringify(member.release)}`;
+    this.#members.set(member, `{"workerId":${JSON.stringify(member.workerId)}${release},"seq":`);
   }
 
   /**
@@ -143,9 +146,7 @@ export class AckChannel {
         this.#wanted.delete(member);
         continue;
       }
-      const body: Record<string, unknown> = { workerId: member.workerId, seq };
-      if (member.release !== undefined) body['release'] = member.release;
-      const entry = JSON.stringify(body);
+      const entry = `${this.#members.get(member)!}${seq}}`;
       if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
       this.#wanted.delete(member);
       // KS-6.2.2: each member's clock is read before the request is sent.

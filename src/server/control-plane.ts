@@ -401,7 +401,14 @@ class ControlPlaneServer implements ControlPlane {
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://control-plane.invalid');
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://control-plane.invalid');
+      } catch {
+        // A request target that is not a URL (`//[`, found by the KS-13.4 fuzz suite) is the
+        // client's error: 400, not a 500 with a stack logged for every such request. KS-5.1.8
+        throw new HttpError(400, ErrorCode.INVALID_INPUT, 'malformed request target');
+      }
       const m = this.router.match(req.method ?? 'GET', url.pathname);
       if (m.kind === 'not-found') {
         throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);

@@ -248,7 +248,7 @@ const targetArb = fc.oneof(
       '/v1/flips;x=1',
       '/v1/flips#frag',
       '*',
-      // TEMP '//[',
+      '//[',
       '/[',
       'http://evil.example/v1/flips',
       '/' + 'a'.repeat(8000),
@@ -481,4 +481,20 @@ describe('KS-13.4.1 hostile and malformed requests against every route: no 5xx, 
     );
     expect(controls).toBeGreaterThan(0);
   }, 120_000);
+});
+
+describe('KS-13.4.2 request targets that are not URLs are the client’s error', () => {
+  it.each(['//[', '//[::1', '//a:b:c/v1/flips', '//%zz'])(
+    '%s answers 400, not 500',
+    async (target) => {
+      const before = internalErrors.length;
+      const a = await rawRequest(cp.port, {
+        method: 'GET',
+        target,
+        headers: [['authorization', `Bearer ${SUITE_TOKENS.admin}`]],
+      });
+      expect(a.status).toBeLessThan(500);
+      expect(internalErrors.length).toBe(before);
+    },
+  );
 });

@@ -29,7 +29,7 @@ import { EffectGuard } from '../../src/guard/effect-guard.js';
 import { evaluateKill } from '../../src/guard/kill-decision.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { HaltPoller } from '../../src/ofrep/halt-poller.js';
-import { OFREP_PATHS, ofrepRoutes } from '../../src/ofrep/ofrep-routes.js';
+import { OFREP_PATHS } from '../../src/ofrep/ofrep-routes.js';
 import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import { LdStreamServer } from '../../test/fixtures/ld-stream-server.js';
@@ -99,11 +99,6 @@ async function plane(port = 0): Promise<Plane> {
     auth: new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] }),
     logger: { info() {}, warn() {}, error() {} },
   });
-  if (!cp.router.routes().some((r) => r.path === OFREP_PATHS.bulk)) {
-    cp.router.add(
-      ...ofrepRoutes({ view: { snapshot: () => cp.snapshot(), vouch: () => ({ ok: true }) } }),
-    );
-  }
   return { cp, store, acceptedAt };
 }
 let tenantN = 0;

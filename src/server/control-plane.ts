@@ -6,6 +6,7 @@ import type { TokenAuthenticator } from '../auth/token-authenticator.js';
 import { WorkerClaims } from '../auth/worker-claims.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { Mutex } from '../internal/mutex.js';
+import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
 import { toIssues } from '../internal/zod-issues.js';
 import { parseFlipInput, type FlipInput, type FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
@@ -22,6 +23,7 @@ import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tra
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { encodeEvent, StreamHub } from './stream-hub.js';
+import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
 /** Where the control plane writes its own log lines. */
@@ -60,6 +62,20 @@ export interface ControlPlaneOptions {
   readonly maxBodyBytes?: number;
   /** Records kept in memory for `Last-Event-ID` replay (KS-6.1.6). @default 10000 */
   readonly maxReplay?: number;
+  /**
+   * Stop vouching for the state (KS-12.5) when the store's last catch-up with the log (stores that
+   * expose `followStatus()`, such as PostgreSQL) is older than this. @default 3000
+   */
+  readonly storeStaleAfterMs?: number;
+  /** Mount the OFREP routes (`/ofrep/v1/...`, KS-12.1). @default true */
+  readonly ofrep?: boolean;
+  /**
+   * Gated resume (KS-10.5): mounts `POST/GET /v1/releases` and refuses (409) a resume that names
+   * no green release, or while a connected worker reports a red one. `killswitch serve` always
+   * passes one; without it resumes are not gated. The control plane opens it on start.
+   * @default none
+   */
+  readonly releaseGate?: ReleaseGate;
   /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
@@ -106,6 +122,8 @@ export interface HealthAnswer {
   readonly head: number;
   readonly store: string;
   readonly subscribers: number;
+  /** Why the control plane does not vouch for its state (only when `ok` is false). KS-12.5.2 */
+  readonly reason?: string;
 }
 
 /** A running control plane. */
@@ -120,6 +138,12 @@ export interface ControlPlane {
   readonly tracker: FleetTracker;
   /** The current kill state. */
   snapshot(): KillSnapshot;
+  /**
+   * Whether the control plane vouches for that state now: not when it lost track of the log, is
+   * closing, or its store stopped following (`followStatus()` failed, or its last catch-up older
+   * than `storeStaleAfterMs`). KS-12.5.1
+   */
+  vouch(): Vouch;
   /** Counters for tests and metrics. */
   stats(): { subscribers: number; dropped: number; head: number };
   /** Ends streams, stops listening, unsubscribes from the store (which stays open). */
@@ -186,6 +210,11 @@ class ControlPlaneServer implements ControlPlane {
   readonly #ackWaiters = new Set<() => void>();
   #closed = false;
   #actualPort = 0;
+  readonly #releaseGate: ReleaseGate | undefined;
+  readonly #storeStaleAfterMs: number;
+  #startedAt = 0;
+  /** False while not vouching (KS-12.5), so the change is logged once each way. */
+  #vouching = true;
 
   constructor(o: ControlPlaneOptions) {
     if (o.store === undefined || typeof o.store.append !== 'function') {
@@ -243,7 +272,15 @@ class ControlPlaneServer implements ControlPlane {
           `dropped a slow stream subscriber${workerId ? ` (worker ${workerId})` : ''}: ${pending} bytes pending`,
         ),
     });
-    this.router.add(...this.#routes(), ...(o.routes ?? []));
+    this.#storeStaleAfterMs = int('storeStaleAfterMs', o.storeStaleAfterMs ?? 3000, 1, 3_600_000);
+    this.router.add(
+      ...this.#routes(),
+      ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),
+      ...(o.routes ?? []),
+    );
+    this.#releaseGate = o.releaseGate;
+    if (o.releaseGate !== undefined)
+      this.router.add(...releaseRoutes(o.releaseGate, () => this.tracker.workers()));
     this.#server = createServer((req, res) => void this.#dispatch(req, res));
     // Streams are long-lived; only the request head has a deadline.
     this.#server.requestTimeout = 30_000;
@@ -271,8 +308,40 @@ class ControlPlaneServer implements ControlPlane {
     return { subscribers: this.#hub.size, dropped: this.#hub.dropped, head: this.#state.seq };
   }
 
+  /** KS-12.5.1 */
+  vouch(): Vouch {
+    if (this.#closed) return { ok: false, reason: 'ERROR', detail: 'the control plane is closed' };
+    if (this.#broken !== undefined) return { ok: false, reason: 'ERROR', detail: this.#broken };
+    // Optional: a store that follows a log others write (PostgreSQL) says how; others always are.
+    const store = this.#store as FlipLogStore & { followStatus?: () => FollowStatusLike };
+    if (typeof store.followStatus !== 'function') return VOUCHED;
+    let st: FollowStatusLike;
+    try {
+      st = store.followStatus();
+    } catch (err) {
+      return { ok: false, reason: 'ERROR', detail: `followStatus() failed: ${String(err)}` };
+    }
+    if (st.state === 'failed' || st.state === 'closed') {
+      return { ok: false, reason: 'ERROR', detail: `the store's follow state is ${st.state}` };
+    }
+    const since = st.caughtUpAt === undefined ? this.#startedAt : Date.parse(st.caughtUpAt);
+    const age = this.#now() - since;
+    // NaN (an unreadable time) fails closed too.
+    if (!(age <= this.#storeStaleAfterMs)) {
+      return {
+        ok: false,
+        reason: 'STALE',
+        detail: `the store last caught up with the log ${Math.round(age)} ms ago (bound ${this.#storeStaleAfterMs} ms)`,
+      };
+    }
+    return VOUCHED;
+  }
+
   async start(): Promise<void> {
+    this.#startedAt = this.#now();
     await this.#store.open();
+    // KS-10.5.2 a release file that cannot be read or is locked fails the start.
+    await this.#releaseGate?.open();
     await this.#follow();
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
@@ -393,6 +462,16 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   #beat(): void {
+    // KS-12.5.2: while not vouching, no heartbeat renews anything and open streams end.
+    const v = this.vouch();
+    if (!v.ok) {
+      this.#stopVouching(v.detail);
+      return;
+    }
+    if (!this.#vouching) {
+      this.#vouching = true;
+      this.#log.warn('the store caught up with the log again; vouching for the state again');
+    }
     if (this.#hub.size === 0) return;
     this.#hub.broadcast(encodeEvent('heartbeat', { head: this.#state.seq, at: this.#now() }));
   }
@@ -465,12 +544,14 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   #health({ res }: RouteContext): void {
-    const ok = this.#broken === undefined && !this.#closed;
+    const v = this.vouch();
+    const ok = v.ok;
     const body: HealthAnswer = {
       ok,
       head: this.#state.seq,
       store: this.#store.kind,
       subscribers: this.#hub.size,
+      ...(v.ok ? {} : { reason: v.detail }),
     };
     sendJson(res, ok ? 200 : 503, body);
   }
@@ -483,6 +564,24 @@ class ControlPlaneServer implements ControlPlane {
         'the control plane lost track of the flip log',
       );
     }
+    // KS-12.5.2: acks answered 503 renew no lease, so every worker fails closed on its own.
+    const v = this.vouch();
+    if (!v.ok) {
+      this.#stopVouching(v.detail);
+      throw new HttpError(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        `the control plane cannot vouch for its state: ${v.detail}`,
+      );
+    }
+  }
+
+  #stopVouching(detail: string): void {
+    if (this.#vouching) {
+      this.#vouching = false;
+      this.#log.error(`not vouching for the state (${detail}): ending streams, refusing acks`);
+    }
+    this.#hub.closeAll();
   }
 
   /** KS-5.1.1 .. KS-5.1.4 */
@@ -510,6 +609,9 @@ class ControlPlaneServer implements ControlPlane {
           'no active halt has exactly this selector; nothing to resume',
         );
       }
+      // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
+      if (flip.action === 'resume' && !this.#ids.has(flip.id))
+        await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
       return this.#store.append({ ...input, id: flip.id });
     });
     await this.#waitApplied(result.record.seq, 5000);
@@ -652,6 +754,14 @@ class ControlPlaneServer implements ControlPlane {
     }
     this.#hub.add(res, q.worker, disconnect, first.length);
   }
+}
+
+const VOUCHED: Vouch = Object.freeze({ ok: true });
+
+/** The part of a store's `followStatus()` (KS-8.5.6) the control plane reads. */
+interface FollowStatusLike {
+  readonly state: string;
+  readonly caughtUpAt: string | undefined;
 }
 
 function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {

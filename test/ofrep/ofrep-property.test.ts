@@ -4,7 +4,7 @@ import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { KILL_FLAG_KEYS } from '../../src/model/flags.js';
 import { KillState } from '../../src/model/kill-state.js';
 import type { Level } from '../../src/model/selector.js';
-import { OFREP_PATHS, ofrepRoutes } from '../../src/ofrep/ofrep-routes.js';
+import { OFREP_PATHS } from '../../src/ofrep/ofrep-routes.js';
 import { waitFor } from '../backends/helpers.js';
 import { bearer, startTestServer, TOKENS } from '../server/helpers.js';
 
@@ -39,14 +39,6 @@ describe('KS-12.1.1 KS-12.1.2 OFREP answers like the fold of the log (property, 
           const store = new MemoryFlipLogStore();
           const { cp } = await startTestServer({ store });
           try {
-            // TEMP until the control plane mounts OFREP itself.
-            if (!cp.router.routes().some((r) => r.path === OFREP_PATHS.bulk)) {
-              cp.router.add(
-                ...ofrepRoutes({
-                  view: { snapshot: () => cp.snapshot(), vouch: () => ({ ok: true }) },
-                }),
-              );
-            }
             for (const f of flips) await store.append({ ...f, actor: 't', reason: 'r' });
             await waitFor(() => cp.snapshot().seq === flips.length, 5000, 'the control plane');
             const oracle = KillState.fold(await store.read());

@@ -29,12 +29,6 @@ async function serve(): Promise<{ cp: ControlPlane; store: MemoryFlipLogStore }>
   const store = new MemoryFlipLogStore();
   const { cp } = await startTestServer({ store });
   cleanups.push(() => cp.close());
-  // TEMP until the control plane mounts OFREP itself.
-  if (!cp.router.routes().some((r) => r.path === OFREP_PATHS.bulk)) {
-    cp.router.add(
-      ...ofrepRoutes({ view: { snapshot: () => cp.snapshot(), vouch: () => ({ ok: true }) } }),
-    );
-  }
   return { cp, store };
 }
 
@@ -45,7 +39,7 @@ async function serveWithVouch(): Promise<{
   setVouch(v: Vouch): void;
 }> {
   const store = new MemoryFlipLogStore();
-  const { cp } = await startTestServer({ store, ofrep: false } as never);
+  const { cp } = await startTestServer({ store, ofrep: false });
   cleanups.push(() => cp.close());
   let vouch: Vouch = { ok: true };
   cp.router.add(...ofrepRoutes({ view: { snapshot: () => cp.snapshot(), vouch: () => vouch } }));

@@ -71,6 +71,7 @@ export const command: CliCommand = {
     const loopback = isLoopbackHost(host);
 
     let store: FlipLogStore | undefined;
+    let storeDescription: string | undefined;
     let cp: ControlPlane | undefined;
     try {
       const tokens = await loadTokens({
@@ -88,6 +89,7 @@ export const command: CliCommand = {
       }
       const created = await createStore(values.store, dataDir);
       store = created.store;
+      storeDescription = created.description;
       cp = await startControlPlane({
         store,
         host,
@@ -126,7 +128,12 @@ export const command: CliCommand = {
       }
     } catch (err) {
       io.stderr(
-        `killswitch serve: cannot start: ${err instanceof Error ? err.message : String(err)}`,
+        `killswitch serve: cannot start: ${err instanceof Error ? err.message : String(err)}` +
+          // Name the log, so an operator knows which file to inspect (KS-13.6.1).
+          (storeDescription === undefined ? '' : ` (flip log: ${storeDescription})`) +
+          ((err as { code?: unknown } | undefined)?.code === 'KS_LOG_CORRUPT'
+            ? "; it will not serve a log it cannot verify: run 'killswitch verify <file>' to see the first bad record"
+            : ''),
       );
       await cp?.close().catch(() => {});
       await store?.close().catch(() => {});

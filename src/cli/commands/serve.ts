@@ -1,8 +1,13 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadTokens } from '../../auth/load-tokens.js';
 import { TokenAuthenticator } from '../../auth/token-authenticator.js';
 import { isLoopbackHost } from '../../auth/is-loopback-host.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
+import { mountConsole } from '../../console/console-routes.js';
+import { mountAlertmanager } from '../../server/alertmanager-webhook.js';
+import { ReleaseGate } from '../../server/release-gate.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import { UsageError, intFlag } from '../internal/remote.js';
@@ -13,6 +18,11 @@ const HELP = `usage: killswitch serve [--data-dir <dir>] [--store <path | postgr
 
 Runs the control plane: the HTTP API, the SSE stream and the fleet's acknowledgements. With no
 flags: a file flip log in ./.killswitch/flips.jsonl, 127.0.0.1, port 7411. KS-5.3.1
+Also serves the web console at /, GET /metrics (any token) and POST /v1/alerts/alertmanager
+(an operator token scoped to what alerts may halt, or admin). KS-11
+Resumes are gated (KS-10.5): a resume must name a release marked green (killswitch release),
+and is refused while a connected worker reports a red one; verdicts are kept in
+<dataDir>/releases.jsonl.
 
   --data-dir <dir>        data directory (default $KILLSWITCH_DATA_DIR or ./.killswitch)
   --store <spec>          flip log: a file path (default <dataDir>/flips.jsonl), a postgres:// URL,
@@ -73,6 +83,7 @@ export const command: CliCommand = {
     let store: FlipLogStore | undefined;
     let storeDescription: string | undefined;
     let cp: ControlPlane | undefined;
+    let releases: ReleaseGate | undefined;
     try {
       const tokens = await loadTokens({
         dataDir,
@@ -90,8 +101,15 @@ export const command: CliCommand = {
       const created = await createStore(values.store, dataDir);
       store = created.store;
       storeDescription = created.description;
+      // KS-10.5.2 release verdicts live next to the data the server owns.
+      await mkdir(dataDir, { recursive: true, mode: 0o700 });
+      releases = new ReleaseGate({
+        path: join(dataDir, 'releases.jsonl'),
+        logger: { warn: (m) => io.stderr(`killswitch serve: warning: ${m}`) },
+      });
       cp = await startControlPlane({
         store,
+        releaseGate: releases,
         host,
         port,
         auth: new TokenAuthenticator({ tokens: tokens.tokens }),
@@ -103,6 +121,17 @@ export const command: CliCommand = {
           error: (m) => io.stderr(`killswitch serve: error: ${m}`),
         },
       });
+      // KS-11: the console, the Alertmanager webhook, and /metrics when prom-client is installed.
+      mountConsole(cp);
+      mountAlertmanager(cp, store);
+      try {
+        const { mountMetrics } = await import('../../metrics/control-plane-metrics.js');
+        await mountMetrics(cp, store);
+      } catch (err) {
+        io.stderr(
+          `killswitch serve: warning: /metrics is off (${err instanceof Error ? err.message : String(err)})`,
+        );
+      }
       if (values.json === true) {
         io.stdout(
           JSON.stringify({
@@ -137,13 +166,19 @@ export const command: CliCommand = {
       );
       await cp?.close().catch(() => {});
       await store?.close().catch(() => {});
+      await releases?.close().catch(() => {});
       return ExitCode.FAILED;
     }
-    return waitForSignal(cp, store, io);
+    return waitForSignal(cp, store, io, releases);
   },
 };
 
-function waitForSignal(cp: ControlPlane, store: FlipLogStore, io: CliIo): Promise<number> {
+function waitForSignal(
+  cp: ControlPlane,
+  store: FlipLogStore,
+  io: CliIo,
+  releases?: ReleaseGate,
+): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -158,6 +193,7 @@ function waitForSignal(cp: ControlPlane, store: FlipLogStore, io: CliIo): Promis
         try {
           await cp.close();
           await store.close();
+          await releases?.close();
         } catch (err) {
           io.stderr(`killswitch serve: error while closing: ${(err as Error).message}`);
           code = ExitCode.FAILED;

@@ -97,7 +97,8 @@ describe('KS-13.6.1 killswitch serve refuses to start on a tampered log, names t
     expect(r.code, `serve exit: ${r.stderr}`).toBe(1);
     expect(r.stdout).not.toMatch(/http:\/\//); // never listened
     expect(r.stderr).toMatch(/cannot start/);
-    // TEMP expect(r.stderr).toContain(path);
+    expect(r.stderr).toContain(path);
+    expect(r.stderr).toMatch(/killswitch verify/);
     expect(r.stderr).toMatch(new RegExp(`\\bseq ${seq}\\b`));
     // The evidence is left exactly as found: nothing cut, nothing repaired.
     expect((await readFile(path)).equals(before)).toBe(true);

@@ -23,6 +23,7 @@ import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tra
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { encodeEvent, StreamHub } from './stream-hub.js';
+import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
 /** Where the control plane writes its own log lines. */
@@ -68,6 +69,13 @@ export interface ControlPlaneOptions {
   readonly storeStaleAfterMs?: number;
   /** Mount the OFREP routes (`/ofrep/v1/...`, KS-12.1). @default true */
   readonly ofrep?: boolean;
+  /**
+   * Gated resume (KS-10.5): mounts `POST/GET /v1/releases` and refuses (409) a resume that names
+   * no green release, or while a connected worker reports a red one. `killswitch serve` always
+   * passes one; without it resumes are not gated. The control plane opens it on start.
+   * @default none
+   */
+  readonly releaseGate?: ReleaseGate;
   /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
@@ -202,6 +210,7 @@ class ControlPlaneServer implements ControlPlane {
   readonly #ackWaiters = new Set<() => void>();
   #closed = false;
   #actualPort = 0;
+  readonly #releaseGate: ReleaseGate | undefined;
   readonly #storeStaleAfterMs: number;
   #startedAt = 0;
   /** False while not vouching (KS-12.5), so the change is logged once each way. */
@@ -269,6 +278,9 @@ class ControlPlaneServer implements ControlPlane {
       ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),
       ...(o.routes ?? []),
     );
+    this.#releaseGate = o.releaseGate;
+    if (o.releaseGate !== undefined)
+      this.router.add(...releaseRoutes(o.releaseGate, () => this.tracker.workers()));
     this.#server = createServer((req, res) => void this.#dispatch(req, res));
     // Streams are long-lived; only the request head has a deadline.
     this.#server.requestTimeout = 30_000;
@@ -328,6 +340,8 @@ class ControlPlaneServer implements ControlPlane {
   async start(): Promise<void> {
     this.#startedAt = this.#now();
     await this.#store.open();
+    // KS-10.5.2 a release file that cannot be read or is locked fails the start.
+    await this.#releaseGate?.open();
     await this.#follow();
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
@@ -595,6 +609,9 @@ class ControlPlaneServer implements ControlPlane {
           'no active halt has exactly this selector; nothing to resume',
         );
       }
+      // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
+      if (flip.action === 'resume' && !this.#ids.has(flip.id))
+        await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
       return this.#store.append({ ...input, id: flip.id });
     });
     await this.#waitApplied(result.record.seq, 5000);

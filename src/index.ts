@@ -12,3 +12,5 @@ export * from './guard/index.js';
 export * from './ledger/index.js';
 export * from './schedule/index.js';
 export * from './queue/index.js';
+export * from './tripwire/index.js';
+export * from './telemetry/index.js';

@@ -35,3 +35,19 @@ export {
 } from './api-schemas.js';
 export { encodeEvent } from './stream-hub.js';
 export { isLoopbackHost } from '../auth/is-loopback-host.js';
+export {
+  ReleaseGate,
+  ReleaseStatus,
+  releaseRequestSchema,
+  releaseRoutes,
+  type ReleaseGateOptions,
+  type ReleaseRecord,
+  type ReleaseRequest,
+  type ReleasesAnswer,
+} from './release-gate.js';
+export {
+  alertmanagerRoute,
+  mountAlertmanager,
+  alertmanagerPayloadSchema,
+  ALERTMANAGER_PATH,
+} from './alertmanager-webhook.js';

@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   workers: () => import('./commands/workers.js'),
   drill: () => import('./commands/drill.js'),
   report: () => import('./commands/report.js'),
+  release: () => import('./commands/release.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -8,6 +8,7 @@ import type {
   LogAnswer,
   WorkersAnswer,
 } from '../server/control-plane.js';
+import type { ReleaseRecord, ReleasesAnswer } from '../server/release-gate.js';
 
 /** Options of {@link ControlPlaneClient}. */
 export interface ControlPlaneClientOptions {
@@ -117,6 +118,20 @@ export class ControlPlaneClient {
     readonly seq: number;
   }): Promise<AckAnswer> {
     return this.#call('POST', '/v1/acks', ack);
+  }
+
+  /** `POST /v1/releases`: marks a release green or red (admin). KS-10.5.1 */
+  markRelease(input: {
+    readonly release: string;
+    readonly status: 'green' | 'red';
+    readonly reason?: string;
+  }): Promise<{ release: ReleaseRecord }> {
+    return this.#call('POST', '/v1/releases', input);
+  }
+
+  /** `GET /v1/releases`: each release's latest verdict and the connected workers. KS-10.5.1 */
+  releases(): Promise<ReleasesAnswer> {
+    return this.#call('GET', '/v1/releases');
   }
 
   /** `GET /healthz` */

@@ -186,6 +186,8 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
   });
 
   it('resume lifts the halt; resuming it again is refused with exit 1', async () => {
+    // KS-10.5.3 serve gates resumes on a release marked green.
+    expect((await run(['release', 'v8', '--green', '--reason', 'verified'], env)).code).toBe(0);
     const ok = await run(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v8', '--wait', '0'],
       env,

@@ -11,7 +11,8 @@ permission; refused (exit 1) when no active halt has exactly this selector. KS-5
 
 ${SELECTOR_HELP}
   --reason <text>    why (required)
-  --release <r>      the release the work resumes on
+  --release <r>      the release the work resumes on; killswitch serve refuses a resume that names
+                     no release marked green (killswitch release <r> --green) KS-10.5.3
   --wait <ms>        wait up to this long for the fleet, 0 to 30000 (default ${DEFAULT_FLIP_WAIT_MS})
   --id <key>         idempotency key
 ${REMOTE_HELP}

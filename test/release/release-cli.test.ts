@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// Runs compiled code: `npm run build` first (the `pretest` script does).
+const MAIN = resolve('dist/src/cli/main.js');
+
+function run(args: string[], env: Record<string, string>) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((ok, fail) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (code) => ok({ code, stdout, stderr }));
+  });
+}
+
+let dir = '';
+let server: ChildProcess;
+let env: Record<string, string> = {};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ks-release-cli-'));
+  env = { KILLSWITCH_DATA_DIR: dir };
+  server = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--json'], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    let out = '';
+    const t = setTimeout(() => fail(new Error(`serve did not start: ${out}`)), 20_000);
+    server.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"url":"([^"]+)"/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        ok(m[1]!);
+      }
+    });
+    server.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  });
+  env['KILLSWITCH_URL'] = url;
+});
+afterAll(async () => {
+  if (server.exitCode === null) {
+    const gone = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await gone;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('KS-10.5.7 killswitch release and killswitch resume --release against killswitch serve', () => {
+  it('a resume is refused until its release is marked green; verdicts land in <data-dir>/releases.jsonl', async () => {
+    expect(
+      (await run(['flip', '--tenant', 'acme', '--reason', 'incident', '--wait', '0'], env)).code,
+    ).toBe(0);
+    const none = await run(['resume', '--tenant', 'acme', '--reason', 'fixed', '--wait', '0'], env);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/409 KS_RESUME_REFUSED.*must name the release/);
+    const unknown = await run(
+      ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v9', '--wait', '0'],
+      env,
+    );
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/v9 has not been marked green/);
+
+    const red = await run(['release', 'v9', '--red', '--reason', 'crash loop'], env);
+    expect(red.code, red.stderr).toBe(0);
+    expect(red.stdout).toMatch(/^release v9 RED \(#1 .* by admin: crash loop\)/);
+    expect(
+      (
+        await run(
+          ['resume', '--tenant', 'acme', '--reason', 'x', '--release', 'v9', '--wait', '0'],
+          env,
+        )
+      ).stderr,
+    ).toMatch(/release v9 is red/);
+
+    expect((await run(['release', 'v9', '--green', '--reason', 'hotfix verified'], env)).code).toBe(
+      0,
+    );
+    const ok = await run(
+      ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v9', '--wait', '0'],
+      env,
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/resumed \{tenant=acme\}/);
+    expect(ok.stdout).toMatch(/release=v9/);
+
+    const list = await run(['release'], env);
+    expect(list.stdout).toMatch(/v9 GREEN \(#2 /);
+    const lines = (await readFile(join(dir, 'releases.jsonl'), 'utf8')).trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as { status: string }).status)).toEqual([
+      'red',
+      'green',
+    ]);
+  });
+
+  it('usage errors exit 2', async () => {
+    expect((await run(['release', 'v1'], env)).code).toBe(2);
+    expect((await run(['release', 'v1', '--green', '--red'], env)).code).toBe(2);
+    expect((await run(['release', '--green'], env)).code).toBe(2);
+  });
+});

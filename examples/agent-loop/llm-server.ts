@@ -40,11 +40,19 @@ export async function startLlmServer(options: {
       res.write(`data: ${JSON.stringify({ token: `tok${i++} ` })}\n\n`);
     }, tokenMs);
     res.socket?.setNoDelay(true);
-    req.socket.once('close', () => {
+    const onClose = (): void => {
       const at = performance.now();
       clearInterval(timer);
       streaming--;
       closeWatchers.get(id)?.(at);
+      closeWatchers.delete(id);
+    };
+    req.socket.once('close', onClose);
+    // A stream that finished leaves the socket to the next request (no listener pile-up).
+    res.once('finish', () => {
+      req.socket.off('close', onClose);
+      clearInterval(timer);
+      streaming--;
       closeWatchers.delete(id);
     });
   });

@@ -13,16 +13,17 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { OpenFeature } from '@openfeature/server-sdk';
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
 import {
   DuplicateEffectError,
   EffectGuard,
   FileSideEffectLedger,
   HaltedError,
   KillSwitchProvider,
+  QueueController,
   type KillContext,
 } from 'openfeature-kill-switch';
+import { BullMqTaskQueue } from 'openfeature-kill-switch/providers/bullmq';
 import { RemoteFlipSource } from 'openfeature-kill-switch/providers/remote';
 import { startLlmServer } from './llm-server.js';
 import { startToolServices } from './tool-services.js';
@@ -35,7 +36,7 @@ const release = env['EXAMPLE_RELEASE'] ?? 'v1';
 const queueName = env['EXAMPLE_QUEUE'] ?? 'agent-loop';
 const redis = { host: '127.0.0.1', port: Number(env['EXAMPLE_REDIS_PORT'] ?? 6379) };
 const prefix = env['EXAMPLE_REDIS_PREFIX'] ?? 'bull';
-const everyMs = Number(env['EXAMPLE_TASK_EVERY_MS'] ?? 400);
+const everyMs = Number(env['EXAMPLE_TASK_EVERY_MS'] ?? 1000);
 const ledgerPath = env['EXAMPLE_LEDGER'] ?? join(dataDir, 'agent-loop-effects.jsonl');
 
 interface AgentTask {
@@ -174,24 +175,38 @@ async function runTask(task: AgentTask, runId: string): Promise<void> {
   }
 }
 
-// --- the queue: producer gated by the kill switch, worker running each task ------------------
-const queue = new Queue<AgentTask>(queueName, { connection: redis, prefix });
-const worker = new Worker<AgentTask>(
-  queueName,
-  async (job: Job<AgentTask>, token?: string) => {
-    // A task taken while its tenant or feature is halted waits in the queue (held, delayed by
-    // 1 s at a time) instead of being burnt as refused; QueueController applies a halt's
-    // discard/hold/drain mode for you (see README). The guard still checks every effect.
-    const d = await guard.check({ tenant: job.data.tenant, feature: job.data.feature });
-    if (d.halted) {
-      await job.moveToDelayed(Date.now() + 1000, token);
-      throw new DelayedError();
-    }
-    await runTask(job.data, `task-${job.id}`);
+// --- the queue: BullMQ under the QueueController (producers, workers and queued tasks gated) --
+// A halt's mode decides what happens to matching queued tasks: discard (the default) journals
+// each one and removes it, hold parks it durably, drain lets the backlog run but takes no new one.
+const queue = new BullMqTaskQueue<AgentTask>({
+  name: queueName,
+  connection: redis,
+  prefix,
+  jobOptions: { removeOnComplete: 100, removeOnFail: 100 },
+  logger: { warn: (m) => log(`queue: ${m}`) },
+});
+const controller = new QueueController<AgentTask>({
+  queue,
+  watcher: guard.watcher,
+  journalPath: join(dataDir, `agent-loop-${queueName}.journal.jsonl`),
+  logger: { warn: (m) => log(`queue: ${m}`) },
+});
+await controller.start();
+const consumer = await controller.work(
+  async (task) => {
+    await runTask(task.payload, `task-${task.id}`);
   },
-  { connection: redis, prefix, concurrency: 2 },
+  { concurrency: 2 },
 );
-worker.on('error', (err) => log(`queue worker error: ${err.message}`));
+// After a resume: release held tasks and re-enqueue the discarded ones whose halt is gone.
+client.addHandler(ProviderEvents.ConfigurationChanged, () => {
+  void (async () => {
+    const r = await controller.resume();
+    const q = await controller.requeue();
+    if (r.released + q.requeued.length > 0)
+      log(`queue: released ${r.released} held, re-enqueued ${q.requeued.length} discarded task(s)`);
+  })().catch((err: unknown) => log(`queue: ${(err as Error).message}`));
+});
 
 const tenants = ['acme', 'globex'] as const;
 const features = ['auto-reply', 'triage'] as const;
@@ -203,28 +218,26 @@ const producer = setInterval(() => {
     feature: features[Math.floor(n / 2) % 2]!,
     customer: `customer-${n}`,
   };
-  void (async () => {
-    // Producers are gated too: no new work for a halted tenant or feature.
-    const d = await guard.check({ tenant: task.tenant, feature: task.feature });
-    if (d.halted) {
-      log(
-        `producer: enqueue for ${task.tenant}/${task.feature} refused (halted${d.flip ? ` by flip #${d.flip.seq}` : ''})`,
-      );
-      return;
-    }
-    await queue.add('agent-task', task, { removeOnComplete: 100, removeOnFail: 100 });
-  })().catch((err: unknown) => log(`producer: ${(err as Error).message}`));
+  // Producers are gated too: no new work for a halted tenant or feature.
+  controller
+    .enqueue({ tenant: task.tenant, feature: task.feature }, task, { name: 'agent-task' })
+    .catch((err: unknown) => {
+      if (err instanceof HaltedError)
+        log(
+          `producer: enqueue for ${task.tenant}/${task.feature} refused (halted${err.flip ? ` by flip #${err.flip.seq}` : ''})`,
+        );
+      else log(`producer: ${(err as Error).message}`);
+    });
 }, everyMs);
 
 const stats = setInterval(() => {
-  void queue
-    .getJobCounts('waiting', 'active', 'delayed')
-    .then((c) =>
+  void controller
+    .depth()
+    .then((d) =>
       log(
         `stats: crm ${tools.arrivals.crm}, email ${tools.arrivals.email} received; ` +
-          `LLM streams open ${llm.streaming}; queue waiting ${c['waiting']}, active ${c['active']}, ` +
-          `held ${c['delayed']}; ` +
-          `kill state ${provider.sourceStatus}`,
+          `LLM streams open ${llm.streaming}; queue waiting ${d.waiting}, active ${d.active}, ` +
+          `held ${d.held}; kill state ${provider.sourceStatus}`,
       ),
     )
     .catch(() => undefined);
@@ -238,7 +251,8 @@ async function shutdown(signal: string): Promise<void> {
   clearInterval(producer);
   clearInterval(stats);
   await guard.close();
-  await worker.close(true);
+  await consumer.close();
+  await controller.close();
   await queue.close();
   await llm.close();
   await tools.close();

@@ -24,7 +24,7 @@ async function service(
       onArrival(key);
     }
     const t = setTimeout(() => res.end(JSON.stringify({ ok: true, key })), latencyMs);
-    req.socket.once('close', () => clearTimeout(t));
+    res.once('close', () => clearTimeout(t));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };

@@ -11,11 +11,17 @@
  * IPC ping (the exchange with the smallest round trip wins; error <= rtt/2, ~0.1 ms) and maps
  * child times onto its own clock.
  *
+ * Replicated case (KS-12.6.2): two control planes on one PostgreSQL log, subscribers on replica B,
+ * flips posted to replica A; p50 and p99 over every subscriber of every round, from the POST to A
+ * being sent and from A's answer. Skipped (and said so in the JSON) when PostgreSQL is unreachable.
+ *
  * Usage: node dist/bench/propagation/propagation.js [--sizes 1,100,1000] [--rounds 9] [--procs 4]
+ *   [--cases fanout,stop,replicated] [--replicated-sizes 1,100] [--pg postgres://…]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { loadavg } from 'node:os';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { startControlPlane } from '../../src/server/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
@@ -28,7 +34,9 @@ const arg = (name: string, def: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
 };
-const SIZES = arg('sizes', '1,100,1000').split(',').map(Number);
+const CASES = new Set(arg('cases', 'fanout,stop,replicated').split(','));
+const SIZES = CASES.has('fanout') ? arg('sizes', '1,100,1000').split(',').map(Number) : [];
+const REPLICATED_SIZES = arg('replicated-sizes', '1,100').split(',').map(Number);
 const ROUNDS = Number(arg('rounds', '9'));
 const PROCS = Number(arg('procs', '4'));
 const STALE_MS = 3000;
@@ -268,6 +276,8 @@ async function main(): Promise<void> {
       subscribers: size,
       processes: procs,
       rounds: ROUNDS,
+      // The machine is shared: the 1-minute load average when this size finished.
+      loadAvg1m: r3(loadavg()[0]!),
       remoteMedianMs: r3(median(remote.map((r) => r.median))),
       remoteSlowestMs: r3(median(remote.map((r) => r.slowest))),
       floorMedianMs: r3(median(floorRounds.map((r) => r.median))),
@@ -287,61 +297,67 @@ async function main(): Promise<void> {
     console.log(
       `${String(size).padStart(5)} subscribers / ${procs} procs: remote median ${row.remoteMedianMs} ms, slowest ${row.remoteSlowestMs} ms` +
         ` | floor median ${row.floorMedianMs} ms, slowest ${row.floorSlowestMs} ms | ratio median ${ratios.medianRatio}x, slowest ${ratios.slowestRatio}x` +
-        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs} ms` +
+        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs} ms | load ${row.loadAvg1m}` +
         ` | slowest from POST sent ${row.remoteSlowestFromSendMs} ms, from POST answer ${row.remoteSlowestFromAnswerMs} ms`,
     );
   }
 
-  // Stop-complete as the server reports it (`wait`), 8 worker processes with one source each.
-  const workers = Array.from({ length: 8 }, () => new Child());
-  workers.forEach((c, i) =>
-    c.send({
-      type: 'init',
-      url: plane.url,
-      floorUrl,
-      token: TOKEN,
-      count: 1,
-      prefix: `wait-${i}`,
-      staleAfterMs: STALE_MS,
-      heartbeatMs: HEARTBEAT_MS,
-    }),
-  );
-  await Promise.all(workers.map((c) => c.next('ready', 60_000)));
-  await sleep(1500); // every worker has acknowledged the head at least once
-  const completes: number[] = [];
-  let lastAnswer: unknown;
-  for (let round = 0; round < ROUNDS + 1; round++) {
-    const answer = await postFlip(plane.url, {
-      action: 'halt',
-      selector: { tenant: `wait-${tenant++}` },
-      reason: 'wait bench',
-      wait: 5000,
-    });
-    lastAnswer = answer;
-    const fleet = (answer['fleet'] ?? answer) as {
-      completeAfterMs?: number | null;
-      complete?: boolean;
+  let stopComplete: Record<string, unknown> | undefined;
+  if (CASES.has('stop')) {
+    // Stop-complete as the server reports it (`wait`), 8 worker processes with one source each.
+    const workers = Array.from({ length: 8 }, () => new Child());
+    workers.forEach((c, i) =>
+      c.send({
+        type: 'init',
+        url: plane.url,
+        floorUrl,
+        token: TOKEN,
+        count: 1,
+        prefix: `wait-${i}`,
+        staleAfterMs: STALE_MS,
+        heartbeatMs: HEARTBEAT_MS,
+      }),
+    );
+    await Promise.all(workers.map((c) => c.next('ready', 60_000)));
+    await sleep(1500); // every worker has acknowledged the head at least once
+    const completes: number[] = [];
+    let lastAnswer: unknown;
+    for (let round = 0; round < ROUNDS + 1; round++) {
+      const answer = await postFlip(plane.url, {
+        action: 'halt',
+        selector: { tenant: `wait-${tenant++}` },
+        reason: 'wait bench',
+        wait: 5000,
+      });
+      lastAnswer = answer;
+      const fleet = (answer['fleet'] ?? answer) as {
+        completeAfterMs?: number | null;
+        complete?: boolean;
+      };
+      if (round > 0 && typeof fleet.completeAfterMs === 'number')
+        completes.push(fleet.completeAfterMs);
+      await sleep(100);
+    }
+    await Promise.all(workers.map((c) => c.stop()));
+    stopComplete = {
+      workers: 8,
+      rounds: completes.length,
+      stopCompleteMedianMs: r3(median(completes)),
+      stopCompleteMaxMs: r3(Math.max(...completes)),
     };
-    if (round > 0 && typeof fleet.completeAfterMs === 'number')
-      completes.push(fleet.completeAfterMs);
-    await sleep(100);
+    if (completes.length === 0)
+      console.log(`no completeAfterMs in the answer: ${JSON.stringify(lastAnswer).slice(0, 400)}`);
+    console.log(
+      `stop-complete with 8 worker processes: median ${stopComplete.stopCompleteMedianMs} ms, max ${stopComplete.stopCompleteMaxMs} ms`,
+    );
   }
-  await Promise.all(workers.map((c) => c.stop()));
-  const stopComplete = {
-    workers: 8,
-    rounds: completes.length,
-    stopCompleteMedianMs: r3(median(completes)),
-    stopCompleteMaxMs: r3(Math.max(...completes)),
-  };
-  if (completes.length === 0)
-    console.log(`no completeAfterMs in the answer: ${JSON.stringify(lastAnswer).slice(0, 400)}`);
-  console.log(
-    `stop-complete with 8 worker processes: median ${stopComplete.stopCompleteMedianMs} ms, max ${stopComplete.stopCompleteMaxMs} ms`,
-  );
 
   for (const res of floorClients) res.destroy();
   await new Promise<void>((r) => floor.close(() => r()));
   await plane.close();
+  const replicatedResult = CASES.has('replicated')
+    ? await replicated(REPLICATED_SIZES)
+    : { skipped: 'not in --cases' };
   const ok = results.every(
     (r) => (r['medianRatio'] as number) <= 1.5 && (r['slowestRatio'] as number) <= 1.5,
   );
@@ -351,9 +367,160 @@ async function main(): Promise<void> {
       target: 'within 1.5x of the bare node:http floor',
       ok,
       sizes: results,
-      stopComplete,
+      stopComplete: stopComplete ?? { skipped: 'not in --cases' },
+      replicated: replicatedResult,
     }),
   );
+}
+
+// --- replicated: a flip on replica A applied by subscribers of replica B (one PostgreSQL log) ---
+
+/** Every subscriber's apply time for one seq (parent clock), or what is missing. */
+async function collectAll(
+  children: readonly Child[],
+  seq: number,
+  t0: number,
+): Promise<{ lat: number[]; missing: number }> {
+  const lat: number[] = [];
+  let missing = 0;
+  await Promise.all(
+    children.map(async (c) => {
+      try {
+        const m = (await c.next(`remote:${seq}`, 20_000)) as Extract<
+          FromWorker,
+          { type: 'applied' }
+        >;
+        for (const t of m.times) lat.push(t - c.offset - t0);
+      } catch {
+        missing++;
+      }
+    }),
+  );
+  return { lat, missing };
+}
+
+const quantile = (xs: readonly number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+};
+
+/**
+ * KS-12.6.2 Two control planes (A and B, in this process, each with its own PostgreSQL store and
+ * connections) on one schema; subscribers (child processes) connect to B; flips are posted to A.
+ * Latency per subscriber from the POST to A being sent (and from A's answer) to the subscriber
+ * applying the flip; p50 and p99 over every subscriber of every round.
+ */
+async function replicated(sizes: readonly number[]): Promise<Record<string, unknown>> {
+  const pgUrl = arg('pg', process.env['KS_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test');
+  const pg = (await import('pg')).default;
+  const probe = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 2000 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+  } catch (err) {
+    return {
+      skipped: `PostgreSQL unreachable at ${new URL(pgUrl).host}: ${(err as Error).message}`,
+    };
+  }
+  const { PostgresFlipLogStore } = await import('../../providers/postgres/index.js');
+  const schema = `ks_bench_repl_${process.pid}`;
+  const storeA = new PostgresFlipLogStore({ connectionString: pgUrl, schema });
+  const storeB = new PostgresFlipLogStore({ connectionString: pgUrl, schema });
+  const auth = new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] });
+  const quiet = { info() {}, warn() {}, error: (m: string) => console.error(m) };
+  const common = {
+    host: '127.0.0.1',
+    port: 0,
+    heartbeatMs: HEARTBEAT_MS,
+    staleAfterMs: STALE_MS,
+    auth,
+    logger: quiet,
+  };
+  const a = await startControlPlane({ ...common, store: storeA });
+  const b = await startControlPlane({ ...common, store: storeB });
+  // B's own view: when its store delivered the record (NOTIFY + read by seq).
+  const atB = new Map<number, number>();
+  storeB.subscribe((r) => atB.set(r.seq, performance.now()));
+  // The children also open raw connections to a floor server; here one that only holds them.
+  const holders = new Set<ServerResponse>();
+  const holder = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    holders.add(res);
+  });
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  const holderUrl = `http://127.0.0.1:${(holder.address() as AddressInfo).port}/`;
+  const rows: Record<string, unknown>[] = [];
+  try {
+    let tenant = 0;
+    for (const size of sizes) {
+      const procs = Math.min(PROCS, size);
+      const children = Array.from({ length: procs }, () => new Child());
+      children.forEach((c, i) =>
+        c.send({
+          type: 'init',
+          url: b.url,
+          floorUrl: holderUrl,
+          token: TOKEN,
+          count: Math.floor(size / procs) + (i < size % procs ? 1 : 0),
+          prefix: `repl${size}-p${i}`,
+          staleAfterMs: STALE_MS,
+          heartbeatMs: HEARTBEAT_MS,
+        }),
+      );
+      await Promise.all(children.map((c) => c.next('ready', 300_000)));
+      await sleep(500);
+      const fromSend: number[] = [];
+      const fromAnswer: number[] = [];
+      const storeLag: number[] = [];
+      let missing = 0;
+      for (let round = 0; round < ROUNDS + 1; round++) {
+        await Promise.all(children.map((c) => c.sync()));
+        const sent = performance.now();
+        const answer = await postFlip(a.url, {
+          action: 'halt',
+          selector: { tenant: `repl-${tenant++}` },
+          reason: 'replicated propagation bench',
+        });
+        const answered = performance.now();
+        const got = await collectAll(children, answer.flip.seq, sent);
+        if (round === 0) continue; // warm-up
+        missing += got.missing;
+        fromSend.push(...got.lat);
+        fromAnswer.push(...got.lat.map((x) => x - (answered - sent)));
+        const b0 = atB.get(answer.flip.seq);
+        if (b0 !== undefined) storeLag.push(b0 - sent);
+        await sleep(100);
+      }
+      await Promise.all(children.map((c) => c.stop()));
+      const row = {
+        subscribersOnB: size,
+        processes: procs,
+        rounds: ROUNDS,
+        samples: fromSend.length,
+        fromPostSentP50Ms: r3(quantile(fromSend, 0.5)),
+        fromPostSentP99Ms: r3(quantile(fromSend, 0.99)),
+        fromAnswerOfAP50Ms: r3(quantile(fromAnswer, 0.5)),
+        fromAnswerOfAP99Ms: r3(quantile(fromAnswer, 0.99)),
+        storeBDeliveredP50Ms: r3(quantile(storeLag, 0.5)),
+        missing,
+      };
+      rows.push(row);
+      console.log(
+        `replicated, ${size} subscribers on B / ${procs} procs: from POST to A sent p50 ${row.fromPostSentP50Ms} ms, p99 ${row.fromPostSentP99Ms} ms` +
+          ` | from A's answer p50 ${row.fromAnswerOfAP50Ms} ms, p99 ${row.fromAnswerOfAP99Ms} ms | B's store delivered p50 ${row.storeBDeliveredP50Ms} ms`,
+      );
+    }
+  } finally {
+    for (const res of holders) res.destroy();
+    await new Promise<void>((r) => holder.close(() => r()));
+    await a.close();
+    await b.close();
+    await storeA.close();
+    await storeB.close();
+    await probe.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await probe.end().catch(() => undefined);
+  }
+  return { store: 'postgresql', rows };
 }
 
 main().catch((err: unknown) => {

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileSideEffectLedger } from '../../src/ledger/index.js';
 
 // Runs compiled code: `npm run build` first (the `pretest` script does).
 const MAIN = resolve('dist/src/cli/main.js');
@@ -102,6 +103,48 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
       'red',
       'green',
     ]);
+  });
+
+  it('KS-10.4.4 killswitch report --since-seq reads the flip time from the control plane', async () => {
+    const ledger = new FileSideEffectLedger({
+      path: join(dir, 'effects.jsonl'),
+      logger: { warn() {} },
+    });
+    const at = new Date().toISOString();
+    await ledger.append({
+      key: 'r1/a',
+      status: 'refused',
+      at,
+      runId: 'r1',
+      step: 'a',
+      capability: 'c',
+      context: { tenant: 'acme' },
+      flipSeq: 1,
+    });
+    await ledger.append({
+      key: 'r0/a',
+      status: 'intent',
+      at: '2020-01-01T00:00:00.000Z',
+      runId: 'r0',
+      step: 'a',
+      capability: 'c',
+      context: {},
+    });
+    await ledger.close();
+    const out = await run(
+      ['report', '--ledger', join(dir, 'effects.jsonl'), '--since-seq', '1', '--json'],
+      env,
+    );
+    expect(out.code, out.stderr).toBe(0);
+    const r = JSON.parse(out.stdout) as { filter: { since: string }; runs: { runId: string }[] };
+    expect(r.runs.map((x) => x.runId)).toEqual(['r1']);
+    expect(Date.parse(r.filter.since)).toBeGreaterThan(Date.parse('2021-01-01T00:00:00.000Z'));
+    const missing = await run(
+      ['report', '--ledger', join(dir, 'effects.jsonl'), '--since-seq', '99'],
+      env,
+    );
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no flip #99/);
   });
 
   it('usage errors exit 2', async () => {

@@ -16,8 +16,10 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileFlipLogStore } from '../../providers/file/index.js';
 import {
+  SUITE_RELEASE,
   SUITE_TOKENS,
   assertBuilt,
+  markSuiteReleaseGreen,
   httpJson,
   startServe,
   waitFor,
@@ -134,6 +136,7 @@ describe('KS-13.2.1 KS-13.2.2 with the control plane gone, every worker fails cl
     });
     const port = server.port;
     const url = server.url;
+    await markSuiteReleaseGreen(url);
     for (let i = 0; i < WORKERS; i++) workers.push(new WorkerProcess(`outage-w${i}`, url));
     await waitFor(
       () => workers.every((w) => w.last?.variant === 'running'),
@@ -222,10 +225,11 @@ describe('KS-13.2.1 KS-13.2.2 with the control plane gone, every worker fails cl
           action: halted ? 'halt' : 'resume',
           selector: { tenant: PROBE_TENANT },
           reason: `after the ${kind} outage`,
+          release: SUITE_RELEASE, // serve gates resumes on a green release (KS-10.5.3)
           wait: 10_000,
         },
       });
-      expect(answer.status).toBe(201);
+      expect(answer.status, JSON.stringify(answer.json)).toBe(201);
       const acked = (answer.json.fleet.acknowledged as { workerId: string }[]).map(
         (a) => a.workerId,
       );
@@ -239,4 +243,22 @@ describe('KS-13.2.1 KS-13.2.2 with the control plane gone, every worker fails cl
     }
     console.log(`[outage] figures ${JSON.stringify(figures)}`);
   }, 120_000);
+});
+
+describe('KS-13.2.3 a control plane signalled the moment it announced its URL still stops cleanly', () => {
+  it('SIGTERM on reading the start line, 10 times: exit 0 every time', async () => {
+    assertBuilt();
+    const d = await mkdtemp(join(tmpdir(), 'ks-suite-sigterm-'));
+    try {
+      const codes: (number | null)[] = [];
+      for (let i = 0; i < 10; i++) {
+        const s = await startServe({ dataDir: d, port: 0 });
+        const exit = await s.stop('SIGTERM'); // at once: the supervisor saw "ready"
+        codes.push(exit.code);
+      }
+      expect(codes).toEqual(Array.from({ length: 10 }, () => 0));
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

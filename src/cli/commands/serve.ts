@@ -82,6 +82,7 @@ export const command: CliCommand = {
 
     let store: FlipLogStore | undefined;
     let storeDescription: string | undefined;
+    let stopped: Promise<number> | undefined;
     let cp: ControlPlane | undefined;
     let releases: ReleaseGate | undefined;
     try {
@@ -132,6 +133,10 @@ export const command: CliCommand = {
           `killswitch serve: warning: /metrics is off (${err instanceof Error ? err.message : String(err)})`,
         );
       }
+      // Handle SIGINT/SIGTERM before announcing the URL: a supervisor may signal as soon as it
+      // reads the start line, and a SIGTERM that arrives before the handler exists kills the
+      // process uncleanly (KS-5.3.6; seen under load by the KS-13.6 tamper suite).
+      stopped = waitForSignal(cp, store, io, releases);
       if (values.json === true) {
         io.stdout(
           JSON.stringify({
@@ -169,7 +174,7 @@ export const command: CliCommand = {
       await releases?.close().catch(() => {});
       return ExitCode.FAILED;
     }
-    return waitForSignal(cp, store, io, releases);
+    return stopped ?? waitForSignal(cp, store, io, releases);
   },
 };
 

@@ -91,6 +91,7 @@ interface ChildStats {
   violations: number;
   firstViolations: string[];
   staleTransitions: number;
+  staleReasons: Record<string, number>;
   rssMb: number;
 }
 
@@ -151,6 +152,25 @@ function post(url: string, body: unknown): Promise<{ status: number; text: strin
     req.on('error', fail);
     req.end(payload);
   });
+}
+
+/**
+ * A keep-alive socket the server closes just as a request goes out answers ECONNRESET (the
+ * classic keep-alive race); every flip carries an id, so sending it again is safe: the control
+ * plane answers a retried id as a duplicate (KS-5.1.1) and appends nothing.
+ */
+async function postWithRetry(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; text: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await post(url, body);
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      await sleep(50 * attempt);
+    }
+  }
 }
 
 async function main(): Promise<number> {
@@ -265,9 +285,10 @@ async function main(): Promise<number> {
       // Halt and resume 20 tenants in turn: the active state stays small, the log grows.
       const tenant = `soak-${k % 20}`;
       const action = Math.floor(k / 20) % 2 === 0 ? 'halt' : 'resume';
-      const p = post(`${cp.url}/v1/flips`, { action, selector: { tenant }, reason: `soak ${k}` })
+      const body = { id: `soak-${start}-${k}`, action, selector: { tenant }, reason: `soak ${k}` };
+      const p = postWithRetry(`${cp.url}/v1/flips`, body)
         .then(({ status, text }) => {
-          if (status !== 201) {
+          if (status !== 201 && status !== 200) {
             failures.push(`flip ${k}: ${status} ${text.slice(0, 200)}`);
             return;
           }
@@ -300,6 +321,10 @@ async function main(): Promise<number> {
     const violations = childStats.reduce((a, c) => a + (c?.violations ?? 0), 0);
     const snapshots = childStats.reduce((a, c) => a + (c?.snapshots ?? 0), 0);
     const staleTransitions = childStats.reduce((a, c) => a + (c?.staleTransitions ?? 0), 0);
+    const staleReasons: Record<string, number> = {};
+    for (const c of childStats)
+      for (const [k, v] of Object.entries(c?.staleReasons ?? {}))
+        staleReasons[k] = (staleReasons[k] ?? 0) + v;
     const minSeq = Math.min(...childStats.map((c) => c?.minSeq ?? -1));
     if (violations > 0)
       failures.push(
@@ -372,7 +397,7 @@ async function main(): Promise<number> {
       `soak: ${posted} flips appended in ${flipSeconds.toFixed(0)} s (${(posted / flipSeconds).toFixed(1)}/s, asked ${RATE}/s; head ${head}); ${checked.length} judged, ${incomplete} not acknowledged by every subscriber within its lease; ` +
         `flip -> last ack: p50 ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${lat.at(-1)} ms; ` +
         `subscriber snapshots ${snapshots} (first connects ${SUBSCRIBERS}), order violations ${violations}, ` +
-        `fail-closed episodes ${staleTransitions}; ` +
+        `fail-closed episodes ${staleTransitions} ${JSON.stringify(staleReasons)}; ` +
         `subscriber processes rss ${childStats.map((c) => c?.rssMb).join(', ')} MB`,
     );
 
@@ -409,6 +434,7 @@ async function main(): Promise<number> {
         completeP99Ms: p(0.99),
         completeMaxMs: lat.at(-1) ?? null,
         staleTransitions,
+        staleReasons,
         snapshots,
         heapSlopeMbPerMin: Math.round(heapSlope * 100) / 100,
         heapSlopeLateMbPerMin: Math.round(heapSlopeLate * 100) / 100,

@@ -18,8 +18,10 @@ import { RemoteFlipSource } from '../../providers/remote/index.js';
 import type { FlipRecord } from '../../src/model/index.js';
 import { RecordingListener } from './support/recording-listener.js';
 import {
+  SUITE_RELEASE,
   SUITE_TOKENS,
   assertBuilt,
+  markSuiteReleaseGreen,
   httpJson,
   prng,
   runCli,
@@ -74,6 +76,8 @@ async function burst(
           body: {
             id: `crash-${round}-${w}-${i}`,
             action: i % 2 === 0 ? 'halt' : 'resume',
+            // serve gates resumes on a green release (KS-10.5.3); halts may name it too.
+            release: SUITE_RELEASE,
             selector: { tenant: `w${w}` },
             reason: `crash suite round ${round} writer ${w} step ${i}`,
           },
@@ -110,6 +114,7 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
     server = await startServe({ dataDir: dir, port: 0, heartbeatMs: 200, staleAfterMs: 2000 });
     const port = server.port;
     const url = server.url;
+    await markSuiteReleaseGreen(url);
 
     const listeners: RecordingListener[] = [];
     for (let c = 0; c < CLIENTS; c++) {
@@ -117,7 +122,7 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
         urls: [url],
         token: SUITE_TOKENS.viewer,
         workerId: `crash-client-${c}`,
-        release: 'suite',
+        release: SUITE_RELEASE,
         staleAfterMs: 2000,
         heartbeatMs: 200,
         backoff: { initialMs: 10, maxMs: 50 },

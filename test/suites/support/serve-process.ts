@@ -224,6 +224,23 @@ export function httpJson(
   });
 }
 
+/** The release every suite's workers report. */
+export const SUITE_RELEASE = 'suite';
+
+/**
+ * Marks the suites' release green (KS-10.5.1), so resumes through `killswitch serve`, which
+ * gates them on a green release (KS-10.5.3), can name it. The verdict lives in the data
+ * directory and survives restarts.
+ */
+export async function markSuiteReleaseGreen(url: string): Promise<void> {
+  const a = await httpJson(`${url}/v1/releases`, 'POST', {
+    token: SUITE_TOKENS.admin,
+    body: { release: SUITE_RELEASE, status: 'green', reason: 'KS-13 suites' },
+  });
+  if (a.status !== 201)
+    throw new Error(`marking ${SUITE_RELEASE} green: ${a.status} ${JSON.stringify(a.json)}`);
+}
+
 /** Polls `pred` every `everyMs` until it holds; rejects after `ms` naming `what`. */
 export async function waitFor(
   pred: () => boolean | Promise<boolean>,

@@ -1,4 +1,5 @@
 import { EffectStatus, type Compensation, type LedgerEntry } from '../ledger/side-effect-ledger.js';
+import type { RunState, RunStatus } from '../run/run-record.js';
 
 /** Which ledger entries a report covers; every given field must match. KS-10.4.3 */
 export interface ReportFilter {
@@ -59,6 +60,14 @@ export interface RunReport {
   readonly runId: string;
   readonly counts: EffectCounts;
   readonly effects: readonly ReportedEffect[];
+  /** Where the run stands, from the run journal when one was given. KS-10.4.5 */
+  readonly journal?: {
+    readonly status: RunStatus;
+    readonly executions: number;
+    readonly workers: readonly string[];
+    readonly landedSteps: number;
+    readonly detail?: string;
+  };
 }
 
 /** One compensating action to consider, from what an effect declared with its intent. KS-10.4.2 */
@@ -174,6 +183,7 @@ export function compensationsOf(entries: readonly LedgerEntry[]): CompensationIt
 export function buildRecoveryReport(
   entries: readonly LedgerEntry[],
   filter: ReportFilter = {},
+  runStates: readonly RunState[] = [],
 ): RecoveryReport {
   const scoped = entries.filter((e) => entryMatches(e, filter));
   const byRun = new Map<string, LedgerEntry[]>();
@@ -183,11 +193,37 @@ export function buildRecoveryReport(
     if (list === undefined) byRun.set(id, (list = []));
     list.push(e);
   }
-  const runs: RunReport[] = [...byRun].map(([runId, list]) => ({
-    runId,
-    counts: countEffects(list),
-    effects: list.map(reported),
-  }));
+  // KS-10.4.5 runs the journal knows but the ledger does not (refused before their first
+  // effect) are listed too, unless the filter names something only the ledger can tell.
+  const states = new Map(runStates.map((r) => [r.runId, r]));
+  const ledgerOnly =
+    filter.capability !== undefined || filter.sinceSeq !== undefined || filter.since !== undefined;
+  for (const r of runStates) {
+    if (byRun.has(r.runId) || ledgerOnly) continue;
+    if (filter.runId !== undefined && r.runId !== filter.runId) continue;
+    if (filter.tenant !== undefined && r.context.tenant !== filter.tenant) continue;
+    byRun.set(r.runId, []);
+  }
+  const runs: RunReport[] = [...byRun].map(([runId, list]) => {
+    const st = states.get(runId);
+    const detail = st?.lastEnd?.detail;
+    return {
+      runId,
+      counts: countEffects(list),
+      effects: list.map(reported),
+      ...(st === undefined
+        ? {}
+        : {
+            journal: {
+              status: st.status,
+              executions: st.executions,
+              workers: st.workers,
+              landedSteps: Object.keys(st.steps).length,
+              ...(detail !== undefined ? { detail } : {}),
+            },
+          }),
+    };
+  });
   return {
     filter,
     totals: countEffects(scoped),
@@ -233,7 +269,13 @@ export function formatRecoveryReport(r: RecoveryReport): string[] {
     `recovery report: ${r.runs.length} run(s)${scope ? ` (${scope})` : ''}`,
     `totals: ${counts(r.totals)}`,
   ];
-  for (const run of r.runs) lines.push(`run ${run.runId}: ${counts(run.counts)}`);
+  for (const run of r.runs) {
+    const j = run.journal;
+    const where = j
+      ? ` [${j.status}, ${j.executions} execution(s) on ${j.workers.join(', ')}]`
+      : '';
+    lines.push(`run ${run.runId}${where}: ${counts(run.counts)}`);
+  }
   lines.push(`in doubt (${r.inDoubt.length}): may or may not have landed; check the target`);
   for (const e of r.inDoubt) lines.push(`  ${effectLine(e)}`);
   lines.push(`landed after halt (${r.landedAfterHalt.length}): ignored the abort and left anyway`);

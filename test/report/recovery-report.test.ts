@@ -19,6 +19,7 @@ import {
   countEffects,
   formatRecoveryReport,
 } from '../../src/report/index.js';
+import { foldRunRecords } from '../../src/run/index.js';
 
 const CLI = resolve('dist/src/cli/main.js');
 const run = promisify(execFile);
@@ -199,6 +200,70 @@ describe('KS-10.4.3 the report filters by run, tenant, capability and since a fl
       'b1/s1',
       'b1/s2',
     ]);
+  });
+});
+
+describe('KS-10.4.5 with a run journal, each run says where it stands', () => {
+  it('adds status, executions and workers, and lists runs refused before any effect', () => {
+    const runs = [
+      ...foldRunRecords([
+        {
+          type: 'started',
+          runId: 'a2',
+          at: '2026-01-01T00:00:00.000Z',
+          workerId: 'w1',
+          context: { tenant: 'acme' },
+        },
+        {
+          type: 'ended',
+          runId: 'a2',
+          at: '2026-01-01T00:01:00.000Z',
+          workerId: 'w1',
+          status: 'halted',
+          flipSeq: 4,
+          detail: 'halted',
+        },
+        {
+          type: 'started',
+          runId: 'a9',
+          at: '2026-01-01T00:00:00.000Z',
+          workerId: 'w2',
+          context: { tenant: 'acme' },
+        },
+        {
+          type: 'ended',
+          runId: 'a9',
+          at: '2026-01-01T00:00:01.000Z',
+          workerId: 'w2',
+          status: 'refused',
+          flipSeq: 4,
+        },
+        {
+          type: 'started',
+          runId: 'b9',
+          at: '2026-01-01T00:00:00.000Z',
+          workerId: 'w2',
+          context: { tenant: 'beta' },
+        },
+      ]).values(),
+    ];
+    const r = buildRecoveryReport(foldLedgerEvents(incident()), { tenant: 'acme' }, runs);
+    expect(r.runs.map((x) => [x.runId, x.journal?.status, x.counts.intended])).toEqual([
+      ['a1', undefined, 2],
+      ['a2', 'halted', 3],
+      ['a9', 'refused', 0],
+    ]);
+    expect(formatRecoveryReport(r).join('\n')).toMatch(
+      /run a9 \[refused, 1 execution\(s\) on w2\]/,
+    );
+    // A filter only the ledger can answer leaves journal-only runs out.
+    expect(
+      buildRecoveryReport(
+        foldLedgerEvents(incident()),
+        { capability: 'email.send' },
+        runs,
+      ).runs.map((x) => x.runId),
+    ).toEqual(['a2']);
   });
 });
 

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { startControlPlane, type ControlPlane } from '../../src/server/index.js'
 // Runs compiled code: `npm run build` first (the `pretest` script does).
 const WORKER = resolve('dist/test/fixtures/run-worker.js');
 const quiet = { warn: () => undefined };
+const run = promisify(execFile);
 
 /** The outside world the run's effects reach: records each arrival; can hold a think or an effect. */
 class Sink {
@@ -144,6 +146,22 @@ function worker(workerId: string, mode: 'start' | 'resume'): Worker {
 
 const admin = () => new ControlPlaneClient({ url: cp.url });
 
+/** `killswitch report --json` over the shared ledger and run journal. */
+async function report_(args: string[]) {
+  const { stdout } = await run(process.execPath, [
+    resolve('dist/src/cli/main.js'),
+    'report',
+    '--ledger',
+    join(dir, 'effects.jsonl'),
+    '--runs',
+    join(dir, 'runs.jsonl'),
+    '--json',
+    ...args,
+  ]);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- asserted field by field
+  return JSON.parse(stdout) as any;
+}
+
 describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worker process', () => {
   it('the resume refuses while the run is halted, then continues from the journal with no effect repeated', async () => {
     // Worker A starts the run and is SIGKILLed while thinking after its second effect.
@@ -205,6 +223,19 @@ describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worke
       (await journal.records('run-1')).filter((r) => r.type === 'ended').map((r) => r.status),
     ).toEqual(['refused', 'completed']);
     await journal.close();
+
+    // KS-10.4.5 the recovery report joins the ledger and the journal.
+    const report = await report_(['--run', 'run-1']);
+    expect(report.runs).toMatchObject([
+      {
+        runId: 'run-1',
+        counts: { intended: 5, landed: 5, inDoubt: 0 },
+        journal: { status: 'completed', executions: 3, landedSteps: 5 },
+      },
+    ]);
+    expect(report.compensations.map((c: { key: string }) => c.key)).toEqual(
+      ['s5', 's4', 's3', 's2', 's1'].map((x) => `run-1/${x}`),
+    );
   });
 
   it('a worker killed while its effect was in flight leaves it in doubt: the resume does not send it again', async () => {
@@ -225,5 +256,11 @@ describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worke
       step: 's3',
     });
     await journal.close();
+    const report = await report_([]);
+    expect(report.runs[0]).toMatchObject({
+      counts: { intended: 3, landed: 2, inDoubt: 1 },
+      journal: { status: 'in-doubt' },
+    });
+    expect(report.inDoubt.map((e: { key: string }) => e.key)).toEqual(['run-1/s3']);
   });
 });

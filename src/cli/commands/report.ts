@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util';
 import { ErrorCode, KillSwitchError } from '../../errors.js';
 import { FileSideEffectLedger } from '../../ledger/file-side-effect-ledger.js';
 import type { SideEffectLedger } from '../../ledger/side-effect-ledger.js';
+import { FileRunJournal } from '../../run/file-run-journal.js';
+import type { RunState } from '../../run/run-record.js';
 import {
   buildRecoveryReport,
   formatRecoveryReport,
@@ -21,7 +23,8 @@ import {
 import { dataDirOf, redact } from '../internal/store-factory.js';
 
 const HELP = `usage: killswitch report [--run <id>] [--tenant <t>] [--capability <c>] [--since-seq <n>]
-                        [--ledger <path>|postgres://…] [--log <flips.jsonl>] [--json]
+                        [--ledger <path>|postgres://…] [--log <flips.jsonl>]
+                        [--runs <runs.jsonl>] [--json]
 
 The recovery report (KS-10.4): per run, the effects intended vs landed, the effects in doubt
 (an intent or an abort with no outcome: they may or may not have landed), the ones that landed
@@ -36,6 +39,8 @@ list (newest first) drawn from the actions effects declared with their intents. 
   --ledger <where>     a ledger file (read only, never modified) or a postgres:// URL
                        (default $KILLSWITCH_LEDGER, else <data-dir>/effects.jsonl)
   --log <path>         a flip-log file to read flip n from, instead of the control plane
+  --runs <path>        a run journal (read only): each run's status (running, halted, in-doubt,
+                       completed, ...), executions and workers, and runs refused before any effect
 ${REMOTE_HELP}
 
 exit codes: 0 report printed, 1 the ledger or the flip could not be read, 2 usage error,
@@ -60,13 +65,14 @@ export const command: CliCommand = {
           'since-seq': { type: 'string' },
           ledger: { type: 'string' },
           log: { type: 'string' },
+          runs: { type: 'string' },
         },
         strict: true,
         allowPositionals: false,
       }).values;
       sinceSeq = intFlag('since-seq', values['since-seq']);
       if (sinceSeq === 0) throw new UsageError('--since-seq must be at least 1');
-      for (const k of ['run', 'tenant', 'capability', 'ledger', 'log'] as const) {
+      for (const k of ['run', 'tenant', 'capability', 'ledger', 'log', 'runs'] as const) {
         if (values[k] === '') throw new UsageError(`--${k} must not be empty`);
       }
     } catch (err) {
@@ -88,7 +94,8 @@ export const command: CliCommand = {
         nonEmpty(io.env['KILLSWITCH_LEDGER']) ??
         join(dataDirOf(values['data-dir'], io.env), 'effects.jsonl');
       ledger = await openLedger(where);
-      const report = buildRecoveryReport(await ledger.entries(), filter);
+      const runStates = values.runs === undefined ? [] : await readRuns(values.runs);
+      const report = buildRecoveryReport(await ledger.entries(), filter, runStates);
       if (values.json === true) io.stdout(JSON.stringify({ ledger: describe(where), ...report }));
       else {
         io.stdout(`ledger: ${describe(where)}`);
@@ -102,6 +109,22 @@ export const command: CliCommand = {
     }
   },
 };
+
+/** Every run of a run journal file, read only (a reader never locks or cuts it). */
+async function readRuns(path: string): Promise<RunState[]> {
+  const abs = resolve(path);
+  try {
+    await access(abs);
+  } catch {
+    throw new KillSwitchError(ErrorCode.STORE_UNAVAILABLE, `no run journal at ${abs}`);
+  }
+  const journal = new FileRunJournal({ path: abs, logger: { warn: () => undefined } });
+  try {
+    return await journal.runs();
+  } finally {
+    await journal.close();
+  }
+}
 
 /** When flip `seq` was appended: from a flip-log file, or from the control plane. */
 async function flipTime(

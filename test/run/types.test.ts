@@ -1,18 +1,17 @@
 import { describe, expectTypeOf, it } from 'vitest';
 import type { EffectBody } from '../../src/guard/index.js';
 import type { LedgerEntry, SideEffectLedger } from '../../src/ledger/index.js';
-import { PostgresSideEffectLedger } from '../../providers/postgres-ledger/index.js';
+import type { PostgresSideEffectLedger } from '../../providers/postgres-ledger/index.js';
 import { buildRecoveryReport, type RecoveryReport } from '../../src/report/index.js';
+import type { DurableRunner, FileRunJournal, MemoryRunJournal } from '../../src/run/index.js';
 import {
-  DurableRunner,
-  FileRunJournal,
-  MemoryRunJournal,
   type RunHandle,
   type RunJournal,
   type RunState,
   type RunStatus,
 } from '../../src/run/index.js';
-import { ReleaseGate, type ReleaseRecord } from '../../src/server/index.js';
+import type { ReleaseGate } from '../../src/server/index.js';
+import { type ReleaseRecord } from '../../src/server/index.js';
 
 describe('KS-10 public types', () => {
   it('journals are RunJournals; the PostgreSQL ledger is a SideEffectLedger', () => {

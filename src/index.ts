@@ -14,3 +14,5 @@ export * from './schedule/index.js';
 export * from './queue/index.js';
 export * from './tripwire/index.js';
 export * from './telemetry/index.js';
+export * from './run/index.js';
+export * from './report/index.js';

@@ -444,9 +444,11 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
   // The children also open raw connections to a floor server; here one that only holds them.
   const holders = new Set<ServerResponse>();
   const holder = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    res.write('retry: 1000\n\n');
     holders.add(res);
   });
+  holder.keepAliveTimeout = 0;
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
   const holderUrl = `http://127.0.0.1:${(holder.address() as AddressInfo).port}/`;
   const rows: Record<string, unknown>[] = [];

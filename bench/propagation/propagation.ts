@@ -260,6 +260,12 @@ async function main(): Promise<void> {
       const acceptedInServer = acceptedAt.get(answer.flip.seq)!;
       const rs = await collect(children, 'remote', answer.flip.seq, acceptedInServer);
       lastRecord = answer.flip;
+      // Fairness: the remote round's acknowledgements must not spill into the floor's round
+      // (they would slow the floor and flatter the ratio). Wait until every subscriber's ack
+      // arrived (stop complete), at most 2 s, then let the processes settle.
+      for (let t = 0; t < 200 && plane.tracker.status(answer.flip.seq)?.complete !== true; t++) {
+        await sleep(10);
+      }
       if (!floorFirst) {
         await sleep(50);
         fs = await floorRound(answer.flip);

@@ -1,10 +1,4 @@
-import { access, open, readFile, truncate, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
-import { Mutex } from '../internal/mutex.js';
-// The flip log's lock (a claim directory that survives SIGKILL and never steals a live claim):
-// one writer per journal file, and a SIGKILLed worker's claim is taken over by the next one.
-import { LockFile } from '../internal/lock-file.js';
+import { JsonLinesFile } from '../internal/json-lines-file.js';
 import { RunIndex } from './internal/run-index.js';
 import { RunJournalCorruptError } from './run-journal-corrupt-error.js';
 import type { RunJournal } from './run-journal.js';
@@ -24,9 +18,6 @@ export interface FileRunJournalOptions {
   /** Told when a torn last line is cut and when a dead worker's lock claim is removed. @default console */
   readonly logger?: { warn(message: string): void };
 }
-
-const State = { NEW: 'new', OPEN: 'open', FAILED: 'failed', CLOSED: 'closed' } as const;
-type State = (typeof State)[keyof typeof State];
 
 /**
  * The run journal in a JSON-lines file shared by path between worker processes (one at a time
@@ -49,28 +40,21 @@ type State = (typeof State)[keyof typeof State];
  */
 export class FileRunJournal implements RunJournal {
   readonly path: string;
-  readonly #fsync: boolean;
-  readonly #logger: { warn(message: string): void };
   readonly #index = new RunIndex();
-  readonly #mutex = new Mutex();
-  #state: State = State.NEW;
-  #opening: Promise<void> | undefined;
-  #writer: Promise<void> | undefined;
-  #fh: FileHandle | undefined;
-  #lock: LockFile | undefined;
-  #failure: unknown;
+  readonly #file: JsonLinesFile<RunRecord>;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a missing path or a non-boolean fsync */
   constructor(options: FileRunJournalOptions) {
-    if (typeof options?.path !== 'string' || options.path.length === 0) {
-      throw new InvalidOptionError('path', 'a non-empty file path', options?.path);
-    }
-    if (options.fsync !== undefined && typeof options.fsync !== 'boolean') {
-      throw new InvalidOptionError('fsync', 'a boolean', options.fsync);
-    }
-    this.path = options.path;
-    this.#fsync = options.fsync ?? true;
-    this.#logger = options.logger ?? console;
+    this.#file = new JsonLinesFile<RunRecord>({
+      ...options,
+      what: 'run journal',
+      parse: parseRunRecord,
+      // KS-10.1.3 only a torn last line (a crash mid-write, never acknowledged) is cut.
+      corrupt: (path, line, detail) => new RunJournalCorruptError(path, line, detail),
+      reset: () => this.#index.clear(),
+      apply: (r) => this.#index.apply(r),
+    });
+    this.path = this.#file.path;
   }
 
   /**
@@ -80,83 +64,7 @@ export class FileRunJournal implements RunJournal {
    * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` when the file cannot be read
    */
   open(): Promise<void> {
-    if (this.#state === State.CLOSED) return Promise.reject(closedError());
-    this.#opening ??= (async () => {
-      await this.#load(false);
-      if (this.#state === State.NEW) this.#state = State.OPEN;
-    })().catch((err: unknown) => {
-      this.#opening = undefined;
-      throw err;
-    });
-    return this.#opening;
-  }
-
-  async #load(cut: boolean): Promise<{ created: boolean }> {
-    let buf: Buffer;
-    let created = false;
-    try {
-      buf = await readFile(this.path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        throw unavailable(`cannot read ${this.path}`, err);
-      buf = Buffer.alloc(0);
-      created = true;
-    }
-    // KS-10.1.3 a torn last line (a crash mid-write, never acknowledged) is cut by the writer.
-    const end = buf.lastIndexOf(0x0a) + 1;
-    const text = buf.subarray(0, end).toString('utf8');
-    const lines = text.length === 0 ? [] : text.slice(0, -1).split('\n');
-    const records: RunRecord[] = [];
-    for (let i = 0; i < lines.length; i++) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(lines[i]!);
-      } catch {
-        throw new RunJournalCorruptError(this.path, i + 1, 'not JSON');
-      }
-      try {
-        records.push(parseRunRecord(parsed));
-      } catch (err) {
-        throw new RunJournalCorruptError(this.path, i + 1, (err as Error).message);
-      }
-    }
-    if (end < buf.length && cut) {
-      try {
-        await truncate(this.path, end);
-      } catch (err) {
-        throw unavailable(`cannot cut the torn last line of ${this.path}`, err);
-      }
-      this.#logger.warn(
-        `run journal ${this.path}: cut a torn last line (${buf.length - end} bytes) at line ${lines.length + 1}`,
-      );
-    }
-    this.#index.clear();
-    for (const r of records) this.#index.apply(r);
-    return { created };
-  }
-
-  #becomeWriter(): Promise<void> {
-    this.#writer ??= (async () => {
-      let lock: LockFile | undefined;
-      let fh: FileHandle | undefined;
-      try {
-        await access(dirname(this.path));
-        lock = await LockFile.acquire(`${this.path}.lock`, (m) => this.#logger.warn(m));
-        const { created } = await this.#load(true);
-        fh = await open(this.path, 'a');
-        await fh.sync();
-        if (created) await syncDir(dirname(this.path));
-      } catch (err) {
-        await fh?.close().catch(() => undefined);
-        await lock?.release().catch(() => undefined);
-        this.#writer = undefined;
-        if (err instanceof KillSwitchError) throw err;
-        throw unavailable(`cannot open ${this.path} for appending`, err);
-      }
-      this.#fh = fh;
-      this.#lock = lock;
-    })();
-    return this.#writer;
+    return this.#file.open();
   }
 
   /**
@@ -165,12 +73,8 @@ export class FileRunJournal implements RunJournal {
    *
    * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` when another live process holds the lock
    */
-  async acquire(): Promise<void> {
-    await this.open();
-    await this.#mutex.run(async () => {
-      if (this.#state === State.CLOSED) throw closedError();
-      await this.#becomeWriter();
-    });
+  acquire(): Promise<void> {
+    return this.#file.acquire();
   }
 
   /**
@@ -179,96 +83,27 @@ export class FileRunJournal implements RunJournal {
    * @throws {ValidationError} `KS_INVALID_INPUT` (nothing written)
    * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE`, `KS_STORE_CLOSED`
    */
-  async append(record: RunRecord): Promise<void> {
-    const r = parseRunRecord(record);
-    let line: string;
-    try {
-      line = `${JSON.stringify(r)}\n`;
-    } catch (err) {
-      throw new KillSwitchError(
-        ErrorCode.INVALID_INPUT,
-        `run record not JSON-serialisable: ${(err as Error).message}`,
-      );
-    }
-    await this.open();
-    return this.#mutex.run(async () => {
-      if (this.#state === State.CLOSED) throw closedError();
-      if (this.#state === State.FAILED)
-        throw unavailable(
-          `an earlier write to ${this.path} failed; reopen the journal`,
-          this.#failure,
-        );
-      await this.#becomeWriter();
-      const fh = this.#fh!;
-      try {
-        const bytes = Buffer.from(line, 'utf8');
-        const { bytesWritten } = await fh.write(bytes);
-        if (bytesWritten !== bytes.length)
-          throw new Error(`short write (${bytesWritten} of ${bytes.length} bytes)`);
-        if (this.#fsync) await fh.datasync();
-      } catch (err) {
-        this.#state = State.FAILED;
-        this.#failure = err;
-        throw unavailable(`cannot append to ${this.path}`, err);
-      }
-      this.#index.apply(r);
-    });
+  append(record: RunRecord): Promise<void> {
+    return this.#file.append(record);
   }
 
   async run(runId: string): Promise<RunState | undefined> {
-    await this.#ready();
+    await this.#file.ready();
     return this.#index.run(runId);
   }
 
   async runs(): Promise<RunState[]> {
-    await this.#ready();
+    await this.#file.ready();
     return this.#index.runs();
   }
 
   async records(runId?: string): Promise<RunRecord[]> {
-    await this.#ready();
+    await this.#file.ready();
     return this.#index.records(runId);
   }
 
   /** Waits for pending appends, then closes the file and releases the lock. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#state === State.CLOSED) return;
-    await this.#opening?.catch(() => undefined);
-    await this.#mutex.run(async () => {
-      this.#state = State.CLOSED;
-      await this.#writer?.catch(() => undefined);
-      const fh = this.#fh;
-      const lock = this.#lock;
-      this.#fh = undefined;
-      this.#lock = undefined;
-      await fh?.close();
-      await lock?.release();
-    });
-  }
-
-  async #ready(): Promise<void> {
-    await this.open();
-    if (this.#state === State.CLOSED) throw closedError();
-  }
-}
-
-function closedError(): KillSwitchError {
-  return new KillSwitchError(ErrorCode.STORE_CLOSED, 'run journal is closed');
-}
-
-function unavailable(message: string, cause: unknown): KillSwitchError {
-  const why = cause instanceof Error ? `: ${cause.message}` : '';
-  return new KillSwitchError(ErrorCode.STORE_UNAVAILABLE, `${message}${why}`, { cause });
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // Some platforms cannot open directories; the file's own fsync is the best available there.
-  } finally {
-    await fh?.close();
+  close(): Promise<void> {
+    return this.#file.close();
   }
 }

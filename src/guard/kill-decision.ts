@@ -1,10 +1,10 @@
 import {
-  ProviderStatus,
   type Client,
   type EvaluationContext,
   type EvaluationDetails,
 } from '@openfeature/server-sdk';
 import { HaltCause, type FlipSummary } from '../errors.js';
+import { evaluateKillFlag } from '../hooks/evaluate-kill-flag.js';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import type { KillContext, Selector } from '../model/selector.js';
 
@@ -114,18 +114,8 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
  * @param ctx - the effect's kill attributes
  */
 export async function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
-  // KS-4.1.10 a provider that told the SDK it is STALE or in ERROR still answers evaluations (the
-  // SDK only short-circuits NOT_READY and FATAL); its answer cannot be trusted, so fail closed.
-  const status = (client as { readonly providerStatus?: unknown }).providerStatus;
-  if (status === ProviderStatus.STALE)
-    return { halted: true, cause: HaltCause.STALE, reason: 'STALE' };
-  if (status === ProviderStatus.ERROR) {
-    return { halted: true, cause: HaltCause.ERROR, reason: 'provider status ERROR' };
-  }
-  try {
-    return decide(await client.getBooleanDetails(KILL_SWITCH_FLAG, true, toEvaluationContext(ctx)));
-  } catch {
-    // The SDK does not throw from evaluations, but a custom client might: fail closed.
-    return { halted: true, cause: HaltCause.ERROR, reason: 'ERROR' };
-  }
+  // KS-4.1.10 one fail-closed evaluation for the hook helpers and the guard: it also reads the
+  // provider's status before and after the call (a provider in STALE or ERROR still answers, and
+  // one can go STALE while the evaluation is in flight). It never rejects.
+  return decide(await evaluateKillFlag(client, KILL_SWITCH_FLAG, toEvaluationContext(ctx)));
 }

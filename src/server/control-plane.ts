@@ -404,17 +404,20 @@ class ControlPlaneServer implements ControlPlane {
       void this.#resync((err as Error).message);
       return;
     }
-    this.#ids.add(r.id);
+    // The fan-out goes first; the bookkeeping after it costs O(workers) and would delay every
+    // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
+    // records the append, at the time taken before the broadcast, before any ack is handled.
+    const appendedAt = this.#now();
     const event = encodeEvent('flip', r, r.seq);
+    this.#hub.broadcast(event);
+    this.tracker.flipAppended(r.seq, appendedAt);
+    this.#ids.add(r.id);
     this.#ring.push(event);
     if (this.#ring.length > this.#maxReplay * 2) {
       const cut = this.#ring.length - this.#maxReplay;
       this.#ring = this.#ring.slice(cut);
       this.#ringFirst += cut;
     }
-    // The tracker records the append time before any worker can see (and ack) the record.
-    this.tracker.flipAppended(r.seq);
-    this.#hub.broadcast(event);
     const waiters = this.#appliedWaiters.get(r.seq);
     if (waiters) {
       this.#appliedWaiters.delete(r.seq);

@@ -74,6 +74,8 @@ export interface FlipFleetStatus {
 
 interface Worker {
   readonly id: string;
+  /** Position in creation order, never reused: tracked flips find the worker by it. */
+  readonly slot: number;
   release: string | undefined;
   connections: number;
   lastAckSeq: number | null;
@@ -81,21 +83,33 @@ interface Worker {
   lastSeenAt: number;
 }
 
-interface Pending {
-  readonly release: string | undefined;
-  readonly lastAckSeq: number | null;
-  readonly deadline: number;
-}
-
+/**
+ * One flip's fleet answer, kept as parallel columns rather than an object per worker: a flip
+ * tracked with a thousand workers costs about 45 bytes per worker instead of two map entries and
+ * two objects (~130 bytes). Entry `i` is one worker that held a lease (or had acknowledged the
+ * flip already) when the flip was appended; `slots` is ascending, so an ack finds its entry by
+ * binary search.
+ */
 interface TrackedFlip {
   readonly seq: number;
   readonly appendedAt: number;
-  readonly pending: Map<string, Pending>;
-  readonly acked: Map<string, AckedWorker>;
+  readonly slots: Float64Array;
+  readonly ids: string[];
+  readonly releases: (string | undefined)[];
+  /** The worker's last acknowledged seq at the append (NaN: none). */
+  readonly lastAckSeq: Float64Array;
+  /** When its lease runs out for this flip (NaN: acknowledged before the append). */
+  readonly deadline: Float64Array;
+  /** When it acknowledged the flip (NaN: pending). */
+  readonly ackAt: Float64Array;
+  pending: number;
   readonly alreadyStale: { readonly workerId: string; readonly release?: string }[];
   /** The latest pending deadline. */
-  lastDeadline: number;
+  readonly lastDeadline: number;
 }
+
+/** Workers with no stream and no ack are looked for at most this often (an ack would otherwise scan the fleet). */
+const PRUNE_EVERY_MS = 1000;
 
 /**
  * Who has applied which flip, and when each stop was complete. Pure: no timers, no I/O; time
@@ -110,6 +124,9 @@ interface TrackedFlip {
  * The head the ack answer carries is the tracker's head, which moves in the same step that
  * records a flip's append time: an ack answered after `s` was recorded tells the worker it is
  * behind (so it does not extend its lease), and an ack received before counts as "before `s`".
+ *
+ * Cost: an ack is O(open flips x log workers); an append is O(workers) and keeps ~45 bytes per
+ * worker for each of the last `maxTrackedFlips` flips. KS-13.7
  *
  * @example
  * ```ts
@@ -131,6 +148,8 @@ export class FleetTracker {
   /** Flips with workers still pending. */
   readonly #open = new Set<TrackedFlip>();
   #head = 0;
+  #nextSlot = 0;
+  #lastPrune = -Infinity;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: FleetTrackerOptions = {}) {
@@ -190,51 +209,88 @@ export class FleetTracker {
         continue;
       }
       if (ack.seq < f.seq) continue;
-      const p = f.pending.get(ack.workerId);
+      const i = indexOf(f.slots, w.slot);
       // An ack after the lease ran out changes nothing: the worker already counted as stopped
       // at its lease expiry, and stays listed as a laggard whose lease expired.
-      if (p === undefined || now >= p.deadline) continue;
-      f.pending.delete(ack.workerId);
-      f.acked.set(ack.workerId, acked(ack.workerId, w.release, now, f.appendedAt));
-      if (f.pending.size === 0) this.#open.delete(f);
+      if (i < 0 || !Number.isNaN(f.ackAt[i]!) || now >= f.deadline[i]!) continue;
+      f.ackAt[i] = now;
+      f.releases[i] = w.release;
+      if (--f.pending === 0) this.#open.delete(f);
     }
-    this.#prune(now);
+    if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
     return { head: this.#head, serverTime: now, staleAfterMs: this.staleAfterMs };
   }
 
   /**
    * A flip was appended (the server saw it committed). Snapshots which workers hold a lease and
    * until when. Seqs at or below the head are ignored.
+   *
+   * @param appendedAt - when the server saw it committed (default: now); the control plane
+   *   takes the time before it writes the event to the streams and records it right after, so
+   *   the bookkeeping does not delay the fan-out (no ack can be handled in between).
    */
-  flipAppended(seq: number): void {
+  flipAppended(seq: number, appendedAt: number = this.#now()): void {
     if (seq <= this.#head) return;
     this.#head = seq;
-    const now = this.#now();
+    const now = appendedAt;
+    let n = 0;
+    let stale = 0;
+    for (const w of this.#workers.values()) {
+      const kind = classify(w, seq, now, this.staleAfterMs + this.leaseMarginMs);
+      if (kind === ACKED || kind === PENDING) n++;
+      else if (kind === STALE) stale++;
+    }
+    const slots = new Float64Array(n);
+    const ids: string[] = new Array<string>(n);
+    const releases: (string | undefined)[] = new Array<string | undefined>(n);
+    const lastAckSeq = new Float64Array(n);
+    const deadline = new Float64Array(n);
+    const ackAt = new Float64Array(n);
+    const alreadyStale: { workerId: string; release?: string }[] = new Array(stale);
+    let i = 0;
+    let s = 0;
+    let pending = 0;
+    let lastDeadline = now;
+    for (const w of this.#workers.values()) {
+      const kind = classify(w, seq, now, this.staleAfterMs + this.leaseMarginMs);
+      if (kind === STALE) {
+        alreadyStale[s++] =
+          w.release === undefined ? { workerId: w.id } : { workerId: w.id, release: w.release };
+        continue;
+      }
+      if (kind === IGNORED) continue;
+      slots[i] = w.slot;
+      ids[i] = w.id;
+      releases[i] = w.release;
+      lastAckSeq[i] = w.lastAckSeq ?? NaN;
+      if (kind === ACKED) {
+        // Acknowledged through another replica before this one saw the record.
+        deadline[i] = NaN;
+        ackAt[i] = now;
+      } else {
+        const d = w.lastAckAt! + this.staleAfterMs + this.leaseMarginMs;
+        deadline[i] = d;
+        ackAt[i] = NaN;
+        pending++;
+        if (d > lastDeadline) lastDeadline = d;
+      }
+      i++;
+    }
     const f: TrackedFlip = {
       seq,
       appendedAt: now,
-      pending: new Map(),
-      acked: new Map(),
-      alreadyStale: [],
-      lastDeadline: now,
+      slots,
+      ids,
+      releases,
+      lastAckSeq,
+      deadline,
+      ackAt,
+      pending,
+      alreadyStale,
+      lastDeadline,
     };
-    for (const w of this.#workers.values()) {
-      const deadline =
-        w.lastAckAt === null ? null : w.lastAckAt + this.staleAfterMs + this.leaseMarginMs;
-      if (w.lastAckSeq !== null && w.lastAckSeq >= seq) {
-        // Acknowledged through another replica before this one saw the record.
-        f.acked.set(w.id, acked(w.id, w.release, now, now));
-      } else if (deadline !== null && deadline > now) {
-        f.pending.set(w.id, { release: w.release, lastAckSeq: w.lastAckSeq, deadline });
-        f.lastDeadline = Math.max(f.lastDeadline, deadline);
-      } else if (w.connections > 0) {
-        f.alreadyStale.push(
-          w.release === undefined ? { workerId: w.id } : { workerId: w.id, release: w.release },
-        );
-      }
-    }
     this.#flips.set(seq, f);
-    if (f.pending.size > 0) this.#open.add(f);
+    if (pending > 0) this.#open.add(f);
     while (this.#flips.size > this.#maxTracked) {
       const oldest = this.#flips.values().next().value as TrackedFlip;
       this.#flips.delete(oldest.seq);
@@ -248,24 +304,37 @@ export class FleetTracker {
     if (f === undefined) return undefined;
     const now = this.#now();
     const laggards: Laggard[] = [];
+    const acknowledged: AckedWorker[] = [];
     let stoppedAt = f.appendedAt;
     let complete = true;
-    for (const [workerId, p] of f.pending) {
-      const expired = p.deadline <= now;
+    for (let i = 0; i < f.ids.length; i++) {
+      const workerId = f.ids[i]!;
+      const release = f.releases[i];
+      const at = f.ackAt[i]!;
+      if (!Number.isNaN(at)) {
+        acknowledged.push({
+          workerId,
+          ...(release === undefined ? {} : { release }),
+          at,
+          latencyMs: Math.max(0, at - f.appendedAt),
+        });
+        if (at > stoppedAt) stoppedAt = at;
+        continue;
+      }
+      const deadline = f.deadline[i]!;
+      const expired = deadline <= now;
+      const last = f.lastAckSeq[i]!;
       laggards.push({
         workerId,
-        ...(p.release === undefined ? {} : { release: p.release }),
-        lastAckSeq: p.lastAckSeq,
-        leaseExpiresAt: p.deadline,
+        ...(release === undefined ? {} : { release }),
+        lastAckSeq: Number.isNaN(last) ? null : last,
+        leaseExpiresAt: deadline,
         leaseExpired: expired,
       });
-      if (expired) stoppedAt = Math.max(stoppedAt, p.deadline);
+      if (expired) stoppedAt = Math.max(stoppedAt, deadline);
       else complete = false;
     }
-    const acknowledged = [...f.acked.values()].sort(
-      (a, b) => a.at - b.at || cmp(a.workerId, b.workerId),
-    );
-    for (const a of acknowledged) stoppedAt = Math.max(stoppedAt, a.at);
+    acknowledged.sort((a, b) => a.at - b.at || cmp(a.workerId, b.workerId));
     laggards.sort((a, b) => cmp(a.workerId, b.workerId));
     return {
       seq: f.seq,
@@ -289,8 +358,10 @@ export class FleetTracker {
     if (f === undefined) return undefined;
     const now = this.#now();
     let next: number | undefined;
-    for (const p of f.pending.values()) {
-      if (p.deadline > now && (next === undefined || p.deadline < next)) next = p.deadline;
+    for (let i = 0; i < f.ids.length; i++) {
+      if (!Number.isNaN(f.ackAt[i]!)) continue;
+      const d = f.deadline[i]!;
+      if (d > now && (next === undefined || d < next)) next = d;
     }
     return next;
   }
@@ -323,6 +394,7 @@ export class FleetTracker {
     if (w === undefined) {
       w = {
         id,
+        slot: this.#nextSlot++,
         release,
         connections: 0,
         lastAckSeq: null,
@@ -337,24 +409,37 @@ export class FleetTracker {
   }
 
   #prune(now: number): void {
+    this.#lastPrune = now;
     for (const [id, w] of this.#workers) {
       if (w.connections === 0 && now - w.lastSeenAt > this.#forgetAfterMs) this.#workers.delete(id);
     }
   }
 }
 
-function acked(
-  workerId: string,
-  release: string | undefined,
-  at: number,
-  appendedAt: number,
-): AckedWorker {
-  return {
-    workerId,
-    ...(release === undefined ? {} : { release }),
-    at,
-    latencyMs: Math.max(0, at - appendedAt),
-  };
+const IGNORED = 0;
+const ACKED = 1;
+const PENDING = 2;
+const STALE = 3;
+
+/** How a worker enters a flip's answer when it is appended at `now`. */
+function classify(w: Worker, seq: number, now: number, leaseMs: number): number {
+  if (w.lastAckSeq !== null && w.lastAckSeq >= seq) return ACKED;
+  if (w.lastAckAt !== null && w.lastAckAt + leaseMs > now) return PENDING;
+  return w.connections > 0 ? STALE : IGNORED;
+}
+
+/** Index of `slot` in the ascending `slots`, or -1. */
+function indexOf(slots: Float64Array, slot: number): number {
+  let lo = 0;
+  let hi = slots.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = slots[mid]!;
+    if (v === slot) return mid;
+    if (v < slot) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 function cmp(a: string, b: string): number {

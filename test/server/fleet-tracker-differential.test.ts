@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { FleetTracker } from '../../src/server/index.js';
+import { OracleFleetTracker } from './fleet-tracker-oracle.js';
+
+/**
+ * KS-6.2.4, KS-6.2.5, KS-13.7: the compact fleet tracker (columns per flip, acks found by binary
+ * search, forgetting checked at most once a second) gives the same answers as the reference
+ * tracker (a map entry and an object per worker and flip) for any sequence of connects,
+ * disconnects, acks, appends and clock steps.
+ */
+type Op =
+  | { op: 'ack'; w: number; seqBack: number; release: string | undefined }
+  | { op: 'connect'; w: number }
+  | { op: 'disconnect'; w: number }
+  | { op: 'append' }
+  | { op: 'advance'; ms: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      op: fc.constant('ack' as const),
+      w: fc.nat(7),
+      seqBack: fc.nat(3),
+      release: fc.option(fc.constantFrom('v1', 'v2'), { nil: undefined }),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('connect' as const), w: fc.nat(7) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('disconnect' as const), w: fc.nat(7) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('append' as const) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      op: fc.constant('advance' as const),
+      ms: fc.oneof(fc.nat(50), fc.integer({ min: 1000, max: 4000 })),
+    }),
+  },
+);
+
+describe('KS-13.7 the compact fleet tracker answers as the reference tracker', () => {
+  it('same status, deadlines, workers and ack answers for random histories', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 120 }), (ops) => {
+        let now = 5_000_000;
+        const opts = {
+          staleAfterMs: 3000,
+          leaseMarginMs: 100,
+          // Forgetting is not compared here: the reference forgets on every ack, the compact
+          // tracker at most once a second (tested on its own below).
+          forgetAfterMs: 10_000_000,
+          maxTrackedFlips: 5,
+          now: () => now,
+        };
+        const a = new FleetTracker(opts);
+        const b = new OracleFleetTracker(opts);
+        const closers: (() => void)[][] = Array.from({ length: 8 }, () => []);
+        let head = 0;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'ack': {
+              const ack = {
+                workerId: `w${o.w}`,
+                release: o.release,
+                seq: Math.max(0, head - o.seqBack),
+              };
+              expect(a.ack(ack)).toEqual(b.ack(ack));
+              break;
+            }
+            case 'connect': {
+              const ca = a.connect(`w${o.w}`);
+              const cb = b.connect(`w${o.w}`);
+              closers[o.w]!.push(() => {
+                ca();
+                cb();
+              });
+              break;
+            }
+            case 'disconnect':
+              closers[o.w]!.shift()?.();
+              break;
+            case 'append':
+              head++;
+              a.flipAppended(head);
+              b.flipAppended(head);
+              break;
+            case 'advance':
+              now += o.ms;
+              break;
+          }
+          for (let s = Math.max(1, head - 6); s <= head; s++) {
+            expect(a.status(s)).toEqual(b.status(s));
+            expect(a.nextDeadline(s)).toEqual(b.nextDeadline(s));
+          }
+          expect(a.head).toBe(b.head);
+        }
+        expect(a.workers()).toEqual(b.workers());
+      }),
+      { seed: Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31), verbose: true, numRuns: 300 },
+    );
+  });
+
+  it('a flip appended with an explicit time is recorded at that time', () => {
+    let now = 1000;
+    const t = new FleetTracker({ now: () => now });
+    t.ack({ workerId: 'w', seq: 0 });
+    now = 1010;
+    t.flipAppended(1, 1005);
+    now = 1012;
+    t.ack({ workerId: 'w', seq: 1 });
+    expect(t.status(1)).toMatchObject({
+      appendedAt: 1005,
+      complete: true,
+      completeAfterMs: 7,
+      acknowledged: [{ workerId: 'w', at: 1012, latencyMs: 7 }],
+    });
+  });
+
+  it('forgets a worker with no stream and no ack for forgetAfterMs (checked at most once a second)', () => {
+    let now = 0;
+    const t = new FleetTracker({ forgetAfterMs: 5000, now: () => now });
+    t.ack({ workerId: 'gone', seq: 0 });
+    const close = t.connect('kept');
+    now = 5001;
+    t.ack({ workerId: 'other', seq: 0 }); // prunes: 'gone' was last seen 5001 ms ago
+    expect(t.workers().map((w) => w.id)).toEqual(['kept', 'other']);
+    close();
+  });
+
+  it('2,000 workers acknowledging one flip are each found and recorded', () => {
+    let now = 0;
+    const t = new FleetTracker({ now: () => now });
+    for (let i = 0; i < 2000; i++) t.ack({ workerId: `w${i}`, seq: 0 });
+    t.flipAppended(1);
+    for (let i = 0; i < 2000; i++) t.ack({ workerId: `w${i}`, seq: 1 });
+    now += 1;
+    const s = t.status(1)!;
+    expect(s.applied).toBe(2000);
+    expect(s.complete).toBe(true);
+    expect(s.laggards).toEqual([]);
+  });
+});

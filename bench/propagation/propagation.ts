@@ -113,6 +113,12 @@ class Child {
     }
   }
 
+  /** Has the child take its CPU baseline for the next round, and waits until it did. */
+  async mark(): Promise<void> {
+    this.send({ type: 'mark' });
+    await this.next('marked');
+  }
+
   async stop(): Promise<void> {
     this.send({ type: 'stop' });
     await this.next('stopped').catch(() => undefined);
@@ -124,7 +130,7 @@ interface RoundStats {
   readonly median: number;
   readonly slowest: number;
   readonly missing: number;
-  /** CPU the subscriber processes spent between their first and last subscriber (summed). */
+  /** CPU the subscriber processes spent from the round's start to their last subscriber (summed). */
   readonly childCpuMs: number;
 }
 
@@ -242,6 +248,7 @@ async function main(): Promise<void> {
         // The same event bytes the control plane sends (only the id differs, to tell rounds apart).
         const id = 1_000_000 + round;
         const bytes = encodeEvent('flip', record, id);
+        await Promise.all(children.map((c) => c.mark()));
         const t0 = performance.now();
         for (const res of floorClients) res.write(bytes);
         return collect(children, 'floor', id, t0);
@@ -250,6 +257,7 @@ async function main(): Promise<void> {
         fs = await floorRound(lastRecord!);
         await sleep(50);
       }
+      await Promise.all(children.map((c) => c.mark()));
       const sent = performance.now();
       const answer = await postFlip(plane.url, {
         action: 'halt',

@@ -128,8 +128,7 @@ process.on('message', (m: ToWorker) => {
   else if (m.type === 'mark') {
     cpuAtMark = process.cpuUsage();
     send({ type: 'marked' });
-  }
-  else if (m.type === 'init')
+  } else if (m.type === 'init')
     init(m).catch((err: unknown) => send({ type: 'error', message: String(err) }));
   else if (m.type === 'stop') {
     void Promise.all(sources.map((s) => s.stop())).then(() => {

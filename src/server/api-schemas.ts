@@ -42,6 +42,57 @@ export const ackRequestSchema = z.strictObject({
 });
 export type AckRequest = z.infer<typeof ackRequestSchema>;
 
+const WORKER_ID_RE = /^[A-Za-z0-9._:@/+=-]+$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Validates one acknowledgement: a hand-written check that accepts only what
+ * {@link ackRequestSchema} accepts, with zod deciding (and explaining) everything else. A batch
+ * from a process with a thousand subscribers holds a thousand entries per flip, and zod cost
+ * about 1.8 us per entry there. test/server/ack-fast-path.test.ts checks the two agree.
+ */
+export function safeParseAck(
+  input: unknown,
+): { success: true; data: AckRequest } | { success: false; error: z.ZodError } {
+  const fast = fastAck(input);
+  if (fast !== undefined) return { success: true, data: fast };
+  const r = ackRequestSchema.safeParse(input);
+  return r.success ? { success: true, data: r.data } : { success: false, error: r.error };
+}
+
+function fastAck(input: unknown): AckRequest | undefined {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return undefined;
+  if (Object.getPrototypeOf(input) !== Object.prototype) return undefined;
+  const o = input as Record<string, unknown>;
+  let n = 0;
+  for (const k in o) {
+    if (k !== 'workerId' && k !== 'seq' && k !== 'release') return undefined;
+    n++;
+  }
+  const { workerId, seq, release } = o;
+  if (
+    typeof workerId !== 'string' ||
+    workerId.length < 1 ||
+    workerId.length > 128 ||
+    !WORKER_ID_RE.test(workerId)
+  )
+    return undefined;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return undefined;
+  if (release === undefined) {
+    // An own property holding undefined is not something JSON produces: leave it to zod.
+    return n === 2 ? { workerId, seq } : undefined;
+  }
+  if (
+    typeof release !== 'string' ||
+    release.length < 1 ||
+    release.length > 200 ||
+    CONTROL_RE.test(release)
+  )
+    return undefined;
+  return { workerId, release, seq };
+}
+
 const intParam = (def: number, min: number, max: number) =>
   z
     .string()

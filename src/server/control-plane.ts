@@ -12,7 +12,7 @@ import { parseFlipInput, type FlipInput, type FlipRecord } from '../model/flip-r
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import {
-  ackRequestSchema,
+  safeParseAck,
   type AckRequest,
   flipRequestSchema,
   logQuerySchema,
@@ -790,7 +790,7 @@ const MAX_ACK_BATCH = 10_000;
  */
 function parseAcks(raw: unknown): AckRequest[] {
   if (raw === null || typeof raw !== 'object' || !Object.hasOwn(raw, 'acks')) {
-    const parsed = ackRequestSchema.safeParse(raw);
+    const parsed = safeParseAck(raw);
     if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
     return [parsed.data];
   }
@@ -809,7 +809,7 @@ function parseAcks(raw: unknown): AckRequest[] {
   const out: AckRequest[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < list.length; i++) {
-    const parsed = ackRequestSchema.safeParse(list[i]);
+    const parsed = safeParseAck(list[i]);
     if (!parsed.success) {
       throw new ValidationError(
         'ack batch',

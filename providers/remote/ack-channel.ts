@@ -39,6 +39,13 @@ interface ChannelKey {
 /** Most entries in one batch body (the server's default body limit is 64 KiB). */
 const MAX_BATCH_BYTES = 48 * 1024;
 
+/**
+ * Longest an acknowledgement waits for the channel's other sources to apply the same seq
+ * (KS-6.2.6). Only a channel with several sources ever waits, and only while some of them have
+ * not applied the newest seq.
+ */
+export const ACK_HOLD_MS = 5;
+
 const channels = new Map<string, AckChannel[]>();
 
 /**
@@ -84,6 +91,10 @@ export class AckChannel {
   readonly #onEmpty: () => void;
   #inFlight: AbortController | undefined;
   #flushQueued = false;
+  /** The newest seq a member asked to acknowledge, and the members that asked for it. */
+  #newest = -1;
+  readonly #atNewest = new Set<AckMember>();
+  #hold: ReturnType<typeof setTimeout> | undefined;
   /** False once the server refused a batch: send single acknowledgements from then on. */
   #batching = true;
   #agent: HttpAgent | HttpsAgent | undefined;
@@ -112,7 +123,14 @@ export class AckChannel {
   leave(member: AckMember): void {
     this.#members.delete(member);
     this.#wanted.delete(member);
-    if (this.#members.size > 0) return;
+    this.#atNewest.delete(member);
+    if (this.#members.size > 0) {
+      // The others may have been waiting for this one.
+      if (this.#wanted.size > 0) this.#schedule();
+      return;
+    }
+    if (this.#hold !== undefined) clearTimeout(this.#hold);
+    this.#hold = undefined;
     this.#inFlight?.abort();
     this.#inFlight = undefined;
     this.#agent?.destroy();
@@ -123,11 +141,44 @@ export class AckChannel {
   /**
    * Asks for an acknowledgement of the member's newest applied seq. Requests made in the same
    * turn of the event loop go in one batch; while a batch is in flight they wait for it.
+   *
+   * A flip reaches the sources of one process one socket at a time, often over several turns of
+   * the event loop. Sending the first source's acknowledgement at once put a request (about
+   * 0.35 ms of CPU when cold) between it and the rest, in the middle of the fan-out. So while some
+   * members have not applied the newest seq any member asked for, the batch waits for them, at
+   * most {@link ACK_HOLD_MS}; once every member has, it goes at the end of that turn. A channel
+   * with one member never waits. KS-6.2.6
    */
   request(member: AckMember): void {
     if (!this.#members.has(member)) return;
     this.#wanted.add(member);
+    const seq = member.seqToAck();
+    if (seq !== undefined) {
+      if (seq > this.#newest) {
+        this.#newest = seq;
+        this.#atNewest.clear();
+      }
+      if (seq === this.#newest) this.#atNewest.add(member);
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
     if (this.#inFlight || this.#flushQueued) return;
+    if (this.#atNewest.size < this.#members.size) {
+      this.#hold ??= setTimeout(() => {
+        this.#hold = undefined;
+        this.#queueFlush();
+      }, ACK_HOLD_MS);
+      return;
+    }
+    this.#queueFlush();
+  }
+
+  #queueFlush(): void {
+    if (this.#hold !== undefined) clearTimeout(this.#hold);
+    this.#hold = undefined;
+    if (this.#inFlight || this.#flushQueued || this.#members.size === 0) return;
     this.#flushQueued = true;
     setImmediate(() => {
       this.#flushQueued = false;

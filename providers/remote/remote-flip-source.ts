@@ -682,8 +682,9 @@ export class RemoteFlipSource implements FlipSource {
 
   /**
    * Acknowledges once the events already read have been handled: the channel sends in the check
-   * phase, after the other subscribers in this process (and the rest of a burst) applied, and
-   * reads our newest applied seq only then, so a burst costs one ack, not one per flip.
+   * phase, once the other sources of this process that share it applied the same seq (at most
+   * ACK_HOLD_MS later), and reads our newest applied seq only then, so a burst costs one ack, not
+   * one per flip.
    */
   #ackSoon(): void {
     this.#ack();

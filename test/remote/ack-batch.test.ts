@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { RemoteFlipSource, type RemoteClock } from '../../providers/remote/index.js';
+import { ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
 import { KillState, type FlipRecord } from '../../src/model/index.js';
 import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
 
@@ -173,6 +174,45 @@ describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
     for (let i = 0; i < 2; i++) own.server.push(`w${i}`, 'snapshot', snap0(), 0);
     await vi.waitFor(() => expect(own.server.posts).toHaveLength(2));
     expect(own.server.posts.every((p) => !('acks' in p))).toBe(true);
+  });
+});
+
+describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the same flip', () => {
+  it('the first source to apply does not send alone while the others have not applied it', async () => {
+    const { server, recs } = await fleet(3);
+    for (let i = 0; i < 3; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    const [r1] = await log(1);
+    server.head = 1;
+    server.push('w0', 'flip', r1, 1);
+    // w0 applied seq 1; w1 and w2 have not: nothing is sent in the next turns.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(server.posts).toHaveLength(1);
+    server.push('w1', 'flip', r1, 1);
+    server.push('w2', 'flip', r1, 1);
+    await vi.waitFor(() => expect(server.posts).toHaveLength(2));
+    expect(server.posts[1]).toEqual({
+      acks: [0, 1, 2].map((i) => ({ workerId: `w${i}`, release: 'r1', seq: 1 })),
+    });
+  });
+
+  it('a source that never applies it holds the others back at most ACK_HOLD_MS', async () => {
+    const { server, recs } = await fleet(2);
+    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    const [r1] = await log(1);
+    server.head = 1;
+    const t0 = performance.now();
+    server.push('w0', 'flip', r1, 1);
+    await vi.waitFor(() => expect(server.posts).toHaveLength(2), { interval: 1 });
+    const waited = performance.now() - t0;
+    expect(server.posts[1]).toEqual({ workerId: 'w0', release: 'r1', seq: 1 });
+    // Held for the hold, not for a lease or a heartbeat (those are seconds here).
+    expect(waited).toBeGreaterThanOrEqual(ACK_HOLD_MS - 1);
+    expect(waited).toBeLessThan(1000);
   });
 });
 

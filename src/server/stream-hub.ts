@@ -68,11 +68,17 @@ export class StreamHub {
     });
   }
 
-  /** Writes one encoded event to every subscriber. */
+  /**
+   * Writes one encoded event to every subscriber, now. A response write only queues the bytes
+   * (Node corks the socket and flushes it on the next tick); the broadcast usually runs inside
+   * the append's promise chain, so that tick would come only after the flip's own HTTP answer
+   * was computed and written. Uncorking here sends each subscriber's bytes during the loop.
+   */
   broadcast(event: Buffer): void {
     for (const sub of this.#subs) {
       if (sub.res.destroyed) continue;
       sub.res.write(event);
+      sub.res.socket?.uncork();
       this.#check(sub);
     }
   }

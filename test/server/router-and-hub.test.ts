@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { ServerResponse } from 'node:http';
-import { describe, expect, it } from 'vitest';
+import { createServer, request, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
 import { Router, encodeEvent, type Route } from '../../src/server/index.js';
 import { StreamHub } from '../../src/server/stream-hub.js';
 
@@ -92,6 +93,40 @@ describe('KS-5.1.12 the fan-out encodes each event once and writes the same buff
     hub.broadcast(encodeEvent('heartbeat', { head: 1, at: 2 }));
     expect(slow.destroyed).toBe(true);
     expect(drops).toEqual([{ workerId: 'big', pending: 101 }]);
+  });
+
+  it('hands each subscriber its bytes during the broadcast, not on a later tick', async () => {
+    // Node corks a response's socket on write and flushes it on the next tick; a broadcast run
+    // inside the append's promise chain would then wait for the flip's own HTTP answer.
+    const hub = new StreamHub({ maxBufferedBytes: 1 << 20 });
+    let sub: ServerResponse | undefined;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      sub = res;
+      hub.add(res, 'w', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const received: string[] = [];
+    const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) =>
+      res.on('data', (c: Buffer) => received.push(c.toString())),
+    );
+    req.end();
+    try {
+      await vi.waitFor(() => expect(hub.size).toBe(1));
+      // As in the control plane: inside a promise continuation, where Node's own uncork would
+      // come only after every chained continuation ran.
+      const left = await Promise.resolve().then(() => {
+        hub.broadcast(encodeEvent('flip', { seq: 1 }, 1));
+        return { pending: sub!.writableLength, corked: sub!.socket!.writableCorked };
+      });
+      expect(left).toEqual({ pending: 0, corked: 0 });
+      await vi.waitFor(() => expect(received.join('')).toContain('event: flip'));
+    } finally {
+      req.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('encodes SSE fields exactly', () => {

@@ -57,6 +57,7 @@ const CONFIG = {
 
 /** The context every worker evaluates with; the flag means "halted" (true = stop the agent). */
 const TENANT = 'bench-peers';
+const RELEASE = 'bench-peers-r1';
 const log = (msg) => process.stderr.write(`[peers] ${msg}\n`);
 
 // ---------------------------------------------------------------------------------------------
@@ -379,6 +380,16 @@ async function startKillSwitch(label, { ofrepPlane = false } = {}) {
   try {
     const { url } = await proc.ready;
     const auth = { authorization: `Bearer ${token}` };
+    // `serve` gates resumes on a release marked green (KS-10.5): mark the bench's release once,
+    // and name it on every resume.
+    const marked = await httpJson('POST', `${url}/v1/releases`, {
+      headers: auth,
+      body: { release: RELEASE, status: 'green', reason: 'bench/peers' },
+    });
+    if (marked.status !== 201 && marked.status !== 200 && marked.status !== 404)
+      throw new Error(
+        `marking release ${RELEASE} green answered ${marked.status}: ${marked.text.slice(0, 300)}`,
+      );
     const flip = async (halted) => {
       const r = await httpJson('POST', `${url}/v1/flips`, {
         headers: auth,
@@ -386,6 +397,7 @@ async function startKillSwitch(label, { ofrepPlane = false } = {}) {
           action: halted ? 'halt' : 'resume',
           selector: { tenant: TENANT },
           reason: 'bench/peers flip',
+          ...(halted ? {} : { release: RELEASE }),
         },
       });
       if (r.status !== 201 && r.status !== 200)

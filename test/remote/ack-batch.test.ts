@@ -177,14 +177,20 @@ describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
   });
 });
 
+/** `n` open sources (snapshot of seq 0 applied and acknowledged) and the record of seq 1. */
+async function openFleetWithRecord(n: number) {
+  const { server, recs } = await fleet(n);
+  for (let i = 0; i < n; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+  await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+  await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+  const [r1] = await log(1);
+  server.head = 1;
+  return { server, r1: r1! };
+}
+
 describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the same flip', () => {
   it('the first source to apply does not send alone while the others have not applied it', async () => {
-    const { server, recs } = await fleet(3);
-    for (let i = 0; i < 3; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
-    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
-    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
-    const [r1] = await log(1);
-    server.head = 1;
+    const { server, r1 } = await openFleetWithRecord(3);
     server.push('w0', 'flip', r1, 1);
     // w0 applied seq 1; w1 and w2 have not: nothing is sent in the next turns.
     await new Promise((r) => setImmediate(r));
@@ -199,12 +205,7 @@ describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the sa
   });
 
   it('a source that never applies it holds the others back at most ACK_HOLD_MS', async () => {
-    const { server, recs } = await fleet(2);
-    for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
-    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
-    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
-    const [r1] = await log(1);
-    server.head = 1;
+    const { server, r1 } = await openFleetWithRecord(2);
     const t0 = performance.now();
     server.push('w0', 'flip', r1, 1);
     await vi.waitFor(() => expect(server.posts).toHaveLength(2), { interval: 1 });

@@ -168,6 +168,11 @@ export class AckChannel {
     if (this.#atNewest.size < this.#members.size) {
       this.#hold ??= setTimeout(() => {
         this.#hold = undefined;
+        // Counted afresh from the next requests: a member that never reaches this seq (its
+        // stream is down, or the log was replaced and seqs started again) must not hold every
+        // later batch as well.
+        this.#newest = -1;
+        this.#atNewest.clear();
         this.#queueFlush();
       }, ACK_HOLD_MS);
       return;

@@ -1,43 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { RemoteFlipSource, type RemoteClock } from '../../providers/remote/index.js';
+import { RemoteFlipSource } from '../../providers/remote/index.js';
+import { ManualClock } from '../fixtures/manual-clock.js';
 import { ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
 import { KillState, type FlipRecord } from '../../src/model/index.js';
 import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
-
-/** A clock whose time moves only when the test says so. */
-class ManualClock implements RemoteClock {
-  t = 1_000_000;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.#timers.delete(h as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.#timers)
-        if (e[1].at <= end && (!first || e[1].at < first[1].at)) first = e;
-      if (!first) break;
-      this.#timers.delete(first[0]);
-      this.t = Math.max(this.t, first[1].at);
-      first[1].fn();
-    }
-    this.t = end;
-  }
-}
 
 type AckBody = { workerId: string; release?: string; seq: number };
 

@@ -210,6 +210,17 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
     expect(gone.code).toBe(3);
   });
 
+  it.each(['status', 'workers'])(
+    '%s with an unknown flag or a positional exits 2 with its usage, calling nothing',
+    async (name) => {
+      for (const args of [['--bogus'], ['extra']]) {
+        const r = await run([name, ...args, '--url', 'http://127.0.0.1:1']);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toContain(`usage: killswitch ${name}`);
+      }
+    },
+  );
+
   it.each(['serve', 'flip', 'resume', 'status', 'log', 'workers'])(
     '%s --help exits 0',
     async (name) => {

@@ -1,13 +1,6 @@
-import { parseArgs } from 'node:util';
 import { formatSelector, levelOf } from '../../model/selector.js';
 import { ExitCode, type CliCommand } from '../internal/command.js';
-import {
-  EXIT_HELP,
-  REMOTE_HELP,
-  REMOTE_OPTIONS,
-  clientFrom,
-  reportError,
-} from '../internal/remote.js';
+import { EXIT_HELP, REMOTE_HELP, remoteOnlyCommand } from '../internal/remote.js';
 
 const HELP = `usage: killswitch status [--json]
 
@@ -18,46 +11,29 @@ ${REMOTE_HELP}
 ${EXIT_HELP}`;
 
 /** `killswitch status`: active halts and the fleet at a glance. */
-export const command: CliCommand = {
+export const command: CliCommand = remoteOnlyCommand({
   name: 'status',
   summary: 'active halts and the fleet at a glance',
   help: HELP,
-  async run(argv, io) {
-    let values;
-    try {
-      values = parseArgs({
-        args: [...argv],
-        options: REMOTE_OPTIONS,
-        strict: true,
-        allowPositionals: false,
-      }).values;
-    } catch (err) {
-      io.stderr(`killswitch status: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
-    }
-    try {
-      const client = await clientFrom(values, io);
-      const [state, fleet] = await Promise.all([client.state(), client.workers()]);
-      if (values.json === true) {
-        io.stdout(JSON.stringify({ state, workers: fleet }));
-        return ExitCode.OK;
-      }
-      const fresh = fleet.workers.filter((w) => !w.stale).length;
-      const connected = fleet.workers.filter((w) => w.connected).length;
-      io.stdout(
-        `control plane ${client.url}: head seq ${state.seq}, ${state.halts.length} active halt(s)`,
-      );
-      for (const h of state.halts) {
-        io.stdout(
-          `  #${h.seq} ${levelOf(h.selector)} ${formatSelector(h.selector)} mode=${h.mode} by ${h.actor} at ${h.at}: ${h.reason}`,
-        );
-      }
-      io.stdout(
-        `workers: ${connected} connected, ${fresh} with a fresh lease, ${fleet.workers.length - fresh} stale`,
-      );
+  async run(client, json, io) {
+    const [state, fleet] = await Promise.all([client.state(), client.workers()]);
+    if (json) {
+      io.stdout(JSON.stringify({ state, workers: fleet }));
       return ExitCode.OK;
-    } catch (err) {
-      return reportError('status', err, io);
     }
+    const fresh = fleet.workers.filter((w) => !w.stale).length;
+    const connected = fleet.workers.filter((w) => w.connected).length;
+    io.stdout(
+      `control plane ${client.url}: head seq ${state.seq}, ${state.halts.length} active halt(s)`,
+    );
+    for (const h of state.halts) {
+      io.stdout(
+        `  #${h.seq} ${levelOf(h.selector)} ${formatSelector(h.selector)} mode=${h.mode} by ${h.actor} at ${h.at}: ${h.reason}`,
+      );
+    }
+    io.stdout(
+      `workers: ${connected} connected, ${fresh} with a fresh lease, ${fleet.workers.length - fresh} stale`,
+    );
+    return ExitCode.OK;
   },
-};
+});

@@ -1,12 +1,5 @@
-import { parseArgs } from 'node:util';
 import { ExitCode, type CliCommand } from '../internal/command.js';
-import {
-  EXIT_HELP,
-  REMOTE_HELP,
-  REMOTE_OPTIONS,
-  clientFrom,
-  reportError,
-} from '../internal/remote.js';
+import { EXIT_HELP, REMOTE_HELP, remoteOnlyCommand } from '../internal/remote.js';
 
 const HELP = `usage: killswitch workers [--json]
 
@@ -18,57 +11,40 @@ ${REMOTE_HELP}
 ${EXIT_HELP}`;
 
 /** `killswitch workers`: the fleet as the control plane sees it. */
-export const command: CliCommand = {
+export const command: CliCommand = remoteOnlyCommand({
   name: 'workers',
   summary: 'list connected workers, their acknowledged seq, lag and lease',
   help: HELP,
-  async run(argv, io) {
-    let values;
-    try {
-      values = parseArgs({
-        args: [...argv],
-        options: REMOTE_OPTIONS,
-        strict: true,
-        allowPositionals: false,
-      }).values;
-    } catch (err) {
-      io.stderr(`killswitch workers: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
-    }
-    try {
-      const client = await clientFrom(values, io);
-      const answer = await client.workers();
-      if (values.json === true) {
-        io.stdout(JSON.stringify(answer));
-        return ExitCode.OK;
-      }
-      io.stdout(
-        `head seq ${answer.head}, lease ${answer.staleAfterMs} ms + ${answer.leaseMarginMs} ms margin`,
-      );
-      if (answer.workers.length === 0) io.stdout('(no workers)');
-      const rows = answer.workers.map((w) => [
-        w.id,
-        w.release ?? '-',
-        w.connected ? `yes (${w.connections})` : 'no',
-        w.lastAckSeq === null ? '-' : String(w.lastAckSeq),
-        w.lag === null ? '-' : String(w.lag),
-        w.leaseExpiresAt === null ? '-' : new Date(w.leaseExpiresAt).toISOString(),
-        w.stale ? 'STALE' : 'fresh',
-      ]);
-      if (rows.length > 0) {
-        const head = ['WORKER', 'RELEASE', 'CONNECTED', 'ACKED', 'LAG', 'LEASE UNTIL', 'STATE'];
-        const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-        for (const r of [head, ...rows])
-          io.stdout(
-            r
-              .map((c, i) => c.padEnd(widths[i]!))
-              .join('  ')
-              .trimEnd(),
-          );
-      }
+  async run(client, json, io) {
+    const answer = await client.workers();
+    if (json) {
+      io.stdout(JSON.stringify(answer));
       return ExitCode.OK;
-    } catch (err) {
-      return reportError('workers', err, io);
     }
+    io.stdout(
+      `head seq ${answer.head}, lease ${answer.staleAfterMs} ms + ${answer.leaseMarginMs} ms margin`,
+    );
+    if (answer.workers.length === 0) io.stdout('(no workers)');
+    const rows = answer.workers.map((w) => [
+      w.id,
+      w.release ?? '-',
+      w.connected ? `yes (${w.connections})` : 'no',
+      w.lastAckSeq === null ? '-' : String(w.lastAckSeq),
+      w.lag === null ? '-' : String(w.lag),
+      w.leaseExpiresAt === null ? '-' : new Date(w.leaseExpiresAt).toISOString(),
+      w.stale ? 'STALE' : 'fresh',
+    ]);
+    if (rows.length > 0) {
+      const head = ['WORKER', 'RELEASE', 'CONNECTED', 'ACKED', 'LAG', 'LEASE UNTIL', 'STATE'];
+      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      for (const r of [head, ...rows])
+        io.stdout(
+          r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd(),
+        );
+    }
+    return ExitCode.OK;
   },
-};
+});

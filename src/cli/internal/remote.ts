@@ -2,7 +2,8 @@ import { isLoopbackHost } from '../../auth/is-loopback-host.js';
 import { readGeneratedToken } from '../../auth/load-tokens.js';
 import { ControlPlaneClient, ControlPlaneError } from '../../client/control-plane-client.js';
 import { ErrorCode, KillSwitchError } from '../../errors.js';
-import { ExitCode, type CliIo } from './command.js';
+import { parseArgs } from 'node:util';
+import { ExitCode, type CliCommand, type CliIo } from './command.js';
 import { dataDirOf } from './store-factory.js';
 
 /** The flags every command that talks to a control plane takes (node:util parseArgs shape). */
@@ -75,6 +76,44 @@ export function reportError(name: string, err: unknown, io: CliIo): number {
   }
   io.stderr(`killswitch ${name}: ${err instanceof Error ? err.message : String(err)}`);
   return ExitCode.FAILED;
+}
+
+/**
+ * A command that takes only {@link REMOTE_OPTIONS} and no positionals (`status`, `workers`): a
+ * usage error prints the help and exits 2, a refusal or a failure of the call is reported by
+ * {@link reportError}.
+ */
+export function remoteOnlyCommand(spec: {
+  readonly name: string;
+  readonly summary: string;
+  readonly help: string;
+  /** Does the call and prints; returns the exit code. */
+  run(client: ControlPlaneClient, json: boolean, io: CliIo): Promise<number>;
+}): CliCommand {
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    help: spec.help,
+    async run(argv, io) {
+      let values;
+      try {
+        values = parseArgs({
+          args: [...argv],
+          options: REMOTE_OPTIONS,
+          strict: true,
+          allowPositionals: false,
+        }).values;
+      } catch (err) {
+        io.stderr(`killswitch ${spec.name}: ${(err as Error).message}\n\n${spec.help}`);
+        return ExitCode.USAGE;
+      }
+      try {
+        return await spec.run(await clientFrom(values, io), values.json === true, io);
+      } catch (err) {
+        return reportError(spec.name, err, io);
+      }
+    },
+  };
 }
 
 /** Parses a non-negative integer flag. */

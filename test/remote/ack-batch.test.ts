@@ -1,10 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
-import { ManualClock } from '../fixtures/manual-clock.js';
+import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
 import { ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
-import { KillState, type FlipRecord } from '../../src/model/index.js';
-import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
+import { KillState } from '../../src/model/index.js';
 
 type AckBody = { workerId: string; release?: string; seq: number };
 
@@ -31,27 +29,9 @@ class FakeServer {
       if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
       return answer();
     }
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
-    const enc = new TextEncoder();
-    (init?.signal as AbortSignal | undefined)?.addEventListener('abort', () => {
-      try {
-        controller.error(new Error('aborted'));
-      } catch {
-        /* already closed */
-      }
-    });
-    this.streams.set(url.searchParams.get('worker')!, (s) => {
-      try {
-        controller.enqueue(enc.encode(s));
-      } catch {
-        /* closed */
-      }
-    });
-    return new Response(stream, {
-      status: 200,
-      headers: { 'content-type': 'text/event-stream' },
-    });
+    const sse = sseResponse(init?.signal as AbortSignal | undefined);
+    this.streams.set(url.searchParams.get('worker')!, sse.write);
+    return sse.response;
   };
   push(worker: string, event: string, data: unknown, id?: number): void {
     this.streams.get(worker)!(
@@ -65,26 +45,6 @@ class FakeServer {
       .filter((a) => a.workerId === worker)
       .map((a) => a.seq);
   }
-}
-
-class Recorder implements FlipSourceListener {
-  statuses: SourceStatus[] = [];
-  onSnapshot(): void {}
-  onFlip(): void {}
-  onStatus(s: SourceStatus): void {
-    this.statuses.push(s);
-  }
-  get status(): SourceStatus | undefined {
-    return this.statuses[this.statuses.length - 1];
-  }
-}
-
-async function log(n: number): Promise<FlipRecord[]> {
-  const store = new MemoryFlipLogStore();
-  for (let i = 0; i < n; i++) {
-    await store.append({ actor: 't', action: 'halt', selector: { tenant: `t${i}` }, reason: 'r' });
-  }
-  return store.read();
 }
 
 const sources: RemoteFlipSource[] = [];

@@ -1,10 +1,8 @@
 import { describe, expect, it, vi, afterEach } from 'vitest';
-import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
-import { ManualClock } from '../fixtures/manual-clock.js';
+import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
 import { InvalidOptionError } from '../../src/errors.js';
-import { KillState, type FlipRecord, type KillSnapshot } from '../../src/model/index.js';
-import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
+import { KillState, type FlipRecord } from '../../src/model/index.js';
 
 interface StreamReq {
   url: URL;
@@ -37,66 +35,13 @@ class FakeServer {
       if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
       return answer();
     }
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
-    const enc = new TextEncoder();
-    const signal = init?.signal as AbortSignal | undefined;
-    signal?.addEventListener('abort', () => {
-      try {
-        controller.error(new Error('aborted'));
-      } catch {
-        /* already closed */
-      }
-    });
-    const write = (s: string) => {
-      try {
-        controller.enqueue(enc.encode(s));
-      } catch {
-        /* closed */
-      }
-    };
-    this.streams.push({
-      url,
-      headers,
-      push: (event, data, id) =>
-        write(
-          `event: ${event}\n${id !== undefined ? `id: ${id}\n` : ''}data: ${JSON.stringify(data)}\n\n`,
-        ),
-      raw: write,
-      end: () => controller.close(),
-    });
-    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+    const sse = sseResponse(init?.signal as AbortSignal | undefined);
+    this.streams.push({ url, headers, push: sse.event, raw: sse.write, end: sse.end });
+    return sse.response;
   };
   get last(): StreamReq {
     return this.streams[this.streams.length - 1]!;
   }
-}
-
-class Recorder implements FlipSourceListener {
-  snapshots: KillSnapshot[] = [];
-  applied: number[] = [];
-  statuses: SourceStatus[] = [];
-  onSnapshot(s: KillSnapshot): void {
-    this.snapshots.push(s);
-    this.applied.push(-s.seq);
-  }
-  onFlip(r: FlipRecord): void {
-    this.applied.push(r.seq);
-  }
-  onStatus(s: SourceStatus): void {
-    this.statuses.push(s);
-  }
-  get status(): SourceStatus | undefined {
-    return this.statuses[this.statuses.length - 1];
-  }
-}
-
-async function log(n: number): Promise<FlipRecord[]> {
-  const store = new MemoryFlipLogStore();
-  for (let i = 0; i < n; i++) {
-    await store.append({ actor: 't', action: 'halt', selector: { tenant: `t${i}` }, reason: 'r' });
-  }
-  return store.read();
 }
 
 const sources: RemoteFlipSource[] = [];

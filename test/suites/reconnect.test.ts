@@ -17,7 +17,7 @@ import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
-import { CutProxy, type CutMode } from './support/cut-proxy.js';
+import { FaultProxy, type CutMode } from '../wire/fault-proxy.js';
 import { RecordingListener } from './support/recording-listener.js';
 import {
   SUITE_TOKENS,
@@ -68,11 +68,11 @@ async function runSchedule(cuts: readonly Cut[]): Promise<void> {
     logger: { info: () => {}, warn: () => {}, error: (m) => console.error(m) },
   });
   cleanup.push(() => cp.close());
-  const proxies: CutProxy[] = [];
+  const proxies: FaultProxy[] = [];
   const sources: RemoteFlipSource[] = [];
   const listeners: RecordingListener[] = [];
   for (let c = 0; c < CLIENTS; c++) {
-    const proxy = await CutProxy.start(cp.port);
+    const proxy = await FaultProxy.start(cp.port);
     cleanup.push(() => proxy.close());
     const source = new RemoteFlipSource({
       urls: [proxy.url],
@@ -127,7 +127,7 @@ async function runSchedule(cuts: readonly Cut[]): Promise<void> {
   for (const [i, l] of listeners.entries()) {
     expect(l.judge(log), `client ${i}`).toBeUndefined();
   }
-  const cutCount = proxies.map((p) => p.cuts.reset + p.cuts.mid + p.cuts.fin);
+  const cutCount = proxies.map((p) => p.cutsByMode.reset + p.cutsByMode.mid + p.cutsByMode.fin);
   const resyncs = listeners.map((l) => l.snapshots - 1);
   console.log(
     `[reconnect] ${cuts.length} scheduled cuts; connections cut per client ${cutCount.join(', ')}; ` +

@@ -1,11 +1,16 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+/** How {@link FaultProxy.cut} ends a connection. */
+export type CutMode = 'reset' | 'mid' | 'fin';
+
 /** One proxied connection: the client's socket and ours to the server. */
 interface Pair {
   readonly client: Socket;
   readonly upstream: Socket;
   /** Request lines seen on this connection. */
   readonly requests: string[];
+  /** Set by `cut('mid', f)`: forward this fraction of the next chunk from the server, then cut. */
+  cutFraction: number | undefined;
 }
 
 /**
@@ -15,7 +20,11 @@ interface Pair {
  *   connection (a connection dropped in the middle of an event);
  * - `slowReader()`: stop reading from the server for clients, so the server's socket does not
  *   drain (a subscriber that reads too slowly);
- * - `dropAll()`: reset every open connection.
+ * - `dropAll()`: reset every open connection;
+ * - `cut(mode, fraction)`: cut every open connection by a reset, by a clean end of the client's
+ *   side (`fin`, the server "closed" the stream), or `mid`: at a given fraction of the next chunk
+ *   from the server, whatever it holds (inside an event, inside HTTP chunk framing, inside the
+ *   response head); used by the KS-13.3 reconnect suite.
  * The target port can change (a restarted server on a new port is not needed: restart on the
  * same port), and new connections are refused while `refuse` is set.
  */
@@ -33,6 +42,8 @@ export class FaultProxy {
   accepted = 0;
   /** Connections cut by {@link cutNextEvent}. */
   cuts = 0;
+  /** Connections cut by {@link cut}, by mode. */
+  readonly cutsByMode: Record<CutMode, number> = { reset: 0, mid: 0, fin: 0 };
 
   private constructor(targetPort: number) {
     this.#targetPort = targetPort;
@@ -73,7 +84,7 @@ export class FaultProxy {
   #onClient(client: Socket): void {
     this.accepted++;
     const upstream = connect(this.#targetPort, '127.0.0.1');
-    const pair: Pair = { client, upstream, requests: [] };
+    const pair: Pair = { client, upstream, requests: [], cutFraction: undefined };
     this.#pairs.add(pair);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
@@ -97,6 +108,16 @@ export class FaultProxy {
       if (!this.#stalled) client.resume();
     });
     upstream.on('data', (chunk: Buffer) => {
+      if (pair.cutFraction !== undefined) {
+        const n = Math.max(
+          0,
+          Math.min(chunk.length - 1, Math.floor(chunk.length * pair.cutFraction)),
+        );
+        pair.cutFraction = undefined;
+        this.cutsByMode.mid++;
+        client.write(chunk.subarray(0, n), () => end());
+        return;
+      }
       if (this.#swallow && chunk.includes('event: flip')) {
         // Remove one whole flip event and keep the connection: the client sees a gap.
         // With chunked transfer encoding the event is framed as `<hex>\r\n<event>\r\n`: remove
@@ -169,6 +190,21 @@ export class FaultProxy {
   /** Remove the next flip event from the stream it travels on, leaving the connection up. */
   swallowNextFlip(): void {
     this.#swallow = true;
+  }
+
+  /** Cuts every open connection (see the class comment); `fraction` (0..1) is where `mid` cuts. */
+  cut(mode: CutMode, fraction = 0.5): void {
+    for (const p of [...this.#pairs]) {
+      if (mode === 'mid') {
+        p.cutFraction = fraction;
+        continue;
+      }
+      this.cutsByMode[mode]++;
+      this.#pairs.delete(p);
+      p.upstream.destroy();
+      if (mode === 'fin') p.client.end();
+      else p.client.destroy();
+    }
   }
 
   /** Reset every open connection. */

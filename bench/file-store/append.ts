@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FileFlipLogStore } from '../../providers/file/index.js';
+import { median, quantile, round } from '../internal/stats.js';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '3' }, appends: { type: 'string', default: '600' } },
@@ -25,15 +26,6 @@ interface Result {
   readonly p50Ms: number;
   readonly p99Ms: number;
 }
-
-const quantile = (sorted: readonly number[], q: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-const median = (xs: readonly number[]): number =>
-  quantile(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  );
-const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
 async function measure(
   dir: string,

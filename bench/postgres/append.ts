@@ -12,6 +12,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
+import { median, quantile, round } from '../internal/stats.js';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '3' }, appends: { type: 'string', default: '400' } },
@@ -27,14 +28,6 @@ interface Result {
   readonly p99Ms: number;
 }
 
-const quantile = (sorted: readonly number[], q: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-const median = (xs: readonly number[]): number =>
-  quantile(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  );
-const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 function newStore(poolSize: number): PostgresFlipLogStore {

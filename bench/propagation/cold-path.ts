@@ -17,6 +17,7 @@ import {
   parseFlipRecord,
   verifyRecordHash,
 } from '../../src/model/flip-record.js';
+import { median, round } from '../internal/stats.js';
 
 const TRIES = 41;
 const record = (i: number): string =>
@@ -33,7 +34,6 @@ const record = (i: number): string =>
     ),
   );
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let sink = 0;
 const crunch = (ms: number): void => {
@@ -63,8 +63,11 @@ async function measure(
     check.push((t2 - t1) * 1000);
     hash.push((t3 - t2) * 1000);
   }
-  const r1 = (x: number) => Math.round(x * 10) / 10;
-  return { json: r1(median(json)), check: r1(median(check)), hash: r1(median(hash)) };
+  return {
+    json: round(median(json), 1),
+    check: round(median(check), 1),
+    hash: round(median(hash), 1),
+  };
 }
 
 async function main(): Promise<void> {
@@ -83,7 +86,7 @@ async function main(): Promise<void> {
     const m = await measure(pause);
     const total = m.json + m.check + m.hash;
     if (pause === undefined) warmTotal = total;
-    rows.push({ case: name, ...m, totalUs: Math.round(total * 10) / 10 });
+    rows.push({ case: name, ...m, totalUs: round(total, 1) });
     console.log(
       `${name.padEnd(28)} JSON.parse ${m.json} us, record check ${m.check} us, hash ${m.hash} us` +
         ` | total ${total.toFixed(1)} us (${(total / warmTotal).toFixed(1)}x warm)`,

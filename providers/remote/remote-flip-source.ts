@@ -1,7 +1,4 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { IncomingMessage } from 'node:http';
-import { EventSource, type FetchLike, type FetchLikeResponse, type ReaderLike } from 'eventsource';
+import { EventSource, type FetchLike } from 'eventsource';
 import { z } from 'zod';
 import { InvalidOptionError } from '../../src/errors.js';
 import {
@@ -19,6 +16,7 @@ import {
   type FlipSourceListener,
 } from '../../src/source/flip-source.js';
 import { AckChannel, ackChannelFor, type AckAnswerText, type AckMember } from './ack-channel.js';
+import { nodeStreamFetch } from './node-stream-fetch.js';
 
 /** Timers and time, injectable so tests can drive leases without sleeping. */
 export interface RemoteClock {
@@ -184,100 +182,6 @@ function parseWireRecordCached(data: string): FlipRecord {
   }
   parsedRecords.set(data, record);
   return record;
-}
-
-/**
- * The stream's transport when no fetch is injected: node:http with a socket of its own per
- * stream (no pool). A long-lived stream gains nothing from pooling, and a socket we own is one we
- * can be sure is gone once the stream is closed (KS-6.3.8); undici's pool keeps sockets around.
- */
-const nodeStreamFetch = (
-  input: string | URL,
-  init: Parameters<FetchLike>[1],
-  onConnect: () => void,
-): Promise<FetchLikeResponse> =>
-  new Promise<FetchLikeResponse>((resolve, reject) => {
-    const target = new URL(String(input));
-    const req = (target.protocol === 'https:' ? httpsRequest : httpRequest)(
-      target,
-      { method: 'GET', headers: init.headers, agent: false, signal: init.signal as AbortSignal },
-      (res) => {
-        resolve({
-          status: res.statusCode ?? 0,
-          url: target.href,
-          redirected: false,
-          headers: {
-            get: (name: string) => {
-              const v = res.headers[name.toLowerCase()];
-              return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-            },
-          },
-          body: { getReader: () => readerOf(res) },
-        });
-      },
-    );
-    req.on('socket', (socket) => socket.once('connect', onConnect));
-    req.on('error', reject);
-    req.end();
-  });
-
-/**
- * A minimal reader over a response: what eventsource needs (`read`, `cancel`), without the cost of
- * a WHATWG stream adapter per subscriber (a process may hold a thousand). Pauses the socket when
- * chunks pile up, so the server's slow-reader rule (KS-6.1.5) still sees real back-pressure.
- */
-function readerOf(res: IncomingMessage): ReaderLike {
-  const queue: Buffer[] = [];
-  let ended = false;
-  let failure: Error | undefined;
-  let waiter:
-    | {
-        resolve: (r: { done: false; value: Buffer } | { done: true }) => void;
-        reject: (e: Error) => void;
-      }
-    | undefined;
-  const settle = () => {
-    if (!waiter) return;
-    const w = waiter;
-    if (queue.length > 0) {
-      waiter = undefined;
-      w.resolve({ done: false, value: queue.shift()! });
-      if (queue.length < 8) res.resume();
-    } else if (failure) {
-      waiter = undefined;
-      w.reject(failure);
-    } else if (ended) {
-      waiter = undefined;
-      w.resolve({ done: true });
-    }
-  };
-  res.on('data', (chunk: Buffer) => {
-    queue.push(chunk);
-    if (queue.length >= 64) res.pause();
-    settle();
-  });
-  res.on('end', () => {
-    ended = true;
-    settle();
-  });
-  res.on('error', (err) => {
-    failure ??= err;
-    settle();
-  });
-  res.on('close', () => {
-    if (!ended) failure ??= Object.assign(new Error('stream closed'), { name: 'AbortError' });
-    settle();
-  });
-  return {
-    read: () =>
-      new Promise((resolve, reject) => {
-        waiter = { resolve, reject };
-        settle();
-      }),
-    cancel: async () => {
-      res.destroy();
-    },
-  };
 }
 
 function checkPositiveInt(name: string, v: number | undefined): void {

@@ -7,6 +7,11 @@
  * floor (target: within 1.5x at every size). Then the time from flip to stop-complete that the
  * server reports (`wait`) with 8 worker processes.
  *
+ * Reference (`--package`, on by default): the `eventsource` package alone (KS-6.3.1 requires it),
+ * as many bare EventSource clients over the same transport RemoteFlipSource uses, fed the same
+ * bytes by a second bare server: the least any subscriber built on the package pays, before
+ * parsing, checking, applying or acknowledging anything.
+ *
  * Clocks: each child reports `performance.now()`; the parent measures each child's offset by
  * IPC ping (the exchange with the smallest round trip wins; error <= rtt/2, ~0.1 ms) and maps
  * child times onto its own clock.
@@ -16,17 +21,17 @@
  * being sent and from A's answer. Skipped (and said so in the JSON) when PostgreSQL is unreachable.
  *
  * Usage: node dist/bench/propagation/propagation.js [--sizes 1,100,1000] [--rounds 9] [--procs 4]
- *   [--cases fanout,stop,replicated] [--replicated-sizes 1,100] [--pg postgres://…]
+ *   [--cases fanout,stop,replicated] [--replicated-sizes 1,100] [--pg postgres://…] [--package 0]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { startControlPlane } from '../../src/server/index.js';
+import { encodeEvent, startControlPlane } from '../../src/server/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import type { FlipRecord } from '../../src/model/index.js';
-import type { FromWorker, ToWorker } from './subscriber-worker.js';
+import type { FromWorker, Kind, ToWorker } from './subscriber-worker.js';
 
 const TOKEN = 'bench-propagation-admin-token-0123456789';
 const args = process.argv.slice(2);
@@ -39,6 +44,7 @@ const SIZES = CASES.has('fanout') ? arg('sizes', '1,100,1000').split(',').map(Nu
 const REPLICATED_SIZES = arg('replicated-sizes', '1,100').split(',').map(Number);
 const ROUNDS = Number(arg('rounds', '9'));
 const PROCS = Number(arg('procs', '4'));
+const PACKAGE = arg('package', '1') !== '0';
 const STALE_MS = 3000;
 const HEARTBEAT_MS = 1000;
 
@@ -122,6 +128,12 @@ class Child {
   async stop(): Promise<void> {
     this.send({ type: 'stop' });
     await this.next('stopped').catch(() => undefined);
+    // The child exits by itself once disconnected; give it a moment (it may be writing a
+    // --cpu-prof profile) before ending it.
+    if (this.proc.exitCode === null) {
+      const exited = new Promise<void>((r) => this.proc.once('exit', () => r()));
+      await Promise.race([exited, sleep(2000)]);
+    }
     if (this.proc.exitCode === null) this.proc.kill();
   }
 }
@@ -151,7 +163,7 @@ interface RoundStats {
 
 async function collect(
   children: readonly Child[],
-  kind: 'remote' | 'floor',
+  kind: Kind,
   seq: number,
   t0: number,
 ): Promise<RoundStats> {
@@ -195,8 +207,29 @@ async function postFlip(
   return JSON.parse(text) as { flip: FlipRecord };
 }
 
-function encodeEvent(event: string, data: unknown, id: number): Buffer {
-  return Buffer.from(`event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`, 'utf8');
+/** A bare server that keeps every GET open as an event stream and writes nothing of its own. */
+async function bareServer(): Promise<{
+  url: string;
+  clients: Set<ServerResponse>;
+  close(): Promise<void>;
+}> {
+  const clients = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    res.write('retry: 1000\n\n');
+    clients.add(res);
+    req.on('close', () => clients.delete(res));
+  });
+  server.keepAliveTimeout = 0;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    clients,
+    close: async () => {
+      for (const res of clients) res.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -214,17 +247,10 @@ async function main(): Promise<void> {
     auth: new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] }),
   });
 
-  // The floor: a bare server that keeps every GET open as an event stream.
-  const floorClients = new Set<ServerResponse>();
-  const floor = createServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
-    res.write('retry: 1000\n\n');
-    floorClients.add(res);
-    req.on('close', () => floorClients.delete(res));
-  });
-  floor.keepAliveTimeout = 0;
-  await new Promise<void>((r) => floor.listen(0, '127.0.0.1', r));
-  const floorUrl = `http://127.0.0.1:${(floor.address() as AddressInfo).port}/`;
+  // The floor, and the package reference: bare servers that keep every GET open as a stream.
+  const floor = await bareServer();
+  const floorUrl = floor.url;
+  const pkg = await bareServer();
 
   const results: Record<string, unknown>[] = [];
   let tenant = 0;
@@ -245,12 +271,14 @@ async function main(): Promise<void> {
         prefix: `s${size}-p${i}`,
         staleAfterMs: STALE_MS,
         heartbeatMs: HEARTBEAT_MS,
+        ...(PACKAGE ? { packageUrl: pkg.url } : {}),
       }),
     );
     await Promise.all(children.map((c) => c.next('ready', 300_000)));
     await sleep(500); // let the initial acks settle
     const remote: RoundStats[] = [];
     const floorRounds: RoundStats[] = [];
+    const packageRounds: RoundStats[] = [];
     const fromSend: number[] = [];
     const fromAnswer: number[] = [];
     let lastRecord: FlipRecord | undefined;
@@ -259,17 +287,26 @@ async function main(): Promise<void> {
       // Alternate which goes first, so neither always runs on a just-woken process.
       const floorFirst = round % 2 === 1 && lastRecord !== undefined;
       let fs: RoundStats | undefined;
-      const floorRound = async (record: FlipRecord) => {
+      let ps: RoundStats | undefined;
+      const bareRound = async (record: FlipRecord, kind: 'floor' | 'package') => {
         // The same event bytes the control plane sends (only the id differs, to tell rounds apart).
-        const id = 1_000_000 + round;
+        const id = (kind === 'floor' ? 1_000_000 : 2_000_000) + round;
         const bytes = encodeEvent('flip', record, id);
         await markThenIdle(children);
         const t0 = performance.now();
-        for (const res of floorClients) res.write(bytes);
-        return collect(children, 'floor', id, t0);
+        for (const res of (kind === 'floor' ? floor : pkg).clients) res.write(bytes);
+        return collect(children, kind, id, t0);
+      };
+      // The bare rounds: the floor, then (a pause later) the package reference.
+      const bareRounds = async (record: FlipRecord) => {
+        fs = await bareRound(record, 'floor');
+        if (PACKAGE) {
+          await sleep(50);
+          ps = await bareRound(record, 'package');
+        }
       };
       if (floorFirst) {
-        fs = await floorRound(lastRecord!);
+        await bareRounds(lastRecord!);
         await sleep(50);
       }
       await markThenIdle(children);
@@ -291,11 +328,12 @@ async function main(): Promise<void> {
       }
       if (!floorFirst) {
         await sleep(50);
-        fs = await floorRound(answer.flip);
+        await bareRounds(answer.flip);
       }
       if (round === 0) continue; // warm-up
       remote.push(rs);
       floorRounds.push(fs!);
+      if (ps) packageRounds.push(ps);
       fromSend.push(rs.slowest + (acceptedInServer - sent));
       fromAnswer.push(rs.slowest + (acceptedInServer - accepted));
       await sleep(100);
@@ -313,20 +351,35 @@ async function main(): Promise<void> {
       floorSlowestMs: r3(median(floorRounds.map((r) => r.slowest))),
       remoteChildCpuMs: r3(median(remote.map((r) => r.childCpuMs))),
       floorChildCpuMs: r3(median(floorRounds.map((r) => r.childCpuMs))),
+      ...(PACKAGE
+        ? {
+            packageMedianMs: r3(median(packageRounds.map((r) => r.median))),
+            packageSlowestMs: r3(median(packageRounds.map((r) => r.slowest))),
+            packageChildCpuMs: r3(median(packageRounds.map((r) => r.childCpuMs))),
+          }
+        : {}),
       remoteSlowestFromSendMs: r3(median(fromSend)),
       remoteSlowestFromAnswerMs: r3(median(fromAnswer)),
-      missing:
-        remote.reduce((a, r) => a + r.missing, 0) + floorRounds.reduce((a, r) => a + r.missing, 0),
+      missing: [...remote, ...floorRounds, ...packageRounds].reduce((a, r) => a + r.missing, 0),
     };
     const ratios = {
       medianRatio: r3(row.remoteMedianMs / row.floorMedianMs),
       slowestRatio: r3(row.remoteSlowestMs / row.floorSlowestMs),
+      ...(row.packageMedianMs !== undefined && row.packageSlowestMs !== undefined
+        ? {
+            packageMedianRatio: r3(row.packageMedianMs / row.floorMedianMs),
+            packageSlowestRatio: r3(row.packageSlowestMs / row.floorSlowestMs),
+          }
+        : {}),
     };
     results.push({ ...row, ...ratios });
     console.log(
       `${String(size).padStart(5)} subscribers / ${procs} procs: remote median ${row.remoteMedianMs} ms, slowest ${row.remoteSlowestMs} ms` +
         ` | floor median ${row.floorMedianMs} ms, slowest ${row.floorSlowestMs} ms | ratio median ${ratios.medianRatio}x, slowest ${ratios.slowestRatio}x` +
-        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs} ms | load ${row.loadAvg1m}` +
+        (ratios.packageMedianRatio !== undefined
+          ? ` | eventsource alone median ${row.packageMedianMs} ms, slowest ${row.packageSlowestMs} ms (${ratios.packageMedianRatio}x, ${ratios.packageSlowestRatio}x)`
+          : '') +
+        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs}${row.packageChildCpuMs !== undefined ? ` (package ${row.packageChildCpuMs})` : ''} ms | load ${row.loadAvg1m}` +
         ` | slowest from POST sent ${row.remoteSlowestFromSendMs} ms, from POST answer ${row.remoteSlowestFromAnswerMs} ms`,
     );
   }
@@ -381,8 +434,8 @@ async function main(): Promise<void> {
     );
   }
 
-  for (const res of floorClients) res.destroy();
-  await new Promise<void>((r) => floor.close(() => r()));
+  await floor.close();
+  await pkg.close();
   await plane.close();
   const replicatedResult = CASES.has('replicated')
     ? await replicated(REPLICATED_SIZES)
@@ -471,15 +524,8 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
   const atB = new Map<number, number>();
   storeB.subscribe((r) => atB.set(r.seq, performance.now()));
   // The children also open raw connections to a floor server; here one that only holds them.
-  const holders = new Set<ServerResponse>();
-  const holder = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
-    res.write('retry: 1000\n\n');
-    holders.add(res);
-  });
-  holder.keepAliveTimeout = 0;
-  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
-  const holderUrl = `http://127.0.0.1:${(holder.address() as AddressInfo).port}/`;
+  const holder = await bareServer();
+  const holderUrl = holder.url;
   const rows: Record<string, unknown>[] = [];
   try {
     let tenant = 0;
@@ -542,8 +588,7 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
       );
     }
   } finally {
-    for (const res of holders) res.destroy();
-    await new Promise<void>((r) => holder.close(() => r()));
+    await holder.close();
     await a.close();
     await b.close();
     await storeA.close();

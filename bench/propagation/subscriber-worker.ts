@@ -1,11 +1,15 @@
 /**
- * Child process of the propagation benchmark: holds many RemoteFlipSource subscribers and as many
- * raw node:http clients of the floor server, and reports over IPC the `performance.now()` at
- * which each one applied (or, for the floor, received) a given seq. The parent maps these times
- * onto its own clock with the offset it measured by ping (see propagation.ts).
+ * Child process of the propagation benchmark: holds many RemoteFlipSource subscribers, as many
+ * raw node:http clients of the floor server and, when asked, as many bare `eventsource` clients
+ * of a second bare server (the package alone, over the transport RemoteFlipSource uses), and
+ * reports over IPC the `performance.now()` at which each one applied (the floor: received; the
+ * package: dispatched) a given seq. The parent maps these times onto its own clock with the
+ * offset it measured by ping (see propagation.ts).
  */
 import { request } from 'node:http';
+import { EventSource } from 'eventsource';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
+import { nodeStreamFetch } from '../../providers/remote/node-stream-fetch.js';
 import type { FlipSourceListener } from '../../src/source/index.js';
 
 /** Messages from the parent. */
@@ -14,6 +18,8 @@ export type ToWorker =
       readonly type: 'init';
       readonly url: string;
       readonly floorUrl: string;
+      /** A bare server for `eventsource` clients with nothing of ours on top; none: not measured. */
+      readonly packageUrl?: string;
       readonly token: string;
       readonly count: number;
       readonly prefix: string;
@@ -32,7 +38,7 @@ export type FromWorker =
   | { readonly type: 'marked' }
   | {
       readonly type: 'applied';
-      readonly kind: 'remote' | 'floor';
+      readonly kind: Kind;
       readonly seq: number;
       readonly times: number[];
       /** CPU time (user + system) this process spent from the round's mark to the last subscriber. */
@@ -41,10 +47,14 @@ export type FromWorker =
   | { readonly type: 'stopped' }
   | { readonly type: 'error'; readonly message: string };
 
+/** remote: RemoteFlipSource; floor: raw node:http client; package: the eventsource package alone. */
+export type Kind = 'remote' | 'floor' | 'package';
+
 const send = (m: FromWorker) => process.send!(m);
 
 const sources: RemoteFlipSource[] = [];
 const rawRequests: { destroy(): void }[] = [];
+const packageClients: EventSource[] = [];
 /** kind:seq -> times of each subscriber that has it */
 const seen = new Map<string, number[]>();
 /**
@@ -55,7 +65,7 @@ const seen = new Map<string, number[]>();
 let cpuAtMark: NodeJS.CpuUsage = process.cpuUsage();
 let count = 0;
 
-function record(kind: 'remote' | 'floor', seq: number, t: number): void {
+function record(kind: Kind, seq: number, t: number): void {
   const key = `${kind}:${seq}`;
   let times = seen.get(key);
   if (!times) seen.set(key, (times = []));
@@ -109,6 +119,23 @@ async function init(m: Extract<ToWorker, { type: 'init' }>): Promise<void> {
       }),
     );
   }
+  // The package alone: what any subscriber built on `eventsource` pays before its own code runs.
+  if (m.packageUrl !== undefined) {
+    for (let i = 0; i < m.count; i++) {
+      opened.push(
+        new Promise<void>((resolve) => {
+          const es = new EventSource(m.packageUrl!, {
+            fetch: (input, init) => nodeStreamFetch(input, init, () => {}),
+          });
+          es.addEventListener('open', () => resolve(), { once: true });
+          es.addEventListener('flip', (ev) =>
+            record('package', Number(ev.lastEventId), performance.now()),
+          );
+          packageClients.push(es);
+        }),
+      );
+    }
+  }
   let done = 0;
   for (const p of opened) void p.then(() => done++);
   const progress = setInterval(() => {
@@ -133,6 +160,7 @@ process.on('message', (m: ToWorker) => {
   else if (m.type === 'stop') {
     void Promise.all(sources.map((s) => s.stop())).then(() => {
       for (const r of rawRequests) r.destroy();
+      for (const es of packageClients) es.close();
       send({ type: 'stopped' });
       process.disconnect();
     });

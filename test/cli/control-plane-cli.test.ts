@@ -1,34 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAIN, runCli } from '../fixtures/run-cli.js';
 
-const MAIN = resolve('dist/src/cli/main.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      cwd: cwd ?? process.cwd(),
-      env: { PATH: process.env['PATH'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', rej);
-    child.on('close', (code) => res({ code, stdout, stderr }));
-  });
-}
-
-/** Starts `killswitch serve` and resolves with its URL once it printed it. */
+/**
+ * Starts `killswitch serve` and resolves with its URL once it printed its whole banner: the banner
+ * is several writes, and a pipe may hand them over in separate chunks (waiting only for the URL
+ * line let a test read the output before the token line had arrived, about one run in six).
+ */
 function serve(
   args: string[],
   env: Record<string, string> = {},
@@ -45,7 +26,8 @@ function serve(
     const onData = (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
+      // The banner's last line names where the tokens come from.
+      if (m && /^ {2}(generated an|using the generated|tokens from) .*\n/m.test(out)) {
         clearTimeout(timer);
         res({ child, url: m[1]!, out: () => out });
       }
@@ -109,7 +91,7 @@ describe('KS-5.3.3 killswitch flip prints the flip, who acknowledged, the laggar
       });
     expect((await ack()).status).toBe(200);
     const renew = setInterval(() => void ack(), 100);
-    const r = await run(
+    const r = await runCli(
       ['flip', '--tenant', 'acme', '--reason', 'incident 42', '--wait', '3000'],
       env,
     ).finally(() => clearInterval(renew));
@@ -124,7 +106,7 @@ describe('KS-5.3.3 killswitch flip prints the flip, who acknowledged, the laggar
   });
 
   it('--json prints the server answer', async () => {
-    const r = await run(
+    const r = await runCli(
       [
         'flip',
         '--capability',
@@ -162,7 +144,7 @@ describe('KS-5.3.3 killswitch flip prints the flip, who acknowledged, the laggar
     [['flip', '--tenant', 'acme', '--reason', 'x', '--bogus'], /bogus/],
     [['log', '--limit', '0'], /--limit/],
   ])('usage errors exit 2: %j', async (args, msg) => {
-    const r = await run(args, env);
+    const r = await runCli(args, env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(msg);
   });
@@ -170,31 +152,31 @@ describe('KS-5.3.3 killswitch flip prints the flip, who acknowledged, the laggar
 
 describe('KS-5.3.5 status, log, workers and resume', () => {
   it('status lists the active halts; log the flips; workers the fleet', async () => {
-    const s = await run(['status', '--json'], env);
+    const s = await runCli(['status', '--json'], env);
     expect(s.code).toBe(0);
     const st = JSON.parse(s.stdout);
     expect(st.state.halts.length).toBeGreaterThanOrEqual(1);
-    const text = await run(['status'], env);
+    const text = await runCli(['status'], env);
     expect(text.stdout).toMatch(/active halt\(s\)/);
-    const l = await run(['log', '--after', '0', '--limit', '1'], env);
+    const l = await runCli(['log', '--after', '0', '--limit', '1'], env);
     expect(l.code).toBe(0);
     expect(l.stdout).toMatch(/^#1 /);
     expect(l.stdout).toContain('(more: killswitch log --after 1)');
-    const w = await run(['workers'], env);
+    const w = await runCli(['workers'], env);
     expect(w.code).toBe(0);
     expect(w.stdout).toMatch(/silent-1\s+v7\s+no\s+0/);
   });
 
   it('resume lifts the halt; resuming it again is refused with exit 1', async () => {
     // KS-10.5.3 serve gates resumes on a release marked green.
-    expect((await run(['release', 'v8', '--green', '--reason', 'verified'], env)).code).toBe(0);
-    const ok = await run(
+    expect((await runCli(['release', 'v8', '--green', '--reason', 'verified'], env)).code).toBe(0);
+    const ok = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v8', '--wait', '0'],
       env,
     );
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain('resumed {tenant=acme}');
-    const again = await run(
+    const again = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--wait', '0'],
       env,
     );
@@ -203,10 +185,10 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
   });
 
   it('a bad token exits 1 with 401; an unreachable control plane exits 3', async () => {
-    const bad = await run(['status', '--token', 'wrong-token-wrong-token'], env);
+    const bad = await runCli(['status', '--token', 'wrong-token-wrong-token'], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('401 KS_UNAUTHORIZED');
-    const gone = await run(['status', '--url', 'http://127.0.0.1:1'], env);
+    const gone = await runCli(['status', '--url', 'http://127.0.0.1:1'], env);
     expect(gone.code).toBe(3);
   });
 
@@ -214,7 +196,7 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
     '%s with an unknown flag or a positional exits 2 with its usage, calling nothing',
     async (name) => {
       for (const args of [['--bogus'], ['extra']]) {
-        const r = await run([name, ...args, '--url', 'http://127.0.0.1:1']);
+        const r = await runCli([name, ...args, '--url', 'http://127.0.0.1:1']);
         expect(r.code).toBe(2);
         expect(r.stderr).toContain(`usage: killswitch ${name}`);
       }
@@ -224,7 +206,7 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
   it.each(['serve', 'flip', 'resume', 'status', 'log', 'workers'])(
     '%s --help exits 0',
     async (name) => {
-      const r = await run([name, '--help']);
+      const r = await runCli([name, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`usage: killswitch ${name}`);
     },
@@ -235,7 +217,7 @@ describe('KS-5.2.8 serve refuses a non-loopback bind without configured tokens',
   it('exits 2 and generates no token', async () => {
     const d = await mkdtemp(join(tmpdir(), 'ks-cli-nl-'));
     try {
-      const r = await run(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', d]);
+      const r = await runCli(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', d]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/refusing to bind 0\.0\.0\.0 without configured tokens/);
       await expect(stat(join(d, 'admin.token'))).rejects.toThrow();
@@ -247,10 +229,10 @@ describe('KS-5.2.8 serve refuses a non-loopback bind without configured tokens',
 
 describe('KS-5.3.6 SIGTERM closes cleanly and a restart serves the same durable log', () => {
   it('exits 0 on SIGTERM; after restart the log and seqs are the same', async () => {
-    const before = await run(['log', '--json'], env);
+    const before = await runCli(['log', '--json'], env);
     expect(await stop(server.child)).toBe(0);
     server = await serve(['--port', '0'], env, dir);
-    const after = await run(['log', '--json', '--url', server.url], env);
+    const after = await runCli(['log', '--json', '--url', server.url], env);
     expect(JSON.parse(after.stdout).flips).toEqual(JSON.parse(before.stdout).flips);
     expect(server.out()).toContain('using the generated admin token');
   });

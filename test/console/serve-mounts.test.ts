@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAIN } from '../fixtures/run-cli.js';
 
 // Runs the built CLI (npm run build first): `killswitch serve` mounts the console, /metrics and
 // the Alertmanager webhook on the control plane it starts.
-const MAIN = resolve('dist/src/cli/main.js');
 
 let dir: string;
 let child: ChildProcess | undefined;

@@ -1,27 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSideEffectLedger } from '../../src/ledger/index.js';
-
-// Runs compiled code: `npm run build` first (the `pretest` script does).
-const MAIN = resolve('dist/src/cli/main.js');
-
-function run(args: string[], env: Record<string, string>) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((ok, fail) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { PATH: process.env['PATH'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', fail);
-    child.on('close', (code) => ok({ code, stdout, stderr }));
-  });
-}
+import { MAIN, runCli } from '../fixtures/run-cli.js';
 
 let dir = '';
 let server: ChildProcess;
@@ -61,34 +44,37 @@ afterAll(async () => {
 describe('KS-10.5.7 killswitch release and killswitch resume --release against killswitch serve', () => {
   it('a resume is refused until its release is marked green; verdicts land in <data-dir>/releases.jsonl', async () => {
     expect(
-      (await run(['flip', '--tenant', 'acme', '--reason', 'incident', '--wait', '0'], env)).code,
+      (await runCli(['flip', '--tenant', 'acme', '--reason', 'incident', '--wait', '0'], env)).code,
     ).toBe(0);
-    const none = await run(['resume', '--tenant', 'acme', '--reason', 'fixed', '--wait', '0'], env);
+    const none = await runCli(
+      ['resume', '--tenant', 'acme', '--reason', 'fixed', '--wait', '0'],
+      env,
+    );
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/409 KS_RESUME_REFUSED.*must name the release/);
-    const unknown = await run(
+    const unknown = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v9', '--wait', '0'],
       env,
     );
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/v9 has not been marked green/);
 
-    const red = await run(['release', 'v9', '--red', '--reason', 'crash loop'], env);
+    const red = await runCli(['release', 'v9', '--red', '--reason', 'crash loop'], env);
     expect(red.code, red.stderr).toBe(0);
     expect(red.stdout).toMatch(/^release v9 RED \(#1 .* by admin: crash loop\)/);
     expect(
       (
-        await run(
+        await runCli(
           ['resume', '--tenant', 'acme', '--reason', 'x', '--release', 'v9', '--wait', '0'],
           env,
         )
       ).stderr,
     ).toMatch(/release v9 is red/);
 
-    expect((await run(['release', 'v9', '--green', '--reason', 'hotfix verified'], env)).code).toBe(
-      0,
-    );
-    const ok = await run(
+    expect(
+      (await runCli(['release', 'v9', '--green', '--reason', 'hotfix verified'], env)).code,
+    ).toBe(0);
+    const ok = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v9', '--wait', '0'],
       env,
     );
@@ -96,7 +82,7 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
     expect(ok.stdout).toMatch(/resumed \{tenant=acme\}/);
     expect(ok.stdout).toMatch(/release=v9/);
 
-    const list = await run(['release'], env);
+    const list = await runCli(['release'], env);
     expect(list.stdout).toMatch(/v9 GREEN \(#2 /);
     const lines = (await readFile(join(dir, 'releases.jsonl'), 'utf8')).trim().split('\n');
     expect(lines.map((l) => (JSON.parse(l) as { status: string }).status)).toEqual([
@@ -131,7 +117,7 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
       context: {},
     });
     await ledger.close();
-    const out = await run(
+    const out = await runCli(
       ['report', '--ledger', join(dir, 'effects.jsonl'), '--since-seq', '1', '--json'],
       env,
     );
@@ -139,7 +125,7 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
     const r = JSON.parse(out.stdout) as { filter: { since: string }; runs: { runId: string }[] };
     expect(r.runs.map((x) => x.runId)).toEqual(['r1']);
     expect(Date.parse(r.filter.since)).toBeGreaterThan(Date.parse('2021-01-01T00:00:00.000Z'));
-    const missing = await run(
+    const missing = await runCli(
       ['report', '--ledger', join(dir, 'effects.jsonl'), '--since-seq', '99'],
       env,
     );
@@ -148,8 +134,8 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
   });
 
   it('usage errors exit 2', async () => {
-    expect((await run(['release', 'v1'], env)).code).toBe(2);
-    expect((await run(['release', 'v1', '--green', '--red'], env)).code).toBe(2);
-    expect((await run(['release', '--green'], env)).code).toBe(2);
+    expect((await runCli(['release', 'v1'], env)).code).toBe(2);
+    expect((await runCli(['release', 'v1', '--green', '--red'], env)).code).toBe(2);
+    expect((await runCli(['release', '--green'], env)).code).toBe(2);
   });
 });

@@ -1,17 +1,15 @@
 import { OpenFeature, ProviderStatus } from '@openfeature/server-sdk';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { HaltedError } from '../../src/errors.js';
 import { EffectGuard, type GuardedEffect } from '../../src/guard/effect-guard.js';
 import { evaluateKill } from '../../src/guard/kill-decision.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { bind, localLaunchDarkly, sleep, waitFor } from './helpers.js';
 import { LdStreamServer } from '../fixtures/ld-stream-server.js';
+import { cleanupsAfterEach } from '../fixtures/cleanups.js';
 
 const quiet = { warn: () => undefined };
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 afterAll(async () => {
   await OpenFeature.close();
 });

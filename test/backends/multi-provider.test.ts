@@ -1,5 +1,5 @@
 import { MultiProvider, OpenFeature, type Provider } from '@openfeature/server-sdk';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { HaltedError } from '../../src/errors.js';
 import { EffectGuard, type GuardedEffect } from '../../src/guard/effect-guard.js';
@@ -12,15 +12,13 @@ import { SourceStatus } from '../../src/source/flip-source.js';
 import { ControlledFlipSource } from '../provider/controlled-flip-source.js';
 import { bind, localLaunchDarkly, sleep, waitFor } from './helpers.js';
 import { LdStreamServer } from '../fixtures/ld-stream-server.js';
+import { cleanupsAfterEach } from '../fixtures/cleanups.js';
 
 // The SDK's own strategies (FirstMatch, FirstSuccessful, Comparison) and their fail-open cases are
 // measured in test/guard/multi-provider.test.ts (KS-4.6.1); this file combines the real providers.
 
 const quiet = { warn: () => undefined, error: () => undefined };
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 afterAll(async () => {
   await OpenFeature.close();
 });

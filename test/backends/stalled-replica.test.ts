@@ -1,6 +1,6 @@
 import { OFREPProvider } from '@openfeature/ofrep-provider';
 import { OpenFeature } from '@openfeature/server-sdk';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
@@ -10,12 +10,10 @@ import type { FlipLogStore } from '../../src/store/flip-log-store.js';
 import { bind, waitFor } from './helpers.js';
 import { bearer, startTestServer, TOKENS } from '../server/helpers.js';
 import { dropSchemas, PG_URL, RUN_PG, schemaName, startProxy } from '../postgres/pg-harness.js';
+import { cleanupsAfterEach } from '../fixtures/cleanups.js';
 
 const quiet = { warn: () => undefined, error: () => undefined };
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 afterAll(async () => {
   await OpenFeature.close();
 });

@@ -14,12 +14,10 @@ import { timeoutFetch } from '../../src/ofrep/timeout-fetch.js';
 import type { ControlPlane } from '../../src/server/index.js';
 import { bind, sleep, waitFor } from '../backends/helpers.js';
 import { bearer, startTestServer, TOKENS } from '../server/helpers.js';
+import { cleanupsAfterEach } from '../fixtures/cleanups.js';
 
 const quiet = { warn: () => undefined };
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupsAfterEach();
 afterAll(async () => {
   await OpenFeature.close();
 });

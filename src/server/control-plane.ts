@@ -21,6 +21,7 @@ import {
 } from './api-schemas.js';
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
+import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { encodeEvent, StreamHub } from './stream-hub.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
@@ -483,14 +484,11 @@ class ControlPlaneServer implements ControlPlane {
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      let url: URL;
-      try {
-        url = new URL(req.url ?? '/', 'http://control-plane.invalid');
-      } catch {
-        // A request target that is not a URL (`//[`, found by the KS-13.4 fuzz suite) is the
-        // client's error: 400, not a 500 with a stack logged for every such request. KS-5.1.8
-        throw new HttpError(400, ErrorCode.INVALID_INPUT, 'malformed request target');
-      }
+      // A target that is not a URL (`//[`) or not in normal form (`/v1/../v1/flips`, both found
+      // by the KS-13.4 fuzz suite) is the client's error: 400 before any route. KS-5.1.13
+      const target = parseRequestTarget(req.url);
+      if (!target.ok) throw new HttpError(400, ErrorCode.INVALID_INPUT, target.reason);
+      const url = target.url;
       const m = this.router.match(req.method ?? 'GET', url.pathname);
       if (m.kind === 'not-found') {
         throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);

@@ -1,0 +1,51 @@
+/**
+ * The request target, read strictly (KS-5.1.13).
+ *
+ * `new URL(target, base)` resolves what a browser would: `/v1/../v1/flips` and
+ * `/v1/%2e%2e/v1/flips` become `/v1/flips`, `\` becomes `/`, `//host/v1/flips` is a host and the
+ * path `/v1/flips`, and an absolute-form target keeps only its path. A proxy or gateway in front
+ * of the control plane that allows or denies by path (flips from the operators' network only,
+ * say) sees the raw target, so every one of those is a way around it. The control plane routes
+ * only targets that already are what it would route: origin-form, one leading `/`, no dot
+ * segments literal or percent-encoded, no backslash, no fragment. Anything else is the client's
+ * error, answered before any route, token or body is looked at.
+ */
+
+export type TargetVerdict = { ok: true; url: URL } | { ok: false; reason: string };
+
+const BASE = 'http://control-plane.invalid';
+
+export function parseRequestTarget(target: string | undefined): TargetVerdict {
+  const raw = target ?? '/';
+  if (!raw.startsWith('/')) {
+    return { ok: false, reason: 'request target must be origin-form (start with "/")' };
+  }
+  if (raw.startsWith('//')) {
+    return { ok: false, reason: 'request target must not start with "//"' };
+  }
+  if (raw.includes('#')) {
+    return { ok: false, reason: 'request target must not carry a fragment' };
+  }
+  const q = raw.indexOf('?');
+  const path = q < 0 ? raw : raw.slice(0, q);
+  // Checked here and not left to the URL parser: Node 20's parser leaves `/a/.b/../c` as it is
+  // (found by test/server/request-target.test.ts), and a proxy may not.
+  for (const segment of path.split('/')) {
+    const s = segment.replace(/%2e/gi, '.');
+    if (s === '.' || s === '..') {
+      return { ok: false, reason: 'request target path is not in normal form (dot segment)' };
+    }
+  }
+  let url: URL;
+  try {
+    url = new URL(raw, BASE);
+  } catch {
+    return { ok: false, reason: 'malformed request target' };
+  }
+  // Whatever the URL parser changed in the path (dot segments, percent-encoded dots, backslashes,
+  // bytes it escapes) is a path a proxy would have read differently.
+  if (url.pathname !== path) {
+    return { ok: false, reason: 'request target path is not in normal form' };
+  }
+  return { ok: true, url };
+}

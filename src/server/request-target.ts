@@ -14,6 +14,8 @@
 export type TargetVerdict = { ok: true; url: URL } | { ok: false; reason: string };
 
 const BASE = 'http://control-plane.invalid';
+/** A whole segment of one or two dots, each `.` or `%2e`. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?=\/|$)/i;
 
 export function parseRequestTarget(target: string | undefined): TargetVerdict {
   const raw = target ?? '/';
@@ -30,11 +32,8 @@ export function parseRequestTarget(target: string | undefined): TargetVerdict {
   const path = q < 0 ? raw : raw.slice(0, q);
   // Checked here and not left to the URL parser: Node 20's parser leaves `/a/.b/../c` as it is
   // (found by test/server/request-target.test.ts), and a proxy may not.
-  for (const segment of path.split('/')) {
-    const s = segment.replace(/%2e/gi, '.');
-    if (s === '.' || s === '..') {
-      return { ok: false, reason: 'request target path is not in normal form (dot segment)' };
-    }
+  if (DOT_SEGMENT.test(path)) {
+    return { ok: false, reason: 'request target path is not in normal form (dot segment)' };
   }
   let url: URL;
   try {

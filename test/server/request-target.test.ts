@@ -31,6 +31,8 @@ describe('KS-5.1.13 the request target is routed only as it was sent', () => {
     ['/v1/./flips', /normal form/],
     ['/v1/%2e%2e/flips', /normal form/],
     ['/v1/%2E/flips', /normal form/],
+    // Node 20's URL parser leaves this one as it is; the hand check must catch it.
+    ['/v1/.b/../flips', /dot segment/],
     ['/v1\\flips', /normal form/],
     ['/v1/fl ips', /normal form/],
     ['//host/v1/flips', /"\/\/"/],

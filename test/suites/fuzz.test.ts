@@ -500,6 +500,17 @@ describe('KS-13.4.2 request targets that are not URLs are the client’s error',
 });
 
 describe('KS-13.4.3 a valid flip sent to a target that only resolves to /v1/flips', () => {
+  const postValidFlip = (target: string) =>
+    rawRequest(cp.port, {
+      method: 'POST',
+      target,
+      headers: [
+        ['authorization', `Bearer ${SUITE_TOKENS.admin}`],
+        ['content-type', 'application/json'],
+      ],
+      body: Buffer.from(JSON.stringify(validFlip())),
+    });
+
   it.each([
     '/v1/../v1/flips',
     '/v1/./flips',
@@ -513,15 +524,7 @@ describe('KS-13.4.3 a valid flip sent to a target that only resolves to /v1/flip
   ])('%s answers 400 and appends nothing', async (target) => {
     const before = (await store.head()).seq;
     const errorsBefore = internalErrors.length;
-    const a = await rawRequest(cp.port, {
-      method: 'POST',
-      target,
-      headers: [
-        ['authorization', `Bearer ${SUITE_TOKENS.admin}`],
-        ['content-type', 'application/json'],
-      ],
-      body: Buffer.from(JSON.stringify(validFlip())),
-    });
+    const a = await postValidFlip(target);
     expect(a.status).toBe(400);
     expect((JSON.parse(a.body) as { error: { code: string } }).error.code).toBe('KS_INVALID_INPUT');
     expect((await store.head()).seq).toBe(before);
@@ -530,15 +533,7 @@ describe('KS-13.4.3 a valid flip sent to a target that only resolves to /v1/flip
 
   it('the same flip to /v1/flips itself is appended (the control)', async () => {
     const before = (await store.head()).seq;
-    const a = await rawRequest(cp.port, {
-      method: 'POST',
-      target: '/v1/flips',
-      headers: [
-        ['authorization', `Bearer ${SUITE_TOKENS.admin}`],
-        ['content-type', 'application/json'],
-      ],
-      body: Buffer.from(JSON.stringify(validFlip())),
-    });
+    const a = await postValidFlip('/v1/flips');
     expect(a.status).toBe(201);
     expect((await store.head()).seq).toBe(before + 1);
   });

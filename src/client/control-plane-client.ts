@@ -7,8 +7,9 @@ import type {
   HealthAnswer,
   LogAnswer,
   WorkersAnswer,
-} from '../server/control-plane.js';
-import type { ReleaseRecord, ReleasesAnswer } from '../server/release-gate.js';
+} from '../protocol/answers.js';
+import { ApiPath, LogQuery } from '../protocol/paths.js';
+import type { ReleaseRecord, ReleasesAnswer } from '../protocol/releases.js';
 
 /** Options of {@link ControlPlaneClient}. */
 export interface ControlPlaneClientOptions {
@@ -49,7 +50,7 @@ export interface FlipRequestInput {
   readonly id?: string;
   readonly release?: string;
   readonly source?: string;
-  /** Wait up to this many ms for the fleet to stop (at most 30000). */
+  /** Wait up to this many ms for the fleet to stop (at most 30000, `MAX_WAIT_MS`). */
   readonly wait?: number;
 }
 
@@ -89,26 +90,26 @@ export class ControlPlaneClient {
 
   /** `POST /v1/flips` */
   flip(input: FlipRequestInput): Promise<FlipAnswer> {
-    return this.#call('POST', '/v1/flips', input, (input.wait ?? 0) + this.#timeoutMs);
+    return this.#call('POST', ApiPath.FLIPS, input, (input.wait ?? 0) + this.#timeoutMs);
   }
 
   /** `GET /v1/state` */
   state(): Promise<KillSnapshot> {
-    return this.#call('GET', '/v1/state');
+    return this.#call('GET', ApiPath.STATE);
   }
 
   /** `GET /v1/flips?after=&limit=` */
   log(options: { readonly after?: number; readonly limit?: number } = {}): Promise<LogAnswer> {
     const q = new URLSearchParams();
-    if (options.after !== undefined) q.set('after', String(options.after));
-    if (options.limit !== undefined) q.set('limit', String(options.limit));
+    if (options.after !== undefined) q.set(LogQuery.AFTER, String(options.after));
+    if (options.limit !== undefined) q.set(LogQuery.LIMIT, String(options.limit));
     const qs = q.toString();
-    return this.#call('GET', `/v1/flips${qs ? `?${qs}` : ''}`);
+    return this.#call('GET', `${ApiPath.FLIPS}${qs ? `?${qs}` : ''}`);
   }
 
   /** `GET /v1/workers` */
   workers(): Promise<WorkersAnswer> {
-    return this.#call('GET', '/v1/workers');
+    return this.#call('GET', ApiPath.WORKERS);
   }
 
   /** `POST /v1/acks` */
@@ -117,7 +118,7 @@ export class ControlPlaneClient {
     readonly release?: string;
     readonly seq: number;
   }): Promise<AckAnswer> {
-    return this.#call('POST', '/v1/acks', ack);
+    return this.#call('POST', ApiPath.ACKS, ack);
   }
 
   /** `POST /v1/releases`: marks a release green or red (admin). KS-10.5.1 */
@@ -126,17 +127,17 @@ export class ControlPlaneClient {
     readonly status: 'green' | 'red';
     readonly reason?: string;
   }): Promise<{ release: ReleaseRecord }> {
-    return this.#call('POST', '/v1/releases', input);
+    return this.#call('POST', ApiPath.RELEASES, input);
   }
 
   /** `GET /v1/releases`: each release's latest verdict and the connected workers. KS-10.5.1 */
   releases(): Promise<ReleasesAnswer> {
-    return this.#call('GET', '/v1/releases');
+    return this.#call('GET', ApiPath.RELEASES);
   }
 
   /** `GET /healthz` */
   health(): Promise<HealthAnswer> {
-    return this.#call('GET', '/healthz');
+    return this.#call('GET', ApiPath.HEALTH);
   }
 
   async #call<T>(
@@ -173,7 +174,7 @@ export class ControlPlaneClient {
     } catch {
       json = undefined;
     }
-    if (!res.ok || (res.status === 503 && path === '/healthz')) {
+    if (!res.ok || (res.status === 503 && path === ApiPath.HEALTH)) {
       const e = (
         json as
           { error?: { code?: string; message?: string; issues?: ValidationIssue[] } } | undefined

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { authorize, Role, type Principal } from '../auth/principal.js';
 import { ErrorCode, KillSwitchError } from '../errors.js';
+import { ApiPath } from '../protocol/paths.js';
 import type { FleetTracker } from '../server/fleet-tracker.js';
 import { HttpError, sendJson } from '../server/internal/http-io.js';
 import type { Route, RouteContext, Router } from '../server/router.js';
@@ -98,7 +99,7 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Route[] {
     },
     {
       method: 'GET',
-      path: '/v1/flips/:seq/fleet',
+      path: ApiPath.FLIP_FLEET,
       auth: 'authenticated',
       handle: (ctx) => flipFleet(ctx, tracker),
     },

@@ -14,7 +14,8 @@ import {
   selectorMatches,
   type Selector,
 } from '../model/selector.js';
-import type { FlipAnswer, WorkersAnswer } from '../server/control-plane.js';
+import type { FlipAnswer, WorkersAnswer } from '../protocol/answers.js';
+import { ApiPath } from '../protocol/paths.js';
 import { checkTargets } from './check-targets.js';
 import type {
   DrillReport,
@@ -552,7 +553,7 @@ async function markGreen(
   release: string,
   scenario: string,
 ): Promise<void> {
-  const res = await fetch(`${p.url.replace(/\/+$/, '')}/v1/releases`, {
+  const res = await fetch(`${p.url.replace(/\/+$/, '')}${ApiPath.RELEASES}`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',

@@ -14,11 +14,12 @@ import {
   type Selector,
 } from '../model/selector.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
+import { ApiPath } from '../protocol/paths.js';
 import { sendJson } from './internal/http-io.js';
 import type { Route, RouteContext, Router } from './router.js';
 
 /** The path Alertmanager posts to. KS-11.5.1 */
-export const ALERTMANAGER_PATH = '/v1/alerts/alertmanager';
+export const ALERTMANAGER_PATH = ApiPath.ALERTMANAGER;
 
 /** The flip `source` of every halt this webhook appends. */
 export const ALERTMANAGER_SOURCE = 'alertmanager';

@@ -11,19 +11,27 @@ import { toIssues } from '../internal/zod-issues.js';
 import { parseFlipInput, type FlipInput, type FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
+import { parseAcks } from '../protocol/acks.js';
+import type {
+  AckAnswer,
+  FlipAnswer,
+  HealthAnswer,
+  LogAnswer,
+  WorkersAnswer,
+} from '../protocol/answers.js';
 import {
-  safeParseAck,
-  type AckRequest,
   flipRequestSchema,
   logQuerySchema,
   MAX_WAIT_MS,
   streamQuerySchema,
-} from './api-schemas.js';
-import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
+} from '../protocol/flip-request.js';
+import { ApiPath, LAST_EVENT_ID_HEADER, STREAM_HEADERS } from '../protocol/paths.js';
+import { encodeEvent, StreamEvent } from '../protocol/stream-events.js';
+import { FleetTracker, type FlipFleetStatus } from './fleet-tracker.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
-import { encodeEvent, StreamHub } from './stream-hub.js';
+import { StreamHub } from './stream-hub.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
@@ -85,47 +93,13 @@ export interface ControlPlaneOptions {
   readonly now?: () => number;
 }
 
-/** Answer of `POST /v1/flips`. */
-export interface FlipAnswer {
-  readonly flip: FlipRecord;
-  /** True when the id was already in the log (nothing appended). */
-  readonly duplicate: boolean;
-  /** The fleet's answer at the time of responding (after `wait`); null when not tracked. */
-  readonly fleet: FlipFleetStatus | null;
-}
-
-/** Answer of `POST /v1/acks`. KS-6.2 */
-export interface AckAnswer {
-  readonly head: number;
-  readonly serverTime: number;
-  readonly staleAfterMs: number;
-}
-
-/** Answer of `GET /v1/flips`. */
-export interface LogAnswer {
-  readonly flips: readonly FlipRecord[];
-  readonly head: number;
-  /** The `after` of the next page, or null at the end. */
-  readonly next: number | null;
-}
-
-/** Answer of `GET /v1/workers`. */
-export interface WorkersAnswer {
-  readonly head: number;
-  readonly staleAfterMs: number;
-  readonly leaseMarginMs: number;
-  readonly workers: readonly WorkerInfo[];
-}
-
-/** Answer of `GET /healthz`. */
-export interface HealthAnswer {
-  readonly ok: boolean;
-  readonly head: number;
-  readonly store: string;
-  readonly subscribers: number;
-  /** Why the control plane does not vouch for its state (only when `ok` is false). KS-12.5.2 */
-  readonly reason?: string;
-}
+export type {
+  AckAnswer,
+  FlipAnswer,
+  HealthAnswer,
+  LogAnswer,
+  WorkersAnswer,
+} from '../protocol/answers.js';
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -381,7 +355,7 @@ class ControlPlaneServer implements ControlPlane {
     for (const r of records) this.#ids.add(r.id);
     const tail = records.slice(-this.#maxReplay);
     this.#ringFirst = tail[0]?.seq ?? this.#state.seq + 1;
-    this.#ring = tail.map((r) => encodeEvent('flip', r, r.seq));
+    this.#ring = tail.map((r) => encodeEvent(StreamEvent.FLIP, r, r.seq));
     this.tracker.setHead(this.#state.seq);
     this.#followReady = true;
     this.#drainBuffered();
@@ -409,7 +383,7 @@ class ControlPlaneServer implements ControlPlane {
     // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
     // records the append, at the time taken before the broadcast, before any ack is handled.
     const appendedAt = this.#now();
-    const event = encodeEvent('flip', r, r.seq);
+    const event = encodeEvent(StreamEvent.FLIP, r, r.seq);
     this.#hub.broadcast(event);
     this.tracker.flipAppended(r.seq, appendedAt);
     this.#ids.add(r.id);
@@ -477,7 +451,9 @@ class ControlPlaneServer implements ControlPlane {
       this.#log.warn('the store caught up with the log again; vouching for the state again');
     }
     if (this.#hub.size === 0) return;
-    this.#hub.broadcast(encodeEvent('heartbeat', { head: this.#state.seq, at: this.#now() }));
+    this.#hub.broadcast(
+      encodeEvent(StreamEvent.HEARTBEAT, { head: this.#state.seq, at: this.#now() }),
+    );
   }
 
   // --- HTTP ----------------------------------------------------------------------------------
@@ -529,15 +505,30 @@ class ControlPlaneServer implements ControlPlane {
 
   #routes(): Route[] {
     return [
-      { method: 'GET', path: '/healthz', auth: 'public', handle: (c) => this.#health(c) },
-      { method: 'POST', path: '/v1/flips', auth: 'authenticated', handle: (c) => this.#flip(c) },
-      { method: 'GET', path: '/v1/flips', auth: 'authenticated', handle: (c) => this.#readLog(c) },
-      { method: 'GET', path: '/v1/state', auth: 'authenticated', handle: (c) => this.#getState(c) },
-      { method: 'GET', path: '/v1/stream', auth: 'authenticated', handle: (c) => this.#stream(c) },
-      { method: 'POST', path: '/v1/acks', auth: 'authenticated', handle: (c) => this.#ack(c) },
+      { method: 'GET', path: ApiPath.HEALTH, auth: 'public', handle: (c) => this.#health(c) },
+      { method: 'POST', path: ApiPath.FLIPS, auth: 'authenticated', handle: (c) => this.#flip(c) },
       {
         method: 'GET',
-        path: '/v1/workers',
+        path: ApiPath.FLIPS,
+        auth: 'authenticated',
+        handle: (c) => this.#readLog(c),
+      },
+      {
+        method: 'GET',
+        path: ApiPath.STATE,
+        auth: 'authenticated',
+        handle: (c) => this.#getState(c),
+      },
+      {
+        method: 'GET',
+        path: ApiPath.STREAM,
+        auth: 'authenticated',
+        handle: (c) => this.#stream(c),
+      },
+      { method: 'POST', path: ApiPath.ACKS, auth: 'authenticated', handle: (c) => this.#ack(c) },
+      {
+        method: 'GET',
+        path: ApiPath.WORKERS,
         auth: 'authenticated',
         handle: (c) => this.#workers(c),
       },
@@ -709,7 +700,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#checkHealthy();
     const head = this.#state.seq;
     const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];
-    const lastId = req.headers['last-event-id'];
+    const lastId = req.headers[LAST_EVENT_ID_HEADER];
     const s =
       typeof lastId === 'string' && /^\d{1,16}$/.test(lastId.trim())
         ? Number(lastId.trim())
@@ -724,24 +715,19 @@ class ControlPlaneServer implements ControlPlane {
     if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
       chunks.push(...replay);
     } else {
-      chunks.push(encodeEvent('snapshot', this.#state.toSnapshot(), head));
+      chunks.push(encodeEvent(StreamEvent.SNAPSHOT, this.#state.toSnapshot(), head));
     }
     if (req.method === 'HEAD') {
       // A HEAD must not become a subscriber that never receives a body.
       res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
+        'content-type': STREAM_HEADERS['content-type'],
+        'cache-control': STREAM_HEADERS['cache-control'],
       });
       res.end();
       return;
     }
     req.socket.setNoDelay(true);
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
+    res.writeHead(200, STREAM_HEADERS);
     const first = Buffer.concat(chunks);
     res.write(first);
     let disconnect: () => void = () => {};
@@ -776,53 +762,6 @@ function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.o
   const r = schema.safeParse(obj);
   if (!r.success) throw new ValidationError(what, toIssues(r.error));
   return r.data;
-}
-
-/** Most entries in one batched acknowledgement (KS-6.2.6). */
-const MAX_ACK_BATCH = 10_000;
-
-/**
- * Validates `POST /v1/acks`: `{ workerId, release?, seq }` or `{ acks: [ ...those ] }` with 1 to
- * 10,000 entries naming distinct workers (a worker twice would make the order of its entries
- * matter). Any bad entry refuses the whole batch. KS-6.2, KS-6.2.6
- */
-function parseAcks(raw: unknown): AckRequest[] {
-  if (raw === null || typeof raw !== 'object' || !Object.hasOwn(raw, 'acks')) {
-    const parsed = safeParseAck(raw);
-    if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
-    return [parsed.data];
-  }
-  const keys = Object.keys(raw);
-  const list = (raw as { acks: unknown }).acks;
-  if (keys.length !== 1 || !Array.isArray(list) || list.length === 0) {
-    throw new ValidationError('ack batch', [
-      { path: ['acks'], message: 'must be the only field: a non-empty array of acknowledgements' },
-    ]);
-  }
-  if (list.length > MAX_ACK_BATCH) {
-    throw new ValidationError('ack batch', [
-      { path: ['acks'], message: `must hold at most ${MAX_ACK_BATCH} acknowledgements` },
-    ]);
-  }
-  const out: AckRequest[] = [];
-  const seen = new Set<string>();
-  for (let i = 0; i < list.length; i++) {
-    const parsed = safeParseAck(list[i]);
-    if (!parsed.success) {
-      throw new ValidationError(
-        'ack batch',
-        toIssues(parsed.error).map((x) => ({ ...x, path: ['acks', i, ...x.path] })),
-      );
-    }
-    if (seen.has(parsed.data.workerId)) {
-      throw new ValidationError('ack batch', [
-        { path: ['acks', i, 'workerId'], message: 'names a worker already in the batch' },
-      ]);
-    }
-    seen.add(parsed.data.workerId);
-    out.push(parsed.data);
-  }
-  return out;
 }
 
 function byteLength(chunks: readonly Buffer[]): number {

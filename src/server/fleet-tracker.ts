@@ -1,4 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
+import type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
+
+export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
 /** Options of {@link FleetTracker}. Times are epoch milliseconds from the injected clock. */
 export interface FleetTrackerOptions {
@@ -12,64 +15,6 @@ export interface FleetTrackerOptions {
   readonly maxTrackedFlips?: number;
   /** Clock, epoch ms. @default Date.now */
   readonly now?: () => number;
-}
-
-/** One worker as `GET /v1/workers` lists it. */
-export interface WorkerInfo {
-  readonly id: string;
-  readonly release?: string;
-  /** At least one open stream. */
-  readonly connected: boolean;
-  readonly connections: number;
-  /** Highest seq the worker acknowledged (null before its first ack). */
-  readonly lastAckSeq: number | null;
-  /** Receive time of its last ack. */
-  readonly lastAckAt: number | null;
-  /** head - lastAckSeq (null before its first ack). */
-  readonly lag: number | null;
-  /** When the server counts its lease as run out: last ack + staleAfterMs + leaseMarginMs. */
-  readonly leaseExpiresAt: number | null;
-  /** True when it has no lease (never acked, or the lease ran out): it fails closed on its own. */
-  readonly stale: boolean;
-}
-
-/** A worker that acknowledged a flip. */
-export interface AckedWorker {
-  readonly workerId: string;
-  readonly release?: string;
-  readonly at: number;
-  /** at - the flip's append time. */
-  readonly latencyMs: number;
-}
-
-/** A worker that had not acknowledged a flip when asked. */
-export interface Laggard {
-  readonly workerId: string;
-  readonly release?: string;
-  readonly lastAckSeq: number | null;
-  /** When it counts as stopped even without an ack (its lease runs out). */
-  readonly leaseExpiresAt: number;
-  /** True once that time has passed: it counts as stopped (failed closed). */
-  readonly leaseExpired: boolean;
-}
-
-/** The fleet's answer for one flip. KS-6.2.4, KS-6.2.5 */
-export interface FlipFleetStatus {
-  readonly seq: number;
-  /** When the server saw the flip appended (epoch ms). */
-  readonly appendedAt: number;
-  /** Number of workers that acknowledged it (`applied` count). */
-  readonly applied: number;
-  readonly acknowledged: readonly AckedWorker[];
-  readonly laggards: readonly Laggard[];
-  /** Connected workers that had no lease when the flip was appended: stopped at once. */
-  readonly alreadyStale: readonly { readonly workerId: string; readonly release?: string }[];
-  /** Every worker counts as stopped. */
-  readonly complete: boolean;
-  /** When the stop was complete (epoch ms), or null while it is not. */
-  readonly completeAt: number | null;
-  /** completeAt - appendedAt, or null. */
-  readonly completeAfterMs: number | null;
 }
 
 interface Worker {

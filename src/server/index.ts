@@ -26,14 +26,13 @@ export {
 } from './router.js';
 export {
   flipRequestSchema,
-  ackRequestSchema,
   logQuerySchema,
   streamQuerySchema,
   MAX_WAIT_MS,
   type FlipRequest,
-  type AckRequest,
-} from './api-schemas.js';
-export { encodeEvent } from './stream-hub.js';
+} from '../protocol/flip-request.js';
+export { ackRequestSchema, type AckRequest } from '../protocol/acks.js';
+export { encodeEvent } from '../protocol/stream-events.js';
 export { isLoopbackHost } from '../auth/is-loopback-host.js';
 export {
   ReleaseGate,

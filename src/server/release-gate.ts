@@ -7,60 +7,35 @@ import { Mutex } from '../internal/mutex.js';
 import { toIssues } from '../internal/zod-issues.js';
 // The flip log's lock: one control plane appends to a release file at a time.
 import { LockFile } from '../internal/lock-file.js';
-import type { WorkerInfo } from './fleet-tracker.js';
+import { releaseNameSchema } from '../protocol/acks.js';
+import type { WorkerInfo } from '../protocol/answers.js';
+import { ApiPath } from '../protocol/paths.js';
+import {
+  ReleaseStatus,
+  releaseRequestSchema,
+  type ReleaseRecord,
+  type ReleaseRequest,
+  type ReleasesAnswer,
+} from '../protocol/releases.js';
 import { sendJson } from './internal/http-io.js';
 import type { Route } from './router.js';
 
-/** A release's verdict. KS-10.5.1 */
-export const ReleaseStatus = { GREEN: 'green', RED: 'red' } as const;
-/** One of {@link ReleaseStatus}'s values. */
-export type ReleaseStatus = (typeof ReleaseStatus)[keyof typeof ReleaseStatus];
-
-/** One verdict on a release, as stored: the latest one per release counts. */
-export interface ReleaseRecord {
-  /** 1, 2, ... in append order. */
-  readonly seq: number;
-  readonly release: string;
-  readonly status: ReleaseStatus;
-  readonly reason?: string;
-  /** The token name that recorded it. */
-  readonly actor: string;
-  /** ISO 8601 UTC. */
-  readonly at: string;
-}
-
-const releaseName = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(200, 'must be at most 200 characters')
-  // eslint-disable-next-line no-control-regex
-  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
-
-/** Body of `POST /v1/releases`. KS-10.5.1 */
-export const releaseRequestSchema = z.strictObject({
-  release: releaseName,
-  status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED]),
-  reason: z.string().trim().min(1, 'must not be empty').max(1024).optional(),
-});
-/** A parsed {@link releaseRequestSchema}. */
-export type ReleaseRequest = z.infer<typeof releaseRequestSchema>;
+export {
+  ReleaseStatus,
+  releaseRequestSchema,
+  type ReleaseRecord,
+  type ReleaseRequest,
+  type ReleasesAnswer,
+} from '../protocol/releases.js';
 
 const releaseRecordSchema = z.strictObject({
   seq: z.number().int().min(1),
-  release: releaseName,
+  release: releaseNameSchema,
   status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED]),
   reason: z.string().optional(),
   actor: z.string().min(1),
   at: z.string(),
 });
-
-/** Answer of `GET /v1/releases`. */
-export interface ReleasesAnswer {
-  /** The latest verdict of each release, by name. */
-  readonly releases: readonly ReleaseRecord[];
-  /** Connected workers (open stream or live lease) and the release each reports. */
-  readonly workers: readonly { readonly id: string; readonly release: string | null }[];
-}
 
 /** Options of {@link ReleaseGate}. */
 export interface ReleaseGateOptions {
@@ -299,7 +274,7 @@ export function releaseRoutes(gate: ReleaseGate, workers: () => readonly WorkerI
   return [
     {
       method: 'POST',
-      path: '/v1/releases',
+      path: ApiPath.RELEASES,
       auth: 'authenticated',
       handle: async ({ res, principal, body }) => {
         const raw = await body();
@@ -312,7 +287,7 @@ export function releaseRoutes(gate: ReleaseGate, workers: () => readonly WorkerI
     },
     {
       method: 'GET',
-      path: '/v1/releases',
+      path: ApiPath.RELEASES,
       auth: 'authenticated',
       handle: async ({ res }) => {
         const answer: ReleasesAnswer = {

@@ -104,15 +104,3 @@ export class StreamHub {
     return false;
   }
 }
-
-/** Encodes one SSE event (data is one JSON line, so it never holds a newline). */
-export function encodeEvent(event: string, data: unknown, id?: number): Buffer {
-  const text = `event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`;
-  // An exact-size buffer of its own, not a slice of Node's shared 8 KiB pool (`Buffer.from`): the
-  // replay ring keeps flip events for up to 2 x maxReplay records, and a pooled slice keeps its
-  // whole slab alive with it. The KS-13.7 soak measured ~5 KB retained per flip that way (about
-  // 10 times the event), so ~100 MB once the ring is full at the default maxReplay.
-  const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
-  buf.write(text, 0, 'utf8');
-  return buf;
-}

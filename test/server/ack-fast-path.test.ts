@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ackRequestSchema, safeParseAck } from '../../src/server/api-schemas.js';
+import { ackRequestSchema, safeParseAck } from '../../src/protocol/acks.js';
 
 /**
  * KS-6.2.6: acknowledgement entries are validated by a hand-written check before zod; the two

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, KillSwitchError, ValidationError, type ValidationIssue } from '../../errors.js';
+import type { ErrorBody } from '../../protocol/answers.js';
 
 /** An error that maps onto one HTTP answer. */
 export class HttpError extends KillSwitchError {
@@ -33,15 +34,6 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.STORE_CLOSED]: 503,
   [ErrorCode.STORE_UNAVAILABLE]: 503,
 };
-
-/** The JSON error body every route answers with: `{ error: { code, message, issues? } }`. */
-export interface ErrorBody {
-  readonly error: {
-    readonly code: string;
-    readonly message: string;
-    readonly issues?: readonly ValidationIssue[];
-  };
-}
 
 /**
  * Maps any thrown value onto a status and body. Unknown errors become a 500 `KS_INTERNAL` with a

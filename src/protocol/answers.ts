@@ -1,0 +1,116 @@
+import type { ValidationIssue } from '../errors.js';
+import type { FlipRecord } from '../model/flip-record.js';
+
+/**
+ * The answers of the control plane's routes (KS-5.1, KS-6.2), as the server sends them and the
+ * typed client reads them. Times are epoch milliseconds unless a field says otherwise.
+ */
+
+/** The JSON error body every route answers with: `{ error: { code, message, issues? } }`. */
+export interface ErrorBody {
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly issues?: readonly ValidationIssue[];
+  };
+}
+
+/** One worker as `GET /v1/workers` lists it. KS-5.1.9 */
+export interface WorkerInfo {
+  readonly id: string;
+  readonly release?: string;
+  /** At least one open stream. */
+  readonly connected: boolean;
+  readonly connections: number;
+  /** Highest seq the worker acknowledged (null before its first ack). */
+  readonly lastAckSeq: number | null;
+  /** Receive time of its last ack. */
+  readonly lastAckAt: number | null;
+  /** head - lastAckSeq (null before its first ack). */
+  readonly lag: number | null;
+  /** When the server counts its lease as run out: last ack + staleAfterMs + leaseMarginMs. */
+  readonly leaseExpiresAt: number | null;
+  /** True when it has no lease (never acked, or the lease ran out): it fails closed on its own. */
+  readonly stale: boolean;
+}
+
+/** A worker that acknowledged a flip. */
+export interface AckedWorker {
+  readonly workerId: string;
+  readonly release?: string;
+  readonly at: number;
+  /** at - the flip's append time. */
+  readonly latencyMs: number;
+}
+
+/** A worker that had not acknowledged a flip when asked. */
+export interface Laggard {
+  readonly workerId: string;
+  readonly release?: string;
+  readonly lastAckSeq: number | null;
+  /** When it counts as stopped even without an ack (its lease runs out). */
+  readonly leaseExpiresAt: number;
+  /** True once that time has passed: it counts as stopped (failed closed). */
+  readonly leaseExpired: boolean;
+}
+
+/** The fleet's answer for one flip. KS-6.2.4, KS-6.2.5 */
+export interface FlipFleetStatus {
+  readonly seq: number;
+  /** When the server saw the flip appended (epoch ms). */
+  readonly appendedAt: number;
+  /** Number of workers that acknowledged it (`applied` count). */
+  readonly applied: number;
+  readonly acknowledged: readonly AckedWorker[];
+  readonly laggards: readonly Laggard[];
+  /** Connected workers that had no lease when the flip was appended: stopped at once. */
+  readonly alreadyStale: readonly { readonly workerId: string; readonly release?: string }[];
+  /** Every worker counts as stopped. */
+  readonly complete: boolean;
+  /** When the stop was complete (epoch ms), or null while it is not. */
+  readonly completeAt: number | null;
+  /** completeAt - appendedAt, or null. */
+  readonly completeAfterMs: number | null;
+}
+
+/** Answer of `POST /v1/flips`. KS-5.1.1, KS-5.1.4 */
+export interface FlipAnswer {
+  readonly flip: FlipRecord;
+  /** True when the id was already in the log (nothing appended). */
+  readonly duplicate: boolean;
+  /** The fleet's answer at the time of responding (after `wait`); null when not tracked. */
+  readonly fleet: FlipFleetStatus | null;
+}
+
+/** Answer of `POST /v1/acks`. KS-6.2 */
+export interface AckAnswer {
+  readonly head: number;
+  readonly serverTime: number;
+  readonly staleAfterMs: number;
+}
+
+/** Answer of `GET /v1/flips`. KS-5.1.2 */
+export interface LogAnswer {
+  readonly flips: readonly FlipRecord[];
+  readonly head: number;
+  /** The `after` of the next page, or null at the end. */
+  readonly next: number | null;
+}
+
+/** Answer of `GET /v1/workers`. KS-5.1.9 */
+export interface WorkersAnswer {
+  readonly head: number;
+  readonly staleAfterMs: number;
+  readonly leaseMarginMs: number;
+  readonly workers: readonly WorkerInfo[];
+}
+
+/** Answer of `GET /healthz`. KS-5.1.9 */
+export interface HealthAnswer {
+  readonly ok: boolean;
+  readonly head: number;
+  readonly store: string;
+  readonly subscribers: number;
+  /** Why the control plane does not vouch for its state (only when `ok` is false). KS-12.5.2 */
+  readonly reason?: string;
+}

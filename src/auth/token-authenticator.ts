@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
 import { normalizeSelector, selectorSchema } from '../model/selector.js';
+import { ID_ALPHABET_MESSAGE, ID_CHARACTERS, ID_PATTERN } from '../protocol/text.js';
 import { Role, workerMatches, type Principal } from './principal.js';
 
 /**
@@ -44,18 +45,14 @@ const workerPatternSchema = z
   .string()
   .max(129, 'must be at most 129 characters')
   .regex(
-    /^[A-Za-z0-9._:@/+=-]+\*?$/,
+    new RegExp(`^[${ID_CHARACTERS}]+\\*?$`),
     'must be a worker id or a non-empty prefix followed by * (letters, digits and ._:@/+=-)',
   );
 
 /** zod schema of one {@link TokenSpec}. */
 export const tokenSpecSchema = z
   .strictObject({
-    name: z
-      .string()
-      .min(1)
-      .max(200)
-      .regex(/^[A-Za-z0-9._:@/+=-]+$/, 'must use only letters, digits and ._:@/+=-'),
+    name: z.string().min(1).max(200).regex(ID_PATTERN, ID_ALPHABET_MESSAGE),
     token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
     sha256: z
       .string()

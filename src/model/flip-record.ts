@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
+import { hasControlCharacters, idText, isIdText } from '../protocol/text.js';
 import { canonicalJson } from './canonical-json.js';
 import { normalizeSelector, selectorSchema, type Selector } from './selector.js';
 
@@ -52,11 +53,7 @@ const text = (max: number) =>
     .max(max, `must be at most ${max} characters`)
     .refine((s) => s.trim().length > 0, 'must not be empty');
 
-const idSchema = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .regex(/^[A-Za-z0-9._:@/+=-]+$/, 'must use only letters, digits and ._:@/+=-');
+const idSchema = idText(128);
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
@@ -181,11 +178,8 @@ const RECORD_KEYS = new Set([
   'hash',
 ]);
 const SELECTOR_KEY_SET = new Set(['tenant', 'feature', 'runId', 'capability']);
-const ID_RE = /^[A-Za-z0-9._:@/+=-]+$/;
 const HEX64_RE = /^[0-9a-f]{64}$/;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 const MODES = new Set(['discard', 'hold', 'drain']);
 
 const isText = (v: unknown, max: number): v is string =>
@@ -195,7 +189,7 @@ const isSelectorValue = (v: unknown): v is string =>
   v.length >= 1 &&
   v.length <= 256 &&
   v.trim() === v &&
-  !CONTROL_RE.test(v);
+  !hasControlCharacters(v);
 
 /**
  * The fast path of {@link parseFlipRecord}: the record when it certainly satisfies
@@ -209,7 +203,7 @@ function fastFlipRecord(input: unknown): FlipRecord | undefined {
   for (const k of Object.keys(o)) if (!RECORD_KEYS.has(k)) return undefined;
   const { seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash } = o;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return undefined;
-  if (typeof id !== 'string' || id.length > 128 || !ID_RE.test(id)) return undefined;
+  if (!isIdText(id, 128)) return undefined;
   if (typeof at !== 'string' || !ISO_RE.test(at) || Number.isNaN(Date.parse(at))) return undefined;
   if (!isText(actor, 200) || !isText(reason, 2000)) return undefined;
   if (action !== 'halt' && action !== 'resume') return undefined;

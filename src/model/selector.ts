@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
+import { hasControlCharacters } from '../protocol/text.js';
 
 /** The evaluation-context attributes a halt can name (DESIGN section 2). KS-1.1.1 */
 export const SELECTOR_KEYS = ['tenant', 'feature', 'runId', 'capability'] as const;
@@ -33,8 +34,7 @@ const selectorValue = z
   .min(1, 'must not be empty')
   .max(256, 'must be at most 256 characters')
   .refine((s) => s.trim() === s, 'must not start or end with white space')
-  // eslint-disable-next-line no-control-regex
-  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+  .refine((s) => !hasControlCharacters(s), 'must not contain control characters');
 
 /** zod schema of a selector: only the four known keys, each a non-empty string. KS-1.1.2 */
 export const selectorSchema = z.strictObject({

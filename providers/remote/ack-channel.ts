@@ -1,5 +1,6 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { ApiPath } from '../../src/protocol/paths.js';
 import type { RemoteClock } from './remote-flip-source.js';
 
 /** The answer of `POST /v1/acks` (KS-6.2), validated by the member. */
@@ -255,7 +256,7 @@ export class AckChannel {
 
   /** POSTs JSON: the injected fetch when there is one, else node:http with the channel's own agent. */
   async #post(body: string, signal: AbortSignal): Promise<AckAnswerText> {
-    const url = `${this.key.base}/v1/acks`;
+    const url = `${this.key.base}${ApiPath.ACKS}`;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.key.token !== undefined) headers['authorization'] = `Bearer ${this.key.token}`;
     if (this.key.fetch) {

@@ -1,5 +1,4 @@
 import { EventSource, type FetchLike } from 'eventsource';
-import { z } from 'zod';
 import { InvalidOptionError } from '../../src/errors.js';
 import {
   GENESIS_HASH,
@@ -10,6 +9,9 @@ import {
   type FlipRecord,
 } from '../../src/model/flip-record.js';
 import { KillState, type KillSnapshot } from '../../src/model/kill-state.js';
+import { ackAnswerSchema } from '../../src/protocol/acks.js';
+import { ApiPath, LAST_EVENT_ID_HEADER, StreamQuery } from '../../src/protocol/paths.js';
+import { heartbeatSchema, StreamEvent } from '../../src/protocol/stream-events.js';
 import {
   SourceStatus,
   type FlipSource,
@@ -72,17 +74,6 @@ export interface RemoteFlipSourceOptions {
    */
   readonly shareAcks?: boolean;
 }
-
-const ackAnswerSchema = z.object({
-  head: z.number().int().min(0),
-  serverTime: z.number(),
-  staleAfterMs: z.number().int().positive(),
-});
-
-const heartbeatSchema = z.object({
-  head: z.number().int().min(0),
-  at: z.number(),
-});
 
 /**
  * The members of a batch (KS-6.2.6) all receive the same answer text: validate it once. A pure
@@ -394,9 +385,9 @@ export class RemoteFlipSource implements FlipSource {
     if (this.#stopped) return;
     const generation = ++this.#generation;
     const base = this.#urls[this.#urlIndex % this.#urls.length]!;
-    const url = new URL(`${base}/v1/stream`);
-    url.searchParams.set('worker', this.#workerId); // KS-6.3.1
-    if (this.#release !== undefined) url.searchParams.set('release', this.#release);
+    const url = new URL(`${base}${ApiPath.STREAM}`);
+    url.searchParams.set(StreamQuery.WORKER, this.#workerId); // KS-6.3.1
+    if (this.#release !== undefined) url.searchParams.set(StreamQuery.RELEASE, this.#release);
     // KS-6.3.10: a replay that keeps failing (too large for the server to send before it drops
     // us as a slow reader, say) is abandoned for a snapshot.
     const resume =
@@ -406,7 +397,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#resuming = resume;
     this.#progressed = false;
     this.#answered = false;
-    if (!resume) url.searchParams.set('snapshot', '1');
+    if (!resume) url.searchParams.set(StreamQuery.SNAPSHOT, '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
     const injected = this.#fetch;
@@ -428,7 +419,7 @@ export class RemoteFlipSource implements FlipSource {
       const headers: typeof init.headers = { ...init.headers };
       if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
       delete headers['Last-Event-ID'];
-      delete headers['last-event-id'];
+      delete headers[LAST_EVENT_ID_HEADER];
       if (lastEventId !== undefined) headers['Last-Event-ID'] = lastEventId;
       return baseFetch(input, { ...init, headers });
     };
@@ -436,13 +427,13 @@ export class RemoteFlipSource implements FlipSource {
     const es = new EventSource(url, { fetch: fetchWithHeaders });
     this.#es = es;
     const live = () => generation === this.#generation && !this.#stopped;
-    es.addEventListener('snapshot', (ev) => {
+    es.addEventListener(StreamEvent.SNAPSHOT, (ev) => {
       if (live()) this.#onSnapshotEvent(ev.data);
     });
-    es.addEventListener('flip', (ev) => {
+    es.addEventListener(StreamEvent.FLIP, (ev) => {
       if (live()) this.#onFlipEvent(ev.data);
     });
-    es.addEventListener('heartbeat', (ev) => {
+    es.addEventListener(StreamEvent.HEARTBEAT, (ev) => {
       if (live()) this.#onHeartbeatEvent(ev.data);
     });
     es.addEventListener('error', (ev) => {

@@ -25,19 +25,19 @@ export {
   type RunDrillOptions,
   type DrillOutcome,
   type DrillScope,
-} from './run-drill.js';
+} from './run/run-drill.js';
 export {
   startEffectSink,
   type EffectSink,
   type EffectSinkOptions,
   type SinkEffect,
-} from './effect-sink.js';
+} from './servers/effect-sink.js';
 export {
   startSlowLlmServer,
   type SlowLlmServer,
   type SlowLlmServerOptions,
   type SlowLlmStats,
-} from './slow-llm-server.js';
+} from './servers/slow-llm-server.js';
 export {
   percentile,
   stopTimes,
@@ -49,14 +49,14 @@ export {
   appliedAtOf,
   type HaltWindow,
   type LedgerView,
-} from './measure.js';
-export { checkTargets, type DrillMeasurements } from './check-targets.js';
+} from './measure/measure.js';
+export { checkTargets, type DrillMeasurements } from './measure/check-targets.js';
 export {
   writeDrillReport,
   renderMarkdown,
   renderSvg,
   type WrittenReport,
-} from './report-writer.js';
+} from './report/report-writer.js';
 export type {
   DrillReport,
   LeverResult,
@@ -66,6 +66,6 @@ export type {
   Violation,
   WorkerStop,
   WorkerSummary,
-} from './drill-report.js';
+} from './report/drill-report.js';
 export { WorkerVariant, WORKER_VARIANTS } from './internal/protocol.js';
 export { drillNow, type DrillClock } from './drill-clock.js';

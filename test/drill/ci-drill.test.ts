@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runDrill } from '../../src/drill/run-drill.js';
+import { runDrill } from '../../src/drill/run/run-drill.js';
 import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
 
 let dir: string | undefined;

@@ -4,7 +4,7 @@ import { parseScenario, type Scenario } from '../../src/drill/scenario.js';
 
 /** The compiled worker entry (child-process tests run compiled code; `npm test` builds first). */
 export const WORKER_SCRIPT = fileURLToPath(
-  new URL('../../dist/src/drill/worker.js', import.meta.url),
+  new URL('../../dist/src/drill/worker/worker.js', import.meta.url),
 );
 
 /** A scenario file from spec/drills with overrides. */
@@ -26,7 +26,7 @@ export function progress(): { log: (l: string) => void; lines: string[] } {
 
 /** The compiled embedded control plane entry. */
 export const CONTROL_PLANE_SCRIPT = fileURLToPath(
-  new URL('../../dist/src/drill/control-plane-process.js', import.meta.url),
+  new URL('../../dist/src/drill/servers/control-plane-process.js', import.meta.url),
 );
 
 /** Both compiled entries, as runDrill options. */

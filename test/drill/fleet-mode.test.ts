@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { startEffectSink, type EffectSink } from '../../src/drill/effect-sink.js';
+import { startEffectSink, type EffectSink } from '../../src/drill/servers/effect-sink.js';
 import { drillNow } from '../../src/drill/drill-clock.js';
-import { WorkerFleet } from '../../src/drill/internal/worker-fleet.js';
-import { fleetLevers, runDrill } from '../../src/drill/run-drill.js';
-import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/slow-llm-server.js';
+import { WorkerFleet } from '../../src/drill/run/worker-fleet.js';
+import { fleetLevers, runDrill } from '../../src/drill/run/run-drill.js';
+import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
 import { TokenAuthenticator } from '../../src/auth/token-authenticator.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { checkTargets } from '../../src/drill/check-targets.js';
-import type { LeverResult, WorkerSummary } from '../../src/drill/drill-report.js';
-import type { SinkEffect } from '../../src/drill/effect-sink.js';
+import { checkTargets } from '../../src/drill/measure/check-targets.js';
+import type { LeverResult, WorkerSummary } from '../../src/drill/report/drill-report.js';
+import type { SinkEffect } from '../../src/drill/servers/effect-sink.js';
 import type { WorkerEvent } from '../../src/drill/internal/protocol.js';
 import {
   checkLedger,
@@ -11,7 +11,7 @@ import {
   percentile,
   stopTimes,
   type HaltWindow,
-} from '../../src/drill/measure.js';
+} from '../../src/drill/measure/measure.js';
 import { parseScenario } from '../../src/drill/scenario.js';
 
 const eff = (over: Partial<SinkEffect> & { at: number; key: string }): SinkEffect => ({

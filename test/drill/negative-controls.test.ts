@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runDrill } from '../../src/drill/run-drill.js';
+import { runDrill } from '../../src/drill/run/run-drill.js';
 import type { WorkerVariant } from '../../src/drill/internal/protocol.js';
 import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
 

@@ -2,8 +2,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DrillReport } from '../../src/drill/drill-report.js';
-import { renderMarkdown, renderSvg, writeDrillReport } from '../../src/drill/report-writer.js';
+import type { DrillReport } from '../../src/drill/report/drill-report.js';
+import {
+  renderMarkdown,
+  renderSvg,
+  writeDrillReport,
+} from '../../src/drill/report/report-writer.js';
 
 const report: DrillReport = {
   scenario: 'unit',

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startEffectSink, type EffectSink } from '../../src/drill/effect-sink.js';
-import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/slow-llm-server.js';
+import { startEffectSink, type EffectSink } from '../../src/drill/servers/effect-sink.js';
+import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
 
 let sink: EffectSink | undefined;
 let llm: SlowLlmServer | undefined;

@@ -57,7 +57,7 @@ export const command: CliCommand = {
     }
     // Loaded here so `killswitch --help` stays light.
     const { loadScenario } = await import('../../drill/scenario.js');
-    const { runDrill } = await import('../../drill/run-drill.js');
+    const { runDrill } = await import('../../drill/run/run-drill.js');
     let workers: number | undefined;
     if (values.workers !== undefined) {
       workers = Number(values.workers);

@@ -1,8 +1,8 @@
 import type { KillContext, Selector } from '../../model/selector.js';
 import type { Traffic } from '../scenario.js';
 
-export { WorkerVariant, WORKER_VARIANTS } from '../worker-variant.js';
-import type { WorkerVariant } from '../worker-variant.js';
+export { WorkerVariant, WORKER_VARIANTS } from '../worker/variants.js';
+import type { WorkerVariant } from '../worker/variants.js';
 
 /** What the orchestrator hands a worker at start. */
 export interface WorkerConfig {

@@ -1,7 +1,12 @@
-import { selectorMatches, type KillContext, type Selector } from '../model/selector.js';
-import type { LedgerCheck, LeverEffects, LeverSchedules, WorkerStop } from './drill-report.js';
-import type { SinkEffect } from './effect-sink.js';
-import type { WorkerEvent } from './internal/protocol.js';
+import { selectorMatches, type KillContext, type Selector } from '../../model/selector.js';
+import type {
+  LedgerCheck,
+  LeverEffects,
+  LeverSchedules,
+  WorkerStop,
+} from '../report/drill-report.js';
+import type { SinkEffect } from '../servers/effect-sink.js';
+import type { WorkerEvent } from '../internal/protocol.js';
 
 /**
  * Pure measurements over what the sink, the workers and the ledgers recorded. Everything here is

@@ -4,30 +4,30 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ControlPlaneClient } from '../client/control-plane-client.js';
-import { InvalidOptionError } from '../errors.js';
-import { foldLedgerEvents, parseLedgerEvent } from '../ledger/side-effect-ledger.js';
+import { ControlPlaneClient } from '../../client/control-plane-client.js';
+import { InvalidOptionError } from '../../errors.js';
+import { foldLedgerEvents, parseLedgerEvent } from '../../ledger/side-effect-ledger.js';
 import {
   formatSelector,
   levelOf,
   normalizeSelector,
   selectorMatches,
   type Selector,
-} from '../model/selector.js';
-import type { FlipAnswer, WorkersAnswer } from '../protocol/answers.js';
-import { ApiPath } from '../protocol/paths.js';
-import { checkTargets } from './check-targets.js';
+} from '../../model/selector.js';
+import type { FlipAnswer, WorkersAnswer } from '../../protocol/answers.js';
+import { ApiPath } from '../../protocol/paths.js';
+import { checkTargets } from '../measure/check-targets.js';
 import type {
   DrillReport,
   LedgerCheck,
   LeverResult,
   WorkerStop,
   WorkerSummary,
-} from './drill-report.js';
-import { startEffectSink, type EffectSink, type SinkEffect } from './effect-sink.js';
-import { drillNow } from './drill-clock.js';
-import { WorkerVariant, type QueueDepth, type WorkerEvent } from './internal/protocol.js';
-import { WorkerFleet } from './internal/worker-fleet.js';
+} from '../report/drill-report.js';
+import { startEffectSink, type EffectSink, type SinkEffect } from '../servers/effect-sink.js';
+import { drillNow } from '../drill-clock.js';
+import { WorkerVariant, type QueueDepth, type WorkerEvent } from '../internal/protocol.js';
+import { WorkerFleet } from './worker-fleet.js';
 import {
   checkLedger,
   measureCancelled,
@@ -37,10 +37,10 @@ import {
   stopTimes,
   type HaltWindow,
   type LedgerView,
-} from './measure.js';
-import { writeDrillReport, type WrittenReport } from './report-writer.js';
-import { leverTarget, workerIdOf, type Lever, type Scenario } from './scenario.js';
-import { startSlowLlmServer, type SlowLlmServer } from './slow-llm-server.js';
+} from '../measure/measure.js';
+import { writeDrillReport, type WrittenReport } from '../report/report-writer.js';
+import { leverTarget, workerIdOf, type Lever, type Scenario } from '../scenario.js';
+import { startSlowLlmServer, type SlowLlmServer } from '../servers/slow-llm-server.js';
 
 /** The drill scope against a fleet the drill did not start (DESIGN section 8). */
 export interface DrillScope {
@@ -140,7 +140,7 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
       // Its own process, as in production: the sink and LLM share this event loop.
       const cpScript =
         options.controlPlaneScript ??
-        fileURLToPath(new URL('./control-plane-process.js', import.meta.url));
+        fileURLToPath(new URL('../servers/control-plane-process.js', import.meta.url));
       const cp = await forkControlPlane(cpScript, { dataDir, staleAfterMs, heartbeatMs });
       cleanups.push(() => cp.stop());
       url = cp.url;
@@ -161,7 +161,8 @@ async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome>
     cleanups.unshift(() => llm.close());
     log(`effect sink ${sink.url}, slow LLM ${llm.url}`);
 
-    const script = options.workerScript ?? fileURLToPath(new URL('./worker.js', import.meta.url));
+    const script =
+      options.workerScript ?? fileURLToPath(new URL('../worker/worker.js', import.meta.url));
     const release = `drill-${s.name}`;
     const ids = Array.from({ length: s.workers }, (_, i) => workerIdOf(i + 1));
     for (const workerId of ids) {

@@ -1,6 +1,6 @@
-import { formatSelector } from '../model/selector.js';
-import type { LedgerCheck, LeverResult, Violation, WorkerSummary } from './drill-report.js';
-import type { Targets } from './scenario.js';
+import { formatSelector } from '../../model/selector.js';
+import type { LedgerCheck, LeverResult, Violation, WorkerSummary } from '../report/drill-report.js';
+import type { Targets } from '../scenario.js';
 
 /** What the target check reads: the measured levers, the workers, the ledger. */
 export interface DrillMeasurements {

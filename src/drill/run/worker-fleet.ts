@@ -7,7 +7,7 @@ import type {
   WorkerConfig,
   WorkerCounters,
   WorkerEvent,
-} from './protocol.js';
+} from '../internal/protocol.js';
 
 /** One forked worker process and what it reported. */
 export interface FleetMember {

@@ -8,9 +8,9 @@
  * `{ type: 'ready', url }` or `{ type: 'failed', message }`; `{ type: 'stop' }` closes and exits.
  */
 import { join } from 'node:path';
-import { FileFlipLogStore } from '../../providers/file/index.js';
-import { startControlPlane, type ControlPlane } from '../server/control-plane.js';
-import { drillNow } from './drill-clock.js';
+import { FileFlipLogStore } from '../../../providers/file/index.js';
+import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
+import { drillNow } from '../drill-clock.js';
 
 interface StartMessage {
   readonly type: 'start';

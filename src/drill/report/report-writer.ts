@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatSelector } from '../model/selector.js';
+import { formatSelector } from '../../model/selector.js';
 import type { DrillReport, LeverResult } from './drill-report.js';
 
 /** Paths {@link writeDrillReport} wrote. */

@@ -1,21 +1,21 @@
 import { OpenFeature, ProviderEvents, type Client } from '@openfeature/server-sdk';
-import { ErrorCode, KillSwitchError } from '../errors.js';
-import { EffectGuard } from '../guard/effect-guard.js';
-import { evaluateKill, type KillDecision } from '../guard/kill-decision.js';
-import { FileSideEffectLedger } from '../ledger/file-side-effect-ledger.js';
-import { EffectStatus, effectKey, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
-import type { KillContext, Selector } from '../model/selector.js';
-import { KillSwitchProvider } from '../provider/kill-switch-provider.js';
-import { FileQueueJournal } from '../queue/file-queue-journal.js';
-import type { QueueJournal, QueueJournalRecord } from '../queue/queue-journal.js';
-import { MemoryTaskQueue } from '../queue/memory-task-queue.js';
-import { QueueController } from '../queue/queue-controller.js';
-import type { TaskConsumer } from '../queue/task-queue.js';
-import { Scheduler } from '../schedule/scheduler.js';
-import type { FlipSource } from '../source/flip-source.js';
-import { RemoteFlipSource } from '../../providers/remote/index.js';
-import { drillNow } from './drill-clock.js';
-import { ObservedFlipSource } from './internal/observed-source.js';
+import { ErrorCode, KillSwitchError } from '../../errors.js';
+import { EffectGuard } from '../../guard/effect-guard.js';
+import { evaluateKill, type KillDecision } from '../../guard/kill-decision.js';
+import { FileSideEffectLedger } from '../../ledger/file-side-effect-ledger.js';
+import { EffectStatus, effectKey, type SideEffectLedger } from '../../ledger/side-effect-ledger.js';
+import type { KillContext, Selector } from '../../model/selector.js';
+import { KillSwitchProvider } from '../../provider/kill-switch-provider.js';
+import { FileQueueJournal } from '../../queue/file-queue-journal.js';
+import type { QueueJournal, QueueJournalRecord } from '../../queue/queue-journal.js';
+import { MemoryTaskQueue } from '../../queue/memory-task-queue.js';
+import { QueueController } from '../../queue/queue-controller.js';
+import type { TaskConsumer } from '../../queue/task-queue.js';
+import { Scheduler } from '../../schedule/scheduler.js';
+import type { FlipSource } from '../../source/flip-source.js';
+import { RemoteFlipSource } from '../../../providers/remote/index.js';
+import { drillNow } from '../drill-clock.js';
+import { ObservedFlipSource } from './observed-source.js';
 import {
   WorkerVariant,
   zeroCounters,
@@ -23,8 +23,8 @@ import {
   type WorkerConfig,
   type WorkerCounters,
   type WorkerEvent,
-} from './internal/protocol.js';
-import { runIdOf } from './scenario.js';
+} from '../internal/protocol.js';
+import { runIdOf } from '../scenario.js';
 
 /** What a drill worker reports as it runs (the IPC side, or a test). */
 export interface DrillWorkerSink {

@@ -5,14 +5,14 @@
  * exits after `stop`. `--variant <name>` plants a negative-control bug (test-only). KS-9.2.3
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { drillNow } from './drill-clock.js';
+import { drillNow } from '../drill-clock.js';
 import { DrillWorker } from './drill-worker.js';
 import {
   WORKER_VARIANTS,
   type FromWorker,
   type ToWorker,
   type WorkerVariant,
-} from './internal/protocol.js';
+} from '../internal/protocol.js';
 
 function send(msg: FromWorker): void {
   if (process.connected) process.send?.(msg);

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { InvalidOptionError } from '../errors.js';
-import type { KillContext } from '../model/selector.js';
-import { drillNow, type DrillClock } from './drill-clock.js';
+import { InvalidOptionError } from '../../errors.js';
+import type { KillContext } from '../../model/selector.js';
+import { drillNow, type DrillClock } from '../drill-clock.js';
 
 /** One effect that reached the sink: it landed at `at`. KS-9.2.1 */
 export interface SinkEffect {

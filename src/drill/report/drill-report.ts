@@ -1,5 +1,5 @@
-import type { Level, Selector } from '../model/selector.js';
-import type { QueueDepth, WorkerCounters } from './internal/protocol.js';
+import type { Level, Selector } from '../../model/selector.js';
+import type { QueueDepth, WorkerCounters } from '../internal/protocol.js';
 
 /** One worker's time-to-stop for one lever. */
 export interface WorkerStop {

@@ -21,11 +21,11 @@ export {
 } from './scenario.js';
 export {
   runDrill,
-  fleetLevers,
   type RunDrillOptions,
   type DrillOutcome,
   type DrillScope,
 } from './run/run-drill.js';
+export { fleetLevers } from './run/fleet.js';
 export {
   startEffectSink,
   type EffectSink,

@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlPlaneClient } from '../../client/control-plane-client.js';
+import { formatSelector, selectorMatches, type Selector } from '../../model/selector.js';
+import type { LeverResult, WorkerSummary } from '../report/drill-report.js';
+import { startEffectSink, type EffectSink } from '../servers/effect-sink.js';
+import { drillNow } from '../drill-clock.js';
+import { WorkerVariant, type WorkerEvent } from '../internal/protocol.js';
+import { WorkerFleet } from './worker-fleet.js';
+import { checkLedger } from '../measure/measure.js';
+import { leverTarget, workerIdOf } from '../scenario.js';
+import { startSlowLlmServer } from '../servers/slow-llm-server.js';
+import type { DrillOutcome, RunDrillOptions } from './run-drill-options.js';
+import { forkControlPlane } from './fork-control-plane.js';
+import { baselineOf, completeLever } from './complete-lever.js';
+import { checkFleet, waitConnected } from './fleet-check.js';
+import { pullLever } from './pull-lever.js';
+import { readLedgers } from './read-ledgers.js';
+import { finishDrill } from './finish-drill.js';
+import { sleep } from '../internal/sleep.js';
+import { round } from '../internal/round.js';
+
+/**
+ * The embedded drill: starts the control plane (its own process), the effect sink, the slow LLM
+ * and the worker processes, pulls each lever in turn, then folds what the sink, the workers and
+ * their ledgers recorded into the report.
+ */
+export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillOutcome> {
+  const s = options.scenario;
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date().toISOString();
+  const loadStart = round(loadavg()[0] ?? 0);
+  const staleAfterMs = options.staleAfterMs ?? 3_000;
+  const heartbeatMs = options.heartbeatMs ?? 1_000;
+  const dataDir = await mkdtemp(join(tmpdir(), 'killswitch-drill-'));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const fleet = new WorkerFleet();
+  try {
+    let url = options.url;
+    if (url === undefined) {
+      // Its own process, as in production: the sink and LLM share this event loop.
+      const cpScript =
+        options.controlPlaneScript ??
+        fileURLToPath(new URL('../servers/control-plane-process.js', import.meta.url));
+      const cp = await forkControlPlane(cpScript, { dataDir, staleAfterMs, heartbeatMs });
+      cleanups.push(() => cp.stop());
+      url = cp.url;
+      log(`control plane ${url} (embedded, own process pid ${cp.pid}, file log in ${dataDir})`);
+    } else {
+      log(`control plane ${url} (given)`);
+    }
+    const client = new ControlPlaneClient({
+      url,
+      ...(options.token ? { token: options.token } : {}),
+    });
+    const sink = await startEffectSink();
+    cleanups.unshift(() => sink.close());
+    const llm = await startSlowLlmServer({
+      tokens: s.traffic.llm.tokens,
+      tokenIntervalMs: s.traffic.llm.tokenIntervalMs,
+    });
+    cleanups.unshift(() => llm.close());
+    log(`effect sink ${sink.url}, slow LLM ${llm.url}`);
+
+    const script =
+      options.workerScript ?? fileURLToPath(new URL('../worker/worker.js', import.meta.url));
+    const release = `drill-${s.name}`;
+    const ids = Array.from({ length: s.workers }, (_, i) => workerIdOf(i + 1));
+    for (const workerId of ids) {
+      fleet.spawn(script, {
+        workerId,
+        release,
+        urls: [url],
+        ...(options.token ? { token: options.token } : {}),
+        sinkUrl: sink.url,
+        llmUrl: llm.url,
+        ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),
+        traffic: s.traffic,
+        seed: s.seed,
+        variant: options.variants?.[workerId] ?? WorkerVariant.NORMAL,
+        staleAfterMs,
+        heartbeatMs,
+      });
+    }
+    log(
+      `${ids.length} worker(s) started: ${fleet.members.map((m) => `${m.workerId}${m.variant !== 'normal' ? ` (${m.variant})` : ''} pid ${m.child.pid}`).join(', ')}`,
+    );
+
+    const notConnected = new Set<string>();
+    await waitConnected(client, ids, s.timings.connectTimeoutMs, log);
+    await sleep(s.timings.warmupMs);
+
+    const levers: LeverResult[] = [];
+    const runTag = randomUUID().slice(0, 8);
+    for (let i = 0; i < s.levers.length; i++) {
+      const lever = s.levers[i]!;
+      // A lever with no matching traffic flowing would measure nothing and pass by luck: wait
+      // for some (bounded), and the target check fails the lever if there was none.
+      await waitForTraffic(
+        sink,
+        leverTarget(lever).selector,
+        baselineOf(s),
+        s.timings.connectTimeoutMs,
+        log,
+      );
+      const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
+      for (const m of missing) {
+        if (!notConnected.has(m.id))
+          log(`! worker ${m.id} is not connected and fresh here: ${m.why}`);
+        notConnected.add(m.id);
+      }
+      levers.push(
+        await pullLever({
+          client,
+          url,
+          ...(options.token ? { token: options.token } : {}),
+          lever,
+          index: i,
+          total: s.levers.length,
+          runTag,
+          scenario: s,
+          log,
+          queueDepth: (sel) => fleet.queueDepth(sel),
+        }),
+      );
+      await fleet.collect();
+    }
+
+    await fleet.collect();
+    const llmStats = llm.stats();
+    log('stopping workers; reading the ledgers');
+    await fleet.stop();
+    for (const m of fleet.members) {
+      if (m.fatal) log(`! worker ${m.workerId} failed: ${m.fatal.split('\n')[0]}`);
+    }
+    const events = new Map<string, readonly WorkerEvent[]>(
+      fleet.members.map((m) => [m.workerId, m.events]),
+    );
+    const effects = [...sink.effects];
+    const measured = levers.map((l) => completeLever(l, s, effects, events, ids));
+    const { views, unreadable } = await readLedgers(
+      fleet.members.map((m) => ({
+        workerId: m.workerId,
+        path: join(dataDir, `ledger-${m.workerId}.jsonl`),
+      })),
+    );
+    const ledger = checkLedger(effects, views, unreadable);
+    const workers: WorkerSummary[] = fleet.members.map((m) => ({
+      workerId: m.workerId,
+      variant: m.variant,
+      everFresh: m.events.some((e) => e.t === 'status' && e.status === 'open'),
+      connected: !notConnected.has(m.workerId) && m.fatal === undefined,
+      ...(m.counters ? { counters: m.counters } : {}),
+      ...(m.fatal !== undefined
+        ? { crashed: m.fatal.split('\n')[0]! }
+        : m.exitedEarly
+          ? {
+              crashed: `exited (code ${m.exitedEarly.code}, signal ${m.exitedEarly.signal}): ${m.stderr.trim().split('\n').slice(-1)[0] ?? ''}`,
+            }
+          : {}),
+      effectsAtSink: effects.filter((e) => e.workerId === m.workerId).length,
+    }));
+    return await finishDrill(
+      {
+        scenario: s,
+        mode: 'embedded',
+        controlPlane: url,
+        startedAt,
+        workers,
+        levers: measured,
+        ledger,
+        llm: {
+          started: llmStats.started,
+          completed: llmStats.completed,
+          cancelled: llmStats.cancelled,
+        },
+        loadStart,
+      },
+      options,
+      log,
+    );
+  } finally {
+    fleet.kill();
+    for (const c of cleanups) await c().catch(() => undefined);
+    if (!options.keepData)
+      await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+    else log(`data kept in ${dataDir}`);
+  }
+}
+
+/** Waits until the sink saw a matching effect dispatched within the last `windowMs`. */
+async function waitForTraffic(
+  sink: EffectSink,
+  selector: Selector,
+  windowMs: number,
+  timeoutMs: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const until = drillNow() + timeoutMs;
+  for (;;) {
+    const now = drillNow();
+    const effects = sink.effects;
+    for (let i = effects.length - 1; i >= 0; i--) {
+      const e = effects[i]!;
+      if (e.at < now - windowMs - 1_000) break;
+      if ((e.sentAt ?? e.at) >= now - windowMs && selectorMatches(selector, e.context)) return;
+    }
+    if (now >= until) {
+      log(`! no traffic matching ${formatSelector(selector)} within ${timeoutMs} ms`);
+      return;
+    }
+    await sleep(25);
+  }
+}

@@ -1,0 +1,85 @@
+import { availableParallelism, loadavg } from 'node:os';
+import { formatSelector } from '../../model/selector.js';
+import { checkTargets } from '../measure/check-targets.js';
+import type {
+  DrillReport,
+  LedgerCheck,
+  LeverResult,
+  WorkerSummary,
+} from '../report/drill-report.js';
+import { writeDrillReport, type WrittenReport } from '../report/report-writer.js';
+import { type Scenario } from '../scenario.js';
+import type { DrillOutcome, RunDrillOptions } from './run-drill-options.js';
+import { round } from '../internal/round.js';
+
+/**
+ * Checks the targets, builds the report, prints one line per lever and the violations, and
+ * writes the report files when asked.
+ */
+export async function finishDrill(
+  data: {
+    scenario: Scenario;
+    mode: 'embedded' | 'fleet';
+    controlPlane: string;
+    startedAt: string;
+    workers: WorkerSummary[];
+    levers: LeverResult[];
+    ledger?: LedgerCheck;
+    llm?: DrillReport['llm'];
+    loadStart: number;
+  },
+  options: RunDrillOptions,
+  log: (l: string) => void,
+): Promise<DrillOutcome> {
+  const violations = checkTargets(
+    {
+      levers: data.levers,
+      workers: data.workers,
+      mode: data.mode,
+      ...(data.ledger ? { ledger: data.ledger } : {}),
+    },
+    data.scenario.targets,
+  );
+  const report: DrillReport = {
+    scenario: data.scenario.name,
+    mode: data.mode,
+    controlPlane: data.controlPlane,
+    startedAt: data.startedAt,
+    finishedAt: new Date().toISOString(),
+    workers: data.workers,
+    levers: data.levers,
+    ...(data.ledger ? { ledger: data.ledger } : {}),
+    ...(data.llm ? { llm: data.llm } : {}),
+    targets: { ...data.scenario.targets },
+    environment: {
+      node: process.version,
+      cpus: availableParallelism(),
+      loadStart: data.loadStart,
+      loadEnd: round(loadavg()[0] ?? 0),
+    },
+    violations,
+    passed: violations.length === 0,
+  };
+  for (const l of report.levers) {
+    log(
+      `${l.label} ${formatSelector(l.selector)}: time-to-stop p50 ${fmt(l.timeToStop.p50)} p99 ${fmt(l.timeToStop.p99)} max ${fmt(l.timeToStop.max)} ms; stop complete ${fmt(l.stopCompleteMs)} ms; matching effects after accepted ${l.effects?.matchingAfterAccepted ?? 'n/a'}, after complete ${l.effects?.matchingAfterComplete ?? 'n/a'}; other cohorts ${l.effects?.otherRateBefore ?? 'n/a'}/s -> ${l.effects?.otherRateDuring ?? 'n/a'}/s`,
+    );
+  }
+  let written: WrittenReport | undefined;
+  if (options.outDir !== undefined) {
+    written = await writeDrillReport(report, options.outDir);
+    log(`report: ${written.json}, ${written.markdown}, ${written.svg}`);
+  }
+  for (const v of violations) log(`VIOLATION ${v.code}: ${v.message}`);
+  log(
+    report.passed
+      ? `drill ${report.scenario} PASSED`
+      : `drill ${report.scenario} FAILED (${violations.length} violation(s))`,
+  );
+  return { report, ...(written ? { written } : {}), exitCode: report.passed ? 0 : 1 };
+}
+
+/** A figure for a progress line. */
+function fmt(n: number | undefined): string {
+  return n === undefined ? 'n/a' : n.toFixed(2);
+}

@@ -1,0 +1,167 @@
+import type { ControlPlaneClient } from '../../client/control-plane-client.js';
+import { formatSelector, type Selector } from '../../model/selector.js';
+import type { FlipAnswer } from '../../protocol/answers.js';
+import { ApiPath } from '../../protocol/paths.js';
+import type { LeverResult, WorkerStop } from '../report/drill-report.js';
+import { drillNow } from '../drill-clock.js';
+import { type QueueDepth } from '../internal/protocol.js';
+import { leverTarget, type Lever, type Scenario } from '../scenario.js';
+import { sleep } from '../internal/sleep.js';
+import { round } from '../internal/round.js';
+
+export interface PullContext {
+  readonly client: ControlPlaneClient;
+  /** For the release route, which the typed client does not cover. */
+  readonly url: string;
+  readonly token?: string;
+  readonly lever: Lever;
+  readonly index: number;
+  readonly total: number;
+  readonly runTag: string;
+  readonly scenario: Scenario;
+  readonly log: (l: string) => void;
+  readonly queueDepth?: (selector: Selector) => Promise<(QueueDepth & { workerId: string })[]>;
+  /** Fleet mode: skip the warm-up wait after the resume (nothing of ours to recover). */
+  readonly fleetMode?: boolean;
+}
+
+/** A lever's raw measurements before the sink and worker data are folded in. */
+export interface RawLever extends LeverResult {
+  readonly endAt?: number;
+  readonly resumeFrom?: number;
+  readonly resumeTo?: number;
+  readonly fleetStops?: readonly WorkerStop[];
+}
+
+/** Pulls one lever: halt with wait, queue depth at T+0 and T+N, resume, recovery window. */
+export async function pullLever(p: PullContext): Promise<RawLever> {
+  const { selector, level, label } = leverTarget(p.lever);
+  const s = p.scenario;
+  const mode = p.lever.mode ?? s.queueMode;
+  const flipId = `drill-${p.runTag}-${p.index + 1}-${label}`;
+  const errors: string[] = [];
+  const head = `[${p.index + 1}/${p.total}] ${label} ${formatSelector(selector)}`;
+  p.log(`${head}: halting (mode ${mode})`);
+  let answer: FlipAnswer;
+  try {
+    answer = await p.client.flip({
+      action: 'halt',
+      selector,
+      reason: `drill ${s.name}: ${label} lever`,
+      mode,
+      id: `${flipId}-halt`,
+      source: 'drill',
+      wait: s.timings.waitMs,
+    });
+  } catch (err) {
+    const msg = `halt failed: ${(err as Error).message}`;
+    p.log(`! ${head}: ${msg}`);
+    return { label, level, selector, mode, flipId, stops: [], timeToStop: {}, errors: [msg] };
+  }
+  const fleet = answer.fleet;
+  const acceptedAt = fleet?.appendedAt ?? Date.parse(answer.flip.at);
+  const completeAt = fleet?.completeAt ?? undefined;
+  const t0 = p.queueDepth ? await p.queueDepth(selector) : undefined;
+  p.log(
+    `${head}: seq ${answer.flip.seq} accepted; ${
+      completeAt !== undefined
+        ? `stop complete after ${(completeAt - acceptedAt).toFixed(2)} ms (${fleet?.applied ?? 0} acknowledged)`
+        : `stop NOT complete within ${s.timings.waitMs} ms`
+    }`,
+  );
+  await sleep(s.timings.observeMs);
+  const tN = p.queueDepth ? await p.queueDepth(selector) : undefined;
+  const endAt = drillNow();
+  let resume: LeverResult['resume'];
+  let resumeFrom: number | undefined;
+  if (p.lever.resume !== false) {
+    const release = p.lever.resume.release;
+    try {
+      // A gated resume names a release; mark it green first (KS-9.1.3). A control plane without
+      // the release gate has no such route, and then the resume is not gated.
+      if (release !== undefined) await markGreen(p, release, s.name);
+      const r = await p.client.flip({
+        action: 'resume',
+        selector,
+        reason: `drill ${s.name}: ${label} lever resumed`,
+        id: `${flipId}-resume`,
+        source: 'drill',
+        wait: s.timings.waitMs,
+        ...(release !== undefined ? { release } : {}),
+      });
+      resume = { seq: r.flip.seq, ...(release !== undefined ? { release } : {}), ok: true };
+      resumeFrom = r.fleet?.completeAt ?? r.fleet?.appendedAt ?? drillNow();
+      p.log(`${head}: resumed (seq ${r.flip.seq})`);
+    } catch (err) {
+      resume = {
+        ...(release !== undefined ? { release } : {}),
+        ok: false,
+        detail: (err as Error).message,
+      };
+      p.log(`! ${head}: resume failed: ${(err as Error).message}`);
+    }
+  }
+  // Recovery window: traffic flows again, and the next lever's baseline is taken in it.
+  if (!p.fleetMode || p.index < p.total - 1) await sleep(s.timings.warmupMs);
+  const resumeTo = drillNow();
+  const fleetStops: WorkerStop[] = (fleet?.acknowledged ?? []).map((a) => ({
+    workerId: a.workerId,
+    appliedAt: a.at,
+    timeToStopMs: a.latencyMs,
+    fromAck: true,
+  }));
+  for (const l of fleet?.laggards ?? []) fleetStops.push({ workerId: l.workerId });
+  return {
+    label,
+    level,
+    selector,
+    mode,
+    flipId,
+    seq: answer.flip.seq,
+    acceptedAt,
+    ...(completeAt !== undefined
+      ? { completeAt, stopCompleteMs: round(completeAt - acceptedAt) }
+      : {}),
+    answer: {
+      applied: fleet?.applied ?? null,
+      laggards: fleet?.laggards.map((l) => l.workerId) ?? [],
+      alreadyStale: fleet?.alreadyStale.map((w) => w.workerId) ?? [],
+      complete: fleet?.complete ?? false,
+      completeAfterMs: fleet?.completeAfterMs ?? null,
+    },
+    stops: [],
+    timeToStop: {},
+    ...(t0 && tN ? { queue: { t0, tN, discarded: 0 } } : {}),
+    ...(resume ? { resume } : {}),
+    errors,
+    endAt,
+    ...(resumeFrom !== undefined ? { resumeFrom, resumeTo } : {}),
+    fleetStops,
+  };
+}
+
+/**
+ * Marks a release green (`POST /v1/releases`) so a gated resume on it may pass. A 404 or 405 means
+ * the control plane has no release gate: nothing to do. Any other refusal throws (the resume
+ * then fails and the lever reports it).
+ */
+async function markGreen(
+  p: { readonly url: string; readonly token?: string },
+  release: string,
+  scenario: string,
+): Promise<void> {
+  const res = await fetch(`${p.url.replace(/\/+$/, '')}${ApiPath.RELEASES}`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(p.token !== undefined ? { authorization: `Bearer ${p.token}` } : {}),
+    },
+    body: JSON.stringify({ release, status: 'green', reason: `drill ${scenario}: resume gate` }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  if (res.ok || res.status === 404 || res.status === 405) return;
+  throw new Error(
+    `marking release ${release} green failed: HTTP ${res.status} ${text.slice(0, 300)}`,
+  );
+}

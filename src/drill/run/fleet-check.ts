@@ -1,6 +1,6 @@
 import type { ControlPlaneClient } from '../../client/control-plane-client.js';
-import type { WorkersAnswer } from '../../protocol/answers.js';
-import { drillNow } from '../drill-clock.js';
+import type { WorkerInfo, WorkersAnswer } from '../../protocol/answers.js';
+import { drillNow, type DrillClock } from '../drill-clock.js';
 import { sleep } from '../internal/sleep.js';
 
 /** Polls `GET /v1/workers` until every id is connected and fresh, or the timeout. */
@@ -28,13 +28,34 @@ export async function waitConnected(
 }
 
 /**
+ * Why a worker listed by `GET /v1/workers` is not connected and fresh, or undefined when it is:
+ * an open stream, an unexpired lease, and an acknowledgement received within `freshWithinMs`
+ * (the scenario's `timings.freshWithinMs`). A worker whose lease has not run out yet but that
+ * has not acknowledged for longer than that is starved or cut off: a lever pulled now would
+ * measure its lease, not its stop. `now` must be on the control plane's clock (the embedded one
+ * runs on the drill clock; for another one, the same machine or NTP-synced hosts). KS-9.3.1
+ */
+export function whyNotFresh(w: WorkerInfo, freshWithinMs: number, now: number): string | undefined {
+  if (!w.connected) return 'no open stream';
+  if (w.stale) return 'its lease ran out (stale)';
+  if (w.lastAckAt === null) return 'it never acknowledged';
+  const age = now - w.lastAckAt;
+  if (age > freshWithinMs) {
+    return `its last acknowledgement is ${Math.round(age)} ms old (freshWithinMs ${freshWithinMs})`;
+  }
+  return undefined;
+}
+
+/**
  * Which expected workers are not connected and fresh on this control plane: a worker missing
- * from `GET /v1/workers` reads another control plane or none at all. KS-9.3.1
+ * from `GET /v1/workers` reads another control plane or none at all; see {@link whyNotFresh}
+ * for the rest. KS-9.3.1
  */
 export async function checkFleet(
   client: ControlPlaneClient,
   ids: readonly string[],
-  _freshWithinMs: number,
+  freshWithinMs: number,
+  now: DrillClock = drillNow,
 ): Promise<{ id: string; why: string }[]> {
   let answer: WorkersAnswer;
   try {
@@ -46,9 +67,11 @@ export async function checkFleet(
   const out: { id: string; why: string }[] = [];
   for (const id of ids) {
     const w = byId.get(id);
-    if (w === undefined) out.push({ id, why: 'never connected to this control plane' });
-    else if (!w.connected) out.push({ id, why: 'no open stream' });
-    else if (w.stale) out.push({ id, why: 'its lease ran out (stale)' });
+    const why =
+      w === undefined
+        ? 'never connected to this control plane'
+        : whyNotFresh(w, freshWithinMs, now());
+    if (why !== undefined) out.push({ id, why });
   }
   return out;
 }

@@ -5,12 +5,13 @@ import { InvalidOptionError } from '../../errors.js';
 import { levelOf, normalizeSelector, type Selector } from '../../model/selector.js';
 import type { WorkersAnswer } from '../../protocol/answers.js';
 import type { LedgerCheck, WorkerSummary } from '../report/drill-report.js';
-import { type SinkEffect } from '../servers/effect-sink.js';
+import type { SinkEffect } from '../servers/effect-sink.js';
 import { drillNow } from '../drill-clock.js';
 import { checkLedger } from '../measure/measure.js';
-import { type Lever } from '../scenario.js';
+import type { Lever } from '../scenario.js';
 import type { DrillOutcome, DrillScope, RunDrillOptions } from './run-drill-options.js';
 import { completeLever } from './complete-lever.js';
+import { whyNotFresh } from './fleet-check.js';
 import { pullLever, type RawLever } from './pull-lever.js';
 import { readLedgers } from './read-ledgers.js';
 import { finishDrill } from './finish-drill.js';
@@ -71,7 +72,10 @@ export async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutc
       notConnected.add(`(control plane: ${(err as Error).message})`);
       return;
     }
-    const fresh = answer.workers.filter((w) => w.connected && !w.stale);
+    const now = drillNow();
+    const fresh = answer.workers.filter(
+      (w) => whyNotFresh(w, s.timings.freshWithinMs, now) === undefined,
+    );
     for (const w of fresh) seen.add(w.id);
     if (typeof expect === 'number') {
       if (fresh.length < expect) {
@@ -81,11 +85,16 @@ export async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutc
         notConnected.add(id);
       }
     } else {
-      const ok = new Set(fresh.map((w) => w.id));
+      const byId = new Map(answer.workers.map((w) => [w.id, w]));
       for (const id of expect) {
-        if (!ok.has(id) && !notConnected.has(id))
-          log(`! worker ${id} is not connected and fresh here`);
-        if (!ok.has(id)) notConnected.add(id);
+        const w = byId.get(id);
+        const why =
+          w === undefined
+            ? 'never connected to this control plane'
+            : whyNotFresh(w, s.timings.freshWithinMs, now);
+        if (why === undefined) continue;
+        if (!notConnected.has(id)) log(`! worker ${id} is not connected and fresh here: ${why}`);
+        notConnected.add(id);
       }
     }
   };

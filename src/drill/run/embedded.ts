@@ -115,8 +115,6 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       levers.push(
         await pullLever({
           client,
-          url,
-          ...(options.token ? { token: options.token } : {}),
           lever,
           index: i,
           total: s.levers.length,

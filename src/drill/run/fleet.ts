@@ -106,8 +106,6 @@ export async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutc
     raws.push(
       await pullLever({
         client,
-        url,
-        ...(options.token ? { token: options.token } : {}),
         lever: levers[i]!,
         index: i,
         total: levers.length,

@@ -1,19 +1,16 @@
-import type { ControlPlaneClient } from '../../client/control-plane-client.js';
+import { ControlPlaneError, type ControlPlaneClient } from '../../client/control-plane-client.js';
 import { formatSelector, type Selector } from '../../model/selector.js';
 import type { FlipAnswer } from '../../protocol/answers.js';
-import { ApiPath } from '../../protocol/paths.js';
 import type { LeverResult, WorkerStop } from '../report/drill-report.js';
 import { drillNow } from '../drill-clock.js';
-import { type QueueDepth } from '../internal/protocol.js';
+import type { QueueDepth } from '../internal/protocol.js';
 import { leverTarget, type Lever, type Scenario } from '../scenario.js';
 import { sleep } from '../internal/sleep.js';
 import { round } from '../internal/round.js';
 
+/** What {@link pullLever} needs: the client it flips through, the lever and where it stands. */
 export interface PullContext {
   readonly client: ControlPlaneClient;
-  /** For the release route, which the typed client does not cover. */
-  readonly url: string;
-  readonly token?: string;
   readonly lever: Lever;
   readonly index: number;
   readonly total: number;
@@ -79,7 +76,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
     try {
       // A gated resume names a release; mark it green first (KS-9.1.3). A control plane without
       // the release gate has no such route, and then the resume is not gated.
-      if (release !== undefined) await markGreen(p, release, s.name);
+      if (release !== undefined) await markGreen(p.client, release, s.name);
       const r = await p.client.flip({
         action: 'resume',
         selector,
@@ -146,22 +143,20 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
  * then fails and the lever reports it).
  */
 async function markGreen(
-  p: { readonly url: string; readonly token?: string },
+  client: ControlPlaneClient,
   release: string,
   scenario: string,
 ): Promise<void> {
-  const res = await fetch(`${p.url.replace(/\/+$/, '')}${ApiPath.RELEASES}`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(p.token !== undefined ? { authorization: `Bearer ${p.token}` } : {}),
-    },
-    body: JSON.stringify({ release, status: 'green', reason: `drill ${scenario}: resume gate` }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (res.ok || res.status === 404 || res.status === 405) return;
-  throw new Error(
-    `marking release ${release} green failed: HTTP ${res.status} ${text.slice(0, 300)}`,
-  );
+  try {
+    await client.markRelease({
+      release,
+      status: 'green',
+      reason: `drill ${scenario}: resume gate`,
+    });
+  } catch (err) {
+    if (err instanceof ControlPlaneError && (err.status === 404 || err.status === 405)) return;
+    throw new Error(`marking release ${release} green failed: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }

@@ -45,6 +45,11 @@ export const ErrorCode = {
   PAYLOAD_TOO_LARGE: 'KS_PAYLOAD_TOO_LARGE',
   /** The control plane could not be reached (connection refused, timeout). */
   UNREACHABLE: 'KS_UNREACHABLE',
+  /**
+   * Something answered at the control plane's URL, but not a killswitch control plane (no
+   * killswitch error body: a wrong port or path, another service, a proxy's error page).
+   */
+  NOT_A_CONTROL_PLANE: 'KS_NOT_A_CONTROL_PLANE',
   /** A scheduled retry or timer was cancelled by its owner (not by a halt), or its scheduler closed. */
   CANCELLED: 'KS_CANCELLED',
   /** The queue journal file is corrupt before its last line. */

@@ -41,6 +41,18 @@ export class ControlPlaneError extends KillSwitchError {
   }
 }
 
+/**
+ * A refusal without a killswitch error body: whatever answered is not a control plane (a wrong
+ * port or path, another service, a proxy's error page), and its status code means nothing here.
+ */
+function notAControlPlane(url: string, status: number): ControlPlaneError {
+  return new ControlPlaneError(
+    status,
+    ErrorCode.NOT_A_CONTROL_PLANE,
+    `${url} is not a killswitch server (it answered HTTP ${status} without a killswitch error body)`,
+  );
+}
+
 /** What a flip request names (the actor is the token's name). */
 export interface FlipRequestInput {
   readonly action: 'halt' | 'resume';
@@ -179,18 +191,24 @@ export class ControlPlaneClient {
         json as
           { error?: { code?: string; message?: string; issues?: ValidationIssue[] } } | undefined
       )?.error;
-      const code = (Object.values(ErrorCode) as string[]).includes(e?.code ?? '')
-        ? (e!.code as ErrorCode)
-        : ErrorCode.INTERNAL;
-      throw new ControlPlaneError(res.status, code, e?.message ?? `HTTP ${res.status}`, e?.issues);
+      if ((Object.values(ErrorCode) as string[]).includes(e?.code ?? '')) {
+        throw new ControlPlaneError(
+          res.status,
+          e!.code as ErrorCode,
+          e?.message ?? `HTTP ${res.status}`,
+          e?.issues,
+        );
+      }
+      // An unhealthy control plane answers /healthz 503 with its health body.
+      if (
+        path === ApiPath.HEALTH &&
+        typeof (json as { ok?: unknown } | undefined)?.ok === 'boolean'
+      ) {
+        throw new ControlPlaneError(res.status, ErrorCode.INTERNAL, `HTTP ${res.status}`);
+      }
+      throw notAControlPlane(this.url, res.status);
     }
-    if (json === undefined) {
-      throw new ControlPlaneError(
-        res.status,
-        ErrorCode.INTERNAL,
-        `HTTP ${res.status} without a JSON body`,
-      );
-    }
+    if (json === undefined) throw notAControlPlane(this.url, res.status);
     return json as T;
   }
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { CliCommand, CliIo } from './internal/command.js';
+import { closest } from './internal/output.js';
 
 /** Sub-commands are loaded on demand, so `killswitch verify` does not load the server. */
 const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
@@ -21,6 +22,12 @@ const USAGE = `usage: killswitch <command> [options]
 commands: ${Object.keys(COMMANDS).join(', ')}
 run 'killswitch <command> --help' for a command's options.`;
 
+/**
+ * Runs one `killswitch` command line and returns its exit code.
+ *
+ * @param argv - the arguments after `killswitch`
+ * @param io - where output goes
+ */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -29,7 +36,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load === undefined) {
-    io.stderr(`killswitch: unknown command '${name}'\n${USAGE}`);
+    const near = closest(name, Object.keys(COMMANDS));
+    io.stderr(
+      `killswitch: unknown command '${name}'${near !== undefined ? ` (did you mean ${near}?)` : ''}`,
+    );
+    io.stderr(`  commands: ${Object.keys(COMMANDS).join(', ')}`);
     return 2;
   }
   const { command } = await load();
@@ -40,8 +51,20 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   return command.run(rest, io);
 }
 
+// KS-5.3.8 a reader that goes away (`killswitch log | head -1`) ends the output, not the command:
+// Node reports the closed pipe as an 'error' event, which unhandled prints a stack trace and
+// exits 1 ("refused"). Later lines are dropped; the command finishes with its own exit code.
+let stdoutClosed = false;
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') stdoutClosed = true;
+  else throw err;
+});
+process.stderr.on('error', () => undefined);
+
 const io: CliIo = {
-  stdout: (l) => process.stdout.write(l + '\n'),
+  stdout: (l) => {
+    if (!stdoutClosed) process.stdout.write(l + '\n');
+  },
   stderr: (l) => process.stderr.write(l + '\n'),
   env: process.env,
 };

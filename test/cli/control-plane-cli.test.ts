@@ -1,57 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAIN, runCli } from '../fixtures/run-cli.js';
+import { runCli } from '../fixtures/run-cli.js';
+import { serveCli, stopCli, type ServedCli } from '../fixtures/serve-cli.js';
 
-/**
- * Starts `killswitch serve` and resolves with its URL once it printed its whole banner: the banner
- * is several writes, and a pipe may hand them over in separate chunks (waiting only for the URL
- * line let a test read the output before the token line had arrived, about one run in six).
- */
-function serve(
-  args: string[],
-  env: Record<string, string> = {},
-  cwd?: string,
-): Promise<{ child: ChildProcess; url: string; out: () => string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [MAIN, 'serve', ...args], {
-      cwd: cwd ?? process.cwd(),
-      env: { PATH: process.env['PATH'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`serve did not start: ${out}`)), 20_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      // The banner's last line names where the tokens come from.
-      if (m && /^ {2}(generated an|using the generated|tokens from) .*\n/m.test(out)) {
-        clearTimeout(timer);
-        res({ child, url: m[1]!, out: () => out });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`serve exited ${code}: ${out}`));
-    });
-  });
-}
-
-function stop(child: ChildProcess): Promise<number | null> {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res(child.exitCode);
-    child.removeAllListeners('exit');
-    child.once('exit', (code) => res(code));
-    child.kill('SIGTERM');
-  });
-}
+const serve = serveCli;
+const stop = stopCli;
 
 let dir: string;
-let server: { child: ChildProcess; url: string; out: () => string };
+let server: ServedCli;
 let env: Record<string, string>;
 
 beforeAll(async () => {
@@ -198,7 +156,7 @@ describe('KS-5.3.5 status, log, workers and resume', () => {
       for (const args of [['--bogus'], ['extra']]) {
         const r = await runCli([name, ...args, '--url', 'http://127.0.0.1:1']);
         expect(r.code).toBe(2);
-        expect(r.stderr).toContain(`usage: killswitch ${name}`);
+        expect(r.stderr).toContain(`run 'killswitch ${name} --help' for its options`);
       }
     },
   );

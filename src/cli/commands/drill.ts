@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KillSwitchError } from '../../errors.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
+import { CommandOutput, USAGE_ERROR_CODE } from '../internal/output.js';
 
 const HELP = `usage: killswitch drill [--scenario <file>] [--workers <n>] [--out <dir>] [--json]
        killswitch drill --url <url> --token <token> --expect-workers <n|id,id,...>
@@ -48,12 +49,19 @@ export const command: CliCommand = {
   summary: 'pull the lever at every level on a fleet, measure, fail on a regression',
   help: HELP,
   async run(argv: readonly string[], io: CliIo): Promise<number> {
+    const cli = new CommandOutput('drill', io, argv.includes('--json'));
+    const usage = (message: string) =>
+      cli.fail({
+        code: USAGE_ERROR_CODE,
+        message,
+        hints: ["run 'killswitch drill --help' for its options"],
+        exit: ExitCode.USAGE,
+      });
     let values: ReturnType<typeof parse>['values'];
     try {
       ({ values } = parse(argv));
     } catch (err) {
-      io.stderr(`killswitch drill: ${(err as Error).message}\n${HELP}`);
-      return ExitCode.USAGE;
+      return cli.usage(err, DRILL_OPTIONS);
     }
     // Loaded here so `killswitch --help` stays light.
     const { loadScenario } = await import('../../drill/scenario.js');
@@ -62,10 +70,7 @@ export const command: CliCommand = {
     if (values.workers !== undefined) {
       workers = Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
-        io.stderr(
-          `killswitch drill: --workers: expected an integer 1..64, received ${values.workers}`,
-        );
-        return ExitCode.USAGE;
+        return usage(`--workers: expected an integer 1..64, received ${values.workers}`);
       }
     }
     let expectWorkers: number | string[] | undefined;
@@ -81,14 +86,10 @@ export const command: CliCommand = {
         (typeof expectWorkers === 'number' && expectWorkers < 1) ||
         (Array.isArray(expectWorkers) && expectWorkers.length === 0)
       ) {
-        io.stderr(
-          'killswitch drill: --expect-workers: expected a count >= 1 or a list of worker ids',
-        );
-        return ExitCode.USAGE;
+        return usage('--expect-workers: expected a count >= 1 or a list of worker ids');
       }
       if (values.url === undefined) {
-        io.stderr('killswitch drill: --expect-workers needs --url (the fleet’s control plane)');
-        return ExitCode.USAGE;
+        return usage('--expect-workers needs --url (the fleet’s control plane)');
       }
     }
     const scenarioPath = values.scenario ?? defaultScenario();
@@ -96,8 +97,11 @@ export const command: CliCommand = {
     try {
       scenario = await loadScenario(scenarioPath, workers !== undefined ? { workers } : {});
     } catch (err) {
-      io.stderr(`killswitch drill: ${(err as Error).message}`);
-      return ExitCode.USAGE;
+      return cli.fail({
+        code: err instanceof KillSwitchError ? err.code : USAGE_ERROR_CODE,
+        message: (err as Error).message,
+        exit: ExitCode.USAGE,
+      });
     }
     const out =
       values.out ??
@@ -132,15 +136,33 @@ export const command: CliCommand = {
       if (values.json) io.stdout(JSON.stringify(outcome.report));
       return outcome.exitCode === 0 ? ExitCode.OK : ExitCode.FAILED;
     } catch (err) {
-      io.stderr(
-        `killswitch drill: ${err instanceof KillSwitchError ? `${err.code}: ` : ''}${(err as Error).message}`,
-      );
-      return err instanceof KillSwitchError && err.code === 'KS_INVALID_OPTION'
-        ? ExitCode.USAGE
-        : ExitCode.FAILED;
+      const ks = err instanceof KillSwitchError;
+      return cli.fail({
+        code: ks ? err.code : 'KS_INTERNAL',
+        message: `${ks ? `${err.code}: ` : ''}${(err as Error).message}`,
+        exit: ks && err.code === 'KS_INVALID_OPTION' ? ExitCode.USAGE : ExitCode.FAILED,
+      });
     }
   },
 };
+
+const DRILL_OPTIONS = [
+  'scenario',
+  'workers',
+  'out',
+  'json',
+  'keep-data',
+  'url',
+  'token',
+  'expect-workers',
+  'scope-tenant',
+  'scope-capability',
+  'scope-run',
+  'scope-feature',
+  'allow-global',
+  'sink',
+  'ledger',
+];
 
 function parse(argv: readonly string[]) {
   return parseArgs({

@@ -5,10 +5,11 @@ import {
   EXIT_HELP,
   REMOTE_HELP,
   REMOTE_OPTIONS,
-  clientFrom,
+  failureOf,
   intFlag,
-  reportError,
+  remoteFrom,
 } from '../internal/remote.js';
+import { CommandOutput } from '../internal/output.js';
 
 const HELP = `usage: killswitch log [--after <seq>] [--limit <n>] [--json]
 
@@ -26,13 +27,19 @@ export const command: CliCommand = {
   summary: 'print the flip log',
   help: HELP,
   async run(argv, io) {
+    const out = new CommandOutput('log', io, argv.includes('--json'));
+    const options = {
+      ...REMOTE_OPTIONS,
+      after: { type: 'string' },
+      limit: { type: 'string' },
+    } as const;
     let values;
     let after: number | undefined;
     let limit: number | undefined;
     try {
       values = parseArgs({
         args: [...argv],
-        options: { ...REMOTE_OPTIONS, after: { type: 'string' }, limit: { type: 'string' } },
+        options,
         strict: true,
         allowPositionals: false,
       }).values;
@@ -40,26 +47,25 @@ export const command: CliCommand = {
       limit = intFlag('limit', values.limit, 1000);
       if (limit === 0) throw new Error('--limit must be at least 1');
     } catch (err) {
-      io.stderr(`killswitch log: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
+      return out.usage(err, Object.keys(options));
     }
+    const remote = await remoteFrom(values, io);
     try {
-      const client = await clientFrom(values, io);
-      const page = await client.log({
+      const page = await remote.client.log({
         ...(after === undefined ? {} : { after }),
         ...(limit === undefined ? {} : { limit }),
       });
-      if (values.json === true) {
-        io.stdout(JSON.stringify(page));
+      if (out.json) {
+        out.data(page);
         return ExitCode.OK;
       }
-      for (const r of page.flips) io.stdout(formatFlipLine(r));
+      for (const r of page.flips) out.line(formatFlipLine(r));
       if (page.flips.length === 0)
-        io.stdout(`(no flips after seq ${after ?? 0}; head is ${page.head})`);
-      if (page.next !== null) io.stdout(`(more: killswitch log --after ${page.next})`);
+        out.line(`(no flips after seq ${after ?? 0}; head is ${page.head})`);
+      if (page.next !== null) out.line(`(more: killswitch log --after ${page.next})`);
       return ExitCode.OK;
     } catch (err) {
-      return reportError('log', err, io);
+      return out.fail(failureOf(err, remote.token));
     }
   },
 };

@@ -6,9 +6,10 @@ import {
   REMOTE_HELP,
   REMOTE_OPTIONS,
   UsageError,
-  clientFrom,
-  reportError,
+  failureOf,
+  remoteFrom,
 } from '../internal/remote.js';
+import { CommandOutput } from '../internal/output.js';
 
 const HELP = `usage: killswitch release <name> (--green | --red) [--reason "<why>"]
        killswitch release            (lists every release's latest verdict and the workers)
@@ -30,18 +31,20 @@ export const command: CliCommand = {
   summary: 'mark a release green or red (resumes are gated on it), or list releases',
   help: HELP,
   async run(argv, io) {
+    const out = new CommandOutput('release', io, argv.includes('--json'));
+    const options = {
+      ...REMOTE_OPTIONS,
+      green: { type: 'boolean', default: false },
+      red: { type: 'boolean', default: false },
+      reason: { type: 'string' },
+    } as const;
     let values;
     let name: string | undefined;
     let status: 'green' | 'red' | undefined;
     try {
       const parsed = parseArgs({
         args: [...argv],
-        options: {
-          ...REMOTE_OPTIONS,
-          green: { type: 'boolean', default: false },
-          red: { type: 'boolean', default: false },
-          reason: { type: 'string' },
-        },
+        options,
         strict: true,
         allowPositionals: true,
       });
@@ -56,38 +59,38 @@ export const command: CliCommand = {
       if (values.reason !== undefined && values.reason.trim() === '')
         throw new UsageError('--reason must not be empty');
     } catch (err) {
-      io.stderr(`killswitch release: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
+      return out.usage(err, Object.keys(options));
     }
+    const remote = await remoteFrom(values, io);
+    const client = remote.client;
     try {
-      const client = await clientFrom(values, io);
       if (name !== undefined && status !== undefined) {
         const answer = await client.markRelease({
           release: name,
           status,
           ...(values.reason !== undefined ? { reason: values.reason } : {}),
         });
-        if (values.json === true) io.stdout(JSON.stringify(answer));
-        else io.stdout(`release ${line(answer.release)}`);
+        if (out.json) out.data(answer);
+        else out.line(`release ${line(answer.release)}`);
         return ExitCode.OK;
       }
       const list = await client.releases();
-      if (values.json === true) {
-        io.stdout(JSON.stringify(list));
+      if (out.json) {
+        out.data(list);
         return ExitCode.OK;
       }
-      if (list.releases.length === 0) io.stdout('no release verdicts yet');
-      for (const r of list.releases) io.stdout(line(r));
+      if (list.releases.length === 0) out.line('no release verdicts yet');
+      for (const r of list.releases) out.line(line(r));
       const verdict = new Map(list.releases.map((r) => [r.release, r.status]));
-      io.stdout(`connected workers: ${list.workers.length}`);
+      out.line(`connected workers: ${list.workers.length}`);
       for (const w of list.workers) {
         const v =
           w.release === null ? 'no release reported' : (verdict.get(w.release) ?? 'no verdict');
-        io.stdout(`  ${w.id} ${w.release ?? '-'} (${v})`);
+        out.line(`  ${w.id} ${w.release ?? '-'} (${v})`);
       }
       return ExitCode.OK;
     } catch (err) {
-      return reportError('release', err, io);
+      return out.fail(failureOf(err, remote.token));
     }
   },
 };

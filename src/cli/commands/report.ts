@@ -17,9 +17,10 @@ import {
   REMOTE_OPTIONS,
   UsageError,
   clientFrom,
+  failureOf,
   intFlag,
-  reportError,
 } from '../internal/remote.js';
+import { CommandOutput } from '../internal/output.js';
 import { dataDirOf, redact } from '../internal/store-factory.js';
 
 const HELP = `usage: killswitch report [--run <id>] [--tenant <t>] [--capability <c>] [--since-seq <n>]
@@ -52,21 +53,23 @@ export const command: CliCommand = {
   summary: 'recovery report: intended vs landed, in doubt, compensations',
   help: HELP,
   async run(argv, io) {
+    const out = new CommandOutput('report', io, argv.includes('--json'));
+    const options = {
+      ...REMOTE_OPTIONS,
+      run: { type: 'string' },
+      tenant: { type: 'string' },
+      capability: { type: 'string' },
+      'since-seq': { type: 'string' },
+      ledger: { type: 'string' },
+      log: { type: 'string' },
+      runs: { type: 'string' },
+    } as const;
     let values;
     let sinceSeq: number | undefined;
     try {
       values = parseArgs({
         args: [...argv],
-        options: {
-          ...REMOTE_OPTIONS,
-          run: { type: 'string' },
-          tenant: { type: 'string' },
-          capability: { type: 'string' },
-          'since-seq': { type: 'string' },
-          ledger: { type: 'string' },
-          log: { type: 'string' },
-          runs: { type: 'string' },
-        },
+        options,
         strict: true,
         allowPositionals: false,
       }).values;
@@ -76,8 +79,7 @@ export const command: CliCommand = {
         if (values[k] === '') throw new UsageError(`--${k} must not be empty`);
       }
     } catch (err) {
-      io.stderr(`killswitch report: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
+      return out.usage(err, Object.keys(options));
     }
     const filter: { -readonly [K in keyof ReportFilter]: ReportFilter[K] } = {};
     if (values.run !== undefined) filter.runId = values.run;
@@ -96,14 +98,14 @@ export const command: CliCommand = {
       ledger = await openLedger(where);
       const runStates = values.runs === undefined ? [] : await readRuns(values.runs);
       const report = buildRecoveryReport(await ledger.entries(), filter, runStates);
-      if (values.json === true) io.stdout(JSON.stringify({ ledger: describe(where), ...report }));
+      if (out.json) out.data({ ledger: describe(where), ...report });
       else {
-        io.stdout(`ledger: ${describe(where)}`);
-        for (const line of formatRecoveryReport(report)) io.stdout(line);
+        out.line(`ledger: ${describe(where)}`);
+        for (const line of formatRecoveryReport(report)) out.line(line);
       }
       return ExitCode.OK;
     } catch (err) {
-      return reportError('report', err, io);
+      return out.fail(failureOf(err));
     } finally {
       await ledger?.close().catch(() => undefined);
     }

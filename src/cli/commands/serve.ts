@@ -10,6 +10,7 @@ import { mountAlertmanager } from '../../server/alertmanager-webhook.js';
 import { ReleaseGate } from '../../server/release-gate.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
+import { CommandOutput, USAGE_ERROR_CODE } from '../internal/output.js';
 import { UsageError, intFlag } from '../internal/remote.js';
 import { createStore, dataDirOf } from '../internal/store-factory.js';
 
@@ -47,6 +48,17 @@ export const command: CliCommand = {
   summary: 'run the control plane (HTTP API, SSE stream, acknowledgements)',
   help: HELP,
   async run(argv, io) {
+    const cli = new CommandOutput('serve', io, argv.includes('--json'));
+    const options = {
+      'data-dir': { type: 'string' },
+      store: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      tokens: { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
+      'stale-after-ms': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    } as const;
     let values;
     let port: number;
     let heartbeatMs: number | undefined;
@@ -54,16 +66,7 @@ export const command: CliCommand = {
     try {
       values = parseArgs({
         args: [...argv],
-        options: {
-          'data-dir': { type: 'string' },
-          store: { type: 'string' },
-          host: { type: 'string', default: '127.0.0.1' },
-          port: { type: 'string' },
-          tokens: { type: 'string' },
-          'heartbeat-ms': { type: 'string' },
-          'stale-after-ms': { type: 'string' },
-          json: { type: 'boolean', default: false },
-        },
+        options,
         strict: true,
         allowPositionals: false,
       }).values;
@@ -73,8 +76,7 @@ export const command: CliCommand = {
       if (heartbeatMs === 0 || staleAfterMs === 0)
         throw new UsageError('--heartbeat-ms and --stale-after-ms must be positive');
     } catch (err) {
-      io.stderr(`killswitch serve: ${(err as Error).message}\n\n${HELP}`);
-      return ExitCode.USAGE;
+      return cli.usage(err, Object.keys(options));
     }
     const host = values.host ?? '127.0.0.1';
     const dataDir = dataDirOf(values['data-dir'], io.env);
@@ -94,10 +96,11 @@ export const command: CliCommand = {
         generate: loopback,
       });
       if (!tokens.configured && !loopback) {
-        io.stderr(
-          `killswitch serve: refusing to bind ${host} without configured tokens (--tokens, KILLSWITCH_TOKENS or KILLSWITCH_ADMIN_TOKEN)`,
-        );
-        return ExitCode.USAGE;
+        return cli.fail({
+          code: USAGE_ERROR_CODE,
+          message: `refusing to bind ${host} without configured tokens (--tokens, KILLSWITCH_TOKENS or KILLSWITCH_ADMIN_TOKEN)`,
+          exit: ExitCode.USAGE,
+        });
       }
       const created = await createStore(values.store, dataDir);
       store = created.store;
@@ -161,14 +164,18 @@ export const command: CliCommand = {
         }
       }
     } catch (err) {
-      io.stderr(
-        `killswitch serve: cannot start: ${err instanceof Error ? err.message : String(err)}` +
+      const code = (err as { code?: unknown } | undefined)?.code;
+      cli.fail({
+        code: typeof code === 'string' && code.startsWith('KS_') ? code : 'KS_INTERNAL',
+        message:
+          `cannot start: ${err instanceof Error ? err.message : String(err)}` +
           // Name the log, so an operator knows which file to inspect (KS-13.6.1).
           (storeDescription === undefined ? '' : ` (flip log: ${storeDescription})`) +
-          ((err as { code?: unknown } | undefined)?.code === 'KS_LOG_CORRUPT'
+          (code === 'KS_LOG_CORRUPT'
             ? "; it will not serve a log it cannot verify: run 'killswitch verify <file>' to see the first bad record"
             : ''),
-      );
+        exit: ExitCode.FAILED,
+      });
       await cp?.close().catch(() => {});
       await store?.close().catch(() => {});
       await releases?.close().catch(() => {});

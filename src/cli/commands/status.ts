@@ -15,23 +15,29 @@ export const command: CliCommand = remoteOnlyCommand({
   name: 'status',
   summary: 'active halts and the fleet at a glance',
   help: HELP,
-  async run(client, json, io) {
+  async run(client, out) {
     const [state, fleet] = await Promise.all([client.state(), client.workers()]);
-    if (json) {
-      io.stdout(JSON.stringify({ state, workers: fleet }));
+    if (out.json) {
+      out.data({ state, workers: fleet });
       return ExitCode.OK;
     }
     const fresh = fleet.workers.filter((w) => !w.stale).length;
     const connected = fleet.workers.filter((w) => w.connected).length;
-    io.stdout(
+    out.line(
       `control plane ${client.url}: head seq ${state.seq}, ${state.halts.length} active halt(s)`,
     );
+    const global = state.halts.find((h) => Object.keys(h.selector).length === 0);
+    if (global !== undefined) {
+      out.line(
+        `EVERYTHING IS HALTED by #${global.seq} (${global.actor}: ${global.reason}); lift it with: killswitch resume --global --reason "<why>"`,
+      );
+    }
     for (const h of state.halts) {
-      io.stdout(
+      out.line(
         `  #${h.seq} ${levelOf(h.selector)} ${formatSelector(h.selector)} mode=${h.mode} by ${h.actor} at ${h.at}: ${h.reason}`,
       );
     }
-    io.stdout(
+    out.line(
       `workers: ${connected} connected, ${fresh} with a fresh lease, ${fleet.workers.length - fresh} stale`,
     );
     return ExitCode.OK;

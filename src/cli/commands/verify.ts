@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { readFlipLogFile } from '../../../providers/file/read-flip-log-file.js';
 import { ErrorCode, LogCorruptError } from '../../errors.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
+import { CommandOutput } from '../internal/output.js';
 
 const HELP = `usage: killswitch verify <file> [--json]
 
@@ -25,6 +26,7 @@ export const command: CliCommand = {
   summary: 'check a file flip log’s hash chain',
   help: HELP,
   async run(argv: readonly string[], io: CliIo): Promise<number> {
+    const out = new CommandOutput('verify', io, argv.includes('--json'));
     let json: boolean;
     let file: string;
     try {
@@ -39,8 +41,7 @@ export const command: CliCommand = {
       json = values.json === true;
       file = positionals[0]!;
     } catch (err) {
-      io.stderr(`killswitch verify: ${(err as Error).message}\n${HELP}`);
-      return ExitCode.USAGE;
+      return out.usage(err, ['json']);
     }
 
     try {

@@ -1,4 +1,5 @@
 import { ExitCode, type CliCommand } from '../internal/command.js';
+import { escapeText } from '../internal/escape-text.js';
 import { EXIT_HELP, REMOTE_HELP, remoteOnlyCommand } from '../internal/remote.js';
 
 const HELP = `usage: killswitch workers [--json]
@@ -15,19 +16,20 @@ export const command: CliCommand = remoteOnlyCommand({
   name: 'workers',
   summary: 'list connected workers, their acknowledged seq, lag and lease',
   help: HELP,
-  async run(client, json, io) {
+  async run(client, out) {
     const answer = await client.workers();
-    if (json) {
-      io.stdout(JSON.stringify(answer));
+    if (out.json) {
+      out.data(answer);
       return ExitCode.OK;
     }
-    io.stdout(
+    out.line(
       `head seq ${answer.head}, lease ${answer.staleAfterMs} ms + ${answer.leaseMarginMs} ms margin`,
     );
-    if (answer.workers.length === 0) io.stdout('(no workers)');
+    if (answer.workers.length === 0) out.line('(no workers)');
+    // Escaped before padding, so the columns line up whatever a worker id holds.
     const rows = answer.workers.map((w) => [
-      w.id,
-      w.release ?? '-',
+      escapeText(w.id),
+      escapeText(w.release ?? '-'),
       w.connected ? `yes (${w.connections})` : 'no',
       w.lastAckSeq === null ? '-' : String(w.lastAckSeq),
       w.lag === null ? '-' : String(w.lag),
@@ -38,7 +40,7 @@ export const command: CliCommand = remoteOnlyCommand({
       const head = ['WORKER', 'RELEASE', 'CONNECTED', 'ACKED', 'LAG', 'LEASE UNTIL', 'STATE'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const r of [head, ...rows])
-        io.stdout(
+        out.io.stdout(
           r
             .map((c, i) => c.padEnd(widths[i]!))
             .join('  ')

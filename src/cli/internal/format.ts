@@ -1,8 +1,12 @@
 import type { FlipRecord } from '../../model/flip-record.js';
-import { formatSelector, levelOf } from '../../model/selector.js';
-import type { FlipFleetStatus } from '../../server/fleet-tracker.js';
+import type { KillSnapshot } from '../../model/kill-state.js';
+import { formatSelector, levelOf, type Selector } from '../../model/selector.js';
+import type { FlipFleetStatus } from '../../protocol/answers.js';
 
-/** One line per flip: `#5 2026-… halt {tenant=acme} mode=discard by ada: incident 42`. */
+/**
+ * One line per flip: `#5 2026-… halt {tenant=acme} mode=discard by ada: incident 42`. The caller
+ * prints it through `CommandOutput.line`, which escapes what the flip carries. KS-5.3.7
+ */
 export function formatFlipLine(r: FlipRecord): string {
   const extra = [
     r.mode ? `mode=${r.mode}` : '',
@@ -16,19 +20,33 @@ export function formatFlipLine(r: FlipRecord): string {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** The fleet's answer as text: who acknowledged, the laggards, and when the stop was complete. */
-export function formatFleet(f: FlipFleetStatus | null): string[] {
+/**
+ * The fleet's answer as text: who acknowledged, the laggards, and when the stop was complete. A
+ * resume stops nothing, so its answer says when the fleet had it, never "stop complete". KS-5.3.14
+ */
+export function formatFleet(
+  f: FlipFleetStatus | null,
+  action: 'halt' | 'resume' = 'halt',
+): string[] {
   if (f === null) return ['fleet: not tracked by this control plane'];
   const total = f.acknowledged.length + f.laggards.length;
   const lines: string[] = [];
+  const halt = action === 'halt';
   if (f.complete) {
     lines.push(
-      `stop complete after ${f.completeAfterMs} ms (at ${iso(f.completeAt!)}): ${f.applied} of ${total} leased worker(s) acknowledged` +
-        (f.laggards.length ? `, ${f.laggards.length} stopped by lease expiry` : ''),
+      (halt
+        ? `stop complete after ${f.completeAfterMs} ms (at ${iso(f.completeAt!)}): `
+        : `resume reached the fleet after ${f.completeAfterMs} ms (at ${iso(f.completeAt!)}): `) +
+        `${f.applied} of ${total} leased worker(s) acknowledged` +
+        (f.laggards.length
+          ? halt
+            ? `, ${f.laggards.length} stopped by lease expiry`
+            : `, ${f.laggards.length} without a lease (failing closed until they catch up)`
+          : ''),
     );
   } else {
     lines.push(
-      `stop NOT complete yet: ${f.applied} of ${total} leased worker(s) acknowledged; waiting on ${f.laggards.filter((l) => !l.leaseExpired).length}`,
+      `${halt ? 'stop NOT complete yet' : 'resume not acknowledged by every worker yet'}: ${f.applied} of ${total} leased worker(s) acknowledged; waiting on ${f.laggards.filter((l) => !l.leaseExpired).length}`,
     );
   }
   for (const a of f.acknowledged) {
@@ -49,6 +67,43 @@ export function formatFleet(f: FlipFleetStatus | null): string[] {
     );
   }
   if (total === 0 && f.alreadyStale.length === 0)
-    lines.push('  no worker held a lease when the flip was appended');
+    lines.push(`  no worker held a lease when the ${halt ? 'flip' : 'resume'} was appended`);
   return lines;
+}
+
+/** The `killswitch` selector flags that name `s` exactly (`--global` for `{}`). */
+export function selectorFlags(s: Selector): string {
+  const parts: string[] = [];
+  if (s.tenant !== undefined) parts.push(`--tenant ${shellWord(s.tenant)}`);
+  if (s.feature !== undefined) parts.push(`--feature ${shellWord(s.feature)}`);
+  if (s.runId !== undefined) parts.push(`--run ${shellWord(s.runId)}`);
+  if (s.capability !== undefined) parts.push(`--capability ${shellWord(s.capability)}`);
+  return parts.length === 0 ? '--global' : parts.join(' ');
+}
+
+/** A word quoted for a POSIX shell when it needs to be. */
+export function shellWord(s: string): string {
+  if (/^<[a-z ]+>$/.test(s)) return s; // a placeholder, for the operator to fill in
+  return /^[A-Za-z0-9._:@/+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Active halts close to `s`: one of them shares an attribute with it, equal when case is ignored
+ * (`--tenant ACME` against `{tenant=acme}`), or either is the global halt. A resume that matched
+ * no halt exactly lists these, each with the command that lifts it. KS-5.3.13
+ */
+export function closeHalts(
+  s: Selector,
+  halts: KillSnapshot['halts'],
+): KillSnapshot['halts'][number][] {
+  const keys = Object.keys(s) as (keyof Selector)[];
+  return halts.filter((h) => {
+    const hk = Object.keys(h.selector) as (keyof Selector)[];
+    if (keys.length === 0 || hk.length === 0) return true;
+    return keys.some((k) => {
+      const a = s[k];
+      const b = h.selector[k];
+      return typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+    });
+  });
 }

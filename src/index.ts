@@ -16,3 +16,4 @@ export * from './tripwire/index.js';
 export * from './telemetry/index.js';
 export * from './run/index.js';
 export * from './report/index.js';
+export { systemClock, ManualClock, type Clock, type ManualClockOptions } from './internal/clock.js';

@@ -1,7 +1,7 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { ApiPath } from '../../src/protocol/paths.js';
-import type { RemoteClock } from './remote-flip-source.js';
+import type { Clock } from '../../src/internal/clock.js';
 
 /** The answer of `POST /v1/acks` (KS-6.2), validated by the member. */
 export interface AckAnswerText {
@@ -20,7 +20,7 @@ export interface AckMember {
   /** The member's lease length; the batch is abandoned after the shortest. KS-6.3.7 */
   readonly staleAfterMs: number;
   /** The member's clock: `sentAt` is read from it. */
-  readonly clock: RemoteClock;
+  readonly clock: Clock;
   /** The seq to acknowledge now (the newest applied), or `undefined` when there is none. */
   seqToAck(): number | undefined;
   /** The answer to the acknowledgement of `seq` sent at `sentAt` (member's clock). */
@@ -34,7 +34,7 @@ interface ChannelKey {
   readonly base: string;
   readonly token: string | undefined;
   readonly fetch: typeof globalThis.fetch | undefined;
-  readonly clock: RemoteClock;
+  readonly clock: Clock;
 }
 
 /** Most entries in one batch body (the server's default body limit is 64 KiB). */

@@ -2,5 +2,5 @@ export {
   RemoteFlipSource,
   type RemoteFlipSourceOptions,
   type RemoteBackoffOptions,
-  type RemoteClock,
 } from './remote-flip-source.js';
+export { systemClock, type Clock } from '../../src/internal/clock.js';

@@ -1,5 +1,7 @@
 import { EventSource, type FetchLike } from 'eventsource';
 import { InvalidOptionError } from '../../src/errors.js';
+import { delay } from '../../src/internal/backoff.js';
+import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import {
   GENESIS_HASH,
   chainRecord,
@@ -19,14 +21,6 @@ import {
 } from '../../src/source/flip-source.js';
 import { AckChannel, ackChannelFor, type AckAnswerText, type AckMember } from './ack-channel.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
-
-/** Timers and time, injectable so tests can drive leases without sleeping. */
-export interface RemoteClock {
-  /** Milliseconds on a monotonic-enough scale (only differences are used). */
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
 
 /** Reconnection policy. KS-6.3.3 */
 export interface RemoteBackoffOptions {
@@ -63,8 +57,11 @@ export interface RemoteFlipSourceOptions {
   readonly backoff?: RemoteBackoffOptions;
   /** fetch used by the stream and acknowledgements (tests inject faults). @default node:http (own sockets, released on stop) */
   readonly fetch?: typeof globalThis.fetch;
-  /** Clock and timers. @default Date.now and the global timers */
-  readonly clock?: RemoteClock;
+  /**
+   * Clock and timers. The lease and stale detection read its monotonic `now()` only, so a step of
+   * the wall clock does not move them (KS-6.3.11). @default systemClock
+   */
+  readonly clock?: Clock;
   /** Where to report transport trouble. @default silent */
   readonly logger?: { warn(message: string): void };
   /**
@@ -93,12 +90,6 @@ function parseAckAnswer(text: string): ReturnType<typeof ackAnswerSchema.safePar
   lastAckAnswer = { text, result };
   return result;
 }
-
-const systemClock: RemoteClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 /**
  * Parsing and hashing are pure functions of the event bytes, and every subscriber in a process
@@ -211,7 +202,7 @@ export class RemoteFlipSource implements FlipSource {
   readonly #heartbeatMs: number;
   readonly #backoff: Required<RemoteBackoffOptions>;
   readonly #fetch: typeof globalThis.fetch | undefined;
-  readonly #clock: RemoteClock;
+  readonly #clock: Clock;
   readonly #logger: { warn(message: string): void } | undefined;
 
   #listener: FlipSourceListener | undefined;
@@ -301,6 +292,13 @@ export class RemoteFlipSource implements FlipSource {
     }
     if (o.fetch !== undefined && typeof o.fetch !== 'function') {
       throw new InvalidOptionError('fetch', 'a function', o.fetch);
+    }
+    if (o.clock !== undefined && !isClock(o.clock)) {
+      throw new InvalidOptionError(
+        'clock',
+        'a Clock (now, wallNow, setTimeout, clearTimeout)',
+        o.clock,
+      );
     }
     if (o.shareAcks !== undefined && typeof o.shareAcks !== 'boolean') {
       throw new InvalidOptionError('shareAcks', 'a boolean', o.shareAcks);
@@ -455,15 +453,13 @@ export class RemoteFlipSource implements FlipSource {
     // Only a replay on a connection that was established and then failed counts.
     if (this.#resuming && this.#answered && !this.#progressed) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
-    const { initialMs, maxMs, factor, jitter, random } = this.#backoff;
-    const base = Math.min(maxMs, initialMs * factor ** Math.min(this.#attempt, 30));
-    const delay = Math.round(base * (1 - jitter * random()));
+    const wait = delay(this.#attempt, this.#backoff, this.#backoff.random);
     this.#attempt++;
     this.#refresh();
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#connect();
-    }, delay);
+    }, wait);
   }
 
   /** Fail closed and fetch a fresh snapshot. KS-6.3.2, KS-6.3.4 */
@@ -477,22 +473,16 @@ export class RemoteFlipSource implements FlipSource {
     this.#es?.close();
     this.#es = undefined;
     this.#logger?.warn(`remote flip source ${this.#workerId}: resynchronising: ${reason}`);
-    const delay =
-      this.#attempt === 0
-        ? 0
-        : Math.min(
-            this.#backoff.maxMs,
-            this.#backoff.initialMs * this.#backoff.factor ** Math.min(this.#attempt, 30),
-          );
+    const wait = this.#attempt === 0 ? 0 : delay(this.#attempt, { ...this.#backoff, jitter: 0 });
     this.#attempt++;
-    if (delay === 0) {
+    if (wait === 0) {
       this.#connect();
       return;
     }
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#connect();
-    }, delay);
+    }, wait);
   }
 
   #received(): void {

@@ -55,7 +55,7 @@ afterEach(async () => {
 /** `n` sources on one fetch and one clock (so they share an ack channel), each with a snapshot of seq 0. */
 async function fleet(n: number, extra: { shareAcks?: boolean } = {}) {
   const server = new FakeServer();
-  const clock = new ManualClock();
+  const clock = new ManualClock({ now: 1_000_000 });
   const recs: Recorder[] = [];
   const list: RemoteFlipSource[] = [];
   for (let i = 0; i < n; i++) {
@@ -151,23 +151,23 @@ describe('KS-6.2.6 KS-6.2.2 each source keeps its own lease rule inside a batch'
     server.head = 0;
     for (let i = 0; i < 2; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
     await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
-    const leaseStart = clock.t; // both leases run to leaseStart + 3000
-    clock.advance(1500);
+    const leaseStart = clock.now(); // both leases run to leaseStart + 3000
+    clock.advanceSync(1500);
     // w0 applies seq 1; w1 does not. The answer says head 1: w1 is behind.
     server.head = 1;
     server.holdAcks = true;
     server.push('w0', 'flip', records[0], 1);
     await vi.waitFor(() => expect(server.posts.length).toBe(2));
-    const sentAt = clock.t;
+    const sentAt = clock.now();
     const batch = server.posts[1]!;
     // The heartbeat timers of both fired in the same turn (they were armed together): one batch.
     expect('acks' in batch ? batch.acks.map((a) => a.seq).sort() : [batch.seq]).toContain(1);
-    clock.advance(200); // the answer comes back later: the lease counts from sentAt
+    clock.advanceSync(200); // the answer comes back later: the lease counts from sentAt
     server.holdAcks = false;
     for (const h of server.held.splice(0)) h();
     await vi.waitFor(() => expect(server.held).toHaveLength(0));
     await new Promise((r) => setImmediate(r));
-    clock.advance(leaseStart + 3000 - clock.t); // w1's lease from the first ack runs out
+    clock.advanceSync(leaseStart + 3000 - clock.now()); // w1's lease from the first ack runs out
     expect(recs[1]!.status).toBe('stale');
     expect(recs[0]!.status).toBe('open');
     if ('acks' in batch && batch.acks.some((a) => a.workerId === 'w1')) {
@@ -176,9 +176,9 @@ describe('KS-6.2.6 KS-6.2.2 each source keeps its own lease rule inside a batch'
     }
     // w0's lease ends exactly at sentAt + 3000, not at the answer's arrival + 3000.
     server.holdAcks = true; // no renewal from here on
-    clock.advance(sentAt + 3000 - clock.t - 1);
+    clock.advanceSync(sentAt + 3000 - clock.now() - 1);
     expect(recs[0]!.status).toBe('open');
-    clock.advance(1);
+    clock.advanceSync(1);
     expect(recs[0]!.status).toBe('stale');
   });
 

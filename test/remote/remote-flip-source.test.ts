@@ -51,7 +51,7 @@ afterEach(async () => {
 
 async function setup(extra: Partial<ConstructorParameters<typeof RemoteFlipSource>[0]> = {}) {
   const server = new FakeServer();
-  const clock = new ManualClock();
+  const clock = new ManualClock({ now: 1_000_000 });
   const source = new RemoteFlipSource({
     urls: ['http://a.test', 'http://b.test'],
     token: 'tok',
@@ -181,12 +181,12 @@ describe('KS-6.2.2 KS-6.2.3 the lease', () => {
     server.holdAcks = true;
     server.last.push('snapshot', snap([], 0), 0);
     await vi.waitFor(() => expect(server.held.length).toBe(1));
-    clock.advance(500); // the answer arrives 500 ms after the ack was sent
+    clock.advanceSync(500); // the answer arrives 500 ms after the ack was sent
     server.held.shift()!();
     await vi.waitFor(() => expect(rec.status).toBe('open'));
-    clock.advance(2499); // 2999 ms after sending: still open
+    clock.advanceSync(2499); // 2999 ms after sending: still open
     expect(rec.status).toBe('open');
-    clock.advance(1);
+    clock.advanceSync(1);
     expect(rec.status).toBe('stale');
   });
 
@@ -198,7 +198,7 @@ describe('KS-6.2.2 KS-6.2.3 the lease', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(rec.status).toBe('connecting');
     server.head = 0;
-    clock.advance(1000);
+    clock.advanceSync(1000);
     server.last.push('heartbeat', { head: 0, at: 0 });
     await vi.waitFor(() => expect(rec.status).toBe('open'));
   });
@@ -208,12 +208,48 @@ describe('KS-6.2.2 KS-6.2.3 the lease', () => {
     server.last.push('snapshot', snap([], 0), 0);
     await vi.waitFor(() => expect(rec.status).toBe('open'));
     for (let i = 0; i < 3; i++) {
-      clock.advance(1000);
+      clock.advanceSync(1000);
       await vi.waitFor(() => expect(server.acks.length).toBe(i + 2));
     }
     expect(rec.status).toBe('stale');
     server.last.push('heartbeat', { head: 0, at: 0 });
     await vi.waitFor(() => expect(rec.status).toBe('open'));
+  });
+});
+
+describe('KS-6.3.11 the lease and stale detection run on the monotonic clock', () => {
+  it('a wall clock stepped back 10 minutes with the server silent still fails closed at staleAfterMs', async () => {
+    const { server, rec, clock } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    const openedAt = clock.now();
+    server.ackStatus = 503; // frozen: no renewal, no event
+    clock.stepWall(-600_000);
+    clock.advanceSync(2999);
+    expect(rec.status).toBe('open');
+    clock.advanceSync(1);
+    expect(rec.status).toBe('stale');
+    expect(clock.now() - openedAt).toBe(3000);
+  });
+
+  it('a wall clock stepped forward an hour does not cut a valid lease short', async () => {
+    const { server, rec, clock } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    clock.stepWall(3_600_000);
+    clock.advanceSync(1000);
+    server.last.push('heartbeat', { head: 0, at: clock.wallNow() });
+    await vi.waitFor(() => expect(server.acks.length).toBe(2));
+    clock.stepWall(-3_600_000); // and set right again
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(server.acks.length).toBe(3));
+    expect(rec.statuses).toEqual(['connecting', 'open']);
+  });
+
+  it('rejects a clock without the monotonic and wall readings', () => {
+    const ok = { urls: ['http://x'], workerId: 'w' };
+    const legacy = { now: () => 0, setTimeout: () => 0, clearTimeout: () => {} };
+    expect(() => new RemoteFlipSource({ ...ok, clock: legacy as never })).toThrow(/clock/);
   });
 });
 
@@ -227,18 +263,18 @@ describe('KS-6.3.3 reconnection', () => {
     await vi.waitFor(() => expect(source.appliedSeq).toBe(2));
     server.last.end();
     await vi.waitFor(() => expect(clock.pending).toBeGreaterThanOrEqual(3));
-    clock.advance(99);
+    clock.advanceSync(99);
     expect(server.streams.length).toBe(1);
-    clock.advance(1);
+    clock.advanceSync(1);
     await vi.waitFor(() => expect(server.streams.length).toBe(2));
     expect(server.last.url.host).toBe('b.test');
     expect(server.last.url.searchParams.has('snapshot')).toBe(false);
     expect(server.last.headers['Last-Event-ID']).toBe('2');
     server.last.end();
     await new Promise((r) => setTimeout(r, 20));
-    clock.advance(199); // second failure: 200 ms
+    clock.advanceSync(199); // second failure: 200 ms
     expect(server.streams.length).toBe(2);
-    clock.advance(1);
+    clock.advanceSync(1);
     await vi.waitFor(() => expect(server.streams.length).toBe(3));
     expect(server.last.url.host).toBe('a.test');
     server.last.push('flip', records[2], 3);

@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';
-import { systemTimers, type TimerApi } from '../schedule/timer-api.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 
 /** Options of {@link HaltPoller}. */
 export interface HaltPollerOptions {
@@ -9,7 +9,7 @@ export interface HaltPollerOptions {
   /** Time between re-checks; the longest an in-flight effect runs on after its halt. @default 1000 ms */
   readonly intervalMs?: number;
   /** Timers and clock. @default the process's own */
-  readonly timers?: TimerApi;
+  readonly clock?: Clock;
 }
 
 /**
@@ -33,7 +33,7 @@ export interface HaltPollerOptions {
 export class HaltPoller {
   readonly #watcher: HaltWatcher;
   readonly #intervalMs: number;
-  readonly #timers: TimerApi;
+  readonly #clock: Clock;
   #handle: unknown;
   #running = false;
 
@@ -48,7 +48,7 @@ export class HaltPoller {
     }
     this.#watcher = watcher;
     this.#intervalMs = intervalMs;
-    this.#timers = options.timers ?? systemTimers;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** True between {@link start} and {@link stop}. */
@@ -66,12 +66,12 @@ export class HaltPoller {
   /** Stops polling; a round in progress finishes but schedules nothing. */
   stop(): void {
     this.#running = false;
-    if (this.#handle !== undefined) this.#timers.clearTimeout(this.#handle);
+    if (this.#handle !== undefined) this.#clock.clearTimeout(this.#handle);
     this.#handle = undefined;
   }
 
   #schedule(): void {
-    this.#handle = this.#timers.setTimeout(() => {
+    this.#handle = this.#clock.setTimeout(() => {
       this.#handle = undefined;
       void this.#watcher
         .recheck()

@@ -14,5 +14,3 @@ export {
   type BackoffPolicy,
   type ResolvedRetryPolicy,
 } from './retry-policy.js';
-export { systemTimers, type TimerApi } from './timer-api.js';
-export { ManualTimers } from './manual-timers.js';

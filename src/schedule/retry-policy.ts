@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { delay } from '../internal/backoff.js';
 
 /** Exponential back-off between attempts. */
 export interface BackoffPolicy {
@@ -74,7 +75,5 @@ export function backoffDelay(
   random: () => number,
 ): number {
   const { baseMs, factor, maxMs, jitter } = policy.backoff;
-  const raw = Math.min(maxMs, baseMs * factor ** Math.max(0, failed - 1));
-  const r = Math.min(1, Math.max(0, random()));
-  return Math.max(0, Math.round(raw * (1 - jitter * r)));
+  return delay(failed - 1, { initialMs: baseMs, factor, maxMs, jitter }, random);
 }

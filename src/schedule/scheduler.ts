@@ -21,7 +21,7 @@ import {
   type ResolvedRetryPolicy,
   type RetryPolicy,
 } from './retry-policy.js';
-import { systemTimers, type TimerApi } from './timer-api.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 
 /** Where the scheduler writes warnings (a failed ledger write). */
 export interface SchedulerLogger {
@@ -34,8 +34,11 @@ export interface SchedulerOptions {
   readonly watcher: HaltWatcher;
   /** Where cancellations by a halt are recorded (status `cancelled`, `refused`, `aborted`). */
   readonly ledger: SideEffectLedger;
-  /** Timers and clock. @default the process's own ({@link systemTimers}) */
-  readonly timers?: TimerApi;
+  /**
+   * Clock and timers: waits and due times on its monotonic `now()`, ledger times from its wall
+   * clock. @default the process's own ({@link systemClock})
+   */
+  readonly clock?: Clock;
   /** Source of jitter, numbers in [0, 1). @default Math.random */
   readonly random?: () => number;
   /** @default console */
@@ -83,7 +86,7 @@ export interface ScheduledTimer<T> {
   readonly id: string;
   readonly key: string;
   readonly context: KillContext;
-  /** When the callback is due, ms on the scheduler's clock. */
+  /** When the callback is due, ms on the scheduler's monotonic clock (`Clock.now()`). */
   readonly dueAt: number;
   readonly state: TimerState;
   /**
@@ -123,7 +126,7 @@ type Kind = 'retry' | 'timer';
 export class Scheduler {
   readonly #watcher: HaltWatcher;
   readonly #ledger: SideEffectLedger;
-  readonly #timers: TimerApi;
+  readonly #clock: Clock;
   readonly #random: () => number;
   readonly #logger: SchedulerLogger;
   readonly #prefix = randomUUID().slice(0, 8);
@@ -146,7 +149,7 @@ export class Scheduler {
     }
     this.#watcher = options.watcher;
     this.#ledger = options.ledger;
-    this.#timers = options.timers ?? systemTimers;
+    this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#logger = options.logger ?? console;
   }
@@ -204,7 +207,7 @@ export class Scheduler {
         const delay = backoffDelay(resolved, n, this.#random);
         op.phase = 'sleeping';
         op.attempt = n + 1;
-        op.dueAt = this.#timers.now() + delay;
+        op.dueAt = this.#clock.now() + delay;
         await this.#sleep(op, delay);
       }
     } finally {
@@ -238,7 +241,7 @@ export class Scheduler {
     this.#assertOpen();
     const op = this.#track('timer', ctx, this.#keyFor('timer', ctx, options), options.step);
     op.phase = 'sleeping';
-    op.dueAt = this.#timers.now() + delayMs;
+    op.dueAt = this.#clock.now() + delayMs;
     let state: TimerState = TimerState.PENDING;
     let resolveDone!: (v: T) => void;
     let rejectDone!: (e: unknown) => void;
@@ -282,7 +285,7 @@ export class Scheduler {
         if (!op.stopped) end(TimerState.FAILED, { error: err });
       }
     };
-    op.handle = this.#timers.setTimeout(() => void fire(), delayMs);
+    op.handle = this.#clock.setTimeout(() => void fire(), delayMs);
     // KS-7.1.7: a context already halted when the timer is set is refused, not left to fail later.
     void this.#watcher.evaluate(ctx).then((d) => {
       if (d.halted && !op.stopped && state === TimerState.PENDING) {
@@ -406,13 +409,16 @@ export class Scheduler {
       d.cause ?? HaltCause.HALTED,
       d.flip,
     );
-    op.stop(error, this.#timers);
-    const dueAt = op.phase === 'sleeping' ? ` due at ${new Date(op.dueAt).toISOString()}` : '';
+    op.stop(error, this.#clock);
+    const dueAt =
+      op.phase === 'sleeping'
+        ? ` due at ${new Date(this.#clock.wallNow() + op.dueAt - this.#clock.now()).toISOString()}`
+        : '';
     this.#record(op, status, `${what} ${verb}${dueAt}: ${by}`, d.flip?.seq);
   }
 
   #cancelByOwner(op: Pending, why: string): void {
-    op.stop(new KillSwitchError(ErrorCode.CANCELLED, why), this.#timers);
+    op.stop(new KillSwitchError(ErrorCode.CANCELLED, why), this.#clock);
     this.#pending.delete(op);
   }
 
@@ -427,7 +433,7 @@ export class Scheduler {
       .append({
         key: op.key,
         status,
-        at: new Date(this.#timers.now()).toISOString(),
+        at: new Date(this.#clock.wallNow()).toISOString(),
         context,
         detail,
         ...(ctx.runId !== undefined ? { runId: ctx.runId } : {}),
@@ -448,7 +454,7 @@ export class Scheduler {
   #sleep(op: Pending, ms: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       op.sleepReject = reject;
-      op.handle = this.#timers.setTimeout(() => {
+      op.handle = this.#clock.setTimeout(() => {
         op.handle = undefined;
         op.sleepReject = undefined;
         resolve();
@@ -485,7 +491,7 @@ class Pending {
     return this.controller.signal;
   }
 
-  stop(error: unknown, timers: TimerApi): void {
+  stop(error: unknown, timers: Clock): void {
     if (this.stopped) return;
     this.stopped = true;
     this.error = error;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_QUEUE_MODE, type QueueMode } from '../model/flip-record.js';
 import { formatSelector, type KillContext, type Selector } from '../model/selector.js';
-import { systemTimers, type TimerApi } from '../schedule/timer-api.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 import type { TripwireFlip, TripwireFlipRequest } from './tripwire-flip.js';
 
 /** The context attribute a write-rate tripwire counts by. */
@@ -32,8 +32,11 @@ export interface WriteRateTripwireOptions {
   readonly retryMs?: number;
   /** Most scope values tracked at once; beyond, the least recently seen is forgotten. @default 10000 */
   readonly maxScopes?: number;
-  /** Timers and clock. @default the process's */
-  readonly timers?: TimerApi;
+  /**
+   * Clock and timers: windows and latches on its monotonic `now()`, the times in a trip's reason
+   * and id from its wall clock. @default the process's ({@link systemClock})
+   */
+  readonly clock?: Clock;
   /** Told when a flip fails (it is retried). @default console */
   readonly logger?: { warn(message: string): void };
 }
@@ -105,7 +108,7 @@ export class WriteRateTripwire {
   readonly #latchMs: number;
   readonly #retryMs: number;
   readonly #maxScopes: number;
-  readonly #timers: TimerApi;
+  readonly #clock: Clock;
   readonly #logger: { warn(message: string): void };
   /** Scope value -> state; Map order is least recently seen first. */
   readonly #scopes = new Map<string, Scope>();
@@ -130,7 +133,7 @@ export class WriteRateTripwire {
     this.#maxScopes = int('maxScopes', o.maxScopes ?? 10_000, 1);
     this.#flip = o.flip;
     this.#mode = o.mode ?? DEFAULT_QUEUE_MODE;
-    this.#timers = o.timers ?? systemTimers;
+    this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger ?? console;
   }
 
@@ -148,7 +151,7 @@ export class WriteRateTripwire {
   admit(ctx: KillContext): TripwireVerdict {
     const value = ctx[this.by];
     if (typeof value !== 'string' || value === '') return NOT_TRIPPED;
-    const now = this.#timers.now();
+    const now = this.#clock.now();
     const scope = this.#scope(value);
     const latch = scope.latch;
     if (latch !== undefined) {
@@ -184,7 +187,7 @@ export class WriteRateTripwire {
   close(): void {
     this.#closed = true;
     for (const s of this.#scopes.values()) {
-      if (s.latch?.timer !== undefined) this.#timers.clearTimeout(s.latch.timer);
+      if (s.latch?.timer !== undefined) this.#clock.clearTimeout(s.latch.timer);
     }
   }
 
@@ -214,14 +217,17 @@ export class WriteRateTripwire {
     this.#trips++;
     const count = scope.times.length;
     const first = scope.times[0]!;
+    // Windows run on the monotonic clock; the id and the reason carry wall-clock times.
+    const wall = Math.round(this.#clock.wallNow());
+    const firstWall = Math.round(wall - (now - first));
     const selector: Selector = { [this.by]: value };
     const request: TripwireFlipRequest = {
       // KS-11.4.2 one trip, one id: a retried flip is the same flip.
-      id: `tripwire-${this.by}-${createHash('sha256').update(value).digest('hex').slice(0, 16)}-${now}`,
+      id: `tripwire-${this.by}-${createHash('sha256').update(value).digest('hex').slice(0, 16)}-${wall}`,
       selector,
       reason:
         `write-rate tripwire: ${count} effects on ${formatSelector(selector)} within ${this.windowMs} ms ` +
-        `(limit ${this.limit}; first at ${new Date(first).toISOString()}, tripped at ${new Date(now).toISOString()})`,
+        `(limit ${this.limit}; first at ${new Date(firstWall).toISOString()}, tripped at ${new Date(wall).toISOString()})`,
       mode: this.#mode,
       source: 'tripwire',
     };
@@ -242,7 +248,7 @@ export class WriteRateTripwire {
     p.then(
       () => {
         latch.state = LatchState.HELD;
-        latch.until = this.#timers.now() + this.#latchMs;
+        latch.until = this.#clock.now() + this.#latchMs;
       },
       (err: unknown) => {
         this.#logger.warn(
@@ -251,7 +257,7 @@ export class WriteRateTripwire {
           }; the scope stays refused here and the flip is retried in ${this.#retryMs} ms`,
         );
         if (this.#closed) return;
-        latch.timer = this.#timers.setTimeout(() => {
+        latch.timer = this.#clock.setTimeout(() => {
           latch.timer = undefined;
           if (!this.#closed && this.#scopes.get(value)?.latch === latch) {
             this.#attempt(value, latch, attempt + 1);

@@ -3,7 +3,7 @@ import type { HaltWatcher } from '../../src/guard/halt-watcher.js';
 import { HaltPoller } from '../../src/ofrep/halt-poller.js';
 import { ofrepRoutes } from '../../src/ofrep/ofrep-routes.js';
 import { timeoutFetch } from '../../src/ofrep/timeout-fetch.js';
-import { ManualTimers } from '../../src/schedule/manual-timers.js';
+import { ManualClock } from '../../src/internal/clock.js';
 
 function fakeWatcher() {
   let calls = 0;
@@ -28,42 +28,42 @@ const flush = () => new Promise((r) => setImmediate(r));
 
 describe('KS-12.2.3 HaltPoller re-checks every interval, one round at a time', () => {
   it('re-checks once per interval while running and never after stop', async () => {
-    const timers = new ManualTimers();
+    const clock = new ManualClock();
     const w = fakeWatcher();
-    const p = new HaltPoller({ watcher: w.watcher, intervalMs: 1000, timers });
+    const p = new HaltPoller({ watcher: w.watcher, intervalMs: 1000, clock });
     p.start();
     p.start(); // idempotent
-    await timers.advance(999);
+    await clock.advance(999);
     expect(w.calls()).toBe(0);
-    await timers.advance(1);
+    await clock.advance(1);
     await flush();
     expect(w.calls()).toBe(1);
-    await timers.advance(1000);
+    await clock.advance(1000);
     await flush();
     expect(w.calls()).toBe(2);
     p.stop();
     expect(p.running).toBe(false);
-    await timers.advance(5000);
+    await clock.advance(5000);
     await flush();
     expect(w.calls()).toBe(2);
   });
 
   it('a slow round delays the next instead of stacking evaluations', async () => {
-    const timers = new ManualTimers();
+    const clock = new ManualClock();
     const w = fakeWatcher();
-    const p = new HaltPoller({ watcher: w.watcher, intervalMs: 100, timers });
+    const p = new HaltPoller({ watcher: w.watcher, intervalMs: 100, clock });
     w.hold(true);
     p.start();
-    await timers.advance(100);
+    await clock.advance(100);
     await flush();
     expect(w.calls()).toBe(1);
-    await timers.advance(1000);
+    await clock.advance(1000);
     await flush();
     expect(w.calls()).toBe(1);
     w.hold(false);
     w.release();
     await flush();
-    await timers.advance(100);
+    await clock.advance(100);
     await flush();
     expect(w.calls()).toBe(2);
     p.stop();

@@ -6,21 +6,24 @@ import { HaltWatcher } from '../../src/guard/halt-watcher.js';
 import { MemorySideEffectLedger } from '../../src/ledger/memory-side-effect-ledger.js';
 import type { KillContext, Selector } from '../../src/model/selector.js';
 import { selectorMatches } from '../../src/model/selector.js';
-import { ManualTimers } from '../../src/schedule/manual-timers.js';
+import { ManualClock } from '../../src/internal/clock.js';
 import { Scheduler } from '../../src/schedule/scheduler.js';
 import { backoffDelay, resolveRetryPolicy } from '../../src/schedule/retry-policy.js';
 import { inMemoryKill, killHarness, settle, type KillHarness } from './kill-harness.js';
 
 let h: KillHarness;
-let timers: ManualTimers;
+let clock: ManualClock;
 let ledger: MemorySideEffectLedger;
 let scheduler: Scheduler;
 
 beforeEach(async () => {
   h = await killHarness();
-  timers = new ManualTimers(Date.parse('2026-01-01T00:00:00.000Z'));
+  clock = new ManualClock({
+    now: Date.parse('2026-01-01T00:00:00.000Z'),
+    wall: Date.parse('2026-01-01T00:00:00.000Z'),
+  });
   ledger = new MemorySideEffectLedger();
-  scheduler = new Scheduler({ watcher: h.watcher, ledger, timers, random: () => 0 });
+  scheduler = new Scheduler({ watcher: h.watcher, ledger, clock, random: () => 0 });
 });
 
 afterEach(async () => {
@@ -66,16 +69,16 @@ describe('KS-7.1.1 KS-7.1.2 a halt cancels a pending retry at once and the retry
         { step: 'llm' },
       ),
     );
-    await timers.advance(0);
+    await clock.advance(0);
     expect(calls).toBe(1);
-    expect(timers.pending).toBe(1); // the back-off sleep before attempt 2
+    expect(clock.pending).toBe(1); // the back-off sleep before attempt 2
     const seq = await h.halt({ tenant: 'acme' });
     expect(result.settled).toBe(true);
     expect(result.error).toBeInstanceOf(HaltedError);
     expect((result.error as HaltedError).code).toBe('KS_ABORTED');
     expect((result.error as HaltedError).flip?.seq).toBe(seq);
-    expect(timers.pending).toBe(0);
-    await timers.advance(10 * 60_000); // "ten minutes after we stopped"
+    expect(clock.pending).toBe(0);
+    await clock.advance(10 * 60_000); // "ten minutes after we stopped"
     expect(calls).toBe(1);
     await scheduler.flush();
     const [entry] = await ledger.entries({ runId: 'r1' });
@@ -87,18 +90,18 @@ describe('KS-7.1.1 KS-7.1.2 a halt cancels a pending retry at once and the retry
 
   it('a retry loop that keeps failing without a halt makes exactly maxAttempts attempts on the back-off schedule', async () => {
     const at: number[] = [];
-    const start = timers.now();
+    const start = clock.now();
     const result = capture(
       scheduler.retry(
         { runId: 'r2' },
         async () => {
-          at.push(timers.now() - start);
+          at.push(clock.now() - start);
           throw new Error('boom');
         },
         { maxAttempts: 4, backoff: { baseMs: 100, factor: 2, maxMs: 300, jitter: 0 } },
       ),
     );
-    await timers.advance(10_000);
+    await clock.advance(10_000);
     expect(at).toEqual([0, 100, 300, 600]);
     expect((result.error as Error).message).toBe('boom');
     expect(await ledger.entries()).toEqual([]);
@@ -118,7 +121,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
         step: 'remind',
       }),
     );
-    await timers.advance(500);
+    await clock.advance(500);
     expect(scheduler.pending()).toEqual({ retries: 0, timers: 5 });
     const seq = await h.halt({ tenant: 'acme' }, 'hold');
     expect(scheduler.pending({ tenant: 'acme' })).toEqual({ retries: 0, timers: 0 });
@@ -130,7 +133,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
       });
       expect(t.state).toBe('cancelled');
     }
-    await timers.advance(60_000);
+    await clock.advance(60_000);
     expect(fired.sort()).toEqual(['b1', 'b2']);
     for (const t of beta) expect(t.state).toBe('fired');
     await scheduler.flush();
@@ -148,7 +151,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
       seen = signal;
       return new Promise<never>(() => undefined); // ignores the signal, never settles
     });
-    await timers.advance(10);
+    await clock.advance(10);
     expect(t.state).toBe('running');
     await h.halt({ runId: 'slow' });
     await expect(t.done).rejects.toMatchObject({ code: 'KS_ABORTED' });
@@ -164,7 +167,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
     const t = scheduler.schedule({ feature: 'digest' }, 1_000, () => (fired = true));
     await settle();
     await expect(t.done).rejects.toMatchObject({ code: 'KS_HALTED' });
-    await timers.advance(5_000);
+    await clock.advance(5_000);
     expect(fired).toBe(false);
     await scheduler.flush();
     expect((await ledger.entries())[0]?.status).toBe('refused');
@@ -175,7 +178,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
     const t = scheduler.schedule({ runId: 'x' }, 1_000, () => (fired = true));
     expect(scheduler.cancel(t.id)).toBe(true);
     await expect(t.done).rejects.toMatchObject({ code: 'KS_CANCELLED' });
-    await timers.advance(5_000);
+    await clock.advance(5_000);
     expect(fired).toBe(false);
     expect(t.cancel()).toBe(false);
     expect(await ledger.entries()).toEqual([]);
@@ -187,7 +190,7 @@ describe('KS-7.1.3 the kill flag is evaluated again before each attempt and each
   let deafWatcher: HaltWatcher;
   beforeEach(() => {
     deafWatcher = new HaltWatcher(deaf(h.client));
-    deafScheduler = new Scheduler({ watcher: deafWatcher, ledger, timers, random: () => 0 });
+    deafScheduler = new Scheduler({ watcher: deafWatcher, ledger, clock, random: () => 0 });
   });
   afterEach(async () => {
     await deafScheduler.close();
@@ -200,7 +203,7 @@ describe('KS-7.1.3 the kill flag is evaluated again before each attempt and each
     await settle();
     await h.halt({ tenant: 'acme' });
     expect(t.state).toBe('pending'); // the event never reached this watcher
-    await timers.advance(1_000);
+    await clock.advance(1_000);
     await expect(t.done).rejects.toMatchObject({ code: 'KS_ABORTED' });
     expect(fired).toBe(false);
     await deafScheduler.flush();
@@ -219,10 +222,10 @@ describe('KS-7.1.3 the kill flag is evaluated again before each attempt and each
         policy,
       ),
     );
-    await timers.advance(0);
+    await clock.advance(0);
     await h.halt({ tenant: 'acme' });
     expect(result.settled).toBe(false);
-    await timers.advance(60_000);
+    await clock.advance(60_000);
     expect(calls).toBe(1);
     expect((result.error as HaltedError).code).toBe('KS_ABORTED');
   });
@@ -277,7 +280,7 @@ describe('KS-7.1.4 a halt during an attempt aborts its signal and frees the call
       ),
     ).rejects.toBe(err);
     expect(calls).toBe(1);
-    expect(timers.pending).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('retryOn can stop retrying errors that will not heal', async () => {
@@ -301,7 +304,7 @@ describe('KS-7.1.9 any OpenFeature backend: a plain InMemoryProvider halt cancel
   it('cancels the timer; the error names no flip because the backend named none', async () => {
     let acmeHalted = false;
     const mem = await inMemoryKill((ctx) => acmeHalted && ctx.tenant === 'acme');
-    const s = new Scheduler({ watcher: mem.watcher, ledger, timers });
+    const s = new Scheduler({ watcher: mem.watcher, ledger, clock });
     try {
       let fired = false;
       const t = s.schedule({ tenant: 'acme' }, 1_000, () => (fired = true));
@@ -317,7 +320,7 @@ describe('KS-7.1.9 any OpenFeature backend: a plain InMemoryProvider halt cancel
       });
       await settle();
       await expect(t.done).rejects.toMatchObject({ code: 'KS_ABORTED', flip: undefined });
-      await timers.advance(2_000);
+      await clock.advance(2_000);
       expect(fired).toBe(false);
     } finally {
       await s.close();
@@ -390,11 +393,11 @@ describe('KS-7.1.8 property: after a halt no matching timer fires and every othe
         ),
         async (items, haltAt, selector) => {
           const hh = await killHarness();
-          const t = new ManualTimers(0);
+          const t = new ManualClock({ now: 0, wall: 0 });
           const s = new Scheduler({
             watcher: hh.watcher,
             ledger: new MemorySideEffectLedger(),
-            timers: t,
+            clock: t,
           });
           try {
             const firedAt: { ctx: KillContext; at: number }[] = [];
@@ -442,7 +445,7 @@ describe('KS-7.1.1 a ledger that cannot be written does not keep a cancelled tim
     const s = new Scheduler({
       watcher: h.watcher,
       ledger: failing,
-      timers,
+      clock,
       logger: { warn: (m) => warnings.push(m) },
     });
     let fired = false;
@@ -450,7 +453,7 @@ describe('KS-7.1.1 a ledger that cannot be written does not keep a cancelled tim
     await settle();
     await h.halt({ tenant: 'acme' });
     await expect(t.done).rejects.toMatchObject({ code: 'KS_ABORTED' });
-    await timers.advance(5_000);
+    await clock.advance(5_000);
     expect(fired).toBe(false);
     await expect(s.flush()).rejects.toThrow('disk full');
     expect(warnings.join()).toMatch(/could not record cancelled/);

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HaltedError } from '../../src/errors.js';
 import { MemorySideEffectLedger } from '../../src/ledger/memory-side-effect-ledger.js';
-import { ManualTimers } from '../../src/schedule/manual-timers.js';
+import { ManualClock } from '../../src/internal/clock.js';
 import { Scheduler } from '../../src/schedule/scheduler.js';
 import { killHarness, type KillHarness } from './kill-harness.js';
 
@@ -68,8 +68,8 @@ function sdkLikeClient(options: { url: string; maxRetries: number; retryDelayMs:
 }
 
 /** Waits (by event-loop turns, not time) until the scheduler has set its back-off timer. */
-async function untilSleeping(timers: ManualTimers): Promise<void> {
-  for (let i = 0; i < 1_000 && timers.pending === 0; i++) await timers.advance(0);
+async function untilSleeping(clock: ManualClock): Promise<void> {
+  for (let i = 0; i < 1_000 && clock.pending === 0; i++) await clock.advance(0);
 }
 
 let h: KillHarness;
@@ -104,8 +104,8 @@ describe('KS-7.1.6 a client whose own retry sleep cannot be aborted is configure
 
   it('fix: with maxRetries 0 and the scheduler owning the back-off, no request leaves after the halt', async () => {
     server = await flakyServer(100);
-    const timers = new ManualTimers();
-    const scheduler = new Scheduler({ watcher: h.watcher, ledger, timers, random: () => 0 });
+    const clock = new ManualClock();
+    const scheduler = new Scheduler({ watcher: h.watcher, ledger, clock, random: () => 0 });
     const client = sdkLikeClient({ url: server.url, maxRetries: 0, retryDelayMs: 50 });
     const call = scheduler.retry(
       { tenant: 'acme', runId: 'run-7' },
@@ -115,14 +115,14 @@ describe('KS-7.1.6 a client whose own retry sleep cannot be aborted is configure
     );
     call.catch(() => undefined);
     await server.nextArrival(1);
-    await untilSleeping(timers);
-    expect(timers.pending).toBe(1); // sleeping before attempt 2
+    await untilSleeping(clock);
+    expect(clock.pending).toBe(1); // sleeping before attempt 2
     const seq = await h.halt({ tenant: 'acme' });
     const err = await call.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HaltedError);
     expect((err as HaltedError).code).toBe('KS_ABORTED');
-    expect(timers.pending).toBe(0);
-    await timers.advance(10 * 60_000);
+    expect(clock.pending).toBe(0);
+    await clock.advance(10 * 60_000);
     expect(await server.count()).toBe(1);
     await scheduler.flush();
     const [entry] = await ledger.entries({ runId: 'run-7' });
@@ -133,8 +133,8 @@ describe('KS-7.1.6 a client whose own retry sleep cannot be aborted is configure
 
   it('without a halt, the scheduler retries the same client to success', async () => {
     server = await flakyServer(2);
-    const timers = new ManualTimers();
-    const scheduler = new Scheduler({ watcher: h.watcher, ledger, timers, random: () => 0 });
+    const clock = new ManualClock();
+    const scheduler = new Scheduler({ watcher: h.watcher, ledger, clock, random: () => 0 });
     const client = sdkLikeClient({ url: server.url, maxRetries: 0, retryDelayMs: 50 });
     const call = scheduler.retry({ tenant: 'acme' }, () => client.complete(), {
       maxAttempts: 5,
@@ -142,8 +142,8 @@ describe('KS-7.1.6 a client whose own retry sleep cannot be aborted is configure
     });
     for (let i = 1; i <= 2; i++) {
       await server.nextArrival(i);
-      await untilSleeping(timers);
-      await timers.advance(1_000);
+      await untilSleeping(clock);
+      await clock.advance(1_000);
     }
     await expect(call).resolves.toBe('ok');
     expect(await server.count()).toBe(3);

@@ -8,7 +8,7 @@ import { ErrorCode, HaltedError } from '../../src/errors.js';
 import { EffectGuard } from '../../src/guard/effect-guard.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { KillSwitchProvider } from '../../src/provider/index.js';
-import { ManualTimers } from '../../src/schedule/manual-timers.js';
+import { ManualClock } from '../../src/internal/clock.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import {
   controlPlaneTripwireFlip,
@@ -41,20 +41,20 @@ function recorder() {
 
 describe('KS-11.4.1 more than limit effects of one scope within the window trips a halt at that scope', () => {
   it('admits limit effects, refuses the next, and asks for one halt with source tripwire and the figures', async () => {
-    const timers = new ManualTimers(1_700_000_000_000);
+    const clock = new ManualClock({ now: 1_700_000_000_000, wall: 1_700_000_000_000 });
     const r = recorder();
     const t = new WriteRateTripwire({
       by: 'capability',
       limit: 3,
       windowMs: 1000,
       flip: r.flip,
-      timers,
+      clock,
       logger: quiet,
     });
     const ctx = { capability: 'payments.refund', tenant: 'acme' };
     for (let i = 0; i < 3; i++) {
       expect(t.admit(ctx).tripped).toBe(false);
-      await timers.advance(100);
+      await clock.advance(100);
     }
     const v = t.admit(ctx);
     expect(v).toMatchObject({ tripped: true, selector: { capability: 'payments.refund' } });
@@ -74,18 +74,18 @@ describe('KS-11.4.1 more than limit effects of one scope within the window trips
   });
 
   it('effects spread wider than the window never trip', async () => {
-    const timers = new ManualTimers(0);
+    const clock = new ManualClock({ now: 0, wall: 0 });
     const r = recorder();
     const t = new WriteRateTripwire({
       by: 'tenant',
       limit: 2,
       windowMs: 1000,
       flip: r.flip,
-      timers,
+      clock,
     });
     for (let i = 0; i < 50; i++) {
       expect(t.admit({ tenant: 'acme', capability: 'x' }).tripped).toBe(false);
-      await timers.advance(501);
+      await clock.advance(501);
     }
     expect(r.calls).toHaveLength(0);
     // Effects without the scope attribute are not counted.
@@ -93,14 +93,14 @@ describe('KS-11.4.1 more than limit effects of one scope within the window trips
   });
 
   it('counts per tenant when told to, and halts that tenant', async () => {
-    const timers = new ManualTimers(0);
+    const clock = new ManualClock({ now: 0, wall: 0 });
     const r = recorder();
     const t = new WriteRateTripwire({
       by: 'tenant',
       limit: 1,
       windowMs: 60_000,
       flip: r.flip,
-      timers,
+      clock,
       mode: 'hold',
     });
     t.admit({ tenant: 'acme', capability: 'a' });
@@ -128,7 +128,7 @@ describe('KS-11.4.1 more than limit effects of one scope within the window trips
 
 describe('KS-11.4.2 KS-11.4.3 the scope stays refused until the halt is in force; a failed flip is retried with the same id', () => {
   it('refuses the scope while the flip fails, retries it with one id, and lets go latchMs after it succeeded', async () => {
-    const timers = new ManualTimers(0);
+    const clock = new ManualClock({ now: 0, wall: 0 });
     const r = recorder();
     r.failNext(2);
     const t = new WriteRateTripwire({
@@ -136,7 +136,7 @@ describe('KS-11.4.2 KS-11.4.3 the scope stays refused until the halt is in force
       limit: 1,
       windowMs: 1000,
       flip: r.flip,
-      timers,
+      clock,
       retryMs: 500,
       latchMs: 3000,
       logger: quiet,
@@ -147,19 +147,19 @@ describe('KS-11.4.2 KS-11.4.3 the scope stays refused until the halt is in force
     await flush();
     expect(r.calls).toHaveLength(1);
     // Failing: still refused, long after the window and the latch would have passed.
-    await timers.advance(499);
+    await clock.advance(499);
     expect(t.admit(ctx).tripped).toBe(true);
-    await timers.advance(1);
+    await clock.advance(1);
     await flush();
     expect(r.calls).toHaveLength(2);
-    await timers.advance(500);
+    await clock.advance(500);
     await flush();
     expect(r.calls).toHaveLength(3);
     expect(new Set(r.calls.map((c) => c.id)).size).toBe(1);
     // Succeeded at t=1000: refused for latchMs more, then admitted again (counts start over).
-    await timers.advance(2999);
+    await clock.advance(2999);
     expect(t.admit(ctx).tripped).toBe(true);
-    await timers.advance(1);
+    await clock.advance(1);
     expect(t.admit(ctx).tripped).toBe(false);
     expect(t.trips).toBe(1);
   });
@@ -180,14 +180,17 @@ describe('KS-11.4.1 the tripwire in front of a real guard', () => {
       ledger,
       logger: quiet,
     });
-    const timers = new ManualTimers(Date.parse('2026-11-24T03:00:00.000Z'));
+    const clock = new ManualClock({
+      now: Date.parse('2026-11-24T03:00:00.000Z'),
+      wall: Date.parse('2026-11-24T03:00:00.000Z'),
+    });
     const tripwire = new WriteRateTripwire({
       by: 'capability',
       limit: 5,
       windowMs: 10_000,
       latchMs: 2000,
       flip: storeTripwireFlip(store),
-      timers,
+      clock,
     });
     const guarded = new TripwireGuard({ guard, tripwires: [tripwire], ledger });
     const effect = (step: string) => ({
@@ -221,7 +224,7 @@ describe('KS-11.4.1 the tripwire in front of a real guard', () => {
     expect(refusal?.status).toBe('refused');
 
     // After the latch the guard refuses through the flag; those attempts do not count.
-    await timers.advance(2000);
+    await clock.advance(2000);
     for (let i = 0; i < 20; i++) {
       const e = await guarded.run(effect(`later-${i}`), body).catch((x: unknown) => x);
       expect(e).toMatchObject({
@@ -289,21 +292,21 @@ describe('KS-11.4.1 KS-11.4.3 property: the tripwire trips exactly when a window
         fc.integer({ min: 1, max: 500 }),
         fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 60 }),
         async (limit, windowMs, gaps) => {
-          const timers = new ManualTimers(0);
+          const clock = new ManualClock({ now: 0, wall: 0 });
           // A flip that never answers: the scope must stay refused (fail closed).
           const t = new WriteRateTripwire({
             by: 'tenant',
             limit,
             windowMs,
             flip: () => new Promise<void>(() => {}),
-            timers,
+            clock,
           });
           const times: number[] = [];
           let now = 0;
           let tripped = false;
           for (const gap of gaps) {
             now += gap;
-            await timers.advance(gap);
+            await clock.advance(gap);
             const v = t.admit({ tenant: 'acme' });
             if (!tripped) {
               times.push(now);

@@ -17,6 +17,7 @@ import type {
   RecordListener,
 } from '../../src/store/flip-log-store.js';
 import { LogCore } from '../../src/store/internal/log-core.js';
+import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import { Mutex } from '../../src/internal/mutex.js';
 import { LockFile } from '../../src/internal/lock-file.js';
 import { parseFlipLog } from './read-flip-log-file.js';
@@ -44,8 +45,8 @@ export interface FileFlipLogStoreOptions {
   readonly fsync?: boolean;
   /** Told about a torn last line that was cut, and a stale lock that was taken over. @default console */
   readonly logger?: { warn(msg: string): void };
-  /** Clock for each record's `at`. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock whose wall-clock reading stamps each record's `at`. @default systemClock */
+  readonly clock?: Clock;
   /**
    * At most this many appends share one write and one fsync (group commit). 1 turns group
    * commit off. @default 256 records
@@ -105,7 +106,7 @@ export class FileFlipLogStore implements FlipLogStore {
   readonly path: string;
   readonly #fsync: boolean;
   readonly #logger: { warn(msg: string): void };
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   readonly #maxBatch: number;
   readonly #openFile: (path: string) => Promise<LogFileHandle>;
   readonly #core = new LogCore();
@@ -137,8 +138,12 @@ export class FileFlipLogStore implements FlipLogStore {
     if (o.logger !== undefined && typeof o.logger?.warn !== 'function') {
       throw new InvalidOptionError('logger', 'an object with a warn(msg) function', o.logger);
     }
-    if (o.now !== undefined && typeof o.now !== 'function') {
-      throw new InvalidOptionError('now', 'a function returning a Date', o.now);
+    if (o.clock !== undefined && !isClock(o.clock)) {
+      throw new InvalidOptionError(
+        'clock',
+        'a Clock (now, wallNow, setTimeout, clearTimeout)',
+        o.clock,
+      );
     }
     if (
       o.maxBatchRecords !== undefined &&
@@ -152,7 +157,7 @@ export class FileFlipLogStore implements FlipLogStore {
     this.path = resolve(o.path);
     this.#fsync = o.fsync ?? true;
     this.#logger = o.logger ?? { warn: (m) => console.warn(m) };
-    this.#now = o.now ?? (() => new Date());
+    this.#clock = o.clock ?? systemClock;
     this.#maxBatch = o.maxBatchRecords ?? 256;
     this.#openFile = o.openFile ?? ((p) => open(p, 'a+', 0o600)); // KS-2.4.6
   }
@@ -335,7 +340,7 @@ export class FileFlipLogStore implements FlipLogStore {
     let head: LogHead = this.#core.head();
     for (const p of batch) {
       try {
-        const now = this.#now();
+        const now = new Date(this.#clock.wallNow());
         const prepared = this.#core.prepare(p.input, now);
         if ('duplicate' in prepared) {
           p.resolve({ record: prepared.duplicate, duplicate: true }); // already durable

@@ -7,12 +7,13 @@ import type {
   ReadOptions,
   RecordListener,
 } from '../../src/store/flip-log-store.js';
+import { systemClock, type Clock } from '../../src/internal/clock.js';
 import { LogCore } from '../../src/store/internal/log-core.js';
 
 /** Options of {@link MemoryFlipLogStore}. */
 export interface MemoryFlipLogStoreOptions {
-  /** Clock for `at`. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock whose wall-clock reading stamps each record's `at`. @default systemClock */
+  readonly clock?: Clock;
 }
 
 /**
@@ -28,11 +29,11 @@ export interface MemoryFlipLogStoreOptions {
 export class MemoryFlipLogStore implements FlipLogStore {
   readonly kind = 'memory';
   readonly #core = new LogCore();
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   #closed = false;
 
   constructor(options: MemoryFlipLogStoreOptions = {}) {
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
   }
 
   async open(): Promise<void> {
@@ -41,7 +42,7 @@ export class MemoryFlipLogStore implements FlipLogStore {
 
   async append(input: FlipInput): Promise<AppendResult> {
     this.#check();
-    const p = this.#core.prepare(input, this.#now());
+    const p = this.#core.prepare(input, new Date(this.#clock.wallNow()));
     if ('duplicate' in p) return { record: p.duplicate, duplicate: true };
     return this.#core.commit(p.next);
   }

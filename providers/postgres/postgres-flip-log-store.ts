@@ -14,6 +14,8 @@ import {
   type FlipRecord,
   type NormalizedFlip,
 } from '../../src/model/flip-record.js';
+import { delay } from '../../src/internal/backoff.js';
+import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import { Mutex } from '../../src/internal/mutex.js';
 import type {
   AppendResult,
@@ -34,12 +36,6 @@ import {
   quoteIdent,
 } from './internal/schema-sql.js';
 
-/** Timers the store uses for its catch-up poll and listener reconnects (injectable for tests). */
-export interface PostgresStoreTimers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
 /** Options of {@link PostgresFlipLogStore}. Give exactly one of `connectionString` and `pool`. */
 export interface PostgresFlipLogStoreOptions {
   /**
@@ -55,8 +51,12 @@ export interface PostgresFlipLogStoreOptions {
    * @default 'killswitch'
    */
   readonly schema?: string;
-  /** Clock for each record's `at`. @default () => new Date() */
-  readonly now?: () => Date;
+  /**
+   * Clock: its wall-clock reading stamps each record's `at` and the follow status' `caughtUpAt`;
+   * its timers run the catch-up poll and the LISTEN reconnects. @default systemClock, with timers
+   * that do not keep the process alive
+   */
+  readonly clock?: Clock;
   /** Where warnings go (listener lost, catch-up failed, corruption found while following). @default console */
   readonly logger?: { warn(msg: string): void };
   /**
@@ -82,8 +82,6 @@ export interface PostgresFlipLogStoreOptions {
   readonly maxBatch?: number;
   /** Longest back-off between attempts to re-establish the LISTEN connection. @default 5000 (ms) */
   readonly reconnectMaxMs?: number;
-  /** @default the global setTimeout / clearTimeout, unref'd */
-  readonly timers?: PostgresStoreTimers;
 }
 
 /**
@@ -136,14 +134,14 @@ const RECONNECT_MIN_MS = 100;
 /** Pooled clients that already carry the store's error handler (pools reuse clients). */
 const guarded = new WeakSet<pg.PoolClient>();
 
-const defaultTimers: PostgresStoreTimers = {
+const defaultClock: Clock = {
+  ...systemClock,
   setTimeout: (cb, ms) => {
     const t = setTimeout(cb, ms);
     // A store must not keep a process alive on its own; close() clears them anyway.
     t.unref();
     return t;
   },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
 /**
@@ -166,9 +164,8 @@ export class PostgresFlipLogStore implements FlipLogStore {
 
   readonly #pool: pg.Pool;
   readonly #ownPool: boolean;
-  readonly #now: () => Date;
   readonly #logger: { warn(msg: string): void };
-  readonly #timers: PostgresStoreTimers;
+  readonly #clock: Clock;
   readonly #pollMs: number;
   readonly #statementTimeoutMs: number;
   readonly #reconnectMaxMs: number;
@@ -196,7 +193,8 @@ export class PostgresFlipLogStore implements FlipLogStore {
   #listenState: ListenState = ListenState.STOPPED;
   #listenClient: pg.PoolClient | undefined;
   #listenGeneration = 0;
-  #reconnectDelay = RECONNECT_MIN_MS;
+  /** Consecutive failed attempts to LISTEN (the backoff's attempt). */
+  #reconnectAttempt = 0;
   #reconnectTimer: unknown;
   #pollTimer: unknown;
   #caughtUpAt: string | undefined;
@@ -280,8 +278,12 @@ export class PostgresFlipLogStore implements FlipLogStore {
       RECONNECT_MIN_MS,
       600_000,
     );
-    if (options.now !== undefined && typeof options.now !== 'function') {
-      throw new InvalidOptionError('now', 'a function returning a Date', options.now);
+    if (options.clock !== undefined && !isClock(options.clock)) {
+      throw new InvalidOptionError(
+        'clock',
+        'a Clock (now, wallNow, setTimeout, clearTimeout)',
+        options.clock,
+      );
     }
     if (options.logger !== undefined && typeof options.logger?.warn !== 'function') {
       throw new InvalidOptionError('logger', 'an object with warn(msg)', options.logger);
@@ -289,9 +291,8 @@ export class PostgresFlipLogStore implements FlipLogStore {
     this.schema = schema;
     this.#table = `${quoteIdent(schema)}.flips`;
     this.#channel = channelOf(schema);
-    this.#now = options.now ?? (() => new Date());
     this.#logger = options.logger ?? { warn: (m) => console.warn(m) };
-    this.#timers = options.timers ?? defaultTimers;
+    this.#clock = options.clock ?? defaultClock;
     if (pool !== undefined) {
       this.#pool = pool;
       this.#ownPool = false;
@@ -505,7 +506,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
           );
           continue;
         }
-        const record = chainRecord(flip, head, this.#now());
+        const record = chainRecord(flip, head, new Date(this.#clock.wallNow()));
         head = record;
         known.set(record.id, record);
         fresh.push(record);
@@ -668,7 +669,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
 
   #startFollowing(): void {
     if (this.#listenState === ListenState.STOPPED) {
-      this.#reconnectDelay = RECONNECT_MIN_MS;
+      this /** Consecutive failed attempts to LISTEN (the backoff's attempt). */.#reconnectAttempt = 0;
       void this.#listen(++this.#listenGeneration);
     }
     this.#schedulePoll();
@@ -678,8 +679,8 @@ export class PostgresFlipLogStore implements FlipLogStore {
   #stopFollowing(): void {
     this.#listenGeneration++;
     this.#listenState = ListenState.STOPPED;
-    if (this.#reconnectTimer !== undefined) this.#timers.clearTimeout(this.#reconnectTimer);
-    if (this.#pollTimer !== undefined) this.#timers.clearTimeout(this.#pollTimer);
+    if (this.#reconnectTimer !== undefined) this.#clock.clearTimeout(this.#reconnectTimer);
+    if (this.#pollTimer !== undefined) this.#clock.clearTimeout(this.#pollTimer);
     this.#reconnectTimer = undefined;
     this.#pollTimer = undefined;
     this.#dropListenClient();
@@ -732,13 +733,13 @@ export class PostgresFlipLogStore implements FlipLogStore {
       await c.query(`LISTEN ${quoteIdent(this.#channel)}`);
       if (this.#listenClient !== c) return;
       this.#listenState = ListenState.LISTENING;
-      this.#reconnectDelay = RECONNECT_MIN_MS;
+      this /** Consecutive failed attempts to LISTEN (the backoff's attempt). */.#reconnectAttempt = 0;
       await this.#catchUpQuietly();
     } catch (err) {
       if (client !== undefined && this.#listenClient === client) this.#dropListenClient();
       if (!current()) return;
       this.#logger.warn(
-        `postgres store (${this.schema}): could not LISTEN (${(err as Error).message}); retrying in ${this.#reconnectDelay} ms`,
+        `postgres store (${this.schema}): could not LISTEN (${(err as Error).message}); retrying in ${this.#reconnectDelay()} ms`,
       );
       this.#scheduleReconnect(generation);
     }
@@ -748,19 +749,29 @@ export class PostgresFlipLogStore implements FlipLogStore {
     if (generation !== this.#listenGeneration || this.#state === StoreState.CLOSED) return;
     if (this.#reconnectTimer !== undefined) return;
     this.#listenState = ListenState.BACKOFF;
-    const delay = this.#reconnectDelay;
-    this.#reconnectDelay = Math.min(this.#reconnectMaxMs, this.#reconnectDelay * 2);
-    this.#reconnectTimer = this.#timers.setTimeout(() => {
+    const wait = this.#reconnectDelay();
+    this.#reconnectAttempt++;
+    this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (generation === this.#listenGeneration && this.#state !== StoreState.CLOSED)
         void this.#listen(generation);
-    }, delay);
+    }, wait);
+  }
+
+  /** The wait before the next LISTEN attempt: doubling from 100 ms up to `reconnectMaxMs`. */
+  #reconnectDelay(): number {
+    return delay(this.#reconnectAttempt, {
+      initialMs: RECONNECT_MIN_MS,
+      factor: 2,
+      maxMs: this.#reconnectMaxMs,
+      jitter: 0,
+    });
   }
 
   /** KS-8.5.4 the safety net: a read by seq every poll interval while someone is subscribed. */
   #schedulePoll(): void {
     if (this.#pollTimer !== undefined) return;
-    this.#pollTimer = this.#timers.setTimeout(() => {
+    this.#pollTimer = this.#clock.setTimeout(() => {
       this.#pollTimer = undefined;
       if (
         this.#listeners.size === 0 ||
@@ -821,7 +832,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
         this.#deliver(r);
       }
       if (rows.length < BATCH) {
-        this.#caughtUpAt = this.#now().toISOString();
+        this.#caughtUpAt = new Date(this.#clock.wallNow()).toISOString();
         return;
       }
     }

@@ -4,8 +4,8 @@
  * the differential test compares the store with.
  *
  * Writing a harness for a new store (e.g. PostgreSQL):
- * - `create({ now })` returns a NEW, EMPTY, unopened store every call (a fresh file, schema or
- *   table); the suite opens it and closes it after the test. Give the store `now` as its clock
+ * - `create({ clock })` returns a NEW, EMPTY, unopened store every call (a fresh file, schema or
+ *   table); the suite opens it and closes it after the test. Give the store `clock` as its clock
  *   when it can take one (then leave `now` unset or `'injected'`); a store that stamps `at`
  *   itself (a database clock) sets `now: 'store'`, and the differential test then compares
  *   everything but `at`, `prev` and `hash` and checks the store's own chain instead.
@@ -19,6 +19,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { ErrorCode, ValidationError } from '../../src/errors.js';
+import { ManualClock, type Clock } from '../../src/internal/clock.js';
 import {
   GENESIS_HASH,
   computeHash,
@@ -30,8 +31,8 @@ import { verifyChain } from '../../src/store/verify-chain.js';
 
 /** What {@link FlipLogStoreHarness.create} is given. */
 export interface HarnessCreateOptions {
-  /** The clock the store should stamp `at` with (fixed in the differential test). */
-  readonly now: () => Date;
+  /** The clock whose wall reading the store should stamp `at` with (fixed: it never advances). */
+  readonly clock: Clock;
 }
 
 /** How the suite makes, restarts and cleans up the store under test. */
@@ -49,7 +50,8 @@ export interface FlipLogStoreHarness {
 }
 
 const FIXED = Date.parse('2026-01-02T03:04:05.678Z');
-const fixedNow = (): Date => new Date(FIXED);
+/** Never advanced, so every `at` is FIXED. */
+const fixedClock = new ManualClock({ wall: FIXED });
 
 const halt = (over: Partial<FlipInput> = {}): FlipInput => ({
   actor: 'oncall',
@@ -78,8 +80,8 @@ export function describeFlipLogStoreConformance(name: string, harness: FlipLogSt
   const injected = (harness.now ?? 'injected') === 'injected';
   const live = new Set<FlipLogStore>();
 
-  async function fresh(now: () => Date = fixedNow): Promise<FlipLogStore> {
-    const store = await harness.create({ now });
+  async function fresh(clock: Clock = fixedClock): Promise<FlipLogStore> {
+    const store = await harness.create({ clock });
     live.add(store);
     await store.open();
     return store;
@@ -419,8 +421,8 @@ export function describeFlipLogStoreConformance(name: string, harness: FlipLogSt
     it('gives the same outcome, records and hashes for the same random flips', async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(op, { maxLength: 25 }), async (ops) => {
-          const oracle = new MemoryFlipLogStore({ now: fixedNow });
-          const store = await fresh(fixedNow);
+          const oracle = new MemoryFlipLogStore({ clock: fixedClock });
+          const store = await fresh(fixedClock);
           try {
             for (const input of ops) {
               expect(await run(store, input)).toEqual(await run(oracle, input));

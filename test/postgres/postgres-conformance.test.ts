@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
 import type { FlipLogStore } from '../../src/store/flip-log-store.js';
+import { systemClock, type Clock } from '../../src/internal/clock.js';
 import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
 import { IN_CI, PG_UP, PG_URL, RUN_PG, dropSchemas, schemaName } from './pg-harness.js';
 
@@ -13,8 +14,8 @@ describe('KS-8.7.1 the PostgreSQL tests have a server', () => {
 const schemas = new Set<string>();
 const schemaOf = new WeakMap<FlipLogStore, string>();
 
-function make(schema: string, now: () => Date): FlipLogStore {
-  const store = new PostgresFlipLogStore({ connectionString: PG_URL, schema, now, poolSize: 4 });
+function make(schema: string, clock: Clock): FlipLogStore {
+  const store = new PostgresFlipLogStore({ connectionString: PG_URL, schema, clock, poolSize: 4 });
   schemaOf.set(store, schema);
   return store;
 }
@@ -22,17 +23,17 @@ function make(schema: string, now: () => Date): FlipLogStore {
 describe.runIf(RUN_PG)(
   'KS-2.4.3 KS-8.7.2 the PostgreSQL store passes the conformance suite',
   () => {
-    let lastNow: () => Date = () => new Date();
+    let lastClock: Clock = systemClock;
     describeFlipLogStoreConformance('postgres', {
-      async create({ now }) {
+      async create({ clock }) {
         const schema = schemaName('conf');
         schemas.add(schema);
-        lastNow = now;
-        return make(schema, now);
+        lastClock = clock;
+        return make(schema, clock);
       },
       async reopen(store) {
         await store.close();
-        return make(schemaOf.get(store)!, lastNow);
+        return make(schemaOf.get(store)!, lastClock);
       },
       async cleanup() {
         await dropSchemas(schemas);

@@ -19,6 +19,7 @@ import {
   type LogFileHandle,
 } from '../../providers/file/index.js';
 import { ErrorCode, LogCorruptError } from '../../src/errors.js';
+import { ManualClock } from '../../src/internal/clock.js';
 import type { FlipInput } from '../../src/model/flip-record.js';
 import { verifyChain } from '../../src/store/verify-chain.js';
 import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
@@ -29,13 +30,13 @@ let n = 0;
 const nextPath = () => join(root, `log-${++n}`, 'flips.jsonl');
 
 describeFlipLogStoreConformance('file', {
-  create: async ({ now }) =>
-    new FileFlipLogStore({ path: nextPath(), now, logger: { warn: () => undefined } }),
+  create: async ({ clock }) =>
+    new FileFlipLogStore({ path: nextPath(), clock, logger: { warn: () => undefined } }),
   reopen: async (store) => {
     await store.close();
     return new FileFlipLogStore({
       path: (store as FileFlipLogStore).path,
-      now: () => new Date(Date.parse('2026-01-02T03:04:05.678Z')),
+      clock: new ManualClock({ wall: Date.parse('2026-01-02T03:04:05.678Z') }),
     });
   },
   numRuns: 20,
@@ -351,7 +352,7 @@ describe('KS-2.4.1 the file store checks its options at construction', () => {
     ['path', { path: '' }],
     ['fsync', { path: 'x', fsync: 'yes' }],
     ['logger', { path: 'x', logger: {} }],
-    ['now', { path: 'x', now: 5 }],
+    ['clock', { path: 'x', clock: 5 }],
     ['maxBatchRecords', { path: 'x', maxBatchRecords: 0 }],
   ])('names %s when it is wrong', (option, options) => {
     expect(() => new FileFlipLogStore(options as never)).toThrow(
@@ -390,7 +391,7 @@ describe('KS-2.4.7 group commit answers like the in-memory oracle (differential,
   it('gives concurrent bursts the records the oracle gives the same flips one by one', async () => {
     const { MemoryFlipLogStore } = await import('../../providers/memory/index.js');
     const fc = (await import('fast-check')).default;
-    const now = () => new Date(Date.parse('2026-03-04T05:06:07.890Z'));
+    const clock = new ManualClock({ wall: Date.parse('2026-03-04T05:06:07.890Z') });
     const flip = fc.record({
       id: fc.constantFrom('a', 'b', 'c', 'd'),
       actor: fc.constantFrom('x', 'y'),
@@ -407,8 +408,8 @@ describe('KS-2.4.7 group commit answers like the in-memory oracle (differential,
       fc.asyncProperty(
         fc.array(fc.array(flip, { minLength: 1, maxLength: 8 }), { maxLength: 6 }),
         async (bursts) => {
-          const oracle = new MemoryFlipLogStore({ now });
-          const { store } = make(nextPath(), { now });
+          const oracle = new MemoryFlipLogStore({ clock });
+          const { store } = make(nextPath(), { clock });
           await store.open();
           for (const burst of bursts) {
             // The file store gets the burst at once (one batch); the oracle one by one, in order.

@@ -3,5 +3,5 @@ import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.c
 
 // The oracle runs the suite too, so the suite itself is checked against the reference store.
 describeFlipLogStoreConformance('memory', {
-  create: async ({ now }) => new MemoryFlipLogStore({ now }),
+  create: async ({ clock }) => new MemoryFlipLogStore({ clock }),
 });

@@ -7,7 +7,10 @@
  * Two readings, kept apart on purpose:
  * - {@link Clock.now} is monotonic: it never goes back and is not stepped when the system time is
  *   set (NTP, an operator, a restored VM). Only differences between two readings mean anything.
- *   Leases, stale detection, deadlines, backoffs and waits use it.
+ *   Leases, stale detection, deadlines, backoffs and waits use it. The system clock anchors it to
+ *   the wall clock once, at process start (`performance.timeOrigin + performance.now()`), so its
+ *   readings are epoch-like and processes started on one machine agree to well under a
+ *   millisecond (the drill relies on this), but it does not follow later steps of the wall clock.
  * - {@link Clock.wallNow} is the wall clock (ms since the epoch). It may jump either way at any
  *   moment, so it is used only for labels a human or another process reads (`at` fields, ISO
  *   strings, token expiry dates set by a human), never to measure how long something took.
@@ -26,10 +29,11 @@ export interface Clock {
 }
 
 /**
- * The process's clock: `performance.now()` (monotonic), `Date.now()` (wall) and the global timers.
+ * The process's clock: `performance.timeOrigin + performance.now()` (monotonic, anchored to the
+ * wall clock at process start), `Date.now()` (wall) and the global timers.
  */
 export const systemClock: Clock = Object.freeze({
-  now: () => performance.now(),
+  now: () => performance.timeOrigin + performance.now(),
   wallNow: () => Date.now(),
   setTimeout: (fn: () => void, ms: number): unknown => setTimeout(fn, ms),
   clearTimeout: (handle: unknown) => clearTimeout(handle as ReturnType<typeof setTimeout>),

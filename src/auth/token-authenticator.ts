@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 import { toIssues } from '../internal/zod-issues.js';
 import { normalizeSelector, selectorSchema } from '../model/selector.js';
 import { ID_ALPHABET_MESSAGE, ID_CHARACTERS, ID_PATTERN } from '../protocol/text.js';
@@ -135,8 +136,8 @@ export function hashToken(token: string): string {
 /** Options of {@link TokenAuthenticator}. */
 export interface TokenAuthenticatorOptions {
   readonly tokens: readonly TokenSpec[];
-  /** Clock for expiry, epoch ms. @default Date.now */
-  readonly now?: () => number;
+  /** Clock: its wall reading is compared with each token's expiry date. @default systemClock */
+  readonly clock?: Clock;
 }
 
 interface Entry {
@@ -168,7 +169,8 @@ export class TokenAuthenticator {
     } catch (err) {
       throw new InvalidOptionError('tokens', 'valid token specs', (err as Error).message);
     }
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
+    this.#now = () => clock.wallNow();
     const names = new Set<string>();
     const digests = new Set<string>();
     this.#entries = specs.map((s) => {

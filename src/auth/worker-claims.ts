@@ -1,4 +1,5 @@
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 import { authorize, Role, type Principal } from './principal.js';
 
 /** Options of {@link WorkerClaims}. Times in milliseconds from the injected clock. */
@@ -10,8 +11,8 @@ export interface WorkerClaimsOptions {
   readonly ttlMs: number;
   /** True for ids some token's binding names (no unbound token may act as them). @default none */
   readonly reserved?: (workerId: string) => boolean;
-  /** Clock, epoch ms. @default Date.now */
-  readonly now?: () => number;
+  /** Clock: a claim's time to live runs on its monotonic reading. @default systemClock */
+  readonly clock?: Clock;
   /**
    * Live claims kept at most; beyond it an unbound token's new id is refused (a live claim is never
    * evicted, or flooding ids would free a victim's). @default 100000
@@ -72,7 +73,8 @@ export class WorkerClaims {
     this.#ttlMs = ttl;
     this.#max = max;
     this.#reserved = options.reserved ?? (() => false);
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
+    this.#now = () => clock.now();
   }
 
   /**

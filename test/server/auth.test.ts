@@ -12,6 +12,7 @@ import {
   type Principal,
 } from '../../src/auth/index.js';
 import { startControlPlane } from '../../src/server/index.js';
+import { readClock } from '../fixtures/clock.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -26,7 +27,7 @@ async function tmp(): Promise<string> {
 describe('KS-5.2.6 tokens are checked by hash; unknown, malformed and expired tokens are 401', () => {
   let now = Date.parse('2030-01-01T00:00:00.000Z');
   const auth = new TokenAuthenticator({
-    now: () => now,
+    clock: readClock(() => now),
     tokens: [
       { name: 'plain', token: 'plain-token-0123456789', role: 'viewer' },
       { name: 'hashed', sha256: hashToken('hashed-token-0123456789'), role: 'admin' },

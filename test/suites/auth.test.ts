@@ -13,6 +13,7 @@ import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../src/auth/index.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import { rawRequest, type RawAnswer } from './support/raw-http.js';
+import { readClock } from '../fixtures/clock.js';
 
 const EXPIRES_AT = Date.parse('2030-01-01T00:00:00.000Z');
 let clock = EXPIRES_AT - 60_000;
@@ -72,7 +73,7 @@ beforeAll(async () => {
   cp = await startControlPlane({
     store,
     port: 0,
-    auth: new TokenAuthenticator({ tokens: SPECS, now: () => clock }),
+    auth: new TokenAuthenticator({ tokens: SPECS, clock: readClock(() => clock) }),
     logger: { info: () => {}, warn: () => {}, error: (m) => console.error(m) },
   });
 });

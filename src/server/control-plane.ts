@@ -5,6 +5,7 @@ import { authorize, Role, type Principal } from '../auth/principal.js';
 import type { TokenAuthenticator } from '../auth/token-authenticator.js';
 import { WorkerClaims } from '../auth/worker-claims.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 import { Mutex } from '../internal/mutex.js';
 import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
 import { toIssues } from '../internal/zod-issues.js';
@@ -89,8 +90,11 @@ export interface ControlPlaneOptions {
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
   readonly logger?: ControlPlaneLogger;
-  /** Clock, epoch ms (the fleet tracker and heartbeats). @default Date.now */
-  readonly now?: () => number;
+  /**
+   * Clock (the fleet tracker, heartbeats, waits; today all on its wall reading).
+   * @default systemClock
+   */
+  readonly clock?: Clock;
 }
 
 export type {
@@ -166,6 +170,7 @@ class ControlPlaneServer implements ControlPlane {
   readonly #maxReplay: number;
   readonly #maxBuffered: number;
   readonly #log: ControlPlaneLogger;
+  readonly #clock: Clock;
   readonly #now: () => number;
   readonly #hub: StreamHub;
   readonly #server: Server;
@@ -221,14 +226,16 @@ class ControlPlaneServer implements ControlPlane {
       1024 * 1024 * 1024,
     );
     this.#maxBuffered = maxBuffered;
-    this.#now = o.now ?? Date.now;
+    this.#clock = o.clock ?? systemClock;
+    const clock = this.#clock;
+    this.#now = () => clock.wallNow();
     this.#log = o.logger ?? {
       info: () => {},
       warn: (m) => process.stderr.write(`killswitch serve: ${m}\n`),
       error: (m) => process.stderr.write(`killswitch serve: ${m}\n`),
     };
     this.tracker = new FleetTracker({
-      now: this.#now,
+      clock: this.#clock,
       ...(o.staleAfterMs === undefined ? {} : { staleAfterMs: o.staleAfterMs }),
       ...(o.leaseMarginMs === undefined ? {} : { leaseMarginMs: o.leaseMarginMs }),
     });
@@ -236,7 +243,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#claims = new WorkerClaims({
       // A claim lasts as long as the server would still count its holder's lease.
       ttlMs: this.tracker.staleAfterMs + this.tracker.leaseMarginMs,
-      now: this.#now,
+      clock: this.#clock,
       reserved: (id) =>
         auth !== 'none' && typeof auth.reservesWorker === 'function' && auth.reservesWorker(id),
     });

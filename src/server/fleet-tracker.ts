@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
+import { systemClock, type Clock } from '../internal/clock.js';
 import type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
 export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
@@ -13,8 +14,8 @@ export interface FleetTrackerOptions {
   readonly forgetAfterMs?: number;
   /** Keep the fleet answer of at most this many recent flips. @default 1000 */
   readonly maxTrackedFlips?: number;
-  /** Clock, epoch ms. @default Date.now */
-  readonly now?: () => number;
+  /** Clock (today its wall reading, epoch ms). @default systemClock */
+  readonly clock?: Clock;
 }
 
 interface Worker {
@@ -75,7 +76,7 @@ const PRUNE_EVERY_MS = 1000;
  *
  * @example
  * ```ts
- * const t = new FleetTracker({ now: () => clock });
+ * const t = new FleetTracker({ clock });
  * t.ack({ workerId: 'w1', seq: 0 });
  * t.flipAppended(1);
  * t.status(1)?.complete; // false until w1 acks 1 or its lease runs out
@@ -102,7 +103,8 @@ export class FleetTracker {
     this.leaseMarginMs = nonNegativeInt('leaseMarginMs', options.leaseMarginMs ?? 100);
     this.#forgetAfterMs = positiveInt('forgetAfterMs', options.forgetAfterMs ?? 600_000);
     this.#maxTracked = positiveInt('maxTrackedFlips', options.maxTrackedFlips ?? 1000);
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
+    this.#now = () => clock.wallNow();
   }
 
   /** The last seq the tracker knows of. */

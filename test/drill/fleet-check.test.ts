@@ -5,6 +5,7 @@ import type { ControlPlane } from '../../src/server/index.js';
 import type { WorkerInfo } from '../../src/protocol/answers.js';
 import { SseReader } from '../server/sse-reader.js';
 import { TOKENS, bearer, call, startTestServer } from '../server/helpers.js';
+import { readClock } from '../fixtures/clock.js';
 
 let cp: ControlPlane | undefined;
 let reader: SseReader | undefined;
@@ -46,7 +47,7 @@ describe('KS-9.3.1 before a lever every expected worker must be connected, lease
   it('reads GET /v1/workers and flags a silent worker whose lease still runs', async () => {
     let now = 1_000_000;
     // A long lease: only freshWithinMs can notice the silence.
-    ({ cp } = await startTestServer({ staleAfterMs: 60_000, now: () => now }));
+    ({ cp } = await startTestServer({ staleAfterMs: 60_000, clock: readClock(() => now) }));
     ({ reader } = await SseReader.open(
       `${cp.url}/v1/stream?worker=w1&release=v1`,
       bearer(TOKENS.viewer),

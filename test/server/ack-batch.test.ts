@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ControlPlane } from '../../src/server/index.js';
 import { TOKENS, call, startTestServer } from './helpers.js';
+import { readClock } from '../fixtures/clock.js';
 
 const started: ControlPlane[] = [];
 afterEach(async () => {
@@ -14,9 +15,9 @@ async function pair(): Promise<{
   clock: { t: number };
 }> {
   const clock = { t: 1_000_000 };
-  const now = () => clock.t;
-  const single = (await startTestServer({ now, staleAfterMs: 3000 })).cp;
-  const batched = (await startTestServer({ now, staleAfterMs: 3000 })).cp;
+  const now = readClock(() => clock.t);
+  const single = (await startTestServer({ clock: now, staleAfterMs: 3000 })).cp;
+  const batched = (await startTestServer({ clock: now, staleAfterMs: 3000 })).cp;
   started.push(single, batched);
   return { single, batched, clock };
 }

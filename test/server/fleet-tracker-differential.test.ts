@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FleetTracker } from '../../src/server/index.js';
 import { OracleFleetTracker } from './fleet-tracker-oracle.js';
+import { readClock } from '../fixtures/clock.js';
 
 /**
  * KS-6.2.4, KS-6.2.5, KS-13.7: the compact fleet tracker (columns per flip, acks found by binary
@@ -50,7 +51,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
           // tracker at most once a second (tested on its own below).
           forgetAfterMs: 10_000_000,
           maxTrackedFlips: 5,
-          now: () => now,
+          clock: readClock(() => now),
         };
         const a = new FleetTracker(opts);
         const b = new OracleFleetTracker(opts);
@@ -102,7 +103,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
 
   it('a flip appended with an explicit time is recorded at that time', () => {
     let now = 1000;
-    const t = new FleetTracker({ now: () => now });
+    const t = new FleetTracker({ clock: readClock(() => now) });
     t.ack({ workerId: 'w', seq: 0 });
     now = 1010;
     t.flipAppended(1, 1005);
@@ -118,7 +119,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
 
   it('forgets a worker with no stream and no ack for forgetAfterMs (checked at most once a second)', () => {
     let now = 0;
-    const t = new FleetTracker({ forgetAfterMs: 5000, now: () => now });
+    const t = new FleetTracker({ forgetAfterMs: 5000, clock: readClock(() => now) });
     t.ack({ workerId: 'gone', seq: 0 });
     const close = t.connect('kept');
     now = 5001;
@@ -129,7 +130,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
 
   it('2,000 workers acknowledging one flip are each found and recorded', () => {
     let now = 0;
-    const t = new FleetTracker({ now: () => now });
+    const t = new FleetTracker({ clock: readClock(() => now) });
     for (let i = 0; i < 2000; i++) t.ack({ workerId: `w${i}`, seq: 0 });
     t.flipAppended(1);
     for (let i = 0; i < 2000; i++) t.ack({ workerId: `w${i}`, seq: 1 });

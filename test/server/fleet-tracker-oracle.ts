@@ -78,7 +78,8 @@ export class OracleFleetTracker {
     this.leaseMarginMs = nonNegativeInt('leaseMarginMs', options.leaseMarginMs ?? 100);
     this.#forgetAfterMs = positiveInt('forgetAfterMs', options.forgetAfterMs ?? 600_000);
     this.#maxTracked = positiveInt('maxTrackedFlips', options.maxTrackedFlips ?? 1000);
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock;
+    this.#now = clock ? () => clock.wallNow() : Date.now;
   }
 
   /** The last seq the tracker knows of. */

@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FleetTracker } from '../../src/server/index.js';
+import { readClock } from '../fixtures/clock.js';
 
 function setup(opts: { staleAfterMs?: number; leaseMarginMs?: number } = {}) {
   let now = 1_000_000;
-  const t = new FleetTracker({ staleAfterMs: 3000, leaseMarginMs: 100, ...opts, now: () => now });
+  const t = new FleetTracker({
+    staleAfterMs: 3000,
+    leaseMarginMs: 100,
+    ...opts,
+    clock: readClock(() => now),
+  });
   return {
     t,
     at: () => now,

@@ -9,6 +9,7 @@ import {
 } from '../../src/auth/index.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import { call, halt, silentLogger } from './helpers.js';
+import { readClock } from '../fixtures/clock.js';
 
 const T = {
   fleet: 'fleet-worker-token-0123456789',
@@ -54,7 +55,7 @@ async function server(): Promise<{ cp: ControlPlane; clock: { now: number } }> {
     logger: silentLogger,
     staleAfterMs: STALE_AFTER_MS,
     leaseMarginMs: MARGIN_MS,
-    now: () => clock.now,
+    clock: readClock(() => clock.now),
   });
   servers.push(cp);
   return { cp, clock };
@@ -254,7 +255,7 @@ describe('KS-5.2.9 the binding is validated with the token config', () => {
     });
     expect(() => throwing.check(vera, 'free-1')).toThrow(/bound to other tokens/);
     const clock = { now: 0 };
-    const full = new WorkerClaims({ ttlMs: 1000, maxClaims: 1, now: () => clock.now });
+    const full = new WorkerClaims({ ttlMs: 1000, maxClaims: 1, clock: readClock(() => clock.now) });
     full.check(vera, 'a');
     full.touch(vera, 'a');
     expect(() => full.check(vera, 'b')).toThrow(/worker ids are held/);

@@ -10,6 +10,7 @@
 import { join } from 'node:path';
 import { FileFlipLogStore } from '../../../providers/file/index.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
+import { systemClock } from '../../internal/clock.js';
 import { drillNow } from '../drill-clock.js';
 
 interface StartMessage {
@@ -50,7 +51,7 @@ process.on('message', (raw: unknown) => {
           heartbeatMs: msg.heartbeatMs,
           logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
           // One time basis for append, ack and complete times and the workers' reports.
-          now: drillNow,
+          clock: { ...systemClock, wallNow: drillNow },
         }),
       )
       .then(

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import { access, open, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
@@ -46,8 +47,8 @@ export interface ReleaseGateOptions {
   readonly path?: string;
   /** fdatasync each verdict. @default true */
   readonly fsync?: boolean;
-  /** Clock. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps release records. @default systemClock */
+  readonly clock?: Clock;
   /** Told when a torn last line is cut. @default console */
   readonly logger?: { warn(message: string): void };
 }
@@ -72,7 +73,7 @@ export interface ReleaseGateOptions {
 export class ReleaseGate {
   readonly path: string | undefined;
   readonly #fsync: boolean;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   readonly #logger: { warn(message: string): void };
   readonly #mutex = new Mutex();
   readonly #latest = new Map<string, ReleaseRecord>();
@@ -90,7 +91,7 @@ export class ReleaseGate {
       throw new InvalidOptionError('fsync', 'a boolean', options.fsync);
     this.path = options.path;
     this.#fsync = options.fsync ?? true;
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? console;
   }
 
@@ -178,7 +179,7 @@ export class ReleaseGate {
         status: parsed.data.status,
         reason: parsed.data.reason,
         actor,
-        at: this.#now().toISOString(),
+        at: new Date(this.#clock.wallNow()).toISOString(),
       }) as unknown as ReleaseRecord;
       if (this.#fh !== undefined) {
         try {

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../errors.js';
 import type { EffectBody, GuardedEffect } from '../guard/effect-guard.js';
 import { EffectStatus, effectKey, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
@@ -16,8 +17,8 @@ export interface TripwireGuardOptions {
    * the guard's ledger so the recovery report sees them. @default not recorded
    */
   readonly ledger?: SideEffectLedger;
-  /** Clock for ledger times. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps ledger times. @default systemClock */
+  readonly clock?: Clock;
 }
 
 /**
@@ -37,7 +38,7 @@ export class TripwireGuard implements GuardRunner {
   readonly #guard: GuardRunner;
   readonly #tripwires: readonly WriteRateTripwire[];
   readonly #ledger: SideEffectLedger | undefined;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: TripwireGuardOptions) {
@@ -56,7 +57,7 @@ export class TripwireGuard implements GuardRunner {
     this.#guard = options.guard;
     this.#tripwires = [...options.tripwires];
     this.#ledger = options.ledger;
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -109,7 +110,7 @@ export class TripwireGuard implements GuardRunner {
       await this.#ledger.append({
         key,
         status: EffectStatus.REFUSED,
-        at: this.#now().toISOString(),
+        at: new Date(this.#clock.wallNow()).toISOString(),
         runId: effect.runId,
         step: effect.step,
         capability: effect.capability,

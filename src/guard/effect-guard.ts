@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import type { Client } from '@openfeature/server-sdk';
 import {
   ErrorCode,
@@ -77,8 +78,8 @@ export interface EffectGuardOptions {
   readonly ledger: SideEffectLedger;
   /** Told when an outcome could not be recorded. @default console */
   readonly logger?: { warn(message: string): void };
-  /** Clock for ledger times. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps ledger times; how late an aborted effect landed is measured on its monotonic reading. @default systemClock */
+  readonly clock?: Clock;
   /**
    * A watcher to share with retries, timers and queues on the same client; the guard then does
    * not close it. @default a watcher of its own on `client`
@@ -134,7 +135,7 @@ export class EffectGuard {
   readonly watcher: HaltWatcher;
   readonly #ledger: SideEffectLedger;
   readonly #logger: { warn(message: string): void };
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   readonly #ownsWatcher: boolean;
   readonly #recheck: boolean;
   /** Keys dispatched by this guard whose body has not settled; value aborts it. */
@@ -172,7 +173,7 @@ export class EffectGuard {
     }
     this.#ledger = ledger;
     this.#logger = options.logger ?? console;
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
     this.#recheck = options.recheckBeforeDispatch ?? true;
     this.#ownsWatcher = options.watcher === undefined;
     this.watcher = options.watcher ?? new HaltWatcher(client);
@@ -339,7 +340,7 @@ export class EffectGuard {
       const abort = (d: KillDecision): void => {
         if (phase !== Phase.RUNNING) return;
         phase = Phase.ABORTED;
-        haltedAt = this.#now().getTime();
+        haltedAt = this.#clock.now();
         unwatch();
         const err = haltedError(ErrorCode.ABORTED, key, d);
         // KS-4.2.4 free the caller at once; the body learns through the signal.
@@ -361,7 +362,7 @@ export class EffectGuard {
           this.#inFlight.delete(key);
           if (phase === Phase.ABORTED) {
             // KS-4.2.6 the body ignored the signal and the effect left anyway: say so, with when.
-            const late = this.#now().getTime() - haltedAt;
+            const late = Math.round(this.#clock.now() - haltedAt);
             void write({
               ...base,
               status: EffectStatus.LANDED_AFTER_HALT,
@@ -447,7 +448,7 @@ export class EffectGuard {
   }
 
   #at(): string {
-    return this.#now().toISOString();
+    return new Date(this.#clock.wallNow()).toISOString();
   }
 
   /** Number of effects dispatched and not yet settled (including aborted bodies still running). */

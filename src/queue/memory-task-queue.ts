@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { normalizeSelector, selectorMatches, type Selector } from '../model/selector.js';
 import {
@@ -16,8 +17,8 @@ import {
 export interface MemoryTaskQueueOptions {
   /** @default 'memory' */
   readonly name?: string;
-  /** Clock for `enqueuedAt`. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps `enqueuedAt`. @default systemClock */
+  readonly clock?: Clock;
 }
 
 interface Entry<P> {
@@ -38,7 +39,7 @@ interface Entry<P> {
  */
 export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
   readonly name: string;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   readonly #entries = new Map<string, Entry<P>>();
   readonly #wakers = new Set<() => void>();
   /** Ids of tasks a worker started, so a late removal can tell "ran" from "missing". */
@@ -55,7 +56,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
       throw new InvalidOptionError('name', 'a non-empty string', options.name);
     }
     this.name = options.name ?? 'memory';
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
   }
 
   async add(input: NewTask<P>): Promise<QueuedTask<P>> {
@@ -68,7 +69,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
       name: input.name,
       payload: input.payload,
       context: normalizeSelector(input.context),
-      enqueuedAt: this.#now().toISOString(),
+      enqueuedAt: new Date(this.#clock.wallNow()).toISOString(),
       ...(input.admittedSeq !== undefined ? { admittedSeq: input.admittedSeq } : {}),
       state: TaskState.WAITING,
     });

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -60,8 +61,8 @@ export interface QueueControllerOptions<P> {
   readonly journal?: QueueJournal;
   /** Path of the default file journal. @default `./.killswitch/queue-<queue name>.journal.jsonl` */
   readonly journalPath?: string;
-  /** Clock for journal records. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps journal records. @default systemClock */
+  readonly clock?: Clock;
   /** @default console */
   readonly logger?: QueueControllerLogger;
 }
@@ -155,7 +156,7 @@ export class QueueController<P = unknown> {
   readonly queue: TaskQueue<P>;
   readonly journal: QueueJournal;
   readonly #watcher: HaltWatcher;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   readonly #logger: QueueControllerLogger;
   readonly #mutex = new Mutex();
   readonly #watches = new Map<string, () => void>();
@@ -187,7 +188,7 @@ export class QueueController<P = unknown> {
           options.journalPath ??
           join('.killswitch', `queue-${safeName(options.queue.name)}.journal.jsonl`),
       });
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? console;
   }
 
@@ -343,7 +344,7 @@ export class QueueController<P = unknown> {
           queue: this.queue.name,
           taskId: r.taskId,
           newTaskId: task.id,
-          at: this.#now().toISOString(),
+          at: new Date(this.#clock.wallNow()).toISOString(),
         });
         requeued.push({ taskId: r.taskId, newTaskId: task.id });
       }
@@ -416,7 +417,7 @@ export class QueueController<P = unknown> {
               queue: this.queue.name,
               taskId: x.task.id,
               reason: `not removed: ${r}`,
-              at: this.#now().toISOString(),
+              at: new Date(this.#clock.wallNow()).toISOString(),
             });
           }
         });
@@ -486,7 +487,7 @@ export class QueueController<P = unknown> {
       ...(d.flip !== undefined ? { haltSeq: d.flip.seq, haltId: d.flip.id } : {}),
       mode: QueueMode.DISCARD,
       cause: d.cause ?? HaltCause.HALTED,
-      at: this.#now().toISOString(),
+      at: new Date(this.#clock.wallNow()).toISOString(),
     };
   }
 

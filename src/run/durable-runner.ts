@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../internal/clock.js';
 import {
   ErrorCode,
   HaltCause,
@@ -75,8 +76,8 @@ export interface DurableRunnerOptions {
   readonly journal: RunJournal;
   /** This worker's id, written on every record. */
   readonly workerId: string;
-  /** Clock for record times. @default () => new Date() */
-  readonly now?: () => Date;
+  /** Clock: its wall reading stamps record times. @default systemClock */
+  readonly clock?: Clock;
 }
 
 /**
@@ -105,7 +106,7 @@ export class DurableRunner {
   readonly workerId: string;
   readonly #guard: EffectGuard;
   readonly #journal: RunJournal;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: DurableRunnerOptions) {
@@ -119,7 +120,7 @@ export class DurableRunner {
     this.#guard = guard;
     this.#journal = journal;
     this.workerId = workerId;
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -298,7 +299,7 @@ export class DurableRunner {
   }
 
   #at(): string {
-    return this.#now().toISOString();
+    return new Date(this.#clock.wallNow()).toISOString();
   }
 }
 

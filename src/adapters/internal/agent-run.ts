@@ -1,0 +1,304 @@
+import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../../errors.js';
+import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
+import type { KillDecision } from '../../guard/kill-decision.js';
+import { formatSelector, type KillContext } from '../../model/selector.js';
+
+/** Options every adapter takes for one run of an agent. */
+export interface AgentRunOptions {
+  /** The run's id (stable across a resume: the ledger keys derive from it). */
+  readonly runId: string;
+  /** The tenant the run acts for; a tenant halt stops it. @default none */
+  readonly tenant?: string;
+  /** The feature the run belongs to; a feature halt stops it. @default none */
+  readonly feature?: string;
+  /**
+   * The capability a tool call uses, from the tool's name (e.g. to namespace tools of one
+   * server as `crm.<name>`). @default the tool's name
+   */
+  readonly capability?: (toolName: string) => string;
+  /** The capability a model call uses; halting it stops every run's model calls. @default 'llm' */
+  readonly modelCapability?: string;
+  /**
+   * The caller's own signal: aborting it cancels the run as the framework's abort does (it is
+   * not a halt, so the caller gets the framework's own error). @default none
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** The body of a guarded call: it should pass `signal` to every I/O call. */
+export type CallBody<T> = (signal: AbortSignal, info: { readonly key: string }) => Promise<T>;
+
+/**
+ * A result codec that stores a tool's JSON-serialisable output with `landed`, so a resumed run
+ * that replays the same tool call gets the recorded output instead of dispatching it again.
+ * An output that is not JSON is not recorded; a replay of it is refused as a duplicate.
+ */
+const JSON_RESULT: ResultCodec<unknown> = {
+  encode(value) {
+    if (value === undefined) return undefined;
+    const text = JSON.stringify(value);
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  },
+  decode: (stored) => stored,
+};
+
+/**
+ * One run of an agent under the kill switch: the core every framework adapter shares. It holds the
+ * run's kill context and its own signal, and turns each tool call into a guarded effect and each
+ * model call into a checked, abortable call. DESIGN section 6: a halt stops the whole run, so
+ * any refused or aborted effect aborts the run's signal, and the halt is read from that signal,
+ * never from the error a framework rewrote on the way. KS-14.1.2
+ */
+export class AgentRun {
+  /** The kill attributes of the run (tenant, feature, runId). */
+  readonly context: KillContext;
+  readonly #guard: EffectGuard;
+  readonly #controller = new AbortController();
+  readonly #capability: (toolName: string) => string;
+  readonly #modelCapability: string;
+  readonly #callerSignal: AbortSignal | undefined;
+  /** Open calls of `settle`; the run watches its context while at least one is open. */
+  #open = 0;
+  #unwatch: (() => void) | undefined;
+
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option */
+  constructor(guard: EffectGuard, options: AgentRunOptions) {
+    if (guard === null || typeof guard !== 'object' || typeof guard.run !== 'function')
+      throw new InvalidOptionError('guard', 'an EffectGuard', guard);
+    if (options === null || typeof options !== 'object')
+      throw new InvalidOptionError('options', 'an object', options);
+    for (const k of ['runId', 'tenant', 'feature', 'modelCapability'] as const) {
+      const v = options[k];
+      if ((v !== undefined || k === 'runId') && (typeof v !== 'string' || v.length === 0))
+        throw new InvalidOptionError(k, 'a non-empty string', v);
+    }
+    if (options.capability !== undefined && typeof options.capability !== 'function')
+      throw new InvalidOptionError('capability', 'a function of the tool name', options.capability);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
+      throw new InvalidOptionError('signal', 'an AbortSignal', options.signal);
+    this.#guard = guard;
+    this.context = Object.freeze({
+      ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
+      ...(options.feature !== undefined ? { feature: options.feature } : {}),
+      runId: options.runId,
+    });
+    this.#capability = options.capability ?? ((name) => name);
+    this.#modelCapability = options.modelCapability ?? 'llm';
+    this.#callerSignal = options.signal;
+  }
+
+  /** The run's id. */
+  get runId(): string {
+    return this.context.runId!;
+  }
+
+  /**
+   * The run's own signal: it aborts, with a {@link HaltedError} as its reason, when a halt
+   * matches the run (while a `settle` is open) or any of its effects is refused or aborted.
+   */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** The halt that stopped the run, if any. */
+  get halted(): HaltedError | undefined {
+    return this.#controller.signal.aborted
+      ? (this.#controller.signal.reason as HaltedError)
+      : undefined;
+  }
+
+  /** The signal to hand the framework: the run's own, and the caller's if given. */
+  get frameworkSignal(): AbortSignal {
+    return this.#callerSignal === undefined
+      ? this.#controller.signal
+      : AbortSignal.any([this.#controller.signal, this.#callerSignal]);
+  }
+
+  /** Stops the run: aborts its signal with `err` (the first stop wins). */
+  stop(err: HaltedError): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(err);
+  }
+
+  /**
+   * Runs one tool call as a guarded effect: capability from the tool's name, key from the run and
+   * the framework's tool-call id, the body's signal aborted by a matching halt or a stop of the
+   * run. A refusal or abort stops the run before the error reaches the framework. KS-14.1.1,
+   * KS-14.1.3
+   *
+   * @param toolName - the tool's name (the capability, through the `capability` option)
+   * @param callId - the framework's tool-call id (the step)
+   * @param body - the tool's own call
+   * @param frameworkSignal - the signal the framework gave the tool, if any
+   * @throws {HaltedError} when the run is stopped, or the guard refuses or aborts the call
+   */
+  async tool<T>(
+    toolName: string,
+    callId: string,
+    body: CallBody<T>,
+    frameworkSignal?: AbortSignal,
+  ): Promise<T> {
+    const stopped = this.halted;
+    if (stopped !== undefined) throw stopped;
+    const capability = this.#capability(toolName);
+    try {
+      return (await this.#guard.run(
+        {
+          context: this.context,
+          runId: this.runId,
+          step: callId,
+          capability,
+          result: JSON_RESULT as ResultCodec<T>,
+        },
+        (signal, info) => body(this.#merge(signal, frameworkSignal), info),
+      )) as T;
+    } catch (err) {
+      // The guard's own error, before any framework sees it: a refusal or abort stops the run.
+      if (err instanceof HaltedError) this.stop(err);
+      throw this.halted ?? err;
+    }
+  }
+
+  /**
+   * Runs one model call: evaluated before it starts (capability `modelCapability`) and aborted the
+   * moment a matching halt arrives or the run stops. Model calls are not side effects, so nothing
+   * is recorded in the ledger. KS-14.1.4
+   *
+   * @param call - the model call; it must pass the signal to the provider
+   * @param frameworkSignal - the signal the framework gave the model call, if any
+   * @returns the call's result, and a function to call when the caller is done with it (a stream
+   *   keeps watching until then)
+   * @throws {HaltedError} when the run is stopped or the model capability is halted
+   */
+  async model<T>(
+    call: (signal: AbortSignal) => PromiseLike<T>,
+    frameworkSignal?: AbortSignal,
+  ): Promise<{ readonly value: T; readonly signal: AbortSignal; readonly done: () => void }> {
+    const stopped = this.halted;
+    if (stopped !== undefined) throw stopped;
+    const ctx: KillContext = { ...this.context, capability: this.#modelCapability };
+    const controller = new AbortController();
+    const what = `model call of run ${this.runId}`;
+    // Watch before the check, so a halt landing between the two is not missed.
+    const unwatch = this.#guard.watcher.watch(ctx, (d) => {
+      const err = haltError(ErrorCode.ABORTED, what, d);
+      this.stop(err);
+      controller.abort(err);
+    });
+    try {
+      const decision = await this.#guard.check(ctx);
+      if (decision.halted) {
+        const err = haltError(ErrorCode.HALTED, what, decision);
+        this.stop(err);
+        throw err;
+      }
+      if (this.halted !== undefined) throw this.halted;
+      const signal = this.#merge(controller.signal, frameworkSignal);
+      const value = await raceSignal(Promise.resolve(call(signal)), signal);
+      return { value, signal, done: unwatch };
+    } catch (err) {
+      unwatch();
+      throw this.halted ?? err;
+    }
+  }
+
+  /**
+   * Runs the framework's call for this run and settles it by the run's own signal: while it runs,
+   * a halt matching the run aborts the run's signal (the framework stops at once); when the run
+   * was stopped, the caller receives the {@link HaltedError} naming the flip, whatever the
+   * framework made of it (a rewritten error, a stream that ended silently, a result). KS-14.1.2
+   *
+   * @param call - calls the framework with the run's signal
+   * @throws {HaltedError} when the run was stopped before the call settled
+   */
+  async settle<T>(call: (signal: AbortSignal) => Promise<T> | T): Promise<T> {
+    this.#enter();
+    try {
+      const stopped = this.halted;
+      if (stopped !== undefined) throw stopped;
+      let value: T;
+      try {
+        value = await call(this.frameworkSignal);
+      } catch (err) {
+        throw this.halted ?? err;
+      }
+      const late = this.halted;
+      if (late !== undefined) throw late;
+      return value;
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /** Opens a watch on the run's context; {@link AgentRun.settle} pairs it with `#leave`. */
+  #enter(): void {
+    if (this.#open++ > 0) return;
+    const what = `run ${this.runId}`;
+    this.#unwatch = this.#guard.watcher.watch(this.context, (d) =>
+      this.stop(haltError(ErrorCode.ABORTED, what, d)),
+    );
+    // A halt that arrived before the watch: evaluate once, so the run does not start under it.
+    void this.#guard.check(this.context).then((d) => {
+      if (d.halted && this.#open > 0) this.stop(haltError(ErrorCode.HALTED, what, d));
+    });
+  }
+
+  #leave(): void {
+    if (--this.#open > 0) return;
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+  }
+
+  /** A call's signal: its own, the run's, and the framework's. */
+  #merge(own: AbortSignal, frameworkSignal: AbortSignal | undefined): AbortSignal {
+    const signals = [own, this.#controller.signal];
+    if (frameworkSignal !== undefined) signals.push(frameworkSignal);
+    return AbortSignal.any(signals);
+  }
+}
+
+/** Rejects with the signal's reason the moment it aborts, even if the call ignores it. */
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason as unknown);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as unknown);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/**
+ * A {@link HaltedError} for something the guard did not run itself (a run, a model call), worded
+ * like the guard's own refusals.
+ */
+export function haltError(
+  code: typeof ErrorCode.HALTED | typeof ErrorCode.ABORTED,
+  what: string,
+  d: KillDecision,
+): HaltedError {
+  const cause = d.cause ?? HaltCause.HALTED;
+  const verb = code === ErrorCode.HALTED ? 'refused' : 'aborted';
+  let why: string;
+  if (d.flip !== undefined) {
+    const f = d.flip;
+    why = `halted by flip #${f.seq} ${formatSelector(f.selector)} (id ${f.id}, by ${f.actor}: ${f.reason})`;
+  } else if (cause === HaltCause.STALE) {
+    why = 'the kill state is stale (failed closed)';
+  } else if (cause === HaltCause.ERROR) {
+    why = `the kill switch could not be evaluated (failed closed${d.reason ? `: ${d.reason}` : ''})`;
+  } else {
+    why = `kill-switch answered halted${d.variant ? ` (variant ${d.variant})` : ''}`;
+  }
+  return new HaltedError(code, `${what} ${verb}: ${why}`, cause, d.flip);
+}

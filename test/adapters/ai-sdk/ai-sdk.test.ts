@@ -1,0 +1,343 @@
+import { performance } from 'node:perf_hooks';
+import { generateText, isStepCount, jsonSchema, tool, type ToolSet } from 'ai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { guardRun } from '../../../src/adapters/ai-sdk/index.js';
+import { HaltedError } from '../../../src/errors.js';
+import { effectKey } from '../../../src/ledger/index.js';
+import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import { ScriptedModel, type Turn } from './scripted-model.js';
+
+const envs: KillSwitchEnv[] = [];
+async function env(): Promise<KillSwitchEnv> {
+  const e = await killSwitchEnv();
+  envs.push(e);
+  return e;
+}
+afterEach(async () => {
+  for (const e of envs.splice(0)) await e.close();
+});
+
+const input = jsonSchema<{ amount: number }>({
+  type: 'object',
+  properties: { amount: { type: 'number' } },
+  required: ['amount'],
+});
+
+/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
+function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
+  return (n) =>
+    n < turns
+      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
+      : { text: ['done'] };
+}
+
+describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
+  describe('KS-14.1.1 / KS-14.2.1 each tool call is a guarded effect named after the tool', () => {
+    it('maps tool names to capabilities, always hands the tool a signal, and passes tools without execute unchanged', async () => {
+      const e = await env();
+      await e.halt({ capability: 'crm.lookup' });
+      const model = new ScriptedModel(toolEveryTurn('lookup', 1));
+      let signal: AbortSignal | undefined;
+      const clientSide = tool({ inputSchema: input });
+      // (A tool without execute does not fit ToolSet under exactOptionalPropertyTypes.)
+      const tools = {
+        lookup: tool({
+          inputSchema: input,
+          execute: async (_i, o) => {
+            signal = o.abortSignal;
+            return 'found';
+          },
+        }),
+        ask: clientSide,
+      } as unknown as ToolSet;
+      const run = guardRun(e.guard, { runId: 'run-map', capability: (n) => `crm.${n}` });
+      const guarded = run.tools(tools);
+      expect(guarded['ask']).toBe(clientSide);
+      // The halt names crm.lookup: the mapped capability is the one evaluated.
+      await expect(
+        run.generateText({ model, tools, prompt: 'x', stopWhen: isStepCount(3) }),
+      ).rejects.toMatchObject({ code: 'KS_HALTED' });
+      const other = guardRun(e.guard, { runId: 'run-map-2' });
+      // No abortSignal passed by the caller: the tool still gets one (the SDK would pass none).
+      await other.generateText({
+        model: new ScriptedModel(toolEveryTurn('lookup', 1)),
+        tools,
+        prompt: 'x',
+        stopWhen: isStepCount(3),
+      });
+      expect(signal).toBeInstanceOf(AbortSignal);
+      const [entry] = await e.ledger.entries({ runId: 'run-map-2' });
+      expect(entry).toMatchObject({
+        capability: 'lookup',
+        context: { runId: 'run-map-2', capability: 'lookup' },
+      });
+    });
+
+    it('refuses a string model id and bad options at construction (KS-14.2.2)', async () => {
+      const e = await env();
+      const run = guardRun(e.guard, { runId: 'run-x' });
+      expect(() => run.model('openai/gpt-5')).toThrow(/KS_INVALID_OPTION|option model/);
+      expect(() => guardRun(e.guard, { runId: '' })).toThrow(/option runId/);
+      expect(() => guardRun(e.guard, { runId: 'r', tenant: 7 as unknown as string })).toThrow(
+        /option tenant/,
+      );
+      expect(() => guardRun({} as never, { runId: 'r' })).toThrow(/option guard/);
+    });
+  });
+
+  describe('KS-14.1.2 a halted capability refuses the tool and stops the run', () => {
+    it('rejects with the HaltedError naming the flip after no further model call; the tool never ran', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'refund' }, 'refunds frozen');
+      const model = new ScriptedModel(toolEveryTurn('refund'));
+      let ran = 0;
+      const tools = {
+        refund: tool({ inputSchema: input, execute: async () => ++ran }),
+      };
+      const run = guardRun(e.guard, { runId: 'run-cap', tenant: 'acme' });
+      const err = await run
+        .generateText({ model, tools, prompt: 'refund it', stopWhen: isStepCount(4) })
+        .catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_HALTED', flip: { seq, reason: 'refunds frozen' } });
+      expect(ran).toBe(0);
+      expect(model.calls).toBeLessThanOrEqual(2);
+      expect(model.calls).toBe(1);
+      const [entry] = await e.ledger.entries();
+      expect(entry).toMatchObject({ key: effectKey('run-cap', 'call-0'), status: 'refused' });
+    });
+
+    it('(control) the same halt through a bare guard.run inside execute lets the SDK call the model again', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      const model = new ScriptedModel(toolEveryTurn('refund'));
+      const tools = {
+        refund: tool({
+          inputSchema: input,
+          execute: (_i, o) =>
+            e.guard.run(
+              {
+                context: { tenant: 'acme' },
+                runId: 'bare',
+                step: o.toolCallId,
+                capability: 'refund',
+              },
+              async () => 1,
+            ),
+        }),
+      };
+      const result = await generateText({ model, tools, prompt: 'x', stopWhen: isStepCount(4) });
+      // The SDK fed the HaltedError back to the model as a tool error, four times.
+      expect(model.calls).toBe(4);
+      expect(result.steps.at(-1)?.content.some((p) => p.type === 'tool-error')).toBe(true);
+    });
+
+    it('stops the loop even when stopWhen would end it after the refused step (no silent success)', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      const model = new ScriptedModel(toolEveryTurn('refund'));
+      const run = guardRun(e.guard, { runId: 'run-one-step' });
+      const tools = { refund: tool({ inputSchema: input, execute: async () => 1 }) };
+      // generateText's default stopWhen is one step: the SDK itself would resolve normally.
+      await expect(run.generateText({ model, tools, prompt: 'x' })).rejects.toBeInstanceOf(
+        HaltedError,
+      );
+    });
+  });
+
+  describe('KS-14.1.3 a halt arriving mid-tool aborts the tool at once and frees the caller', () => {
+    it('aborts the tool signal within 5 ms of the flip reaching the provider; the caller is freed though the tool ignores it', async () => {
+      const e = await env();
+      const model = new ScriptedModel(toolEveryTurn('slowTool'));
+      const started = deferred();
+      let abortedAt = 0;
+      let finished = false;
+      const tools = {
+        slowTool: tool({
+          inputSchema: input,
+          execute: async (_i, { abortSignal }) => {
+            abortSignal!.addEventListener('abort', () => (abortedAt = performance.now()));
+            started.resolve();
+            await sleep(1500); // ignores its signal on purpose
+            finished = true;
+            return 'late';
+          },
+        }),
+      };
+      const run = guardRun(e.guard, { runId: 'run-mid', tenant: 'acme' });
+      const p = run
+        .generateText({ model, tools, prompt: 'x', stopWhen: isStepCount(4) })
+        .catch((x: unknown) => x);
+      await started.promise;
+      const { arrivedAt, seq } = await e.halt({ tenant: 'acme' });
+      const err = await p;
+      const freedAt = performance.now();
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+      expect(abortedAt).toBeGreaterThan(0);
+      expect(abortedAt - arrivedAt).toBeLessThan(5);
+      expect(freedAt - arrivedAt).toBeLessThan(200);
+      expect(finished).toBe(false);
+      expect(model.calls).toBe(1);
+      const [entry] = await e.ledger.entries();
+      expect(entry?.status).toBe('aborted');
+    });
+  });
+
+  describe('KS-14.1.4 a halt during a streamed model response ends the stream and the run', () => {
+    it('the text stream throws the HaltedError instead of ending silently; no token after the flip', async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+      const model = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+      const run = guardRun(e.guard, { runId: 'run-stream', tenant: 'acme' });
+      const result = run.streamText({ model, prompt: 'x' });
+      let seen = 0;
+      let afterFlip = 0;
+      let flipped = false;
+      const consumed = (async () => {
+        for await (const _t of result.textStream) {
+          seen++;
+          if (flipped) afterFlip++;
+        }
+      })().catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const { seq, arrivedAt } = await e.halt({ runId: 'run-stream' });
+      flipped = true;
+      const err = await consumed;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      expect(seen).toBeLessThan(tokens.length);
+      expect(afterFlip).toBeLessThanOrEqual(1);
+      await expect(result.text).rejects.toBeInstanceOf(HaltedError);
+      // The provider's own stream saw its signal abort (the request is cancelled, not drained).
+      await sleep(30);
+      expect(model.aborts).toHaveLength(1);
+      expect(model.aborts[0]! - arrivedAt).toBeLessThan(50);
+    });
+
+    it('generateText with an in-flight model call rejects with the HaltedError', async () => {
+      const e = await env();
+      const started = deferred();
+      const model = new ScriptedModel(() => ({ text: ['never'] }));
+      const slow = {
+        ...model,
+        specificationVersion: 'v4' as const,
+        provider: 'slow',
+        modelId: 'slow',
+        supportedUrls: {},
+        doStream: model.doStream.bind(model),
+        async doGenerate(o: Parameters<ScriptedModel['doGenerate']>[0]) {
+          started.resolve();
+          await sleep(2000, o.abortSignal);
+          return model.doGenerate(o);
+        },
+      };
+      const run = guardRun(e.guard, { runId: 'run-gen', tenant: 'acme' });
+      const p = run.generateText({ model: slow, prompt: 'x' }).catch((x: unknown) => x);
+      await started.promise;
+      const t0 = performance.now();
+      await e.halt({ tenant: 'acme' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(performance.now() - t0).toBeLessThan(200);
+    });
+
+    it('a model capability halt refuses the next model call', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'llm' });
+      const model = new ScriptedModel(() => ({ text: ['x'] }));
+      const run = guardRun(e.guard, { runId: 'run-llm' });
+      await expect(run.generateText({ model, prompt: 'x' })).rejects.toMatchObject({
+        code: 'KS_HALTED',
+        flip: { seq },
+      });
+      expect(model.calls).toBe(0);
+    });
+  });
+
+  describe('KS-14.1.5 the ledger keys effects by run and tool-call id; a resumed run repeats none', () => {
+    it('records intent and landed under effectKey(runId, toolCallId) and replays the recorded result', async () => {
+      const e = await env();
+      let sent = 0;
+      const tools: ToolSet = {
+        email: tool({
+          inputSchema: input,
+          execute: async ({ amount }) => ({ sent: ++sent, amount }),
+        }),
+      };
+      const script = toolEveryTurn('email', 2);
+      const first = await guardRun(e.guard, { runId: 'run-r', tenant: 'acme' }).generateText({
+        model: new ScriptedModel(script),
+        tools,
+        prompt: 'x',
+        stopWhen: isStepCount(5),
+      });
+      expect(sent).toBe(2);
+      const entries = await e.ledger.entries({ runId: 'run-r' });
+      expect(entries.map((x) => [x.key, x.history.map((h) => h.status)])).toEqual([
+        [effectKey('run-r', 'call-0'), ['intent', 'landed']],
+        [effectKey('run-r', 'call-1'), ['intent', 'landed']],
+      ]);
+      expect(entries[0]).toMatchObject({ capability: 'email', result: { sent: 1, amount: 10 } });
+      // The same run again (a resume after a crash replays the same tool calls): nothing is sent.
+      const again = await guardRun(e.guard, { runId: 'run-r', tenant: 'acme' }).generateText({
+        model: new ScriptedModel(script),
+        tools,
+        prompt: 'x',
+        stopWhen: isStepCount(5),
+      });
+      expect(sent).toBe(2);
+      expect(again.steps.map((s) => s.toolResults.map((r) => r.output))).toEqual(
+        first.steps.map((s) => s.toolResults.map((r) => r.output)),
+      );
+    });
+  });
+
+  describe("KS-14.1.7 an unrelated tenant's run keeps going", () => {
+    it('halting tenant acme stops its run while tenant globex completes every step', async () => {
+      const e = await env();
+      const gate = deferred();
+      const landed: string[] = [];
+      const tools = (tenant: string) => ({
+        work: tool({
+          inputSchema: input,
+          execute: async (_i, { toolCallId, abortSignal }) => {
+            if (toolCallId === 'call-1') await gate.promise;
+            abortSignal!.throwIfAborted();
+            landed.push(`${tenant}/${toolCallId}`);
+            return 'ok';
+          },
+        }),
+      });
+      const acmeRun = guardRun(e.guard, { runId: 'run-a', tenant: 'acme' });
+      const acme = acmeRun
+        .generateText({
+          model: new ScriptedModel(toolEveryTurn('work', 3)),
+          tools: tools('acme'),
+          prompt: 'x',
+          stopWhen: isStepCount(5),
+        })
+        .catch((x: unknown) => x);
+      const globex = guardRun(e.guard, { runId: 'run-g', tenant: 'globex' }).generateText({
+        model: new ScriptedModel(toolEveryTurn('work', 3)),
+        tools: tools('globex'),
+        prompt: 'x',
+        stopWhen: isStepCount(5),
+      });
+      while (landed.length < 2) await sleep(2);
+      await e.halt({ tenant: 'acme' });
+      // The flip reached the provider; the guard re-evaluates and aborts a moment later.
+      while (!acmeRun.signal.aborted) await sleep(1);
+      gate.resolve();
+      expect(await acme).toBeInstanceOf(HaltedError);
+      const g = await globex;
+      expect(g.text).toBe('done');
+      expect(landed.filter((l) => l.startsWith('globex/'))).toEqual([
+        'globex/call-0',
+        'globex/call-1',
+        'globex/call-2',
+      ]);
+      expect(landed.filter((l) => l.startsWith('acme/'))).toEqual(['acme/call-0']);
+    });
+  });
+});

@@ -1,0 +1,90 @@
+import { performance } from 'node:perf_hooks';
+import { OpenFeature, ProviderEvents, type Client } from '@openfeature/server-sdk';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { EffectGuard } from '../../src/guard/effect-guard.js';
+import { MemorySideEffectLedger } from '../../src/ledger/index.js';
+import type { Selector } from '../../src/model/selector.js';
+import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
+
+/** The kill switch as a worker runs it: provider over a flip log, a guard over a ledger. */
+export interface KillSwitchEnv {
+  readonly client: Client;
+  readonly guard: EffectGuard;
+  readonly ledger: MemorySideEffectLedger;
+  /** Appends a halt; resolves with the time (performance.now) the provider applied it. */
+  halt(selector: Selector, reason?: string): Promise<{ seq: number; arrivedAt: number }>;
+  resume(selector: Selector): Promise<void>;
+  close(): Promise<void>;
+}
+
+let n = 0;
+
+/**
+ * A KillSwitchProvider over an in-memory flip log, bound to a fresh OpenFeature domain, with an
+ * effect guard over an in-memory ledger. `halt` reports when the flip reached the provider (its
+ * configuration-changed event), the moment the adapters' latency promises are measured from.
+ */
+export async function killSwitchEnv(): Promise<KillSwitchEnv> {
+  const store = new MemoryFlipLogStore();
+  await store.open();
+  const provider = KillSwitchProvider.fromStore(store);
+  const domain = `adapters-${process.pid}-${++n}`;
+  await OpenFeature.setProviderAndWait(domain, provider);
+  const client = OpenFeature.getClient(domain);
+  for (let i = 0; i < 1000 && provider.sourceStatus !== 'open'; i++)
+    await new Promise((r) => setImmediate(r));
+  // Registered before the guard's watcher, so it runs first on each change.
+  const arrivals: number[] = [];
+  client.addHandler(ProviderEvents.ConfigurationChanged, () => arrivals.push(performance.now()));
+  const ledger = new MemorySideEffectLedger();
+  const guard = new EffectGuard({ client, ledger, logger: { warn: () => undefined } });
+  return {
+    client,
+    guard,
+    ledger,
+    async halt(selector, reason = 'test halt') {
+      const before = arrivals.length;
+      const r = await store.append({ action: 'halt', selector, actor: 'test', reason });
+      for (let i = 0; arrivals.length === before; i++) {
+        if (i > 10_000) throw new Error('the flip never reached the provider');
+        await new Promise((res) => setImmediate(res));
+      }
+      return { seq: r.record.seq, arrivedAt: arrivals[before]! };
+    },
+    async resume(selector) {
+      await store.append({ action: 'resume', selector, actor: 'test', reason: 'test resume' });
+    },
+    async close() {
+      await guard.close();
+      await provider.onClose();
+      await store.close();
+    },
+  };
+}
+
+/** A promise with its resolve and reject exposed. */
+export function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason if it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -13,6 +13,12 @@ export interface KillSwitchEnv {
   readonly ledger: MemorySideEffectLedger;
   /** Appends a halt; resolves with the time (performance.now) the provider applied it. */
   halt(selector: Selector, reason?: string): Promise<{ seq: number; arrivedAt: number }>;
+  /**
+   * Whether the event loop has turned (a macrotask ran) since the last flip reached the provider.
+   * Read it where a halt is observed: false means the halt was acted on within the same turn,
+   * with nothing but promise callbacks in between (no timer, no I/O), however loaded the machine.
+   */
+  turnedSinceArrival(): boolean;
   resume(selector: Selector): Promise<void>;
   close(): Promise<void>;
 }
@@ -35,7 +41,12 @@ export async function killSwitchEnv(): Promise<KillSwitchEnv> {
     await new Promise((r) => setImmediate(r));
   // Registered before the guard's watcher, so it runs first on each change.
   const arrivals: number[] = [];
-  client.addHandler(ProviderEvents.ConfigurationChanged, () => arrivals.push(performance.now()));
+  let turned = true;
+  client.addHandler(ProviderEvents.ConfigurationChanged, () => {
+    arrivals.push(performance.now());
+    turned = false;
+    setImmediate(() => (turned = true));
+  });
   const ledger = new MemorySideEffectLedger();
   const guard = new EffectGuard({ client, ledger, logger: { warn: () => undefined } });
   return {
@@ -51,6 +62,7 @@ export async function killSwitchEnv(): Promise<KillSwitchEnv> {
       }
       return { seq: r.record.seq, arrivedAt: arrivals[before]! };
     },
+    turnedSinceArrival: () => turned,
     async resume(selector) {
       await store.append({ action: 'resume', selector, actor: 'test', reason: 'test resume' });
     },

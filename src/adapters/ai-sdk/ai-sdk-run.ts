@@ -11,6 +11,7 @@ import { InvalidOptionError, type HaltedError } from '../../errors.js';
 import type { EffectGuard } from '../../guard/effect-guard.js';
 import type { KillContext } from '../../model/selector.js';
 import { AgentRun, type AgentRunOptions } from '../internal/agent-run.js';
+import { haltStream } from '../internal/halt-stream.js';
 
 /** Options of {@link guardRun}: the run's identity and how tools map to capabilities. */
 export type AiSdkRunOptions = AgentRunOptions;
@@ -242,40 +243,4 @@ async function lastValue(result: unknown): Promise<unknown> {
     return last;
   }
   return await result;
-}
-
-/**
- * A pass-through stream that errors with the signal's reason the moment it aborts, and at its
- * end if it aborted (providers end their streams silently on abort). `done` runs once it ends.
- */
-function haltStream<T>(signal: AbortSignal, done: () => void): TransformStream<T, T> {
-  let onAbort: (() => void) | undefined;
-  let ended = false;
-  const end = (): void => {
-    if (ended) return;
-    ended = true;
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
-    done();
-  };
-  return new TransformStream<T, T>({
-    start(controller) {
-      if (signal.aborted) {
-        controller.error(signal.reason);
-        end();
-        return;
-      }
-      onAbort = () => {
-        controller.error(signal.reason);
-        end();
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    },
-    transform(chunk, controller) {
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      if (signal.aborted) controller.error(signal.reason);
-      end();
-    },
-  });
 }

@@ -257,7 +257,7 @@ export class AgentRun {
 }
 
 /** Rejects with the signal's reason the moment it aborts, even if the call ignores it. */
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+export function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     p.catch(() => undefined);
     return Promise.reject(signal.reason as unknown);

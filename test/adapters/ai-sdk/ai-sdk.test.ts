@@ -151,12 +151,16 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       const model = new ScriptedModel(toolEveryTurn('slowTool'));
       const started = deferred();
       let abortedAt = 0;
+      let turned = true;
       let finished = false;
       const tools = {
         slowTool: tool({
           inputSchema: input,
           execute: async (_i, { abortSignal }) => {
-            abortSignal!.addEventListener('abort', () => (abortedAt = performance.now()));
+            abortSignal!.addEventListener('abort', () => {
+              abortedAt = performance.now();
+              turned = e.turnedSinceArrival();
+            });
             started.resolve();
             await sleep(1500); // ignores its signal on purpose
             finished = true;
@@ -175,8 +179,12 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       expect(err).toBeInstanceOf(HaltedError);
       expect(err).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
       expect(abortedAt).toBeGreaterThan(0);
-      expect(abortedAt - arrivedAt).toBeLessThan(5);
-      expect(freedAt - arrivedAt).toBeLessThan(200);
+      // Aborted within the turn of the event loop that delivered the flip (no timer, no I/O in
+      // between): on an idle machine that is well under 5 ms (bench:adapters measures it).
+      expect(turned).toBe(false);
+      expect(abortedAt).toBeGreaterThanOrEqual(arrivedAt);
+      // Freed long before the tool's 1.5 s body ends: the caller did not wait for it.
+      expect(freedAt - arrivedAt).toBeLessThan(1000);
       expect(finished).toBe(false);
       expect(model.calls).toBe(1);
       const [entry] = await e.ledger.entries();
@@ -201,7 +209,8 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
         }
       })().catch((x: unknown) => x);
       while (seen < 3) await sleep(5);
-      const { seq, arrivedAt } = await e.halt({ runId: 'run-stream' });
+      const tokensBefore = model.tokens;
+      const { seq } = await e.halt({ runId: 'run-stream' });
       flipped = true;
       const err = await consumed;
       expect(err).toBeInstanceOf(HaltedError);
@@ -211,8 +220,9 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       await expect(result.text).rejects.toBeInstanceOf(HaltedError);
       // The provider's own stream saw its signal abort (the request is cancelled, not drained).
       await sleep(30);
+      // The provider's own stream saw its signal abort: it produced at most the token it was on.
       expect(model.aborts).toHaveLength(1);
-      expect(model.aborts[0]! - arrivedAt).toBeLessThan(50);
+      expect(model.tokens - tokensBefore).toBeLessThanOrEqual(1);
     });
 
     it('generateText with an in-flight model call rejects with the HaltedError', async () => {
@@ -239,7 +249,7 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       await e.halt({ tenant: 'acme' });
       const err = await p;
       expect(err).toBeInstanceOf(HaltedError);
-      expect(performance.now() - t0).toBeLessThan(200);
+      expect(performance.now() - t0).toBeLessThan(1000); // not the 2 s the model would take
     });
 
     it('a model capability halt refuses the next model call', async () => {

@@ -1,0 +1,284 @@
+import { performance } from 'node:perf_hooks';
+import { Agent, Runner, handoff, setTracingDisabled, tool } from '@openai/agents';
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { guardRun } from '../../../src/adapters/openai-agents/index.js';
+import { HaltedError } from '../../../src/errors.js';
+import { effectKey } from '../../../src/ledger/index.js';
+import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import { ScriptedModel, type Turn } from './scripted-model.js';
+
+// No network: tracing would export to the OpenAI API.
+setTracingDisabled(true);
+
+const envs: KillSwitchEnv[] = [];
+async function env(): Promise<KillSwitchEnv> {
+  const e = await killSwitchEnv();
+  envs.push(e);
+  return e;
+}
+afterEach(async () => {
+  for (const e of envs.splice(0)) await e.close();
+});
+
+const params = z.object({ amount: z.number() });
+
+/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
+function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
+  return (n) =>
+    n < turns
+      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
+      : { text: ['done'] };
+}
+
+describe('KS-14.3 the OpenAI Agents SDK adapter (@openai/agents 0.20, scripted model)', () => {
+  describe('KS-14.1.2 a halted capability refuses the tool and stops the run', () => {
+    it('rejects with the HaltedError naming the flip after no further model call; the tool never ran', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'refund' }, 'refunds frozen');
+      const model = new ScriptedModel(toolEveryTurn('refund'));
+      let ran = 0;
+      const refund = tool({
+        name: 'refund',
+        description: 'refund',
+        parameters: params,
+        execute: async () => ++ran,
+      });
+      const agent = new Agent({ name: 'support', model, tools: [refund] });
+      const run = guardRun(e.guard, { runId: 'run-cap', tenant: 'acme' });
+      const err = await run.run(agent, 'refund it', { maxTurns: 5 }).catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_HALTED', flip: { seq, reason: 'refunds frozen' } });
+      expect(ran).toBe(0);
+      expect(model.calls).toBe(1);
+      const [entry] = await e.ledger.entries();
+      expect(entry).toMatchObject({ key: effectKey('run-cap', 'call-0'), status: 'refused' });
+      // The caller's agent was not changed: the run used a guarded clone.
+      expect(agent.tools[0]).toBe(refund);
+    });
+
+    it('(control) the same halt through a bare guard.run inside execute is fed back as "Please try again"', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      const model = new ScriptedModel(toolEveryTurn('refund'));
+      const refund = tool({
+        name: 'refund',
+        description: 'refund',
+        parameters: params,
+        execute: (_i, _c, d) =>
+          e.guard.run(
+            { context: {}, runId: 'bare', step: d!.toolCall!.callId, capability: 'refund' },
+            async () => 1,
+          ),
+      });
+      const agent = new Agent({ name: 'support', model, tools: [refund] });
+      const result = await new Runner().run(agent, 'x', { maxTurns: 6 });
+      expect(model.calls).toBe(5);
+      expect(JSON.stringify(result.newItems.map((i) => i.rawItem))).toContain('Please try again');
+    });
+  });
+
+  describe('KS-14.1.3 a halt arriving mid-tool aborts the tool at once and frees the caller', () => {
+    it('aborts the tool signal within 5 ms of the flip reaching the provider; the caller is freed though the tool ignores it', async () => {
+      const e = await env();
+      const model = new ScriptedModel(toolEveryTurn('slow_tool'));
+      const started = deferred();
+      let abortedAt = 0;
+      let turned = true;
+      let finished = false;
+      const slow = tool({
+        name: 'slow_tool',
+        description: 'slow',
+        parameters: params,
+        execute: async (_i, _c, d) => {
+          d!.signal!.addEventListener('abort', () => {
+            abortedAt = performance.now();
+            turned = e.turnedSinceArrival();
+          });
+          started.resolve();
+          await sleep(1500); // ignores its signal on purpose
+          finished = true;
+          return 'late';
+        },
+      });
+      const run = guardRun(e.guard, { runId: 'run-mid', tenant: 'acme' });
+      const p = run
+        .run(new Agent({ name: 'a', model, tools: [slow] }), 'x')
+        .catch((x: unknown) => x);
+      await started.promise;
+      const { arrivedAt, seq } = await e.halt({ tenant: 'acme' });
+      const err = await p;
+      const freedAt = performance.now();
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+      // Aborted within the turn of the event loop that delivered the flip (no timer, no I/O in
+      // between): on an idle machine that is well under 5 ms (bench:adapters measures it).
+      expect(turned).toBe(false);
+      expect(abortedAt).toBeGreaterThanOrEqual(arrivedAt);
+      expect(abortedAt).toBeGreaterThan(0);
+      // Freed long before the tool's 1.5 s body ends: the caller did not wait for it.
+      expect(freedAt - arrivedAt).toBeLessThan(1000);
+      expect(finished).toBe(false);
+      expect(model.calls).toBe(1);
+      expect((await e.ledger.entries())[0]?.status).toBe('aborted');
+    });
+  });
+
+  describe('KS-14.1.4 a halt during a streamed model response ends the stream and the run', () => {
+    it('the text stream ends with the HaltedError instead of silently; completed rejects with it', async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+      const model = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+      const run = guardRun(e.guard, { runId: 'run-stream', tenant: 'acme' });
+      const result = await run.runStreamed(new Agent({ name: 'a', model }), 'x');
+      let seen = 0;
+      const consumed = (async () => {
+        for await (const _t of result.toTextStream()) seen++;
+      })().catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const tokensBefore = model.tokens;
+      const { seq } = await e.halt({ runId: 'run-stream' });
+      const err = await consumed;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      expect(seen).toBeLessThan(tokens.length);
+      await expect(result.completed).rejects.toBeInstanceOf(HaltedError);
+      await sleep(30);
+      // The provider's own stream saw its signal abort: it produced at most the token it was on.
+      expect(model.aborts).toHaveLength(1);
+      expect(model.tokens - tokensBefore).toBeLessThanOrEqual(1);
+    });
+
+    it('a model capability halt refuses the next model call, also for a model named by string', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'llm' });
+      const model = new ScriptedModel(() => ({ text: ['x'] }));
+      const provider = { getModel: async () => model };
+      const run = guardRun(e.guard, { runId: 'run-llm' });
+      await expect(
+        run.run(new Agent({ name: 'a', model: 'scripted-1' }), 'x', {
+          runConfig: { modelProvider: provider },
+        }),
+      ).rejects.toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      expect(model.calls).toBe(0);
+    });
+  });
+
+  describe('KS-14.1.5 the ledger keys effects by run and tool-call id; a resumed run repeats none', () => {
+    it('records intent and landed under effectKey(runId, callId) and replays the recorded output', async () => {
+      const e = await env();
+      let sent = 0;
+      const email = tool({
+        name: 'email',
+        description: 'send',
+        parameters: params,
+        execute: async ({ amount }) => ({ sent: ++sent, amount }),
+      });
+      const script = toolEveryTurn('email', 2);
+      const agentWith = (m: ScriptedModel) => new Agent({ name: 'a', model: m, tools: [email] });
+      await guardRun(e.guard, { runId: 'run-r', tenant: 'acme' }).run(
+        agentWith(new ScriptedModel(script)),
+        'x',
+      );
+      expect(sent).toBe(2);
+      const entries = await e.ledger.entries({ runId: 'run-r' });
+      expect(entries.map((x) => [x.key, x.history.map((h) => h.status)])).toEqual([
+        [effectKey('run-r', 'call-0'), ['intent', 'landed']],
+        [effectKey('run-r', 'call-1'), ['intent', 'landed']],
+      ]);
+      expect(entries[0]).toMatchObject({ capability: 'email', result: { sent: 1, amount: 10 } });
+      const again = await guardRun(e.guard, { runId: 'run-r', tenant: 'acme' }).run(
+        agentWith(new ScriptedModel(script)),
+        'x',
+      );
+      expect(sent).toBe(2);
+      expect(again.finalOutput).toBe('done');
+    });
+  });
+
+  describe("KS-14.1.7 an unrelated tenant's run keeps going", () => {
+    it('halting tenant acme stops its run while tenant globex completes every step', async () => {
+      const e = await env();
+      const gate = deferred();
+      const landed: string[] = [];
+      const work = (tenant: string) =>
+        tool({
+          name: 'work',
+          description: 'work',
+          parameters: params,
+          execute: async (_i, _c, d) => {
+            const id = d!.toolCall!.callId;
+            if (id === 'call-1') await gate.promise;
+            d!.signal!.throwIfAborted();
+            landed.push(`${tenant}/${id}`);
+            return 'ok';
+          },
+        });
+      const acmeRun = guardRun(e.guard, { runId: 'run-a', tenant: 'acme' });
+      const acme = acmeRun
+        .run(
+          new Agent({
+            name: 'a',
+            model: new ScriptedModel(toolEveryTurn('work', 3)),
+            tools: [work('acme')],
+          }),
+          'x',
+        )
+        .catch((x: unknown) => x);
+      const globex = guardRun(e.guard, { runId: 'run-g', tenant: 'globex' }).run(
+        new Agent({
+          name: 'g',
+          model: new ScriptedModel(toolEveryTurn('work', 3)),
+          tools: [work('globex')],
+        }),
+        'x',
+      );
+      while (landed.length < 2) await sleep(2);
+      await e.halt({ tenant: 'acme' });
+      while (!acmeRun.signal.aborted) await sleep(1);
+      gate.resolve();
+      expect(await acme).toBeInstanceOf(HaltedError);
+      expect((await globex).finalOutput).toBe('done');
+      expect(landed.filter((l) => l.startsWith('globex/'))).toEqual([
+        'globex/call-0',
+        'globex/call-1',
+        'globex/call-2',
+      ]);
+      expect(landed.filter((l) => l.startsWith('acme/'))).toEqual(['acme/call-0']);
+    });
+  });
+
+  describe('KS-14.3.1 handoff targets are guarded for the same run', () => {
+    it('a tool of the agent handed off to is refused under the halt and stops the run', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      let ran = 0;
+      const refund = tool({
+        name: 'refund',
+        description: 'r',
+        parameters: params,
+        execute: async () => ++ran,
+      });
+      const billing = new Agent({
+        name: 'billing',
+        model: new ScriptedModel(toolEveryTurn('refund')),
+        tools: [refund],
+      });
+      const triageModel = new ScriptedModel((n) =>
+        n === 0
+          ? { toolCalls: [{ id: 'h-0', name: 'transfer_to_billing', input: {} }] }
+          : { text: ['?'] },
+      );
+      const triage = new Agent({
+        name: 'triage',
+        model: triageModel,
+        handoffs: [handoff(billing)],
+      });
+      const err = await guardRun(e.guard, { runId: 'run-h' })
+        .run(triage, 'x')
+        .catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(ran).toBe(0);
+    });
+  });
+});

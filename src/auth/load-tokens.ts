@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, KillSwitchError, ValidationError } from '../errors.js';
 import { parseTokenSpecs, type TokenSpec } from './token-authenticator.js';
+import { createToken } from './token-hash.js';
 
 /** File name of the admin token generated into the data directory on first start. KS-5.2.7 */
 export const GENERATED_TOKEN_FILE = 'admin.token';
@@ -32,6 +32,10 @@ export interface LoadedTokens {
   readonly created: boolean;
   /** Where the tokens came from, for the start banner. */
   readonly sources: string[];
+  /** What the start banner should warn about: deprecated `sha256` entries (KS-15.3.4). */
+  readonly warnings: string[];
+  /** The token file read (absent when none was). Watch it to reload (KS-15.3.1). */
+  readonly file?: string;
 }
 
 /**
@@ -40,9 +44,13 @@ export interface LoadedTokens {
  * these, an admin token is generated into `<dataDir>/admin.token` (mode 0600) and reused on later
  * starts. KS-5.2.5, KS-5.2.7
  *
+ * A token file that group or others may write is refused; one they may read is refused when it
+ * holds a secret (a `token`, or an unsalted `sha256`): only files of salted `hash` entries may be
+ * shared (KS-15.3.2). `sha256` entries are accepted with a warning (KS-15.3.4).
+ *
  * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed token file or variable
- * @throws {KillSwitchError} `KS_INVALID_OPTION` when `tokensFile` is missing, or the generated token
- *   file is readable by others
+ * @throws {KillSwitchError} `KS_INVALID_OPTION` when `tokensFile` is missing, or a token file
+ *   others may read or write
  */
 export async function loadTokens(options: LoadTokensOptions): Promise<LoadedTokens> {
   const tokens: TokenSpec[] = [];
@@ -56,7 +64,9 @@ export async function loadTokens(options: LoadTokensOptions): Promise<LoadedToke
     );
   });
   if (text !== undefined) {
-    tokens.push(...parseTokenSpecs(parseJson(text, file), file));
+    const specs = parseTokenSpecs(parseJson(text, file), file);
+    await checkMode(file, specs);
+    tokens.push(...specs);
     sources.push(file);
   }
   const envTokens = options.env['KILLSWITCH_TOKENS'];
@@ -74,8 +84,23 @@ export async function loadTokens(options: LoadTokensOptions): Promise<LoadedToke
     );
     sources.push('KILLSWITCH_ADMIN_TOKEN');
   }
+  const legacy = tokens.filter((t) => t.sha256 !== undefined).map((t) => t.name);
+  const warnings =
+    legacy.length === 0
+      ? []
+      : [
+          `tokens ${legacy.join(', ')} use the deprecated unsalted sha256 field: rotate them, or hash each with \`killswitch token hash\` and write the result as "hash" (KS-15.3.4)`,
+        ];
+  const fileField = text === undefined ? {} : { file };
   if (tokens.length > 0 || options.generate === false) {
-    return { tokens, configured: tokens.length > 0, created: false, sources };
+    return {
+      tokens,
+      configured: tokens.length > 0,
+      created: false,
+      sources,
+      warnings,
+      ...fileField,
+    };
   }
   const path = join(options.dataDir, GENERATED_TOKEN_FILE);
   const { token, created } = await readOrCreateToken(path);
@@ -85,7 +110,30 @@ export async function loadTokens(options: LoadTokensOptions): Promise<LoadedToke
     generatedTokenPath: path,
     created,
     sources: [path],
+    warnings,
   };
+}
+
+/** KS-15.3.2: a token file is as private as the secrets in it, and never writable by others. */
+async function checkMode(file: string, specs: readonly TokenSpec[]): Promise<void> {
+  if (process.platform === 'win32') return;
+  const mode = (await stat(file)).mode & 0o777;
+  const octal = mode.toString(8).padStart(3, '0');
+  if ((mode & 0o022) !== 0) {
+    throw new KillSwitchError(
+      ErrorCode.INVALID_OPTION,
+      `token file ${file} is writable by group or others (mode ${octal}): anyone who can write it can add an admin token; chmod 600 it (or 644 for a file of hashed entries only)`,
+    );
+  }
+  const secrets = specs.filter((s) => s.token !== undefined || s.sha256 !== undefined);
+  if ((mode & 0o044) !== 0 && secrets.length > 0) {
+    throw new KillSwitchError(
+      ErrorCode.INVALID_OPTION,
+      `token file ${file} is readable by group or others (mode ${octal}) and holds secrets (${secrets
+        .map((s) => s.name)
+        .join(', ')}: token or sha256); chmod 600 it, or write salted "hash" entries instead`,
+    );
+  }
 }
 
 /**
@@ -120,7 +168,7 @@ async function readOrCreateToken(path: string): Promise<{ token: string; created
     return { token, created: false };
   }
   await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-  const token = `ks_${randomBytes(32).toString('base64url')}`;
+  const token = createToken();
   // 'wx': never overwrite a token another process has just written.
   const fh = await open(path, 'wx', 0o600);
   try {

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
@@ -6,48 +6,64 @@ import { toIssues } from '../internal/zod-issues.js';
 import { normalizeSelector, selectorSchema } from '../model/selector.js';
 import { ID_ALPHABET_MESSAGE, ID_CHARACTERS, ID_PATTERN } from '../protocol/text.js';
 import { Role, workerMatches, type Principal } from './principal.js';
+import {
+  parseScryptHash,
+  tokenId,
+  verifyScrypt,
+  verifyScryptSync,
+  type ScryptHash,
+} from './token-hash.js';
 
 /**
- * One configured token, as written in `tokens.json` or `KILLSWITCH_TOKENS`. Give either the
- * token itself (`token`, at least 16 characters) or its SHA-256 in hex (`sha256`), so a config
- * file need not hold the secret. KS-5.2.5
+ * One configured token, as written in `tokens.json` or `KILLSWITCH_TOKENS`. Give exactly one of
+ * the token itself (`token`, at least 16 characters; the file must then be readable by its owner
+ * only), its salted scrypt hash (`hash`, from `hashToken()` or `killswitch token hash`; such a file
+ * holds no secret), or, deprecated, its unsalted SHA-256 in hex (`sha256`). KS-5.2.5, KS-15.3.2
  *
  * @example
  * ```json
- * { "name": "oncall-acme", "sha256": "…", "role": "operator", "scopes": [{ "tenant": "acme" }], "resume": true,
- *   "expiresAt": "2027-01-01T00:00:00.000Z" }
+ * { "name": "oncall-acme", "hash": "$scrypt$id=…", "role": "operator", "scopes": [{ "tenant": "acme" }],
+ *   "resume": true, "expiresAt": "2027-01-01T00:00:00.000Z" }
+ * { "name": "fleet-eu", "hash": "$scrypt$id=…", "role": "worker", "workers": ["eu-*"] }
  * ```
  */
 export interface TokenSpec {
   /** Becomes the flip's `actor`. */
   readonly name: string;
   readonly token?: string;
+  /** Salted scrypt hash of a `ks_<id>_<secret>` token (KS-15.3.3). */
+  readonly hash?: string;
+  /** @deprecated unsalted; accepted with a warning at start (KS-15.3.4). Use `hash`. */
   readonly sha256?: string;
   readonly role: Role;
-  /** Operator only: the selectors it may flip within (at least one). */
+  /**
+   * Operator: the selectors it may flip within (at least one); it reads what is compatible with
+   * them. Viewer: optional, the selectors it may read (KS-15.4.1).
+   */
   readonly scopes?: readonly { readonly [k: string]: string }[];
   /** May resume. @default true for admin, false otherwise */
   readonly resume?: boolean;
-  /** ISO 8601 instant after which the token is refused (401). */
+  /** ISO 8601 instant after which the token is refused (401) and its streams end. */
   readonly expiresAt?: string;
   /**
-   * Viewer or operator: the worker ids it may acknowledge and stream as, exact or a prefix ending
-   * in `*` (`["w-*"]`). Ids a binding names are reserved: no unbound token may act as them.
-   * @default unbound (see KS-5.2.9)
+   * The worker ids it may acknowledge and stream as, exact or a prefix ending in `*` (`["w-*"]`).
+   * Required for the `worker` role; optional for viewers and operators; refused on admins (they
+   * act as any worker). Without one, a token may not act as a worker (KS-15.2.1).
    */
   readonly workers?: readonly string[];
 }
 
 /**
- * A worker-id pattern of a binding: a worker id (the characters `POST /v1/acks` accepts), or a
- * non-empty prefix of one followed by `*`. A bare `*` is refused: acting as any worker is admin.
+ * A worker-id pattern of a binding: a worker id (the characters `POST /v1/acks` accepts), a
+ * non-empty prefix of one followed by `*`, or, for the `worker` role only, a bare `*` (any id no
+ * other token holds: one token for a fleet whose ids are not known in advance).
  */
 const workerPatternSchema = z
   .string()
   .max(129, 'must be at most 129 characters')
   .regex(
-    new RegExp(`^[${ID_CHARACTERS}]+\\*?$`),
-    'must be a worker id or a non-empty prefix followed by * (letters, digits and ._:@/+=-)',
+    new RegExp(`^(?:[${ID_CHARACTERS}]+\\*?|\\*)$`),
+    'must be a worker id, a non-empty prefix followed by *, or * (letters, digits and ._:@/+=-)',
   );
 
 /** zod schema of one {@link TokenSpec}. */
@@ -55,11 +71,18 @@ export const tokenSpecSchema = z
   .strictObject({
     name: z.string().min(1).max(200).regex(ID_PATTERN, ID_ALPHABET_MESSAGE),
     token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
+    hash: z
+      .string()
+      .refine(
+        (s) => parseScryptHash(s) !== undefined,
+        'must be $scrypt$id=<id>,ln=<10..20>,r=<1..16>,p=<1..4>$<salt>$<key> as hashToken() writes it',
+      )
+      .optional(),
     sha256: z
       .string()
       .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')
       .optional(),
-    role: z.enum(['viewer', 'operator', 'admin']),
+    role: z.enum(['viewer', 'worker', 'operator', 'admin']),
     scopes: z.array(selectorSchema).optional(),
     resume: z.boolean().optional(),
     expiresAt: z
@@ -73,11 +96,12 @@ export const tokenSpecSchema = z
       .optional(),
   })
   .superRefine((v, ctx) => {
-    if ((v.token === undefined) === (v.sha256 === undefined)) {
+    const given = [v.token, v.hash, v.sha256].filter((x) => x !== undefined).length;
+    if (given !== 1) {
       ctx.addIssue({
         code: 'custom',
         path: ['token'],
-        message: 'give exactly one of token and sha256',
+        message: 'give exactly one of token, hash and sha256',
       });
     }
     if (v.role === 'operator' && (v.scopes === undefined || v.scopes.length === 0)) {
@@ -87,27 +111,48 @@ export const tokenSpecSchema = z
         message: 'an operator needs at least one scope',
       });
     }
-    if (v.role === 'operator' && v.scopes?.some((s) => Object.keys(s).length === 0)) {
-      // An empty scope would contain every selector: that is an admin, say so explicitly.
+    if (v.scopes?.some((s) => Object.keys(s).length === 0)) {
+      // An empty scope would contain every selector: that is an admin (or an unscoped viewer).
       ctx.addIssue({
         code: 'custom',
         path: ['scopes'],
-        message: 'an empty scope is global; use role admin',
+        message:
+          v.role === 'viewer'
+            ? 'an empty scope is everything; leave scopes out'
+            : 'an empty scope is global; use role admin',
       });
     }
-    if (v.role !== 'operator' && v.scopes !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'only operators take scopes' });
+    if (v.role !== 'operator' && v.role !== 'viewer' && v.scopes !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scopes'],
+        message: 'only operators and viewers take scopes',
+      });
     }
     if (v.role === 'admin' && v.workers !== undefined) {
       // An admin may act as any worker: a binding there would look like a limit and be none.
       ctx.addIssue({
         code: 'custom',
         path: ['workers'],
-        message: 'an admin may act as any worker; bind a viewer or operator token instead',
+        message: 'an admin may act as any worker; bind a worker token instead',
       });
     }
-    if (v.role === 'viewer' && v.resume === true) {
-      ctx.addIssue({ code: 'custom', path: ['resume'], message: 'a viewer cannot resume' });
+    if (v.role !== 'worker' && v.workers?.includes('*') === true) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workers'],
+        message: 'only a worker token may be bound to any id (*); name the ids or a prefix',
+      });
+    }
+    if (v.role === 'worker' && v.workers === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workers'],
+        message: 'a worker token needs the worker ids it acts as (["w-1"], or a prefix: ["w-*"])',
+      });
+    }
+    if ((v.role === 'viewer' || v.role === 'worker') && v.resume === true) {
+      ctx.addIssue({ code: 'custom', path: ['resume'], message: `a ${v.role} cannot resume` });
     }
   });
 
@@ -128,11 +173,6 @@ export function parseTokenSpecs(value: unknown, what = 'tokens'): TokenSpec[] {
   return r.data.tokens as TokenSpec[];
 }
 
-/** SHA-256 of a token, as stored in `sha256`. */
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
-}
-
 /** Options of {@link TokenAuthenticator}. */
 export interface TokenAuthenticatorOptions {
   readonly tokens: readonly TokenSpec[];
@@ -141,15 +181,28 @@ export interface TokenAuthenticatorOptions {
 }
 
 interface Entry {
-  readonly digest: Buffer;
+  /** Identity across reloads: same credential and settings reuse the principal. */
+  readonly key: string;
   readonly principal: Principal;
-  readonly expiresAt: number;
+  /** Keyed fingerprint of the token, when known without the token (plain and sha256 entries). */
+  readonly fingerprint?: string;
+  readonly scrypt?: ScryptHash;
 }
 
+/** Fingerprints of tokens that failed a scrypt check, remembered so a retry costs nothing. */
+const MAX_FAILED = 4096;
+
 /**
- * Checks bearer tokens. Tokens are kept only as SHA-256 digests and compared in constant time
- * against every configured digest (no early exit), so neither the token nor which entry matched
- * leaks through timing. KS-5.2.6
+ * Checks bearer tokens (KS-5.2.6, KS-15.3). A presented token is reduced to a fingerprint keyed
+ * by a secret drawn at start (HMAC-SHA256 over its SHA-256), which finds plain and `sha256`
+ * entries, and hashed entries already verified, in one lookup: the lookup's timing depends only
+ * on values an attacker cannot compute. A `ks_<id>_<secret>` token not yet seen is checked against
+ * the one hashed entry with its id (scrypt), then remembered; a token whose id no entry has costs
+ * no scrypt at all, so unknown tokens cannot make the server hash.
+ *
+ * The token set can be replaced while running ({@link TokenAuthenticator.replace}, used by the
+ * token-file watcher): a removed or changed token stops authenticating at once, and
+ * {@link TokenAuthenticator.isCurrent} tells holders of its principal (open streams) to end.
  *
  * @example
  * ```ts
@@ -158,42 +211,21 @@ interface Entry {
  * ```
  */
 export class TokenAuthenticator {
-  readonly #entries: Entry[];
+  readonly #secret = randomBytes(32);
   readonly #now: () => number;
+  #entries: Entry[] = [];
+  #byFingerprint = new Map<string, Entry>();
+  #byId = new Map<string, Entry>();
+  #current = new Set<Principal>();
+  readonly #failed = new Map<string, true>();
+  readonly #inflight = new Map<string, Promise<Entry | undefined>>();
+  readonly #listeners = new Set<() => void>();
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for an invalid or duplicate token */
   constructor(options: TokenAuthenticatorOptions) {
-    let specs: TokenSpec[];
-    try {
-      specs = parseTokenSpecs(options.tokens);
-    } catch (err) {
-      throw new InvalidOptionError('tokens', 'valid token specs', (err as Error).message);
-    }
     const clock = options.clock ?? systemClock;
     this.#now = () => clock.wallNow();
-    const names = new Set<string>();
-    const digests = new Set<string>();
-    this.#entries = specs.map((s) => {
-      const hex = s.sha256 ?? hashToken(s.token!);
-      if (names.has(s.name)) throw new InvalidOptionError('tokens', 'unique names', s.name);
-      if (digests.has(hex))
-        throw new InvalidOptionError('tokens', 'unique tokens', `${s.name} (token reused)`);
-      names.add(s.name);
-      digests.add(hex);
-      return {
-        digest: Buffer.from(hex, 'hex'),
-        expiresAt: s.expiresAt === undefined ? Number.POSITIVE_INFINITY : Date.parse(s.expiresAt),
-        principal: Object.freeze({
-          name: s.name,
-          role: s.role,
-          scopes: Object.freeze((s.scopes ?? []).map((x) => normalizeSelector(x))),
-          resume: s.resume ?? s.role === Role.ADMIN,
-          ...(s.workers !== undefined && s.role !== Role.ADMIN
-            ? { workers: Object.freeze([...s.workers]) }
-            : {}),
-        }),
-      };
-    });
+    this.#install(this.#build(options.tokens));
   }
 
   /** Number of configured tokens. */
@@ -202,9 +234,48 @@ export class TokenAuthenticator {
   }
 
   /**
-   * True when some token's worker binding names this id: only those tokens (and admins) may act
-   * as it; an unbound token is refused even before any of them connected. KS-5.2.9
+   * Replaces the token set (a reloaded token file, KS-15.3.1). Tokens whose credential and
+   * settings are unchanged keep their principal, so their open streams continue; the others stop
+   * authenticating at once and {@link TokenAuthenticator.isCurrent} turns false for them. A bad
+   * set is refused whole and the current one kept. Listeners ({@link TokenAuthenticator.onChange})
+   * are told after the swap.
+   *
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` for an invalid or duplicate token
    */
+  replace(tokens: readonly TokenSpec[]): void {
+    const next = this.#build(tokens);
+    this.#install(next);
+    for (const l of [...this.#listeners]) {
+      try {
+        l();
+      } catch {
+        // A listener's failure must not undo the swap nor stop the others.
+      }
+    }
+  }
+
+  /** Calls `listener` after every {@link TokenAuthenticator.replace}. @returns the unsubscriber */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * True while a principal this authenticator issued is still configured, unchanged, and not
+   * expired: a holder (an open stream) ends when this turns false. KS-15.3.1
+   */
+  isCurrent(principal: Principal): boolean {
+    if (!this.#current.has(principal)) return false;
+    return principal.expiresAt === undefined || this.#now() < principal.expiresAt;
+  }
+
+  /** The role of the current token named `name`, or undefined. KS-15.5.1 */
+  roleOf(name: string): Role | undefined {
+    for (const e of this.#entries) if (e.principal.name === name) return e.principal.role;
+    return undefined;
+  }
+
+  /** True when some token's worker binding names this id. KS-5.2.9 */
   reservesWorker(workerId: string): boolean {
     for (const e of this.#entries) {
       const w = e.principal.workers;
@@ -214,31 +285,185 @@ export class TokenAuthenticator {
   }
 
   /**
-   * The principal of an `Authorization` header value.
+   * The principal of an `Authorization` header value. A hashed token not seen before is checked
+   * with scrypt on this thread (a few ms, once per token per process); servers use
+   * {@link TokenAuthenticator.authenticateAsync}, which does it on the thread pool.
    *
    * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
    */
   authenticate(header: string | undefined): Principal {
-    const m = header === undefined ? null : /^Bearer +([^\s]+) *$/i.exec(header);
-    if (m === null) {
-      throw new KillSwitchError(
-        ErrorCode.UNAUTHORIZED,
-        'missing bearer token (Authorization: Bearer <token>)',
-      );
-    }
-    const digest = createHash('sha256').update(m[1]!, 'utf8').digest();
-    let found: Entry | undefined;
-    for (const e of this.#entries) {
-      // No early exit: every entry is compared, whatever matched.
-      if (timingSafeEqual(e.digest, digest) && found === undefined) found = e;
-    }
-    if (found === undefined) throw new KillSwitchError(ErrorCode.UNAUTHORIZED, 'unknown token');
-    if (!(this.#now() < found.expiresAt)) {
-      throw new KillSwitchError(
-        ErrorCode.UNAUTHORIZED,
-        `token '${found.principal.name}' has expired`,
-      );
-    }
-    return found.principal;
+    const token = bearer(header);
+    const fp = this.#fingerprint(token);
+    const hit = this.#byFingerprint.get(fp);
+    if (hit !== undefined) return this.#accept(hit);
+    const candidate = this.#candidate(token, fp);
+    if (candidate === undefined) throw unknown();
+    const ok = verifyScryptSync(candidate.scrypt!, token);
+    return this.#accept(this.#settle(candidate, fp, ok));
   }
+
+  /**
+   * As {@link TokenAuthenticator.authenticate}, with a first-seen hashed token checked on libuv's
+   * thread pool (concurrent checks of one token share one computation), so the event loop never
+   * waits for scrypt.
+   *
+   * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
+   */
+  async authenticateAsync(header: string | undefined): Promise<Principal> {
+    const token = bearer(header);
+    const fp = this.#fingerprint(token);
+    const hit = this.#byFingerprint.get(fp);
+    if (hit !== undefined) return this.#accept(hit);
+    const candidate = this.#candidate(token, fp);
+    if (candidate === undefined) throw unknown();
+    let pending = this.#inflight.get(fp);
+    if (pending === undefined) {
+      pending = verifyScrypt(candidate.scrypt!, token)
+        .then((ok) => this.#settleIfCurrent(candidate, fp, ok))
+        .finally(() => this.#inflight.delete(fp));
+      this.#inflight.set(fp, pending);
+    }
+    const entry = await pending;
+    if (entry === undefined) throw unknown();
+    return this.#accept(entry);
+  }
+
+  #fingerprint(token: string): string {
+    const digest = createHash('sha256').update(token, 'utf8').digest();
+    return createHmac('sha256', this.#secret).update(digest).digest('base64url');
+  }
+
+  /** The hashed entry a token not yet seen may match: only by its id, never by trying all. */
+  #candidate(token: string, fp: string): Entry | undefined {
+    if (this.#failed.has(fp)) return undefined;
+    const id = tokenId(token);
+    return id === undefined ? undefined : this.#byId.get(id);
+  }
+
+  #settle(entry: Entry, fp: string, ok: boolean): Entry {
+    if (!ok) {
+      this.#rememberFailure(fp);
+      throw unknown();
+    }
+    this.#byFingerprint.set(fp, entry);
+    return entry;
+  }
+
+  /** After an asynchronous check: the entry may have been replaced meanwhile. */
+  #settleIfCurrent(entry: Entry, fp: string, ok: boolean): Entry | undefined {
+    const now = entry.scrypt === undefined ? undefined : this.#byId.get(entry.scrypt.id);
+    if (now === undefined || now.key !== entry.key) return undefined;
+    if (!ok) {
+      this.#rememberFailure(fp);
+      return undefined;
+    }
+    this.#byFingerprint.set(fp, now);
+    return now;
+  }
+
+  #rememberFailure(fp: string): void {
+    this.#failed.set(fp, true);
+    if (this.#failed.size > MAX_FAILED) {
+      const oldest = this.#failed.keys().next().value;
+      if (oldest !== undefined) this.#failed.delete(oldest);
+    }
+  }
+
+  #accept(entry: Entry): Principal {
+    const p = entry.principal;
+    if (p.expiresAt !== undefined && !(this.#now() < p.expiresAt)) {
+      throw new KillSwitchError(ErrorCode.UNAUTHORIZED, `token '${p.name}' has expired`);
+    }
+    return p;
+  }
+
+  #build(tokens: readonly TokenSpec[]): Entry[] {
+    let specs: TokenSpec[];
+    try {
+      specs = parseTokenSpecs(tokens);
+    } catch (err) {
+      throw new InvalidOptionError('tokens', 'valid token specs', (err as Error).message);
+    }
+    const previous = new Map(this.#entries.map((e) => [e.key, e]));
+    const names = new Set<string>();
+    const credentials = new Set<string>();
+    return specs.map((s) => {
+      if (names.has(s.name)) throw new InvalidOptionError('tokens', 'unique names', s.name);
+      names.add(s.name);
+      const scrypt = s.hash === undefined ? undefined : parseScryptHash(s.hash);
+      const digest = s.sha256 ?? (s.token === undefined ? undefined : sha256Hex(s.token));
+      const credential = scrypt === undefined ? `sha256:${digest}` : `id:${scrypt.id}`;
+      // A token given twice, in any two forms (plain and hashed share its id), is one credential.
+      const plainId = s.token === undefined ? undefined : tokenId(s.token);
+      for (const c of plainId === undefined ? [credential] : [credential, `id:${plainId}`]) {
+        if (credentials.has(c))
+          throw new InvalidOptionError('tokens', 'unique tokens', `${s.name} (token reused)`);
+        credentials.add(c);
+      }
+      const expiresAt = s.expiresAt === undefined ? undefined : Date.parse(s.expiresAt);
+      const principal: Principal = Object.freeze({
+        name: s.name,
+        role: s.role,
+        scopes: Object.freeze((s.scopes ?? []).map((x) => normalizeSelector(x))),
+        resume: s.resume ?? s.role === Role.ADMIN,
+        ...(s.workers !== undefined && s.role !== Role.ADMIN
+          ? { workers: Object.freeze([...s.workers]) }
+          : {}),
+        ...(expiresAt === undefined ? {} : { expiresAt }),
+      });
+      const key = JSON.stringify([s.hash ?? digest, principal]);
+      const same = previous.get(key);
+      return {
+        key,
+        principal: same?.principal ?? principal,
+        ...(digest === undefined
+          ? {}
+          : {
+              fingerprint: createHmac('sha256', this.#secret)
+                .update(Buffer.from(digest, 'hex'))
+                .digest('base64url'),
+            }),
+        ...(scrypt === undefined ? {} : { scrypt }),
+      };
+    });
+  }
+
+  #install(entries: Entry[]): void {
+    const byKey = new Map(entries.map((e) => [e.key, e]));
+    const byFingerprint = new Map<string, Entry>();
+    const byId = new Map<string, Entry>();
+    for (const e of entries) {
+      if (e.fingerprint !== undefined) byFingerprint.set(e.fingerprint, e);
+      if (e.scrypt !== undefined) byId.set(e.scrypt.id, e);
+    }
+    // Hashed tokens verified before stay verified when their entry did not change.
+    for (const [fp, e] of this.#byFingerprint) {
+      const still = e.scrypt === undefined ? undefined : byKey.get(e.key);
+      if (still !== undefined) byFingerprint.set(fp, still);
+    }
+    this.#entries = entries;
+    this.#byFingerprint = byFingerprint;
+    this.#byId = byId;
+    this.#current = new Set(entries.map((e) => e.principal));
+    this.#failed.clear();
+  }
+}
+
+function sha256Hex(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function bearer(header: string | undefined): string {
+  const m = header === undefined ? null : /^Bearer +([^\s]+) *$/i.exec(header);
+  if (m === null) {
+    throw new KillSwitchError(
+      ErrorCode.UNAUTHORIZED,
+      'missing bearer token (Authorization: Bearer <token>)',
+    );
+  }
+  return m[1]!;
+}
+
+function unknown(): KillSwitchError {
+  return new KillSwitchError(ErrorCode.UNAUTHORIZED, 'unknown token');
 }

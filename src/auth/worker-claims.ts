@@ -9,13 +9,16 @@ export interface WorkerClaimsOptions {
    * passes `staleAfterMs + leaseMarginMs`, the window in which it still counts the holder's lease.
    */
   readonly ttlMs: number;
-  /** True for ids some token's binding names (no unbound token may act as them). @default none */
+  /**
+   * @deprecated Ignored since KS-15.2.1: only tokens bound to worker ids (and admins) act as
+   * workers, so no unbound token remains to keep away from bound ids.
+   */
   readonly reserved?: (workerId: string) => boolean;
   /** Clock: a claim's time to live runs on its monotonic reading. @default systemClock */
   readonly clock?: Clock;
   /**
-   * Live claims kept at most; beyond it an unbound token's new id is refused (a live claim is never
-   * evicted, or flooding ids would free a victim's). @default 100000
+   * Live claims kept at most; beyond it a new id is refused (a live claim is never evicted, or
+   * flooding ids would free a victim's). @default 100000
    */
   readonly maxClaims?: number;
 }
@@ -29,15 +32,17 @@ interface Claim {
 
 /**
  * Which token acts as which worker id, so a leaked token cannot acknowledge for a worker it is not
- * (an ack makes a flip look complete). KS-5.2.9 The rules, checked before anything is recorded:
+ * (an ack makes a flip look complete). KS-5.2.9, KS-15.2.1. The rules, checked before anything is
+ * recorded:
  *
  * - an admin may act as any worker id, and claims nothing;
- * - a token bound to worker ids (`workers`) may act only as ids its binding matches;
- * - an unbound token may act only as an id no binding reserves and no other token holds;
- * - an unbound token acting as an id (an acknowledgement, or a stream opened with `?worker=`)
- *   becomes its holder; the claim lasts while the holder has a stream open as that id and `ttlMs`
- *   after its last acknowledgement or stream close. Bound tokens need no claims: the ids they may
- *   act as are reserved to them.
+ * - a worker credential (the `worker` role, or a viewer or operator with a `workers` binding) may
+ *   act only as ids its binding matches, and only while no other token holds the id;
+ * - anyone else may not act as a worker at all;
+ * - acting as an id (an acknowledgement, or a stream opened with `?worker=`) makes the token its
+ *   holder; the claim lasts while the holder has a stream open as that id and `ttlMs` after its
+ *   last acknowledgement or stream close. Two tokens whose bindings overlap cannot take each
+ *   other's live ids.
  *
  * A claim lapses with the holder's lease: a worker whose lease ran out already counts as stopped
  * and fails closed on its own, so a later claimant cannot make its stop look complete. Claims
@@ -45,14 +50,13 @@ interface Claim {
  *
  * @example
  * ```ts
- * const claims = new WorkerClaims({ ttlMs: 3100, reserved: (id) => auth.reservesWorker(id) });
+ * const claims = new WorkerClaims({ ttlMs: 3100 });
  * claims.check(principal, 'w-1'); // throws KS_FORBIDDEN
  * claims.touch(principal, 'w-1');
  * ```
  */
 export class WorkerClaims {
   readonly #ttlMs: number;
-  readonly #reserved: (workerId: string) => boolean;
   readonly #now: () => number;
   readonly #max: number;
   readonly #claims = new Map<string, Claim>();
@@ -72,7 +76,6 @@ export class WorkerClaims {
     }
     this.#ttlMs = ttl;
     this.#max = max;
-    this.#reserved = options.reserved ?? (() => false);
     const clock = options.clock ?? systemClock;
     this.#now = () => clock.now();
   }
@@ -83,22 +86,9 @@ export class WorkerClaims {
    * @throws {KillSwitchError} `KS_FORBIDDEN` naming the token and the id
    */
   check(principal: Principal, workerId: string): void {
-    // The binding itself (bound tokens, admins): KS-5.2.9
+    // The credential and its binding: KS-5.2.9, KS-15.2.1
     authorize(principal, { kind: 'ack', workerId });
-    if (principal.role === Role.ADMIN || principal.workers !== undefined) return;
-    // Fail closed: a reservation that cannot be read counts as reserved.
-    let reserved: boolean;
-    try {
-      reserved = this.#reserved(workerId) !== false;
-    } catch {
-      reserved = true;
-    }
-    if (reserved) {
-      throw new KillSwitchError(
-        ErrorCode.FORBIDDEN,
-        `token '${principal.name}' may not act as worker '${workerId}': the id is bound to other tokens`,
-      );
-    }
+    if (principal.role === Role.ADMIN) return;
     const c = this.#claims.get(workerId);
     if (c !== undefined && c.holder !== principal.name && this.#live(c)) {
       throw new KillSwitchError(
@@ -111,7 +101,7 @@ export class WorkerClaims {
       if (this.#claims.size >= this.#max) {
         throw new KillSwitchError(
           ErrorCode.FORBIDDEN,
-          `token '${principal.name}' may not act as a new worker '${workerId}': ${this.#max} worker ids are held; bind worker tokens (workers) instead`,
+          `token '${principal.name}' may not act as a new worker '${workerId}': ${this.#max} worker ids are held`,
         );
       }
     }
@@ -151,9 +141,9 @@ export class WorkerClaims {
     return c.streams > 0 || this.#now() - c.lastAt < this.#ttlMs;
   }
 
-  /** The unbound principal's claim on the id (a lapsed one of another token is replaced). */
+  /** The principal's claim on the id (a lapsed one of another token is replaced). */
   #claim(principal: Principal, workerId: string): Claim | undefined {
-    if (principal.role === Role.ADMIN || principal.workers !== undefined) return undefined;
+    if (principal.role === Role.ADMIN) return undefined;
     let c = this.#claims.get(workerId);
     if (c === undefined || (c.holder !== principal.name && !this.#live(c))) {
       c = { holder: principal.name, streams: 0, lastAt: this.#now() };

@@ -44,7 +44,7 @@ function followingStore(): { store: FlipLogStore; set(f: Partial<Follow>): void 
 async function ack(url: string, seq = 0) {
   return fetch(`${url}/v1/acks`, {
     method: 'POST',
-    headers: { ...bearer(TOKENS.viewer), 'content-type': 'application/json' },
+    headers: { ...bearer(TOKENS.worker), 'content-type': 'application/json' },
     body: JSON.stringify({ workerId: 'w-ack', seq }),
   });
 }
@@ -53,7 +53,7 @@ async function worker(urls: string[], staleAfterMs: number) {
   const provider = new KillSwitchProvider({
     source: new RemoteFlipSource({
       urls,
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       workerId: `w-${Math.random().toString(36).slice(2, 8)}`,
       staleAfterMs,
       heartbeatMs: Math.max(50, Math.floor(staleAfterMs / 4)),

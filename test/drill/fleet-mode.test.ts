@@ -58,11 +58,11 @@ describe('KS-9.5.2 KS-9.5.3 a fleet drill measures the acknowledgements, fails o
       dir = await mkdtemp(join(tmpdir(), 'drill-fleet-'));
       const store = new MemoryFlipLogStore();
       await store.open();
-      // Real auth: the workers hold a viewer token, the drill an operator token scoped to the
+      // Real auth: the workers hold a worker token, the drill an operator token scoped to the
       // drill tenant with the resume permission (what an on-call team hands a quarterly drill).
       const auth = new TokenAuthenticator({
         tokens: [
-          { name: 'fleet', token: FLEET_TOKEN, role: 'viewer' },
+          { name: 'fleet', token: FLEET_TOKEN, role: 'worker', workers: ['w*'] },
           {
             name: 'drill-op',
             token: DRILL_TOKEN,
@@ -166,7 +166,7 @@ describe('KS-9.5.2 KS-9.5.3 a fleet drill measures the acknowledgements, fails o
         expect.arrayContaining(['lever-error', 'flip-not-accepted']),
       );
       expect(viewer.report.violations.find((v) => v.code === 'lever-error')!.message).toMatch(
-        /viewer/,
+        /is a worker and may not flip/,
       );
       expect((await store.read()).length).toBe(4);
     },

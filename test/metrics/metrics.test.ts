@@ -14,6 +14,7 @@ import type { SourceStatus } from '../../src/source/index.js';
 
 const ADMIN = 'metrics-admin-token-0123456789';
 const VIEWER = 'metrics-viewer-token-0123456789';
+const WORKER = 'metrics-worker-token-0123456789';
 
 let cp: ControlPlane | undefined;
 let metrics: ControlPlaneMetrics | undefined;
@@ -64,6 +65,7 @@ async function startAll(store: MemoryFlipLogStore): Promise<void> {
       tokens: [
         { name: 'ada', token: ADMIN, role: 'admin' },
         { name: 'vera', token: VIEWER, role: 'viewer' },
+        { name: 'wes', token: WORKER, role: 'worker', workers: ['metrics-worker'] },
       ],
     }),
     logger: { info: () => {}, warn: () => {}, error: () => {} },
@@ -99,7 +101,7 @@ describe('KS-11.2.2 the control plane metrics follow the log, the stream and the
 
     const source = new RemoteFlipSource({
       urls: [cp!.url],
-      token: VIEWER,
+      token: WORKER,
       workerId: 'metrics-worker',
       release: 'v1',
       staleAfterMs: 2000,

@@ -246,7 +246,7 @@ describe('KS-5.1.9 acks and workers', () => {
     await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('a') });
     await call(cp, 'POST', '/v1/flips', { token: admin, body: halt('b') });
     const a = await call(cp, 'POST', '/v1/acks', {
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       body: { workerId: 'w1', release: 'v1', seq: 1 },
     });
     expect(a.status).toBe(200);

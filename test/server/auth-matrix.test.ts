@@ -13,12 +13,21 @@ afterAll(async () => {
 });
 
 type Who =
-  'none' | 'bad' | 'expired' | 'viewer' | 'operator' | 'operatorNoResume' | 'capOperator' | 'admin';
+  | 'none'
+  | 'bad'
+  | 'expired'
+  | 'viewer'
+  | 'worker'
+  | 'operator'
+  | 'operatorNoResume'
+  | 'capOperator'
+  | 'admin';
 const WHO: Who[] = [
   'none',
   'bad',
   'expired',
   'viewer',
+  'worker',
   'operator',
   'operatorNoResume',
   'capOperator',
@@ -54,16 +63,17 @@ describe('KS-5.2.2 reading routes need a valid token of any role; KS-5.2.1 none,
     ['GET', '/v1/flips'],
     ['GET', '/v1/workers'],
     ['GET', '/v1/stream'],
-    // KS-5.2.9: each token acks as a worker id of its own (an unbound token may not act as an id
-    // another token holds).
-    ['POST', '/v1/acks', { seq: 0 }],
   ];
   for (const [method, path, body] of routes) {
     it.each(WHO)(`${method} ${path} as %s`, async (who) => {
-      const b = path === '/v1/acks' ? { ...(body as object), workerId: `w-${who}` } : body;
-      expect(await status(method, path, who, b)).toBe(unauth(who) ? 401 : 200);
+      expect(await status(method, path, who, body)).toBe(unauth(who) ? 401 : 200);
     });
   }
+  // KS-15.2.1: only worker credentials (and admins) acknowledge; each acts as an id of its own.
+  it.each(WHO)('POST /v1/acks as %s', async (who) => {
+    const got = await status('POST', '/v1/acks', who, { seq: 0, workerId: `w-${who}` });
+    expect(got).toBe(unauth(who) ? 401 : who === 'worker' || who === 'admin' ? 200 : 403);
+  });
   it.each(WHO)('GET /healthz as %s is public', async (who) => {
     expect(await status('GET', '/healthz', who)).toBe(200);
   });
@@ -79,6 +89,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
         bad: 401,
         expired: 401,
         viewer: 403,
+        worker: 403,
         operator: 201,
         operatorNoResume: 201,
         capOperator: 403,
@@ -93,6 +104,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
         bad: 401,
         expired: 401,
         viewer: 403,
+        worker: 403,
         operator: 201,
         operatorNoResume: 201,
         capOperator: 403,
@@ -107,6 +119,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
         bad: 401,
         expired: 401,
         viewer: 403,
+        worker: 403,
         operator: 403,
         operatorNoResume: 403,
         capOperator: 201,
@@ -121,6 +134,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
         bad: 401,
         expired: 401,
         viewer: 403,
+        worker: 403,
         operator: 403,
         operatorNoResume: 403,
         capOperator: 403,
@@ -135,6 +149,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
         bad: 401,
         expired: 401,
         viewer: 403,
+        worker: 403,
         operator: 403,
         operatorNoResume: 403,
         capOperator: 403,
@@ -156,6 +171,7 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
     bad: 401,
     expired: 401,
     viewer: 403,
+    worker: 403,
     operator: 201,
     operatorNoResume: 403,
     capOperator: 403,

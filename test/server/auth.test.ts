@@ -6,7 +6,7 @@ import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import {
   TokenAuthenticator,
   authorize,
-  hashToken,
+  sha256Token,
   isLoopbackHost,
   loadTokens,
   type Principal,
@@ -30,7 +30,7 @@ describe('KS-5.2.6 tokens are checked by hash; unknown, malformed and expired to
     clock: readClock(() => now),
     tokens: [
       { name: 'plain', token: 'plain-token-0123456789', role: 'viewer' },
-      { name: 'hashed', sha256: hashToken('hashed-token-0123456789'), role: 'admin' },
+      { name: 'hashed', sha256: sha256Token('hashed-token-0123456789'), role: 'admin' },
       {
         name: 'soon',
         token: 'soon-token-0123456789ab',
@@ -72,7 +72,7 @@ describe('KS-5.2.6 tokens are checked by hash; unknown, malformed and expired to
     const bad = [
       [{ name: 'a', token: 'short', role: 'viewer' }],
       [{ name: 'a', role: 'viewer' }],
-      [{ name: 'a', token: 'x'.repeat(20), sha256: hashToken('y'), role: 'viewer' }],
+      [{ name: 'a', token: 'x'.repeat(20), sha256: sha256Token('y'), role: 'viewer' }],
       [{ name: 'a', token: 'x'.repeat(20), role: 'operator' }],
       [{ name: 'a', token: 'x'.repeat(20), role: 'operator', scopes: [{}] }],
       [{ name: 'a', token: 'x'.repeat(20), role: 'viewer', resume: true }],
@@ -129,6 +129,7 @@ describe('KS-5.2.5 tokens come from a file or the environment', () => {
     await writeFile(
       join(d, 'tokens.json'),
       JSON.stringify({ tokens: [{ name: 'f', token: 'file-token-0123456789', role: 'viewer' }] }),
+      { mode: 0o600 },
     );
     const r = await loadTokens({
       dataDir: d,

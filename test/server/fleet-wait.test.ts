@@ -20,7 +20,7 @@ afterEach(async () => {
 async function ackingWorker(id: string): Promise<{ acked: number[] }> {
   const { reader } = await SseReader.open(
     `${cp!.url}/v1/stream?worker=${id}&release=v1`,
-    bearer(TOKENS.viewer),
+    bearer(TOKENS.worker),
   );
   const acked: number[] = [];
   let stop = false;
@@ -30,7 +30,7 @@ async function ackingWorker(id: string): Promise<{ acked: number[] }> {
   });
   const ack = async (seq: number) => {
     const r = await call(cp!, 'POST', '/v1/acks', {
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       body: { workerId: id, release: 'v1', seq },
     });
     expect(r.status).toBe(200);
@@ -53,7 +53,7 @@ describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when t
     const a = await ackingWorker('worker-a');
     // worker-b renews its lease once and then goes silent.
     const b = await call(cp, 'POST', '/v1/acks', {
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       body: { workerId: 'worker-b', release: 'v0', seq: 0 },
     });
     expect(b.status).toBe(200);
@@ -105,7 +105,7 @@ describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when t
   it('a wait that ends first answers complete: false with the laggards', async () => {
     ({ cp } = await startTestServer({ staleAfterMs: 60_000 }));
     await call(cp, 'POST', '/v1/acks', {
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       body: { workerId: 'slow', seq: 0 },
     });
     const r = await call(cp, 'POST', '/v1/flips', {

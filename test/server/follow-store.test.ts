@@ -89,7 +89,7 @@ describe('KS-5.1.11 the control plane follows the store in seq order', () => {
     expect(
       (
         await call(cp, 'POST', '/v1/acks', {
-          token: TOKENS.viewer,
+          token: TOKENS.worker,
           body: { workerId: 'w', seq: 0 },
         })
       ).status,

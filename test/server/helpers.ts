@@ -15,6 +15,7 @@ export const TOKENS = {
   capOperator: 'operator-refund-0123456789',
   admin: 'admin-token-0123456789abc',
   expired: 'expired-token-0123456789',
+  worker: 'worker-token-0123456789ab',
 } as const;
 
 export const TOKEN_SPECS: TokenSpec[] = [
@@ -36,6 +37,8 @@ export const TOKEN_SPECS: TokenSpec[] = [
   },
   { name: 'ada', token: TOKENS.admin, role: 'admin' },
   { name: 'old', token: TOKENS.expired, role: 'admin', expiresAt: '2001-01-01T00:00:00.000Z' },
+  // KS-15.2.1: only worker credentials acknowledge; this one may act as any id no other token holds.
+  { name: 'wes', token: TOKENS.worker, role: 'worker', workers: ['*'] },
 ];
 
 export const silentLogger = { info: () => {}, warn: () => {}, error: () => {} };

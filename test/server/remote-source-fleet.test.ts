@@ -17,7 +17,7 @@ afterEach(async () => {
 async function worker(id: string): Promise<{ source: RemoteFlipSource; applied: number[] }> {
   const source = new RemoteFlipSource({
     urls: [cp!.url],
-    token: TOKENS.viewer,
+    token: TOKENS.worker,
     workerId: id,
     release: 'v1',
     staleAfterMs: 1000,

@@ -17,7 +17,7 @@ afterEach(async () => {
 
 async function open(path: string, headers: Record<string, string> = {}): Promise<SseReader> {
   const { res, reader } = await SseReader.open(cp!.url + path, {
-    ...bearer(TOKENS.viewer),
+    ...bearer(TOKENS.worker),
     ...headers,
   });
   expect(res.status).toBe(200);

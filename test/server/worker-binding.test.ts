@@ -16,6 +16,7 @@ const T = {
   exact: 'exact-worker-token-0123456789',
   vera: 'viewer-vera-token-0123456789',
   vic: 'viewer-vic-token-01234567890',
+  fleet2: 'fleet2-worker-token-0123456789',
   otto: 'operator-otto-token-0123456789',
   admin: 'admin-token-0123456789abcdef',
 } as const;
@@ -25,6 +26,7 @@ const SPECS: TokenSpec[] = [
   { name: 'exact', token: T.exact, role: 'viewer', workers: ['exact-1'] },
   { name: 'vera', token: T.vera, role: 'viewer' },
   { name: 'vic', token: T.vic, role: 'viewer' },
+  { name: 'fleet2', token: T.fleet2, role: 'worker', workers: ['w-*', 'free-*'] },
   {
     name: 'otto',
     token: T.otto,
@@ -148,45 +150,45 @@ describe('KS-5.2.9 a token bound to worker ids acknowledges only as those ids', 
   });
 });
 
-describe('KS-5.2.9 an unbound token may not act as a worker id that is bound or held by another token', () => {
-  it('ids a binding names are refused to unbound tokens even before any bound token used them', async () => {
+describe('KS-15.2.1 only worker credentials act as workers; two credentials never hold one id', () => {
+  it('a token with no binding may neither acknowledge nor stream as any worker id', async () => {
     const { cp } = await server();
-    for (const id of ['w-1', 'exact-1', 'ops-9', 'w-7']) {
+    for (const id of ['w-1', 'exact-1', 'free-1']) {
       const r = await ack(cp, T.vera, id);
       expect(r.status, id).toBe(403);
-      expect(r.json.error.message).toContain('bound to other tokens');
+      expect(r.json.error.message).toMatch(/may not act as a worker: .*need a worker credential/);
     }
-    expect(await openStream(cp, T.vera, 'w-2')).toBe(403);
+    expect(await openStream(cp, T.vera, 'free-2')).toBe(403);
     expect(await workerIds(cp)).toEqual([]);
   });
 
-  it('the first unbound token to act as a free id holds it; another unbound token gets 403; the holder keeps acking', async () => {
+  it('of two credentials whose bindings overlap, the first to act as an id holds it; the other gets 403', async () => {
     const { cp } = await server();
-    expect((await ack(cp, T.vera, 'free-1')).status).toBe(200);
-    const spoof = await ack(cp, T.vic, 'free-1', 5);
+    expect((await ack(cp, T.fleet, 'w-5')).status).toBe(200);
+    const spoof = await ack(cp, T.fleet2, 'w-5', 5);
     expect(spoof.status).toBe(403);
     expect(spoof.json.error.message).toContain('another token acts as it');
-    expect((await ack(cp, T.vera, 'free-1', 0)).status).toBe(200);
-    expect(await openStream(cp, T.vic, 'free-1')).toBe(403);
-    // Other free ids stay free for the other token.
-    expect((await ack(cp, T.vic, 'free-2')).status).toBe(200);
+    expect((await ack(cp, T.fleet, 'w-5', 0)).status).toBe(200);
+    expect(await openStream(cp, T.fleet2, 'w-5')).toBe(403);
+    // Other ids of the overlap stay free for the other credential.
+    expect((await ack(cp, T.fleet2, 'w-6')).status).toBe(200);
     const workers = (await call(cp, 'GET', '/v1/workers', { token: T.admin })).json.workers;
-    expect(workers.find((w: any) => w.id === 'free-1').lastAckSeq).toBe(0);
+    expect(workers.find((w: any) => w.id === 'w-5').lastAckSeq).toBe(0);
   });
 
-  it('a claim lapses staleAfterMs + leaseMarginMs after its holder’s last ack, and never while its stream is open', async () => {
+  it('a hold lapses staleAfterMs + leaseMarginMs after its holder’s last ack, and never while its stream is open', async () => {
     const { cp, clock } = await server();
-    expect((await ack(cp, T.vera, 'free-1')).status).toBe(200);
+    expect((await ack(cp, T.fleet, 'w-1')).status).toBe(200);
     clock.now += STALE_AFTER_MS + MARGIN_MS - 1;
-    expect((await ack(cp, T.vic, 'free-1')).status).toBe(403);
+    expect((await ack(cp, T.fleet2, 'w-1')).status).toBe(403);
     clock.now += 1;
     // The holder's lease ran out: it counts as stopped and fails closed on its own.
-    expect((await ack(cp, T.vic, 'free-1')).status).toBe(200);
-    expect((await ack(cp, T.vera, 'free-1')).status).toBe(403);
+    expect((await ack(cp, T.fleet2, 'w-1')).status).toBe(200);
+    expect((await ack(cp, T.fleet, 'w-1')).status).toBe(403);
 
-    expect(await openStream(cp, T.vera, 'free-2')).toBe(200);
+    expect(await openStream(cp, T.fleet, 'w-2')).toBe(200);
     clock.now += 10 * STALE_AFTER_MS;
-    expect((await ack(cp, T.vic, 'free-2')).status).toBe(403);
+    expect((await ack(cp, T.fleet2, 'w-2')).status).toBe(403);
   });
 });
 
@@ -215,7 +217,7 @@ describe('KS-5.2.9 a leaked token cannot make a flip look complete', () => {
 describe('KS-5.2.9 the binding is validated with the token config', () => {
   const base = { name: 'x', token: 'x-token-0123456789abcdef', role: 'viewer' } as const;
   it.each([
-    ['a bare *', ['*']],
+    ['a bare * (on a viewer: only worker tokens may take any id)', ['*']],
     ['an empty list', []],
     ['a * in the middle', ['w-*-1']],
     ['a character a worker id cannot hold', ['w 1']],
@@ -233,7 +235,7 @@ describe('KS-5.2.9 the binding is validated with the token config', () => {
     const r = tokenSpecSchema.safeParse({ ...base, role: 'admin', workers: ['w-*'] });
     expect(r.success).toBe(false);
     expect(r.error?.issues.map((i) => i.message)).toContain(
-      'an admin may act as any worker; bind a viewer or operator token instead',
+      'an admin may act as any worker; bind a worker token instead',
     );
   });
 
@@ -242,26 +244,27 @@ describe('KS-5.2.9 the binding is validated with the token config', () => {
     expect(auth.reservesWorker('w-1')).toBe(true);
     expect(auth.reservesWorker('exact-1')).toBe(true);
     expect(auth.reservesWorker('exact-2')).toBe(false);
-    expect(auth.reservesWorker('free-1')).toBe(false);
+    expect(auth.reservesWorker('other-1')).toBe(false);
   });
 
-  it('WorkerClaims fails closed: a reservation check that throws refuses, and a full table refuses new ids', () => {
+  it('a worker token needs a binding; WorkerClaims refuses unbound principals and, when full, new ids', () => {
+    expect(tokenSpecSchema.safeParse({ ...base, role: 'worker' }).success).toBe(false);
+    expect(tokenSpecSchema.safeParse({ ...base, role: 'worker', workers: ['*'] }).success).toBe(
+      true,
+    );
     const vera = { name: 'vera', role: 'viewer', scopes: [], resume: false } as const;
-    const throwing = new WorkerClaims({
-      ttlMs: 1000,
-      reserved: () => {
-        throw new Error('boom');
-      },
-    });
-    expect(() => throwing.check(vera, 'free-1')).toThrow(/bound to other tokens/);
+    const wes = { ...vera, name: 'wes', role: 'worker', workers: ['*'] } as const;
+    expect(() => new WorkerClaims({ ttlMs: 1000 }).check(vera, 'free-1')).toThrow(
+      /may not act as a worker/,
+    );
     const clock = { now: 0 };
     const full = new WorkerClaims({ ttlMs: 1000, maxClaims: 1, clock: readClock(() => clock.now) });
-    full.check(vera, 'a');
-    full.touch(vera, 'a');
-    expect(() => full.check(vera, 'b')).toThrow(/worker ids are held/);
-    expect(full.holder('a')).toBe('vera');
+    full.check(wes, 'a');
+    full.touch(wes, 'a');
+    expect(() => full.check(wes, 'b')).toThrow(/worker ids are held/);
+    expect(full.holder('a')).toBe('wes');
     clock.now += 1000; // a's claim lapsed: room again, and a is free
-    expect(() => full.check(vera, 'b')).not.toThrow();
+    expect(() => full.check(wes, 'b')).not.toThrow();
     expect(full.holder('a')).toBeUndefined();
   });
 });

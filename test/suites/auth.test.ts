@@ -28,6 +28,7 @@ const T = {
   admin: 'auth-admin-0123456789abcdef',
   adminNoResume: 'auth-admin-noresume-0123456789',
   expiring: 'auth-expiring-admin-0123456789',
+  worker: 'auth-worker-0123456789abcdef',
 } as const;
 type Who = keyof typeof T;
 
@@ -57,6 +58,7 @@ const SPECS: TokenSpec[] = [
     resume: true,
   },
   { name: 'admin', token: T.admin, role: 'admin' },
+  { name: 'worker', token: T.worker, role: 'worker', workers: ['auth-w-*'] },
   { name: 'admin-noresume', token: T.adminNoResume, role: 'admin', resume: false },
   {
     name: 'expiring',
@@ -179,9 +181,10 @@ describe('KS-13.5.1 every route refuses every malformed credential with 401 and 
   });
 });
 
-describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 says', () => {
+describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 and KS-15.2.1 say', () => {
   const readers: Who[] = [
     'viewer',
+    'worker',
     'acme',
     'acmeNoResume',
     'refund',
@@ -189,12 +192,27 @@ describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 say
     'admin',
     'adminNoResume',
   ];
+  // KS-15.2.1: acknowledging needs a worker credential (or admin); every role reads.
+  const acks = (who: Who) => who === 'worker' || who === 'admin' || who === 'adminNoResume';
   for (const route of ROUTES.filter((r) => r.name !== 'POST /v1/flips')) {
-    it.each(readers)(`${route.name} as %s is allowed`, async (who) => {
+    it.each(readers)(`${route.name} as %s`, async (who) => {
       const a = await send(route.method, route.target, `Bearer ${T[who]}`, route.body?.());
-      expect(a.status).toBe(200);
+      expect(a.status).toBe(route.name !== 'POST /v1/acks' || acks(who) ? 200 : 403);
     });
   }
+  it('a worker token may neither halt nor resume, and appends nothing', async () => {
+    const before = (await store.head()).seq;
+    for (const action of ['halt', 'resume']) {
+      const a = await send('POST', '/v1/flips', `Bearer ${T.worker}`, {
+        action,
+        selector: { tenant: 'acme' },
+        reason: 'x',
+      });
+      expect(a.status).toBe(403);
+      expect(JSON.parse(a.body).error.message).toMatch(/is a worker and may not flip/);
+    }
+    expect((await store.head()).seq).toBe(before);
+  });
 });
 
 type Expect = Partial<Record<Who, number>>;

@@ -1,0 +1,9 @@
+export { SigningKey, PublicKeyRing, keyIdOf } from './signing-key.js';
+export {
+  recordStatement,
+  checkpointStatement,
+  parseExpectedHead,
+  headMismatch,
+  type Checkpoint,
+  type ExpectedHead,
+} from './statements.js';

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   drill: () => import('./commands/drill.js'),
   report: () => import('./commands/report.js'),
   release: () => import('./commands/release.js'),
+  token: () => import('./commands/token.js'),
 };
 
 const USAGE = `usage: killswitch <command> [options]

@@ -1,7 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadTokens } from '../../auth/load-tokens.js';
+import { loadTokens, TOKENS_FILE, type LoadTokensOptions } from '../../auth/load-tokens.js';
+import { watchTokenFile, type TokenFileWatcher } from '../../auth/watch-token-file.js';
 import { TokenAuthenticator } from '../../auth/token-authenticator.js';
 import { isLoopbackHost } from '../../auth/is-loopback-host.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
@@ -35,10 +36,12 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --stale-after-ms <ms>   worker lease (default 3000)
   --json                  print the start line as JSON
 
-tokens: a token file or KILLSWITCH_TOKENS (JSON: [{ name, token | sha256, role: viewer|operator|admin,
-scopes?: [{ tenant?, feature?, runId?, capability? }], resume?, expiresAt? }]) or
-KILLSWITCH_ADMIN_TOKEN. With none, an admin token is generated into <dataDir>/admin.token (mode 0600);
-the CLI reads it when it talks to a local server.
+tokens: a token file or KILLSWITCH_TOKENS (JSON: [{ name, token | hash | sha256,
+role: viewer|worker|operator|admin, scopes?: [{ tenant?, feature?, runId?, capability? }], resume?,
+expiresAt?, workers?: ["w-*"] }]) or KILLSWITCH_ADMIN_TOKEN; 'killswitch token create' makes a token
+and its hashed entry. The token file is reloaded when it changes and on SIGHUP (KS-15.3.1); one that
+others may read must hold only hashed entries (KS-15.3.2). With none, an admin token is generated
+into <dataDir>/admin.token (mode 0600); the CLI reads it when it talks to a local server.
 
 Stops cleanly on SIGINT or SIGTERM. exit codes: 0 stopped, 1 could not start, 2 usage error`;
 
@@ -87,14 +90,17 @@ export const command: CliCommand = {
     let stopped: Promise<number> | undefined;
     let cp: ControlPlane | undefined;
     let releases: ReleaseGate | undefined;
+    let watcher: TokenFileWatcher | undefined;
     try {
-      const tokens = await loadTokens({
+      const tokenOptions: LoadTokensOptions = {
         dataDir,
         env: io.env,
         ...(values.tokens === undefined ? {} : { tokensFile: values.tokens }),
         // KS-5.2.8: off loopback, a generated token is no substitute for configured ones.
         generate: loopback,
-      });
+      };
+      const tokens = await loadTokens(tokenOptions);
+      for (const w of tokens.warnings) io.stderr(`killswitch serve: warning: ${w}`);
       if (!tokens.configured && !loopback) {
         return cli.fail({
           code: USAGE_ERROR_CODE,
@@ -111,12 +117,13 @@ export const command: CliCommand = {
         path: join(dataDir, 'releases.jsonl'),
         logger: { warn: (m) => io.stderr(`killswitch serve: warning: ${m}`) },
       });
+      const auth = new TokenAuthenticator({ tokens: tokens.tokens });
       cp = await startControlPlane({
         store,
         releaseGate: releases,
         host,
         port,
-        auth: new TokenAuthenticator({ tokens: tokens.tokens }),
+        auth,
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
         logger: {
@@ -136,10 +143,28 @@ export const command: CliCommand = {
           `killswitch serve: warning: /metrics is off (${err instanceof Error ? err.message : String(err)})`,
         );
       }
+      // KS-15.3.1: revoking or rotating a token needs no restart.
+      watcher = watchTokenFile({
+        auth,
+        file: values.tokens ?? join(dataDir, TOKENS_FILE),
+        load: async () => {
+          const again = await loadTokens(tokenOptions);
+          if (!again.configured && !loopback) {
+            throw new Error(`the reloaded token set is empty; refusing it on ${host}`);
+          }
+          for (const w of again.warnings) io.stderr(`killswitch serve: warning: ${w}`);
+          return again.tokens;
+        },
+        onReload: (count) => io.stderr(`killswitch serve: reloaded the tokens (${count})`),
+        onError: (err) =>
+          io.stderr(
+            `killswitch serve: error: tokens not reloaded, the previous ones stay in force: ${err.message}`,
+          ),
+      });
       // Handle SIGINT/SIGTERM before announcing the URL: a supervisor may signal as soon as it
       // reads the start line, and a SIGTERM that arrives before the handler exists kills the
       // process uncleanly (KS-5.3.6; seen under load by the KS-13.6 tamper suite).
-      stopped = waitForSignal(cp, store, io, releases);
+      stopped = waitForSignal(cp, store, io, releases, watcher);
       if (values.json === true) {
         io.stdout(
           JSON.stringify({
@@ -176,12 +201,13 @@ export const command: CliCommand = {
             : ''),
         exit: ExitCode.FAILED,
       });
+      watcher?.close();
       await cp?.close().catch(() => {});
       await store?.close().catch(() => {});
       await releases?.close().catch(() => {});
       return ExitCode.FAILED;
     }
-    return stopped ?? waitForSignal(cp, store, io, releases);
+    return stopped ?? waitForSignal(cp, store, io, releases, watcher);
   },
 };
 
@@ -190,6 +216,7 @@ function waitForSignal(
   store: FlipLogStore,
   io: CliIo,
   releases?: ReleaseGate,
+  watcher?: TokenFileWatcher,
 ): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
@@ -202,6 +229,7 @@ function waitForSignal(
       io.stderr(`killswitch serve: ${signal}, closing`);
       void (async () => {
         let code: number = ExitCode.OK;
+        watcher?.close();
         try {
           await cp.close();
           await store.close();

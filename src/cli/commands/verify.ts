@@ -1,20 +1,27 @@
 import { parseArgs } from 'node:util';
 import { readFlipLogFile } from '../../../providers/file/read-flip-log-file.js';
+import { readFile } from 'node:fs/promises';
 import { ErrorCode, LogCorruptError } from '../../errors.js';
+import { headMismatch, parseExpectedHead, type ExpectedHead } from '../../integrity/statements.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import { CommandOutput } from '../internal/output.js';
 
-const HELP = `usage: killswitch verify <file> [--json]
+const HELP = `usage: killswitch verify <file> [--expect-head <seq>:<hash> | <checkpoint JSON> | @<file>] [--json]
 
 Checks a file flip log (JSON lines) without changing it and without taking its lock: every line
 parses, seq is dense from 1, each record's prev names the hash before it and its hash matches its
 content, ids are unique. (KS-2.3.3, KS-2.5.1)
 
-  --json   print one JSON object instead of text
+  --expect-head <head>   a head kept elsewhere (KS-15.7.4): the log must hold that seq with that
+                         hash (it may have grown since). Catches records cut from the end and a
+                         rewritten history, which the chain alone cannot. '@file' reads it from a
+                         file (a saved 'GET /v1/checkpoint' answer, or '<seq>:<hash>').
+  --json                 print one JSON object instead of text
 
 exit codes:
   0  the chain verifies (a torn last line, which opening the store would cut, is reported as a warning)
-  1  the chain is broken (the first bad seq and the reason are printed), or the file cannot be read
+  1  the chain is broken (the first bad seq and the reason are printed), the log does not hold the
+     expected head, or the file cannot be read
   2  usage error`;
 
 /**
@@ -29,10 +36,14 @@ export const command: CliCommand = {
     const out = new CommandOutput('verify', io, argv.includes('--json'));
     let json: boolean;
     let file: string;
+    let expected: ExpectedHead | undefined;
     try {
       const { values, positionals } = parseArgs({
         args: [...argv],
-        options: { json: { type: 'boolean', default: false } },
+        options: {
+          json: { type: 'boolean', default: false },
+          'expect-head': { type: 'string' },
+        },
         allowPositionals: true,
         strict: true,
       });
@@ -40,12 +51,34 @@ export const command: CliCommand = {
         throw new Error(positionals.length === 0 ? 'missing <file>' : 'expected one <file>');
       json = values.json === true;
       file = positionals[0]!;
+      const head = values['expect-head'];
+      if (head !== undefined) {
+        expected = parseExpectedHead(
+          head.startsWith('@') ? await readFile(head.slice(1), 'utf8') : head,
+        );
+      }
     } catch (err) {
       return out.usage(err, ['json']);
     }
 
     try {
       const log = await readFlipLogFile(file);
+      // KS-15.7.4: a head kept elsewhere catches what the chain cannot (a cut end, a rewrite).
+      const mismatch = expected === undefined ? undefined : headMismatch(log.records, expected);
+      if (mismatch !== undefined) {
+        if (json) {
+          io.stdout(
+            JSON.stringify({
+              ok: false,
+              file,
+              code: ErrorCode.LOG_CORRUPT,
+              seq: expected!.seq,
+              reason: mismatch,
+            }),
+          );
+        } else io.stdout(`broken: ${file}: expected head seq ${expected!.seq}: ${mismatch}`);
+        return ExitCode.FAILED;
+      }
       if (json) {
         io.stdout(
           JSON.stringify({
@@ -54,11 +87,13 @@ export const command: CliCommand = {
             records: log.records.length,
             head: log.head,
             tornBytes: log.tornBytes,
+            ...(expected === undefined ? {} : { expectedHead: { seq: expected.seq, ok: true } }),
           }),
         );
       } else {
         io.stdout(
-          `ok: ${file}: ${log.records.length} records, head seq ${log.head.seq} hash ${log.head.hash}`,
+          `ok: ${file}: ${log.records.length} records, head seq ${log.head.seq} hash ${log.head.hash}` +
+            (expected === undefined ? '' : `; holds the expected head seq ${expected.seq}`),
         );
       }
       if (log.tornBytes > 0) {

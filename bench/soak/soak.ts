@@ -27,6 +27,7 @@ import { startControlPlane } from '../../src/server/index.js';
 
 const ADMIN = 'soak-admin-token-0123456789abcdef';
 const VIEWER = 'soak-viewer-token-0123456789abcdef';
+const WORKER = 'soak-worker-token-0123456789abcdef';
 const args = process.argv.slice(2);
 const arg = (name: string, def: number): number => {
   const i = args.indexOf(`--${name}`);
@@ -103,7 +104,7 @@ class SubscriberProcess {
   constructor(url: string, n: number, prefix: string) {
     this.proc = spawn(
       process.execPath,
-      [FIXTURE, url, VIEWER, String(n), prefix, String(STALE_MS), String(HEARTBEAT_MS)],
+      [FIXTURE, url, WORKER, String(n), prefix, String(STALE_MS), String(HEARTBEAT_MS)],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     this.proc.stdout!.on('data', (c: Buffer) => {
@@ -187,6 +188,7 @@ async function main(): Promise<number> {
       tokens: [
         { name: 'soak-admin', token: ADMIN, role: 'admin' },
         { name: 'soak-viewer', token: VIEWER, role: 'viewer' },
+        { name: 'soak-worker', token: WORKER, role: 'worker', workers: ['*'] },
       ],
     }),
     logger: {

@@ -108,7 +108,7 @@ beforeAll(async () => {
       tokens: [
         { name: 'ada', token: ADMIN, role: 'admin' },
         { name: 'vera', token: VIEWER, role: 'viewer' },
-        { name: 'worker', token: WORKER, role: 'viewer' },
+        { name: 'worker', token: WORKER, role: 'worker', workers: ['*'] },
       ],
     }),
     logger: { info: () => {}, warn: () => {}, error: () => {} },

@@ -50,11 +50,11 @@ describe('KS-9.3.1 before a lever every expected worker must be connected, lease
     ({ cp } = await startTestServer({ staleAfterMs: 60_000, clock: readClock(() => now) }));
     ({ reader } = await SseReader.open(
       `${cp.url}/v1/stream?worker=w1&release=v1`,
-      bearer(TOKENS.viewer),
+      bearer(TOKENS.worker),
     ));
     await reader.next();
     const ack = await call(cp, 'POST', '/v1/acks', {
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       body: { workerId: 'w1', release: 'v1', seq: 0 },
     });
     expect(ack.status).toBe(200);

@@ -118,7 +118,7 @@ describe('KS-10.5.4 a resume is refused while a connected worker reports a red r
     await mark(c, 'v2', 'green');
     const source = new RemoteFlipSource({
       urls: [c.url],
-      token: TOKENS.viewer,
+      token: TOKENS.worker,
       workerId: 'worker-old',
       release: 'v1',
       staleAfterMs: 400,

@@ -120,7 +120,7 @@ describe('KS-13.1.1 a control plane SIGKILLed during bursts of flips loses no ac
     for (let c = 0; c < CLIENTS; c++) {
       const source = new RemoteFlipSource({
         urls: [url],
-        token: SUITE_TOKENS.viewer,
+        token: SUITE_TOKENS.worker,
         workerId: `crash-client-${c}`,
         release: SUITE_RELEASE,
         staleAfterMs: 2000,

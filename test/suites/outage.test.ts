@@ -57,7 +57,7 @@ class WorkerProcess {
   ) {
     this.child = spawn(
       process.execPath,
-      [WORKER, url, id, SUITE_TOKENS.viewer, String(STALE_MS), String(HEARTBEAT_MS), PROBE_TENANT],
+      [WORKER, url, id, SUITE_TOKENS.worker, String(STALE_MS), String(HEARTBEAT_MS), PROBE_TENANT],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     this.child.stdout!.on('data', (c: Buffer) => {

@@ -76,7 +76,7 @@ async function runSchedule(cuts: readonly Cut[]): Promise<void> {
     cleanup.push(() => proxy.close());
     const source = new RemoteFlipSource({
       urls: [proxy.url],
-      token: SUITE_TOKENS.viewer,
+      token: SUITE_TOKENS.worker,
       workerId: `reconnect-${c}`,
       staleAfterMs: 2000,
       heartbeatMs: 200,

@@ -17,11 +17,14 @@ export const CLI = resolve('dist/src/cli/main.js');
 export const SUITE_TOKENS = {
   admin: 'suite-admin-token-0123456789abcdef',
   viewer: 'suite-viewer-token-0123456789abcdef',
+  worker: 'suite-worker-token-0123456789abcdef',
 } as const;
 
 export const SUITE_TOKEN_SPECS: TokenSpec[] = [
   { name: 'suite-admin', token: SUITE_TOKENS.admin, role: 'admin' },
   { name: 'suite-viewer', token: SUITE_TOKENS.viewer, role: 'viewer' },
+  // KS-15.2.1: workers acknowledge with a worker credential.
+  { name: 'suite-worker', token: SUITE_TOKENS.worker, role: 'worker', workers: ['*'] },
 ];
 
 /** Fails with a clear message when dist/ is missing. */

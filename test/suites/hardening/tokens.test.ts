@@ -24,6 +24,7 @@ import {
   type TokenSpec,
 } from '../../../src/auth/index.js';
 import { startControlPlane, type ControlPlane } from '../../../src/server/index.js';
+import { readClock } from '../../fixtures/clock.js';
 
 const root = await mkdtemp(join(tmpdir(), 'ks-tokens-'));
 let n = 0;
@@ -143,7 +144,7 @@ describe('KS-15.3.1 the token set is replaced while serving; the token file is w
   it('an expired principal is no longer current', () => {
     let now = 1_000;
     const auth = new TokenAuthenticator({
-      now: () => now,
+      clock: readClock(() => now),
       tokens: [{ name: 'a', token: A, role: 'viewer', expiresAt: new Date(2_000).toISOString() }],
     });
     const a = auth.authenticate(`Bearer ${A}`);

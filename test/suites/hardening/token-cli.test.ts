@@ -41,8 +41,11 @@ function serve(dataDir: string, tokensFile: string): Promise<Serve> {
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const nl = out.indexOf('\n');
-      if (nl >= 0)
-        done({ url: JSON.parse(out.slice(0, nl)).url as string, child, stderr: () => err });
+      if (nl < 0) return;
+      // With --json, a refusal is a JSON error line on stdout too.
+      const line = JSON.parse(out.slice(0, nl)) as { url?: string; error?: { message: string } };
+      if (line.url !== undefined) done({ url: line.url, child, stderr: () => err });
+      else fail(new Error(`serve refused: ${line.error?.message ?? out} ${err}`));
     });
     child.once('exit', (code) => fail(new Error(`serve exited ${code}: ${err}`)));
   });

@@ -32,9 +32,9 @@ export interface LoadedTokens {
   readonly created: boolean;
   /** Where the tokens came from, for the start banner. */
   readonly sources: string[];
-  /** What the start banner should warn about: deprecated `sha256` entries (KS-15.3.4). */
+  /** What the start banner should warn about: deprecated `sha256` entries (KS-17.3.4). */
   readonly warnings: string[];
-  /** The token file read (absent when none was). Watch it to reload (KS-15.3.1). */
+  /** The token file read (absent when none was). Watch it to reload (KS-17.3.1). */
   readonly file?: string;
 }
 
@@ -46,7 +46,7 @@ export interface LoadedTokens {
  *
  * A token file that group or others may write is refused; one they may read is refused when it
  * holds a secret (a `token`, or an unsalted `sha256`): only files of salted `hash` entries may be
- * shared (KS-15.3.2). `sha256` entries are accepted with a warning (KS-15.3.4).
+ * shared (KS-17.3.2). `sha256` entries are accepted with a warning (KS-17.3.4).
  *
  * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed token file or variable
  * @throws {KillSwitchError} `KS_INVALID_OPTION` when `tokensFile` is missing, or a token file
@@ -89,7 +89,7 @@ export async function loadTokens(options: LoadTokensOptions): Promise<LoadedToke
     legacy.length === 0
       ? []
       : [
-          `tokens ${legacy.join(', ')} use the deprecated unsalted sha256 field: rotate them, or hash each with \`killswitch token hash\` and write the result as "hash" (KS-15.3.4)`,
+          `tokens ${legacy.join(', ')} use the deprecated unsalted sha256 field: rotate them, or hash each with \`killswitch token hash\` and write the result as "hash" (KS-17.3.4)`,
         ];
   const fileField = text === undefined ? {} : { file };
   if (tokens.length > 0 || options.generate === false) {
@@ -114,7 +114,7 @@ export async function loadTokens(options: LoadTokensOptions): Promise<LoadedToke
   };
 }
 
-/** KS-15.3.2: a token file is as private as the secrets in it, and never writable by others. */
+/** KS-17.3.2: a token file is as private as the secrets in it, and never writable by others. */
 async function checkMode(file: string, specs: readonly TokenSpec[]): Promise<void> {
   if (process.platform === 'win32') return;
   const mode = (await stat(file)).mode & 0o777;

@@ -7,8 +7,8 @@ import {
 } from '../model/selector.js';
 
 /**
- * Roles. KS-5.2.1, KS-15.2.1
- * - `viewer`: reads (state, log, stream, workers); with `scopes`, reads only those (KS-15.4);
+ * Roles. KS-5.2.1, KS-17.2.1
+ * - `viewer`: reads (state, log, stream, workers); with `scopes`, reads only those (KS-17.4);
  * - `worker`: reads everything it must enforce, and acknowledges and streams as the worker ids
  *   its `workers` binding names; never flips;
  * - `operator`: a viewer of its scopes that may flip within them;
@@ -30,7 +30,7 @@ export interface Principal {
   readonly name: string;
   readonly role: Role;
   /**
-   * For an operator: the selectors it may flip within, and read (KS-15.4). A flip's selector is
+   * For an operator: the selectors it may flip within, and read (KS-17.4). A flip's selector is
    * within a scope when it names every attribute the scope names with the same value (it may be
    * narrower). For a viewer: the selectors it may read (empty: everything). Empty for workers;
    * ignored for admins.
@@ -41,15 +41,15 @@ export interface Principal {
   /**
    * The worker ids this token may acknowledge and stream as: exact ids, or prefixes ending in `*`
    * (`'w-*'`). Required for the `worker` role; optional for viewers and operators; absent, a
-   * non-admin may not act as any worker (KS-15.2.1). Ignored for admins (they may act as any
+   * non-admin may not act as any worker (KS-17.2.1). Ignored for admins (they may act as any
    * worker). KS-5.2.9
    */
   readonly workers?: readonly string[];
-  /** When the token stops being accepted, epoch ms (absent: never). KS-15.3.1 */
+  /** When the token stops being accepted, epoch ms (absent: never). KS-17.3.1 */
   readonly expiresAt?: number;
 }
 
-/** The halt a resume would lift, as far as authorisation needs it. KS-15.5.1 */
+/** The halt a resume would lift, as far as authorisation needs it. KS-17.5.1 */
 export interface HaltOwner {
   /** The halt's `actor` (a token name, or whoever appended it through the library). */
   readonly actor: string;
@@ -79,7 +79,7 @@ export function withinScope(selector: Selector, scope: Selector): boolean {
 /**
  * True when a flip with this selector can stop something inside `scope`: every attribute both
  * name has the same value. The global halt, a capability frozen for all tenants and a halted run
- * are compatible with a tenant's scope; another tenant's halt is not. KS-15.4.1
+ * are compatible with a tenant's scope; another tenant's halt is not. KS-17.4.1
  */
 export function compatibleWithScope(selector: Selector, scope: Selector): boolean {
   for (const k of SELECTOR_KEYS) {
@@ -92,7 +92,7 @@ export function compatibleWithScope(selector: Selector, scope: Selector): boolea
 
 /**
  * True when a principal reads every flip, halt and reason: admins, workers (a worker enforces
- * every halt, so it must see them all), and viewers without scopes. KS-15.4.1
+ * every halt, so it must see them all), and viewers without scopes. KS-17.4.1
  */
 export function readsAll(principal: Principal): boolean {
   if (principal.role === Role.ADMIN || principal.role === Role.WORKER) return true;
@@ -103,7 +103,7 @@ export function readsAll(principal: Principal): boolean {
 /**
  * True when a principal may see a flip (or an active halt) with this selector: everything for
  * {@link readsAll} principals; for operators and scoped viewers, selectors compatible with one of
- * their scopes (what can stop something they look after), never another tenant's. KS-15.4.1
+ * their scopes (what can stop something they look after), never another tenant's. KS-17.4.1
  */
 export function mayRead(principal: Principal, selector: Selector): boolean {
   if (readsAll(principal)) return true;
@@ -113,7 +113,7 @@ export function mayRead(principal: Principal, selector: Selector): boolean {
 /**
  * True when a worker id matches one of a binding's patterns: an exact id, a prefix ending in `*`
  * (`'w-*'` matches `w-1`, never `w-` alone nor `x-w-1`), or `*` (any id; worker tokens only).
- * KS-5.2.9, KS-15.2.1
+ * KS-5.2.9, KS-17.2.1
  */
 export function workerMatches(patterns: readonly string[], workerId: string): boolean {
   for (const p of patterns) {
@@ -128,7 +128,7 @@ export function workerMatches(patterns: readonly string[], workerId: string): bo
 }
 
 /**
- * Decides whether a principal may do an action. KS-5.2.2, KS-5.2.3, KS-5.2.4, KS-15.2.1, KS-15.5.1
+ * Decides whether a principal may do an action. KS-5.2.2, KS-5.2.3, KS-5.2.4, KS-17.2.1, KS-17.5.1
  *
  * - `read` (state, log, stream, workers): every role (what it sees is {@link mayRead}'s business);
  * - `ack` (acknowledge, or stream as a worker id): an admin as any id; a worker credential (the
@@ -182,7 +182,7 @@ export function authorize(principal: Principal, action: Action): void {
       `token '${principal.name}' lacks the resume permission`,
     );
   }
-  // KS-15.5.1: an operator lifts its own and other operators' halts, never an admin's (nor one
+  // KS-17.5.1: an operator lifts its own and other operators' halts, never an admin's (nor one
   // whose author no current token names: who placed it cannot be told, so it counts as an admin's).
   const halt = action.kind === 'resume' ? action.halt : undefined;
   if (

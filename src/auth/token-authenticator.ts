@@ -18,7 +18,7 @@ import {
  * One configured token, as written in `tokens.json` or `KILLSWITCH_TOKENS`. Give exactly one of
  * the token itself (`token`, at least 16 characters; the file must then be readable by its owner
  * only), its salted scrypt hash (`hash`, from `hashToken()` or `killswitch token hash`; such a file
- * holds no secret), or, deprecated, its unsalted SHA-256 in hex (`sha256`). KS-5.2.5, KS-15.3.2
+ * holds no secret), or, deprecated, its unsalted SHA-256 in hex (`sha256`). KS-5.2.5, KS-17.3.2
  *
  * @example
  * ```json
@@ -31,14 +31,14 @@ export interface TokenSpec {
   /** Becomes the flip's `actor`. */
   readonly name: string;
   readonly token?: string;
-  /** Salted scrypt hash of a `ks_<id>_<secret>` token (KS-15.3.3). */
+  /** Salted scrypt hash of a `ks_<id>_<secret>` token (KS-17.3.3). */
   readonly hash?: string;
-  /** @deprecated unsalted; accepted with a warning at start (KS-15.3.4). Use `hash`. */
+  /** @deprecated unsalted; accepted with a warning at start (KS-17.3.4). Use `hash`. */
   readonly sha256?: string;
   readonly role: Role;
   /**
    * Operator: the selectors it may flip within (at least one); it reads what is compatible with
-   * them. Viewer: optional, the selectors it may read (KS-15.4.1).
+   * them. Viewer: optional, the selectors it may read (KS-17.4.1).
    */
   readonly scopes?: readonly { readonly [k: string]: string }[];
   /** May resume. @default true for admin, false otherwise */
@@ -48,7 +48,7 @@ export interface TokenSpec {
   /**
    * The worker ids it may acknowledge and stream as, exact or a prefix ending in `*` (`["w-*"]`).
    * Required for the `worker` role; optional for viewers and operators; refused on admins (they
-   * act as any worker). Without one, a token may not act as a worker (KS-15.2.1).
+   * act as any worker). Without one, a token may not act as a worker (KS-17.2.1).
    */
   readonly workers?: readonly string[];
 }
@@ -193,7 +193,7 @@ interface Entry {
 const MAX_FAILED = 4096;
 
 /**
- * Checks bearer tokens (KS-5.2.6, KS-15.3). A presented token is reduced to a fingerprint keyed
+ * Checks bearer tokens (KS-5.2.6, KS-17.3). A presented token is reduced to a fingerprint keyed
  * by a secret drawn at start (HMAC-SHA256 over its SHA-256), which finds plain and `sha256`
  * entries, and hashed entries already verified, in one lookup: the lookup's timing depends only
  * on values an attacker cannot compute. A `ks_<id>_<secret>` token not yet seen is checked against
@@ -234,7 +234,7 @@ export class TokenAuthenticator {
   }
 
   /**
-   * Replaces the token set (a reloaded token file, KS-15.3.1). Tokens whose credential and
+   * Replaces the token set (a reloaded token file, KS-17.3.1). Tokens whose credential and
    * settings are unchanged keep their principal, so their open streams continue; the others stop
    * authenticating at once and {@link TokenAuthenticator.isCurrent} turns false for them. A bad
    * set is refused whole and the current one kept. Listeners ({@link TokenAuthenticator.onChange})
@@ -262,14 +262,14 @@ export class TokenAuthenticator {
 
   /**
    * True while a principal this authenticator issued is still configured, unchanged, and not
-   * expired: a holder (an open stream) ends when this turns false. KS-15.3.1
+   * expired: a holder (an open stream) ends when this turns false. KS-17.3.1
    */
   isCurrent(principal: Principal): boolean {
     if (!this.#current.has(principal)) return false;
     return principal.expiresAt === undefined || this.#now() < principal.expiresAt;
   }
 
-  /** The role of the current token named `name`, or undefined. KS-15.5.1 */
+  /** The role of the current token named `name`, or undefined. KS-17.5.1 */
   roleOf(name: string): Role | undefined {
     for (const e of this.#entries) if (e.principal.name === name) return e.principal.role;
     return undefined;

@@ -4,7 +4,7 @@ import { ErrorCode, KillSwitchError } from '../errors.js';
 /**
  * A token this project generates: `ks_<id>_<secret>`, a 12-character id (lowercase letters and
  * digits) that names the token without revealing it, and a 256-bit secret in base64url. The id
- * lets a salted hash be found without trying every entry (KS-15.3.3).
+ * lets a salted hash be found without trying every entry (KS-17.3.3).
  */
 const TOKEN_FORM = /^ks_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
@@ -17,7 +17,7 @@ const HASH_FORM =
  * tokens this project makes carry 256 random bits, which no work factor needs to protect; the
  * salt keeps a copied token file from being matched against precomputed tables or other
  * deployments, and the cost slows guessing of weaker tokens. Each token is hashed once per
- * process and then remembered (KS-15.3.3). A hash carries its own cost, so stronger ones verify.
+ * process and then remembered (KS-17.3.3). A hash carries its own cost, so stronger ones verify.
  */
 export const SCRYPT_DEFAULTS = { ln: 12, r: 8, p: 1 } as const;
 
@@ -55,7 +55,7 @@ export function tokenId(token: string): string | undefined {
 
 /**
  * The salted scrypt hash of a token, for a token file's `hash` field: the file then holds no
- * secret and may be shared (KS-15.3.2). Only tokens in the `ks_<id>_<secret>` form
+ * secret and may be shared (KS-17.3.2). Only tokens in the `ks_<id>_<secret>` form
  * ({@link createToken}) can be hashed: their id finds the entry in one step.
  *
  * @param token - the token (`ks_<id>_<secret>`)

@@ -34,7 +34,7 @@ export interface TokenFileWatcher {
 
 /**
  * Reloads the tokens when the token file changes or the process gets SIGHUP, so revoking or
- * rotating a token needs no restart (KS-15.3.1). The new set replaces the old one whole
+ * rotating a token needs no restart (KS-17.3.1). The new set replaces the old one whole
  * (`TokenAuthenticator.replace`): removed and changed tokens stop authenticating at once and their
  * open streams end. A file that does not load (bad JSON, a bad entry, a mode that exposes secrets)
  * is refused whole and the tokens in force are kept, with `onError`: revoking by breaking the file

@@ -10,7 +10,7 @@ export interface WorkerClaimsOptions {
    */
   readonly ttlMs: number;
   /**
-   * @deprecated Ignored since KS-15.2.1: only tokens bound to worker ids (and admins) act as
+   * @deprecated Ignored since KS-17.2.1: only tokens bound to worker ids (and admins) act as
    * workers, so no unbound token remains to keep away from bound ids.
    */
   readonly reserved?: (workerId: string) => boolean;
@@ -32,7 +32,7 @@ interface Claim {
 
 /**
  * Which token acts as which worker id, so a leaked token cannot acknowledge for a worker it is not
- * (an ack makes a flip look complete). KS-5.2.9, KS-15.2.1. The rules, checked before anything is
+ * (an ack makes a flip look complete). KS-5.2.9, KS-17.2.1. The rules, checked before anything is
  * recorded:
  *
  * - an admin may act as any worker id, and claims nothing;
@@ -86,7 +86,7 @@ export class WorkerClaims {
    * @throws {KillSwitchError} `KS_FORBIDDEN` naming the token and the id
    */
   check(principal: Principal, workerId: string): void {
-    // The credential and its binding: KS-5.2.9, KS-15.2.1
+    // The credential and its binding: KS-5.2.9, KS-17.2.1
     authorize(principal, { kind: 'ack', workerId });
     if (principal.role === Role.ADMIN) return;
     const c = this.#claims.get(workerId);

@@ -12,7 +12,7 @@ import { ErrorCode, KillSwitchError } from '../errors.js';
 
 /**
  * The key id of an Ed25519 public key: the first 16 hex digits of the SHA-256 of its raw 32 bytes.
- * KS-15.7.1
+ * KS-17.7.1
  */
 export function keyIdOf(publicKey: KeyObject): string {
   const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
@@ -20,7 +20,7 @@ export function keyIdOf(publicKey: KeyObject): string {
 }
 
 /**
- * An Ed25519 signing key held by the control plane (KS-15.7.1): signs records and checkpoints.
+ * An Ed25519 signing key held by the control plane (KS-17.7.1): signs records and checkpoints.
  * The private key never leaves the object; {@link SigningKey.publicKeyPem} is what verifiers get.
  *
  * @example
@@ -30,7 +30,7 @@ export function keyIdOf(publicKey: KeyObject): string {
  * ```
  */
 export class SigningKey {
-  /** Key id (KS-15.7.1). */
+  /** Key id (KS-17.7.1). */
   readonly kid: string;
   /** The public key, SPKI PEM: hand it to `killswitch verify --public-key` and to monitors. */
   readonly publicKeyPem: string;
@@ -117,7 +117,7 @@ export class SigningKey {
 }
 
 /**
- * The public keys a verifier trusts, by key id (several during a key rotation). KS-15.7.3
+ * The public keys a verifier trusts, by key id (several during a key rotation). KS-17.7.3
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 import { ErrorCode, KillSwitchError } from '../errors.js';
 
 /**
- * The bytes a record's signature covers (KS-15.7.2): the log, the seq and the record's hash, which
+ * The bytes a record's signature covers (KS-17.7.2): the log, the seq and the record's hash, which
  * chains every record before it. A version prefix keeps a record signature from ever verifying as
  * a checkpoint's.
  */
@@ -9,7 +9,7 @@ export function recordStatement(logId: string, seq: number, hash: string): Buffe
   return Buffer.from(`killswitch-record-v1\n${logId}\n${seq}\n${hash}`, 'utf8');
 }
 
-/** A log's head at a moment, as the control plane publishes it (KS-15.7.4). */
+/** A log's head at a moment, as the control plane publishes it (KS-17.7.4). */
 export interface Checkpoint {
   readonly logId: string;
   readonly seq: number;
@@ -20,7 +20,7 @@ export interface Checkpoint {
   readonly sig?: string;
 }
 
-/** The bytes a checkpoint's signature covers. KS-15.7.4 */
+/** The bytes a checkpoint's signature covers. KS-17.7.4 */
 export function checkpointStatement(c: Omit<Checkpoint, 'sig'>): Buffer {
   return Buffer.from(`killswitch-checkpoint-v1\n${c.logId}\n${c.seq}\n${c.hash}\n${c.at}`, 'utf8');
 }
@@ -35,7 +35,7 @@ export interface ExpectedHead {
 }
 
 /**
- * Parses `--expect-head`: `<seq>:<hash>` or a checkpoint's JSON (KS-15.7.4).
+ * Parses `--expect-head`: `<seq>:<hash>` or a checkpoint's JSON (KS-17.7.4).
  *
  * @throws {KillSwitchError} `KS_INVALID_INPUT` saying what was expected
  */
@@ -73,7 +73,7 @@ export function parseExpectedHead(text: string): ExpectedHead {
 }
 
 /**
- * Compares a log with a head kept elsewhere (KS-15.7.4): the log must hold a record at the
+ * Compares a log with a head kept elsewhere (KS-17.7.4): the log must hold a record at the
  * expected seq with the expected hash (it may have grown since).
  *
  * @returns undefined when it does, else why not

@@ -9,7 +9,7 @@ import { ErrorCode, KillSwitchError } from '../errors.js';
  * Who holds a claim: written once, whole, when the claim is made. `boot`, `pidNs` and `start`
  * (absent where `/proc` is not readable, and in claims written before they existed) say which
  * incarnation of the pid it is, so a pid reused after a restart (a container's pid 1) is not
- * taken for the holder. KS-2.4.5, KS-15.1.1
+ * taken for the holder. KS-2.4.5, KS-17.1.1
  */
 interface LockHolder {
   readonly pid: number;
@@ -30,7 +30,7 @@ const TEMP = /^\.(\d+)-[0-9a-f-]{36}\.json\.tmp$/;
 /**
  * The environment variable naming one claim file (its base name, `<pid>-<token>.json`) that
  * {@link LockFile.acquire} removes before taking the lock: the documented override for a claim
- * that cannot be judged stale automatically (another host, an unreadable claim). KS-15.1.3
+ * that cannot be judged stale automatically (another host, an unreadable claim). KS-17.1.3
  */
 export const BREAK_LOCK_ENV = 'KILLSWITCH_BREAK_LOCK';
 
@@ -66,7 +66,7 @@ export interface LockFileOptions {
  * create mine" is not: two processes that judge the same lock file stale can otherwise each
  * delete the other's fresh lock.
  *
- * A claim is stale (KS-15.1.1, KS-15.1.2) when it was written on this host and
+ * A claim is stale (KS-17.1.1, KS-17.1.2) when it was written on this host and
  * - in an earlier boot (the boot id changed: nothing from before a restart runs), or
  * - in this pid namespace, by a pid that no longer runs or now belongs to a process started at
  *   another time (a pid reused after a restart: a container's pid 1 comes back as pid 1), or
@@ -311,7 +311,7 @@ async function liveClaims(
   return live;
 }
 
-/** Whether another claim is stale, and why, in words for the warning or the error. KS-15.1.1 */
+/** Whether another claim is stale, and why, in words for the warning or the error. KS-17.1.1 */
 function judge(
   other: LockHolder,
   me: Identity,

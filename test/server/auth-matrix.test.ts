@@ -69,7 +69,7 @@ describe('KS-5.2.2 reading routes need a valid token of any role; KS-5.2.1 none,
       expect(await status(method, path, who, body)).toBe(unauth(who) ? 401 : 200);
     });
   }
-  // KS-15.2.1: only worker credentials (and admins) acknowledge; each acts as an id of its own.
+  // KS-17.2.1: only worker credentials (and admins) acknowledge; each acts as an id of its own.
   it.each(WHO)('POST /v1/acks as %s', async (who) => {
     const got = await status('POST', '/v1/acks', who, { seq: 0, workerId: `w-${who}` });
     expect(got).toBe(unauth(who) ? 401 : who === 'worker' || who === 'admin' ? 200 : 403);

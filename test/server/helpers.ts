@@ -37,7 +37,7 @@ export const TOKEN_SPECS: TokenSpec[] = [
   },
   { name: 'ada', token: TOKENS.admin, role: 'admin' },
   { name: 'old', token: TOKENS.expired, role: 'admin', expiresAt: '2001-01-01T00:00:00.000Z' },
-  // KS-15.2.1: only worker credentials acknowledge; this one may act as any id no other token holds.
+  // KS-17.2.1: only worker credentials acknowledge; this one may act as any id no other token holds.
   { name: 'wes', token: TOKENS.worker, role: 'worker', workers: ['*'] },
 ];
 

@@ -150,7 +150,7 @@ describe('KS-5.2.9 a token bound to worker ids acknowledges only as those ids', 
   });
 });
 
-describe('KS-15.2.1 only worker credentials act as workers; two credentials never hold one id', () => {
+describe('KS-17.2.1 only worker credentials act as workers; two credentials never hold one id', () => {
   it('a token with no binding may neither acknowledge nor stream as any worker id', async () => {
     const { cp } = await server();
     for (const id of ['w-1', 'exact-1', 'free-1']) {

@@ -181,7 +181,7 @@ describe('KS-13.5.1 every route refuses every malformed credential with 401 and 
   });
 });
 
-describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 and KS-15.2.1 say', () => {
+describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 and KS-17.2.1 say', () => {
   const readers: Who[] = [
     'viewer',
     'worker',
@@ -192,7 +192,7 @@ describe('KS-13.5.2 every route times every role answers exactly as KS-5.2.2 and
     'admin',
     'adminNoResume',
   ];
-  // KS-15.2.1: acknowledging needs a worker credential (or admin); every role reads.
+  // KS-17.2.1: acknowledging needs a worker credential (or admin); every role reads.
   const acks = (who: Who) => who === 'worker' || who === 'admin' || who === 'adminNoResume';
   for (const route of ROUTES.filter((r) => r.name !== 'POST /v1/flips')) {
     it.each(readers)(`${route.name} as %s`, async (who) => {

@@ -39,8 +39,8 @@ and is refused while a connected worker reports a red one; verdicts are kept in
 tokens: a token file or KILLSWITCH_TOKENS (JSON: [{ name, token | hash | sha256,
 role: viewer|worker|operator|admin, scopes?: [{ tenant?, feature?, runId?, capability? }], resume?,
 expiresAt?, workers?: ["w-*"] }]) or KILLSWITCH_ADMIN_TOKEN; 'killswitch token create' makes a token
-and its hashed entry. The token file is reloaded when it changes and on SIGHUP (KS-15.3.1); one that
-others may read must hold only hashed entries (KS-15.3.2). With none, an admin token is generated
+and its hashed entry. The token file is reloaded when it changes and on SIGHUP (KS-17.3.1); one that
+others may read must hold only hashed entries (KS-17.3.2). With none, an admin token is generated
 into <dataDir>/admin.token (mode 0600); the CLI reads it when it talks to a local server.
 
 Stops cleanly on SIGINT or SIGTERM. exit codes: 0 stopped, 1 could not start, 2 usage error`;
@@ -143,7 +143,7 @@ export const command: CliCommand = {
           `killswitch serve: warning: /metrics is off (${err instanceof Error ? err.message : String(err)})`,
         );
       }
-      // KS-15.3.1: revoking or rotating a token needs no restart.
+      // KS-17.3.1: revoking or rotating a token needs no restart.
       watcher = watchTokenFile({
         auth,
         file: values.tokens ?? join(dataDir, TOKENS_FILE),

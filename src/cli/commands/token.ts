@@ -11,15 +11,15 @@ const HELP = `usage: killswitch token create --name <name> --role viewer|worker|
        killswitch token hash   (reads a token on stdin)
 
 create  makes a new token (ks_<id>_<secret>, 256 random bits) and prints it once, with the entry to
-        add to the token file: a salted scrypt hash, so the file holds no secret (KS-15.3.3).
+        add to the token file: a salted scrypt hash, so the file holds no secret (KS-17.3.3).
         --scope tenant=acme         an operator's (or a scoped viewer's) scope; repeat for more
         --workers 'w-*'             the worker ids a worker token acts as; repeat for more
         --resume                    the token may lift halts (operators; admins have it)
         --expires <instant>         refused after this instant
 hash    prints the hash of an existing ks_<id>_<secret> token, to replace a plain "token" or a
-        deprecated "sha256" entry with "hash" (KS-15.3.4).
+        deprecated "sha256" entry with "hash" (KS-17.3.4).
 
-A running control plane reloads the token file on change or SIGHUP (KS-15.3.1): add the entry,
+A running control plane reloads the token file on change or SIGHUP (KS-17.3.1): add the entry,
 hand the token over, and remove the old entry to rotate.
 exit codes: 0 done, 2 usage error`;
 
@@ -99,7 +99,7 @@ async function hash(argv: readonly string[], io: CliIo): Promise<number> {
   const token = Buffer.concat(chunks).toString('utf8').trim();
   if (tokenId(token) === undefined) {
     io.stderr(
-      'killswitch token hash: not a ks_<id>_<secret> token; rotate it with `killswitch token create` (KS-15.3.4)',
+      'killswitch token hash: not a ks_<id>_<secret> token; rotate it with `killswitch token create` (KS-17.3.4)',
     );
     return ExitCode.USAGE;
   }

@@ -12,7 +12,7 @@ Checks a file flip log (JSON lines) without changing it and without taking its l
 parses, seq is dense from 1, each record's prev names the hash before it and its hash matches its
 content, ids are unique. (KS-2.3.3, KS-2.5.1)
 
-  --expect-head <head>   a head kept elsewhere (KS-15.7.4): the log must hold that seq with that
+  --expect-head <head>   a head kept elsewhere (KS-17.7.4): the log must hold that seq with that
                          hash (it may have grown since). Catches records cut from the end and a
                          rewritten history, which the chain alone cannot. '@file' reads it from a
                          file (a saved 'GET /v1/checkpoint' answer, or '<seq>:<hash>').
@@ -63,7 +63,7 @@ export const command: CliCommand = {
 
     try {
       const log = await readFlipLogFile(file);
-      // KS-15.7.4: a head kept elsewhere catches what the chain cannot (a cut end, a rewrite).
+      // KS-17.7.4: a head kept elsewhere catches what the chain cannot (a cut end, a rewrite).
       const mismatch = expected === undefined ? undefined : headMismatch(log.records, expected);
       if (mismatch !== undefined) {
         if (json) {

@@ -61,7 +61,7 @@ function startOf(pid: number): string {
   return s.slice(s.lastIndexOf(')') + 2).split(' ')[19]!;
 }
 
-describe('KS-15.1.1 a claim says which incarnation of a pid holds the lock', () => {
+describe('KS-17.1.1 a claim says which incarnation of a pid holds the lock', () => {
   it('records host, boot id, pid namespace and the process start time', async () => {
     const dir = nextDir();
     await acquire(dir);
@@ -106,7 +106,7 @@ describe('KS-15.1.1 a claim says which incarnation of a pid holds the lock', () 
   });
 });
 
-describe('KS-15.1.2 claims of another pid namespace are judged by their refreshes', () => {
+describe('KS-17.1.2 claims of another pid namespace are judged by their refreshes', () => {
   it('refreshes its own claim while held', async () => {
     const dir = nextDir();
     await acquire(dir);
@@ -154,7 +154,7 @@ describe('KS-15.1.2 claims of another pid namespace are judged by their refreshe
   });
 });
 
-describe(`KS-15.1.3 ${BREAK_LOCK_ENV} removes one named claim`, () => {
+describe(`KS-17.1.3 ${BREAK_LOCK_ENV} removes one named claim`, () => {
   it('removes exactly the named claim of another host, with a warning, and takes the lock', async () => {
     const dir = nextDir();
     const name = await plant(dir, { pid: 4242, host: 'elsewhere' });
@@ -203,7 +203,7 @@ function startHolder(dir: string): { child: ChildProcess; first: Promise<string>
   return { child, first };
 }
 
-describe('KS-15.1.4 a crashed container restarts on the same log (over real pid namespaces)', () => {
+describe('KS-17.1.4 a crashed container restarts on the same log (over real pid namespaces)', () => {
   it.runIf(canUnshare || inCi)(
     'a process that is pid 1 of a new namespace takes the lock its crashed predecessor (also pid 1) left',
     async () => {

@@ -1,5 +1,5 @@
 /**
- * KS-15.7 tamper evidence: the reproducers of issue 15's "Rewritable history" against what exists
+ * KS-17.7 tamper evidence: the reproducers of issue 15's "Rewritable history" against what exists
  * now: a head kept elsewhere (`verify --expect-head`), signatures (`src/integrity`).
  */
 import { execFile } from 'node:child_process';
@@ -77,7 +77,7 @@ function rewrite(records: FlipRecord[], seq: number, change: Partial<FlipRecord>
   return out;
 }
 
-describe('KS-15.7.4 verify --expect-head compares the log with a head kept elsewhere', () => {
+describe('KS-17.7.4 verify --expect-head compares the log with a head kept elsewhere', () => {
   it('a rewritten history verifies on its own chain, and fails against the head kept elsewhere', async () => {
     const { path, records } = await makeLog(4);
     const head = `${records[3]!.seq}:${records[3]!.hash}`;
@@ -139,7 +139,7 @@ describe('KS-15.7.4 verify --expect-head compares the log with a head kept elsew
   });
 });
 
-describe('KS-15.7.1 KS-15.7.2 signing keys and signed statements', () => {
+describe('KS-17.7.1 KS-17.7.2 signing keys and signed statements', () => {
   it('a signature verifies under the key ring with its kid, and not after any change', () => {
     const key = SigningKey.generate();
     const ring = PublicKeyRing.fromPem([key.publicKeyPem]);

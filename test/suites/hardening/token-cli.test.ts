@@ -1,5 +1,5 @@
 /**
- * KS-15.3 through the CLI: `killswitch token create|hash`, and a running `killswitch serve` that
+ * KS-17.3 through the CLI: `killswitch token create|hash`, and a running `killswitch serve` that
  * reloads its token file on change and on SIGHUP, refuses an exposed one, and keeps the tokens in
  * force when a reload breaks.
  */
@@ -73,7 +73,7 @@ async function create(
   return JSON.parse(r.stdout);
 }
 
-describe('KS-15.3.3 killswitch token create and hash', () => {
+describe('KS-17.3.3 killswitch token create and hash', () => {
   it('prints a new token once and a hashed entry that holds no secret', async () => {
     const { token, entry } = await create(
       '--name',
@@ -111,7 +111,7 @@ describe('KS-15.3.3 killswitch token create and hash', () => {
   });
 });
 
-describe('KS-15.3.1 a running serve reloads its token file (change, rename, SIGHUP) and keeps the old set when a reload breaks', () => {
+describe('KS-17.3.1 a running serve reloads its token file (change, rename, SIGHUP) and keeps the old set when a reload breaks', () => {
   it('revokes, adds and rotates tokens without a restart', async () => {
     const dir = join(root, `s${++n}`);
     const file = join(root, `tokens-${n}.json`);

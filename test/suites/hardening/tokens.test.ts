@@ -1,6 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
 /**
- * KS-15.2 .. KS-15.5 over the wire where the control plane already applies them (who may act as a
+ * KS-17.2 .. KS-17.5 over the wire where the control plane already applies them (who may act as a
  * worker), and on the auth module where the control plane will (token reload, hashed tokens, read
  * scopes, who may lift a halt).
  */
@@ -61,7 +61,7 @@ async function post(cp: ControlPlane, path: string, token: string, body: unknown
   return { status: res.status, json: (await res.json()) as any };
 }
 
-describe('KS-15.2.1 only worker credentials acknowledge (issue 15: "Fooled")', () => {
+describe('KS-17.2.1 only worker credentials acknowledge (issue 15: "Fooled")', () => {
   const specs: TokenSpec[] = [
     { name: 'dashboard', token: VIEWER, role: 'viewer' },
     { name: 'fleet', hash: hashToken(FLEET), role: 'worker', workers: ['w-*'] },
@@ -106,7 +106,7 @@ describe('KS-15.2.1 only worker credentials acknowledge (issue 15: "Fooled")', (
   });
 });
 
-describe('KS-15.3.1 the token set is replaced while serving; the token file is watched', () => {
+describe('KS-17.3.1 the token set is replaced while serving; the token file is watched', () => {
   const A = 'token-a-0123456789abcdef';
   const B = 'token-b-0123456789abcdef';
 
@@ -230,7 +230,7 @@ describe('KS-15.3.1 the token set is replaced while serving; the token file is w
   });
 });
 
-describe('KS-15.3.2 a token file is as private as the secrets in it', () => {
+describe('KS-17.3.2 a token file is as private as the secrets in it', () => {
   async function fileWith(tokens: TokenSpec[], mode: number): Promise<string> {
     const dir = nextDir();
     const { mkdir } = await import('node:fs/promises');
@@ -280,7 +280,7 @@ describe('KS-15.3.2 a token file is as private as the secrets in it', () => {
   });
 });
 
-describe('KS-15.3.3 hashed entries: salted scrypt, found by the token id', () => {
+describe('KS-17.3.3 hashed entries: salted scrypt, found by the token id', () => {
   it('createToken makes ks_<id>_<secret>; hashToken salts (two hashes of one token differ) and both verify', async () => {
     const token = createToken();
     expect(token).toMatch(/^ks_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
@@ -351,7 +351,7 @@ describe('KS-15.3.3 hashed entries: salted scrypt, found by the token id', () =>
   });
 });
 
-describe('KS-15.3.4 unsalted sha256 entries are accepted with a warning naming them', () => {
+describe('KS-17.3.4 unsalted sha256 entries are accepted with a warning naming them', () => {
   it('warns at load', async () => {
     const r = await loadTokens({
       dataDir: nextDir(),
@@ -367,7 +367,7 @@ describe('KS-15.3.4 unsalted sha256 entries are accepted with a warning naming t
   });
 });
 
-describe('KS-15.4.1 read scopes', () => {
+describe('KS-17.4.1 read scopes', () => {
   const p = (role: Principal['role'], scopes: Principal['scopes'] = []): Principal => ({
     name: role,
     role,
@@ -415,7 +415,7 @@ describe('KS-15.4.1 read scopes', () => {
   });
 });
 
-describe('KS-15.5.1 an operator does not lift an admin’s halt', () => {
+describe('KS-17.5.1 an operator does not lift an admin’s halt', () => {
   const op: Principal = {
     name: 'otto',
     role: 'operator',

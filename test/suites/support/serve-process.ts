@@ -23,7 +23,7 @@ export const SUITE_TOKENS = {
 export const SUITE_TOKEN_SPECS: TokenSpec[] = [
   { name: 'suite-admin', token: SUITE_TOKENS.admin, role: 'admin' },
   { name: 'suite-viewer', token: SUITE_TOKENS.viewer, role: 'viewer' },
-  // KS-15.2.1: workers acknowledge with a worker credential.
+  // KS-17.2.1: workers acknowledge with a worker credential.
   { name: 'suite-worker', token: SUITE_TOKENS.worker, role: 'worker', workers: ['*'] },
 ];
 

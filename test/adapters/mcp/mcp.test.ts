@@ -115,7 +115,7 @@ describe.each(TRANSPORTS)(
       });
     });
 
-    describe('KS-14.1.3 a halt arriving mid-call cancels it upstream and frees the caller', () => {
+    describe('KS-14.1.3 / KS-14.4.2 a halt arriving mid-call cancels it upstream and frees the caller', () => {
       it('aborts within the turn that delivered the flip, sends notifications/cancelled with a fixed reason', async () => {
         const { e, u } = await setup(make);
         const mcp = guardMcpClient(u.client, e.guard, { runId: 'run-mid', tenant: 'acme' });

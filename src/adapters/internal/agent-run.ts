@@ -129,6 +129,7 @@ export class AgentRun {
    * @param callId - the framework's tool-call id (the step)
    * @param body - the tool's own call
    * @param frameworkSignal - the signal the framework gave the tool, if any
+   * @param result - how the tool's output is recorded and replayed @default JSON as is
    * @throws {HaltedError} when the run is stopped, or the guard refuses or aborts the call
    */
   async tool<T>(
@@ -136,6 +137,7 @@ export class AgentRun {
     callId: string,
     body: CallBody<T>,
     frameworkSignal?: AbortSignal,
+    result: ResultCodec<T> = JSON_RESULT as ResultCodec<T>,
   ): Promise<T> {
     const stopped = this.halted;
     if (stopped !== undefined) throw stopped;
@@ -147,7 +149,7 @@ export class AgentRun {
           runId: this.runId,
           step: callId,
           capability,
-          result: JSON_RESULT as ResultCodec<T>,
+          result,
         },
         (signal, info) => body(this.#merge(signal, frameworkSignal), info),
       )) as T;

@@ -1,0 +1,273 @@
+import { ToolMessage } from '@langchain/core/messages';
+import { createMiddleware, type AgentMiddleware } from 'langchain';
+import { InvalidOptionError, ValidationError } from '../../errors.js';
+import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
+import { AgentRun, raceSignal } from '../internal/agent-run.js';
+
+/** Options of {@link killSwitch}: how a LangGraph run maps onto the kill switch's attributes. */
+export interface LangGraphKillSwitchOptions {
+  /** The tenant of every run (or derive it per run with `context`). @default none */
+  readonly tenant?: string;
+  /** The feature of every run (or derive it per run with `context`). @default none */
+  readonly feature?: string;
+  /**
+   * Tenant and feature of one run, read from the graph's runtime context (what the caller passed
+   * as `context`), e.g. `(ctx) => ({ tenant: ctx.tenant })`. Wins over `tenant` and `feature`.
+   * @default none
+   */
+  readonly context?: (runtimeContext: unknown) => {
+    readonly tenant?: string | undefined;
+    readonly feature?: string | undefined;
+  };
+  /** The capability of a tool call, from the tool's name. @default the tool's name */
+  readonly capability?: (toolName: string) => string;
+  /** The capability of a model call. @default 'llm' */
+  readonly modelCapability?: string;
+}
+
+/** The graph methods {@link LangGraphKillSwitch.invoke} and `stream` call. */
+interface Invocable<I, O> {
+  invoke(input: I, config?: Record<string, unknown>): Promise<O>;
+  stream(input: I, config?: Record<string, unknown>): Promise<AsyncIterable<unknown>>;
+}
+
+/** The runtime a middleware hook receives, as far as the kill switch reads it. */
+interface HookRuntime {
+  readonly configurable?: { readonly thread_id?: unknown; readonly [key: string]: unknown };
+  readonly context?: unknown;
+  readonly signal?: AbortSignal;
+}
+
+/** The `configurable` key under which `invoke` and `stream` hand the run to the middleware. */
+const RUN_KEY = '__killswitch_run';
+
+/**
+ * Records a tool's `ToolMessage` (content, status, ...) with `landed` and rebuilds it on a
+ * replay, so a resumed thread that re-runs a landed tool call gets the same message back. Other
+ * results (a `Command`) are not recorded: a replay of them is refused as a duplicate.
+ */
+const TOOL_MESSAGE: ResultCodec<unknown> = {
+  encode(value) {
+    if (!ToolMessage.isInstance(value)) return undefined;
+    const { content, tool_call_id, name, status, artifact } = value;
+    return JSON.parse(JSON.stringify({ content, tool_call_id, name, status, artifact })) as unknown;
+  },
+  decode: (stored) => new ToolMessage(stored as ConstructorParameters<typeof ToolMessage>[0]),
+};
+
+/**
+ * The kill switch for LangGraph.js (`@langchain/langgraph` 1.x) and `langchain` 1.x agents. The
+ * run id is the thread id (`configurable.thread_id`), so a resumed thread is the same run and its
+ * ledger keys repeat. {@link LangGraphKillSwitch.middleware} guards a `createAgent` agent: each
+ * tool call is a guarded effect (its tool gets the guard's signal) and each model call is checked,
+ * and a halt throws out of the middleware, which ends the graph run (the framework's fatal seam:
+ * an error from `wrapToolCall` is not fed back to the model). {@link LangGraphKillSwitch.invoke}
+ * and {@link LangGraphKillSwitch.stream} also pass the run's own signal to the graph, so a halt
+ * aborts in-flight model calls too, and settle the call by that signal. KS-14.5
+ *
+ * @example
+ * ```ts
+ * import { killSwitch } from 'openfeature-kill-switch/langgraph';
+ * const ks = killSwitch(guard, { tenant: 'acme' });
+ * const agent = createAgent({ model, tools, middleware: [ks.middleware], checkpointer });
+ * const result = await ks.invoke(agent, { messages }, { configurable: { thread_id: 'ticket-42' } });
+ * ```
+ */
+export class LangGraphKillSwitch {
+  /** Add to `createAgent({ middleware: [...] })`; put it first, so it wraps every other one. */
+  readonly middleware: AgentMiddleware;
+  readonly #guard: EffectGuard;
+  readonly #options: LangGraphKillSwitchOptions;
+
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option */
+  constructor(guard: EffectGuard, options: LangGraphKillSwitchOptions = {}) {
+    if (guard === null || typeof guard !== 'object' || typeof guard.run !== 'function')
+      throw new InvalidOptionError('guard', 'an EffectGuard', guard);
+    if (options.context !== undefined && typeof options.context !== 'function')
+      throw new InvalidOptionError('context', 'a function of the runtime context', options.context);
+    this.#guard = guard;
+    this.#options = options;
+    // Checked now (a bad tenant fails at construction, not at the first tool call).
+    this.#runFor(undefined, 'options-check');
+    this.middleware = createMiddleware({
+      name: 'KillSwitch',
+      // KS-14.5.1 the tool gets the guard's signal through a tool that merges it into its config
+      // (the handler does not forward a changed runtime.signal to the tool).
+      wrapToolCall: async (request, handler) => {
+        const run = this.#runOf(request.runtime as HookRuntime);
+        const callId = request.toolCall.id;
+        if (typeof callId !== 'string' || callId.length === 0)
+          throw new ValidationError('tool call', [
+            {
+              path: ['toolCall', 'id'],
+              message: 'must be the model tool-call id (the key needs it)',
+            },
+          ]);
+        return run.tool(
+          request.toolCall.name,
+          callId,
+          async (signal) => handler({ ...request, tool: withSignal(request.tool, signal) }),
+          (request.runtime as HookRuntime).signal,
+          TOOL_MESSAGE as ResultCodec<Awaited<ReturnType<typeof handler>>>,
+        );
+      },
+      // KS-14.5.2 checked before each model call; a halt while it runs frees the caller at once
+      // (and aborts the call itself when the graph got the run's signal from invoke or stream).
+      wrapModelCall: async (request, handler) => {
+        const run = this.#runOf(request.runtime as HookRuntime);
+        const r = await run.model(
+          async () => handler(request),
+          (request.runtime as HookRuntime).signal,
+        );
+        r.done();
+        return r.value;
+      },
+    }) as unknown as AgentMiddleware;
+  }
+
+  /**
+   * Invokes a graph (a `createAgent` agent or any compiled graph) as one run: the run id is
+   * `config.configurable.thread_id`, the run's signal is passed to the graph (merged with
+   * `config.signal`), and the call is settled by that signal. KS-14.5.3
+   *
+   * @throws {HaltedError} when a halt stopped the run, whatever the graph made of it (LangGraph
+   *   rejects an aborted run with a bare `Error("Abort")`)
+   * @throws {ValidationError} `KS_INVALID_INPUT` when the config names no thread id
+   */
+  async invoke<I, O>(
+    graph: Invocable<I, O>,
+    input: I,
+    config: Record<string, unknown>,
+  ): Promise<O> {
+    const { run, config: c } = this.#enter(config);
+    return run.settle((signal) => graph.invoke(input, withRunSignal(c, signal)));
+  }
+
+  /**
+   * Streams a graph as one run (as {@link LangGraphKillSwitch.invoke}); the stream ends with the
+   * {@link HaltedError} the moment the run stops, never silently. KS-14.5.3
+   */
+  async *stream<I>(
+    graph: Invocable<I, unknown>,
+    input: I,
+    config: Record<string, unknown>,
+  ): AsyncGenerator<unknown, void, undefined> {
+    const { run, config: c } = this.#enter(config);
+    let iterator: AsyncIterator<unknown> | undefined;
+    let finish!: () => void;
+    const open = new Promise<void>((resolve) => (finish = resolve));
+    // The run watches its context while the stream is open.
+    const settled = run.settle(async (signal) => {
+      iterator = (await graph.stream(input, withRunSignal(c, signal)))[Symbol.asyncIterator]();
+      await open;
+    });
+    settled.catch(() => undefined);
+    try {
+      while (iterator === undefined) {
+        const stopped = run.halted;
+        if (stopped !== undefined) throw stopped;
+        await new Promise((r) => setImmediate(r));
+      }
+      while (true) {
+        let next: IteratorResult<unknown>;
+        try {
+          next = await raceSignal(iterator.next(), run.signal);
+        } catch (err) {
+          throw run.halted ?? err;
+        }
+        if (next.done) break;
+        yield next.value;
+      }
+      const stopped = run.halted;
+      if (stopped !== undefined) throw stopped;
+    } finally {
+      finish();
+      if (run.halted !== undefined) void iterator?.return?.();
+    }
+  }
+
+  #enter(config: Record<string, unknown>): { run: AgentRun; config: Record<string, unknown> } {
+    if (config === null || typeof config !== 'object')
+      throw new InvalidOptionError(
+        'config',
+        'a LangGraph config with configurable.thread_id',
+        config,
+      );
+    const configurable = (config['configurable'] ?? {}) as Record<string, unknown>;
+    const run = this.#runFor(config['context'], configurable['thread_id']);
+    return {
+      run,
+      config: { ...config, configurable: { ...configurable, [RUN_KEY]: run } },
+    };
+  }
+
+  /** The run a hook belongs to: the one `invoke`/`stream` handed over, else one for this call. */
+  #runOf(runtime: HookRuntime): AgentRun {
+    const given = runtime.configurable?.[RUN_KEY];
+    if (given instanceof AgentRun) return given;
+    return this.#runFor(runtime.context, runtime.configurable?.thread_id);
+  }
+
+  #runFor(runtimeContext: unknown, threadId: unknown): AgentRun {
+    if (typeof threadId !== 'string' || threadId.length === 0)
+      throw new ValidationError('LangGraph config', [
+        {
+          path: ['configurable', 'thread_id'],
+          message:
+            'must name the thread: it is the run id the kill switch evaluates and keys effects by',
+        },
+      ]);
+    const o = this.#options;
+    const derived =
+      o.context !== undefined && runtimeContext !== undefined ? o.context(runtimeContext) : {};
+    const tenant = derived.tenant ?? o.tenant;
+    const feature = derived.feature ?? o.feature;
+    return new AgentRun(this.#guard, {
+      runId: threadId,
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(feature !== undefined ? { feature } : {}),
+      ...(o.capability !== undefined ? { capability: o.capability } : {}),
+      ...(o.modelCapability !== undefined ? { modelCapability: o.modelCapability } : {}),
+    });
+  }
+}
+
+/**
+ * Creates a {@link LangGraphKillSwitch}.
+ *
+ * @param guard - the effect guard (its client and ledger)
+ * @param options - tenant and feature (fixed or from the runtime context), capability mapping
+ * @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option
+ */
+export function killSwitch(
+  guard: EffectGuard,
+  options: LangGraphKillSwitchOptions = {},
+): LangGraphKillSwitch {
+  return new LangGraphKillSwitch(guard, options);
+}
+
+/** The config with the run's signal merged into the caller's. */
+function withRunSignal(
+  config: Record<string, unknown>,
+  signal: AbortSignal,
+): Record<string, unknown> {
+  const own = config['signal'];
+  return {
+    ...config,
+    signal: own instanceof AbortSignal ? AbortSignal.any([signal, own]) : signal,
+  };
+}
+
+/** A view of the tool whose calls get `signal` merged into their config's signal. */
+function withSignal<T>(tool: T, signal: AbortSignal): T {
+  if (tool === null || typeof tool !== 'object') return tool;
+  const invoke = (tool as { invoke?: unknown }).invoke;
+  if (typeof invoke !== 'function') return tool;
+  const view = Object.create(tool as object) as { invoke: unknown };
+  view.invoke = (input: unknown, config?: { signal?: AbortSignal }) =>
+    (invoke as (i: unknown, c: unknown) => unknown).call(tool, input, {
+      ...config,
+      signal: config?.signal !== undefined ? AbortSignal.any([config.signal, signal]) : signal,
+    });
+  return view as T;
+}

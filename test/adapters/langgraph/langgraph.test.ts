@@ -1,0 +1,305 @@
+import { performance } from 'node:perf_hooks';
+import { MemorySaver } from '@langchain/langgraph';
+import { createAgent, tool } from 'langchain';
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { killSwitch } from '../../../src/adapters/langgraph/index.js';
+import { HaltedError } from '../../../src/errors.js';
+import { effectKey } from '../../../src/ledger/index.js';
+import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import { ScriptedChatModel, type Turn } from './scripted-chat-model.js';
+
+const envs: KillSwitchEnv[] = [];
+async function env(): Promise<KillSwitchEnv> {
+  const e = await killSwitchEnv();
+  envs.push(e);
+  return e;
+}
+afterEach(async () => {
+  for (const e of envs.splice(0)) await e.close();
+});
+
+const schema = z.object({ amount: z.number() });
+const input = { messages: [{ role: 'user', content: 'go' }] };
+const thread = (id: string) => ({ configurable: { thread_id: id } });
+
+/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
+function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
+  return (n) =>
+    n < turns
+      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
+      : { text: ['done'] };
+}
+
+describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat model)', () => {
+  describe('KS-14.1.2 a halted capability refuses the tool and stops the run', () => {
+    it('rejects with the HaltedError naming the flip after no further model call; the tool never ran', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'refund' }, 'refunds frozen');
+      const model = new ScriptedChatModel(toolEveryTurn('refund'));
+      let ran = 0;
+      const refund = tool(async () => ++ran, { name: 'refund', description: 'refund', schema });
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const agent = createAgent({ model, tools: [refund], middleware: [ks.middleware] });
+      const err = await ks.invoke(agent, input, thread('run-cap')).catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_HALTED', flip: { seq, reason: 'refunds frozen' } });
+      expect(ran).toBe(0);
+      expect(model.calls).toBe(1);
+      const [entry] = await e.ledger.entries();
+      expect(entry).toMatchObject({ key: effectKey('run-cap', 'call-0'), status: 'refused' });
+    });
+
+    it('the middleware alone (agent.invoke, no ks.invoke) also ends the run with the HaltedError', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      const model = new ScriptedChatModel(toolEveryTurn('refund'));
+      const refund = tool(async () => 1, { name: 'refund', description: 'refund', schema });
+      const ks = killSwitch(e.guard);
+      const agent = createAgent({ model, tools: [refund], middleware: [ks.middleware] });
+      // LangGraph rethrows a copy of a middleware's error (same name and message, not our object);
+      // ks.invoke returns the HaltedError itself, read from the run's own signal.
+      const err = (await agent
+        .invoke(input, thread('run-direct'))
+        .catch((x: unknown) => x)) as Error;
+      expect(err).toMatchObject({ name: 'HaltedError' });
+      expect(err.message).toMatch(/refused: halted by flip #1/);
+      expect(model.calls).toBe(1);
+    });
+
+    it('(control) the same halt through a bare guard.run inside the tool is fed back as "Please fix your mistakes"', async () => {
+      const e = await env();
+      await e.halt({ capability: 'refund' });
+      const model = new ScriptedChatModel(toolEveryTurn('refund'));
+      const refund = tool(
+        async (_i, config) =>
+          e.guard.run(
+            { context: {}, runId: 'bare', step: String(config.toolCall?.id), capability: 'refund' },
+            async () => 1,
+          ),
+        { name: 'refund', description: 'refund', schema },
+      );
+      const agent = createAgent({ model, tools: [refund] });
+      const result = await agent.invoke(input, thread('bare'));
+      expect(model.calls).toBe(5);
+      expect(JSON.stringify(result.messages)).toContain('fix your mistakes');
+    });
+
+    it('refuses to guess a run: no thread id fails the run before any effect', async () => {
+      const e = await env();
+      const model = new ScriptedChatModel(toolEveryTurn('refund'));
+      let ran = 0;
+      const refund = tool(async () => ++ran, { name: 'refund', description: 'refund', schema });
+      const ks = killSwitch(e.guard);
+      const agent = createAgent({ model, tools: [refund], middleware: [ks.middleware] });
+      const err = (await agent.invoke(input).catch((x: unknown) => x)) as Error;
+      expect(err.message).toMatch(/configurable\.thread_id/);
+      await expect(ks.invoke(agent, input, {})).rejects.toMatchObject({ code: 'KS_INVALID_INPUT' });
+      expect(ran).toBe(0);
+    });
+  });
+
+  describe('KS-14.1.3 a halt arriving mid-tool aborts the tool at once and frees the caller', () => {
+    it("aborts the tool's signal within the turn that delivered the flip; the caller is freed though the tool ignores it", async () => {
+      const e = await env();
+      const model = new ScriptedChatModel(toolEveryTurn('slow'));
+      const started = deferred();
+      let abortedAt = 0;
+      let turned = true;
+      let finished = false;
+      const slow = tool(
+        async (_i, config) => {
+          config.signal!.addEventListener('abort', () => {
+            abortedAt = performance.now();
+            turned = e.turnedSinceArrival();
+          });
+          started.resolve();
+          await sleep(1500); // ignores its signal on purpose
+          finished = true;
+          return 'late';
+        },
+        { name: 'slow', description: 'slow', schema },
+      );
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const agent = createAgent({ model, tools: [slow], middleware: [ks.middleware] });
+      const p = ks.invoke(agent, input, thread('run-mid')).catch((x: unknown) => x);
+      await started.promise;
+      const { arrivedAt, seq } = await e.halt({ tenant: 'acme' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+      expect(turned).toBe(false);
+      expect(abortedAt).toBeGreaterThanOrEqual(arrivedAt);
+      expect(performance.now() - arrivedAt).toBeLessThan(1000);
+      expect(finished).toBe(false);
+      expect(model.calls).toBe(1);
+      expect((await e.ledger.entries())[0]?.status).toBe('aborted');
+    });
+  });
+
+  describe('KS-14.1.4 a halt during a streamed model response ends the stream and the run', () => {
+    it('the message stream ends with the HaltedError; the model call is aborted', async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+      const model = new ScriptedChatModel(() => ({ text: tokens, tokenMs: 10 }));
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const agent = createAgent({ model, tools: [], middleware: [ks.middleware] });
+      let seen = 0;
+      const consumed = (async () => {
+        for await (const _chunk of ks.stream(agent, input, {
+          ...thread('run-stream'),
+          streamMode: 'messages',
+        }))
+          seen++;
+      })().catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const tokensBefore = model.tokens;
+      const { seq } = await e.halt({ runId: 'run-stream' });
+      const err = await consumed;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      expect(seen).toBeLessThan(tokens.length);
+      await sleep(30);
+      expect(model.aborts).toHaveLength(1);
+      expect(model.tokens - tokensBefore).toBeLessThanOrEqual(1);
+    });
+
+    it('a model capability halt refuses the next model call', async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'llm' });
+      const model = new ScriptedChatModel(() => ({ text: ['x'] }));
+      const ks = killSwitch(e.guard);
+      const agent = createAgent({ model, tools: [], middleware: [ks.middleware] });
+      await expect(ks.invoke(agent, input, thread('run-llm'))).rejects.toMatchObject({
+        code: 'KS_HALTED',
+        flip: { seq },
+      });
+      expect(model.calls).toBe(0);
+    });
+  });
+
+  describe('KS-14.1.5 the thread is the run: keys by thread and tool-call id; a resumed thread repeats no effect', () => {
+    it('a thread halted mid-way and resumed after the resume runs each tool once; while halted the resume is refused before its first effect', async () => {
+      const e = await env();
+      const sent: string[] = [];
+      const email = tool(
+        async ({ amount }, config) => {
+          sent.push(String(config.toolCall?.id));
+          return `sent ${amount}`;
+        },
+        { name: 'email', description: 'send', schema },
+      );
+      // The halt arrives while the second model call is in flight (after call-0 landed).
+      let halted = false;
+      // Calls: call-0; then call-1 (cut by the halt); then call-1 again after the resume; then done.
+      const script = (n: number): Turn =>
+        n === 0
+          ? { toolCalls: [{ id: 'call-0', name: 'email', input: { amount: 10 } }] }
+          : n <= 2
+            ? { toolCalls: [{ id: 'call-1', name: 'email', input: { amount: 11 } }] }
+            : { text: ['done'] };
+      const model = new ScriptedChatModel(script, async (n, signal) => {
+        if (n !== 1 || halted) return;
+        halted = true;
+        await e.halt({ runId: 'run-r' });
+        await sleep(5000, signal).catch(() => undefined);
+      });
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const agent = createAgent({
+        model,
+        tools: [email],
+        middleware: [ks.middleware],
+        checkpointer: new MemorySaver(),
+      });
+      const first = await ks.invoke(agent, input, thread('run-r')).catch((x: unknown) => x);
+      expect(first).toMatchObject({ name: 'HaltedError', code: 'KS_ABORTED' });
+      expect(sent).toEqual(['call-0']);
+      const calls = model.calls;
+      // Resuming the thread while the halt stands: refused before its first effect (the model call).
+      await expect(ks.invoke(agent, null, thread('run-r'))).rejects.toMatchObject({
+        code: 'KS_HALTED',
+      });
+      expect(model.calls).toBe(calls);
+      // After the resume flip the thread continues from its checkpoint: call-0 never runs again.
+      await e.resume({ runId: 'run-r' });
+      const done = await ks.invoke(agent, null, thread('run-r'));
+      expect(sent).toEqual(['call-0', 'call-1']);
+      expect(done.messages.at(-1)?.content).toBe('done');
+      const entries = await e.ledger.entries({ runId: 'run-r' });
+      expect(entries.map((x) => [x.key, x.history.map((h) => h.status)])).toEqual([
+        [effectKey('run-r', 'call-0'), ['intent', 'landed']],
+        [effectKey('run-r', 'call-1'), ['intent', 'landed']],
+      ]);
+    });
+
+    it('a thread that re-runs a landed tool call gets the recorded ToolMessage back', async () => {
+      const e = await env();
+      let sent = 0;
+      const email = tool(async ({ amount }) => `sent ${amount} (#${++sent})`, {
+        name: 'email',
+        description: 'send',
+        schema,
+      });
+      const ks = killSwitch(e.guard);
+      const agentWith = () =>
+        createAgent({
+          model: new ScriptedChatModel(toolEveryTurn('email', 1)),
+          tools: [email],
+          middleware: [ks.middleware],
+        });
+      const a = await ks.invoke(agentWith(), input, thread('run-replay'));
+      const b = await ks.invoke(agentWith(), input, thread('run-replay'));
+      expect(sent).toBe(1);
+      const toolText = (r: typeof a) =>
+        r.messages.filter((m) => m.getType() === 'tool').map((m) => m.content);
+      expect(toolText(b)).toEqual(toolText(a));
+      expect(toolText(a)).toEqual(['sent 10 (#1)']);
+    });
+  });
+
+  describe("KS-14.1.7 an unrelated tenant's run keeps going", () => {
+    it('halting tenant acme stops its thread while tenant globex completes every step', async () => {
+      const e = await env();
+      const gate = deferred();
+      const landed: string[] = [];
+      const work = tool(
+        async (_i, config) => {
+          const id = String(config.toolCall?.id);
+          if (id === 'call-1') await gate.promise;
+          config.signal?.throwIfAborted();
+          landed.push(`${(config.context as { tenant: string }).tenant}/${id}`);
+          return 'ok';
+        },
+        { name: 'work', description: 'work', schema },
+      );
+      const ks = killSwitch(e.guard, {
+        context: (c) => ({ tenant: (c as { tenant: string }).tenant }),
+      });
+      const agentFor = () =>
+        createAgent({
+          model: new ScriptedChatModel(toolEveryTurn('work', 3)),
+          tools: [work],
+          middleware: [ks.middleware],
+        });
+      const acme = ks
+        .invoke(agentFor(), input, { ...thread('run-a'), context: { tenant: 'acme' } })
+        .catch((x: unknown) => x);
+      const globex = ks.invoke(agentFor(), input, {
+        ...thread('run-g'),
+        context: { tenant: 'globex' },
+      });
+      while (landed.length < 2) await sleep(2);
+      await e.halt({ tenant: 'acme' });
+      await sleep(20);
+      gate.resolve();
+      expect(await acme).toBeInstanceOf(HaltedError);
+      expect((await globex).messages.at(-1)?.content).toBe('done');
+      expect(landed.filter((l) => l.startsWith('globex/'))).toEqual([
+        'globex/call-0',
+        'globex/call-1',
+        'globex/call-2',
+      ]);
+      expect(landed.filter((l) => l.startsWith('acme/'))).toEqual(['acme/call-0']);
+    });
+  });
+});

@@ -2,6 +2,7 @@ import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../../err
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
 import type { KillDecision } from '../../guard/kill-decision.js';
 import { formatSelector, type KillContext } from '../../model/selector.js';
+import { mergeSignals, type MergedSignal } from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
 export interface AgentRunOptions {
@@ -151,7 +152,14 @@ export class AgentRun {
           capability,
           result,
         },
-        (signal, info) => body(this.#merge(signal, frameworkSignal), info),
+        async (signal, info) => {
+          const merged = mergeSignals(signal, this.#controller.signal, frameworkSignal);
+          try {
+            return await body(merged.signal, info);
+          } finally {
+            merged.dispose();
+          }
+        },
       )) as T;
     } catch (err) {
       // The guard's own error, before any framework sees it: a refusal or abort stops the run.
@@ -180,6 +188,7 @@ export class AgentRun {
     const ctx: KillContext = { ...this.context, capability: this.#modelCapability };
     const controller = new AbortController();
     const what = `model call of run ${this.runId}`;
+    let merged: MergedSignal | undefined;
     // Watch before the check, so a halt landing between the two is not missed.
     const unwatch = this.#guard.watcher.watch(ctx, (d) => {
       const err = haltError(ErrorCode.ABORTED, what, d);
@@ -194,11 +203,21 @@ export class AgentRun {
         throw err;
       }
       if (this.halted !== undefined) throw this.halted;
-      const signal = this.#merge(controller.signal, frameworkSignal);
+      merged = mergeSignals(controller.signal, this.#controller.signal, frameworkSignal);
+      const signal = merged.signal;
       const value = await raceSignal(Promise.resolve(call(signal)), signal);
-      return { value, signal, done: unwatch };
+      const m = merged;
+      return {
+        value,
+        signal,
+        done: () => {
+          unwatch();
+          m.dispose();
+        },
+      };
     } catch (err) {
       unwatch();
+      merged?.dispose();
       throw this.halted ?? err;
     }
   }
@@ -248,13 +267,6 @@ export class AgentRun {
     if (--this.#open > 0) return;
     this.#unwatch?.();
     this.#unwatch = undefined;
-  }
-
-  /** A call's signal: its own, the run's, and the framework's. */
-  #merge(own: AbortSignal, frameworkSignal: AbortSignal | undefined): AbortSignal {
-    const signals = [own, this.#controller.signal];
-    if (frameworkSignal !== undefined) signals.push(frameworkSignal);
-    return AbortSignal.any(signals);
   }
 }
 

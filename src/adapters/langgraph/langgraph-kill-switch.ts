@@ -3,6 +3,7 @@ import { createMiddleware, type AgentMiddleware } from 'langchain';
 import { InvalidOptionError, ValidationError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
 import { AgentRun, raceSignal } from '../internal/agent-run.js';
+import { mergeSignals } from '../internal/merge-signals.js';
 
 /** Options of {@link killSwitch}: how a LangGraph run maps onto the kill switch's attributes. */
 export interface LangGraphKillSwitchOptions {
@@ -264,10 +265,16 @@ function withSignal<T>(tool: T, signal: AbortSignal): T {
   const invoke = (tool as { invoke?: unknown }).invoke;
   if (typeof invoke !== 'function') return tool;
   const view = Object.create(tool as object) as { invoke: unknown };
-  view.invoke = (input: unknown, config?: { signal?: AbortSignal }) =>
-    (invoke as (i: unknown, c: unknown) => unknown).call(tool, input, {
-      ...config,
-      signal: config?.signal !== undefined ? AbortSignal.any([config.signal, signal]) : signal,
-    });
+  view.invoke = async (input: unknown, config?: { signal?: AbortSignal }) => {
+    const merged = mergeSignals(config?.signal, signal);
+    try {
+      return await (invoke as (i: unknown, c: unknown) => unknown).call(tool, input, {
+        ...config,
+        signal: merged.signal,
+      });
+    } finally {
+      merged.dispose();
+    }
+  };
   return view as T;
 }

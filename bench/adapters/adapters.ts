@@ -1,0 +1,320 @@
+/**
+ * What each framework adapter adds per tool call (KS-14.1.1): one no-op tool call through the
+ * framework's tool entry point, bare vs guarded by the adapter, in the same run, with the
+ * in-memory ledger and KillSwitchProvider over an in-memory flip log (one unrelated halt active):
+ *   - AI SDK: the tool's `execute` (as `generateText` calls it) vs the adapter's `tools()` wrapper,
+ *   - OpenAI Agents: the `FunctionTool.invoke` the runner calls vs the adapter's clone,
+ *   - MCP: `Client.callTool` to a real `McpServer` over the SDK's in-memory transport vs
+ *     `guardMcpClient(...).callTool`,
+ *   - LangGraph: the tool call `createAgent` makes (`tool.invoke(toolCall)`) vs the same through
+ *     the kill-switch middleware's `wrapToolCall`.
+ * Every call is timed on its own; rounds interleave bare and guarded; p50/p99 are medians over
+ * rounds; the added time is guarded p50 - bare p50 within each round (median over rounds). The
+ * target (issue 16) is p50 <= 50 µs added. A first row, `guard.run` alone around a no-op, shows
+ * how much of that is the guard itself (two evaluations, intent and outcome in the ledger).
+ *
+ * It also measures how long a halt takes to abort a tool in flight (KS-14.1.3, target < 5 ms):
+ * from the flip reaching the provider (its configuration-changed event) to the tool's signal.
+ *
+ * Run: npm run bench:adapters [-- --rounds 5 --calls 2000 --aborts 50]
+ * Ends with one JSON line: {"bench":"adapters",...}.
+ */
+import { performance } from 'node:perf_hooks';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { RunContext, tool as openaiTool, type FunctionTool } from '@openai/agents';
+import { OpenFeature, ProviderEvents, type Client as OFClient } from '@openfeature/server-sdk';
+import { jsonSchema, tool as aiTool, type ToolSet } from 'ai';
+import { tool as lcTool } from 'langchain';
+import { z } from 'zod';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { guardRun as guardAiSdk } from '../../src/adapters/ai-sdk/index.js';
+import { killSwitch } from '../../src/adapters/langgraph/index.js';
+import { guardMcpClient } from '../../src/adapters/mcp/index.js';
+import { guardRun as guardOpenAI } from '../../src/adapters/openai-agents/index.js';
+import { EffectGuard } from '../../src/guard/effect-guard.js';
+import { MemorySideEffectLedger } from '../../src/ledger/index.js';
+import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
+import { median, quantile, round } from '../internal/stats.js';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+const ROUNDS = arg('rounds', 5);
+const CALLS = arg('calls', 2_000);
+const ABORTS = arg('aborts', 50);
+const TARGET_ADDED_P50_US = 50;
+
+const us = (ns: bigint) => Number(ns) / 1000;
+
+/** One framework: a bare tool call, and a factory of guarded calls for a fresh run. */
+interface Case {
+  readonly name: string;
+  bare(i: number): Promise<unknown>;
+  guarded(runId: string): (i: number) => Promise<unknown>;
+  close?(): Promise<void>;
+}
+
+async function time(n: number, call: (i: number) => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await call(i);
+    out.push(us(process.hrtime.bigint() - t0));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** The guard alone around a no-op effect: what every adapter pays at least (bench:guard). */
+function guardCase(guard: EffectGuard): Case {
+  const noop = async (): Promise<number> => 1;
+  return {
+    name: 'guard.run alone',
+    bare: () => noop(),
+    guarded(runId) {
+      return (i) =>
+        guard.run({ context: { tenant: 'acme' }, runId, step: `c${i}`, capability: 'noop' }, noop);
+    },
+  };
+}
+
+async function aiSdkCase(guard: EffectGuard): Promise<Case> {
+  const tools = {
+    noop: aiTool({
+      inputSchema: jsonSchema<{ a: number }>({
+        type: 'object',
+        properties: { a: { type: 'number' } },
+      }),
+      execute: async () => 1,
+    }),
+  } as unknown as ToolSet;
+  const opts = (i: number) => ({ toolCallId: `c${i}`, messages: [], context: undefined });
+  return {
+    name: 'ai-sdk',
+    bare: (i) => tools['noop']!.execute!({ a: 1 }, opts(i)) as Promise<unknown>,
+    guarded(runId) {
+      const t = guardAiSdk(guard, { runId, tenant: 'acme' }).tools(tools);
+      return (i) => t['noop']!.execute!({ a: 1 }, opts(i)) as Promise<unknown>;
+    },
+  };
+}
+
+async function openAiCase(guard: EffectGuard): Promise<Case> {
+  const noop = openaiTool({
+    name: 'noop',
+    description: 'no-op',
+    parameters: z.object({ a: z.number() }),
+    execute: async () => 1,
+  }) as unknown as FunctionTool;
+  const ctx = new RunContext({});
+  const details = (i: number) => ({
+    toolCall: {
+      type: 'function_call' as const,
+      callId: `c${i}`,
+      name: 'noop',
+      arguments: '{"a":1}',
+    },
+  });
+  return {
+    name: 'openai-agents',
+    bare: (i) => noop.invoke(ctx, '{"a":1}', details(i)),
+    guarded(runId) {
+      const t = guardOpenAI(guard, { runId, tenant: 'acme' }).tool(noop);
+      return (i) => t.invoke(ctx, '{"a":1}', details(i));
+    },
+  };
+}
+
+async function mcpCase(guard: EffectGuard): Promise<Case> {
+  const server = new McpServer({ name: 'bench', version: '1.0.0' });
+  server.registerTool('noop', { description: 'no-op' }, async () => ({
+    content: [{ type: 'text', text: '1' }],
+  }));
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  await server.connect(b);
+  const client = new Client({ name: 'bench', version: '1.0.0' });
+  await client.connect(a);
+  return {
+    name: 'mcp',
+    bare: () => client.callTool({ name: 'noop', arguments: {} }),
+    guarded(runId) {
+      const mcp = guardMcpClient(client, guard, { runId, tenant: 'acme' });
+      return (i) => mcp.callTool({ name: 'noop', arguments: {} }, undefined, { callId: `c${i}` });
+    },
+    async close() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+async function langGraphCase(guard: EffectGuard): Promise<Case> {
+  const noop = lcTool(async () => '1', {
+    name: 'noop',
+    description: 'no-op',
+    schema: z.object({ a: z.number() }),
+  });
+  const ks = killSwitch(guard, { tenant: 'acme' });
+  const wrap = ks.middleware.wrapToolCall!;
+  // What createAgent's tool node does for one call: invoke the tool with the tool call.
+  const handler = (req: { tool: unknown; toolCall: unknown }) =>
+    (req.tool as typeof noop).invoke(req.toolCall as never) as never;
+  const request = (i: number, threadId: string) => ({
+    toolCall: { id: `c${i}`, name: 'noop', args: { a: 1 }, type: 'tool_call' as const },
+    tool: noop,
+    state: { messages: [] },
+    runtime: { configurable: { thread_id: threadId } },
+  });
+  return {
+    name: 'langgraph',
+    bare: (i) => handler(request(i, 'bare')),
+    guarded(runId) {
+      return (i) => wrap(request(i, runId) as never, handler as never) as Promise<unknown>;
+    },
+  };
+}
+
+/** Flip-to-abort latency of a tool in flight, through the AI SDK wrapper (the guard's watcher). */
+async function abortLatency(
+  guard: EffectGuard,
+  client: OFClient,
+  store: MemoryFlipLogStore,
+  n: number,
+): Promise<number[]> {
+  let arrivedAt = 0;
+  client.addHandler(ProviderEvents.ConfigurationChanged, () => (arrivedAt = performance.now()));
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const runId = `abort-${i}`;
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    let abortedAt = 0;
+    const tools = {
+      wait: aiTool({
+        inputSchema: jsonSchema<{ a: number }>({ type: 'object' }),
+        execute: (_i, o) =>
+          new Promise((_, reject) => {
+            o.abortSignal!.addEventListener('abort', () => {
+              abortedAt = performance.now();
+              reject(o.abortSignal!.reason as Error);
+            });
+            started();
+          }),
+      }),
+    } as unknown as ToolSet;
+    const t = guardAiSdk(guard, { runId }).tools(tools);
+    const p = (
+      t['wait']!.execute!(
+        { a: 1 },
+        { toolCallId: 'c', messages: [], context: undefined },
+      ) as Promise<unknown>
+    ).catch(() => undefined);
+    await running;
+    await store.append({
+      action: 'halt',
+      selector: { runId },
+      actor: 'bench',
+      reason: 'abort latency',
+    });
+    await p;
+    out.push(abortedAt - arrivedAt);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function main(): Promise<void> {
+  const store = new MemoryFlipLogStore();
+  await store.append({
+    actor: 'bench',
+    action: 'halt',
+    selector: { tenant: 'globex' },
+    reason: 'bench',
+  });
+  const provider = KillSwitchProvider.fromStore(store);
+  await OpenFeature.setProviderAndWait('bench-adapters', provider);
+  for (let i = 0; i < 10_000 && provider.failure !== undefined; i++)
+    await new Promise((r) => setImmediate(r));
+  if (provider.failure !== undefined)
+    throw new Error(`provider not fresh: ${provider.failure.detail}`);
+  const client = OpenFeature.getClient('bench-adapters');
+  const guard = new EffectGuard({ client, ledger: new MemorySideEffectLedger() });
+
+  const cases = [
+    guardCase(guard),
+    await aiSdkCase(guard),
+    await openAiCase(guard),
+    await mcpCase(guard),
+    await langGraphCase(guard),
+  ];
+  let runs = 0;
+  // Warm up (JIT) every path once.
+  for (const c of cases) {
+    await time(Math.min(CALLS, 500), (i) => c.bare(i));
+    await time(Math.min(CALLS, 500), c.guarded(`warm-${++runs}`));
+  }
+  const rows: Record<string, { bare: number[][]; guarded: number[][]; added: number[] }> = {};
+  for (const c of cases) rows[c.name] = { bare: [], guarded: [], added: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const c of cases) {
+      const row = rows[c.name]!;
+      // Alternate which goes first, so drift in the machine's load falls on both.
+      const first = r % 2 === 0;
+      const a = first ? await time(CALLS, (i) => c.bare(i)) : undefined;
+      const g = await time(CALLS, c.guarded(`round-${r}-${++runs}`));
+      const b = a ?? (await time(CALLS, (i) => c.bare(i)));
+      row.bare.push([quantile(b, 0.5), quantile(b, 0.99)]);
+      row.guarded.push([quantile(g, 0.5), quantile(g, 0.99)]);
+      row.added.push(quantile(g, 0.5) - quantile(b, 0.5));
+    }
+  }
+  const aborts = await abortLatency(guard, client, store, ABORTS);
+  for (const c of cases) await c.close?.();
+  await guard.close();
+  await OpenFeature.close();
+
+  const summary = Object.fromEntries(
+    Object.entries(rows).map(([name, row]) => [
+      name,
+      {
+        bareP50Us: round(median(row.bare.map((x) => x[0]!))),
+        bareP99Us: round(median(row.bare.map((x) => x[1]!))),
+        guardedP50Us: round(median(row.guarded.map((x) => x[0]!))),
+        guardedP99Us: round(median(row.guarded.map((x) => x[1]!))),
+        addedP50Us: round(median(row.added)),
+      },
+    ]),
+  );
+  console.log(
+    `One no-op tool call through each framework, bare vs guarded (${ROUNDS} rounds x ${CALLS} calls; medians of rounds; memory ledger)`,
+  );
+  for (const [name, s] of Object.entries(summary)) {
+    console.log(
+      `  ${name.padEnd(16)} bare p50 ${s.bareP50Us.toFixed(2).padStart(8)} µs  p99 ${s.bareP99Us.toFixed(2).padStart(8)} µs   guarded p50 ${s.guardedP50Us.toFixed(2).padStart(8)} µs  p99 ${s.guardedP99Us.toFixed(2).padStart(8)} µs   added p50 ${s.addedP50Us.toFixed(2).padStart(7)} µs ${s.addedP50Us <= TARGET_ADDED_P50_US ? '(<= 50 µs target)' : '(OVER the 50 µs target)'}`,
+    );
+  }
+  const abortP50 = quantile(aborts, 0.5);
+  const abortP99 = quantile(aborts, 0.99);
+  console.log(
+    `  flip reaching the provider -> tool signal aborted (${ABORTS} halts): p50 ${abortP50.toFixed(3)} ms, p99 ${abortP99.toFixed(3)} ms, max ${aborts.at(-1)!.toFixed(3)} ms (target < 5 ms)`,
+  );
+  console.log(
+    JSON.stringify({
+      bench: 'adapters',
+      rounds: ROUNDS,
+      calls: CALLS,
+      targetAddedP50Us: TARGET_ADDED_P50_US,
+      ...summary,
+      abortLatencyMs: {
+        n: ABORTS,
+        p50: round(abortP50, 3),
+        p99: round(abortP99, 3),
+        max: round(aborts.at(-1)!, 3),
+      },
+    }),
+  );
+}
+
+await main();

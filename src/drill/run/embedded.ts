@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createToken } from '../../auth/token-hash.js';
 import { ControlPlaneClient } from '../../client/control-plane-client.js';
 import { formatSelector, selectorMatches, type Selector } from '../../model/selector.js';
 import type { LeverResult, WorkerSummary } from '../report/drill-report.js';
@@ -40,12 +41,27 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
   const fleet = new WorkerFleet();
   try {
     let url = options.url;
+    // The lever's token and the workers' token: the caller's for a given control plane.
+    let leverToken = options.token;
+    let workerToken = options.token;
     if (url === undefined) {
+      // KS-17.9.3 the embedded control plane has tokens too: an admin one for the levers, a worker
+      // one (any id) for the fleet, both fresh per drill and handed over the IPC channel only.
+      leverToken = createToken();
+      workerToken = createToken();
       // Its own process, as in production: the sink and LLM share this event loop.
       const cpScript =
         options.controlPlaneScript ??
         fileURLToPath(new URL('../servers/control-plane-process.js', import.meta.url));
-      const cp = await forkControlPlane(cpScript, { dataDir, staleAfterMs, heartbeatMs });
+      const cp = await forkControlPlane(cpScript, {
+        dataDir,
+        staleAfterMs,
+        heartbeatMs,
+        tokens: [
+          { name: 'drill', token: leverToken, role: 'admin' },
+          { name: 'drill-fleet', token: workerToken, role: 'worker', workers: ['*'] },
+        ],
+      });
       cleanups.push(() => cp.stop());
       url = cp.url;
       log(`control plane ${url} (embedded, own process pid ${cp.pid}, file log in ${dataDir})`);
@@ -54,7 +70,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
     }
     const client = new ControlPlaneClient({
       url,
-      ...(options.token ? { token: options.token } : {}),
+      ...(leverToken ? { token: leverToken } : {}),
     });
     const sink = await startEffectSink();
     cleanups.unshift(() => sink.close());
@@ -74,7 +90,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         workerId,
         release,
         urls: [url],
-        ...(options.token ? { token: options.token } : {}),
+        ...(workerToken ? { token: workerToken } : {}),
         sinkUrl: sink.url,
         llmUrl: llm.url,
         ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),

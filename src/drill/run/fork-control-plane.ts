@@ -1,9 +1,16 @@
 import { fork } from 'node:child_process';
+import type { TokenSpec } from '../../auth/token-authenticator.js';
 
 /** Forks the embedded control plane and waits for its URL. */
 export async function forkControlPlane(
   script: string,
-  config: { dataDir: string; staleAfterMs: number; heartbeatMs: number },
+  config: {
+    dataDir: string;
+    staleAfterMs: number;
+    heartbeatMs: number;
+    /** The tokens it accepts (sent over the IPC channel, never on a command line). */
+    tokens: readonly TokenSpec[];
+  },
 ): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const child = fork(script, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
   let stderr = '';

@@ -4,11 +4,12 @@
  * would in production, so the effect sink and the LLM server (which share the drill's event loop)
  * do not delay the stream it measures. Its clock is the drill clock (KS-9.2.4). KS-9.2.5
  *
- * IPC: receives `{ type: 'start', dataDir, staleAfterMs, heartbeatMs }`, answers
+ * IPC: receives `{ type: 'start', dataDir, staleAfterMs, heartbeatMs, tokens }`, answers
  * `{ type: 'ready', url }` or `{ type: 'failed', message }`; `{ type: 'stop' }` closes and exits.
  */
 import { join } from 'node:path';
 import { FileFlipLogStore } from '../../../providers/file/index.js';
+import { TokenAuthenticator, type TokenSpec } from '../../auth/token-authenticator.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
 import { systemClock } from '../../internal/clock.js';
 import { drillNow } from '../drill-clock.js';
@@ -18,6 +19,8 @@ interface StartMessage {
   readonly dataDir: string;
   readonly staleAfterMs: number;
   readonly heartbeatMs: number;
+  /** KS-17.9.3: the drill's own control plane checks tokens like any other. */
+  readonly tokens: readonly TokenSpec[];
 }
 
 if (typeof process.send !== 'function') {
@@ -46,7 +49,7 @@ process.on('message', (raw: unknown) => {
         startControlPlane({
           store: s,
           port: 0,
-          auth: 'none',
+          auth: new TokenAuthenticator({ tokens: msg.tokens }),
           staleAfterMs: msg.staleAfterMs,
           heartbeatMs: msg.heartbeatMs,
           logger: { info: () => undefined, warn: () => undefined, error: () => undefined },

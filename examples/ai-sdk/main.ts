@@ -1,9 +1,9 @@
 /**
- * A Vercel AI SDK agent under the kill switch, in three lines (see `guardRun` below). A scripted
+ * A Vercel AI SDK agent under the kill switch, in three lines (`guardRun` in agent.ts). A scripted
  * model (no network) asks for a slow `send_update` tool each turn; runs follow one another until a
  * flip halts the tenant: the tool in flight is aborted and the run ends with the HaltedError
- * naming the flip. To use a real model, replace `model` with your provider's (e.g. `openai('gpt-5')`
- * from `@ai-sdk/openai`) and set its API key.
+ * naming the flip. To use a real model, replace the scripted one in agent.ts with your provider's
+ * (e.g. `openai('gpt-5')` from `@ai-sdk/openai`) and set its API key.
  *
  * Run: `npm start` in one terminal (the control plane), then `npm run build && node
  * dist/examples/ai-sdk/main.js`, and flip: `npx killswitch flip --tenant acme --reason test`.
@@ -11,16 +11,14 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { OpenFeature } from '@openfeature/server-sdk';
-import { isStepCount, jsonSchema, tool } from 'ai';
 import {
   EffectGuard,
   HaltedError,
   KillSwitchProvider,
   MemorySideEffectLedger,
 } from 'openfeature-kill-switch';
-import { guardRun } from 'openfeature-kill-switch/ai-sdk';
 import { RemoteFlipSource } from 'openfeature-kill-switch/providers/remote';
-import { scriptedModel } from './scripted-model.js';
+import { handleTicket } from './agent.js';
 
 const env = process.env;
 const url = env['KILLSWITCH_URL'] ?? 'http://127.0.0.1:7411';
@@ -49,29 +47,6 @@ const guard = new EffectGuard({
   ledger: new MemorySideEffectLedger(),
 });
 
-const tools = {
-  send_update: tool({
-    description: 'Sends the customer an update (takes 400 ms)',
-    inputSchema: jsonSchema<{ ticket: string }>({
-      type: 'object',
-      properties: { ticket: { type: 'string' } },
-      required: ['ticket'],
-    }),
-    execute: ({ ticket }, { abortSignal }) =>
-      new Promise<string>((done, fail) => {
-        const t = setTimeout(() => {
-          log(`  tool send_update landed for ${ticket}`);
-          done('sent');
-        }, 400);
-        abortSignal?.addEventListener('abort', () => {
-          clearTimeout(t);
-          log(`  tool send_update aborted for ${ticket}`);
-          fail(abortSignal.reason as Error);
-        });
-      }),
-  }),
-};
-
 log(
   `following ${url} as tenant ${tenant}; flip with: npx killswitch flip --tenant ${tenant} --reason test`,
 );
@@ -79,15 +54,7 @@ for (let n = 1; ; n++) {
   const runId = `ticket-${n}`;
   log(`run ${runId}: started`);
   try {
-    // The three lines: a run, then the SDK's own generateText through it.
-    const run = guardRun(guard, { runId, tenant });
-    const { text } = await run.generateText({
-      model: scriptedModel(runId),
-      tools,
-      prompt: `Handle ${runId}`,
-      stopWhen: isStepCount(10),
-    });
-    log(`run ${runId}: done (${text})`);
+    log(`run ${runId}: done (${await handleTicket(guard, runId, tenant)})`);
   } catch (err) {
     if (!(err instanceof HaltedError)) throw err;
     log(`run ${runId}: HALTED by flip #${err.flip?.seq ?? '?'} (${err.code}): ${err.message}`);

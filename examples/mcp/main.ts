@@ -1,6 +1,6 @@
 /**
- * MCP tool calls under the kill switch: `guardMcpClient` wraps an MCP client (the official
- * `@modelcontextprotocol/sdk`) so each `tools/call` is a guarded effect. The example serves a
+ * MCP tool calls under the kill switch: `guardMcpClient` (agent.ts) wraps an MCP client (the
+ * official `@modelcontextprotocol/sdk`) so each `tools/call` is a guarded effect. The example serves a
  * real MCP server over Streamable HTTP on loopback with a slow `send_update` tool, and each run
  * calls it three times; a flip that halts the tenant cancels the call in flight upstream
  * (`notifications/cancelled`) and ends the run with the HaltedError naming the flip.
@@ -19,8 +19,8 @@ import {
   KillSwitchProvider,
   MemorySideEffectLedger,
 } from 'openfeature-kill-switch';
-import { guardMcpClient } from 'openfeature-kill-switch/mcp';
 import { RemoteFlipSource } from 'openfeature-kill-switch/providers/remote';
+import { handleTicket } from './agent.js';
 import { serveToolServer } from './tool-server.js';
 
 const env = process.env;
@@ -61,13 +61,7 @@ for (let n = 1; ; n++) {
   const runId = `ticket-${n}`;
   log(`run ${runId}: started`);
   try {
-    // The run's calls through the guarded client (pass the model's tool-call id as callId).
-    const mcp = guardMcpClient(client, guard, { runId, tenant });
-    for (let i = 0; i < 3; i++)
-      await mcp.callTool({ name: 'send_update', arguments: { ticket: runId } }, undefined, {
-        callId: `${runId}-call-${i}`,
-      });
-    log(`run ${runId}: done (3 updates sent for ${runId})`);
+    log(`run ${runId}: done (${await handleTicket(client, guard, runId, tenant)})`);
   } catch (err) {
     if (!(err instanceof HaltedError)) throw err;
     log(`run ${runId}: HALTED by flip #${err.flip?.seq ?? '?'} (${err.code}): ${err.message}`);

@@ -1,0 +1,23 @@
+import { tool } from '@openai/agents';
+import { z } from 'zod';
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+/** The agent's one tool: a slow side effect that stops when its signal aborts. */
+export const sendUpdate = tool({
+  name: 'send_update',
+  description: 'Sends the customer an update (takes 400 ms)',
+  parameters: z.object({ ticket: z.string() }),
+  execute: ({ ticket }, _context, details) =>
+    new Promise<string>((done, fail) => {
+      const t = setTimeout(() => {
+        log(`  tool send_update landed for ${ticket}`);
+        done('sent');
+      }, 400);
+      details?.signal?.addEventListener('abort', () => {
+        clearTimeout(t);
+        log(`  tool send_update aborted for ${ticket}`);
+        fail(details.signal!.reason as Error);
+      });
+    }),
+});

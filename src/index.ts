@@ -17,3 +17,4 @@ export * from './telemetry/index.js';
 export * from './run/index.js';
 export * from './report/index.js';
 export { systemClock, ManualClock, type Clock, type ManualClockOptions } from './internal/clock.js';
+export * from './lineage/index.js';

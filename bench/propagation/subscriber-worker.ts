@@ -17,7 +17,8 @@ export type ToWorker =
   | {
       readonly type: 'init';
       readonly url: string;
-      readonly floorUrl: string;
+      /** A bare server for raw node:http clients (the floor); none: no floor clients. */
+      readonly floorUrl?: string;
       /** A bare server for `eventsource` clients with nothing of ours on top; none: not measured. */
       readonly packageUrl?: string;
       readonly token: string;
@@ -102,10 +103,10 @@ async function init(m: Extract<ToWorker, { type: 'init' }>): Promise<void> {
     await source.start(listener);
   }
   // The floor: a raw HTTP client that only looks for the event id in what arrives.
-  for (let i = 0; i < m.count; i++) {
+  for (let i = 0; m.floorUrl !== undefined && i < m.count; i++) {
     opened.push(
       new Promise<void>((resolve, reject) => {
-        const req = request(m.floorUrl, { agent: false }, (res) => {
+        const req = request(m.floorUrl!, { agent: false }, (res) => {
           resolve();
           res.on('data', (chunk: Buffer) => {
             const t = performance.now();

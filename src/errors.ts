@@ -17,6 +17,12 @@ export const ErrorCode = {
   INVALID_OPTION: 'KS_INVALID_OPTION',
   /** A flip id was reused for a different flip. */
   ID_CONFLICT: 'KS_ID_CONFLICT',
+  /**
+   * The log seen is not the log applied: another `logId`, a lower seq than applied, or the same
+   * seq with another hash (a restored backup, a failover that lost commits, a cut tail, a replica
+   * on another log). The message names both sides. DESIGN section 5, KS-6.4
+   */
+  LOG_DIVERGED: 'KS_LOG_DIVERGED',
   /** A record arrived out of order (its seq is not the next one). */
   SEQ_GAP: 'KS_SEQ_GAP',
   /** The store was closed or never opened. */

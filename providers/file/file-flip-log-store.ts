@@ -20,6 +20,7 @@ import { LogCore } from '../../src/store/internal/log-core.js';
 import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import { Mutex } from '../../src/internal/mutex.js';
 import { LockFile } from '../../src/internal/lock-file.js';
+import { readOrCreateLogId } from './log-id-file.js';
 import { parseFlipLog } from './read-flip-log-file.js';
 
 /**
@@ -119,6 +120,7 @@ export class FileFlipLogStore implements FlipLogStore {
   /** Length of the file's durable, verified prefix. */
   #size = 0;
   #failure: KillSwitchError | undefined;
+  #logId = '';
   readonly #queue: Pending[] = [];
   #draining = false;
 
@@ -210,6 +212,10 @@ export class FileFlipLogStore implements FlipLogStore {
         await fh.sync();
       }
       if (bytes.length === 0) await syncDirectory(dir); // a new file's name must be durable too
+      // KS-2.7.2 the identity beside the log (given at genesis, or on the first open after an upgrade)
+      this.#logId = await readOrCreateLogId(this.path, log.records[0]?.hash, (m) =>
+        this.#logger.warn(m),
+      );
       this.#core.load(log.records);
       this.#size = log.goodBytes;
       this.#fh = fh;
@@ -271,6 +277,17 @@ export class FileFlipLogStore implements FlipLogStore {
   async head(): Promise<LogHead> {
     await this.#ready();
     return this.#core.head();
+  }
+
+  /**
+   * The log's identity, kept in `<path>.logid` (KS-2.7.2). Copy that file with the log: a log
+   * without it gets an identity derived from its first record (or a random one when empty).
+   *
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`; what {@link FileFlipLogStore.open} throws
+   */
+  async logId(): Promise<string> {
+    await this.#ready();
+    return this.#logId;
   }
 
   /**

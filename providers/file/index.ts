@@ -5,3 +5,4 @@ export {
   type LogFileHandle,
 } from './file-flip-log-store.js';
 export { readFlipLogFile, parseFlipLog, type FlipLogFileContents } from './read-flip-log-file.js';
+export { logIdPath } from './log-id-file.js';

@@ -1,4 +1,7 @@
-import { ErrorCode, KillSwitchError } from '../../src/errors.js';
+import { ErrorCode, InvalidOptionError, KillSwitchError } from '../../src/errors.js';
+import { MAX_LOG_ID_LENGTH } from '../../src/protocol/log-position.js';
+import { isIdText } from '../../src/protocol/text.js';
+import { logIdFor } from '../../src/store/log-id.js';
 import type { FlipInput, FlipRecord } from '../../src/model/flip-record.js';
 import type {
   AppendResult,
@@ -14,6 +17,8 @@ import { LogCore } from '../../src/store/internal/log-core.js';
 export interface MemoryFlipLogStoreOptions {
   /** Clock whose wall-clock reading stamps each record's `at`. @default systemClock */
   readonly clock?: Clock;
+  /** The log's identity (KS-2.7.1). @default a random UUID */
+  readonly logId?: string;
 }
 
 /**
@@ -30,10 +35,22 @@ export class MemoryFlipLogStore implements FlipLogStore {
   readonly kind = 'memory';
   readonly #core = new LogCore();
   readonly #clock: Clock;
+  readonly #logId: string;
   #closed = false;
 
+  /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a `logId` outside the id alphabet */
   constructor(options: MemoryFlipLogStoreOptions = {}) {
     this.#clock = options.clock ?? systemClock;
+    if (options.logId !== undefined && !isIdText(options.logId, MAX_LOG_ID_LENGTH)) {
+      throw new InvalidOptionError('logId', 'an id (letters, digits, ._:@/+=-)', options.logId);
+    }
+    this.#logId = options.logId ?? logIdFor(undefined);
+  }
+
+  /** A random id given at construction (nothing survives the process). KS-2.7.1 */
+  async logId(): Promise<string> {
+    this.#check();
+    return this.#logId;
   }
 
   async open(): Promise<void> {

@@ -15,6 +15,14 @@ import {
   type NormalizedFlip,
 } from '../../src/model/flip-record.js';
 import { delay } from '../../src/internal/backoff.js';
+import {
+  Divergence,
+  LogDivergedError,
+  MAX_LOG_ID_LENGTH,
+  divergence,
+  type LogPosition,
+} from '../../src/protocol/log-position.js';
+import { isIdText } from '../../src/protocol/text.js';
 import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import { Mutex } from '../../src/internal/mutex.js';
 import type {
@@ -99,6 +107,8 @@ export interface PostgresFollowStatus {
   readonly caughtUpAt: string | undefined;
   /** The seq of the record delivered to subscribers last (or skipped to while idle). */
   readonly deliveredSeq: number;
+  /** Why the store failed (state `failed`): the corruption or the divergence it found. */
+  readonly failure?: string;
 }
 
 /** An append waiting for the store's writer. */
@@ -174,6 +184,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
 
   #state: StoreState = StoreState.NEW;
   #failure: KillSwitchError | undefined;
+  #logId = '';
   #opening: Promise<void> | undefined;
   readonly #inflight = new Set<Promise<unknown>>();
 
@@ -337,6 +348,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
 
   async #doOpen(): Promise<void> {
     await this.#migrate();
+    this.#logId = await this.#readLogId();
     const head = await this.#verifyAll();
     this.#checkUsable();
     this.#advanceKnown(head);
@@ -387,6 +399,28 @@ export class PostgresFlipLogStore implements FlipLogStore {
       client.release(true);
       throw unavailable(`could not prepare schema ${this.schema}`, err);
     }
+  }
+
+  /** `meta.log_id`, which the migration gave the log (KS-2.7.3). */
+  async #readLogId(): Promise<string> {
+    const res = await this.#query<{ value: string }>(
+      `SELECT value FROM ${quoteIdent(this.schema)}.meta WHERE key = 'log_id'`,
+      [],
+    );
+    const v = res.rows[0]?.value;
+    if (!isIdText(v, MAX_LOG_ID_LENGTH)) {
+      throw unavailable(
+        `schema ${this.schema} has no valid meta.log_id (${JSON.stringify(v ?? null)}); refusing to guess the log's identity`,
+      );
+    }
+    return v;
+  }
+
+  /** The log's identity, `meta.log_id` (KS-2.7.3); opens the store. */
+  async logId(): Promise<string> {
+    this.#checkUsable();
+    await this.#track(this.open());
+    return this.#logId;
   }
 
   /** Reads the whole log in pages and verifies it; returns its head. KS-8.4.1 */
@@ -648,7 +682,12 @@ export class PostgresFlipLogStore implements FlipLogStore {
           : this.#listenState === ListenState.STOPPED
             ? 'idle'
             : this.#listenState;
-    return { state, caughtUpAt: this.#caughtUpAt, deliveredSeq: this.#cursor.seq };
+    return {
+      state,
+      caughtUpAt: this.#caughtUpAt,
+      deliveredSeq: this.#cursor.seq,
+      ...(this.#failure === undefined ? {} : { failure: this.#failure.message }),
+    };
   }
 
   /** Stops following, waits for in-flight calls, and ends the pool it created. Idempotent. */
@@ -724,9 +763,15 @@ export class PostgresFlipLogStore implements FlipLogStore {
       c.on('end', () => lost());
       c.on('notification', (msg) => {
         if (msg.channel !== this.#channel) return;
-        const seq = Number(msg.payload);
-        // A notification is only a wake-up; the read by seq decides what is delivered.
-        if (!(seq <= this.#cursor.seq)) void this.#catchUpQuietly();
+        // `seq:hash` (a version-1 trigger sent only the seq). A notification is only a wake-up;
+        // the read by seq decides what is delivered. Anything but our own delivered record (a
+        // record past the cursor, or one at or below it that is not the one delivered: the log
+        // was cut and reused, KS-8.5.7) makes it read.
+        const [seqText, hash] = (msg.payload ?? '').split(':');
+        const seq = Number(seqText);
+        const known =
+          seq < this.#cursor.seq ? false : seq === this.#cursor.seq && hash === this.#cursor.hash;
+        if (!known || !(seq <= this.#cursor.seq)) void this.#catchUpQuietly();
       });
       this.#listenClient = c;
       await c.query(`SET application_name = 'killswitch-listen:${this.schema}'`);
@@ -789,7 +834,7 @@ export class PostgresFlipLogStore implements FlipLogStore {
     try {
       await this.#catchUp();
     } catch (err) {
-      if (!(err instanceof LogCorruptError)) {
+      if (!(err instanceof LogCorruptError) && !(err instanceof LogDivergedError)) {
         this.#logger.warn(
           `postgres store (${this.schema}): catch-up read failed, will retry: ${(err as Error).message}`,
         );
@@ -817,7 +862,18 @@ export class PostgresFlipLogStore implements FlipLogStore {
         return;
       }
       const from = this.#cursor;
-      const rows = await this.#selectAfter(from.seq, BATCH);
+      // KS-8.5.7 the read starts AT the cursor: the record delivered last must still be there
+      // with the hash delivered, or the log moved backwards (a cut tail, a failover that lost
+      // commits, a restore) and the store fails instead of serving it. Each poll checks it.
+      const read = await this.#selectAfter(from.seq === 0 ? 0 : from.seq - 1, BATCH + 1);
+      let rows = read;
+      if (from.seq > 0) {
+        const first = read[0];
+        if (first === undefined || seqOf(first.seq, 0) !== from.seq || first.hash !== from.hash) {
+          throw this.#fail(await this.#divergedFrom(from));
+        }
+        rows = read.slice(1);
+      }
       let records: FlipRecord[];
       try {
         records = decodeRows(rows, from);
@@ -838,6 +894,28 @@ export class PostgresFlipLogStore implements FlipLogStore {
     }
   }
 
+  /** The divergence found when the record at `from` is gone or changed: names both sides. */
+  async #divergedFrom(from: LogHead): Promise<LogDivergedError> {
+    const applied = { logId: this.#logId, seq: from.seq, hash: from.hash };
+    let seen: LogPosition;
+    try {
+      const rows = await this.#selectAfter(from.seq - 1, 1);
+      const at = rows[0];
+      if (at !== undefined && seqOf(at.seq, 0) === from.seq) {
+        seen = { logId: this.#logId, seq: from.seq, hash: at.hash };
+      } else {
+        const head = await this.#head();
+        seen = { logId: this.#logId, ...head };
+      }
+    } catch {
+      seen = { logId: this.#logId, seq: 0, hash: GENESIS_HASH };
+    }
+    return new LogDivergedError(divergence(applied, seen) ?? Divergence.BEHIND, applied, seen, {
+      applied: `postgres store (${this.schema}) delivered`,
+      seen: 'the database now holds',
+    });
+  }
+
   /** After our own commit: deliver it (and anything before it) before the append resolves. KS-8.5.5 */
   async #afterCommit(record: FlipRecord): Promise<void> {
     this.#advanceKnown(record);
@@ -851,11 +929,15 @@ export class PostgresFlipLogStore implements FlipLogStore {
           this.#deliver(record);
         } else if (this.#cursor.seq < record.seq) {
           await this.#drain();
+        } else if (this.#cursor.seq === record.seq && this.#cursor.hash !== record.hash) {
+          // KS-8.5.7 committed at a seq already delivered with another record: the log was cut
+          // and the seq reused. (Deeper cuts are found by the next read, which starts at the cursor.)
+          throw this.#fail(await this.#divergedFrom(this.#cursor));
         }
       });
     } catch (err) {
       // The flip is committed; the followers will get it from the next catch-up.
-      if (!(err instanceof LogCorruptError)) {
+      if (!(err instanceof LogCorruptError) && !(err instanceof LogDivergedError)) {
         this.#logger.warn(
           `postgres store (${this.schema}): delivery after append failed, will retry: ${(err as Error).message}`,
         );
@@ -929,8 +1011,8 @@ export class PostgresFlipLogStore implements FlipLogStore {
     return record;
   }
 
-  /** Marks the store failed: a corrupt log is never served, appended to or followed again. */
-  #fail(err: LogCorruptError): LogCorruptError {
+  /** Marks the store failed: a corrupt or diverged log is never served, appended to or followed again. */
+  #fail<E extends KillSwitchError>(err: E): E {
     if (this.#state !== StoreState.CLOSED && this.#state !== StoreState.FAILED) {
       this.#state = StoreState.FAILED;
       this.#failure = err;

@@ -55,6 +55,16 @@ export interface FlipLogStore {
   /** The current head. */
   head(): Promise<LogHead>;
   /**
+   * The log's identity: a random id given at genesis, kept as long as the log (the file store's
+   * `<path>.logid`, PostgreSQL's `meta.log_id`). Every copy of a log has the same id; another
+   * log has another. A log from before identities gets one on its first open, derived from its
+   * first record's hash (so two copies of it get the same), or random when it is empty.
+   * Opens the store. KS-2.7.1
+   *
+   * @throws what {@link FlipLogStore.open} throws
+   */
+  logId(): Promise<string>;
+  /**
    * Delivers every record appended from now on (by any writer the store can see) in seq order.
    * Use {@link followStore} to get a consistent snapshot plus the records after it.
    *

@@ -6,3 +6,4 @@ export type {
   RecordListener,
 } from './flip-log-store.js';
 export { verifyChain } from './verify-chain.js';
+export { logIdFor } from './log-id.js';

@@ -34,6 +34,7 @@ function followingStore(): { store: FlipLogStore; set(f: Partial<Follow>): void 
     append: (i) => inner.append(i),
     read: (o) => inner.read(o),
     head: () => inner.head(),
+    logId: () => inner.logId(),
     subscribe: (l) => inner.subscribe(l),
     close: () => inner.close(),
     followStatus: () => follow,

@@ -122,6 +122,34 @@ export function describeFlipLogStoreConformance(name: string, harness: FlipLogSt
     });
   });
 
+  describe(`KS-2.7.1 ${name}: every log has an identity from genesis`, () => {
+    it('gives each new log its own id in the id alphabet, the same on every call', async () => {
+      const one = await fresh();
+      const two = await fresh();
+      const id = await one.logId();
+      expect(id).toMatch(/^[A-Za-z0-9._:@/+=-]{1,128}$/);
+      expect(await one.logId()).toBe(id);
+      await one.append(halt({ id: 'a' }));
+      expect(await one.logId()).toBe(id);
+      expect(await two.logId()).not.toBe(id);
+    });
+  });
+
+  describe.skipIf(harness.reopen === undefined)(
+    `KS-2.7.1 ${name}: a reopened log keeps its identity`,
+    () => {
+      it('answers the same logId after a restart, empty or not', async () => {
+        let store = await fresh();
+        const id = await store.logId();
+        store = await reopen(store);
+        expect(await store.logId()).toBe(id);
+        await store.append(halt({ id: 'a' }));
+        store = await reopen(store);
+        expect(await store.logId()).toBe(id);
+      });
+    },
+  );
+
   describe(`KS-2.1.1 ${name}: records carry the flip and its defaults`, () => {
     it('a halt gets the discard mode by default, a resume gets none, optional fields are kept', async () => {
       const store = await fresh();
@@ -318,7 +346,7 @@ export function describeFlipLogStoreConformance(name: string, harness: FlipLogSt
   });
 
   describe(`KS-2.2.1 ${name}: a closed store fails with KS_STORE_CLOSED`, () => {
-    it('refuses append, read, head and subscribe after close; close is idempotent', async () => {
+    it('refuses append, read, head, logId and subscribe after close; close is idempotent', async () => {
       const store = await fresh();
       await store.append(halt({ id: 'a' }));
       await store.close();
@@ -327,6 +355,7 @@ export function describeFlipLogStoreConformance(name: string, harness: FlipLogSt
       await expect(store.append(halt({ id: 'b' }))).rejects.toMatchObject(closed);
       await expect(store.read()).rejects.toMatchObject(closed);
       await expect(store.head()).rejects.toMatchObject(closed);
+      await expect(store.logId()).rejects.toMatchObject(closed);
       expect(() => store.subscribe(() => undefined)).toThrow(expect.objectContaining(closed));
     });
 

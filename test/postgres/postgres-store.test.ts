@@ -116,7 +116,7 @@ describe.runIf(RUN_PG)(
       const meta = await admin<{ value: string }>(
         `SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`,
       );
-      expect(meta).toEqual([{ value: '1' }]);
+      expect(meta).toEqual([{ value: '2' }]);
     });
 
     it('opening an existing schema again changes nothing and keeps the log', async () => {
@@ -137,7 +137,7 @@ describe.runIf(RUN_PG)('KS-8.1.2 a schema newer than the library is refused', ()
     const a = store(schema);
     await a.append(halt('x'));
     await a.close();
-    await admin(`UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`);
+    await admin(`UPDATE "${schema}".meta SET value = '3' WHERE key = 'schema_version'`);
     const b = store(schema);
     await expect(b.open()).rejects.toMatchObject({
       code: ErrorCode.STORE_UNAVAILABLE,
@@ -677,7 +677,7 @@ describe.runIf(RUN_PG)('KS-8.2.1 each row keeps the exact canonical JSON its has
 });
 
 describe.runIf(RUN_PG)('KS-8.5.1 an insert notifies the schema channel when it commits', () => {
-  it('a plain LISTEN client receives the seq of each appended flip', async () => {
+  it('a plain LISTEN client receives the seq and hash of each appended flip', async () => {
     const schema = fresh('notify');
     const s = store(schema);
     await s.open();
@@ -692,9 +692,109 @@ describe.runIf(RUN_PG)('KS-8.5.1 an insert notifies the schema channel when it c
       await s.append(halt('n1'));
       await s.append(halt('n2'));
       await until(() => payloads.length >= 2, 'two notifications');
-      expect(payloads).toEqual(['1', '2']);
+      // KS-8.5.1 `seq:hash` since schema version 2 (KS-8.5.7).
+      const records = await admin<{ seq: string; hash: string }>(
+        `SELECT seq::text AS seq, hash FROM "${schema}".flips ORDER BY seq`,
+      );
+      expect(payloads).toEqual(records.map((r) => `${r.seq}:${r.hash}`));
     } finally {
       await client.end();
     }
   });
 });
+
+describe.runIf(RUN_PG)('KS-2.7.3 the log has an identity in meta.log_id', () => {
+  it('gives a new schema a random log_id that replicas and restarts all read', async () => {
+    const schema = fresh('lid');
+    const a = store(schema);
+    const b = store(schema);
+    const id = await a.logId();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await b.logId()).toBe(id);
+    await a.append(halt('x'));
+    await a.close();
+    const c = store(schema);
+    expect(await c.logId()).toBe(id);
+    expect(await store(fresh('lid')).logId()).not.toBe(id);
+  });
+
+  it('upgrades a version-1 log with records to version 2 with an identity derived from seq 1', async () => {
+    const schema = fresh('lidup');
+    const a = store(schema);
+    const { record } = await a.append(halt('x'));
+    await a.append(halt('y'));
+    await a.close();
+    // What a version-1 library left: no log_id, schema_version 1.
+    await admin(`DELETE FROM "${schema}".meta WHERE key = 'log_id'`);
+    await admin(`UPDATE "${schema}".meta SET value = '1' WHERE key = 'schema_version'`);
+    const b = store(schema);
+    expect(await b.logId()).toBe(`h-${record.hash.slice(0, 32)}`);
+    expect((await b.read()).map((r) => r.id)).toEqual(['x', 'y']);
+    const meta = await admin<{ key: string; value: string }>(
+      `SELECT key, value FROM "${schema}".meta ORDER BY key`,
+    );
+    expect(meta).toEqual([
+      { key: 'log_id', value: `h-${record.hash.slice(0, 32)}` },
+      { key: 'schema_version', value: '2' },
+    ]);
+  });
+
+  it('refuses to open a schema whose log_id is missing or not an id', async () => {
+    const schema = fresh('lidbad');
+    const a = store(schema);
+    await a.append(halt('x'));
+    await a.close();
+    await admin(`UPDATE "${schema}".meta SET value = 'not an id!' WHERE key = 'log_id'`);
+    await expect(store(schema).open()).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+      message: /log_id/,
+    });
+  });
+});
+
+describe.runIf(RUN_PG)(
+  'KS-8.5.7 a following store notices the log moving backwards on its next poll',
+  () => {
+    /** What a superuser can do despite the insert-only trigger: disable it and cut the tail. */
+    async function cutTail(schema: string, after: number): Promise<void> {
+      await admin(
+        `BEGIN; ALTER TABLE "${schema}".flips DISABLE TRIGGER flips_insert_only; ` +
+          `DELETE FROM "${schema}".flips WHERE seq > ${after}; ` +
+          `ALTER TABLE "${schema}".flips ENABLE TRIGGER flips_insert_only; COMMIT`,
+      );
+    }
+
+    it('fails with KS_LOG_DIVERGED naming both sides once the tail is deleted, with no new record', async () => {
+      const schema = fresh('cut');
+      const s = store(schema, { pollIntervalMs: 50 });
+      const got: number[] = [];
+      s.subscribe((r) => got.push(r.seq));
+      await s.open();
+      for (const id of ['a', 'b', 'c']) await s.append(halt(id));
+      await until(() => got.length === 3, 'three deliveries');
+      await cutTail(schema, 1);
+      await until(() => s.followStatus().state === 'failed', 'the store to fail', 5000);
+      const st = s.followStatus();
+      expect(st.failure).toMatch(
+        /database now holds log \S+ at seq 1 .* delivered log \S+ at seq 3/,
+      );
+      expect(st.failure).toMatch(/moved backwards/);
+      await expect(s.append(halt('d'))).rejects.toMatchObject({ code: ErrorCode.LOG_DIVERGED });
+      expect(got).toEqual([1, 2, 3]);
+    });
+
+    it('fails as forked when another writer reuses the cut seq', async () => {
+      const schema = fresh('fork');
+      const s = store(schema, { pollIntervalMs: 3_600_000 });
+      s.subscribe(() => undefined);
+      await s.open();
+      for (const id of ['a', 'b']) await s.append(halt(id));
+      await cutTail(schema, 1);
+      const other = store(schema);
+      await other.append(halt('other'));
+      // The NOTIFY of the other writer's seq 2 wakes the follower, which finds seq 2 changed.
+      await until(() => s.followStatus().state === 'failed', 'the store to fail', 5000);
+      expect(s.followStatus().failure).toMatch(/at seq 2 .* at seq 2 .*forked/);
+    });
+  },
+);

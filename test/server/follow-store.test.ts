@@ -34,6 +34,9 @@ class ControlledStore implements FlipLogStore {
   head(): Promise<LogHead> {
     return this.inner.head();
   }
+  logId(): Promise<string> {
+    return this.inner.logId();
+  }
   subscribe(l: RecordListener): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);

@@ -15,6 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   FileFlipLogStore,
   FileStoreState,
+  logIdPath,
   readFlipLogFile,
   type LogFileHandle,
 } from '../../providers/file/index.js';
@@ -439,5 +440,57 @@ describe('KS-2.4.8 a write that fails while the store closes leaves it closed', 
     await closing;
     expect(store.state).toBe(FileStoreState.CLOSED);
     await expect(store.read()).rejects.toMatchObject({ code: ErrorCode.STORE_CLOSED });
+  });
+});
+
+describe('KS-2.7.2 a file log keeps its identity in <path>.logid', () => {
+  it('writes a random identity at genesis (mode 0600) and reads it back after a restart', async () => {
+    const path = nextPath();
+    const a = new FileFlipLogStore({ path });
+    const id = await a.logId();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.parse(await readFile(logIdPath(path), 'utf8'))).toEqual({ logId: id });
+    expect((await stat(logIdPath(path))).mode & 0o777).toBe(0o600);
+    await a.append(halt('a'));
+    await a.close();
+    const b = new FileFlipLogStore({ path });
+    expect(await b.logId()).toBe(id);
+    await b.close();
+  });
+
+  it('upgrades a log written before identities: the id derives from seq 1, with a warning, the same for every copy', async () => {
+    const path = nextPath();
+    const a = new FileFlipLogStore({ path });
+    const { record } = await a.append(halt('a'));
+    await a.append(halt('b'));
+    await a.close();
+    const bytes = await readFile(path);
+    await rm(logIdPath(path)); // as a log from before identities has none
+    const copy = nextPath();
+    await mkdir(join(copy, '..'), { recursive: true });
+    await writeFile(copy, bytes);
+    const warnings: string[] = [];
+    const b = new FileFlipLogStore({ path, logger: { warn: (m) => warnings.push(m) } });
+    expect(await b.logId()).toBe(`h-${record.hash.slice(0, 32)}`);
+    expect(warnings.join('\n')).toMatch(/no identity yet.*derived from its first record/);
+    expect((await b.read()).map((r) => r.id)).toEqual(['a', 'b']);
+    await b.close();
+    const c = new FileFlipLogStore({ path: copy, logger: { warn: () => undefined } });
+    expect(await c.logId()).toBe(`h-${record.hash.slice(0, 32)}`);
+    await c.close();
+  });
+
+  it('refuses to open a log whose .logid is not a valid identity, and writes nothing', async () => {
+    const path = nextPath();
+    const a = new FileFlipLogStore({ path });
+    await a.append(halt('a'));
+    await a.close();
+    await writeFile(logIdPath(path), 'garbage');
+    const b = new FileFlipLogStore({ path });
+    await expect(b.open()).rejects.toMatchObject({
+      code: ErrorCode.STORE_UNAVAILABLE,
+      message: /valid log identity/,
+    });
+    expect(await readFile(logIdPath(path), 'utf8')).toBe('garbage');
   });
 });

@@ -5,7 +5,13 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
+ * (KS-2.7.3): random at genesis, or derived from seq 1's hash for a log that already had records
+ * (the same formula as src/store/log-id.ts, so every copy of a log gets the same identity).
+ */
 
 /**
  * First key of the two-key advisory locks (`'KS'` as a number). The second key is
@@ -112,7 +118,9 @@ $fn$;
 CREATE OR REPLACE FUNCTION ${s}.flips_notify() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-  PERFORM pg_notify('${channel}', NEW.seq::text);
+  -- seq:hash, so a follower can tell a record at a seq it already delivered from the one it
+  -- delivered (KS-8.5.7: a cut tail with a new record in its place).
+  PERFORM pg_notify('${channel}', NEW.seq::text || ':' || NEW.hash);
   RETURN NULL;
 END
 $fn$;
@@ -130,6 +138,13 @@ CREATE TRIGGER flips_notify AFTER INSERT ON ${s}.flips
 -- KS-8.2.2 nobody, not even the owner that runs the store, holds UPDATE, DELETE or TRUNCATE.
 REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.flips FROM PUBLIC;
 REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.flips FROM CURRENT_USER;
+
+-- KS-2.7.3 the log's identity, given once and never changed by a later migration.
+INSERT INTO ${s}.meta (key, value)
+  SELECT 'log_id', COALESCE(
+    (SELECT 'h-' || substr(f.hash, 1, 32) FROM ${s}.flips f WHERE f.seq = 1),
+    gen_random_uuid()::text)
+  ON CONFLICT (key) DO NOTHING;
 
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

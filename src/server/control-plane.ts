@@ -33,6 +33,7 @@ import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { StreamHub } from './stream-hub.js';
+import { RequestGuard } from './request-guard.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
@@ -52,12 +53,17 @@ export interface ControlPlaneOptions {
   /** Port; 0 picks a free one. @default 7411 */
   readonly port?: number;
   /**
-   * Bearer-token authentication. `'none'` (the default) treats every caller as an anonymous
-   * admin and is refused on a non-loopback host (KS-5.2.8); `killswitch serve` always passes
-   * tokens.
-   * @default 'none'
+   * Bearer-token authentication; required (KS-17.9.1). `'none'`, given explicitly, treats every
+   * caller as an anonymous admin: it logs a warning at start and is refused on a non-loopback host
+   * (KS-5.2.8). `killswitch serve` always passes tokens.
    */
-  readonly auth?: TokenAuthenticator | 'none';
+  readonly auth: TokenAuthenticator | 'none';
+  /**
+   * Names this control plane answers to besides its bound address (and `localhost` on loopback):
+   * the names clients and proxies put in `Host`. Any other `Host` is answered 421 (DNS
+   * rebinding, KS-17.9.2). @default []
+   */
+  readonly allowedHosts?: readonly string[];
   /** Heartbeat interval on the stream. @default 1000 */
   readonly heartbeatMs?: number;
   /** The `retry:` the stream announces. @default 1000 */
@@ -164,6 +170,7 @@ class ControlPlaneServer implements ControlPlane {
   readonly #host: string;
   readonly #port: number;
   readonly #auth: TokenAuthenticator | 'none';
+  readonly #guard: RequestGuard;
   readonly #heartbeatMs: number;
   readonly #retryMs: number;
   readonly #maxBodyBytes: number;
@@ -203,10 +210,19 @@ class ControlPlaneServer implements ControlPlane {
     this.#store = o.store;
     this.#host = o.host ?? '127.0.0.1';
     this.#port = int('port', o.port ?? 7411, 0, 65535);
-    this.#auth = o.auth ?? 'none';
+    // KS-17.9.1: no anonymous admin unless the caller asks for it by name.
+    if (o.auth === undefined) {
+      throw new InvalidOptionError(
+        'auth',
+        "a TokenAuthenticator (or 'none', explicitly, for an anonymous admin on loopback)",
+        o.auth,
+      );
+    }
+    this.#auth = o.auth;
     if (this.#auth !== 'none' && typeof this.#auth.authenticate !== 'function') {
       throw new InvalidOptionError('auth', "a TokenAuthenticator or 'none'", o.auth);
     }
+    this.#guard = new RequestGuard({ allowedHosts: o.allowedHosts });
     // KS-5.2.8: never serve an unauthenticated API beyond this machine.
     if (!isLoopbackHost(this.#host) && (this.#auth === 'none' || this.#auth.size === 0)) {
       throw new InvalidOptionError(
@@ -332,7 +348,14 @@ class ControlPlaneServer implements ControlPlane {
         resolve();
       });
     });
-    this.#actualPort = (this.#server.address() as AddressInfo).port;
+    const address = this.#server.address() as AddressInfo;
+    this.#actualPort = address.port;
+    this.#guard.bind(this.#host, address.address);
+    if (this.#auth === 'none') {
+      this.#log.warn(
+        `auth: 'none': every caller is an anonymous admin (${this.url}); pass a TokenAuthenticator`,
+      );
+    }
     this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
   }
 
@@ -469,6 +492,8 @@ class ControlPlaneServer implements ControlPlane {
     try {
       // A target that is not a URL (`//[`) or not in normal form (`/v1/../v1/flips`, both found
       // by the KS-13.4 fuzz suite) is the client's error: 400 before any route. KS-5.1.13
+      // KS-17.9.2: a request that does not name this control plane is answered before anything.
+      this.#guard.checkHost(req);
       const target = parseRequestTarget(req.url);
       if (!target.ok) throw new HttpError(400, ErrorCode.INVALID_INPUT, target.reason);
       const url = target.url;
@@ -491,6 +516,8 @@ class ControlPlaneServer implements ControlPlane {
         principal =
           this.#auth === 'none' ? ANONYMOUS : this.#auth.authenticate(req.headers.authorization);
       }
+      // KS-17.9.2: state-changing requests carry JSON (no cross-site form or simple fetch).
+      this.#guard.checkContentType(req);
       const ctx: RouteContext = {
         req,
         res,

@@ -98,7 +98,12 @@ const children = new Set<ChildProcess>();
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ks-run-proc-'));
   store = new FileFlipLogStore({ path: join(dir, 'flips.jsonl') });
-  cp = await startControlPlane({ store, port: 0, logger: { info() {}, warn() {}, error() {} } });
+  cp = await startControlPlane({
+    store,
+    port: 0,
+    auth: 'none',
+    logger: { info() {}, warn() {}, error() {} },
+  });
   sink = new Sink();
   await sink.start();
 });

@@ -200,7 +200,9 @@ describe('KS-5.2.8 a non-loopback bind without tokens is refused', () => {
 
   it("startControlPlane refuses auth 'none' or an empty token list on 0.0.0.0", async () => {
     const store = new MemoryFlipLogStore();
-    await expect(startControlPlane({ store, host: '0.0.0.0', port: 0 })).rejects.toMatchObject({
+    await expect(
+      startControlPlane({ store, host: '0.0.0.0', port: 0, auth: 'none' }),
+    ).rejects.toMatchObject({
       code: 'KS_INVALID_OPTION',
     });
     await expect(

@@ -159,7 +159,7 @@ describe('KS-6.1.5 a subscriber that does not drain is disconnected', () => {
     const slow = net.connect(cp.port, '127.0.0.1');
     await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
     slow.write(
-      `GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKENS.viewer}\r\n\r\n`,
+      `GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKENS.viewer}\r\n\r\n`,
     );
     slow.pause();
     const closed = new Promise<void>((resolve) => slow.once('close', () => resolve()));

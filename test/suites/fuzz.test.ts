@@ -451,7 +451,9 @@ describe('KS-13.4.1 hostile and malformed requests against every route: no 5xx, 
           r.method === 'POST' &&
           r.target === '/v1/flips' &&
           (r.token.who === 'admin' || r.token.who === 'operator') &&
-          (r.contentType === undefined || /^application\/json(;|$)/.test(r.contentType)) &&
+          // KS-17.9.2: a state-changing request without a JSON content type is 415.
+          r.contentType !== undefined &&
+          /^application\/json(;|$)/.test(r.contentType) &&
           r.oversizedHeader === 0 &&
           r.junkHeader?.[0] !== 'expect' &&
           // Node's parser itself refuses control bytes in a header value (400, empty body).

@@ -16,7 +16,8 @@ import { UsageError, intFlag } from '../internal/remote.js';
 import { createStore, dataDirOf } from '../internal/store-factory.js';
 
 const HELP = `usage: killswitch serve [--data-dir <dir>] [--store <path | postgres://… | memory>]
-                       [--host <addr>] [--port <n>] [--tokens <file>] [--json]
+                       [--host <addr>] [--port <n>] [--tokens <file>] [--allow-host <name>]…
+                       [--json]
 
 Runs the control plane: the HTTP API, the SSE stream and the fleet's acknowledgements. With no
 flags: a file flip log in ./.killswitch/flips.jsonl, 127.0.0.1, port 7411. KS-5.3.1
@@ -32,6 +33,9 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --host <addr>           address to bind (default 127.0.0.1); a non-loopback address needs tokens
   --port <n>              port, 0 for a random free one (default 7411)
   --tokens <file>         token file (default <dataDir>/tokens.json when present)
+  --allow-host <name>     a name clients use for this server (its DNS name, a proxy's Host);
+                          repeatable. Requests whose Host is neither the bound address nor
+                          localhost (on loopback) nor such a name are refused (421, KS-17.9.2)
   --heartbeat-ms <ms>     stream heartbeat interval (default 1000)
   --stale-after-ms <ms>   worker lease (default 3000)
   --json                  print the start line as JSON
@@ -58,6 +62,7 @@ export const command: CliCommand = {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string' },
       tokens: { type: 'string' },
+      'allow-host': { type: 'string', multiple: true },
       'heartbeat-ms': { type: 'string' },
       'stale-after-ms': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -124,6 +129,7 @@ export const command: CliCommand = {
         host,
         port,
         auth,
+        ...(values['allow-host'] === undefined ? {} : { allowedHosts: values['allow-host'] }),
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
         logger: {

@@ -134,6 +134,7 @@ function normalizeHost(h: string): string | undefined {
 }
 
 function clip(s: string): string {
-  const t = s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  let t = '';
+  for (const ch of s) t += ch < ' ' || ch === '\u007f' ? '?' : ch;
   return t.length <= 100 ? t : `${t.slice(0, 99)}…`;
 }

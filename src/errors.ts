@@ -142,23 +142,34 @@ export type HaltCause = (typeof HaltCause)[keyof typeof HaltCause];
 
 /**
  * An effect was refused before dispatch, or aborted while running, because the kill switch
- * answered halted. {@link HaltedError.flip} names the matching flip when one is known (it is
- * absent when the answer failed closed on a stale or erroring source).
+ * answered halted. {@link HaltedError.flip} names the matching flip when one is known; when the
+ * answer failed closed instead (a stale or erroring source), {@link HaltedError.failClosed} says
+ * why. The message reads well either way.
  */
 export class HaltedError extends KillSwitchError {
+  /** A matching halt (`halted`), or a kill state that could not be trusted (`stale`, `error`). */
   readonly haltCause: HaltCause;
+  /** The matching flip, when one is known. */
   readonly flip: FlipSummary | undefined;
+  /**
+   * Why the answer failed closed, when it did, in the source's words (`no snapshot yet (the
+   * control plane at http://... refused this worker's token (401 KS_UNAUTHORIZED: unknown
+   * token))`). KS-16.2.2
+   */
+  readonly failClosed: string | undefined;
 
   constructor(
     code: typeof ErrorCode.HALTED | typeof ErrorCode.ABORTED,
     message: string,
     cause: HaltCause,
     flip: FlipSummary | undefined,
+    failClosed?: string,
   ) {
     super(code, message);
     this.name = 'HaltedError';
     this.haltCause = cause;
     this.flip = flip;
+    this.failClosed = failClosed;
   }
 }
 

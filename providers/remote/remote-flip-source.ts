@@ -1,4 +1,4 @@
-import { EventSource, type FetchLike } from 'eventsource';
+import { EventSource, type FetchLike, type FetchLikeResponse } from 'eventsource';
 import { InvalidOptionError } from '../../src/errors.js';
 import { delay } from '../../src/internal/backoff.js';
 import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
@@ -20,6 +20,16 @@ import {
   type FlipSourceListener,
 } from '../../src/source/flip-source.js';
 import { AckChannel, ackChannelFor, type AckAnswerText, type AckMember } from './ack-channel.js';
+import {
+  answerTrouble,
+  httpTrouble,
+  inert,
+  isEventStream,
+  networkTrouble,
+  readRefusal,
+  type ConnectionTrouble,
+  type StreamAnswer,
+} from './connection-trouble.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
 
 /** Reconnection policy. KS-6.3.3 */
@@ -62,7 +72,12 @@ export interface RemoteFlipSourceOptions {
    * the wall clock does not move them (KS-6.3.11). @default systemClock
    */
   readonly clock?: Clock;
-  /** Where to report transport trouble. @default silent */
+  /**
+   * Where to report why the source is not fresh: the first failure and each change of cause (a
+   * refused token, a refused connection, not a killswitch server, a log that went backwards), and
+   * the recovery after one, never each retry. KS-16.2.1
+   * @default console.warn, prefixed `[kill-switch]`
+   */
   readonly logger?: { warn(message: string): void };
   /**
    * Send this source's acknowledgements in one batch with the other sources of this process that
@@ -139,6 +154,8 @@ function heartbeatValid(data: string): boolean {
   return valid;
 }
 
+const defaultLogger = { warn: (m: string) => console.warn(`[kill-switch] ${m}`) };
+
 /** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
 const MAX_RESUME_FAILURES = 3;
 
@@ -203,9 +220,15 @@ export class RemoteFlipSource implements FlipSource {
   readonly #backoff: Required<RemoteBackoffOptions>;
   readonly #fetch: typeof globalThis.fetch | undefined;
   readonly #clock: Clock;
-  readonly #logger: { warn(message: string): void } | undefined;
+  readonly #logger: { warn(message: string): void };
 
   #listener: FlipSourceListener | undefined;
+  /** The last cause of trouble (cleared when fresh again); it explains the status. KS-16.2.2 */
+  #trouble: ConnectionTrouble | undefined;
+  /** The key of the cause last logged: a cause is logged once, until it changes. KS-16.2.1 */
+  #loggedKey: string | undefined;
+  /** What the current connection's stream request answered. */
+  #answer: StreamAnswer | undefined;
   #status: SourceStatus = SourceStatus.CLOSED;
   #statusDetail = '';
   #stopped = true;
@@ -318,7 +341,7 @@ export class RemoteFlipSource implements FlipSource {
     };
     this.#fetch = o.fetch;
     this.#clock = o.clock ?? systemClock;
-    this.#logger = o.logger;
+    this.#logger = o.logger ?? defaultLogger;
     this.#shareAcks = o.shareAcks ?? true;
     this.name = `remote:${this.#urls.join(',')}`;
     this.#ackMember = {
@@ -329,8 +352,13 @@ export class RemoteFlipSource implements FlipSource {
       seqToAck: () => (this.#stopped ? undefined : this.#applied?.seq),
       answered: (seq, sentAt, answer) => this.#onAckAnswer(seq, sentAt, answer),
       failed: (err) => {
-        if (!this.#stopped)
-          this.#logger?.warn(`remote flip source ${this.#workerId}: ${err.message}`);
+        if (this.#stopped) return;
+        const base = this.#ackChannel?.key.base ?? this.#urls[0]!;
+        this.#reportAck(
+          err.message === 'acknowledgement abandoned'
+            ? { key: 'timeout', message: `the acknowledgement to ${base} got no answer in time` }
+            : networkTrouble(base, err),
+        );
       },
     };
   }
@@ -354,7 +382,9 @@ export class RemoteFlipSource implements FlipSource {
     this.#needSnapshot = false;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#lastReceived = Number.NEGATIVE_INFINITY;
-    this.#setStatus(SourceStatus.CONNECTING, 'starting');
+    this.#trouble = undefined;
+    this.#loggedKey = undefined;
+    this.#setStatus(SourceStatus.CONNECTING, `connecting to ${this.#urls.join(', ')}`);
     warmValidation();
     this.#connect();
     this.#scheduleAck();
@@ -404,13 +434,32 @@ export class RemoteFlipSource implements FlipSource {
     const answered = () => {
       if (generation === this.#generation) this.#answered = true;
     };
-    const baseFetch: FetchLike = injected
+    const rawFetch: FetchLike = injected
       ? async (input, init) => {
           const res = await injected(input, init as RequestInit);
           answered();
           return res;
         }
       : (input, init) => nodeStreamFetch(input, init, answered);
+    // What the stream request answered, kept to say why a connection failed (KS-16.2.1): the
+    // body of a refusal is read here, as eventsource drops it.
+    this.#answer = undefined;
+    const baseFetch: FetchLike = async (input, init) => {
+      let res: FetchLikeResponse;
+      try {
+        res = await rawFetch(input, init);
+      } catch (error) {
+        if (generation === this.#generation) this.#answer = { kind: 'network', error };
+        throw error;
+      }
+      const stream = isEventStream(res);
+      const body = stream ? '' : await readRefusal(res);
+      if (generation === this.#generation) {
+        const contentType = res.headers.get('content-type') ?? '';
+        this.#answer = { kind: 'http', status: res.status, contentType, body };
+      }
+      return res;
+    };
     // Our own Last-Event-ID (what we applied, not what the client last saw) and the token in a
     // header: eventsource's `fetch` hook is the supported way to add headers. KS-6.3.1
     const fetchWithHeaders: FetchLike = (input, init) => {
@@ -436,20 +485,45 @@ export class RemoteFlipSource implements FlipSource {
     });
     es.addEventListener('error', (ev) => {
       if (!live()) return;
-      const code = (ev as { code?: number }).code;
-      const message = (ev as { message?: string }).message;
-      this.#fail(
-        `stream error${code !== undefined ? ` ${code}` : ''}${message ? `: ${message}` : ''}`,
-      );
+      this.#fail(this.#streamTrouble(base, (ev as { message?: string }).message));
     });
   }
 
+  /** Why the stream of the current connection (to `base`) failed. KS-16.2.1 */
+  #streamTrouble(base: string, message: string | undefined): ConnectionTrouble {
+    const answer = this.#answer;
+    if (answer?.kind === 'network') return networkTrouble(base, answer.error);
+    if (answer === undefined) return networkTrouble(base, new Error(message ?? 'no answer'));
+    if (answer.status !== 200 || !/^text\/event-stream\b/i.test(answer.contentType))
+      return answerTrouble(base, answer, this.#token !== undefined);
+    return {
+      key: 'stream-lost',
+      message: `the stream from ${base} ended${message ? ` (${inert(message)})` : ''}; reconnecting`,
+    };
+  }
+
+  /**
+   * Records the cause of trouble and logs it when it is a new one: the first failure and each
+   * change of cause, never each retry. KS-16.2.1
+   */
+  #report(trouble: ConnectionTrouble): void {
+    this.#trouble = trouble;
+    if (trouble.key === this.#loggedKey) return;
+    this.#loggedKey = trouble.key;
+    this.#logger.warn(`remote flip source ${this.#workerId}: ${trouble.message}`);
+  }
+
+  /** An acknowledgement's trouble: its own causes, cleared by the next answer that renews. */
+  #reportAck(trouble: ConnectionTrouble): void {
+    this.#report({ key: `ack:${trouble.key}`, message: trouble.message });
+  }
+
   /** The connection failed or ended: close it, move to the next URL, retry after a backoff. KS-6.3.3 */
-  #fail(reason: string): void {
+  #fail(trouble: ConnectionTrouble): void {
     this.#generation++;
     this.#es?.close();
     this.#es = undefined;
-    this.#logger?.warn(`remote flip source ${this.#workerId}: ${reason}`);
+    this.#report(trouble);
     // Only a replay on a connection that was established and then failed counts.
     if (this.#resuming && this.#answered && !this.#progressed) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
@@ -472,7 +546,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#generation++;
     this.#es?.close();
     this.#es = undefined;
-    this.#logger?.warn(`remote flip source ${this.#workerId}: resynchronising: ${reason}`);
+    this.#report({ key: `resync:${reason}`, message: `resynchronising: ${inert(reason)}` });
     const wait = this.#attempt === 0 ? 0 : delay(this.#attempt, { ...this.#backoff, jitter: 0 });
     this.#attempt++;
     if (wait === 0) {
@@ -502,6 +576,14 @@ export class RemoteFlipSource implements FlipSource {
     }
     this.#received();
     this.#attempt = 0;
+    const before = this.#applied;
+    if (before !== undefined && snapshot.seq < before.seq) {
+      // KS-16.2.1: the provider decides what to do with it; the worker's log says it happened.
+      this.#report({
+        key: `regression:${snapshot.seq}<${before.seq}`,
+        message: `the control plane sent a snapshot at seq ${snapshot.seq}, behind seq ${before.seq} already applied: its flip log went backwards`,
+      });
+    }
     this.#applied = { seq: snapshot.seq, hash: snapshot.hash };
     this.#needSnapshot = false;
     this.#resumeFailures = 0;
@@ -610,8 +692,14 @@ export class RemoteFlipSource implements FlipSource {
   /** KS-6.2.2: `sentAt` was read from our clock just before the acknowledgement of `seq` was sent. */
   #onAckAnswer(seq: number, sentAt: number, { status, text }: AckAnswerText): void {
     if (this.#stopped) return;
+    const base = this.#ackChannel?.key.base ?? this.#urls[0]!;
+    if (status !== 200) {
+      this.#reportAck(
+        httpTrouble(base, 'the acknowledgement', status, text, this.#token !== undefined),
+      );
+      return;
+    }
     try {
-      if (status !== 200) throw new Error(`ack answered ${status}`);
       const answer = parseAckAnswer(text);
       if (!answer.success) throw new Error('malformed ack answer');
       // KS-6.2.2: extend only when we are not behind the server's head.
@@ -619,9 +707,14 @@ export class RemoteFlipSource implements FlipSource {
         const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
         this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + lease);
       }
+      if (this.#trouble?.key.startsWith('ack:')) this.#trouble = undefined;
+      if (this.#loggedKey?.startsWith('ack:')) this.#loggedKey = undefined;
       this.#refresh();
     } catch (err) {
-      this.#logger?.warn(`remote flip source ${this.#workerId}: ${(err as Error).message}`);
+      this.#reportAck({
+        key: 'malformed',
+        message: `the acknowledgement to ${base} was answered with ${(err as Error).message}: not a killswitch server?`,
+      });
     }
   }
 
@@ -637,12 +730,23 @@ export class RemoteFlipSource implements FlipSource {
     else if (this.#needSnapshot) reason = `resynchronising: ${this.#resyncReason}`;
     else if (now >= this.#leaseUntil) reason = 'lease ran out (no acknowledgement renewed it)';
     else if (now >= silentUntil) reason = `nothing received for ${this.#staleAfterMs} ms`;
+    // KS-16.2.2: the status says why, down to the cause of the trouble.
+    const trouble = this.#trouble?.message;
     if (reason === undefined) {
+      if (this.#status !== SourceStatus.OPEN) {
+        if (this.#loggedKey !== undefined) {
+          this.#logger.warn(
+            `remote flip source ${this.#workerId}: fresh again at seq ${this.#applied!.seq}`,
+          );
+        }
+        this.#trouble = this.#loggedKey = undefined;
+      }
       this.#setStatus(SourceStatus.OPEN, 'fresh');
     } else if (this.#status === SourceStatus.CONNECTING) {
       // never fresh yet: already failed closed, and `stale` would suggest it once was fresh
+      if (trouble !== undefined) this.#setStatus(SourceStatus.CONNECTING, trouble);
     } else {
-      this.#setStatus(SourceStatus.STALE, reason);
+      this.#setStatus(SourceStatus.STALE, trouble === undefined ? reason : `${reason}; ${trouble}`);
     }
     if (reason === undefined) {
       const next = Math.min(this.#leaseUntil, silentUntil);
@@ -665,11 +769,11 @@ export class RemoteFlipSource implements FlipSource {
     }
   }
 
+  /** Tells the listener of each change of status or of why (KS-16.2.2). */
   #setStatus(status: SourceStatus, detail: string): void {
     if (status === this.#status && detail === this.#statusDetail) return;
-    const changed = status !== this.#status;
     this.#status = status;
     this.#statusDetail = detail;
-    if (changed) this.#listener?.onStatus(status, detail);
+    this.#listener?.onStatus(status, detail);
   }
 }

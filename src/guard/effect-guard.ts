@@ -1,9 +1,9 @@
 import { systemClock, type Clock } from '../internal/clock.js';
 import type { Client } from '@openfeature/server-sdk';
+import type { HaltedError } from '../errors.js';
 import {
   ErrorCode,
   HaltCause,
-  HaltedError,
   InvalidOptionError,
   KillSwitchError,
   ValidationError,
@@ -17,11 +17,11 @@ import {
   type LedgerEvent,
   type SideEffectLedger,
 } from '../ledger/side-effect-ledger.js';
-import { formatSelector, normalizeSelector, type KillContext } from '../model/selector.js';
+import { normalizeSelector, type KillContext } from '../model/selector.js';
 import { DrainPermit, drainPermits, watchUnlessDrained } from './drain-permit.js';
 import { DuplicateEffectError, DuplicateState } from './duplicate-effect-error.js';
 import { HaltWatcher } from './halt-watcher.js';
-import type { KillDecision } from './kill-decision.js';
+import { haltedErrorOf, type KillDecision } from './kill-decision.js';
 
 /** Turns a result into JSON for the ledger and back, so a replayed effect can return it. */
 export interface ResultCodec<T> {
@@ -507,20 +507,7 @@ function haltedError(
   key: string,
   d: KillDecision,
 ): HaltedError {
-  const cause = d.cause ?? HaltCause.HALTED;
-  const verb = code === ErrorCode.HALTED ? 'refused' : 'aborted';
-  let why: string;
-  if (d.flip !== undefined) {
-    const f = d.flip;
-    why = `halted by flip #${f.seq} ${formatSelector(f.selector)} (id ${f.id}, by ${f.actor}: ${f.reason})`;
-  } else if (cause === HaltCause.STALE) {
-    why = 'the kill state is stale (failed closed)';
-  } else if (cause === HaltCause.ERROR) {
-    why = `the kill switch could not be evaluated (failed closed${d.reason ? `: ${d.reason}` : ''})`;
-  } else {
-    why = `kill-switch answered halted${d.variant ? ` (variant ${d.variant})` : ''}`;
-  }
-  return new HaltedError(code, `effect ${key} ${verb}: ${why}`, cause, d.flip);
+  return haltedErrorOf(code, `effect ${key}`, d);
 }
 
 function flipFields(d: KillDecision, err: Error): { flipSeq?: number; detail: string } {

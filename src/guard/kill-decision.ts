@@ -3,10 +3,10 @@ import {
   type EvaluationContext,
   type EvaluationDetails,
 } from '@openfeature/server-sdk';
-import { HaltCause, type FlipSummary } from '../errors.js';
+import { ErrorCode, HaltCause, HaltedError, type FlipSummary } from '../errors.js';
 import { evaluateKillFlag } from '../hooks/evaluate-kill-flag.js';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
-import type { KillContext, Selector } from '../model/selector.js';
+import { formatSelector, type KillContext, type Selector } from '../model/selector.js';
 
 /**
  * The answer to "may an effect with this context leave now?", read from any OpenFeature client.
@@ -32,6 +32,52 @@ export interface KillDecision {
    * `drainOnly` on `kill-switch`); false or absent means it did not say so. KS-4.8.3
    */
   readonly drainOnly?: boolean;
+  /**
+   * Why the answer failed closed, when it did: the provider's `failClosed` metadata (a source
+   * that cannot connect says why there), else the SDK's error message. KS-16.2.2
+   */
+  readonly failClosed?: string;
+}
+
+/**
+ * Why a decision halted, in the words every refusal uses: the flip that matched, or why the answer
+ * failed closed. Never names a flip it does not have. KS-16.2.2
+ *
+ * @example describeHalt(d) // 'halted by flip #3 tenant=acme (id f-3, by ada: incident 42)'
+ */
+export function describeHalt(d: KillDecision): string {
+  const cause = d.cause ?? HaltCause.HALTED;
+  if (d.flip !== undefined) {
+    const f = d.flip;
+    return `halted by flip #${f.seq} ${formatSelector(f.selector)} (id ${f.id}, by ${f.actor}: ${f.reason})`;
+  }
+  const why = d.failClosed ?? (cause === HaltCause.ERROR ? d.reason : undefined);
+  if (cause === HaltCause.STALE)
+    return `the kill state is stale (failed closed${why ? `: ${why}` : ''})`;
+  if (cause === HaltCause.ERROR)
+    return `the kill switch could not be evaluated (failed closed${why ? `: ${why}` : ''})`;
+  return `kill-switch answered halted${d.variant ? ` (variant ${d.variant})` : ''}`;
+}
+
+/**
+ * The {@link HaltedError} of a decision: `${subject} refused: <why>` (`KS_HALTED`) or
+ * `${subject} aborted: <why>` (`KS_ABORTED`), `when` after the verb, carrying the cause, the
+ * flip and why it failed closed.
+ */
+export function haltedErrorOf(
+  code: typeof ErrorCode.HALTED | typeof ErrorCode.ABORTED,
+  subject: string,
+  d: KillDecision,
+  when = '',
+): HaltedError {
+  const verb = code === ErrorCode.HALTED ? 'refused' : 'aborted';
+  return new HaltedError(
+    code,
+    `${subject} ${verb}${when}: ${describeHalt(d)}`,
+    d.cause ?? HaltCause.HALTED,
+    d.flip,
+    d.failClosed,
+  );
 }
 
 /** The evaluation context the kill switch reads: the four attributes, `runId` as targeting key. */
@@ -97,11 +143,18 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
   else if (typeof details.value !== 'boolean') cause = HaltCause.ERROR;
   // KS-4.8.3 drainOnly counts only beside the flip it qualifies, and only as exactly `true`.
   const drainOnly = flip !== undefined && details.flagMetadata?.drainOnly === true;
+  const failClosed =
+    typeof details.flagMetadata?.failClosed === 'string'
+      ? details.flagMetadata.failClosed
+      : flip === undefined
+        ? details.errorMessage
+        : undefined;
   return {
     halted: true,
     cause,
     ...(flip ? { flip } : {}),
     ...(drainOnly ? { drainOnly } : {}),
+    ...(failClosed !== undefined && failClosed !== '' ? { failClosed } : {}),
     ...base,
   };
 }

@@ -422,9 +422,13 @@ export class KillSwitchProvider implements Provider {
   }
 
   #onStatus(status: SourceStatus, detail: string | undefined): void {
+    // A new reason in the same status is not logged again (the source logs its own causes).
+    const changed = status !== this.#sourceStatus;
     this.#sourceStatus = status;
     this.#statusDetail = detail;
-    if (status === SourceStatus.STALE) {
+    if (!changed) {
+      // only the reason changed
+    } else if (status === SourceStatus.STALE) {
       this.#logger.warn(
         `source ${this.#source.name} is stale${detail ? `: ${detail}` : ''}; failing closed`,
       );
@@ -461,7 +465,11 @@ export class KillSwitchProvider implements Provider {
     } else if (status === SourceStatus.STALE || status === SourceStatus.CLOSED) {
       failure = { reason: 'STALE', detail: `source ${status}${detail}` };
     } else if (this.#state === undefined) {
-      failure = { reason: 'STALE', detail: 'no snapshot yet' };
+      // KS-16.2.2: a source that cannot connect says why.
+      failure = {
+        reason: 'STALE',
+        detail: this.#statusDetail ? `no snapshot yet (${this.#statusDetail})` : 'no snapshot yet',
+      };
       announce = false;
     } else if (status !== SourceStatus.OPEN) {
       failure = { reason: 'STALE', detail: `source ${status}${detail}` };

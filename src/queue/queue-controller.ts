@@ -225,6 +225,7 @@ export class QueueController<P = unknown> {
         `enqueue refused: ${describe(d)}`,
         d.cause ?? HaltCause.HALTED,
         d.flip,
+        d.failClosed,
       );
     }
     const task = await this.queue.add({
@@ -463,6 +464,7 @@ export class QueueController<P = unknown> {
           `task aborted: ${describe(d)}`,
           d.cause ?? HaltCause.HALTED,
           d.flip,
+          d.failClosed,
         ),
       ),
     );
@@ -615,7 +617,7 @@ function holdInfo<P>(d: KillDecision, task?: QueuedTask<P>): { haltSeq?: number;
 function describe(d: KillDecision): string {
   return d.flip
     ? `halt #${d.flip.seq} on ${formatSelector(d.flip.selector)} (${d.flip.reason})`
-    : `kill switch answered halted (${d.cause ?? HaltCause.HALTED})`;
+    : `kill switch answered halted (${d.cause ?? HaltCause.HALTED}${d.failClosed ? `: ${d.failClosed}` : ''})`;
 }
 
 function ctxKey(ctx: KillContext): string {

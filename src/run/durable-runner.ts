@@ -1,14 +1,8 @@
 import { systemClock, type Clock } from '../internal/clock.js';
-import {
-  ErrorCode,
-  HaltCause,
-  HaltedError,
-  InvalidOptionError,
-  KillSwitchError,
-} from '../errors.js';
+import { ErrorCode, HaltedError, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { DuplicateEffectError, DuplicateState } from '../guard/duplicate-effect-error.js';
 import type { EffectBody, EffectGuard } from '../guard/effect-guard.js';
-import type { KillDecision } from '../guard/kill-decision.js';
+import { haltedErrorOf, type KillDecision } from '../guard/kill-decision.js';
 import { effectKey, type Compensation } from '../ledger/side-effect-ledger.js';
 import { formatSelector, normalizeSelector, type KillContext } from '../model/selector.js';
 import type { RunJournal } from './run-journal.js';
@@ -315,20 +309,11 @@ function flipSeqOf(err: unknown): { flipSeq?: number } {
 }
 
 function refusedError(runId: string, ctx: KillContext, d: KillDecision): HaltedError {
-  const cause = d.cause ?? HaltCause.HALTED;
-  const why =
-    d.flip !== undefined
-      ? `halted by flip #${d.flip.seq} ${formatSelector(d.flip.selector)} (id ${d.flip.id}, by ${d.flip.actor}: ${d.flip.reason})`
-      : cause === HaltCause.STALE
-        ? 'the kill state is stale (failed closed)'
-        : cause === HaltCause.ERROR
-          ? `the kill switch could not be evaluated (failed closed${d.reason ? `: ${d.reason}` : ''})`
-          : 'kill-switch answered halted';
-  return new HaltedError(
+  return haltedErrorOf(
     ErrorCode.HALTED,
-    `run ${runId} ${formatSelector(normalizeSelector(ctx))} refused before its first effect: ${why}`,
-    cause,
-    d.flip,
+    `run ${runId} ${formatSelector(normalizeSelector(ctx))}`,
+    d,
+    ' before its first effect',
   );
 }
 

@@ -402,12 +402,13 @@ export class Scheduler {
           : 'cancelled';
     const by = d.flip
       ? `halt #${d.flip.seq} on ${formatSelector(d.flip.selector)}`
-      : `kill switch (${d.cause ?? HaltCause.HALTED})`;
+      : `kill switch (${d.cause ?? HaltCause.HALTED}${d.failClosed ? `: ${d.failClosed}` : ''})`;
     const error = new HaltedError(
       code,
       `${what} ${verb} by ${by}`,
       d.cause ?? HaltCause.HALTED,
       d.flip,
+      d.failClosed,
     );
     op.stop(error, this.#clock);
     const dueAt =

@@ -1,7 +1,7 @@
-import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../../errors.js';
+import { ErrorCode, HaltedError, InvalidOptionError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
-import type { KillDecision } from '../../guard/kill-decision.js';
-import { formatSelector, type KillContext } from '../../model/selector.js';
+import { haltedErrorOf, type KillDecision } from '../../guard/kill-decision.js';
+import type { KillContext } from '../../model/selector.js';
 import { mergeSignals, type MergedSignal } from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
@@ -301,18 +301,5 @@ export function haltError(
   what: string,
   d: KillDecision,
 ): HaltedError {
-  const cause = d.cause ?? HaltCause.HALTED;
-  const verb = code === ErrorCode.HALTED ? 'refused' : 'aborted';
-  let why: string;
-  if (d.flip !== undefined) {
-    const f = d.flip;
-    why = `halted by flip #${f.seq} ${formatSelector(f.selector)} (id ${f.id}, by ${f.actor}: ${f.reason})`;
-  } else if (cause === HaltCause.STALE) {
-    why = 'the kill state is stale (failed closed)';
-  } else if (cause === HaltCause.ERROR) {
-    why = `the kill switch could not be evaluated (failed closed${d.reason ? `: ${d.reason}` : ''})`;
-  } else {
-    why = `kill-switch answered halted${d.variant ? ` (variant ${d.variant})` : ''}`;
-  }
-  return new HaltedError(code, `${what} ${verb}: ${why}`, cause, d.flip);
+  return haltedErrorOf(code, what, d);
 }

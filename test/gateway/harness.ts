@@ -1,0 +1,94 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- test helper: answers are asserted field by field */
+import { Gateway, type GatewayConfigInput } from '../../src/gateway/index.js';
+import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
+import type { ControlPlane } from '../../src/server/index.js';
+import { MemorySideEffectLedger } from '../../src/ledger/index.js';
+import { TOKENS, call, startTestServer } from '../server/helpers.js';
+
+export { TOKENS, call };
+
+/** A control plane, a slow LLM upstream and a gateway in front of it, all on loopback. */
+export interface GatewayEnv {
+  readonly cp: ControlPlane;
+  readonly llm: SlowLlmServer;
+  readonly gw: Gateway;
+  readonly ledger: MemorySideEffectLedger;
+  /** Appends a flip through the control plane's API as admin; answers its body. */
+  flip(body: Record<string, unknown>): Promise<any>;
+  halt(
+    selector: Record<string, string>,
+    reason?: string,
+    extra?: Record<string, unknown>,
+  ): Promise<any>;
+  close(): Promise<void>;
+}
+
+export const silent = { info: () => undefined, warn: () => undefined };
+
+export async function gatewayEnv(
+  options: {
+    staleAfterMs?: number;
+    tokens?: number;
+    tokenIntervalMs?: number;
+    config?: Partial<GatewayConfigInput>;
+  } = {},
+): Promise<GatewayEnv> {
+  const staleAfterMs = options.staleAfterMs ?? 1500;
+  const { cp } = await startTestServer({ staleAfterMs, leaseMarginMs: 100, heartbeatMs: 200 });
+  const llm = await startSlowLlmServer({
+    tokens: options.tokens ?? 3,
+    tokenIntervalMs: options.tokenIntervalMs ?? 5,
+  });
+  const ledger = new MemorySideEffectLedger();
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start({
+      config: {
+        workerId: 'gateway-1',
+        controlPlane: { urls: [cp.url], token: TOKENS.worker, staleAfterMs, heartbeatMs: 200 },
+        listen: { port: 0 },
+        llm: { openai: llm.url, anthropic: llm.url },
+        ...options.config,
+      },
+      ledger,
+      logger: silent,
+    });
+    await gw.waitFresh();
+  } catch (err) {
+    await llm.close();
+    await cp.close();
+    throw err;
+  }
+  const flip = async (body: Record<string, unknown>) => {
+    const r = await call(cp, 'POST', '/v1/flips', { token: TOKENS.admin, body });
+    if (r.status !== 201) throw new Error(`flip answered ${r.status}: ${JSON.stringify(r.json)}`);
+    return r.json;
+  };
+  return {
+    cp,
+    llm,
+    gw,
+    ledger,
+    flip,
+    halt: (selector, reason = 'incident 42', extra = {}) =>
+      flip({ action: 'halt', selector, reason, ...extra }),
+    async close() {
+      await gw.close();
+      await llm.close();
+      await cp.close();
+    },
+  };
+}
+
+/** Polls until `fn` is true (or throws after `ms`). */
+export async function until(
+  fn: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = 'condition',
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

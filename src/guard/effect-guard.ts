@@ -499,7 +499,10 @@ function effectContext(effect: GuardedEffect<unknown>): KillContext {
     }
   }
   if (issues.length > 0) throw new ValidationError('effect', issues);
-  return normalizeSelector({ ...c, runId: effect.runId, capability: effect.capability });
+  const ctx = normalizeSelector({ ...c, runId: effect.runId, capability: effect.capability });
+  // KS-1.5.1: the run's ancestry travels with every evaluation, so an ancestor's halt matches.
+  // A malformed path is not refused here: evaluation answers fail-closed and says why (KS-1.5.4).
+  return c.runPath === undefined ? ctx : { ...ctx, runPath: c.runPath };
 }
 
 function haltedError(

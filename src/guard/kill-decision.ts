@@ -82,7 +82,7 @@ export function haltedErrorOf(
 
 /** The evaluation context the kill switch reads: the four attributes, `runId` as targeting key. */
 export function toEvaluationContext(ctx: KillContext): EvaluationContext {
-  const out: Record<string, string> = {};
+  const out: Record<string, string | string[]> = {};
   if (ctx.tenant !== undefined) out.tenant = ctx.tenant;
   if (ctx.feature !== undefined) out.feature = ctx.feature;
   if (ctx.runId !== undefined) {
@@ -90,6 +90,9 @@ export function toEvaluationContext(ctx: KillContext): EvaluationContext {
     out.targetingKey = ctx.runId;
   }
   if (ctx.capability !== undefined) out.capability = ctx.capability;
+  // KS-1.5.1: an ordinary array attribute, so any backend can target a run's ancestors. The
+  // array is passed as is (not copied): a malformed one must reach the provider and fail closed.
+  if (ctx.runPath !== undefined) out.runPath = ctx.runPath as string[];
   return out;
 }
 

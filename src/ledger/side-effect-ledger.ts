@@ -189,6 +189,8 @@ export const ledgerEventSchema = z.strictObject({
     feature: ctxValue.optional(),
     runId: ctxValue.optional(),
     capability: ctxValue.optional(),
+    // KS-1.5.1: the run's ancestry, root first, so a report on a run covers its whole tree.
+    runPath: z.array(ctxValue).min(1).max(64).optional(),
   }),
   flipSeq: z.number().int().min(1).optional(),
   detail: z.string().max(4096).optional(),

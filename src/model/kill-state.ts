@@ -1,15 +1,18 @@
 import { KillSwitchError, ErrorCode, LogCorruptError, ValidationError } from '../errors.js';
 import { z } from 'zod';
 import { toIssues } from '../internal/zod-issues.js';
+import { MAX_RUN_DEPTH } from '../lineage/lineage.js';
 import { GENESIS_HASH, flipRecordSchema, parseFlipRecord, type FlipRecord } from './flip-record.js';
 import {
   LEVELS,
   SELECTOR_KEYS,
   levelOf,
+  runPathProblem,
   shapeOf,
   type KillContext,
   type Level,
   type Selector,
+  type SelectorKey,
 } from './selector.js';
 
 /**
@@ -39,29 +42,60 @@ export interface StateChange {
 }
 
 /** The attribute names a shape names, in canonical order (precomputed for all 16 shapes). */
-const SHAPE_KEYS: readonly (readonly (keyof KillContext)[])[] = Array.from(
-  { length: 16 },
-  (_, shape) => SELECTOR_KEYS.filter((_k, i) => (shape & (1 << i)) !== 0),
+const SHAPE_KEYS: readonly (readonly SelectorKey[])[] = Array.from({ length: 16 }, (_, shape) =>
+  SELECTOR_KEYS.filter((_k, i) => (shape & (1 << i)) !== 0),
 );
+
+/** The bit of `runId` in a shape. */
+const RUN_BIT = 1 << SELECTOR_KEYS.indexOf('runId');
 
 /**
  * A shape's key for a context: the named values joined with NUL (selector values cannot contain
  * control characters); a single value is used as is, so the common one-attribute lookup builds
  * no string. Undefined when the context lacks an attribute, or has one that is not a string.
+ * `runId` stands in for the context's own run id (an ancestor's when probing a run path).
  */
-function keyOf(shape: number, ctx: KillContext | Selector): string | undefined {
+function keyOf(
+  shape: number,
+  ctx: KillContext | Selector,
+  runId: string | undefined = ctx.runId,
+): string | undefined {
   const names = SHAPE_KEYS[shape]!;
   if (names.length === 1) {
-    const v = ctx[names[0]!];
+    const v = names[0] === 'runId' ? runId : ctx[names[0]!];
     return typeof v === 'string' ? v : undefined;
   }
   let key = '';
   for (let i = 0; i < names.length; i++) {
-    const v = ctx[names[i]!];
+    const name = names[i]!;
+    const v = name === 'runId' ? runId : ctx[name];
     if (typeof v !== 'string') return undefined;
     key = i === 0 ? v : key + '\u0000' + v;
   }
   return key;
+}
+
+/**
+ * The context's run path, checked for shape only (the hot path's share of KS-1.5.4; the provider
+ * checks ids with {@link runPathProblem} first and answers fail-closed with the reason).
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` for a run path that is not an array of 1 to 64
+ *   strings, or does not end with `runId`: a lookup never answers on a path it cannot read
+ */
+function runPathOf(ctx: KillContext): readonly string[] | undefined {
+  const rp = ctx.runPath;
+  if (rp === undefined) return undefined;
+  if (
+    !Array.isArray(rp) ||
+    rp.length === 0 ||
+    rp.length > MAX_RUN_DEPTH ||
+    (ctx.runId !== undefined && rp[rp.length - 1] !== ctx.runId)
+  ) {
+    throw new ValidationError('context', [
+      { path: ['runPath'], message: runPathProblem(ctx) ?? 'malformed run path' },
+    ]);
+  }
+  return rp;
 }
 
 /** A shape in use and its map, side by side so a lookup does one map probe per shape. */
@@ -181,17 +215,31 @@ export class KillState {
   }
 
   /**
-   * The matching active halt with the lowest seq, or undefined when none matches. KS-1.3.1
+   * The matching active halt with the lowest seq, or undefined when none matches. A shape that
+   * names `runId` is probed once per element of the context's `runPath` (the run and each
+   * ancestor), so a lookup costs one probe per shape, times the depth for run shapes.
+   * KS-1.3.1, KS-1.5.2, KS-1.5.3
    *
    * @param ctx - the evaluation context's kill attributes
    * @param level - only halts of this level
+   * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed `runPath` (KS-1.5.4)
    */
   match(ctx: KillContext, level?: Level): FlipRecord | undefined {
     const shapes = level === undefined ? this.#shapes : this.#shapesByLevel.get(level);
     if (shapes === undefined) return undefined;
+    const path = runPathOf(ctx);
     let best: FlipRecord | undefined;
     for (let i = 0; i < shapes.length; i++) {
       const s = shapes[i]!;
+      if (path !== undefined && (s.shape & RUN_BIT) !== 0) {
+        for (let j = 0; j < path.length; j++) {
+          const key = keyOf(s.shape, ctx, path[j]);
+          if (key === undefined) continue;
+          const hit = s.map.get(key);
+          if (hit !== undefined && (best === undefined || hit.seq < best.seq)) best = hit;
+        }
+        continue;
+      }
       const key = keyOf(s.shape, ctx);
       if (key === undefined) continue;
       const hit = s.map.get(key);
@@ -200,14 +248,22 @@ export class KillState {
     return best;
   }
 
-  /** Every active halt that matches the context, in seq order. */
+  /**
+   * Every active halt that matches the context, in seq order (each ancestor's too).
+   *
+   * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed `runPath`
+   */
   matchAll(ctx: KillContext): FlipRecord[] {
+    const path = runPathOf(ctx);
     const out: FlipRecord[] = [];
     for (const s of this.#shapes) {
-      const key = keyOf(s.shape, ctx);
-      if (key === undefined) continue;
-      const hit = s.map.get(key);
-      if (hit !== undefined) out.push(hit);
+      const runIds = path !== undefined && (s.shape & RUN_BIT) !== 0 ? path : [ctx.runId];
+      for (const runId of runIds) {
+        const key = keyOf(s.shape, ctx, runId);
+        if (key === undefined) continue;
+        const hit = s.map.get(key);
+        if (hit !== undefined) out.push(hit);
+      }
     }
     return out.sort((a, b) => a.seq - b.seq);
   }

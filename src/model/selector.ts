@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
-import { hasControlCharacters } from '../protocol/text.js';
+import { MAX_LINEAGE_ID_LENGTH, MAX_RUN_DEPTH } from '../lineage/lineage.js';
+import { hasControlCharacters, isIdText } from '../protocol/text.js';
 
 /** The evaluation-context attributes a halt can name (DESIGN section 2). KS-1.1.1 */
 export const SELECTOR_KEYS = ['tenant', 'feature', 'runId', 'capability'] as const;
@@ -15,8 +16,42 @@ export type Selector = { readonly [K in SelectorKey]?: string };
 
 /**
  * The attributes the kill switch reads from an evaluation context. Other attributes are ignored.
+ * `runPath` is the run's ancestry, root first, its own `runId` last (DESIGN section 2): a halt
+ * naming `runId: X` matches every context whose `runPath` contains X. A context without `runPath`
+ * is the path of one (`[runId]`). KS-1.5.1
  */
-export type KillContext = { readonly [K in SelectorKey]?: string | undefined };
+export type KillContext = { readonly [K in SelectorKey]?: string | undefined } & {
+  readonly runPath?: readonly string[] | undefined;
+};
+
+/**
+ * What is wrong with a context's `runPath`, or undefined when it is absent or well formed: an
+ * array of 1 to {@link MAX_RUN_DEPTH} run ids (the lineage id rules: 1 to 128 characters of the
+ * id alphabet), ending with `runId` when the context names one. Evaluation fails closed with
+ * this text as the reason (KS-1.5.4); the check allocates nothing on the good path.
+ *
+ * @param ctx - an evaluation context (any object; only `runId` and `runPath` are read)
+ */
+export function runPathProblem(ctx: Readonly<Record<string, unknown>>): string | undefined {
+  const rp = ctx.runPath;
+  if (rp === undefined) return undefined;
+  if (!Array.isArray(rp)) return 'context attribute runPath is not an array';
+  const n = rp.length;
+  if (n === 0) return 'context attribute runPath is empty';
+  if (n > MAX_RUN_DEPTH) {
+    return `context attribute runPath is ${n} run ids deep (at most ${MAX_RUN_DEPTH})`;
+  }
+  for (let i = 0; i < n; i++) {
+    if (!isIdText(rp[i], MAX_LINEAGE_ID_LENGTH)) {
+      return `context attribute runPath[${i}] is not a run id (1 to ${MAX_LINEAGE_ID_LENGTH} of letters, digits and ._:@/+=-)`;
+    }
+  }
+  const runId = ctx.runId;
+  if (runId !== undefined && rp[n - 1] !== runId) {
+    return 'context attribute runPath does not end with runId';
+  }
+  return undefined;
+}
 
 /** The four buttons; tenant and feature are one button with two flags. KS-1.2.1 */
 export const Level = {
@@ -82,11 +117,18 @@ export function levelOf(selector: Selector): Level {
   return Level.GLOBAL;
 }
 
-/** True when every attribute the selector names equals the context's. KS-1.1.3 */
+/**
+ * True when every attribute the selector names equals the context's; a selector's `runId`
+ * matches when the context's `runPath` contains it (the run itself or any ancestor).
+ * KS-1.1.3, KS-1.5.2
+ */
 export function selectorMatches(selector: Selector, ctx: KillContext): boolean {
   for (const k of SELECTOR_KEYS) {
     const v = selector[k];
-    if (v !== undefined && ctx[k] !== v) return false;
+    if (v === undefined) continue;
+    if (k === 'runId' && ctx.runPath !== undefined) {
+      if (!ctx.runPath.includes(v)) return false;
+    } else if (ctx[k] !== v) return false;
   }
   return true;
 }

@@ -4,7 +4,7 @@ import { InvalidOptionError } from '../errors.js';
 import { KILL_FLAG_KEYS, isKillFlag, levelOfFlag } from '../model/flags.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
-import { SELECTOR_KEYS, levelOf, type KillContext } from '../model/selector.js';
+import { SELECTOR_KEYS, levelOf, runPathProblem, type KillContext } from '../model/selector.js';
 import { HttpError, readJsonBody, sendJson } from '../server/internal/http-io.js';
 import type { Route, RouteContext } from '../server/router.js';
 
@@ -272,6 +272,9 @@ class OfrepEvaluator {
         return failClosed(key, 'ERROR', `context attribute ${k} is not a string`);
       }
     }
+    // KS-1.5.4: a run path that cannot be read could hide an ancestor's halt.
+    const pathProblem = runPathProblem(context);
+    if (pathProblem !== undefined) return failClosed(key, 'ERROR', pathProblem);
     let state = this.#state;
     if (state === undefined || state.seq !== snapshot.seq || state.hash !== snapshot.hash) {
       try {
@@ -320,6 +323,7 @@ class OfrepEvaluator {
         at: r.at,
         selector: JSON.stringify(r.selector),
         ...(r.mode === undefined ? {} : { mode: r.mode }),
+        ...(r.selector.runId === undefined ? {} : { haltedRunId: r.selector.runId }),
       };
       this.#halted.set(r, m);
     }

@@ -14,7 +14,14 @@ import { InvalidOptionError, KillSwitchError } from '../errors.js';
 import { KILL_FLAG_KEYS, flagsChangedBy, levelOfFlag } from '../model/flags.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
-import { LEVELS, SELECTOR_KEYS, levelOf, type KillContext, type Level } from '../model/selector.js';
+import {
+  LEVELS,
+  SELECTOR_KEYS,
+  levelOf,
+  runPathProblem,
+  type KillContext,
+  type Level,
+} from '../model/selector.js';
 import { SourceStatus, type FlipSource, type FlipSourceListener } from '../source/flip-source.js';
 import { StoreFlipSource } from '../source/store-flip-source.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
@@ -273,6 +280,11 @@ export class KillSwitchProvider implements Provider {
         const v = context[k];
         if (v !== undefined && typeof v !== 'string') return BAD_CONTEXT[k]!;
       }
+      // KS-1.5.4: a run path that cannot be read could hide an ancestor's halt.
+      if (context.runPath !== undefined) {
+        const problem = runPathProblem(context);
+        if (problem !== undefined) return failClosedAnswer('ERROR', problem);
+      }
     }
     const ctx = (context ?? {}) as KillContext;
     const hit = level === 'any' ? this.#state!.match(ctx) : this.#state!.match(ctx, level);
@@ -333,6 +345,8 @@ export class KillSwitchProvider implements Provider {
         selector: JSON.stringify(record.selector),
       };
       if (record.mode !== undefined) metadata.mode = record.mode;
+      // KS-1.5.2: which run's halt matched: the run itself or one of its ancestors.
+      if (record.selector.runId !== undefined) metadata.haltedRunId = record.selector.runId;
       a = Object.freeze({
         value: true,
         variant: KillVariant.HALTED,

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InvalidOptionError } from '../../errors.js';
-import type { KillContext } from '../../model/selector.js';
+import type { KillContext, SelectorKey } from '../../model/selector.js';
 import { drillNow, type DrillClock } from '../drill-clock.js';
 
 /** One effect that reached the sink: it landed at `at`. KS-9.2.1 */
@@ -130,9 +130,14 @@ function parseEffect(body: string, req: IncomingMessage, at: number): SinkEffect
     string,
     unknown
   >;
-  const context: { -readonly [K in keyof KillContext]: string } = {};
+  const context: { -readonly [K in SelectorKey]?: string } & { runPath?: readonly string[] } = {};
   for (const k of ['tenant', 'feature', 'runId', 'capability'] as const) {
     if (typeof c[k] === 'string') context[k] = c[k];
+  }
+  // The run tree of the effect, so a run-tree drill can tell a descendant's effect from others.
+  const rp = c.runPath;
+  if (Array.isArray(rp) && rp.length <= 64 && rp.every((v) => typeof v === 'string')) {
+    context.runPath = rp as string[];
   }
   const sent = Number(req.headers['x-drill-sent-at']);
   return {

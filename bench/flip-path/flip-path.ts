@@ -36,7 +36,8 @@ import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import { canonicalJson } from '../../src/model/canonical-json.js';
 import type { FlipRecord } from '../../src/model/index.js';
-import { encodeEvent, startControlPlane, type ControlPlane } from '../../src/server/index.js';
+import { encodeFlipEvent } from '../../src/protocol/stream-events.js';
+import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import type { FlipLogStore } from '../../src/store/index.js';
 import type { FromWorker, ToWorker } from '../propagation/subscriber-worker.js';
 import { quantile, round } from '../internal/stats.js';
@@ -280,7 +281,7 @@ async function runCase(
       await base.datasync();
       const s1 = performance.now();
       await sleep(1);
-      const fan = floor.fanOut(encodeEvent('flip', answer.flip, answer.flip.seq));
+      const fan = floor.fanOut(encodeFlipEvent(answer.flip));
       await sleep(1);
       if (i < WARMUP) continue;
       fanMs.push(fan);

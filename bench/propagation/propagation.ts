@@ -28,7 +28,8 @@ import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { encodeEvent, startControlPlane } from '../../src/server/index.js';
+import { encodeFlipEvent } from '../../src/protocol/stream-events.js';
+import { startControlPlane } from '../../src/server/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import type { FlipRecord } from '../../src/model/index.js';
 import type { FromWorker, Kind, ToWorker } from './subscriber-worker.js';
@@ -291,7 +292,7 @@ async function main(): Promise<void> {
       const bareRound = async (record: FlipRecord, kind: 'floor' | 'package') => {
         // The same event bytes the control plane sends (only the id differs, to tell rounds apart).
         const id = (kind === 'floor' ? 1_000_000 : 2_000_000) + round;
-        const bytes = encodeEvent('flip', record, id);
+        const bytes = encodeFlipEvent({ ...record, seq: id });
         await markThenIdle(children);
         const t0 = performance.now();
         for (const res of (kind === 'floor' ? floor : pkg).clients) res.write(bytes);

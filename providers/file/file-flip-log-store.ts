@@ -1,9 +1,9 @@
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../../src/errors.js';
-import { canonicalJson } from '../../src/model/canonical-json.js';
 import {
   chainRecord,
+  recordJson,
   sameFlip,
   type FlipInput,
   type FlipRecord,
@@ -379,7 +379,7 @@ export class FileFlipLogStore implements FlipLogStore {
         // prepare chained onto the durable head; chain onto this batch's records instead.
         const record = lines.length === 0 ? prepared.next : chainRecord(flip, head, now);
         pendingById.set(record.id, record);
-        lines.push(canonicalJson(record) + '\n');
+        lines.push(recordJson(record) + '\n');
         accepted.push({ p, record, duplicate: false });
         head = record;
       } catch (err) {

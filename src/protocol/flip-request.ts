@@ -1,27 +1,75 @@
 import { z } from 'zod';
-import { selectorSchema } from '../model/selector.js';
+import { ValidationError } from '../errors.js';
+import { toIssues } from '../internal/zod-issues.js';
+import {
+  flipInputShape,
+  parseFlipInput,
+  refineFlipInput,
+  tryParseFlipInput,
+  type NormalizedFlip,
+} from '../model/flip-record.js';
 import { releaseNameSchema, workerIdSchema } from './acks.js';
 
 /** Most a flip request may wait for the fleet. @default 30000 ms */
 export const MAX_WAIT_MS = 30_000;
 
+const { actor: _actor, ...requestFields } = flipInputShape;
+const waitSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS} ms`)
+  .optional();
+
 /**
- * Body of `POST /v1/flips`. The actor is the token's name, never the body's (a body naming an
- * actor is refused). KS-5.1.1
+ * Body of `POST /v1/flips`: the model's flip input (same fields, same rules) without the actor,
+ * which is the token's name, never the body's (a body naming an actor is refused), plus `wait`.
+ * KS-5.1.1
  */
-export const flipRequestSchema = z.strictObject({
-  action: z.enum(['halt', 'resume']),
-  selector: selectorSchema,
-  reason: z.string(),
-  mode: z.enum(['discard', 'hold', 'drain']).optional(),
-  id: z.string().optional(),
-  release: z.string().optional(),
-  source: z.string().optional(),
-  /** Wait up to this many ms for the fleet to stop. */
-  wait: z.number().int().min(0).max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS} ms`).optional(),
-});
+export const flipRequestSchema = z
+  .strictObject({
+    ...requestFields,
+    /** Wait up to this many ms for the fleet to stop. */
+    wait: waitSchema,
+  })
+  .superRefine(refineFlipInput);
 /** A parsed {@link flipRequestSchema}. */
 export type FlipRequest = z.infer<typeof flipRequestSchema>;
+
+/**
+ * Validates a `POST /v1/flips` body once: the flip (validated, defaults applied, frozen, so the
+ * store does not check it again) acted by `actor`, and how long to wait for the fleet.
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` listing every issue of the body (and of the
+ *   actor, should the token's name not be a valid actor)
+ */
+export function parseFlipRequest(
+  raw: unknown,
+  actor: string,
+): { readonly flip: NormalizedFlip; readonly wait: number | undefined } {
+  // The fast path: a plain body whose fields pass the model's own hand-written check.
+  if (
+    typeof raw === 'object' &&
+    raw !== null &&
+    !Array.isArray(raw) &&
+    Object.getPrototypeOf(raw) === Object.prototype &&
+    !Object.hasOwn(raw, 'actor')
+  ) {
+    const { wait, ...rest } = raw as Record<string, unknown>;
+    if (
+      wait === undefined ||
+      (typeof wait === 'number' && Number.isSafeInteger(wait) && wait >= 0 && wait <= MAX_WAIT_MS)
+    ) {
+      const flip = tryParseFlipInput({ ...rest, actor });
+      if (flip !== undefined) return { flip, wait: wait as number | undefined };
+    }
+  }
+  // zod decides what the fast path did not accept, and says why.
+  const r = flipRequestSchema.safeParse(raw);
+  if (!r.success) throw new ValidationError('flip request', toIssues(r.error));
+  const { wait, ...fields } = r.data;
+  return { flip: parseFlipInput({ ...fields, actor }), wait };
+}
 
 const intParam = (def: number, min: number, max: number) =>
   z

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { recordJson, type FlipRecord } from '../model/flip-record.js';
 
 /**
  * The event names of `GET /v1/stream` (KS-6.1). The console's browser script cannot import this
@@ -42,7 +43,23 @@ export const heartbeatSchema = z.object({
  * @example encodeEvent(StreamEvent.HEARTBEAT, { head: 3, at: Date.now() })
  */
 export function encodeEvent(event: StreamEvent, data: unknown, id?: number): Buffer {
-  const text = `event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`;
+  return exactBuffer(
+    `event: ${event}\n${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`,
+  );
+}
+
+/**
+ * Encodes a record's `flip` event (`id:` its seq). The data is the record's canonical JSON, the
+ * same string as its line in the file store, computed once per record ({@link recordJson}).
+ * KS-6.1.2
+ */
+export function encodeFlipEvent(record: FlipRecord): Buffer {
+  return exactBuffer(
+    `event: ${StreamEvent.FLIP}\nid: ${record.seq}\ndata: ${recordJson(record)}\n\n`,
+  );
+}
+
+function exactBuffer(text: string): Buffer {
   // An exact-size buffer of its own, not a slice of Node's shared 8 KiB pool (`Buffer.from`): the
   // replay ring keeps flip events for up to 2 x maxReplay records, and a pooled slice keeps its
   // whole slab alive with it. The KS-13.7 soak measured ~5 KB retained per flip that way (about

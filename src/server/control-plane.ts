@@ -9,7 +9,7 @@ import { systemClock, type Clock } from '../internal/clock.js';
 import { Mutex } from '../internal/mutex.js';
 import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
 import { toIssues } from '../internal/zod-issues.js';
-import { parseFlipInput, type FlipInput, type FlipRecord } from '../model/flip-record.js';
+import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import { parseAcks } from '../protocol/acks.js';
@@ -21,13 +21,13 @@ import type {
   WorkersAnswer,
 } from '../protocol/answers.js';
 import {
-  flipRequestSchema,
   logQuerySchema,
+  parseFlipRequest,
   MAX_WAIT_MS,
   streamQuerySchema,
 } from '../protocol/flip-request.js';
 import { ApiPath, LAST_EVENT_ID_HEADER, STREAM_HEADERS } from '../protocol/paths.js';
-import { encodeEvent, StreamEvent } from '../protocol/stream-events.js';
+import { encodeEvent, encodeFlipEvent, StreamEvent } from '../protocol/stream-events.js';
 import { FleetTracker, type FlipFleetStatus } from './fleet-tracker.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { parseRequestTarget } from './request-target.js';
@@ -385,7 +385,7 @@ class ControlPlaneServer implements ControlPlane {
     for (const r of records) this.#ids.add(r.id);
     const tail = records.slice(-this.#maxReplay);
     this.#ringFirst = tail[0]?.seq ?? this.#state.seq + 1;
-    this.#ring = tail.map((r) => encodeEvent(StreamEvent.FLIP, r, r.seq));
+    this.#ring = tail.map((r) => encodeFlipEvent(r));
     this.tracker.setHead(this.#state.seq);
     this.#followReady = true;
     this.#drainBuffered();
@@ -413,7 +413,7 @@ class ControlPlaneServer implements ControlPlane {
     // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
     // records the append, at the time taken before the broadcast, before any ack is handled.
     const appendedAt = this.#now();
-    const event = encodeEvent(StreamEvent.FLIP, r, r.seq);
+    const event = encodeFlipEvent(r);
     this.#hub.broadcast(event);
     this.tracker.flipAppended(r.seq, appendedAt);
     this.#ids.add(r.id);
@@ -612,14 +612,9 @@ class ControlPlaneServer implements ControlPlane {
 
   /** KS-5.1.1 .. KS-5.1.4 */
   async #flip({ res, principal, body }: RouteContext): Promise<void> {
-    const raw = await body();
-    const parsed = flipRequestSchema.safeParse(raw);
-    if (!parsed.success) throw new ValidationError('flip request', toIssues(parsed.error));
-    const { wait, ...rest } = parsed.data;
     const who = principal ?? ANONYMOUS;
-    const input = stripUndefined({ ...rest, actor: who.name }) as unknown as FlipInput;
-    // Same validation the store applies, so a 400 lists every issue and nothing is appended.
-    const flip = parseFlipInput(input);
+    // Validated once, by the model's rules; the store takes the validated flip as it is.
+    const { flip, wait } = parseFlipRequest(await body(), who.name);
     authorize(who, { kind: flip.action, selector: flip.selector });
     this.#checkHealthy();
     const result = await this.#flipMutex.run(async () => {
@@ -638,7 +633,7 @@ class ControlPlaneServer implements ControlPlane {
       // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
       if (flip.action === 'resume' && !this.#ids.has(flip.id))
         await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
-      return this.#store.append({ ...input, id: flip.id });
+      return this.#store.append(flip);
     });
     await this.#waitApplied(result.record.seq, 5000);
     const fleet =
@@ -802,12 +797,6 @@ function byteLength(chunks: readonly Buffer[]): number {
   let n = 0;
   for (const c of chunks) n += c.length;
   return n;
-}
-
-function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }
 
 function int(name: string, v: number, min: number, max: number): number {

@@ -2,6 +2,7 @@ import { ErrorCode, KillSwitchError } from '../../errors.js';
 import {
   GENESIS_HASH,
   chainRecord,
+  isValidatedFlip,
   parseFlipInput,
   sameFlip,
   type FlipRecord,
@@ -32,13 +33,14 @@ export class LogCore {
   }
 
   /**
-   * Validates the input; returns the duplicate's stored record, or the record to persist.
+   * Validates the input (unless it is a flip parseFlipInput already validated and froze); returns
+   * the duplicate's stored record, or the record to persist.
    *
    * @throws {ValidationError} `KS_INVALID_INPUT`
    * @throws {KillSwitchError} `KS_ID_CONFLICT`
    */
   prepare(input: unknown, now: Date): { duplicate: FlipRecord } | { next: FlipRecord } {
-    const flip = parseFlipInput(input);
+    const flip = isValidatedFlip(input) ? input : parseFlipInput(input);
     const existing = this.#byId.get(flip.id);
     if (existing !== undefined) {
       if (sameFlip(existing, flip)) return { duplicate: existing };

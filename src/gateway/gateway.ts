@@ -18,7 +18,7 @@ import {
   type GatewayConfigInput,
 } from './gateway-config.js';
 import { GatewayMetrics, type Seam } from './gateway-metrics.js';
-import type { Lineage } from './internal/lineage.js';
+import type { Lineage } from '../lineage/lineage.js';
 import { LlmProxy } from './llm-proxy.js';
 
 /** Where the gateway reports. */

@@ -23,10 +23,3 @@ export {
 export { refusalOf, refusalText, refusalData, type GatewayRefusal } from './gateway-refusal.js';
 export { GatewayMetrics, Seam } from './gateway-metrics.js';
 export { LlmProxy, LlmApi } from './llm-proxy.js';
-export {
-  lineageFromHeaders,
-  lineageFromMeta,
-  LINEAGE_META_KEY,
-  LineageHeader,
-  type Lineage,
-} from './internal/lineage.js';

@@ -12,7 +12,8 @@ import type { GatewayConfig } from './gateway-config.js';
 import type { Gateway, GatewaySeam } from './gateway.js';
 import { refusalData, refusalOf, refusalText, type GatewayRefusal } from './gateway-refusal.js';
 import { Seam } from './gateway-metrics.js';
-import { lineageFromHeaders, mergeLineage, type Lineage } from './internal/lineage.js';
+import { lineageFromHeaders, type Lineage } from '../lineage/lineage.js';
+import { mergeLineage } from './internal/lineage.js';
 
 /** The two API families the proxy speaks. */
 export const LlmApi = { OPENAI: 'openai', ANTHROPIC: 'anthropic' } as const;

@@ -41,7 +41,7 @@ const provider = new KillSwitchProvider({
   }),
 });
 await OpenFeature.setProviderAndWait('ai-sdk-example', provider);
-while (provider.sourceStatus !== 'open') await new Promise((r) => setTimeout(r, 10));
+await provider.waitUntilFresh({ timeoutMs: 10_000 });
 const guard = new EffectGuard({
   client: OpenFeature.getClient('ai-sdk-example'),
   ledger: new MemorySideEffectLedger(),

@@ -43,7 +43,7 @@ const provider = new KillSwitchProvider({
   }),
 });
 await OpenFeature.setProviderAndWait('langgraph-example', provider);
-while (provider.sourceStatus !== 'open') await new Promise((r) => setTimeout(r, 10));
+await provider.waitUntilFresh({ timeoutMs: 10_000 });
 const guard = new EffectGuard({
   client: OpenFeature.getClient('langgraph-example'),
   ledger: new MemorySideEffectLedger(),

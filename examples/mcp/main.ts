@@ -44,7 +44,7 @@ const provider = new KillSwitchProvider({
   }),
 });
 await OpenFeature.setProviderAndWait('mcp-example', provider);
-while (provider.sourceStatus !== 'open') await new Promise((r) => setTimeout(r, 10));
+await provider.waitUntilFresh({ timeoutMs: 10_000 });
 const guard = new EffectGuard({
   client: OpenFeature.getClient('mcp-example'),
   ledger: new MemorySideEffectLedger(),

@@ -51,11 +51,11 @@ export interface RemoteFlipSourceOptions {
   /** Control plane base URLs (`http://127.0.0.1:7070`); the source moves to the next on failure. */
   readonly urls: readonly string[];
   /** Bearer token sent on the stream and on acknowledgements. @default none */
-  readonly token?: string;
+  readonly token?: string | undefined;
   /** This worker's id (sent as `worker` and in acks). */
   readonly workerId: string;
   /** This worker's release (sent as `release`). @default none */
-  readonly release?: string;
+  readonly release?: string | undefined;
   /**
    * Lease length: the source fails closed when no acknowledgement renewed it, or nothing arrived
    * on the stream, for this long. The server's value is used when it is shorter. @default 3000 (ms)

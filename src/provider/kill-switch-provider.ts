@@ -10,7 +10,7 @@ import {
   type Provider,
   type ResolutionDetails,
 } from '@openfeature/server-sdk';
-import { InvalidOptionError, KillSwitchError } from '../errors.js';
+import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { KILL_FLAG_KEYS, flagsChangedBy, levelOfFlag } from '../model/flags.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
@@ -146,6 +146,8 @@ export class KillSwitchProvider implements Provider {
    * are held back until then and the latest one is sent.
    */
   #settled = true;
+  /** Callers of {@link waitUntilFresh} still waiting. */
+  readonly #freshWaiters = new Set<{ fresh(): void; closed(): void }>();
 
   /**
    * @param options - see {@link KillSwitchProviderOptions}
@@ -206,6 +208,65 @@ export class KillSwitchProvider implements Provider {
   }
 
   /**
+   * Resolves once the provider answers from live state (a snapshot applied, the source open):
+   * from then on a `false` is a real "not halted". Until then every answer is halted (failing
+   * closed), so a worker that starts its work at once has its first effects refused. Call it
+   * after `setProviderAndWait`, before taking work. KS-16.3.1
+   *
+   * @param options.timeoutMs - give up after this long @default 10000
+   * @param options.signal - give up when aborted
+   * @throws {KillSwitchError} `KS_STALE` when not fresh in time (the message says why it is not,
+   *   in the source's words: a refused token, a refused connection...), when the signal aborts, or
+   *   when the provider is closed meanwhile
+   * @example
+   * ```ts
+   * await OpenFeature.setProviderAndWait(provider);
+   * await provider.waitUntilFresh({ timeoutMs: 5000 });
+   * ```
+   */
+  waitUntilFresh(
+    options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0)
+      throw new InvalidOptionError('timeoutMs', 'a positive integer (ms)', options.timeoutMs);
+    if (this.#failClosed === undefined) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const notFresh = (why: string) =>
+        new KillSwitchError(
+          ErrorCode.STALE,
+          `kill switch not fresh ${why}: ${this.#failure?.detail ?? 'unknown'}`,
+        );
+      const done = () => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        this.#freshWaiters.delete(waiter);
+      };
+      const waiter = {
+        fresh: () => {
+          done();
+          resolve();
+        },
+        closed: () => {
+          done();
+          reject(new KillSwitchError(ErrorCode.STALE, 'kill switch provider closed while waiting'));
+        },
+      };
+      const onAbort = () => {
+        done();
+        reject(notFresh('(wait aborted)'));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(notFresh(`within ${timeoutMs} ms`));
+      }, timeoutMs);
+      if (options.signal?.aborted) return onAbort();
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#freshWaiters.add(waiter);
+    });
+  }
+
+  /**
    * The kill state the provider holds, as it travels; undefined when it holds none it trusts
    * (before the first snapshot, or after a gap until the next snapshot).
    */
@@ -255,6 +316,7 @@ export class KillSwitchProvider implements Provider {
     this.#generation++;
     this.#sourceStatus = SourceStatus.CLOSED;
     this.#recompute();
+    for (const w of [...this.#freshWaiters]) w.closed();
     await this.#source.stop();
   }
 
@@ -497,6 +559,7 @@ export class KillSwitchProvider implements Provider {
       });
       this.#failClosed = undefined;
       this.#failure = undefined;
+      for (const w of [...this.#freshWaiters]) w.fresh();
       if (!wasLive) {
         if (this.#announced !== 'ready') {
           this.#announced = 'ready';

@@ -18,3 +18,4 @@ export * from './run/index.js';
 export * from './report/index.js';
 export { systemClock, ManualClock, type Clock, type ManualClockOptions } from './internal/clock.js';
 export * from './lineage/index.js';
+export * from './scope/index.js';

@@ -18,6 +18,7 @@ import {
   type SideEffectLedger,
 } from '../ledger/side-effect-ledger.js';
 import { normalizeSelector, type KillContext } from '../model/selector.js';
+import { currentRunScope, inheritContext } from '../scope/run-scope.js';
 import { DrainPermit, drainPermits, watchUnlessDrained } from './drain-permit.js';
 import { DuplicateEffectError, DuplicateState } from './duplicate-effect-error.js';
 import { HaltWatcher } from './halt-watcher.js';
@@ -33,10 +34,16 @@ export interface ResultCodec<T> {
 
 /** One side effect the guard decides on, records and runs. */
 export interface GuardedEffect<T = unknown> {
-  /** The kill attributes; `runId` and `capability` default to the fields below. */
-  readonly context: KillContext;
-  /** The run the effect belongs to (stable across a resume). */
-  readonly runId: string;
+  /**
+   * The kill attributes; `runId` and `capability` default to the fields below, and inside a run
+   * scope tenant, feature and `runPath` default to the scope's (KS-4.9.2). @default {}
+   */
+  readonly context?: KillContext;
+  /**
+   * The run the effect belongs to (stable across a resume). Required outside a run scope.
+   * @default the run scope's run id
+   */
+  readonly runId?: string;
   /** The step within the run (stable across attempts and a resume). */
   readonly step: string;
   /** The capability the effect uses, e.g. `payments.refund`. */
@@ -206,7 +213,8 @@ export class EffectGuard {
   async run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
     if (this.#closed) throw new KillSwitchError(ErrorCode.STORE_CLOSED, 'effect guard is closed');
     const ctx = effectContext(effect);
-    const key = effect.key ?? effectKey(effect.runId, effect.step);
+    const runId = ctx.runId!;
+    const key = effect.key ?? effectKey(runId, effect.step);
     if (typeof body !== 'function')
       throw new ValidationError('effect', [{ path: ['body'], message: 'must be a function' }]);
     // KS-4.3.3 the same key twice at once in one guard would dispatch twice.
@@ -254,7 +262,7 @@ export class EffectGuard {
 
       const base = {
         key,
-        runId: effect.runId,
+        runId,
         step: effect.step,
         capability: effect.capability,
         context: ctx,
@@ -475,34 +483,63 @@ export class EffectGuard {
   }
 }
 
-/** The context the guard evaluates: the effect's, with its run and capability filled in. */
+/**
+ * The effect with its run id and context completed from the run scope (what the guard itself
+ * evaluates), for wrappers that read `runId` or the context before the guard does. KS-4.9.2
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` for an effect without a run id outside a run scope,
+ *   or one that names another run, tenant or feature than its scope
+ */
+export function scopedEffect<T>(
+  effect: GuardedEffect<T>,
+): GuardedEffect<T> & { readonly runId: string; readonly context: KillContext } {
+  const ctx = effectContext(effect);
+  const { capability: _c, ...context } = ctx;
+  return { ...effect, runId: ctx.runId!, context };
+}
+
+/**
+ * The context the guard evaluates: the effect's, with its run and capability filled in, and
+ * tenant, feature, run id and run path inherited from the run scope (KS-4.9.2).
+ */
 function effectContext(effect: GuardedEffect<unknown>): KillContext {
   const issues: ValidationIssue[] = [];
   if (effect === null || typeof effect !== 'object')
     throw new ValidationError('effect', [{ path: [], message: 'must be an object' }]);
-  for (const k of ['runId', 'step', 'capability'] as const) {
+  const runId = effect.runId ?? currentRunScope()?.runId;
+  if (typeof runId !== 'string' || runId.length === 0) {
+    issues.push({
+      path: ['runId'],
+      message:
+        effect.runId === undefined
+          ? 'must be given outside a run scope'
+          : 'must be a non-empty string',
+    });
+  }
+  for (const k of ['step', 'capability'] as const) {
     if (typeof effect[k] !== 'string' || effect[k].length === 0)
       issues.push({ path: [k], message: 'must be a non-empty string' });
   }
   if (effect.key !== undefined && (typeof effect.key !== 'string' || effect.key.length === 0)) {
     issues.push({ path: ['key'], message: 'must be a non-empty string' });
   }
-  const c = effect.context;
+  const c = effect.context ?? {};
   if (c === null || typeof c !== 'object')
     issues.push({ path: ['context'], message: 'must be an object' });
   else {
     // A context naming another run or capability than the effect would be checked against the wrong halts.
-    if (c.runId !== undefined && c.runId !== effect.runId)
+    if (c.runId !== undefined && c.runId !== runId)
       issues.push({ path: ['context', 'runId'], message: 'must equal runId' });
     if (c.capability !== undefined && c.capability !== effect.capability) {
       issues.push({ path: ['context', 'capability'], message: 'must equal capability' });
     }
   }
   if (issues.length > 0) throw new ValidationError('effect', issues);
-  const ctx = normalizeSelector({ ...c, runId: effect.runId, capability: effect.capability });
+  const inherited = inheritContext({ ...c, runId: runId! });
+  const ctx = normalizeSelector({ ...inherited, capability: effect.capability });
   // KS-1.5.1: the run's ancestry travels with every evaluation, so an ancestor's halt matches.
   // A malformed path is not refused here: evaluation answers fail-closed and says why (KS-1.5.4).
-  return c.runPath === undefined ? ctx : { ...ctx, runPath: c.runPath };
+  return inherited.runPath === undefined ? ctx : { ...ctx, runPath: inherited.runPath };
 }
 
 function haltedError(

@@ -6,6 +6,7 @@ import {
   InvalidOptionError,
   KillSwitchError,
 } from '../errors.js';
+import { inheritContext } from '../scope/run-scope.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';
 import type { KillDecision } from '../guard/kill-decision.js';
 import { EffectStatus, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
@@ -181,6 +182,8 @@ export class Scheduler {
   ): Promise<T> {
     const resolved: ResolvedRetryPolicy = resolveRetryPolicy(policy);
     this.#assertOpen();
+    // KS-4.9.2: inside a run scope the retry carries the run's tenant, feature and run path.
+    ctx = inheritContext(ctx);
     const op = this.#track('retry', ctx, this.#keyFor('retry', ctx, options), options.step);
     try {
       for (let n = 1; ; n++) {
@@ -239,6 +242,7 @@ export class Scheduler {
       throw new InvalidOptionError('delayMs', 'a finite number of ms >= 0', delayMs);
     }
     this.#assertOpen();
+    ctx = inheritContext(ctx);
     const op = this.#track('timer', ctx, this.#keyFor('timer', ctx, options), options.step);
     op.phase = 'sleeping';
     op.dueAt = this.#clock.now() + delayMs;
@@ -425,11 +429,12 @@ export class Scheduler {
 
   #record(op: Pending, status: EffectStatus, detail: string, flipSeq: number | undefined): void {
     const ctx = op.ctx;
-    const context: Record<string, string> = {};
+    const context: Record<string, string | readonly string[]> = {};
     for (const k of ['tenant', 'feature', 'runId', 'capability'] as const) {
       const v = ctx[k];
       if (v !== undefined) context[k] = v;
     }
+    if (ctx.runPath !== undefined) context.runPath = ctx.runPath;
     const write = this.#ledger
       .append({
         key: op.key,

@@ -1,6 +1,7 @@
 import { ErrorCode, HaltedError, InvalidOptionError } from '../errors.js';
 import type { GuardedEffect } from '../guard/effect-guard.js';
 import { effectKey } from '../ledger/side-effect-ledger.js';
+import { currentRunScope } from '../scope/run-scope.js';
 import type { GuardRunner } from './guard-runner.js';
 import {
   activeSpan,
@@ -71,9 +72,10 @@ function haltAttributes(
   effect: GuardedEffect<unknown>,
   err: HaltedError,
 ): Record<string, SpanAttributeValue> {
+  const runId = effect.runId ?? currentRunScope()?.runId ?? '';
   const out: Record<string, SpanAttributeValue> = {
-    'killswitch.effect.key': effect.key ?? effectKey(effect.runId, effect.step),
-    'killswitch.run_id': effect.runId,
+    'killswitch.effect.key': effect.key ?? (runId === '' ? '' : effectKey(runId, effect.step)),
+    'killswitch.run_id': runId,
     'killswitch.step': effect.step,
     'killswitch.capability': effect.capability,
     'killswitch.cause': err.haltCause,

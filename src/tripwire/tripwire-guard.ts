@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../internal/clock.js';
 import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../errors.js';
-import type { EffectBody, GuardedEffect } from '../guard/effect-guard.js';
+import { scopedEffect, type EffectBody, type GuardedEffect } from '../guard/effect-guard.js';
 import { EffectStatus, effectKey, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
 import { normalizeSelector, type KillContext } from '../model/selector.js';
 import type { GuardRunner } from '../telemetry/guard-runner.js';
@@ -65,12 +65,18 @@ export class TripwireGuard implements GuardRunner {
    *
    * @throws {HaltedError} `KS_HALTED` when a tripwire refuses it, and whatever the guard throws
    */
-  async run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
-    const ctx: KillContext = normalizeSelector({
+  async run<T>(given: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
+    // KS-4.9.2: inside a run scope the effect's run and context come from the scope.
+    const effect = scopedEffect(given);
+    const selector = normalizeSelector({
       ...(effect.context ?? {}),
       runId: effect.runId,
       capability: effect.capability,
     });
+    const ctx: KillContext =
+      effect.context.runPath === undefined
+        ? selector
+        : { ...selector, runPath: effect.context.runPath };
     const admitted: WriteRateTripwire[] = [];
     for (const t of this.#tripwires) {
       const v = t.admit(ctx);
@@ -100,7 +106,7 @@ export class TripwireGuard implements GuardRunner {
   }
 
   async #record(
-    effect: GuardedEffect<unknown>,
+    effect: GuardedEffect<unknown> & { readonly runId: string },
     ctx: KillContext,
     key: string,
     detail: string,

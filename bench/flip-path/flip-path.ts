@@ -13,6 +13,9 @@
  * window). Between flips the bench waits until every worker acknowledged (stop complete), so one
  * flip's acknowledgements do not land inside the next flip's window.
  *
+ * The HTTP floor: a bare node:http server answering the same POST with the same record, measured
+ * in the same window, so what is ours is the difference.
+ *
  * Targets (issue 19): memory store p50 <= 0.25 ms; file store p50 <= memory p50 + one fdatasync
  * p50 (same run). With workers connected the window also holds one socket write per worker; the
  * bench measures, in the same run, a bare node:http server writing the same event to as many
@@ -125,15 +128,51 @@ class Child {
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const floorAgent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-function postFlip(url: string, body: object): Promise<{ flip: FlipRecord }> {
+/**
+ * The HTTP floor: a bare node:http server answering `POST /v1/flips` as cheaply as a JSON API
+ * can (read the body, JSON.parse, answer the last record as JSON with a content length). What
+ * node:http alone costs per request on this machine at this moment, measured in the same window.
+ */
+async function httpFloorServer(): Promise<{
+  url: string;
+  answer: { flip: FlipRecord | undefined };
+  close(): Promise<void>;
+}> {
+  const answer: { flip: FlipRecord | undefined } = { flip: undefined };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      const text = JSON.stringify({ flip: answer.flip, duplicate: false, fleet: null });
+      res.writeHead(201, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    answer,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function postFlip(url: string, body: object, via: Agent = agent): Promise<{ flip: FlipRecord }> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = request(
       `${url}/v1/flips`,
       {
         method: 'POST',
-        agent,
+        agent: via,
         headers: {
           authorization: `Bearer ${TOKEN}`,
           'content-type': 'application/json',
@@ -209,6 +248,8 @@ interface CaseResult {
   readonly fdatasyncP99Ms: number;
   /** Writing the same event to as many bare connections (0 without workers). */
   readonly fanOutFloorP50Ms: number;
+  /** A bare node:http JSON POST of the same body and answer, same window, same run. */
+  readonly httpFloorP50Ms: number;
   /** Server-process CPU per flip (the whole process: server, client, the workers' acks). */
   readonly processCpuPerFlipMs: number;
   readonly answerBytes: number;
@@ -237,6 +278,7 @@ async function runCase(
   // The baseline: the same bytes, written and fdatasynced to a file in the same directory.
   const base = await open(join(dir, `baseline-${caseNo}.jsonl`), 'a', 0o600);
   const floor = await floorServer();
+  const httpFloor = await httpFloorServer();
   const procs = Math.min(PROCS, workers);
   const children = Array.from({ length: procs }, () => new Child());
   try {
@@ -258,6 +300,7 @@ async function runCase(
     const syncMs: number[] = [];
     const flipCpuMs: number[] = [];
     const fanMs: number[] = [];
+    const httpMs: number[] = [];
     let answerBytes = 0;
     let cpu: NodeJS.CpuUsage | undefined;
     for (let i = 0; i < WARMUP + FLIPS; i++) {
@@ -280,11 +323,22 @@ async function runCase(
       await base.write(bytes);
       await base.datasync();
       const s1 = performance.now();
+      // The HTTP floor, the same body, the same answer.
+      httpFloor.answer.flip = answer.flip;
+      lastFlip = undefined;
+      await postFlip(
+        httpFloor.url,
+        { action: 'halt', selector: { tenant: `fp-${caseNo}-${i}` }, reason: 'flip-path bench' },
+        floorAgent,
+      );
+      const floorTook = lastFlip as { ms: number; cpuMs: number } | undefined;
+      if (floorTook === undefined) throw new Error('no server-side time for the HTTP floor');
       await sleep(1);
       const fan = floor.fanOut(encodeFlipEvent(answer.flip));
       await sleep(1);
       if (i < WARMUP) continue;
       fanMs.push(fan);
+      httpMs.push(floorTook.ms);
       flipMs.push(took.ms);
       flipCpuMs.push(took.cpuMs);
       syncMs.push(s1 - s0);
@@ -295,6 +349,7 @@ async function runCase(
     syncMs.sort((a, b) => a - b);
     flipCpuMs.sort((a, b) => a - b);
     fanMs.sort((a, b) => a - b);
+    httpMs.sort((a, b) => a - b);
     return {
       store: storeKind,
       workers,
@@ -307,6 +362,7 @@ async function runCase(
       fdatasyncP50Ms: ms3(quantile(syncMs, 0.5)),
       fdatasyncP99Ms: ms3(quantile(syncMs, 0.99)),
       fanOutFloorP50Ms: ms3(quantile(fanMs, 0.5)),
+      httpFloorP50Ms: ms3(quantile(httpMs, 0.5)),
       processCpuPerFlipMs: ms3((used.user + used.system) / 1000 / FLIPS),
       answerBytes,
     };
@@ -314,6 +370,7 @@ async function runCase(
     await Promise.all(children.map((c) => c.stop()));
     await base.close();
     await floor.close();
+    await httpFloor.close();
     await plane.close();
     await store.close();
   }
@@ -334,7 +391,7 @@ async function main(): Promise<void> {
         console.log(
           `${store.padEnd(6)} ${String(workers).padStart(5)} workers: flip p50 ${r.flipP50Ms} ms, p90 ${r.flipP90Ms}, p99 ${r.flipP99Ms}, CPU p50 ${r.flipCpuP50Ms}` +
             ` | write+fdatasync p50 ${r.fdatasyncP50Ms} ms, p99 ${r.fdatasyncP99Ms}` +
-            ` | bare fan-out p50 ${r.fanOutFloorP50Ms} ms` +
+            ` | bare fan-out p50 ${r.fanOutFloorP50Ms} ms | bare HTTP POST p50 ${r.httpFloorP50Ms} ms` +
             ` | process CPU/flip ${r.processCpuPerFlipMs} ms | answer ${r.answerBytes} B | load ${r.loadAvg1m}`,
         );
       }
@@ -343,6 +400,7 @@ async function main(): Promise<void> {
     unsubscribe('http.server.request.start', onStart);
     unsubscribe('http.server.response.finish', onFinish);
     agent.destroy();
+    floorAgent.destroy();
     await rm(dir, { recursive: true, force: true });
   }
   // With workers connected, the broadcast's one socket write per worker is in the window too:
@@ -356,6 +414,7 @@ async function main(): Promise<void> {
       workers,
       memoryP50Ms: mem?.flipP50Ms,
       memoryBoundMs: memBound,
+      memoryOverHttpFloorMs: mem ? ms3(mem.flipP50Ms - mem.httpFloorP50Ms) : undefined,
       memoryOk: mem === undefined ? undefined : mem.flipP50Ms <= memBound!,
       fileP50Ms: file?.flipP50Ms,
       fileBoundMs: mem && file ? ms3(mem.flipP50Ms + file.fdatasyncP50Ms) : undefined,

@@ -49,6 +49,8 @@ export const ErrorCode = {
   METHOD_NOT_ALLOWED: 'KS_METHOD_NOT_ALLOWED',
   /** A request body is larger than the server accepts. */
   PAYLOAD_TOO_LARGE: 'KS_PAYLOAD_TOO_LARGE',
+  /** A rate or count limit of the control plane was reached (HTTP 429, naming the limit). */
+  LIMIT_EXCEEDED: 'KS_LIMIT_EXCEEDED',
   /** The control plane could not be reached (connection refused, timeout). */
   UNREACHABLE: 'KS_UNREACHABLE',
   /**

@@ -34,6 +34,9 @@ import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { StreamHub } from './stream-hub.js';
 import { RequestGuard } from './request-guard.js';
+import { ConnectionGuard, connectionLimits, type ConnectionStats } from './connection-guard.js';
+import { StreamLimits } from './stream-limits.js';
+import { SharedSnapshot } from './shared-snapshot.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
@@ -92,6 +95,29 @@ export interface ControlPlaneOptions {
    * @default none
    */
   readonly releaseGate?: ReleaseGate;
+  /**
+   * A connection must send its first request head within this; later heads: Node's
+   * `headersTimeout`, also this (KS-17.8.1). @default 10000
+   */
+  readonly headersTimeoutMs?: number;
+  /** A request (head and body) must arrive within this; streams are not bound. @default 30000 */
+  readonly requestTimeoutMs?: number;
+  /** A connection idle between requests is closed after this. @default 5000 */
+  readonly keepAliveTimeoutMs?: number;
+  /**
+   * Connections held at most (KS-17.8.1). @default 80 % of the descriptor limit less 64, from 64
+   * to 8192
+   */
+  readonly maxConnections?: number;
+  /**
+   * Room kept for flips: above `maxConnections - reservedConnections` each new connection closes
+   * the oldest idle one. @default a tenth of maxConnections, from 4 to 64
+   */
+  readonly reservedConnections?: number;
+  /** Streams open at most, in total (KS-17.8.2). @default maxConnections - 2 x reservedConnections */
+  readonly maxStreams?: number;
+  /** Streams naming no worker, per token (KS-17.8.2). @default 32 */
+  readonly maxStreamsPerToken?: number;
   /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
@@ -130,9 +156,18 @@ export interface ControlPlane {
    */
   vouch(): Vouch;
   /** Counters for tests and metrics. */
-  stats(): { subscribers: number; dropped: number; head: number };
+  stats(): ControlPlaneStats;
   /** Ends streams, stops listening, unsubscribes from the store (which stays open). */
   close(): Promise<void>;
+}
+
+/** What {@link ControlPlane.stats} counts. */
+export interface ControlPlaneStats {
+  subscribers: number;
+  dropped: number;
+  head: number;
+  /** Connections held, closed to make room, refused, timed out (KS-17.8.1). */
+  connections: ConnectionStats;
 }
 
 const ANONYMOUS: Principal = Object.freeze({
@@ -171,6 +206,9 @@ class ControlPlaneServer implements ControlPlane {
   readonly #port: number;
   readonly #auth: TokenAuthenticator | 'none';
   readonly #guard: RequestGuard;
+  readonly #connections: ConnectionGuard;
+  readonly #streamLimits: StreamLimits;
+  readonly #sharedSnapshot = new SharedSnapshot();
   readonly #heartbeatMs: number;
   readonly #retryMs: number;
   readonly #maxBodyBytes: number;
@@ -279,10 +317,28 @@ class ControlPlaneServer implements ControlPlane {
     this.#releaseGate = o.releaseGate;
     if (o.releaseGate !== undefined)
       this.router.add(...releaseRoutes(o.releaseGate, () => this.tracker.workers()));
-    this.#server = createServer((req, res) => void this.#dispatch(req, res));
-    // Streams are long-lived; only the request head has a deadline.
-    this.#server.requestTimeout = 30_000;
-    this.#server.headersTimeout = 10_000;
+    // KS-17.8.1: Node checks request heads and bodies against their deadlines every second.
+    this.#server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
+      void this.#dispatch(req, res);
+    });
+    const limits = connectionLimits({
+      ...(o.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: o.headersTimeoutMs }),
+      ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+      ...(o.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeoutMs: o.keepAliveTimeoutMs }),
+      ...(o.maxConnections === undefined ? {} : { maxConnections: o.maxConnections }),
+      ...(o.reservedConnections === undefined
+        ? {}
+        : { reservedConnections: o.reservedConnections }),
+    });
+    this.#streamLimits = new StreamLimits({
+      maxStreams:
+        o.maxStreams ?? Math.max(1, limits.maxConnections - 2 * limits.reservedConnections),
+      ...(o.maxStreamsPerToken === undefined ? {} : { maxStreamsPerToken: o.maxStreamsPerToken }),
+    });
+    this.#connections = new ConnectionGuard(this.#server, limits, {
+      clock: this.#clock,
+      onEvict: (m) => this.#log.warn(m),
+    });
   }
 
   get host(): string {
@@ -302,8 +358,13 @@ class ControlPlaneServer implements ControlPlane {
     return this.#state.toSnapshot();
   }
 
-  stats(): { subscribers: number; dropped: number; head: number } {
-    return { subscribers: this.#hub.size, dropped: this.#hub.dropped, head: this.#state.seq };
+  stats(): ControlPlaneStats {
+    return {
+      subscribers: this.#hub.size,
+      dropped: this.#hub.dropped,
+      head: this.#state.seq,
+      connections: this.#connections.stats(),
+    };
   }
 
   /** KS-12.5.1 */
@@ -363,6 +424,7 @@ class ControlPlaneServer implements ControlPlane {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#connections.close();
     this.#unsubscribe?.();
     this.#hub.closeAll();
     for (const w of [...this.#ackWaiters]) w();
@@ -744,7 +806,8 @@ class ControlPlaneServer implements ControlPlane {
     if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
       chunks.push(...replay);
     } else {
-      chunks.push(encodeEvent(StreamEvent.SNAPSHOT, this.#state.toSnapshot(), head));
+      // KS-17.8.2: one encoded snapshot per seq, shared by every stream that opens on it.
+      chunks.push(this.#sharedSnapshot.get(head, '*', () => this.#state.toSnapshot()));
     }
     if (req.method === 'HEAD') {
       // A HEAD must not become a subscriber that never receives a body.
@@ -755,20 +818,25 @@ class ControlPlaneServer implements ControlPlane {
       res.end();
       return;
     }
+    // KS-17.8.2: a slot, or 429 before anything is written or tracked.
+    const freeSlot = this.#streamLimits.acquire(who.name, q.worker, () => res.destroy());
     req.socket.setNoDelay(true);
     res.writeHead(200, STREAM_HEADERS);
-    const first = Buffer.concat(chunks);
-    res.write(first);
-    let disconnect: () => void = () => {};
+    // Each chunk written as is: the snapshot and replayed events are shared buffers, never copied.
+    res.socket?.cork();
+    for (const c of chunks) res.write(c);
+    res.socket?.uncork();
+    let disconnect: () => void = freeSlot;
     if (q.worker !== undefined) {
       const untrack = this.tracker.connect(q.worker, q.release);
       const release = this.#claims.open(who, q.worker);
       disconnect = () => {
+        freeSlot();
         untrack();
         release();
       };
     }
-    this.#hub.add(res, q.worker, disconnect, first.length);
+    this.#hub.add(res, q.worker, disconnect, byteLength(chunks));
   }
 }
 

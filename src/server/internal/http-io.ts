@@ -31,6 +31,7 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.ID_CONFLICT]: 409,
   [ErrorCode.RESUME_REFUSED]: 409,
   [ErrorCode.PAYLOAD_TOO_LARGE]: 413,
+  [ErrorCode.LIMIT_EXCEEDED]: 429,
   [ErrorCode.STORE_CLOSED]: 503,
   [ErrorCode.STORE_UNAVAILABLE]: 503,
 };

@@ -16,7 +16,6 @@ import { MemoryFlipLogStore } from '../../../providers/memory/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../../src/auth/index.js';
 import {
   startControlPlane,
-  type ControlPlane,
   type ControlPlaneOptions,
 } from '../../../src/server/index.js';
 import { defaultMaxConnections } from '../../../src/server/connection-guard.js';

@@ -14,10 +14,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../../providers/memory/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../../src/auth/index.js';
-import {
-  startControlPlane,
-  type ControlPlaneOptions,
-} from '../../../src/server/index.js';
+import { startControlPlane, type ControlPlaneOptions } from '../../../src/server/index.js';
 import { defaultMaxConnections } from '../../../src/server/connection-guard.js';
 import { assertBuilt, CLI } from '../support/serve-process.js';
 

@@ -221,15 +221,15 @@ export class ReleaseGate {
     await this.open();
     if (release === undefined || release === '') {
       throw refused(
-        'a resume must name the release it resumes on (--release <name>); mark it green first',
+        'a resume must name the release it resumes on (--release <name>); mark it green first: killswitch release <name> --green --reason "<why>"',
       );
     }
     const verdict = this.#latest.get(release);
     if (verdict === undefined)
-      throw refused(`release ${release} has not been marked green (POST /v1/releases)`);
+      throw refused(`release ${release} has not been marked green; ${markGreenHint(release)}`);
     if (verdict.status !== ReleaseStatus.GREEN) {
       throw refused(
-        `release ${release} is ${verdict.status} (#${verdict.seq} by ${verdict.actor}${verdict.reason ? `: ${verdict.reason}` : ''})`,
+        `release ${release} is ${verdict.status} (#${verdict.seq} by ${verdict.actor}${verdict.reason ? `: ${verdict.reason}` : ''}); once fixed, ${markGreenHint(release)}`,
       );
     }
     const red = connected(workers).filter(
@@ -314,6 +314,14 @@ function requireAdmin(principal: Principal | undefined): Principal {
 
 function refused(message: string): KillSwitchError {
   return new KillSwitchError(ErrorCode.RESUME_REFUSED, `resume refused: ${message}`);
+}
+
+/**
+ * How to mark a release green, for a refusal: the CLI command first (what an operator at 3am
+ * types), then the one-step resume and the console. KS-10.5.3
+ */
+function markGreenHint(release: string): string {
+  return `mark it green with: killswitch release ${release} --green --reason "<why>" (or resume with --release ${release} --mark-green, or the console's release panel)`;
 }
 
 function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {

@@ -58,6 +58,8 @@ describe('KS-10.5.7 killswitch release and killswitch resume --release against k
     );
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/v9 has not been marked green/);
+    // KS-10.5.3: the refusal names the command that marks it green.
+    expect(unknown.stderr).toContain('killswitch release v9 --green --reason');
 
     const red = await runCli(['release', 'v9', '--red', '--reason', 'crash loop'], env);
     expect(red.code, red.stderr).toBe(0);

@@ -152,6 +152,8 @@ export const gatewayConfigSchema = z
           .default('__'),
         /** The capability of a tool call. @default `{upstream}.{tool}` */
         capability: capabilityTemplate.default('{upstream}.{tool}'),
+        /** Longest an upstream tool call may run (progress resets it). @default 600000 (10 min) */
+        callTimeoutMs: positiveMs.default(600_000),
         upstreams: z
           .record(upstreamName, z.union([stdioUpstream, httpUpstream]))
           .refine((r) => Object.keys(r).length > 0, 'must name at least one upstream'),

@@ -1,6 +1,13 @@
 import { ErrorCode, type FlipSummary, type HaltedError } from '../errors.js';
 import { formatSelector, levelOf, type Level } from '../model/selector.js';
 
+/**
+ * The JSON-RPC error code of a tool call the kill switch refused or cut (implementation-defined
+ * server error range). `data` carries `code` (`KS_HALTED` refused, nothing sent upstream;
+ * `KS_ABORTED` cut in flight, cancelled upstream), `cause` and the `flip`. KS-15.3.4
+ */
+export const MCP_HALTED_ERROR_CODE = -32090;
+
 /** What a refusal or an abort names, in every seam's own error format. KS-15.1.5 */
 export interface GatewayRefusal {
   /** `KS_HALTED` (refused before it left) or `KS_ABORTED` (cut in flight). */

@@ -20,6 +20,8 @@ import {
 import { GatewayMetrics, type Seam } from './gateway-metrics.js';
 import type { Lineage } from '../lineage/lineage.js';
 import { LlmProxy } from './llm-proxy.js';
+import type * as McpGatewayModule from './mcp-gateway.js';
+import type { McpGateway } from './mcp-gateway.js';
 
 /** Where the gateway reports. */
 export interface GatewayLogger {
@@ -88,6 +90,7 @@ export class Gateway {
   readonly #ownsLedger: boolean;
   readonly #seams: GatewaySeam[] = [];
   #server: Server | undefined;
+  #mcp: McpGateway | undefined;
   readonly #sockets = new Set<Socket>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -229,6 +232,23 @@ export class Gateway {
     }
   }
 
+  /**
+   * Serves the MCP gateway as one MCP session over stdin and stdout (start with `listen: false`
+   * so nothing else writes to stdout). Resolves when the client ends the session. KS-15.3.1
+   *
+   * @throws {KillSwitchError} `KS_INVALID_OPTION` when no `mcp` section is configured
+   */
+  serveStdio(): Promise<void> {
+    if (this.#mcp === undefined)
+      return Promise.reject(
+        new KillSwitchError(
+          ErrorCode.INVALID_OPTION,
+          'gateway config mcp: stdio mode needs an mcp section',
+        ),
+      );
+    return this.#mcp.serveStdio();
+  }
+
   /** Registers a seam (its routes are tried in order) and closes it with the gateway. */
   addSeam(seam: GatewaySeam): void {
     this.#seams.push(seam);
@@ -336,6 +356,21 @@ export class Gateway {
 
   async #openSeams(): Promise<void> {
     if (this.config.llm !== undefined) this.addSeam(new LlmProxy(this, this.config.llm));
+    if (this.config.mcp !== undefined) {
+      // Loaded only when configured: the MCP SDK is an optional peer dependency.
+      let mod: typeof McpGatewayModule;
+      try {
+        mod = await import('./mcp-gateway.js');
+      } catch (err) {
+        throw new KillSwitchError(
+          ErrorCode.INVALID_OPTION,
+          `gateway config mcp: the MCP gateway needs @modelcontextprotocol/sdk installed (${(err as Error).message})`,
+          { cause: err },
+        );
+      }
+      this.#mcp = await mod.McpGateway.open(this, this.config.mcp, this.#logger);
+      this.addSeam(this.#mcp);
+    }
   }
 
   #watchFreshness(): void {

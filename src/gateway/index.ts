@@ -20,6 +20,13 @@ export {
   type GatewayConfigInput,
   type McpUpstreamConfig,
 } from './gateway-config.js';
-export { refusalOf, refusalText, refusalData, type GatewayRefusal } from './gateway-refusal.js';
+export {
+  refusalOf,
+  refusalText,
+  refusalData,
+  MCP_HALTED_ERROR_CODE,
+  type GatewayRefusal,
+} from './gateway-refusal.js';
 export { GatewayMetrics, Seam } from './gateway-metrics.js';
 export { LlmProxy, LlmApi } from './llm-proxy.js';
+export type { McpGateway } from './mcp-gateway.js';

@@ -14,6 +14,7 @@ import { refusalData, refusalOf, refusalText, type GatewayRefusal } from './gate
 import { Seam } from './gateway-metrics.js';
 import { lineageFromHeaders, type Lineage } from '../lineage/lineage.js';
 import { mergeLineage } from './internal/lineage.js';
+import { readBody } from './internal/read-body.js';
 
 /** The two API families the proxy speaks. */
 export const LlmApi = { OPENAI: 'openai', ANTHROPIC: 'anthropic' } as const;
@@ -364,25 +365,6 @@ function apiKeyOf(req: IncomingMessage): string | undefined {
   const auth = req.headers.authorization;
   if (typeof auth === 'string' && /^Bearer\s+/i.test(auth)) return auth.replace(/^Bearer\s+/i, '');
   return undefined;
-}
-
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new Error(`request body larger than ${max} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 function mergeSignals(a: AbortSignal, b: AbortSignal): AbortSignal {

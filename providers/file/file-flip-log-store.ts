@@ -31,6 +31,11 @@ export interface LogFileHandle {
   readFile(): Promise<Buffer>;
   write(buffer: Uint8Array): Promise<{ bytesWritten: number }>;
   sync(): Promise<void>;
+  /**
+   * fdatasync: flushes the data and the metadata needed to read it back (the file's new size),
+   * not its times. Appends use it when present (KS-2.4.1 needs no more); `sync` otherwise.
+   */
+  datasync?(): Promise<void>;
   truncate(length: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -390,7 +395,7 @@ export class FileFlipLogStore implements FlipLogStore {
     const bytes = Buffer.from(lines.join(''), 'utf8');
     try {
       await writeAll(fh, bytes);
-      if (this.#fsync) await fh.sync();
+      if (this.#fsync) await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
     } catch (err) {
       await this.#fail(fh, err);
       for (const a of accepted) a.p.reject(this.#failure);

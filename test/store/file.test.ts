@@ -318,6 +318,49 @@ describe('KS-2.4.4 a failed write fails the append and every append after it unt
   });
 });
 
+describe('KS-2.4.1 an append is acknowledged only after its fdatasync', () => {
+  it("uses the handle's datasync when it has one, and answers only once it resolved", async () => {
+    const path = nextPath();
+    const calls: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { store } = make(path, {
+      openFile: async (p) => {
+        const fh = await open(p, 'a+', 0o600);
+        return {
+          readFile: () => fh.readFile(),
+          truncate: (l) => fh.truncate(l),
+          close: () => fh.close(),
+          write: (b) => fh.write(b),
+          sync: () => {
+            calls.push('sync');
+            return fh.sync();
+          },
+          datasync: async () => {
+            calls.push('datasync');
+            await gate;
+            return fh.datasync();
+          },
+        };
+      },
+    });
+    await store.open();
+    let acknowledged = false;
+    const pending = store.append(halt('d1')).then((r) => {
+      acknowledged = true;
+      return r;
+    });
+    for (let i = 0; i < 50 && !calls.includes('datasync'); i++)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(calls).toContain('datasync');
+    expect(acknowledged).toBe(false);
+    release();
+    expect((await pending).record.seq).toBe(1);
+    expect(calls.filter((c) => c === 'sync')).toEqual([]);
+    await store.close();
+  });
+});
+
 describe('KS-2.4.7 group commit writes concurrent appends with one fsync, in call order', () => {
   it('batches appends that arrive while a write is in flight', async () => {
     const path = nextPath();

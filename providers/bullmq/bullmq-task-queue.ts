@@ -8,12 +8,9 @@ import {
   type WorkerOptions,
 } from 'bullmq';
 import { InvalidOptionError } from '../../src/errors.js';
-import {
-  normalizeSelector,
-  selectorMatches,
-  type KillContext,
-  type Selector,
-} from '../../src/model/selector.js';
+import { lineageContext, lineageFromJobData, type Lineage } from '../../src/lineage/lineage.js';
+import { taskContext, taskLineage } from '../../src/queue/task-context.js';
+import { selectorMatches, type KillContext, type Selector } from '../../src/model/selector.js';
 import {
   TaskState,
   type ConsumeOptions,
@@ -51,6 +48,12 @@ export interface BullMqTaskQueueOptions {
 /** What the adapter stores in `job.data`. */
 interface JobData<P> {
   readonly payload: P;
+  /**
+   * The portable lineage (`{ tenant?, feature?, runPath }`), for workers that read job data
+   * without this adapter (another language); KS-7.4.1. The adapter itself reads `ks.context`,
+   * and `lineage` only for a job added without the adapter.
+   */
+  readonly lineage?: Lineage;
   readonly ks: {
     readonly context: KillContext;
     readonly enqueuedAt: string;
@@ -141,10 +144,13 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
   }
 
   async add(input: NewTask<P>): Promise<QueuedTask<P>> {
+    const context = taskContext(input.context);
+    const lineage = taskLineage(context);
     const data: JobData<P> = {
       payload: input.payload,
+      ...(lineage !== undefined ? { lineage: { ...lineage, runPath: [...lineage.runPath] } } : {}),
       ks: {
-        context: normalizeSelector(input.context),
+        context,
         enqueuedAt: new Date().toISOString(),
         ...(input.admittedSeq !== undefined ? { admittedSeq: input.admittedSeq } : {}),
       },
@@ -341,8 +347,9 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
       id: String(job.id),
       name: job.name,
       payload: (data?.ks !== undefined ? data.payload : (job.data as unknown)) as P,
-      // A job added without the adapter has no context: only halts that match every context apply.
-      context: data?.ks?.context ?? {},
+      // A job added without the adapter has no context (only halts that match every context
+      // apply), unless it carries a lineage (KS-7.4.1).
+      context: data?.ks?.context ?? contextOfForeignJob(job.data),
       enqueuedAt: data?.ks?.enqueuedAt ?? new Date(job.timestamp).toISOString(),
       // Only a well-formed seq counts; anything else leaves the task without one (drain refuses).
       ...(isSeq(data?.ks?.admittedSeq) ? { admittedSeq: data.ks.admittedSeq } : {}),
@@ -353,4 +360,17 @@ export class BullMqTaskQueue<P = unknown> implements TaskQueue<P> {
 
 function isSeq(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * The context of a job added without the adapter: its `lineage` field when it has one. A lineage
+ * that does not parse gives a context whose run path fails closed at evaluation, naming why.
+ */
+function contextOfForeignJob(data: unknown): KillContext {
+  try {
+    const l = lineageFromJobData(data);
+    return l === undefined ? {} : lineageContext(l);
+  } catch (err) {
+    return { runPath: `invalid lineage in job data: ${(err as Error).message}` as never };
+  }
 }

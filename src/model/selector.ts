@@ -127,7 +127,9 @@ export function selectorMatches(selector: Selector, ctx: KillContext): boolean {
     const v = selector[k];
     if (v === undefined) continue;
     if (k === 'runId' && ctx.runPath !== undefined) {
-      if (!ctx.runPath.includes(v)) return false;
+      // A path that cannot be read could belong to any tree: it matches (fail closed), as its
+      // evaluation answers halted (KS-1.5.4).
+      if (Array.isArray(ctx.runPath) && !ctx.runPath.includes(v)) return false;
     } else if (ctx[k] !== v) return false;
   }
   return true;

@@ -1,6 +1,7 @@
 import { systemClock, type Clock } from '../internal/clock.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
-import { normalizeSelector, selectorMatches, type Selector } from '../model/selector.js';
+import { selectorMatches, type Selector } from '../model/selector.js';
+import { taskContext } from './task-context.js';
 import {
   TaskState,
   type ConsumeOptions,
@@ -68,7 +69,7 @@ export class MemoryTaskQueue<P = unknown> implements TaskQueue<P> {
       id,
       name: input.name,
       payload: input.payload,
-      context: normalizeSelector(input.context),
+      context: taskContext(input.context),
       enqueuedAt: new Date(this.#clock.wallNow()).toISOString(),
       ...(input.admittedSeq !== undefined ? { admittedSeq: input.admittedSeq } : {}),
       state: TaskState.WAITING,

@@ -13,13 +13,9 @@ import type { HaltWatcher } from '../guard/halt-watcher.js';
 import type { KillDecision } from '../guard/kill-decision.js';
 import { Mutex } from '../internal/mutex.js';
 import { DEFAULT_QUEUE_MODE, QueueMode } from '../model/flip-record.js';
-import {
-  formatSelector,
-  normalizeSelector,
-  SELECTOR_KEYS,
-  type KillContext,
-  type Selector,
-} from '../model/selector.js';
+import { formatSelector, type KillContext, type Selector } from '../model/selector.js';
+import { inheritContext, runInScope, runOutsideScope } from '../scope/run-scope.js';
+import { contextKey, taskContext, taskLineage } from './task-context.js';
 import { FileQueueJournal } from './file-queue-journal.js';
 import {
   pendingDiscards,
@@ -215,7 +211,8 @@ export class QueueController<P = unknown> {
     options: { readonly name?: string; readonly id?: string } = {},
   ): Promise<QueuedTask<P>> {
     this.#checkOpen();
-    const ctx = normalizeSelector(context);
+    // KS-4.9.2 an enqueue inside a run scope carries the run; KS-7.4.1 the run path is kept.
+    const ctx = taskContext(inheritContext(context));
     // Watch first: a halt landing between the check and the add still reaches this task.
     this.#watch(ctx);
     const d = await this.#watcher.evaluate(ctx);
@@ -270,7 +267,14 @@ export class QueueController<P = unknown> {
       handler: async (task) => {
         const run = this.#runs.get(task.id) ?? this.#watchRun(task);
         try {
-          return await handler(task, run.ac.signal, run.permit);
+          // KS-7.4.2 the handler runs in the task's run scope (or in none: never in the scope of
+          // whatever code started the worker), so what it guards, spawns and enqueues carries
+          // the task's lineage.
+          const lineage = taskLineage(task.context);
+          const call = () => handler(task, run.ac.signal, run.permit);
+          return await (lineage !== undefined && lineage.runPath.length > 0
+            ? runInScope(lineage, call)
+            : runOutsideScope(call));
         } finally {
           // The permit is good only while the task runs (an effect started later is refused).
           run.permit.revoke();
@@ -621,7 +625,7 @@ function describe(d: KillDecision): string {
 }
 
 function ctxKey(ctx: KillContext): string {
-  return SELECTOR_KEYS.map((k) => ctx[k] ?? '\u0001').join('\u0000');
+  return contextKey(ctx);
 }
 
 function safeName(name: string): string {

@@ -29,3 +29,47 @@ if (up) {
     it('needs Redis', () => undefined);
   });
 }
+
+describe.runIf(up)('KS-7.4.1 BullMQ job data carries the lineage', () => {
+  it('a task of a child run has `lineage` in job.data; a foreign job with a lineage is matched by it, a malformed one fails closed', async () => {
+    const { expect } = await import('vitest');
+    const { lineageFromJobData } = await import('../../src/lineage/index.js');
+    const { runPathProblem } = await import('../../src/model/selector.js');
+    const prefix = testPrefix('bullmq-lineage');
+    prefixes.push(prefix);
+    const q = new BullMqTaskQueue<Payload>({
+      name: 'jobs',
+      prefix,
+      connection: REDIS,
+      logger: { warn: () => undefined },
+    });
+    try {
+      const t = await q.add({
+        name: 'task',
+        payload: { n: 1, note: 'x' },
+        context: { tenant: 'acme', runId: 'g', runPath: ['r', 'c', 'g'] },
+      });
+      const job = await q.bullQueue.getJob(t.id);
+      expect(lineageFromJobData(job!.data)).toEqual({ tenant: 'acme', runPath: ['r', 'c', 'g'] });
+      // A job another producer (another language) added with only a lineage field.
+      await q.bullQueue.add('foreign', { payload: 1, lineage: { runPath: ['r', 'x'] } });
+      await q.bullQueue.add('bad', { payload: 2, lineage: { runPath: ['r', 'a b'] } });
+      const listed = await q.list();
+      expect(listed.find((j) => j.name === 'foreign')!.context).toEqual({
+        runId: 'x',
+        runPath: ['r', 'x'],
+      });
+      // The malformed one could belong to any tree: a run selector counts it in (fail closed).
+      expect((await q.list({ runId: 'r' })).map((j) => j.name).sort()).toEqual([
+        'bad',
+        'foreign',
+        'task',
+      ]);
+      expect((await q.list({ runId: 'other' })).map((j) => j.name)).toEqual(['bad']);
+      const bad = listed.find((j) => j.name === 'bad')!;
+      expect(runPathProblem(bad.context)).toMatch(/not an array/);
+    } finally {
+      await q.close();
+    }
+  });
+});

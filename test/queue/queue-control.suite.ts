@@ -7,6 +7,7 @@ import { HaltWatcher } from '../../src/guard/halt-watcher.js';
 import { FileQueueJournal } from '../../src/queue/file-queue-journal.js';
 import { QueueController } from '../../src/queue/queue-controller.js';
 import type { QueuedTask, TaskConsumer, TaskQueue } from '../../src/queue/task-queue.js';
+import { currentRunScope, runInScope } from '../../src/scope/run-scope.js';
 import { killHarness, type KillHarness } from '../schedule/kill-harness.js';
 
 export interface Payload {
@@ -178,6 +179,84 @@ export function describeQueueControl(name: string, harness: QueueHarness): void 
         await work();
         await until(() => ran.length === 5, 'all ran');
         expect(ranOf('acme')).toEqual([1, 2, 3]);
+      });
+    });
+
+    describe('KS-7.4.1 a halt on an ancestor applies the queue policy to every queued task of a descendant', () => {
+      const tree = async () => {
+        // Enqueued from inside each run's scope: the context (and run path) is inherited.
+        const at = (runPath: string[], n: number) =>
+          runInScope({ tenant: 'acme', runPath }, () =>
+            controller.enqueue({}, { n, note: runPath.join('>') }),
+          );
+        await at(['root-1'], 1);
+        await at(['root-1', 'c1'], 2);
+        await at(['root-1', 'c1', 'g1'], 3);
+        await at(['root-1', 'c2', 'g2', 'gg2'], 4);
+        await at(['root-2', 'c1b'], 5);
+        await at(['root-2'], 6);
+      };
+      const ranTree = (root: string) =>
+        ran
+          .filter((t) => t.context.runPath?.[0] === root || t.context.runId === root)
+          .map((t) => t.payload.n)
+          .sort();
+
+      it('discard: every descendant at every depth is journaled with its run path and removed; the sibling tree runs in its own scope', async () => {
+        await tree();
+        const queued = await queue.list({ runId: 'root-1' });
+        expect(queued.map((t) => t.payload.n).sort()).toEqual([1, 2, 3, 4]);
+        expect(queued.find((t) => t.payload.n === 4)!.context.runPath).toEqual([
+          'root-1',
+          'c2',
+          'g2',
+          'gg2',
+        ]);
+        const seq = await h.halt({ runId: 'root-1' }, 'discard');
+        await until(
+          async () => (await queue.list({ runId: 'root-1' })).length === 0,
+          'tree discarded',
+        );
+        const journaled = await controller.discarded({ haltSeq: seq });
+        expect(journaled.map((r) => (r.payload as Payload).n).sort()).toEqual([1, 2, 3, 4]);
+        expect(journaled.find((r) => (r.payload as Payload).n === 3)!.context.runPath).toEqual([
+          'root-1',
+          'c1',
+          'g1',
+        ]);
+        const scopes: (readonly string[] | undefined)[] = [];
+        consumers.push(
+          await controller.work(async (task) => {
+            scopes.push(currentRunScope()?.runPath);
+            ran.push(task);
+          }),
+        );
+        await until(() => ran.length === 2, 'root-2 ran');
+        expect(ranTree('root-2')).toEqual([5, 6]);
+        expect(ranTree('root-1')).toEqual([]);
+        expect(scopes).toEqual(expect.arrayContaining([['root-2', 'c1b'], ['root-2']]));
+        // A child enqueued after the halt is refused at the producer.
+        await expect(
+          runInScope({ tenant: 'acme', runPath: ['root-1', 'c9'] }, () =>
+            controller.enqueue({}, { n: 9, note: 'late' }),
+          ),
+        ).rejects.toMatchObject({ code: 'KS_HALTED' });
+      });
+
+      it('hold: descendants are held until the ancestor is resumed, then run', async () => {
+        await tree();
+        await h.halt({ runId: 'root-1' }, 'hold');
+        await work();
+        await until(
+          async () =>
+            ranTree('root-2').length === 2 &&
+            (await controller.depth({ runId: 'root-1' })).held === 4,
+          'root-2 ran, root-1 held',
+        );
+        expect(ranTree('root-1')).toEqual([]);
+        await h.resume({ runId: 'root-1' });
+        expect(await controller.resume()).toMatchObject({ released: 4, stillHalted: 0 });
+        await until(() => ranTree('root-1').length === 4, 'root-1 tree ran after resume');
       });
     });
 

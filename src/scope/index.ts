@@ -5,6 +5,8 @@
 export {
   runInScope,
   runOutsideScope,
+  runScopeOf,
+  runInRunScope,
   currentRunScope,
   inheritContext,
   childRunId,

@@ -24,6 +24,34 @@ export interface RunScope {
 // `null` marks code explicitly run outside any scope (a queue task without lineage, started from
 // inside some other run's scope): it must not inherit that run.
 const storage = new AsyncLocalStorage<RunScope | null>();
+/** Scopes built (validated and frozen) by {@link runScopeOf}; only these may be entered as they are. */
+const built = new WeakSet<RunScope>();
+
+/**
+ * The run scope of a lineage, validated and frozen once, for code that enters the same scope on
+ * every call (an adapter's tool calls) without validating the lineage each time.
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` for a malformed lineage or an empty run path
+ */
+export function runScopeOf(lineage: Lineage): RunScope {
+  return scopeOf(lineage);
+}
+
+/**
+ * Runs `fn` inside a scope built by {@link runScopeOf} (no validation per call; a no-op when the
+ * caller is in that scope already).
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` for a scope not built by {@link runScopeOf}
+ */
+export function runInRunScope<T>(scope: RunScope, fn: () => T): T {
+  if (storage.getStore() === scope) return fn();
+  if (!built.has(scope)) {
+    throw new ValidationError('run scope', [
+      { path: [], message: 'must be built by runScopeOf (or use runInScope with a lineage)' },
+    ]);
+  }
+  return storage.run(scope, fn);
+}
 
 function scopeOf(lineage: Lineage): RunScope {
   const l = parseLineage(lineage);
@@ -33,13 +61,15 @@ function scopeOf(lineage: Lineage): RunScope {
       { path: ['runPath'], message: 'must name at least the run itself' },
     ]);
   }
-  return Object.freeze({
+  const scope: RunScope = Object.freeze({
     ...(l.tenant !== undefined ? { tenant: l.tenant } : {}),
     ...(l.feature !== undefined ? { feature: l.feature } : {}),
     runId: l.runPath[n - 1]!,
     runPath: l.runPath,
     lineage: l,
   });
+  built.add(scope);
+  return scope;
 }
 
 /**

@@ -1,16 +1,30 @@
 import { ErrorCode, HaltedError, InvalidOptionError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
 import { haltedErrorOf, type KillDecision } from '../../guard/kill-decision.js';
+import type { Lineage } from '../../lineage/lineage.js';
 import type { KillContext } from '../../model/selector.js';
+import {
+  currentRunScope,
+  runInRunScope,
+  runScopeOf,
+  type RunScope,
+} from '../../scope/run-scope.js';
+import { spawnChildRun, type ChildRun } from '../../scope/spawn-child-run.js';
 import { mergeSignals, type MergedSignal } from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
 export interface AgentRunOptions {
-  /** The run's id (stable across a resume: the ledger keys derive from it). */
-  readonly runId: string;
-  /** The tenant the run acts for; a tenant halt stops it. @default none */
+  /**
+   * The run's id (stable across a resume: the ledger keys derive from it). Inside a run scope
+   * (`runInScope`, a child run's function) it defaults to the scope's run; a different id there
+   * makes the run a child of the scope's run (its run path one deeper, tenant and feature
+   * inherited), so a halt on any ancestor stops it. @default the run scope's run id (required
+   * outside a run scope)
+   */
+  readonly runId?: string;
+  /** The tenant the run acts for; a tenant halt stops it. @default the run scope's, else none */
   readonly tenant?: string;
-  /** The feature the run belongs to; a feature halt stops it. @default none */
+  /** The feature the run belongs to; a feature halt stops it. @default the run scope's, else none */
   readonly feature?: string;
   /**
    * The capability a tool call uses, from the tool's name (e.g. to namespace tools of one
@@ -51,9 +65,13 @@ const JSON_RESULT: ResultCodec<unknown> = {
  * never from the error a framework rewrote on the way. KS-14.1.2
  */
 export class AgentRun {
-  /** The kill attributes of the run (tenant, feature, runId). */
+  /** The kill attributes of the run (tenant, feature, runId, and runPath for a child run). */
   readonly context: KillContext;
+  /** The run's lineage: what crosses to another process with its work (MCP `_meta`, headers). */
+  readonly lineage: Lineage;
+  readonly #scope: RunScope;
   readonly #guard: EffectGuard;
+  readonly #options: AgentRunOptions;
   readonly #controller = new AbortController();
   readonly #capability: (toolName: string) => string;
   readonly #modelCapability: string;
@@ -70,7 +88,7 @@ export class AgentRun {
       throw new InvalidOptionError('options', 'an object', options);
     for (const k of ['runId', 'tenant', 'feature', 'modelCapability'] as const) {
       const v = options[k];
-      if ((v !== undefined || k === 'runId') && (typeof v !== 'string' || v.length === 0))
+      if (v !== undefined && (typeof v !== 'string' || v.length === 0))
         throw new InvalidOptionError(k, 'a non-empty string', v);
     }
     if (options.capability !== undefined && typeof options.capability !== 'function')
@@ -78,10 +96,16 @@ export class AgentRun {
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
       throw new InvalidOptionError('signal', 'an AbortSignal', options.signal);
     this.#guard = guard;
+    this.#options = options;
+    this.#scope = runScopeOf(lineageOf(options, currentRunScope()));
+    const { tenant, feature, runId, runPath } = this.#scope;
+    this.lineage = this.#scope.lineage;
     this.context = Object.freeze({
-      ...(options.tenant !== undefined ? { tenant: options.tenant } : {}),
-      ...(options.feature !== undefined ? { feature: options.feature } : {}),
-      runId: options.runId,
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(feature !== undefined ? { feature } : {}),
+      runId,
+      // A root run's path is itself: `runId` alone matches the same halts with fewer probes.
+      ...(runPath.length > 1 ? { runPath } : {}),
     });
     this.#capability = options.capability ?? ((name) => name);
     this.#modelCapability = options.modelCapability ?? 'llm';
@@ -90,7 +114,40 @@ export class AgentRun {
 
   /** The run's id. */
   get runId(): string {
-    return this.context.runId!;
+    return this.#scope.runId;
+  }
+
+  /**
+   * Runs `fn` inside this run's scope, so everything it guards, retries, schedules, enqueues or
+   * spawns carries the run's lineage. KS-14.1.6
+   */
+  inScope<T>(fn: () => T): T {
+    return runInRunScope(this.#scope, fn);
+  }
+
+  /**
+   * Runs a child of this run (a sub-agent, an agent used as a tool, a fanned-out task) through
+   * `spawnChildRun`: the spawn is a guarded effect of this run (refused while this run or any
+   * ancestor is halted), the child's id derives from this run's id and `step` (a resumed run
+   * derives the same child), and `fn` gets an {@link AgentRun} of the child, in the child's scope,
+   * whose signal also follows the child's (a halt on this run or any ancestor aborts it).
+   * KS-14.1.6
+   *
+   * @param step - the step of this run that spawns the child (e.g. the tool-call id)
+   * @param fn - the child's work, given the child's run
+   * @throws {HaltedError} `KS_HALTED` when the spawn is refused, `KS_ABORTED` when the child was
+   *   halted while it ran
+   */
+  child<T>(step: string, fn: (run: AgentRun, child: ChildRun) => Promise<T> | T): Promise<T> {
+    const stopped = this.halted;
+    if (stopped !== undefined) return Promise.reject(stopped);
+    const { runId: _own, signal: _signal, tenant: _t, feature: _f, ...rest } = this.#options;
+    return spawnChildRun(
+      this.#guard,
+      step,
+      (child) => fn(new AgentRun(this.#guard, { ...rest, signal: child.signal }), child),
+      { parent: this.lineage },
+    );
   }
 
   /**
@@ -155,7 +212,7 @@ export class AgentRun {
         async (signal, info) => {
           const merged = mergeSignals(signal, this.#controller.signal, frameworkSignal);
           try {
-            return await body(merged.signal, info);
+            return await runInRunScope(this.#scope, () => body(merged.signal, info));
           } finally {
             merged.dispose();
           }
@@ -238,7 +295,8 @@ export class AgentRun {
       if (stopped !== undefined) throw stopped;
       let value: T;
       try {
-        value = await call(this.frameworkSignal);
+        const signal = this.frameworkSignal;
+        value = await runInRunScope(this.#scope, () => call(signal));
       } catch (err) {
         throw this.halted ?? err;
       }
@@ -268,6 +326,44 @@ export class AgentRun {
     this.#unwatch?.();
     this.#unwatch = undefined;
   }
+}
+
+/**
+ * The lineage of a run from its options and the run scope it is created in: outside a scope a
+ * root run of `runId`; inside one the scope's run (no `runId`, or the scope's), or a child of it
+ * (another `runId`). Tenant and feature come from the scope and may not contradict it (a run
+ * inside a tenant's scope cannot escape that tenant's halts).
+ */
+function lineageOf(options: AgentRunOptions, scope: RunScope | undefined): Lineage {
+  const { runId, tenant, feature } = options;
+  if (scope === undefined) {
+    if (runId === undefined)
+      throw new InvalidOptionError(
+        'runId',
+        'a non-empty string (or create the run inside runInScope or a child run)',
+        runId,
+      );
+    return {
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(feature !== undefined ? { feature } : {}),
+      runPath: [runId],
+    };
+  }
+  for (const [k, mine, theirs] of [
+    ['tenant', tenant, scope.tenant],
+    ['feature', feature, scope.feature],
+  ] as const) {
+    if (mine !== undefined && theirs !== undefined && mine !== theirs)
+      throw new InvalidOptionError(k, `the run scope's ${k} ${theirs} (or none)`, mine);
+  }
+  const t = scope.tenant ?? tenant;
+  const f = scope.feature ?? feature;
+  return {
+    ...(t !== undefined ? { tenant: t } : {}),
+    ...(f !== undefined ? { feature: f } : {}),
+    runPath:
+      runId === undefined || runId === scope.runId ? scope.runPath : [...scope.runPath, runId],
+  };
 }
 
 /** Rejects with the signal's reason the moment it aborts, even if the call ignores it. */

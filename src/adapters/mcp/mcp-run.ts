@@ -2,6 +2,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { HaltedError } from '../../errors.js';
 import { InvalidOptionError } from '../../errors.js';
 import type { EffectGuard } from '../../guard/effect-guard.js';
+import { LineageWire, lineageToMeta, type Lineage } from '../../lineage/lineage.js';
 import type { KillContext } from '../../model/selector.js';
 import { AgentRun, type AgentRunOptions } from '../internal/agent-run.js';
 
@@ -48,15 +49,24 @@ const UPSTREAM_REASON = 'cancelled by the kill switch';
 export class McpRun {
   readonly #run: AgentRun;
   readonly #client: Client;
+  readonly #guard: EffectGuard;
+  readonly #options: McpRunOptions;
   readonly #counts = new Map<string, number>();
+  /** The run's lineage as sent in `params._meta` (built once: every call sends the same). */
+  readonly #lineageMeta: unknown;
   #proxy: Client | undefined;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad client, guard or option */
-  constructor(client: Client, guard: EffectGuard, options: McpRunOptions) {
+  constructor(client: Client, guard: EffectGuard, options: McpRunOptions = {}) {
     if (client === null || typeof client !== 'object' || typeof client.callTool !== 'function')
       throw new InvalidOptionError('client', 'an MCP Client', client);
     this.#run = new AgentRun(guard, options);
     this.#client = client;
+    this.#guard = guard;
+    // A child inherits the mapping options, never the parent's run id or signal.
+    const { runId: _r, signal: _s, tenant: _t, feature: _f, ...inherited } = options;
+    this.#options = inherited;
+    this.#lineageMeta = lineageToMeta(this.#run.lineage)[LineageWire.META_KEY];
   }
 
   /** The run's id. */
@@ -67,6 +77,24 @@ export class McpRun {
   /** The run's kill attributes. */
   get context(): KillContext {
     return this.#run.context;
+  }
+
+  /** The run's lineage (what `_meta` carries). */
+  get lineage(): Lineage {
+    return this.#run.lineage;
+  }
+
+  /**
+   * Runs a child of this run through `spawnChildRun` (a sub-agent with its own MCP calls): the
+   * spawn is refused while this run or an ancestor is halted, and `fn` gets the same client
+   * guarded for the child run (its calls carry the child's lineage). KS-14.1.6
+   *
+   * @param step - the step of this run that spawns the child (stable across a resume)
+   */
+  child<T>(step: string, fn: (child: McpRun) => Promise<T> | T): Promise<T> {
+    return this.#run.child(step, (_run, c) =>
+      fn(new McpRun(this.#client, this.#guard, { ...this.#options, signal: c.signal })),
+    );
   }
 
   /** Aborts (reason: a {@link HaltedError}) when the run is stopped by a halt. */
@@ -82,7 +110,8 @@ export class McpRun {
   /**
    * Calls a tool as a guarded effect. KS-14.4.1
    *
-   * @param params - the SDK's `tools/call` params (`name`, `arguments`, `_meta`)
+   * @param params - the SDK's `tools/call` params (`name`, `arguments`, `_meta`); the run's
+   *   lineage is added to `_meta` under `dev.killswitch/lineage` (KS-14.4.3)
    * @param resultSchema - as for `Client.callTool`
    * @param options - the SDK's request options (its `signal` is merged) and the call's `callId`
    * @returns the tool's result (for a call that already landed in this run, the recorded one)
@@ -97,6 +126,12 @@ export class McpRun {
     const name = params?.name;
     if (typeof name !== 'string' || name.length === 0)
       return Promise.reject(new InvalidOptionError('params.name', 'a tool name', name));
+    const meta = params._meta;
+    if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta)))
+      return Promise.reject(new InvalidOptionError('params._meta', 'an object', meta));
+    // KS-14.4.3 the run's lineage travels with the call, so the server (or a gateway) evaluates
+    // its effects under the same run tree; the run's own lineage replaces any the caller gave.
+    const sent = { ...params, _meta: { ...meta, [LineageWire.META_KEY]: this.#lineageMeta } };
     const { callId: given, signal: callerSignal, ...rest } = options;
     let callId = given;
     if (callId === undefined) {
@@ -114,7 +149,7 @@ export class McpRun {
         if (signal.aborted) onAbort();
         else signal.addEventListener('abort', onAbort, { once: true });
         return this.#client
-          .callTool(params, resultSchema, { ...rest, signal: upstream.signal })
+          .callTool(sent, resultSchema, { ...rest, signal: upstream.signal })
           .finally(() => signal.removeEventListener('abort', onAbort));
       },
       callerSignal,
@@ -145,6 +180,10 @@ export class McpRun {
  * @param options - the run's id, tenant, feature and capability mapping
  * @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad client, guard or option
  */
-export function guardMcpClient(client: Client, guard: EffectGuard, options: McpRunOptions): McpRun {
+export function guardMcpClient(
+  client: Client,
+  guard: EffectGuard,
+  options: McpRunOptions = {},
+): McpRun {
   return new McpRun(client, guard, options);
 }

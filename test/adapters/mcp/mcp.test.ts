@@ -7,6 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { guardMcpClient } from '../../../src/adapters/mcp/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
+import { LineageWire, lineageFromMeta } from '../../../src/lineage/index.js';
+import { childRunId, runInScope, spawnChildRun } from '../../../src/scope/index.js';
 import { killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
 // @ts-expect-error: a plain ES module (it also runs alone as the stdio server), no types
 import { serveHttp } from './mcp-test-server.mjs';
@@ -205,6 +207,64 @@ describe.each(TRANSPORTS)(
           await globex.callTool({ name: 'refund', arguments: { order: i } });
         await sleep(20);
         expect(u.events.filter((x) => x.type === 'landed')).toHaveLength(3);
+      });
+    });
+
+    describe('KS-14.4.3 / KS-14.1.6 the lineage travels in _meta; a halted parent stops its children', () => {
+      it("sends the run path and tenant under dev.killswitch/lineage, keeping the caller's _meta keys", async () => {
+        const { e, u } = await setup(make);
+        const mcp = guardMcpClient(u.client, e.guard, { runId: 'run-m', tenant: 'acme' });
+        await mcp.callTool({
+          name: 'refund',
+          arguments: { order: 1 },
+          _meta: { 'example.com/trace': 't1', [LineageWire.META_KEY]: { runPath: ['forged'] } },
+        });
+        await until(() => u.events.some((x) => x.type === 'call'), 'the call');
+        const meta = u.events.find((x) => x.type === 'call')!.meta!;
+        expect(meta['example.com/trace']).toBe('t1');
+        // The run's own lineage replaces the one the caller put there.
+        expect(lineageFromMeta(meta)).toEqual({ tenant: 'acme', runPath: ['run-m'] });
+      });
+
+      it("a client guarded inside a child run sends the child's path; halting the parent aborts its call in flight and refuses the next spawn", async () => {
+        const { e, u } = await setup(make);
+        const parent = guardMcpClient(u.client, e.guard, { runId: 'root-1', tenant: 'acme' });
+        const inFlight = runInScope(parent.lineage, () =>
+          spawnChildRun(e.guard, 'research-0', () => {
+            // No options: the run, tenant and path come from the run scope.
+            const child = guardMcpClient(u.client, e.guard);
+            expect(child.context.runPath).toEqual(['root-1', childRunId('root-1', 'research-0')]);
+            return child.callTool({ name: 'slow', arguments: { ms: 5000 } });
+          }),
+        );
+        inFlight.catch(() => undefined);
+        await until(() => u.events.some((x) => x.type === 'call' && x.tool === 'slow'), 'the call');
+        const call = u.events.find((x) => x.tool === 'slow')!;
+        expect(lineageFromMeta(call.meta)).toEqual({
+          tenant: 'acme',
+          runPath: ['root-1', childRunId('root-1', 'research-0')],
+        });
+        const { seq } = await e.halt({ runId: 'root-1' });
+        const err = await inFlight.then(
+          () => undefined,
+          (x: unknown) => x,
+        );
+        expect(err).toBeInstanceOf(HaltedError);
+        expect((err as HaltedError).flip?.seq).toBe(seq);
+        await until(() => u.events.some((x) => x.type === 'cancelled'), 'the upstream cancel');
+        // A child spawned after the halt is refused before any call leaves.
+        await expect(
+          parent.child('research-1', (c) =>
+            c.callTool({ name: 'refund', arguments: { order: 1 } }),
+          ),
+        ).rejects.toMatchObject({ code: 'KS_HALTED' });
+        expect(u.events.filter((x) => x.tool === 'refund')).toHaveLength(0);
+        // An unrelated tenant's run keeps going on the same client.
+        await guardMcpClient(u.client, e.guard, { runId: 'root-2', tenant: 'globex' }).callTool({
+          name: 'refund',
+          arguments: { order: 2 },
+        });
+        expect(u.events.filter((x) => x.type === 'landed' && x.tool === 'refund')).toHaveLength(1);
       });
     });
 

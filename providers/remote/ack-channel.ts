@@ -21,8 +21,11 @@ export interface AckMember {
   readonly staleAfterMs: number;
   /** The member's clock: `sentAt` is read from it. */
   readonly clock: Clock;
-  /** The seq to acknowledge now (the newest applied), or `undefined` when there is none. */
-  seqToAck(): number | undefined;
+  /**
+   * What to acknowledge now: the newest applied seq, with the log and the hash of that record
+   * (KS-6.4.3), or `undefined` when there is nothing to acknowledge.
+   */
+  toAck(): { readonly seq: number; readonly logId: string; readonly hash: string } | undefined;
   /** The answer to the acknowledgement of `seq` sent at `sentAt` (member's clock). */
   answered(seq: number, sentAt: number, answer: AckAnswerText): void;
   /** The acknowledgement failed (transport error, timeout). */
@@ -153,7 +156,7 @@ export class AckChannel {
   request(member: AckMember): void {
     if (!this.#members.has(member)) return;
     this.#wanted.add(member);
-    const seq = member.seqToAck();
+    const seq = member.toAck()?.seq;
     if (seq !== undefined) {
       if (seq > this.#newest) {
         this.#newest = seq;
@@ -198,12 +201,13 @@ export class AckChannel {
     const entries: string[] = [];
     let bytes = 0;
     for (const member of this.#wanted) {
-      const seq = member.seqToAck();
-      if (seq === undefined) {
+      const at = member.toAck();
+      if (at === undefined) {
         this.#wanted.delete(member);
         continue;
       }
-      const entry = `${this.#members.get(member)!}${seq}}`;
+      const seq = at.seq;
+      const entry = `${this.#members.get(member)!}${seq},"logId":${JSON.stringify(at.logId)},"hash":"${at.hash}"}`;
       if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
       this.#wanted.delete(member);
       // KS-6.2.2: each member's clock is read before the request is sent.

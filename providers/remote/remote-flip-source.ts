@@ -13,7 +13,20 @@ import {
 import { KillState, type KillSnapshot } from '../../src/model/kill-state.js';
 import { ackAnswerSchema } from '../../src/protocol/acks.js';
 import { ApiPath, LAST_EVENT_ID_HEADER, StreamQuery } from '../../src/protocol/paths.js';
-import { heartbeatSchema, StreamEvent } from '../../src/protocol/stream-events.js';
+import {
+  heartbeatSchema,
+  splitSnapshotData,
+  StreamEvent,
+  type HeartbeatData,
+} from '../../src/protocol/stream-events.js';
+import {
+  LogDivergedError,
+  MAX_LOG_ID_LENGTH,
+  describePosition,
+  divergence,
+  type LogPosition,
+} from '../../src/protocol/log-position.js';
+import { isIdText } from '../../src/protocol/text.js';
 import {
   SourceStatus,
   type FlipSource,
@@ -80,6 +93,12 @@ export interface RemoteFlipSourceOptions {
    */
   readonly logger?: { warn(message: string): void };
   /**
+   * The log this worker must follow (KS-6.4.2): a control plane serving another log is refused
+   * from the first contact. @default the log of the first snapshot applied (from then on the
+   * source refuses any other)
+   */
+  readonly logId?: string;
+  /**
    * Send this source's acknowledgements in one batch with the other sources of this process that
    * acknowledge to the same URL with the same token, fetch and clock (KS-6.2.6); `false` gives it
    * a channel of its own. @default true
@@ -139,19 +158,21 @@ function warmValidation(): void {
 }
 
 /** The last heartbeat checked: every subscriber of the process receives the same bytes each beat. */
-let lastHeartbeat: { data: string; valid: boolean } | undefined;
+let lastHeartbeat: { data: string; beat: HeartbeatData | undefined } | undefined;
 
-function heartbeatValid(data: string): boolean {
-  if (lastHeartbeat !== undefined && lastHeartbeat.data === data) return lastHeartbeat.valid;
+/** The heartbeat's data when valid, else undefined. */
+function parseHeartbeat(data: string): HeartbeatData | undefined {
+  if (lastHeartbeat !== undefined && lastHeartbeat.data === data) return lastHeartbeat.beat;
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
   } catch {
     parsed = undefined;
   }
-  const valid = heartbeatSchema.safeParse(parsed).success;
-  lastHeartbeat = { data, valid };
-  return valid;
+  const r = heartbeatSchema.safeParse(parsed);
+  const beat = r.success ? r.data : undefined;
+  lastHeartbeat = { data, beat };
+  return beat;
 }
 
 const defaultLogger = { warn: (m: string) => console.warn(`[kill-switch] ${m}`) };
@@ -233,8 +254,17 @@ export class RemoteFlipSource implements FlipSource {
   #statusDetail = '';
   #stopped = true;
 
-  /** Applied state: the seq and hash of the last record applied; `undefined` before any snapshot. */
-  #applied: { seq: number; hash: string } | undefined;
+  /** Applied state: the log, seq and hash of the last record applied; `undefined` before any snapshot. */
+  #applied: LogPosition | undefined;
+  /** The log this source follows: the `logId` option, else the first snapshot's. KS-6.4.2 */
+  #logId: string | undefined;
+  readonly #expectedLogId: string | undefined;
+  /**
+   * Set when a control plane served a log that does not continue the applied one (another log,
+   * behind, forked): the source fails closed naming both sides until a connection shows a log
+   * that does. KS-6.4.2
+   */
+  #diverged: LogDivergedError | undefined;
   /** True from a gap or malformed event until the next snapshot is applied. KS-6.3.2 */
   #needSnapshot = false;
   #resyncReason = '';
@@ -343,13 +373,17 @@ export class RemoteFlipSource implements FlipSource {
     this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger ?? defaultLogger;
     this.#shareAcks = o.shareAcks ?? true;
+    if (o.logId !== undefined && !isIdText(o.logId, MAX_LOG_ID_LENGTH)) {
+      throw new InvalidOptionError('logId', 'a log id (letters, digits, ._:@/+=-)', o.logId);
+    }
+    this.#expectedLogId = o.logId;
     this.name = `remote:${this.#urls.join(',')}`;
     this.#ackMember = {
       workerId: this.#workerId,
       release: this.#release,
       staleAfterMs: this.#staleAfterMs,
       clock: this.#clock,
-      seqToAck: () => (this.#stopped ? undefined : this.#applied?.seq),
+      toAck: () => (this.#stopped ? undefined : this.#applied),
       answered: (seq, sentAt, answer) => this.#onAckAnswer(seq, sentAt, answer),
       failed: (err) => {
         if (this.#stopped) return;
@@ -379,6 +413,8 @@ export class RemoteFlipSource implements FlipSource {
     this.#stopped = false;
     this.#listener = listener;
     this.#applied = undefined;
+    this.#logId = this.#expectedLogId;
+    this.#diverged = undefined;
     this.#needSnapshot = false;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#lastReceived = Number.NEGATIVE_INFINITY;
@@ -568,23 +604,21 @@ export class RemoteFlipSource implements FlipSource {
 
   #onSnapshotEvent(data: string): void {
     let snapshot: KillSnapshot;
+    let logId: string;
     try {
-      snapshot = KillState.fromSnapshot(JSON.parse(data)).toSnapshot();
+      const split = splitSnapshotData(JSON.parse(data));
+      logId = split.logId;
+      snapshot = KillState.fromSnapshot(split.snapshot).toSnapshot();
     } catch (err) {
       this.#resync(`malformed snapshot: ${(err as Error).message}`);
       return;
     }
+    // KS-6.4.2 a snapshot of another log, or behind (or beside) what was applied, is refused.
+    if (!this.#accept({ logId, seq: snapshot.seq, hash: snapshot.hash }, 'snapshot')) return;
     this.#received();
     this.#attempt = 0;
-    const before = this.#applied;
-    if (before !== undefined && snapshot.seq < before.seq) {
-      // KS-16.2.1: the provider decides what to do with it; the worker's log says it happened.
-      this.#report({
-        key: `regression:${snapshot.seq}<${before.seq}`,
-        message: `the control plane sent a snapshot at seq ${snapshot.seq}, behind seq ${before.seq} already applied: its flip log went backwards`,
-      });
-    }
-    this.#applied = { seq: snapshot.seq, hash: snapshot.hash };
+    this.#logId = logId;
+    this.#applied = { logId, seq: snapshot.seq, hash: snapshot.hash };
     this.#needSnapshot = false;
     this.#resumeFailures = 0;
     try {
@@ -620,7 +654,7 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`record ${record.seq} does not chain to ${applied.seq}`);
       return;
     }
-    this.#applied = { seq: record.seq, hash: record.hash };
+    this.#applied = { logId: applied.logId, seq: record.seq, hash: record.hash };
     this.#progressed = true;
     this.#resumeFailures = 0;
     try {
@@ -634,15 +668,52 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   #onHeartbeatEvent(data: string): void {
-    if (!heartbeatValid(data)) {
+    const beat = parseHeartbeat(data);
+    if (beat === undefined) {
       this.#resync('malformed heartbeat');
       return;
     }
+    if (!this.#accept({ logId: beat.logId, seq: beat.head, hash: beat.hash }, 'heartbeat')) return;
     this.#received();
     this.#attempt = 0;
     this.#resumeFailures = 0; // a heartbeat follows the replay: this stream is caught up
     this.#progressed = true;
     this.#refresh();
+  }
+
+  /**
+   * KS-6.4.2 whether a position a control plane shows (snapshot, heartbeat, ack answer) continues
+   * the log this source applied. When it does not, the source fails closed with an error naming
+   * both sides, drops the connection and tries the next URL; the applied state is kept, so only
+   * a control plane on the applied log, at or beyond it, is accepted again.
+   */
+  #accept(seen: LogPosition, what: string, reference = this.#applied): boolean {
+    const applied: LogPosition | undefined =
+      reference ??
+      (this.#logId === undefined ? undefined : { logId: this.#logId, seq: 0, hash: seen.hash });
+    const kind = applied === undefined ? undefined : divergence(applied, seen);
+    if (kind === undefined) {
+      if (this.#diverged !== undefined) {
+        this.#diverged = undefined;
+        this.#logger?.warn(
+          `remote flip source ${this.#workerId}: ${this.#currentUrl()} serves ${describePosition(seen)}, which continues the applied log`,
+        );
+      }
+      return true;
+    }
+    this.#diverged = new LogDivergedError(kind, applied!, seen, {
+      applied: `worker ${this.#workerId} applied`,
+      seen: `the ${what} of ${this.#currentUrl()} shows`,
+    });
+    this.#fail({
+      key: `diverged:${kind}:${seen.logId}:${seen.seq}`,
+      message: this.#diverged.message,
+    });
+    return false;
+  }
+
+  #currentUrl(): string {
+    return this.#urls[this.#urlIndex % this.#urls.length]!;
   }
 
   // ---- acknowledgements and the lease (KS-6.2) ----------------------------------------------
@@ -702,6 +773,16 @@ export class RemoteFlipSource implements FlipSource {
     try {
       const answer = parseAckAnswer(text);
       if (!answer.success) throw new Error('malformed ack answer');
+      const { logId, head, hash } = answer.data;
+      // KS-6.4.2 an answer from a log that does not continue ours renews nothing. It is compared
+      // with what was acknowledged (`seq`): the stream may have applied more meanwhile, on
+      // another socket. At `seq` itself the hash is known only when nothing was applied since.
+      const applied = this.#applied;
+      const reference =
+        applied === undefined || applied.seq === seq
+          ? applied
+          : { logId: applied.logId, seq, hash: head === seq ? hash : applied.hash };
+      if (!this.#accept({ logId, seq: head, hash }, 'acknowledgement answer', reference)) return;
       // KS-6.2.2: extend only when we are not behind the server's head.
       if (answer.data.head <= seq) {
         const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
@@ -726,7 +807,8 @@ export class RemoteFlipSource implements FlipSource {
     const now = this.#clock.now();
     const silentUntil = this.#lastReceived + this.#staleAfterMs;
     let reason: string | undefined;
-    if (this.#applied === undefined) reason = 'no state yet';
+    if (this.#diverged !== undefined) reason = this.#diverged.message;
+    else if (this.#applied === undefined) reason = 'no state yet';
     else if (this.#needSnapshot) reason = `resynchronising: ${this.#resyncReason}`;
     else if (now >= this.#leaseUntil) reason = 'lease ran out (no acknowledgement renewed it)';
     else if (now >= silentUntil) reason = `nothing received for ${this.#staleAfterMs} ms`;
@@ -746,7 +828,10 @@ export class RemoteFlipSource implements FlipSource {
       // never fresh yet: already failed closed, and `stale` would suggest it once was fresh
       if (trouble !== undefined) this.#setStatus(SourceStatus.CONNECTING, trouble);
     } else {
-      this.#setStatus(SourceStatus.STALE, trouble === undefined ? reason : `${reason}; ${trouble}`);
+      this.#setStatus(
+        SourceStatus.STALE,
+        trouble === undefined || trouble === reason ? reason : `${reason}; ${trouble}`,
+      );
     }
     if (reason === undefined) {
       const next = Math.min(this.#leaseUntil, silentUntil);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
+import { hashSchema, logIdSchema, MAX_LOG_ID_LENGTH } from './log-position.js';
 import { idText, isIdText, isSafeText, safeText } from './text.js';
 
 /** Longest worker id. */
@@ -15,12 +16,23 @@ export const workerIdSchema = idText(MAX_WORKER_ID_LENGTH);
 /** zod schema of a release name a worker reports. */
 export const releaseNameSchema = safeText(MAX_RELEASE_LENGTH);
 
-/** Body of `POST /v1/acks`. KS-6.2 */
-export const ackRequestSchema = z.strictObject({
-  workerId: workerIdSchema,
-  release: releaseNameSchema.optional(),
-  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-});
+/**
+ * Body of `POST /v1/acks`. KS-6.2. `logId` and `hash` (the log and the hash of the record at
+ * `seq` the worker applied, KS-6.4.3) let the server refuse a worker on another log and notice
+ * that its own log moved backwards; both or neither.
+ */
+export const ackRequestSchema = z
+  .strictObject({
+    workerId: workerIdSchema,
+    release: releaseNameSchema.optional(),
+    seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    logId: logIdSchema.optional(),
+    hash: hashSchema.optional(),
+  })
+  .refine((a) => (a.logId === undefined) === (a.hash === undefined), {
+    message: 'logId and hash go together',
+    path: ['hash'],
+  });
 /** A parsed {@link ackRequestSchema}. */
 export type AckRequest = z.infer<typeof ackRequestSchema>;
 
@@ -45,19 +57,35 @@ function fastAck(input: unknown): AckRequest | undefined {
   const o = input as Record<string, unknown>;
   let n = 0;
   for (const k in o) {
-    if (k !== 'workerId' && k !== 'seq' && k !== 'release') return undefined;
+    if (k !== 'workerId' && k !== 'seq' && k !== 'release' && k !== 'logId' && k !== 'hash')
+      return undefined;
     n++;
   }
-  const { workerId, seq, release } = o;
+  const { workerId, seq, release, logId, hash } = o;
   if (!isIdText(workerId, MAX_WORKER_ID_LENGTH)) return undefined;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return undefined;
-  if (release === undefined) {
-    // An own property holding undefined is not something JSON produces: leave it to zod.
-    return n === 2 ? { workerId, seq } : undefined;
+  // An own property holding undefined is not something JSON produces: leave it to zod.
+  let expected = 2;
+  const out: { workerId: string; seq: number; release?: string; logId?: string; hash?: string } = {
+    workerId,
+    seq,
+  };
+  if (release !== undefined) {
+    if (!isSafeText(release, MAX_RELEASE_LENGTH)) return undefined;
+    out.release = release;
+    expected++;
   }
-  if (!isSafeText(release, MAX_RELEASE_LENGTH)) return undefined;
-  return { workerId, release, seq };
+  if (logId !== undefined || hash !== undefined) {
+    if (!isIdText(logId, MAX_LOG_ID_LENGTH)) return undefined;
+    if (typeof hash !== 'string' || !HEX64.test(hash)) return undefined;
+    out.logId = logId;
+    out.hash = hash;
+    expected += 2;
+  }
+  return n === expected ? out : undefined;
 }
+
+const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * Validates a `POST /v1/acks` body: `{ workerId, release?, seq }` or `{ acks: [ ...those ] }`
@@ -114,4 +142,7 @@ export const ackAnswerSchema = z.object({
   head: z.number().int().min(0),
   serverTime: z.number(),
   staleAfterMs: z.number().int().positive(),
+  /** KS-6.4.1 the server's log and the hash of its head record. */
+  logId: logIdSchema,
+  hash: hashSchema,
 });

@@ -82,11 +82,14 @@ export interface FlipAnswer {
   readonly fleet: FlipFleetStatus | null;
 }
 
-/** Answer of `POST /v1/acks`. KS-6.2 */
+/** Answer of `POST /v1/acks`. KS-6.2; `logId` and `hash` with `head` are the server's log position, KS-6.4.1 */
 export interface AckAnswer {
   readonly head: number;
   readonly serverTime: number;
   readonly staleAfterMs: number;
+  readonly logId: string;
+  /** Hash of the record at `head` (the genesis hash at 0). */
+  readonly hash: string;
 }
 
 /** Answer of `GET /v1/flips`. KS-5.1.2 */

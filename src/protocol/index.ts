@@ -12,7 +12,25 @@ export {
   STREAM_CONTENT_TYPE,
   STREAM_HEADERS,
 } from './paths.js';
-export { StreamEvent, encodeEvent, heartbeatSchema, type HeartbeatData } from './stream-events.js';
+export {
+  StreamEvent,
+  encodeEvent,
+  heartbeatSchema,
+  splitSnapshotData,
+  type HeartbeatData,
+  type SnapshotData,
+} from './stream-events.js';
+export {
+  Divergence,
+  LogDivergedError,
+  MAX_LOG_ID_LENGTH,
+  describePosition,
+  divergence,
+  hashSchema,
+  logIdSchema,
+  logPositionSchema,
+  type LogPosition,
+} from './log-position.js';
 export {
   ackRequestSchema,
   ackAnswerSchema,

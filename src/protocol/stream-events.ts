@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { recordJson, type FlipRecord } from '../model/flip-record.js';
+import { ValidationError } from '../errors.js';
+import type { KillSnapshot } from '../model/kill-state.js';
+import { hashSchema, logIdSchema } from './log-position.js';
 
 /**
  * The event names of `GET /v1/stream` (KS-6.1). The console's browser script cannot import this
@@ -16,12 +19,21 @@ export const StreamEvent = {
 /** One of {@link StreamEvent}'s values. */
 export type StreamEvent = (typeof StreamEvent)[keyof typeof StreamEvent];
 
-/** Data of a `heartbeat` event. KS-6.1.3 */
+/** Data of a `heartbeat` event. KS-6.1.3, KS-6.4.1 */
 export interface HeartbeatData {
   /** The server's head seq. */
   readonly head: number;
-  /** Server time, epoch ms. */
+  /** Server time, epoch ms (a label). */
   readonly at: number;
+  /** The server's log. */
+  readonly logId: string;
+  /** Hash of the record at `head`. */
+  readonly hash: string;
+}
+
+/** Data of a `snapshot` event: the kill state and the log it is of. KS-6.1.1, KS-6.4.1 */
+export interface SnapshotData extends KillSnapshot {
+  readonly logId: string;
 }
 
 /**
@@ -31,7 +43,29 @@ export interface HeartbeatData {
 export const heartbeatSchema = z.object({
   head: z.number().int().min(0),
   at: z.number(),
+  logId: logIdSchema,
+  hash: hashSchema,
 });
+
+/**
+ * Splits a snapshot event's data into its log id and the kill snapshot (which
+ * `KillState.fromSnapshot` validates). KS-6.4.1
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT` when the data is not an object or `logId` is missing or bad
+ */
+export function splitSnapshotData(data: unknown): { logId: string; snapshot: unknown } {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ValidationError('snapshot', [{ path: [], message: 'must be an object' }]);
+  }
+  const { logId, ...snapshot } = data as Record<string, unknown>;
+  const r = logIdSchema.safeParse(logId);
+  if (!r.success) {
+    throw new ValidationError('snapshot', [
+      { path: ['logId'], message: 'must name the log (an id)' },
+    ]);
+  }
+  return { logId: r.data, snapshot };
+}
 
 /**
  * Encodes one SSE event. The data is one JSON line, so it never holds a newline.

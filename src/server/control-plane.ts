@@ -12,7 +12,13 @@ import { toIssues } from '../internal/zod-issues.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
-import { parseAcks } from '../protocol/acks.js';
+import { parseAcks, type AckRequest } from '../protocol/acks.js';
+import {
+  Divergence,
+  LogDivergedError,
+  describePosition,
+  type LogPosition,
+} from '../protocol/log-position.js';
 import type {
   AckAnswer,
   FlipAnswer,
@@ -27,7 +33,14 @@ import {
   streamQuerySchema,
 } from '../protocol/flip-request.js';
 import { ApiPath, LAST_EVENT_ID_HEADER, STREAM_HEADERS } from '../protocol/paths.js';
-import { encodeEvent, encodeFlipEvent, StreamEvent } from '../protocol/stream-events.js';
+import {
+  encodeEvent,
+  encodeFlipEvent,
+  StreamEvent,
+  type HeartbeatData,
+  type SnapshotData,
+} from '../protocol/stream-events.js';
+import { ReplayRing } from './replay-ring.js';
 import { FleetTracker, type FlipFleetStatus } from './fleet-tracker.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { parseRequestTarget } from './request-target.js';
@@ -222,9 +235,10 @@ class ControlPlaneServer implements ControlPlane {
   readonly #flipMutex = new Mutex();
   #state = KillState.empty();
   readonly #ids = new Set<string>();
-  /** Encoded flip events for replay: #ring[i] holds seq #ringFirst + i. */
-  #ring: Buffer[] = [];
-  #ringFirst = 1;
+  /** Encoded flip events for replay, with their hashes. */
+  readonly #ring: ReplayRing;
+  /** The identity of the log this control plane serves (KS-2.7, KS-6.4). */
+  #logId = '';
   #followReady = false;
   #buffered: FlipRecord[] = [];
   #resyncing = false;
@@ -273,6 +287,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#retryMs = int('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
     this.#maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
     this.#maxReplay = int('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
+    this.#ring = new ReplayRing(this.#maxReplay);
     const maxBuffered = int(
       'maxBufferedBytes',
       o.maxBufferedBytes ?? 1_048_576,
@@ -381,7 +396,11 @@ class ControlPlaneServer implements ControlPlane {
       return { ok: false, reason: 'ERROR', detail: `followStatus() failed: ${String(err)}` };
     }
     if (st.state === 'failed' || st.state === 'closed') {
-      return { ok: false, reason: 'ERROR', detail: `the store's follow state is ${st.state}` };
+      return {
+        ok: false,
+        reason: 'ERROR',
+        detail: `the store's follow state is ${st.state}${st.failure === undefined ? '' : `: ${st.failure}`}`,
+      };
     }
     const since = st.caughtUpAt === undefined ? this.#startedAt : Date.parse(st.caughtUpAt);
     const age = this.#now() - since;
@@ -399,6 +418,7 @@ class ControlPlaneServer implements ControlPlane {
   async start(): Promise<void> {
     this.#startedAt = this.#now();
     await this.#store.open();
+    this.#logId = await this.#store.logId();
     // KS-10.5.2 a release file that cannot be read or is locked fails the start.
     await this.#releaseGate?.open();
     await this.#follow();
@@ -445,9 +465,7 @@ class ControlPlaneServer implements ControlPlane {
     const records = await this.#store.read();
     this.#state = KillState.fold(records);
     for (const r of records) this.#ids.add(r.id);
-    const tail = records.slice(-this.#maxReplay);
-    this.#ringFirst = tail[0]?.seq ?? this.#state.seq + 1;
-    this.#ring = tail.map((r) => encodeFlipEvent(r));
+    this.#ring.load(records, this.#state.seq, (r) => encodeFlipEvent(r));
     this.tracker.setHead(this.#state.seq);
     this.#followReady = true;
     this.#drainBuffered();
@@ -460,7 +478,11 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   #onRecord(r: FlipRecord): void {
-    if (this.#broken !== undefined || r.seq <= this.#state.seq) return;
+    if (this.#broken !== undefined) return;
+    if (r.seq <= this.#state.seq) {
+      this.#checkSeen(r);
+      return;
+    }
     if (r.seq !== this.#state.seq + 1) {
       void this.#resync(`expected seq ${this.#state.seq + 1}, received ${r.seq}`);
       return;
@@ -479,17 +501,54 @@ class ControlPlaneServer implements ControlPlane {
     this.#hub.broadcast(event);
     this.tracker.flipAppended(r.seq, appendedAt);
     this.#ids.add(r.id);
-    this.#ring.push(event);
-    if (this.#ring.length > this.#maxReplay * 2) {
-      const cut = this.#ring.length - this.#maxReplay;
-      this.#ring = this.#ring.slice(cut);
-      this.#ringFirst += cut;
-    }
+    this.#ring.push(r, event);
     const waiters = this.#appliedWaiters.get(r.seq);
     if (waiters) {
       this.#appliedWaiters.delete(r.seq);
       for (const w of waiters) w();
     }
+  }
+
+  /** The hash of the record this control plane applied at `seq`, when it still knows it. */
+  #appliedHash(seq: number): string | undefined {
+    if (seq === this.#state.seq) return this.#state.hash;
+    return seq > this.#state.seq ? undefined : this.#ring.hashAt(seq);
+  }
+
+  /** This control plane's position: its log, head seq and the head's hash. KS-6.4.1 */
+  #position(): LogPosition {
+    return { logId: this.#logId, seq: this.#state.seq, hash: this.#state.hash };
+  }
+
+  /**
+   * KS-6.4.4 a record at a seq already applied (a store delivering again, a re-read) must be the
+   * record applied there; another one means the log forked under us.
+   */
+  #checkSeen(r: FlipRecord): void {
+    const known = this.#appliedHash(r.seq);
+    if (known === undefined || known === r.hash) return;
+    this.#diverge(
+      new LogDivergedError(
+        Divergence.FORKED,
+        { logId: this.#logId, seq: r.seq, hash: known },
+        { logId: this.#logId, seq: r.seq, hash: r.hash },
+        { applied: 'this control plane applied', seen: `the ${this.#store.kind} store now holds` },
+      ),
+    );
+  }
+
+  /**
+   * KS-6.4.4 the log moved backwards or forked: stop vouching for good (acks 503, streams end,
+   * /healthz and OFREP fail closed), saying why. Only a restart on a log that continues what the
+   * workers applied, or a new log they are moved to, ends it.
+   */
+  #diverge(err: LogDivergedError): void {
+    if (this.#broken !== undefined) return;
+    this.#broken = err.message;
+    this.#log.error(`${err.message}; not vouching for the state any more`);
+    this.#hub.closeAll();
+    for (const set of this.#appliedWaiters.values()) for (const w of set) w();
+    for (const w of [...this.#ackWaiters]) w();
   }
 
   /** A record arrived out of order: read what is missing from the store, in order. */
@@ -516,15 +575,26 @@ class ControlPlaneServer implements ControlPlane {
     }
   }
 
-  #waitApplied(seq: number, ms: number): Promise<boolean> {
-    if (this.#state.seq >= seq) return Promise.resolve(true);
+  /**
+   * Whether the record with `hash` is applied at `seq` (any record there when `hash` is
+   * undefined), waiting up to `ms` for it. False once the log diverged. KS-6.4.5
+   */
+  #waitApplied(seq: number, hash: string | undefined, ms: number): Promise<boolean> {
+    const applied = (): boolean => {
+      if (this.#broken !== undefined || this.#state.seq < seq) return false;
+      if (hash === undefined) return true;
+      const known = this.#appliedHash(seq);
+      // Beyond the ring only when more than 2 x maxReplay records followed it, in order.
+      return known === undefined || known === hash;
+    };
+    if (this.#state.seq >= seq || this.#broken !== undefined) return Promise.resolve(applied());
     return new Promise((resolve) => {
       let set = this.#appliedWaiters.get(seq);
       if (!set) this.#appliedWaiters.set(seq, (set = new Set()));
       const done = (): void => {
         clearTimeout(timer);
         set.delete(done);
-        resolve(this.#state.seq >= seq);
+        resolve(applied());
       };
       const timer = setTimeout(done, ms);
       set.add(done);
@@ -543,9 +613,13 @@ class ControlPlaneServer implements ControlPlane {
       this.#log.warn('the store caught up with the log again; vouching for the state again');
     }
     if (this.#hub.size === 0) return;
-    this.#hub.broadcast(
-      encodeEvent(StreamEvent.HEARTBEAT, { head: this.#state.seq, at: this.#now() }),
-    );
+    const beat: HeartbeatData = {
+      head: this.#state.seq,
+      at: this.#now(),
+      logId: this.#logId,
+      hash: this.#state.hash,
+    };
+    this.#hub.broadcast(encodeEvent(StreamEvent.HEARTBEAT, beat));
   }
 
   // --- HTTP ----------------------------------------------------------------------------------
@@ -649,7 +723,7 @@ class ControlPlaneServer implements ControlPlane {
       throw new HttpError(
         503,
         ErrorCode.STORE_UNAVAILABLE,
-        'the control plane lost track of the flip log',
+        `the control plane does not vouch for its state: ${this.#broken}`,
       );
     }
     // KS-12.5.2: acks answered 503 renew no lease, so every worker fails closed on its own.
@@ -697,7 +771,14 @@ class ControlPlaneServer implements ControlPlane {
         await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
       return this.#store.append(flip);
     });
-    await this.#waitApplied(result.record.seq, 5000);
+    // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.
+    if (!(await this.#waitApplied(result.record.seq, result.record.hash, 5000))) {
+      throw new HttpError(
+        503,
+        this.#broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
+        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
+      );
+    }
     const fleet =
       wait !== undefined && wait > 0
         ? await this.#awaitFleet(result.record.seq, wait, res)
@@ -760,15 +841,84 @@ class ControlPlaneServer implements ControlPlane {
     // nothing), so a token cannot acknowledge for a worker it may not act as.
     for (const a of acks) this.#claims.check(who, a.workerId);
     this.#checkHealthy();
+    await this.#checkAckPositions(acks);
     // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in order;
     // the answer's fields do not depend on the worker, so one answer serves every entry.
     let answer: AckAnswer | undefined;
     for (const a of acks) {
-      answer = this.tracker.ack(a);
+      answer = { ...this.tracker.ack(a), logId: this.#logId, hash: this.#state.hash };
       this.#claims.touch(who, a.workerId);
     }
     for (const w of [...this.#ackWaiters]) w();
     sendJson(res, 200, answer);
+  }
+
+  /**
+   * KS-6.4.3 what an acknowledgement says about the log: a worker on another log is refused (409,
+   * it fails closed on its own); a worker that applied a seq beyond this head (after a short wait
+   * for a shared store to catch up) or another record at a seq this control plane applied proves
+   * that the log moved backwards or forked, and this control plane stops vouching (503).
+   */
+  async #checkAckPositions(acks: readonly AckRequest[]): Promise<void> {
+    let ahead: AckRequest | undefined;
+    for (const a of acks) {
+      if (a.logId !== undefined && a.logId !== this.#logId) {
+        throw new HttpError(
+          409,
+          ErrorCode.LOG_DIVERGED,
+          `worker ${a.workerId} applied log ${a.logId} at seq ${a.seq}, but this control plane serves ${describePosition(this.#position())}: another log; the worker fails closed until it reaches a control plane on its log`,
+        );
+      }
+      if (a.seq > this.#state.seq) {
+        if (ahead === undefined || a.seq > ahead.seq) ahead = a;
+      } else if (a.hash !== undefined) {
+        const known = this.#appliedHash(a.seq);
+        if (known !== undefined && known !== a.hash) {
+          this.#diverge(
+            new LogDivergedError(
+              Divergence.FORKED,
+              { logId: this.#logId, seq: a.seq, hash: a.hash },
+              { logId: this.#logId, seq: a.seq, hash: known },
+              { applied: `worker ${a.workerId} applied`, seen: 'this control plane serves' },
+            ),
+          );
+        }
+      }
+    }
+    if (this.#broken !== undefined) this.#checkHealthy();
+    if (ahead === undefined) return;
+    // A replica of a shared log may be a poll behind the worker: wait for it a little.
+    if (await this.#waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
+    this.#checkHealthy();
+    let stored: LogPosition;
+    try {
+      stored = { logId: this.#logId, ...(await this.#store.head()) };
+    } catch (err) {
+      throw new HttpError(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's head ${this.#state.seq}, and the store cannot be read: ${(err as Error).message}`,
+      );
+    }
+    if (ahead.logId !== undefined && ahead.hash !== undefined && stored.seq < ahead.seq) {
+      this.#diverge(
+        new LogDivergedError(
+          Divergence.BEHIND,
+          { logId: ahead.logId, seq: ahead.seq, hash: ahead.hash },
+          stored,
+          {
+            applied: `worker ${ahead.workerId} applied`,
+            seen: `the ${this.#store.kind} store holds`,
+          },
+        ),
+      );
+      this.#checkHealthy();
+    }
+    throw new HttpError(
+      409,
+      ErrorCode.LOG_DIVERGED,
+      `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's ${describePosition(this.#position())}; an acknowledgement never goes beyond the head`,
+    );
   }
 
   #workers({ res }: RouteContext): void {
@@ -797,17 +947,20 @@ class ControlPlaneServer implements ControlPlane {
         ? Number(lastId.trim())
         : undefined;
     // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
-    const replay =
-      q.snapshot !== '1' && s !== undefined && s <= head && s + 1 >= this.#ringFirst
-        ? this.#ring.slice(s + 1 - this.#ringFirst)
-        : undefined;
+    const replay = q.snapshot !== '1' && s !== undefined ? this.#ring.since(s, head) : undefined;
     // A replay bigger than a subscriber may have pending would be dropped at the next write and
     // start over: a snapshot (the active halts only) resynchronises it instead.
     if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
       chunks.push(...replay);
     } else {
       // KS-17.8.2: one encoded snapshot per seq, shared by every stream that opens on it.
-      chunks.push(this.#sharedSnapshot.get(head, '*', () => this.#state.toSnapshot()));
+      // KS-6.4.1 it names the log it is of.
+      chunks.push(
+        this.#sharedSnapshot.get(head, '*', (): SnapshotData => ({
+          ...this.#state.toSnapshot(),
+          logId: this.#logId,
+        })),
+      );
     }
     if (req.method === 'HEAD') {
       // A HEAD must not become a subscriber that never receives a body.
@@ -842,10 +995,15 @@ class ControlPlaneServer implements ControlPlane {
 
 const VOUCHED: Vouch = Object.freeze({ ok: true });
 
+/** How long an acknowledgement beyond the head waits for this replica to catch up. KS-6.4.3 */
+const AHEAD_WAIT_MS = 1000;
+
 /** The part of a store's `followStatus()` (KS-8.5.6) the control plane reads. */
 interface FollowStatusLike {
   readonly state: string;
   readonly caughtUpAt: string | undefined;
+  /** Why a `failed` store failed (KS-8.5.6). */
+  readonly failure?: string;
 }
 
 function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {

@@ -2,10 +2,12 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
 import { ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
-import { KillState } from '../../src/model/index.js';
+import { GENESIS_HASH, KillState } from '../../src/model/index.js';
 
-type AckBody = { workerId: string; release?: string; seq: number };
+type AckBody = { workerId: string; release?: string; seq: number; logId?: string; hash?: string };
 
+/** The log the fake control plane serves. */
+const LOG_ID = 'fake-log-1';
 /** A control plane behind one injected fetch shared by several sources; acks can be held. */
 class FakeServer {
   readonly streams = new Map<string, (s: string) => void>();
@@ -22,10 +24,19 @@ class FakeServer {
       const body = JSON.parse(String(init?.body)) as { acks: AckBody[] } | AckBody;
       this.posts.push(body);
       const status = 'acks' in body ? this.batchStatus : this.ackStatus;
+      // The fake's log position: its head, and (at the acknowledged seq) the hash acknowledged.
+      const atHead = ('acks' in body ? body.acks : [body]).find((a) => a.seq === this.head);
       const answer = () =>
-        new Response(JSON.stringify({ head: this.head, serverTime: 0, staleAfterMs: 3000 }), {
-          status,
-        });
+        new Response(
+          JSON.stringify({
+            head: this.head,
+            serverTime: 0,
+            staleAfterMs: 3000,
+            logId: LOG_ID,
+            hash: atHead?.hash ?? GENESIS_HASH,
+          }),
+          { status },
+        );
       if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
       return answer();
     }
@@ -79,7 +90,7 @@ async function fleet(n: number, extra: { shareAcks?: boolean } = {}) {
   return { server, clock, sources: list, recs };
 }
 
-const snap0 = () => KillState.fold([]).toSnapshot();
+const snap0 = () => ({ ...KillState.fold([]).toSnapshot(), logId: LOG_ID });
 
 describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
   it('three snapshots applied together cost one POST with three entries, and every source opens', async () => {
@@ -88,7 +99,9 @@ describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
     await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
     expect(server.posts).toHaveLength(1);
     expect(server.posts[0]).toEqual({
-      acks: [0, 1, 2].map((i) => ({ workerId: `w${i}`, release: 'r1', seq: 0 })),
+      acks: [0, 1, 2].map((i) =>
+        expect.objectContaining({ workerId: `w${i}`, release: 'r1', seq: 0, logId: LOG_ID }),
+      ),
     });
   });
 
@@ -96,7 +109,9 @@ describe('KS-6.2.6 sources of one process acknowledge in one batch', () => {
     const one = await fleet(1);
     one.server.push('w0', 'snapshot', snap0(), 0);
     await vi.waitFor(() => expect(one.server.posts).toHaveLength(1));
-    expect(one.server.posts[0]).toEqual({ workerId: 'w0', release: 'r1', seq: 0 });
+    expect(one.server.posts[0]).toEqual(
+      expect.objectContaining({ workerId: 'w0', release: 'r1', seq: 0, logId: LOG_ID }),
+    );
     const own = await fleet(2, { shareAcks: false });
     for (let i = 0; i < 2; i++) own.server.push(`w${i}`, 'snapshot', snap0(), 0);
     await vi.waitFor(() => expect(own.server.posts).toHaveLength(2));
@@ -127,7 +142,9 @@ describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the sa
     server.push('w2', 'flip', r1, 1);
     await vi.waitFor(() => expect(server.posts).toHaveLength(2));
     expect(server.posts[1]).toEqual({
-      acks: [0, 1, 2].map((i) => ({ workerId: `w${i}`, release: 'r1', seq: 1 })),
+      acks: [0, 1, 2].map((i) =>
+        expect.objectContaining({ workerId: `w${i}`, release: 'r1', seq: 1, logId: LOG_ID }),
+      ),
     });
   });
 
@@ -137,7 +154,9 @@ describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the sa
     server.push('w0', 'flip', r1, 1);
     await vi.waitFor(() => expect(server.posts).toHaveLength(2), { interval: 1 });
     const waited = performance.now() - t0;
-    expect(server.posts[1]).toEqual({ workerId: 'w0', release: 'r1', seq: 1 });
+    expect(server.posts[1]).toEqual(
+      expect.objectContaining({ workerId: 'w0', release: 'r1', seq: 1, logId: LOG_ID }),
+    );
     // Held for the hold, not for a lease or a heartbeat (those are seconds here).
     expect(waited).toBeGreaterThanOrEqual(ACK_HOLD_MS - 1);
     expect(waited).toBeLessThan(1000);
@@ -204,8 +223,8 @@ describe('KS-6.2.6 KS-6.2.2 each source keeps its own lease rule inside a batch'
     expect(
       'acks' in next && [...next.acks].sort((a, b) => a.workerId.localeCompare(b.workerId)),
     ).toEqual([
-      { workerId: 'w0', release: 'r1', seq: 3 },
-      { workerId: 'w1', release: 'r1', seq: 3 },
+      expect.objectContaining({ workerId: 'w0', release: 'r1', seq: 3, logId: LOG_ID }),
+      expect.objectContaining({ workerId: 'w1', release: 'r1', seq: 3, logId: LOG_ID }),
     ]);
   });
 });
@@ -218,8 +237,8 @@ describe('KS-6.2.6 a server without batches gets single acknowledgements', () =>
     await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
     expect('acks' in server.posts[0]!).toBe(true);
     expect(server.posts.slice(1)).toEqual([
-      { workerId: 'w0', release: 'r1', seq: 0 },
-      { workerId: 'w1', release: 'r1', seq: 0 },
+      expect.objectContaining({ workerId: 'w0', release: 'r1', seq: 0, logId: LOG_ID }),
+      expect.objectContaining({ workerId: 'w1', release: 'r1', seq: 0, logId: LOG_ID }),
     ]);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it, vi, afterEach } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
 import { InvalidOptionError } from '../../src/errors.js';
-import { KillState, type FlipRecord } from '../../src/model/index.js';
+import { GENESIS_HASH, KillState, type FlipRecord } from '../../src/model/index.js';
 
 interface StreamReq {
   url: URL;
@@ -12,6 +12,8 @@ interface StreamReq {
   end(): void;
 }
 
+/** The log the fake control plane serves. */
+const LOG_ID = 'fake-log-1';
 /** A fake control plane behind an injected fetch: tests write SSE events by hand. */
 class FakeServer {
   streams: StreamReq[] = [];
@@ -26,12 +28,21 @@ class FakeServer {
       Object.entries((init?.headers ?? {}) as Record<string, string>),
     );
     if (url.pathname === '/v1/acks') {
-      const body = JSON.parse(String(init?.body)) as { seq: number };
+      const body = JSON.parse(String(init?.body)) as { seq: number; hash?: string };
       this.acks.push({ seq: body.seq, headers });
+      // The fake's log position: its head, and (at the acknowledged seq) the hash acknowledged.
+      // A control plane's head is never below what it streamed (the tests set it beyond).
       const answer = () =>
-        new Response(JSON.stringify({ head: this.head, serverTime: 0, staleAfterMs: 3000 }), {
-          status: this.ackStatus,
-        });
+        new Response(
+          JSON.stringify({
+            head: Math.max(this.head, body.seq),
+            serverTime: 0,
+            staleAfterMs: 3000,
+            logId: LOG_ID,
+            hash: this.head <= body.seq && body.hash ? body.hash : GENESIS_HASH,
+          }),
+          { status: this.ackStatus },
+        );
       if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
       return answer();
     }
@@ -69,8 +80,10 @@ async function setup(extra: Partial<ConstructorParameters<typeof RemoteFlipSourc
   return { server, clock, source, rec };
 }
 
-const snap = (records: FlipRecord[], upTo: number) =>
-  KillState.fold(records.slice(0, upTo)).toSnapshot();
+const snap = (records: FlipRecord[], upTo: number) => ({
+  ...KillState.fold(records.slice(0, upTo)).toSnapshot(),
+  logId: LOG_ID,
+});
 
 describe('KS-6.3.1 the source identifies the worker and sends the token in a header', () => {
   it('asks for a snapshot with worker and release and the bearer token on the stream and on acks', async () => {
@@ -199,7 +212,7 @@ describe('KS-6.2.2 KS-6.2.3 the lease', () => {
     expect(rec.status).toBe('connecting');
     server.head = 0;
     clock.advanceSync(1000);
-    server.last.push('heartbeat', { head: 0, at: 0 });
+    server.last.push('heartbeat', { head: 0, at: 0, logId: LOG_ID, hash: GENESIS_HASH });
     await vi.waitFor(() => expect(rec.status).toBe('open'));
   });
 
@@ -212,7 +225,7 @@ describe('KS-6.2.2 KS-6.2.3 the lease', () => {
       await vi.waitFor(() => expect(server.acks.length).toBe(i + 2));
     }
     expect(rec.status).toBe('stale');
-    server.last.push('heartbeat', { head: 0, at: 0 });
+    server.last.push('heartbeat', { head: 0, at: 0, logId: LOG_ID, hash: GENESIS_HASH });
     await vi.waitFor(() => expect(rec.status).toBe('open'));
   });
 });
@@ -238,7 +251,12 @@ describe('KS-6.3.11 the lease and stale detection run on the monotonic clock', (
     await vi.waitFor(() => expect(rec.status).toBe('open'));
     clock.stepWall(3_600_000);
     clock.advanceSync(1000);
-    server.last.push('heartbeat', { head: 0, at: clock.wallNow() });
+    server.last.push('heartbeat', {
+      head: 0,
+      at: clock.wallNow(),
+      logId: LOG_ID,
+      hash: GENESIS_HASH,
+    });
     await vi.waitFor(() => expect(server.acks.length).toBe(2));
     clock.stepWall(-3_600_000); // and set right again
     clock.advanceSync(1000);

@@ -225,12 +225,22 @@ describe('KS-16.2.1 KS-16.2.2 a misconfigured worker fails closed and says why',
     expect(warn).toHaveBeenCalledTimes(1);
   });
 
-  it('a snapshot behind the state already applied (the log went backwards) is logged', async () => {
+  it('a snapshot behind the state already applied (the log went backwards) is refused, failing closed with both sides named (KS-6.4.2)', async () => {
     const clock = new ManualClock({ now: 1_000_000 });
     const streams: ReturnType<typeof sseResponse>[] = [];
     const fetch = (async (input: string | URL | Request, init?: RequestInit) => {
-      if (new URL(String(input)).pathname === '/v1/acks')
-        return new Response(JSON.stringify({ head: 0, serverTime: 0, staleAfterMs: 3000 }));
+      if (new URL(String(input)).pathname === '/v1/acks') {
+        const body = JSON.parse(String(init?.body)) as { seq: number; hash: string };
+        return new Response(
+          JSON.stringify({
+            head: body.seq,
+            serverTime: 0,
+            staleAfterMs: 3000,
+            logId: 'log-1',
+            hash: body.hash,
+          }),
+        );
+      }
       const sse = sseResponse(init?.signal as AbortSignal | undefined);
       streams.push(sse);
       return sse.response;
@@ -244,16 +254,23 @@ describe('KS-16.2.1 KS-16.2.2 a misconfigured worker fails closed and says why',
       logger,
       backoff: { random: () => 0 },
     });
-    await source.start(new Recorder());
+    const rec = new Recorder();
+    await source.start(rec);
     cleanups.push(() => source.stop());
     await vi.waitFor(() => expect(streams).toHaveLength(1));
-    const at = (seq: number) => ({ ...KillState.fold([]).toSnapshot(), seq, hash: 'a'.repeat(64) });
+    const at = (seq: number) => ({
+      ...KillState.fold([]).toSnapshot(),
+      seq,
+      hash: 'a'.repeat(64),
+      logId: 'log-1',
+    });
     streams[0]!.event('snapshot', at(5));
-    await vi.waitFor(() => expect(source.appliedSeq).toBe(5));
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
     streams[0]!.event('snapshot', at(3));
-    await vi.waitFor(() => expect(source.appliedSeq).toBe(3));
-    expect(logger.lines).toContain(
-      'remote flip source w-back: the control plane sent a snapshot at seq 3, behind seq 5 already applied: its flip log went backwards',
-    );
+    await vi.waitFor(() => expect(rec.status).toBe('stale'));
+    expect(source.appliedSeq).toBe(5);
+    const line =
+      'remote flip source w-back: the snapshot of http://cp.test shows log log-1 at seq 3 (hash aaaaaaaaaaaa), but worker w-back applied log log-1 at seq 5 (hash aaaaaaaaaaaa): the log moved backwards (a restored backup, a failover that lost commits, a cut tail); failing closed';
+    expect(logger.lines).toContain(line);
   });
 });

@@ -31,7 +31,13 @@ async function ackBoth(p: { single: ControlPlane; batched: ControlPlane }, acks:
   }
   const b = await call(p.batched, 'POST', '/v1/acks', { token: TOKENS.admin, body: { acks } });
   expect(b.status).toBe(200);
-  expect(Object.keys(b.json as object).sort()).toEqual(['head', 'serverTime', 'staleAfterMs']);
+  expect(Object.keys(b.json as object).sort()).toEqual([
+    'hash',
+    'head',
+    'logId',
+    'serverTime',
+    'staleAfterMs',
+  ]);
   return b.json as { head: number; serverTime: number; staleAfterMs: number };
 }
 

@@ -9,6 +9,7 @@ import {
 } from 'ai';
 import { InvalidOptionError, type HaltedError } from '../../errors.js';
 import type { EffectGuard } from '../../guard/effect-guard.js';
+import type { Lineage } from '../../lineage/lineage.js';
 import type { KillContext } from '../../model/selector.js';
 import { AgentRun, type AgentRunOptions } from '../internal/agent-run.js';
 import { haltStream } from '../internal/halt-stream.js';
@@ -44,10 +45,42 @@ type StreamTextOptions = Parameters<typeof streamText>[0];
  */
 export class AiSdkRun {
   readonly #run: AgentRun;
+  readonly #guard: EffectGuard;
+  readonly #options: AiSdkRunOptions;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option */
-  constructor(guard: EffectGuard, options: AiSdkRunOptions) {
+  constructor(guard: EffectGuard, options: AiSdkRunOptions = {}) {
     this.#run = new AgentRun(guard, options);
+    this.#guard = guard;
+    // A child inherits the mapping options, never the parent's run id, tenant or signal.
+    const { runId: _r, signal: _s, tenant: _t, feature: _f, ...inherited } = options;
+    this.#options = inherited;
+  }
+
+  /** The run's lineage (what crosses to another process with its work). */
+  get lineage(): Lineage {
+    return this.#run.lineage;
+  }
+
+  /**
+   * Runs a sub-agent as a child of this run (an agent called from a tool, a fanned-out task):
+   * the spawn is a guarded effect of this run (refused while it or an ancestor is halted), the
+   * child's id derives from this run's id and `step` (use the tool-call id), and `fn` gets an
+   * {@link AiSdkRun} of the child: a halt on this run or any ancestor stops the child, and the
+   * child's halt reaches this run as the tool's {@link HaltedError}, which stops it too (the SDK
+   * would otherwise feed it back and the model would call the sub-agent again). KS-14.1.6
+   *
+   * @example
+   * ```ts
+   * research: tool({ inputSchema, execute: (input, { toolCallId }) =>
+   *   run.child(toolCallId, (sub) => sub.generateText({ model, tools, prompt: input.topic })) })
+   * ```
+   * @throws {HaltedError} `KS_HALTED` when the spawn is refused, `KS_ABORTED` when halted in flight
+   */
+  child<T>(step: string, fn: (sub: AiSdkRun) => Promise<T> | T): Promise<T> {
+    return this.#run.child(step, (_run, c) =>
+      fn(new AiSdkRun(this.#guard, { ...this.#options, signal: c.signal })),
+    );
   }
 
   /** The run's id. */
@@ -228,10 +261,11 @@ export class AiSdkRun {
  * Creates an {@link AiSdkRun}: guard one run of an AI SDK agent.
  *
  * @param guard - the effect guard (its client and ledger)
- * @param options - the run's id, tenant, feature and capability mapping
+ * @param options - the run's id, tenant, feature and capability mapping (run, tenant and feature
+ *   default to the run scope's)
  * @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option
  */
-export function guardRun(guard: EffectGuard, options: AiSdkRunOptions): AiSdkRun {
+export function guardRun(guard: EffectGuard, options: AiSdkRunOptions = {}): AiSdkRun {
   return new AiSdkRun(guard, options);
 }
 

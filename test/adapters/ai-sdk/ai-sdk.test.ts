@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { guardRun } from '../../../src/adapters/ai-sdk/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
+import { childRunId, runInScope } from '../../../src/scope/index.js';
 import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
@@ -348,6 +349,99 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
         'globex/call-2',
       ]);
       expect(landed.filter((l) => l.startsWith('acme/'))).toEqual(['acme/call-0']);
+    });
+  });
+
+  describe('KS-14.1.6 a sub-agent called from a tool is a child run; a halted parent stops it', () => {
+    it('halting the parent run aborts the sub-agent tool in flight, ends both runs with the HaltedError, and refuses a later spawn', async () => {
+      const e = await env();
+      const started = deferred();
+      const lookedUp: string[] = [];
+      let subSignal: AbortSignal | undefined;
+      const subTools = {
+        lookup: tool({
+          inputSchema: input,
+          execute: async (_i, { abortSignal }) => {
+            subSignal = abortSignal;
+            started.resolve();
+            await sleep(1500, abortSignal);
+            lookedUp.push('late');
+            return 'found';
+          },
+        }),
+      };
+      const run = guardRun(e.guard, { runId: 'parent-1', tenant: 'acme' });
+      const subModel = new ScriptedModel(toolEveryTurn('lookup', 2));
+      let subRunPath: readonly string[] | undefined;
+      const tools = {
+        research: tool({
+          inputSchema: input,
+          execute: (_i, { toolCallId }) =>
+            run.child(toolCallId, (sub) => {
+              subRunPath = sub.context.runPath;
+              return sub
+                .generateText({ model: subModel, tools: subTools, prompt: 'y' })
+                .then((r) => r.text);
+            }),
+        }),
+      };
+      const model = new ScriptedModel(toolEveryTurn('research', 3));
+      const p = run
+        .generateText({ model, tools, prompt: 'x', stopWhen: isStepCount(5) })
+        .catch((x: unknown) => x);
+      await started.promise;
+      expect(subRunPath).toEqual(['parent-1', childRunId('parent-1', 'call-0')]);
+      // The sub-agent's tool effect is keyed and evaluated under the child run.
+      const [childEntry] = await e.ledger.entries({ runId: childRunId('parent-1', 'call-0') });
+      expect(childEntry?.context).toMatchObject({ tenant: 'acme', runPath: subRunPath });
+      const { seq } = await e.halt({ runId: 'parent-1' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(subSignal?.aborted).toBe(true);
+      expect(model.calls).toBe(1); // the parent's model was not asked again
+      expect(subModel.calls).toBe(1);
+      await sleep(20);
+      expect(lookedUp).toEqual([]);
+      // A child spawned after the halt is refused before it runs.
+      let ran = false;
+      await expect(
+        run.child('call-9', () => {
+          ran = true;
+        }),
+      ).rejects.toBeInstanceOf(HaltedError);
+      expect(ran).toBe(false);
+    });
+
+    it('a run created inside a run scope takes its run, tenant and path from it; an unrelated tenant keeps going', async () => {
+      const e = await env();
+      await e.halt({ tenant: 'acme' });
+      const tools = { work: tool({ inputSchema: input, execute: async () => 'ok' }) };
+      const refused = runInScope({ tenant: 'acme', runPath: ['root-a', 'kid-a'] }, () => {
+        const r = guardRun(e.guard);
+        expect(r.context).toEqual({ tenant: 'acme', runId: 'kid-a', runPath: ['root-a', 'kid-a'] });
+        return r.generateText({
+          model: new ScriptedModel(toolEveryTurn('work', 1)),
+          tools,
+          prompt: 'x',
+        });
+      });
+      await expect(refused).rejects.toBeInstanceOf(HaltedError);
+      const ok = await runInScope({ tenant: 'globex', runPath: ['root-g'] }, () =>
+        guardRun(e.guard).generateText({
+          model: new ScriptedModel(toolEveryTurn('work', 2)),
+          tools,
+          prompt: 'x',
+          stopWhen: isStepCount(5),
+        }),
+      );
+      expect(ok.text).toBe('done');
+      // A tenant that contradicts the scope is refused (it would escape the scope's halts).
+      expect(() =>
+        runInScope({ tenant: 'acme', runPath: ['root-x'] }, () =>
+          guardRun(e.guard, { tenant: 'globex' }),
+        ),
+      ).toThrow(/tenant/);
     });
   });
 });

@@ -3,7 +3,7 @@ import type { RunState, RunStatus } from '../run/run-record.js';
 
 /** Which ledger entries a report covers; every given field must match. KS-10.4.3 */
 export interface ReportFilter {
-  /** One run. */
+  /** One run and its whole tree: every run whose run path contains it (KS-10.4.6). */
   readonly runId?: string;
   /** Effects whose kill context names this tenant. */
   readonly tenant?: string;
@@ -58,6 +58,8 @@ export interface ReportedEffect {
 export interface RunReport {
   /** The run's id (`(none)` for effects recorded without one). */
   readonly runId: string;
+  /** Its ancestry, root first, ending with `runId` (absent for a run recorded without one). */
+  readonly runPath?: readonly string[];
   readonly counts: EffectCounts;
   readonly effects: readonly ReportedEffect[];
   /** Where the run stands, from the run journal when one was given. KS-10.4.5 */
@@ -97,9 +99,18 @@ export interface RecoveryReport {
 
 const NO_RUN = '(none)';
 
+/** True when the run is `root` or one of its descendants (its path contains `root`). */
+function inTree(
+  runId: string | undefined,
+  runPath: readonly string[] | undefined,
+  root: string,
+): boolean {
+  return runId === root || (Array.isArray(runPath) && runPath.includes(root));
+}
+
 /** True when an entry is in the report's scope. Pure. KS-10.4.3 */
 export function entryMatches(e: LedgerEntry, f: ReportFilter): boolean {
-  if (f.runId !== undefined && e.runId !== f.runId) return false;
+  if (f.runId !== undefined && !inTree(e.runId, e.context.runPath, f.runId)) return false;
   if (f.tenant !== undefined && e.context.tenant !== f.tenant) return false;
   if (f.capability !== undefined && e.capability !== f.capability) return false;
   if (f.sinceSeq !== undefined || f.since !== undefined) {
@@ -200,15 +211,18 @@ export function buildRecoveryReport(
     filter.capability !== undefined || filter.sinceSeq !== undefined || filter.since !== undefined;
   for (const r of runStates) {
     if (byRun.has(r.runId) || ledgerOnly) continue;
-    if (filter.runId !== undefined && r.runId !== filter.runId) continue;
+    if (filter.runId !== undefined && !inTree(r.runId, r.context.runPath, filter.runId)) continue;
     if (filter.tenant !== undefined && r.context.tenant !== filter.tenant) continue;
     byRun.set(r.runId, []);
   }
   const runs: RunReport[] = [...byRun].map(([runId, list]) => {
     const st = states.get(runId);
     const detail = st?.lastEnd?.detail;
+    const runPath =
+      st?.context.runPath ?? list.find((e) => e.context.runPath !== undefined)?.context.runPath;
     return {
       runId,
+      ...(runPath !== undefined ? { runPath } : {}),
       counts: countEffects(list),
       effects: list.map(reported),
       ...(st === undefined
@@ -224,6 +238,8 @@ export function buildRecoveryReport(
           }),
     };
   });
+  // KS-10.4.6 a tree reads top-down: each run after its parent, siblings in order.
+  runs.sort((a, b) => treeOrder(a).localeCompare(treeOrder(b)));
   return {
     filter,
     totals: countEffects(scoped),
@@ -232,6 +248,10 @@ export function buildRecoveryReport(
     landedAfterHalt: scoped.filter((e) => e.landedAfterHalt).map(reported),
     compensations: compensationsOf(scoped),
   };
+}
+
+function treeOrder(r: RunReport): string {
+  return (r.runPath ?? [r.runId]).join('\u0000');
 }
 
 function reported(e: LedgerEntry): ReportedEffect {
@@ -255,7 +275,7 @@ function reported(e: LedgerEntry): ReportedEffect {
 export function formatRecoveryReport(r: RecoveryReport): string[] {
   const f = r.filter;
   const scope = [
-    f.runId !== undefined ? `run=${f.runId}` : '',
+    f.runId !== undefined ? `run=${f.runId} and its descendants` : '',
     f.tenant !== undefined ? `tenant=${f.tenant}` : '',
     f.capability !== undefined ? `capability=${f.capability}` : '',
     f.sinceSeq !== undefined ? `since-seq=${f.sinceSeq}` : '',
@@ -269,12 +289,19 @@ export function formatRecoveryReport(r: RecoveryReport): string[] {
     `recovery report: ${r.runs.length} run(s)${scope ? ` (${scope})` : ''}`,
     `totals: ${counts(r.totals)}`,
   ];
+  // KS-10.4.6 with --run, the tree under that run: each run indented below its parent.
+  const root = f.runId;
   for (const run of r.runs) {
     const j = run.journal;
     const where = j
       ? ` [${j.status}, ${j.executions} execution(s) on ${j.workers.join(', ')}]`
       : '';
-    lines.push(`run ${run.runId}${where}: ${counts(run.counts)}`);
+    const depth =
+      root !== undefined && run.runPath !== undefined
+        ? Math.max(0, run.runPath.length - 1 - run.runPath.indexOf(root))
+        : 0;
+    const indent = depth === 0 ? '' : `${'  '.repeat(depth - 1)}└ `;
+    lines.push(`${indent}run ${run.runId}${where}: ${counts(run.counts)}`);
   }
   lines.push(`in doubt (${r.inDoubt.length}): may or may not have landed; check the target`);
   for (const e of r.inDoubt) lines.push(`  ${effectLine(e)}`);

@@ -1,10 +1,28 @@
 import { systemClock, type Clock } from '../internal/clock.js';
-import { ErrorCode, HaltedError, InvalidOptionError, KillSwitchError } from '../errors.js';
+import {
+  ErrorCode,
+  HaltedError,
+  InvalidOptionError,
+  KillSwitchError,
+  ValidationError,
+} from '../errors.js';
 import { DuplicateEffectError, DuplicateState } from '../guard/duplicate-effect-error.js';
 import type { EffectBody, EffectGuard } from '../guard/effect-guard.js';
 import { haltedErrorOf, type KillDecision } from '../guard/kill-decision.js';
 import { effectKey, type Compensation } from '../ledger/side-effect-ledger.js';
-import { formatSelector, normalizeSelector, type KillContext } from '../model/selector.js';
+import {
+  formatSelector,
+  normalizeSelector,
+  runPathProblem,
+  type KillContext,
+} from '../model/selector.js';
+import { taskLineage } from '../queue/task-context.js';
+import {
+  currentRunScope,
+  inheritContext,
+  runInScope,
+  runOutsideScope,
+} from '../scope/run-scope.js';
 import type { RunJournal } from './run-journal.js';
 import {
   RunStatus,
@@ -56,8 +74,16 @@ export type RunFunction<I, R> = (run: RunHandle<I>) => Promise<R>;
 /** What a new run is. */
 export interface RunSpec<I> {
   readonly runId: string;
-  /** The run's kill attributes besides `runId` (tenant, feature). */
-  readonly context?: { readonly tenant?: string; readonly feature?: string };
+  /**
+   * The run's kill attributes besides `runId`: tenant, feature, and for a child run its
+   * `runPath` (root first, ending with `runId`; e.g. `child.runPath` from `spawnChildRun`).
+   * Inside a run scope whose run is this one, they default to the scope's. KS-10.1.7
+   */
+  readonly context?: {
+    readonly tenant?: string;
+    readonly feature?: string;
+    readonly runPath?: readonly string[];
+  };
   /** The run's input; recorded in the journal so another worker can resume it (JSON). */
   readonly input?: I;
 }
@@ -136,9 +162,22 @@ export class DurableRunner {
         `run ${spec.runId} already exists in the journal; resume it instead`,
       );
     }
-    const context: { tenant?: string; feature?: string } = {};
-    if (spec.context?.tenant !== undefined) context.tenant = spec.context.tenant;
-    if (spec.context?.feature !== undefined) context.feature = spec.context.feature;
+    const scope = currentRunScope();
+    const given =
+      scope !== undefined && scope.runId === spec.runId && spec.context?.runPath === undefined
+        ? inheritContext({ ...spec.context, runId: spec.runId })
+        : spec.context;
+    const context: { tenant?: string; feature?: string; runPath?: readonly string[] } = {};
+    if (given?.tenant !== undefined) context.tenant = given.tenant;
+    if (given?.feature !== undefined) context.feature = given.feature;
+    if (given?.runPath !== undefined) {
+      // KS-10.1.7 a malformed path is refused before anything is journaled.
+      const problem = runPathProblem({ runPath: given.runPath, runId: spec.runId });
+      if (problem !== undefined) {
+        throw new ValidationError('run spec', [{ path: ['context', 'runPath'], message: problem }]);
+      }
+      if (given.runPath.length > 1) context.runPath = [...given.runPath];
+    }
     await this.#journal.append({
       type: 'started',
       runId: spec.runId,
@@ -262,7 +301,12 @@ export class DurableRunner {
     };
     let output: R;
     try {
-      output = await fn(handle);
+      // KS-10.1.7 the run function runs in the run's own scope: its steps, spawns, retries and
+      // enqueues carry its lineage, whatever scope the caller was in.
+      const lineage = taskLineage(context);
+      output = await (lineage !== undefined
+        ? runInScope(lineage, () => fn(handle))
+        : runOutsideScope(() => fn(handle)));
     } catch (err) {
       await this.#end(runId, endStatusOf(err), {
         ...(current !== undefined ? { step: current } : {}),

@@ -89,7 +89,12 @@ export const runRecordSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('started'),
     ...base,
-    context: z.strictObject({ tenant: ctxValue.optional(), feature: ctxValue.optional() }),
+    context: z.strictObject({
+      tenant: ctxValue.optional(),
+      feature: ctxValue.optional(),
+      // KS-10.1.7: the run's ancestry, so a resume on another worker checks every ancestor.
+      runPath: z.array(ctxValue).min(1).max(64).optional(),
+    }),
     input: z.unknown().optional(),
   }),
   z.strictObject({ type: z.literal('resumed'), ...base }),

@@ -116,7 +116,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function worker(workerId: string, mode: 'start' | 'resume'): Worker {
+function worker(
+  workerId: string,
+  mode: 'start' | 'resume',
+  tree?: { runId: string; runPath: string[] },
+): Worker {
   const config = {
     url: cp.url,
     workerId,
@@ -124,7 +128,8 @@ function worker(workerId: string, mode: 'start' | 'resume'): Worker {
     ledger: join(dir, 'effects.jsonl'),
     journal: join(dir, 'runs.jsonl'),
     sink: sink.url,
-    runId: 'run-1',
+    runId: tree?.runId ?? 'run-1',
+    ...(tree !== undefined ? { runPath: tree.runPath } : {}),
     mode,
   };
   const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], {
@@ -267,5 +272,81 @@ describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worke
       journal: { status: 'in-doubt' },
     });
     expect(report.inDoubt.map((e: { key: string }) => e.key)).toEqual(['run-1/s3']);
+  });
+});
+
+describe('KS-10.1.7 KS-10.4.6 a child run resumed on another worker checks every ancestor before its first effect', () => {
+  it('the parent is halted: the resumed child is refused; after the resume it finishes with no effect repeated; report --run <parent> covers and prints the tree', async () => {
+    const tree = { runId: 'child-1', runPath: ['parent-1', 'child-1'] };
+    sink.holdThinkAfter = 's2';
+    const a = worker('worker-a', 'start', tree);
+    await sink.until(() => sink.thinks.some((t) => t.after === 's2'));
+    a.child.kill('SIGKILL');
+    expect((await a.exit).signal).toBe('SIGKILL');
+    expect(sink.effects.map((e) => e.key)).toEqual(['child-1/s1', 'child-1/s2']);
+
+    // The operator halts the PARENT; the child's worker is dead and no process knows the tree.
+    const halt = await admin().flip({
+      action: 'halt',
+      selector: { runId: 'parent-1' },
+      reason: 'parent misbehaving',
+    });
+    const b = worker('worker-b', 'resume', tree);
+    const bExit = await b.exit;
+    expect(bExit.code, `${b.lines.join('\n')}\n${bExit.stderr}`).toBe(4);
+    expect(b.lines).toContain(`refused KS_HALTED ${halt.flip.seq}`);
+    expect(sink.effects).toHaveLength(2);
+
+    await admin().flip({
+      action: 'resume',
+      selector: { runId: 'parent-1' },
+      reason: 'fixed',
+      release: 'v1',
+    });
+    sink.holdThinkAfter = undefined;
+    const c = worker('worker-c', 'resume', tree);
+    const cExit = await c.exit;
+    expect(cExit.code, `${c.lines.join('\n')}\n${cExit.stderr}`).toBe(0);
+    expect(sink.effects.map((e) => e.key)).toEqual(
+      ['s1', 's2', 's3', 's4', 's5'].map((s) => `child-1/${s}`),
+    );
+
+    // The journal and every ledger entry record the run path.
+    const journal = new FileRunJournal({ path: join(dir, 'runs.jsonl'), logger: quiet });
+    expect((await journal.run('child-1'))?.context).toEqual({
+      tenant: 'acme',
+      runPath: ['parent-1', 'child-1'],
+    });
+    await journal.close();
+    const ledger = new FileSideEffectLedger({ path: join(dir, 'effects.jsonl'), logger: quiet });
+    for (const e of await ledger.entries()) {
+      expect(e.context.runPath).toEqual(['parent-1', 'child-1']);
+    }
+    await ledger.close();
+
+    // The report on the parent covers its tree (the parent itself landed nothing here).
+    const report = await report_(['--run', 'parent-1']);
+    expect(report.runs).toMatchObject([
+      {
+        runId: 'child-1',
+        runPath: ['parent-1', 'child-1'],
+        counts: { intended: 5, landed: 5, inDoubt: 0 },
+        journal: { status: 'completed', executions: 3 },
+      },
+    ]);
+    const { stdout } = await run(process.execPath, [
+      resolve('dist/src/cli/main.js'),
+      'report',
+      '--ledger',
+      join(dir, 'effects.jsonl'),
+      '--runs',
+      join(dir, 'runs.jsonl'),
+      '--run',
+      'parent-1',
+    ]);
+    expect(stdout).toContain('run=parent-1 and its descendants');
+    expect(stdout).toMatch(/^└ run child-1 \[completed/m);
+    // A report on an unrelated run id does not include it.
+    expect((await report_(['--run', 'other-parent'])).runs).toEqual([]);
   });
 });

@@ -69,7 +69,7 @@ export const CONSOLE_HTML = `<!doctype html>
     <textarea id="reason" name="reason" rows="2" maxlength="2000" required></textarea>
     <div class="buttons">
       <button type="submit" class="danger" data-level="capability" id="btn-capability">Halt capability</button>
-      <button type="submit" class="danger" data-level="run" id="btn-run">Halt run</button>
+      <button type="submit" class="danger" data-level="run" id="btn-run">Halt run + descendants</button>
       <button type="submit" class="danger" data-level="tenant-or-feature" id="btn-tenant">Halt tenant / feature</button>
       <button type="submit" class="danger big" data-level="global" id="btn-global">Halt everything</button>
     </div>

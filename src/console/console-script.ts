@@ -372,7 +372,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
       });
       if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
       showResult('flip-result', true, 'Halted ' + formatSelector(ans.flip.selector) + ' as flip #' + ans.flip.seq +
-        (ans.duplicate ? ' (already recorded)' : '') + '. ' + fleetText(ans.fleet));
+        (ans.duplicate ? ' (already recorded)' : '') + '. ' + (ans.covers ? 'Covers ' + ans.covers + '. ' : '') +
+        fleetText(ans.fleet));
       $('reason').value = '';
       renderFlips();
     } catch (e) {

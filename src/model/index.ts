@@ -9,6 +9,7 @@ export {
   selectorMatches,
   selectorEquals,
   formatSelector,
+  haltCoverage,
   type Selector,
   type SelectorKey,
   type KillContext,

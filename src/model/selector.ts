@@ -163,6 +163,30 @@ export function keyFor(shape: number, ctx: KillContext): string {
   return key;
 }
 
+/**
+ * What a halt on this selector stops, in words for operators (the flip answer, the CLI, the
+ * console): a run halt says it covers the run's descendants. KS-1.5.6
+ *
+ * @example haltCoverage({ runId: 'r1' }) // 'run r1 and every run it spawned, at any depth, in any process'
+ */
+export function haltCoverage(selector: Selector): string {
+  const narrow = (['tenant', 'feature', 'capability'] as const)
+    .filter((k) => selector[k] !== undefined)
+    .map((k) => `${k} ${selector[k]}`);
+  if (selector.runId !== undefined) {
+    return (
+      `run ${selector.runId} and every run it spawned, at any depth, in any process` +
+      (narrow.length > 0 ? ` (only effects of ${narrow.join(', ')})` : '')
+    );
+  }
+  if (selector.capability !== undefined) {
+    const rest = narrow.filter((n) => !n.startsWith('capability '));
+    return `capability ${selector.capability} in every run${rest.length > 0 ? ` of ${rest.join(', ')}` : ''}`;
+  }
+  if (narrow.length > 0) return `every run of ${narrow.join(', ')}`;
+  return 'every run and every effect (global)';
+}
+
 /** Human-readable form, e.g. `{tenant=acme}` or `{}` for global. */
 export function formatSelector(selector: Selector): string {
   const parts = SELECTOR_KEYS.filter((k) => selector[k] !== undefined).map(

@@ -80,6 +80,11 @@ export interface FlipAnswer {
   readonly duplicate: boolean;
   /** The fleet's answer at the time of responding (after `wait`); null when not tracked. */
   readonly fleet: FlipFleetStatus | null;
+  /**
+   * What the flip's selector stops, in words: a run halt covers the run and every run it
+   * spawned (KS-1.5.6). Absent from control planes before it existed.
+   */
+  readonly covers?: string;
 }
 
 /** Answer of `POST /v1/acks`. KS-6.2; `logId` and `hash` with `head` are the server's log position, KS-6.4.1 */

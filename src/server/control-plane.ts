@@ -11,6 +11,7 @@ import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
 import { toIssues } from '../internal/zod-issues.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
+import { haltCoverage } from '../model/selector.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import { parseAcks, type AckRequest } from '../protocol/acks.js';
 import {
@@ -783,7 +784,12 @@ class ControlPlaneServer implements ControlPlane {
       wait !== undefined && wait > 0
         ? await this.#awaitFleet(result.record.seq, wait, res)
         : (this.tracker.status(result.record.seq) ?? null);
-    const answer: FlipAnswer = { flip: result.record, duplicate: result.duplicate, fleet };
+    const answer: FlipAnswer = {
+      flip: result.record,
+      duplicate: result.duplicate,
+      fleet,
+      covers: haltCoverage(result.record.selector),
+    };
     sendJson(res, result.duplicate ? 200 : 201, answer);
   }
 

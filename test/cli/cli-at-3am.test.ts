@@ -242,3 +242,23 @@ describe('KS-5.3.14 undoing a halt is one command, and a resume never says "stop
     expect(after.state.halts.some((h) => Object.keys(h.selector).length === 0)).toBe(false);
   });
 });
+
+describe('KS-1.5.6 a run halt says that it covers the run and every run it spawned', () => {
+  it('flip --run prints what it covers, from the flip answer; --json carries `covers`', async () => {
+    const r = await runCli(['flip', '--run', 'run-42', '--reason', 'loop', '--wait', '0'], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      'covers: run run-42 and every run it spawned, at any depth, in any process',
+    );
+    const j = await runCli(
+      ['flip', '--run', 'run-43', '--tenant', 'acme', '--reason', 'loop', '--wait', '0', '--json'],
+      env,
+    );
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      covers:
+        'run run-43 and every run it spawned, at any depth, in any process (only effects of tenant acme)',
+    });
+    const help = await runCli(['flip', '--help'], env);
+    expect(help.stdout + help.stderr).toContain('one run and every run it spawned');
+  });
+});

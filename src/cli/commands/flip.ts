@@ -5,7 +5,12 @@ import {
   type FlipRequestInput,
 } from '../../client/control-plane-client.js';
 import { ErrorCode } from '../../errors.js';
-import { formatSelector, selectorEquals, type Selector } from '../../model/selector.js';
+import {
+  formatSelector,
+  haltCoverage,
+  selectorEquals,
+  type Selector,
+} from '../../model/selector.js';
 import type { FlipAnswer } from '../../protocol/answers.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import {
@@ -141,6 +146,8 @@ export async function runFlip(
   out.line(
     `${answer.duplicate ? `already ${verb} (same id)` : verb} ${formatSelector(answer.flip.selector)}`,
   );
+  // KS-1.5.6 say what the halt covers: a run halt reaches every run it spawned.
+  if (action === 'halt') out.line(`covers: ${answer.covers ?? haltCoverage(answer.flip.selector)}`);
   if (action === 'halt' && Object.keys(answer.flip.selector).length === 0)
     out.line('EVERYTHING IS HALTED: every worker refuses every effect until this halt is resumed');
   out.line(formatFlipLine(answer.flip));

@@ -12,7 +12,7 @@ export const SELECTOR_OPTIONS = {
 
 export const SELECTOR_HELP = `  --tenant <t>       every run of tenant t
   --feature <f>      every run of feature f
-  --run <id>         one run
+  --run <id>         one run and every run it spawned (its descendants, in any process)
   --capability <c>   one tool or capability (combine with --tenant to narrow it)
   --global           everything (refused together with any other selector flag)`;
 

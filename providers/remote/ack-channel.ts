@@ -26,6 +26,11 @@ export interface AckMember {
    * (KS-6.4.3), or `undefined` when there is nothing to acknowledge.
    */
   toAck(): { readonly seq: number; readonly logId: string; readonly hash: string } | undefined;
+  /**
+   * The match reports to send with this acknowledgement, as a JSON array, taken (not sent
+   * again); undefined when there are none. KS-16.4.1
+   */
+  takeMatched?(): string | undefined;
   /** The answer to the acknowledgement of `seq` sent at `sentAt` (member's clock). */
   answered(seq: number, sentAt: number, answer: AckAnswerText): void;
   /** The acknowledgement failed (transport error, timeout). */
@@ -207,7 +212,10 @@ export class AckChannel {
         continue;
       }
       const seq = at.seq;
-      const entry = `${this.#members.get(member)!}${seq},"logId":${JSON.stringify(at.logId)},"hash":"${at.hash}"}`;
+      const matched = member.takeMatched?.();
+      const entry = `${this.#members.get(member)!}${seq},"logId":${JSON.stringify(at.logId)},"hash":"${at.hash}"${
+        matched === undefined ? '' : `,"matched":${matched}`
+      }}`;
       if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
       this.#wanted.delete(member);
       // KS-6.2.2: each member's clock is read before the request is sent.

@@ -11,7 +11,8 @@ import {
   type FlipRecord,
 } from '../../src/model/flip-record.js';
 import { KillState, type KillSnapshot } from '../../src/model/kill-state.js';
-import { ackAnswerSchema } from '../../src/protocol/acks.js';
+import { matchActivity } from '../../src/guard/worker-activity.js';
+import { ackAnswerSchema, MAX_MATCH_REPORTS, type MatchReport } from '../../src/protocol/acks.js';
 import { ApiPath, LAST_EVENT_ID_HEADER, StreamQuery } from '../../src/protocol/paths.js';
 import {
   heartbeatSchema,
@@ -177,6 +178,18 @@ function parseHeartbeat(data: string): HeartbeatData | undefined {
 
 const defaultLogger = { warn: (m: string) => console.warn(`[kill-switch] ${m}`) };
 
+/** The last halt's match report: every source of the process applies the same record in turn. */
+let lastMatch: { record: FlipRecord; report: MatchReport | undefined } | undefined;
+
+/** What a halt matched in this process when applied (KS-16.4.1); undefined when it cannot say. */
+function matchReportFor(record: FlipRecord): MatchReport | undefined {
+  if (lastMatch?.record === record) return lastMatch.report;
+  const m = matchActivity(record.selector);
+  const report = m === undefined ? undefined : { seq: record.seq, ...m };
+  lastMatch = { record, report };
+  return report;
+}
+
 /** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
 const MAX_RESUME_FAILURES = 3;
 
@@ -250,6 +263,8 @@ export class RemoteFlipSource implements FlipSource {
   #loggedKey: string | undefined;
   /** What the current connection's stream request answered. */
   #answer: StreamAnswer | undefined;
+  /** Match reports of halts applied, sent with the next acknowledgement. KS-16.4.1 */
+  #matchReports: MatchReport[] = [];
   #status: SourceStatus = SourceStatus.CLOSED;
   #statusDetail = '';
   #stopped = true;
@@ -384,6 +399,12 @@ export class RemoteFlipSource implements FlipSource {
       staleAfterMs: this.#staleAfterMs,
       clock: this.#clock,
       toAck: () => (this.#stopped ? undefined : this.#applied),
+      takeMatched: () => {
+        if (this.#matchReports.length === 0) return undefined;
+        const json = JSON.stringify(this.#matchReports);
+        this.#matchReports = [];
+        return json;
+      },
       answered: (seq, sentAt, answer) => this.#onAckAnswer(seq, sentAt, answer),
       failed: (err) => {
         if (this.#stopped) return;
@@ -662,6 +683,14 @@ export class RemoteFlipSource implements FlipSource {
     } catch (err) {
       this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
       return;
+    }
+    if (record.action === 'halt') {
+      // KS-16.4.1: read while what it halts is still watched (the aborts follow the event).
+      const report = matchReportFor(record);
+      if (report !== undefined) {
+        if (this.#matchReports.length >= MAX_MATCH_REPORTS) this.#matchReports.shift();
+        this.#matchReports.push(report);
+      }
     }
     this.#refresh();
     this.#ackSoon(); // KS-6.2.1

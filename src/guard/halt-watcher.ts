@@ -2,6 +2,7 @@ import { ProviderEvents, type Client, type EventDetails } from '@openfeature/ser
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import type { KillContext } from '../model/selector.js';
 import { evaluateKill, type KillDecision } from './kill-decision.js';
+import { noteContext, registerActivitySource, type ActivityKind } from './worker-activity.js';
 
 /** Called once when a watched context becomes halted. */
 export type HaltListener = (decision: KillDecision) => void;
@@ -9,6 +10,7 @@ export type HaltListener = (decision: KillDecision) => void;
 interface Watch {
   readonly ctx: KillContext;
   readonly listener: HaltListener;
+  readonly kind: ActivityKind;
 }
 
 /**
@@ -30,6 +32,7 @@ export class HaltWatcher {
   readonly #client: Client;
   readonly #watches = new Set<Watch>();
   readonly #onEvent: (details?: EventDetails) => void;
+  readonly #unregister: () => void;
   #closed = false;
 
   constructor(client: Client) {
@@ -47,6 +50,12 @@ export class HaltWatcher {
     ]) {
       client.addHandler(e, this.#onEvent);
     }
+    // KS-16.4.1: what a halt matched in this process is read from the watches.
+    this.#unregister = registerActivitySource({
+      forEachWatched: (visit) => {
+        for (const w of this.#watches) visit(w.ctx, w.kind);
+      },
+    });
   }
 
   /** Number of active watches. */
@@ -57,16 +66,19 @@ export class HaltWatcher {
   /**
    * Watches a context; the listener fires at most once.
    *
+   * @param kind - what the watch is for, as a halt's match report counts it (KS-16.4.1):
+   *   work in flight (the default) or work queued (tasks, pending retries and timers)
    * @returns a function that removes the watch
    */
-  watch(ctx: KillContext, listener: HaltListener): () => void {
-    const w: Watch = { ctx, listener };
+  watch(ctx: KillContext, listener: HaltListener, kind: ActivityKind = 'in-flight'): () => void {
+    const w: Watch = { ctx, listener, kind };
     this.#watches.add(w);
     return () => this.#watches.delete(w);
   }
 
   /** Evaluates the kill flag for a context (failing closed). */
   evaluate(ctx: KillContext): Promise<KillDecision> {
+    noteContext(ctx);
     return evaluateKill(this.#client, ctx);
   }
 
@@ -93,6 +105,7 @@ export class HaltWatcher {
   /** Removes the event handlers and every watch. */
   close(): void {
     this.#closed = true;
+    this.#unregister();
     for (const e of [
       ProviderEvents.ConfigurationChanged,
       ProviderEvents.Stale,

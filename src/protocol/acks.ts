@@ -16,6 +16,29 @@ export const workerIdSchema = idText(MAX_WORKER_ID_LENGTH);
 /** zod schema of a release name a worker reports. */
 export const releaseNameSchema = safeText(MAX_RELEASE_LENGTH);
 
+/** Most match reports in one acknowledgement entry. */
+export const MAX_MATCH_REPORTS = 16;
+/** Most near-miss values a match report names. */
+export const MAX_SIMILAR = 3;
+
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * What a worker's process had that a halt matched when it applied the halt (KS-16.4.1): its
+ * guarded effects in flight, its queued tasks' contexts, and the distinct contexts it evaluated
+ * recently; and, when nothing matched, up to {@link MAX_SIMILAR} values it did see that are
+ * close to the halt's (`ACME` for `acme`), to say "did you mean".
+ */
+export const matchReportSchema = z.strictObject({
+  seq: count,
+  inFlight: count,
+  queued: count,
+  recent: count,
+  similar: z.array(z.string().min(1).max(256)).max(MAX_SIMILAR).optional(),
+});
+/** A parsed {@link matchReportSchema}. */
+export type MatchReport = z.infer<typeof matchReportSchema>;
+
 /**
  * Body of `POST /v1/acks`. KS-6.2. `logId` and `hash` (the log and the hash of the record at
  * `seq` the worker applied, KS-6.4.3) let the server refuse a worker on another log and notice
@@ -28,6 +51,8 @@ export const ackRequestSchema = z
     seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
     logId: logIdSchema.optional(),
     hash: hashSchema.optional(),
+    /** Optional: per halt applied since the last acknowledgement, what it matched. KS-16.4.1 */
+    matched: z.array(matchReportSchema).max(MAX_MATCH_REPORTS).optional(),
   })
   .refine((a) => (a.logId === undefined) === (a.hash === undefined), {
     message: 'logId and hash go together',
@@ -38,7 +63,8 @@ export type AckRequest = z.infer<typeof ackRequestSchema>;
 
 /**
  * Validates one acknowledgement: a hand-written check that accepts only what
- * {@link ackRequestSchema} accepts, with zod deciding (and explaining) everything else. A batch
+ * {@link ackRequestSchema} accepts, with zod deciding (and explaining) everything else (the rare
+ * entry with match reports included). A batch
  * from a process with a thousand subscribers holds a thousand entries per flip, and zod cost
  * about 1.8 us per entry there. test/server/ack-fast-path.test.ts checks the two agree.
  */

@@ -71,6 +71,23 @@ export interface FlipFleetStatus {
   readonly completeAt: number | null;
   /** completeAt - appendedAt, or null. */
   readonly completeAfterMs: number | null;
+  /**
+   * What the workers that reported it had that the flip matched (KS-16.4.2); absent when no
+   * worker reported (an older worker, a flip that is not a halt). `workers` counts the reports:
+   * all zero with every acknowledging worker reporting means the halt stopped nothing that ran.
+   */
+  readonly matched?: FleetMatch;
+}
+
+/** The sum of the workers' match reports for one flip. KS-16.4.2 */
+export interface FleetMatch {
+  /** Workers that reported. */
+  readonly workers: number;
+  readonly inFlight: number;
+  readonly queued: number;
+  readonly recent: number;
+  /** Values the workers saw that are close to the halt's (case, a typo), at most 3. */
+  readonly similar: readonly string[];
 }
 
 /** Answer of `POST /v1/flips`. KS-5.1.1, KS-5.1.4 */

@@ -41,7 +41,10 @@ export {
   MAX_ACK_BATCH,
   MAX_WORKER_ID_LENGTH,
   MAX_RELEASE_LENGTH,
+  MAX_MATCH_REPORTS,
+  matchReportSchema,
   type AckRequest,
+  type MatchReport,
 } from './acks.js';
 export {
   flipRequestSchema,
@@ -55,6 +58,7 @@ export type {
   AckedWorker,
   ErrorBody,
   FlipAnswer,
+  FleetMatch,
   FlipFleetStatus,
   HealthAnswer,
   Laggard,

@@ -514,10 +514,14 @@ export class QueueController<P = unknown> {
     if (this.#closed) return;
     const k = ctxKey(ctx);
     if (this.#watches.has(k)) return;
-    const unwatch = this.#watcher.watch(ctx, () => {
-      this.#watches.delete(k);
-      this.#trigger();
-    });
+    const unwatch = this.#watcher.watch(
+      ctx,
+      () => {
+        this.#watches.delete(k);
+        this.#trigger();
+      },
+      'queued',
+    );
     this.#watches.set(k, unwatch);
   }
 

@@ -1,6 +1,13 @@
 import { InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
-import type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
+import type { MatchReport } from '../protocol/acks.js';
+import type {
+  AckedWorker,
+  FleetMatch,
+  FlipFleetStatus,
+  Laggard,
+  WorkerInfo,
+} from '../protocol/answers.js';
 
 export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
@@ -52,7 +59,21 @@ interface TrackedFlip {
   readonly alreadyStale: { readonly workerId: string; readonly release?: string }[];
   /** The latest pending deadline. */
   readonly lastDeadline: number;
+  /** The workers' match reports, summed (KS-16.4.2); created by the first report. */
+  matched?: MatchSum;
 }
+
+/** Match reports of one flip: one per worker, summed. */
+interface MatchSum {
+  readonly reporters: Set<string>;
+  inFlight: number;
+  queued: number;
+  recent: number;
+  readonly similar: Set<string>;
+}
+
+/** Most near-miss values kept per flip. */
+const MAX_SIMILAR_KEPT = 3;
 
 /** Workers with no stream and no ack are looked for at most this often (an ack would otherwise scan the fleet). */
 const PRUNE_EVERY_MS = 1000;
@@ -139,6 +160,7 @@ export class FleetTracker {
     readonly workerId: string;
     readonly release?: string | undefined;
     readonly seq: number;
+    readonly matched?: readonly MatchReport[] | undefined;
   }): {
     head: number;
     serverTime: number;
@@ -164,6 +186,7 @@ export class FleetTracker {
       f.releases[i] = w.release;
       if (--f.pending === 0) this.#open.delete(f);
     }
+    if (ack.matched !== undefined) this.#addMatches(ack.workerId, ack.matched);
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
     return { head: this.#head, serverTime: now, staleAfterMs: this.staleAfterMs };
   }
@@ -293,6 +316,7 @@ export class FleetTracker {
       complete,
       completeAt: complete ? stoppedAt : null,
       completeAfterMs: complete ? stoppedAt - f.appendedAt : null,
+      ...(f.matched === undefined ? {} : { matched: fleetMatch(f.matched) }),
     };
   }
 
@@ -336,6 +360,27 @@ export class FleetTracker {
       });
   }
 
+  /** KS-16.4.2: one report per worker and flip counts; a repeat is ignored. */
+  #addMatches(workerId: string, reports: readonly MatchReport[]): void {
+    for (const r of reports) {
+      const f = this.#flips.get(r.seq);
+      if (f === undefined) continue;
+      const m = (f.matched ??= {
+        reporters: new Set(),
+        inFlight: 0,
+        queued: 0,
+        recent: 0,
+        similar: new Set(),
+      });
+      if (m.reporters.has(workerId)) continue;
+      m.reporters.add(workerId);
+      m.inFlight += r.inFlight;
+      m.queued += r.queued;
+      m.recent += r.recent;
+      for (const v of r.similar ?? []) if (m.similar.size < MAX_SIMILAR_KEPT) m.similar.add(v);
+    }
+  }
+
   #worker(id: string, release: string | undefined): Worker {
     let w = this.#workers.get(id);
     if (w === undefined) {
@@ -361,6 +406,16 @@ export class FleetTracker {
       if (w.connections === 0 && now - w.lastSeenAt > this.#forgetAfterMs) this.#workers.delete(id);
     }
   }
+}
+
+function fleetMatch(m: MatchSum): FleetMatch {
+  return {
+    workers: m.reporters.size,
+    inFlight: m.inFlight,
+    queued: m.queued,
+    recent: m.recent,
+    similar: [...m.similar].sort(),
+  };
 }
 
 const IGNORED = 0;

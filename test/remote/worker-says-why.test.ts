@@ -168,8 +168,12 @@ describe('KS-16.2.1 KS-16.2.2 a misconfigured worker fails closed and says why',
     await new Promise<void>((r) => other.server.close(() => r()));
     await controlPlane(port);
     await vi.waitFor(() => expect(source.status).toBe('open'), { timeout: 5000 });
-    await vi.waitFor(() => expect(logger.lines.length).toBe(3));
-    expect(logger.lines[2]).toBe('remote flip source w-why: fresh again at seq 0');
+    await vi.waitFor(() =>
+      expect(logger.lines.at(-1)).toBe('remote flip source w-why: fresh again at seq 0'),
+    );
+    // Between the two servers the port may refuse a retry: that change of cause is logged too.
+    expect(logger.lines.slice(2, -1).every((l) => l === logger.lines[0])).toBe(true);
+    expect(logger.lines.length).toBeLessThanOrEqual(4);
   });
 
   it('a server answering 200 with a web page is not a killswitch server', async () => {

@@ -16,6 +16,7 @@ import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import {
   closeHalts,
   formatFleet,
+  matchedNothingWarning,
   formatFlipLine,
   selectorFlags,
   shellWord,
@@ -152,6 +153,9 @@ export async function runFlip(
     out.line('EVERYTHING IS HALTED: every worker refuses every effect until this halt is resumed');
   out.line(formatFlipLine(answer.flip));
   for (const line of formatFleet(answer.fleet, action)) out.line(line);
+  const nothing =
+    action === 'halt' ? matchedNothingWarning(answer.fleet, answer.flip.selector) : undefined;
+  if (nothing !== undefined) out.line(nothing);
   if (action === 'halt') {
     for (const line of await undoLines(remote.client, answer.flip.selector)) out.line(line);
   }

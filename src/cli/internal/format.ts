@@ -1,6 +1,6 @@
 import type { FlipRecord } from '../../model/flip-record.js';
 import type { KillSnapshot } from '../../model/kill-state.js';
-import { formatSelector, levelOf, type Selector } from '../../model/selector.js';
+import { SELECTOR_KEYS, formatSelector, levelOf, type Selector } from '../../model/selector.js';
 import type { FlipFleetStatus } from '../../protocol/answers.js';
 
 /**
@@ -68,7 +68,44 @@ export function formatFleet(
   }
   if (total === 0 && f.alreadyStale.length === 0)
     lines.push(`  no worker held a lease when the ${halt ? 'flip' : 'resume'} was appended`);
+  if (halt && f.matched !== undefined) {
+    const m = f.matched;
+    lines.push(
+      `matched on ${m.workers} reporting worker(s): ${m.inFlight} in flight, ${m.queued} queued, ${m.recent} recent context(s)`,
+    );
+  }
   return lines;
+}
+
+/** `tenant ACME`, `tenant acme and feature auto-reply`: a selector in words. */
+function selectorWords(s: Selector): string {
+  const names: Record<string, string> = {
+    tenant: 'tenant',
+    feature: 'feature',
+    runId: 'run',
+    capability: 'capability',
+  };
+  return SELECTOR_KEYS.filter((k) => s[k] !== undefined)
+    .map((k) => `${names[k]} ${s[k]}`)
+    .join(' and ');
+}
+
+/**
+ * The warning when a halt matched nothing anywhere (KS-16.4.2): every worker that acknowledged
+ * reported, and none had a call in flight, a queued task or a recent context it matches, so the
+ * selector is likely a slip (`ACME` for `acme`). Undefined when it matched something, is global,
+ * or not every acknowledging worker could say.
+ */
+export function matchedNothingWarning(
+  f: FlipFleetStatus | null,
+  selector: Selector,
+): string | undefined {
+  const m = f?.matched;
+  if (f === null || m === undefined || Object.keys(selector).length === 0) return undefined;
+  if (m.workers === 0 || m.workers < f.applied) return undefined;
+  if (m.inFlight + m.queued + m.recent > 0) return undefined;
+  const guess = m.similar.length > 0 ? `; did you mean ${m.similar.join(' or ')}?` : '';
+  return `WARNING: no worker has seen ${selectorWords(selector)}: the halt matched no call in flight, no queued task and no context evaluated in the last 10 minutes on ${m.workers} worker(s)${guess}`;
 }
 
 /** The `killswitch` selector flags that name `s` exactly (`--global` for `{}`). */

@@ -95,6 +95,8 @@ async function plane(port = 0): Promise<Plane> {
   const cp = await startControlPlane({
     store,
     port,
+    // A benchmark floods flips: lift the per-token rate limit (KS-17.8.3), measured apart.
+    maxFlipsPerSecond: 1_000_000,
     staleAfterMs: STALE_MS,
     auth: new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] }),
     logger: { info() {}, warn() {}, error() {} },

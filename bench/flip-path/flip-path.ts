@@ -270,6 +270,8 @@ async function runCase(
     store,
     host: '127.0.0.1',
     port: 0,
+    // A benchmark floods flips: lift the per-token rate limit (KS-17.8.3), measured apart.
+    maxFlipsPerSecond: 1_000_000,
     heartbeatMs: HEARTBEAT_MS,
     staleAfterMs: STALE_MS,
     auth: new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] }),

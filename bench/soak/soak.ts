@@ -182,6 +182,8 @@ async function main(): Promise<number> {
   const cp = await startControlPlane({
     store,
     port: 0,
+    // A benchmark floods flips: lift the per-token rate limit (KS-17.8.3), measured apart.
+    maxFlipsPerSecond: 1_000_000,
     staleAfterMs: STALE_MS,
     heartbeatMs: HEARTBEAT_MS,
     auth: new TokenAuthenticator({

@@ -17,6 +17,7 @@ import type { FlipLogStore } from '../store/flip-log-store.js';
 import { ApiPath } from '../protocol/paths.js';
 import { sendJson } from './internal/http-io.js';
 import type { Route, RouteContext, Router } from './router.js';
+import { FlipLimits } from './flip-limits.js';
 
 /** The path Alertmanager posts to. KS-11.5.1 */
 export const ALERTMANAGER_PATH = ApiPath.ALERTMANAGER;
@@ -90,6 +91,11 @@ export interface AlertmanagerRouteOptions {
   readonly store: FlipLogStore;
   /** The current kill state (`controlPlane.snapshot`), to make one halt per selector. */
   readonly state: () => KillSnapshot;
+  /**
+   * The control plane's bounds (`controlPlane.limits`): distinct halts per post, active halts,
+   * the token's flip rate (KS-17.8.3). @default a FlipLimits of its own with the defaults
+   */
+  readonly limits?: FlipLimits;
 }
 
 interface Planned {
@@ -133,6 +139,7 @@ const ANONYMOUS_ADMIN: Principal = {
  */
 export function alertmanagerRoute(options: AlertmanagerRouteOptions): Route {
   const { store, state } = options;
+  const limits = options.limits ?? new FlipLimits();
   if (store === undefined || typeof store.append !== 'function') {
     throw new KillSwitchError(ErrorCode.INVALID_OPTION, 'option store: expected a FlipLogStore');
   }
@@ -157,8 +164,20 @@ export function alertmanagerRoute(options: AlertmanagerRouteOptions): Route {
       const who = principal ?? ANONYMOUS_ADMIN;
       // Every selector is authorised before anything is appended: all or nothing.
       for (const p of planned) authorize(who, { kind: 'halt', selector: p.selector });
+      // KS-17.8.3: an alert storm is refused whole (413), never turned into hundreds of halts.
+      limits.checkAlertHalts(planned.length);
 
       const halts = await mutex.run(async () => {
+        // KS-17.8.3: the halts this post adds stay within maxActiveHalts and the token's rate,
+        // checked before the first append (all or nothing).
+        const snap0 = state();
+        const adding = planned.filter(
+          (p) =>
+            snap0.halts.find((h) => selectorEquals(h.selector, p.selector)) === undefined &&
+            activeRecent(recent, canonicalJson(p.selector), snap0) === undefined,
+        ).length;
+        limits.checkActiveHalts(snap0.halts.length, adding);
+        if (adding > 0) limits.takeFlip(who.name, adding);
         const out: AlertHaltOutcome[] = [];
         for (const p of planned) {
           const key = canonicalJson(p.selector);
@@ -203,10 +222,16 @@ export function alertmanagerRoute(options: AlertmanagerRouteOptions): Route {
  * ```
  */
 export function mountAlertmanager(
-  cp: { readonly router: Router; snapshot(): KillSnapshot },
+  cp: { readonly router: Router; snapshot(): KillSnapshot; readonly limits?: FlipLimits },
   store: FlipLogStore,
 ): void {
-  cp.router.add(alertmanagerRoute({ store, state: () => cp.snapshot() }));
+  cp.router.add(
+    alertmanagerRoute({
+      store,
+      state: () => cp.snapshot(),
+      ...(cp.limits === undefined ? {} : { limits: cp.limits }),
+    }),
+  );
 }
 
 /** A halt this route appended counts as active until the state has caught up with it. */

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isLoopbackHost } from '../auth/is-loopback-host.js';
-import { authorize, Role, type Principal } from '../auth/principal.js';
+import { authorize, Role, type Action, type Principal } from '../auth/principal.js';
 import type { TokenAuthenticator } from '../auth/token-authenticator.js';
 import { WorkerClaims } from '../auth/worker-claims.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
@@ -51,6 +51,7 @@ import { RequestGuard } from './request-guard.js';
 import { ConnectionGuard, connectionLimits, type ConnectionStats } from './connection-guard.js';
 import { StreamLimits } from './stream-limits.js';
 import { SharedSnapshot } from './shared-snapshot.js';
+import { FlipLimits } from './flip-limits.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
@@ -132,6 +133,16 @@ export interface ControlPlaneOptions {
   readonly maxStreams?: number;
   /** Streams naming no worker, per token (KS-17.8.2). @default 32 */
   readonly maxStreamsPerToken?: number;
+  /** Flips per token per second, sustained (KS-17.8.3). @default 20 */
+  readonly maxFlipsPerSecond?: number;
+  /** Flips a token may send at once before the rate applies. @default 2 x maxFlipsPerSecond */
+  readonly flipBurst?: number;
+  /** Active halts at most; a resume is always accepted (KS-17.8.3). @default 10000 */
+  readonly maxActiveHalts?: number;
+  /** Distinct halts one Alertmanager post may place (KS-17.8.3). @default 20 */
+  readonly maxHaltsPerAlert?: number;
+  /** Workers tracked at most (KS-17.8.4). @default 10000 */
+  readonly maxWorkers?: number;
   /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
@@ -161,6 +172,8 @@ export interface ControlPlane {
   readonly router: Router;
   /** Who acknowledged what. */
   readonly tracker: FleetTracker;
+  /** The bounds on flips, halts and workers, shared with routes that append (KS-17.8.3). */
+  readonly limits: FlipLimits;
   /** The current kill state. */
   snapshot(): KillSnapshot;
   /**
@@ -213,6 +226,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 class ControlPlaneServer implements ControlPlane {
   readonly router = new Router();
   readonly tracker: FleetTracker;
+  readonly limits: FlipLimits;
   /** Which token acts as which worker id (KS-5.2.9). */
   readonly #claims: WorkerClaims;
   readonly #store: FlipLogStore;
@@ -350,6 +364,14 @@ class ControlPlaneServer implements ControlPlane {
       maxStreams:
         o.maxStreams ?? Math.max(1, limits.maxConnections - 2 * limits.reservedConnections),
       ...(o.maxStreamsPerToken === undefined ? {} : { maxStreamsPerToken: o.maxStreamsPerToken }),
+    });
+    this.limits = new FlipLimits({
+      clock: this.#clock,
+      ...(o.maxFlipsPerSecond === undefined ? {} : { maxFlipsPerSecond: o.maxFlipsPerSecond }),
+      ...(o.flipBurst === undefined ? {} : { flipBurst: o.flipBurst }),
+      ...(o.maxActiveHalts === undefined ? {} : { maxActiveHalts: o.maxActiveHalts }),
+      ...(o.maxHaltsPerAlert === undefined ? {} : { maxHaltsPerAlert: o.maxHaltsPerAlert }),
+      ...(o.maxWorkers === undefined ? {} : { maxWorkers: o.maxWorkers }),
     });
     this.#connections = new ConnectionGuard(this.#server, limits, {
       clock: this.#clock,
@@ -752,7 +774,9 @@ class ControlPlaneServer implements ControlPlane {
     const who = principal ?? ANONYMOUS;
     // Validated once, by the model's rules; the store takes the validated flip as it is.
     const { flip, wait } = parseFlipRequest(await body(), who.name);
-    authorize(who, { kind: flip.action, selector: flip.selector });
+    authorize(who, this.#flipAction(flip));
+    // KS-17.8.3: the token's flip rate, before anything is appended.
+    this.limits.takeFlip(who.name);
     this.#checkHealthy();
     const result = await this.#flipMutex.run(async () => {
       // KS-5.1.3: a resume that lifts nothing is refused, not appended (a retry of an appended
@@ -767,6 +791,13 @@ class ControlPlaneServer implements ControlPlane {
           'no active halt has exactly this selector; nothing to resume',
         );
       }
+      // KS-17.8.3: a halt with a new selector must stay within maxActiveHalts.
+      if (
+        flip.action === 'halt' &&
+        !this.#ids.has(flip.id) &&
+        this.#state.get(flip.selector) === undefined
+      )
+        this.limits.checkActiveHalts(this.#state.size, 1);
       // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
       if (flip.action === 'resume' && !this.#ids.has(flip.id))
         await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
@@ -791,6 +822,19 @@ class ControlPlaneServer implements ControlPlane {
       covers: haltCoverage(result.record.selector),
     };
     sendJson(res, result.duplicate ? 200 : 201, answer);
+  }
+
+  /** What a flip asks to do; a resume names the halt it lifts and who placed it (KS-17.5.1). */
+  #flipAction(flip: { action: 'halt' | 'resume'; selector: FlipRecord['selector'] }): Action {
+    if (flip.action === 'halt') return { kind: 'halt', selector: flip.selector };
+    const halt = this.#state.get(flip.selector);
+    if (halt === undefined) return { kind: 'resume', selector: flip.selector };
+    const actorRole = this.#auth === 'none' ? Role.ADMIN : this.#auth.roleOf(halt.actor);
+    return {
+      kind: 'resume',
+      selector: flip.selector,
+      halt: { actor: halt.actor, actorRole, seq: halt.seq },
+    };
   }
 
   async #awaitFleet(
@@ -846,6 +890,7 @@ class ControlPlaneServer implements ControlPlane {
     // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
     // nothing), so a token cannot acknowledge for a worker it may not act as.
     for (const a of acks) this.#claims.check(who, a.workerId);
+    this.#checkAcks(acks);
     this.#checkHealthy();
     await this.#checkAckPositions(acks);
     // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in order;
@@ -927,6 +972,21 @@ class ControlPlaneServer implements ControlPlane {
     );
   }
 
+  /**
+   * KS-17.8.4: no new worker beyond maxWorkers; the whole batch is refused, nothing recorded.
+   * (An acknowledgement beyond the head is KS-6.4.3's, in #checkAckPositions.)
+   */
+  #checkAcks(acks: readonly { readonly workerId: string }[]): void {
+    let tracked = this.tracker.size;
+    const added = new Set<string>();
+    for (const a of acks) {
+      if (!this.tracker.has(a.workerId) && !added.has(a.workerId)) {
+        this.limits.checkNewWorker(tracked++, a.workerId);
+        added.add(a.workerId);
+      }
+    }
+  }
+
   #workers({ res }: RouteContext): void {
     const answer: WorkersAnswer = {
       head: this.tracker.head,
@@ -943,7 +1003,11 @@ class ControlPlaneServer implements ControlPlane {
     const who = principal ?? ANONYMOUS;
     authorize(who, { kind: 'read' });
     // KS-5.2.9: streaming as a worker id is acting as it (the fleet counts the connection).
-    if (q.worker !== undefined) this.#claims.check(who, q.worker);
+    if (q.worker !== undefined) {
+      this.#claims.check(who, q.worker);
+      // KS-17.8.4: a new worker beyond maxWorkers is refused; none is dropped.
+      if (!this.tracker.has(q.worker)) this.limits.checkNewWorker(this.tracker.size, q.worker);
+    }
     this.#checkHealthy();
     const head = this.#state.seq;
     const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];

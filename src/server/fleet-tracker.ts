@@ -133,6 +133,16 @@ export class FleetTracker {
     return this.#head;
   }
 
+  /** Workers tracked now (connected, or seen within `forgetAfterMs`). */
+  get size(): number {
+    return this.#workers.size;
+  }
+
+  /** True when the tracker knows this worker id. */
+  has(workerId: string): boolean {
+    return this.#workers.has(workerId);
+  }
+
   /** Sets the head on start (records before it are not tracked). */
   setHead(seq: number): void {
     if (seq > this.#head) this.#head = seq;

@@ -178,7 +178,8 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
     admin: 201,
   };
   it.each(WHO)('resume {tenant=acme} as %s', async (who) => {
-    await call(cp, 'POST', '/v1/flips', { token: TOKENS.admin, body: halt('acme') });
+    // Placed by the operator: an operator lifts only operators' halts (KS-17.5.1, below).
+    await call(cp, 'POST', '/v1/flips', { token: TOKENS.operator, body: halt('acme') });
     const before = (await store.head()).seq;
     const got = await status('POST', '/v1/flips', who, {
       action: 'resume',
@@ -187,6 +188,26 @@ describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own
     });
     expect(got).toBe(resumeExpected[who]);
     expect((await store.head()).seq).toBe(got === 201 ? before + 1 : before);
+  });
+
+  it("KS-17.5.1 an operator with resume may not lift an admin's halt in its scope; the admin may", async () => {
+    await call(cp, 'POST', '/v1/flips', { token: TOKENS.admin, body: halt('acme') });
+    const before = (await store.head()).seq;
+    expect(
+      await status('POST', '/v1/flips', 'operator', {
+        action: 'resume',
+        selector: { tenant: 'acme' },
+        reason: 'ok',
+      }),
+    ).toBe(403);
+    expect((await store.head()).seq).toBe(before);
+    expect(
+      await status('POST', '/v1/flips', 'admin', {
+        action: 'resume',
+        selector: { tenant: 'acme' },
+        reason: 'ok',
+      }),
+    ).toBe(201);
   });
 
   it('a 403 names what is missing, and the actor is the token name', async () => {

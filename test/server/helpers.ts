@@ -51,6 +51,8 @@ export async function startTestServer(
     port: 0,
     auth: new TokenAuthenticator({ tokens: TOKEN_SPECS }),
     logger: silentLogger,
+    // Tests append in bursts; the flip rate limit has its own tests (KS-17.8.3).
+    maxFlipsPerSecond: 100_000,
     ...options,
     store,
   });

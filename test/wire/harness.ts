@@ -46,6 +46,8 @@ export class WireServer {
       host: '127.0.0.1',
       port: this.port,
       heartbeatMs: this.options.heartbeatMs ?? 200,
+      // The wire suites append bursts of hundreds of flips: not what the rate limit is for.
+      maxFlipsPerSecond: 100_000,
       staleAfterMs: this.options.staleAfterMs ?? 1000,
       auth: new TokenAuthenticator({
         tokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],

@@ -22,6 +22,8 @@ try {
     store,
     host: '127.0.0.1',
     port: 0,
+    // A benchmark floods flips: lift the per-token rate limit (KS-17.8.3), measured apart.
+    maxFlipsPerSecond: 1_000_000,
     auth: new TokenAuthenticator({ tokens: [{ name: 'admin', token, role: 'admin' }] }),
     logger: { info() {}, warn: (m) => console.error(m), error: (m) => console.error(m) },
   });

@@ -36,6 +36,10 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --allow-host <name>     a name clients use for this server (its DNS name, a proxy's Host);
                           repeatable. Requests whose Host is neither the bound address nor
                           localhost (on loopback) nor such a name are refused (421, KS-17.9.2)
+  --max-flips-per-second <n>  flips per token per second, bursts of twice that (default 20)
+  --max-active-halts <n>  active halts at most; resumes always pass (default 10000)
+  --max-connections <n>   connections held at most (default 80 % of ulimit -n less 64, 64..8192)
+  --max-workers <n>       workers tracked at most (default 10000)
   --heartbeat-ms <ms>     stream heartbeat interval (default 1000)
   --stale-after-ms <ms>   worker lease (default 3000)
   --json                  print the start line as JSON
@@ -63,6 +67,10 @@ export const command: CliCommand = {
       port: { type: 'string' },
       tokens: { type: 'string' },
       'allow-host': { type: 'string', multiple: true },
+      'max-flips-per-second': { type: 'string' },
+      'max-active-halts': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-workers': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'stale-after-ms': { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -71,6 +79,7 @@ export const command: CliCommand = {
     let port: number;
     let heartbeatMs: number | undefined;
     let staleAfterMs: number | undefined;
+    const limits: Record<string, number> = {};
     try {
       values = parseArgs({
         args: [...argv],
@@ -81,6 +90,17 @@ export const command: CliCommand = {
       port = intFlag('port', values.port, 65535) ?? 7411;
       heartbeatMs = intFlag('heartbeat-ms', values['heartbeat-ms']);
       staleAfterMs = intFlag('stale-after-ms', values['stale-after-ms']);
+      // KS-17.8: the limits an operator tunes; checked again (ranges) by startControlPlane.
+      for (const [flag, option] of [
+        ['max-flips-per-second', 'maxFlipsPerSecond'],
+        ['max-active-halts', 'maxActiveHalts'],
+        ['max-connections', 'maxConnections'],
+        ['max-workers', 'maxWorkers'],
+      ] as const) {
+        const v = intFlag(flag, values[flag], 100_000_000);
+        if (v === 0) throw new UsageError(`--${flag} must be positive`);
+        if (v !== undefined) limits[option] = v;
+      }
       if (heartbeatMs === 0 || staleAfterMs === 0)
         throw new UsageError('--heartbeat-ms and --stale-after-ms must be positive');
     } catch (err) {
@@ -129,6 +149,7 @@ export const command: CliCommand = {
         host,
         port,
         auth,
+        ...limits,
         ...(values['allow-host'] === undefined ? {} : { allowedHosts: values['allow-host'] }),
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),

@@ -75,6 +75,9 @@ function serveArgs(o: ServeOptions): string[] {
     String(o.port ?? 0),
     ...(o.staleAfterMs === undefined ? [] : ['--stale-after-ms', String(o.staleAfterMs)]),
     ...(o.heartbeatMs === undefined ? [] : ['--heartbeat-ms', String(o.heartbeatMs)]),
+    // The KS-13 suites drive flips in bursts; the flip rate limit has its own suite (KS-17.8.3).
+    '--max-flips-per-second',
+    '100000',
   ];
 }
 

@@ -175,6 +175,47 @@ export class AgentRun {
   /** Stops the run: aborts its signal with `err` (the first stop wins). */
   stop(err: HaltedError): void {
     if (!this.#controller.signal.aborted) this.#controller.abort(err);
+    this.#continues?.stop(err);
+  }
+
+  /** The run this one continues (a handoff's run continues the run that handed off). */
+  #continues: AgentRun | undefined;
+
+  /**
+   * A child run that continues this run's framework call rather than running one of its own (an
+   * OpenAI Agents handoff: the same runner goes on with another agent): its effects are keyed and
+   * evaluated under the child's id and path, and it shares the stop both ways (a halt of the
+   * child ends this run's call; this run's stop refuses the child's next effect). The spawn is
+   * guarded like {@link AgentRun.child}. KS-14.1.6
+   *
+   * @param step - the step of this run that spawns the child (e.g. `handoff:billing`)
+   * @throws {HaltedError} `KS_HALTED` when the spawn is refused (this run is stopped with it)
+   */
+  async continuation(step: string): Promise<AgentRun> {
+    const stopped = this.halted;
+    if (stopped !== undefined) throw stopped;
+    const { signal: _s, tenant: _t, feature: _f, ...rest } = this.#options;
+    let next: AgentRun | undefined;
+    try {
+      await spawnChildRun(
+        this.#guard,
+        step,
+        () => {
+          next = new AgentRun(this.#guard, { ...rest, runId: currentRunScope()!.runId });
+        },
+        { parent: this.lineage },
+      );
+    } catch (err) {
+      if (err instanceof HaltedError) this.stop(err);
+      throw this.halted ?? err;
+    }
+    const child = next!;
+    child.#continues = this;
+    const mine = this.#controller.signal;
+    if (mine.aborted) child.stop(mine.reason as HaltedError);
+    else
+      mine.addEventListener('abort', () => child.stop(mine.reason as HaltedError), { once: true });
+    return child;
   }
 
   /**

@@ -4,6 +4,8 @@
  */
 export {
   OpenAIAgentsRun,
+  asTool,
+  type AsToolOptions,
   guardRun,
   type GuardedRunOptions,
   type OpenAIAgentsRunOptions,

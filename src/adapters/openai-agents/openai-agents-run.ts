@@ -2,6 +2,9 @@ import {
   Agent,
   Handoff,
   Runner,
+  handoff as toHandoff,
+  type AgentToolOptionsWithDefault,
+  type AgentToolOptionsWithParameters,
   type FunctionTool,
   type Model,
   type ModelProvider,
@@ -15,6 +18,7 @@ import {
 } from '@openai/agents';
 import { InvalidOptionError, type HaltedError } from '../../errors.js';
 import type { EffectGuard } from '../../guard/effect-guard.js';
+import type { Lineage } from '../../lineage/lineage.js';
 import type { KillContext } from '../../model/selector.js';
 import { AgentRun, raceSignal, type AgentRunOptions } from '../internal/agent-run.js';
 import { haltStream } from '../internal/halt-stream.js';
@@ -40,6 +44,44 @@ type AnyAgent = Agent<any, any>;
 type AnyHandoff = Handoff<any, any>;
 type AnyRunContext = Parameters<AnyHandoff['onInvokeHandoff']>[0];
 type Invoke = FunctionTool['invoke'];
+/** The options of `Agent.asTool` (either overload: default input, or `parameters`). */
+export type AsToolOptions =
+  | AgentToolOptionsWithDefault<any, AnyAgent> // eslint-disable-line @typescript-eslint/no-explicit-any
+  | AgentToolOptionsWithParameters<any, AnyAgent, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const CONTINUATION = Symbol('continuation');
+/** How a handoff's run is built: the root run and the child run it continues under. */
+interface Continuation {
+  readonly token: typeof CONTINUATION;
+  readonly root: OpenAIAgentsRun;
+  readonly run: AgentRun;
+}
+
+/** Tools made by {@link asTool}: their source agent and options, so a run can guard the agent. */
+const agentTools = new WeakMap<
+  object,
+  { readonly agent: AnyAgent; readonly options: AsToolOptions }
+>();
+
+/**
+ * `agent.asTool(options)`, remembered so that a guarded run runs the agent as a child run with
+ * its own tools and model guarded (an `Agent.asTool` tool runs the source agent with its own
+ * runner, out of reach of the run's guard). Use it in place of `agent.asTool`; a guarded run
+ * refuses a tool made by `Agent.asTool` directly. KS-14.1.6, KS-14.3.4
+ *
+ * @example
+ * ```ts
+ * const triage = new Agent({ name: 'triage', tools: [asTool(researcher, { toolName: 'research' })] });
+ * ```
+ */
+export function asTool(agent: AnyAgent, options: AsToolOptions): FunctionTool {
+  if (!(agent instanceof Agent)) throw new InvalidOptionError('agent', 'an Agent', agent);
+  const t = agent.asTool(
+    options as AgentToolOptionsWithDefault<unknown, AnyAgent>,
+  ) as unknown as FunctionTool;
+  agentTools.set(t, { agent, options });
+  return t;
+}
 
 /**
  * One run of an OpenAI Agents SDK (`@openai/agents` 0.20) agent under the kill switch. The agent,
@@ -58,14 +100,77 @@ type Invoke = FunctionTool['invoke'];
  */
 export class OpenAIAgentsRun {
   readonly #run: AgentRun;
+  readonly #guard: EffectGuard;
+  readonly #options: OpenAIAgentsRunOptions;
+  /** The run that owns the runner: handoffs become its children (not children of children). */
+  readonly #root: OpenAIAgentsRun;
+  /** The handoff child runs of this (root) run, by step. */
+  readonly #handoffs = new Map<string, Promise<OpenAIAgentsRun>>();
   /** Guarded clones of the agents reached so far (handoffs may form cycles). */
   readonly #agents = new Map<AnyAgent, AnyAgent>();
   readonly #tools = new WeakMap<Tool, Tool>();
   readonly #models = new WeakMap<Model, Model>();
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option */
-  constructor(guard: EffectGuard, options: OpenAIAgentsRunOptions) {
-    this.#run = new AgentRun(guard, options);
+  constructor(guard: EffectGuard, options: OpenAIAgentsRunOptions = {}, link?: Continuation) {
+    const own = link?.token === CONTINUATION;
+    this.#run = own ? link.run : new AgentRun(guard, options);
+    this.#guard = guard;
+    const { runId: _r, signal: _s, tenant: _t, feature: _f, ...inherited } = options;
+    this.#options = inherited;
+    this.#root = own ? link.root : this;
+  }
+
+  /** The run's lineage (what crosses to another process with its work). */
+  get lineage(): Lineage {
+    return this.#run.lineage;
+  }
+
+  /**
+   * Runs a sub-agent as a child of this run (a run of another agent started from a tool): the
+   * spawn is a guarded effect of this run (refused while it or an ancestor is halted), the
+   * child's id derives from this run's id and `step` (use the tool-call id), and `fn` gets an
+   * {@link OpenAIAgentsRun} of the child; a halt on this run or any ancestor stops the child.
+   * KS-14.1.6
+   *
+   * @throws {HaltedError} `KS_HALTED` when the spawn is refused, `KS_ABORTED` when halted in flight
+   */
+  child<T>(
+    step: string,
+    fn: (sub: OpenAIAgentsRun) => Promise<T> | T,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    return this.#run.child(step, (_run, c) =>
+      fn(
+        new OpenAIAgentsRun(this.#guard, {
+          ...this.#options,
+          signal: signal === undefined ? c.signal : AbortSignal.any([c.signal, signal]),
+        }),
+      ),
+    );
+  }
+
+  /**
+   * The guarded run of the agent a handoff goes to: a child run of the root run (step
+   * `handoff:<agent name>`, so ping-pong handoffs do not deepen the tree), spawned once per run
+   * and guarded as a spawn; it continues the same runner, so its halt ends the run. KS-14.3.5
+   */
+  #handoffRun(agentName: string): Promise<OpenAIAgentsRun> {
+    const root = this.#root;
+    const step = `handoff:${agentName}`;
+    let p = root.#handoffs.get(step);
+    if (p === undefined) {
+      p = root.#run
+        .continuation(step)
+        .then(
+          (run) =>
+            new OpenAIAgentsRun(root.#guard, root.#options, { token: CONTINUATION, root, run }),
+        );
+      // A refused spawn is not cached: a later handoff asks again (and is refused while halted).
+      p.catch(() => root.#handoffs.delete(step));
+      root.#handoffs.set(step, p);
+    }
+    return p;
   }
 
   /** The run's id. */
@@ -190,15 +295,16 @@ export class OpenAIAgentsRun {
     const clone = agent.clone({});
     this.#agents.set(agent, clone);
     clone.tools = agent.tools.map((t: Tool) => this.tool(t));
-    clone.handoffs = agent.handoffs.map((h: AnyAgent | AnyHandoff) =>
-      h instanceof Handoff
-        ? h.clone({
-            agent: this.agent(h.agent),
-            onInvokeHandoff: async (ctx: AnyRunContext, args: string) =>
-              this.agent(await h.onInvokeHandoff(ctx, args)),
-          })
-        : this.agent(h),
-    );
+    clone.handoffs = agent.handoffs.map((x: AnyAgent | AnyHandoff) => {
+      const h: AnyHandoff = x instanceof Handoff ? x : toHandoff(x);
+      return h.clone({
+        onInvokeHandoff: async (ctx: AnyRunContext, args: string) => {
+          // The spawn is checked before the handoff's own callback runs.
+          const run = await this.#handoffRun(h.agentName);
+          return run.agent(await h.onInvokeHandoff(ctx, args));
+        },
+      });
+    });
     if (typeof agent.model === 'object' && agent.model !== null)
       clone.model = this.model(agent.model as Model);
     return clone as A;
@@ -218,6 +324,14 @@ export class OpenAIAgentsRun {
     const fn = tool as unknown as FunctionTool;
     const invoke = fn.invoke;
     const run = this.#run;
+    const source = agentTools.get(tool);
+    if (source === undefined && typeof (tool as { on?: unknown }).on === 'function')
+      // An Agent.asTool tool runs its agent with a runner of its own: its tools would be unguarded.
+      throw new InvalidOptionError(
+        `tools[${fn.name}]`,
+        'a function tool, or an agent made a tool with asTool from openfeature-kill-switch/openai-agents (a tool made by Agent.asTool runs its agent unguarded)',
+        'a tool made by Agent.asTool',
+      );
     const wrapped: Invoke = (runContext, input, details) => {
       const callId = details?.toolCall?.callId;
       if (typeof callId !== 'string' || callId.length === 0)
@@ -228,7 +342,26 @@ export class OpenAIAgentsRun {
       return run.tool(
         fn.name,
         callId,
-        (signal) => invoke.call(fn, runContext, input, { ...details, signal }),
+        source === undefined
+          ? (signal) => invoke.call(fn, runContext, input, { ...details, signal })
+          : // KS-14.3.4 the agent runs as a child run: its clone's tools and model are guarded
+            // under the child's path, and the child's halt reaches the caller (not the
+            // "please try again" the agent tool's errorFunction would make of it).
+            (signal) =>
+              this.child(
+                callId,
+                (sub) => {
+                  const inner = sub
+                    .agent(source.agent)
+                    .asTool(
+                      source.options as AgentToolOptionsWithDefault<unknown, AnyAgent>,
+                    ) as unknown as FunctionTool;
+                  return sub.settle((s) =>
+                    inner.invoke(runContext, input, { ...details, signal: s }),
+                  );
+                },
+                signal,
+              ),
         details?.signal,
       );
     };
@@ -324,6 +457,9 @@ export class OpenAIAgentsRun {
  * @param options - the run's id, tenant, feature and capability mapping
  * @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option
  */
-export function guardRun(guard: EffectGuard, options: OpenAIAgentsRunOptions): OpenAIAgentsRun {
+export function guardRun(
+  guard: EffectGuard,
+  options: OpenAIAgentsRunOptions = {},
+): OpenAIAgentsRun {
   return new OpenAIAgentsRun(guard, options);
 }

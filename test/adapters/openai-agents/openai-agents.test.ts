@@ -2,9 +2,10 @@ import { performance } from 'node:perf_hooks';
 import { Agent, Runner, handoff, setTracingDisabled, tool } from '@openai/agents';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { guardRun } from '../../../src/adapters/openai-agents/index.js';
+import { asTool, guardRun } from '../../../src/adapters/openai-agents/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
+import { childRunId } from '../../../src/scope/index.js';
 import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
@@ -279,6 +280,169 @@ describe('KS-14.3 the OpenAI Agents SDK adapter (@openai/agents 0.20, scripted m
         .catch((x: unknown) => x);
       expect(err).toBeInstanceOf(HaltedError);
       expect(ran).toBe(0);
+    });
+  });
+
+  describe('KS-14.1.6 / KS-14.3.4 / KS-14.3.5 agents used as tools and handoffs are child runs', () => {
+    /** A tool that waits (ignoring nothing: it honours its signal) and reports its signal. */
+    interface Seen {
+      signal?: AbortSignal | undefined;
+      readonly started: ReturnType<typeof deferred<void>>;
+    }
+    function slowTool(name: string, seen: Seen) {
+      return tool({
+        name,
+        description: name,
+        parameters: params,
+        execute: async (_i, _ctx, details) => {
+          seen.signal = details?.signal;
+          seen.started.resolve();
+          await sleep(1500, details?.signal);
+          return 'late';
+        },
+      });
+    }
+
+    it('asTool: the sub-agent runs as a child run with its tools guarded; halting the parent aborts its tool and ends the run', async () => {
+      const e = await env();
+      const seen: Seen = { started: deferred() };
+      const researcherModel = new ScriptedModel(toolEveryTurn('lookup', 1));
+      const researcher = new Agent({
+        name: 'researcher',
+        model: researcherModel,
+        tools: [slowTool('lookup', seen)],
+      });
+      const triageModel = new ScriptedModel((n) =>
+        n === 0
+          ? { toolCalls: [{ id: 'r-0', name: 'research', input: { input: 'topic' } }] }
+          : { text: ['?'] },
+      );
+      const triage = new Agent({
+        name: 'triage',
+        model: triageModel,
+        tools: [asTool(researcher, { toolName: 'research', toolDescription: 'r' })],
+      });
+      const p = guardRun(e.guard, { runId: 'run-t', tenant: 'acme' })
+        .run(triage, 'x')
+        .catch((x: unknown) => x);
+      await seen.started.promise;
+      const child = childRunId('run-t', 'r-0');
+      const [entry] = await e.ledger.entries({ runId: child });
+      expect(entry).toMatchObject({
+        key: effectKey(child, 'call-0'),
+        capability: 'lookup',
+        context: { tenant: 'acme', runPath: ['run-t', child] },
+      });
+      const { seq } = await e.halt({ runId: 'run-t' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(seen.signal?.aborted).toBe(true);
+      expect(triageModel.calls).toBe(1);
+      expect(researcherModel.calls).toBe(1);
+    });
+
+    it('asTool: a halt on the child alone refuses its tool and ends the parent run with it (no "please try again")', async () => {
+      const e = await env();
+      let ran = 0;
+      const researcher = new Agent({
+        name: 'researcher',
+        model: new ScriptedModel(toolEveryTurn('lookup', 1)),
+        tools: [
+          tool({
+            name: 'lookup',
+            description: 'l',
+            parameters: params,
+            execute: async () => ++ran,
+          }),
+        ],
+      });
+      const triageModel = new ScriptedModel((n) =>
+        n < 3
+          ? { toolCalls: [{ id: `r-${n}`, name: 'research', input: { input: 'topic' } }] }
+          : { text: ['?'] },
+      );
+      const triage = new Agent({
+        name: 'triage',
+        model: triageModel,
+        tools: [asTool(researcher, { toolName: 'research', toolDescription: 'r' })],
+      });
+      const { seq } = await e.halt({ runId: childRunId('run-c', 'r-0') });
+      const err = await guardRun(e.guard, { runId: 'run-c' })
+        .run(triage, 'x')
+        .catch((x: unknown) => x);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(ran).toBe(0);
+      expect(triageModel.calls).toBe(1);
+    });
+
+    it('refuses a tool made by Agent.asTool directly (its agent would run unguarded)', async () => {
+      const e = await env();
+      const researcher = new Agent({
+        name: 'researcher',
+        model: new ScriptedModel(toolEveryTurn('x', 0)),
+      });
+      const triage = new Agent({
+        name: 'triage',
+        model: new ScriptedModel(toolEveryTurn('x', 0)),
+        tools: [researcher.asTool({ toolName: 'research', toolDescription: 'r' })],
+      });
+      await expect(guardRun(e.guard, { runId: 'run-d' }).run(triage, 'x')).rejects.toMatchObject({
+        code: 'KS_INVALID_OPTION',
+        message: expect.stringMatching(/asTool/),
+      });
+    });
+
+    it("a handoff continues the run under a child run; halting the parent aborts the target's tool in flight; an unrelated tenant keeps going", async () => {
+      const e = await env();
+      const seen: Seen = { started: deferred() };
+      const mk = (tenant: string, seenBy?: Seen) => {
+        const billing = new Agent({
+          name: 'billing',
+          model: new ScriptedModel(toolEveryTurn('refund', 1)),
+          tools: [
+            seenBy !== undefined
+              ? slowTool('refund', seenBy)
+              : tool({
+                  name: 'refund',
+                  description: 'r',
+                  parameters: params,
+                  execute: async () => tenant,
+                }),
+          ],
+        });
+        return new Agent({
+          name: 'triage',
+          model: new ScriptedModel((n) =>
+            n === 0
+              ? { toolCalls: [{ id: 'h-0', name: 'transfer_to_billing', input: {} }] }
+              : { text: ['?'] },
+          ),
+          handoffs: [billing],
+        });
+      };
+      const p = guardRun(e.guard, { runId: 'run-h2', tenant: 'acme' })
+        .run(mk('acme', seen), 'x')
+        .catch((x: unknown) => x);
+      await seen.started.promise;
+      const child = childRunId('run-h2', 'handoff:billing');
+      const [entry] = await e.ledger.entries({ runId: child });
+      expect(entry?.context).toMatchObject({ tenant: 'acme', runPath: ['run-h2', child] });
+      const spawn = (await e.ledger.entries({ runId: 'run-h2' })).find(
+        (x) => x.capability === 'run.spawn',
+      );
+      expect(spawn?.status).toBe('landed');
+      const { seq } = await e.halt({ runId: 'run-h2' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(seen.signal?.aborted).toBe(true);
+      const other = await guardRun(e.guard, { runId: 'run-h3', tenant: 'globex' }).run(
+        mk('globex'),
+        'x',
+      );
+      expect(other.finalOutput).toBe('done');
     });
   });
 });

@@ -5,6 +5,11 @@
  *     KillSwitchProvider vs one bound to the SDK's InMemoryProvider with an equivalent flag
  *     (halted for one tenant, running otherwise). Interleaved rounds, medians, ratio.
  * (b) A raw KillState.match lookup with 10 and with 100,000 active run halts.
+ * (c) Run trees (KS-1.5.3): (a) again with contexts carrying a `runPath` of depth 1, 4 and 16
+ *     (the InMemoryProvider's flag is the array rule another backend would use: halted when
+ *     `runPath` holds a halted run), and (b) with `runPath` depth 1, 4 and 16 over 100,000
+ *     active run halts (one probe per ancestor; half the contexts have a halted root, half miss).
+ *     Targets: ratio <= 1.15 at depth 4; lookup < 1 µs at depth 16.
  *
  * Run: npm run build && node dist/bench/eval/eval.js [--rounds 7] [--iterations 50000] [--lookups 1000000]
  * Ends with one JSON line: {"bench":"eval",...}.
@@ -33,8 +38,24 @@ function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function timeEvaluations(client: Client, n: number): Promise<number> {
-  const ctx = { tenant: 'acme', runId: 'r1', capability: 'email.send' };
+const FLAT_CTX = { tenant: 'acme', runId: 'r1', capability: 'email.send' };
+
+/** A context `depth` runs deep (root first), none of them halted. */
+function treeContext(depth: number): {
+  tenant: string;
+  runId: string;
+  capability: string;
+  runPath: string[];
+} {
+  const runPath = Array.from({ length: depth }, (_, i) => `run-${i}.0123456789abcdef01234567`);
+  return { tenant: 'acme', runId: runPath[depth - 1]!, capability: 'email.send', runPath };
+}
+
+async function timeEvaluations(
+  client: Client,
+  n: number,
+  ctx: Record<string, string | string[]> = FLAT_CTX,
+): Promise<number> {
   let halted = 0;
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
@@ -52,7 +73,7 @@ async function untilFresh(p: KillSwitchProvider): Promise<void> {
   if (p.failure !== undefined) throw new Error(`provider not fresh: ${p.failure.detail}`);
 }
 
-async function providerRatio() {
+async function providerRatio(ctx: Record<string, string | string[]> = FLAT_CTX, label = 'flat') {
   const store = new MemoryFlipLogStore();
   await store.append({
     actor: 'bench',
@@ -60,27 +81,37 @@ async function providerRatio() {
     selector: { tenant: 'globex' },
     reason: 'bench',
   });
+  await store.append({
+    actor: 'bench',
+    action: 'halt',
+    selector: { runId: 'halted-run' },
+    reason: 'bench',
+  });
   const ks = KillSwitchProvider.fromStore(store);
-  await OpenFeature.setProviderAndWait('bench-kill-switch', ks);
+  await OpenFeature.setProviderAndWait(`bench-kill-switch-${label}`, ks);
   await untilFresh(ks);
   await OpenFeature.setProviderAndWait(
-    'bench-in-memory',
+    `bench-in-memory-${label}`,
     new InMemoryProvider({
       'kill-switch': {
         variants: { halted: true, running: false },
         defaultVariant: 'running',
         disabled: false,
-        contextEvaluator: (ctx) => (ctx.tenant === 'globex' ? 'halted' : 'running'),
+        // The rule a team writes on another backend: tenant, or a halted run in runPath.
+        contextEvaluator: (c) =>
+          c.tenant === 'globex' || (Array.isArray(c.runPath) && c.runPath.includes('halted-run'))
+            ? 'halted'
+            : 'running',
       },
     }),
   );
   const clients = {
-    killSwitch: OpenFeature.getClient('bench-kill-switch'),
-    inMemory: OpenFeature.getClient('bench-in-memory'),
+    killSwitch: OpenFeature.getClient(`bench-kill-switch-${label}`),
+    inMemory: OpenFeature.getClient(`bench-in-memory-${label}`),
   };
   // Warm up both paths (JIT) before measuring.
-  await timeEvaluations(clients.killSwitch, 20_000);
-  await timeEvaluations(clients.inMemory, 20_000);
+  await timeEvaluations(clients.killSwitch, 20_000, ctx);
+  await timeEvaluations(clients.inMemory, 20_000, ctx);
   const ksRounds: number[] = [];
   const imRounds: number[] = [];
   const ratios: number[] = [];
@@ -91,11 +122,11 @@ async function providerRatio() {
     let b = 0;
     for (let k = 0; k < blocks; k++) {
       if ((k + r) % 2 === 0) {
-        a += await timeEvaluations(clients.killSwitch, BLOCK);
-        b += await timeEvaluations(clients.inMemory, BLOCK);
+        a += await timeEvaluations(clients.killSwitch, BLOCK, ctx);
+        b += await timeEvaluations(clients.inMemory, BLOCK, ctx);
       } else {
-        b += await timeEvaluations(clients.inMemory, BLOCK);
-        a += await timeEvaluations(clients.killSwitch, BLOCK);
+        b += await timeEvaluations(clients.inMemory, BLOCK, ctx);
+        a += await timeEvaluations(clients.killSwitch, BLOCK, ctx);
       }
     }
     a /= blocks;
@@ -104,10 +135,9 @@ async function providerRatio() {
     imRounds.push(b);
     ratios.push(a / b);
     console.log(
-      `round ${r + 1}: kill-switch ${a.toFixed(3)} µs/eval, in-memory ${b.toFixed(3)} µs/eval, ratio ${(a / b).toFixed(3)}`,
+      `${label} round ${r + 1}: kill-switch ${a.toFixed(3)} µs/eval, in-memory ${b.toFixed(3)} µs/eval, ratio ${(a / b).toFixed(3)}`,
     );
   }
-  await OpenFeature.clearProviders();
   await store.close();
   return {
     killSwitchUs: median(ksRounds),
@@ -164,6 +194,37 @@ function timeLookups(state: KillState, n: number, halts: number): number {
   return ns / n; // ns per lookup
 }
 
+/** ns per lookup for contexts `depth` runs deep; even contexts have a halted root, odd miss. */
+function timeTreeLookups(
+  state: KillState,
+  n: number,
+  halts: number,
+  depth: number,
+  frozen: boolean,
+): number {
+  const ctxs: KillContext[] = [];
+  for (let i = 0; i < 1024; i++) {
+    const root = i % 2 === 0 ? `run-${(i * 7919) % halts}` : `other-${i}`;
+    const runPath = [root];
+    for (let d = 1; d < depth; d++) runPath.push(`child-${i}-${d}.0123456789abcdef01234567`);
+    ctxs.push({
+      tenant: `tenant-${i % 17}`,
+      feature: 'auto-reply',
+      runId: runPath[depth - 1]!,
+      capability: 'email.send',
+      // A run scope hands every effect of its run the same frozen array (cached per state
+      // version); a caller that builds a fresh array per call pays one probe per ancestor.
+      runPath: frozen ? Object.freeze(runPath) : runPath,
+    });
+  }
+  let hits = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) if (state.match(ctxs[i & 1023]!) !== undefined) hits++;
+  const ns = Number(process.hrtime.bigint() - t0);
+  if (hits !== n / 2) throw new Error(`expected half the lookups to hit, got ${hits} of ${n}`);
+  return ns / n;
+}
+
 /** Baseline on the same machine and moment: one Map.get of a string key in a 100k-entry map. */
 function timeMapGet(n: number): number {
   const m = new Map<string, number>();
@@ -196,13 +257,36 @@ async function lookupCost() {
       `KillState.match with ${n} active run halts (${state.size} in all): median ${median(rounds).toFixed(1)} ns/lookup over ${ROUNDS} rounds of ${LOOKUPS}`,
     );
   }
-  return { ns10: out[10]!, ns100k: out[100_000]!, base: out.base };
+  const state = await stateWithRunHalts(100_000);
+  const depths: Record<string, number> = {};
+  for (const frozen of [false, true]) {
+    for (const depth of [1, 4, 16]) {
+      const n = LOOKUPS - (LOOKUPS % 2);
+      timeTreeLookups(state, n, 100_000, depth, frozen); // warm-up
+      const rounds: number[] = [];
+      for (let r = 0; r < ROUNDS; r++)
+        rounds.push(timeTreeLookups(state, n, 100_000, depth, frozen));
+      depths[`${frozen ? 'scope' : 'fresh'}${depth}`] = median(rounds);
+      console.log(
+        `KillState.match, runPath depth ${depth} (${frozen ? 'frozen, as a run scope gives it' : 'a fresh array per call'}), 100,000 active run halts: median ${median(rounds).toFixed(1)} ns/lookup (target < 1000 at depth 16)`,
+      );
+    }
+  }
+  return { ns10: out[10]!, ns100k: out[100_000]!, base: out.base, depths };
 }
 
 const evalFigures = await providerRatio();
 console.log(
   `getBooleanValue median: kill-switch ${evalFigures.killSwitchUs.toFixed(3)} µs, in-memory ${evalFigures.inMemoryUs.toFixed(3)} µs, ratio ${evalFigures.ratio.toFixed(3)} (target <= 1.15)`,
 );
+const tree: Record<number, Awaited<ReturnType<typeof providerRatio>>> = {};
+for (const depth of [1, 4, 16]) {
+  tree[depth] = await providerRatio(treeContext(depth), `depth-${depth}`);
+  console.log(
+    `runPath depth ${depth}: kill-switch ${tree[depth].killSwitchUs.toFixed(3)} µs, in-memory (array rule) ${tree[depth].inMemoryUs.toFixed(3)} µs, ratio ${tree[depth].ratio.toFixed(3)}${depth === 4 ? ' (target <= 1.15)' : ''}`,
+  );
+}
+await OpenFeature.clearProviders();
 const lookup = await lookupCost();
 console.log(
   JSON.stringify({
@@ -220,6 +304,19 @@ console.log(
     mapGetBaselineNs: round(lookup.base),
     matchTargetNs: 1000,
     matchOk: lookup.ns10 <= 1000 && lookup.ns100k <= 1000,
+    treeRatioDepth1: round(tree[1]!.ratio),
+    treeRatioDepth4: round(tree[4]!.ratio),
+    treeRatioDepth16: round(tree[16]!.ratio),
+    treeUsPerEvalDepth4: round(tree[4]!.killSwitchUs),
+    treeRatioDepth4Ok: tree[4]!.ratio <= 1.15,
+    treeMatchNsDepth1: round(lookup.depths['scope1']!),
+    treeMatchNsDepth4: round(lookup.depths['scope4']!),
+    treeMatchNsDepth16: round(lookup.depths['scope16']!),
+    treeMatchDepth16Ok: lookup.depths['scope16']! < 1000,
+    treeMatchNsFreshArrayDepth1: round(lookup.depths['fresh1']!),
+    treeMatchNsFreshArrayDepth4: round(lookup.depths['fresh4']!),
+    treeMatchNsFreshArrayDepth16: round(lookup.depths['fresh16']!),
+    loadavg: (await import('node:os')).loadavg().map(round),
   }),
 );
 

@@ -124,6 +124,17 @@ export class KillState {
   #shapes: ShapeIndex[] = [];
   #shapesByLevel = new Map<Level, ShapeIndex[]>();
   #size = 0;
+  /** Bumped by every change of the active halts; a cached answer of an older version is stale. */
+  #version = 0;
+  /**
+   * The pure run-halt answer (shape `{runId}`) per frozen run path: a run scope hands the same
+   * frozen array to every effect of its run, so the probes per ancestor are made once per run
+   * and state version, not once per effect. Weak: a path nobody holds any more is forgotten.
+   */
+  readonly #pathHits = new WeakMap<
+    readonly string[],
+    { readonly version: number; readonly hit: FlipRecord | undefined }
+  >();
 
   private constructor(seq: number, hash: string) {
     this.#seq = seq;
@@ -231,6 +242,20 @@ export class KillState {
     let best: FlipRecord | undefined;
     for (let i = 0; i < shapes.length; i++) {
       const s = shapes[i]!;
+      if (path !== undefined && s.shape === RUN_BIT && Object.isFrozen(path)) {
+        const cached = this.#pathHits.get(path);
+        let hit: FlipRecord | undefined;
+        if (cached !== undefined && cached.version === this.#version) hit = cached.hit;
+        else {
+          for (let j = 0; j < path.length; j++) {
+            const h = s.map.get(path[j]!);
+            if (h !== undefined && (hit === undefined || h.seq < hit.seq)) hit = h;
+          }
+          this.#pathHits.set(path, { version: this.#version, hit });
+        }
+        if (hit !== undefined && (best === undefined || hit.seq < best.seq)) best = hit;
+        continue;
+      }
       if (path !== undefined && (s.shape & RUN_BIT) !== 0) {
         for (let j = 0; j < path.length; j++) {
           const key = keyOf(s.shape, ctx, path[j]);
@@ -294,6 +319,7 @@ export class KillState {
   }
 
   #put(record: FlipRecord): void {
+    this.#version++;
     const shape = shapeOf(record.selector);
     let m = this.#index.get(shape);
     if (m === undefined) {
@@ -307,6 +333,7 @@ export class KillState {
   }
 
   #remove(selector: Selector): boolean {
+    this.#version++;
     const shape = shapeOf(selector);
     const m = this.#index.get(shape);
     if (m === undefined || !m.delete(keyOf(shape, selector)!)) return false;

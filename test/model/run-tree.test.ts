@@ -147,6 +147,48 @@ describe('KS-1.5.2 KS-1.5.3 a run halt matches the run and every descendant, lik
     );
   });
 
+  it('a frozen run path (as a run scope hands out) answers the same after every flip: the per-path cache never goes stale (fast-check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        arbTree.chain((parents) =>
+          fc.record({
+            parents: fc.constant(parents),
+            flips: fc.array(
+              fc.record({
+                action: fc.constantFrom('halt' as const, 'resume' as const),
+                selector: fc.record(
+                  { runId: fc.integer({ min: 0, max: parents.length - 1 }).map((i) => `n${i}`) },
+                  { requiredKeys: ['runId'] },
+                ),
+              }),
+              { maxLength: 25 },
+            ),
+          }),
+        ),
+        async ({ parents, flips }) => {
+          const records = await logOf(flips);
+          const frozen = parents.map((_, node) => Object.freeze(pathOf(parents, node)));
+          const state = KillState.empty();
+          const check = (applied: readonly FlipRecord[]) => {
+            const active = activeHalts(applied);
+            frozen.forEach((path, node) => {
+              const ctx = { runId: path[path.length - 1]!, runPath: path };
+              const want = referenceMatches(active, parents, node, {});
+              expect(state.match(ctx)?.seq).toBe(want[0]?.seq);
+              expect(state.match(ctx, 'run')?.seq).toBe(want[0]?.seq);
+            });
+          };
+          check([]);
+          for (let i = 0; i < records.length; i++) {
+            state.apply(records[i]!);
+            check(records.slice(0, i + 1));
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
   it('halting a run stops its descendants, not its ancestors or siblings; resume lifts exactly it', async () => {
     const records = await logOf([
       { action: 'halt', selector: { runId: 'child' } },

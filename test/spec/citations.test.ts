@@ -1,0 +1,140 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * Requirements no test cites yet (a ratchet): the list only shrinks. A new requirement must come
+ * with a test that names it; a requirement cited at last must leave this list.
+ */
+const NOT_YET_CITED = [
+  'KS-1.4.2',
+  'KS-1.5.1',
+  'KS-1.6.3',
+  'KS-10.1.5',
+  'KS-10.2.1',
+  'KS-10.5.8',
+  'KS-10.6.1',
+  'KS-10.6.2',
+  'KS-11.1.5',
+  'KS-11.1.7',
+  'KS-11.1.9',
+  'KS-12.1.6',
+  'KS-12.6.1',
+  'KS-12.6.2',
+  'KS-14.2.3',
+  'KS-14.3.2',
+  'KS-14.3.3',
+  'KS-14.5.1',
+  'KS-14.5.2',
+  'KS-14.5.3',
+  'KS-14.6.2',
+  'KS-15.1.3',
+  'KS-15.1.5',
+  'KS-15.2.2',
+  'KS-15.2.5',
+  'KS-15.3.2',
+  'KS-15.3.3',
+  'KS-15.5.2',
+  'KS-17.2.2',
+  'KS-17.6.1',
+  'KS-17.7.3',
+  'KS-17.7.5',
+  'KS-17.7.6',
+  'KS-17.7.7',
+  'KS-17.8.3',
+  'KS-17.8.4',
+  'KS-17.10.1',
+  'KS-2.3.3',
+  'KS-2.5.2',
+  'KS-2.5.3',
+  'KS-2.6.1',
+  'KS-3.2.5',
+  'KS-3.6.5',
+  'KS-4.1.2',
+  'KS-4.1.3',
+  'KS-4.1.9',
+  'KS-4.2.1',
+  'KS-4.2.6',
+  'KS-4.4.1',
+  'KS-4.4.6',
+  'KS-4.7.1',
+  'KS-4.8.2',
+  'KS-4.8.5',
+  'KS-5.2.4',
+  'KS-5.3.2',
+  'KS-5.3.4',
+  'KS-6.2.1',
+  'KS-6.3.6',
+  'KS-6.3.7',
+  'KS-6.4.1',
+  'KS-6.4.5',
+  'KS-7.1.7',
+  'KS-7.3.4',
+  'KS-7.4.2',
+  'KS-9.1.2',
+  'KS-9.2.3',
+  'KS-9.2.4',
+  'KS-9.2.5',
+];
+
+const ID = /KS-\d+\.\d+\.\d+/g;
+
+async function files(dir: string, ext: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await files(p, ext)));
+    else if (e.name.endsWith(ext)) out.push(p);
+  }
+  return out;
+}
+
+/** Every numbered requirement (`- **KS-a.b.c**`) in spec/, with its file. */
+async function requirements(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const f of (await readdir('spec')).filter((n) => /^KS-\d+.*\.md$/.test(n))) {
+    const text = await readFile(join('spec', f), 'utf8');
+    for (const m of text.matchAll(/\*\*(KS-\d+\.\d+\.\d+)\*\*/g)) out.set(m[1]!, f);
+  }
+  return out;
+}
+
+/** Every requirement id a test file names (this file's list excluded). */
+async function citations(): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const f of await files('test', '.ts')) {
+    if (f === join('test', 'spec', 'citations.test.ts')) continue;
+    for (const m of (await readFile(f, 'utf8')).matchAll(ID)) out.add(m[0]);
+  }
+  return out;
+}
+
+describe('every numbered requirement in spec/ is cited by a test', () => {
+  it('no requirement is uncited but those still listed, and none listed is cited already', async () => {
+    const reqs = await requirements();
+    const cited = await citations();
+    expect(reqs.size).toBeGreaterThan(300);
+    const uncited = [...reqs.keys()].filter((id) => !cited.has(id));
+    const listed = new Set(NOT_YET_CITED);
+    const fresh = uncited.filter((id) => !listed.has(id)).map((id) => `${id} (${reqs.get(id)})`);
+    expect(
+      fresh,
+      'requirements no test cites: name each in the title of the test that checks it',
+    ).toEqual([]);
+    expect(
+      NOT_YET_CITED.filter((id) => cited.has(id)),
+      'cited at last: remove these from NOT_YET_CITED',
+    ).toEqual([]);
+    expect(
+      NOT_YET_CITED.filter((id) => !reqs.has(id)),
+      'not a requirement in spec/ (renamed or removed): remove from NOT_YET_CITED',
+    ).toEqual([]);
+  });
+
+  it("KS-1's selector, level and halt rules (KS-1.1 to KS-1.3) and KS-16 are cited in full", async () => {
+    const reqs = await requirements();
+    const cited = await citations();
+    const gaps = [...reqs.keys()].filter((id) => /^KS-(1\.[123]|16)\./.test(id) && !cited.has(id));
+    expect(gaps).toEqual([]);
+  });
+});

@@ -20,8 +20,11 @@
  * flips posted to replica A; p50 and p99 over every subscriber of every round, from the POST to A
  * being sent and from A's answer. Skipped (and said so in the JSON) when PostgreSQL is unreachable.
  *
+ * First flip (`--cases first`): see firstFlipCase; [--first-size 100] [--first-rounds 5]
+ * [--first-idle 3000] [--first-warm 5].
+ *
  * Usage: node dist/bench/propagation/propagation.js [--sizes 1,100,1000] [--rounds 9] [--procs 4]
- *   [--cases fanout,stop,replicated] [--replicated-sizes 1,100] [--pg postgres://…] [--package 0]
+ *   [--cases fanout,stop,replicated,first] [--replicated-sizes 1,100] [--pg postgres://…] [--package 0]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
@@ -68,8 +71,14 @@ class Child {
 
   constructor() {
     Child.all.add(this);
+    const profileDir = process.env['PROPAGATION_CPU_PROF'];
     this.proc = fork(new URL('./subscriber-worker.js', import.meta.url), [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // PROPAGATION_CPU_PROF=<dir>: each child writes a V8 CPU profile there.
+      execArgv:
+        profileDir !== undefined
+          ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '100']
+          : [],
     });
     this.proc.on('message', (m: FromWorker) => {
       const key = m.type === 'applied' ? `${m.kind}:${m.seq}` : m.type;
@@ -387,6 +396,9 @@ async function main(): Promise<void> {
     );
   }
 
+  let firstFlip: Record<string, unknown> | undefined;
+  if (CASES.has('first')) firstFlip = await firstFlipCase(plane, floor, store, acceptedAt);
+
   let stopComplete: Record<string, unknown> | undefined;
   if (CASES.has('stop')) {
     // Stop-complete as the server reports it (`wait`), 8 worker processes with one source each.
@@ -453,9 +465,128 @@ async function main(): Promise<void> {
       ok,
       sizes: results,
       stopComplete: stopComplete ?? { skipped: 'not in --cases' },
+      firstFlip: firstFlip ?? { skipped: 'not in --cases' },
       replicated: replicatedResult,
     }),
   );
+}
+
+// --- the first flip: subscribers that ran traffic but never applied a flip -------------------
+
+/**
+ * The cold first flip (issue 19). Each round starts fresh subscriber processes, lets them run
+ * ordinary traffic (snapshot, heartbeats, lease acknowledgements) for `--first-idle` ms without
+ * a single flip, then posts the first flip they ever apply, then `--first-warm` more flips after
+ * the same 20 ms idle as the fan-out rounds. Per round: the first flip's median and slowest
+ * subscriber, and the median over the warm flips of their median and slowest; reported: medians
+ * over rounds and first ÷ warm (target: the first as fast as a warm one, within 1.5x of the floor
+ * like the warm ones), plus the floor measured on the same processes after the warm flips.
+ */
+async function firstFlipCase(
+  plane: Awaited<ReturnType<typeof startControlPlane>>,
+  floor: Awaited<ReturnType<typeof bareServer>>,
+  _store: MemoryFlipLogStore,
+  acceptedAt: Map<number, number>,
+): Promise<Record<string, unknown>> {
+  const size = Number(arg('first-size', '100'));
+  const rounds = Number(arg('first-rounds', '5'));
+  const idleMs = Number(arg('first-idle', '3000'));
+  const warmFlips = Number(arg('first-warm', '5'));
+  const procs = Math.min(PROCS, size);
+  const first: RoundStats[] = [];
+  const warm: { median: number; slowest: number }[] = [];
+  const floors: RoundStats[] = [];
+  let n = 0;
+  let last: FlipRecord | undefined;
+  for (let round = 0; round < rounds; round++) {
+    const children = Array.from({ length: procs }, () => new Child());
+    children.forEach((c, i) =>
+      c.send({
+        type: 'init',
+        url: plane.url,
+        floorUrl: floor.url,
+        token: TOKEN,
+        count: Math.floor(size / procs) + (i < size % procs ? 1 : 0),
+        prefix: `first${round}-p${i}`,
+        staleAfterMs: STALE_MS,
+        heartbeatMs: HEARTBEAT_MS,
+      }),
+    );
+    await Promise.all(children.map((c) => c.next('ready', 300_000)));
+    await sleep(idleMs);
+    const flipOnce = async (): Promise<RoundStats> => {
+      await Promise.all(children.map((c) => c.sync()));
+      await markThenIdle(children);
+      const answer = await postFlip(plane.url, {
+        action: 'halt',
+        selector: { tenant: `first-${round}-${n++}` },
+        reason: 'first flip bench',
+      });
+      last = answer.flip;
+      const rs = await collect(
+        children,
+        'remote',
+        answer.flip.seq,
+        acceptedAt.get(answer.flip.seq)!,
+      );
+      for (let t = 0; t < 200 && plane.tracker.status(answer.flip.seq)?.complete !== true; t++) {
+        await sleep(10);
+      }
+      await sleep(50);
+      return rs;
+    };
+    first.push(await flipOnce());
+    const w: RoundStats[] = [];
+    for (let i = 0; i < warmFlips; i++) w.push(await flipOnce());
+    warm.push({ median: median(w.map((r) => r.median)), slowest: median(w.map((r) => r.slowest)) });
+    // The floor on the same processes, warm.
+    const f: RoundStats[] = [];
+    for (let i = 0; i < 3; i++) {
+      await Promise.all(children.map((c) => c.sync()));
+      const id = 3_000_000 + round * 10 + i;
+      const bytes = encodeFlipEvent({ ...last!, seq: id });
+      await markThenIdle(children);
+      const t0 = performance.now();
+      for (const res of floor.clients) res.write(bytes);
+      f.push(await collect(children, 'floor', id, t0));
+      await sleep(50);
+    }
+    floors.push({
+      median: median(f.map((r) => r.median)),
+      slowest: median(f.map((r) => r.slowest)),
+      missing: 0,
+      childCpuMs: 0,
+    });
+    await Promise.all(children.map((c) => c.stop()));
+    console.log(
+      `first flip round ${round}: first ${r3(first.at(-1)!.median)} / ${r3(first.at(-1)!.slowest)} ms, warm ${r3(warm.at(-1)!.median)} / ${r3(warm.at(-1)!.slowest)} ms, floor ${r3(floors.at(-1)!.median)} / ${r3(floors.at(-1)!.slowest)} ms (median / slowest subscriber) | load ${r3(loadavg()[0]!)}`,
+    );
+  }
+  const row = {
+    subscribers: size,
+    processes: procs,
+    rounds,
+    idleBeforeFirstMs: idleMs,
+    loadAvg1m: r3(loadavg()[0]!),
+    firstMedianMs: r3(median(first.map((r) => r.median))),
+    firstSlowestMs: r3(median(first.map((r) => r.slowest))),
+    warmMedianMs: r3(median(warm.map((r) => r.median))),
+    warmSlowestMs: r3(median(warm.map((r) => r.slowest))),
+    floorMedianMs: r3(median(floors.map((r) => r.median))),
+    floorSlowestMs: r3(median(floors.map((r) => r.slowest))),
+  };
+  const out = {
+    ...row,
+    firstOverWarmMedian: r3(row.firstMedianMs / row.warmMedianMs),
+    firstOverWarmSlowest: r3(row.firstSlowestMs / row.warmSlowestMs),
+    firstOverFloorMedian: r3(row.firstMedianMs / row.floorMedianMs),
+    firstOverFloorSlowest: r3(row.firstSlowestMs / row.floorSlowestMs),
+    missing: first.reduce((a, r) => a + r.missing, 0),
+  };
+  console.log(
+    `first flip, ${size} subscribers / ${procs} procs after ${idleMs} ms of traffic: first ${out.firstMedianMs} / ${out.firstSlowestMs} ms, warm ${out.warmMedianMs} / ${out.warmSlowestMs} ms (first ÷ warm ${out.firstOverWarmMedian}x / ${out.firstOverWarmSlowest}x), floor ${out.floorMedianMs} / ${out.floorSlowestMs} ms`,
+  );
+  return out;
 }
 
 // --- replicated: a flip on replica A applied by subscribers of replica B (one PostgreSQL log) ---

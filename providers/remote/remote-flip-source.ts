@@ -129,9 +129,10 @@ function parseAckAnswer(text: string): ReturnType<typeof ackAnswerSchema.safePar
 /**
  * Parsing and hashing are pure functions of the event bytes, and every subscriber in a process
  * receives the same bytes; caching the validated result lets 1,000 subscribers in one process
- * pay for one validation instead of 1,000. Only successful parses are cached.
+ * pay for one validation instead of 1,000. Only successful parses are cached; the hash check of
+ * each is made once, when first needed (after a halt is applied, before a resume is).
  */
-const parsedRecords = new Map<string, FlipRecord>();
+const parsedRecords = new Map<string, WireRecord>();
 const PARSE_CACHE_SIZE = 256;
 
 let warmed = false;
@@ -193,28 +194,40 @@ function matchReportFor(record: FlipRecord): MatchReport | undefined {
 /** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
 const MAX_RESUME_FAILURES = 3;
 
-/** The last event parsed: every subscriber of the process receives it in turn. */
-let lastParsed: { data: string; record: FlipRecord } | undefined;
-
-function parseWireRecord(data: string): FlipRecord {
-  if (lastParsed !== undefined && lastParsed.data === data) return lastParsed.record;
-  const record = parseWireRecordCached(data);
-  lastParsed = { data, record };
-  return record;
+/** A flip event's record, shape-checked; its hash check is done (once) when asked. */
+interface WireRecord {
+  readonly record: FlipRecord;
+  /** Whether the hash matches the content; undefined until checked. */
+  hashOk: boolean | undefined;
 }
 
-function parseWireRecordCached(data: string): FlipRecord {
+/** The last event parsed: every subscriber of the process receives it in turn. */
+let lastParsed: { data: string; parsed: WireRecord } | undefined;
+
+/** The record's shape, checked once per event bytes per process (not its hash). */
+function parseWireRecord(data: string): WireRecord {
+  if (lastParsed !== undefined && lastParsed.data === data) return lastParsed.parsed;
+  const parsed = parseWireRecordCached(data);
+  lastParsed = { data, parsed };
+  return parsed;
+}
+
+function parseWireRecordCached(data: string): WireRecord {
   const hit = parsedRecords.get(data);
   if (hit) return hit;
-  const record = parseFlipRecord(JSON.parse(data));
-  if (!verifyRecordHash(record))
-    throw new Error(`record ${record.seq} hash does not match its content`);
+  const parsed: WireRecord = { record: parseFlipRecord(JSON.parse(data)), hashOk: undefined };
   if (parsedRecords.size >= PARSE_CACHE_SIZE) {
     const oldest = parsedRecords.keys().next();
     if (!oldest.done) parsedRecords.delete(oldest.value);
   }
-  parsedRecords.set(data, record);
-  return record;
+  parsedRecords.set(data, parsed);
+  return parsed;
+}
+
+/** Whether the record's hash matches its content, computed once per event bytes per process. */
+function hashMatches(parsed: WireRecord): boolean {
+  if (parsed.hashOk === undefined) parsed.hashOk = verifyRecordHash(parsed.record);
+  return parsed.hashOk;
 }
 
 function checkPositiveInt(name: string, v: number | undefined): void {
@@ -654,13 +667,14 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   #onFlipEvent(data: string): void {
-    let record: FlipRecord;
+    let parsed: WireRecord;
     try {
-      record = parseWireRecord(data);
+      parsed = parseWireRecord(data);
     } catch (err) {
       this.#resync(`malformed flip: ${(err as Error).message}`);
       return;
     }
+    const record = parsed.record;
     this.#received();
     this.#attempt = 0;
     const applied = this.#applied;
@@ -675,15 +689,28 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`record ${record.seq} does not chain to ${applied.seq}`);
       return;
     }
+    // KS-6.3.12: a halt is applied before its hash check (it can only stop more, and a record
+    // failing the check fails the source closed right after, unacknowledged); a resume only after.
+    const early = record.action === 'halt';
+    if (!early && !hashMatches(parsed)) {
+      this.#resync(`record ${record.seq} hash does not match its content`);
+      return;
+    }
     this.#applied = { logId: applied.logId, seq: record.seq, hash: record.hash };
-    this.#progressed = true;
-    this.#resumeFailures = 0;
     try {
       this.#listener?.onFlip(record);
     } catch (err) {
       this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
       return;
     }
+    if (early && !hashMatches(parsed)) {
+      // Never claimed as applied nor acknowledged; the source fails closed until a snapshot.
+      this.#applied = applied;
+      this.#resync(`record ${record.seq} hash does not match its content`);
+      return;
+    }
+    this.#progressed = true;
+    this.#resumeFailures = 0;
     if (record.action === 'halt') {
       // KS-16.4.1: read while what it halts is still watched (the aborts follow the event).
       const report = matchReportFor(record);

@@ -2,6 +2,7 @@ import { describe, expect, it, vi, afterEach } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
 import { InvalidOptionError } from '../../src/errors.js';
+import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { GENESIS_HASH, KillState, type FlipRecord } from '../../src/model/index.js';
 
 interface StreamReq {
@@ -178,13 +179,83 @@ describe('KS-6.3.4 a malformed event is never applied and causes a resync', () =
   });
 
   it('a record whose hash does not match its content is refused', async () => {
-    const records = await log(2);
+    const records = await resumeLog();
     const { server, rec } = await setup();
     server.last.push('snapshot', snap(records, 1), 1);
     await vi.waitFor(() => expect(rec.status).toBe('open'));
     server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
     await vi.waitFor(() => expect(server.streams.length).toBe(2));
     expect(rec.applied).toEqual([-1]);
+  });
+});
+
+/** A halt (seq 1) and the resume lifting it (seq 2). */
+async function resumeLog(): Promise<FlipRecord[]> {
+  const store = new MemoryFlipLogStore();
+  await store.append({ actor: 't', action: 'halt', selector: { tenant: 'acme' }, reason: 'r' });
+  await store.append({ actor: 't', action: 'resume', selector: { tenant: 'acme' }, reason: 'ok' });
+  return store.read();
+}
+
+describe('KS-6.3.12 a halt may be applied before its hash check, a resume only after', () => {
+  it('a forged resume (content changed, hash kept) is never applied nor acknowledged', async () => {
+    const records = await resumeLog();
+    const { server, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    const acksBefore = server.acks.length;
+    // Lifts another selector than the record the hash was computed over.
+    server.last.push('flip', { ...records[1]!, selector: { tenant: 'other' } }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1]);
+    expect(rec.status).toBe('stale');
+    expect(server.acks.slice(acksBefore).some((a) => a.seq >= 2)).toBe(false);
+    expect(server.last.url.searchParams.get('snapshot')).toBe('1');
+  });
+
+  it('a corrupted resume with a recomputed-looking hash is never applied', async () => {
+    const records = await resumeLog();
+    const { server, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', { ...records[1]!, hash: 'a'.repeat(64) }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1]);
+    expect(rec.status).toBe('stale');
+  });
+
+  it('a corrupted halt ends in fail-closed, unacknowledged, and the applied seq stays', async () => {
+    const records = await log(2);
+    const { server, rec, source } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    const acksBefore = server.acks.length;
+    server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    // It was applied first (a halt only stops more), but the source failed closed at once,
+    // asks for a snapshot, never acknowledged seq 2 and does not count it as applied.
+    expect(rec.applied).toEqual([-1, 2]);
+    expect(rec.statuses.slice(-1)).toEqual(['stale']);
+    expect(rec.status).toBe('stale');
+    expect(source.appliedSeq).toBe(1);
+    expect(server.acks.slice(acksBefore).some((a) => a.seq >= 2)).toBe(false);
+    expect(server.last.url.searchParams.get('snapshot')).toBe('1');
+    // A true snapshot brings it back, and the real seq 2 then applies.
+    server.last.push('snapshot', snap(records, 2), 2);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    expect(source.appliedSeq).toBe(2);
+  });
+
+  it('a valid halt is applied and acknowledged as before', async () => {
+    const records = await log(2);
+    const { server, rec, source } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', records[1], 2);
+    await vi.waitFor(() => expect(source.appliedSeq).toBe(2));
+    await vi.waitFor(() => expect(server.acks.some((a) => a.seq === 2)).toBe(true));
+    expect(rec.applied).toEqual([-1, 2]);
+    expect(rec.status).toBe('open');
   });
 });
 

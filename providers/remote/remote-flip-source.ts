@@ -2,6 +2,7 @@ import { EventSource, type FetchLike, type FetchLikeResponse } from 'eventsource
 import { InvalidOptionError } from '../../src/errors.js';
 import { delay } from '../../src/internal/backoff.js';
 import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
+import { exerciseFlipPath } from '../../src/model/warm-flip-path.js';
 import {
   GENESIS_HASH,
   chainRecord,
@@ -142,6 +143,22 @@ let warmed = false;
  * worker sees its first flip after a long idle time, so without this the first (most important)
  * flip pays for compilation. Once per process, at start: about 200 validations (~10 ms).
  */
+/** The halt path is run on a private state at most this often per process (see keepFlipPathWarm). */
+const KEEP_WARM_EVERY_MS = 5000;
+let lastWarmAt = Number.NEGATIVE_INFINITY;
+
+/**
+ * Keeps the code a flip runs compiled while the worker idles: on a heartbeat, at most every
+ * KEEP_WARM_EVERY_MS per process, the halt path runs on a private state (exerciseFlipPath).
+ * Without it the first flip after a long idle finds that code flushed and compiles it on the way
+ * to stopping (issue 19: the drill's first lever was the slow one).
+ */
+function keepFlipPathWarm(now: number): void {
+  if (now - lastWarmAt < KEEP_WARM_EVERY_MS) return;
+  lastWarmAt = now;
+  exerciseFlipPath();
+}
+
 function warmValidation(): void {
   if (warmed) return;
   warmed = true;
@@ -157,6 +174,7 @@ function warmValidation(): void {
   );
   const data = JSON.stringify(record);
   for (let i = 0; i < 200; i++) verifyRecordHash(parseFlipRecord(JSON.parse(data)));
+  for (let i = 0; i < 20; i++) exerciseFlipPath();
 }
 
 /** The last heartbeat checked: every subscriber of the process receives the same bytes each beat. */
@@ -729,6 +747,7 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync('malformed heartbeat');
       return;
     }
+    keepFlipPathWarm(this.#clock.now());
     if (!this.#accept({ logId: beat.logId, seq: beat.head, hash: beat.hash }, 'heartbeat')) return;
     this.#received();
     this.#attempt = 0;

@@ -163,7 +163,7 @@ describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () =>
     await expect
       .poll(() => page.textContent('#flip-result'), { timeout: 15_000 })
       .toMatch(
-        /Halted \{tenant=acme\} as flip #1\. 2 workers acknowledged; stop complete after \d+ ms/,
+        /Halted \{tenant=acme\} as flip #1\. Covers every run of tenant acme\. 2 workers acknowledged; stop complete after \d+ ms/,
       );
     const flip1 = page.locator('#flips li[data-seq="1"]');
     await expect

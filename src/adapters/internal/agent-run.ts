@@ -330,8 +330,11 @@ export class AgentRun {
    * @throws {HaltedError} when the run was stopped before the call settled
    */
   async settle<T>(call: (signal: AbortSignal) => Promise<T> | T): Promise<T> {
-    this.#enter();
+    const checked = this.#enter();
     try {
+      // KS-14.5.3 a run started (or a thread resumed) under a halt never reaches the framework:
+      // the halt is evaluated before its first step, whatever that step is.
+      if (checked !== undefined) await checked;
       const stopped = this.halted;
       if (stopped !== undefined) throw stopped;
       let value: T;
@@ -349,15 +352,19 @@ export class AgentRun {
     }
   }
 
-  /** Opens a watch on the run's context; {@link AgentRun.settle} pairs it with `#leave`. */
-  #enter(): void {
-    if (this.#open++ > 0) return;
+  /**
+   * Opens a watch on the run's context; {@link AgentRun.settle} pairs it with `#leave`.
+   *
+   * @returns for the first open, the evaluation of a halt that arrived before the watch
+   */
+  #enter(): Promise<void> | undefined {
+    if (this.#open++ > 0) return undefined;
     const what = `run ${this.runId}`;
     this.#unwatch = this.#guard.watcher.watch(this.context, (d) =>
       this.stop(haltError(ErrorCode.ABORTED, what, d)),
     );
     // A halt that arrived before the watch: evaluate once, so the run does not start under it.
-    void this.#guard.check(this.context).then((d) => {
+    return this.#guard.check(this.context).then((d) => {
       if (d.halted && this.#open > 0) this.stop(haltError(ErrorCode.HALTED, what, d));
     });
   }

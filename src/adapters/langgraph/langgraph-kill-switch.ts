@@ -1,6 +1,6 @@
 import { ToolMessage } from '@langchain/core/messages';
 import { createMiddleware, type AgentMiddleware } from 'langchain';
-import { InvalidOptionError, ValidationError } from '../../errors.js';
+import { HaltedError, InvalidOptionError, ValidationError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
 import { AgentRun, raceSignal } from '../internal/agent-run.js';
 import { mergeSignals } from '../internal/merge-signals.js';
@@ -34,13 +34,40 @@ interface Invocable<I, O> {
 
 /** The runtime a middleware hook receives, as far as the kill switch reads it. */
 interface HookRuntime {
-  readonly configurable?: { readonly thread_id?: unknown; readonly [key: string]: unknown };
+  readonly configurable?: {
+    readonly thread_id?: unknown;
+    readonly checkpoint_ns?: unknown;
+    readonly [key: string]: unknown;
+  };
   readonly context?: unknown;
   readonly signal?: AbortSignal;
 }
 
 /** The `configurable` key under which `invoke` and `stream` hand the run to the middleware. */
 const RUN_KEY = '__killswitch_run';
+/** The `configurable` key naming the checkpoint namespace the handed-over run stands for. */
+const RUN_NS_KEY = '__killswitch_run_ns';
+
+/** The subgraph child runs of a run, by step (one spawn per subgraph task and run). */
+const subgraphRuns = new WeakMap<AgentRun, Map<string, Promise<AgentRun>>>();
+
+/**
+ * The tasks between a run and a hook: the segments of the hook's checkpoint namespace below the
+ * run's own (`sub:<task>|leaf:<task>` under the root: `sub:<task>` is a subgraph task), without
+ * the hook's own node. LangGraph derives task ids from the checkpoint, so a resumed thread names
+ * the same tasks.
+ */
+function subgraphSteps(ns: unknown, runNs: unknown): string[] {
+  if (typeof ns !== 'string' || ns.length === 0) return [];
+  const base = typeof runNs === 'string' ? runNs : '';
+  let rest = ns;
+  if (base.length > 0) {
+    if (ns !== base && !ns.startsWith(`${base}|`)) return [];
+    rest = ns.slice(base.length + 1);
+  }
+  const segments = rest.length === 0 ? [] : rest.split('|');
+  return segments.slice(0, -1);
+}
 
 /**
  * Records a tool's `ToolMessage` (content, status, ...) with `landed` and rebuilds it on a
@@ -95,7 +122,7 @@ export class LangGraphKillSwitch {
       // KS-14.5.1 the tool gets the guard's signal through a tool that merges it into its config
       // (the handler does not forward a changed runtime.signal to the tool).
       wrapToolCall: async (request, handler) => {
-        const run = this.#runOf(request.runtime as HookRuntime);
+        const run = await this.#runOf(request.runtime as HookRuntime);
         const callId = request.toolCall.id;
         if (typeof callId !== 'string' || callId.length === 0)
           throw new ValidationError('tool call', [
@@ -115,7 +142,7 @@ export class LangGraphKillSwitch {
       // KS-14.5.2 checked before each model call; a halt while it runs frees the caller at once
       // (and aborts the call itself when the graph got the run's signal from invoke or stream).
       wrapModelCall: async (request, handler) => {
-        const run = this.#runOf(request.runtime as HookRuntime);
+        const run = await this.#runOf(request.runtime as HookRuntime);
         const r = await run.model(
           async () => handler(request),
           (request.runtime as HookRuntime).signal,
@@ -202,11 +229,94 @@ export class LangGraphKillSwitch {
     };
   }
 
-  /** The run a hook belongs to: the one `invoke`/`stream` handed over, else one for this call. */
-  #runOf(runtime: HookRuntime): AgentRun {
-    const given = runtime.configurable?.[RUN_KEY];
-    if (given instanceof AgentRun) return given;
-    return this.#runFor(runtime.context, runtime.configurable?.thread_id);
+  /**
+   * The run a hook or node belongs to: the one `invoke`/`stream` (or {@link node}) handed over,
+   * else one for this call; inside a subgraph, the child run of each subgraph task between the
+   * two (KS-14.5.4).
+   */
+  async #runOf(runtime: HookRuntime): Promise<AgentRun> {
+    const c = runtime.configurable;
+    const given = c?.[RUN_KEY];
+    let run = given instanceof AgentRun ? given : this.#runFor(runtime.context, c?.thread_id);
+    for (const step of subgraphSteps(c?.checkpoint_ns, given === run ? c?.[RUN_NS_KEY] : '')) {
+      let runs = subgraphRuns.get(run);
+      if (runs === undefined) subgraphRuns.set(run, (runs = new Map()));
+      let next = runs.get(step);
+      if (next === undefined) {
+        next = run.continuation(step);
+        // A refused spawn is not kept: the next hook asks again (and is refused while halted).
+        const mine = runs;
+        next.catch(() => mine.delete(step));
+        runs.set(step, next);
+      }
+      run = await next;
+    }
+    return run;
+  }
+
+  /**
+   * Wraps a graph node so each of its tasks runs as a child run of the thread's run (or of the
+   * subgraph task's run it sits in): a `Send` fan-out makes one child per task, a node that
+   * invokes another graph makes that graph's run a child. The step is the task's checkpoint
+   * namespace (`worker:<task id>`, the same when a resumed thread re-runs the task); the spawn is
+   * guarded (refused while the thread or an ancestor is halted); inside, `guard.run` and
+   * everything else that reads the run scope act for the child, the node's `config.signal` also
+   * aborts at a halt of the child or any ancestor, and a `createAgent` agent invoked from the node
+   * with its config acts for the child. A halt of the child ends the whole graph run (LangGraph
+   * cannot finish a step whose task failed). KS-14.5.4
+   *
+   * @example
+   * ```ts
+   * graph.addNode('worker', ks.node(async (state, config) =>
+   *   guard.run({ step: 'fetch', capability: 'web.fetch' }, (signal) => fetch(state.url, { signal }))))
+   * ```
+   */
+  // The node's config is LangGraph's (a RunnableConfig with the runtime's fields): any, so the
+  // wrapped node fits `addNode` whatever the graph's state and context types.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  node<S, R, C = any>(
+    fn: (state: S, config: C) => R | Promise<R>,
+  ): (state: S, config: C) => Promise<R> {
+    if (typeof fn !== 'function') throw new InvalidOptionError('fn', 'a node function', fn);
+    return async (state, cfg) => {
+      const config = (cfg ?? {}) as Record<string, unknown>;
+      const configurable = (config?.['configurable'] ?? {}) as Record<string, unknown>;
+      const ns = configurable['checkpoint_ns'];
+      const taskId = configurable['__pregel_task_id'];
+      const step =
+        typeof ns === 'string' && ns.length > 0
+          ? ns.slice(ns.lastIndexOf('|') + 1)
+          : typeof taskId === 'string'
+            ? taskId
+            : undefined;
+      if (step === undefined)
+        throw new ValidationError('LangGraph node config', [
+          {
+            path: ['configurable', 'checkpoint_ns'],
+            message: 'must name the task (ks.node runs only as a node of a compiled graph)',
+          },
+        ]);
+      const own = config['signal'];
+      const parent = await this.#runOf({
+        configurable,
+        context: config['context'],
+        ...(own instanceof AbortSignal ? { signal: own } : {}),
+      });
+      try {
+        return await parent.child(step, (child, c) => {
+          const merged = own instanceof AbortSignal ? AbortSignal.any([own, c.signal]) : c.signal;
+          return fn(state, {
+            ...config,
+            signal: merged,
+            configurable: { ...configurable, [RUN_KEY]: child, [RUN_NS_KEY]: ns },
+          } as C);
+        });
+      } catch (err) {
+        // A halted child fails its task; the graph cannot go on, so the thread's run stops too.
+        if (err instanceof HaltedError) parent.stop(err);
+        throw parent.halted ?? err;
+      }
+    };
   }
 
   #runFor(runtimeContext: unknown, threadId: unknown): AgentRun {

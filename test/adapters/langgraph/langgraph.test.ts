@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import { MemorySaver } from '@langchain/langgraph';
+import { Annotation, END, MemorySaver, START, Send, StateGraph } from '@langchain/langgraph';
 import { createAgent, tool } from 'langchain';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { killSwitch } from '../../../src/adapters/langgraph/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
+import { childRunId } from '../../../src/scope/index.js';
 import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
 import { ScriptedChatModel, type Turn } from './scripted-chat-model.js';
 
@@ -300,6 +301,136 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
         'globex/call-2',
       ]);
       expect(landed.filter((l) => l.startsWith('acme/'))).toEqual(['acme/call-0']);
+    });
+  });
+  describe('KS-14.1.6 / KS-14.5.4 Send fan-out tasks and subgraphs are child runs', () => {
+    const State = Annotation.Root({
+      topic: Annotation<string>(),
+      done: Annotation<string[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
+    });
+
+    it('each Send task runs as a child of the thread; halting the thread aborts them all, and a resume under the halt is refused before its first effect', async () => {
+      const e = await env();
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      let started = 0;
+      const bothStarted = deferred();
+      const signals: AbortSignal[] = [];
+      const graph = new StateGraph(State)
+        .addNode('fan', async () => ({}))
+        .addNode(
+          'worker',
+          ks.node(async (state: typeof State.State, config: { signal?: AbortSignal }) => {
+            // No run id: the effect belongs to the task's child run through the run scope.
+            const out = await e.guard.run(
+              { step: `fetch-${state.topic}`, capability: 'web.fetch' },
+              async (signal) => {
+                signals.push(signal);
+                if (++started === 2) bothStarted.resolve();
+                await sleep(1500, signal);
+                return state.topic;
+              },
+            );
+            expect(config.signal).toBeInstanceOf(AbortSignal);
+            return { done: [out] };
+          }),
+        )
+        .addEdge(START, 'fan')
+        .addConditionalEdges('fan', () => ['a', 'b'].map((t) => new Send('worker', { topic: t })))
+        .addEdge('worker', END)
+        .compile({ checkpointer: new MemorySaver() });
+      const p = ks.invoke(graph, { done: [] }, thread('run-fan')).catch((x: unknown) => x);
+      await bothStarted.promise;
+      const entries = await e.ledger.entries();
+      expect(entries).toHaveLength(2 + 2); // two spawns (run.spawn) and two fetches
+      const fetches = entries.filter((x) => x.capability === 'web.fetch');
+      for (const f of fetches) {
+        const path = f.context.runPath as string[];
+        expect(path).toHaveLength(2);
+        expect(path[0]).toBe('run-fan');
+        expect(path[1]).toMatch(/^worker:/);
+        expect(f.context.tenant).toBe('acme');
+      }
+      expect(new Set(fetches.map((f) => f.runId)).size).toBe(2);
+      const { seq } = await e.halt({ runId: 'run-fan' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(signals.every((x) => x.aborted)).toBe(true);
+      // Resuming the thread while its halt stands: refused before any task or effect starts.
+      const before = (await e.ledger.entries()).length;
+      await expect(ks.invoke(graph, null, thread('run-fan'))).rejects.toMatchObject({
+        code: 'KS_HALTED',
+      });
+      expect(started).toBe(2);
+      expect((await e.ledger.entries()).length).toBe(before);
+    });
+
+    it('a createAgent agent used as a subgraph acts as a child run of the thread; a thread halt aborts its tool in flight; another tenant keeps going', async () => {
+      const e = await env();
+      const sent: string[] = [];
+      const gate = deferred();
+      const inFlight = deferred();
+      const email = tool(
+        async ({ amount }, config) => {
+          if (config.configurable?.['thread_id'] === 'run-sub2') {
+            inFlight.resolve();
+            await Promise.race([gate.promise, sleep(1500, config.signal)]);
+            sent.push('late');
+            return 'late';
+          }
+          sent.push(String(config.toolCall?.id));
+          return `sent ${amount}`;
+        },
+        { name: 'email', description: 'send', schema },
+      );
+      const ks = killSwitch(e.guard, { context: (c) => c as { tenant?: string } });
+      const Outer = Annotation.Root({
+        messages: Annotation<unknown[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
+      });
+      const outer = () =>
+        new StateGraph(Outer)
+          .addNode(
+            'agent',
+            createAgent({
+              model: new ScriptedChatModel(toolEveryTurn('email', 1)),
+              tools: [email],
+              middleware: [ks.middleware],
+            }).graph as never,
+          )
+          .addEdge(START, 'agent')
+          .addEdge('agent', END)
+          .compile();
+      await ks.invoke(outer(), input, { ...thread('run-sub'), context: { tenant: 'acme' } });
+      expect(sent).toEqual(['call-0']);
+      const [entry] = (await e.ledger.entries()).filter((x) => x.capability === 'email');
+      const path = entry?.context.runPath as string[];
+      expect(path).toHaveLength(2);
+      expect(path[0]).toBe('run-sub');
+      expect(path[1]).toMatch(/^agent:/);
+      expect(entry?.key).toBe(effectKey(path[1]!, 'call-0'));
+      expect(childRunId('run-sub', path[1]!.replace(/\.[0-9a-f]+$/, ''))).toBe(path[1]);
+      // A halt on the thread reaches the subgraph's child run: its tool in flight is aborted by
+      // the guard itself (the effect's run path holds the thread), not only by the graph's signal.
+      const p = ks
+        .invoke(outer(), input, { ...thread('run-sub2'), context: { tenant: 'acme' } })
+        .catch((x: unknown) => x);
+      await inFlight.promise;
+      const { seq } = await e.halt({ runId: 'run-sub2' });
+      expect(await p).toBeInstanceOf(HaltedError);
+      gate.resolve();
+      await e.guard.flush();
+      const [aborted] = (await e.ledger.entries()).filter(
+        (x) =>
+          x.capability === 'email' &&
+          (x.context.runPath as string[] | undefined)?.[0] === 'run-sub2',
+      );
+      const statuses = aborted?.history.map((h) => h.status);
+      expect(statuses).toContain('aborted');
+      expect(aborted?.history.find((h) => h.status === 'aborted')?.flipSeq).toBe(seq);
+      // An unrelated tenant's thread keeps going under a tenant halt of acme.
+      await e.halt({ tenant: 'acme' });
+      await ks.invoke(outer(), input, { ...thread('run-sub3'), context: { tenant: 'globex' } });
+      expect(sent.filter((x) => x === 'call-0')).toHaveLength(2);
     });
   });
 });

@@ -52,6 +52,7 @@ import { ConnectionGuard, connectionLimits, type ConnectionStats } from './conne
 import { StreamLimits } from './stream-limits.js';
 import { SharedSnapshot } from './shared-snapshot.js';
 import { FlipLimits } from './flip-limits.js';
+import { StreamCredentials } from './stream-credentials.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
 
@@ -237,6 +238,8 @@ class ControlPlaneServer implements ControlPlane {
   readonly #connections: ConnectionGuard;
   readonly #streamLimits: StreamLimits;
   readonly #sharedSnapshot = new SharedSnapshot();
+  readonly #streamCredentials = new StreamCredentials();
+  #unwatchTokens: (() => void) | undefined;
   readonly #heartbeatMs: number;
   readonly #retryMs: number;
   readonly #maxBodyBytes: number;
@@ -461,6 +464,10 @@ class ControlPlaneServer implements ControlPlane {
       );
     }
     this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
+    // KS-17.6.1: a reload that revokes or rotates a token ends its streams at once.
+    const auth = this.#auth;
+    if (auth !== 'none' && typeof auth.onChange === 'function')
+      this.#unwatchTokens = auth.onChange(() => this.#endRevokedStreams());
   }
 
   async close(): Promise<void> {
@@ -468,6 +475,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#connections.close();
+    this.#unwatchTokens?.();
     this.#unsubscribe?.();
     this.#hub.closeAll();
     for (const w of [...this.#ackWaiters]) w();
@@ -624,7 +632,17 @@ class ControlPlaneServer implements ControlPlane {
     });
   }
 
+  /** KS-17.6.1: streams opened with a token that was removed, changed or expired end. */
+  #endRevokedStreams(): void {
+    const auth = this.#auth;
+    if (auth === 'none' || typeof auth.isCurrent !== 'function') return;
+    const ended = this.#streamCredentials.sweep((p) => auth.isCurrent(p));
+    if (ended.length > 0)
+      this.#log.warn(`ended the streams of revoked or expired tokens: ${ended.join(', ')}`);
+  }
+
   #beat(): void {
+    this.#endRevokedStreams();
     // KS-12.5.2: while not vouching, no heartbeat renews anything and open streams end.
     const v = this.vouch();
     if (!v.ok) {
@@ -1049,12 +1067,17 @@ class ControlPlaneServer implements ControlPlane {
     res.socket?.cork();
     for (const c of chunks) res.write(c);
     res.socket?.uncork();
-    let disconnect: () => void = freeSlot;
+    const unhold = this.#streamCredentials.hold(who, () => res.destroy());
+    let disconnect: () => void = () => {
+      freeSlot();
+      unhold();
+    };
     if (q.worker !== undefined) {
       const untrack = this.tracker.connect(q.worker, q.release);
       const release = this.#claims.open(who, q.worker);
       disconnect = () => {
         freeSlot();
+        unhold();
         untrack();
         release();
       };

@@ -21,6 +21,7 @@ export const CONSOLE_HTML = `<!doctype html>
   <span id="stream-status" class="pill pill-off" role="status" aria-live="polite">signed out</span>
   <span id="head" class="muted"></span>
   <button type="button" id="signout" class="link" hidden>forget token</button>
+  <div id="halt-banner" class="banner" role="alert" hidden></div>
 </header>
 
 <main>
@@ -83,12 +84,7 @@ export const CONSOLE_HTML = `<!doctype html>
   <ul id="halts" class="list"></ul>
 </section>
 
-<section class="card">
-  <h2>Flip log <span class="muted small">(live)</span></h2>
-  <ol id="flips" class="list"></ol>
-</section>
-
-<section class="card">
+<section class="card" id="fleet-card">
   <h2>Fleet <span id="fleet-summary" class="count"></span></h2>
   <div class="scroll">
   <table id="fleet">
@@ -96,6 +92,31 @@ export const CONSOLE_HTML = `<!doctype html>
     <tbody></tbody>
   </table>
   </div>
+</section>
+
+<section class="card" id="release-card">
+  <h2>Releases</h2>
+  <p class="muted small">A resume names the release the work resumes on, and is refused until that release is marked green.</p>
+  <form id="release-form" method="post" autocomplete="off" novalidate>
+    <div class="grid">
+      <div>
+        <label for="release-name">Release</label>
+        <input id="release-name" name="release-name" type="text" spellcheck="false" placeholder="v42">
+      </div>
+      <div>
+        <label for="release-reason">Reason (required)</label>
+        <input id="release-reason" name="release-reason" type="text">
+      </div>
+    </div>
+    <button type="submit" class="primary" id="release-green">Mark release green</button>
+    <p id="release-result" class="result" role="status" aria-live="polite"></p>
+  </form>
+</section>
+
+<section class="card" id="flips-card">
+  <h2>Flip log <span class="muted small">(live, newest first)</span></h2>
+  <ol id="flips" class="list"></ol>
+  <button type="button" id="flips-more" class="small" hidden>Show older flips</button>
 </section>
 </div>
 </main>
@@ -141,6 +162,11 @@ button.small { min-height: 2.2rem; padding: .35rem .7rem; }
 .result { min-height: 1.2rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .result.ok { color: #7fe0a5; }
 .result.bad { color: #ff8080; }
+.banner { flex-basis: 100%; border-radius: 8px; padding: .5rem .8rem; font-weight: 700;
+  background: var(--danger-dark); border: 1px solid var(--danger); overflow-wrap: anywhere; }
+.banner.global { background: #ff2d2d; color: #fff; font-size: 1.25rem; letter-spacing: .03em; text-align: center; }
+#flips-more { margin-top: .7rem; }
+.warn { color: #ffd27f; }
 .pill { border-radius: 999px; padding: .15rem .6rem; font-size: .8rem; border: 1px solid var(--line); }
 .pill-live { background: #143a24; color: #7fe0a5; border-color: var(--ok); }
 .pill-off { background: #2a2f3a; color: var(--muted); }

@@ -13,6 +13,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
 (function () {
   var TOKEN_KEY = 'killswitch.token';
   var MAX_FLIPS = 200;
+  /** Flips shown at first and added by each "Show older flips" (the page stays short on a phone). */
+  var FLIPS_PAGE = 20;
   var STALE_MS = 5000;
   var LEVELS = ['capability', 'runId', 'tenant', 'feature'];
   var S = {
@@ -26,7 +28,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     streamAbort: null,
     lastMessageAt: 0,
     generation: 0,
-    timers: []
+    timers: [],
+    shownFlips: FLIPS_PAGE
   };
 
   function $(id) { return document.getElementById(id); }
@@ -371,9 +374,11 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
         id: randomId(), action: 'halt', selector: selector, reason: reason, mode: $('mode').value, source: 'console', wait: 10000
       });
       if (ans.fleet) setFleet(ans.flip.seq, ans.fleet);
+      var nothing = matchedNothingText(ans.fleet, ans.flip.selector);
       showResult('flip-result', true, 'Halted ' + formatSelector(ans.flip.selector) + ' as flip #' + ans.flip.seq +
         (ans.duplicate ? ' (already recorded)' : '') + '. ' + (ans.covers ? 'Covers ' + ans.covers + '. ' : '') +
-        fleetText(ans.fleet));
+        fleetText(ans.fleet) + (nothing ? '\n' + nothing : ''));
+      if (nothing) $('flip-result').classList.add('warn');
       $('reason').value = '';
       renderFlips();
     } catch (e) {
@@ -409,7 +414,62 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     }
   }
 
+  /**
+   * The warning when a halt matched nothing anywhere (KS-16.4.2): every worker that acknowledged
+   * reported what the halt matched, and it was nothing; a near miss is offered.
+   */
+  function matchedNothingText(st, selector) {
+    var m = st && st !== 'untracked' ? st.matched : null;
+    if (!m || Object.keys(selector).length === 0) return '';
+    if (m.workers === 0 || m.workers < st.applied) return '';
+    if (m.inFlight + m.queued + m.recent > 0) return '';
+    var words = Object.keys(selector).map(function (k) { return (k === 'runId' ? 'run' : k) + ' ' + selector[k]; }).join(' and ');
+    return 'WARNING: no worker has seen ' + words + ': the halt matched no call in flight, no queued task and no context evaluated in the last 10 minutes on ' +
+      m.workers + ' worker(s)' + (m.similar && m.similar.length ? '; did you mean ' + m.similar.join(' or ') + '?' : '');
+  }
+
+  async function onReleaseSubmit(ev) {
+    ev.preventDefault();
+    var release = $('release-name').value.trim();
+    var reason = $('release-reason').value.trim();
+    var out = $('release-result');
+    if (!release || !reason) { showResult('release-result', false, 'A release and a reason are required.'); return; }
+    $('release-green').disabled = true;
+    try {
+      var ans = await api('POST', '/v1/releases', { release: release, status: 'green', reason: reason });
+      var r = ans.release || {};
+      showResult('release-result', true, 'Release ' + release + ' marked green' + (r.seq ? ' (#' + r.seq + ' by ' + r.actor + ')' : '') +
+        '. A resume on it may pass now.');
+      $('release-reason').value = '';
+    } catch (e) {
+      showResult('release-result', false, 'Not marked: ' + e.message);
+    } finally {
+      $('release-green').disabled = false;
+      out.hidden = false;
+    }
+  }
+
   // --- rendering (textContent only) ------------------------------------------------------------
+
+  /**
+   * The sticky banner: shown while any halt is active, unmistakable for a global one (KS-16.5.1).
+   */
+  function renderBanner(halts) {
+    var b = $('halt-banner');
+    var global = halts.filter(function (h) { return Object.keys(h.selector).length === 0; })[0];
+    b.hidden = halts.length === 0;
+    b.className = 'banner' + (global ? ' global' : '');
+    if (global) {
+      b.textContent = 'EVERYTHING IS HALTED (flip #' + global.seq + ' by ' + global.actor + ': ' + global.reason + ')' +
+        (halts.length > 1 ? ' and ' + (halts.length - 1) + ' more halt(s)' : '');
+    } else if (halts.length > 0) {
+      b.textContent = halts.length + ' halt' + (halts.length === 1 ? '' : 's') + ' active: ' +
+        halts.slice(0, 3).map(function (h) { return formatSelector(h.selector); }).join(', ') +
+        (halts.length > 3 ? ', …' : '');
+    } else {
+      b.textContent = '';
+    }
+  }
 
   function fleetText(st) {
     if (!st || st === 'untracked') return '';
@@ -432,6 +492,7 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     var ul = $('halts');
     ul.replaceChildren();
     var halts = Array.from(S.halts.values()).sort(function (a, b) { return a.seq - b.seq; });
+    renderBanner(halts);
     $('no-halts').hidden = halts.length > 0;
     $('halt-count').textContent = halts.length ? '(' + halts.length + ')' : '';
     halts.forEach(function (h) {
@@ -476,7 +537,10 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
   function renderFlips() {
     var ol = $('flips');
     ol.replaceChildren();
-    S.flips.forEach(function (f) {
+    var more = $('flips-more');
+    more.hidden = S.flips.length <= S.shownFlips;
+    more.textContent = 'Show older flips (' + (S.flips.length - S.shownFlips) + ' more)';
+    S.flips.slice(0, S.shownFlips).forEach(function (f) {
       var li = el('li', 'item flip-item');
       li.setAttribute('data-seq', String(f.seq));
       var top = el('div', 'top');
@@ -548,6 +612,11 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     });
     $('signout').addEventListener('click', function () { signOut('Token forgotten.'); });
     $('flip-form').addEventListener('submit', onFlipSubmit);
+    $('release-form').addEventListener('submit', onReleaseSubmit);
+    $('flips-more').addEventListener('click', function () {
+      S.shownFlips = Math.min(MAX_FLIPS, S.shownFlips + FLIPS_PAGE);
+      renderFlips();
+    });
     var saved = null;
     try { saved = sessionStorage.getItem(TOKEN_KEY); } catch (e) { saved = null; }
     if (saved) signIn(saved);

@@ -8,6 +8,8 @@ const FRAMEWORKS: Record<string, readonly string[]> = {
   './openai-agents': ['@openai/agents'],
   './mcp': ['@modelcontextprotocol/sdk'],
   './langgraph': ['langchain', '@langchain/core'],
+  // The gateway loads the MCP SDK (an optional peer) only when an mcp section is configured.
+  './gateway': ['@modelcontextprotocol/sdk'],
 };
 const ALL = Object.values(FRAMEWORKS).flat();
 const IMPORT_RE =

@@ -25,7 +25,15 @@ export interface AckMember {
    * What to acknowledge now: the newest applied seq, with the log and the hash of that record
    * (KS-6.4.3), or `undefined` when there is nothing to acknowledge.
    */
-  toAck(): { readonly seq: number; readonly logId: string; readonly hash: string } | undefined;
+  toAck():
+    | {
+        readonly seq: number;
+        readonly logId: string;
+        readonly hash: string;
+        /** KS-6.5.1 flips received that the member cannot enforce (sent until withdrawn). */
+        readonly unenforced?: readonly { readonly seq: number; readonly reason: string }[];
+      }
+    | undefined;
   /**
    * The match reports to send with this acknowledgement, as a JSON array, taken (not sent
    * again); undefined when there are none. KS-16.4.1
@@ -213,9 +221,13 @@ export class AckChannel {
       }
       const seq = at.seq;
       const matched = member.takeMatched?.();
+      const nacks =
+        at.unenforced === undefined || at.unenforced.length === 0
+          ? ''
+          : `,"unenforced":${JSON.stringify(at.unenforced.map((u) => ({ seq: u.seq, reason: u.reason })))}`;
       const entry = `${this.#members.get(member)!}${seq},"logId":${JSON.stringify(at.logId)},"hash":"${at.hash}"${
         matched === undefined ? '' : `,"matched":${matched}`
-      }}`;
+      }${nacks}}`;
       if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
       this.#wanted.delete(member);
       // KS-6.2.2: each member's clock is read before the request is sent.

@@ -13,7 +13,12 @@ import {
 } from '../../src/model/flip-record.js';
 import { KillState, type KillSnapshot } from '../../src/model/kill-state.js';
 import { matchActivity } from '../../src/guard/worker-activity.js';
-import { ackAnswerSchema, MAX_MATCH_REPORTS, type MatchReport } from '../../src/protocol/acks.js';
+import {
+  ackAnswerSchema,
+  MAX_MATCH_REPORTS,
+  MAX_UNENFORCED,
+  type MatchReport,
+} from '../../src/protocol/acks.js';
 import { ApiPath, LAST_EVENT_ID_HEADER, StreamQuery } from '../../src/protocol/paths.js';
 import {
   heartbeatSchema,
@@ -305,6 +310,8 @@ export class RemoteFlipSource implements FlipSource {
   /** The log this source follows: the `logId` option, else the first snapshot's. KS-6.4.2 */
   #logId: string | undefined;
   readonly #expectedLogId: string | undefined;
+  /** KS-6.5.1 flips this enforcement point cannot enforce, by seq, with the reason. */
+  readonly #unenforced = new Map<number, string>();
   /**
    * Set when a control plane served a log that does not continue the applied one (another log,
    * behind, forked): the source fails closed naming both sides until a connection shows a log
@@ -429,7 +436,14 @@ export class RemoteFlipSource implements FlipSource {
       release: this.#release,
       staleAfterMs: this.#staleAfterMs,
       clock: this.#clock,
-      toAck: () => (this.#stopped ? undefined : this.#applied),
+      toAck: () => {
+        if (this.#stopped || this.#applied === undefined) return undefined;
+        if (this.#unenforced.size === 0) return this.#applied;
+        const unenforced = [...this.#unenforced]
+          .filter(([seq]) => seq <= this.#applied!.seq)
+          .map(([seq, reason]) => ({ seq, reason }));
+        return unenforced.length === 0 ? this.#applied : { ...this.#applied, unenforced };
+      },
       takeMatched: () => {
         if (this.#matchReports.length === 0) return undefined;
         const json = JSON.stringify(this.#matchReports);
@@ -447,6 +461,39 @@ export class RemoteFlipSource implements FlipSource {
         );
       },
     };
+  }
+
+  /**
+   * Says that the flip at `seq`, which this enforcement point received, cannot be enforced here
+   * (a negative acknowledgement, KS-6.5.1): every acknowledgement from now on carries it, so the
+   * flip's fleet answer lists this worker as unenforced, never as stopped, until
+   * {@link RemoteFlipSource.withdrawUnenforced} is called. A gateway calls it when it cannot cut
+   * what a halt matches.
+   *
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad seq or reason, or more than
+   *   MAX_UNENFORCED (100) standing at once
+   */
+  reportUnenforced(seq: number, reason: string): void {
+    if (!Number.isSafeInteger(seq) || seq < 1) {
+      throw new InvalidOptionError('seq', 'a positive integer', seq);
+    }
+    if (typeof reason !== 'string' || reason.trim() === '' || reason.length > 500) {
+      throw new InvalidOptionError('reason', 'text of 1 to 500 characters', reason);
+    }
+    if (!this.#unenforced.has(seq) && this.#unenforced.size >= MAX_UNENFORCED) {
+      throw new InvalidOptionError(
+        'seq',
+        `at most ${MAX_UNENFORCED} unenforced flips at once`,
+        seq,
+      );
+    }
+    this.#unenforced.set(seq, reason);
+    this.#ack();
+  }
+
+  /** Withdraws a negative acknowledgement: the flip at `seq` is enforced now. KS-6.5.2 */
+  withdrawUnenforced(seq: number): void {
+    if (this.#unenforced.delete(seq)) this.#ack();
   }
 
   /** The current state (`connecting`, `open`, `stale`, `closed`). */

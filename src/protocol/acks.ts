@@ -10,6 +10,22 @@ export const MAX_WORKER_ID_LENGTH = 128;
 export const MAX_RELEASE_LENGTH = 200;
 /** Most entries in one batched acknowledgement (KS-6.2.6). */
 export const MAX_ACK_BATCH = 10_000;
+/** Most flips one acknowledgement may report as not enforced (KS-6.5). */
+export const MAX_UNENFORCED = 100;
+/** Longest reason of a negative acknowledgement. */
+export const MAX_UNENFORCED_REASON_LENGTH = 500;
+
+/**
+ * One negative acknowledgement (KS-6.5.1): the flip at `seq` was received, but this enforcement
+ * point cannot enforce it, and `reason` says why (a gateway whose upstream cannot be cut, a
+ * worker whose guard is not installed for that scope).
+ */
+export const unenforcedSchema = z.strictObject({
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  reason: safeText(MAX_UNENFORCED_REASON_LENGTH),
+});
+/** A parsed {@link unenforcedSchema}. */
+export type Unenforced = z.infer<typeof unenforcedSchema>;
 
 /** zod schema of a worker id (acks, `GET /v1/stream?worker=`). */
 export const workerIdSchema = idText(MAX_WORKER_ID_LENGTH);
@@ -53,11 +69,24 @@ export const ackRequestSchema = z
     hash: hashSchema.optional(),
     /** Optional: per halt applied since the last acknowledgement, what it matched. KS-16.4.1 */
     matched: z.array(matchReportSchema).max(MAX_MATCH_REPORTS).optional(),
+    /** KS-6.5.1 flips received (seq <= `seq`) that this enforcement point cannot enforce. */
+    unenforced: z.array(unenforcedSchema).min(1).max(MAX_UNENFORCED).optional(),
   })
   .refine((a) => (a.logId === undefined) === (a.hash === undefined), {
     message: 'logId and hash go together',
     path: ['hash'],
-  });
+  })
+  .refine((a) => (a.unenforced ?? []).every((u) => u.seq <= a.seq), {
+    message: 'names a flip beyond the acknowledged seq (only flips received can be unenforced)',
+    path: ['unenforced'],
+  })
+  .refine(
+    (a) => new Set((a.unenforced ?? []).map((u) => u.seq)).size === (a.unenforced?.length ?? 0),
+    {
+      message: 'names a seq twice',
+      path: ['unenforced'],
+    },
+  );
 /** A parsed {@link ackRequestSchema}. */
 export type AckRequest = z.infer<typeof ackRequestSchema>;
 

@@ -54,6 +54,19 @@ export interface Laggard {
   readonly leaseExpired: boolean;
 }
 
+/**
+ * An enforcement point that received a flip and said it cannot enforce it (a negative
+ * acknowledgement, KS-6.5): never counted as stopped, listed apart from the laggards.
+ */
+export interface UnenforcedWorker {
+  readonly workerId: string;
+  readonly release?: string;
+  /** Why it cannot enforce the flip, in its own words. */
+  readonly reason: string;
+  /** When the server received the negative acknowledgement (epoch ms). */
+  readonly at: number;
+}
+
 /** The fleet's answer for one flip. KS-6.2.4, KS-6.2.5 */
 export interface FlipFleetStatus {
   readonly seq: number;
@@ -65,6 +78,11 @@ export interface FlipFleetStatus {
   readonly laggards: readonly Laggard[];
   /** Connected workers that had no lease when the flip was appended: stopped at once. */
   readonly alreadyStale: readonly { readonly workerId: string; readonly release?: string }[];
+  /**
+   * Enforcement points that received the flip but cannot enforce it (KS-6.5): never counted as
+   * stopped, so the flip is not complete while any is listed.
+   */
+  readonly unenforced: readonly UnenforcedWorker[];
   /** Every worker counts as stopped. */
   readonly complete: boolean;
   /** When the stop was complete (epoch ms), or null while it is not. */

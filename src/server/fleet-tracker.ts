@@ -6,6 +6,7 @@ import type {
   FleetMatch,
   FlipFleetStatus,
   Laggard,
+  UnenforcedWorker,
   WorkerInfo,
 } from '../protocol/answers.js';
 
@@ -61,6 +62,8 @@ interface TrackedFlip {
   readonly lastDeadline: number;
   /** The workers' match reports, summed (KS-16.4.2); created by the first report. */
   matched?: MatchSum;
+  /** KS-6.5 negative acknowledgements by worker id; created on the first one. */
+  unenforced?: Map<string, UnenforcedWorker>;
 }
 
 /** Match reports of one flip: one per worker, summed. */
@@ -114,6 +117,8 @@ export class FleetTracker {
   readonly #flips = new Map<number, TrackedFlip>();
   /** Flips with workers still pending. */
   readonly #open = new Set<TrackedFlip>();
+  /** Flips some worker said it cannot enforce (KS-6.5); a later positive ack withdraws it. */
+  readonly #unenforced = new Set<TrackedFlip>();
   #head = 0;
   #nextSlot = 0;
   #lastPrune = -Infinity;
@@ -171,6 +176,7 @@ export class FleetTracker {
     readonly release?: string | undefined;
     readonly seq: number;
     readonly matched?: readonly MatchReport[] | undefined;
+    readonly unenforced?: readonly { readonly seq: number; readonly reason: string }[] | undefined;
   }): {
     head: number;
     serverTime: number;
@@ -181,6 +187,7 @@ export class FleetTracker {
     w.lastAckSeq = ack.seq;
     w.lastAckAt = now;
     w.lastSeenAt = now;
+    if (ack.unenforced !== undefined || this.#unenforced.size > 0) this.#nack(w, ack, now);
     for (const f of this.#open) {
       if (now >= f.lastDeadline) {
         // Every pending lease has run out: the answer cannot change any more.
@@ -188,6 +195,7 @@ export class FleetTracker {
         continue;
       }
       if (ack.seq < f.seq) continue;
+      if (f.unenforced?.has(w.id) === true) continue; // KS-6.5.2 never counted stopped
       const i = indexOf(f.slots, w.slot);
       // An ack after the lease ran out changes nothing: the worker already counted as stopped
       // at its lease expiry, and stays listed as a laggard whose lease expired.
@@ -199,6 +207,53 @@ export class FleetTracker {
     if (ack.matched !== undefined) this.#addMatches(ack.workerId, ack.matched);
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
     return { head: this.#head, serverTime: now, staleAfterMs: this.staleAfterMs };
+  }
+
+  /**
+   * KS-6.5.2 records the negative acknowledgements of an ack, and withdraws earlier ones for flips
+   * this ack covers without naming them again (the worker now enforces them).
+   */
+  #nack(
+    w: Worker,
+    ack: {
+      readonly seq: number;
+      readonly unenforced?:
+        readonly { readonly seq: number; readonly reason: string }[] | undefined;
+    },
+    now: number,
+  ): void {
+    const named = new Map<number, string>();
+    for (const u of ack.unenforced ?? []) named.set(u.seq, u.reason);
+    for (const f of [...this.#unenforced]) {
+      if (!f.unenforced?.has(w.id) || named.has(f.seq) || ack.seq < f.seq) continue;
+      f.unenforced.delete(w.id);
+      if (f.unenforced.size === 0) this.#unenforced.delete(f);
+      // Enforced now: it counts as stopped from this acknowledgement on.
+      const i = indexOf(f.slots, w.slot);
+      if (i >= 0 && Number.isNaN(f.ackAt[i]!)) {
+        f.ackAt[i] = now;
+        if (--f.pending === 0) this.#open.delete(f);
+      }
+    }
+    for (const [seq, reason] of named) {
+      const f = this.#flips.get(seq);
+      if (f === undefined) continue; // not tracked here (older than maxTrackedFlips)
+      const i = indexOf(f.slots, w.slot);
+      // Once a worker acknowledged the flip it counted as stopped then; a later refusal is
+      // still listed, and the flip is no longer complete.
+      if (i >= 0 && !Number.isNaN(f.ackAt[i]!) && !Number.isNaN(f.deadline[i]!)) {
+        f.ackAt[i] = NaN;
+        f.pending++;
+      }
+      f.unenforced ??= new Map();
+      f.unenforced.set(w.id, {
+        workerId: w.id,
+        ...(w.release === undefined ? {} : { release: w.release }),
+        reason,
+        at: f.unenforced.get(w.id)?.at ?? now,
+      });
+      this.#unenforced.add(f);
+    }
   }
 
   /**
@@ -275,6 +330,7 @@ export class FleetTracker {
       const oldest = this.#flips.values().next().value as TrackedFlip;
       this.#flips.delete(oldest.seq);
       this.#open.delete(oldest);
+      this.#unenforced.delete(oldest);
     }
   }
 
@@ -287,8 +343,10 @@ export class FleetTracker {
     const acknowledged: AckedWorker[] = [];
     let stoppedAt = f.appendedAt;
     let complete = true;
+    const unenforced = f.unenforced;
     for (let i = 0; i < f.ids.length; i++) {
       const workerId = f.ids[i]!;
+      if (unenforced?.has(workerId) === true) continue; // KS-6.5.2 listed apart
       const release = f.releases[i];
       const at = f.ackAt[i]!;
       if (!Number.isNaN(at)) {
@@ -316,6 +374,9 @@ export class FleetTracker {
     }
     acknowledged.sort((a, b) => a.at - b.at || cmp(a.workerId, b.workerId));
     laggards.sort((a, b) => cmp(a.workerId, b.workerId));
+    const nacks = unenforced === undefined ? [] : [...unenforced.values()];
+    nacks.sort((a, b) => cmp(a.workerId, b.workerId));
+    if (nacks.length > 0) complete = false;
     return {
       seq: f.seq,
       appendedAt: f.appendedAt,
@@ -323,6 +384,7 @@ export class FleetTracker {
       acknowledged,
       laggards,
       alreadyStale: [...f.alreadyStale],
+      unenforced: nacks,
       complete,
       completeAt: complete ? stoppedAt : null,
       completeAfterMs: complete ? stoppedAt - f.appendedAt : null,

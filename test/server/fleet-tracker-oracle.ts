@@ -211,6 +211,8 @@ export class OracleFleetTracker {
     return {
       seq: f.seq,
       appendedAt: f.appendedAt,
+      // The oracle models positive acknowledgements only (the differential sends no KS-6.5 nacks).
+      unenforced: [],
       applied: acknowledged.length,
       acknowledged,
       laggards,

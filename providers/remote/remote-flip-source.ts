@@ -912,6 +912,7 @@ export class RemoteFlipSource implements FlipSource {
       }
       if (this.#trouble?.key.startsWith('ack:')) this.#trouble = undefined;
       if (this.#loggedKey?.startsWith('ack:')) this.#loggedKey = undefined;
+      this.#reconnectNow(base);
       this.#refresh();
     } catch (err) {
       this.#reportAck({
@@ -919,6 +920,19 @@ export class RemoteFlipSource implements FlipSource {
         message: `the acknowledgement to ${base} was answered with ${(err as Error).message}: not a killswitch server?`,
       });
     }
+  }
+
+  /**
+   * KS-6.3.12 the control plane at `base` just answered an acknowledgement: when the stream is
+   * waiting out a backoff to reconnect there, it reconnects now instead (after a control plane
+   * restart the backoff may have grown to seconds while the server was already back).
+   */
+  #reconnectNow(base: string): void {
+    if (this.#es !== undefined || this.#reconnectTimer === undefined) return;
+    if (this.#currentUrl() !== base) return;
+    this.#clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#connect();
   }
 
   // ---- the state machine -------------------------------------------------------------------

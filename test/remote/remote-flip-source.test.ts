@@ -379,3 +379,24 @@ describe('KS-6.3.3 reconnection', () => {
     expect(rec.status).toBe('closed');
   });
 });
+
+describe('KS-6.3.12 after a control plane restart the stream reconnects with the first acknowledgement answered', () => {
+  it('a successful acknowledgement cuts a long backoff short: the stream reconnects at once', async () => {
+    const { server, clock, rec } = await setup({
+      staleAfterMs: 3000,
+      heartbeatMs: 1000,
+      backoff: { initialMs: 4000, maxMs: 5000, random: () => 0 },
+    });
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    const acksBefore = server.acks.length;
+    server.last.end(); // the control plane went away: the next attempt is 4000 ms out
+    await new Promise((r) => setTimeout(r, 20));
+    expect(server.streams.length).toBe(1);
+    clock.advanceSync(1000); // the heartbeat acknowledgement goes out, and is answered
+    await vi.waitFor(() => expect(server.acks.length).toBeGreaterThan(acksBefore));
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(server.last.url.host).toBe('b.test');
+    expect(server.last.headers['Last-Event-ID']).toBe('0');
+  });
+});

@@ -13,6 +13,20 @@ import { releaseNameSchema, workerIdSchema } from './acks.js';
 /** Most a flip request may wait for the fleet. @default 30000 ms */
 export const MAX_WAIT_MS = 30_000;
 
+/**
+ * Query of `POST /v1/flips`: `wait` (ms) may be given here instead of in the body, validated as
+ * the body's; any other parameter is refused, so nothing in the query is silently ignored.
+ * KS-5.1.14
+ */
+export const flipQuerySchema = z.strictObject({
+  wait: z
+    .string()
+    .regex(/^\d{1,9}$/, 'must be a non-negative integer (ms)')
+    .transform(Number)
+    .pipe(z.number().int().min(0).max(MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS} ms`))
+    .optional(),
+});
+
 const { actor: _actor, ...requestFields } = flipInputShape;
 const waitSchema = z
   .number()

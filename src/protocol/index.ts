@@ -51,6 +51,7 @@ export {
 } from './acks.js';
 export {
   flipRequestSchema,
+  flipQuerySchema,
   logQuerySchema,
   streamQuerySchema,
   MAX_WAIT_MS,

@@ -28,6 +28,7 @@ import type {
   WorkersAnswer,
 } from '../protocol/answers.js';
 import {
+  flipQuerySchema,
   logQuerySchema,
   parseFlipRequest,
   MAX_WAIT_MS,
@@ -788,10 +789,22 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   /** KS-5.1.1 .. KS-5.1.4 */
-  async #flip({ res, principal, body }: RouteContext): Promise<void> {
+  async #flip({ res, principal, body, url }: RouteContext): Promise<void> {
     const who = principal ?? ANONYMOUS;
+    // KS-5.1.14 `?wait=` is honoured (validated like the body's) or the request refused.
+    const query = parseQuery(flipQuerySchema, url, 'flip query');
     // Validated once, by the model's rules; the store takes the validated flip as it is.
-    const { flip, wait } = parseFlipRequest(await body(), who.name);
+    const parsed = parseFlipRequest(await body(), who.name);
+    const flip = parsed.flip;
+    if (query.wait !== undefined && parsed.wait !== undefined && query.wait !== parsed.wait) {
+      throw new ValidationError('flip request', [
+        {
+          path: ['wait'],
+          message: `given as ${parsed.wait} in the body and ${query.wait} in the query; give one`,
+        },
+      ]);
+    }
+    const wait = parsed.wait ?? query.wait;
     authorize(who, this.#flipAction(flip));
     // KS-17.8.3: the token's flip rate, before anything is appended.
     this.limits.takeFlip(who.name);

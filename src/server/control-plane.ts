@@ -316,6 +316,8 @@ class ControlPlaneServer implements ControlPlane {
     this.#maxBuffered = maxBuffered;
     this.#clock = o.clock ?? systemClock;
     const clock = this.#clock;
+    // Wall-clock readings: labels, and the age of the store's caughtUpAt (a wall time). Leases,
+    // the tracker and waits use clock.now() (KS-6.2.7).
     this.#now = () => clock.wallNow();
     this.#log = o.logger ?? {
       info: () => {},
@@ -528,7 +530,7 @@ class ControlPlaneServer implements ControlPlane {
     // The fan-out goes first; the bookkeeping after it costs O(workers) and would delay every
     // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
     // records the append, at the time taken before the broadcast, before any ack is handled.
-    const appendedAt = this.#now();
+    const appendedAt = this.#clock.now(); // the tracker's monotonic scale (KS-6.2.7)
     const event = encodeFlipEvent(r);
     this.#hub.broadcast(event);
     this.tracker.flipAppended(r.seq, appendedAt);
@@ -873,11 +875,12 @@ class ControlPlaneServer implements ControlPlane {
     waitMs: number,
     res: ServerResponse,
   ): Promise<FlipFleetStatus | null> {
-    const end = this.#now() + Math.min(waitMs, MAX_WAIT_MS);
+    // KS-6.2.7 the wait and the tracker's deadlines on the monotonic clock.
+    const end = this.#clock.now() + Math.min(waitMs, MAX_WAIT_MS);
     for (;;) {
       const st = this.tracker.status(seq);
       if (st === undefined) return null;
-      const now = this.#now();
+      const now = this.#clock.now();
       // The caller hanging up ends the wait (the flip itself is durable already).
       if (st.complete || now >= end || this.#closed || res.destroyed) return st;
       const next = this.tracker.nextDeadline(seq) ?? end;

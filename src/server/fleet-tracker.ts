@@ -12,7 +12,10 @@ import type {
 
 export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
-/** Options of {@link FleetTracker}. Times are epoch milliseconds from the injected clock. */
+/**
+ * Options of {@link FleetTracker}. Leases and deadlines run on the injected clock's monotonic
+ * reading; the times in its answers are wall-clock labels (epoch ms). KS-6.2.7
+ */
 export interface FleetTrackerOptions {
   /** A worker's lease after each renewal. @default 3000 ms */
   readonly staleAfterMs?: number;
@@ -22,7 +25,7 @@ export interface FleetTrackerOptions {
   readonly forgetAfterMs?: number;
   /** Keep the fleet answer of at most this many recent flips. @default 1000 */
   readonly maxTrackedFlips?: number;
-  /** Clock (today its wall reading, epoch ms). @default systemClock */
+  /** Clock: `now()` for leases and deadlines, `wallNow()` for labels only. @default systemClock */
   readonly clock?: Clock;
 }
 
@@ -112,6 +115,8 @@ export class FleetTracker {
   readonly #forgetAfterMs: number;
   readonly #maxTracked: number;
   readonly #now: () => number;
+  /** Wall clock minus monotonic clock now: turns a monotonic reading into a wall-clock label. */
+  readonly #wallOffset: () => number;
   readonly #workers = new Map<string, Worker>();
   /** Recent flips, oldest first (Map keeps insertion order). */
   readonly #flips = new Map<number, TrackedFlip>();
@@ -130,7 +135,9 @@ export class FleetTracker {
     this.#forgetAfterMs = positiveInt('forgetAfterMs', options.forgetAfterMs ?? 600_000);
     this.#maxTracked = positiveInt('maxTrackedFlips', options.maxTrackedFlips ?? 1000);
     const clock = options.clock ?? systemClock;
-    this.#now = () => clock.wallNow();
+    // KS-6.2.7 leases, deadlines and waits on the monotonic reading; wall time only as labels.
+    this.#now = () => clock.now();
+    this.#wallOffset = () => clock.wallNow() - clock.now();
   }
 
   /** The last seq the tracker knows of. */
@@ -206,7 +213,11 @@ export class FleetTracker {
     }
     if (ack.matched !== undefined) this.#addMatches(ack.workerId, ack.matched);
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
-    return { head: this.#head, serverTime: now, staleAfterMs: this.staleAfterMs };
+    return {
+      head: this.#head,
+      serverTime: now + this.#wallOffset(),
+      staleAfterMs: this.staleAfterMs,
+    };
   }
 
   /**
@@ -339,6 +350,8 @@ export class FleetTracker {
     const f = this.#flips.get(seq);
     if (f === undefined) return undefined;
     const now = this.#now();
+    // Computed on the monotonic scale; every time in the answer is a wall-clock label.
+    const wall = this.#wallOffset();
     const laggards: Laggard[] = [];
     const acknowledged: AckedWorker[] = [];
     let stoppedAt = f.appendedAt;
@@ -353,7 +366,7 @@ export class FleetTracker {
         acknowledged.push({
           workerId,
           ...(release === undefined ? {} : { release }),
-          at,
+          at: at + wall,
           latencyMs: Math.max(0, at - f.appendedAt),
         });
         if (at > stoppedAt) stoppedAt = at;
@@ -366,7 +379,7 @@ export class FleetTracker {
         workerId,
         ...(release === undefined ? {} : { release }),
         lastAckSeq: Number.isNaN(last) ? null : last,
-        leaseExpiresAt: deadline,
+        leaseExpiresAt: deadline + wall,
         leaseExpired: expired,
       });
       if (expired) stoppedAt = Math.max(stoppedAt, deadline);
@@ -374,19 +387,22 @@ export class FleetTracker {
     }
     acknowledged.sort((a, b) => a.at - b.at || cmp(a.workerId, b.workerId));
     laggards.sort((a, b) => cmp(a.workerId, b.workerId));
-    const nacks = unenforced === undefined ? [] : [...unenforced.values()];
+    const nacks =
+      unenforced === undefined
+        ? []
+        : [...unenforced.values()].map((u) => ({ ...u, at: u.at + wall }));
     nacks.sort((a, b) => cmp(a.workerId, b.workerId));
     if (nacks.length > 0) complete = false;
     return {
       seq: f.seq,
-      appendedAt: f.appendedAt,
+      appendedAt: f.appendedAt + wall,
       applied: acknowledged.length,
       acknowledged,
       laggards,
       alreadyStale: [...f.alreadyStale],
       unenforced: nacks,
       complete,
-      completeAt: complete ? stoppedAt : null,
+      completeAt: complete ? stoppedAt + wall : null,
       completeAfterMs: complete ? stoppedAt - f.appendedAt : null,
       ...(f.matched === undefined ? {} : { matched: fleetMatch(f.matched) }),
     };
@@ -394,7 +410,7 @@ export class FleetTracker {
 
   /**
    * The earliest time a still-pending worker's lease runs out for this flip (when to look again),
-   * or undefined when nothing is pending.
+   * on the clock's monotonic scale (`clock.now()`), or undefined when nothing is pending.
    */
   nextDeadline(seq: number): number | undefined {
     const f = this.#flips.get(seq);
@@ -412,6 +428,7 @@ export class FleetTracker {
   /** Every known worker, by id. */
   workers(): WorkerInfo[] {
     const now = this.#now();
+    const wall = this.#wallOffset();
     this.#prune(now);
     return [...this.#workers.values()]
       .sort((a, b) => cmp(a.id, b.id))
@@ -424,9 +441,9 @@ export class FleetTracker {
           connected: w.connections > 0,
           connections: w.connections,
           lastAckSeq: w.lastAckSeq,
-          lastAckAt: w.lastAckAt,
+          lastAckAt: w.lastAckAt === null ? null : w.lastAckAt + wall,
           lag: w.lastAckSeq === null ? null : Math.max(0, this.#head - w.lastAckSeq),
-          leaseExpiresAt,
+          leaseExpiresAt: leaseExpiresAt === null ? null : leaseExpiresAt + wall,
           stale: leaseExpiresAt === null || leaseExpiresAt <= now,
         };
       });

@@ -201,3 +201,34 @@ describe('KS-6.2 worker listing', () => {
     expect(() => new FleetTracker({ leaseMarginMs: -1 })).toThrow(/leaseMarginMs/);
   });
 });
+
+describe('KS-6.2.7 the tracker runs on the monotonic clock; its times are wall-clock labels', () => {
+  it('a wall clock stepped back 10 minutes or forward an hour moves no lease and no completion', async () => {
+    const { ManualClock } = await import('../../src/internal/clock.js');
+    const clock = new ManualClock({ now: 50_000, wall: Date.parse('2026-12-05T12:00:00.000Z') });
+    const t = new FleetTracker({ staleAfterMs: 3000, leaseMarginMs: 100, clock });
+    t.ack({ workerId: 'w1', seq: 0 });
+    t.ack({ workerId: 'silent', seq: 0 });
+    clock.advanceSync(100);
+    t.flipAppended(1);
+    const appendedWall = clock.wallNow();
+    clock.stepWall(-600_000); // an operator sets the clock back 10 minutes
+    clock.advanceSync(50);
+    t.ack({ workerId: 'w1', seq: 1 });
+    let s = t.status(1)!;
+    expect(s.complete).toBe(false);
+    expect(s.laggards[0]!.leaseExpired).toBe(false);
+    // Labels are wall-clock readings as of now: the append 50 ms before this answer.
+    expect(s.appendedAt).toBe(clock.wallNow() - 50);
+    expect(s.acknowledged[0]!.latencyMs).toBe(50);
+    clock.stepWall(3_600_000); // and an hour forward: the silent worker's lease is not cut short
+    clock.advanceSync(2000);
+    expect(t.status(1)!.complete).toBe(false);
+    expect(t.nextDeadline(1)).toBe(50_000 + 3000 + 100);
+    clock.advanceSync(3000 + 100 - 2050); // its lease (ack + 3000 + 100 on the monotonic clock) runs out
+    s = t.status(1)!;
+    expect(s.complete).toBe(true);
+    expect(s.completeAfterMs).toBe(3000);
+    expect(appendedWall).toBe(Date.parse('2026-12-05T12:00:00.100Z'));
+  });
+});

@@ -97,15 +97,16 @@ export class AgentRun {
       throw new InvalidOptionError('signal', 'an AbortSignal', options.signal);
     this.#guard = guard;
     this.#options = options;
-    this.#scope = runScopeOf(lineageOf(options, currentRunScope()));
+    this.#scope = scopeOf(lineageOf(options, currentRunScope()));
     const { tenant, feature, runId, runPath } = this.#scope;
     this.lineage = this.#scope.lineage;
     this.context = Object.freeze({
       ...(tenant !== undefined ? { tenant } : {}),
       ...(feature !== undefined ? { feature } : {}),
       runId,
-      // A root run's path is itself: `runId` alone matches the same halts with fewer probes.
-      ...(runPath.length > 1 ? { runPath } : {}),
+      // Always the (frozen) path: the guard then takes the context as it is inside the run's
+      // scope, and the flip state answers a frozen path from its cache.
+      runPath,
     });
     this.#capability = options.capability ?? ((name) => name);
     this.#modelCapability = options.modelCapability ?? 'llm';
@@ -374,6 +375,27 @@ export class AgentRun {
     this.#unwatch?.();
     this.#unwatch = undefined;
   }
+}
+
+/** Validated run scopes by lineage (immutable, so shared); cleared when it grows past its bound. */
+const scopes = new Map<string, RunScope>();
+const MAX_CACHED_SCOPES = 4096;
+
+/**
+ * The run scope of a lineage, validated once per distinct lineage: a LangGraph middleware without
+ * `ks.invoke` builds a run per hook call, and validating the lineage each time cost more than the
+ * guard itself.
+ */
+function scopeOf(l: Lineage): RunScope {
+  // JSON: unambiguous for any input, so an invalid id never maps onto a valid cached lineage.
+  const key = JSON.stringify([l.tenant ?? null, l.feature ?? null, l.runPath]);
+  let scope = scopes.get(key);
+  if (scope === undefined) {
+    scope = runScopeOf(l);
+    if (scopes.size >= MAX_CACHED_SCOPES) scopes.clear();
+    scopes.set(key, scope);
+  }
+  return scope;
 }
 
 /**

@@ -51,6 +51,7 @@ import {
   type StreamAnswer,
 } from './connection-trouble.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
+import { tlsFetch } from '../../src/client/tls-fetch.js';
 
 /** Reconnection policy. KS-6.3.3 */
 export interface RemoteBackoffOptions {
@@ -87,6 +88,12 @@ export interface RemoteFlipSourceOptions {
   readonly backoff?: RemoteBackoffOptions;
   /** fetch used by the stream and acknowledgements (tests inject faults). @default node:http (own sockets, released on stop) */
   readonly fetch?: typeof globalThis.fetch;
+  /**
+   * For an https control plane whose certificate a CA of yours signs (KS-17.10.1): the stream and
+   * acknowledgements go through `tlsFetch({ ca })`, which accepts only certificates that CA signs.
+   * Ignored when `fetch` is given. `NODE_EXTRA_CA_CERTS` works too, without this.
+   */
+  readonly tls?: { readonly ca: string | Buffer | readonly (string | Buffer)[] };
   /**
    * Clock and timers. The lease and stale detection read its monotonic `now()` only, so a step of
    * the wall clock does not move them (KS-6.3.11). @default systemClock
@@ -422,7 +429,7 @@ export class RemoteFlipSource implements FlipSource {
       jitter: b.jitter ?? 0.5,
       random: b.random ?? Math.random,
     };
-    this.#fetch = o.fetch;
+    this.#fetch = o.fetch ?? (o.tls === undefined ? undefined : tlsFetch({ ca: o.tls.ca }));
     this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger ?? defaultLogger;
     this.#shareAcks = o.shareAcks ?? true;

@@ -4,3 +4,4 @@ export {
   type ControlPlaneClientOptions,
   type FlipRequestInput,
 } from './control-plane-client.js';
+export { tlsFetch, type TlsFetchOptions } from './tls-fetch.js';

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isLoopbackHost } from '../auth/is-loopback-host.js';
 import { authorize, Role, type Action, type Principal } from '../auth/principal.js';
@@ -135,6 +136,12 @@ export interface ControlPlaneOptions {
   readonly maxStreams?: number;
   /** Streams naming no worker, per token (KS-17.8.2). @default 32 */
   readonly maxStreamsPerToken?: number;
+  /**
+   * Serve HTTPS with this certificate and key (PEM; KS-17.10.1); the URL says `https`. Workers and
+   * the CLI then need the CA that signed it (`tls: { ca }`, `--ca`, or `NODE_EXTRA_CA_CERTS`).
+   * @default plain HTTP
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Flips per token per second, sustained (KS-17.8.3). @default 20 */
   readonly maxFlipsPerSecond?: number;
   /** Flips a token may send at once before the rate applies. @default 2 x maxFlipsPerSecond */
@@ -251,6 +258,7 @@ class ControlPlaneServer implements ControlPlane {
   readonly #now: () => number;
   readonly #hub: StreamHub;
   readonly #server: Server;
+  readonly #scheme: 'http' | 'https';
   readonly #flipMutex = new Mutex();
   #state = KillState.empty();
   readonly #ids = new Set<string>();
@@ -354,9 +362,21 @@ class ControlPlaneServer implements ControlPlane {
     if (o.releaseGate !== undefined)
       this.router.add(...releaseRoutes(o.releaseGate, () => this.tracker.workers()));
     // KS-17.8.1: Node checks request heads and bodies against their deadlines every second.
-    this.#server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#dispatch(req, res);
-    });
+    };
+    // KS-17.10.1: HTTPS when given a certificate and key.
+    if (o.tls !== undefined && (!o.tls.cert || !o.tls.key)) {
+      throw new InvalidOptionError('tls', '{ cert, key } (PEM)', o.tls);
+    }
+    this.#scheme = o.tls === undefined ? 'http' : 'https';
+    this.#server =
+      o.tls === undefined
+        ? createServer({ connectionsCheckingInterval: 1000 }, handler)
+        : (createHttpsServer(
+            { cert: o.tls.cert, key: o.tls.key, connectionsCheckingInterval: 1000 },
+            handler,
+          ) as unknown as Server);
     const limits = connectionLimits({
       ...(o.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: o.headersTimeoutMs }),
       ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
@@ -395,7 +415,7 @@ class ControlPlaneServer implements ControlPlane {
 
   get url(): string {
     const h = this.#host.includes(':') ? `[${this.#host}]` : this.#host;
-    return `http://${h}:${this.#actualPort}`;
+    return `${this.#scheme}://${h}:${this.#actualPort}`;
   }
 
   snapshot(): KillSnapshot {

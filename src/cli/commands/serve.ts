@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadTokens, TOKENS_FILE, type LoadTokensOptions } from '../../auth/load-tokens.js';
@@ -36,6 +36,8 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --allow-host <name>     a name clients use for this server (its DNS name, a proxy's Host);
                           repeatable. Requests whose Host is neither the bound address nor
                           localhost (on loopback) nor such a name are refused (421, KS-17.9.2)
+  --tls-cert <file>       serve HTTPS with this certificate (PEM; with --tls-key); clients need
+  --tls-key <file>        its CA: --ca <file> on the CLI, tls: { ca } on workers (KS-17.10.1)
   --max-flips-per-second <n>  flips per token per second, bursts of twice that (default 20)
   --max-active-halts <n>  active halts at most; resumes always pass (default 10000)
   --max-connections <n>   connections held at most (default 80 % of ulimit -n less 64, 64..8192)
@@ -67,6 +69,8 @@ export const command: CliCommand = {
       port: { type: 'string' },
       tokens: { type: 'string' },
       'allow-host': { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'max-flips-per-second': { type: 'string' },
       'max-active-halts': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -101,6 +105,8 @@ export const command: CliCommand = {
         if (v === 0) throw new UsageError(`--${flag} must be positive`);
         if (v !== undefined) limits[option] = v;
       }
+      if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined))
+        throw new UsageError('--tls-cert and --tls-key go together');
       if (heartbeatMs === 0 || staleAfterMs === 0)
         throw new UsageError('--heartbeat-ms and --stale-after-ms must be positive');
     } catch (err) {
@@ -143,6 +149,10 @@ export const command: CliCommand = {
         logger: { warn: (m) => io.stderr(`killswitch serve: warning: ${m}`) },
       });
       const auth = new TokenAuthenticator({ tokens: tokens.tokens });
+      const tls =
+        values['tls-cert'] === undefined || values['tls-key'] === undefined
+          ? undefined
+          : { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']) };
       cp = await startControlPlane({
         store,
         releaseGate: releases,
@@ -150,6 +160,7 @@ export const command: CliCommand = {
         port,
         auth,
         ...limits,
+        ...(tls === undefined ? {} : { tls }),
         ...(values['allow-host'] === undefined ? {} : { allowedHosts: values['allow-host'] }),
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),

@@ -1,4 +1,5 @@
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
+import { tlsFetch } from '../../client/tls-fetch.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isLoopbackHost } from '../../auth/is-loopback-host.js';
@@ -13,6 +14,7 @@ import { dataDirOf } from './store-factory.js';
 export const REMOTE_OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },
+  ca: { type: 'string' },
   'data-dir': { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
@@ -21,6 +23,8 @@ export const REMOTE_OPTIONS = {
 export const REMOTE_HELP = `  --url <url>        control plane (default $KILLSWITCH_URL or http://127.0.0.1:7411)
   --token <token>    bearer token (default $KILLSWITCH_TOKEN; for a loopback URL, the admin
                      token generated into the data directory)
+  --ca <file>        CA (PEM) that signs an https control plane's certificate (default
+                     $KILLSWITCH_CA; NODE_EXTRA_CA_CERTS works too)
   --data-dir <dir>   where a local server keeps its data (default $KILLSWITCH_DATA_DIR or ./.killswitch)
   --json             print the server's JSON answer (errors too: {"error": {"code", "message"}})`;
 
@@ -47,7 +51,12 @@ export interface Remote {
  * KS-5.3.4
  */
 export async function remoteFrom(
-  values: { url?: string | undefined; token?: string | undefined; 'data-dir'?: string | undefined },
+  values: {
+    url?: string | undefined;
+    token?: string | undefined;
+    ca?: string | undefined;
+    'data-dir'?: string | undefined;
+  },
   io: CliIo,
   timeoutMs?: number,
 ): Promise<Remote> {
@@ -82,8 +91,11 @@ export async function remoteFrom(
       why: 'no --token and no $KILLSWITCH_TOKEN (the local admin.token is read only for a loopback URL)',
     };
   }
+  // KS-17.10.1: an https control plane signed by a CA of the operator's.
+  const caFile = values.ca ?? nonEmpty(io.env['KILLSWITCH_CA']);
   const client = new ControlPlaneClient({
     url,
+    ...(caFile === undefined ? {} : { fetch: tlsFetch({ ca: await readFile(caFile) }) }),
     ...(token === undefined ? {} : { token }),
     ...(timeoutMs ? { timeoutMs } : {}),
   });
@@ -92,7 +104,12 @@ export async function remoteFrom(
 
 /** {@link remoteFrom} without the token's origin. */
 export async function clientFrom(
-  values: { url?: string | undefined; token?: string | undefined; 'data-dir'?: string | undefined },
+  values: {
+    url?: string | undefined;
+    token?: string | undefined;
+    ca?: string | undefined;
+    'data-dir'?: string | undefined;
+  },
   io: CliIo,
   timeoutMs?: number,
 ): Promise<ControlPlaneClient> {

@@ -290,6 +290,8 @@ export class Gateway {
           context: {
             ...(call.lineage.tenant !== undefined ? { tenant: call.lineage.tenant } : {}),
             ...(call.lineage.feature !== undefined ? { feature: call.lineage.feature } : {}),
+            // KS-1.5.1 the run's ancestry: a halt on any ancestor run matches the call.
+            ...(selfRun !== undefined ? { runPath: call.lineage.runPath } : {}),
           },
         },
         (signal) => {

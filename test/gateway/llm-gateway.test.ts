@@ -156,6 +156,30 @@ describe("KS-15.2.3 a halted context is refused in the API's own format, naming 
       reason: 'runaway run',
     });
 
+    // KS-15.2.2 a halt on an ancestor run reaches a descendant's call (the run path's root).
+    const root = await e.halt({ runId: 'root-2' }, 'tree off', { wait: 5000 });
+    const child = await post(
+      e,
+      '/v1/chat/completions',
+      { model: 'm', messages: [] },
+      { 'x-killswitch-run-path': 'root-2,mid,leaf-3' },
+    );
+    expect(child.status).toBe(403);
+    expect(JSON.parse(child.text).error.killswitch.flip).toMatchObject({
+      seq: root.flip.seq,
+      level: 'run',
+    });
+    expect(
+      (
+        await post(
+          e,
+          '/v1/chat/completions',
+          { model: 'm', messages: [] },
+          { 'x-killswitch-run-path': 'root-3,leaf-3' },
+        )
+      ).status,
+    ).toBe(200);
+
     await e.halt({}, 'all stop', { wait: 5000 });
     const msg = await post(
       e,

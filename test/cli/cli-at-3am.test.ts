@@ -23,7 +23,12 @@ let notKillswitchUrl: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ks-3am-'));
   env = { KILLSWITCH_DATA_DIR: join(dir, 'data') };
-  server = await serveCli(['--port', '0', '--stale-after-ms', '400'], env, dir);
+  // KS-5.3.8 appends 60 flips in a row: not what the flip rate limit (KS-17.8.3, its own suite) is for.
+  server = await serveCli(
+    ['--port', '0', '--stale-after-ms', '400', '--max-flips-per-second', '1000'],
+    env,
+    dir,
+  );
   env['KILLSWITCH_URL'] = server.url;
   // Another service on the port an operator mistyped: HTML 404s, no killswitch body.
   notKillswitch = createServer((_req, res) => {

@@ -64,6 +64,8 @@ async function runSchedule(cuts: readonly Cut[]): Promise<void> {
     port: 0,
     heartbeatMs: 200,
     staleAfterMs: 2000,
+    // 1,000 flips as fast as they go: not what the flip rate limit (KS-17.8.3) is for.
+    maxFlipsPerSecond: 100_000,
     auth: new TokenAuthenticator({ tokens: SUITE_TOKEN_SPECS }),
     logger: { info: () => {}, warn: () => {}, error: (m) => console.error(m) },
   });

@@ -41,7 +41,7 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const UPSTREAM = join(HERE, 'mcp-upstream.mjs');
 
 if (!HAVE_PYTHON && CI) {
-  describe('KS-15.6 Python clients', () => {
+  describe('KS-15.6.4 Python clients need the environment .ci/run makes', () => {
     it('needs the virtual environment .ci/run creates', () => {
       throw new Error(
         `no Python with mcp and openai at ${PYTHON}: run .ci/run (python3 -m venv .venv-ci; pip install mcp openai) or set KILLSWITCH_PYTHON`,
@@ -85,132 +85,142 @@ async function outcome(run: PyRun): Promise<any> {
   return last;
 }
 
-describe.skipIf(!HAVE_PYTHON)('KS-15.6 Python clients through the gateway', () => {
-  let e: GatewayEnv;
-  let dir: string;
-  const events = (): any[] => {
-    try {
-      return readFileSync(join(dir, 'events.jsonl'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
-    } catch {
-      return [];
-    }
-  };
-  beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ks-gw-py-'));
-    e = await gatewayEnv({
-      tokenIntervalMs: 20,
-      config: {
-        mcp: {
-          upstreams: {
-            tools: { command: process.execPath, args: [UPSTREAM, join(dir, 'events.jsonl')] },
+describe.skipIf(!HAVE_PYTHON)(
+  'KS-15.6 Python clients through the gateway, from the environment .ci/python-venv.sh makes (KS-15.6.4)',
+  () => {
+    let e: GatewayEnv;
+    let dir: string;
+    const events = (): any[] => {
+      try {
+        return readFileSync(join(dir, 'events.jsonl'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l));
+      } catch {
+        return [];
+      }
+    };
+    beforeEach(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'ks-gw-py-'));
+      e = await gatewayEnv({
+        tokenIntervalMs: 20,
+        config: {
+          mcp: {
+            upstreams: {
+              tools: { command: process.execPath, args: [UPSTREAM, join(dir, 'events.jsonl')] },
+            },
           },
         },
-      },
+      });
     });
-  });
-  afterEach(async () => {
-    await e.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const mcpUrl = () => `${e.gw.url}/mcp`;
-  const meta = (tenant: string, runPath: string[] = []) =>
-    JSON.stringify({ 'dev.killswitch/lineage': { tenant, runPath } });
+    afterEach(async () => {
+      await e.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const mcpUrl = () => `${e.gw.url}/mcp`;
+    const meta = (tenant: string, runPath: string[] = []) =>
+      JSON.stringify({ 'dev.killswitch/lineage': { tenant, runPath } });
 
-  it('KS-15.6.1 the Python mcp client calls a tool; halts at capability, tenant, run and global refuse it with the typed error', async () => {
-    const ok = await outcome(
-      py('mcp_call.py', [mcpUrl(), 'tools__refund', '{"order": 1}', meta('acme', ['root', 'r1'])]),
-    );
-    expect(ok).toMatchObject({
-      event: 'result',
-      content: [{ type: 'text', text: 'refunded 1' }],
-      isError: false,
-    });
-    const cases: [Record<string, string>, string, string][] = [
-      [{ capability: 'tools.refund' }, 'capability', meta('acme')],
-      [{ tenant: 'globex' }, 'tenant', meta('globex')],
-      [{ runId: 'r7' }, 'run', meta('initech', ['root', 'r7'])],
-      [{}, 'global', meta('initech')],
-    ];
-    for (const [selector, level, m] of cases) {
-      const f = await e.halt(selector, `py ${level}`, { wait: 5000 });
-      const r = await outcome(py('mcp_call.py', [mcpUrl(), 'tools__refund', '{"order": 2}', m]));
+    it('KS-15.6.1 the Python mcp client calls a tool; halts at capability, tenant, run and global refuse it with the typed error', async () => {
+      const ok = await outcome(
+        py('mcp_call.py', [
+          mcpUrl(),
+          'tools__refund',
+          '{"order": 1}',
+          meta('acme', ['root', 'r1']),
+        ]),
+      );
+      expect(ok).toMatchObject({
+        event: 'result',
+        content: [{ type: 'text', text: 'refunded 1' }],
+        isError: false,
+      });
+      const cases: [Record<string, string>, string, string][] = [
+        [{ capability: 'tools.refund' }, 'capability', meta('acme')],
+        [{ tenant: 'globex' }, 'tenant', meta('globex')],
+        [{ runId: 'r7' }, 'run', meta('initech', ['root', 'r7'])],
+        [{}, 'global', meta('initech')],
+      ];
+      for (const [selector, level, m] of cases) {
+        const f = await e.halt(selector, `py ${level}`, { wait: 5000 });
+        const r = await outcome(py('mcp_call.py', [mcpUrl(), 'tools__refund', '{"order": 2}', m]));
+        expect(r).toMatchObject({
+          event: 'error',
+          type: 'MCPError',
+          code: MCP_HALTED_ERROR_CODE,
+          data: { code: 'KS_HALTED', flip: { seq: f.flip.seq, level, reason: `py ${level}` } },
+        });
+        expect(r.message).toContain(`flip #${f.flip.seq}`);
+        await e.flip({ action: 'resume', selector, reason: 'next case', wait: 5000 });
+      }
+      // Only the first call reached the upstream.
+      expect(events().filter((x) => x.type === 'call')).toHaveLength(1);
+    }, 180_000);
+
+    it("KS-15.6.2 a halt cancels the Python client's call in flight upstream; nothing lands after stop-complete", async () => {
+      const run = py('mcp_call.py', [mcpUrl(), 'tools__slow', '{"ms": 10000}', meta('acme')]);
+      // A Python process starting under load (the suite runs beside others on 2 cores) takes seconds.
+      await until(() => events().some((x) => x.type === 'call'), 90_000, 'the upstream call');
+      const f = await e.halt({ tenant: 'acme' }, 'stop the python agent', { wait: 5000 });
+      expect(f.fleet.complete).toBe(true);
+      expect(f.fleet.acknowledged.map((a: any) => a.workerId)).toEqual(['gateway-1']);
+      const r = await outcome(run);
       expect(r).toMatchObject({
         event: 'error',
-        type: 'MCPError',
         code: MCP_HALTED_ERROR_CODE,
-        data: { code: 'KS_HALTED', flip: { seq: f.flip.seq, level, reason: `py ${level}` } },
+        data: { code: 'KS_ABORTED', flip: { seq: f.flip.seq, level: 'tenant' } },
       });
-      expect(r.message).toContain(`flip #${f.flip.seq}`);
-      await e.flip({ action: 'resume', selector, reason: 'next case', wait: 5000 });
-    }
-    // Only the first call reached the upstream.
-    expect(events().filter((x) => x.type === 'call')).toHaveLength(1);
-  }, 180_000);
+      await until(() => events().some((x) => x.type === 'cancelled'), 5000, 'the upstream cancel');
+      // After stop-complete nothing lands: give the slow tool time it would have needed to land.
+      await new Promise((res) => setTimeout(res, 300));
+      expect(events().filter((x) => x.type === 'landed')).toHaveLength(0);
+      const [entry] = await e.ledger.entries();
+      expect(entry!.history.find((h) => h.status === EffectStatus.ABORTED)!.flipSeq).toBe(
+        f.flip.seq,
+      );
+    }, 180_000);
 
-  it("KS-15.6.2 a halt cancels the Python client's call in flight upstream; nothing lands after stop-complete", async () => {
-    const run = py('mcp_call.py', [mcpUrl(), 'tools__slow', '{"ms": 10000}', meta('acme')]);
-    // A Python process starting under load (the suite runs beside others on 2 cores) takes seconds.
-    await until(() => events().some((x) => x.type === 'call'), 90_000, 'the upstream call');
-    const f = await e.halt({ tenant: 'acme' }, 'stop the python agent', { wait: 5000 });
-    expect(f.fleet.complete).toBe(true);
-    expect(f.fleet.acknowledged.map((a: any) => a.workerId)).toEqual(['gateway-1']);
-    const r = await outcome(run);
-    expect(r).toMatchObject({
-      event: 'error',
-      code: MCP_HALTED_ERROR_CODE,
-      data: { code: 'KS_ABORTED', flip: { seq: f.flip.seq, level: 'tenant' } },
-    });
-    await until(() => events().some((x) => x.type === 'cancelled'), 5000, 'the upstream cancel');
-    // After stop-complete nothing lands: give the slow tool time it would have needed to land.
-    await new Promise((res) => setTimeout(res, 300));
-    expect(events().filter((x) => x.type === 'landed')).toHaveLength(0);
-    const [entry] = await e.ledger.entries();
-    expect(entry!.history.find((h) => h.status === EffectStatus.ABORTED)!.flipSeq).toBe(f.flip.seq);
-  }, 180_000);
-
-  it('KS-15.6.3 the Python openai client streams; a halt mid-stream raises its APIError naming the flip and stops the upstream', async () => {
-    const ok = await outcome(py('openai_stream.py', [`${e.gw.url}/v1`, '{}', '3', '1']));
-    expect(ok).toEqual({ event: 'done', text: 't1 t2 t3 ' });
-    const run = py('openai_stream.py', [
-      `${e.gw.url}/v1`,
-      JSON.stringify({ 'x-killswitch-tenant': 'acme' }),
-      '1000',
-      '1',
-    ]);
-    await until(() => run.lines.length >= 3, 90_000, 'three streamed chunks');
-    const before = e.llm.stats().cancelled;
-    const f = await e.halt({ tenant: 'acme' }, 'stop streaming', { wait: 5000 });
-    expect(f.fleet.complete).toBe(true);
-    const r = await outcome(run);
-    expect(r).toMatchObject({ event: 'error', type: 'APIError', code: 'KS_ABORTED' });
-    expect(r.message).toContain(`flip #${f.flip.seq} at level tenant`);
-    expect(r.message).toContain('stop streaming');
-    const chunks = run.lines.filter((l) => l.event === 'chunk').length;
-    expect(chunks).toBeLessThan(1000);
-    await until(() => e.llm.stats().cancelled === before + 1, 5000, 'the upstream cancel');
-    // A new call is refused with the typed PermissionDeniedError, nothing sent upstream.
-    const started = e.llm.stats().started;
-    const refused = await outcome(
-      py('openai_stream.py', [
+    it('KS-15.6.3 the Python openai client streams; a halt mid-stream raises its APIError naming the flip and stops the upstream', async () => {
+      const ok = await outcome(py('openai_stream.py', [`${e.gw.url}/v1`, '{}', '3', '1']));
+      expect(ok).toEqual({ event: 'done', text: 't1 t2 t3 ' });
+      const run = py('openai_stream.py', [
         `${e.gw.url}/v1`,
         JSON.stringify({ 'x-killswitch-tenant': 'acme' }),
-        '3',
-        '0',
-      ]),
-    );
-    expect(refused).toMatchObject({
-      event: 'error',
-      type: 'PermissionDeniedError',
-      status: 403,
-      code: 'KS_HALTED',
-    });
-    expect(e.llm.stats().started).toBe(started);
-    // Nothing streamed after the stop completed: the chunk count no longer moves.
-    const after = run.lines.length;
-    await new Promise((res) => setTimeout(res, 200));
-    expect(run.lines.length).toBe(after);
-  }, 180_000);
-});
+        '1000',
+        '1',
+      ]);
+      await until(() => run.lines.length >= 3, 90_000, 'three streamed chunks');
+      const before = e.llm.stats().cancelled;
+      const f = await e.halt({ tenant: 'acme' }, 'stop streaming', { wait: 5000 });
+      expect(f.fleet.complete).toBe(true);
+      const r = await outcome(run);
+      expect(r).toMatchObject({ event: 'error', type: 'APIError', code: 'KS_ABORTED' });
+      expect(r.message).toContain(`flip #${f.flip.seq} at level tenant`);
+      expect(r.message).toContain('stop streaming');
+      const chunks = run.lines.filter((l) => l.event === 'chunk').length;
+      expect(chunks).toBeLessThan(1000);
+      await until(() => e.llm.stats().cancelled === before + 1, 5000, 'the upstream cancel');
+      // A new call is refused with the typed PermissionDeniedError, nothing sent upstream.
+      const started = e.llm.stats().started;
+      const refused = await outcome(
+        py('openai_stream.py', [
+          `${e.gw.url}/v1`,
+          JSON.stringify({ 'x-killswitch-tenant': 'acme' }),
+          '3',
+          '0',
+        ]),
+      );
+      expect(refused).toMatchObject({
+        event: 'error',
+        type: 'PermissionDeniedError',
+        status: 403,
+        code: 'KS_HALTED',
+      });
+      expect(e.llm.stats().started).toBe(started);
+      // Nothing streamed after the stop completed: the chunk count no longer moves.
+      const after = run.lines.length;
+      await new Promise((res) => setTimeout(res, 200));
+      expect(run.lines.length).toBe(after);
+    }, 180_000);
+  },
+);

@@ -78,7 +78,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
   }
 }
 
-describe('KS-6.4.2 KS-6.4.3 a file log replaced by an older copy', () => {
+describe('KS-6.4.1 KS-6.4.2 KS-6.4.3 KS-6.4.5 a file log replaced by an older copy', () => {
   it('the worker fails closed naming both sides, the restarted server stops vouching and answers no flip 2xx', async () => {
     const dir = await dataDir();
     const a = await serve(dir);

@@ -930,7 +930,7 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   /**
-   * KS-6.3.12 the control plane at `base` just answered an acknowledgement: when the stream is
+   * KS-6.3.13 the control plane at `base` just answered an acknowledgement: when the stream is
    * waiting out a backoff to reconnect there, it reconnects now instead (after a control plane
    * restart the backoff may have grown to seconds while the server was already back).
    */

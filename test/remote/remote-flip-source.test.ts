@@ -380,7 +380,7 @@ describe('KS-6.3.3 reconnection', () => {
   });
 });
 
-describe('KS-6.3.12 after a control plane restart the stream reconnects with the first acknowledgement answered', () => {
+describe('KS-6.3.13 after a control plane restart the stream reconnects with the first acknowledgement answered', () => {
   it('a successful acknowledgement cuts a long backoff short: the stream reconnects at once', async () => {
     const { server, clock, rec } = await setup({
       staleAfterMs: 3000,

@@ -215,7 +215,7 @@ export class FleetTracker {
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
     return {
       head: this.#head,
-      serverTime: now + this.#wallOffset(),
+      serverTime: Math.round(now + this.#wallOffset()),
       staleAfterMs: this.staleAfterMs,
     };
   }
@@ -366,8 +366,8 @@ export class FleetTracker {
         acknowledged.push({
           workerId,
           ...(release === undefined ? {} : { release }),
-          at: at + wall,
-          latencyMs: Math.max(0, at - f.appendedAt),
+          at: Math.round(at + wall),
+          latencyMs: Math.round(Math.max(0, at - f.appendedAt)),
         });
         if (at > stoppedAt) stoppedAt = at;
         continue;
@@ -379,7 +379,7 @@ export class FleetTracker {
         workerId,
         ...(release === undefined ? {} : { release }),
         lastAckSeq: Number.isNaN(last) ? null : last,
-        leaseExpiresAt: deadline + wall,
+        leaseExpiresAt: Math.round(deadline + wall),
         leaseExpired: expired,
       });
       if (expired) stoppedAt = Math.max(stoppedAt, deadline);
@@ -390,20 +390,21 @@ export class FleetTracker {
     const nacks =
       unenforced === undefined
         ? []
-        : [...unenforced.values()].map((u) => ({ ...u, at: u.at + wall }));
+        : [...unenforced.values()].map((u) => ({ ...u, at: Math.round(u.at + wall) }));
     nacks.sort((a, b) => cmp(a.workerId, b.workerId));
     if (nacks.length > 0) complete = false;
     return {
       seq: f.seq,
-      appendedAt: f.appendedAt + wall,
+      appendedAt: Math.round(f.appendedAt + wall),
       applied: acknowledged.length,
       acknowledged,
       laggards,
       alreadyStale: [...f.alreadyStale],
       unenforced: nacks,
       complete,
-      completeAt: complete ? stoppedAt + wall : null,
-      completeAfterMs: complete ? stoppedAt - f.appendedAt : null,
+      // Whole milliseconds, as the answers always were (KS-5): the monotonic reading has fractions.
+      completeAt: complete ? Math.round(stoppedAt + wall) : null,
+      completeAfterMs: complete ? Math.round(stoppedAt - f.appendedAt) : null,
       ...(f.matched === undefined ? {} : { matched: fleetMatch(f.matched) }),
     };
   }
@@ -441,9 +442,9 @@ export class FleetTracker {
           connected: w.connections > 0,
           connections: w.connections,
           lastAckSeq: w.lastAckSeq,
-          lastAckAt: w.lastAckAt === null ? null : w.lastAckAt + wall,
+          lastAckAt: w.lastAckAt === null ? null : Math.round(w.lastAckAt + wall),
           lag: w.lastAckSeq === null ? null : Math.max(0, this.#head - w.lastAckSeq),
-          leaseExpiresAt: leaseExpiresAt === null ? null : leaseExpiresAt + wall,
+          leaseExpiresAt: leaseExpiresAt === null ? null : Math.round(leaseExpiresAt + wall),
           stale: leaseExpiresAt === null || leaseExpiresAt <= now,
         };
       });

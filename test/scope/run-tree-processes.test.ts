@@ -44,11 +44,21 @@ function startSink(): Promise<{ url: string; arrivals: Arrival[]; server: Server
   );
 }
 
-function startWorker(config: object): { child: ChildProcess; lines: string[] } {
+interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly lines: string[];
+  stderr: string;
+  exited?: string;
+}
+
+function startWorker(config: { readonly workerId: string; readonly [k: string]: unknown }): Proc {
   const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
+  const p: Proc = { name: config.workerId, child, lines, stderr: '' };
+  child.on('exit', (code, signal) => (p.exited = `code ${code}, signal ${signal}`));
   let buf = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => {
     buf += c;
@@ -58,14 +68,36 @@ function startWorker(config: object): { child: ChildProcess; lines: string[] } {
       buf = buf.slice(nl + 1);
     }
   });
-  child.stderr!.setEncoding('utf8').on('data', () => undefined);
-  return { child, lines };
+  child
+    .stderr!.setEncoding('utf8')
+    .on('data', (c: string) => (p.stderr = (p.stderr + c).slice(-4000)));
+  return p;
 }
 
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
+/**
+ * Waits for `cond`. A process of the tree that exits fails the wait at once with its output (a
+ * worker that could not start used to show up as a bare timeout); the bound is generous because a
+ * loaded suite starts three processes that load BullMQ and open a stream far slower than an idle
+ * machine does.
+ */
+async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  procs: readonly Proc[],
+  ms = 60_000,
+) {
   const end = Date.now() + ms;
+  const why = () =>
+    procs
+      .map(
+        (p) =>
+          `${p.name}: ${p.exited ?? 'running'}; out ${p.lines.slice(-5).join(' | ')}; err ${p.stderr.trim().slice(-500)}`,
+      )
+      .join('\n');
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    const dead = procs.find((p) => p.exited !== undefined);
+    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}\n${why()}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${why()}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -109,19 +141,23 @@ describe.runIf(up)(
         logger: { warn: () => undefined },
       });
       try {
-        await until(() => procs.every((p) => p.lines.includes('ready')), 'workers ready');
+        await until(() => procs.every((p) => p.lines.includes('ready')), 'workers ready', procs);
         const ofTree = (root: string) => sink.arrivals.filter((a) => a.runPath[0] === root);
         // The tree is live: effects of P's runs in both worker processes, and grandchildren of P
         // queued (12 slots: 6 children run; 18 grandchildren compete for the other 6, so at
         // least 3 of P's wait in the queue whatever the order).
         let waiting: Awaited<ReturnType<typeof probe.list>> = [];
-        await until(async () => {
-          if (new Set(ofTree('P').map((a) => a.worker)).size < 2) return false;
-          waiting = (await probe.list({ runId: 'P' })).filter(
-            (t) => t.state === 'waiting' && t.context.runPath?.length === 3,
-          );
-          return waiting.length > 0;
-        }, 'P tree running in both workers with grandchildren queued');
+        await until(
+          async () => {
+            if (new Set(ofTree('P').map((a) => a.worker)).size < 2) return false;
+            waiting = (await probe.list({ runId: 'P' })).filter(
+              (t) => t.state === 'waiting' && t.context.runPath?.length === 3,
+            );
+            return waiting.length > 0;
+          },
+          'P tree running in both workers with grandchildren queued',
+          procs,
+        );
         const answer = await new ControlPlaneClient({ url: cp.url }).flip({
           action: 'halt',
           selector: { runId: 'P' },
@@ -140,6 +176,7 @@ describe.runIf(up)(
         await until(
           async () => (await probe.list({ runId: 'P' })).length === 0,
           'queued descendants of P discarded',
+          procs,
         );
         expect((await probe.list({ runId: 'S' })).length).toBeGreaterThan(0);
 
@@ -147,8 +184,8 @@ describe.runIf(up)(
         const roots = procs[2]!;
         roots.child.stdin!.write('spawn P late\n');
         roots.child.stdin!.write('spawn S late\n');
-        await until(() => roots.lines.some((l) => l.startsWith('refused')), 'refused spawn');
-        await until(() => roots.lines.some((l) => l.startsWith('spawned')), 'sibling spawn');
+        await until(() => roots.lines.some((l) => l.startsWith('refused')), 'refused spawn', procs);
+        await until(() => roots.lines.some((l) => l.startsWith('spawned')), 'sibling spawn', procs);
         expect(roots.lines).toContain('refused KS_HALTED');
         // No effect was sent twice.
         const keys = sink.arrivals.map((a) => a.key);
@@ -171,6 +208,6 @@ describe.runIf(up)(
         await store.close();
         await rm(dir, { recursive: true, force: true });
       }
-    }, 90_000);
+    }, 180_000);
   },
 );

@@ -12,6 +12,7 @@ export const LEVEL_FLAGS = {
   capability: 'kill-switch.capability',
 } as const satisfies Record<Level, string>;
 
+/** A flag key the kill switch answers: `kill-switch` or `kill-switch.<level>`. */
 export type KillFlagKey = typeof KILL_SWITCH_FLAG | (typeof LEVEL_FLAGS)[Level];
 
 /** Every flag key the kill switch answers. */

@@ -13,8 +13,10 @@ import { normalizeSelector, selectorSchema, type Selector } from './selector.js'
  */
 export const QueueMode = { DISCARD: 'discard', HOLD: 'hold', DRAIN: 'drain' } as const;
 export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
+/** The queue mode of a halt that names none: discard, the safety default. */
 export const DEFAULT_QUEUE_MODE: QueueMode = 'discard';
 
+/** What a flip does: add a halt, or lift one. */
 export const FlipAction = { HALT: 'halt', RESUME: 'resume' } as const;
 export type FlipAction = (typeof FlipAction)[keyof typeof FlipAction];
 

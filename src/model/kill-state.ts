@@ -27,6 +27,7 @@ export interface KillSnapshot {
   readonly halts: readonly FlipRecord[];
 }
 
+/** zod schema of a {@link KillSnapshot} as it travels on the wire (the stream's `snapshot` event). */
 export const killSnapshotSchema = z.strictObject({
   seq: z.number().int().min(0),
   hash: z.string().regex(/^[0-9a-f]{64}$/),

@@ -62,6 +62,7 @@ export const Level = {
   GLOBAL: 'global',
 } as const;
 export type Level = (typeof Level)[keyof typeof Level];
+/** Every level, narrowest first. */
 export const LEVELS: readonly Level[] = ['capability', 'run', 'tenant', 'feature', 'global'];
 
 const selectorValue = z

@@ -50,6 +50,7 @@ export interface RequeuedRecord {
   readonly at: string;
 }
 
+/** One line of a queue journal. */
 export type QueueJournalRecord = DiscardedRecord | VoidRecord | RequeuedRecord;
 
 /**

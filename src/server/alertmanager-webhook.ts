@@ -63,6 +63,7 @@ export const alertmanagerPayloadSchema = z.object({
   externalURL: z.string().optional(),
   alerts: z.array(alertSchema).min(1, 'must hold at least one alert').max(1000),
 });
+/** The body Alertmanager posts, as the webhook reads it. */
 export type AlertmanagerPayload = z.infer<typeof alertmanagerPayloadSchema>;
 
 /** What the webhook did with one distinct selector. */

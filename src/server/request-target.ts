@@ -11,12 +11,14 @@
  * error, answered before any route, token or body is looked at.
  */
 
+/** A request target accepted (its URL) or refused (why). */
 export type TargetVerdict = { ok: true; url: URL } | { ok: false; reason: string };
 
 const BASE = 'http://control-plane.invalid';
 /** A whole segment of one or two dots, each `.` or `%2e`. */
 const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?=\/|$)/i;
 
+/** Reads a request target strictly: anything not already in normal origin-form is refused. */
 export function parseRequestTarget(target: string | undefined): TargetVerdict {
   const raw = target ?? '/';
   if (!raw.startsWith('/')) {

@@ -17,4 +17,5 @@ export interface CliCommand {
   run(argv: readonly string[], io: CliIo): Promise<number>;
 }
 
+/** The CLI's exit codes: 0 done, 1 refused or a check failed, 2 usage error, 3 unreachable. */
 export const ExitCode = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;

@@ -10,6 +10,7 @@ export const SELECTOR_OPTIONS = {
   global: { type: 'boolean', default: false },
 } as const;
 
+/** The `--help` lines of {@link SELECTOR_OPTIONS}. */
 export const SELECTOR_HELP = `  --tenant <t>       every run of tenant t
   --feature <f>      every run of feature f
   --run <id>         one run and every run it spawned (its descendants, in any process)

@@ -30,6 +30,7 @@ export interface StreamShape {
   readonly tail: string;
 }
 
+/** The streamed answer of one API route, for one model name. */
 export function streamShape(route: ApiRoute, model: string): StreamShape {
   const id = `slow-${Math.random().toString(36).slice(2, 10)}`;
   switch (route) {

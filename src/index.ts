@@ -16,6 +16,6 @@ export * from './tripwire/index.js';
 export * from './telemetry/index.js';
 export * from './run/index.js';
 export * from './report/index.js';
-export { systemClock, ManualClock, type Clock, type ManualClockOptions } from './internal/clock.js';
+export { systemClock, type Clock } from './internal/clock.js';
 export * from './lineage/index.js';
 export * from './scope/index.js';

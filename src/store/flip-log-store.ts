@@ -27,7 +27,7 @@ export type RecordListener = (record: FlipRecord) => void;
 
 /**
  * The contract every flip-log store fulfils (in-memory, file, PostgreSQL). One conformance suite
- * (`test/conformance/flip-log-store.conformance.ts`) checks them all against the in-memory
+ * (`src/testing/flip-log-store-conformance.ts`, exported by `openfeature-kill-switch/testing`) checks them all against the in-memory
  * store, which is the oracle. KS-2.x
  *
  * Promises:

@@ -8,7 +8,7 @@ import {
   LedgerCorruptError,
   type SideEffectLedger,
 } from '../../src/ledger/index.js';
-import { describeLedgerConformance, ev } from './side-effect-ledger.conformance.js';
+import { describeLedgerConformance, ev } from '../../src/testing/side-effect-ledger-conformance.js';
 
 let dir = '';
 const quiet = { warn: () => undefined };

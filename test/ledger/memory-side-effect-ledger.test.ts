@@ -1,4 +1,4 @@
-import { describeLedgerConformance } from './side-effect-ledger.conformance.js';
+import { describeLedgerConformance } from '../../src/testing/side-effect-ledger-conformance.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 
 describeLedgerConformance('MemorySideEffectLedger', {

@@ -10,7 +10,7 @@ import {
   dropSchemas,
   schemaName,
 } from '../postgres/pg-harness.js';
-import { describeLedgerConformance, ev } from './side-effect-ledger.conformance.js';
+import { describeLedgerConformance, ev } from '../../src/testing/side-effect-ledger-conformance.js';
 
 // KS-10.3.5 without PostgreSQL these tests are skipped locally, and run (so fail) when CI=true.
 const schemas = new Set<string>();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
 import type { FlipLogStore } from '../../src/store/flip-log-store.js';
 import { systemClock, type Clock } from '../../src/internal/clock.js';
-import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
+import { describeFlipLogStoreConformance } from '../../src/testing/flip-log-store-conformance.js';
 import { IN_CI, PG_UP, PG_URL, RUN_PG, dropSchemas, schemaName } from './pg-harness.js';
 
 describe('KS-8.7.1 the PostgreSQL tests have a server', () => {

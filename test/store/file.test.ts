@@ -23,7 +23,7 @@ import { ErrorCode, LogCorruptError } from '../../src/errors.js';
 import { ManualClock } from '../../src/internal/clock.js';
 import type { FlipInput } from '../../src/model/flip-record.js';
 import { verifyChain } from '../../src/store/verify-chain.js';
-import { describeFlipLogStoreConformance } from '../conformance/flip-log-store.conformance.js';
+import { describeFlipLogStoreConformance } from '../../src/testing/flip-log-store-conformance.js';
 import { open } from 'node:fs/promises';
 
 const root = await mkdtemp(join(tmpdir(), 'ks-file-store-'));

@@ -18,16 +18,16 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { ErrorCode, ValidationError } from '../../src/errors.js';
-import { ManualClock, type Clock } from '../../src/internal/clock.js';
+import { ErrorCode, ValidationError } from '../errors.js';
+import { ManualClock, type Clock } from '../internal/clock.js';
 import {
   GENESIS_HASH,
   computeHash,
   type FlipInput,
   type FlipRecord,
-} from '../../src/model/flip-record.js';
-import type { FlipLogStore } from '../../src/store/flip-log-store.js';
-import { verifyChain } from '../../src/store/verify-chain.js';
+} from '../model/flip-record.js';
+import type { FlipLogStore } from '../store/flip-log-store.js';
+import { verifyChain } from '../store/verify-chain.js';
 
 /** What {@link FlipLogStoreHarness.create} is given. */
 export interface HarnessCreateOptions {

@@ -1,11 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/errors.js';
-import {
-  EffectStatus,
-  inDoubt,
-  type LedgerEvent,
-  type SideEffectLedger,
-} from '../../src/ledger/index.js';
+import { ValidationError } from '../errors.js';
+import { EffectStatus, inDoubt, type LedgerEvent, type SideEffectLedger } from '../ledger/index.js';
 
 /** How a conformance run creates (and optionally reopens) a ledger. */
 export interface LedgerHarness {
@@ -17,6 +12,7 @@ export interface LedgerHarness {
 
 const t0 = Date.parse('2026-01-01T00:00:00.000Z');
 let clock = 0;
+/** A ledger event for `key` (`run/step`) at a time one second after the previous one. */
 export function ev(
   key: string,
   status: LedgerEvent['status'],

@@ -21,6 +21,13 @@ import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
 import { Mutex } from '../../src/internal/mutex.js';
 import { LockFile } from '../../src/internal/lock-file.js';
 import { readOrCreateLogId } from './log-id-file.js';
+import { headFileMismatch, headPath, readHeadFile, writeHeadFile } from './head-file.js';
+import { PublicKeyRing, type SigningKey } from '../../src/integrity/signing-key.js';
+import {
+  checkRecordSignatures,
+  makeCheckpoint,
+  signRecord,
+} from '../../src/integrity/record-signatures.js';
 import { parseFlipLog } from './read-flip-log-file.js';
 
 /**
@@ -63,6 +70,17 @@ export interface FileFlipLogStoreOptions {
    * @default `fs.promises.open(path, 'a+', 0o600)`
    */
   readonly openFile?: (path: string) => Promise<LogFileHandle>;
+  /**
+   * Sign every record as it is appended, in the same write (KS-17.7.2), and the head file. Its
+   * public key is also checked on open. @default unsigned
+   */
+  readonly signingKey?: SigningKey;
+  /**
+   * Public keys a record's signature may verify under (KS-17.7.3): opening refuses a log whose
+   * last signed record does not verify. Without keys, only the presence rule holds (no unsigned
+   * record after a signed one). @default the signing key's public key, if any
+   */
+  readonly publicKeys?: PublicKeyRing;
 }
 
 /**
@@ -90,8 +108,13 @@ interface Pending {
  * - An append resolves only after its line is written and fsynced (KS-2.4.1). Appends that
  *   arrive while a write is in flight are written together with one fsync (group commit), in
  *   call order.
- * - Opening reads and verifies the whole chain (KS-2.3.3); a torn last line is cut with a
- *   warning; a broken record before it refuses the open with `KS_LOG_CORRUPT` (KS-2.4.2).
+ * - Opening reads and verifies the whole chain (KS-2.3.3); a torn last line (no newline) is cut
+ *   with a warning; any complete line that is bad refuses the open with `KS_LOG_CORRUPT`
+ *   (KS-2.4.2, KS-17.7.5).
+ * - With a `signingKey`, each line carries the record's signature (KS-17.7.2); opening checks
+ *   the last signature and that no unsigned record follows a signed one (KS-17.7.3).
+ * - `<path>.head` holds the last acknowledged head, written after each durable batch; opening
+ *   refuses a log that no longer holds it: acknowledged records missing (KS-17.7.5).
  * - A lock file (`<path>.lock`) keeps a second writer out; a lock left by a dead process is
  *   taken over (KS-2.4.5).
  * - A failed write or fsync fails the append and every append after it until the store is
@@ -128,6 +151,10 @@ export class FileFlipLogStore implements FlipLogStore {
   #logId = '';
   readonly #queue: Pending[] = [];
   #draining = false;
+  readonly #key: SigningKey | undefined;
+  readonly #ring: PublicKeyRing | undefined;
+  #headWriting: Promise<void> | undefined;
+  #headDirty = false;
 
   /**
    * @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the bad option
@@ -161,6 +188,17 @@ export class FileFlipLogStore implements FlipLogStore {
     if (o.openFile !== undefined && typeof o.openFile !== 'function') {
       throw new InvalidOptionError('openFile', 'a function', o.openFile);
     }
+    if (o.signingKey !== undefined && typeof o.signingKey?.sign !== 'function') {
+      throw new InvalidOptionError('signingKey', 'a SigningKey', o.signingKey);
+    }
+    if (o.publicKeys !== undefined && !(o.publicKeys instanceof PublicKeyRing)) {
+      throw new InvalidOptionError('publicKeys', 'a PublicKeyRing', o.publicKeys);
+    }
+    this.#key = o.signingKey;
+    this.#ring =
+      o.signingKey === undefined
+        ? o.publicKeys
+        : (o.publicKeys?.including(o.signingKey) ?? PublicKeyRing.of(o.signingKey));
     this.path = resolve(o.path);
     this.#fsync = o.fsync ?? true;
     this.#logger = o.logger ?? { warn: (m) => console.warn(m) };
@@ -203,6 +241,32 @@ export class FileFlipLogStore implements FlipLogStore {
       fh = await this.#openFile(this.path);
       const bytes = await fh.readFile();
       const log = parseFlipLog(bytes);
+      // KS-2.7.2 the identity beside the log (given at genesis, or on the first open after an upgrade)
+      this.#logId = await readOrCreateLogId(this.path, log.records[0]?.hash, (m) =>
+        this.#logger.warn(m),
+      );
+      // KS-17.7.3 signatures: none missing after the first signed record; the last one verifies.
+      const signed = checkRecordSignatures(
+        log.records.map((r, i) => ({ seq: r.seq, hash: r.hash, sig: log.sigs[i] })),
+        this.#logId,
+        this.#ring,
+        'last',
+      );
+      if (this.#ring !== undefined && signed === 0 && log.records.length > 0) {
+        this.#logger.warn(
+          `killswitch: ${this.path}: no record is signed yet (${log.records.length} records); the next append is signed and covers them (KS-17.7.2)`,
+        );
+      }
+      // KS-17.7.5 the log must still hold the last acknowledged head.
+      const ackHead = await readHeadFile(this.path);
+      if (ackHead !== undefined) {
+        const bad = headFileMismatch(ackHead, this.#logId, log.records, this.#ring, signed > 0);
+        if (bad !== undefined) throw bad;
+      } else if (log.records.length > 0) {
+        this.#logger.warn(
+          `killswitch: ${this.path}: no head file ${headPath(this.path)} (a log from before head files, or it was removed); writing one at seq ${log.head.seq} (KS-17.7.5)`,
+        );
+      }
       if (log.tornBytes > 0) {
         // KS-2.4.2: an interrupted write was never acknowledged; cut it so appends chain on the
         // last good record, and make the cut durable before anything is appended after it.
@@ -217,11 +281,8 @@ export class FileFlipLogStore implements FlipLogStore {
         await fh.sync();
       }
       if (bytes.length === 0) await syncDirectory(dir); // a new file's name must be durable too
-      // KS-2.7.2 the identity beside the log (given at genesis, or on the first open after an upgrade)
-      this.#logId = await readOrCreateLogId(this.path, log.records[0]?.hash, (m) =>
-        this.#logger.warn(m),
-      );
       this.#core.load(log.records);
+      if (ackHead === undefined && log.records.length > 0) await this.#writeHead();
       this.#size = log.goodBytes;
       this.#fh = fh;
       this.#lock = lock;
@@ -319,6 +380,7 @@ export class FileFlipLogStore implements FlipLogStore {
       const lock = this.#lock;
       this.#fh = undefined;
       this.#lock = undefined;
+      await this.#headWriting?.catch(() => undefined);
       await fh?.close().catch(() => undefined);
       await lock?.release();
     });
@@ -384,7 +446,7 @@ export class FileFlipLogStore implements FlipLogStore {
         // prepare chained onto the durable head; chain onto this batch's records instead.
         const record = lines.length === 0 ? prepared.next : chainRecord(flip, head, now);
         pendingById.set(record.id, record);
-        lines.push(recordJson(record) + '\n');
+        lines.push(this.#line(record));
         accepted.push({ p, record, duplicate: false });
         head = record;
       } catch (err) {
@@ -406,6 +468,49 @@ export class FileFlipLogStore implements FlipLogStore {
       if (a.duplicate) a.p.resolve({ record: a.record, duplicate: true });
       else a.p.resolve(this.#core.commit(a.record));
     }
+    this.#scheduleHead();
+  }
+
+  /**
+   * A record's line: its canonical JSON, with its signature beside it when the store holds a key
+   * (KS-17.7.2: in the same write, so no record is durable unsigned; not part of the hash).
+   */
+  #line(record: FlipRecord): string {
+    const json = recordJson(record);
+    if (this.#key === undefined) return `${json}\n`;
+    const sig = signRecord(this.#key, this.#logId, record.seq, record.hash);
+    return `${json.slice(0, -1)},"sig":${JSON.stringify(sig)}}\n`;
+  }
+
+  /**
+   * KS-17.7.5: writes the acknowledged head to `<path>.head` after the fsync that made it durable,
+   * off the acknowledgement path: one write at a time, the latest head each time. Close waits
+   * for it. A failed write is told (the log stays right; the head file only trails further).
+   */
+  #scheduleHead(): void {
+    if (this.#headWriting !== undefined) {
+      this.#headDirty = true;
+      return;
+    }
+    this.#headWriting = (async () => {
+      do {
+        this.#headDirty = false;
+        await this.#writeHead().catch((err: unknown) => {
+          this.#logger.warn(
+            `killswitch: cannot write the head file ${headPath(this.path)}: ${(err as Error).message}`,
+          );
+        });
+      } while (this.#headDirty);
+      this.#headWriting = undefined;
+    })();
+  }
+
+  async #writeHead(): Promise<void> {
+    const head = this.#core.head();
+    await writeHeadFile(
+      this.path,
+      makeCheckpoint({ logId: this.#logId, ...head }, new Date(this.#clock.wallNow()), this.#key),
+    );
   }
 
   /**

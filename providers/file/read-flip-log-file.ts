@@ -14,10 +14,15 @@ export interface FlipLogFileContents {
   readonly goodBytes: number;
   /**
    * Bytes after the verified prefix that a crash in the middle of a write left behind (a last
-   * line with no newline, or an unparsable last line); 0 when there are none. The file store cuts
-   * them on open. KS-2.4.2
+   * line with no newline); 0 when there are none. The file store cuts them on open. KS-2.4.2,
+   * KS-17.7.5
    */
   readonly tornBytes: number;
+  /**
+   * The signature stored beside each record (KS-17.7.2), index for index with `records`;
+   * undefined for an unsigned record.
+   */
+  readonly sigs: readonly (string | undefined)[];
 }
 
 const NEWLINE = 0x0a;
@@ -25,10 +30,14 @@ const NEWLINE = 0x0a;
 /**
  * Checks the bytes of a JSON-lines flip log (one record per line, each line ending in `\n`):
  * every line parses, and the records form one hash chain (dense seq, `prev`, `hash`, unique ids).
- * Only the last line may be torn; it is reported in `tornBytes`, not treated as corruption,
- * because an append that was interrupted there was never acknowledged. A last line that parses
- * as JSON but is not a valid next record is corruption (a crash cannot produce valid JSON from a
- * prefix of a record), so a hand-appended record is caught. KS-2.3.3, KS-2.4.2
+ * Only a last line without its newline may be torn; it is reported in `tornBytes`, not treated as
+ * corruption, because the newline is the last byte of every append and an append is acknowledged
+ * only after the fsync of its whole line. A complete last line (ending in a newline) that does not
+ * parse or is not a valid next record is corruption: deleting bytes inside an acknowledged record
+ * must never turn it into a cut torn tail. KS-2.3.3, KS-2.4.2, KS-17.7.5
+ *
+ * A line may carry a `sig` field beside the record (KS-17.7.2); it is not part of the hash and
+ * is returned in `sigs`. Checking it needs the log id and keys: see `checkRecordSignatures`.
  *
  * @param bytes - the whole file
  * @returns the verified records and the length of the good prefix
@@ -38,6 +47,7 @@ export function parseFlipLog(bytes: Uint8Array): FlipLogFileContents {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const values: unknown[] = [];
   const ends: number[] = []; // ends[i]: offset just past line i's newline
+  const sigs: (string | undefined)[] = [];
   let start = 0;
   let tornBytes = 0;
   while (start < buf.length) {
@@ -52,12 +62,16 @@ export function parseFlipLog(bytes: Uint8Array): FlipLogFileContents {
     try {
       value = JSON.parse(text);
     } catch {
-      if (nl + 1 === buf.length) {
-        // The last line is unparsable (zero-filled blocks, a partial page): torn, not tampered.
-        tornBytes = buf.length - start;
-        break;
-      }
+      // KS-17.7.5: a complete line was written whole and fsynced before it was acknowledged.
       throw new LogCorruptError(values.length + 1, `line ${values.length + 1} is not valid JSON`);
+    }
+    if (typeof value === 'object' && value !== null && 'sig' in value) {
+      const { sig, ...record } = value as Record<string, unknown>;
+      if (typeof sig !== 'string' || sig.length > 200) {
+        throw new LogCorruptError(values.length + 1, 'its sig is not a signature');
+      }
+      value = record;
+      sigs[values.length] = sig;
     }
     values.push(value);
     ends.push(nl + 1);
@@ -70,6 +84,7 @@ export function parseFlipLog(bytes: Uint8Array): FlipLogFileContents {
     head: last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH },
     goodBytes: ends.at(-1) ?? 0,
     tornBytes,
+    sigs: records.map((_, i) => sigs[i]),
   };
 }
 

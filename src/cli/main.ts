@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   report: () => import('./commands/report.js'),
   release: () => import('./commands/release.js'),
   token: () => import('./commands/token.js'),
+  key: () => import('./commands/key.js'),
   gateway: () => import('./commands/gateway.js'),
 };
 

@@ -7,3 +7,11 @@ export {
   type Checkpoint,
   type ExpectedHead,
 } from './statements.js';
+export {
+  checkRecordSignatures,
+  checkRecordSignature,
+  signRecord,
+  makeCheckpoint,
+  checkpointVerifies,
+  type SignedHead,
+} from './record-signatures.js';

@@ -175,6 +175,19 @@ export class PublicKeyRing {
     return PublicKeyRing.fromPem(pems);
   }
 
+  /** This ring and the public key of `key` (a store checks with its own key too). */
+  including(key: SigningKey): PublicKeyRing {
+    if (this.#keys.has(key.kid)) return this;
+    const keys = new Map(this.#keys);
+    keys.set(key.kid, createPublicKey(key.publicKeyPem));
+    return new PublicKeyRing(keys);
+  }
+
+  /** A ring of one signing key's public key. */
+  static of(key: SigningKey): PublicKeyRing {
+    return new PublicKeyRing(new Map([[key.kid, createPublicKey(key.publicKeyPem)]]));
+  }
+
   /** Key ids in the ring. */
   get kids(): string[] {
     return [...this.#keys.keys()];

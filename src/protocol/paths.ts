@@ -19,6 +19,8 @@ export const ApiPath = {
   WORKERS: '/v1/workers',
   /** `POST`/`GET`: release verdicts. KS-10.5.1 */
   RELEASES: '/v1/releases',
+  /** `GET`: the log's head as a checkpoint, signed when the control plane holds a key. KS-17.7.4 */
+  CHECKPOINT: '/v1/checkpoint',
   /** `POST`: Prometheus Alertmanager's webhook. KS-11 */
   ALERTMANAGER: '/v1/alerts/alertmanager',
 } as const;

@@ -34,6 +34,7 @@ export {
 export { ackRequestSchema, type AckRequest } from '../protocol/acks.js';
 export { encodeEvent } from '../protocol/stream-events.js';
 export { isLoopbackHost } from '../auth/is-loopback-host.js';
+export { checkpointRoutes } from './checkpoint-route.js';
 export {
   ReleaseGate,
   ReleaseStatus,

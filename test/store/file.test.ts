@@ -15,6 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   FileFlipLogStore,
   FileStoreState,
+  headPath,
   logIdPath,
   readFlipLogFile,
   type LogFileHandle,
@@ -90,13 +91,17 @@ describe('KS-2.4.2 the file store cuts a torn last line and refuses a broken mid
     expect((await readFlipLogFile(path)).records).toHaveLength(4);
   });
 
-  it('cuts an unparsable last line that ends in a newline (zero-filled blocks)', async () => {
+  it('KS-17.7.5 refuses an unparsable complete last line (only a line without its newline is torn)', async () => {
     const path = await logWith(2);
     await appendFile(path, Buffer.concat([Buffer.alloc(40, 0), Buffer.from('\n')]));
-    const { store, warnings } = make(path);
-    expect(await store.read()).toHaveLength(2);
-    expect(warnings).toHaveLength(1);
-    expect((await stat(path)).size).toBe((await readFlipLogFile(path)).goodBytes);
+    const before = await readFile(path);
+    const { store } = make(path);
+    await expect(store.open()).rejects.toMatchObject({
+      code: ErrorCode.LOG_CORRUPT,
+      seq: 3,
+      message: expect.stringMatching(/line 3 is not valid JSON/),
+    });
+    expect((await readFile(path)).equals(before)).toBe(true); // nothing cut
   });
 
   it('refuses to open when a record before the last line is bad, naming its seq', async () => {
@@ -509,6 +514,7 @@ describe('KS-2.7.2 a file log keeps its identity in <path>.logid', () => {
     await a.close();
     const bytes = await readFile(path);
     await rm(logIdPath(path)); // as a log from before identities has none
+    await rm(headPath(path)); // nor a head file (KS-17.7.5 came later)
     const copy = nextPath();
     await mkdir(join(copy, '..'), { recursive: true });
     await writeFile(copy, bytes);

@@ -84,6 +84,7 @@ describe('KS-2.5.1 killswitch verify exits 0 and prints the head when the chain 
       records: 3,
       head: { seq: 3, hash: records[2]!.hash },
       tornBytes: 0,
+      signed: 0,
     });
   });
 
@@ -157,9 +158,16 @@ describe('KS-2.5.1 killswitch verify detects tampering, names the seq and exits 
     });
   });
 
-  it('the last record deleted is not a break the chain can see, but the head hash changes', async () => {
+  it('the last record deleted: the head file beside the log sees it (KS-17.7.5); without it, only the head hash changes', async () => {
     const { path, lines, records } = await makeLog(5);
     await write(path, lines.slice(0, 4));
+    const caught = await verify(path, '--json');
+    expect(caught.code).toBe(1);
+    expect(JSON.parse(caught.stdout)).toMatchObject({
+      seq: 5,
+      reason: expect.stringMatching(/acknowledged records missing: the log ends at seq 4/),
+    });
+    await rm(`${path}.head`); // whoever cut the log removed the head file too
     const r = await verify(path, '--json');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).head).toEqual({ seq: 4, hash: records[3]!.hash });

@@ -3,7 +3,7 @@
  * never leaves a worker open or a control plane vouching. Each case starts `killswitch serve`
  * processes and follows them with the real RemoteFlipSource.
  */
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -87,14 +87,25 @@ describe('KS-6.4.1 KS-6.4.2 KS-6.4.3 KS-6.4.5 a file log replaced by an older co
     await source.start(rec);
     await until(() => rec.status === 'open', 'the worker to open');
     expect((await halt(a.url, 't1')).status).toBe(201);
-    // The backup: the log (and its identity) after seq 1.
+    // The backup: the log (and its identity) after seq 1, with its head file as a backup of the
+    // data directory holds it (the log alone, without it, is refused at open: KS-17.7.5).
+    await until(
+      () =>
+        readFile(join(dir, 'flips.jsonl.head'), 'utf8').then(
+          (t) => (JSON.parse(t) as { seq: number }).seq === 1,
+          () => false,
+        ),
+      'the head file to name seq 1 (written just after the acknowledgement)',
+    );
     await copyFile(join(dir, 'flips.jsonl'), join(dir, 'backup.jsonl'));
+    await copyFile(join(dir, 'flips.jsonl.head'), join(dir, 'backup.jsonl.head'));
     expect((await halt(a.url, 't2')).status).toBe(201);
     expect((await halt(a.url, 't3')).status).toBe(201);
     await until(() => source.appliedSeq === 3, 'the worker to apply seq 3');
     await a.stop('SIGTERM');
     servers.delete(a);
     await copyFile(join(dir, 'backup.jsonl'), join(dir, 'flips.jsonl'));
+    await copyFile(join(dir, 'backup.jsonl.head'), join(dir, 'flips.jsonl.head'));
     const b = await serve(dir, a.port);
     // The worker refuses the restored log: stale, and never open again on it.
     await until(() => rec.status === 'stale', 'the worker to fail closed');

@@ -9,6 +9,8 @@ import { startControlPlane, type ControlPlane } from '../../server/control-plane
 import { mountConsole } from '../../console/console-routes.js';
 import { mountAlertmanager } from '../../server/alertmanager-webhook.js';
 import { ReleaseGate } from '../../server/release-gate.js';
+import { checkpointRoutes } from '../../server/checkpoint-route.js';
+import { SigningKey } from '../../integrity/signing-key.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import { CommandOutput, USAGE_ERROR_CODE } from '../internal/output.js';
@@ -38,6 +40,9 @@ and is refused while a connected worker reports a red one; verdicts are kept in
                           localhost (on loopback) nor such a name are refused (421, KS-17.9.2)
   --tls-cert <file>       serve HTTPS with this certificate (PEM; with --tls-key); clients need
   --tls-key <file>        its CA: --ca <file> on the CLI, tls: { ca } on workers (KS-17.10.1)
+  --signing-key <file>    an Ed25519 key (PKCS#8 PEM, mode 0600; 'killswitch key create' makes
+                          one): every record is signed as it is appended and GET /v1/checkpoint
+                          is signed (KS-17.7.1); keep it where the store's writer cannot read it
   --max-flips-per-second <n>  flips per token per second, bursts of twice that (default 20)
   --max-active-halts <n>  active halts at most; resumes always pass (default 10000)
   --max-connections <n>   connections held at most (default 80 % of ulimit -n less 64, 64..8192)
@@ -71,6 +76,7 @@ export const command: CliCommand = {
       'allow-host': { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'signing-key': { type: 'string' },
       'max-flips-per-second': { type: 'string' },
       'max-active-halts': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -139,7 +145,11 @@ export const command: CliCommand = {
           exit: ExitCode.USAGE,
         });
       }
-      const created = await createStore(values.store, dataDir);
+      const signingKey =
+        values['signing-key'] === undefined
+          ? undefined
+          : await SigningKey.load(values['signing-key']);
+      const created = await createStore(values.store, dataDir, { signingKey });
       store = created.store;
       storeDescription = created.description;
       // KS-10.5.2 release verdicts live next to the data the server owns.
@@ -173,6 +183,8 @@ export const command: CliCommand = {
       // KS-11: the console, the Alertmanager webhook, and /metrics when prom-client is installed.
       mountConsole(cp);
       mountAlertmanager(cp, store);
+      // KS-17.7.4 the head for a monitor to keep elsewhere, signed with the key when there is one.
+      cp.router.add(...checkpointRoutes(store, signingKey));
       try {
         const { mountMetrics } = await import('../../metrics/control-plane-metrics.js');
         await mountMetrics(cp, store);

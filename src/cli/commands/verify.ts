@@ -1,12 +1,17 @@
 import { parseArgs } from 'node:util';
 import { readFlipLogFile } from '../../../providers/file/read-flip-log-file.js';
+import { headFileMismatch, readHeadFile } from '../../../providers/file/head-file.js';
+import { logIdPath } from '../../../providers/file/log-id-file.js';
 import { readFile } from 'node:fs/promises';
+import { checkRecordSignatures } from '../../integrity/record-signatures.js';
+import { PublicKeyRing } from '../../integrity/signing-key.js';
 import { ErrorCode, LogCorruptError } from '../../errors.js';
 import { headMismatch, parseExpectedHead, type ExpectedHead } from '../../integrity/statements.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
 import { CommandOutput } from '../internal/output.js';
 
-const HELP = `usage: killswitch verify <file> [--expect-head <seq>:<hash> | <checkpoint JSON> | @<file>] [--json]
+const HELP = `usage: killswitch verify <file> [--expect-head <seq>:<hash> | <checkpoint JSON> | @<file>]
+                        [--public-key <file>]... [--json]
 
 Checks a file flip log (JSON lines) without changing it and without taking its lock: every line
 parses, seq is dense from 1, each record's prev names the hash before it and its hash matches its
@@ -16,7 +21,14 @@ content, ids are unique. (KS-2.3.3, KS-2.5.1)
                          hash (it may have grown since). Catches records cut from the end and a
                          rewritten history, which the chain alone cannot. '@file' reads it from a
                          file (a saved 'GET /v1/checkpoint' answer, or '<seq>:<hash>').
+  --public-key <file>    a PEM public key (repeatable; a file may hold several) the records'
+                         signatures must verify under (KS-17.7.3): every signature is checked,
+                         and a log with no signed record fails. Without it, only the rule that no
+                         unsigned record follows a signed one is checked.
   --json                 print one JSON object instead of text
+
+The head file beside the log (<file>.head, the last acknowledged head, KS-17.7.5) is checked when
+present: the log must hold the record it names.
 
 exit codes:
   0  the chain verifies (a torn last line, which opening the store would cut, is reported as a warning)
@@ -37,12 +49,14 @@ export const command: CliCommand = {
     let json: boolean;
     let file: string;
     let expected: ExpectedHead | undefined;
+    let ring: PublicKeyRing | undefined;
     try {
       const { values, positionals } = parseArgs({
         args: [...argv],
         options: {
           json: { type: 'boolean', default: false },
           'expect-head': { type: 'string' },
+          'public-key': { type: 'string', multiple: true },
         },
         allowPositionals: true,
         strict: true,
@@ -51,6 +65,8 @@ export const command: CliCommand = {
         throw new Error(positionals.length === 0 ? 'missing <file>' : 'expected one <file>');
       json = values.json === true;
       file = positionals[0]!;
+      const keys = values['public-key'];
+      if (keys !== undefined) ring = await PublicKeyRing.load(keys);
       const head = values['expect-head'];
       if (head !== undefined) {
         expected = parseExpectedHead(
@@ -63,6 +79,39 @@ export const command: CliCommand = {
 
     try {
       const log = await readFlipLogFile(file);
+      // KS-17.7.3 signatures, KS-17.7.5 the acknowledged head beside the log.
+      const ackHead = await readHeadFile(file);
+      if (ring !== undefined || ackHead !== undefined || log.sigs.some((x) => x !== undefined)) {
+        const logId = await readLogId(file);
+        const signed = checkRecordSignatures(
+          log.records.map((r, i) => ({ seq: r.seq, hash: r.hash, sig: log.sigs[i] })),
+          logId ?? '',
+          logId === undefined ? undefined : ring,
+          'all',
+        );
+        if (ring !== undefined && logId === undefined && log.records.length > 0) {
+          throw new LogCorruptError(
+            1,
+            `no identity ${logIdPath(file)} beside the log: its signatures cannot be checked`,
+          );
+        }
+        if (ring !== undefined && signed === 0 && log.records.length > 0) {
+          throw new LogCorruptError(
+            log.head.seq,
+            'no record is signed: the log cannot be authenticated with --public-key',
+          );
+        }
+        if (ackHead !== undefined) {
+          const bad = headFileMismatch(
+            ackHead,
+            logId ?? ackHead.logId,
+            log.records,
+            ring,
+            signed > 0,
+          );
+          if (bad !== undefined) throw bad;
+        }
+      }
       // KS-17.7.4: a head kept elsewhere catches what the chain cannot (a cut end, a rewrite).
       const mismatch = expected === undefined ? undefined : headMismatch(log.records, expected);
       if (mismatch !== undefined) {
@@ -87,6 +136,7 @@ export const command: CliCommand = {
             records: log.records.length,
             head: log.head,
             tornBytes: log.tornBytes,
+            signed: log.sigs.filter((x) => x !== undefined).length,
             ...(expected === undefined ? {} : { expectedHead: { seq: expected.seq, ok: true } }),
           }),
         );
@@ -119,3 +169,13 @@ export const command: CliCommand = {
     }
   },
 };
+
+/** The identity in `<log>.logid`, or undefined when there is none (verify writes nothing). */
+async function readLogId(file: string): Promise<string | undefined> {
+  try {
+    const v = JSON.parse(await readFile(logIdPath(file), 'utf8')) as { logId?: unknown };
+    return typeof v.logId === 'string' ? v.logId : undefined;
+  } catch {
+    return undefined;
+  }
+}

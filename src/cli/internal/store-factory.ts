@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ErrorCode, KillSwitchError } from '../../errors.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
+import type { SigningKey } from '../../integrity/signing-key.js';
 
 /** Default data directory of `killswitch serve` (or `$KILLSWITCH_DATA_DIR`). KS-5.3.1 */
 export const DEFAULT_DATA_DIR = './.killswitch';
@@ -30,7 +31,18 @@ export interface CreatedStore {
 export async function createStore(
   spec: string | undefined,
   dataDir: string,
+  options: { readonly signingKey?: SigningKey | undefined } = {},
 ): Promise<CreatedStore> {
+  if (
+    options.signingKey !== undefined &&
+    (spec === 'memory' || /^postgres(?:ql)?:\/\//i.test(spec ?? ''))
+  ) {
+    // Never serve unsigned while the operator believes records are signed.
+    throw new KillSwitchError(
+      ErrorCode.INVALID_OPTION,
+      '--signing-key: only the file store signs records so far (KS-17.7.2); not the memory or PostgreSQL store',
+    );
+  }
   if (spec !== undefined && /^postgres(?:ql)?:\/\//i.test(spec)) {
     // A variable specifier: the PostgreSQL provider (and pg) load only when asked for.
     const specifier = '../../../providers/postgres/index.js';
@@ -64,7 +76,11 @@ export async function createStore(
   const { FileFlipLogStore } = await import('../../../providers/file/index.js');
   const path = resolve(spec ?? join(dataDir, 'flips.jsonl'));
   if (spec === undefined) await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  return { store: new FileFlipLogStore({ path }), description: `file ${path}` };
+  const { signingKey } = options;
+  return {
+    store: new FileFlipLogStore({ path, ...(signingKey === undefined ? {} : { signingKey }) }),
+    description: `file ${path}${signingKey === undefined ? '' : ` (records signed by key ${signingKey.kid})`}`,
+  };
 }
 
 /** A connection string without its password, for logs. */

@@ -84,6 +84,9 @@ describe('KS-17.7.4 verify --expect-head compares the log with a head kept elsew
     expect((await verify(path, '--expect-head', head)).code).toBe(0);
     const forged = rewrite(records, 2, { actor: 'admin', reason: 'nothing happened' });
     await writeFile(path, forged.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    // The head file beside the log (KS-17.7.5) sees it; the writer can rewrite that file too.
+    expect((await verify(path)).stdout).toMatch(/acknowledged records missing/);
+    await rm(`${path}.head`);
     // The issue's reproducer: the chain alone says ok.
     expect((await verify(path)).code).toBe(0);
     const r = await verify(path, '--expect-head', head);
@@ -98,6 +101,8 @@ describe('KS-17.7.4 verify --expect-head compares the log with a head kept elsew
     const text = await readFile(path, 'utf8');
     const lines = text.split('\n');
     await truncate(path, Buffer.byteLength(lines.slice(0, 2).join('\n') + '\n'));
+    expect((await verify(path)).stdout).toMatch(/acknowledged records missing/); // KS-17.7.5
+    await rm(`${path}.head`); // the writer removes the head file too
     expect((await verify(path)).code).toBe(0);
     const r = await verify(path, '--expect-head', `3:${records[2]!.hash}`, '--json');
     expect(r.code).toBe(1);

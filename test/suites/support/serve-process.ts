@@ -41,6 +41,8 @@ export interface ServeOptions {
   readonly heartbeatMs?: number;
   /** Give up waiting for the start line after this long. @default 20000 ms */
   readonly startTimeoutMs?: number;
+  /** More `serve` flags (`--signing-key <file>`, ...). */
+  readonly extraArgs?: readonly string[];
 }
 
 /** A running `killswitch serve` child. */
@@ -78,6 +80,7 @@ function serveArgs(o: ServeOptions): string[] {
     // The KS-13 suites drive flips in bursts; the flip rate limit has its own suite (KS-17.8.3).
     '--max-flips-per-second',
     '100000',
+    ...(o.extraArgs ?? []),
   ];
 }
 

@@ -19,10 +19,11 @@ import {
 } from '../ledger/side-effect-ledger.js';
 import { normalizeSelector, type KillContext } from '../model/selector.js';
 import { currentRunScope, inheritContext } from '../scope/run-scope.js';
-import { DrainPermit, drainPermits, watchUnlessDrained } from './drain-permit.js';
+import { DrainPermit, drainPermits } from './drain-permit.js';
 import { DuplicateEffectError, DuplicateState } from './duplicate-effect-error.js';
 import { HaltWatcher } from './halt-watcher.js';
 import { haltedErrorOf, type KillDecision } from './kill-decision.js';
+import { OperationState, StoppableOperation, type LateOutcome } from './stoppable-operation.js';
 
 /** Turns a result into JSON for the ledger and back, so a replayed effect can return it. */
 export interface ResultCodec<T> {
@@ -101,15 +102,6 @@ export interface EffectGuardOptions {
   readonly recheckBeforeDispatch?: boolean;
 }
 
-/** Lifecycle of one `run` call. */
-const Phase = {
-  CHECKING: 'checking',
-  RUNNING: 'running',
-  ABORTED: 'aborted',
-  SETTLED: 'settled',
-} as const;
-type Phase = (typeof Phase)[keyof typeof Phase];
-
 const CLOSED_DECISION: KillDecision = {
   halted: true,
   cause: HaltCause.ERROR,
@@ -117,15 +109,21 @@ const CLOSED_DECISION: KillDecision = {
 };
 
 /**
- * The one place every side effect passes (DESIGN section 6). For each effect it:
- * 1. watches the effect's context for a halt (before anything else, so none is missed); KS-4.1.3
- * 2. returns the recorded result, or refuses, when the key already landed or is in doubt; KS-4.3
- * 3. evaluates `kill-switch` with `true` (halted) as the default; halted means `refused` is recorded
- *    and the call rejects with {@link HaltedError} `KS_HALTED` naming the flip; KS-4.1.1
- * 4. records `intent` and waits until it is durable; if that fails nothing is dispatched; KS-4.2.2
- * 5. runs the body with an AbortSignal; a matching halt aborts it and rejects the call at once
- *    with `KS_ABORTED`, even if the body ignores the signal; KS-4.2.4
- * 6. records `landed`, `failed`, `aborted` (in doubt) or `landed-after-halt`. KS-4.2.5
+ * The one place every side effect passes (DESIGN section 6). Each effect is one
+ * {@link StoppableOperation} (KS-4.10), and `run` reads as its named stages:
+ * 1. `#watch`: watches the effect's context for a halt, before anything else, so none is missed;
+ *    KS-4.1.3
+ * 2. `#readPrior` and `replay`: returns the recorded result, or refuses, when the key already
+ *    landed or is in doubt; KS-4.3
+ * 3. `#decide`: evaluates `kill-switch` with `true` (halted) as the default; halted means `refused`
+ *    is recorded and the call rejects with {@link HaltedError} `KS_HALTED` naming the flip; KS-4.1.1
+ * 4. `#recordIntent`: records `intent` and waits until it is durable; if that fails nothing is
+ *    dispatched; KS-4.2.2
+ * 5. `#checkAgain`: evaluates once more, so a halt that arrived during the intent write refuses;
+ *    KS-4.1.5
+ * 6. `#dispatch`: runs the body with the operation's AbortSignal; a matching halt aborts it and
+ *    rejects the call at once with `KS_ABORTED`, even if the body ignores the signal (KS-4.2.4);
+ *    records `landed`, `failed`, `aborted` (in doubt) or `landed-after-halt`. KS-4.2.5
  *
  * @example
  * ```ts
@@ -145,8 +143,8 @@ export class EffectGuard {
   readonly #clock: Clock;
   readonly #ownsWatcher: boolean;
   readonly #recheck: boolean;
-  /** Keys dispatched by this guard whose body has not settled; value aborts it. */
-  readonly #inFlight = new Map<string, (d: KillDecision) => void>();
+  /** Keys being checked or dispatched by this guard whose body has not settled. */
+  readonly #inFlight = new Map<string, StoppableOperation>();
   readonly #pending = new Set<Promise<void>>();
   #closed = false;
 
@@ -213,128 +211,171 @@ export class EffectGuard {
   async run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
     if (this.#closed) throw new KillSwitchError(ErrorCode.STORE_CLOSED, 'effect guard is closed');
     const ctx = effectContext(effect);
-    const runId = ctx.runId!;
-    const key = effect.key ?? effectKey(runId, effect.step);
+    const key = effect.key ?? effectKey(ctx.runId!, effect.step);
     if (typeof body !== 'function')
       throw new ValidationError('effect', [{ path: ['body'], message: 'must be a function' }]);
     // KS-4.3.3 the same key twice at once in one guard would dispatch twice.
     if (this.#inFlight.has(key))
       throw new DuplicateEffectError(key, DuplicateState.IN_FLIGHT, undefined);
-
-    let phase: Phase = Phase.CHECKING;
-    let halt: KillDecision | undefined;
-    let onRunningHalt: ((d: KillDecision) => void) | undefined;
-    const onHalt = (d: KillDecision): void => {
-      halt ??= d;
-      if (phase === Phase.RUNNING) onRunningHalt?.(d);
-    };
     const permit = effect.drainPermit;
     if (permit !== undefined && !(permit instanceof DrainPermit)) {
       throw new ValidationError('effect', [
         { path: ['drainPermit'], message: 'must be a DrainPermit from QueueController.work' },
       ]);
     }
-    // KS-4.1.3 watch first: a halt that lands between the check and the dispatch is not missed.
-    // KS-4.8.4 a drain halt the permit covers neither refuses nor aborts; any other halt does.
-    const unwatch = watchUnlessDrained(this.watcher, ctx, permit, onHalt);
-    this.#inFlight.set(key, onHalt);
-    let dispatched = false;
+    const base: EffectBase = {
+      key,
+      runId: ctx.runId!,
+      step: effect.step,
+      capability: effect.capability,
+      context: ctx,
+    };
+    const op = this.#watch(base, permit);
     try {
-      let prior: LedgerEntry | undefined;
-      try {
-        [prior] = await this.#ledger.entries({ key });
-      } catch (err) {
-        throw new KillSwitchError(
-          ErrorCode.STORE_UNAVAILABLE,
-          `effect ${key} not dispatched: cannot read the ledger`,
-          { cause: err },
-        );
-      }
-      // KS-4.3.1 an effect that landed is never dispatched again.
-      if (prior?.landed) {
-        if (effect.result !== undefined && 'result' in prior)
-          return effect.result.decode(prior.result);
-        throw new DuplicateEffectError(key, DuplicateState.LANDED, prior);
-      }
-      // KS-4.3.2 an intent with no outcome may have landed.
-      if (prior?.inDoubt && effect.idempotent !== true)
-        throw new DuplicateEffectError(key, DuplicateState.IN_DOUBT, prior);
-
-      const base = {
-        key,
-        runId,
-        step: effect.step,
-        capability: effect.capability,
-        context: ctx,
-      } as const;
-
-      // KS-4.1.1 evaluate before each effect, halted by default.
-      const decision = await this.watcher.evaluate(ctx);
-      // KS-4.8.1 a drained task's effect passes only a drain-only halt newer than the task.
-      const drained = decision.halted && drainPermits(decision, permit, ctx);
-      if ((decision.halted && !drained) || halt !== undefined) {
-        throw await this.#refuse(base, halt ?? decision);
-      }
-
-      const attempt = (prior?.attempts ?? 0) + 1;
-      try {
-        // KS-4.2.2 the intent is durable before the effect leaves.
-        await this.#ledger.append({
-          ...base,
-          status: EffectStatus.INTENT,
-          at: this.#at(),
-          attempt,
-          ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
-          // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
-          ...(drained && decision.flip !== undefined
-            ? {
-                flipSeq: decision.flip.seq,
-                detail: `dispatched under drain halt #${decision.flip.seq}: task ${permit!.taskId} was admitted at seq ${permit!.admittedSeq}`,
-              }
-            : {}),
-        });
-      } catch (err) {
-        // KS-4.2.3 fail closed: no record, no dispatch.
-        throw new KillSwitchError(
-          ErrorCode.STORE_UNAVAILABLE,
-          `effect ${key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
-          { cause: err },
-        );
-      }
-      if (this.#recheck && halt === undefined) {
-        const again = await this.watcher.evaluate(ctx);
-        if (again.halted && !drainPermits(again, permit, ctx)) halt ??= again;
-      }
-      if (halt !== undefined || this.#closed) {
-        // KS-4.1.5 halted while the intent was written: the intent is closed as refused.
-        throw await this.#refuse(base, halt ?? CLOSED_DECISION);
-      }
-
-      dispatched = true;
-      phase = Phase.RUNNING;
-      return await this.#dispatch(key, base, attempt, effect, body, unwatch, (fn) => {
-        onRunningHalt = fn;
-      });
-    } finally {
-      if (!dispatched) {
-        unwatch();
+      const prior = await this.#readPrior(key);
+      const replayed = replay(effect, key, prior);
+      if (replayed !== undefined) {
+        if (op.state === OperationState.CHECKING) op.settle();
         this.#inFlight.delete(key);
+        return replayed.value;
       }
-      if (phase === Phase.CHECKING) phase = Phase.SETTLED;
+      const drain = await this.#decide(op, base, permit);
+      const attempt = await this.#recordIntent(base, effect, prior, drain, permit);
+      await this.#checkAgain(op, base, permit);
+      return await this.#dispatch(op, base, attempt, effect, body);
+    } catch (err) {
+      // A check that failed or refused leaves nothing running: the watch and the key go. (A body
+      // that failed settled the operation; an aborted one keeps its key until it settles.)
+      op.cancel(err);
+      if (op.state === OperationState.CANCELLED || op.state === OperationState.REFUSED)
+        this.#inFlight.delete(key);
+      throw err;
     }
   }
 
+  /**
+   * Stage 1, watch (before anything else, so no halt is missed; KS-4.1.3). A drain halt the
+   * permit covers neither refuses nor aborts; any other halt does (KS-4.8.4).
+   */
+  #watch(base: EffectBase, permit: DrainPermit | undefined): StoppableOperation {
+    const op = new StoppableOperation({
+      watcher: this.watcher,
+      context: base.context,
+      ...(permit !== undefined ? { permit } : {}),
+      haltError: (state, _from, d) =>
+        haltedError(
+          state === OperationState.REFUSED ? ErrorCode.HALTED : ErrorCode.ABORTED,
+          base.key,
+          d,
+        ),
+    });
+    op.check();
+    this.#inFlight.set(base.key, op);
+    return op;
+  }
+
+  /** Stage 2, what the ledger already knows of the key. */
+  async #readPrior(key: string): Promise<LedgerEntry | undefined> {
+    try {
+      const [prior] = await this.#ledger.entries({ key });
+      return prior;
+    } catch (err) {
+      throw new KillSwitchError(
+        ErrorCode.STORE_UNAVAILABLE,
+        `effect ${key} not dispatched: cannot read the ledger`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Stage 3, decide: evaluate `kill-switch` with halted as the default (KS-4.1.1); a halt that
+   * arrived since the watch refuses too.
+   *
+   * @returns the drain halt the effect dispatches under, when its permit covers one (KS-4.8.1)
+   */
+  async #decide(
+    op: StoppableOperation,
+    base: EffectBase,
+    permit: DrainPermit | undefined,
+  ): Promise<KillDecision | undefined> {
+    const decision = await this.watcher.evaluate(base.context);
+    const drained = decision.halted && drainPermits(decision, permit, base.context);
+    if (decision.halted && !drained && op.state === OperationState.CHECKING) op.refuse(decision);
+    if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
+    return drained ? decision : undefined;
+  }
+
+  /** Stage 4, the intent, durable before the effect leaves (KS-4.2.2); it fails closed (KS-4.2.3). */
+  async #recordIntent(
+    base: EffectBase,
+    effect: GuardedEffect<unknown>,
+    prior: LedgerEntry | undefined,
+    drain: KillDecision | undefined,
+    permit: DrainPermit | undefined,
+  ): Promise<number> {
+    const attempt = (prior?.attempts ?? 0) + 1;
+    try {
+      await this.#ledger.append({
+        ...base,
+        status: EffectStatus.INTENT,
+        at: this.#at(),
+        attempt,
+        ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
+        // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
+        ...(drain?.flip !== undefined && permit !== undefined
+          ? {
+              flipSeq: drain.flip.seq,
+              detail: `dispatched under drain halt #${drain.flip.seq}: task ${permit.taskId} was admitted at seq ${permit.admittedSeq}`,
+            }
+          : {}),
+      });
+    } catch (err) {
+      // KS-4.2.3 fail closed: no record, no dispatch.
+      throw new KillSwitchError(
+        ErrorCode.STORE_UNAVAILABLE,
+        `effect ${base.key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
+        { cause: err },
+      );
+    }
+    return attempt;
+  }
+
+  /**
+   * Stage 5, recheck once the intent is durable (KS-4.1.5): a halt that arrived during the intent
+   * write, or a closed guard, closes the intent as refused.
+   */
+  async #checkAgain(
+    op: StoppableOperation,
+    base: EffectBase,
+    permit: DrainPermit | undefined,
+  ): Promise<void> {
+    if (this.#recheck && op.state === OperationState.CHECKING) {
+      const again = await this.watcher.evaluate(base.context);
+      if (
+        again.halted &&
+        !drainPermits(again, permit, base.context) &&
+        op.state === OperationState.CHECKING
+      )
+        op.refuse(again);
+    }
+    if (this.#closed && op.state === OperationState.CHECKING) op.refuse(CLOSED_DECISION);
+    if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
+  }
+
+  /**
+   * Stage 6, dispatch: run the body with the operation's signal; a halt aborts it and rejects at
+   * once (KS-4.2.4); the outcome is recorded before the caller learns it (KS-4.2.5), and a body
+   * that settles after the abort is recorded as such (KS-4.2.6).
+   */
   #dispatch<T>(
-    key: string,
-    base: Omit<LedgerEvent, 'status' | 'at'>,
+    op: StoppableOperation,
+    base: EffectBase,
     attempt: number,
     effect: GuardedEffect<T>,
     body: EffectBody<T>,
-    unwatch: () => void,
-    setOnHalt: (fn: (d: KillDecision) => void) => void,
   ): Promise<T> {
-    const controller = new AbortController();
-    let phase: Phase = Phase.RUNNING;
+    const key = base.key;
     let haltedAt = 0;
     // The outcomes of one dispatch are written one after another, so every backend stores them in
     // order (aborted before landed-after-halt) even though the abort is not awaited.
@@ -344,89 +385,79 @@ export class EffectGuard {
       this.#track(writes);
       return writes;
     };
-    return new Promise<T>((resolve, reject) => {
-      const abort = (d: KillDecision): void => {
-        if (phase !== Phase.RUNNING) return;
-        phase = Phase.ABORTED;
-        haltedAt = this.#clock.now();
-        unwatch();
-        const err = haltedError(ErrorCode.ABORTED, key, d);
-        // KS-4.2.4 free the caller at once; the body learns through the signal.
-        controller.abort(err);
-        void write({ ...base, status: EffectStatus.ABORTED, ...flipFields(d, err) });
-        reject(err);
-      };
-      setOnHalt(abort);
-      this.#inFlight.set(key, abort);
-
-      let p: Promise<T>;
-      try {
-        p = Promise.resolve(body(controller.signal, { key, attempt }));
-      } catch (err) {
-        p = Promise.reject(err);
+    op.onStop((s) => {
+      haltedAt = this.#clock.now();
+      void write({
+        ...base,
+        status: EffectStatus.ABORTED,
+        ...flipFields(s.decision ?? CLOSED_DECISION, s.error as Error),
+      });
+    });
+    const onLate = (late: LateOutcome): void => {
+      this.#inFlight.delete(key);
+      if (late.ok) {
+        // KS-4.2.6 the body ignored the signal and the effect left anyway: say so, with when.
+        const ms = Math.round(this.#clock.now() - haltedAt);
+        void write({
+          ...base,
+          status: EffectStatus.LANDED_AFTER_HALT,
+          detail: `landed ${ms} ms after the halt aborted it`,
+        });
+      } else {
+        // A body that rejects after the abort proves nothing about the effect: its request
+        // may already have reached the other side. It stays in doubt (KS-4.4.5), so the
+        // recovery report lists it and a resumed run does not repeat it blindly.
+        void write({
+          ...base,
+          status: EffectStatus.ABORTED,
+          detail: `body rejected after the abort, may have landed: ${describeError(late.error)}`,
+        });
       }
-      p.then(
+    };
+    return op
+      .run((signal) => body(signal, { key, attempt }), { onLate })
+      .then(
         async (value) => {
           this.#inFlight.delete(key);
-          if (phase === Phase.ABORTED) {
-            // KS-4.2.6 the body ignored the signal and the effect left anyway: say so, with when.
-            const late = Math.round(this.#clock.now() - haltedAt);
-            void write({
-              ...base,
-              status: EffectStatus.LANDED_AFTER_HALT,
-              detail: `landed ${late} ms after the halt aborted it`,
-            });
-            return;
-          }
-          phase = Phase.SETTLED;
-          unwatch();
-          let result: unknown;
-          let hasResult = false;
-          if (effect.result !== undefined) {
-            try {
-              result = effect.result.encode(value);
-              hasResult = result !== undefined;
-            } catch (err) {
-              this.#logger.warn(
-                `effect ${key}: result not recorded, encode failed: ${(err as Error)?.message}`,
-              );
-            }
-          }
-          // KS-4.2.5 the outcome is recorded before the caller learns it, so a replay sees it.
           await write({
             ...base,
             status: EffectStatus.LANDED,
-            ...(hasResult ? { result } : {}),
+            ...this.#encode(effect, key, value),
           });
-          resolve(value);
+          return value;
         },
         async (err: unknown) => {
+          // Aborted: the stop listener recorded it and the late outcome will follow.
+          if (op.state === OperationState.ABORTED) throw err;
           this.#inFlight.delete(key);
-          if (phase === Phase.ABORTED) {
-            // A body that rejects after the abort proves nothing about the effect: its request
-            // may already have reached the other side. It stays in doubt (KS-4.4.5), so the
-            // recovery report lists it and a resumed run does not repeat it blindly.
-            void write({
-              ...base,
-              status: EffectStatus.ABORTED,
-              detail: `body rejected after the abort, may have landed: ${describeError(err)}`,
-            });
-            return;
-          }
-          phase = Phase.SETTLED;
-          unwatch();
           await write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) });
-          reject(err);
+          throw err;
         },
       );
-    });
   }
 
-  async #refuse(base: Omit<LedgerEvent, 'status' | 'at'>, d: KillDecision): Promise<HaltedError> {
-    const err = haltedError(ErrorCode.HALTED, base.key, d);
-    // KS-4.1.8 a refusal is recorded; failing to record it does not let the effect through.
-    await this.#record({ ...base, status: EffectStatus.REFUSED, ...flipFields(d, err) });
-    return err;
+  #encode<T>(effect: GuardedEffect<T>, key: string, value: T): { result?: unknown } {
+    if (effect.result === undefined) return {};
+    try {
+      const result = effect.result.encode(value);
+      return result !== undefined ? { result } : {};
+    } catch (err) {
+      this.#logger.warn(
+        `effect ${key}: result not recorded, encode failed: ${(err as Error)?.message}`,
+      );
+      return {};
+    }
+  }
+
+  /** Records a refused operation (KS-4.1.8: failing to record it does not let it through). */
+  async #refused(op: StoppableOperation, base: EffectBase): Promise<unknown> {
+    const s = op.stopped!;
+    await this.#record({
+      ...base,
+      status: EffectStatus.REFUSED,
+      ...flipFields(s.decision ?? CLOSED_DECISION, s.error as Error),
+    });
+    return s.error;
   }
 
   /** Appends an outcome; a failure is logged, never thrown (the outcome already happened). */
@@ -477,10 +508,41 @@ export class EffectGuard {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const abort of [...this.#inFlight.values()]) abort(CLOSED_DECISION);
+    for (const op of [...this.#inFlight.values()]) op.halt(CLOSED_DECISION);
     if (this.#ownsWatcher) this.watcher.close();
     await this.flush();
   }
+}
+
+/** What every ledger event of one effect carries. */
+type EffectBase = Omit<LedgerEvent, 'status' | 'at'> & {
+  readonly key: string;
+  readonly runId: string;
+  readonly context: KillContext;
+};
+
+/**
+ * A key the ledger already knows (KS-4.3): its recorded result when it landed and the effect has
+ * a codec; undefined when it may be dispatched.
+ *
+ * @throws {DuplicateEffectError} when it landed without a codec (KS-4.3.1), or is in doubt and
+ *   the effect is not idempotent (KS-4.3.2)
+ */
+function replay<T>(
+  effect: GuardedEffect<T>,
+  key: string,
+  prior: LedgerEntry | undefined,
+): { value: T } | undefined {
+  // KS-4.3.1 an effect that landed is never dispatched again.
+  if (prior?.landed) {
+    if (effect.result !== undefined && 'result' in prior)
+      return { value: effect.result.decode(prior.result) };
+    throw new DuplicateEffectError(key, DuplicateState.LANDED, prior);
+  }
+  // KS-4.3.2 an intent with no outcome may have landed.
+  if (prior?.inDoubt && effect.idempotent !== true)
+    throw new DuplicateEffectError(key, DuplicateState.IN_DOUBT, prior);
+  return undefined;
 }
 
 /**

@@ -262,11 +262,11 @@ export class EffectGuard {
       watcher: this.watcher,
       context: base.context,
       ...(permit !== undefined ? { permit } : {}),
-      haltError: (state, _from, d) =>
+      haltError: (s) =>
         haltedError(
-          state === OperationState.REFUSED ? ErrorCode.HALTED : ErrorCode.ABORTED,
+          s.state === OperationState.REFUSED ? ErrorCode.HALTED : ErrorCode.ABORTED,
           base.key,
-          d,
+          s.decision,
         ),
     });
     op.check();

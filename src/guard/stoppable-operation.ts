@@ -39,12 +39,31 @@ export type OperationState = (typeof OperationState)[keyof typeof OperationState
 export type StoppedState =
   typeof OperationState.REFUSED | typeof OperationState.ABORTED | typeof OperationState.CANCELLED;
 
-/** How an operation was stopped, as its stop listeners and error factory learn it. */
+/**
+ * Who stopped an operation: a halt that arrived (through the watch, or an owner's
+ * {@link StoppableOperation.halt}), the owner's own check that answered halted
+ * ({@link StoppableOperation.refuse}), or the owner ({@link StoppableOperation.cancel}).
+ */
+export type StoppedBy = 'halt' | 'check' | 'owner';
+
+/** A stop by a halt, as the error factory learns it. */
+export interface HaltStop {
+  /** The state it stops in. */
+  readonly state: StoppedState;
+  /** The live state it was in. */
+  readonly from: OperationState;
+  readonly by: Exclude<StoppedBy, 'owner'>;
+  /** The halt. */
+  readonly decision: KillDecision;
+}
+
+/** How an operation was stopped, as its stop listeners learn it. */
 export interface OperationStop {
   /** The state it stopped in. */
   readonly state: StoppedState;
   /** The live state it was in when stopped. */
   readonly from: OperationState;
+  readonly by: StoppedBy;
   /** The halt that stopped it; undefined when its owner cancelled it. */
   readonly decision: KillDecision | undefined;
   /** What the caller is rejected with and the signal aborted with. */
@@ -67,7 +86,7 @@ export interface StoppableOperationOptions {
    * The error a halt stops the operation with (the owner's words: "effect k refused: ...").
    * Called once, when it stops.
    */
-  readonly haltError: (state: StoppedState, from: OperationState, d: KillDecision) => unknown;
+  readonly haltError: (stop: HaltStop) => unknown;
 }
 
 /** Options of {@link StoppableOperation.run}. */
@@ -149,9 +168,9 @@ export class StoppableOperation {
    * @returns whether it stopped the operation
    */
   halt(d: KillDecision): boolean {
-    const to = HALT_TO[this.#state];
-    if (to === undefined) return false;
-    this.#stopWith(to, d, this.#haltError(to, this.#state, d));
+    const state = HALT_TO[this.#state];
+    if (state === undefined) return false;
+    this.#stopByHalt({ state, from: this.#state, by: 'halt', decision: d });
     return true;
   }
 
@@ -162,7 +181,13 @@ export class StoppableOperation {
    */
   cancel(error: unknown): boolean {
     if (!LIVE.has(this.#state)) return false;
-    this.#stopWith(OperationState.CANCELLED, undefined, error);
+    this.#stopWith({
+      state: OperationState.CANCELLED,
+      from: this.#state,
+      by: 'owner',
+      decision: undefined,
+      error,
+    });
     return true;
   }
 
@@ -179,9 +204,12 @@ export class StoppableOperation {
   refuse(d: KillDecision): unknown {
     if (this.#state !== OperationState.WATCHING && this.#state !== OperationState.CHECKING)
       this.#illegal('refuse');
-    const error = this.#haltError(OperationState.REFUSED, this.#state, d);
-    this.#stopWith(OperationState.REFUSED, d, error);
-    return error;
+    return this.#stopByHalt({
+      state: OperationState.REFUSED,
+      from: this.#state,
+      by: 'check',
+      decision: d,
+    });
   }
 
   /** `checking` -> `running`, for a body the owner runs itself with {@link signal}. */
@@ -311,12 +339,17 @@ export class StoppableOperation {
     this.#listeners = [];
   }
 
-  #stopWith(state: StoppedState, decision: KillDecision | undefined, error: unknown): void {
-    const stop: OperationStop = { state, from: this.#state, decision, error };
+  #stopByHalt(h: HaltStop): unknown {
+    const error = this.#haltError(h);
+    this.#stopWith({ ...h, error });
+    return error;
+  }
+
+  #stopWith(stop: OperationStop): void {
     this.#stop = stop;
-    this.#state = state;
+    this.#state = stop.state;
     this.#unwatch();
-    this.#controller?.abort(error);
+    this.#controller?.abort(stop.error);
     const listeners = this.#listeners;
     this.#listeners = [];
     for (const l of listeners) l(stop);

@@ -23,6 +23,12 @@ import {
   type RetryPolicy,
 } from './retry-policy.js';
 import { systemClock, type Clock } from '../internal/clock.js';
+import {
+  OperationState,
+  StoppableOperation,
+  type StoppedBy,
+  type StoppedState,
+} from '../guard/stoppable-operation.js';
 
 /** Where the scheduler writes warnings (a failed ledger write). */
 export interface SchedulerLogger {
@@ -184,38 +190,34 @@ export class Scheduler {
     this.#assertOpen();
     // KS-4.9.2: inside a run scope the retry carries the run's tenant, feature and run path.
     ctx = inheritContext(ctx);
-    const op = this.#track('retry', ctx, this.#keyFor('retry', ctx, options), options.step);
+    const p = this.#track('retry', ctx, this.#keyFor('retry', ctx, options), options.step);
+    const op = p.op;
+    const again = (n: number) => (failure: unknown) =>
+      // KS-7.1.5: a refusal from the guard inside the attempt means halted; never retry it.
+      !isHaltError(failure) &&
+      n < resolved.maxAttempts &&
+      (options.retryOn === undefined || options.retryOn(failure, n));
     try {
       for (let n = 1; ; n++) {
-        op.phase = 'checking';
-        op.attempt = n;
+        p.attempt = n;
+        op.check();
         // KS-7.1.3: a halt whose event was missed still stops the next attempt.
         const d = await this.#watcher.evaluate(ctx);
         op.throwIfStopped();
-        if (d.halted) {
-          this.#stop(op, d, n === 1 ? EffectStatus.REFUSED : EffectStatus.CANCELLED);
-          op.throwIfStopped();
-        }
-        op.phase = 'attempting';
-        let failure: unknown;
+        if (d.halted) throw op.refuse(d);
         try {
-          return await raceStop(attempt(op.signal, n), op);
+          return await op.run((signal) => attempt(signal, n), { again: again(n) });
         } catch (err) {
-          op.throwIfStopped();
-          failure = err;
+          // Settled (out of attempts, not retryable) or stopped; back to watching means try again.
+          if (op.state !== OperationState.WATCHING) throw err;
         }
-        // KS-7.1.5: a refusal from the guard inside the attempt means halted; never retry it.
-        if (isHaltError(failure) || n >= resolved.maxAttempts) throw failure;
-        if (options.retryOn !== undefined && !options.retryOn(failure, n)) throw failure;
         const delay = backoffDelay(resolved, n, this.#random);
-        op.phase = 'sleeping';
-        op.attempt = n + 1;
-        op.dueAt = this.#clock.now() + delay;
-        await this.#sleep(op, delay);
+        p.attempt = n + 1;
+        p.dueAt = this.#clock.now() + delay;
+        await this.#sleep(p, delay);
       }
     } finally {
-      op.finish();
-      this.#pending.delete(op);
+      this.#pending.delete(p);
     }
   }
 
@@ -243,10 +245,10 @@ export class Scheduler {
     }
     this.#assertOpen();
     ctx = inheritContext(ctx);
-    const op = this.#track('timer', ctx, this.#keyFor('timer', ctx, options), options.step);
-    op.phase = 'sleeping';
-    op.dueAt = this.#clock.now() + delayMs;
-    let state: TimerState = TimerState.PENDING;
+    const p = this.#track('timer', ctx, this.#keyFor('timer', ctx, options), options.step);
+    const op = p.op;
+    p.dueAt = this.#clock.now() + delayMs;
+    let fired: boolean | undefined;
     let resolveDone!: (v: T) => void;
     let rejectDone!: (e: unknown) => void;
     const done = new Promise<T>((resolve, reject) => {
@@ -255,60 +257,49 @@ export class Scheduler {
     });
     // A timer nobody awaits must not become an unhandled rejection when a halt cancels it.
     done.catch(() => undefined);
-    const end = (next: TimerState, outcome: { value: T } | { error: unknown }): void => {
-      state = next;
-      op.finish();
-      this.#pending.delete(op);
-      if ('value' in outcome) resolveDone(outcome.value);
-      else rejectDone(outcome.error);
-    };
-    op.onStop = (error) => {
-      end(state === TimerState.RUNNING ? TimerState.ABORTED : TimerState.CANCELLED, { error });
-    };
+    op.onStop((stop) => rejectDone(stop.error));
     const fire = async (): Promise<void> => {
-      op.handle = undefined;
-      if (op.stopped) return;
-      state = TimerState.CHECKING;
-      op.phase = 'checking';
+      if (op.stopped !== undefined) return;
+      op.check();
       const d = await this.#watcher.evaluate(ctx);
-      if (op.stopped) return;
+      if (op.state !== OperationState.CHECKING) return;
       if (d.halted) {
         // KS-7.1.3: the event was missed (or raced the firing); the callback still never runs.
-        this.#stop(op, d, EffectStatus.CANCELLED);
+        op.refuse(d);
         return;
       }
-      state = TimerState.RUNNING;
-      op.phase = 'attempting';
       try {
-        const value = await raceStop(
-          Promise.resolve().then(() => fn(op.signal)),
-          op,
-        );
-        if (!op.stopped) end(TimerState.FIRED, { value });
+        const value = await op.run((signal) => Promise.resolve().then(() => fn(signal)));
+        fired = true;
+        this.#pending.delete(p);
+        resolveDone(value);
       } catch (err) {
-        if (!op.stopped) end(TimerState.FAILED, { error: err });
+        // Stopped while it ran: the stop already rejected `done`.
+        if (op.stopped !== undefined) return;
+        fired = false;
+        this.#pending.delete(p);
+        rejectDone(err);
       }
     };
-    op.handle = this.#clock.setTimeout(() => void fire(), delayMs);
+    const handle = this.#clock.setTimeout(() => void fire(), delayMs);
+    op.onStop(() => this.#clock.clearTimeout(handle));
     // KS-7.1.7: a context already halted when the timer is set is refused, not left to fail later.
     void this.#watcher.evaluate(ctx).then((d) => {
-      if (d.halted && !op.stopped && state === TimerState.PENDING) {
-        this.#stop(op, d, EffectStatus.REFUSED);
-      }
+      if (d.halted && op.state === OperationState.WATCHING) op.refuse(d);
     });
     return {
-      id: op.id,
-      key: op.key,
+      id: p.id,
+      key: p.key,
       context: ctx,
-      dueAt: op.dueAt,
+      dueAt: p.dueAt,
       get state() {
-        return state;
+        return timerState(op, fired);
       },
       done,
       cancel: () => {
-        if (op.stopped || (state !== TimerState.PENDING && state !== TimerState.CHECKING))
+        if (op.state !== OperationState.WATCHING && op.state !== OperationState.CHECKING)
           return false;
-        this.#cancelByOwner(op, 'timer cancelled by its owner');
+        this.#cancelByOwner(p, 'timer cancelled by its owner');
         return true;
       },
     };
@@ -321,9 +312,14 @@ export class Scheduler {
    */
   cancel(timer: ScheduledTimer<unknown> | string): boolean {
     if (typeof timer !== 'string') return timer.cancel();
-    for (const op of this.#pending) {
-      if (op.id === timer && op.kind === 'timer' && op.phase !== 'attempting') {
-        this.#cancelByOwner(op, 'timer cancelled by its owner');
+    for (const p of this.#pending) {
+      const state = p.op.state;
+      if (
+        p.id === timer &&
+        p.kind === 'timer' &&
+        (state === OperationState.WATCHING || state === OperationState.CHECKING)
+      ) {
+        this.#cancelByOwner(p, 'timer cancelled by its owner');
         return true;
       }
     }
@@ -339,9 +335,9 @@ export class Scheduler {
   pending(selector: Selector = {}): { retries: number; timers: number } {
     let retries = 0;
     let timers = 0;
-    for (const op of this.#pending) {
-      if (!selectorMatches(selector, op.ctx)) continue;
-      if (op.kind === 'retry') retries++;
+    for (const p of this.#pending) {
+      if (!selectorMatches(selector, p.ctx)) continue;
+      if (p.kind === 'retry') retries++;
       else timers++;
     }
     return { retries, timers };
@@ -365,7 +361,7 @@ export class Scheduler {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const op of [...this.#pending]) this.#cancelByOwner(op, 'scheduler closed');
+    for (const p of [...this.#pending]) this.#cancelByOwner(p, 'scheduler closed');
     await this.flush().catch(() => undefined);
   }
 
@@ -382,53 +378,37 @@ export class Scheduler {
   }
 
   #track(kind: Kind, ctx: KillContext, key: string, step: string | undefined): Pending {
-    const op = new Pending(`${kind}-${this.#prefix}-${this.#nextId++}`, kind, ctx, key, step);
-    this.#pending.add(op);
-    // KS-7.1.1: watch before the first check, so a halt between the two is not missed.
-    op.unwatch = this.#watcher.watch(ctx, (d) => {
-      if (op.stopped) return;
-      const status = op.phase === 'attempting' ? EffectStatus.ABORTED : EffectStatus.CANCELLED;
-      this.#stop(op, d, status);
+    const id = `${kind}-${this.#prefix}-${this.#nextId++}`;
+    // KS-7.1.1: the operation watches from here, before the first check.
+    const p = new Pending(id, kind, ctx, key, step, this.#watcher);
+    p.op.onStop((s) => {
+      this.#pending.delete(p);
+      // A halt stopped it: record why (an owner's cancel is not a halt and writes nothing).
+      if (s.decision !== undefined && s.by !== 'owner') {
+        const status = statusOf(p, s);
+        const dueAt =
+          s.from === OperationState.WATCHING
+            ? ` due at ${new Date(this.#clock.wallNow() + p.dueAt - this.#clock.now()).toISOString()}`
+            : '';
+        this.#record(
+          p,
+          status,
+          `${p.what} ${VERB[status]}${dueAt}: ${haltedBy(s.decision)}`,
+          s.decision.flip?.seq,
+        );
+      }
     });
-    return op;
+    this.#pending.add(p);
+    return p;
   }
 
-  /** Stops an item because of a halt: clear its timer, free the caller, then record it. */
-  #stop(op: Pending, d: KillDecision, status: EffectStatus): void {
-    if (op.stopped) return;
-    const code = status === EffectStatus.REFUSED ? ErrorCode.HALTED : ErrorCode.ABORTED;
-    const what = op.kind === 'retry' ? `retry attempt ${op.attempt}` : 'timer';
-    const verb =
-      status === EffectStatus.REFUSED
-        ? 'refused'
-        : status === EffectStatus.ABORTED
-          ? 'aborted'
-          : 'cancelled';
-    const by = d.flip
-      ? `halt #${d.flip.seq} on ${formatSelector(d.flip.selector)}`
-      : `kill switch (${d.cause ?? HaltCause.HALTED}${d.failClosed ? `: ${d.failClosed}` : ''})`;
-    const error = new HaltedError(
-      code,
-      `${what} ${verb} by ${by}`,
-      d.cause ?? HaltCause.HALTED,
-      d.flip,
-      d.failClosed,
-    );
-    op.stop(error, this.#clock);
-    const dueAt =
-      op.phase === 'sleeping'
-        ? ` due at ${new Date(this.#clock.wallNow() + op.dueAt - this.#clock.now()).toISOString()}`
-        : '';
-    this.#record(op, status, `${what} ${verb}${dueAt}: ${by}`, d.flip?.seq);
+  #cancelByOwner(p: Pending, why: string): void {
+    p.op.cancel(new KillSwitchError(ErrorCode.CANCELLED, why));
+    this.#pending.delete(p);
   }
 
-  #cancelByOwner(op: Pending, why: string): void {
-    op.stop(new KillSwitchError(ErrorCode.CANCELLED, why), this.#clock);
-    this.#pending.delete(op);
-  }
-
-  #record(op: Pending, status: EffectStatus, detail: string, flipSeq: number | undefined): void {
-    const ctx = op.ctx;
+  #record(p: Pending, status: EffectStatus, detail: string, flipSeq: number | undefined): void {
+    const ctx = p.ctx;
     const context: Record<string, string | readonly string[]> = {};
     for (const k of ['tenant', 'feature', 'runId', 'capability'] as const) {
       const v = ctx[k];
@@ -437,53 +417,47 @@ export class Scheduler {
     if (ctx.runPath !== undefined) context.runPath = ctx.runPath;
     const write = this.#ledger
       .append({
-        key: op.key,
+        key: p.key,
         status,
         at: new Date(this.#clock.wallNow()).toISOString(),
         context,
         detail,
         ...(ctx.runId !== undefined ? { runId: ctx.runId } : {}),
-        ...(op.step !== undefined ? { step: op.step } : {}),
+        ...(p.step !== undefined ? { step: p.step } : {}),
         ...(ctx.capability !== undefined ? { capability: ctx.capability } : {}),
         ...(flipSeq !== undefined ? { flipSeq } : {}),
       })
       .catch((err: unknown) => {
         // The cancellation already happened (nothing fires); only the record is missing.
         this.#writeError ??= err;
-        this.#logger.warn(`scheduler: could not record ${status} for ${op.key}: ${String(err)}`);
+        this.#logger.warn(`scheduler: could not record ${status} for ${p.key}: ${String(err)}`);
       });
     this.#writes.add(write);
     void write.finally(() => this.#writes.delete(write));
   }
 
   /** A back-off sleep that a halt (or close) clears at once. KS-7.1.2 */
-  #sleep(op: Pending, ms: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      op.sleepReject = reject;
-      op.handle = this.#clock.setTimeout(() => {
-        op.handle = undefined;
-        op.sleepReject = undefined;
-        resolve();
-      }, ms);
-    });
+  #sleep(p: Pending, ms: number): Promise<void> {
+    let off: () => void = () => undefined;
+    return p.op.race(
+      new Promise<void>((resolve) => {
+        const handle = this.#clock.setTimeout(() => {
+          off();
+          resolve();
+        }, ms);
+        off = p.op.onStop(() => this.#clock.clearTimeout(handle));
+      }),
+    );
   }
 }
 
-type Phase = 'checking' | 'attempting' | 'sleeping';
-
-/** One pending retry loop or timer. */
+/** One pending retry loop or timer: a stoppable operation, and what the ledger says of it. */
 class Pending {
-  readonly controller = new AbortController();
-  phase: Phase = 'checking';
+  readonly op: StoppableOperation;
+  /** The attempt a retry is at (from 1). */
   attempt = 1;
+  /** When the sleep or timer is due, on the clock's monotonic scale. */
   dueAt = 0;
-  handle: unknown;
-  unwatch: (() => void) | undefined;
-  sleepReject: ((e: unknown) => void) | undefined;
-  onStop: ((e: unknown) => void) | undefined;
-  stopListeners = new Set<(e: unknown) => void>();
-  error: unknown;
-  stopped = false;
 
   constructor(
     readonly id: string,
@@ -491,55 +465,84 @@ class Pending {
     readonly ctx: KillContext,
     readonly key: string,
     readonly step: string | undefined,
-  ) {}
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
+    watcher: HaltWatcher,
+  ) {
+    this.op = new StoppableOperation({
+      watcher,
+      context: ctx,
+      haltError: (s) => {
+        const status = statusOf(this, s);
+        const d = s.decision;
+        return new HaltedError(
+          status === EffectStatus.REFUSED ? ErrorCode.HALTED : ErrorCode.ABORTED,
+          `${this.what} ${VERB[status]} by ${haltedBy(d)}`,
+          d.cause ?? HaltCause.HALTED,
+          d.flip,
+          d.failClosed,
+        );
+      },
+    });
   }
 
-  stop(error: unknown, timers: Clock): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.error = error;
-    if (this.handle !== undefined) timers.clearTimeout(this.handle);
-    this.handle = undefined;
-    this.unwatch?.();
-    this.controller.abort(error);
-    this.sleepReject?.(error);
-    this.sleepReject = undefined;
-    for (const l of this.stopListeners) l(error);
-    this.onStop?.(error);
-  }
-
-  throwIfStopped(): void {
-    if (this.stopped) throw this.error;
-  }
-
-  finish(): void {
-    this.unwatch?.();
+  /** What it is, in messages. */
+  get what(): string {
+    return this.kind === 'retry' ? `retry attempt ${this.attempt}` : 'timer';
   }
 }
 
-/** Settles with `p`, or rejects with the stop error the moment the item is stopped. */
-function raceStop<T>(p: Promise<T>, op: Pending): Promise<T> {
-  if (op.stopped) {
-    p.catch(() => undefined);
-    return Promise.reject(op.error);
+/**
+ * What the ledger calls a stop by a halt: `refused` before a retry's first attempt or when a timer
+ * is set (KS-7.1.7), `aborted` while an attempt or callback runs (KS-7.1.4), `cancelled` otherwise
+ * (a sleep, a timer pending or checking when it fell due, a later attempt's check). KS-7.1.1
+ */
+function statusOf(
+  p: Pending,
+  s: { state: StoppedState; from: OperationState; by: StoppedBy },
+): EffectStatus {
+  if (s.state === OperationState.ABORTED) return EffectStatus.ABORTED;
+  if (s.state === OperationState.REFUSED && s.by === 'check') {
+    const first = p.kind === 'retry' ? p.attempt === 1 : s.from === OperationState.WATCHING;
+    if (first) return EffectStatus.REFUSED;
   }
-  return new Promise<T>((resolve, reject) => {
-    const onStop = (e: unknown): void => reject(e);
-    op.stopListeners.add(onStop);
-    p.then(
-      (v) => {
-        op.stopListeners.delete(onStop);
-        resolve(v);
-      },
-      (e: unknown) => {
-        op.stopListeners.delete(onStop);
-        reject(e);
-      },
-    );
-  });
+  return EffectStatus.CANCELLED;
+}
+
+const VERB: Readonly<Record<string, string>> = {
+  [EffectStatus.REFUSED]: 'refused',
+  [EffectStatus.ABORTED]: 'aborted',
+  [EffectStatus.CANCELLED]: 'cancelled',
+};
+
+function haltedBy(d: KillDecision): string {
+  return d.flip
+    ? `halt #${d.flip.seq} on ${formatSelector(d.flip.selector)}`
+    : `kill switch (${d.cause ?? HaltCause.HALTED}${d.failClosed ? `: ${d.failClosed}` : ''})`;
+}
+
+/** A timer's public state, read from its operation. */
+function timerState(op: StoppableOperation, fired: boolean | undefined): TimerState {
+  switch (op.state) {
+    case OperationState.WATCHING:
+      return TimerState.PENDING;
+    case OperationState.CHECKING:
+      return TimerState.CHECKING;
+    case OperationState.RUNNING:
+      return TimerState.RUNNING;
+    case OperationState.SETTLED:
+      // Settled a moment before the scheduler learnt how: still running, as far as anyone knows.
+      return fired === undefined
+        ? TimerState.RUNNING
+        : fired
+          ? TimerState.FIRED
+          : TimerState.FAILED;
+    case OperationState.ABORTED:
+      return TimerState.ABORTED;
+    default:
+      // Stopped while its callback ran (the scheduler closed): aborted; otherwise cancelled.
+      return op.stopped?.from === OperationState.RUNNING
+        ? TimerState.ABORTED
+        : TimerState.CANCELLED;
+  }
 }
 
 function isHaltError(err: unknown): boolean {

@@ -44,7 +44,7 @@ function op(context = fresh(), permit?: DrainPermit): StoppableOperation {
     watcher: h.watcher,
     context,
     ...(permit !== undefined ? { permit } : {}),
-    haltError: (state, from) => new StopError(state, from),
+    haltError: (s) => new StopError(s.state, s.from),
   });
   ops.push(o);
   return o;
@@ -136,6 +136,7 @@ describe('KS-4.10.3 every transition outside the diagram is refused and changes 
       const live = ['watching', 'checking', 'running'].includes(state);
       expect(o.cancel(new Error('owner')), state).toBe(live);
       expect(o.state, state).toBe(live ? 'cancelled' : state);
+      if (live) expect(o.stopped).toMatchObject({ by: 'owner', from: state, decision: undefined });
     }
   });
 });
@@ -166,7 +167,9 @@ describe('KS-4.10.2 a halt in each state', () => {
       }
       expect(stopped).toBe(true);
       expect(o.state).toBe(to);
-      expect(seen).toEqual([{ state: to, from: state, decision: HALT, error: o.stopped?.error }]);
+      expect(seen).toEqual([
+        { state: to, from: state, by: 'halt', decision: HALT, error: o.stopped?.error },
+      ]);
       expect(o.stopped?.error).toEqual(new StopError(to, state));
       expect(signal.aborted).toBe(true);
       expect(signal.reason).toBe(o.stopped?.error);
@@ -307,7 +310,8 @@ describe('run, race and the owner', () => {
   it('the signal created after the stop is already aborted with the stop error', () => {
     const o = op();
     o.check();
-    o.refuse(HALT);
+    expect(o.refuse(HALT)).toBe(o.stopped?.error);
+    expect(o.stopped).toMatchObject({ by: 'check', from: 'checking', decision: HALT });
     expect(o.signal.aborted).toBe(true);
     expect(o.signal.reason).toEqual(new StopError('refused', 'checking'));
   });

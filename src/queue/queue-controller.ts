@@ -8,7 +8,8 @@ import {
   KillSwitchError,
   ErrorCode,
 } from '../errors.js';
-import { DrainPermit, drainPermits, watchUnlessDrained } from '../guard/drain-permit.js';
+import { DrainPermit, drainPermits } from '../guard/drain-permit.js';
+import { OperationState, StoppableOperation } from '../guard/stoppable-operation.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';
 import type { KillDecision } from '../guard/kill-decision.js';
 import { Mutex } from '../internal/mutex.js';
@@ -101,10 +102,9 @@ export type TaskHandler<P> = (
   permit: DrainPermit,
 ) => Promise<unknown>;
 
-/** A task admitted to run: the controller that aborts its signal, the watch, its permit. */
+/** A task taken to run: its stoppable operation (whose signal the handler gets) and its permit. */
 interface TaskRun {
-  readonly ac: AbortController;
-  readonly unwatch: () => void;
+  readonly op: StoppableOperation;
   readonly permit: DrainPermit;
 }
 
@@ -265,20 +265,20 @@ export class QueueController<P = unknown> {
       concurrency,
       admit: (task) => this.#admit(task),
       handler: async (task) => {
-        const run = this.#runs.get(task.id) ?? this.#watchRun(task);
+        const run = this.#runs.get(task.id) ?? this.#startRun(task);
         try {
           // KS-7.4.2 the handler runs in the task's run scope (or in none: never in the scope of
           // whatever code started the worker), so what it guards, spawns and enqueues carries
           // the task's lineage.
           const lineage = taskLineage(task.context);
-          const call = () => handler(task, run.ac.signal, run.permit);
+          const call = () => handler(task, run.op.signal, run.permit);
           return await (lineage !== undefined && lineage.runPath.length > 0
             ? runInScope(lineage, call)
             : runOutsideScope(call));
         } finally {
           // The permit is good only while the task runs (an effect started later is refused).
           run.permit.revoke();
-          run.unwatch();
+          if (run.op.state === OperationState.RUNNING) run.op.settle();
           this.#runs.delete(task.id);
         }
       },
@@ -439,16 +439,20 @@ export class QueueController<P = unknown> {
     // Watch before the check: a halt landing between the check and the handler's start must
     // still abort the task's signal (the watcher only fires on events after a watch exists).
     const run = this.#watchRun(task);
-    const d = await this.#watcher.evaluate(task.context);
+    run.op.check();
+    const answer = await this.#watcher.evaluate(task.context);
+    // A halt that landed during the check refused the run: that halt decides, not the answer.
+    const d = run.op.stopped?.decision ?? answer;
     const mode = d.halted ? taskMode(d, task, run.permit) : undefined;
     if (mode === undefined || mode === QueueMode.DRAIN) {
       // A drained task runs to completion: the drain halts its permit covers do not abort it,
       // but the watch stays, so a discard or hold halt that lands later still does. KS-7.2.11
+      run.op.start();
       this.#runs.set(task.id, run);
       return { action: 'run' };
     }
     run.permit.revoke();
-    run.unwatch();
+    if (run.op.state === OperationState.CHECKING) run.op.refuse(d);
     if (mode === QueueMode.HOLD) {
       this.#watch(task.context);
       return { action: 'hold', info: holdInfo(d, task) };
@@ -457,22 +461,34 @@ export class QueueController<P = unknown> {
     return { action: 'discard' };
   }
 
-  /** An abort controller for a task's run that aborts on a matching halt its permit does not cover. */
+  /**
+   * A task's run as a stoppable operation (KS-4.10): watching from here, its signal aborts on a
+   * matching halt the task's permit does not cover.
+   */
   #watchRun(task: QueuedTask<P>): TaskRun {
-    const ac = new AbortController();
     const permit = permitOf(task);
-    const unwatch = watchUnlessDrained(this.#watcher, task.context, permit, (d) =>
-      ac.abort(
+    const op = new StoppableOperation({
+      watcher: this.#watcher,
+      context: task.context,
+      permit,
+      haltError: (s) =>
         new HaltedError(
           ErrorCode.ABORTED,
-          `task aborted: ${describe(d)}`,
-          d.cause ?? HaltCause.HALTED,
-          d.flip,
-          d.failClosed,
+          `task aborted: ${describe(s.decision)}`,
+          s.decision.cause ?? HaltCause.HALTED,
+          s.decision.flip,
+          s.decision.failClosed,
         ),
-      ),
-    );
-    return { ac, unwatch: () => void unwatch(), permit };
+    });
+    return { op, permit };
+  }
+
+  /** A run for a task the queue handed over without asking admission: checked by nobody, running. */
+  #startRun(task: QueuedTask<P>): TaskRun {
+    const run = this.#watchRun(task);
+    run.op.check();
+    run.op.start();
+    return run;
   }
 
   /** Journals a discard durably. */

@@ -32,7 +32,13 @@ import type {
   ReadOptions,
   RecordListener,
 } from '../../src/store/flip-log-store.js';
+import type {
+  FleetChannel,
+  FleetChannelOptions,
+  FleetChannelStore,
+} from '../../src/store/fleet-channel.js';
 import { UNIQUE_VIOLATION, sqlState, unavailable } from './internal/pg-errors.js';
+import { PostgresFleetChannel } from './postgres-fleet-channel.js';
 import { decodeRows, insertParams, seqOf, type FlipRow } from './internal/row-codec.js';
 import {
   LOCK_CLASS_APPEND,
@@ -167,7 +173,7 @@ const defaultClock: Clock = {
  * await store.append({ id: 'inc-42', actor: 'me', action: 'halt', selector: { tenant: 'acme' }, reason: 'incident 42' });
  * ```
  */
-export class PostgresFlipLogStore implements FlipLogStore {
+export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
   readonly kind = 'postgres';
   /** The schema holding this log. */
   readonly schema: string;
@@ -670,6 +676,35 @@ export class PostgresFlipLogStore implements FlipLogStore {
       this.#listeners.delete(listener);
       if (this.#listeners.size === 0) this.#stopFollowing();
     };
+  }
+
+  /**
+   * Joins the fleet the replicas of this schema share (KS-8.8, KS-6.6): registers the replica,
+   * heartbeats, shares its acknowledgements and delivers the others'. The control plane calls
+   * it; close the channel before the store.
+   *
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE`, `KS_STORE_CLOSED`
+   */
+  async openFleetChannel(options: FleetChannelOptions): Promise<FleetChannel> {
+    this.#checkUsable();
+    await this.open();
+    const channel = new PostgresFleetChannel(
+      {
+        pool: this.#pool,
+        schema: this.schema,
+        clock: this.#clock,
+        statementTimeoutMs: this.#statementTimeoutMs,
+        logger: this.#logger,
+      },
+      options,
+    );
+    try {
+      await channel.start();
+    } catch (err) {
+      await channel.close();
+      throw unavailable('could not join the shared fleet', err);
+    }
+    return channel;
   }
 
   /** How this store is following the log right now (for health checks). KS-8.5.6 */

@@ -19,6 +19,11 @@ export interface ErrorBody {
 export interface WorkerInfo {
   readonly id: string;
   readonly release?: string;
+  /**
+   * The control-plane replica that received its last acknowledgement, when the replicas share
+   * the fleet through their store (KS-6.6.6); absent otherwise.
+   */
+  readonly replica?: string;
   /** At least one open stream. */
   readonly connected: boolean;
   readonly connections: number;
@@ -38,6 +43,8 @@ export interface WorkerInfo {
 export interface AckedWorker {
   readonly workerId: string;
   readonly release?: string;
+  /** The replica that received the acknowledgement (shared fleets only, KS-6.6.6). */
+  readonly replica?: string;
   readonly at: number;
   /** at - the flip's append time. */
   readonly latencyMs: number;
@@ -47,6 +54,8 @@ export interface AckedWorker {
 export interface Laggard {
   readonly workerId: string;
   readonly release?: string;
+  /** The replica that renewed its lease last (shared fleets only, KS-6.6.6). */
+  readonly replica?: string;
   readonly lastAckSeq: number | null;
   /** When it counts as stopped even without an ack (its lease runs out). */
   readonly leaseExpiresAt: number;
@@ -61,6 +70,8 @@ export interface Laggard {
 export interface UnenforcedWorker {
   readonly workerId: string;
   readonly release?: string;
+  /** The replica that received the negative acknowledgement (shared fleets only, KS-6.6.6). */
+  readonly replica?: string;
   /** Why it cannot enforce the flip, in its own words. */
   readonly reason: string;
   /** When the server received the negative acknowledgement (epoch ms). */
@@ -90,11 +101,42 @@ export interface FlipFleetStatus {
   /** completeAt - appendedAt, or null. */
   readonly completeAfterMs: number | null;
   /**
+   * Shared fleets only (KS-6.6.5): replicas this one has not heard from within its
+   * `replicaTimeoutMs` that hold workers still counted as not stopped for this flip. The flip is
+   * never complete while any is listed. Absent when the fleet is not shared.
+   */
+  readonly unknownReplicas?: readonly UnknownReplica[];
+  /**
    * What the workers that reported it had that the flip matched (KS-16.4.2); absent when no
    * worker reported (an older worker, a flip that is not a halt). `workers` counts the reports:
    * all zero with every acknowledging worker reporting means the halt stopped nothing that ran.
    */
   readonly matched?: FleetMatch;
+}
+
+/** A replica another replica cannot hear from (KS-6.6.5). */
+export interface UnknownReplica {
+  readonly replica: string;
+  /** The URL it registered. */
+  readonly url: string;
+  /** How long since its heartbeat counter last moved, on the answering replica's clock (ms). */
+  readonly silentForMs: number;
+  /** Workers it renewed last that are not counted as stopped. */
+  readonly workers: readonly string[];
+}
+
+/** A control-plane replica of a shared fleet as `GET /v1/workers` lists it (KS-6.6.6). */
+export interface ReplicaInfo {
+  readonly replica: string;
+  readonly url: string;
+  /** The replica that answers. */
+  readonly self: boolean;
+  /** The head seq it said it applied last. */
+  readonly head: number;
+  /** How long since its heartbeat counter last moved, on the answering replica's clock (ms). */
+  readonly silentForMs: number;
+  /** True when silent for longer than `replicaTimeoutMs`. */
+  readonly unknown: boolean;
 }
 
 /** The sum of the workers' match reports for one flip. KS-16.4.2 */
@@ -146,6 +188,8 @@ export interface WorkersAnswer {
   readonly staleAfterMs: number;
   readonly leaseMarginMs: number;
   readonly workers: readonly WorkerInfo[];
+  /** The replicas of a shared fleet (KS-6.6.6); absent when the fleet is not shared. */
+  readonly replicas?: readonly ReplicaInfo[];
 }
 
 /** Answer of `GET /healthz`. KS-5.1.9 */

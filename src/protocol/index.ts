@@ -67,6 +67,8 @@ export type {
   HealthAnswer,
   Laggard,
   UnenforcedWorker,
+  UnknownReplica,
+  ReplicaInfo,
   LogAnswer,
   WorkerInfo,
   WorkersAnswer,

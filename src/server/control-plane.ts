@@ -14,6 +14,8 @@ import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
 import { haltCoverage } from '../model/selector.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
+import { isFleetChannelStore, type FleetChannel } from '../store/fleet-channel.js';
+import { randomUUID } from 'node:crypto';
 import { parseAcks, type AckRequest } from '../protocol/acks.js';
 import {
   Divergence,
@@ -44,7 +46,8 @@ import {
   type SnapshotData,
 } from '../protocol/stream-events.js';
 import { ReplayRing } from './replay-ring.js';
-import { FleetTracker, type FlipFleetStatus } from './fleet-tracker.js';
+import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
+import { SharedFleet } from './shared-fleet.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
@@ -152,6 +155,21 @@ export interface ControlPlaneOptions {
   readonly maxHaltsPerAlert?: number;
   /** Workers tracked at most (KS-17.8.4). @default 10000 */
   readonly maxWorkers?: number;
+  /**
+   * KS-6.6 share acknowledgements, leases and renewals with the other replicas through the store,
+   * when the store can (PostgreSQL): a flip's answer then counts every worker on every replica.
+   * @default true
+   */
+  readonly shareFleet?: boolean;
+  /** This replica's id in a shared fleet. @default `r-` and 12 random hex digits, new each start */
+  readonly replicaId?: string;
+  /**
+   * A replica whose heartbeat was not seen for this long is unknown (KS-6.6.5): a flip whose
+   * workers it holds is not complete, and the answer names it. @default 1500
+   */
+  readonly replicaTimeoutMs?: number;
+  /** Heartbeat interval of this replica in a shared fleet. @default 250 */
+  readonly replicaBeatMs?: number;
   /** Extra routes (webhooks, /metrics, OFREP, the console), mounted after the built-in ones. */
   readonly routes?: readonly Route[];
   /** @default warnings and errors to stderr, info dropped */
@@ -281,6 +299,10 @@ class ControlPlaneServer implements ControlPlane {
   #startedAt = 0;
   /** False while not vouching (KS-12.5), so the change is logged once each way. */
   #vouching = true;
+  /** KS-6.6 the other replicas' workers, when the store shares the fleet. */
+  readonly #fleet: SharedFleet | undefined;
+  #fleetChannel: FleetChannel | undefined;
+  readonly #replicaBeatMs: number;
 
   constructor(o: ControlPlaneOptions) {
     if (o.store === undefined || typeof o.store.append !== 'function') {
@@ -353,6 +375,22 @@ class ControlPlaneServer implements ControlPlane {
         ),
     });
     this.#storeStaleAfterMs = int('storeStaleAfterMs', o.storeStaleAfterMs ?? 3000, 1, 3_600_000);
+    this.#replicaBeatMs = int('replicaBeatMs', o.replicaBeatMs ?? 250, 10, 60_000);
+    const replicaTimeoutMs = int('replicaTimeoutMs', o.replicaTimeoutMs ?? 1500, 1, 3_600_000);
+    if (o.replicaId !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(o.replicaId))
+      throw new InvalidOptionError('replicaId', '1 to 64 of A-Z a-z 0-9 . _ : -', o.replicaId);
+    // KS-6.6 a store several replicas share carries the fleet; the file and memory stores do not,
+    // and their path stays as it was.
+    this.#fleet =
+      o.shareFleet !== false && isFleetChannelStore(o.store)
+        ? new SharedFleet({
+            selfId: o.replicaId ?? `r-${randomUUID().replaceAll('-', '').slice(0, 12)}`,
+            staleAfterMs: this.tracker.staleAfterMs,
+            leaseMarginMs: this.tracker.leaseMarginMs,
+            replicaTimeoutMs,
+            clock: this.#clock,
+          })
+        : undefined;
     this.router.add(
       ...this.#routes(),
       ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),
@@ -360,7 +398,7 @@ class ControlPlaneServer implements ControlPlane {
     );
     this.#releaseGate = o.releaseGate;
     if (o.releaseGate !== undefined)
-      this.router.add(...releaseRoutes(o.releaseGate, () => this.tracker.workers()));
+      this.router.add(...releaseRoutes(o.releaseGate, () => this.#allWorkers()));
     // KS-17.8.1: Node checks request heads and bodies against their deadlines every second.
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#dispatch(req, res);
@@ -481,6 +519,7 @@ class ControlPlaneServer implements ControlPlane {
     const address = this.#server.address() as AddressInfo;
     this.#actualPort = address.port;
     this.#guard.bind(this.#host, address.address);
+    await this.#joinFleet();
     if (this.#auth === 'none') {
       this.#log.warn(
         `auth: 'none': every caller is an anonymous admin (${this.url}); pass a TokenAuthenticator`,
@@ -498,6 +537,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#connections.close();
+    await this.#fleetChannel?.close();
     this.#unwatchTokens?.();
     this.#unsubscribe?.();
     this.#hub.closeAll();
@@ -507,6 +547,45 @@ class ControlPlaneServer implements ControlPlane {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
     });
+  }
+
+  // --- the shared fleet (KS-6.6) ---------------------------------------------------------------
+
+  /** Registers with the other replicas of a shared store; a replica that cannot, does not start. */
+  async #joinFleet(): Promise<void> {
+    const fleet = this.#fleet;
+    if (fleet === undefined || !isFleetChannelStore(this.#store)) return;
+    fleet.selfUrl = this.url;
+    try {
+      this.#fleetChannel = await this.#store.openFleetChannel({
+        replicaId: fleet.selfId,
+        url: this.url,
+        head: this.#state.seq,
+        beatMs: this.#replicaBeatMs,
+        logger: { warn: (m) => this.#log.warn(m) },
+        onEvent: (e) => {
+          fleet.onEvent(e);
+          // A remote acknowledgement, a barrier or a heartbeat may complete a waited flip.
+          for (const w of [...this.#ackWaiters]) w();
+        },
+      });
+    } catch (err) {
+      this.#unsubscribe?.();
+      await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      throw err;
+    }
+  }
+
+  /** A flip's answer: this replica's tracker, merged with the other replicas' workers. */
+  #fleetStatus(seq: number): FlipFleetStatus | undefined {
+    const local = this.tracker.status(seq);
+    return this.#fleet === undefined ? local : this.#fleet.status(seq, local);
+  }
+
+  /** Every worker this replica knows of (the whole fleet when shared). */
+  #allWorkers(): WorkerInfo[] {
+    const local = this.tracker.workers();
+    return this.#fleet === undefined ? local : this.#fleet.workers(local, this.tracker.head);
   }
 
   // --- following the store -------------------------------------------------------------------
@@ -554,6 +633,11 @@ class ControlPlaneServer implements ControlPlane {
     const event = encodeFlipEvent(r);
     this.#hub.broadcast(event);
     this.tracker.flipAppended(r.seq, appendedAt);
+    if (this.#fleet !== undefined) {
+      this.#fleet.flipAppended(r.seq, appendedAt);
+      // KS-6.6.4 the heartbeat that says so is this flip's barrier.
+      this.#fleetChannel?.publishHead(r.seq);
+    }
     this.#ids.add(r.id);
     this.#ring.push(r, event);
     const waiters = this.#appliedWaiters.get(r.seq);
@@ -853,7 +937,7 @@ class ControlPlaneServer implements ControlPlane {
         this.limits.checkActiveHalts(this.#state.size, 1);
       // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
       if (flip.action === 'resume' && !this.#ids.has(flip.id))
-        await this.#releaseGate?.checkResume(flip.release, this.tracker.workers());
+        await this.#releaseGate?.checkResume(flip.release, this.#allWorkers());
       return this.#store.append(flip);
     });
     // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.
@@ -867,7 +951,7 @@ class ControlPlaneServer implements ControlPlane {
     const fleet =
       wait !== undefined && wait > 0
         ? await this.#awaitFleet(result.record.seq, wait, res)
-        : (this.tracker.status(result.record.seq) ?? null);
+        : (this.#fleetStatus(result.record.seq) ?? null);
     const answer: FlipAnswer = {
       flip: result.record,
       duplicate: result.duplicate,
@@ -898,12 +982,14 @@ class ControlPlaneServer implements ControlPlane {
     // KS-6.2.7 the wait and the tracker's deadlines on the monotonic clock.
     const end = this.#clock.now() + Math.min(waitMs, MAX_WAIT_MS);
     for (;;) {
-      const st = this.tracker.status(seq);
+      const st = this.#fleetStatus(seq);
       if (st === undefined) return null;
       const now = this.#clock.now();
       // The caller hanging up ends the wait (the flip itself is durable already).
       if (st.complete || now >= end || this.#closed || res.destroyed) return st;
-      const next = this.tracker.nextDeadline(seq) ?? end;
+      const local = this.tracker.nextDeadline(seq) ?? end;
+      const remote = this.#fleet?.nextDeadline(seq) ?? end;
+      const next = Math.min(local, remote);
       const delay = Math.max(1, Math.min(end, next) - now);
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -955,7 +1041,40 @@ class ControlPlaneServer implements ControlPlane {
       this.#claims.touch(who, a.workerId);
     }
     for (const w of [...this.#ackWaiters]) w();
+    if (this.#fleetChannel !== undefined && answer !== undefined)
+      answer = await this.#shareAcks(acks, answer);
     sendJson(res, 200, answer);
+  }
+
+  /**
+   * KS-6.6.3 a shared fleet's acknowledgements are answered only once the store committed them
+   * (with the log's head at that commit), so every renewal a worker was answered is one the other
+   * replicas see; the answer's head is the later of this replica's and that head, so a worker
+   * whose replica lags the log learns it is behind and extends nothing.
+   */
+  async #shareAcks(acks: readonly AckRequest[], answer: AckAnswer): Promise<AckAnswer> {
+    let head;
+    try {
+      head = await this.#fleetChannel!.renew(
+        acks.map((a) => ({
+          workerId: a.workerId,
+          release: a.release,
+          seq: a.seq,
+          connections: this.tracker.connections(a.workerId),
+          unenforced: a.unenforced,
+        })),
+      );
+    } catch (err) {
+      throw new HttpError(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        `the acknowledgement could not be shared with the other replicas, so it renews nothing: ${(err as Error).message}`,
+      );
+    }
+    this.#checkHealthy();
+    const mine = this.tracker.head;
+    if (head.seq <= mine) return { ...answer, head: mine, hash: this.#state.hash };
+    return { ...answer, head: head.seq, hash: head.hash };
   }
 
   /**
@@ -1046,7 +1165,9 @@ class ControlPlaneServer implements ControlPlane {
       head: this.tracker.head,
       staleAfterMs: this.tracker.staleAfterMs,
       leaseMarginMs: this.tracker.leaseMarginMs,
-      workers: this.tracker.workers(),
+      workers: this.#allWorkers(),
+      // KS-6.6.6 which replica each worker is on, and the replicas themselves.
+      ...(this.#fleet === undefined ? {} : { replicas: this.#fleet.replicas(this.#state.seq) }),
     };
     sendJson(res, 200, answer);
   }

@@ -150,6 +150,11 @@ export class FleetTracker {
     return this.#workers.size;
   }
 
+  /** Streams the worker holds open here now (0 for an unknown worker). */
+  connections(workerId: string): number {
+    return this.#workers.get(workerId)?.connections ?? 0;
+  }
+
   /** True when the tracker knows this worker id. */
   has(workerId: string): boolean {
     return this.#workers.has(workerId);

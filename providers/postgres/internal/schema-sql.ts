@@ -5,12 +5,16 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
  * (KS-2.7.3): random at genesis, or derived from seq 1's hash for a log that already had records
- * (the same formula as src/store/log-id.ts, so every copy of a log gets the same identity).
+ * (the same formula as src/store/log-id.ts, so every copy of a log gets the same identity);
+ * 3 adds the fleet the replicas share (KS-8.8): `replicas` and `fleet_acks`, with nothing to
+ * carry over (a version-2 schema had no shared fleet; each replica kept its own in memory).
+ * A version-2 library refuses a version-3 schema (KS-8.1.2), so an old replica cannot join a
+ * fleet whose acknowledgements it would not share.
  */
 
 /**
@@ -32,6 +36,11 @@ export const RECORD_COLUMNS =
 /** The NOTIFY channel of a schema's log (the schema name is at most 48 characters, so this fits 63). */
 export function channelOf(schema: string): string {
   return `ks_flips_${schema}`;
+}
+
+/** The NOTIFY channel of a schema's shared fleet (KS-8.8). */
+export function fleetChannelOf(schema: string): string {
+  return `ks_fleet_${schema}`;
 }
 
 /** `"schema"` for a schema name that already passed validation (lower-case letters, digits, `_`). */
@@ -145,6 +154,30 @@ INSERT INTO ${s}.meta (key, value)
     (SELECT 'h-' || substr(f.hash, 1, 32) FROM ${s}.flips f WHERE f.seq = 1),
     gen_random_uuid()::text)
   ON CONFLICT (key) DO NOTHING;
+
+-- KS-8.8.1 the shared fleet (version 3). One row per running replica: a heartbeat counter (never
+-- a time: each replica times the counter's moves on its own monotonic clock) and the head it
+-- applied; one row per worker: its last acknowledgement, which replica received it, and the log's
+-- head when that acknowledgement was committed. updated_at is the database's clock, used only to
+-- prune rows nobody renewed for an hour.
+CREATE TABLE IF NOT EXISTS ${s}.replicas (
+  replica_id text PRIMARY KEY,
+  url text NOT NULL,
+  beat bigint NOT NULL,
+  head bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ${s}.fleet_acks (
+  worker_id text PRIMARY KEY,
+  replica_id text NOT NULL,
+  release text,
+  seq bigint NOT NULL,
+  answered_head bigint NOT NULL,
+  renewals bigint NOT NULL,
+  connections integer NOT NULL,
+  unenforced jsonb,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
 
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

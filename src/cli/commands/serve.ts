@@ -49,6 +49,8 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --max-workers <n>       workers tracked at most (default 10000)
   --heartbeat-ms <ms>     stream heartbeat interval (default 1000)
   --stale-after-ms <ms>   worker lease (default 3000)
+  --replica-timeout-ms <ms>  with a postgres:// store, replicas share the fleet (KS-6.6); one
+                          silent for this long is unknown and named in flip answers (default 1500)
   --json                  print the start line as JSON
 
 tokens: a token file or KILLSWITCH_TOKENS (JSON: [{ name, token | hash | sha256,
@@ -83,12 +85,14 @@ export const command: CliCommand = {
       'max-workers': { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       'stale-after-ms': { type: 'string' },
+      'replica-timeout-ms': { type: 'string' },
       json: { type: 'boolean', default: false },
     } as const;
     let values;
     let port: number;
     let heartbeatMs: number | undefined;
     let staleAfterMs: number | undefined;
+    let replicaTimeoutMs: number | undefined;
     const limits: Record<string, number> = {};
     try {
       values = parseArgs({
@@ -100,6 +104,8 @@ export const command: CliCommand = {
       port = intFlag('port', values.port, 65535) ?? 7411;
       heartbeatMs = intFlag('heartbeat-ms', values['heartbeat-ms']);
       staleAfterMs = intFlag('stale-after-ms', values['stale-after-ms']);
+      replicaTimeoutMs = intFlag('replica-timeout-ms', values['replica-timeout-ms']);
+      if (replicaTimeoutMs === 0) throw new UsageError('--replica-timeout-ms must be positive');
       // KS-17.8: the limits an operator tunes; checked again (ranges) by startControlPlane.
       for (const [flag, option] of [
         ['max-flips-per-second', 'maxFlipsPerSecond'],
@@ -174,6 +180,7 @@ export const command: CliCommand = {
         ...(values['allow-host'] === undefined ? {} : { allowedHosts: values['allow-host'] }),
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
+        ...(replicaTimeoutMs === undefined ? {} : { replicaTimeoutMs }),
         logger: {
           info: (m) => io.stdout(m),
           warn: (m) => io.stderr(`killswitch serve: warning: ${m}`),

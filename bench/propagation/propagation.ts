@@ -20,6 +20,13 @@
  * flips posted to replica A; p50 and p99 over every subscriber of every round, from the POST to A
  * being sent and from A's answer. Skipped (and said so in the JSON) when PostgreSQL is unreachable.
  *
+ * Replicated stop-complete (`--cases replicated-stop`, KS-6.6): the fleet's answer across
+ * replicas. Replicas A and B on one PostgreSQL schema, workers split evenly over them, flips with
+ * `wait` posted to A; the stop-complete time A reports (`completeAfterMs`), and the time from the
+ * POST sent to its answer, for 8 worker processes (one source each) and for 100 subscribers (4
+ * processes); against the same workers all on one replica alone on its own schema, in the same run
+ * (target: replicated within 2x of one replica). [--replicated-stop-sizes 8x1,100x4]
+ *
  * First flip (`--cases first`): see firstFlipCase; [--first-size 100] [--first-rounds 5]
  * [--first-idle 3000] [--first-warm 5].
  *
@@ -455,6 +462,9 @@ async function main(): Promise<void> {
   const replicatedResult = CASES.has('replicated')
     ? await replicated(REPLICATED_SIZES)
     : { skipped: 'not in --cases' };
+  const replicatedStop = CASES.has('replicated-stop')
+    ? await replicatedStopComplete()
+    : { skipped: 'not in --cases' };
   const ok = results.every(
     (r) => (r['medianRatio'] as number) <= 1.5 && (r['slowestRatio'] as number) <= 1.5,
   );
@@ -467,6 +477,7 @@ async function main(): Promise<void> {
       stopComplete: stopComplete ?? { skipped: 'not in --cases' },
       firstFlip: firstFlip ?? { skipped: 'not in --cases' },
       replicated: replicatedResult,
+      replicatedStop,
     }),
   );
 }
@@ -733,6 +744,132 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
     await probe.end().catch(() => undefined);
   }
   return { store: 'postgresql', rows };
+}
+
+/**
+ * KS-6.6 stop-complete across replicas: see the header. Each configuration runs twice, one
+ * replica and two, alternating round by round so load on the machine falls on both alike.
+ */
+async function replicatedStopComplete(): Promise<Record<string, unknown>> {
+  const pgUrl = arg('pg', process.env['KS_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test');
+  const pg = (await import('pg')).default;
+  const probe = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 2000 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+  } catch (err) {
+    return {
+      skipped: `PostgreSQL unreachable at ${new URL(pgUrl).host}: ${(err as Error).message}`,
+    };
+  }
+  const { PostgresFlipLogStore } = await import('../../providers/postgres/index.js');
+  const auth = new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] });
+  const quiet = { info() {}, warn() {}, error: (m: string) => console.error(m) };
+  const common = {
+    host: '127.0.0.1',
+    port: 0,
+    maxFlipsPerSecond: 1_000_000,
+    heartbeatMs: HEARTBEAT_MS,
+    staleAfterMs: STALE_MS,
+    auth,
+    logger: quiet,
+  };
+  const sizes = arg('replicated-stop-sizes', '8x1,100x4')
+    .split(',')
+    .map((x) => x.split('x').map(Number) as [number, number]);
+  const schemaSingle = `ks_bench_rs1_${process.pid}`;
+  const schemaPair = `ks_bench_rs2_${process.pid}`;
+  const stores = [schemaSingle, schemaPair, schemaPair].map(
+    (schema) => new PostgresFlipLogStore({ connectionString: pgUrl, schema }),
+  );
+  const [single, a, b] = await Promise.all(
+    stores.map((store) => startControlPlane({ ...common, store })),
+  );
+  const holder = await bareServer();
+  const rows: Record<string, unknown>[] = [];
+  let tenant = 0;
+  try {
+    for (const [size, procs] of sizes) {
+      const start = async (urls: readonly string[], tag: string) => {
+        const children = Array.from({ length: procs }, () => new Child());
+        children.forEach((c, i) =>
+          c.send({
+            type: 'init',
+            url: urls[i % urls.length]!,
+            floorUrl: holder.url,
+            token: TOKEN,
+            count: Math.floor(size / procs) + (i < size % procs ? 1 : 0),
+            prefix: `${tag}${size}-p${i}`,
+            staleAfterMs: STALE_MS,
+            heartbeatMs: HEARTBEAT_MS,
+          }),
+        );
+        await Promise.all(children.map((c) => c.next('ready', 300_000)));
+        return children;
+      };
+      // One process per worker: the processes alternate between A and B.
+      const oneChildren = await start([single!.url], 'one');
+      const twoChildren = await start([a!.url, b!.url], 'two');
+      await sleep(1500); // every worker acknowledged the head at least once, on every replica
+      const one: { complete: number[]; answer: number[] } = { complete: [], answer: [] };
+      const two: { complete: number[]; answer: number[] } = { complete: [], answer: [] };
+      let incomplete = 0;
+      for (let round = 0; round < ROUNDS + 1; round++) {
+        for (const [url, out] of [
+          [single!.url, one],
+          [a!.url, two],
+        ] as const) {
+          const sent = performance.now();
+          const answer = await postFlip(url, {
+            action: 'halt',
+            selector: { tenant: `rs-${tenant++}` },
+            reason: 'replicated stop-complete bench',
+            wait: 5000,
+          });
+          const answered = performance.now();
+          const fleet = answer['fleet'] as { completeAfterMs: number | null; applied: number };
+          if (round === 0) continue; // warm-up
+          if (fleet.completeAfterMs === null || fleet.applied !== size) {
+            incomplete++;
+            continue;
+          }
+          out.complete.push(fleet.completeAfterMs);
+          out.answer.push(answered - sent);
+          await sleep(100);
+        }
+      }
+      await Promise.all([...oneChildren, ...twoChildren].map((c) => c.stop()));
+      const row = {
+        workers: size,
+        processes: procs,
+        rounds: ROUNDS,
+        loadAvg1m: r3(loadavg()[0]!),
+        oneReplicaCompleteMedianMs: r3(median(one.complete)),
+        twoReplicasCompleteMedianMs: r3(median(two.complete)),
+        oneReplicaAnswerMedianMs: r3(median(one.answer)),
+        twoReplicasAnswerMedianMs: r3(median(two.answer)),
+        completeRatio: r3(median(two.complete) / median(one.complete)),
+        answerRatio: r3(median(two.answer) / median(one.answer)),
+        incomplete,
+      };
+      rows.push(row);
+      console.log(
+        `stop-complete, ${size} workers / ${procs} procs: one replica ${row.oneReplicaCompleteMedianMs} ms (answer ${row.oneReplicaAnswerMedianMs} ms)` +
+          ` | A+B, posted to A ${row.twoReplicasCompleteMedianMs} ms (answer ${row.twoReplicasAnswerMedianMs} ms)` +
+          ` | ratio ${row.completeRatio}x (answer ${row.answerRatio}x) | incomplete ${incomplete} | load ${row.loadAvg1m}`,
+      );
+    }
+  } finally {
+    await holder.close();
+    for (const cp of [single, a, b]) await cp!.close();
+    for (const st of stores) await st.close();
+    await probe
+      .query(`DROP SCHEMA IF EXISTS "${schemaSingle}", "${schemaPair}" CASCADE`)
+      .catch(() => undefined);
+    await probe.end().catch(() => undefined);
+  }
+  const ok = rows.every((r) => (r['completeRatio'] as number) <= 2);
+  return { store: 'postgresql', target: 'replicated within 2x of one replica', ok, rows };
 }
 
 main().catch((err: unknown) => {

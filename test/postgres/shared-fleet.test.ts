@@ -176,107 +176,119 @@ describe.runIf(RUN_PG)('KS-6.6 the shared-fleet tests run the compiled CLI', () 
 describe.runIf(RUN_PG)(
   'KS-6.6.1 KS-6.6.2 KS-6.6.6 a flip with wait on any replica counts every worker on every replica',
   () => {
-    it('two replicas: a halt posted to A with wait reports the worker on B (the issue 14 case)', async () => {
-      const schema = schemaName('fleet2');
-      schemas.add(schema);
-      const [a, b] = await Promise.all([startReplica(schema), startReplica(schema)]);
-      await startWorkers([b.url], ['w-b1', 'w-b2']);
-      await fleetSeen(a, ['w-b1', 'w-b2']);
-      const { status, answer } = await flip(a, 'two-replicas', 5000);
-      expect(status).toBe(201);
-      const fleet = answer.fleet!;
-      expect(fleet.complete).toBe(true);
-      expect(sorted(fleet.acknowledged.map((x) => x.workerId))).toEqual(['w-b1', 'w-b2']);
-      expect(fleet.acknowledged.every((x) => x.replica === b.id)).toBe(true);
-      expect(fleet.applied).toBe(2);
-      expect(fleet.unknownReplicas).toEqual([]);
-      // GET /v1/workers on A lists the whole fleet, with the replica each worker is on.
-      const workers = await get<WorkersAnswer>(a.url, '/v1/workers');
-      expect(workers.workers.map((w) => [w.id, w.replica])).toEqual([
-        ['w-b1', b.id],
-        ['w-b2', b.id],
-      ]);
-      expect(sorted(workers.replicas!.map((r) => r.replica))).toEqual(sorted([a.id, b.id]));
-    });
-
-    it('three replicas, workers on each: a flip with wait posted to each one reports all six', async () => {
-      const schema = schemaName('fleet3');
-      schemas.add(schema);
-      const replicas = await Promise.all([0, 1, 2].map(() => startReplica(schema)));
-      const ids = replicas.map((_, i) => [`w-${i}-x`, `w-${i}-y`]);
-      await Promise.all(replicas.map((r, i) => startWorkers([r.url], ids[i]!)));
-      const all = ids.flat();
-      for (const r of replicas) await fleetSeen(r, all);
-      for (const [i, r] of replicas.entries()) {
-        const { status, answer } = await flip(r, `three-${i}`, 5000);
+    it(
+      'two replicas: a halt posted to A with wait reports the worker on B (the issue 14 case)',
+      { timeout: 90_000 },
+      async () => {
+        const schema = schemaName('fleet2');
+        schemas.add(schema);
+        const [a, b] = await Promise.all([startReplica(schema), startReplica(schema)]);
+        await startWorkers([b.url], ['w-b1', 'w-b2']);
+        await fleetSeen(a, ['w-b1', 'w-b2']);
+        const { status, answer } = await flip(a, 'two-replicas', 5000);
         expect(status).toBe(201);
         const fleet = answer.fleet!;
-        expect(fleet.complete, JSON.stringify(fleet)).toBe(true);
-        expect(sorted(fleet.acknowledged.map((x) => x.workerId))).toEqual(sorted(all));
-        for (const [j, owner] of replicas.entries()) {
-          for (const id of ids[j]!)
-            expect(fleet.acknowledged.find((x) => x.workerId === id)?.replica).toBe(owner.id);
+        expect(fleet.complete).toBe(true);
+        expect(sorted(fleet.acknowledged.map((x) => x.workerId))).toEqual(['w-b1', 'w-b2']);
+        expect(fleet.acknowledged.every((x) => x.replica === b.id)).toBe(true);
+        expect(fleet.applied).toBe(2);
+        expect(fleet.unknownReplicas).toEqual([]);
+        // GET /v1/workers on A lists the whole fleet, with the replica each worker is on.
+        const workers = await get<WorkersAnswer>(a.url, '/v1/workers');
+        expect(workers.workers.map((w) => [w.id, w.replica])).toEqual([
+          ['w-b1', b.id],
+          ['w-b2', b.id],
+        ]);
+        expect(sorted(workers.replicas!.map((r) => r.replica))).toEqual(sorted([a.id, b.id]));
+      },
+    );
+
+    it(
+      'three replicas, workers on each: a flip with wait posted to each one reports all six',
+      { timeout: 90_000 },
+      async () => {
+        const schema = schemaName('fleet3');
+        schemas.add(schema);
+        const replicas = await Promise.all([0, 1, 2].map(() => startReplica(schema)));
+        const ids = replicas.map((_, i) => [`w-${i}-x`, `w-${i}-y`]);
+        await Promise.all(replicas.map((r, i) => startWorkers([r.url], ids[i]!)));
+        const all = ids.flat();
+        for (const r of replicas) await fleetSeen(r, all);
+        for (const [i, r] of replicas.entries()) {
+          const { status, answer } = await flip(r, `three-${i}`, 5000);
+          expect(status).toBe(201);
+          const fleet = answer.fleet!;
+          expect(fleet.complete, JSON.stringify(fleet)).toBe(true);
+          expect(sorted(fleet.acknowledged.map((x) => x.workerId))).toEqual(sorted(all));
+          for (const [j, owner] of replicas.entries()) {
+            for (const id of ids[j]!)
+              expect(fleet.acknowledged.find((x) => x.workerId === id)?.replica).toBe(owner.id);
+          }
+          expect(fleet.laggards).toEqual([]);
         }
-        expect(fleet.laggards).toEqual([]);
-      }
-    });
+      },
+    );
   },
 );
 
 describe.runIf(RUN_PG)(
   'KS-6.6.5 a replica that cannot hear from another that holds workers never answers complete',
   () => {
-    it('B frozen then SIGKILLed mid-wait: the answer names B and its stuck worker; the worker that moves to C is counted; later the flip completes', async () => {
-      const schema = schemaName('fleetkill');
-      schemas.add(schema);
-      const [a, b, c] = (await Promise.all([0, 1, 2].map(() => startReplica(schema)))) as [
-        Replica,
-        Replica,
-        Replica,
-      ];
-      await startWorkers([a.url], ['w-a']);
-      const mover = await startWorkers([b.url, c.url], ['w-move']);
-      await startWorkers([b.url], ['w-stuck']);
-      await fleetSeen(a, ['w-a', 'w-move', 'w-stuck']);
-      // B stops answering (frozen, its sockets open), so its workers cannot stop through it.
-      b.child.kill('SIGSTOP');
-      const pending = flip(a, 'while-b-dies', 2500);
-      await new Promise((res) => setTimeout(res, 300));
-      b.child.kill('SIGKILL');
-      const { status, answer } = await pending;
-      expect(status).toBe(201);
-      const fleet = answer.fleet!;
-      const seq = answer.flip.seq;
-      expect(fleet.complete, JSON.stringify(fleet)).toBe(false);
-      expect(fleet.completeAt).toBeNull();
-      // The replica it cannot hear from, by id and URL, with the worker it holds.
-      expect(fleet.unknownReplicas).toEqual([
-        expect.objectContaining({ replica: b.id, url: b.url, workers: ['w-stuck'] }),
-      ]);
-      expect(fleet.unknownReplicas![0]!.silentForMs).toBeGreaterThan(REPLICA_TIMEOUT_MS);
-      expect(fleet.laggards).toEqual([
-        expect.objectContaining({ workerId: 'w-stuck', replica: b.id, leaseExpired: false }),
-      ]);
-      // The worker whose URL list holds C moved there and acknowledged through it.
-      await until(() => (mover.applied.get('w-move') ?? 0) >= seq, 'w-move applies the halt');
-      expect(fleet.acknowledged.find((x) => x.workerId === 'w-a')?.replica).toBe(a.id);
-      const moved = fleet.acknowledged.find((x) => x.workerId === 'w-move');
-      expect(moved?.replica).toBe(c.id);
-      // Asked again (same id): the stuck worker's lease, renewed last through B before it froze,
-      // runs out (it fails closed on its own); nothing else holds the flip open.
-      const again = await flip(a, 'while-b-dies', 10_000);
-      expect(again.status).toBe(200);
-      const done = again.answer.fleet!;
-      expect(done.complete, JSON.stringify(done)).toBe(true);
-      expect(done.unknownReplicas).toEqual([]);
-      expect(done.laggards).toEqual([
-        expect.objectContaining({ workerId: 'w-stuck', replica: b.id, leaseExpired: true }),
-      ]);
-      // A flip after B is gone: C counts the moved worker, A its own.
-      const after = await flip(c, 'after-b', 5000);
-      const f2 = after.answer.fleet!;
-      expect(f2.complete, JSON.stringify(f2)).toBe(true);
-      expect(sorted(f2.acknowledged.map((x) => x.workerId))).toEqual(['w-a', 'w-move']);
-    });
+    it(
+      'B frozen then SIGKILLed mid-wait: the answer names B and its stuck worker; the worker that moves to C is counted; later the flip completes',
+      { timeout: 90_000 },
+      async () => {
+        const schema = schemaName('fleetkill');
+        schemas.add(schema);
+        const [a, b, c] = (await Promise.all([0, 1, 2].map(() => startReplica(schema)))) as [
+          Replica,
+          Replica,
+          Replica,
+        ];
+        await startWorkers([a.url], ['w-a']);
+        const mover = await startWorkers([b.url, c.url], ['w-move']);
+        await startWorkers([b.url], ['w-stuck']);
+        await fleetSeen(a, ['w-a', 'w-move', 'w-stuck']);
+        // B stops answering (frozen, its sockets open), so its workers cannot stop through it.
+        b.child.kill('SIGSTOP');
+        const pending = flip(a, 'while-b-dies', 2500);
+        await new Promise((res) => setTimeout(res, 300));
+        b.child.kill('SIGKILL');
+        const { status, answer } = await pending;
+        expect(status).toBe(201);
+        const fleet = answer.fleet!;
+        const seq = answer.flip.seq;
+        expect(fleet.complete, JSON.stringify(fleet)).toBe(false);
+        expect(fleet.completeAt).toBeNull();
+        // The replica it cannot hear from, by id and URL, with the worker it holds.
+        expect(fleet.unknownReplicas).toEqual([
+          expect.objectContaining({ replica: b.id, url: b.url, workers: ['w-stuck'] }),
+        ]);
+        expect(fleet.unknownReplicas![0]!.silentForMs).toBeGreaterThan(REPLICA_TIMEOUT_MS);
+        expect(fleet.laggards).toEqual([
+          expect.objectContaining({ workerId: 'w-stuck', replica: b.id, leaseExpired: false }),
+        ]);
+        // The worker whose URL list holds C moved there and acknowledged through it.
+        await until(() => (mover.applied.get('w-move') ?? 0) >= seq, 'w-move applies the halt');
+        expect(fleet.acknowledged.find((x) => x.workerId === 'w-a')?.replica).toBe(a.id);
+        const moved = fleet.acknowledged.find((x) => x.workerId === 'w-move');
+        expect(moved?.replica).toBe(c.id);
+        // Asked again (same id): the stuck worker's lease, renewed last through B before it froze,
+        // runs out (it fails closed on its own); nothing else holds the flip open.
+        const again = await flip(a, 'while-b-dies', 10_000);
+        expect(again.status).toBe(200);
+        const done = again.answer.fleet!;
+        expect(done.complete, JSON.stringify(done)).toBe(true);
+        expect(done.unknownReplicas).toEqual([]);
+        expect(done.laggards).toEqual([
+          expect.objectContaining({ workerId: 'w-stuck', replica: b.id, leaseExpired: true }),
+        ]);
+        // A flip after B is gone: C counts the moved worker, A its own.
+        const after = await flip(c, 'after-b', 5000);
+        const f2 = after.answer.fleet!;
+        expect(f2.complete, JSON.stringify(f2)).toBe(true);
+        expect(sorted(f2.acknowledged.map((x) => x.workerId))).toEqual(['w-a', 'w-move']);
+      },
+    );
   },
 );

@@ -359,14 +359,14 @@ export class Gateway {
   async #openSeams(): Promise<void> {
     if (this.config.llm !== undefined) this.addSeam(new LlmProxy(this, this.config.llm));
     if (this.config.mcp !== undefined) {
-      // Loaded only when configured: the MCP SDK is an optional peer dependency.
+      // Loaded only when configured (it speaks raw JSON-RPC: the MCP SDK is not needed).
       let mod: typeof McpGatewayModule;
       try {
         mod = await import('./mcp-gateway.js');
       } catch (err) {
         throw new KillSwitchError(
           ErrorCode.INVALID_OPTION,
-          `gateway config mcp: the MCP gateway needs @modelcontextprotocol/sdk installed (${(err as Error).message})`,
+          `gateway config mcp: the MCP gateway could not be loaded (${(err as Error).message})`,
           { cause: err },
         );
       }

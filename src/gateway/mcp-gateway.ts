@@ -1,113 +1,58 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import {
-  StdioClientTransport,
-  getDefaultEnvironment,
-} from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import {
-  CallToolRequestSchema,
-  ErrorCode as McpErrorCode,
-  ListToolsRequestSchema,
-  McpError,
-  type CallToolResult,
-  type Tool,
-} from '@modelcontextprotocol/sdk/types.js';
-import { ErrorCode, HaltedError, KillSwitchError, type ValidationError } from '../errors.js';
+import { HaltedError, type ValidationError } from '../errors.js';
 import { lineageFromHeaders, lineageFromMeta, type Lineage } from '../lineage/lineage.js';
-import type { GatewayConfig, McpUpstreamConfig } from './gateway-config.js';
+import type { GatewayConfig } from './gateway-config.js';
 import { MCP_HALTED_ERROR_CODE, refusalData, refusalOf, refusalText } from './gateway-refusal.js';
 import type { Gateway, GatewaySeam } from './gateway.js';
 import { Seam } from './gateway-metrics.js';
+import {
+  HANDSHAKE_VERSIONS,
+  LATEST_HANDSHAKE_VERSION,
+  RpcCode,
+  asMessage,
+  isNotification,
+  isRequest,
+  sseEvent,
+  type JsonRpcError,
+  type JsonRpcId,
+  type JsonRpcMessage,
+} from './internal/json-rpc.js';
 import { mergeLineage } from './internal/lineage.js';
+import { McpUpstream, UpstreamRpcError } from './internal/mcp-upstream.js';
 import { readBody } from './internal/read-body.js';
 
 /**
- * The reason sent upstream with `notifications/cancelled`. The SDK sends the abort reason as text:
- * a fixed one, so the flip's selector and reason (tenant names, incident notes) never reach a
- * third-party server.
+ * The reason sent upstream with `notifications/cancelled` when a halt cuts a call: a fixed text,
+ * so the flip's selector and reason (tenant names, incident notes) never reach a third party.
  */
 const UPSTREAM_CANCEL_REASON = 'cancelled by the kill switch';
+/** The reason sent upstream when the client cancelled or went away. */
+const CLIENT_CANCEL_REASON = 'cancelled by the client';
 const CLIENT_GONE_REASON = 'the client closed the request stream';
+const SERVER_INFO = { name: 'killswitch-gateway', version: '1.0.0' };
 
 type McpConfig = NonNullable<GatewayConfig['mcp']>;
+type Headers = Record<string, string | string[] | undefined>;
+type Notify = (msg: JsonRpcMessage) => void;
 
-/** One configured upstream MCP server and the client the gateway holds to it. */
-class Upstream {
-  readonly name: string;
-  readonly #config: McpUpstreamConfig;
-  #client: Client | undefined;
-  #connecting: Promise<Client> | undefined;
-  readonly #logger: { warn(m: string): void };
-
-  constructor(name: string, config: McpUpstreamConfig, logger: { warn(m: string): void }) {
-    this.name = name;
-    this.#config = config;
-    this.#logger = logger;
-  }
-
-  /** The connected client; connects (again, after the upstream went away) on demand. */
-  client(): Promise<Client> {
-    if (this.#client !== undefined) return Promise.resolve(this.#client);
-    this.#connecting ??= this.#connect().finally(() => (this.#connecting = undefined));
-    return this.#connecting;
-  }
-
-  async #connect(): Promise<Client> {
-    const c = this.#config;
-    const transport: Transport =
-      'command' in c
-        ? new StdioClientTransport({
-            command: c.command,
-            args: c.args,
-            env: { ...getDefaultEnvironment(), ...(c.env ?? {}) },
-            ...(c.cwd !== undefined ? { cwd: c.cwd } : {}),
-            stderr: 'inherit',
-          })
-        : new StreamableHTTPClientTransport(new URL(c.url), {
-            ...(c.headers !== undefined ? { requestInit: { headers: c.headers } } : {}),
-          });
-    const client = new Client({ name: 'killswitch-gateway', version: '1.0.0' });
-    client.onclose = () => {
-      if (this.#client === client) {
-        this.#client = undefined;
-        this.#logger.warn(
-          `gateway: MCP upstream ${this.name} closed; it is reconnected on the next call`,
-        );
-      }
-    };
-    try {
-      await client.connect(transport);
-    } catch (err) {
-      throw new KillSwitchError(
-        ErrorCode.UNREACHABLE,
-        `gateway config mcp.upstreams.${this.name}: cannot connect: ${(err as Error)?.message ?? String(err)}`,
-        { cause: err },
-      );
-    }
-    this.#client = client;
-    return client;
-  }
-
-  async close(): Promise<void> {
-    const c = this.#client;
-    this.#client = undefined;
-    await c?.close();
-  }
+/** One MCP session: a Streamable HTTP `mcp-session-id`, or the one stdio session. */
+interface Session {
+  readonly id: string;
+  /** Calls in flight by JSON-RPC id: aborted when the client cancels or closes the stream. */
+  readonly live: Map<string, AbortController>;
 }
+
+const liveKey = (id: JsonRpcId): string => `${typeof id}:${String(id)}`;
 
 /**
  * The MCP seam of the gateway: an MCP server (Streamable HTTP at `mcp.path`, or stdio) in front of
- * the configured upstream MCP servers. `tools/list` passes through with each upstream's tools
- * under its prefix (`files__read`); every `tools/call` is a guarded effect with capability
- * `<upstream>.<tool>` (configurable) and tenant/feature/run from `_meta["dev.killswitch/lineage"]`
- * or the request's headers. A matching halt cancels the call upstream at once
- * (`notifications/cancelled`) and answers the client at once with a JSON-RPC error
+ * the configured upstream MCP servers, speaking raw JSON-RPC both ways (no SDK in the hot path).
+ * `tools/list` passes through with each upstream's tools under its prefix (`files__read`); every
+ * `tools/call` is a guarded effect with capability `<upstream>.<tool>` (configurable) and
+ * tenant/feature/run from `_meta["dev.killswitch/lineage"]` or the request's headers. A matching
+ * halt cancels the call upstream at once (`notifications/cancelled`, and its request stream
+ * closed, the 2026-07-28 cancel) and answers the client at once with a JSON-RPC error
  * {@link MCP_HALTED_ERROR_CODE} naming the flip in `data`; a refused call never leaves. A client
  * that closes its request stream (how the 2026-07-28 protocol cancels) or sends
  * `notifications/cancelled` (how 2025 versions do) cancels the call upstream too. KS-15.3
@@ -115,13 +60,11 @@ class Upstream {
 export class McpGateway implements GatewaySeam {
   readonly #gw: Gateway;
   readonly #config: McpConfig;
-  readonly #upstreams: Upstream[];
-  readonly #sessions = new Map<string, StreamableHTTPServerTransport>();
-  /** Calls in flight, by session and JSON-RPC id: aborted when the client closes its stream. */
-  readonly #live = new Map<string, AbortController>();
-  readonly #servers = new Set<Server>();
+  readonly #upstreams: McpUpstream[];
+  readonly #sessions = new Map<string, Session>();
+  #closed = false;
 
-  private constructor(gw: Gateway, config: McpConfig, upstreams: Upstream[]) {
+  private constructor(gw: Gateway, config: McpConfig, upstreams: McpUpstream[]) {
     this.#gw = gw;
     this.#config = config;
     this.#upstreams = upstreams;
@@ -137,11 +80,11 @@ export class McpGateway implements GatewaySeam {
     config: McpConfig,
     logger: { warn(m: string): void },
   ): Promise<McpGateway> {
-    const upstreams = Object.entries(config.upstreams).map(
-      ([name, c]) => new Upstream(name, c, logger),
+    const upstreams = Object.entries(config.upstreams).map(([name, c]) =>
+      McpUpstream.of(name, c, logger),
     );
     try {
-      await Promise.all(upstreams.map((u) => u.client()));
+      await Promise.all(upstreams.map((u) => u.ready()));
     } catch (err) {
       await Promise.allSettled(upstreams.map((u) => u.close()));
       throw err;
@@ -149,40 +92,92 @@ export class McpGateway implements GatewaySeam {
     return new McpGateway(gw, config, upstreams);
   }
 
-  /** A fresh MCP server session wired to the upstreams. */
-  #server(): Server {
-    const server = new Server(
-      { name: 'killswitch-gateway', version: '1.0.0' },
-      { capabilities: { tools: { listChanged: false } } },
-    );
-    server.setRequestHandler(ListToolsRequestSchema, async () => ({
-      tools: await this.#listTools(),
-    }));
-    server.setRequestHandler(CallToolRequestSchema, (request, extra) =>
-      this.#callTool(request.params, extra),
-    );
-    this.#servers.add(server);
-    server.onclose = () => this.#servers.delete(server);
-    return server;
+  /** Sessions open over Streamable HTTP. */
+  get sessions(): number {
+    return this.#sessions.size;
   }
 
-  async #listTools(): Promise<Tool[]> {
-    const all: Tool[] = [];
-    for (const u of this.#upstreams) {
-      const client = await u.client();
-      let cursor: string | undefined;
-      do {
-        const page = await client.listTools(cursor !== undefined ? { cursor } : {});
-        for (const t of page.tools)
-          all.push({ ...t, name: `${u.name}${this.#config.separator}${t.name}` });
-        cursor = page.nextCursor;
-      } while (cursor !== undefined);
+  /** Answers one request of a session (undefined for a notification). */
+  async #handle(
+    session: Session,
+    msg: JsonRpcMessage,
+    headers: Headers | undefined,
+    notify: Notify | undefined,
+  ): Promise<JsonRpcMessage | undefined> {
+    if (isNotification(msg)) {
+      if (msg.method === 'notifications/cancelled') {
+        const id = msg.params?.['requestId'];
+        if (typeof id === 'string' || typeof id === 'number')
+          session.live.get(liveKey(id))?.abort(CLIENT_CANCEL_REASON);
+      }
+      return undefined;
     }
-    return all;
+    if (!isRequest(msg)) return undefined; // a response to nothing the gateway asked
+    const id = msg.id;
+    const params = msg.params ?? {};
+    try {
+      switch (msg.method) {
+        case 'initialize':
+          return ok(id, {
+            protocolVersion: negotiate(params['protocolVersion']),
+            capabilities: { tools: { listChanged: false } },
+            serverInfo: SERVER_INFO,
+          });
+        case 'ping':
+          return ok(id, {});
+        case 'tools/list':
+          return ok(id, { tools: await this.#listTools() });
+        case 'tools/call':
+          return await this.#callTool(session, id, params, headers, notify);
+        default:
+          return fail(id, {
+            code: RpcCode.METHOD_NOT_FOUND,
+            message: `the kill-switch gateway serves tools only (${msg.method} not found)`,
+          });
+      }
+    } catch (err) {
+      if (err instanceof UpstreamRpcError) return fail(id, err.rpc);
+      return fail(id, {
+        code: RpcCode.INTERNAL_ERROR,
+        message: (err as Error)?.message ?? String(err),
+      });
+    }
   }
 
-  #resolve(name: string): { upstream: Upstream; tool: string } | undefined {
-    let best: { upstream: Upstream; tool: string } | undefined;
+  async #listTools(): Promise<unknown[]> {
+    const pages = await Promise.all(
+      this.#upstreams.map(async (u) => {
+        const out: unknown[] = [];
+        let cursor: string | undefined;
+        do {
+          const r = await u.request('tools/list', cursor !== undefined ? { cursor } : {}, {
+            timeoutMs: this.#config.callTimeoutMs,
+          });
+          if (r.error !== undefined) throw new UpstreamRpcError(u.name, r.error);
+          const page = r.result as { tools?: unknown; nextCursor?: unknown } | null;
+          if (page === null || typeof page !== 'object' || !Array.isArray(page.tools))
+            throw new Error(`upstream ${u.name}: tools/list answered without a tools array`);
+          for (const t of page.tools) {
+            if (
+              t !== null &&
+              typeof t === 'object' &&
+              typeof (t as { name?: unknown }).name === 'string'
+            )
+              out.push({
+                ...t,
+                name: `${u.name}${this.#config.separator}${(t as { name: string }).name}`,
+              });
+          }
+          cursor = typeof page.nextCursor === 'string' ? page.nextCursor : undefined;
+        } while (cursor !== undefined);
+        return out;
+      }),
+    );
+    return pages.flat();
+  }
+
+  #resolve(name: string): { upstream: McpUpstream; tool: string } | undefined {
+    let best: { upstream: McpUpstream; tool: string } | undefined;
     for (const u of this.#upstreams) {
       const prefix = `${u.name}${this.#config.separator}`;
       if (name.startsWith(prefix) && name.length > prefix.length) {
@@ -194,29 +189,23 @@ export class McpGateway implements GatewaySeam {
   }
 
   async #callTool(
-    params: {
-      name: string;
-      arguments?: Record<string, unknown> | undefined;
-      _meta?: Record<string, unknown> | undefined;
-    },
-    extra: {
-      signal: AbortSignal;
-      sessionId?: string | undefined;
-      requestId: string | number;
-      requestInfo?: { headers: Record<string, string | string[] | undefined> } | undefined;
-      _meta?: Record<string, unknown> | undefined;
-      sendNotification: (n: never) => Promise<void>;
-    },
-  ): Promise<CallToolResult> {
-    const target = this.#resolve(params.name);
+    session: Session,
+    id: JsonRpcId,
+    params: Record<string, unknown>,
+    headers: Headers | undefined,
+    notify: Notify | undefined,
+  ): Promise<JsonRpcMessage> {
+    const name = params['name'];
+    const target = typeof name === 'string' ? this.#resolve(name) : undefined;
     if (target === undefined)
-      throw new McpError(
-        McpErrorCode.InvalidParams,
-        `unknown tool ${params.name}: list the gateway's tools for the prefixed names`,
-      );
+      return fail(id, {
+        code: RpcCode.INVALID_PARAMS,
+        message: `unknown tool ${String(name)}: list the gateway's tools for the prefixed names`,
+      });
+    const meta = params['_meta'];
     let lineage: Lineage;
     try {
-      lineage = this.#lineage(params._meta, extra.requestInfo?.headers);
+      lineage = this.#lineage(meta, headers);
     } catch (err) {
       // KS-15.3.3 an unreadable lineage refuses the call: a run halt could not match it.
       this.#gw.metrics.calls.inc({
@@ -224,55 +213,59 @@ export class McpGateway implements GatewaySeam {
         target: target.upstream.name,
         outcome: 'rejected',
       });
-      throw new McpError(McpErrorCode.InvalidParams, (err as ValidationError).message, {
-        issues: (err as ValidationError).issues,
+      return fail(id, {
+        code: RpcCode.INVALID_PARAMS,
+        message: (err as ValidationError).message,
+        data: { issues: (err as ValidationError).issues },
       });
     }
     const capability = this.#config.capability
       .replaceAll('{upstream}', target.upstream.name)
       .replaceAll('{tool}', target.tool);
-    const key = `${extra.sessionId ?? 'stdio'}\u0000${String(extra.requestId)}`;
+    const key = liveKey(id);
     const gone = new AbortController();
-    this.#live.set(key, gone);
+    session.live.set(key, gone);
+    const clientToken =
+      meta !== null && typeof meta === 'object'
+        ? (meta as Record<string, unknown>)['progressToken']
+        : undefined;
     try {
-      return await this.#gw.run(
+      const result = await this.#gw.run(
         { seam: Seam.MCP, target: target.upstream.name, capability, lineage },
         async (signal) => {
-          // One signal for the three ways a call ends early; its reason is what goes upstream.
+          // One signal for the ways a call ends early: a halt (the guard's) or the client.
           const upstreamAbort = new AbortController();
-          const cancel = (): void => upstreamAbort.abort(UPSTREAM_CANCEL_REASON);
-          const sources = [signal, extra.signal, gone.signal];
-          for (const s of sources) {
-            if (s.aborted) cancel();
-            else s.addEventListener('abort', cancel, { once: true });
-          }
+          const onHalt = (): void => upstreamAbort.abort(signal.reason);
+          const onGone = (): void => upstreamAbort.abort(gone.signal.reason);
+          if (signal.aborted) onHalt();
+          else signal.addEventListener('abort', onHalt, { once: true });
+          if (gone.signal.aborted) onGone();
+          else gone.signal.addEventListener('abort', onGone, { once: true });
           try {
-            const client = await target.upstream.client();
             const started = performance.now();
-            const progressToken = extra._meta?.progressToken;
-            const result = await client.callTool(
+            const r = await target.upstream.request(
+              'tools/call',
               {
+                ...params,
                 name: target.tool,
-                ...(params.arguments !== undefined ? { arguments: params.arguments } : {}),
-                ...(params._meta !== undefined
-                  ? { _meta: withoutProgressToken(params._meta) }
+                // The upstream gets its own progress token; the client's stays here.
+                ...(meta !== undefined && meta !== null && typeof meta === 'object'
+                  ? { _meta: withoutProgressToken(meta as Record<string, unknown>) }
                   : {}),
               },
-              undefined,
               {
                 signal: upstreamAbort.signal,
-                timeout: this.#config.callTimeoutMs,
-                resetTimeoutOnProgress: true,
-                ...(progressToken !== undefined
+                cancelReason: () =>
+                  signal.aborted ? UPSTREAM_CANCEL_REASON : CLIENT_CANCEL_REASON,
+                timeoutMs: this.#config.callTimeoutMs,
+                ...(clientToken !== undefined && notify !== undefined
                   ? {
-                      onprogress: (p) => {
-                        void extra
-                          .sendNotification({
-                            method: 'notifications/progress',
-                            params: { ...p, progressToken },
-                          } as never)
-                          .catch(() => undefined);
-                      },
+                      onProgress: (p: Record<string, unknown>) =>
+                        notify({
+                          jsonrpc: '2.0',
+                          method: 'notifications/progress',
+                          params: { ...p, progressToken: clientToken },
+                        }),
                     }
                   : {}),
               },
@@ -282,27 +275,40 @@ export class McpGateway implements GatewaySeam {
               target.upstream.name,
               (performance.now() - started) / 1000,
             );
-            return result as CallToolResult;
+            if (r.error !== undefined) throw new UpstreamRpcError(target.upstream.name, r.error);
+            return r.result;
           } finally {
-            for (const s of sources) s.removeEventListener('abort', cancel);
+            signal.removeEventListener('abort', onHalt);
+            gone.signal.removeEventListener('abort', onGone);
           }
         },
       );
+      return ok(id, result);
     } catch (err) {
       if (err instanceof HaltedError) {
         const r = refusalOf(err);
-        throw new McpError(MCP_HALTED_ERROR_CODE, refusalText(r), refusalData(r));
+        return fail(id, {
+          code: MCP_HALTED_ERROR_CODE,
+          message: refusalText(r),
+          data: refusalData(r),
+        });
       }
-      throw err;
+      if (err instanceof UpstreamRpcError) return fail(id, err.rpc);
+      if (gone.signal.aborted)
+        return fail(id, {
+          code: RpcCode.REQUEST_TIMEOUT,
+          message: `call cancelled: ${String(gone.signal.reason)}`,
+        });
+      return fail(id, {
+        code: RpcCode.INTERNAL_ERROR,
+        message: (err as Error)?.message ?? String(err),
+      });
     } finally {
-      this.#live.delete(key);
+      session.live.delete(key);
     }
   }
 
-  #lineage(
-    meta: unknown,
-    headers: Record<string, string | string[] | undefined> | undefined,
-  ): Lineage {
+  #lineage(meta: unknown, headers: Headers | undefined): Lineage {
     const d = this.#gw.config.defaults;
     let l: Lineage = {
       ...(d.tenant !== undefined ? { tenant: d.tenant } : {}),
@@ -317,89 +323,193 @@ export class McpGateway implements GatewaySeam {
   readonly route = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== this.#config.path) return false;
-    let parsed: unknown;
-    if (req.method === 'POST') {
-      try {
-        parsed = JSON.parse((await readBody(req, 4 * 1024 * 1024)).toString('utf8'));
-      } catch (err) {
-        jsonRpcError(res, 400, McpErrorCode.ParseError, `request body: ${(err as Error).message}`);
-        return true;
-      }
-    }
     const sid = req.headers['mcp-session-id'];
-    let transport = typeof sid === 'string' ? this.#sessions.get(sid) : undefined;
-    if (transport === undefined) {
-      if (typeof sid === 'string') {
-        jsonRpcError(res, 404, McpErrorCode.ConnectionClosed, `unknown MCP session ${sid}`);
+    if (req.method === 'DELETE') {
+      const s = typeof sid === 'string' ? this.#sessions.get(sid) : undefined;
+      if (s === undefined) {
+        rpcError(res, 404, RpcCode.CONNECTION_CLOSED, `unknown MCP session ${String(sid)}`);
         return true;
       }
-      const t: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => {
-          this.#sessions.set(id, t);
-        },
-      });
-      t.onclose = () => {
-        if (t.sessionId !== undefined) this.#sessions.delete(t.sessionId);
-      };
-      await this.#server().connect(t);
-      transport = t;
+      this.#endSession(s, CLIENT_GONE_REASON);
+      res.writeHead(200).end();
+      return true;
+    }
+    if (req.method !== 'POST') {
+      // No server-initiated stream: the gateway sends nothing outside an answer.
+      res.writeHead(405, { allow: 'POST, DELETE' }).end();
+      return true;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse((await readBody(req, 4 * 1024 * 1024)).toString('utf8'));
+    } catch (err) {
+      rpcError(res, 400, RpcCode.PARSE_ERROR, `request body: ${(err as Error).message}`);
+      return true;
+    }
+    const batch = Array.isArray(parsed);
+    const msgs: JsonRpcMessage[] = [];
+    for (const m of batch ? (parsed as unknown[]) : [parsed]) {
+      const msg = asMessage(m);
+      if (msg === undefined) {
+        rpcError(res, 400, RpcCode.INVALID_REQUEST, 'request body: not a JSON-RPC 2.0 message');
+        return true;
+      }
+      msgs.push(msg);
+    }
+    let session = typeof sid === 'string' ? this.#sessions.get(sid) : undefined;
+    if (session === undefined) {
+      if (typeof sid === 'string') {
+        rpcError(res, 404, RpcCode.CONNECTION_CLOSED, `unknown MCP session ${sid}`);
+        return true;
+      }
+      if (msgs.length !== 1 || msgs[0]!.method !== 'initialize' || !isRequest(msgs[0]!)) {
+        rpcError(
+          res,
+          400,
+          RpcCode.CONNECTION_CLOSED,
+          'Bad Request: no mcp-session-id: send initialize first',
+        );
+        return true;
+      }
+      if (this.#closed) {
+        rpcError(res, 503, RpcCode.CONNECTION_CLOSED, 'the gateway is closing');
+        return true;
+      }
+      session = { id: randomUUID(), live: new Map() };
+      this.#sessions.set(session.id, session);
+    } else if (msgs.some((m) => m.method === 'initialize')) {
+      rpcError(res, 400, RpcCode.INVALID_REQUEST, 'initialize sent twice in one session');
+      return true;
+    }
+    const requests = msgs.filter(isRequest);
+    const s = session;
+    if (requests.length === 0) {
+      for (const m of msgs) void this.#handle(s, m, req.headers, undefined);
+      res.writeHead(202, { 'mcp-session-id': s.id }).end();
+      return true;
     }
     // KS-15.3.6 a client that closes its request stream cancels its calls (the 2026-07-28 way).
-    const ids = requestIds(parsed);
-    if (ids.length > 0) {
-      res.on('close', () => {
-        if (res.writableFinished) return;
-        const session = transport.sessionId ?? (typeof sid === 'string' ? sid : undefined);
-        for (const id of ids)
-          this.#live.get(`${session ?? 'stdio'}\u0000${String(id)}`)?.abort(CLIENT_GONE_REASON);
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      for (const r of requests) s.live.get(liveKey(r.id))?.abort(CLIENT_GONE_REASON);
+    });
+    const accept = String(req.headers['accept'] ?? '');
+    const only = requests.length === 1 && !batch ? requests[0]! : undefined;
+    const token = (only?.params?.['_meta'] as Record<string, unknown> | undefined)?.[
+      'progressToken'
+    ];
+    if (only !== undefined && token !== undefined && accept.includes('text/event-stream')) {
+      // Progress to relay: answer as a stream of events, the answer last.
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        'mcp-session-id': s.id,
       });
+      const notify: Notify = (m) => {
+        if (!res.writableEnded) res.write(sseEvent(m));
+      };
+      const answer = await this.#handle(s, only, req.headers, notify);
+      if (!res.writableEnded) res.end(sseEvent(answer));
+      return true;
     }
-    await transport.handleRequest(req, res, parsed);
+    const answers = await Promise.all(msgs.map((m) => this.#handle(s, m, req.headers, undefined)));
+    const body = batch ? answers.filter((a) => a !== undefined) : answers[0];
+    if (res.writableEnded || res.destroyed) return true;
+    const text = JSON.stringify(body);
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      'mcp-session-id': s.id,
+    });
+    res.end(text);
     return true;
   };
 
+  #endSession(s: Session, reason: string): void {
+    this.#sessions.delete(s.id);
+    for (const c of s.live.values()) c.abort(reason);
+  }
+
   /**
    * Serves one MCP session over this process's stdin and stdout (for local agents that start the
-   * gateway as their MCP server). Resolves when the session ends. KS-15.3.1
+   * gateway as their MCP server): JSON-RPC messages one per line. Resolves when stdin ends. KS-15.3.1
    */
-  async serveStdio(): Promise<void> {
-    const transport = new StdioServerTransport();
-    const closed = new Promise<void>((resolve) => {
-      transport.onclose = () => resolve();
+  async serveStdio(
+    input: NodeJS.ReadableStream = process.stdin,
+    output: NodeJS.WritableStream = process.stdout,
+  ): Promise<void> {
+    const session: Session = { id: 'stdio', live: new Map() };
+    const write = (m: JsonRpcMessage | undefined): void => {
+      if (m !== undefined) output.write(`${JSON.stringify(m)}\n`);
+    };
+    let buf = '';
+    const onLine = (line: string): void => {
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch (err) {
+        write(
+          fail(null, { code: RpcCode.PARSE_ERROR, message: `not JSON: ${(err as Error).message}` }),
+        );
+        return;
+      }
+      for (const m of Array.isArray(v) ? v : [v]) {
+        const msg = asMessage(m);
+        if (msg === undefined) {
+          write(
+            fail(null, { code: RpcCode.INVALID_REQUEST, message: 'not a JSON-RPC 2.0 message' }),
+          );
+          continue;
+        }
+        void this.#handle(session, msg, undefined, write).then(write);
+      }
+    };
+    input.setEncoding('utf8');
+    await new Promise<void>((resolve) => {
+      input.on('data', (chunk: string) => {
+        buf += chunk;
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i).trim();
+          buf = buf.slice(i + 1);
+          if (line !== '') onLine(line);
+        }
+      });
+      input.once('end', () => resolve());
+      input.once('close', () => resolve());
     });
-    await this.#server().connect(transport);
-    await closed;
+    for (const c of session.live.values()) c.abort(CLIENT_GONE_REASON);
   }
 
   async close(): Promise<void> {
-    for (const c of this.#live.values()) c.abort(UPSTREAM_CANCEL_REASON);
-    for (const t of [...this.#sessions.values()]) await t.close().catch(() => undefined);
-    for (const s of [...this.#servers]) await s.close().catch(() => undefined);
+    this.#closed = true;
+    for (const s of [...this.#sessions.values()]) this.#endSession(s, UPSTREAM_CANCEL_REASON);
     await Promise.allSettled(this.#upstreams.map((u) => u.close()));
   }
 }
 
-/** The ids of the JSON-RPC requests (not notifications) in a POST body. */
-function requestIds(body: unknown): (string | number)[] {
-  const msgs = Array.isArray(body) ? body : [body];
-  const out: (string | number)[] = [];
-  for (const m of msgs) {
-    if (m !== null && typeof m === 'object' && 'method' in m && 'id' in m) {
-      const id = (m as { id: unknown }).id;
-      if (typeof id === 'string' || typeof id === 'number') out.push(id);
-    }
-  }
-  return out;
+/** The protocol version answered to `initialize`: the client's when known, else the latest. */
+function negotiate(asked: unknown): string {
+  return typeof asked === 'string' && (HANDSHAKE_VERSIONS as readonly string[]).includes(asked)
+    ? asked
+    : LATEST_HANDSHAKE_VERSION;
 }
 
-/** The upstream gets its own progress token from the SDK; ours stays between gateway and client. */
+function ok(id: JsonRpcId, result: unknown): JsonRpcMessage {
+  return { jsonrpc: '2.0', id, result };
+}
+
+function fail(id: JsonRpcId | null, error: JsonRpcError): JsonRpcMessage {
+  return { jsonrpc: '2.0', id, error };
+}
+
+/** The upstream gets its own progress token; the client's stays between gateway and client. */
 function withoutProgressToken(meta: Record<string, unknown>): Record<string, unknown> {
   const { progressToken: _dropped, ...rest } = meta;
   return rest;
 }
 
-function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+function rpcError(res: ServerResponse, status: number, code: number, message: string): void {
   const text = JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null });
   res.writeHead(status, {
     'content-type': 'application/json',

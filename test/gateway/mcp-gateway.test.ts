@@ -296,3 +296,43 @@ describe('KS-15.3.5 a matching halt cancels the call in flight upstream and answ
     );
   });
 });
+
+describe('KS-15.3.1 raw forwarding keeps the protocol whole', () => {
+  for (const upstream of ['web', 'proc'] as const) {
+    it(`${upstream === 'web' ? 'HTTP' : 'stdio'} upstream: progress is relayed to the client under its own token; ping answers`, async () => {
+      const client = await connect();
+      await client.ping();
+      const seen: number[] = [];
+      const r = await client.callTool(
+        { name: `${upstream}__report`, arguments: { steps: 3 } },
+        undefined,
+        {
+          onprogress: (p) => seen.push(p.progress),
+        },
+      );
+      expect(r.content).toEqual([{ type: 'text', text: '3 steps' }]);
+      expect(seen).toEqual([1, 2, 3]);
+    });
+  }
+
+  it('an unknown tool, a method the gateway does not serve and a request without a session are refused', async () => {
+    const client = await connect();
+    const err = await client
+      .callTool({ name: 'nowhere__x', arguments: {} })
+      .catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).code).toBe(-32602);
+    const err2 = await client.listResources().catch((x: unknown) => x);
+    expect((err2 as McpError).code).toBe(-32601);
+    const raw = await fetch(`${e.gw.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as any).error.message).toContain('initialize');
+  });
+});

@@ -1,0 +1,509 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { ErrorCode, KillSwitchError } from '../../errors.js';
+import type { McpUpstreamConfig } from '../gateway-config.js';
+import {
+  LATEST_HANDSHAKE_VERSION,
+  RpcCode,
+  SseParser,
+  asMessage,
+  isNotification,
+  isRequest,
+  type JsonRpcError,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcResponse,
+} from './json-rpc.js';
+
+/** How one call to an upstream ends early or reports progress. */
+export interface UpstreamCallOptions {
+  /** Aborting it cancels the call upstream (`notifications/cancelled`, then the request closed). */
+  readonly signal?: AbortSignal;
+  /** The text sent upstream as the cancel's reason (fixed texts only: it leaves the gateway). */
+  readonly cancelReason?: () => string;
+  /** Longest the call may take; progress resets it. */
+  readonly timeoutMs: number;
+  /** Progress the upstream reports for this call (its params, the upstream's token in them). */
+  readonly onProgress?: (params: Record<string, unknown>) => void;
+}
+
+/** An upstream's JSON-RPC error answer, forwarded to the client as it is. */
+export class UpstreamRpcError extends Error {
+  readonly rpc: JsonRpcError;
+  constructor(upstream: string, rpc: JsonRpcError) {
+    super(`upstream ${upstream}: ${rpc.message}`);
+    this.name = 'UpstreamRpcError';
+    this.rpc = rpc;
+  }
+}
+
+/** The HTTP upstream forgot the session (404): the call did not run; initialize and send again. */
+class SessionExpired extends Error {}
+
+interface Pending {
+  settled: boolean;
+  resolve(r: JsonRpcResponse): void;
+  reject(err: unknown): void;
+  onProgress?: ((params: Record<string, unknown>) => void) | undefined;
+  /** Closes the call's own request (HTTP): the 2026-07-28 protocol's cancel. */
+  abortTransport?: () => void;
+  rearm?: () => void;
+}
+
+const CLIENT_INFO = { name: 'killswitch-gateway', version: '1.0.0' };
+/** What a stdio upstream inherits, as the MCP SDK does: nothing secret from the gateway's env. */
+const INHERITED_ENV =
+  process.platform === 'win32'
+    ? [
+        'APPDATA',
+        'HOMEDRIVE',
+        'HOMEPATH',
+        'LOCALAPPDATA',
+        'PATH',
+        'PROCESSOR_ARCHITECTURE',
+        'SYSTEMDRIVE',
+        'SYSTEMROOT',
+        'TEMP',
+        'USERNAME',
+        'USERPROFILE',
+        'PROGRAMFILES',
+      ]
+    : ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER'];
+
+/**
+ * One configured upstream MCP server, spoken to in raw JSON-RPC: an `initialize` handshake on
+ * first use (and again after the upstream went away), requests with the gateway's own ids,
+ * `notifications/cancelled` on abort, progress routed back to the call it belongs to, and the
+ * upstream's own requests answered (`ping`; anything else is refused, the gateway offers the
+ * upstream no client capabilities).
+ */
+export abstract class McpUpstream {
+  readonly name: string;
+  protected readonly logger: { warn(m: string): void };
+  #next = 0;
+  readonly #pending = new Map<JsonRpcId, Pending>();
+  #ready: Promise<void> | undefined;
+  protected protocolVersion: string = LATEST_HANDSHAKE_VERSION;
+
+  protected constructor(name: string, logger: { warn(m: string): void }) {
+    this.name = name;
+    this.logger = logger;
+  }
+
+  static of(
+    name: string,
+    config: McpUpstreamConfig,
+    logger: { warn(m: string): void },
+  ): McpUpstream {
+    return 'command' in config
+      ? new StdioUpstream(name, config, logger)
+      : new HttpUpstream(name, config, logger);
+  }
+
+  /**
+   * Connects and initializes (once; again after the upstream was lost).
+   *
+   * @throws {KillSwitchError} `KS_UNREACHABLE` naming `mcp.upstreams.<name>`
+   */
+  ready(): Promise<void> {
+    this.#ready ??= this.connect().catch((err: unknown) => {
+      this.#ready = undefined;
+      throw new KillSwitchError(
+        ErrorCode.UNREACHABLE,
+        `gateway config mcp.upstreams.${this.name}: cannot connect: ${(err as Error)?.message ?? String(err)}`,
+        { cause: err },
+      );
+    });
+    return this.#ready;
+  }
+
+  /** Sends one request (after the handshake); resolves with the upstream's answer. */
+  async request(
+    method: string,
+    params: Record<string, unknown>,
+    options: UpstreamCallOptions,
+  ): Promise<JsonRpcResponse> {
+    await this.ready();
+    try {
+      return await this.send(method, params, options);
+    } catch (err) {
+      if (!(err instanceof SessionExpired)) throw err;
+      // The upstream restarted or dropped the session before the call ran: once more, anew.
+      this.#ready = undefined;
+      await this.ready();
+      return this.send(method, params, options);
+    }
+  }
+
+  protected abstract connect(): Promise<void>;
+  /** Writes one message; `pending` is the entry of a request (HTTP answers on its own stream). */
+  protected abstract transmit(msg: JsonRpcMessage, pending?: Pending): void;
+  abstract close(): Promise<void>;
+
+  /** The `initialize` handshake. */
+  protected async handshake(): Promise<void> {
+    const r = await this.send(
+      'initialize',
+      { protocolVersion: LATEST_HANDSHAKE_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+      { timeoutMs: 30_000 },
+    );
+    if (r.error !== undefined) throw new Error(`initialize refused: ${r.error.message}`);
+    const v = (r.result as { protocolVersion?: unknown } | null)?.protocolVersion;
+    if (typeof v !== 'string') throw new Error('initialize answered without a protocolVersion');
+    this.protocolVersion = v;
+    this.transmit({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  }
+
+  /** The upstream is gone (process exited, stream broke): every call waiting on it fails. */
+  protected lost(why: string): void {
+    this.#ready = undefined;
+    for (const p of [...this.#pending.values()])
+      p.reject(new Error(`upstream ${this.name}: ${why}`));
+  }
+
+  protected send(
+    method: string,
+    params: Record<string, unknown>,
+    options: UpstreamCallOptions,
+  ): Promise<JsonRpcResponse> {
+    const id = ++this.#next;
+    const { signal, onProgress } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // The upstream's progress token is the request id (unique on this link), as the SDKs do.
+    const sent =
+      onProgress !== undefined
+        ? {
+            ...params,
+            _meta: { ...((params['_meta'] as object | undefined) ?? {}), progressToken: id },
+          }
+        : params;
+    return new Promise<JsonRpcResponse>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const entry: Pending = {
+        settled: false,
+        onProgress,
+        resolve: (r) => {
+          if (!settle()) resolve(r);
+        },
+        reject: (e) => {
+          if (!settle()) reject(e);
+        },
+        rearm: () => arm(),
+      };
+      const settle = (): boolean => {
+        if (entry.settled) return true;
+        entry.settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#pending.delete(id);
+        return false;
+      };
+      const onAbort = (): void => {
+        this.#cancel(id, entry, options.cancelReason?.() ?? 'cancelled');
+        entry.reject(signal!.reason);
+      };
+      const arm = (): void => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          this.#cancel(id, entry, 'timed out');
+          entry.reject(
+            new UpstreamRpcError(this.name, {
+              code: RpcCode.REQUEST_TIMEOUT,
+              message: `upstream ${this.name}: ${method} timed out after ${options.timeoutMs} ms`,
+            }),
+          );
+        }, options.timeoutMs);
+        timer.unref();
+      };
+      this.#pending.set(id, entry);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      arm();
+      try {
+        this.transmit({ jsonrpc: '2.0', id, method, params: sent }, entry);
+      } catch (err) {
+        entry.reject(err);
+      }
+    });
+  }
+
+  #cancel(id: JsonRpcId, entry: Pending, reason: string): void {
+    if (entry.settled) return;
+    try {
+      this.transmit({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId: id, reason },
+      });
+    } catch {
+      // The upstream is gone: nothing runs there to cancel.
+    }
+    entry.abortTransport?.();
+  }
+
+  /** Every message the upstream sends, whatever the transport. */
+  protected dispatch(msg: JsonRpcMessage): void {
+    if (isRequest(msg)) {
+      // The gateway offers the upstream no client capabilities (sampling, roots, elicitation).
+      this.transmit(
+        msg.method === 'ping'
+          ? { jsonrpc: '2.0', id: msg.id, result: {} }
+          : {
+              jsonrpc: '2.0',
+              id: msg.id,
+              error: {
+                code: RpcCode.METHOD_NOT_FOUND,
+                message: `the kill-switch gateway does not serve ${msg.method}`,
+              },
+            },
+      );
+      return;
+    }
+    if (isNotification(msg)) {
+      if (msg.method === 'notifications/progress') {
+        const token = msg.params?.['progressToken'];
+        const p = typeof token === 'number' ? this.#pending.get(token) : undefined;
+        if (p !== undefined && msg.params !== undefined) {
+          p.rearm?.();
+          p.onProgress?.(msg.params);
+        }
+      }
+      return;
+    }
+    if (msg.id === undefined || msg.id === null) return;
+    const p = this.#pending.get(msg.id);
+    if (p === undefined) return;
+    if (msg.error !== undefined) p.resolve({ error: msg.error });
+    else p.resolve({ result: msg.result });
+  }
+
+  /** Parses one JSON text (a message or a batch) and dispatches it. */
+  protected feed(text: string): void {
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      this.logger.warn(`gateway: MCP upstream ${this.name} sent a line that is not JSON; ignored`);
+      return;
+    }
+    for (const m of Array.isArray(v) ? v : [v]) {
+      const msg = asMessage(m);
+      if (msg !== undefined) this.dispatch(msg);
+    }
+  }
+}
+
+/** An upstream started as a process speaking MCP over stdio (JSON lines). */
+class StdioUpstream extends McpUpstream {
+  readonly #config: Extract<McpUpstreamConfig, { command: string }>;
+  #child: ChildProcess | undefined;
+
+  constructor(
+    name: string,
+    config: Extract<McpUpstreamConfig, { command: string }>,
+    logger: { warn(m: string): void },
+  ) {
+    super(name, logger);
+    this.#config = config;
+  }
+
+  protected async connect(): Promise<void> {
+    const env: Record<string, string> = {};
+    for (const k of INHERITED_ENV) {
+      const v = process.env[k];
+      if (v !== undefined && !v.startsWith('()')) env[k] = v;
+    }
+    const child = spawn(this.#config.command, this.#config.args, {
+      env: { ...env, ...(this.#config.env ?? {}) },
+      ...(this.#config.cwd !== undefined ? { cwd: this.#config.cwd } : {}),
+      stdio: ['pipe', 'pipe', 'inherit'],
+      windowsHide: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+    this.#child = child;
+    child.stdin!.on('error', () => undefined); // EPIPE when it exits: 'exit' reports it
+    let buf = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      buf += chunk;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i).trim();
+        buf = buf.slice(i + 1);
+        if (line !== '') this.feed(line);
+      }
+    });
+    child.once('exit', (code, sig) => {
+      if (this.#child !== child) return;
+      this.#child = undefined;
+      const why = `the process exited (${code ?? sig})`;
+      this.logger.warn(
+        `gateway: MCP upstream ${this.name}: ${why}; it is started again on the next call`,
+      );
+      this.lost(why);
+    });
+    try {
+      await this.handshake();
+    } catch (err) {
+      this.#child = undefined;
+      child.kill('SIGKILL');
+      throw err;
+    }
+  }
+
+  protected transmit(msg: JsonRpcMessage): void {
+    const child = this.#child;
+    if (child === undefined || child.stdin === null || !child.stdin.writable)
+      throw new Error(`upstream ${this.name}: the process is not running`);
+    child.stdin.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  async close(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    this.lost('the gateway closed');
+    if (child === undefined || child.exitCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.stdin?.end();
+    const t = setTimeout(() => child.kill('SIGTERM'), 1000);
+    const k = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(t);
+    clearTimeout(k);
+  }
+}
+
+/** An upstream served over Streamable HTTP: one POST per message, answers as JSON or SSE. */
+class HttpUpstream extends McpUpstream {
+  readonly #url: URL;
+  readonly #headers: Record<string, string>;
+  readonly #agent: HttpAgent;
+  readonly #request: typeof httpRequest;
+  #session: string | undefined;
+
+  constructor(
+    name: string,
+    config: Extract<McpUpstreamConfig, { url: string }>,
+    logger: { warn(m: string): void },
+  ) {
+    super(name, logger);
+    this.#url = new URL(config.url);
+    this.#headers = config.headers ?? {};
+    const https = this.#url.protocol === 'https:';
+    this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.#request = https ? (httpsRequest as typeof httpRequest) : httpRequest;
+  }
+
+  protected async connect(): Promise<void> {
+    this.#session = undefined;
+    await this.handshake();
+  }
+
+  #headersFor(body: string): Record<string, string | number> {
+    return {
+      ...this.#headers,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'content-length': Buffer.byteLength(body),
+      ...(this.#session !== undefined
+        ? { 'mcp-session-id': this.#session, 'mcp-protocol-version': this.protocolVersion }
+        : {}),
+    };
+  }
+
+  protected transmit(msg: JsonRpcMessage, pending?: Pending): void {
+    const body = JSON.stringify(msg);
+    const sessionSent = this.#session;
+    const req = this.#request(this.#url, {
+      method: 'POST',
+      agent: this.#agent,
+      headers: this.#headersFor(body),
+    });
+    if (pending !== undefined) pending.abortTransport = () => req.destroy();
+    req.on('error', (err) => {
+      if (pending === undefined)
+        this.logger.warn(
+          `gateway: MCP upstream ${this.name}: ${msg.method ?? 'answer'} not delivered: ${err.message}`,
+        );
+      else pending.reject(new Error(`upstream ${this.name}: ${err.message}`));
+    });
+    req.on('response', (res) => this.#answer(res, msg, pending, sessionSent));
+    req.end(body);
+  }
+
+  #answer(
+    res: IncomingMessage,
+    msg: JsonRpcMessage,
+    pending: Pending | undefined,
+    sessionSent: string | undefined,
+  ): void {
+    const status = res.statusCode ?? 0;
+    const sid = res.headers['mcp-session-id'];
+    if (msg.method === 'initialize' && typeof sid === 'string') this.#session = sid;
+    res.on('error', (err) => pending?.reject(new Error(`upstream ${this.name}: ${err.message}`)));
+    if (status === 202 || pending === undefined) {
+      res.resume();
+      return;
+    }
+    if (status >= 400) {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        if (text.length < 500) text += c;
+      });
+      res.on('end', () => {
+        if (status === 404 && sessionSent !== undefined && msg.method !== 'initialize')
+          pending.reject(new SessionExpired(`upstream ${this.name} lost session ${sessionSent}`));
+        else
+          pending.reject(
+            new Error(`upstream ${this.name} answered HTTP ${status}: ${text.slice(0, 300)}`),
+          );
+      });
+      return;
+    }
+    res.setEncoding('utf8');
+    if (String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+      const sse = new SseParser();
+      res.on('data', (c: string) => {
+        for (const data of sse.push(c)) this.feed(data);
+      });
+    } else {
+      let text = '';
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        if (text.trim() !== '') this.feed(text);
+      });
+    }
+    res.on('close', () =>
+      pending.reject(new Error(`upstream ${this.name} ended the response without an answer`)),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.lost('the gateway closed');
+    const sid = this.#session;
+    this.#session = undefined;
+    if (sid !== undefined) {
+      // Best effort: tell the upstream the session is over.
+      await new Promise<void>((resolve) => {
+        const req = this.#request(this.#url, {
+          method: 'DELETE',
+          agent: this.#agent,
+          headers: { ...this.#headers, 'mcp-session-id': sid },
+          timeout: 1000,
+        });
+        req.on('response', (res) => {
+          res.resume();
+          res.on('close', () => resolve());
+        });
+        req.on('error', () => resolve());
+        req.on('timeout', () => req.destroy());
+        req.end();
+      });
+    }
+    this.#agent.destroy();
+  }
+}

@@ -4,8 +4,10 @@
  * four endpoints per call as most of the MCP path's added latency).
  */
 
+/** A JSON-RPC request id. */
 export type JsonRpcId = string | number;
 
+/** The `error` member of a JSON-RPC answer. */
 export interface JsonRpcError {
   readonly code: number;
   readonly message: string;
@@ -42,20 +44,19 @@ export const RpcCode = {
 
 /** Protocol versions the gateway negotiates with `initialize` (newest last). */
 export const HANDSHAKE_VERSIONS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'] as const;
+/** The newest of {@link HANDSHAKE_VERSIONS}: offered upstream, answered when a client asks another. */
 export const LATEST_HANDSHAKE_VERSION = HANDSHAKE_VERSIONS[HANDSHAKE_VERSIONS.length - 1]!;
 
+/** A request: a method and an id (an answer is due). */
 export function isRequest(
   m: JsonRpcMessage,
 ): m is JsonRpcMessage & { id: JsonRpcId; method: string } {
   return typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number');
 }
 
+/** A notification: a method, no id (no answer). */
 export function isNotification(m: JsonRpcMessage): m is JsonRpcMessage & { method: string } {
   return typeof m.method === 'string' && m.id === undefined;
-}
-
-export function isResponse(m: JsonRpcMessage): boolean {
-  return m.method === undefined && ('result' in m || 'error' in m);
 }
 
 /** A well-formed JSON-RPC message object, else undefined. */

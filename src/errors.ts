@@ -1,4 +1,4 @@
-import type { FlipRecord } from './model/flip-record.js';
+import type { FlipSummary, HaltCause } from './model/halt-cause.js';
 
 /**
  * Stable error codes. Each is part of the public API: log lines, HTTP bodies and tests match on
@@ -134,14 +134,6 @@ export class LogCorruptError extends KillSwitchError {
   }
 }
 
-/** Why an effect was refused: a matching halt, or a kill state that could not be trusted. */
-export const HaltCause = {
-  HALTED: 'halted',
-  STALE: 'stale',
-  ERROR: 'error',
-} as const;
-export type HaltCause = (typeof HaltCause)[keyof typeof HaltCause];
-
 /**
  * An effect was refused before dispatch, or aborted while running, because the kill switch
  * answered halted. {@link HaltedError.flip} names the matching flip when one is known; when the
@@ -174,11 +166,6 @@ export class HaltedError extends KillSwitchError {
     this.failClosed = failClosed;
   }
 }
-
-/** The parts of a flip that an error or a resolution names. */
-export type FlipSummary = Pick<FlipRecord, 'seq' | 'id' | 'actor' | 'reason' | 'selector'> & {
-  readonly mode?: FlipRecord['mode'];
-};
 
 function describe(value: unknown): string {
   if (value === undefined) return 'undefined';

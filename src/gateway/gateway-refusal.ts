@@ -1,4 +1,5 @@
-import { ErrorCode, type FlipSummary, type HaltedError } from '../errors.js';
+import { ErrorCode, type HaltedError } from '../errors.js';
+import { type FlipSummary } from '../model/halt-cause.js';
 import { formatSelector, levelOf, type Level } from '../model/selector.js';
 
 /**

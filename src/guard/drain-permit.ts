@@ -1,4 +1,5 @@
-import { HaltCause, InvalidOptionError } from '../errors.js';
+import { InvalidOptionError } from '../errors.js';
+import { HaltCause } from '../model/halt-cause.js';
 import { QueueMode } from '../model/flip-record.js';
 import {
   normalizeSelector,

@@ -3,12 +3,12 @@ import type { Client } from '@openfeature/server-sdk';
 import type { HaltedError } from '../errors.js';
 import {
   ErrorCode,
-  HaltCause,
   InvalidOptionError,
   KillSwitchError,
   ValidationError,
   type ValidationIssue,
 } from '../errors.js';
+import { HaltCause } from '../model/halt-cause.js';
 import {
   EffectStatus,
   effectKey,

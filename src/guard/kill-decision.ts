@@ -3,7 +3,8 @@ import {
   type EvaluationContext,
   type EvaluationDetails,
 } from '@openfeature/server-sdk';
-import { ErrorCode, HaltCause, HaltedError, type FlipSummary } from '../errors.js';
+import { ErrorCode, HaltedError } from '../errors.js';
+import { HaltCause, type FlipSummary } from '../model/halt-cause.js';
 import { evaluateKillFlag } from '../hooks/evaluate-kill-flag.js';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import { formatSelector, type KillContext, type Selector } from '../model/selector.js';

@@ -6,15 +6,8 @@ import { hasControlCharacters, idText, isIdText } from '../protocol/text.js';
 import { canonicalJson } from './canonical-json.js';
 import { normalizeSelector, selectorSchema, type Selector } from './selector.js';
 
-/**
- * What a halt does to queued work (DESIGN section 1): `discard` journals and removes matching
- * queued tasks (the safety default), `hold` keeps them paused, `drain` stops intake and lets the
- * queued ones finish.
- */
-export const QueueMode = { DISCARD: 'discard', HOLD: 'hold', DRAIN: 'drain' } as const;
-export type QueueMode = (typeof QueueMode)[keyof typeof QueueMode];
-/** The queue mode of a halt that names none: discard, the safety default. */
-export const DEFAULT_QUEUE_MODE: QueueMode = 'discard';
+export { QueueMode, DEFAULT_QUEUE_MODE } from './queue-mode.js';
+import { DEFAULT_QUEUE_MODE, type QueueMode } from './queue-mode.js';
 
 /** What a flip does: add a halt, or lift one. */
 export const FlipAction = { HALT: 'halt', RESUME: 'resume' } as const;

@@ -45,3 +45,4 @@ export {
   flagsChangedBy,
   type KillFlagKey,
 } from './flags.js';
+export { HaltCause, type FlipSummary } from './halt-cause.js';

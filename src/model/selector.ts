@@ -4,25 +4,18 @@ import { toIssues } from '../internal/zod-issues.js';
 import { MAX_LINEAGE_ID_LENGTH, MAX_RUN_DEPTH } from '../lineage/lineage.js';
 import { hasControlCharacters, isIdText } from '../protocol/text.js';
 
-/** The evaluation-context attributes a halt can name (DESIGN section 2). KS-1.1.1 */
-export const SELECTOR_KEYS = ['tenant', 'feature', 'runId', 'capability'] as const;
-export type SelectorKey = (typeof SELECTOR_KEYS)[number];
-
-/**
- * A partial evaluation context. A halt matches a context when every attribute it names is equal;
- * the empty selector matches everything (the global halt).
- */
-export type Selector = { readonly [K in SelectorKey]?: string };
-
-/**
- * The attributes the kill switch reads from an evaluation context. Other attributes are ignored.
- * `runPath` is the run's ancestry, root first, its own `runId` last (DESIGN section 2): a halt
- * naming `runId: X` matches every context whose `runPath` contains X. A context without `runPath`
- * is the path of one (`[runId]`). KS-1.5.1
- */
-export type KillContext = { readonly [K in SelectorKey]?: string | undefined } & {
-  readonly runPath?: readonly string[] | undefined;
-};
+export {
+  SELECTOR_KEYS,
+  type SelectorKey,
+  type Selector,
+  type KillContext,
+} from './kill-context.js';
+import {
+  SELECTOR_KEYS,
+  type KillContext,
+  type Selector,
+  type SelectorKey,
+} from './kill-context.js';
 
 /**
  * What is wrong with a context's `runPath`, or undefined when it is absent or well formed: an

@@ -1,13 +1,8 @@
 import { systemClock, type Clock } from '../internal/clock.js';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import {
-  HaltCause,
-  HaltedError,
-  InvalidOptionError,
-  KillSwitchError,
-  ErrorCode,
-} from '../errors.js';
+import { HaltedError, InvalidOptionError, KillSwitchError, ErrorCode } from '../errors.js';
+import { HaltCause } from '../model/halt-cause.js';
 import { DrainPermit, drainPermits } from '../guard/drain-permit.js';
 import { OperationState, StoppableOperation } from '../guard/stoppable-operation.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';

@@ -1,4 +1,4 @@
-import type { HaltCause } from '../errors.js';
+import type { HaltCause } from '../model/halt-cause.js';
 import type { QueueMode } from '../model/flip-record.js';
 import { selectorMatches, type KillContext, type Selector } from '../model/selector.js';
 

@@ -1,11 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import {
-  ErrorCode,
-  HaltCause,
-  HaltedError,
-  InvalidOptionError,
-  KillSwitchError,
-} from '../errors.js';
+import { ErrorCode, HaltedError, InvalidOptionError, KillSwitchError } from '../errors.js';
+import { HaltCause } from '../model/halt-cause.js';
 import { inheritContext } from '../scope/run-scope.js';
 import type { HaltWatcher } from '../guard/halt-watcher.js';
 import type { KillDecision } from '../guard/kill-decision.js';

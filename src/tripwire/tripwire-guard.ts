@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from '../internal/clock.js';
-import { ErrorCode, HaltCause, HaltedError, InvalidOptionError } from '../errors.js';
+import { ErrorCode, HaltedError, InvalidOptionError } from '../errors.js';
+import { HaltCause } from '../model/halt-cause.js';
 import { scopedEffect, type EffectBody, type GuardedEffect } from '../guard/effect-guard.js';
 import { EffectStatus, effectKey, type SideEffectLedger } from '../ledger/side-effect-ledger.js';
 import { normalizeSelector, type KillContext } from '../model/selector.js';

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OpenFeature } from '@openfeature/server-sdk';
-import { ErrorCode, HaltCause, KillSwitchError } from '../../src/errors.js';
+import { ErrorCode, KillSwitchError } from '../../src/errors.js';
+import { HaltCause } from '../../src/model/halt-cause.js';
 import { DrainPermit } from '../../src/guard/drain-permit.js';
 import type { KillDecision } from '../../src/guard/kill-decision.js';
 import {

@@ -15,3 +15,10 @@ export {
   checkpointVerifies,
   type SignedHead,
 } from './record-signatures.js';
+export {
+  releaseStatement,
+  releaseHash,
+  chainRelease,
+  releaseHead,
+  releaseChainBreak,
+} from './release-chain.js';

@@ -17,6 +17,15 @@ export interface ReleaseRecord {
   readonly actor: string;
   /** ISO 8601 UTC. */
   readonly at: string;
+  /**
+   * The hash of the verdict before (64 zeros for the first): verdicts are chained like flips
+   * (KS-17.7.6). Absent on verdicts written before the chain.
+   */
+  readonly prev?: string;
+  /** SHA-256 of the verdict's canonical JSON without `hash` and `sig`. KS-17.7.6 */
+  readonly hash?: string;
+  /** `"<kid>:<base64url>"` over `killswitch-release-v1\n<seq>\n<hash>`, when the control plane holds a key. */
+  readonly sig?: string;
 }
 
 /** Body of `POST /v1/releases`. KS-10.5.1 */

@@ -5,6 +5,8 @@ import { z } from 'zod';
 import { Role, type Principal } from '../auth/principal.js';
 import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
 import { Mutex } from '../internal/mutex.js';
+import { chainRelease, releaseChainBreak, releaseHead } from '../integrity/release-chain.js';
+import { PublicKeyRing, type SigningKey } from '../integrity/signing-key.js';
 import { toIssues } from '../internal/zod-issues.js';
 // The flip log's lock: one control plane appends to a release file at a time.
 import { LockFile } from '../internal/lock-file.js';
@@ -36,6 +38,15 @@ const releaseRecordSchema = z.strictObject({
   reason: z.string().optional(),
   actor: z.string().min(1),
   at: z.string(),
+  prev: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  sig: z.string().max(200).optional(),
 });
 
 /** Options of {@link ReleaseGate}. */
@@ -51,6 +62,10 @@ export interface ReleaseGateOptions {
   readonly clock?: Clock;
   /** Told when a torn last line is cut. @default console */
   readonly logger?: { warn(message: string): void };
+  /** Sign each verdict (KS-17.7.6); its public key also checks the file on open. @default unsigned */
+  readonly signingKey?: SigningKey;
+  /** Keys the verdicts' signatures must verify under on open. @default the signing key's */
+  readonly publicKeys?: PublicKeyRing;
 }
 
 /**
@@ -78,6 +93,9 @@ export class ReleaseGate {
   readonly #mutex = new Mutex();
   readonly #latest = new Map<string, ReleaseRecord>();
   #seq = 0;
+  #last: ReleaseRecord | undefined;
+  readonly #key: SigningKey | undefined;
+  readonly #ring: PublicKeyRing | undefined;
   #opening: Promise<void> | undefined;
   #fh: FileHandle | undefined;
   #lock: LockFile | undefined;
@@ -93,6 +111,12 @@ export class ReleaseGate {
     this.#fsync = options.fsync ?? true;
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? console;
+    this.#key = options.signingKey;
+    this.#ring =
+      options.signingKey === undefined
+        ? options.publicKeys
+        : (options.publicKeys?.including(options.signingKey) ??
+          PublicKeyRing.of(options.signingKey));
   }
 
   /**
@@ -126,6 +150,7 @@ export class ReleaseGate {
       const end = buf.lastIndexOf(0x0a) + 1;
       const text = buf.subarray(0, end).toString('utf8');
       const lines = text === '' ? [] : text.slice(0, -1).split('\n');
+      const records: ReleaseRecord[] = [];
       lines.forEach((line, i) => {
         let rec: ReleaseRecord;
         try {
@@ -138,8 +163,17 @@ export class ReleaseGate {
             `release file ${path} corrupt at line ${i + 1}: ${(err as Error).message}`,
           );
         }
-        this.#apply(rec);
+        records.push(rec);
       });
+      // KS-17.7.6 verdicts are chained like flips: a broken chain refuses the open.
+      const broken = releaseChainBreak(records, this.#ring);
+      if (broken !== undefined) {
+        throw new KillSwitchError(
+          ErrorCode.JOURNAL_CORRUPT,
+          `release file ${path} corrupt at line ${broken.line}: ${broken.reason} (KS-17.7.6)`,
+        );
+      }
+      for (const rec of records) this.#apply(rec);
       if (end < buf.length) {
         // A crash mid-write: that verdict was never acknowledged.
         await truncate(path, end);
@@ -160,6 +194,7 @@ export class ReleaseGate {
 
   #apply(r: ReleaseRecord): void {
     this.#seq = Math.max(this.#seq, r.seq);
+    this.#last = r;
     this.#latest.set(r.release, r);
   }
 
@@ -173,14 +208,18 @@ export class ReleaseGate {
     if (!parsed.success) throw new ValidationError('release', toIssues(parsed.error));
     await this.open();
     return this.#mutex.run(async () => {
-      const rec = stripUndefined({
-        seq: this.#seq + 1,
-        release: parsed.data.release,
-        status: parsed.data.status,
-        reason: parsed.data.reason,
-        actor,
-        at: new Date(this.#clock.wallNow()).toISOString(),
-      }) as unknown as ReleaseRecord;
+      const rec = chainRelease(
+        stripUndefined({
+          seq: this.#seq + 1,
+          release: parsed.data.release,
+          status: parsed.data.status,
+          reason: parsed.data.reason,
+          actor,
+          at: new Date(this.#clock.wallNow()).toISOString(),
+        }) as unknown as ReleaseRecord,
+        releaseHead(this.#last),
+        this.#key,
+      );
       if (this.#fh !== undefined) {
         try {
           await this.#fh.write(`${JSON.stringify(rec)}\n`);

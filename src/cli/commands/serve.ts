@@ -163,6 +163,7 @@ export const command: CliCommand = {
       releases = new ReleaseGate({
         path: join(dataDir, 'releases.jsonl'),
         logger: { warn: (m) => io.stderr(`killswitch serve: warning: ${m}`) },
+        ...(signingKey === undefined ? {} : { signingKey }),
       });
       const auth = new TokenAuthenticator({ tokens: tokens.tokens });
       const tls =

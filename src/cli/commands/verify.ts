@@ -5,6 +5,8 @@ import { logIdPath } from '../../../providers/file/log-id-file.js';
 import { readFile } from 'node:fs/promises';
 import { checkRecordSignatures } from '../../integrity/record-signatures.js';
 import { PublicKeyRing } from '../../integrity/signing-key.js';
+import { releaseChainBreak } from '../../integrity/release-chain.js';
+import type { ReleaseRecord } from '../../protocol/releases.js';
 import { ErrorCode, LogCorruptError } from '../../errors.js';
 import { headMismatch, parseExpectedHead, type ExpectedHead } from '../../integrity/statements.js';
 import { ExitCode, type CliCommand, type CliIo } from '../internal/command.js';
@@ -12,6 +14,7 @@ import { CommandOutput } from '../internal/output.js';
 
 const HELP = `usage: killswitch verify <file> [--expect-head <seq>:<hash> | <checkpoint JSON> | @<file>]
                         [--public-key <file>]... [--json]
+       killswitch verify --releases <releases.jsonl> [--public-key <file>]... [--json]
 
 Checks a file flip log (JSON lines) without changing it and without taking its lock: every line
 parses, seq is dense from 1, each record's prev names the hash before it and its hash matches its
@@ -26,6 +29,10 @@ content, ids are unique. (KS-2.3.3, KS-2.5.1)
                          and a log with no signed record fails. Without it, only the rule that no
                          unsigned record follows a signed one is checked.
   --json                 print one JSON object instead of text
+
+--releases checks a release-verdict file instead (KS-17.7.6): seq dense, each verdict chained to
+the one before (prev, hash), signatures present after the first signed one and, with
+--public-key, verifying.
 
 The head file beside the log (<file>.head, the last acknowledged head, KS-17.7.5) is checked when
 present: the log must hold the record it names.
@@ -50,6 +57,7 @@ export const command: CliCommand = {
     let file: string;
     let expected: ExpectedHead | undefined;
     let ring: PublicKeyRing | undefined;
+    let releases: string | undefined;
     try {
       const { values, positionals } = parseArgs({
         args: [...argv],
@@ -57,14 +65,18 @@ export const command: CliCommand = {
           json: { type: 'boolean', default: false },
           'expect-head': { type: 'string' },
           'public-key': { type: 'string', multiple: true },
+          releases: { type: 'string' },
         },
         allowPositionals: true,
         strict: true,
       });
-      if (positionals.length !== 1)
+      releases = values.releases;
+      if (releases !== undefined && positionals.length > 0)
+        throw new Error('--releases takes the release file; give no log <file> with it');
+      if (releases === undefined && positionals.length !== 1)
         throw new Error(positionals.length === 0 ? 'missing <file>' : 'expected one <file>');
       json = values.json === true;
-      file = positionals[0]!;
+      file = releases ?? positionals[0]!;
       const keys = values['public-key'];
       if (keys !== undefined) ring = await PublicKeyRing.load(keys);
       const head = values['expect-head'];
@@ -77,6 +89,7 @@ export const command: CliCommand = {
       return out.usage(err, ['json']);
     }
 
+    if (releases !== undefined) return verifyReleases(releases, ring, json, io);
     try {
       const log = await readFlipLogFile(file);
       // KS-17.7.3 signatures, KS-17.7.5 the acknowledged head beside the log.
@@ -178,4 +191,54 @@ async function readLogId(file: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** `verify --releases`: the release-verdict file's chain (KS-17.7.6). */
+async function verifyReleases(
+  file: string,
+  ring: PublicKeyRing | undefined,
+  json: boolean,
+  io: CliIo,
+): Promise<number> {
+  let records: ReleaseRecord[];
+  try {
+    const text = await readFile(file, 'utf8');
+    const end = text.lastIndexOf('\n') + 1;
+    records = text
+      .slice(0, end)
+      .split('\n')
+      .slice(0, -1)
+      .map((l, i) => {
+        try {
+          return JSON.parse(l) as ReleaseRecord;
+        } catch {
+          throw new LogCorruptError(i + 1, `line ${i + 1} is not valid JSON`);
+        }
+      });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    if (json)
+      io.stdout(JSON.stringify({ ok: false, file, code: ErrorCode.JOURNAL_CORRUPT, reason }));
+    else io.stdout(`broken: ${file}: ${reason}`);
+    return ExitCode.FAILED;
+  }
+  const broken = releaseChainBreak(records, ring);
+  const signed = records.filter((r) => r.sig !== undefined).length;
+  const unsignedWithKeys =
+    broken === undefined && ring !== undefined && records.length > 0 && signed === 0;
+  if (broken !== undefined || unsignedWithKeys) {
+    const line = broken?.line ?? records.length;
+    const reason =
+      broken?.reason ?? 'no verdict is signed: the file cannot be authenticated with --public-key';
+    if (json)
+      io.stdout(JSON.stringify({ ok: false, file, code: ErrorCode.JOURNAL_CORRUPT, line, reason }));
+    else io.stdout(`broken: ${file}: line ${line}: ${reason}`);
+    return ExitCode.FAILED;
+  }
+  if (json) io.stdout(JSON.stringify({ ok: true, file, verdicts: records.length, signed }));
+  else
+    io.stdout(
+      `ok: ${file}: ${records.length} verdicts, chained${signed > 0 ? `, ${signed} signed` : ''}`,
+    );
+  return ExitCode.OK;
 }

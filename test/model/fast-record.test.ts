@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { flipRecordSchema, normalizeSelector, parseFlipRecord } from '../../src/index.js';
+import { flipRecordSchema, normalizeSelector, parseFlipRecord } from '../../src/model/index.js';
 
 /** What zod alone says: the normalised record, or undefined when the schema refuses. */
 function viaZod(input: unknown): unknown {

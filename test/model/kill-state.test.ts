@@ -10,7 +10,7 @@ import {
   type FlipRecord,
   type KillContext,
   type Selector,
-} from '../../src/index.js';
+} from '../../src/model/index.js';
 
 const values = ['a', 'b', 'c'];
 const arbSelector: fc.Arbitrary<Selector> = fc

@@ -2,15 +2,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { OpenFeature, type Client, type EvaluationContext } from '@openfeature/server-sdk';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
+import { KillSwitchProvider } from '../../src/index.js';
 import {
   KillState,
-  KillSwitchProvider,
   levelOf,
   selectorMatches,
   type FlipRecord,
   type KillContext,
   type Selector,
-} from '../../src/index.js';
+} from '../../src/model/index.js';
 import { runPathProblem } from '../../src/model/selector.js';
 import { MAX_RUN_DEPTH } from '../../src/lineage/index.js';
 

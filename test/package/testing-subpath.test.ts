@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-describe('KS-16.1.2 openfeature-kill-switch/testing: the manual clock and the conformance suites', () => {
+describe('KS-16.1.3 openfeature-kill-switch/testing: the manual clock and the conformance suites', () => {
   it('is importable by its package name and exports what a backend test needs', async () => {
     // Through the exports map (the built dist), as a user's test imports it.
     const testing = await import('openfeature-kill-switch/testing');

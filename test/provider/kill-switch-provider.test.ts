@@ -13,14 +13,13 @@ import {
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import {
   InvalidOptionError,
-  KillState,
   KILL_FLAG_KEYS,
-  type FlipInput,
   type FlipLogStore,
   type FlipRecord,
   type KillSnapshot,
   type Level,
 } from '../../src/index.js';
+import { KillState, type FlipInput } from '../../src/model/index.js';
 import { KillSwitchProvider } from '../../src/provider/index.js';
 import { decide } from '../../src/guard/kill-decision.js';
 import { SourceStatus, StoreFlipSource } from '../../src/source/index.js';

@@ -25,7 +25,7 @@
  * `wait` posted to A; the stop-complete time A reports (`completeAfterMs`), and the time from the
  * POST sent to its answer, for 8 worker processes (one source each) and for 100 subscribers (4
  * processes); against the same workers all on one replica alone on its own schema, in the same run
- * (target: replicated within 2x of one replica). [--replicated-stop-sizes 8x1,100x4]
+ * (target: replicated within 2x of one replica). [--replicated-stop-sizes 8x8,100x4]
  *
  * First flip (`--cases first`): see firstFlipCase; [--first-size 100] [--first-rounds 5]
  * [--first-idle 3000] [--first-warm 5].
@@ -774,7 +774,7 @@ async function replicatedStopComplete(): Promise<Record<string, unknown>> {
     auth,
     logger: quiet,
   };
-  const sizes = arg('replicated-stop-sizes', '8x1,100x4')
+  const sizes = arg('replicated-stop-sizes', '8x8,100x4')
     .split(',')
     .map((x) => x.split('x').map(Number) as [number, number]);
   const schemaSingle = `ks_bench_rs1_${process.pid}`;
@@ -807,7 +807,7 @@ async function replicatedStopComplete(): Promise<Record<string, unknown>> {
         await Promise.all(children.map((c) => c.next('ready', 300_000)));
         return children;
       };
-      // One process per worker: the processes alternate between A and B.
+      // The processes alternate between A and B (8x8: one worker per process, four on each).
       const oneChildren = await start([single!.url], 'one');
       const twoChildren = await start([a!.url, b!.url], 'two');
       await sleep(1500); // every worker acknowledged the head at least once, on every replica

@@ -33,6 +33,9 @@ const SYNC_EVERY_MS = 5000;
 /** Rows nobody renewed for this long are deleted (by the database's clock: pruning only). */
 const PRUNE_EVERY_SYNCS = 12;
 
+/** Pooled clients that already carry the channel's error handler. */
+const guarded = new WeakSet<pg.PoolClient>();
+
 interface PendingRenew {
   readonly acks: readonly SharedAck[];
   resolve(head: LogHead): void;
@@ -138,8 +141,7 @@ export class PostgresFleetChannel implements FleetChannel {
     const byWorker = new Map<string, SharedAck>();
     for (const a of all) byWorker.set(a.workerId, a);
     const chunks = chunk([...byWorker.values()].map(toEntry));
-    const client = await this.#pool.connect();
-    client.on('error', () => undefined);
+    const client = await this.#connect();
     let head: LogHead = { seq: 0, hash: GENESIS_HASH };
     try {
       // KS-6.6.3 the append lock, shared: no append commits between the head read below and
@@ -341,8 +343,7 @@ SELECT pg_notify($4::text, json_build_object('t', 'b', 'r', $1::text, 'u', $2::t
     const barrier = this.#committedHead;
     const s = this.#s;
     const prune = ++this.#syncs % PRUNE_EVERY_SYNCS === 0;
-    const client = await this.#pool.connect();
-    client.on('error', () => undefined);
+    const client = await this.#connect();
     let results: pg.QueryResult[];
     try {
       results = (await client.query(
@@ -415,6 +416,16 @@ SELECT pg_notify($4::text, json_build_object('t', 'b', 'r', $1::text, 'u', $2::t
         values: [this.replicaId, this.#channel],
       })
       .catch(() => undefined);
+  }
+
+  /** A pooled client with one error handler (pools reuse clients: never one handler per use). */
+  async #connect(): Promise<pg.PoolClient> {
+    const client = await this.#pool.connect();
+    if (!guarded.has(client)) {
+      guarded.add(client);
+      client.on('error', () => undefined);
+    }
+    return client;
   }
 
   #track<T>(p: Promise<T>): Promise<T> {

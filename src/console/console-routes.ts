@@ -58,8 +58,12 @@ const ASSETS = {
 
 /** Options of {@link consoleRoutes}. */
 export interface ConsoleRoutesOptions {
-  /** The control plane's fleet tracker (`controlPlane.tracker`), for per-flip acknowledgements. */
-  readonly tracker: FleetTracker;
+  /**
+   * Per-flip acknowledgements: the control plane's fleet tracker (`controlPlane.tracker`), or
+   * anything with its `status(seq)`, such as `{ status: (s) => controlPlane.fleetStatus(s) }`,
+   * which answers for the whole fleet when replicas share it (KS-6.6).
+   */
+  readonly tracker: Pick<FleetTracker, 'status'>;
 }
 
 /**
@@ -118,8 +122,14 @@ export function consoleRoutes(options: ConsoleRoutesOptions): Route[] {
 export function mountConsole(cp: {
   readonly router: Router;
   readonly tracker: FleetTracker;
+  /** The whole fleet's answer when replicas share it (KS-6.6); the tracker's otherwise. */
+  fleetStatus?(seq: number): ReturnType<FleetTracker['status']>;
 }): void {
-  cp.router.add(...consoleRoutes({ tracker: cp.tracker }));
+  const tracker =
+    typeof cp.fleetStatus === 'function'
+      ? { status: (seq: number) => cp.fleetStatus!(seq) }
+      : cp.tracker;
+  cp.router.add(...consoleRoutes({ tracker }));
 }
 
 function serve(ifNoneMatch: string | undefined, res: ServerResponse, a: Asset): void {
@@ -146,7 +156,10 @@ const ANONYMOUS_ADMIN: Principal = {
   resume: true,
 };
 
-function flipFleet({ res, params, principal }: RouteContext, tracker: FleetTracker): void {
+function flipFleet(
+  { res, params, principal }: RouteContext,
+  tracker: Pick<FleetTracker, 'status'>,
+): void {
   // auth 'none' passes no principal; the control plane treats that caller as an anonymous admin.
   authorize(principal ?? ANONYMOUS_ADMIN, { kind: 'read' });
   const raw = params['seq'] ?? '';

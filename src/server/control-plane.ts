@@ -201,6 +201,13 @@ export interface ControlPlane {
   readonly tracker: FleetTracker;
   /** The bounds on flips, halts and workers, shared with routes that append (KS-17.8.3). */
   readonly limits: FlipLimits;
+  /**
+   * The fleet's answer for a flip now: the tracker's, merged with every other replica's workers
+   * when the store shares the fleet (KS-6.6); undefined when the flip is not tracked.
+   */
+  fleetStatus(seq: number): FlipFleetStatus | undefined;
+  /** Every worker: the whole fleet, each with its replica, when the store shares it (KS-6.6.6). */
+  workers(): WorkerInfo[];
   /** The current kill state. */
   snapshot(): KillSnapshot;
   /**
@@ -574,6 +581,14 @@ class ControlPlaneServer implements ControlPlane {
       await new Promise<void>((resolve) => this.#server.close(() => resolve()));
       throw err;
     }
+  }
+
+  fleetStatus(seq: number): FlipFleetStatus | undefined {
+    return this.#fleetStatus(seq);
+  }
+
+  workers(): WorkerInfo[] {
+    return this.#allWorkers();
   }
 
   /** A flip's answer: this replica's tracker, merged with the other replicas' workers. */

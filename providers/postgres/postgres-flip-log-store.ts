@@ -38,6 +38,9 @@ import type {
   FleetChannelStore,
 } from '../../src/store/fleet-channel.js';
 import { UNIQUE_VIOLATION, sqlState, unavailable } from './internal/pg-errors.js';
+
+/** SQLSTATE insufficient_privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
 import { PostgresFleetChannel } from './postgres-fleet-channel.js';
 import { decodeRows, insertParams, seqOf, type FlipRow } from './internal/row-codec.js';
 import {
@@ -45,6 +48,7 @@ import {
   LOCK_CLASS_MIGRATE,
   RECORD_COLUMNS,
   SCHEMA_VERSION,
+  appendCallSql,
   channelOf,
   migrationSql,
   quoteIdent,
@@ -398,7 +402,18 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
           `schema ${this.schema} has version ${version}, newer than this library's ${SCHEMA_VERSION}; upgrade the library`,
         );
       }
-      if (version < SCHEMA_VERSION) await client.query(migrationSql(this.schema));
+      if (version < SCHEMA_VERSION) {
+        try {
+          await client.query(migrationSql(this.schema));
+        } catch (err) {
+          if (sqlState(err) !== INSUFFICIENT_PRIVILEGE || version === 0) throw err;
+          // KS-17.7.7 a serving role holds no rights on the schema's objects: only their owner upgrades.
+          throw unavailable(
+            `schema ${this.schema} is at version ${version} and this library needs ${SCHEMA_VERSION}: open it once as the schema's owner to upgrade it, then grant the serving role again (servingRoleGrantsSql)`,
+            err,
+          );
+        }
+      }
       await client.query('COMMIT');
       client.release();
     } catch (err) {
@@ -556,11 +571,8 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
         await client.query('ROLLBACK');
       } else {
         for (const record of fresh) {
-          await client.query(
-            `INSERT INTO ${this.#table} (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body) ` +
-              'VALUES ($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)',
-            insertParams(record),
-          );
+          // KS-17.7.7 through the owner's function: a serving role holds no INSERT on the table.
+          await client.query(appendCallSql(this.schema), insertParams(record));
         }
         commitSent = true;
         // KS-8.3.2 acknowledged only after COMMIT returns.

@@ -5,7 +5,7 @@
  * shared-fleet.test.ts.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
+import { PostgresFlipLogStore, SCHEMA_VERSION } from '../../providers/postgres/index.js';
 import { ErrorCode } from '../../src/errors.js';
 import type { WorkersAnswer } from '../../src/protocol/answers.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
@@ -77,7 +77,7 @@ describe.runIf(RUN_PG)('KS-8.8.1 schema version 3 holds the shared fleet', () =>
     );
     expect(tables.map((t) => t.t)).toEqual(['fleet_acks', 'flips', 'meta', 'replicas']);
     expect(await admin(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).toEqual([
-      { value: '3' },
+      { value: String(SCHEMA_VERSION) },
     ]);
   });
 });

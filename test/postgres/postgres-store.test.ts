@@ -5,6 +5,7 @@ import {
   type PostgresFlipLogStoreOptions,
 } from '../../providers/postgres/index.js';
 import { ErrorCode, InvalidOptionError, LogCorruptError } from '../../src/errors.js';
+import { SCHEMA_VERSION } from '../../providers/postgres/index.js';
 import type { FlipInput, FlipRecord } from '../../src/model/flip-record.js';
 import { verifyChain } from '../../src/store/verify-chain.js';
 import {
@@ -116,7 +117,7 @@ describe.runIf(RUN_PG)(
       const meta = await admin<{ value: string }>(
         `SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`,
       );
-      expect(meta).toEqual([{ value: '3' }]);
+      expect(meta).toEqual([{ value: String(SCHEMA_VERSION) }]);
     });
 
     it('opening an existing schema again changes nothing and keeps the log', async () => {
@@ -137,7 +138,9 @@ describe.runIf(RUN_PG)('KS-8.1.2 a schema newer than the library is refused', ()
     const a = store(schema);
     await a.append(halt('x'));
     await a.close();
-    await admin(`UPDATE "${schema}".meta SET value = '4' WHERE key = 'schema_version'`);
+    await admin(
+      `UPDATE "${schema}".meta SET value = '${SCHEMA_VERSION + 1}' WHERE key = 'schema_version'`,
+    );
     const b = store(schema);
     await expect(b.open()).rejects.toMatchObject({
       code: ErrorCode.STORE_UNAVAILABLE,
@@ -735,7 +738,7 @@ describe.runIf(RUN_PG)('KS-2.7.3 the log has an identity in meta.log_id', () => 
     );
     expect(meta).toEqual([
       { key: 'log_id', value: `h-${record.hash.slice(0, 32)}` },
-      { key: 'schema_version', value: '3' },
+      { key: 'schema_version', value: String(SCHEMA_VERSION) },
     ]);
   });
 

@@ -5,7 +5,7 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
@@ -15,7 +15,18 @@ export const SCHEMA_VERSION = 3;
  * carry over (a version-2 schema had no shared fleet; each replica kept its own in memory).
  * A version-2 library refuses a version-3 schema (KS-8.1.2), so an old replica cannot join a
  * fleet whose acknowledgements it would not share.
+ * 4 adds `append_flip(...)`, a SECURITY DEFINER function owned by the schema's owner through
+ * which the store appends (KS-17.7.7), so a serving role given only {@link servingRoleGrantsSql}
+ * can append but not insert, update, delete, truncate nor touch the triggers. Nothing to carry
+ * over; a version-3 library refuses a version-4 schema. The upgrade must run as the owner.
  */
+
+/** Tables of the shared fleet (KS-8.8) that a serving role reads and writes (KS-17.7.7 grants). */
+export const FLEET_TABLES = ['replicas', 'fleet_acks'] as const;
+
+/** The argument types of `append_flip`, in {@link insertParams} order. */
+const APPEND_ARGS =
+  'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text';
 
 /**
  * First key of the two-key advisory locks (`'KS'` as a number). The second key is
@@ -179,7 +190,52 @@ CREATE TABLE IF NOT EXISTS ${s}.fleet_acks (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- KS-17.7.7 (version 4) the one way a serving role appends: a function owned by the schema's owner
+-- that inserts one record (the triggers above still check the chain). Grant EXECUTE on it, never
+-- INSERT on the table (servingRoleGrantsSql).
+CREATE OR REPLACE FUNCTION ${s}.append_flip(
+  p_seq bigint, p_id text, p_at text, p_actor text, p_action text, p_selector jsonb, p_reason text,
+  p_mode text, p_release text, p_source text, p_prev text, p_hash text, p_body text
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  INSERT INTO ${s}.flips (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body)
+    VALUES (p_seq, p_id, p_at, p_actor, p_action, p_selector, p_reason, p_mode, p_release, p_source, p_prev, p_hash, p_body);
+END
+$fn$;
+REVOKE ALL ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) FROM PUBLIC;
+
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+`;
+}
+
+/** The call the store appends one record with (version 4): `$1..$13` as {@link insertParams}. */
+export function appendCallSql(schema: string): string {
+  return `SELECT ${quoteIdent(schema)}.append_flip($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)`;
+}
+
+/** Role names the grants accept: as schema names, so they need no quoting rules of their own. */
+const ROLE_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * The grants of a serving role (KS-17.7.7): run once by the schema's owner after the store created
+ * the schema. The role may read the log, append only through `append_flip`, and keep the shared
+ * fleet's rows; it holds no INSERT, UPDATE, DELETE or TRUNCATE on the log, does not own the
+ * table, its triggers or the function, and gets no grant option.
+ *
+ * @throws {Error} for a schema or role name outside `[a-z_][a-z0-9_]*`
+ */
+export function servingRoleGrantsSql(schema: string, role: string): string {
+  if (!ROLE_RE.test(schema) || !ROLE_RE.test(role)) {
+    throw new Error('schema and role must be lower-case names ([a-z_][a-z0-9_]*)');
+  }
+  const s = quoteIdent(schema);
+  const r = quoteIdent(role);
+  return `
+GRANT USAGE ON SCHEMA ${s} TO ${r};
+GRANT SELECT ON ${s}.meta, ${s}.flips TO ${r};
+GRANT EXECUTE ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) TO ${r};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ${FLEET_TABLES.map((t) => `${s}.${t}`).join(', ')} TO ${r};
 `;
 }

@@ -1,0 +1,182 @@
+/**
+ * KS-17.7.7: the table, its triggers and history belong to an owner role; the serving role appends
+ * only through the owner's SECURITY DEFINER function `append_flip` and cannot update, delete,
+ * truncate, disable or drop triggers, grant itself privileges, replace the function or insert
+ * directly. Issue 15: "On PostgreSQL the serving role owns the table: it ... disabled the
+ * insert-only trigger, granted itself DELETE and cut the tail." Real roles, made per test.
+ */
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PostgresFlipLogStore, servingRoleGrantsSql } from '../../providers/postgres/index.js';
+import { PG_URL, RUN_PG, admin, schemaName } from './pg-harness.js';
+
+const made: { schema: string; roles: string[] }[] = [];
+afterAll(async () => {
+  for (const m of made) {
+    await admin(`DROP SCHEMA IF EXISTS "${m.schema}" CASCADE`).catch(() => undefined);
+    for (const r of m.roles) {
+      await admin(`DROP OWNED BY "${r}"`).catch(() => undefined);
+      await admin(`DROP ROLE IF EXISTS "${r}"`).catch(() => undefined);
+    }
+  }
+});
+
+function urlAs(role: string): string {
+  const u = new URL(PG_URL);
+  u.username = role;
+  u.password = '';
+  return u.href;
+}
+
+async function as(role: string, sql: string, params: unknown[] = []): Promise<unknown> {
+  const c = new pg.Client({ connectionString: urlAs(role), connectionTimeoutMillis: 5000 });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+async function setup() {
+  const schema = schemaName('roles');
+  const tag = schema.slice(-12);
+  const owner = `ks_own_${tag}`;
+  const serve = `ks_srv_${tag}`;
+  made.push({ schema, roles: [owner, serve] });
+  const db = new URL(PG_URL).pathname.slice(1);
+  await admin(`CREATE ROLE "${owner}" LOGIN`);
+  await admin(`CREATE ROLE "${serve}" LOGIN`);
+  await admin(`GRANT CREATE ON DATABASE "${db}" TO "${owner}"`);
+  // The owner creates the schema (the store's first open) and grants the serving role.
+  const ownerStore = new PostgresFlipLogStore({ connectionString: urlAs(owner), schema });
+  await ownerStore.append({
+    actor: 'oncall',
+    action: 'halt',
+    selector: { tenant: 'a' },
+    reason: 'INC-1',
+  });
+  await ownerStore.close();
+  await as(owner, servingRoleGrantsSql(schema, serve));
+  return { schema, owner, serve, s: `"${schema}"` };
+}
+
+describe.runIf(RUN_PG)(
+  "KS-17.7.7 the serving role appends only through the owner's function",
+  () => {
+    it('a store run as the serving role opens, reads, appends and follows', async () => {
+      const { schema, serve } = await setup();
+      const store = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      const seen: number[] = [];
+      store.subscribe((r) => seen.push(r.seq));
+      const { record } = await store.append({
+        actor: 'oncall',
+        action: 'resume',
+        selector: { tenant: 'a' },
+        reason: 'fixed',
+        release: 'v2',
+      });
+      expect(record.seq).toBe(2);
+      expect((await store.read()).map((r) => r.seq)).toEqual([1, 2]);
+      await expect.poll(() => seen).toContain(2);
+      await store.close();
+      const owner = await admin<{ tableowner: string }>(
+        'SELECT tableowner FROM pg_tables WHERE schemaname = $1 AND tablename = $2',
+        [schema, 'flips'],
+      );
+      expect(owner[0]!.tableowner).not.toBe(serve);
+    });
+
+    it('refuses every rewrite the issue reproduced: insert, update, delete, truncate, triggers, grants, the function, ownership', async () => {
+      const { serve, s } = await setup();
+      const denied = async (sql: string) => {
+        const err = (await as(serve, sql).catch((e: unknown) => e)) as {
+          code?: string;
+          message?: string;
+        };
+        expect(err, sql).toBeInstanceOf(Error);
+        expect(err.code, `${sql}: ${err.message}`).toBe('42501'); // insufficient_privilege
+      };
+      const row = (
+        await admin<Record<string, string>>(`SELECT * FROM ${s}.flips WHERE seq = 1`)
+      )[0]!;
+      await denied(
+        `INSERT INTO ${s}.flips (seq, id, at, actor, action, selector, reason, prev, hash, body) ` +
+          `VALUES (2, 'forged', '${row['at']}', 'admin', 'resume', '{}', 'x', '${row['hash']}', '${row['hash']}', '{}')`,
+      );
+      await denied(`UPDATE ${s}.flips SET reason = 'nothing happened'`);
+      await denied(`DELETE FROM ${s}.flips WHERE seq = 1`);
+      await denied(`TRUNCATE ${s}.flips`);
+      await denied(`ALTER TABLE ${s}.flips DISABLE TRIGGER flips_insert_only`);
+      await denied(`ALTER TABLE ${s}.flips DISABLE TRIGGER ALL`);
+      await denied(`DROP TRIGGER flips_check_insert ON ${s}.flips`);
+      await denied(`ALTER TABLE ${s}.flips OWNER TO CURRENT_USER`);
+      await denied(`DROP TABLE ${s}.flips`);
+      await denied(
+        `CREATE OR REPLACE FUNCTION ${s}.flips_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`,
+      );
+      // GRANT without the grant option only warns; it must grant nothing.
+      await as(serve, `GRANT DELETE, UPDATE, TRUNCATE, INSERT ON ${s}.flips TO CURRENT_USER`).catch(
+        () => undefined,
+      );
+      const privs = (await as(
+        serve,
+        `SELECT has_table_privilege(CURRENT_USER, '${s}.flips', 'DELETE') AS d, ` +
+          `has_table_privilege(CURRENT_USER, '${s}.flips', 'UPDATE') AS u, ` +
+          `has_table_privilege(CURRENT_USER, '${s}.flips', 'TRUNCATE') AS t, ` +
+          `has_table_privilege(CURRENT_USER, '${s}.flips', 'INSERT') AS i`,
+      )) as Record<string, boolean>[];
+      expect(privs[0]).toEqual({ d: false, u: false, t: false, i: false });
+      await denied(`DELETE FROM ${s}.flips`);
+      expect(await admin(`SELECT count(*)::int AS n FROM ${s}.flips`)).toEqual([{ n: 1 }]);
+    });
+
+    it('through the function the chain triggers still run: a record that does not extend the chain is refused', async () => {
+      const { serve, s } = await setup();
+      const err = (await as(
+        serve,
+        `SELECT ${s}.append_flip(5, 'gap', '2026-01-01T00:00:00.000Z', 'admin', 'resume', '{}'::jsonb, 'x', NULL, NULL, NULL, repeat('0', 64), repeat('0', 64), '{}')`,
+      ).catch((e: unknown) => e)) as { code?: string; message?: string };
+      expect(err).toBeInstanceOf(Error);
+      expect(err.code).toBe('KS001');
+      expect(err.message).toMatch(/does not follow the head seq 1/);
+    });
+
+    it('a role without the grants can neither read nor append', async () => {
+      const { schema } = await setup();
+      const stranger = `ks_str_${schema.slice(-12)}`;
+      made.push({ schema, roles: [stranger] });
+      await admin(`CREATE ROLE "${stranger}" LOGIN`);
+      const store = new PostgresFlipLogStore({ connectionString: urlAs(stranger), schema });
+      await expect(store.open()).rejects.toMatchObject({ code: 'KS_STORE_UNAVAILABLE' });
+      await store.close();
+    });
+
+    it("upgrades a version-3 schema: the owner's next open adds the function; the serving role cannot upgrade", async () => {
+      const { schema, owner, serve, s } = await setup();
+      const args =
+        'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text';
+      await admin(`DROP FUNCTION ${s}.append_flip(${args})`);
+      await admin(`UPDATE ${s}.meta SET value = '3' WHERE key = 'schema_version'`);
+      const bySrv = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      await expect(bySrv.open()).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+        message: expect.stringMatching(/as the schema's owner/),
+      });
+      await bySrv.close();
+      const byOwner = new PostgresFlipLogStore({ connectionString: urlAs(owner), schema });
+      await byOwner.open();
+      await byOwner.close();
+      expect(await admin(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`)).toEqual([
+        { value: '4' },
+      ]);
+      await as(owner, servingRoleGrantsSql(schema, serve));
+      const again = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      expect(
+        (await again.append({ actor: 'x', action: 'halt', selector: {}, reason: 'r' })).record.seq,
+      ).toBe(2);
+      await again.close();
+    });
+  },
+);

@@ -18,6 +18,35 @@ const name = z
 
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
+/**
+ * A run tree: one root run in one worker fans out child runs over every worker (DESIGN section 2),
+ * so a lever on the root's run id measures a halt on a whole tree. The root spawns its children
+ * (`spawnChildRun`, a guarded effect) round-robin over the workers; each child's lineage crosses
+ * to its worker with the work and lands in that worker's tree queue, which runs `concurrency` child
+ * runs at once (the rest wait queued). Running children emit effects with retries and wait on a
+ * follow-up timer after each; every `grandchildEvery`-th child a worker receives spawns one grandchild on
+ * the next worker. After
+ * a halt on the root is lifted the root spawns the same children again (same steps, same ids).
+ * KS-9.1.6
+ */
+export const treeSchema = z.strictObject({
+  /** The root run's id: a lever with `{ runId: rootRunId }` halts the whole tree. @default 'tree' */
+  rootRunId: name.default('tree'),
+  /** The worker the root run lives in. @default 'w1' */
+  rootWorker: z
+    .string()
+    .regex(/^w\d+$/, 'must be a worker id (w1, w2, ...)')
+    .default('w1'),
+  /** Child runs the root spawns, spread round-robin over every worker. @default 32 */
+  children: z.number().int().min(1).max(1_000).default(32),
+  /** Every n-th child a worker receives spawns one grandchild on the next worker; 0 for none. @default 2 */
+  grandchildEvery: z.number().int().min(0).max(1_000).default(2),
+  /** Child runs a worker runs at once; the others wait in its tree queue. @default 2 */
+  concurrency: z.number().int().min(1).max(64).default(2),
+  /** The follow-up timer a running child waits on after each effect, ms. @default 1000 */
+  followUpMs: ms(1, 600_000).default(1_000),
+});
+
 /** Shape of the synthetic agent traffic every drill worker runs. KS-9.1.2 */
 export const trafficSchema = z.strictObject({
   /** Tenants the runs are spread over (at least two, so a tenant halt has a cohort left). */
@@ -66,6 +95,8 @@ export const trafficSchema = z.strictObject({
       maxDepth: z.number().int().min(1).max(100_000).default(40),
     })
     .prefault({}),
+  /** A run tree for a run-tree lever (absent: no tree). */
+  tree: treeSchema.optional(),
 });
 
 /** One lever of a scenario: a halt on a selector, then (optionally) its gated resume. KS-9.1.3 */
@@ -100,6 +131,11 @@ export const targetsSchema = z
      * effect rate stays at least this share of the rate before the flip. @default 0.3
      */
     minOtherCohortRate: z.number().min(0).max(1).default(0.3),
+    /**
+     * A lever on the run tree's root must find at least this many of its descendants alive at the
+     * flip (running, queued or waiting), on every worker: a small tree would pass by luck. @default 30
+     */
+    minTreeRuns: z.number().int().min(1).default(30),
   })
   .prefault({});
 
@@ -158,14 +194,36 @@ export const scenarioSchema = z
       check('tenant', s.traffic.tenants);
       check('feature', s.traffic.features);
       check('capability', s.traffic.capabilities);
-      if (sel.runId !== undefined && !isDrillRun(sel.runId, s.workers, s.traffic.runsPerWorker)) {
+      if (
+        sel.runId !== undefined &&
+        sel.runId !== s.traffic.tree?.rootRunId &&
+        !isDrillRun(sel.runId, s.workers, s.traffic.runsPerWorker)
+      ) {
         ctx.addIssue({
           code: 'custom',
           path: ['levers', i, 'selector', 'runId'],
-          message: `'${sel.runId}' is not a drill run (w<1..${s.workers}>-r<0..${s.traffic.runsPerWorker - 1}>)`,
+          message: `'${sel.runId}' is not a drill run (w<1..${s.workers}>-r<0..${s.traffic.runsPerWorker - 1}>${s.traffic.tree ? ` or the tree root ${s.traffic.tree.rootRunId}` : ''})`,
         });
       }
     });
+    const tree = s.traffic.tree;
+    if (tree !== undefined) {
+      const w = Number(tree.rootWorker.slice(1));
+      if (w < 1 || w > s.workers) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['traffic', 'tree', 'rootWorker'],
+          message: `'${tree.rootWorker}' is not one of the ${s.workers} workers`,
+        });
+      }
+      if (isDrillRun(tree.rootRunId, s.workers, s.traffic.runsPerWorker)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['traffic', 'tree', 'rootRunId'],
+          message: `'${tree.rootRunId}' is the id of a plain drill run`,
+        });
+      }
+    }
   });
 
 /** A validated scenario with every default applied. */
@@ -174,6 +232,8 @@ export type Scenario = z.output<typeof scenarioSchema>;
 export type Lever = z.output<typeof leverSchema>;
 /** A validated traffic shape. */
 export type Traffic = z.output<typeof trafficSchema>;
+/** A validated run tree. */
+export type TreeShape = z.output<typeof treeSchema>;
 /** Validated targets. */
 export type Targets = z.output<typeof targetsSchema>;
 
@@ -193,6 +253,12 @@ function isDrillRun(runId: string, workers: number, runsPerWorker: number): bool
   const w = Number(m[1]);
   const r = Number(m[2]);
   return w >= 1 && w <= workers && r >= 0 && r < runsPerWorker;
+}
+
+/** Whether a lever halts the scenario's run tree (its root's run id): a run-tree lever. */
+export function isTreeLever(lever: Lever, s: Scenario): boolean {
+  const root = s.traffic.tree?.rootRunId;
+  return root !== undefined && lever.selector.runId === root;
 }
 
 /** A lever's selector, normalised, and its level. */

@@ -8,8 +8,10 @@ import {
   checkLedger,
   measureEffects,
   measureSchedules,
+  measureTree,
   percentile,
   stopTimes,
+  treeRunsOf,
   type HaltWindow,
 } from '../../src/drill/measure/measure.js';
 import { parseScenario } from '../../src/drill/scenario.js';
@@ -280,5 +282,111 @@ describe('KS-9.3.4 any missed target is a violation; missing data fails', () => 
       'other-cohort-slowed',
       'not-resumed',
     ]);
+  });
+});
+
+describe('KS-9.3.6 a run-tree lever counts the tree from its spawners, whatever lineage a child received', () => {
+  const spawn = (at: number, parentPath: string[], childId: string, to: string): WorkerEvent => ({
+    t: 'spawn',
+    at,
+    parentPath,
+    childId,
+    to,
+  });
+  const events = new Map<string, WorkerEvent[]>([
+    [
+      'w1',
+      [
+        { t: 'applied', at: 1005, seq: 1 },
+        spawn(500, ['T'], 'c0', 'w2'),
+        spawn(510, ['T'], 'c1', 'w1'),
+        spawn(520, ['other'], 'x0', 'w2'),
+        // After w1 applied the halt: a late spawn.
+        spawn(1006, ['T'], 'c2', 'w2'),
+      ],
+    ],
+    [
+      'w2',
+      [
+        { t: 'applied', at: 1002, seq: 1 },
+        spawn(600, ['T', 'c0'], 'g0', 'w1'),
+        { t: 'child-start', at: 700, ctx: { runId: 'c0', runPath: ['T', 'c0'] } },
+        // Its lineage was lost on the way: it ran as a root.
+        { t: 'child-start', at: 800, ctx: { runId: 'g0', runPath: ['g0'] } },
+        // A queued child started after w2 applied the halt.
+        { t: 'child-start', at: 1500, ctx: { runId: 'c2', runPath: ['T', 'c2'] } },
+      ],
+    ],
+  ]);
+  const w: HaltWindow = { ...window, selector: { runId: 'T' } };
+
+  it('takes the closure over spawn records, root included, other trees excluded', () => {
+    expect([...treeRunsOf('T', events)].sort()).toEqual(['T', 'c0', 'c1', 'c2', 'g0']);
+    expect([...treeRunsOf('T', events, 1000)].sort()).toEqual(['T', 'c0', 'c1', 'g0']);
+  });
+
+  it('counts a descendant effect whose context lost the root as matching', () => {
+    const runs = treeRunsOf('T', events);
+    const lost = eff({ at: 1600, key: 'g0/s1', context: { runId: 'g0', runPath: ['g0'] } });
+    const plain = measureEffects(w, [lost], new Map(), events);
+    expect(plain.matchingAfterComplete).toBe(0);
+    const tree = measureEffects({ ...w, alsoRuns: runs }, [lost], new Map(), events);
+    expect(tree.matchingAfterComplete).toBe(1);
+  });
+
+  it('reports spawns and starts after the worker applied the halt, lost lineage, and the shape at the flip', () => {
+    const runs = treeRunsOf('T', events);
+    const applied = new Map([
+      ['w1', 1005],
+      ['w2', 1002],
+    ]);
+    const t = measureTree(
+      { ...w, alsoRuns: runs },
+      'T',
+      runs,
+      [
+        { workerId: 'w1', running: 2, queued: 0, waiting: 1 },
+        { workerId: 'w2', running: 1, queued: 3, waiting: 0 },
+      ],
+      applied,
+      events,
+    );
+    expect(t).toMatchObject({
+      root: 'T',
+      spawnedBeforeFlip: 3,
+      atFlip: { running: 3, queued: 3, waiting: 1, workers: 2 },
+      dispatchedAfterApplied: 1,
+      startedAfterApplied: 1,
+      lineageLost: ['g0'],
+      lineageLostCount: 1,
+    });
+    const targets = parseScenario({
+      name: 'u',
+      traffic: { tenants: ['a', 'b'], features: ['f', 'g'], capabilities: ['x', 'y'] },
+      levers: [{ selector: {} }],
+    }).targets;
+    const lever: LeverResult = {
+      label: 'run-tree',
+      level: 'run',
+      selector: { runId: 'T' },
+      mode: 'discard',
+      flipId: 'f',
+      seq: 1,
+      acceptedAt: 1000,
+      completeAt: 1010,
+      stops: [],
+      timeToStop: {},
+      errors: [],
+      tree: t,
+    };
+    const workers: WorkerSummary[] = ['w1', 'w2', 'w3'].map((workerId) => ({
+      workerId,
+      connected: true,
+      effectsAtSink: 1,
+    }));
+    const codes = checkTargets({ levers: [lever], workers, mode: 'embedded' }, targets).map(
+      (v) => v.code,
+    );
+    expect(codes).toEqual(['tree-not-shaped', 'child-dispatched-after-halt', 'lineage-lost']);
   });
 });

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import { leverTarget, loadScenario, parseScenario } from '../../src/drill/scenario.js';
+import { isTreeLever, leverTarget, loadScenario, parseScenario } from '../../src/drill/scenario.js';
 
 const base = {
   name: 'unit',
@@ -81,6 +81,47 @@ describe('KS-9.1.4 a lever that matches no traffic is refused, so a drill cannot
   });
 });
 
+describe('KS-9.1.6 a scenario may describe a run tree; a lever on its root is a run-tree lever', () => {
+  it('applies the tree defaults and takes a lever on the root run id', () => {
+    const s = parseScenario({
+      ...base,
+      workers: 4,
+      traffic: { ...base.traffic, tree: {} },
+      levers: [{ selector: { runId: 'tree' } }, { selector: { runId: 'w1-r0' } }],
+    });
+    expect(s.traffic.tree).toEqual({
+      rootRunId: 'tree',
+      rootWorker: 'w1',
+      children: 32,
+      grandchildEvery: 2,
+      concurrency: 2,
+      followUpMs: 1_000,
+    });
+    expect(s.targets.minTreeRuns).toBe(30);
+    expect(s.levers.map((l) => isTreeLever(l, s))).toEqual([true, false]);
+  });
+
+  it('refuses a root run id without a tree, a root worker out of the fleet, a root named like a plain run', () => {
+    expect(() => parseScenario({ ...base, levers: [{ selector: { runId: 'tree' } }] })).toThrow(
+      /levers\.0\.selector\.runId/,
+    );
+    let err: unknown;
+    try {
+      parseScenario({
+        ...base,
+        workers: 2,
+        traffic: { ...base.traffic, tree: { rootWorker: 'w3', rootRunId: 'w1-r0' } },
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ValidationError).issues.map((i) => i.path.join('.'))).toEqual([
+      'traffic.tree.rootWorker',
+      'traffic.tree.rootRunId',
+    ]);
+  });
+});
+
 describe('KS-9.1.5 the shipped scenarios pull capability, run, tenant or feature and global, each followed by a resume', () => {
   for (const file of ['standard', 'ci']) {
     it(`spec/drills/${file}.json is valid and pulls the four levels in turn`, async () => {
@@ -100,5 +141,11 @@ describe('KS-9.1.5 the shipped scenarios pull capability, run, tenant or feature
     expect(s.timings.observeMs).toBe(60_000);
     expect(s.targets.p99TimeToStopMs).toBe(50);
     expect(s.targets.maxEffectsAfterComplete).toBe(0);
+    // Then the run-tree lever: a root fanning out to at least 30 children over every worker.
+    const last = s.levers[s.levers.length - 1]!;
+    expect(last.label).toBe('run-tree');
+    expect(isTreeLever(last, s)).toBe(true);
+    expect(s.traffic.tree!.children).toBeGreaterThanOrEqual(30);
+    expect(s.targets.minTreeRuns).toBeGreaterThanOrEqual(30);
   });
 });

@@ -21,6 +21,31 @@ export interface WorkerConfig {
   /** Lease of the remote source, ms. */
   readonly staleAfterMs: number;
   readonly heartbeatMs: number;
+  /** Every worker of the drill, in order: a run tree spreads its children over them. @default [workerId] */
+  readonly fleet?: readonly string[];
+}
+
+/** What a run tree's queued child task carries (harness data; the lineage travels apart). */
+export interface TreeTask {
+  /** The spawning step (`c3`, `g3`): with the parent's id it derives the child's id. */
+  readonly step: string;
+  /** Depth of the child in the tree (the root is 1), as the spawner knows it. */
+  readonly depth: number;
+  /** The child's index among the root's children (a grandchild keeps its parent's). */
+  readonly index: number;
+  /** Which spawn of the root (after each lifted halt the root spawns its children again). */
+  readonly epoch: number;
+}
+
+/** A worker's run-tree runs right before a run-tree lever's flip. */
+export interface TreeAtFlip {
+  readonly at: number;
+  /** Tree child runs executing (including those waiting on a timer or a retry). */
+  readonly running: number;
+  /** Tree child runs waiting in the worker's tree queue. */
+  readonly queued: number;
+  /** Running tree runs waiting on a follow-up timer or a retry's back-off. */
+  readonly waiting: number;
 }
 
 /** Something a worker saw, with its time on the drill clock. */
@@ -68,6 +93,22 @@ export type WorkerEvent =
       readonly max: number;
     }
   | {
+      /** This worker spawned a run-tree child and sent its work to worker `to`. */
+      readonly t: 'spawn';
+      readonly at: number;
+      /** The spawning run's own path (root first), as its scope has it. */
+      readonly parentPath: readonly string[];
+      readonly childId: string;
+      readonly to: string;
+    }
+  | {
+      /** A run-tree child run began executing here (it left the tree queue). */
+      readonly t: 'child-start';
+      readonly at: number;
+      /** The context it runs under, from the lineage that came with its work. */
+      readonly ctx: KillContext;
+    }
+  | {
       readonly t: 'late-landing';
       readonly at: number;
       readonly ctx: KillContext;
@@ -94,6 +135,9 @@ export interface WorkerCounters {
   enqueueRefused: number;
   dequeued: number;
   discarded: number;
+  childrenSpawned: number;
+  spawnsRefused: number;
+  childrenStarted: number;
 }
 
 /** Queue depth split by a selector. */
@@ -109,7 +153,10 @@ export type ToWorker =
   | { readonly type: 'start'; readonly config: WorkerConfig }
   | { readonly type: 'collect'; readonly id: number }
   | { readonly type: 'queue-depth'; readonly id: number; readonly selector: Selector }
-  | { readonly type: 'stop'; readonly id: number };
+  | { readonly type: 'stop'; readonly id: number }
+  | { readonly type: 'tree-shape'; readonly id: number }
+  /** A run-tree child's work, relayed from the worker that spawned it, lineage as it was sent. */
+  | { readonly type: 'child'; readonly lineage: unknown; readonly task: TreeTask };
 
 /** Worker -> orchestrator. */
 export type FromWorker =
@@ -134,6 +181,14 @@ export type FromWorker =
     }
   | { readonly type: 'queue-depth'; readonly id: number; readonly depth: QueueDepth }
   | { readonly type: 'stopped'; readonly id: number; readonly counters: WorkerCounters }
+  | { readonly type: 'tree-shape'; readonly id: number; readonly shape: TreeAtFlip }
+  /** Send a run-tree child's work (and the lineage this worker gives it) to worker `to`. */
+  | {
+      readonly type: 'dispatch';
+      readonly to: string;
+      readonly lineage: unknown;
+      readonly task: TreeTask;
+    }
   | { readonly type: 'fatal'; readonly workerId: string; readonly message: string };
 
 /** Fresh zeroed counters. */
@@ -157,5 +212,8 @@ export function zeroCounters(): WorkerCounters {
     enqueueRefused: 0,
     dequeued: 0,
     discarded: 0,
+    childrenSpawned: 0,
+    spawnsRefused: 0,
+    childrenStarted: 0,
   };
 }

@@ -124,6 +124,36 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
     }
     if (l.resume !== undefined && !l.resume.ok)
       v('resume-failed', `the resume failed: ${l.resume.detail ?? ''}`);
+    const tr = l.tree;
+    if (tr !== undefined) {
+      // KS-9.3.6 a small or lopsided tree would pass by luck: it must be big, on every worker,
+      // with children running, queued and waiting on timers or retries when the lever is pulled.
+      const f = tr.atFlip;
+      const alive = f.running + f.queued;
+      const missing: string[] = [];
+      if (alive < targets.minTreeRuns)
+        missing.push(`${alive} descendants alive (at least ${targets.minTreeRuns})`);
+      if (f.workers < m.workers.length)
+        missing.push(`descendants on ${f.workers} of ${m.workers.length} workers`);
+      if (f.running === 0) missing.push('none running');
+      if (f.queued === 0) missing.push('none queued');
+      if (f.waiting === 0) missing.push('none waiting on a timer or retry');
+      if (missing.length > 0)
+        v('tree-not-shaped', `the run tree at the flip measured too little: ${missing.join(', ')}`);
+      const late = tr.dispatchedAfterApplied + tr.startedAfterApplied;
+      if (late > 0) {
+        v(
+          'child-dispatched-after-halt',
+          `${tr.dispatchedAfterApplied} descendant(s) spawned and ${tr.startedAfterApplied} started after their worker applied the halt (${tr.lateDispatches.slice(0, 5).join(', ')})`,
+        );
+      }
+      if (tr.lineageLostCount > 0) {
+        v(
+          'lineage-lost',
+          `${tr.lineageLostCount} descendant(s) of ${tr.root} ran with a run path not naming it, out of reach of its halt (${tr.lineageLost.slice(0, 5).join(', ')})`,
+        );
+      }
+    }
   }
   const g = m.ledger;
   if (g !== undefined && targets.ledgerConsistent) {

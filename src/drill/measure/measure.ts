@@ -3,6 +3,7 @@ import type {
   LedgerCheck,
   LeverEffects,
   LeverSchedules,
+  LeverTree,
   WorkerStop,
 } from '../report/drill-report.js';
 import type { SinkEffect } from '../servers/effect-sink.js';
@@ -58,6 +59,19 @@ export interface HaltWindow {
   readonly baselineMs: number;
   /** Window after the resume for the "it flows again" rate, if there was a resume. */
   readonly resume?: { readonly from: number; readonly to: number };
+  /**
+   * Runs the halt covers whatever their context says: the descendants of a halted tree root as
+   * their spawners recorded them, so a child whose lineage was lost still counts as matching.
+   */
+  readonly alsoRuns?: ReadonlySet<string>;
+}
+
+/** Whether a context falls under a halt window: its selector matches, or it is one of its runs. */
+export function windowMatches(w: HaltWindow, ctx: KillContext): boolean {
+  return (
+    selectorMatches(w.selector, ctx) ||
+    (ctx.runId !== undefined && w.alsoRuns?.has(ctx.runId) === true)
+  );
 }
 
 /** When an effect left its worker: its dispatch stamp, else its arrival. */
@@ -89,7 +103,7 @@ export function measureEffects(
   const duringFrom = w.completeAt ?? w.acceptedAt;
   for (const e of effects) {
     const t = dispatchedAt(e);
-    const matching = selectorMatches(w.selector, e.context);
+    const matching = windowMatches(w, e.context);
     if (matching) {
       if (t >= w.acceptedAt - w.baselineMs && t < w.acceptedAt) matchingBefore++;
       if (w.resume && t >= w.resume.from && t < w.resume.to) matchingAfterResume++;
@@ -115,12 +129,7 @@ export function measureEffects(
   const otherRefusedBy: Record<string, number> = {};
   for (const [workerId, list] of events) {
     for (const e of list) {
-      if (
-        e.t === 'refused' &&
-        e.at >= w.acceptedAt &&
-        e.at < w.endAt &&
-        !selectorMatches(w.selector, e.ctx)
-      ) {
+      if (e.t === 'refused' && e.at >= w.acceptedAt && e.at < w.endAt && !windowMatches(w, e.ctx)) {
         otherRefused++;
         // Which worker and why (`halted` by a flip, `stale` lease, `error`): a stale worker is
         // failing closed (a starved or cut-off worker), a `halted` one matched the wrong halt.
@@ -163,7 +172,7 @@ export function measureSchedules(
     const applied = appliedAt.get(workerId) ?? w.completeAt;
     for (const e of list) {
       if (e.at < w.acceptedAt || e.at >= w.endAt) continue;
-      if (!('ctx' in e) || !selectorMatches(w.selector, e.ctx)) continue;
+      if (!('ctx' in e) || !windowMatches(w, e.ctx)) continue;
       if (e.t === 'unscheduled') {
         if (e.kind === 'retry') retriesCancelled++;
         else timersCancelled++;
@@ -186,12 +195,106 @@ export function measureCancelled(
   for (const list of events.values()) {
     for (const e of list) {
       if (e.t !== 'cancel' || e.at < w.acceptedAt || e.at >= w.endAt) continue;
-      if (!selectorMatches(w.selector, e.ctx)) continue;
+      if (!windowMatches(w, e.ctx)) continue;
       if (e.kind === 'llm') llm++;
       else tool++;
     }
   }
   return { llm, tool };
+}
+
+/**
+ * The runs of a tree rooted at `root` as their spawners recorded them (`spawn` events, up to
+ * `until`): the ground truth of who descends from whom, independent of the lineage each child
+ * received. The root is included. KS-9.3.6
+ */
+export function treeRunsOf(
+  root: string,
+  events: ReadonlyMap<string, readonly WorkerEvent[]>,
+  until = Number.POSITIVE_INFINITY,
+): Set<string> {
+  const edges: { parent: string; child: string }[] = [];
+  for (const list of events.values()) {
+    for (const e of list) {
+      if (e.t === 'spawn' && e.at < until) {
+        const parent = e.parentPath[e.parentPath.length - 1];
+        if (parent !== undefined) edges.push({ parent, child: e.childId });
+      }
+    }
+  }
+  const runs = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const x of edges) {
+      if (runs.has(x.parent) && !runs.has(x.child)) {
+        runs.add(x.child);
+        grew = true;
+      }
+    }
+  }
+  return runs;
+}
+
+/**
+ * A run-tree lever (KS-9.3.6): the tree's descendants at the flip (from the workers' snapshot
+ * taken right before it), spawns and child starts after the spawning or starting worker applied the
+ * halt (or after stop-complete when it never did), and descendants whose context did not carry the
+ * root (their lineage was lost on the way).
+ */
+export function measureTree(
+  w: HaltWindow,
+  root: string,
+  runs: ReadonlySet<string>,
+  atFlip: readonly { workerId: string; running: number; queued: number; waiting: number }[],
+  appliedAt: ReadonlyMap<string, number>,
+  events: ReadonlyMap<string, readonly WorkerEvent[]>,
+): LeverTree {
+  let dispatchedAfterApplied = 0;
+  let startedAfterApplied = 0;
+  const late: string[] = [];
+  const lost = new Set<string>();
+  let descendantsBefore = 0;
+  for (const [workerId, list] of events) {
+    const applied = appliedAt.get(workerId) ?? w.completeAt;
+    for (const e of list) {
+      if (e.t === 'spawn' && runs.has(e.childId) && e.at < w.acceptedAt) descendantsBefore++;
+      if (e.t === 'child-start' && e.ctx.runId !== undefined && runs.has(e.ctx.runId)) {
+        if (!(e.ctx.runPath ?? [e.ctx.runId]).includes(root)) lost.add(e.ctx.runId);
+      }
+      if (e.at < w.acceptedAt || e.at >= w.endAt) continue;
+      const after = applied === undefined || e.at > applied;
+      if (!after) continue;
+      if (e.t === 'spawn' && runs.has(e.childId)) {
+        dispatchedAfterApplied++;
+        if (late.length < 10) late.push(`${workerId} spawned ${e.childId}`);
+      } else if (e.t === 'child-start' && e.ctx.runId !== undefined && runs.has(e.ctx.runId)) {
+        startedAfterApplied++;
+        if (late.length < 10) late.push(`${workerId} started ${e.ctx.runId}`);
+      }
+    }
+  }
+  const sum = (k: 'running' | 'queued' | 'waiting') => atFlip.reduce((a, x) => a + x[k], 0);
+  return {
+    root,
+    spawnedBeforeFlip: descendantsBefore,
+    atFlip: {
+      running: sum('running'),
+      queued: sum('queued'),
+      waiting: sum('waiting'),
+      workers: atFlip.filter((x) => x.running + x.queued > 0).length,
+      byWorker: atFlip.map((x) => ({
+        workerId: x.workerId,
+        running: x.running,
+        queued: x.queued,
+        waiting: x.waiting,
+      })),
+    },
+    dispatchedAfterApplied,
+    startedAfterApplied,
+    lateDispatches: late,
+    lineageLost: [...lost].slice(0, 20),
+    lineageLostCount: lost.size,
+  };
 }
 
 /** A ledger entry as the drill reads it: the key, its statuses in order, and its worker. */

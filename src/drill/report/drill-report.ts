@@ -51,6 +51,37 @@ export interface LeverSchedules {
   readonly firedAfterApplied: number;
 }
 
+/** A run-tree lever: the tree at the flip and what it did after. KS-9.3.6 */
+export interface LeverTree {
+  /** The tree's root run id (the lever's selector). */
+  readonly root: string;
+  /** Descendants spawned before the flip (from the spawning workers' records). */
+  readonly spawnedBeforeFlip: number;
+  /** The tree's child runs right before the flip: running (of which waiting on a timer or retry) and queued. */
+  readonly atFlip: {
+    readonly running: number;
+    readonly queued: number;
+    readonly waiting: number;
+    /** Workers holding at least one of them. */
+    readonly workers: number;
+    readonly byWorker: readonly {
+      readonly workerId: string;
+      readonly running: number;
+      readonly queued: number;
+      readonly waiting: number;
+    }[];
+  };
+  /** Descendants spawned after the spawning worker applied the halt. Target 0. */
+  readonly dispatchedAfterApplied: number;
+  /** Descendants that left a queue and began after their worker applied the halt. Target 0. */
+  readonly startedAfterApplied: number;
+  /** The first of those, for the report. */
+  readonly lateDispatches: readonly string[];
+  /** Descendants that ran with a context not naming the root (lineage lost); first 20. */
+  readonly lineageLost: readonly string[];
+  readonly lineageLostCount: number;
+}
+
 /** The result of one lever. KS-9.3.2 */
 export interface LeverResult {
   readonly label: string;
@@ -77,6 +108,8 @@ export interface LeverResult {
   readonly effects?: LeverEffects;
   readonly inFlightCancelled?: { readonly llm: number; readonly tool: number };
   readonly schedules?: LeverSchedules;
+  /** A run-tree lever's tree figures (KS-9.3.6). */
+  readonly tree?: LeverTree;
   /** Queue depth right after the stop completed (T+0) and after `observeMs` (T+N). */
   readonly queue?: {
     readonly t0: readonly (QueueDepth & { workerId: string })[];

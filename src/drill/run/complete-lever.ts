@@ -5,8 +5,10 @@ import {
   measureCancelled,
   measureEffects,
   measureSchedules,
+  measureTree,
   percentile,
   stopTimes,
+  treeRunsOf,
   type HaltWindow,
 } from '../measure/measure.js';
 import { type Scenario } from '../scenario.js';
@@ -25,7 +27,7 @@ export function completeLever(
   events: ReadonlyMap<string, readonly WorkerEvent[]> | undefined,
   ids: readonly string[],
 ): LeverResult {
-  const { endAt, resumeFrom, resumeTo, fleetStops, ...lever } = raw;
+  const { endAt, resumeFrom, resumeTo, fleetStops, treeAtFlip, ...lever } = raw;
   if (lever.acceptedAt === undefined || lever.seq === undefined || endAt === undefined)
     return lever;
   const acks = new Map((fleetStops ?? []).map((x) => [x.workerId, x.timeToStopMs]));
@@ -39,7 +41,15 @@ export function completeLever(
       );
   const ackTimes = stops.flatMap((x) => (x.ackMs === undefined ? [] : [x.ackMs]));
   const ttl = stops.flatMap((x) => (x.timeToStopMs === undefined ? [] : [x.timeToStopMs]));
+  // KS-9.3.6 a run-tree lever: the tree's runs as their spawners recorded them also match, so a
+  // descendant whose lineage was lost is still counted against the halt.
+  const root = s.traffic.tree?.rootRunId;
+  const treeRuns =
+    treeAtFlip !== undefined && root !== undefined && events !== undefined
+      ? treeRunsOf(root, events, endAt)
+      : undefined;
   const window: HaltWindow = {
+    ...(treeRuns ? { alsoRuns: treeRuns } : {}),
     selector: lever.selector,
     acceptedAt: lever.acceptedAt,
     completeAt: lever.completeAt,
@@ -94,5 +104,8 @@ export function completeLever(
         }
       : {}),
     ...(lever.queue ? { queue: { ...lever.queue, discarded } } : {}),
+    ...(treeRuns && treeAtFlip && root !== undefined
+      ? { tree: measureTree(window, root, treeRuns, treeAtFlip, applied, ev) }
+      : {}),
   };
 }

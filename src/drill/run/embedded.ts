@@ -12,7 +12,7 @@ import { drillNow } from '../drill-clock.js';
 import { WorkerVariant, type WorkerEvent } from '../internal/protocol.js';
 import { WorkerFleet } from './worker-fleet.js';
 import { checkLedger } from '../measure/measure.js';
-import { leverTarget, workerIdOf } from '../scenario.js';
+import { isTreeLever, leverTarget, workerIdOf, type Scenario } from '../scenario.js';
 import { startSlowLlmServer } from '../servers/slow-llm-server.js';
 import type { DrillOutcome, RunDrillOptions } from './run-drill-options.js';
 import { forkControlPlane } from './fork-control-plane.js';
@@ -99,6 +99,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         variant: options.variants?.[workerId] ?? WorkerVariant.NORMAL,
         staleAfterMs,
         heartbeatMs,
+        fleet: ids,
       });
     }
     log(
@@ -122,6 +123,9 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         s.timings.connectTimeoutMs,
         log,
       );
+      // A run-tree lever on a tree still spreading out would measure a small one: wait until it
+      // has the shape the targets ask for (bounded; the target check fails a tree short of it).
+      if (isTreeLever(lever, s)) await waitForTree(fleet, s, ids.length, log);
       const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
       for (const m of missing) {
         if (!notConnected.has(m.id))
@@ -138,6 +142,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
           scenario: s,
           log,
           queueDepth: (sel) => fleet.queueDepth(sel),
+          ...(isTreeLever(lever, s) ? { treeShape: () => fleet.treeShape() } : {}),
         }),
       );
       await fleet.collect();
@@ -202,6 +207,33 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
     if (!options.keepData)
       await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
     else log(`data kept in ${dataDir}`);
+  }
+}
+
+/** Waits until the run tree is big, on every worker, with children running, queued and waiting. */
+async function waitForTree(
+  fleet: WorkerFleet,
+  s: Scenario,
+  workers: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const until = drillNow() + s.timings.connectTimeoutMs;
+  for (;;) {
+    const shape = await fleet.treeShape();
+    const sum = (k: 'running' | 'queued' | 'waiting') => shape.reduce((a, x) => a + x[k], 0);
+    const spread = shape.filter((x) => x.running + x.queued > 0).length;
+    if (
+      sum('running') + sum('queued') >= s.targets.minTreeRuns &&
+      spread >= workers &&
+      sum('queued') > 0 &&
+      sum('waiting') > 0
+    )
+      return;
+    if (drillNow() >= until) {
+      log(`! the run tree did not reach its shape within ${s.timings.connectTimeoutMs} ms`);
+      return;
+    }
+    await sleep(25);
   }
 }
 

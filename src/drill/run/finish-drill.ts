@@ -64,6 +64,12 @@ export async function finishDrill(
     log(
       `${l.label} ${formatSelector(l.selector)}: time-to-stop p50 ${fmt(l.timeToStop.p50)} p99 ${fmt(l.timeToStop.p99)} max ${fmt(l.timeToStop.max)} ms; stop complete ${fmt(l.stopCompleteMs)} ms; matching effects after accepted ${l.effects?.matchingAfterAccepted ?? 'n/a'}, after complete ${l.effects?.matchingAfterComplete ?? 'n/a'}; other cohorts ${l.effects?.otherRateBefore ?? 'n/a'}/s -> ${l.effects?.otherRateDuring ?? 'n/a'}/s`,
     );
+    const t = l.tree;
+    if (t !== undefined) {
+      log(
+        `${l.label} tree ${t.root}: ${t.atFlip.running} running (${t.atFlip.waiting} waiting) and ${t.atFlip.queued} queued descendants on ${t.atFlip.workers} worker(s) at the flip; spawned after the halt ${t.dispatchedAfterApplied}, started after it ${t.startedAfterApplied}; lineage lost ${t.lineageLostCount}`,
+      );
+    }
   }
   let written: WrittenReport | undefined;
   if (options.outDir !== undefined) {

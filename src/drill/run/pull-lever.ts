@@ -3,7 +3,7 @@ import { formatSelector, type Selector } from '../../model/selector.js';
 import type { FlipAnswer } from '../../protocol/answers.js';
 import type { LeverResult, WorkerStop } from '../report/drill-report.js';
 import { drillNow } from '../drill-clock.js';
-import type { QueueDepth } from '../internal/protocol.js';
+import type { QueueDepth, TreeAtFlip } from '../internal/protocol.js';
 import { leverTarget, type Lever, type Scenario } from '../scenario.js';
 import { sleep } from '../internal/sleep.js';
 import { round } from '../internal/round.js';
@@ -20,6 +20,8 @@ export interface PullContext {
   readonly queueDepth?: (selector: Selector) => Promise<(QueueDepth & { workerId: string })[]>;
   /** Fleet mode: skip the warm-up wait after the resume (nothing of ours to recover). */
   readonly fleetMode?: boolean;
+  /** A run-tree lever: the workers' tree runs, read right before the flip. KS-9.3.6 */
+  readonly treeShape?: () => Promise<(TreeAtFlip & { workerId: string })[]>;
 }
 
 /** A lever's raw measurements before the sink and worker data are folded in. */
@@ -28,6 +30,7 @@ export interface RawLever extends LeverResult {
   readonly resumeFrom?: number;
   readonly resumeTo?: number;
   readonly fleetStops?: readonly WorkerStop[];
+  readonly treeAtFlip?: readonly (TreeAtFlip & { workerId: string })[];
 }
 
 /** Pulls one lever: halt with wait, queue depth at T+0 and T+N, resume, recovery window. */
@@ -38,6 +41,13 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
   const flipId = `drill-${p.runTag}-${p.index + 1}-${label}`;
   const errors: string[] = [];
   const head = `[${p.index + 1}/${p.total}] ${label} ${formatSelector(selector)}`;
+  const treeAtFlip = p.treeShape ? await p.treeShape() : undefined;
+  if (treeAtFlip) {
+    const sum = (k: 'running' | 'queued' | 'waiting') => treeAtFlip.reduce((a, x) => a + x[k], 0);
+    p.log(
+      `${head}: the tree has ${sum('running')} running (${sum('waiting')} waiting on a timer or retry) and ${sum('queued')} queued descendants on ${treeAtFlip.filter((x) => x.running + x.queued > 0).length} worker(s)`,
+    );
+  }
   p.log(`${head}: halting (mode ${mode})`);
   let answer: FlipAnswer;
   try {
@@ -53,7 +63,17 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
   } catch (err) {
     const msg = `halt failed: ${(err as Error).message}`;
     p.log(`! ${head}: ${msg}`);
-    return { label, level, selector, mode, flipId, stops: [], timeToStop: {}, errors: [msg] };
+    return {
+      label,
+      level,
+      selector,
+      mode,
+      flipId,
+      stops: [],
+      timeToStop: {},
+      errors: [msg],
+      ...(treeAtFlip ? { treeAtFlip } : {}),
+    };
   }
   const fleet = answer.fleet;
   const acceptedAt = fleet?.appendedAt ?? Date.parse(answer.flip.at);
@@ -134,6 +154,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
     endAt,
     ...(resumeFrom !== undefined ? { resumeFrom, resumeTo } : {}),
     fleetStops,
+    ...(treeAtFlip ? { treeAtFlip } : {}),
   };
 }
 

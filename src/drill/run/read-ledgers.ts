@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { foldLedgerEvents, parseLedgerEvent } from '../../ledger/side-effect-ledger.js';
+import { SPAWN_CAPABILITY } from '../../scope/spawn-child-run.js';
 import { type LedgerView } from '../measure/measure.js';
 
 /**
@@ -28,6 +29,8 @@ export async function readLedgers(
           }
         });
       for (const e of foldLedgerEvents(events)) {
+        // A run-tree spawn is an effect on the tree, not on the sink: the tree figures check it.
+        if (e.capability === SPAWN_CAPABILITY) continue;
         views.push({
           key: e.key,
           workerId: f.workerId,

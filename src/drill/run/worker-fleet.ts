@@ -3,6 +3,7 @@ import type { Selector } from '../../model/selector.js';
 import type {
   FromWorker,
   QueueDepth,
+  TreeAtFlip,
   ToWorker,
   WorkerConfig,
   WorkerCounters,
@@ -84,7 +85,24 @@ export class WorkerFleet {
         return;
       case 'status':
         return;
+      case 'dispatch': {
+        // KS-9.1.6 a run-tree child's work goes to its worker with the lineage as it was sent.
+        const to = this.members.find((x) => x.workerId === msg.to);
+        if (to && !to.exited && to.child.connected) {
+          try {
+            to.child.send({
+              type: 'child',
+              lineage: msg.lineage,
+              task: msg.task,
+            } satisfies ToWorker);
+          } catch {
+            // the target is gone: its child is lost with it
+          }
+        }
+        return;
+      }
       case 'collected':
+      case 'tree-shape':
       case 'queue-depth':
       case 'stopped': {
         const p = this.#pending.get(msg.id);
@@ -146,6 +164,17 @@ export class WorkerFleet {
       }),
     );
     return out.filter((x): x is QueueDepth & { workerId: string } => x !== undefined);
+  }
+
+  /** Every worker's run-tree runs now (a worker that did not answer is left out). */
+  async treeShape(timeoutMs = 2_000): Promise<(TreeAtFlip & { workerId: string })[]> {
+    const out = await Promise.all(
+      this.members.map(async (m) => {
+        const r = await this.#ask(m, (id) => ({ type: 'tree-shape', id }), timeoutMs);
+        return r?.type === 'tree-shape' ? { ...r.shape, workerId: m.workerId } : undefined;
+      }),
+    );
+    return out.filter((x): x is TreeAtFlip & { workerId: string } => x !== undefined);
   }
 
   /** Stops every worker gracefully; a worker that does not exit in time is killed. */

@@ -13,6 +13,8 @@ import { RemoteFlipSource } from '../../../providers/remote/index.js';
 import { drillNow } from '../drill-clock.js';
 import {
   zeroCounters,
+  type TreeAtFlip,
+  type TreeTask,
   type QueueDepth,
   type WorkerConfig,
   type WorkerCounters,
@@ -20,6 +22,7 @@ import {
 } from '../internal/protocol.js';
 import { ObservedFlipSource } from './observed-source.js';
 import { ObservedJournal } from './observed-journal.js';
+import { RunTree } from './run-tree.js';
 import { prng, Traffic } from './traffic.js';
 import { VARIANT_TRAITS, type TaskPayload } from './variants.js';
 
@@ -27,6 +30,8 @@ import { VARIANT_TRAITS, type TaskPayload } from './variants.js';
 export interface DrillWorkerSink {
   applied(seq: number, at: number): void;
   status(status: string, at: number): void;
+  /** Sends a run-tree child's work to worker `to` (through the drill). */
+  dispatch?(to: string, lineage: unknown, task: TreeTask): void;
 }
 
 /**
@@ -48,6 +53,8 @@ export class DrillWorker {
   #scheduler!: Scheduler;
   #queue!: QueueController<TaskPayload>;
   #traffic!: Traffic;
+  #treeQueue: QueueController<TreeTask> | undefined;
+  #tree: RunTree | undefined;
   #stopping = false;
   #everOpen = false;
 
@@ -99,17 +106,20 @@ export class DrillWorker {
     });
     // The production queue controller over an in-memory queue; the journal is wrapped so the
     // drill sees each discard (and so the orphan-discard control can plant its bug there).
-    const journal = new ObservedJournal(
-      new FileQueueJournal({ path: c.ledgerPath.replace(/\.jsonl$/, '') + '.queue-journal.jsonl' }),
-      async (records) => {
-        const discards = records.filter((r) => r.type === 'discarded');
-        this.counters.discarded += discards.length;
-        for (const r of discards) {
-          this.#events.push({ t: 'discard', at: drillNow(), ctx: r.context, count: 1 });
-        }
-        await traits.onDiscard?.(discards, this.#ledger);
-      },
-    );
+    const observe = (name: string) =>
+      new ObservedJournal(
+        new FileQueueJournal({ path: c.ledgerPath.replace(/\.jsonl$/, '') + name }),
+        async (records) => {
+          const discards = records.filter((r) => r.type === 'discarded');
+          this.counters.discarded += discards.length;
+          for (const r of discards) {
+            this.#events.push({ t: 'discard', at: drillNow(), ctx: r.context, count: 1 });
+          }
+          this.#tree?.discarded(discards.map((r) => r.taskId));
+          await traits.onDiscard?.(discards, this.#ledger);
+        },
+      );
+    const journal = observe('.queue-journal.jsonl');
     this.#queue = new QueueController<TaskPayload>({
       queue: new MemoryTaskQueue({ name: `drill-${c.workerId}` }),
       watcher: this.#guard.watcher,
@@ -131,11 +141,45 @@ export class DrillWorker {
       scheduler: this.#scheduler,
       queue: this.#queue,
     });
+    const tree = c.traffic.tree;
+    if (tree !== undefined && !traits.readsOnceAtBoot) {
+      // KS-9.1.6 the run tree: a second queue (child runs), the production controller over it.
+      this.#treeQueue = new QueueController<TreeTask>({
+        queue: new MemoryTaskQueue({ name: `drill-${c.workerId}-tree` }),
+        watcher: this.#guard.watcher,
+        journal: observe('.tree-journal.jsonl'),
+        logger: quietLogger,
+      });
+      await this.#treeQueue.start();
+      this.#tree = new RunTree({
+        config: c,
+        tree,
+        traits,
+        counters: this.counters,
+        events: this.#events,
+        guard: this.#guard,
+        traffic: this.#traffic,
+        queue: this.#treeQueue,
+        dispatch: (to, lineage, task) => this.#report.dispatch?.(to, lineage, task),
+      });
+    }
     await this.#traffic.start(() => this.#everOpen);
+    await this.#tree?.start();
+  }
+
+  /** A run-tree child's work arrived from the worker that spawned it. */
+  acceptChild(lineage: unknown, task: TreeTask): Promise<void> {
+    return this.#tree?.accept(lineage, task) ?? Promise.resolve();
+  }
+
+  /** The run-tree runs here now (undefined without a tree). */
+  treeShape(): Promise<TreeAtFlip | undefined> {
+    return this.#tree?.shape() ?? Promise.resolve(undefined);
   }
 
   readonly #onChange = (): void => {
     if (this.#stopping) return;
+    void this.#treeQueue?.resume().catch(() => undefined);
     void this.#queue.resume().then(
       (r) => {
         if (r.released > 0 || r.unpaused) {
@@ -171,8 +215,19 @@ export class DrillWorker {
   /** Queue depth now: every task, and the ones a selector matches. */
   async queueDepth(selector: Selector): Promise<QueueDepth> {
     const at = drillNow();
-    const [all, matching] = await Promise.all([this.#queue.depth(), this.#queue.depth(selector)]);
-    return { at, total: all.total, matching: matching.total, held: matching.held };
+    const queues = [this.#queue, ...(this.#treeQueue ? [this.#treeQueue] : [])];
+    const depths = await Promise.all(
+      queues.flatMap((q) => [q.depth(), q.depth(selector)] as const),
+    );
+    let total = 0;
+    let matching = 0;
+    let held = 0;
+    for (let i = 0; i < depths.length; i += 2) {
+      total += depths[i]!.total;
+      matching += depths[i + 1]!.total;
+      held += depths[i + 1]!.held;
+    }
+    return { at, total, matching, held };
   }
 
   /** Stops the traffic, lets in-flight work settle, closes everything. */
@@ -180,6 +235,10 @@ export class DrillWorker {
     this.#stopping = true;
     this.#client.removeHandler(ProviderEvents.ConfigurationChanged, this.#onChange);
     await this.#traffic.stop();
+    await this.#tree?.stop();
+    await this.#treeQueue?.close();
+    await this.#treeQueue?.queue.close();
+    await this.#treeQueue?.journal.close();
     await this.#queue.close();
     await this.#queue.queue.close();
     await this.#queue.journal.close();

@@ -12,7 +12,8 @@ import type { WorkerConfig, WorkerCounters, WorkerEvent } from '../internal/prot
 import { runIdOf } from '../scenario.js';
 import type { TaskPayload, VariantTraits } from './variants.js';
 
-type EffectCtx = KillContext & { readonly runId: string; readonly capability: string };
+/** The context of a tool effect: a run and a capability. */
+export type EffectCtx = KillContext & { readonly runId: string; readonly capability: string };
 
 /** What the traffic runs on: the worker's production parts, opened by {@link DrillWorker}. */
 export interface TrafficParts {
@@ -64,14 +65,14 @@ export class Traffic {
       this.#consumer = await this.#p.queue.work(async (task) => {
         this.#p.counters.dequeued++;
         const p = task.payload;
-        await this.#effectWithRetries(
+        await this.effect(
           { ...task.context, runId: p.runId, capability: p.capability },
           p.step,
           'queue',
           false,
         );
         // The consumer is slower than the producers, so a backlog builds for a halt to act on.
-        await this.#sleep(t.queue.consumeEveryMs);
+        await this.sleep(t.queue.consumeEveryMs);
       });
     }
   }
@@ -123,28 +124,32 @@ export class Traffic {
       const ctx: EffectCtx = { ...base, capability };
       const step = `s${n}`;
       // 1. the LLM call (a run-level context: a capability halt does not stop thinking).
-      const llm = await this.#llmCall(base);
+      const llm = await this.llm(base);
       if (llm === 'halted') {
         await this.#park();
         continue;
       }
       // 2. the tool effect, with retries through the scheduler.
       const fail = random() < t.failureRate;
-      const outcome = await this.#effectWithRetries(ctx, step, 'run', fail);
+      const outcome = await this.effect(ctx, step, 'run', fail);
       // A refused or aborted step is abandoned and the run moves on, as an agent whose tool is
       // frozen carries on with its other tools: a capability halt must not stall the rest.
       n++;
       if (outcome === 'landed') {
-        if (n % t.timers.everySteps === 0) this.#setTimer(ctx, `${step}-timer`);
+        if (n % t.timers.everySteps === 0) void this.timer(ctx, `${step}-timer`);
         if (n % t.queue.enqueueEverySteps === 0) await this.#enqueue(ctx, `${step}-task`);
       } else {
         await this.#park();
       }
-      await this.#sleep(t.stepPauseMs);
+      await this.sleep(t.stepPauseMs);
     }
   }
 
-  async #llmCall(ctx: KillContext): Promise<'ok' | 'halted'> {
+  /**
+   * A slow LLM call for a run-level context: refused while the context is halted, cancelled in
+   * flight by a matching halt. Resolves `halted` for either (and for a failed call).
+   */
+  async llm(ctx: KillContext): Promise<'ok' | 'halted'> {
     const { config: c, traits, counters } = this.#p;
     if (traits.readsOnceAtBoot) {
       if (this.#cached(ctx)) return 'halted';
@@ -183,21 +188,32 @@ export class Traffic {
     }
   }
 
-  async #effectWithRetries(
+  /**
+   * A tool effect through the guard, retried with back-off through the scheduler. `backoff` is
+   * told when the effect starts (+1) and stops (-1) waiting for a retry.
+   */
+  async effect(
     ctx: EffectCtx,
     step: string,
     kind: string,
     fail: boolean,
+    backoff?: (delta: 1 | -1) => void,
   ): Promise<'landed' | 'refused' | 'aborted' | 'failed'> {
     if (this.#p.traits.readsOnceAtBoot) return this.#cachedEffect(ctx, step, kind);
     const t = this.#p.config.traffic;
     const counters = this.#p.counters;
     let attempting = false;
+    let waiting = false;
+    const wait = (on: boolean) => {
+      if (on !== waiting) backoff?.(on ? 1 : -1);
+      waiting = on;
+    };
     try {
       await this.#p.scheduler.retry(
         ctx,
         async (_signal, attempt) => {
           attempting = true;
+          wait(false);
           if (attempt > 1) {
             counters.retriesFired++;
             this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'retry' });
@@ -208,7 +224,10 @@ export class Traffic {
             const halt =
               err instanceof KillSwitchError &&
               (err.code === ErrorCode.HALTED || err.code === ErrorCode.ABORTED);
-            if (!halt && attempt < t.retry.maxAttempts) counters.retriesScheduled++;
+            if (!halt && attempt < t.retry.maxAttempts) {
+              counters.retriesScheduled++;
+              wait(true);
+            }
             throw err;
           } finally {
             attempting = false;
@@ -248,6 +267,8 @@ export class Traffic {
       }
       counters.effectsFailed++;
       return 'failed';
+    } finally {
+      wait(false);
     }
   }
 
@@ -327,8 +348,13 @@ export class Traffic {
     if (!res.ok) throw new Error(`sink answered ${res.status}`);
   }
 
-  #setTimer(ctx: EffectCtx, step: string): void {
+  /**
+   * Sets a follow-up timer through the scheduler (a halt cancels it; its effect goes through the
+   * guard). Resolves when the timer fired and its effect settled, or was cancelled.
+   */
+  timer(ctx: EffectCtx, step: string, delayMs?: number): Promise<void> {
     const t = this.#p.config.traffic;
+    const delay = delayMs ?? t.timers.delayMs;
     const counters = this.#p.counters;
     counters.timersScheduled++;
     if (this.#p.traits.readsOnceAtBoot) {
@@ -339,7 +365,7 @@ export class Traffic {
           counters.timersFired++;
           this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'timer' });
           void this.#cachedEffect(ctx, step, 'timer').finally(resolve);
-        }, t.timers.delayMs);
+        }, delay);
         const cancel = () => {
           clearTimeout(h);
           resolve();
@@ -347,13 +373,13 @@ export class Traffic {
         this.#stopWaiters.add(cancel);
       });
       this.#trackTimer(p);
-      return;
+      return p;
     }
     let timer: ReturnType<Scheduler['schedule']>;
     try {
       timer = this.#p.scheduler.schedule(
         ctx,
-        t.timers.delayMs,
+        delay,
         async () => {
           counters.timersFired++;
           this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'timer' });
@@ -362,9 +388,9 @@ export class Traffic {
         { step },
       );
     } catch {
-      return; // the scheduler is closed: the worker is stopping
+      return Promise.resolve(); // the scheduler is closed: the worker is stopping
     }
-    this.#trackTimer(
+    return this.#trackTimer(
       timer.done.catch((err: unknown) => {
         if (
           timer.state === 'cancelled' &&
@@ -387,9 +413,12 @@ export class Traffic {
     );
   }
 
-  #trackTimer(p: Promise<unknown>): void {
+  #trackTimer(p: Promise<unknown>): Promise<void> {
     this.#timerDone.add(p);
-    void p.finally(() => this.#timerDone.delete(p));
+    return p.then(
+      () => void this.#timerDone.delete(p),
+      () => void this.#timerDone.delete(p),
+    );
   }
 
   async #enqueue(ctx: EffectCtx, step: string): Promise<void> {
@@ -493,11 +522,11 @@ export class Traffic {
   }
 
   #park(): Promise<void> {
-    return this.#sleep(this.#p.config.traffic.parkMs);
+    return this.sleep(this.#p.config.traffic.parkMs);
   }
 
   /** A sleep that stop() cuts short. */
-  #sleep(ms: number): Promise<void> {
+  sleep(ms: number): Promise<void> {
     if (this.#stopping) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {

@@ -15,6 +15,8 @@ export const WorkerVariant = {
   IGNORE_ABORT: 'ignore-abort',
   /** A discard path that leaves orphan ledger rows. */
   ORPHAN_DISCARD: 'orphan-discard',
+  /** Drops a run-tree child's lineage when it spawns it (the child's work leaves without its ancestry). */
+  DROPS_LINEAGE: 'drops-lineage',
 } as const;
 export type WorkerVariant = (typeof WorkerVariant)[keyof typeof WorkerVariant];
 /** Every variant name. */
@@ -45,6 +47,11 @@ export interface VariantTraits {
    * halt catches it mid-flight. @default undefined (the tool honours its signal)
    */
   readonly toolIgnoresAbortMs?: number;
+  /**
+   * When it spawns a run-tree child, sends the child's work with a lineage naming the child alone
+   * (no ancestors), as a worker that forgets to pass the lineage on would. @default false
+   */
+  readonly dropsLineage?: boolean;
   /** Called after each durable batch of queue-journal records with the discards in it. */
   readonly onDiscard?: (
     discards: readonly DiscardedRecord[],
@@ -67,6 +74,9 @@ export const VARIANT_TRAITS: Readonly<Record<WorkerVariant, VariantTraits>> = {
   // KS-9.4.4 planted bug: the discard path writes an intent for each task it throws away and
   // never closes it, leaving orphan rows that claim an effect was on its way.
   [WorkerVariant.ORPHAN_DISCARD]: { ...PRODUCTION, onDiscard: writeOrphanIntents },
+  // KS-9.4.5 planted bug: a spawned child's work leaves with a lineage that lost its ancestors, so
+  // a halt on the root no longer reaches that child or anything it spawns.
+  [WorkerVariant.DROPS_LINEAGE]: { ...PRODUCTION, dropsLineage: true },
 };
 
 async function writeOrphanIntents(

@@ -53,6 +53,7 @@ process.on('message', (raw: unknown) => {
       worker = new DrillWorker(config, {
         applied: (seq, at) => send({ type: 'applied', workerId: config.workerId, seq, at }),
         status: (status, at) => send({ type: 'status', workerId: config.workerId, status, at }),
+        dispatch: (to, lineage, task) => send({ type: 'dispatch', to, lineage, task }),
       });
       worker.start().then(
         () => send({ type: 'started', workerId: config.workerId, pid: process.pid }),
@@ -90,6 +91,24 @@ process.on('message', (raw: unknown) => {
       if (!worker) return;
       worker.queueDepth(msg.selector).then(
         (depth) => send({ type: 'queue-depth', id: msg.id, depth }),
+        () => undefined,
+      );
+      return;
+    }
+    case 'child': {
+      // A run-tree child's work from the worker that spawned it (through the drill).
+      void worker?.acceptChild(msg.lineage, msg.task).catch(() => undefined);
+      return;
+    }
+    case 'tree-shape': {
+      if (!worker) return;
+      worker.treeShape().then(
+        (shape) =>
+          send({
+            type: 'tree-shape',
+            id: msg.id,
+            shape: shape ?? { at: drillNow(), running: 0, queued: 0, waiting: 0 },
+          }),
         () => undefined,
       );
       return;

@@ -24,7 +24,6 @@ import {
   heartbeatSchema,
   splitSnapshotData,
   StreamEvent,
-  type HeartbeatData,
 } from '../../src/protocol/stream-events.js';
 import {
   LogDivergedError,
@@ -189,11 +188,14 @@ function warmValidation(): void {
   for (let i = 0; i < 20; i++) exerciseFlipPath();
 }
 
+/** A heartbeat as a worker reads it: its `at` label may be an older server's epoch ms. */
+type ReceivedHeartbeat = ReturnType<typeof heartbeatSchema.parse>;
+
 /** The last heartbeat checked: every subscriber of the process receives the same bytes each beat. */
-let lastHeartbeat: { data: string; beat: HeartbeatData | undefined } | undefined;
+let lastHeartbeat: { data: string; beat: ReceivedHeartbeat | undefined } | undefined;
 
 /** The heartbeat's data when valid, else undefined. */
-function parseHeartbeat(data: string): HeartbeatData | undefined {
+function parseHeartbeat(data: string): ReceivedHeartbeat | undefined {
   if (lastHeartbeat !== undefined && lastHeartbeat.data === data) return lastHeartbeat.beat;
   let parsed: unknown;
   try {

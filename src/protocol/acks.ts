@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
+import { labelTimeSchema } from './answers.js';
 import { hashSchema, logIdSchema, MAX_LOG_ID_LENGTH } from './log-position.js';
 import { idText, isIdText, isSafeText, safeText } from './text.js';
 
@@ -195,7 +196,9 @@ export function parseAcks(raw: unknown): AckRequest[] {
  */
 export const ackAnswerSchema = z.object({
   head: z.number().int().min(0),
-  serverTime: z.number(),
+  // An ISO 8601 label (KS-5.1.15; epoch ms from control planes before it): a worker never reads
+  // it for its lease (KS-6.3.11), so either is accepted and an upgrade order does not matter.
+  serverTime: labelTimeSchema,
   staleAfterMs: z.number().int().positive(),
   /** KS-6.4.1 the server's log and the hash of its head record. */
   logId: logIdSchema,

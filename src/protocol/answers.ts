@@ -1,10 +1,36 @@
+import { z } from 'zod';
 import type { ValidationIssue } from '../errors.js';
 import type { FlipRecord } from '../model/flip-record.js';
 
 /**
  * The answers of the control plane's routes (KS-5.1, KS-6.2), as the server sends them and the
- * typed client reads them. Times are epoch milliseconds unless a field says otherwise.
+ * typed client reads them. Every time is an {@link ApiTime} (ISO 8601, UTC, milliseconds), the
+ * format of a flip record's `at`; every duration is a whole number of milliseconds in a field
+ * named `…Ms`. KS-5.1.15
  */
+
+/**
+ * A time in an answer: ISO 8601 in UTC with milliseconds, `2026-12-05T18:10:00.123Z`, as
+ * `Date.prototype.toISOString` writes it and as every flip record's `at` is. A wall-clock label
+ * (KS-6.2.7): compare two of them with `Date.parse`, never for a lease. KS-5.1.15
+ */
+export type ApiTime = string;
+
+/**
+ * The {@link ApiTime} of a wall-clock reading in epoch ms (rounded to the millisecond).
+ *
+ * @example apiTime(0) // '1970-01-01T00:00:00.000Z'
+ */
+export function apiTime(epochMs: number): ApiTime {
+  return new Date(Math.round(epochMs)).toISOString();
+}
+
+/**
+ * zod schema of a time label a worker reads (a heartbeat's `at`, an ack answer's `serverTime`):
+ * an {@link ApiTime}, or the epoch-ms number control planes sent before KS-5.1.15. Labels are
+ * never read for a lease, so accepting both lets workers and servers upgrade in either order.
+ */
+export const labelTimeSchema = z.union([z.string().max(64), z.number()]);
 
 /** The JSON error body every route answers with: `{ error: { code, message, issues? } }`. */
 export interface ErrorBody {
@@ -30,11 +56,11 @@ export interface WorkerInfo {
   /** Highest seq the worker acknowledged (null before its first ack). */
   readonly lastAckSeq: number | null;
   /** Receive time of its last ack. */
-  readonly lastAckAt: number | null;
+  readonly lastAckAt: ApiTime | null;
   /** head - lastAckSeq (null before its first ack). */
   readonly lag: number | null;
   /** When the server counts its lease as run out: last ack + staleAfterMs + leaseMarginMs. */
-  readonly leaseExpiresAt: number | null;
+  readonly leaseExpiresAt: ApiTime | null;
   /** True when it has no lease (never acked, or the lease ran out): it fails closed on its own. */
   readonly stale: boolean;
 }
@@ -45,7 +71,8 @@ export interface AckedWorker {
   readonly release?: string;
   /** The replica that received the acknowledgement (shared fleets only, KS-6.6.6). */
   readonly replica?: string;
-  readonly at: number;
+  /** When the server received its acknowledgement. */
+  readonly at: ApiTime;
   /** at - the flip's append time. */
   readonly latencyMs: number;
 }
@@ -58,7 +85,7 @@ export interface Laggard {
   readonly replica?: string;
   readonly lastAckSeq: number | null;
   /** When it counts as stopped even without an ack (its lease runs out). */
-  readonly leaseExpiresAt: number;
+  readonly leaseExpiresAt: ApiTime;
   /** True once that time has passed: it counts as stopped (failed closed). */
   readonly leaseExpired: boolean;
 }
@@ -74,15 +101,15 @@ export interface UnenforcedWorker {
   readonly replica?: string;
   /** Why it cannot enforce the flip, in its own words. */
   readonly reason: string;
-  /** When the server received the negative acknowledgement (epoch ms). */
-  readonly at: number;
+  /** When the server received the negative acknowledgement. */
+  readonly at: ApiTime;
 }
 
 /** The fleet's answer for one flip. KS-6.2.4, KS-6.2.5 */
 export interface FlipFleetStatus {
   readonly seq: number;
-  /** When the server saw the flip appended (epoch ms). */
-  readonly appendedAt: number;
+  /** When the server saw the flip appended. */
+  readonly appendedAt: ApiTime;
   /** Number of workers that acknowledged it (`applied` count). */
   readonly applied: number;
   readonly acknowledged: readonly AckedWorker[];
@@ -96,8 +123,8 @@ export interface FlipFleetStatus {
   readonly unenforced: readonly UnenforcedWorker[];
   /** Every worker counts as stopped. */
   readonly complete: boolean;
-  /** When the stop was complete (epoch ms), or null while it is not. */
-  readonly completeAt: number | null;
+  /** When the stop was complete, or null while it is not. */
+  readonly completeAt: ApiTime | null;
   /** completeAt - appendedAt, or null. */
   readonly completeAfterMs: number | null;
   /**
@@ -167,7 +194,8 @@ export interface FlipAnswer {
 /** Answer of `POST /v1/acks`. KS-6.2; `logId` and `hash` with `head` are the server's log position, KS-6.4.1 */
 export interface AckAnswer {
   readonly head: number;
-  readonly serverTime: number;
+  /** The server's wall clock when it answered (a label: the lease never reads it, KS-6.3.11). */
+  readonly serverTime: ApiTime;
   readonly staleAfterMs: number;
   readonly logId: string;
   /** Hash of the record at `head` (the genesis hash at 0). */

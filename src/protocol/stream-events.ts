@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { recordJson, type FlipRecord } from '../model/flip-record.js';
 import { ValidationError } from '../errors.js';
 import type { KillSnapshot } from '../model/kill-state.js';
+import { labelTimeSchema, type ApiTime } from './answers.js';
 import { hashSchema, logIdSchema } from './log-position.js';
 
 /**
@@ -23,8 +24,8 @@ export type StreamEvent = (typeof StreamEvent)[keyof typeof StreamEvent];
 export interface HeartbeatData {
   /** The server's head seq. */
   readonly head: number;
-  /** Server time, epoch ms (a label). */
-  readonly at: number;
+  /** Server time, a label (ISO 8601, KS-5.1.15). */
+  readonly at: ApiTime;
   /** The server's log. */
   readonly logId: string;
   /** Hash of the record at `head`. */
@@ -42,7 +43,8 @@ export interface SnapshotData extends KillSnapshot {
  */
 export const heartbeatSchema = z.object({
   head: z.number().int().min(0),
-  at: z.number(),
+  // An ISO 8601 label; epoch ms from control planes before KS-5.1.15. Never read for a lease.
+  at: labelTimeSchema,
   logId: logIdSchema,
   hash: hashSchema,
 });
@@ -74,7 +76,7 @@ export function splitSnapshotData(data: unknown): { logId: string; snapshot: unk
  * @param data - serialised with `JSON.stringify`
  * @param id - the `id:` field (the seq), when the event has one
  * @returns an exact-size buffer of its own
- * @example encodeEvent(StreamEvent.HEARTBEAT, { head: 3, at: Date.now() })
+ * @example encodeEvent(StreamEvent.HEARTBEAT, { head: 3, at: new Date().toISOString(), logId, hash })
  */
 export function encodeEvent(event: StreamEvent, data: unknown, id?: number): Buffer {
   return exactBuffer(

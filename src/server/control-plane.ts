@@ -23,12 +23,13 @@ import {
   describePosition,
   type LogPosition,
 } from '../protocol/log-position.js';
-import type {
-  AckAnswer,
-  FlipAnswer,
-  HealthAnswer,
-  LogAnswer,
-  WorkersAnswer,
+import {
+  apiTime,
+  type AckAnswer,
+  type FlipAnswer,
+  type HealthAnswer,
+  type LogAnswer,
+  type WorkersAnswer,
 } from '../protocol/answers.js';
 import {
   flipQuerySchema,
@@ -778,7 +779,7 @@ class ControlPlaneServer implements ControlPlane {
     if (this.#hub.size === 0) return;
     const beat: HeartbeatData = {
       head: this.#state.seq,
-      at: this.#now(),
+      at: apiTime(this.#now()),
       logId: this.#logId,
       hash: this.#state.hash,
     };

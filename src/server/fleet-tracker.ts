@@ -1,20 +1,22 @@
 import { InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
 import type { MatchReport } from '../protocol/acks.js';
-import type {
-  AckedWorker,
-  FleetMatch,
-  FlipFleetStatus,
-  Laggard,
-  UnenforcedWorker,
-  WorkerInfo,
+import {
+  apiTime,
+  type AckedWorker,
+  type ApiTime,
+  type FleetMatch,
+  type FlipFleetStatus,
+  type Laggard,
+  type UnenforcedWorker,
+  type WorkerInfo,
 } from '../protocol/answers.js';
 
 export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
 /**
  * Options of {@link FleetTracker}. Leases and deadlines run on the injected clock's monotonic
- * reading; the times in its answers are wall-clock labels (epoch ms). KS-6.2.7
+ * reading; the times in its answers are wall-clock labels (ISO 8601, {@link ApiTime}). KS-6.2.7
  */
 export interface FleetTrackerOptions {
   /** A worker's lease after each renewal. @default 3000 ms */
@@ -65,8 +67,11 @@ interface TrackedFlip {
   readonly lastDeadline: number;
   /** The workers' match reports, summed (KS-16.4.2); created by the first report. */
   matched?: MatchSum;
-  /** KS-6.5 negative acknowledgements by worker id; created on the first one. */
-  unenforced?: Map<string, UnenforcedWorker>;
+  /**
+   * KS-6.5 negative acknowledgements by worker id, created on the first one; `at` on the
+   * monotonic scale (made a label when answered).
+   */
+  unenforced?: Map<string, Omit<UnenforcedWorker, 'at'> & { at: number }>;
 }
 
 /** Match reports of one flip: one per worker, summed. */
@@ -191,7 +196,7 @@ export class FleetTracker {
     readonly unenforced?: readonly { readonly seq: number; readonly reason: string }[] | undefined;
   }): {
     head: number;
-    serverTime: number;
+    serverTime: ApiTime;
     staleAfterMs: number;
   } {
     const now = this.#now();
@@ -220,7 +225,7 @@ export class FleetTracker {
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) this.#prune(now);
     return {
       head: this.#head,
-      serverTime: Math.round(now + this.#wallOffset()),
+      serverTime: apiTime(now + this.#wallOffset()),
       staleAfterMs: this.staleAfterMs,
     };
   }
@@ -371,7 +376,7 @@ export class FleetTracker {
         acknowledged.push({
           workerId,
           ...(release === undefined ? {} : { release }),
-          at: Math.round(at + wall),
+          at: apiTime(at + wall),
           latencyMs: Math.round(Math.max(0, at - f.appendedAt)),
         });
         if (at > stoppedAt) stoppedAt = at;
@@ -384,31 +389,32 @@ export class FleetTracker {
         workerId,
         ...(release === undefined ? {} : { release }),
         lastAckSeq: Number.isNaN(last) ? null : last,
-        leaseExpiresAt: Math.round(deadline + wall),
+        leaseExpiresAt: apiTime(deadline + wall),
         leaseExpired: expired,
       });
       if (expired) stoppedAt = Math.max(stoppedAt, deadline);
       else complete = false;
     }
-    acknowledged.sort((a, b) => a.at - b.at || cmp(a.workerId, b.workerId));
+    // ISO times of one width sort as the times do.
+    acknowledged.sort((a, b) => cmp(a.at, b.at) || cmp(a.workerId, b.workerId));
     laggards.sort((a, b) => cmp(a.workerId, b.workerId));
     const nacks =
       unenforced === undefined
         ? []
-        : [...unenforced.values()].map((u) => ({ ...u, at: Math.round(u.at + wall) }));
+        : [...unenforced.values()].map((u) => ({ ...u, at: apiTime(u.at + wall) }));
     nacks.sort((a, b) => cmp(a.workerId, b.workerId));
     if (nacks.length > 0) complete = false;
     return {
       seq: f.seq,
-      appendedAt: Math.round(f.appendedAt + wall),
+      appendedAt: apiTime(f.appendedAt + wall),
       applied: acknowledged.length,
       acknowledged,
       laggards,
       alreadyStale: [...f.alreadyStale],
       unenforced: nacks,
       complete,
-      // Whole milliseconds, as the answers always were (KS-5): the monotonic reading has fractions.
-      completeAt: complete ? Math.round(stoppedAt + wall) : null,
+      // Whole milliseconds (KS-5.1.15): the monotonic reading has fractions.
+      completeAt: complete ? apiTime(stoppedAt + wall) : null,
       completeAfterMs: complete ? Math.round(stoppedAt - f.appendedAt) : null,
       ...(f.matched === undefined ? {} : { matched: fleetMatch(f.matched) }),
     };
@@ -447,9 +453,9 @@ export class FleetTracker {
           connected: w.connections > 0,
           connections: w.connections,
           lastAckSeq: w.lastAckSeq,
-          lastAckAt: w.lastAckAt === null ? null : Math.round(w.lastAckAt + wall),
+          lastAckAt: w.lastAckAt === null ? null : apiTime(w.lastAckAt + wall),
           lag: w.lastAckSeq === null ? null : Math.max(0, this.#head - w.lastAckSeq),
-          leaseExpiresAt: leaseExpiresAt === null ? null : Math.round(leaseExpiresAt + wall),
+          leaseExpiresAt: leaseExpiresAt === null ? null : apiTime(leaseExpiresAt + wall),
           stale: leaseExpiresAt === null || leaseExpiresAt <= now,
         };
       });

@@ -1,12 +1,13 @@
 import type { Clock } from '../internal/clock.js';
-import type {
-  AckedWorker,
-  FlipFleetStatus,
-  Laggard,
-  ReplicaInfo,
-  UnenforcedWorker,
-  UnknownReplica,
-  WorkerInfo,
+import {
+  apiTime,
+  type AckedWorker,
+  type FlipFleetStatus,
+  type Laggard,
+  type ReplicaInfo,
+  type UnenforcedWorker,
+  type UnknownReplica,
+  type WorkerInfo,
 } from '../protocol/answers.js';
 import type { FleetEvent, ObservedAck } from '../store/fleet-channel.js';
 
@@ -329,7 +330,8 @@ export class SharedFleet {
     const nacks: UnenforcedWorker[] = local.unenforced.map((n) => ({ ...n, replica: self }));
     const nacked = new Set(nacks.map((n) => n.workerId));
     // A flip appended before this replica joined the fleet has no remote part: the local answer.
-    const appendedLabel = local.appendedAt;
+    // The answer's times are ISO labels (KS-5.1.15); merged here as epoch ms.
+    const appendedLabel = Date.parse(local.appendedAt);
     for (const [id, s] of f?.slots ?? []) {
       if (nacked.has(id)) continue;
       const base = { workerId: id, ...(s.release === undefined ? {} : { release: s.release }) };
@@ -341,19 +343,19 @@ export class SharedFleet {
           ...base,
           replica: s.replica,
           reason: s.nack.reason,
-          at: Math.round(s.nack.at + wall),
+          at: apiTime(s.nack.at + wall),
         });
         continue;
       }
       if (!Number.isNaN(s.ackAt)) {
         const at = Math.round(s.ackAt + wall);
         const cur = acked.get(id);
-        if (cur === undefined || at < cur.at) {
+        if (cur === undefined || at < Date.parse(cur.at)) {
           lagging.delete(id);
           acked.set(id, {
             ...base,
             replica: s.replica,
-            at,
+            at: apiTime(at),
             latencyMs: Math.round(Math.max(0, s.ackAt - f!.appendedAt)),
           });
         }
@@ -368,30 +370,31 @@ export class SharedFleet {
           ...base,
           replica: s.replica,
           lastAckSeq: s.lastAckSeq,
-          leaseExpiresAt,
+          leaseExpiresAt: apiTime(leaseExpiresAt),
           leaseExpired: expired,
         });
       } else {
         lagging.set(id, {
           ...cur,
           ...(expired ? {} : { replica: s.replica }),
-          leaseExpiresAt: Math.max(cur.leaseExpiresAt, leaseExpiresAt),
+          leaseExpiresAt: apiTime(Math.max(Date.parse(cur.leaseExpiresAt), leaseExpiresAt)),
           leaseExpired: cur.leaseExpired && expired,
         });
       }
     }
     const acknowledged = [...acked.values()].sort(
-      (a, b) => a.at - b.at || cmp(a.workerId, b.workerId),
+      // ISO times of one width sort as the times do.
+      (a, b) => cmp(a.at, b.at) || cmp(a.workerId, b.workerId),
     );
     const laggards = [...lagging.values()].sort((a, b) => cmp(a.workerId, b.workerId));
     nacks.sort((a, b) => cmp(a.workerId, b.workerId));
     let complete = nacks.length === 0;
     let stoppedAt = appendedLabel;
-    for (const a of acknowledged) if (a.at > stoppedAt) stoppedAt = a.at;
+    for (const a of acknowledged) stoppedAt = Math.max(stoppedAt, Date.parse(a.at));
     const unknown = new Map<string, string[]>();
     for (const l of laggards) {
       if (l.leaseExpired) {
-        if (l.leaseExpiresAt > stoppedAt) stoppedAt = l.leaseExpiresAt;
+        stoppedAt = Math.max(stoppedAt, Date.parse(l.leaseExpiresAt));
         continue;
       }
       complete = false;
@@ -421,7 +424,7 @@ export class SharedFleet {
       laggards,
       unenforced: nacks,
       complete,
-      completeAt: complete ? stoppedAt : null,
+      completeAt: complete ? apiTime(stoppedAt) : null,
       completeAfterMs: complete ? stoppedAt - appendedLabel : null,
       unknownReplicas,
     };
@@ -462,7 +465,9 @@ export class SharedFleet {
     for (const w of this.#workers.values()) {
       const lastAckAt = Math.round(w.observedAt + wall);
       const cur = byId.get(w.id);
-      if (cur !== undefined && cur.lastAckAt !== null && cur.lastAckAt >= lastAckAt) continue;
+      if (cur !== undefined && cur.lastAckAt !== null && Date.parse(cur.lastAckAt) >= lastAckAt) {
+        continue;
+      }
       const leaseEnd = w.observedAt + this.#leaseMs;
       byId.set(w.id, {
         id: w.id,
@@ -471,9 +476,9 @@ export class SharedFleet {
         connected: w.connections > 0 || (cur?.connected ?? false),
         connections: w.connections + (cur?.connections ?? 0),
         lastAckSeq: w.seq,
-        lastAckAt,
+        lastAckAt: apiTime(lastAckAt),
         lag: Math.max(0, head - w.seq),
-        leaseExpiresAt: Math.round(leaseEnd + wall),
+        leaseExpiresAt: apiTime(leaseEnd + wall),
         stale: leaseEnd <= now,
       });
     }

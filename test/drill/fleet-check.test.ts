@@ -21,9 +21,9 @@ const worker = (over: Partial<WorkerInfo>): WorkerInfo => ({
   connected: true,
   connections: 1,
   lastAckSeq: 0,
-  lastAckAt: 10_000,
+  lastAckAt: new Date(10_000).toISOString(),
   lag: 0,
-  leaseExpiresAt: 13_100,
+  leaseExpiresAt: new Date(13_100).toISOString(),
   stale: false,
   ...over,
 });

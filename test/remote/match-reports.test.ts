@@ -100,14 +100,14 @@ describe('KS-16.4.1 KS-16.4.2 a halt that matched nothing is reported as such', 
     expect(matchActivity({ tenant: 'acme' })).toBeUndefined();
     const fleet: FlipFleetStatus = {
       seq: 1,
-      appendedAt: 0,
+      appendedAt: '1970-01-01T00:00:00.000Z',
       applied: 2,
       acknowledged: [],
       laggards: [],
       alreadyStale: [],
       unenforced: [],
       complete: true,
-      completeAt: 1,
+      completeAt: '1970-01-01T00:00:00.001Z',
       completeAfterMs: 1,
       matched: { workers: 1, inFlight: 0, queued: 0, recent: 0, similar: [] },
     };

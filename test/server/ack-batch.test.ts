@@ -38,7 +38,7 @@ async function ackBoth(p: { single: ControlPlane; batched: ControlPlane }, acks:
     'serverTime',
     'staleAfterMs',
   ]);
-  return b.json as { head: number; serverTime: number; staleAfterMs: number };
+  return b.json as { head: number; serverTime: string; staleAfterMs: number };
 }
 
 async function flipBoth(p: { single: ControlPlane; batched: ControlPlane }, tenant: string) {
@@ -68,7 +68,7 @@ describe('KS-6.2.6 a batch of acknowledgements is recorded exactly as the same a
       { workerId: 'w2', seq: 0 },
     ]);
     expect(answer.head).toBe(1);
-    expect(answer.serverTime).toBe(p.clock.t);
+    expect(answer.serverTime).toBe(new Date(p.clock.t).toISOString());
     p.clock.t += 60;
     await flipBoth(p, 'b');
     p.clock.t += 10;

@@ -110,10 +110,10 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
     now = 1012;
     t.ack({ workerId: 'w', seq: 1 });
     expect(t.status(1)).toMatchObject({
-      appendedAt: 1005,
+      appendedAt: new Date(1005).toISOString(),
       complete: true,
       completeAfterMs: 7,
-      acknowledged: [{ workerId: 'w', at: 1012, latencyMs: 7 }],
+      acknowledged: [{ workerId: 'w', at: new Date(1012).toISOString(), latencyMs: 7 }],
     });
   });
 

@@ -4,6 +4,7 @@
  * (fleet-tracker-differential.test.ts). Test code only.
  */
 import { InvalidOptionError } from '../../src/errors.js';
+import { apiTime } from '../../src/protocol/answers.js';
 import type {
   AckedWorker,
   FleetTrackerOptions,
@@ -11,6 +12,9 @@ import type {
   Laggard,
   WorkerInfo,
 } from '../../src/server/fleet-tracker.js';
+
+/** An acknowledgement with its time in ms (made an ISO label when answered, KS-5.1.15). */
+type AckedMs = Omit<AckedWorker, 'at'> & { at: number };
 
 interface Worker {
   readonly id: string;
@@ -31,7 +35,7 @@ interface TrackedFlip {
   readonly seq: number;
   readonly appendedAt: number;
   readonly pending: Map<string, Pending>;
-  readonly acked: Map<string, AckedWorker>;
+  readonly acked: Map<string, AckedMs>;
   readonly alreadyStale: { readonly workerId: string; readonly release?: string }[];
   /** The latest pending deadline. */
   lastDeadline: number;
@@ -116,7 +120,7 @@ export class OracleFleetTracker {
     readonly seq: number;
   }): {
     head: number;
-    serverTime: number;
+    serverTime: string;
     staleAfterMs: number;
   } {
     const now = this.#now();
@@ -140,7 +144,7 @@ export class OracleFleetTracker {
       if (f.pending.size === 0) this.#open.delete(f);
     }
     this.#prune(now);
-    return { head: this.#head, serverTime: now, staleAfterMs: this.staleAfterMs };
+    return { head: this.#head, serverTime: apiTime(now), staleAfterMs: this.staleAfterMs };
   }
 
   /**
@@ -197,7 +201,7 @@ export class OracleFleetTracker {
         workerId,
         ...(p.release === undefined ? {} : { release: p.release }),
         lastAckSeq: p.lastAckSeq,
-        leaseExpiresAt: p.deadline,
+        leaseExpiresAt: apiTime(p.deadline),
         leaseExpired: expired,
       });
       if (expired) stoppedAt = Math.max(stoppedAt, p.deadline);
@@ -210,15 +214,15 @@ export class OracleFleetTracker {
     laggards.sort((a, b) => cmp(a.workerId, b.workerId));
     return {
       seq: f.seq,
-      appendedAt: f.appendedAt,
+      appendedAt: apiTime(f.appendedAt),
       // The oracle models positive acknowledgements only (the differential sends no KS-6.5 nacks).
       unenforced: [],
       applied: acknowledged.length,
-      acknowledged,
+      acknowledged: acknowledged.map((a): AckedWorker => ({ ...a, at: apiTime(a.at) })),
       laggards,
       alreadyStale: [...f.alreadyStale],
       complete,
-      completeAt: complete ? stoppedAt : null,
+      completeAt: complete ? apiTime(stoppedAt) : null,
       completeAfterMs: complete ? stoppedAt - f.appendedAt : null,
     };
   }
@@ -253,9 +257,9 @@ export class OracleFleetTracker {
           connected: w.connections > 0,
           connections: w.connections,
           lastAckSeq: w.lastAckSeq,
-          lastAckAt: w.lastAckAt,
+          lastAckAt: w.lastAckAt === null ? null : apiTime(w.lastAckAt),
           lag: w.lastAckSeq === null ? null : Math.max(0, this.#head - w.lastAckSeq),
-          leaseExpiresAt,
+          leaseExpiresAt: leaseExpiresAt === null ? null : apiTime(leaseExpiresAt),
           stale: leaseExpiresAt === null || leaseExpiresAt <= now,
         };
       });
@@ -291,7 +295,7 @@ function acked(
   release: string | undefined,
   at: number,
   appendedAt: number,
-): AckedWorker {
+): AckedMs {
   return {
     workerId,
     ...(release === undefined ? {} : { release }),

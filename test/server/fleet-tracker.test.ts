@@ -3,6 +3,9 @@ import fc from 'fast-check';
 import { FleetTracker } from '../../src/server/index.js';
 import { readClock } from '../fixtures/clock.js';
 
+/** Answers carry times as ISO 8601 labels (KS-5.1.15). */
+const iso = (ms: number) => new Date(ms).toISOString();
+
 function setup(opts: { staleAfterMs?: number; leaseMarginMs?: number } = {}) {
   let now = 1_000_000;
   const t = new FleetTracker({
@@ -33,14 +36,14 @@ describe('KS-6.2.4 a worker counts as stopped at its first ack with seq >= s', (
     let s = t.status(1)!;
     expect(s.complete).toBe(false);
     expect(s.applied).toBe(1);
-    expect(s.acknowledged).toEqual([{ workerId: 'w1', at: appendedAt + 5, latencyMs: 5 }]);
+    expect(s.acknowledged).toEqual([{ workerId: 'w1', at: iso(appendedAt + 5), latencyMs: 5 }]);
     expect(s.laggards.map((l) => l.workerId)).toEqual(['w2']);
     advance(7);
     t.ack({ workerId: 'w2', seq: 3 });
     s = t.status(1)!;
     expect(s).toMatchObject({
       complete: true,
-      completeAt: appendedAt + 12,
+      completeAt: iso(appendedAt + 12),
       completeAfterMs: 12,
       applied: 2,
       laggards: [],
@@ -75,10 +78,15 @@ describe('KS-6.2.4 a silent worker counts as stopped when its lease runs out', (
     advance(1);
     const s = t.status(1)!;
     expect(s.complete).toBe(true);
-    expect(s.completeAt).toBe(silentAck + 3100);
+    expect(s.completeAt).toBe(iso(silentAck + 3100));
     expect(s.completeAfterMs).toBe(2600);
     expect(s.laggards).toEqual([
-      { workerId: 'silent', lastAckSeq: 0, leaseExpiresAt: silentAck + 3100, leaseExpired: true },
+      {
+        workerId: 'silent',
+        lastAckSeq: 0,
+        leaseExpiresAt: iso(silentAck + 3100),
+        leaseExpired: true,
+      },
     ]);
   });
 
@@ -89,7 +97,7 @@ describe('KS-6.2.4 a silent worker counts as stopped when its lease runs out', (
     t.flipAppended(1);
     advance(5000);
     t.ack({ workerId: 'w', seq: 1 });
-    expect(t.status(1)).toMatchObject({ complete: true, completeAt: last + 3100, applied: 0 });
+    expect(t.status(1)).toMatchObject({ complete: true, completeAt: iso(last + 3100), applied: 0 });
   });
 
   it('workers whose lease had run out at the append count as stopped at once', () => {
@@ -99,7 +107,12 @@ describe('KS-6.2.4 a silent worker counts as stopped when its lease runs out', (
     advance(3100);
     t.flipAppended(1);
     const s = t.status(1)!;
-    expect(s).toMatchObject({ complete: true, completeAt: at(), completeAfterMs: 0, laggards: [] });
+    expect(s).toMatchObject({
+      complete: true,
+      completeAt: iso(at()),
+      completeAfterMs: 0,
+      laggards: [],
+    });
     expect(s.alreadyStale).toEqual([{ workerId: 'never-acked', release: 'v1' }]);
     close();
   });
@@ -153,7 +166,7 @@ describe('KS-6.2.5 complete is the moment every worker counts as stopped (proper
         }
         const s = t.status(1)!;
         expect(s.complete).toBe(true);
-        expect(s.completeAt).toBe(expected);
+        expect(s.completeAt).toBe(iso(expected));
       }),
       { seed: Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31), verbose: true },
     );
@@ -185,9 +198,9 @@ describe('KS-6.2 worker listing', () => {
         connected: false,
         connections: 0,
         lastAckSeq: 1,
-        lastAckAt: ackAt,
+        lastAckAt: iso(ackAt),
         lag: 1,
-        leaseExpiresAt: ackAt + 3100,
+        leaseExpiresAt: iso(ackAt + 3100),
         stale: false,
       },
     ]);
@@ -219,7 +232,7 @@ describe('KS-6.2.7 the tracker runs on the monotonic clock; its times are wall-c
     expect(s.complete).toBe(false);
     expect(s.laggards[0]!.leaseExpired).toBe(false);
     // Labels are wall-clock readings as of now: the append 50 ms before this answer.
-    expect(s.appendedAt).toBe(clock.wallNow() - 50);
+    expect(s.appendedAt).toBe(iso(clock.wallNow() - 50));
     expect(s.acknowledged[0]!.latencyMs).toBe(50);
     clock.stepWall(3_600_000); // and an hour forward: the silent worker's lease is not cut short
     clock.advanceSync(2000);

@@ -82,7 +82,12 @@ describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when t
     ]);
     // Complete exactly when worker-b's lease ran out (its ack came last of all the stops).
     expect(fleet.completeAt).toBe(fleet.laggards[0].leaseExpiresAt);
-    expect(fleet.completeAfterMs).toBe(fleet.completeAt - fleet.appendedAt);
+    // KS-5.1.15 times are ISO labels rounded to the ms, the duration is rounded on its own.
+    expect(
+      Math.abs(
+        fleet.completeAfterMs - (Date.parse(fleet.completeAt) - Date.parse(fleet.appendedAt)),
+      ),
+    ).toBeLessThanOrEqual(1);
     expect(fleet.completeAfterMs).toBeGreaterThan(0);
     expect(fleet.completeAfterMs).toBeLessThanOrEqual(500);
     expect(a.acked).toContain(1);
@@ -97,8 +102,8 @@ describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when t
       body: halt('acme', { wait: 20_000 }),
     });
     expect(r.json.fleet).toMatchObject({ complete: true, applied: 2, laggards: [] });
-    expect(r.json.fleet.completeAt).toBe(
-      Math.max(...r.json.fleet.acknowledged.map((x: { at: number }) => x.at)),
+    expect(Date.parse(r.json.fleet.completeAt)).toBe(
+      Math.max(...r.json.fleet.acknowledged.map((x: { at: string }) => Date.parse(x.at))),
     );
   });
 
@@ -157,5 +162,65 @@ describe('KS-5.1.11 a restart with the file store serves the same log with the s
     expect(r.json.flip.prev).toBe(before[2].hash);
     const e4 = await reader.nextNonHeartbeat();
     expect(e4.id).toBe('4');
+  });
+});
+
+describe('KS-5.1.15 one time format in the answers', () => {
+  const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+  /** Every field named `at` or `…At` in `v`, with its path; and every `…Ms` field. */
+  function fields(
+    v: unknown,
+    path = '',
+  ): { times: [string, unknown][]; durations: [string, unknown][] } {
+    const out = { times: [] as [string, unknown][], durations: [] as [string, unknown][] };
+    if (v === null || typeof v !== 'object') return out;
+    for (const [k, x] of Object.entries(v)) {
+      const p = `${path}.${k}`;
+      if ((k === 'at' || k.endsWith('At')) && x !== null) out.times.push([p, x]);
+      else if (k.endsWith('Ms') && x !== null) out.durations.push([p, x]);
+      const inner = fields(x, p);
+      out.times.push(...inner.times);
+      out.durations.push(...inner.durations);
+    }
+    return out;
+  }
+
+  it('every time in a flip answer, the worker list and an ack answer is ISO 8601 UTC with ms, every duration whole ms', async () => {
+    ({ cp } = await startTestServer({ staleAfterMs: 300, leaseMarginMs: 50 }));
+    await ackingWorker('w-fast');
+    await call(cp, 'POST', '/v1/acks', {
+      token: TOKENS.worker,
+      body: { workerId: 'w-gone', seq: 0 },
+    });
+    const r = await call(cp, 'POST', '/v1/flips', {
+      token: TOKENS.admin,
+      body: halt('acme', { wait: 3000 }),
+    });
+    expect(r.status).toBe(201);
+    expect(r.json.fleet.complete).toBe(true);
+    const ack = await call(cp, 'POST', '/v1/acks', {
+      token: TOKENS.worker,
+      body: { workerId: 'w-fast', seq: 1 },
+    });
+    const workers = await call(cp, 'GET', '/v1/workers', { token: TOKENS.viewer });
+    const f = fields({ flip: r.json, workers: workers.json, ack: ack.json });
+    // The flip's own `at`, the fleet's appendedAt/completeAt, an acknowledgement's at, a
+    // laggard's and the workers' leaseExpiresAt, lastAckAt, and the ack's serverTime.
+    const names = new Set(f.times.map(([p]) => p.replace(/\.\d+\./g, '.[].')));
+    for (const n of [
+      '.flip.flip.at',
+      '.flip.fleet.appendedAt',
+      '.flip.fleet.completeAt',
+      '.flip.fleet.acknowledged.[].at',
+      '.flip.fleet.laggards.[].leaseExpiresAt',
+      '.workers.workers.[].lastAckAt',
+      '.workers.workers.[].leaseExpiresAt',
+    ]) {
+      expect(names, n).toContain(n);
+    }
+    for (const [p, t] of f.times) expect(t, p).toMatch(ISO);
+    expect(ack.json.serverTime).toMatch(ISO);
+    expect(f.durations.length).toBeGreaterThanOrEqual(4);
+    for (const [p, d] of f.durations) expect(Number.isInteger(d), `${p} = ${String(d)}`).toBe(true);
   });
 });

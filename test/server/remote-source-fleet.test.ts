@@ -62,7 +62,9 @@ describe('KS-6.2.5 with the real remote source: a flip waits for the fleet', () 
     expect(f.laggards).toEqual([
       expect.objectContaining({ workerId: 'gone-1', leaseExpired: true }),
     ]);
-    expect(f.completeAt).toBeGreaterThanOrEqual(f.laggards[0].leaseExpiresAt);
+    expect(Date.parse(f.completeAt)).toBeGreaterThanOrEqual(
+      Date.parse(f.laggards[0].leaseExpiresAt),
+    );
     expect(live.applied).toContain(1);
   });
 });

@@ -79,7 +79,7 @@ describe('KS-6.1.3 heartbeats carry the head and the server time', () => {
     expect(hb.id).toBeUndefined();
     const d = JSON.parse(hb.data);
     expect(d.head).toBe(1);
-    expect(typeof d.at).toBe('number');
+    expect(d.at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/); // KS-5.1.15
   });
 });
 

@@ -33,7 +33,7 @@ export const command: CliCommand = remoteOnlyCommand({
       w.connected ? `yes (${w.connections})` : 'no',
       w.lastAckSeq === null ? '-' : String(w.lastAckSeq),
       w.lag === null ? '-' : String(w.lag),
-      w.leaseExpiresAt === null ? '-' : new Date(w.leaseExpiresAt).toISOString(),
+      escapeText(w.leaseExpiresAt ?? '-'),
       w.stale ? 'STALE' : 'fresh',
     ]);
     if (rows.length > 0) {

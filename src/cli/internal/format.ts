@@ -18,8 +18,6 @@ export function formatFlipLine(r: FlipRecord): string {
   return `#${r.seq} ${r.at} ${r.action} ${levelOf(r.selector)} ${formatSelector(r.selector)}${extra ? ` ${extra}` : ''} by ${r.actor}: ${r.reason}`;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-
 /**
  * The fleet's answer as text: who acknowledged, the laggards, and when the stop was complete. A
  * resume stops nothing, so its answer says when the fleet had it, never "stop complete". KS-5.3.14
@@ -35,8 +33,8 @@ export function formatFleet(
   if (f.complete) {
     lines.push(
       (halt
-        ? `stop complete after ${f.completeAfterMs} ms (at ${iso(f.completeAt!)}): `
-        : `resume reached the fleet after ${f.completeAfterMs} ms (at ${iso(f.completeAt!)}): `) +
+        ? `stop complete after ${f.completeAfterMs} ms (at ${f.completeAt}): `
+        : `resume reached the fleet after ${f.completeAfterMs} ms (at ${f.completeAt}): `) +
         `${f.applied} of ${total} leased worker(s) acknowledged` +
         (f.laggards.length
           ? halt
@@ -58,7 +56,7 @@ export function formatFleet(
     lines.push(
       `  laggard       ${l.workerId}${l.release ? ` (${l.release})` : ''} last ack seq ${l.lastAckSeq ?? '-'}, lease ${
         l.leaseExpired ? 'ran out' : 'runs out'
-      } at ${iso(l.leaseExpiresAt)}`,
+      } at ${l.leaseExpiresAt}`,
     );
   }
   for (const s of f.alreadyStale) {

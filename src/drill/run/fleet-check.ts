@@ -39,7 +39,7 @@ export function whyNotFresh(w: WorkerInfo, freshWithinMs: number, now: number): 
   if (!w.connected) return 'no open stream';
   if (w.stale) return 'its lease ran out (stale)';
   if (w.lastAckAt === null) return 'it never acknowledged';
-  const age = now - w.lastAckAt;
+  const age = now - Date.parse(w.lastAckAt);
   if (age > freshWithinMs) {
     return `its last acknowledgement is ${Math.round(age)} ms old (freshWithinMs ${freshWithinMs})`;
   }

@@ -76,8 +76,12 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
     };
   }
   const fleet = answer.fleet;
-  const acceptedAt = fleet?.appendedAt ?? Date.parse(answer.flip.at);
-  const completeAt = fleet?.completeAt ?? undefined;
+  // The answer's times are ISO 8601 (KS-5.1.15); the drill computes in epoch ms.
+  const acceptedAt = Date.parse(fleet?.appendedAt ?? answer.flip.at);
+  const completeAt =
+    fleet?.completeAt === undefined || fleet.completeAt === null
+      ? undefined
+      : Date.parse(fleet.completeAt);
   const t0 = p.queueDepth ? await p.queueDepth(selector) : undefined;
   p.log(
     `${head}: seq ${answer.flip.seq} accepted; ${
@@ -107,7 +111,8 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
         ...(release !== undefined ? { release } : {}),
       });
       resume = { seq: r.flip.seq, ...(release !== undefined ? { release } : {}), ok: true };
-      resumeFrom = r.fleet?.completeAt ?? r.fleet?.appendedAt ?? drillNow();
+      const resumedAt = r.fleet?.completeAt ?? r.fleet?.appendedAt;
+      resumeFrom = resumedAt === undefined ? drillNow() : Date.parse(resumedAt);
       p.log(`${head}: resumed (seq ${r.flip.seq})`);
     } catch (err) {
       resume = {
@@ -123,7 +128,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
   const resumeTo = drillNow();
   const fleetStops: WorkerStop[] = (fleet?.acknowledged ?? []).map((a) => ({
     workerId: a.workerId,
-    appliedAt: a.at,
+    appliedAt: Date.parse(a.at),
     timeToStopMs: a.latencyMs,
     fromAck: true,
   }));

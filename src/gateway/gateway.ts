@@ -92,6 +92,9 @@ export class Gateway {
   #server: Server | undefined;
   #mcp: McpGateway | undefined;
   readonly #sockets = new Set<Socket>();
+  /** Flips not (yet) enforced here, by seq: each hold's reason (KS-6.5 negative acks). */
+  readonly #unenforced = new Map<number, Map<number, string>>();
+  #holds = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -318,6 +321,59 @@ export class Gateway {
     }
   }
 
+  /**
+   * Says that the flip at `seq` is not enforced here (yet): a negative acknowledgement (KS-6.5.1)
+   * the control plane lists apart from laggards and never counts stopped, until every hold on the
+   * flip is released. A seam takes a hold, synchronously while the halt is applied (so the first
+   * acknowledgement of the flip carries it), for each call in flight it cannot cut by itself, e.g.
+   * an MCP call whose `notifications/cancelled` is not yet delivered upstream.
+   *
+   * @param seq - the flip's seq
+   * @param reason - why (1-500 characters; names the upstream, never the flip's text)
+   * @returns `update(reason)` to say more, `release()` once the flip is enforced for this call
+   */
+  holdUnenforced(seq: number, reason: string): { update(reason: string): void; release(): void } {
+    const id = ++this.#holds;
+    let holds = this.#unenforced.get(seq);
+    if (holds === undefined) this.#unenforced.set(seq, (holds = new Map()));
+    holds.set(id, reason);
+    this.#reportUnenforced(seq);
+    let released = false;
+    return {
+      update: (r: string) => {
+        if (released || holds.get(id) === r) return;
+        holds.set(id, r);
+        this.#reportUnenforced(seq);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        holds.delete(id);
+        if (holds.size > 0) return this.#reportUnenforced(seq);
+        this.#unenforced.delete(seq);
+        this.#source.withdrawUnenforced(seq);
+      },
+    };
+  }
+
+  /** Flips this gateway has reported unenforced and not withdrawn, with their reasons. */
+  get unenforced(): { seq: number; reason: string }[] {
+    return [...this.#unenforced].map(([seq, holds]) => ({ seq, reason: unenforcedText(holds) }));
+  }
+
+  #reportUnenforced(seq: number): void {
+    const holds = this.#unenforced.get(seq);
+    if (holds === undefined || this.#closed) return;
+    try {
+      this.#source.reportUnenforced(seq, unenforcedText(holds));
+    } catch (err) {
+      // More than the source carries at once (100): the oldest stay listed, this one is logged.
+      this.#logger.warn(
+        `gateway ${this.workerId}: flip #${seq} is not enforced here and cannot be reported: ${(err as Error).message}`,
+      );
+    }
+  }
+
   /** Records how long the upstream took to answer (head or first byte). */
   observeUpstream(seam: Seam, target: string, seconds: number): void {
     this.metrics.latency.observe({ seam, target }, seconds);
@@ -440,6 +496,14 @@ export class Gateway {
       inFlight: this.guard.inFlight,
     });
   }
+}
+
+/** The reason a negative acknowledgement carries: the latest hold's, and how many more. */
+function unenforcedText(holds: Map<number, string>): string {
+  const reasons = [...holds.values()];
+  const last = reasons[reasons.length - 1]!;
+  const text = reasons.length > 1 ? `${last} (and ${reasons.length - 1} more calls)` : last;
+  return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }
 
 /** Writes a JSON answer. */

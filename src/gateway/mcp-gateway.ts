@@ -235,7 +235,16 @@ export class McpGateway implements GatewaySeam {
         async (signal) => {
           // One signal for the ways a call ends early: a halt (the guard's) or the client.
           const upstreamAbort = new AbortController();
-          const onHalt = (): void => upstreamAbort.abort(signal.reason);
+          const where = `MCP upstream ${target.upstream.name}`;
+          let hold: ReturnType<Gateway['holdUnenforced']> | undefined;
+          const onHalt = (): void => {
+            // KS-6.5 until the upstream took the cancel, the halt is not enforced for this call:
+            // held now, while the halt is applied, so the flip's first acknowledgement says so.
+            const seq = signal.reason instanceof HaltedError ? signal.reason.flip?.seq : undefined;
+            if (seq !== undefined)
+              hold = this.#gw.holdUnenforced(seq, `cancelling a call in flight on ${where}`);
+            upstreamAbort.abort(signal.reason);
+          };
           const onGone = (): void => upstreamAbort.abort(gone.signal.reason);
           if (signal.aborted) onHalt();
           else signal.addEventListener('abort', onHalt, { once: true });
@@ -258,6 +267,13 @@ export class McpGateway implements GatewaySeam {
                 cancelReason: () =>
                   signal.aborted ? UPSTREAM_CANCEL_REASON : CLIENT_CANCEL_REASON,
                 timeoutMs: this.#config.callTimeoutMs,
+                onCancel: (o) => {
+                  if (o.delivered) hold?.release();
+                  else
+                    hold?.update(
+                      `could not cancel a call in flight on ${where} (${o.error}): it may still run there; retrying`,
+                    );
+                },
                 ...(clientToken !== undefined && notify !== undefined
                   ? {
                       onProgress: (p: Record<string, unknown>) =>

@@ -26,6 +26,12 @@ export interface UpstreamCallOptions {
   readonly timeoutMs: number;
   /** Progress the upstream reports for this call (its params, the upstream's token in them). */
   readonly onProgress?: (params: Record<string, unknown>) => void;
+  /**
+   * How the cancel went: `delivered` (the upstream took the notification, or the upstream is gone
+   * and nothing runs there), else the error of an attempt (it is sent again, backing off, until
+   * delivered or the upstream is gone).
+   */
+  readonly onCancel?: (outcome: { delivered: true } | { delivered: false; error: string }) => void;
 }
 
 /** An upstream's JSON-RPC error answer, forwarded to the client as it is. */
@@ -84,6 +90,8 @@ export abstract class McpUpstream {
   #next = 0;
   readonly #pending = new Map<JsonRpcId, Pending>();
   #ready: Promise<void> | undefined;
+  /** Bumped when the upstream is lost: a cancel still being retried knows its call is dead. */
+  #generation = 0;
   protected protocolVersion: string = LATEST_HANDSHAKE_VERSION;
 
   protected constructor(name: string, logger: { warn(m: string): void }) {
@@ -124,7 +132,13 @@ export abstract class McpUpstream {
     params: Record<string, unknown>,
     options: UpstreamCallOptions,
   ): Promise<JsonRpcResponse> {
-    await this.ready();
+    try {
+      await this.ready();
+    } catch (err) {
+      // Cut before it was sent: nothing runs upstream.
+      if (options.signal?.aborted === true) options.onCancel?.({ delivered: true });
+      throw err;
+    }
     try {
       return await this.send(method, params, options);
     } catch (err) {
@@ -138,7 +152,11 @@ export abstract class McpUpstream {
 
   protected abstract connect(): Promise<void>;
   /** Writes one message; `pending` is the entry of a request (HTTP answers on its own stream). */
-  protected abstract transmit(msg: JsonRpcMessage, pending?: Pending): void;
+  protected abstract transmit(
+    msg: JsonRpcMessage,
+    pending?: Pending,
+    delivered?: (err?: Error) => void,
+  ): void;
   abstract close(): Promise<void>;
 
   /** The `initialize` handshake. */
@@ -158,6 +176,7 @@ export abstract class McpUpstream {
   /** The upstream is gone (process exited, stream broke): every call waiting on it fails. */
   protected lost(why: string): void {
     this.#ready = undefined;
+    this.#generation++;
     for (const p of [...this.#pending.values()])
       p.reject(new Error(`upstream ${this.name}: ${why}`));
   }
@@ -169,7 +188,10 @@ export abstract class McpUpstream {
   ): Promise<JsonRpcResponse> {
     const id = ++this.#next;
     const { signal, onProgress } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) {
+      options.onCancel?.({ delivered: true }); // cut before it was sent
+      return Promise.reject(signal.reason);
+    }
     // The upstream's progress token is the request id (unique on this link), as the SDKs do.
     const sent =
       onProgress !== undefined
@@ -195,12 +217,13 @@ export abstract class McpUpstream {
         if (entry.settled) return true;
         entry.settled = true;
         clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
         this.#pending.delete(id);
         return false;
       };
+      // Stays registered after the answer: a cut that comes later finds nothing to cancel.
       const onAbort = (): void => {
-        this.#cancel(id, entry, options.cancelReason?.() ?? 'cancelled');
+        if (entry.settled) return options.onCancel?.({ delivered: true });
+        this.#cancel(id, entry, options.cancelReason?.() ?? 'cancelled', options.onCancel);
         entry.reject(signal!.reason);
       };
       const arm = (): void => {
@@ -227,17 +250,35 @@ export abstract class McpUpstream {
     });
   }
 
-  #cancel(id: JsonRpcId, entry: Pending, reason: string): void {
+  #cancel(
+    id: JsonRpcId,
+    entry: Pending,
+    reason: string,
+    onCancel?: UpstreamCallOptions['onCancel'],
+  ): void {
     if (entry.settled) return;
-    try {
-      this.transmit({
-        jsonrpc: '2.0',
-        method: 'notifications/cancelled',
-        params: { requestId: id, reason },
-      });
-    } catch {
-      // The upstream is gone: nothing runs there to cancel.
-    }
+    const generation = this.#generation;
+    const msg: JsonRpcMessage = {
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: id, reason },
+    };
+    const attempt = (n: number): void => {
+      // The upstream went away since (process exited, gateway closed): nothing runs there.
+      if (this.#generation !== generation) return onCancel?.({ delivered: true });
+      const failed = (err: Error): void => {
+        onCancel?.({ delivered: false, error: err.message });
+        setTimeout(() => attempt(n + 1), Math.min(5000, 100 * 2 ** n)).unref();
+      };
+      try {
+        this.transmit(msg, undefined, (err) =>
+          err === undefined ? onCancel?.({ delivered: true }) : failed(err),
+        );
+      } catch (err) {
+        failed(err as Error);
+      }
+    };
+    attempt(0);
     entry.abortTransport?.();
   }
 
@@ -354,11 +395,18 @@ class StdioUpstream extends McpUpstream {
     }
   }
 
-  protected transmit(msg: JsonRpcMessage): void {
+  protected transmit(
+    msg: JsonRpcMessage,
+    _pending?: Pending,
+    delivered?: (err?: Error) => void,
+  ): void {
     const child = this.#child;
     if (child === undefined || child.stdin === null || !child.stdin.writable)
       throw new Error(`upstream ${this.name}: the process is not running`);
-    child.stdin.write(`${JSON.stringify(msg)}\n`);
+    child.stdin.write(
+      `${JSON.stringify(msg)}\n`,
+      delivered === undefined ? undefined : (err) => delivered(err ?? undefined),
+    );
   }
 
   async close(): Promise<void> {
@@ -381,6 +429,12 @@ class HttpUpstream extends McpUpstream {
   readonly #url: URL;
   readonly #headers: Record<string, string>;
   readonly #agent: HttpAgent;
+  /**
+   * Notifications (cancels above all) go on a connection of their own, kept open: a cancel must
+   * not wait for a TCP handshake while every pooled connection carries a call's answer stream.
+   */
+  readonly #notifyAgent: HttpAgent;
+  #warmTimer: NodeJS.Timeout | undefined;
   readonly #request: typeof httpRequest;
   #session: string | undefined;
 
@@ -393,7 +447,10 @@ class HttpUpstream extends McpUpstream {
     this.#url = new URL(config.url);
     this.#headers = config.headers ?? {};
     const https = this.#url.protocol === 'https:';
-    this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    const agent = (): HttpAgent =>
+      https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.#agent = agent();
+    this.#notifyAgent = agent();
     this.#request = https ? (httpsRequest as typeof httpRequest) : httpRequest;
   }
 
@@ -414,23 +471,38 @@ class HttpUpstream extends McpUpstream {
     };
   }
 
-  protected transmit(msg: JsonRpcMessage, pending?: Pending): void {
+  protected transmit(
+    msg: JsonRpcMessage,
+    pending?: Pending,
+    delivered?: (err?: Error) => void,
+  ): void {
     const body = JSON.stringify(msg);
     const sessionSent = this.#session;
     const req = this.#request(this.#url, {
       method: 'POST',
-      agent: this.#agent,
+      agent: pending === undefined && msg.method !== undefined ? this.#notifyAgent : this.#agent,
       headers: this.#headersFor(body),
     });
     if (pending !== undefined) pending.abortTransport = () => req.destroy();
     req.on('error', (err) => {
-      if (pending === undefined)
+      if (delivered !== undefined) delivered(err);
+      else if (pending === undefined)
         this.logger.warn(
           `gateway: MCP upstream ${this.name}: ${msg.method ?? 'answer'} not delivered: ${err.message}`,
         );
       else pending.reject(new Error(`upstream ${this.name}: ${err.message}`));
     });
-    req.on('response', (res) => this.#answer(res, msg, pending, sessionSent));
+    req.on('response', (res) => {
+      if (delivered !== undefined) {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        // 404: the upstream no longer knows the session, so nothing of it runs there.
+        if ((status >= 200 && status < 300) || status === 404) delivered();
+        else delivered(new Error(`HTTP ${status}`));
+        return;
+      }
+      this.#answer(res, msg, pending, sessionSent);
+    });
     req.end(body);
   }
 
@@ -504,6 +576,8 @@ class HttpUpstream extends McpUpstream {
         req.end();
       });
     }
+    clearTimeout(this.#warmTimer);
     this.#agent.destroy();
+    this.#notifyAgent.destroy();
   }
 }

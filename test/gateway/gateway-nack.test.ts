@@ -1,0 +1,150 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { gatewayEnv, until, type GatewayEnv } from './harness.js';
+
+/**
+ * A Streamable HTTP MCP upstream written by hand, so the test decides what it does with a cancel:
+ * its one tool never answers, and `notifications/cancelled` is refused (503) while `refuse` is set.
+ */
+async function rawUpstream() {
+  const state = {
+    refuse: true,
+    calls: 0,
+    refusedCancels: 0,
+    cancels: [] as any[],
+    open: new Set<ServerResponse>(),
+  };
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      const m = JSON.parse(text);
+      const answer = (result: unknown) => {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: m.id, result });
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'raw-1' });
+        res.end(body);
+      };
+      switch (m.method) {
+        case 'initialize':
+          return answer({
+            protocolVersion: '2025-06-18',
+            capabilities: { tools: {} },
+            serverInfo: { name: 'raw', version: '1' },
+          });
+        case 'tools/list':
+          return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
+        case 'tools/call':
+          state.calls++;
+          state.open.add(res); // never answered
+          return;
+        case 'notifications/cancelled':
+          if (state.refuse) {
+            state.refusedCancels++;
+            return void res.writeHead(503).end('busy');
+          }
+          state.cancels.push(m.params);
+          return void res.writeHead(202).end();
+        default:
+          return void res.writeHead(202).end();
+      }
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    state,
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    async close() {
+      for (const r of state.open) r.destroy();
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    },
+  };
+}
+
+let e: GatewayEnv | undefined;
+let up: Awaited<ReturnType<typeof rawUpstream>> | undefined;
+let client: Client | undefined;
+afterEach(async () => {
+  await client?.close();
+  await e?.close();
+  await up?.close();
+  client = e = up = undefined;
+});
+
+describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a halt it cannot enforce yet', () => {
+  it('a call in flight whose upstream refuses the cancel: the flip answer lists the gateway as unenforced, apart from laggards; once the cancel is taken the flip completes', async () => {
+    up = await rawUpstream();
+    e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
+    client = new Client({ name: 'nack-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
+    const call = client
+      .callTool({
+        name: 'raw__hang',
+        arguments: {},
+        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
+      })
+      .then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+    await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
+    await new Promise((r) => setTimeout(r, 300)); // the gateway's lease renewed at the head
+    const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 1500 });
+    // The client was answered at once all the same.
+    expect(((await call) as any).data).toMatchObject({ code: 'KS_ABORTED' });
+    expect(up.state.refusedCancels).toBeGreaterThan(0);
+    const f = r.fleet;
+    expect(f.complete).toBe(false);
+    expect(f.completeAt).toBeNull();
+    expect(f.laggards).toEqual([]);
+    expect(f.acknowledged).toEqual([]);
+    expect(f.unenforced).toHaveLength(1);
+    expect(f.unenforced[0]).toMatchObject({ workerId: 'gateway-1' });
+    // Names the upstream and what failed, never the flip's text.
+    expect(f.unenforced[0].reason).toMatch(
+      /^could not cancel a call in flight on MCP upstream raw \(HTTP 503\): it may still run there; retrying$/,
+    );
+    expect(e.gw.unenforced).toEqual([{ seq: r.flip.seq, reason: f.unenforced[0].reason }]);
+
+    // The upstream takes the retried cancel: withdrawn, the flip completes with the gateway in it.
+    up.state.refuse = false;
+    const seq = r.flip.seq as number;
+    await until(() => e!.cp.tracker.status(seq)?.complete === true, 10_000, 'the flip to complete');
+    const after = e.cp.tracker.status(seq)!;
+    expect(after.unenforced).toEqual([]);
+    expect(after.acknowledged.map((a) => a.workerId)).toEqual(['gateway-1']);
+    expect(up.state.cancels).toEqual([
+      { requestId: expect.any(Number), reason: 'cancelled by the kill switch' },
+    ]);
+    expect(e.gw.unenforced).toEqual([]);
+  });
+
+  it('a cancel the upstream takes at once: the flip completes with the gateway acknowledged, nothing listed unenforced', async () => {
+    up = await rawUpstream();
+    up.state.refuse = false;
+    e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
+    client = new Client({ name: 'nack-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
+    const call = client
+      .callTool({
+        name: 'raw__hang',
+        arguments: {},
+        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
+      })
+      .catch((x: unknown) => x);
+    await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 5000 });
+    await call;
+    expect(r.fleet.complete).toBe(true);
+    expect(r.fleet.unenforced).toEqual([]);
+    expect(r.fleet.acknowledged.map((a: any) => a.workerId)).toEqual(['gateway-1']);
+    expect(up.state.cancels).toHaveLength(1);
+    expect(e.gw.unenforced).toEqual([]);
+  });
+});

@@ -33,6 +33,9 @@ const SYNC_EVERY_MS = 5000;
 /** Rows nobody renewed for this long are deleted (by the database's clock: pruning only). */
 const PRUNE_EVERY_SYNCS = 12;
 
+/** Longest an acknowledgement transaction may hold the append lock shared (appends wait for it). */
+const RENEW_HOLD_MAX_MS = 2000;
+
 /** Pooled clients that already carry the channel's error handler. */
 const guarded = new WeakSet<pg.PoolClient>();
 
@@ -146,8 +149,12 @@ export class PostgresFleetChannel implements FleetChannel {
     try {
       // KS-6.6.3 the append lock, shared: no append commits between the head read below and
       // this commit, so an acknowledgement answered below flip s was committed before s.
+      // An append waits for this transaction: a stalled client must not hold the lock long,
+      // so the server ends it after RENEW_HOLD_MAX_MS idle or running (the renewal then fails: 503).
+      const bound = Math.min(this.#statementTimeoutMs, RENEW_HOLD_MAX_MS);
       await client.query(
-        `BEGIN; SET LOCAL statement_timeout = ${this.#statementTimeoutMs}; ` +
+        `BEGIN; SET LOCAL statement_timeout = ${bound}; ` +
+          `SET LOCAL idle_in_transaction_session_timeout = ${bound}; ` +
           `SELECT pg_advisory_xact_lock_shared(${LOCK_CLASS_APPEND}, hashtext('${this.#schema}'))`,
       );
       for (const c of chunks) {

@@ -49,6 +49,7 @@ import {
   type ConnectionTrouble,
   type StreamAnswer,
 } from './connection-trouble.js';
+import { freshness, renewedLease } from './lease.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
 import { tlsFetch } from '../../src/client/tls-fetch.js';
 
@@ -915,10 +916,11 @@ export class RemoteFlipSource implements FlipSource {
           : { logId: applied.logId, seq, hash: head === seq ? hash : applied.hash };
       if (!this.#accept({ logId, seq: head, hash }, 'acknowledgement answer', reference)) return;
       // KS-6.2.2: extend only when we are not behind the server's head.
-      if (answer.data.head <= seq) {
-        const lease = Math.min(this.#staleAfterMs, answer.data.staleAfterMs);
-        this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + lease);
-      }
+      this.#leaseUntil = renewedLease(
+        this.#leaseUntil,
+        { sentAt, ackedSeq: seq, head, serverStaleAfterMs: answer.data.staleAfterMs },
+        this.#staleAfterMs,
+      );
       if (this.#trouble?.key.startsWith('ack:')) this.#trouble = undefined;
       if (this.#loggedKey?.startsWith('ack:')) this.#loggedKey = undefined;
       this.#reconnectNow(base);
@@ -950,13 +952,18 @@ export class RemoteFlipSource implements FlipSource {
   #refresh(): void {
     if (this.#stopped) return;
     const now = this.#clock.now();
-    const silentUntil = this.#lastReceived + this.#staleAfterMs;
-    let reason: string | undefined;
-    if (this.#diverged !== undefined) reason = this.#diverged.message;
-    else if (this.#applied === undefined) reason = 'no state yet';
-    else if (this.#needSnapshot) reason = `resynchronising: ${this.#resyncReason}`;
-    else if (now >= this.#leaseUntil) reason = 'lease ran out (no acknowledgement renewed it)';
-    else if (now >= silentUntil) reason = `nothing received for ${this.#staleAfterMs} ms`;
+    const verdict = freshness(
+      {
+        diverged: this.#diverged?.message,
+        hasState: this.#applied !== undefined,
+        resyncing: this.#needSnapshot ? this.#resyncReason : undefined,
+        leaseUntil: this.#leaseUntil,
+        lastReceived: this.#lastReceived,
+        staleAfterMs: this.#staleAfterMs,
+      },
+      now,
+    );
+    const reason = verdict.fresh ? undefined : verdict.reason;
     // KS-16.2.2: the status says why, down to the cause of the trouble.
     const trouble = this.#trouble?.message;
     if (reason === undefined) {
@@ -978,8 +985,8 @@ export class RemoteFlipSource implements FlipSource {
         trouble === undefined || trouble === reason ? reason : `${reason}; ${trouble}`,
       );
     }
-    if (reason === undefined) {
-      const next = Math.min(this.#leaseUntil, silentUntil);
+    if (verdict.fresh) {
+      const next = verdict.until;
       // A timer already armed for no later than the next deadline is kept: it fires early at
       // worst, and this method then re-arms for the deadline it finds. Deadlines only move
       // later while fresh, so this saves re-arming a timer on every event. KS-6.3.6

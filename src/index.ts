@@ -118,6 +118,7 @@ export {
   type RunJournal,
 } from './run/index.js';
 export {
+  runInScope,
   runInRunScope,
   currentRunScope,
   spawnChildRun,

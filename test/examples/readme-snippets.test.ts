@@ -159,6 +159,43 @@ describe('KS-16.1.1 KS-16.3.1 the README snippets run against killswitch serve',
     expect(refunds.seen).toHaveLength(1);
   }, 30_000);
 
+  it('"Run trees" (KS-4.9): two child runs send their lineage to the tool; halting the root run refuses both spawns', async () => {
+    const env2 = () => ({ ...env(), TOOL_URL: refunds.url });
+    const before = refunds.seen.length;
+    const ok = await runExample('run-tree', env2());
+    expect(ok.code, ok.err).toBe(0);
+    const lines = ok.out.trim().split('\n');
+    expect(lines.slice(0, 2).sort()).toEqual([
+      expect.stringMatching(/^report-7 > research-pricing\.[0-9a-f]{24}: HTTP 201$/),
+      expect.stringMatching(/^report-7 > research-reviews\.[0-9a-f]{24}: HTTP 201$/),
+    ]);
+    expect(lines[2]).toBe('a tool service would run under report-7 > research-pricing.1a2b');
+    const sent = refunds.seen.slice(before).map((h) => h['x-killswitch-run-path']);
+    expect(sent).toHaveLength(2);
+    for (const p of sent) expect(String(p)).toMatch(/^report-7,research-(pricing|reviews)\./);
+    expect(refunds.seen[before]!['x-killswitch-tenant']).toBe('acme');
+
+    const flip = await runCli(
+      ['flip', '--run', 'report-7', '--reason', 'tree stop', '--wait', '0', '--url', serve!.url],
+      { KILLSWITCH_TOKEN: token },
+    );
+    expect(flip.code, flip.stderr).toBe(0);
+    const refused = await runExample('run-tree', env2());
+    expect(refused.code, refused.err).toBe(0);
+    const out = refused.out.trim().split('\n');
+    expect(
+      out
+        .slice(0, 2)
+        .every((l) =>
+          /^spawn of child run research-\w+\.[0-9a-f]{24}.*halted by flip #\d+ \{runId=report-7\}/.test(
+            l,
+          ),
+        ),
+      refused.out,
+    ).toBe(true);
+    expect(refunds.seen).toHaveLength(before + 2);
+  }, 60_000);
+
   it('docs/backends.md OFREP worker: runs the effect, then is refused by a halt, and exits', async () => {
     const ok = await runExample('ofrep-worker', env());
     expect(ok.code, ok.err).toBe(0);

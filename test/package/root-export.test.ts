@@ -15,6 +15,7 @@ const WORKER_NAMES = [
   'Scheduler',
   'QueueController',
   'DurableRunner',
+  'runInScope',
   'spawnChildRun',
   'systemClock',
 ];

@@ -53,6 +53,7 @@ import {
   migrationSql,
   quoteIdent,
 } from './internal/schema-sql.js';
+import { intOption } from '../../src/internal/int-option.js';
 
 /** Options of {@link PostgresFlipLogStore}. Give exactly one of `connectionString` and `pool`. */
 export interface PostgresFlipLogStoreOptions {
@@ -275,27 +276,24 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
         schema,
       );
     }
-    this.#pollMs = intOption('pollIntervalMs', options.pollIntervalMs, 1000, 10, 3_600_000);
+    this.#pollMs = intOption('pollIntervalMs', options.pollIntervalMs ?? 1000, 10, 3_600_000);
     this.#statementTimeoutMs = intOption(
       'statementTimeoutMs',
-      options.statementTimeoutMs,
-      10_000,
+      options.statementTimeoutMs ?? 10_000,
       100,
       3_600_000,
     );
     const connectTimeoutMs = intOption(
       'connectTimeoutMs',
-      options.connectTimeoutMs,
-      5000,
+      options.connectTimeoutMs ?? 5000,
       100,
       600_000,
     );
-    const poolSize = intOption('poolSize', options.poolSize, 10, 1, 1000);
-    this.#maxBatch = intOption('maxBatch', options.maxBatch, 64, 1, 1000);
+    const poolSize = intOption('poolSize', options.poolSize ?? 10, 1, 1000);
+    this.#maxBatch = intOption('maxBatch', options.maxBatch ?? 64, 1, 1000);
     this.#reconnectMaxMs = intOption(
       'reconnectMaxMs',
-      options.reconnectMaxMs,
-      5000,
+      options.reconnectMaxMs ?? 5000,
       RECONNECT_MIN_MS,
       600_000,
     );
@@ -1101,18 +1099,4 @@ function splitSchemaParam(connectionString: string): { url: string; schema: stri
   if (schema === undefined) return { url: connectionString, schema };
   url.searchParams.delete('schema');
   return { url: url.toString(), schema };
-}
-
-function intOption(
-  name: string,
-  value: unknown,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
-  }
-  return value;
 }

@@ -52,6 +52,7 @@ import {
 import { freshness, renewedLease } from './lease.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
 import { tlsFetch } from '../../src/client/tls-fetch.js';
+import { intOption } from '../../src/internal/int-option.js';
 
 /** Reconnection policy. KS-6.3.3 */
 export interface RemoteBackoffOptions {
@@ -263,12 +264,6 @@ function hashMatches(parsed: WireRecord): boolean {
   return parsed.hashOk;
 }
 
-function checkPositiveInt(name: string, v: number | undefined): void {
-  if (v !== undefined && (!Number.isInteger(v) || v <= 0)) {
-    throw new InvalidOptionError(name, 'a positive integer (ms)', v);
-  }
-}
-
 /**
  * A flip source that follows a control plane over SSE (`GET /v1/stream`) with the `eventsource`
  * package, applies flips strictly in seq order, acknowledges them (`POST /v1/acks`) and keeps a
@@ -386,8 +381,8 @@ export class RemoteFlipSource implements FlipSource {
     if (o.release !== undefined && (typeof o.release !== 'string' || o.release === '')) {
       throw new InvalidOptionError('release', 'a non-empty string', o.release);
     }
-    checkPositiveInt('staleAfterMs', o.staleAfterMs);
-    checkPositiveInt('heartbeatMs', o.heartbeatMs);
+    if (o.staleAfterMs !== undefined) intOption('staleAfterMs', o.staleAfterMs, 1);
+    if (o.heartbeatMs !== undefined) intOption('heartbeatMs', o.heartbeatMs, 1);
     const staleAfterMs = o.staleAfterMs ?? 3000;
     const heartbeatMs = o.heartbeatMs ?? 1000;
     if (heartbeatMs >= staleAfterMs) {
@@ -398,8 +393,8 @@ export class RemoteFlipSource implements FlipSource {
       );
     }
     const b = o.backoff ?? {};
-    checkPositiveInt('backoff.initialMs', b.initialMs);
-    checkPositiveInt('backoff.maxMs', b.maxMs);
+    if (b.initialMs !== undefined) intOption('backoff.initialMs', b.initialMs, 1);
+    if (b.maxMs !== undefined) intOption('backoff.maxMs', b.maxMs, 1);
     if (b.factor !== undefined && !(b.factor >= 1)) {
       throw new InvalidOptionError('backoff.factor', 'a number >= 1', b.factor);
     }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
 import type { KillContext } from '../model/selector.js';
+import { stripUndefined } from '../internal/strip-undefined.js';
 
 /**
  * What happened to an effect. One key collects several events over its life. KS-4.4.1
@@ -207,16 +208,8 @@ export const ledgerEventSchema = z.strictObject({
 export function parseLedgerEvent(input: unknown): LedgerEvent {
   const r = ledgerEventSchema.safeParse(input);
   if (!r.success) throw new ValidationError('ledger event', toIssues(r.error));
-  return stripUndefined(r.data) as LedgerEvent;
-}
-
-function stripUndefined<T extends object>(o: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) {
-    if (v === undefined) continue;
-    out[k] = v !== null && typeof v === 'object' && k === 'context' ? stripUndefined(v) : v;
-  }
-  return out as T;
+  // The context is stripped too: a ledger line never carries an undefined context attribute.
+  return stripUndefined<LedgerEvent>({ ...r.data, context: stripUndefined(r.data.context) });
 }
 
 /** Statuses after which nothing more is expected, unless the effect is dispatched again. */

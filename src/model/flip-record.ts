@@ -8,6 +8,7 @@ import { normalizeSelector, selectorSchema, type Selector } from './selector.js'
 
 export { QueueMode, DEFAULT_QUEUE_MODE } from './queue-mode.js';
 import { DEFAULT_QUEUE_MODE, type QueueMode } from './queue-mode.js';
+import { stripUndefined } from '../internal/strip-undefined.js';
 
 /** What a flip does: add a halt, or lift one. */
 export const FlipAction = { HALT: 'halt', RESUME: 'resume' } as const;
@@ -398,11 +399,4 @@ function pickFlip(r: FlipRecord): NormalizedFlip {
     release: r.release,
     source: r.source,
   });
-}
-
-/** Drops `undefined` members, so optional fields are absent rather than present-and-undefined. */
-function stripUndefined<T>(o: object): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out as T;
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
+import { intOption } from '../internal/int-option.js';
 
 /** Connection limits of a control plane (KS-17.8.1). Times in milliseconds. */
 export interface ConnectionLimits {
@@ -66,17 +66,26 @@ export function defaultMaxConnections(limitsFile = '/proc/self/limits'): number 
 
 /** The limits with every default filled in and each value checked. */
 export function connectionLimits(o: Partial<ConnectionLimits> = {}): ConnectionLimits {
-  const maxConnections = int('maxConnections', o.maxConnections ?? defaultMaxConnections(), 2);
-  const reservedConnections = int(
+  const maxConnections = intOption(
+    'maxConnections',
+    o.maxConnections ?? defaultMaxConnections(),
+    2,
+  );
+  const reservedConnections = intOption(
     'reservedConnections',
     o.reservedConnections ?? Math.max(4, Math.min(64, Math.floor(maxConnections / 10))),
     1,
     maxConnections - 1,
   );
   return {
-    headersTimeoutMs: int('headersTimeoutMs', o.headersTimeoutMs ?? 10_000, 100, 3_600_000),
-    requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs ?? 30_000, 100, 3_600_000),
-    keepAliveTimeoutMs: int('keepAliveTimeoutMs', o.keepAliveTimeoutMs ?? 5000, 100, 3_600_000),
+    headersTimeoutMs: intOption('headersTimeoutMs', o.headersTimeoutMs ?? 10_000, 100, 3_600_000),
+    requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs ?? 30_000, 100, 3_600_000),
+    keepAliveTimeoutMs: intOption(
+      'keepAliveTimeoutMs',
+      o.keepAliveTimeoutMs ?? 5000,
+      100,
+      3_600_000,
+    ),
     maxConnections,
     reservedConnections,
   };
@@ -223,11 +232,4 @@ export class ConnectionGuard {
 /** The TCP socket under a TLS socket (the `connection` event sees that one). */
 function parentOf(socket: Socket): Socket {
   return ((socket as Socket & { _parent?: Socket })._parent ?? socket) as Socket;
-}
-
-function int(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, v);
-  }
-  return v;
 }

@@ -61,6 +61,7 @@ import { FlipLimits } from './flip-limits.js';
 import { StreamCredentials } from './stream-credentials.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import type { z } from 'zod';
+import { intOption } from '../internal/int-option.js';
 
 /** Where the control plane writes its own log lines. */
 export interface ControlPlaneLogger {
@@ -318,7 +319,7 @@ class ControlPlaneServer implements ControlPlane {
     }
     this.#store = o.store;
     this.#host = o.host ?? '127.0.0.1';
-    this.#port = int('port', o.port ?? 7411, 0, 65535);
+    this.#port = intOption('port', o.port ?? 7411, 0, 65535);
     // KS-17.9.1: no anonymous admin unless the caller asks for it by name.
     if (o.auth === undefined) {
       throw new InvalidOptionError(
@@ -340,12 +341,12 @@ class ControlPlaneServer implements ControlPlane {
         o.auth ?? 'none',
       );
     }
-    this.#heartbeatMs = int('heartbeatMs', o.heartbeatMs ?? 1000, 1, 3_600_000);
-    this.#retryMs = int('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
-    this.#maxBodyBytes = int('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
-    this.#maxReplay = int('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
+    this.#heartbeatMs = intOption('heartbeatMs', o.heartbeatMs ?? 1000, 1, 3_600_000);
+    this.#retryMs = intOption('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
+    this.#maxBodyBytes = intOption('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
+    this.#maxReplay = intOption('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
     this.#ring = new ReplayRing(this.#maxReplay);
-    const maxBuffered = int(
+    const maxBuffered = intOption(
       'maxBufferedBytes',
       o.maxBufferedBytes ?? 1_048_576,
       1,
@@ -382,9 +383,19 @@ class ControlPlaneServer implements ControlPlane {
           `dropped a slow stream subscriber${workerId ? ` (worker ${workerId})` : ''}: ${pending} bytes pending`,
         ),
     });
-    this.#storeStaleAfterMs = int('storeStaleAfterMs', o.storeStaleAfterMs ?? 3000, 1, 3_600_000);
-    this.#replicaBeatMs = int('replicaBeatMs', o.replicaBeatMs ?? 250, 10, 60_000);
-    const replicaTimeoutMs = int('replicaTimeoutMs', o.replicaTimeoutMs ?? 1500, 1, 3_600_000);
+    this.#storeStaleAfterMs = intOption(
+      'storeStaleAfterMs',
+      o.storeStaleAfterMs ?? 3000,
+      1,
+      3_600_000,
+    );
+    this.#replicaBeatMs = intOption('replicaBeatMs', o.replicaBeatMs ?? 250, 10, 60_000);
+    const replicaTimeoutMs = intOption(
+      'replicaTimeoutMs',
+      o.replicaTimeoutMs ?? 1500,
+      1,
+      3_600_000,
+    );
     if (o.replicaId !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(o.replicaId))
       throw new InvalidOptionError('replicaId', '1 to 64 of A-Z a-z 0-9 . _ : -', o.replicaId);
     // KS-6.6 a store several replicas share carries the fleet; the file and memory stores do not,
@@ -1289,11 +1300,4 @@ function byteLength(chunks: readonly Buffer[]): number {
   let n = 0;
   for (const c of chunks) n += c.length;
   return n;
-}
-
-function int(name: string, v: number, min: number, max: number): number {
-  if (!Number.isSafeInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, v);
-  }
-  return v;
 }

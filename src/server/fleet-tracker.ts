@@ -1,4 +1,3 @@
-import { InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
 import type { MatchReport } from '../protocol/acks.js';
 import {
@@ -11,6 +10,7 @@ import {
   type UnenforcedWorker,
   type WorkerInfo,
 } from '../protocol/answers.js';
+import { intOption } from '../internal/int-option.js';
 
 export type { AckedWorker, FlipFleetStatus, Laggard, WorkerInfo } from '../protocol/answers.js';
 
@@ -135,10 +135,10 @@ export class FleetTracker {
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: FleetTrackerOptions = {}) {
-    this.staleAfterMs = positiveInt('staleAfterMs', options.staleAfterMs ?? 3000);
-    this.leaseMarginMs = nonNegativeInt('leaseMarginMs', options.leaseMarginMs ?? 100);
-    this.#forgetAfterMs = positiveInt('forgetAfterMs', options.forgetAfterMs ?? 600_000);
-    this.#maxTracked = positiveInt('maxTrackedFlips', options.maxTrackedFlips ?? 1000);
+    this.staleAfterMs = intOption('staleAfterMs', options.staleAfterMs ?? 3000, 1);
+    this.leaseMarginMs = intOption('leaseMarginMs', options.leaseMarginMs ?? 100, 0);
+    this.#forgetAfterMs = intOption('forgetAfterMs', options.forgetAfterMs ?? 600_000, 1);
+    this.#maxTracked = intOption('maxTrackedFlips', options.maxTrackedFlips ?? 1000, 1);
     const clock = options.clock ?? systemClock;
     // KS-6.2.7 leases, deadlines and waits on the monotonic reading; wall time only as labels.
     this.#now = () => clock.now();
@@ -547,16 +547,4 @@ function indexOf(slots: Float64Array, slot: number): number {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function positiveInt(name: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v <= 0)
-    throw new InvalidOptionError(name, 'a positive integer', v);
-  return v;
-}
-
-function nonNegativeInt(name: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 0)
-    throw new InvalidOptionError(name, 'a non-negative integer', v);
-  return v;
 }

@@ -1,6 +1,6 @@
-import { InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
 import { LimitExceededError, TooLargeError } from './limit-exceeded.js';
+import { intOption } from '../internal/int-option.js';
 
 /** Options of {@link FlipLimits}. KS-17.8.3, KS-17.8.4 */
 export interface FlipLimitsOptions {
@@ -54,11 +54,21 @@ export class FlipLimits {
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the option */
   constructor(options: FlipLimitsOptions = {}) {
-    this.maxFlipsPerSecond = int('maxFlipsPerSecond', options.maxFlipsPerSecond ?? 20, 1, 1e6);
-    this.flipBurst = int('flipBurst', options.flipBurst ?? 2 * this.maxFlipsPerSecond, 1, 1e7);
-    this.maxActiveHalts = int('maxActiveHalts', options.maxActiveHalts ?? 10_000, 1, 1e8);
-    this.maxHaltsPerAlert = int('maxHaltsPerAlert', options.maxHaltsPerAlert ?? 20, 1, 1e6);
-    this.maxWorkers = int('maxWorkers', options.maxWorkers ?? 10_000, 1, 1e8);
+    this.maxFlipsPerSecond = intOption(
+      'maxFlipsPerSecond',
+      options.maxFlipsPerSecond ?? 20,
+      1,
+      1e6,
+    );
+    this.flipBurst = intOption(
+      'flipBurst',
+      options.flipBurst ?? 2 * this.maxFlipsPerSecond,
+      1,
+      1e7,
+    );
+    this.maxActiveHalts = intOption('maxActiveHalts', options.maxActiveHalts ?? 10_000, 1, 1e8);
+    this.maxHaltsPerAlert = intOption('maxHaltsPerAlert', options.maxHaltsPerAlert ?? 20, 1, 1e6);
+    this.maxWorkers = intOption('maxWorkers', options.maxWorkers ?? 10_000, 1, 1e8);
     const clock = options.clock ?? systemClock;
     this.#now = () => clock.now();
   }
@@ -140,11 +150,4 @@ export class FlipLimits {
         this.#buckets.delete(k);
     }
   }
-}
-
-function int(name: string, v: number, min: number, max: number): number {
-  if (!Number.isSafeInteger(v) || v < min || v > max) {
-    throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, v);
-  }
-  return v;
 }

@@ -22,6 +22,7 @@ import {
 } from '../protocol/releases.js';
 import { sendJson } from './internal/http-io.js';
 import type { Route } from './router.js';
+import { stripUndefined } from '../internal/strip-undefined.js';
 
 export {
   ReleaseStatus,
@@ -361,10 +362,4 @@ function refused(message: string): KillSwitchError {
  */
 function markGreenHint(release: string): string {
   return `mark it green with: killswitch release ${release} --green --reason "<why>" (or resume with --release ${release} --mark-green, or the console's release panel)`;
-}
-
-function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }

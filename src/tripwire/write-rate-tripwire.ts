@@ -4,6 +4,7 @@ import { DEFAULT_QUEUE_MODE, type QueueMode } from '../model/flip-record.js';
 import { formatSelector, type KillContext, type Selector } from '../model/selector.js';
 import { systemClock, type Clock } from '../internal/clock.js';
 import type { TripwireFlip, TripwireFlipRequest } from './tripwire-flip.js';
+import { intOption } from '../internal/int-option.js';
 
 /** The context attribute a write-rate tripwire counts by. */
 export const TripwireScope = { CAPABILITY: 'capability', TENANT: 'tenant' } as const;
@@ -126,11 +127,11 @@ export class WriteRateTripwire {
       throw new InvalidOptionError('mode', "'discard', 'hold' or 'drain'", o.mode);
     }
     this.by = o.by;
-    this.limit = int('limit', o.limit, 1);
-    this.windowMs = int('windowMs', o.windowMs, 1);
-    this.#latchMs = int('latchMs', o.latchMs ?? 10_000, 0);
-    this.#retryMs = int('retryMs', o.retryMs ?? 1000, 1);
-    this.#maxScopes = int('maxScopes', o.maxScopes ?? 10_000, 1);
+    this.limit = intOption('limit', o.limit, 1);
+    this.windowMs = intOption('windowMs', o.windowMs, 1);
+    this.#latchMs = intOption('latchMs', o.latchMs ?? 10_000, 0);
+    this.#retryMs = intOption('retryMs', o.retryMs ?? 1000, 1);
+    this.#maxScopes = intOption('maxScopes', o.maxScopes ?? 10_000, 1);
     this.#flip = o.flip;
     this.#mode = o.mode ?? DEFAULT_QUEUE_MODE;
     this.#clock = o.clock ?? systemClock;
@@ -270,11 +271,4 @@ export class WriteRateTripwire {
 
 function verdict(r: TripwireFlipRequest): TripwireVerdict {
   return { tripped: true, selector: r.selector, reason: r.reason, flipId: r.id };
-}
-
-function int(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-    throw new InvalidOptionError(name, `an integer >= ${min}`, v);
-  }
-  return v;
 }

@@ -84,7 +84,7 @@ export const gatewayConfigSchema = z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8787),
-        /** Bind a non-loopback host (put authentication in front: the gateway checks none). */
+        /** Bind a non-loopback host (the MCP endpoint then requires `mcp.auth`; LLM API keys are checked by the upstream). */
         allowRemote: z.boolean().default(false),
       })
       .default({ host: '127.0.0.1', port: 8787, allowRemote: false }),
@@ -154,6 +154,29 @@ export const gatewayConfigSchema = z
         capability: capabilityTemplate.default('{upstream}.{tool}'),
         /** Longest an upstream tool call may run (progress resets it). @default 600000 (10 min) */
         callTimeoutMs: positiveMs.default(600_000),
+        /** Most Streamable HTTP sessions open at once; a new one past it gets 503. @default 1000 */
+        maxSessions: z.number().int().positive().max(1_000_000).default(1000),
+        /** A session with no request and no call in flight this long is closed. @default 1800000 (30 min) */
+        sessionIdleMs: positiveMs.default(1_800_000),
+        /**
+         * Bearer tokens an MCP client must present (`Authorization: Bearer <token>`), each given by
+         * the SHA-256 hex digest of the token (the file holds no secret). Required when
+         * `listen.allowRemote` exposes the endpoint. A session is bound to the token that opened it.
+         */
+        auth: z
+          .strictObject({
+            tokens: z
+              .array(
+                z.strictObject({
+                  name: idText(64),
+                  sha256: z
+                    .string()
+                    .regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 hex digest of the token'),
+                }),
+              )
+              .min(1, 'must name at least one token'),
+          })
+          .optional(),
         upstreams: z
           .record(upstreamName, z.union([stdioUpstream, httpUpstream]))
           .refine((r) => Object.keys(r).length > 0, 'must name at least one upstream'),
@@ -161,6 +184,12 @@ export const gatewayConfigSchema = z
       .optional(),
   })
   .superRefine((v, ctx) => {
+    if (v.mcp !== undefined && v.listen.allowRemote && v.mcp.auth === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mcp', 'auth'],
+        message: 'required when listen.allowRemote exposes the MCP endpoint',
+      });
     if (v.llm === undefined && v.mcp === undefined)
       ctx.addIssue({ code: 'custom', path: [], message: 'configure llm, mcp or both' });
     if (v.llm !== undefined && v.llm.openai === undefined && v.llm.anthropic === undefined)

@@ -31,6 +31,10 @@ export class GatewayMetrics {
   readonly latency: Histogram<'seam' | 'target'>;
   readonly inFlight: Gauge<'seam'>;
   readonly fresh: Gauge;
+  /** MCP sessions open over Streamable HTTP. */
+  readonly mcpSessions: Gauge;
+  /** MCP requests refused before any session: `unauthorized` or `session-cap`. */
+  readonly mcpRejected: Counter<'reason'>;
   #isFresh: () => boolean = () => false;
 
   constructor(registry: Registry = new Registry()) {
@@ -65,6 +69,17 @@ export class GatewayMetrics {
       name: 'killswitch_gateway_in_flight',
       help: 'Calls dispatched upstream and not yet settled.',
       labelNames: ['seam'],
+      registers,
+    });
+    this.mcpSessions = new Gauge({
+      name: 'killswitch_gateway_mcp_sessions',
+      help: 'MCP sessions open over Streamable HTTP.',
+      registers,
+    });
+    this.mcpRejected = new Counter({
+      name: 'killswitch_gateway_mcp_rejected_total',
+      help: 'MCP requests refused: unauthorized (no or a wrong bearer token) or session-cap (mcp.maxSessions reached).',
+      labelNames: ['reason'],
       registers,
     });
     const read = (): boolean => this.#isFresh();

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HaltedError, type ValidationError } from '../errors.js';
 import { lineageFromHeaders, lineageFromMeta, type Lineage } from '../lineage/lineage.js';
@@ -39,6 +39,10 @@ type Notify = (msg: JsonRpcMessage) => void;
 /** One MCP session: a Streamable HTTP `mcp-session-id`, or the one stdio session. */
 interface Session {
   readonly id: string;
+  /** The name of the bearer token that opened it (a session answers only to that token). */
+  readonly principal: string | undefined;
+  /** When it was last used (monotonic ms): idle sessions are closed after `mcp.sessionIdleMs`. */
+  lastSeen: number;
   /** Calls in flight by JSON-RPC id: aborted when the client cancels or closes the stream. */
   readonly live: Map<string, AbortController>;
 }
@@ -62,12 +66,46 @@ export class McpGateway implements GatewaySeam {
   readonly #config: McpConfig;
   readonly #upstreams: McpUpstream[];
   readonly #sessions = new Map<string, Session>();
+  readonly #tokens: { name: string; digest: Buffer }[];
+  readonly #sweeper: NodeJS.Timeout;
   #closed = false;
 
   private constructor(gw: Gateway, config: McpConfig, upstreams: McpUpstream[]) {
     this.#gw = gw;
     this.#config = config;
     this.#upstreams = upstreams;
+    this.#tokens = (config.auth?.tokens ?? []).map((t) => ({
+      name: t.name,
+      digest: Buffer.from(t.sha256, 'hex'),
+    }));
+    this.#sweeper = setInterval(
+      () => this.#sweep(),
+      Math.min(config.sessionIdleMs, 60_000),
+    ).unref();
+  }
+
+  /**
+   * The token a request presents: its name, undefined when no auth is configured, false when the
+   * request must be refused (no bearer token, or one not configured). Compared as SHA-256 digests
+   * in constant time.
+   */
+  #principal(req: IncomingMessage): string | undefined | false {
+    if (this.#config.auth === undefined) return undefined;
+    const h = req.headers['authorization'];
+    const m = typeof h === 'string' ? /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(h) : null;
+    if (m === null) return false;
+    const digest = createHash('sha256').update(m[1]!, 'utf8').digest();
+    let found: string | false = false;
+    for (const t of this.#tokens) if (timingSafeEqual(t.digest, digest)) found = t.name;
+    return found;
+  }
+
+  /** Closes sessions idle longer than `mcp.sessionIdleMs` with no call in flight. */
+  #sweep(): void {
+    const now = performance.now();
+    for (const s of [...this.#sessions.values()])
+      if (s.live.size === 0 && now - s.lastSeen > this.#config.sessionIdleMs)
+        this.#endSession(s, CLIENT_GONE_REASON);
   }
 
   /**
@@ -339,9 +377,23 @@ export class McpGateway implements GatewaySeam {
   readonly route = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== this.#config.path) return false;
+    const principal = this.#principal(req);
+    if (principal === false) {
+      // KS-15.3.7 nothing is read, no session is made, nothing leaves for an unknown caller.
+      this.#gw.metrics.mcpRejected.inc({ reason: 'unauthorized' });
+      res.setHeader('www-authenticate', 'Bearer realm="killswitch-gateway"');
+      rpcError(res, 401, RpcCode.CONNECTION_CLOSED, 'Unauthorized: a bearer token is required');
+      req.resume();
+      return true;
+    }
     const sid = req.headers['mcp-session-id'];
+    // A session answers only to the token that opened it; to any other it does not exist.
+    const known = (id: unknown): Session | undefined => {
+      const s = typeof id === 'string' ? this.#sessions.get(id) : undefined;
+      return s !== undefined && s.principal === principal ? s : undefined;
+    };
     if (req.method === 'DELETE') {
-      const s = typeof sid === 'string' ? this.#sessions.get(sid) : undefined;
+      const s = known(sid);
       if (s === undefined) {
         rpcError(res, 404, RpcCode.CONNECTION_CLOSED, `unknown MCP session ${String(sid)}`);
         return true;
@@ -372,7 +424,7 @@ export class McpGateway implements GatewaySeam {
       }
       msgs.push(msg);
     }
-    let session = typeof sid === 'string' ? this.#sessions.get(sid) : undefined;
+    let session = known(sid);
     if (session === undefined) {
       if (typeof sid === 'string') {
         rpcError(res, 404, RpcCode.CONNECTION_CLOSED, `unknown MCP session ${sid}`);
@@ -391,12 +443,27 @@ export class McpGateway implements GatewaySeam {
         rpcError(res, 503, RpcCode.CONNECTION_CLOSED, 'the gateway is closing');
         return true;
       }
-      session = { id: randomUUID(), live: new Map() };
+      if (this.#sessions.size >= this.#config.maxSessions) this.#sweep();
+      if (this.#sessions.size >= this.#config.maxSessions) {
+        // KS-15.3.8 bounded: a new session past the cap is refused, the open ones keep working.
+        this.#gw.metrics.mcpRejected.inc({ reason: 'session-cap' });
+        res.setHeader('retry-after', '5');
+        rpcError(
+          res,
+          503,
+          RpcCode.CONNECTION_CLOSED,
+          `the gateway holds its maximum of ${this.#config.maxSessions} MCP sessions (mcp.maxSessions): close one (DELETE) or retry later`,
+        );
+        return true;
+      }
+      session = { id: randomUUID(), principal, lastSeen: performance.now(), live: new Map() };
       this.#sessions.set(session.id, session);
+      this.#gw.metrics.mcpSessions.set(this.#sessions.size);
     } else if (msgs.some((m) => m.method === 'initialize')) {
       rpcError(res, 400, RpcCode.INVALID_REQUEST, 'initialize sent twice in one session');
       return true;
     }
+    session.lastSeen = performance.now();
     const requests = msgs.filter(isRequest);
     const s = session;
     if (requests.length === 0) {
@@ -443,6 +510,7 @@ export class McpGateway implements GatewaySeam {
 
   #endSession(s: Session, reason: string): void {
     this.#sessions.delete(s.id);
+    this.#gw.metrics.mcpSessions.set(this.#sessions.size);
     for (const c of s.live.values()) c.abort(reason);
   }
 
@@ -454,7 +522,12 @@ export class McpGateway implements GatewaySeam {
     input: NodeJS.ReadableStream = process.stdin,
     output: NodeJS.WritableStream = process.stdout,
   ): Promise<void> {
-    const session: Session = { id: 'stdio', live: new Map() };
+    const session: Session = {
+      id: 'stdio',
+      principal: undefined,
+      lastSeen: performance.now(),
+      live: new Map(),
+    };
     const write = (m: JsonRpcMessage | undefined): void => {
       if (m !== undefined) output.write(`${JSON.stringify(m)}\n`);
     };
@@ -499,6 +572,7 @@ export class McpGateway implements GatewaySeam {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#sweeper);
     for (const s of [...this.#sessions.values()]) this.#endSession(s, UPSTREAM_CANCEL_REASON);
     await Promise.allSettled(this.#upstreams.map((u) => u.close()));
   }

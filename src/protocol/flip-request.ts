@@ -45,6 +45,11 @@ export const flipRequestSchema = z
     ...requestFields,
     /** Wait up to this many ms for the fleet to stop. */
     wait: waitSchema,
+    /**
+     * An admin's resume past the release gate, with the reason recorded in the release file
+     * (KS-17.2.3).
+     */
+    overrideGate: z.string().trim().min(1, 'must not be empty').max(1024).optional(),
   })
   .superRefine(refineFlipInput);
 /** A parsed {@link flipRequestSchema}. */
@@ -60,14 +65,19 @@ export type FlipRequest = z.infer<typeof flipRequestSchema>;
 export function parseFlipRequest(
   raw: unknown,
   actor: string,
-): { readonly flip: NormalizedFlip; readonly wait: number | undefined } {
+): {
+  readonly flip: NormalizedFlip;
+  readonly wait: number | undefined;
+  readonly overrideGate?: string | undefined;
+} {
   // The fast path: a plain body whose fields pass the model's own hand-written check.
   if (
     typeof raw === 'object' &&
     raw !== null &&
     !Array.isArray(raw) &&
     Object.getPrototypeOf(raw) === Object.prototype &&
-    !Object.hasOwn(raw, 'actor')
+    !Object.hasOwn(raw, 'actor') &&
+    !Object.hasOwn(raw, 'overrideGate')
   ) {
     const { wait, ...rest } = raw as Record<string, unknown>;
     if (
@@ -81,8 +91,8 @@ export function parseFlipRequest(
   // zod decides what the fast path did not accept, and says why.
   const r = flipRequestSchema.safeParse(raw);
   if (!r.success) throw new ValidationError('flip request', toIssues(r.error));
-  const { wait, ...fields } = r.data;
-  return { flip: parseFlipInput({ ...fields, actor }), wait };
+  const { wait, overrideGate, ...fields } = r.data;
+  return { flip: parseFlipInput({ ...fields, actor }), wait, overrideGate };
 }
 
 const intParam = (def: number, min: number, max: number) =>

@@ -11,8 +11,11 @@ export interface ReleaseRecord {
   /** 1, 2, ... in append order. */
   readonly seq: number;
   readonly release: string;
-  readonly status: ReleaseStatus;
+  /** The verdict, or `override`: an admin's resume past the gate (KS-17.2.3), which changes no verdict. */
+  readonly status: ReleaseStatus | 'override';
   readonly reason?: string;
+  /** On an override: the id of the resume it let through. */
+  readonly flip?: string;
   /** The token name that recorded it. */
   readonly actor: string;
   /** ISO 8601 UTC. */

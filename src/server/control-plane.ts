@@ -938,6 +938,20 @@ class ControlPlaneServer implements ControlPlane {
       ]);
     }
     const wait = parsed.wait ?? query.wait;
+    // KS-17.2.3 an override names the gate it passes: never ignored silently.
+    if (
+      parsed.overrideGate !== undefined &&
+      (flip.action !== 'resume' || this.#releaseGate === undefined)
+    )
+      throw new ValidationError('flip request', [
+        {
+          path: ['overrideGate'],
+          message:
+            flip.action !== 'resume'
+              ? 'only a resume passes the release gate'
+              : 'this control plane has no release gate',
+        },
+      ]);
     authorize(who, this.#flipAction(flip));
     // KS-17.8.3: the token's flip rate, before anything is appended.
     this.limits.takeFlip(who.name);
@@ -964,7 +978,12 @@ class ControlPlaneServer implements ControlPlane {
         this.limits.checkActiveHalts(this.#state.size, 1);
       // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
       if (flip.action === 'resume' && !this.#ids.has(flip.id))
-        await this.#releaseGate?.checkResume(flip.release, this.#allWorkers());
+        await this.#releaseGate?.checkOrOverride(
+          flip,
+          this.#allWorkers(),
+          who,
+          parsed.overrideGate,
+        );
       return this.#store.append(flip);
     });
     // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.

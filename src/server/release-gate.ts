@@ -35,8 +35,9 @@ export {
 const releaseRecordSchema = z.strictObject({
   seq: z.number().int().min(1),
   release: releaseNameSchema,
-  status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED]),
+  status: z.enum([ReleaseStatus.GREEN, ReleaseStatus.RED, 'override']),
   reason: z.string().optional(),
+  flip: z.string().optional(),
   actor: z.string().min(1),
   at: z.string(),
   prev: z
@@ -196,6 +197,7 @@ export class ReleaseGate {
   #apply(r: ReleaseRecord): void {
     this.#seq = Math.max(this.#seq, r.seq);
     this.#last = r;
+    if (r.status === 'override') return; // an override changes no release's verdict
     this.#latest.set(r.release, r);
   }
 
@@ -207,14 +209,53 @@ export class ReleaseGate {
   async record(input: ReleaseRequest, actor: string): Promise<ReleaseRecord> {
     const parsed = releaseRequestSchema.safeParse(input);
     if (!parsed.success) throw new ValidationError('release', toIssues(parsed.error));
+    return this.#append({ ...parsed.data }, actor);
+  }
+
+  /**
+   * Lets a resume through the gate on an admin's word (KS-17.2.3): refuses anyone else (403),
+   * records `{ status: 'override', release, reason, flip, actor }` durably (chained, signed) before
+   * the resume is appended, and changes no release's verdict. Without `reason`, the gate's check.
+   *
+   * @throws {KillSwitchError} `KS_FORBIDDEN`, `KS_RESUME_REFUSED`, `KS_STORE_UNAVAILABLE`
+   */
+  async checkOrOverride(
+    flip: { readonly id: string; readonly release?: string | undefined },
+    workers: readonly WorkerInfo[],
+    principal: Principal,
+    reason: string | undefined,
+  ): Promise<void> {
+    if (reason === undefined) return this.checkResume(flip.release, workers);
+    if (principal.role !== Role.ADMIN) {
+      throw new KillSwitchError(
+        ErrorCode.FORBIDDEN,
+        `token '${principal.name}' may not override the release gate (needs the admin role)`,
+      );
+    }
+    await this.#append(
+      { release: flip.release ?? '-', status: 'override', reason, flip: flip.id },
+      principal.name,
+    );
+  }
+
+  async #append(
+    fields: {
+      release: string;
+      status: ReleaseRecord['status'];
+      reason?: string | undefined;
+      flip?: string;
+    },
+    actor: string,
+  ): Promise<ReleaseRecord> {
     await this.open();
     return this.#mutex.run(async () => {
       const rec = chainRelease(
         stripUndefined({
           seq: this.#seq + 1,
-          release: parsed.data.release,
-          status: parsed.data.status,
-          reason: parsed.data.reason,
+          release: fields.release,
+          status: fields.status,
+          reason: fields.reason,
+          flip: fields.flip,
           actor,
           at: new Date(this.#clock.wallNow()).toISOString(),
         }) as unknown as ReleaseRecord,

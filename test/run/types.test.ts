@@ -30,7 +30,7 @@ describe('KS-10 public types', () => {
   it('the report is built from ledger entries; a release record names its status', () => {
     expectTypeOf(buildRecoveryReport).parameter(0).toEqualTypeOf<readonly LedgerEntry[]>();
     expectTypeOf(buildRecoveryReport).returns.toEqualTypeOf<RecoveryReport>();
-    expectTypeOf<ReleaseRecord['status']>().toEqualTypeOf<'green' | 'red'>();
+    expectTypeOf<ReleaseRecord['status']>().toEqualTypeOf<'green' | 'red' | 'override'>();
     expectTypeOf<ReleaseGate['checkResume']>().returns.toEqualTypeOf<Promise<void>>();
   });
 });

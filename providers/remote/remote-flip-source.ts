@@ -300,8 +300,13 @@ export class RemoteFlipSource implements FlipSource {
   #listener: FlipSourceListener | undefined;
   /** The last cause of trouble (cleared when fresh again); it explains the status. KS-16.2.2 */
   #trouble: ConnectionTrouble | undefined;
-  /** The key of the cause last logged: a cause is logged once, until it changes. KS-16.2.1 */
+  /**
+   * The key of the stream's cause last logged, and of the acknowledgements' (`ack:…`): each side
+   * logs a cause once, until it changes, so a control plane that refuses both the stream and the
+   * acks is not logged on every alternation between them. KS-16.2.1
+   */
   #loggedKey: string | undefined;
+  #loggedAckKey: string | undefined;
   /** What the current connection's stream request answered. */
   #answer: StreamAnswer | undefined;
   /** Match reports of halts applied, sent with the next acknowledgement. KS-16.4.1 */
@@ -523,7 +528,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#lastReceived = Number.NEGATIVE_INFINITY;
     this.#trouble = undefined;
-    this.#loggedKey = undefined;
+    this.#loggedKey = this.#loggedAckKey = undefined;
     this.#setStatus(SourceStatus.CONNECTING, `connecting to ${this.#urls.join(', ')}`);
     warmValidation();
     this.#connect();
@@ -648,8 +653,13 @@ export class RemoteFlipSource implements FlipSource {
    */
   #report(trouble: ConnectionTrouble): void {
     this.#trouble = trouble;
-    if (trouble.key === this.#loggedKey) return;
-    this.#loggedKey = trouble.key;
+    if (trouble.key.startsWith('ack:')) {
+      if (trouble.key === this.#loggedAckKey) return;
+      this.#loggedAckKey = trouble.key;
+    } else {
+      if (trouble.key === this.#loggedKey) return;
+      this.#loggedKey = trouble.key;
+    }
     this.#logger.warn(`remote flip source ${this.#workerId}: ${trouble.message}`);
   }
 
@@ -917,7 +927,7 @@ export class RemoteFlipSource implements FlipSource {
         this.#staleAfterMs,
       );
       if (this.#trouble?.key.startsWith('ack:')) this.#trouble = undefined;
-      if (this.#loggedKey?.startsWith('ack:')) this.#loggedKey = undefined;
+      this.#loggedAckKey = undefined;
       this.#reconnectNow(base);
       this.#refresh();
     } catch (err) {
@@ -963,12 +973,12 @@ export class RemoteFlipSource implements FlipSource {
     const trouble = this.#trouble?.message;
     if (reason === undefined) {
       if (this.#status !== SourceStatus.OPEN) {
-        if (this.#loggedKey !== undefined) {
+        if (this.#loggedKey !== undefined || this.#loggedAckKey !== undefined) {
           this.#logger.warn(
             `remote flip source ${this.#workerId}: fresh again at seq ${this.#applied!.seq}`,
           );
         }
-        this.#trouble = this.#loggedKey = undefined;
+        this.#trouble = this.#loggedKey = this.#loggedAckKey = undefined;
       }
       this.#setStatus(SourceStatus.OPEN, 'fresh');
     } else if (this.#status === SourceStatus.CONNECTING) {

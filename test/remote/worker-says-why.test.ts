@@ -177,6 +177,35 @@ describe('KS-16.2.1 KS-16.2.2 a misconfigured worker fails closed and says why',
     expect(logger.lines.length).toBeLessThanOrEqual(4);
   });
 
+  it('a control plane that refuses both the stream and the acknowledgements: each side logged once, not on every alternation', async () => {
+    const port = await closedPort();
+    const cp = await controlPlane(port);
+    const url = `http://127.0.0.1:${port}`;
+    const { source, logger } = await startSource(url, TOKENS.worker);
+    await vi.waitFor(() => expect(source.status).toBe('open'), { timeout: 5000 });
+    const before = logger.lines.length;
+    // The control plane stops vouching (as after a lost failover): 503 with its reason, to all.
+    await cp.close();
+    const refusing = await otherServer(
+      503,
+      'application/json',
+      JSON.stringify({ error: { code: 'KS_STORE_UNAVAILABLE', message: 'cannot vouch' } }),
+      port,
+    );
+    // Many stream retries (backoff 5..20 ms) and several acks (every heartbeat) are refused.
+    await vi.waitFor(() => expect(refusing.requests()).toBeGreaterThanOrEqual(30), {
+      timeout: 5000,
+    });
+    await new Promise((r) => setTimeout(r, 600));
+    const said = logger.lines.slice(before);
+    const refusals = said.filter((l) => l.includes('503 KS_STORE_UNAVAILABLE'));
+    expect(refusals.filter((l) => l.includes('refused the stream'))).toHaveLength(1);
+    expect(
+      refusals.filter((l) => l.includes('refused the acknowledgement')).length,
+    ).toBeLessThanOrEqual(1);
+    expect(said.length, said.join('\n')).toBeLessThanOrEqual(4);
+  });
+
   it('a server answering 200 with a web page is not a killswitch server', async () => {
     const other = await otherServer(200, 'text/html; charset=utf-8', '<html>hello</html>');
     const { logger, refuse } = await startSource(other.url, TOKENS.worker);

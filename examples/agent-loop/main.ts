@@ -117,14 +117,20 @@ async function callTool(toolUrl: string, key: string, body: unknown, signal: Abo
 async function runTask(task: AgentTask, runId: string): Promise<void> {
   const context: KillContext = { tenant: task.tenant, feature: task.feature };
   const label = `${runId} ${task.tenant}/${task.feature}`;
-  let abortedAt = 0;
+  // Which step the abort reached, and when: the LLM stream or a tool call. Every step records it,
+  // so the figures below are measured from the abort of the step that was running.
+  let aborted: { step: string; at: number } | undefined;
+  const onAbort = (step: string, signal: AbortSignal): void =>
+    signal.addEventListener('abort', () => (aborted = { step, at: performance.now() }), {
+      once: true,
+    });
   const socketClosed = new Promise<number>((ok) => llm.onSocketClose(runId, ok));
   try {
     log(`${label}: streaming a draft from the LLM`);
     const draft = await guard.run(
       { context, runId, step: 'llm', capability: 'llm.generate' },
       (signal) => {
-        signal.addEventListener('abort', () => (abortedAt = performance.now()), { once: true });
+        onAbort('llm', signal);
         return generate(task, runId, signal);
       },
     );
@@ -136,7 +142,10 @@ async function runTask(task: AgentTask, runId: string): Promise<void> {
         capability: 'crm.update',
         compensation: { action: 'crm.delete-note', args: { customer: task.customer } },
       },
-      (signal, { key }) => callTool(`${tools.crmUrl}/notes`, key, { draft }, signal),
+      (signal, { key }) => {
+        onAbort('crm', signal);
+        return callTool(`${tools.crmUrl}/notes`, key, { draft }, signal);
+      },
     );
     await guard.run(
       {
@@ -146,24 +155,28 @@ async function runTask(task: AgentTask, runId: string): Promise<void> {
         capability: 'email.send',
         compensation: { action: 'email.send-correction', args: { to: task.customer } },
       },
-      (signal, { key }) => callTool(`${tools.emailUrl}/send`, key, { to: task.customer }, signal),
+      (signal, { key }) => {
+        onAbort('email', signal);
+        return callTool(`${tools.emailUrl}/send`, key, { to: task.customer }, signal);
+      },
     );
     log(`${label}: done (draft of ${draft})`);
   } catch (err) {
-    if (err instanceof HaltedError && err.code === 'KS_ABORTED') {
+    if (err instanceof HaltedError && err.code === 'KS_ABORTED' && aborted !== undefined) {
       const freedAt = performance.now();
-      // The server sees the socket close once the client's FIN arrives: wait for it (<= 1 s).
-      const socketClosedAt = await Promise.race([
-        socketClosed,
-        new Promise<number>((ok) => setTimeout(() => ok(0), 1000).unref()),
-      ]);
-      const closed =
-        socketClosedAt > 0 ? `${(socketClosedAt - abortedAt).toFixed(2)} ms` : 'not within 1 s';
-      log(
-        `${label}: ABORTED in flight: ${err.message}\n` +
-          `    caller freed ${(freedAt - abortedAt).toFixed(2)} ms after the halt reached the guard; ` +
-          `LLM socket closed after ${closed}`,
-      );
+      let figures = `caller freed ${(freedAt - aborted.at).toFixed(2)} ms after the halt reached the guard`;
+      if (aborted.step === 'llm') {
+        // The server sees the socket close once the client's FIN arrives: wait for it (<= 1 s).
+        const socketClosedAt = await Promise.race([
+          socketClosed,
+          new Promise<number>((ok) => setTimeout(() => ok(0), 1000).unref()),
+        ]);
+        figures +=
+          socketClosedAt > 0
+            ? `; LLM socket closed after ${(socketClosedAt - aborted.at).toFixed(2)} ms`
+            : '; the LLM server saw no socket close within 1 s';
+      }
+      log(`${label}: ABORTED in flight: ${err.message}\n    ${figures}`);
     } else if (err instanceof HaltedError) {
       log(`${label}: REFUSED before dispatch: ${err.message}`);
     } else if (err instanceof DuplicateEffectError) {

@@ -1,5 +1,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
 import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -222,5 +224,150 @@ describe.skipIf(!HAVE_PYTHON)(
       await new Promise((res) => setTimeout(res, 200));
       expect(run.lines.length).toBe(after);
     }, 180_000);
+  },
+);
+
+/**
+ * A fake Anthropic Messages API upstream (no internet here): `POST /v1/messages`, whole or
+ * streamed as the API streams (message_start, content_block_start, a content_block_delta per
+ * token every 20 ms, content_block_stop, message_delta, message_stop). It records the headers it
+ * got and whether a stream was cut before its end.
+ */
+async function fakeAnthropic() {
+  const seen = { requests: 0, cut: 0, completed: 0, headers: [] as Record<string, unknown>[] };
+  const sse = (res: ServerResponse, event: string, data: unknown) =>
+    res.write(`event: ${event}\ndata: ${JSON.stringify({ type: event, ...(data as object) })}\n\n`);
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/messages') return void res.writeHead(404).end();
+      seen.requests++;
+      seen.headers.push({ ...req.headers });
+      const body = JSON.parse(text);
+      const message = {
+        id: `msg_${seen.requests}`,
+        type: 'message',
+        role: 'assistant',
+        model: body.model,
+        content: [] as unknown[],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 1, output_tokens: 0 },
+      };
+      if (body.stream !== true) {
+        const words = Array.from({ length: body.max_tokens }, (_, i) => `w${i + 1} `).join('');
+        const whole = {
+          ...message,
+          content: [{ type: 'text', text: words }],
+          stop_reason: 'end_turn',
+        };
+        seen.completed++;
+        res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_fake' });
+        return void res.end(JSON.stringify(whole));
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      sse(res, 'message_start', { message });
+      sse(res, 'content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+      let i = 0;
+      const timer = setInterval(() => {
+        if (++i <= body.max_tokens) {
+          sse(res, 'content_block_delta', {
+            index: 0,
+            delta: { type: 'text_delta', text: `w${i} ` },
+          });
+          return;
+        }
+        clearInterval(timer);
+        sse(res, 'content_block_stop', { index: 0 });
+        sse(res, 'message_delta', {
+          delta: { stop_reason: 'end_turn', stop_sequence: null },
+          usage: { output_tokens: body.max_tokens },
+        });
+        sse(res, 'message_stop', {});
+        seen.completed++;
+        res.end();
+      }, 20);
+      res.on('close', () => {
+        if (!res.writableFinished) {
+          clearInterval(timer);
+          seen.cut++;
+        }
+      });
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    seen,
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
+    async close() {
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    },
+  };
+}
+
+describe.skipIf(!HAVE_PYTHON)(
+  'KS-15.6.5 the official Python anthropic client through the gateway, in front of a fake Messages API',
+  () => {
+    let e: GatewayEnv;
+    let up: Awaited<ReturnType<typeof fakeAnthropic>>;
+    beforeEach(async () => {
+      up = await fakeAnthropic();
+      e = await gatewayEnv({ config: { llm: { anthropic: up.url } } });
+    });
+    afterEach(async () => {
+      await e.close();
+      await up.close();
+    });
+    const acme = JSON.stringify({ 'x-killswitch-tenant': 'acme' });
+
+    it('KS-15.6.5 whole and streamed calls land, the API key untouched; a halt mid-stream raises its APIError naming the flip and cuts the upstream; a new call raises PermissionDeniedError', async () => {
+      const whole = await outcome(py('anthropic_stream.py', [e.gw.url, acme, '3', '0']));
+      expect(whole).toEqual({ event: 'done', text: 'w1 w2 w3 ' });
+      const streamed = await outcome(py('anthropic_stream.py', [e.gw.url, acme, '3', '1']));
+      expect(streamed).toEqual({ event: 'done', text: 'w1 w2 w3 ' });
+      // The key passes through as the SDK sent it; the gateway's own headers stay behind.
+      expect(up.seen.headers.map((h) => h['x-api-key'])).toEqual([
+        'sk-ant-python-secret-0123',
+        'sk-ant-python-secret-0123',
+      ]);
+      expect(up.seen.headers.some((h) => 'x-killswitch-tenant' in h)).toBe(false);
+
+      const run = py('anthropic_stream.py', [e.gw.url, acme, '1000', '1']);
+      await until(() => run.lines.length >= 3, 90_000, 'three streamed deltas');
+      const f = await e.halt({ tenant: 'acme' }, 'stop claude', { wait: 5000 });
+      expect(f.fleet.complete).toBe(true);
+      const r = await outcome(run);
+      expect(r.event).toBe('error');
+      expect(r.message).toContain(`flip #${f.flip.seq} at level tenant`);
+      expect(r.message).toContain('stop claude');
+      // The stream's own error event (the Messages API's format), the flip in `error.killswitch`.
+      expect(r.body).toMatchObject({
+        type: 'error',
+        error: {
+          type: 'api_error',
+          killswitch: { code: 'KS_ABORTED', flip: { seq: f.flip.seq, level: 'tenant' } },
+        },
+      });
+      expect(run.lines.filter((l) => l.event === 'chunk').length).toBeLessThan(1000);
+      await until(() => up.seen.cut === 1, 5000, 'the upstream stream to be cut');
+      const after = run.lines.length;
+
+      const requests = up.seen.requests;
+      const refused = await outcome(py('anthropic_stream.py', [e.gw.url, acme, '3', '0']));
+      expect(refused).toMatchObject({ event: 'error', type: 'PermissionDeniedError', status: 403 });
+      expect(refused.message).toContain(`flip #${f.flip.seq}`);
+      expect(refused.body).toMatchObject({
+        type: 'error',
+        error: {
+          type: 'permission_error',
+          killswitch: { code: 'KS_HALTED', flip: { seq: f.flip.seq, level: 'tenant' } },
+        },
+      });
+      expect(up.seen.requests).toBe(requests); // nothing sent upstream
+      expect(run.lines.length).toBe(after);
+      expect(up.seen.completed).toBe(2);
+    }, 240_000);
   },
 );

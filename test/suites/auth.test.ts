@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../src/auth/index.js';
-import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
+import { checkpointRoutes, startControlPlane, type ControlPlane } from '../../src/server/index.js';
 import { rawRequest, type RawAnswer } from './support/raw-http.js';
 import { readClock } from '../fixtures/clock.js';
 
@@ -475,5 +475,47 @@ describe('KS-13.5.5 a token is refused from its expiresAt instant on, on every r
       }
     }
     clock = EXPIRES_AT - 60_000;
+  });
+});
+
+describe('KS-13.5.2 KS-17.2.1 KS-17.7.4 streams as a worker and the checkpoint, every role', () => {
+  const roles: Who[] = [
+    'viewer',
+    'worker',
+    'acme',
+    'acmeNoResume',
+    'refund',
+    'globex',
+    'admin',
+    'adminNoResume',
+  ];
+  beforeAll(() => {
+    cp.router.add(...checkpointRoutes(store, undefined));
+  });
+  let streamCounter = 0;
+  it.each(roles)(
+    'GET /v1/stream?worker= as %s: a worker credential or admin, else 403',
+    async (who) => {
+      const id = `auth-w-stream-${++streamCounter}`;
+      const a = await send('GET', `/v1/stream?worker=${id}`, `Bearer ${T[who]}`);
+      const may = who === 'worker' || who === 'admin' || who === 'adminNoResume';
+      expect(a.status).toBe(may ? 200 : 403);
+      if (!may) expect(JSON.parse(a.body).error.code).toBe('KS_FORBIDDEN');
+    },
+  );
+  it('a worker token streams only as the ids of its binding', async () => {
+    const a = await send('GET', '/v1/stream?worker=other-w-1', `Bearer ${T.worker}`);
+    expect(a.status).toBe(403);
+  });
+  it.each(roles)('GET /v1/checkpoint as %s: any role reads the head', async (who) => {
+    const a = await send('GET', '/v1/checkpoint', `Bearer ${T[who]}`);
+    expect(a.status).toBe(200);
+    const head = await store.head();
+    expect(JSON.parse(a.body)).toMatchObject({ seq: head.seq, hash: head.hash });
+  });
+  it.each(MALFORMED)('GET /v1/checkpoint with %s: 401', async (_name, header) => {
+    const a = await send('GET', '/v1/checkpoint', header);
+    expect(a.status).toBe(401);
+    expect(a.headers['www-authenticate']).toMatch(/^Bearer/);
   });
 });

@@ -540,3 +540,101 @@ describe('KS-13.4.3 a valid flip sent to a target that only resolves to /v1/flip
     expect((await store.head()).seq).toBe(before + 1);
   });
 });
+
+describe('KS-13.4.1 KS-17.8.3 the fuzz under a flip rate limit', () => {
+  it('generated flips from three tokens at 5/s (burst 10): every 429 names the limit with Retry-After and appends nothing; 201s stay within the budget', async () => {
+    const limited = new MemoryFlipLogStore();
+    const lcp = await startControlPlane({
+      store: limited,
+      port: 0,
+      maxFlipsPerSecond: 5,
+      flipBurst: 10,
+      auth: new TokenAuthenticator({
+        tokens: [
+          ...SUITE_TOKEN_SPECS,
+          {
+            name: 'suite-operator',
+            token: OPERATOR_TOKEN,
+            role: 'operator',
+            scopes: [{ tenant: 'acme' }],
+            resume: true,
+          },
+        ],
+      }),
+      logger: { info: () => {}, warn: () => {}, error: (m) => internalErrors.push(m) },
+    });
+    try {
+      const started = Date.now();
+      const created = new Map<string, number>();
+      let limitedCount = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            who: fc.constantFrom('admin', 'operator', 'viewer'),
+            body: fc.oneof(
+              { weight: 4, arbitrary: fc.constant(undefined) },
+              { weight: 1, arbitrary: bodyArb },
+            ),
+            tenant: fc.constantFrom('acme', 'globex'),
+          }),
+          async ({ who, body, tenant }) => {
+            const token =
+              who === 'admin'
+                ? SUITE_TOKENS.admin
+                : who === 'operator'
+                  ? OPERATOR_TOKEN
+                  : SUITE_TOKENS.viewer;
+            const before = (await limited.head()).seq;
+            const payload =
+              body?.body ??
+              Buffer.from(
+                JSON.stringify({ action: 'halt', selector: { tenant }, reason: 'fuzz rate' }),
+              );
+            const a = await rawRequest(lcp.port, {
+              method: 'POST',
+              target: '/v1/flips',
+              headers: [
+                ['authorization', `Bearer ${token}`],
+                ['content-type', 'application/json'],
+              ],
+              body: payload,
+            });
+            expect(a.timedOut).toBe(false);
+            expect(a.status).toBeLessThan(500);
+            const after = (await limited.head()).seq;
+            if (a.status === 201) {
+              created.set(who, (created.get(who) ?? 0) + 1);
+              expect(after).toBe(before + 1);
+            } else expect(after).toBe(before);
+            if (a.status === 429) {
+              limitedCount++;
+              expect(Number(a.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+              expect(JSON.parse(a.body).error).toMatchObject({
+                code: 'KS_LIMIT_EXCEEDED',
+                message: expect.stringMatching(/maxFlipsPerSecond \(5\)/),
+              });
+              // A token that may not flip is refused for that (403), never told about a rate.
+              expect(who).not.toBe('viewer');
+            }
+          },
+        ),
+        { numRuns: 150, seed: suiteSeed('fuzz-rate'), endOnFailure: true },
+      );
+      const seconds = (Date.now() - started) / 1000;
+      for (const [who, n] of created) {
+        // Per token: the burst plus the refill over the run, never more.
+        expect(n, `${who} flipped ${n} times in ${seconds.toFixed(1)} s`).toBeLessThanOrEqual(
+          10 + Math.ceil(5 * seconds) + 1,
+        );
+      }
+      expect(created.get('viewer')).toBeUndefined();
+      expect(limitedCount).toBeGreaterThan(0); // the limit was reached, so it was tested
+      expect(verifyChain(await limited.read())).toHaveLength((await limited.head()).seq);
+      console.log(
+        `[fuzz-rate] ${JSON.stringify(Object.fromEntries(created))} flips in ${seconds.toFixed(1)} s, ${limitedCount} refused 429`,
+      );
+    } finally {
+      await lcp.close();
+    }
+  }, 120_000);
+});

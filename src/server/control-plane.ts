@@ -49,6 +49,7 @@ import {
 import { ReplayRing } from './replay-ring.js';
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
 import { SharedFleet } from './shared-fleet.js';
+import { VouchState } from './vouch-state.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
@@ -296,18 +297,14 @@ class ControlPlaneServer implements ControlPlane {
   #followReady = false;
   #buffered: FlipRecord[] = [];
   #resyncing = false;
-  #broken: string | undefined;
   #unsubscribe: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   readonly #appliedWaiters = new Map<number, Set<() => void>>();
   readonly #ackWaiters = new Set<() => void>();
-  #closed = false;
   #actualPort = 0;
   readonly #releaseGate: ReleaseGate | undefined;
-  readonly #storeStaleAfterMs: number;
-  #startedAt = 0;
-  /** False while not vouching (KS-12.5), so the change is logged once each way. */
-  #vouching = true;
+  /** KS-12.5, KS-6.4.4 whether this control plane vouches for its state, and why not. */
+  readonly #vouch: VouchState;
   /** KS-6.6 the other replicas' workers, when the store shares the fleet. */
   readonly #fleet: SharedFleet | undefined;
   #fleetChannel: FleetChannel | undefined;
@@ -383,12 +380,13 @@ class ControlPlaneServer implements ControlPlane {
           `dropped a slow stream subscriber${workerId ? ` (worker ${workerId})` : ''}: ${pending} bytes pending`,
         ),
     });
-    this.#storeStaleAfterMs = intOption(
-      'storeStaleAfterMs',
-      o.storeStaleAfterMs ?? 3000,
-      1,
-      3_600_000,
-    );
+    this.#vouch = new VouchState({
+      store: this.#store,
+      storeStaleAfterMs: intOption('storeStaleAfterMs', o.storeStaleAfterMs ?? 3000, 1, 3_600_000),
+      wallNow: this.#now,
+      log: this.#log,
+      onNotVouching: () => this.#hub.closeAll(),
+    });
     this.#replicaBeatMs = intOption('replicaBeatMs', o.replicaBeatMs ?? 250, 10, 60_000);
     const replicaTimeoutMs = intOption(
       'replicaTimeoutMs',
@@ -490,39 +488,11 @@ class ControlPlaneServer implements ControlPlane {
 
   /** KS-12.5.1 */
   vouch(): Vouch {
-    if (this.#closed) return { ok: false, reason: 'ERROR', detail: 'the control plane is closed' };
-    if (this.#broken !== undefined) return { ok: false, reason: 'ERROR', detail: this.#broken };
-    // Optional: a store that follows a log others write (PostgreSQL) says how; others always are.
-    const store = this.#store as FlipLogStore & { followStatus?: () => FollowStatusLike };
-    if (typeof store.followStatus !== 'function') return VOUCHED;
-    let st: FollowStatusLike;
-    try {
-      st = store.followStatus();
-    } catch (err) {
-      return { ok: false, reason: 'ERROR', detail: `followStatus() failed: ${String(err)}` };
-    }
-    if (st.state === 'failed' || st.state === 'closed') {
-      return {
-        ok: false,
-        reason: 'ERROR',
-        detail: `the store's follow state is ${st.state}${st.failure === undefined ? '' : `: ${st.failure}`}`,
-      };
-    }
-    const since = st.caughtUpAt === undefined ? this.#startedAt : Date.parse(st.caughtUpAt);
-    const age = this.#now() - since;
-    // NaN (an unreadable time) fails closed too.
-    if (!(age <= this.#storeStaleAfterMs)) {
-      return {
-        ok: false,
-        reason: 'STALE',
-        detail: `the store last caught up with the log ${Math.round(age)} ms ago (bound ${this.#storeStaleAfterMs} ms)`,
-      };
-    }
-    return VOUCHED;
+    return this.#vouch.check();
   }
 
   async start(): Promise<void> {
-    this.#startedAt = this.#now();
+    this.#vouch.start();
     await this.#store.open();
     this.#logId = await this.#store.logId();
     // KS-10.5.2 a release file that cannot be read or is locked fails the start.
@@ -552,8 +522,8 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#vouch.closed) return;
+    this.#vouch.close();
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#connections.close();
     await this.#fleetChannel?.close();
@@ -638,7 +608,7 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   #onRecord(r: FlipRecord): void {
-    if (this.#broken !== undefined) return;
+    if (this.#vouch.broken !== undefined) return;
     if (r.seq <= this.#state.seq) {
       this.#checkSeen(r);
       return;
@@ -708,8 +678,8 @@ class ControlPlaneServer implements ControlPlane {
    * workers applied, or a new log they are moved to, ends it.
    */
   #diverge(err: LogDivergedError): void {
-    if (this.#broken !== undefined) return;
-    this.#broken = err.message;
+    if (this.#vouch.broken !== undefined) return;
+    this.#vouch.breakFor(err.message);
     this.#log.error(`${err.message}; not vouching for the state any more`);
     this.#hub.closeAll();
     for (const set of this.#appliedWaiters.values()) for (const w of set) w();
@@ -732,8 +702,9 @@ class ControlPlaneServer implements ControlPlane {
       this.#drainBuffered();
     } catch (err) {
       // Fail closed: stop serving a state we cannot vouch for; workers go stale and halt.
-      this.#broken = `cannot follow the flip log: ${(err as Error).message}`;
-      this.#log.error(this.#broken);
+      const why = `cannot follow the flip log: ${(err as Error).message}`;
+      this.#vouch.breakFor(why);
+      this.#log.error(why);
       this.#hub.closeAll();
     } finally {
       this.#resyncing = false;
@@ -746,13 +717,14 @@ class ControlPlaneServer implements ControlPlane {
    */
   #waitApplied(seq: number, hash: string | undefined, ms: number): Promise<boolean> {
     const applied = (): boolean => {
-      if (this.#broken !== undefined || this.#state.seq < seq) return false;
+      if (this.#vouch.broken !== undefined || this.#state.seq < seq) return false;
       if (hash === undefined) return true;
       const known = this.#appliedHash(seq);
       // Beyond the ring only when more than 2 x maxReplay records followed it, in order.
       return known === undefined || known === hash;
     };
-    if (this.#state.seq >= seq || this.#broken !== undefined) return Promise.resolve(applied());
+    if (this.#state.seq >= seq || this.#vouch.broken !== undefined)
+      return Promise.resolve(applied());
     return new Promise((resolve) => {
       let set = this.#appliedWaiters.get(seq);
       if (!set) this.#appliedWaiters.set(seq, (set = new Set()));
@@ -778,15 +750,7 @@ class ControlPlaneServer implements ControlPlane {
   #beat(): void {
     this.#endRevokedStreams();
     // KS-12.5.2: while not vouching, no heartbeat renews anything and open streams end.
-    const v = this.vouch();
-    if (!v.ok) {
-      this.#stopVouching(v.detail);
-      return;
-    }
-    if (!this.#vouching) {
-      this.#vouching = true;
-      this.#log.warn('the store caught up with the log again; vouching for the state again');
-    }
+    if (!this.#vouch.beat()) return;
     if (this.#hub.size === 0) return;
     const beat: HeartbeatData = {
       head: this.#state.seq,
@@ -894,31 +858,7 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   #checkHealthy(): void {
-    if (this.#broken !== undefined) {
-      throw new HttpError(
-        503,
-        ErrorCode.STORE_UNAVAILABLE,
-        `the control plane does not vouch for its state: ${this.#broken}`,
-      );
-    }
-    // KS-12.5.2: acks answered 503 renew no lease, so every worker fails closed on its own.
-    const v = this.vouch();
-    if (!v.ok) {
-      this.#stopVouching(v.detail);
-      throw new HttpError(
-        503,
-        ErrorCode.STORE_UNAVAILABLE,
-        `the control plane cannot vouch for its state: ${v.detail}`,
-      );
-    }
-  }
-
-  #stopVouching(detail: string): void {
-    if (this.#vouching) {
-      this.#vouching = false;
-      this.#log.error(`not vouching for the state (${detail}): ending streams, refusing acks`);
-    }
-    this.#hub.closeAll();
+    this.#vouch.require();
   }
 
   /** KS-5.1.1 .. KS-5.1.4 */
@@ -990,8 +930,8 @@ class ControlPlaneServer implements ControlPlane {
     if (!(await this.#waitApplied(result.record.seq, result.record.hash, 5000))) {
       throw new HttpError(
         503,
-        this.#broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
-        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
+        this.#vouch.broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
+        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#vouch.broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
       );
     }
     const fleet =
@@ -1032,7 +972,7 @@ class ControlPlaneServer implements ControlPlane {
       if (st === undefined) return null;
       const now = this.#clock.now();
       // The caller hanging up ends the wait (the flip itself is durable already).
-      if (st.complete || now >= end || this.#closed || res.destroyed) return st;
+      if (st.complete || now >= end || this.#vouch.closed || res.destroyed) return st;
       const local = this.tracker.nextDeadline(seq) ?? end;
       const remote = this.#fleet?.nextDeadline(seq) ?? end;
       const next = Math.min(local, remote);
@@ -1155,7 +1095,7 @@ class ControlPlaneServer implements ControlPlane {
         }
       }
     }
-    if (this.#broken !== undefined) this.#checkHealthy();
+    if (this.#vouch.broken !== undefined) this.#checkHealthy();
     if (ahead === undefined) return;
     // A replica of a shared log may be a poll behind the worker: wait for it a little.
     if (await this.#waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
@@ -1289,18 +1229,8 @@ class ControlPlaneServer implements ControlPlane {
   }
 }
 
-const VOUCHED: Vouch = Object.freeze({ ok: true });
-
 /** How long an acknowledgement beyond the head waits for this replica to catch up. KS-6.4.3 */
 const AHEAD_WAIT_MS = 1000;
-
-/** The part of a store's `followStatus()` (KS-8.5.6) the control plane reads. */
-interface FollowStatusLike {
-  readonly state: string;
-  readonly caughtUpAt: string | undefined;
-  /** Why a `failed` store failed (KS-8.5.6). */
-  readonly failure?: string;
-}
 
 function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {
   const obj: Record<string, string> = {};

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { toIssues } from '../internal/zod-issues.js';
+import { fastLedgerEvent } from './internal/fast-ledger-event.js';
 import type { KillContext } from '../model/selector.js';
 import { stripUndefined } from '../internal/strip-undefined.js';
 
@@ -206,6 +207,8 @@ export const ledgerEventSchema = z.strictObject({
  * @throws {ValidationError} `KS_INVALID_INPUT` listing every issue
  */
 export function parseLedgerEvent(input: unknown): LedgerEvent {
+  const fast = fastLedgerEvent(input);
+  if (fast !== undefined) return fast;
   const r = ledgerEventSchema.safeParse(input);
   if (!r.success) throw new ValidationError('ledger event', toIssues(r.error));
   // The context is stripped too: a ledger line never carries an undefined context attribute.

@@ -146,6 +146,8 @@ export class EffectGuard {
   /** Keys being checked or dispatched by this guard whose body has not settled. */
   readonly #inFlight = new Map<string, StoppableOperation>();
   readonly #pending = new Set<Promise<void>>();
+  #atMs = Number.NaN;
+  #atText = '';
   #closed = false;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a missing client or ledger */
@@ -231,6 +233,8 @@ export class EffectGuard {
       context: ctx,
     };
     const op = this.#watch(base, permit);
+    // The stages await here and nowhere else: with AsyncLocalStorage active (every adapter, and
+    // LangChain), each extra await or async frame allocates promises the async hooks then visit.
     try {
       const prior = await this.#readPrior(key);
       const replayed = replay(effect, key, prior);
@@ -239,9 +243,14 @@ export class EffectGuard {
         this.#inFlight.delete(key);
         return replayed.value;
       }
-      const drain = await this.#decide(op, base, permit);
-      const attempt = await this.#recordIntent(base, effect, prior, drain, permit);
-      await this.#checkAgain(op, base, permit);
+      const drain = this.#decide(op, base, permit, await this.watcher.evaluate(ctx));
+      if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
+      const attempt = (prior?.attempts ?? 0) + 1;
+      await this.#recordIntent(base, effect, attempt, drain, permit);
+      if (this.#recheck && op.state === OperationState.CHECKING)
+        this.#checkAgain(op, base, permit, await this.watcher.evaluate(ctx));
+      if (this.#closed && op.state === OperationState.CHECKING) op.refuse(CLOSED_DECISION);
+      if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
       return await this.#dispatch(op, base, attempt, effect, body);
     } catch (err) {
       // A check that failed or refused leaves nothing running: the watch and the key go. (A body
@@ -275,48 +284,48 @@ export class EffectGuard {
   }
 
   /** Stage 2, what the ledger already knows of the key. */
-  async #readPrior(key: string): Promise<LedgerEntry | undefined> {
-    try {
-      const [prior] = await this.#ledger.entries({ key });
-      return prior;
-    } catch (err) {
-      throw new KillSwitchError(
-        ErrorCode.STORE_UNAVAILABLE,
-        `effect ${key} not dispatched: cannot read the ledger`,
-        { cause: err },
-      );
-    }
+  #readPrior(key: string): Promise<LedgerEntry | undefined> {
+    return this.#ledger.entries({ key }).then(
+      (entries) => entries[0],
+      (err: unknown) => {
+        throw new KillSwitchError(
+          ErrorCode.STORE_UNAVAILABLE,
+          `effect ${key} not dispatched: cannot read the ledger`,
+          { cause: err },
+        );
+      },
+    );
   }
 
   /**
-   * Stage 3, decide: evaluate `kill-switch` with halted as the default (KS-4.1.1); a halt that
-   * arrived since the watch refuses too.
+   * Stage 3, decide on the evaluation of `kill-switch` (halted as the default, KS-4.1.1): halted
+   * refuses the operation, and so did a halt that arrived since the watch.
    *
    * @returns the drain halt the effect dispatches under, when its permit covers one (KS-4.8.1)
    */
-  async #decide(
+  #decide(
     op: StoppableOperation,
     base: EffectBase,
     permit: DrainPermit | undefined,
-  ): Promise<KillDecision | undefined> {
-    const decision = await this.watcher.evaluate(base.context);
-    const drained = decision.halted && drainPermits(decision, permit, base.context);
-    if (decision.halted && !drained && op.state === OperationState.CHECKING) op.refuse(decision);
-    if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
-    return drained ? decision : undefined;
+    decision: KillDecision,
+  ): KillDecision | undefined {
+    if (!decision.halted) return undefined;
+    if (drainPermits(decision, permit, base.context)) return decision;
+    if (op.state === OperationState.CHECKING) op.refuse(decision);
+    return undefined;
   }
 
   /** Stage 4, the intent, durable before the effect leaves (KS-4.2.2); it fails closed (KS-4.2.3). */
-  async #recordIntent(
+  #recordIntent(
     base: EffectBase,
     effect: GuardedEffect<unknown>,
-    prior: LedgerEntry | undefined,
+    attempt: number,
     drain: KillDecision | undefined,
     permit: DrainPermit | undefined,
-  ): Promise<number> {
-    const attempt = (prior?.attempts ?? 0) + 1;
+  ): Promise<void> {
+    let written: Promise<void>;
     try {
-      await this.#ledger.append({
+      written = this.#ledger.append({
         ...base,
         status: EffectStatus.INTENT,
         at: this.#at(),
@@ -331,36 +340,34 @@ export class EffectGuard {
           : {}),
       });
     } catch (err) {
+      written = Promise.reject(err as Error);
+    }
+    return written.catch((err: unknown) => {
       // KS-4.2.3 fail closed: no record, no dispatch.
       throw new KillSwitchError(
         ErrorCode.STORE_UNAVAILABLE,
         `effect ${base.key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
         { cause: err },
       );
-    }
-    return attempt;
+    });
   }
 
   /**
    * Stage 5, recheck once the intent is durable (KS-4.1.5): a halt that arrived during the intent
-   * write, or a closed guard, closes the intent as refused.
+   * write refuses, and the intent is closed as refused.
    */
-  async #checkAgain(
+  #checkAgain(
     op: StoppableOperation,
     base: EffectBase,
     permit: DrainPermit | undefined,
-  ): Promise<void> {
-    if (this.#recheck && op.state === OperationState.CHECKING) {
-      const again = await this.watcher.evaluate(base.context);
-      if (
-        again.halted &&
-        !drainPermits(again, permit, base.context) &&
-        op.state === OperationState.CHECKING
-      )
-        op.refuse(again);
-    }
-    if (this.#closed && op.state === OperationState.CHECKING) op.refuse(CLOSED_DECISION);
-    if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
+    again: KillDecision,
+  ): void {
+    if (
+      again.halted &&
+      !drainPermits(again, permit, base.context) &&
+      op.state === OperationState.CHECKING
+    )
+      op.refuse(again);
   }
 
   /**
@@ -379,11 +386,12 @@ export class EffectGuard {
     let haltedAt = 0;
     // The outcomes of one dispatch are written one after another, so every backend stores them in
     // order (aborted before landed-after-halt) even though the abort is not awaited.
-    let writes: Promise<void> = Promise.resolve();
+    let writes: Promise<void> | undefined;
     const write = (e: Omit<LedgerEvent, 'at'>): Promise<void> => {
-      writes = writes.then(() => this.#record(e));
-      this.#track(writes);
-      return writes;
+      const p = writes === undefined ? this.#record(e) : writes.then(() => this.#record(e));
+      writes = p;
+      this.#track(p);
+      return p;
     };
     op.onStop((s) => {
       haltedAt = this.#clock.now();
@@ -417,21 +425,24 @@ export class EffectGuard {
     return op
       .run((signal) => body(signal, { key, attempt }), { onLate })
       .then(
-        async (value) => {
+        (value) => {
           this.#inFlight.delete(key);
-          await write({
+          const landed = {
             ...base,
             status: EffectStatus.LANDED,
             ...this.#encode(effect, key, value),
-          });
-          return value;
+          };
+          return write(landed).then(() => value);
         },
-        async (err: unknown) => {
+        (err: unknown) => {
           // Aborted: the stop listener recorded it and the late outcome will follow.
           if (op.state === OperationState.ABORTED) throw err;
           this.#inFlight.delete(key);
-          await write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) });
-          throw err;
+          return write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) }).then(
+            () => {
+              throw err;
+            },
+          );
         },
       );
   }
@@ -481,13 +492,20 @@ export class EffectGuard {
     }
   }
 
+  /** Tracks a write for {@link EffectGuard.flush}; `#record` never rejects. */
   #track(p: Promise<void>): void {
     this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    void p.then(() => this.#pending.delete(p));
   }
 
+  /** The wall-clock label of a ledger event; formatted once per millisecond. */
   #at(): string {
-    return new Date(this.#clock.wallNow()).toISOString();
+    const ms = this.#clock.wallNow();
+    if (ms !== this.#atMs) {
+      this.#atText = new Date(ms).toISOString();
+      this.#atMs = ms;
+    }
+    return this.#atText;
   }
 
   /** Number of effects dispatched and not yet settled (including aborted bodies still running). */

@@ -129,8 +129,17 @@ export function flipFromMetadata(
  * KS-4.1.2
  */
 export function decide(details: EvaluationDetails<boolean>): KillDecision {
-  const flip = flipFromMetadata(details.flagMetadata);
   const stateSeq = details.flagMetadata?.stateSeq;
+  if (details.value === false && details.errorCode === undefined) {
+    // The answer of almost every evaluation, built without spreads: it is on the guard's hot path.
+    const running: { -readonly [K in keyof KillDecision]: KillDecision[K] } = { halted: false };
+    if (details.reason !== undefined) running.reason = details.reason;
+    if (details.variant !== undefined) running.variant = details.variant;
+    if (typeof stateSeq === 'number' && Number.isSafeInteger(stateSeq) && stateSeq >= 0)
+      running.stateSeq = stateSeq;
+    return running;
+  }
+  const flip = flipFromMetadata(details.flagMetadata);
   const base = {
     ...(details.reason !== undefined ? { reason: details.reason } : {}),
     ...(details.variant !== undefined ? { variant: details.variant } : {}),
@@ -138,9 +147,6 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
       ? { stateSeq }
       : {}),
   };
-  if (details.value === false && details.errorCode === undefined) {
-    return { halted: false, ...base };
-  }
   let cause: HaltCause = HaltCause.HALTED;
   if (details.errorCode !== undefined || details.reason === 'ERROR') cause = HaltCause.ERROR;
   else if (details.reason === 'STALE') cause = HaltCause.STALE;
@@ -170,9 +176,14 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
  * @param client - any OpenFeature client; kill flags may come from any provider
  * @param ctx - the effect's kill attributes
  */
-export async function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
+export function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
   // KS-4.1.10 one fail-closed evaluation for the hook helpers and the guard: it also reads the
   // provider's status before and after the call (a provider in STALE or ERROR still answers, and
-  // one can go STALE while the evaluation is in flight). It never rejects.
-  return decide(await evaluateKillFlag(client, KILL_SWITCH_FLAG, toEvaluationContext(ctx)));
+  // one can go STALE while the evaluation is in flight). It never rejects. (A `then`, not an async
+  // function: with async hooks on, each await costs promises on the guard's hot path.)
+  try {
+    return evaluateKillFlag(client, KILL_SWITCH_FLAG, toEvaluationContext(ctx)).then(decide);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
 }

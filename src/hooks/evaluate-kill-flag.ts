@@ -32,30 +32,51 @@ import {
  * const { value: halted } = await evaluateKillFlag(client, 'kill-switch', { tenant: 'acme' });
  * ```
  */
-export async function evaluateKillFlag(
+export function evaluateKillFlag(
   client: Client,
   flagKey: string,
   context?: EvaluationContext,
   options?: FlagEvaluationOptions,
 ): Promise<EvaluationDetails<boolean>> {
-  let details: EvaluationDetails<boolean>;
+  // Promise chains, not an async function: this runs twice per guarded effect, and with async
+  // hooks on (AsyncLocalStorage) every await allocates promises the hooks then visit.
   let statusBefore: string;
+  let pending: Promise<EvaluationDetails<boolean>>;
   try {
     statusBefore = client.providerStatus;
-    details = await client.getBooleanDetails(flagKey, true, context, options);
+    pending = Promise.resolve(client.getBooleanDetails(flagKey, true, context, options));
   } catch (err) {
-    // The SDK does not throw from evaluations, but a provider's metadata getter, a context
-    // propagator or a custom client can.
-    return {
-      flagKey,
-      value: true,
-      variant: FAIL_CLOSED,
-      reason: StandardResolutionReasons.ERROR,
-      errorCode: OpenFeatureErrorCode.GENERAL,
-      errorMessage: `evaluation threw: ${err instanceof Error ? err.message : String(err)}`,
-      flagMetadata: {},
-    };
+    return Promise.resolve(threw(flagKey, err));
   }
+  return pending.then(
+    (details) => judge(client, flagKey, statusBefore, details),
+    // The SDK does not reject, but a custom client can.
+    (err: unknown) => threw(flagKey, err),
+  );
+}
+
+/** The fail-closed answer when evaluating threw. */
+function threw(flagKey: string, err: unknown): EvaluationDetails<boolean> {
+  // The SDK does not throw from evaluations, but a provider's metadata getter, a context
+  // propagator or a custom client can.
+  return {
+    flagKey,
+    value: true,
+    variant: FAIL_CLOSED,
+    reason: StandardResolutionReasons.ERROR,
+    errorCode: OpenFeatureErrorCode.GENERAL,
+    errorMessage: `evaluation threw: ${err instanceof Error ? err.message : String(err)}`,
+    flagMetadata: {},
+  };
+}
+
+/** The SDK's answer, passed on only when it is a clean running answer or a halt. */
+function judge(
+  client: Client,
+  flagKey: string,
+  statusBefore: string,
+  details: EvaluationDetails<boolean>,
+): EvaluationDetails<boolean> {
   let statusAfter: string;
   try {
     statusAfter = client.providerStatus;

@@ -325,20 +325,24 @@ export class EffectGuard {
   ): Promise<void> {
     let written: Promise<void>;
     try {
-      written = this.#ledger.append({
-        ...base,
+      // Built field by field (no spreads): this object is on every effect's path.
+      const intent: { -readonly [K in keyof LedgerEvent]: LedgerEvent[K] } = {
+        key: base.key,
+        runId: base.runId,
+        step: base.step,
+        capability: base.capability,
+        context: base.context,
         status: EffectStatus.INTENT,
         at: this.#at(),
         attempt,
-        ...(effect.compensation !== undefined ? { compensation: effect.compensation } : {}),
-        // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
-        ...(drain?.flip !== undefined && permit !== undefined
-          ? {
-              flipSeq: drain.flip.seq,
-              detail: `dispatched under drain halt #${drain.flip.seq}: task ${permit.taskId} was admitted at seq ${permit.admittedSeq}`,
-            }
-          : {}),
-      });
+      };
+      if (effect.compensation !== undefined) intent.compensation = effect.compensation;
+      // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
+      if (drain?.flip !== undefined && permit !== undefined) {
+        intent.flipSeq = drain.flip.seq;
+        intent.detail = `dispatched under drain halt #${drain.flip.seq}: task ${permit.taskId} was admitted at seq ${permit.admittedSeq}`;
+      }
+      written = this.#ledger.append(intent);
     } catch (err) {
       written = Promise.reject(err as Error);
     }
@@ -536,6 +540,8 @@ export class EffectGuard {
 type EffectBase = Omit<LedgerEvent, 'status' | 'at'> & {
   readonly key: string;
   readonly runId: string;
+  readonly step: string;
+  readonly capability: string;
   readonly context: KillContext;
 };
 

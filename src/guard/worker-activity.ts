@@ -41,6 +41,8 @@ const sources = new Set<ActivitySource>();
 /** Recently evaluated contexts by key, oldest first (re-inserted on each sighting). */
 const recent = new Map<string, { readonly ctx: KillContext; at: number }>();
 let everActive = false;
+let lastNoted: KillContext | undefined;
+let lastNotedAt = 0;
 
 /** Registers a source of watched contexts; returns the function that removes it. */
 export function registerActivitySource(source: ActivitySource): () => void {
@@ -51,6 +53,11 @@ export function registerActivitySource(source: ActivitySource): () => void {
 
 /** Notes a context this process evaluated (the guard, queues and runs evaluate through here). */
 export function noteContext(ctx: KillContext, now: number = Date.now()): void {
+  // The guard evaluates one context object twice per effect (before and after the intent): the
+  // second sighting within a second changes nothing worth a key.
+  if (ctx === lastNoted && now >= lastNotedAt && now - lastNotedAt < 1000) return;
+  lastNoted = ctx;
+  lastNotedAt = now;
   let key = '';
   let empty = true;
   for (let i = 0; i < SELECTOR_KEYS.length; i++) {
@@ -148,4 +155,5 @@ export function resetActivity(): void {
   sources.clear();
   recent.clear();
   everActive = false;
+  lastNoted = undefined;
 }

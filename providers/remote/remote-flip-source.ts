@@ -337,7 +337,6 @@ export class RemoteFlipSource implements FlipSource {
   #urlIndex = 0;
   #attempt = 0;
   #reconnectTimer: unknown;
-  #streamAlive = false;
   /** This connection resumes by Last-Event-ID (rather than starting from a snapshot). */
   #resuming = false;
   /** Consecutive resumed connections that failed without applying anything. */
@@ -615,7 +614,6 @@ export class RemoteFlipSource implements FlipSource {
       if (lastEventId !== undefined) headers['Last-Event-ID'] = lastEventId;
       return baseFetch(input, { ...init, headers });
     };
-    this.#streamAlive = false;
     const es = new EventSource(url, { fetch: fetchWithHeaders });
     this.#es = es;
     const live = () => generation === this.#generation && !this.#stopped;
@@ -711,9 +709,6 @@ export class RemoteFlipSource implements FlipSource {
 
   #received(): void {
     this.#lastReceived = this.#clock.now();
-    if (!this.#streamAlive) {
-      this.#streamAlive = true;
-    }
   }
 
   #onSnapshotEvent(data: string): void {

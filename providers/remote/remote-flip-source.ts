@@ -225,6 +225,19 @@ function matchReportFor(record: FlipRecord): MatchReport | undefined {
   return report;
 }
 
+/**
+ * How far one stream connection got, in order: requested; answered (the TCP connection is up, or
+ * the injected fetch answered); progressed (something was applied, or a heartbeat arrived). A
+ * resumed connection that failed when answered but before progress counts towards
+ * MAX_RESUME_FAILURES (KS-6.3.10): a refused connection says nothing about the replay.
+ */
+const ConnectionPhase = {
+  REQUESTED: 'requested',
+  ANSWERED: 'answered',
+  PROGRESSED: 'progressed',
+} as const;
+type ConnectionPhase = (typeof ConnectionPhase)[keyof typeof ConnectionPhase];
+
 /** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
 const MAX_RESUME_FAILURES = 3;
 
@@ -341,10 +354,8 @@ export class RemoteFlipSource implements FlipSource {
   #resuming = false;
   /** Consecutive resumed connections that failed without applying anything. */
   #resumeFailures = 0;
-  /** Something was applied (or a heartbeat arrived) on this connection. */
-  #progressed = false;
-  /** The server answered this connection with a stream. */
-  #answered = false;
+  /** How far the current connection got. */
+  #phase: ConnectionPhase = ConnectionPhase.REQUESTED;
 
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #lastReceived = Number.NEGATIVE_INFINITY;
@@ -567,8 +578,7 @@ export class RemoteFlipSource implements FlipSource {
       !this.#needSnapshot &&
       this.#resumeFailures < MAX_RESUME_FAILURES;
     this.#resuming = resume;
-    this.#progressed = false;
-    this.#answered = false;
+    this.#phase = ConnectionPhase.REQUESTED;
     if (!resume) url.searchParams.set(StreamQuery.SNAPSHOT, '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
@@ -576,7 +586,9 @@ export class RemoteFlipSource implements FlipSource {
     // A connection counts as answered (KS-6.3.10) once the TCP connection is up (or the injected
     // fetch answered): a refused connection says nothing about the replay.
     const answered = () => {
-      if (generation === this.#generation) this.#answered = true;
+      if (generation === this.#generation && this.#phase === ConnectionPhase.REQUESTED) {
+        this.#phase = ConnectionPhase.ANSWERED;
+      }
     };
     const rawFetch: FetchLike = injected
       ? async (input, init) => {
@@ -673,7 +685,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#es = undefined;
     this.#report(trouble);
     // Only a replay on a connection that was established and then failed counts.
-    if (this.#resuming && this.#answered && !this.#progressed) this.#resumeFailures++;
+    if (this.#resuming && this.#phase === ConnectionPhase.ANSWERED) this.#resumeFailures++;
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const wait = delay(this.#attempt, this.#backoff, this.#backoff.random);
     this.#attempt++;
@@ -784,7 +796,7 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`record ${record.seq} hash does not match its content`);
       return;
     }
-    this.#progressed = true;
+    this.#phase = ConnectionPhase.PROGRESSED;
     this.#resumeFailures = 0;
     if (record.action === 'halt') {
       // KS-16.4.1: read while what it halts is still watched (the aborts follow the event).
@@ -809,7 +821,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#received();
     this.#attempt = 0;
     this.#resumeFailures = 0; // a heartbeat follows the replay: this stream is caught up
-    this.#progressed = true;
+    this.#phase = ConnectionPhase.PROGRESSED;
     this.#refresh();
   }
 

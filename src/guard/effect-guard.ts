@@ -414,6 +414,9 @@ export class EffectGuard {
           ...base,
           status: EffectStatus.LANDED_AFTER_HALT,
           detail: `landed ${ms} ms after the halt aborted it`,
+          // Its result too: a durable run resumed later replays the step instead of stopping on
+          // a landed effect whose result it cannot know (KS-4.3.1).
+          ...this.#encode(effect, key, late.value as T),
         });
       } else {
         // A body that rejects after the abort proves nothing about the effect: its request

@@ -228,12 +228,7 @@ export function foldLedgerEvent(entry: LedgerEntry | undefined, e: LedgerEvent):
   const landedNow = e.status === EffectStatus.LANDED || e.status === EffectStatus.LANDED_AFTER_HALT;
   const intent = entry?.intent ?? (isIntent ? e : undefined);
   const compensation = isIntent ? e.compensation : entry?.compensation;
-  const result =
-    entry && 'result' in entry
-      ? entry.result
-      : e.status === EffectStatus.LANDED
-        ? e.result
-        : undefined;
+  const result = entry && 'result' in entry ? entry.result : landedNow ? e.result : undefined;
   const runId = entry?.runId ?? e.runId;
   const step = entry?.step ?? e.step;
   const capability = entry?.capability ?? e.capability;

@@ -107,6 +107,33 @@ describe.each(BACKENDS)('KS-4.1 / KS-4.2 the effect guard through %s', (_name, m
       expect(entry?.inDoubt).toBe(false);
       expect(entry?.last.detail).toMatch(/ms after the halt/);
     });
+
+    it('KS-4.3.1 records the late landing with its result, so a resumed run replays it instead of stopping on it', async () => {
+      const b = await make();
+      const { guard } = guardOn(b);
+      const started = deferred();
+      const finish = deferred<string>();
+      const codec = { encode: (v: string) => v, decode: (r: unknown) => r as string };
+      const first = guard.run({ ...effect('late'), result: codec }, () => {
+        started.resolve();
+        return finish.promise; // ignores the signal
+      });
+      await started.promise;
+      await b.halt({ runId: 'run-1' });
+      await expect(first).rejects.toMatchObject({ code: 'KS_ABORTED' });
+      finish.resolve('receipt-7');
+      await finish.promise;
+      await new Promise((r) => setImmediate(r));
+      await guard.flush();
+      await b.resume({ runId: 'run-1' });
+      let dispatched = 0;
+      const again = await guard.run({ ...effect('late'), result: codec }, async () => {
+        dispatched++;
+        return 'twice';
+      });
+      expect(again).toBe('receipt-7');
+      expect(dispatched).toBe(0);
+    });
   });
 });
 

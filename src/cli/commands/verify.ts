@@ -3,7 +3,7 @@ import { readFlipLogFile } from '../../../providers/file/read-flip-log-file.js';
 import { headFileMismatch, readHeadFile } from '../../../providers/file/head-file.js';
 import { logIdPath } from '../../../providers/file/log-id-file.js';
 import { readFile } from 'node:fs/promises';
-import { checkRecordSignatures } from '../../integrity/record-signatures.js';
+import { checkRecordSignatures, checkpointVerifies } from '../../integrity/record-signatures.js';
 import { PublicKeyRing } from '../../integrity/signing-key.js';
 import { releaseChainBreak } from '../../integrity/release-chain.js';
 import type { ReleaseRecord } from '../../protocol/releases.js';
@@ -21,7 +21,8 @@ parses, seq is dense from 1, each record's prev names the hash before it and its
 content, ids are unique. (KS-2.3.3, KS-2.5.1)
 
   --expect-head <head>   a head kept elsewhere (KS-17.7.4): the log must hold that seq with that
-                         hash (it may have grown since). Catches records cut from the end and a
+                         hash (it may have grown since). With --public-key, a checkpoint
+                         must carry a signature that verifies. Catches records cut from the end and a
                          rewritten history, which the chain alone cannot. '@file' reads it from a
                          file (a saved 'GET /v1/checkpoint' answer, or '<seq>:<hash>').
   --public-key <file>    a PEM public key (repeatable; a file may hold several) the records'
@@ -126,7 +127,15 @@ export const command: CliCommand = {
         }
       }
       // KS-17.7.4: a head kept elsewhere catches what the chain cannot (a cut end, a rewrite).
-      const mismatch = expected === undefined ? undefined : headMismatch(log.records, expected);
+      // With keys, a checkpoint kept elsewhere must carry the control plane's signature.
+      const forged =
+        ring !== undefined &&
+        expected?.checkpoint !== undefined &&
+        !checkpointVerifies(expected.checkpoint, ring)
+          ? `the checkpoint's signature ${expected.checkpoint.sig === undefined ? 'is missing' : 'does not verify under the given keys'}`
+          : undefined;
+      const mismatch =
+        forged ?? (expected === undefined ? undefined : headMismatch(log.records, expected));
       if (mismatch !== undefined) {
         if (json) {
           io.stdout(

@@ -282,6 +282,16 @@ describe('KS-17.7.4 GET /v1/checkpoint over the wire', () => {
     const ok = await verify(log, '--public-key', pubFile, '--expect-head', `@${file}`);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/holds the expected head seq 1/);
+    // A checkpoint edited after it was signed (or never signed) fails against the public key.
+    const cpj = cp.json as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...cpj, at: '2020-01-01T00:00:00.000Z' }));
+    const edited = await verify(log, '--public-key', pubFile, '--expect-head', `@${file}`);
+    expect(edited.code).toBe(1);
+    expect(edited.stdout).toMatch(/checkpoint's signature does not verify/);
+    const { sig: _sig, ...unsigned } = cpj;
+    await writeFile(file, JSON.stringify(unsigned));
+    const bare = await verify(log, '--public-key', pubFile, '--expect-head', `@${file}`);
+    expect(bare.stdout).toMatch(/checkpoint's signature is missing/);
   });
 
   it('serve refuses a signing key others may read, and a signing key with a store that cannot sign', async () => {

@@ -24,7 +24,10 @@ describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every tar
     });
     // On failure, the violations and the progress say why.
     expect(report.violations, p.lines.join('\n')).toEqual([]);
-    expect(exitCode).toBe(0);
+    // KS-9.3.7 on an overloaded machine a missed timing target is inconclusive (exit 4), never a
+    // pass: every other target (no effect after stop-complete above all) is still checked here.
+    if (exitCode === 4) process.stdout.write(`ci drill inconclusive: ${report.host?.why}\n`);
+    else expect(exitCode, p.lines.join('\n')).toBe(0);
     expect(report.levers.map((l) => l.level)).toEqual(['capability', 'run', 'feature', 'global']);
     for (const l of report.levers) {
       expect(l.stops).toHaveLength(4);

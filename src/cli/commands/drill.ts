@@ -39,7 +39,9 @@ levers only on the drill scope you name, so traffic outside it is untouched:
   --sink <url>            a drill effect sink to read effects from (GET /effects)
   --ledger <file>         a worker ledger (JSON lines) to check; repeat for each
 
-exit codes: 0 every target met, 1 a target was missed (violations are printed), 2 usage error`;
+exit codes: 0 every target met, 1 a target was missed (violations are printed), 2 usage error,
+4 inconclusive: only timing targets were missed, on an overloaded host (load and event-loop delay
+are printed; an effect after stop-complete is always a violation)`;
 
 /**
  * `killswitch drill`: runs a drill scenario and exits non-zero on any violation. KS-9.6.2
@@ -134,7 +136,8 @@ export const command: CliCommand = {
         keepData: values['keep-data'] === true,
       });
       if (values.json) io.stdout(JSON.stringify(outcome.report));
-      return outcome.exitCode === 0 ? ExitCode.OK : ExitCode.FAILED;
+      // 4: inconclusive (KS-9.3.7), the drill's own code beside the CLI's common ones.
+      return outcome.exitCode === 0 ? ExitCode.OK : outcome.exitCode === 4 ? 4 : ExitCode.FAILED;
     } catch (err) {
       const ks = err instanceof KillSwitchError;
       return cli.fail({

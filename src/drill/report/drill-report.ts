@@ -1,3 +1,4 @@
+import type { HostLoad } from '../measure/host-load.js';
 import type { Level, Selector } from '../../model/selector.js';
 import type { QueueDepth, WorkerCounters } from '../internal/protocol.js';
 
@@ -204,5 +205,14 @@ export interface DrillReport {
     readonly loadEnd: number;
   };
   readonly violations: readonly Violation[];
+  /**
+   * Timing targets missed on an overloaded host ({@link DrillReport.host}): neither a pass nor a
+   * violation. KS-9.3.7
+   */
+  readonly inconclusive?: readonly Violation[];
+  /** The host's load over the drill, and whether it was overloaded. */
+  readonly host?: HostLoad;
+  /** `passed`: every target met; `failed`: a violation; `inconclusive`: see {@link DrillReport.inconclusive}. */
+  readonly verdict?: 'passed' | 'failed' | 'inconclusive';
   readonly passed: boolean;
 }

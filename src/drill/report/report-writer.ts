@@ -36,7 +36,10 @@ const fmt = (n: number | undefined, digits = 1): string =>
 /** The Markdown summary: one row per lever, then the ledger and every violation. */
 export function renderMarkdown(r: DrillReport): string {
   const lines: string[] = [];
-  lines.push(`# Drill \`${r.scenario}\`: ${r.passed ? 'PASSED' : 'FAILED'}`, '');
+  lines.push(
+    `# Drill \`${r.scenario}\`: ${(r.verdict ?? (r.passed ? 'passed' : 'failed')).toUpperCase()}`,
+    '',
+  );
   lines.push(
     `Mode ${r.mode}, control plane ${r.controlPlane}, ${r.workers.length} worker(s), ${r.startedAt} to ${r.finishedAt}.`,
     '',
@@ -45,6 +48,13 @@ export function renderMarkdown(r: DrillReport): string {
     const e = r.environment;
     lines.push(
       `Node ${e.node}, ${e.cpus} CPU(s), load average ${e.loadStart} at the start, ${e.loadEnd} at the end.`,
+      '',
+    );
+  }
+  if (r.host) {
+    const h = r.host;
+    lines.push(
+      `Host during the drill: load average up to ${h.loadMax}, the drill's event-loop delay p99 ${h.eventLoopDelayP99Ms} ms (max ${h.eventLoopDelayMaxMs})${h.overloaded ? `: overloaded, timing targets inconclusive` : ''}.`,
       '',
     );
   }
@@ -79,6 +89,10 @@ export function renderMarkdown(r: DrillReport): string {
   lines.push('', '## Violations', '');
   if (r.violations.length === 0) lines.push('None.');
   for (const v of r.violations) lines.push(`- \`${v.code}\` ${escapeMd(v.message)}`);
+  if (r.inconclusive !== undefined && r.inconclusive.length > 0) {
+    lines.push('', `## Inconclusive: host overloaded (${escapeMd(r.host?.why ?? '')})`, '');
+    for (const v of r.inconclusive) lines.push(`- \`${v.code}\` ${escapeMd(v.message)}`);
+  }
   lines.push('', 'Chart: [time-to-stop.svg](time-to-stop.svg)', '');
   return lines.join('\n');
 }

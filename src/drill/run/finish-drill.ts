@@ -1,6 +1,7 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { formatSelector } from '../../model/selector.js';
 import { checkTargets } from '../measure/check-targets.js';
+import { TIMING_VIOLATIONS } from '../measure/host-load.js';
 import type {
   DrillReport,
   LedgerCheck,
@@ -31,7 +32,8 @@ export async function finishDrill(
   options: RunDrillOptions,
   log: (l: string) => void,
 ): Promise<DrillOutcome> {
-  const violations = checkTargets(
+  const host = options.hostLoad?.read();
+  const checked = checkTargets(
     {
       levers: data.levers,
       workers: data.workers,
@@ -40,6 +42,13 @@ export async function finishDrill(
     },
     data.scenario.targets,
   );
+  // KS-9.3.7 on an overloaded host a missed timing target is inconclusive, not a violation; an
+  // effect after stop-complete, or anything else, stays a violation whatever the load.
+  const timingOnHost = (code: string) => host?.overloaded === true && TIMING_VIOLATIONS.has(code);
+  const violations = checked.filter((v) => !timingOnHost(v.code));
+  const inconclusive = checked.filter((v) => timingOnHost(v.code));
+  const verdict =
+    violations.length > 0 ? 'failed' : inconclusive.length > 0 ? 'inconclusive' : 'passed';
   const report: DrillReport = {
     scenario: data.scenario.name,
     mode: data.mode,
@@ -58,7 +67,10 @@ export async function finishDrill(
       loadEnd: round(loadavg()[0] ?? 0),
     },
     violations,
-    passed: violations.length === 0,
+    ...(inconclusive.length > 0 ? { inconclusive } : {}),
+    ...(host ? { host } : {}),
+    verdict,
+    passed: verdict === 'passed',
   };
   for (const l of report.levers) {
     log(
@@ -77,12 +89,17 @@ export async function finishDrill(
     log(`report: ${written.json}, ${written.markdown}, ${written.svg}`);
   }
   for (const v of violations) log(`VIOLATION ${v.code}: ${v.message}`);
+  for (const v of inconclusive) log(`INCONCLUSIVE ${v.code}: ${v.message}`);
+  if (host?.overloaded) log(`host overloaded: ${host.why}`);
   log(
-    report.passed
+    verdict === 'passed'
       ? `drill ${report.scenario} PASSED`
-      : `drill ${report.scenario} FAILED (${violations.length} violation(s))`,
+      : verdict === 'failed'
+        ? `drill ${report.scenario} FAILED (${violations.length} violation(s))`
+        : `drill ${report.scenario} INCONCLUSIVE: host overloaded (${host?.why}); every other target was met, ${inconclusive.length} timing target(s) could not be judged`,
   );
-  return { report, ...(written ? { written } : {}), exitCode: report.passed ? 0 : 1 };
+  const exitCode = verdict === 'passed' ? 0 : verdict === 'failed' ? 1 : 4;
+  return { report, ...(written ? { written } : {}), exitCode };
 }
 
 /** A figure for a progress line. */

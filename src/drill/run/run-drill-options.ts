@@ -2,6 +2,7 @@ import type { DrillReport } from '../report/drill-report.js';
 import type { WorkerVariant } from '../internal/protocol.js';
 import { type WrittenReport } from '../report/report-writer.js';
 import { type Scenario } from '../scenario.js';
+import type { HostLoadMonitor } from '../measure/host-load.js';
 
 /** The drill scope against a fleet the drill did not start (DESIGN section 8). */
 export interface DrillScope {
@@ -49,12 +50,17 @@ export interface RunDrillOptions {
   readonly heartbeatMs?: number;
   /** Keep the temporary data directory (flip log, ledgers). @default false */
   readonly keepData?: boolean;
+  /** The host's load while the drill runs. @default started by {@link runDrill} */
+  readonly hostLoad?: HostLoadMonitor;
 }
 
 /** What {@link runDrill} returns. */
 export interface DrillOutcome {
   readonly report: DrillReport;
   readonly written?: WrittenReport;
-  /** 0 pass, 1 a target was missed. */
-  readonly exitCode: 0 | 1;
+  /**
+   * 0 pass, 1 a target was missed, 4 inconclusive: only timing targets were missed, on an
+   * overloaded host (KS-9.3.7).
+   */
+  readonly exitCode: 0 | 1 | 4;
 }

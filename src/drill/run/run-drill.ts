@@ -2,6 +2,7 @@ import { InvalidOptionError } from '../../errors.js';
 import type { DrillOutcome, RunDrillOptions } from './run-drill-options.js';
 import { runEmbeddedDrill } from './embedded.js';
 import { runFleetDrill } from './fleet.js';
+import { startHostLoadMonitor } from '../measure/host-load.js';
 
 export type { DrillOutcome, DrillScope, RunDrillOptions } from './run-drill-options.js';
 
@@ -26,5 +27,33 @@ export async function runDrill(options: RunDrillOptions): Promise<DrillOutcome> 
       options.expectWorkers,
     );
   }
-  return options.expectWorkers !== undefined ? runFleetDrill(options) : runEmbeddedDrill(options);
+  const s = options.scenario;
+  const log = options.log ?? (() => undefined);
+  // Say up front how long it takes: each lever holds for its observation, then the fleet warms up
+  // again; the connection and the stop waits come on top.
+  const aboutS = Math.ceil(
+    (s.timings.warmupMs + s.levers.length * (s.timings.observeMs + s.timings.warmupMs)) / 1000,
+  );
+  log(
+    `drill ${s.name}: ${s.levers.length} lever(s), each held ${s.timings.observeMs} ms; about ${aboutS} s plus starting the workers (a progress line every ${PROGRESS_EVERY_MS / 1000} s)`,
+  );
+  const hostLoad = options.hostLoad ?? startHostLoadMonitor();
+  const started = performance.now();
+  const progress = setInterval(() => {
+    const h = hostLoad.read();
+    log(
+      `... ${Math.round((performance.now() - started) / 1000)} s in; load ${h.loadMax} on ${h.cpus} CPU(s), event-loop delay p99 ${h.eventLoopDelayP99Ms} ms${h.overloaded ? ' (overloaded: timing targets will be inconclusive)' : ''}`,
+    );
+  }, PROGRESS_EVERY_MS);
+  progress.unref();
+  try {
+    const run = { ...options, hostLoad };
+    return await (options.expectWorkers !== undefined ? runFleetDrill(run) : runEmbeddedDrill(run));
+  } finally {
+    clearInterval(progress);
+    if (options.hostLoad === undefined) hostLoad.stop();
+  }
 }
+
+/** How often a running drill prints a progress line, ms. */
+const PROGRESS_EVERY_MS = 10_000;

@@ -98,22 +98,30 @@ describe('KS-6.2.3 a stalled server: every client fails closed within staleAfter
 });
 
 describe('KS-6.1.5 KS-6.3.10 a slow reader is dropped by the server and catches up', () => {
-  it('a client whose socket does not drain converges after it reads again, never applying a flip twice', async () => {
-    const N = 3000;
-    const { proxy, clients: cs, server } = await setup(1, { maxBufferedBytes: 16 * 1024 });
-    proxy.slowReader();
-    // Enough bytes to fill the loopback socket buffers (several MiB) before the server's own
-    // buffer grows past maxBufferedBytes. Halt and resume one tenant, so the snapshot stays small.
-    const reason = 'x'.repeat(1990);
-    for (let i = 0; i < N / 2; i++) {
-      await postFlip(server.url, { action: 'halt', selector: { tenant: 'slow' }, reason });
-      await postFlip(server.url, { action: 'resume', selector: { tenant: 'slow' }, reason });
-    }
-    await new Promise((r) => setTimeout(r, 50));
-    expect(server.stats().dropped).toBeGreaterThanOrEqual(1);
-    proxy.unstall();
-    await converge(cs, server);
-  });
+  // 3000 flips of 2 KB posted one by one take ~30 s on the shared CI machine (load ~22 on 2
+  // cores), where the default 30 s timeout failed it on main; 90 s leaves room.
+  it(
+    'a client whose socket does not drain converges after it reads again, never applying a flip twice',
+    {
+      timeout: 90_000,
+    },
+    async () => {
+      const N = 3000;
+      const { proxy, clients: cs, server } = await setup(1, { maxBufferedBytes: 16 * 1024 });
+      proxy.slowReader();
+      // Enough bytes to fill the loopback socket buffers (several MiB) before the server's own
+      // buffer grows past maxBufferedBytes. Halt and resume one tenant, so the snapshot stays small.
+      const reason = 'x'.repeat(1990);
+      for (let i = 0; i < N / 2; i++) {
+        await postFlip(server.url, { action: 'halt', selector: { tenant: 'slow' }, reason });
+        await postFlip(server.url, { action: 'resume', selector: { tenant: 'slow' }, reason });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(server.stats().dropped).toBeGreaterThanOrEqual(1);
+      proxy.unstall();
+      await converge(cs, server);
+    },
+  );
 });
 
 describe('KS-6.3.4 a connection dropped in the middle of an event', () => {

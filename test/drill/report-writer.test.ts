@@ -83,4 +83,31 @@ describe('KS-9.3.5 the report is JSON, a Markdown summary and an SVG chart in on
     const closes = (svg.match(/<\/(rect|line|text|path|title|svg)>|\/>/g) ?? []).length;
     expect(closes).toBe(opens);
   });
+
+  it('KS-9.3.7 the target label sits in the legend column apart from every worker entry, and each lever shows the effects after the flip', () => {
+    const effects = {
+      matchingBefore: 5,
+      matchingAfterAccepted: 2,
+      matchingAfterApplied: 0,
+      matchingAfterComplete: 1,
+      matchingArrivedAfterComplete: 0,
+      afterCompleteKeys: ['k'],
+      leakedByWorker: { w1: 1 },
+      otherRateBefore: 1,
+      otherRateDuring: 1,
+      otherRefused: 0,
+      otherRefusedBy: {},
+      matchingRateAfterResume: 0,
+    };
+    const svg = renderSvg({ ...report, levers: report.levers.map((l) => ({ ...l, effects })) });
+    // Every text in the legend column: one line each, none at the same height as another.
+    const legend = [...svg.matchAll(/<text x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)/g)]
+      .filter((m) => Number(m[1]) >= 580)
+      .map((m) => ({ y: Number(m[2]), text: m[3]! }));
+    const target = legend.find((t) => t.text.startsWith('target p99'));
+    expect(target).toBeDefined();
+    for (const t of legend)
+      if (t !== target) expect(Math.abs(t.y - target!.y), t.text).toBeGreaterThanOrEqual(12);
+    expect(svg).toMatch(/fill="#d62728">effects after 2 \/ 1</);
+  });
 });

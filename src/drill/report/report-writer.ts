@@ -168,14 +168,14 @@ export function renderSvg(r: DrillReport): string {
   const plotH = 260;
   // Wide enough for the title whatever the number of levers.
   const width = Math.max(720, left + Math.max(1, levers.length) * groupW + 160);
-  const height = top + plotH + 60;
+  const height = top + plotH + 76;
   const y = (v: number) => top + plotH - (Math.min(v, maxV) / maxV) * plotH;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<title>Time-to-stop per worker per level: drill ${esc(r.scenario)}</title>`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
-    `<text x="${left}" y="20" font-size="14" font-weight="bold">Time-to-stop per worker (flip accepted to worker applied), drill ${esc(r.scenario)}: ${r.passed ? 'passed' : 'FAILED'}</text>`,
+    `<text x="${left}" y="20" font-size="14" font-weight="bold">Time-to-stop per worker (flip accepted to worker applied), drill ${esc(r.scenario)}: ${r.verdict === 'inconclusive' ? 'inconclusive (host overloaded)' : r.passed ? 'passed' : 'FAILED'}</text>`,
   );
   for (let i = 0; i <= 5; i++) {
     const v = (maxV * i) / 5;
@@ -211,16 +211,35 @@ export function renderSvg(r: DrillReport): string {
       `<text x="${gx + (groupW - 24) / 2}" y="${top + plotH + 16}" text-anchor="middle">${esc(l.label)}</text>`,
       `<text x="${gx + (groupW - 24) / 2}" y="${top + plotH + 30}" text-anchor="middle" fill="#555">p99 ${fmt(l.timeToStop.p99, 1)} ms</text>`,
     );
+    // The effects that left after the flip: after it was accepted, and after the stop was
+    // complete (the hard target: 0). Red when any left after complete.
+    const e = l.effects;
+    if (e !== undefined) {
+      out.push(
+        `<text x="${gx + (groupW - 24) / 2}" y="${top + plotH + 44}" text-anchor="middle" fill="${e.matchingAfterComplete > 0 ? '#d62728' : '#555'}">effects after ${e.matchingAfterAccepted} / ${e.matchingAfterComplete}<title>matching effects after the flip was accepted / after the stop was complete</title></text>`,
+      );
+    }
   });
   if (target !== undefined) {
     const ty = y(target);
     out.push(
       `<line x1="${left}" x2="${width - 150}" y1="${ty.toFixed(1)}" y2="${ty.toFixed(1)}" stroke="#d62728" stroke-dasharray="6 4"/>`,
-      `<text x="${width - 146}" y="${(ty + 4).toFixed(1)}" fill="#d62728">target p99 ${trim(target)} ms</text>`,
     );
   }
+  // The legend: the target first (a dashed line), then one entry per worker, in a column of its
+  // own right of the plot, so no label lands on another.
+  const legendX = width - 140;
+  if (target !== undefined) {
+    out.push(
+      `<line x1="${legendX}" x2="${legendX + 10}" y1="${top + 4}" y2="${top + 4}" stroke="#d62728" stroke-dasharray="3 2" stroke-width="2"/>`,
+      `<text x="${legendX + 14}" y="${top + 8}" fill="#d62728">target p99 ${trim(target)} ms</text>`,
+    );
+  }
+  out.push(
+    `<text x="${legendX}" y="${top + plotH + 44}" fill="#555">effects after: accepted / complete</text>`,
+  );
   workers.forEach((w, i) => {
-    const ly = top + 40 + i * 16;
+    const ly = top + 28 + i * 16;
     out.push(
       `<rect x="${width - 140}" y="${ly - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]!}"/>`,
       `<text x="${width - 126}" y="${ly}">${esc(w)}</text>`,

@@ -62,7 +62,7 @@ export function describeLedgerConformance(name: string, harness: LedgerHarness):
       });
     });
 
-    describe('KS-4.4.3 entries fold the events of each key', () => {
+    describe('KS-4.4.3 KS-4.4.6 entries fold the events of each key; the compensation is kept with its intent', () => {
       it('keeps the first intent, the last status, the full history and the landed-after-halt flag', async () => {
         ledger = await harness.create();
         const intent = ev('r1/a', 'intent', {

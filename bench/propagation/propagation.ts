@@ -43,6 +43,7 @@ import { startControlPlane } from '../../src/server/index.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import type { FlipRecord } from '../../src/model/index.js';
 import type { FromWorker, Kind, ToWorker } from './subscriber-worker.js';
+import type { Client as PgClient } from 'pg';
 
 const TOKEN = 'bench-propagation-admin-token-0123456789';
 const args = process.argv.slice(2);
@@ -632,12 +633,12 @@ const quantile = (xs: readonly number[], q: number) => {
 };
 
 /**
- * KS-12.6.2 Two control planes (A and B, in this process, each with its own PostgreSQL store and
- * connections) on one schema; subscribers (child processes) connect to B; flips are posted to A.
- * Latency per subscriber from the POST to A being sent (and from A's answer) to the subscriber
- * applying the flip; p50 and p99 over every subscriber of every round.
+ * The PostgreSQL the replicated cases run on (`--pg`, `KS_PG_URL`), with one client for setup and
+ * cleanup; a case is reported skipped, with the reason, when it cannot connect.
  */
-async function replicated(sizes: readonly number[]): Promise<Record<string, unknown>> {
+async function openPostgresProbe(): Promise<
+  { pgUrl: string; probe: PgClient } | { skipped: string }
+> {
   const pgUrl = arg('pg', process.env['KS_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test');
   const pg = (await import('pg')).default;
   const probe = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 2000 });
@@ -649,6 +650,19 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
       skipped: `PostgreSQL unreachable at ${new URL(pgUrl).host}: ${(err as Error).message}`,
     };
   }
+  return { pgUrl, probe };
+}
+
+/**
+ * KS-12.6.2 Two control planes (A and B, in this process, each with its own PostgreSQL store and
+ * connections) on one schema; subscribers (child processes) connect to B; flips are posted to A.
+ * Latency per subscriber from the POST to A being sent (and from A's answer) to the subscriber
+ * applying the flip; p50 and p99 over every subscriber of every round.
+ */
+async function replicated(sizes: readonly number[]): Promise<Record<string, unknown>> {
+  const opened = await openPostgresProbe();
+  if ('skipped' in opened) return opened;
+  const { pgUrl, probe } = opened;
   const { PostgresFlipLogStore } = await import('../../providers/postgres/index.js');
   const schema = `ks_bench_repl_${process.pid}`;
   const storeA = new PostgresFlipLogStore({ connectionString: pgUrl, schema });
@@ -751,17 +765,9 @@ async function replicated(sizes: readonly number[]): Promise<Record<string, unkn
  * replica and two, alternating round by round so load on the machine falls on both alike.
  */
 async function replicatedStopComplete(): Promise<Record<string, unknown>> {
-  const pgUrl = arg('pg', process.env['KS_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test');
-  const pg = (await import('pg')).default;
-  const probe = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 2000 });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-  } catch (err) {
-    return {
-      skipped: `PostgreSQL unreachable at ${new URL(pgUrl).host}: ${(err as Error).message}`,
-    };
-  }
+  const opened = await openPostgresProbe();
+  if ('skipped' in opened) return opened;
+  const { pgUrl, probe } = opened;
   const { PostgresFlipLogStore } = await import('../../providers/postgres/index.js');
   const auth = new TokenAuthenticator({ tokens: [{ name: 'bench', token: TOKEN, role: 'admin' }] });
   const quiet = { info() {}, warn() {}, error: (m: string) => console.error(m) };

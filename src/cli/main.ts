@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   release: () => import('./commands/release.js'),
   token: () => import('./commands/token.js'),
   key: () => import('./commands/key.js'),
+  db: () => import('./commands/db.js'),
   gateway: () => import('./commands/gateway.js'),
 };
 

@@ -210,6 +210,11 @@ INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}'
 `;
 }
 
+/** `"schema".append_flip(<argument types>)`: the function's identity, for grants and privilege checks. */
+export function appendFlipSignature(schema: string): string {
+  return `${quoteIdent(schema)}.append_flip(${APPEND_ARGS})`;
+}
+
 /** The call the store appends one record with (version 4): `$1..$13` as {@link insertParams}. */
 export function appendCallSql(schema: string): string {
   return `SELECT ${quoteIdent(schema)}.append_flip($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)`;

@@ -68,4 +68,3 @@ export type {
   WorkerSummary,
 } from './report/drill-report.js';
 export { WorkerVariant, WORKER_VARIANTS } from './internal/protocol.js';
-export { drillNow, type DrillClock } from './drill-clock.js';

@@ -61,15 +61,32 @@ describe('KS-9.3.1 before a lever every expected worker must be connected, lease
     const client = new ControlPlaneClient({ url: cp.url, token: TOKENS.viewer });
 
     now += 500;
-    expect(await checkFleet(client, ['w1', 'w9'], 3_000, () => now)).toEqual([
-      { id: 'w9', why: 'never connected to this control plane' },
-    ]);
+    expect(
+      await checkFleet(
+        client,
+        ['w1', 'w9'],
+        3_000,
+        readClock(() => now),
+      ),
+    ).toEqual([{ id: 'w9', why: 'never connected to this control plane' }]);
 
     now += 4_500;
-    expect(await checkFleet(client, ['w1'], 3_000, () => now)).toEqual([
-      { id: 'w1', why: 'its last acknowledgement is 5000 ms old (freshWithinMs 3000)' },
-    ]);
+    expect(
+      await checkFleet(
+        client,
+        ['w1'],
+        3_000,
+        readClock(() => now),
+      ),
+    ).toEqual([{ id: 'w1', why: 'its last acknowledgement is 5000 ms old (freshWithinMs 3000)' }]);
     // The same silence passes a scenario that allows it.
-    expect(await checkFleet(client, ['w1'], 10_000, () => now)).toEqual([]);
+    expect(
+      await checkFleet(
+        client,
+        ['w1'],
+        10_000,
+        readClock(() => now),
+      ),
+    ).toEqual([]);
   });
 });

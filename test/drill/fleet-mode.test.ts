@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { startEffectSink, type EffectSink } from '../../src/drill/servers/effect-sink.js';
-import { drillNow } from '../../src/drill/drill-clock.js';
 import { systemClock } from '../../src/internal/clock.js';
 import { WorkerFleet } from '../../src/drill/run/worker-fleet.js';
 import { fleetLevers } from '../../src/drill/run/fleet.js';
@@ -76,7 +75,7 @@ describe('KS-9.5.2 KS-9.5.3 a fleet drill measures the acknowledgements, fails o
         store,
         port: 0,
         auth,
-        clock: { ...systemClock, wallNow: drillNow },
+        clock: { ...systemClock, wallNow: systemClock.now },
         logger: { info() {}, warn() {}, error() {} },
       });
       sink = await startEffectSink();

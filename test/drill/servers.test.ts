@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEffectSink, type EffectSink } from '../../src/drill/servers/effect-sink.js';
 import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
+import { readClock } from '../fixtures/clock.js';
 
 let sink: EffectSink | undefined;
 let llm: SlowLlmServer | undefined;
@@ -21,7 +22,7 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
 describe('KS-9.2.1 the effect sink records each effect: arrival time, idempotency key and context', () => {
   it('records a landed effect with its dispatch stamp and lists it over HTTP', async () => {
     let t = 1000;
-    sink = await startEffectSink({ clock: () => t++ });
+    sink = await startEffectSink({ clock: readClock(() => t++) });
     const res = await post(
       `${sink.url}/effects`,
       {

@@ -8,7 +8,7 @@ import { ControlPlaneClient } from '../../client/control-plane-client.js';
 import { formatSelector, selectorMatches, type Selector } from '../../model/selector.js';
 import type { LeverResult, WorkerSummary } from '../report/drill-report.js';
 import { startEffectSink, type EffectSink } from '../servers/effect-sink.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import { WorkerVariant, type WorkerEvent } from '../internal/protocol.js';
 import { WorkerFleet } from './worker-fleet.js';
 import { checkLedger } from '../measure/measure.js';
@@ -217,7 +217,7 @@ async function waitForTree(
   workers: number,
   log: (l: string) => void,
 ): Promise<void> {
-  const until = drillNow() + s.timings.connectTimeoutMs;
+  const until = systemClock.now() + s.timings.connectTimeoutMs;
   for (;;) {
     const shape = await fleet.treeShape();
     const sum = (k: 'running' | 'queued' | 'waiting') => shape.reduce((a, x) => a + x[k], 0);
@@ -229,7 +229,7 @@ async function waitForTree(
       sum('waiting') > 0
     )
       return;
-    if (drillNow() >= until) {
+    if (systemClock.now() >= until) {
       log(`! the run tree did not reach its shape within ${s.timings.connectTimeoutMs} ms`);
       return;
     }
@@ -245,9 +245,9 @@ async function waitForTraffic(
   timeoutMs: number,
   log: (l: string) => void,
 ): Promise<void> {
-  const until = drillNow() + timeoutMs;
+  const until = systemClock.now() + timeoutMs;
   for (;;) {
-    const now = drillNow();
+    const now = systemClock.now();
     const effects = sink.effects;
     for (let i = effects.length - 1; i >= 0; i--) {
       const e = effects[i]!;

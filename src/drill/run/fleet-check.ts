@@ -1,6 +1,6 @@
 import type { ControlPlaneClient } from '../../client/control-plane-client.js';
 import type { WorkerInfo, WorkersAnswer } from '../../protocol/answers.js';
-import { drillNow, type DrillClock } from '../drill-clock.js';
+import { systemClock, type Clock } from '../../internal/clock.js';
 import { sleep } from '../internal/sleep.js';
 
 /** Polls `GET /v1/workers` until every id is connected and fresh, or the timeout. */
@@ -10,9 +10,9 @@ export async function waitConnected(
   timeoutMs: number,
   log: (l: string) => void,
 ): Promise<void> {
-  const until = drillNow() + timeoutMs;
+  const until = systemClock.now() + timeoutMs;
   let missing: { id: string; why: string }[] = [];
-  while (drillNow() < until) {
+  while (systemClock.now() < until) {
     missing = await checkFleet(client, ids, Number.POSITIVE_INFINITY).catch(() =>
       ids.map((id) => ({ id, why: 'unreachable' })),
     );
@@ -55,7 +55,7 @@ export async function checkFleet(
   client: ControlPlaneClient,
   ids: readonly string[],
   freshWithinMs: number,
-  now: DrillClock = drillNow,
+  clock: Clock = systemClock,
 ): Promise<{ id: string; why: string }[]> {
   let answer: WorkersAnswer;
   try {
@@ -70,7 +70,7 @@ export async function checkFleet(
     const why =
       w === undefined
         ? 'never connected to this control plane'
-        : whyNotFresh(w, freshWithinMs, now());
+        : whyNotFresh(w, freshWithinMs, clock.now());
     if (why !== undefined) out.push({ id, why });
   }
   return out;

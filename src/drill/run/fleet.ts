@@ -6,7 +6,7 @@ import { levelOf, normalizeSelector, type Selector } from '../../model/selector.
 import type { WorkersAnswer } from '../../protocol/answers.js';
 import type { LedgerCheck, WorkerSummary } from '../report/drill-report.js';
 import type { SinkEffect } from '../servers/effect-sink.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import { checkLedger } from '../measure/measure.js';
 import type { Lever } from '../scenario.js';
 import type { DrillOutcome, DrillScope, RunDrillOptions } from './run-drill-options.js';
@@ -72,7 +72,7 @@ export async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutc
       notConnected.add(`(control plane: ${(err as Error).message})`);
       return;
     }
-    const now = drillNow();
+    const now = systemClock.now();
     const fresh = answer.workers.filter(
       (w) => whyNotFresh(w, s.timings.freshWithinMs, now) === undefined,
     );
@@ -98,7 +98,7 @@ export async function runFleetDrill(options: RunDrillOptions): Promise<DrillOutc
       }
     }
   };
-  const sinkStart = drillNow();
+  const sinkStart = systemClock.now();
   const raws: RawLever[] = [];
   const runTag = randomUUID().slice(0, 8);
   for (let i = 0; i < levers.length; i++) {

@@ -2,7 +2,7 @@ import { ControlPlaneError, type ControlPlaneClient } from '../../client/control
 import { formatSelector, type Selector } from '../../model/selector.js';
 import type { FlipAnswer } from '../../protocol/answers.js';
 import type { LeverResult, WorkerStop } from '../report/drill-report.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import type { QueueDepth, TreeAtFlip } from '../internal/protocol.js';
 import { leverTarget, type Lever, type Scenario } from '../scenario.js';
 import { sleep } from '../internal/sleep.js';
@@ -92,7 +92,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
   );
   await sleep(s.timings.observeMs);
   const tN = p.queueDepth ? await p.queueDepth(selector) : undefined;
-  const endAt = drillNow();
+  const endAt = systemClock.now();
   let resume: LeverResult['resume'];
   let resumeFrom: number | undefined;
   if (p.lever.resume !== false) {
@@ -112,7 +112,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
       });
       resume = { seq: r.flip.seq, ...(release !== undefined ? { release } : {}), ok: true };
       const resumedAt = r.fleet?.completeAt ?? r.fleet?.appendedAt;
-      resumeFrom = resumedAt === undefined ? drillNow() : Date.parse(resumedAt);
+      resumeFrom = resumedAt === undefined ? systemClock.now() : Date.parse(resumedAt);
       p.log(`${head}: resumed (seq ${r.flip.seq})`);
     } catch (err) {
       resume = {
@@ -125,7 +125,7 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
   }
   // Recovery window: traffic flows again, and the next lever's baseline is taken in it.
   if (!p.fleetMode || p.index < p.total - 1) await sleep(s.timings.warmupMs);
-  const resumeTo = drillNow();
+  const resumeTo = systemClock.now();
   const fleetStops: WorkerStop[] = (fleet?.acknowledged ?? []).map((a) => ({
     workerId: a.workerId,
     appliedAt: Date.parse(a.at),

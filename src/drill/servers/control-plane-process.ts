@@ -12,7 +12,6 @@ import { FileFlipLogStore } from '../../../providers/file/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../auth/token-authenticator.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
 import { systemClock } from '../../internal/clock.js';
-import { drillNow } from '../drill-clock.js';
 
 interface StartMessage {
   readonly type: 'start';
@@ -56,8 +55,9 @@ process.on('message', (raw: unknown) => {
           // rate limit (KS-17.8.3) is not what it measures; every other limit stays at its default.
           maxFlipsPerSecond: 100_000,
           logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-          // One time basis for append, ack and complete times and the workers' reports.
-          clock: { ...systemClock, wallNow: drillNow },
+          // One time basis for append, ack and complete times and the workers' reports: the
+          // labels are monotonic readings, which processes on one machine share (KS-9.2.4).
+          clock: { ...systemClock, wallNow: systemClock.now },
         }),
       )
       .then(

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { InvalidOptionError } from '../../errors.js';
 import type { KillContext, SelectorKey } from '../../model/selector.js';
-import { drillNow, type DrillClock } from '../drill-clock.js';
+import { systemClock, type Clock } from '../../internal/clock.js';
 
 /** One effect that reached the sink: it landed at `at`. KS-9.2.1 */
 export interface SinkEffect {
@@ -28,8 +28,8 @@ export interface EffectSinkOptions {
   readonly port?: number;
   /** Loopback only by default; the sink takes effects from anyone who can reach it. @default '127.0.0.1' */
   readonly host?: string;
-  /** The time basis. @default {@link drillNow} */
-  readonly clock?: DrillClock;
+  /** The time basis: arrival times are its monotonic `now()` readings. @default systemClock */
+  readonly clock?: Clock;
 }
 
 /** A running sink. */
@@ -63,13 +63,13 @@ export async function startEffectSink(options: EffectSinkOptions = {}): Promise<
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new InvalidOptionError('port', 'an integer 0..65535', port);
   }
-  const clock = options.clock ?? drillNow;
+  const clock = options.clock ?? systemClock;
   const effects: SinkEffect[] = [];
   let rejected = 0;
 
   const server: Server = createServer((req, res) => {
     // The arrival time is taken before the body is read: that is when the effect reached the tool.
-    const at = clock();
+    const at = clock.now();
     const url = new URL(req.url ?? '/', 'http://sink');
     if (url.pathname === '/effects' && req.method === 'POST') {
       readBody(req).then(

@@ -10,7 +10,7 @@ import { QueueController } from '../../queue/queue-controller.js';
 import { Scheduler } from '../../schedule/scheduler.js';
 import type { FlipSource } from '../../source/flip-source.js';
 import { RemoteFlipSource } from '../../../providers/remote/index.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import {
   zeroCounters,
   type TreeAtFlip,
@@ -82,12 +82,12 @@ export class DrillWorker {
     const source = new ObservedFlipSource(
       remote,
       (seq) => {
-        const at = drillNow();
+        const at = systemClock.now();
         this.#events.push({ t: 'applied', at, seq });
         this.#report.applied(seq, at);
       },
       (status, detail) => {
-        const at = drillNow();
+        const at = systemClock.now();
         if (status === 'open') this.#everOpen = true;
         this.#events.push({ t: 'status', at, status, ...(detail !== undefined ? { detail } : {}) });
         this.#report.status(status, at);
@@ -113,7 +113,7 @@ export class DrillWorker {
           const discards = records.filter((r) => r.type === 'discarded');
           this.counters.discarded += discards.length;
           for (const r of discards) {
-            this.#events.push({ t: 'discard', at: drillNow(), ctx: r.context, count: 1 });
+            this.#events.push({ t: 'discard', at: systemClock.now(), ctx: r.context, count: 1 });
           }
           this.#tree?.discarded(discards.map((r) => r.taskId));
           await traits.onDiscard?.(discards, this.#ledger);
@@ -185,7 +185,7 @@ export class DrillWorker {
         if (r.released > 0 || r.unpaused) {
           this.#events.push({
             t: 'status',
-            at: drillNow(),
+            at: systemClock.now(),
             status: 'queue-resumed',
             detail: `released ${r.released}${r.unpaused ? ', unpaused' : ''}`,
           });
@@ -214,7 +214,7 @@ export class DrillWorker {
 
   /** Queue depth now: every task, and the ones a selector matches. */
   async queueDepth(selector: Selector): Promise<QueueDepth> {
-    const at = drillNow();
+    const at = systemClock.now();
     const queues = [this.#queue, ...(this.#treeQueue ? [this.#treeQueue] : [])];
     const depths = await Promise.all(
       queues.flatMap((q) => [q.depth(), q.depth(selector)] as const),

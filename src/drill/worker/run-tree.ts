@@ -5,7 +5,7 @@ import type { QueueController } from '../../queue/queue-controller.js';
 import type { TaskConsumer } from '../../queue/task-queue.js';
 import { currentRunScope, runInScope, scopeContext, type RunScope } from '../../scope/run-scope.js';
 import { spawnChildRun } from '../../scope/spawn-child-run.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import type {
   TreeAtFlip,
   TreeTask,
@@ -76,7 +76,7 @@ export class RunTree {
 
   /** The tree runs here now, for a run-tree lever's snapshot. */
   async shape(): Promise<TreeAtFlip> {
-    const at = drillNow();
+    const at = systemClock.now();
     const depth = await this.#p.queue.depth();
     return { at, running: this.#running, queued: depth.total, waiting: this.#waiting };
   }
@@ -106,7 +106,7 @@ export class RunTree {
         counters.enqueueRefused++;
         events.push({
           t: 'refused',
-          at: drillNow(),
+          at: systemClock.now(),
           ctx: runInScope(lineage, () => scopeContext(currentRunScope()!)),
           cause: (err as { haltCause?: string }).haltCause ?? 'halted',
           kind: 'enqueue',
@@ -190,7 +190,7 @@ export class RunTree {
           counters.childrenSpawned++;
           events.push({
             t: 'spawn',
-            at: drillNow(),
+            at: systemClock.now(),
             parentPath: parent.runPath,
             childId: child.runId,
             to,
@@ -215,7 +215,7 @@ export class RunTree {
     const { config: c, tree, counters, events } = this.#p;
     this.#running++;
     counters.childrenStarted++;
-    events.push({ t: 'child-start', at: drillNow(), ctx: scopeContext(scope) });
+    events.push({ t: 'child-start', at: systemClock.now(), ctx: scopeContext(scope) });
     try {
       const fleet = c.fleet ?? [c.workerId];
       // Every n-th child each worker receives (its round of the root's round-robin).

@@ -7,7 +7,7 @@ import type { KillContext } from '../../model/selector.js';
 import type { QueueController } from '../../queue/queue-controller.js';
 import type { TaskConsumer } from '../../queue/task-queue.js';
 import type { Scheduler } from '../../schedule/scheduler.js';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import type { WorkerConfig, WorkerCounters, WorkerEvent } from '../internal/protocol.js';
 import { runIdOf } from '../scenario.js';
 import type { TaskPayload, VariantTraits } from './variants.js';
@@ -180,7 +180,7 @@ export class Traffic {
     } catch {
       if (cancelled) {
         counters.llmCancelled++;
-        this.#push({ t: 'cancel', at: drillNow(), ctx, kind: 'llm' });
+        this.#push({ t: 'cancel', at: systemClock.now(), ctx, kind: 'llm' });
       }
       return 'halted';
     } finally {
@@ -216,7 +216,7 @@ export class Traffic {
           wait(false);
           if (attempt > 1) {
             counters.retriesFired++;
-            this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'retry' });
+            this.#push({ t: 'fire', at: systemClock.now(), ctx, kind: 'retry' });
           }
           try {
             return await this.#guarded(ctx, step, kind, attempt, fail && attempt === 1);
@@ -246,7 +246,7 @@ export class Traffic {
         counters.effectsRefused++;
         this.#push({
           t: 'refused',
-          at: drillNow(),
+          at: systemClock.now(),
           ctx,
           cause: causeOf(err),
           kind,
@@ -257,11 +257,11 @@ export class Traffic {
       if (err instanceof KillSwitchError && err.code === ErrorCode.ABORTED) {
         if (attempting) {
           counters.effectsAborted++;
-          this.#push({ t: 'cancel', at: drillNow(), ctx, kind: 'tool' });
+          this.#push({ t: 'cancel', at: systemClock.now(), ctx, kind: 'tool' });
         } else {
           // Halted during the back-off sleep: the retry was unscheduled.
           counters.retriesCancelled++;
-          this.#push({ t: 'unscheduled', at: drillNow(), ctx, kind: 'retry' });
+          this.#push({ t: 'unscheduled', at: systemClock.now(), ctx, kind: 'retry' });
         }
         return 'aborted';
       }
@@ -322,7 +322,7 @@ export class Traffic {
       use,
     );
     use?.throwIfAborted();
-    const sentAt = drillNow();
+    const sentAt = systemClock.now();
     const res = await fetch(`${c.sinkUrl}/effects`, {
       method: 'POST',
       headers: {
@@ -343,7 +343,7 @@ export class Traffic {
     await res.text();
     if (ignore && signal?.aborted) {
       this.#p.counters.effectsLandedAfterHalt++;
-      this.#push({ t: 'late-landing', at: drillNow(), ctx, key });
+      this.#push({ t: 'late-landing', at: systemClock.now(), ctx, key });
     }
     if (!res.ok) throw new Error(`sink answered ${res.status}`);
   }
@@ -363,7 +363,7 @@ export class Traffic {
         const h = setTimeout(() => {
           this.#stopWaiters.delete(cancel);
           counters.timersFired++;
-          this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'timer' });
+          this.#push({ t: 'fire', at: systemClock.now(), ctx, kind: 'timer' });
           void this.#cachedEffect(ctx, step, 'timer').finally(resolve);
         }, delay);
         const cancel = () => {
@@ -382,7 +382,7 @@ export class Traffic {
         delay,
         async () => {
           counters.timersFired++;
-          this.#push({ t: 'fire', at: drillNow(), ctx, kind: 'timer' });
+          this.#push({ t: 'fire', at: systemClock.now(), ctx, kind: 'timer' });
           await this.#guarded(ctx, step, 'timer', 1, false);
         },
         { step },
@@ -398,11 +398,11 @@ export class Traffic {
           err.code === ErrorCode.ABORTED
         ) {
           counters.timersCancelled++;
-          this.#push({ t: 'unscheduled', at: drillNow(), ctx, kind: 'timer' });
+          this.#push({ t: 'unscheduled', at: systemClock.now(), ctx, kind: 'timer' });
         } else if (err instanceof KillSwitchError && err.code === ErrorCode.HALTED) {
           this.#push({
             t: 'refused',
-            at: drillNow(),
+            at: systemClock.now(),
             ctx,
             cause: causeOf(err),
             kind: 'timer',
@@ -440,7 +440,7 @@ export class Traffic {
         this.#p.counters.enqueueRefused++;
         this.#push({
           t: 'refused',
-          at: drillNow(),
+          at: systemClock.now(),
           ctx,
           cause: causeOf(err),
           kind: 'enqueue',
@@ -513,7 +513,7 @@ export class Traffic {
   #refused(ctx: KillContext, d: KillDecision, kind: string): void {
     this.#push({
       t: 'refused',
-      at: drillNow(),
+      at: systemClock.now(),
       ctx,
       cause: d.cause ?? 'halted',
       kind,

@@ -5,7 +5,7 @@
  * exits after `stop`. `--variant <name>` plants a negative-control bug (test-only). KS-9.2.3
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { drillNow } from '../drill-clock.js';
+import { systemClock } from '../../internal/clock.js';
 import { DrillWorker } from './drill-worker.js';
 import {
   WORKER_VARIANTS,
@@ -73,7 +73,7 @@ process.on('message', (raw: unknown) => {
       const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
       worker.note({
         t: 'loop',
-        at: drillNow(),
+        at: systemClock.now(),
         p50: ms(loop.percentile(50)),
         p99: ms(loop.percentile(99)),
         max: ms(loop.max),
@@ -107,7 +107,7 @@ process.on('message', (raw: unknown) => {
           send({
             type: 'tree-shape',
             id: msg.id,
-            shape: shape ?? { at: drillNow(), running: 0, queued: 0, waiting: 0 },
+            shape: shape ?? { at: systemClock.now(), running: 0, queued: 0, waiting: 0 },
           }),
         () => undefined,
       );

@@ -1,6 +1,8 @@
 /**
  * The one backoff of the project: the remote source's reconnects and resynchronisations, the
- * PostgreSQL store's LISTEN reconnects and the scheduler's retries all wait `delay(attempt, curve)`.
+ * PostgreSQL store's LISTEN reconnects and fleet channel, the scheduler's retries and the MCP
+ * gateway's cancel retries all wait `delay(attempt, curve)`. (The console's browser script, which
+ * cannot import it, keeps its own doubling from 500 ms to 8 s.)
  */
 export interface BackoffCurve {
   /** The wait before the first retry (attempt 0), in ms. */

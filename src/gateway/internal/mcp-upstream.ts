@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ErrorCode, KillSwitchError } from '../../errors.js';
+import { delay } from '../../internal/backoff.js';
 import type { McpUpstreamConfig } from '../gateway-config.js';
 import {
   LATEST_HANDSHAKE_VERSION,
@@ -58,6 +59,8 @@ interface Pending {
 }
 
 const CLIENT_INFO = { name: 'killswitch-gateway', version: '1.0.0' };
+/** A refused cancel is sent again after 100, 200, 400 ... ms, at most 5 s apart (no jitter). */
+const CANCEL_RETRY = { initialMs: 100, factor: 2, maxMs: 5000, jitter: 0 } as const;
 /** What a stdio upstream inherits, as the MCP SDK does: nothing secret from the gateway's env. */
 const INHERITED_ENV =
   process.platform === 'win32'
@@ -268,7 +271,7 @@ export abstract class McpUpstream {
       if (this.#generation !== generation) return onCancel?.({ delivered: true });
       const failed = (err: Error): void => {
         onCancel?.({ delivered: false, error: err.message });
-        setTimeout(() => attempt(n + 1), Math.min(5000, 100 * 2 ** n)).unref();
+        setTimeout(() => attempt(n + 1), delay(n, CANCEL_RETRY)).unref();
       };
       try {
         this.transmit(msg, undefined, (err) =>

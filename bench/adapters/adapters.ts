@@ -16,7 +16,7 @@
  * It also measures how long a halt takes to abort a tool in flight (KS-14.1.3, target < 5 ms):
  * from the flip reaching the provider (its configuration-changed event) to the tool's signal.
  *
- * Run: npm run bench:adapters [-- --rounds 5 --calls 2000 --aborts 50]
+ * Run: npm run bench:adapters [-- --rounds 5 --calls 2000 --aborts 50 --cases ai-sdk,mcp]
  * Ends with one JSON line: {"bench":"adapters",...}.
  */
 import { performance } from 'node:perf_hooks';
@@ -46,6 +46,10 @@ function arg(name: string, fallback: number): number {
 const ROUNDS = arg('rounds', 5);
 const CALLS = arg('calls', 2_000);
 const ABORTS = arg('aborts', 50);
+/** `--cases ai-sdk,mcp`: only these frameworks (for profiling one adapter); all by default. */
+const ONLY = ((i) => (i >= 0 ? process.argv[i + 1]?.split(',') : undefined))(
+  process.argv.indexOf('--cases'),
+);
 const TARGET_ADDED_P50_US = 50;
 
 const us = (ns: bigint) => Number(ns) / 1000;
@@ -248,7 +252,7 @@ async function main(): Promise<void> {
     await openAiCase(guard),
     await mcpCase(guard),
     await langGraphCase(guard),
-  ];
+  ].filter((c) => ONLY === undefined || ONLY.includes(c.name));
   let runs = 0;
   // Warm up (JIT) every path once.
   for (const c of cases) {

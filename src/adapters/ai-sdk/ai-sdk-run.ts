@@ -130,11 +130,14 @@ export class AiSdkRun {
           this.#run.tool(
             name,
             options.toolCallId,
-            (signal) =>
+            (call) =>
               lastValue(
                 (execute as (i: unknown, o: unknown) => unknown).call(t, input, {
                   ...options,
-                  abortSignal: signal,
+                  // Merged when the tool reads it (most pass it on at once; a no-op never does).
+                  get abortSignal() {
+                    return call.signal;
+                  },
                 }),
               ),
             options.abortSignal,
@@ -269,12 +272,15 @@ export function guardRun(guard: EffectGuard, options: AiSdkRunOptions = {}): AiS
   return new AiSdkRun(guard, options);
 }
 
-/** The last value of an async iterable (a streaming tool), or the awaited value. */
-async function lastValue(result: unknown): Promise<unknown> {
-  if (result !== null && typeof result === 'object' && Symbol.asyncIterator in result) {
-    let last: unknown;
-    for await (const v of result as AsyncIterable<unknown>) last = v;
-    return last;
-  }
-  return await result;
+/** The last value of an async iterable (a streaming tool), or the value (no extra async frame). */
+function lastValue(result: unknown): Promise<unknown> {
+  if (result !== null && typeof result === 'object' && Symbol.asyncIterator in result)
+    return drain(result as AsyncIterable<unknown>);
+  return Promise.resolve(result);
+}
+
+async function drain(values: AsyncIterable<unknown>): Promise<unknown> {
+  let last: unknown;
+  for await (const v of values) last = v;
+  return last;
 }

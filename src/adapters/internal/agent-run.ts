@@ -10,7 +10,7 @@ import {
   type RunScope,
 } from '../../scope/run-scope.js';
 import { spawnChildRun, type ChildRun } from '../../scope/spawn-child-run.js';
-import { mergeSignals, type MergedSignal } from './merge-signals.js';
+import { CallSignal, mergeSignals, type MergedSignal } from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
 export interface AgentRunOptions {
@@ -40,8 +40,12 @@ export interface AgentRunOptions {
   readonly signal?: AbortSignal;
 }
 
-/** The body of a guarded call: it should pass `signal` to every I/O call. */
-export type CallBody<T> = (signal: AbortSignal, info: { readonly key: string }) => Promise<T>;
+/**
+ * The body of a guarded call: it should pass `call.signal` to every I/O call (or `call.link` a
+ * controller it creates anyway), so the guard's halt, the run's stop and the framework's abort
+ * all reach it.
+ */
+export type CallBody<T> = (call: CallSignal, info: { readonly key: string }) => Promise<T>;
 
 /**
  * A result codec that stores a tool's JSON-serialisable output with `landed`, so a resumed run
@@ -252,11 +256,12 @@ export class AgentRun {
           result,
         },
         async (signal, info) => {
-          const merged = mergeSignals(signal, this.#controller.signal, frameworkSignal);
+          // Merged only if the body reads it (CallSignal): most no-op-sized calls never do.
+          const call = new CallSignal(signal, this.#controller.signal, frameworkSignal);
           try {
-            return await runInRunScope(this.#scope, () => body(merged.signal, info));
+            return await runInRunScope(this.#scope, () => body(call, info));
           } finally {
-            merged.dispose();
+            call.dispose();
           }
         },
       )) as T;

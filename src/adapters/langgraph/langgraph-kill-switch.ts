@@ -3,7 +3,7 @@ import { createMiddleware, type AgentMiddleware } from 'langchain';
 import { HaltedError, InvalidOptionError, ValidationError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
 import { AgentRun, raceSignal } from '../internal/agent-run.js';
-import { mergeSignals } from '../internal/merge-signals.js';
+import type { CallSignal } from '../internal/merge-signals.js';
 
 /** Options of {@link killSwitch}: how a LangGraph run maps onto the kill switch's attributes. */
 export interface LangGraphKillSwitchOptions {
@@ -134,7 +134,7 @@ export class LangGraphKillSwitch {
         return run.tool(
           request.toolCall.name,
           callId,
-          async (signal) => handler({ ...request, tool: withSignal(request.tool, signal) }),
+          async (call) => handler({ ...request, tool: withSignal(request.tool, call) }),
           (request.runtime as HookRuntime).signal,
           TOOL_MESSAGE as ResultCodec<Awaited<ReturnType<typeof handler>>>,
         );
@@ -369,22 +369,26 @@ function withRunSignal(
   };
 }
 
-/** A view of the tool whose calls get `signal` merged into their config's signal. */
-function withSignal<T>(tool: T, signal: AbortSignal): T {
+/**
+ * A view of the tool whose calls get the call's signals merged into their config's signal: one
+ * controller fed by the config's signal and the call's sources (not a merged one of each).
+ */
+function withSignal<T>(tool: T, call: CallSignal): T {
   if (tool === null || typeof tool !== 'object') return tool;
   const invoke = (tool as { invoke?: unknown }).invoke;
   if (typeof invoke !== 'function') return tool;
   const view = Object.create(tool as object) as { invoke: unknown };
-  view.invoke = async (input: unknown, config?: { signal?: AbortSignal }) => {
-    const merged = mergeSignals(config?.signal, signal);
-    try {
-      return await (invoke as (i: unknown, c: unknown) => unknown).call(tool, input, {
-        ...config,
-        signal: merged.signal,
-      });
-    } finally {
-      merged.dispose();
+  view.invoke = (input: unknown, config?: { signal?: AbortSignal }) => {
+    const own = config?.signal;
+    let signal: AbortSignal;
+    if (own === undefined) signal = call.signal;
+    else {
+      // The listeners go when the call settles.
+      const both = new AbortController();
+      call.link(both, { also: own });
+      signal = both.signal;
     }
+    return (invoke as (i: unknown, c: unknown) => unknown).call(tool, input, { ...config, signal });
   };
   return view as T;
 }

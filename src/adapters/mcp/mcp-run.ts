@@ -142,15 +142,12 @@ export class McpRun {
     return this.#run.tool(
       name,
       callId,
-      (signal) => {
-        // The request's own signal aborts with a fixed reason (it is sent upstream as text).
+      (call) => {
+        // The request's own signal, fed straight by the call's sources (one controller per call),
+        // aborts with a fixed reason: the SDK sends it upstream as text.
         const upstream = new AbortController();
-        const onAbort = (): void => upstream.abort(UPSTREAM_REASON);
-        if (signal.aborted) onAbort();
-        else signal.addEventListener('abort', onAbort, { once: true });
-        return this.#client
-          .callTool(sent, resultSchema, { ...rest, signal: upstream.signal })
-          .finally(() => signal.removeEventListener('abort', onAbort));
+        call.link(upstream, { reason: () => UPSTREAM_REASON });
+        return this.#client.callTool(sent, resultSchema, { ...rest, signal: upstream.signal });
       },
       callerSignal,
     );

@@ -343,11 +343,18 @@ export class OpenAIAgentsRun {
         fn.name,
         callId,
         source === undefined
-          ? (signal) => invoke.call(fn, runContext, input, { ...details, signal })
+          ? (call) =>
+              invoke.call(fn, runContext, input, {
+                ...details,
+                // Merged when the tool reads it (CallSignal).
+                get signal() {
+                  return call.signal;
+                },
+              })
           : // KS-14.3.4 the agent runs as a child run: its clone's tools and model are guarded
             // under the child's path, and the child's halt reaches the caller (not the
             // "please try again" the agent tool's errorFunction would make of it).
-            (signal) =>
+            (call) =>
               this.child(
                 callId,
                 (sub) => {
@@ -360,7 +367,7 @@ export class OpenAIAgentsRun {
                     inner.invoke(runContext, input, { ...details, signal: s }),
                   );
                 },
-                signal,
+                call.signal,
               ),
         details?.signal,
       );

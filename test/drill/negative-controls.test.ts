@@ -87,6 +87,62 @@ describe('KS-9.4.3 a tool that ignores its abort signal fails the drill', () => 
       expect(report.ledger!.landedAfterHalt.every((k) => k.startsWith('w2-'))).toBe(true);
     },
   );
+
+  it(
+    'fails every run, whatever the timing: the first lever reaching the worker catches a call it held open',
+    { timeout: 240_000 },
+    async () => {
+      // One lever that matches only some of w2's runs (w2-r0 and w2-r2 have auto-reply), and
+      // short holds, so the outcome cannot ride on a call that happened to be in flight.
+      for (let round = 0; round < 3; round++) {
+        const scenario = await scenarioFrom('ci.json', (raw) => ({
+          ...raw,
+          name: `negative-ignore-abort-${round}`,
+          workers: 3,
+          seed: 100 + round,
+          timings: {
+            warmupMs: 300 + 200 * round,
+            observeMs: 500,
+            waitMs: 5_000,
+            freshWithinMs: 3_000,
+            connectTimeoutMs: 20_000,
+          },
+          levers: [{ label: 'feature', selector: { feature: 'auto-reply' }, resume: {} }],
+        }));
+        const p = progress();
+        const { exitCode, report } = await runDrill({
+          scenario,
+          ...SCRIPTS,
+          variants: { w2: 'ignore-abort' },
+          log: p.log,
+        });
+        const w2 = report.workers.find((w) => w.workerId === 'w2');
+        const why = `round ${round}\n${p.lines.join('\n')}\n${JSON.stringify(w2)}\n${JSON.stringify(report.ledger)}`;
+        expect(exitCode, why).toBe(1);
+        expect(
+          report.violations.map((v) => v.code),
+          why,
+        ).toContain('landed-after-halt');
+        const late = report.ledger!.landedAfterHalt;
+        expect(
+          late.every((k) => k.startsWith('w2-')),
+          why,
+        ).toBe(true);
+        // The held calls of the runs the lever matched, one per capability, and no other held one.
+        const held = late
+          .filter((k) => k.includes('/held-'))
+          .map((k) => k.replace(/\d+$/, ''))
+          .sort();
+        expect(held, why).toEqual(
+          ['w2-r0', 'w2-r2']
+            .flatMap((r) =>
+              ['crm.update', 'email.send', 'payments.refund'].map((c) => `${r}/held-${c}-`),
+            )
+            .sort(),
+        );
+      }
+    },
+  );
 });
 
 describe('KS-9.4.4 a discard path that leaves orphan ledger rows fails the drill', () => {

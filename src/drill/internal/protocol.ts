@@ -148,6 +148,15 @@ export interface QueueDepth {
   readonly held: number;
 }
 
+/**
+ * The tool calls a worker holds open across flips (KS-9.4.3): how many are open now, of how many
+ * it holds (0 of 0 for a worker whose tools honour their signal).
+ */
+export interface HeldCalls {
+  readonly open: number;
+  readonly total: number;
+}
+
 /** Orchestrator -> worker. */
 export type ToWorker =
   | { readonly type: 'start'; readonly config: WorkerConfig }
@@ -155,6 +164,7 @@ export type ToWorker =
   | { readonly type: 'queue-depth'; readonly id: number; readonly selector: Selector }
   | { readonly type: 'stop'; readonly id: number }
   | { readonly type: 'tree-shape'; readonly id: number }
+  | { readonly type: 'held-calls'; readonly id: number }
   /** A run-tree child's work, relayed from the worker that spawned it, lineage as it was sent. */
   | { readonly type: 'child'; readonly lineage: unknown; readonly task: TreeTask };
 
@@ -182,6 +192,7 @@ export type FromWorker =
   | { readonly type: 'queue-depth'; readonly id: number; readonly depth: QueueDepth }
   | { readonly type: 'stopped'; readonly id: number; readonly counters: WorkerCounters }
   | { readonly type: 'tree-shape'; readonly id: number; readonly shape: TreeAtFlip }
+  | { readonly type: 'held-calls'; readonly id: number; readonly held: HeldCalls }
   /** Send a run-tree child's work (and the lineage this worker gives it) to worker `to`. */
   | {
       readonly type: 'dispatch';

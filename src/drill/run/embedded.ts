@@ -126,6 +126,9 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       // A run-tree lever on a tree still spreading out would measure a small one: wait until it
       // has the shape the targets ask for (bounded; the target check fails a tree short of it).
       if (isTreeLever(lever, s)) await waitForTree(fleet, s, ids.length, log);
+      // A worker whose tool ignores its abort (KS-9.4.3) is caught only by a call in flight at
+      // the flip: wait until it holds every such call open, so catching it is not left to timing.
+      await waitForHeldCalls(fleet, s.timings.connectTimeoutMs, log);
       const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
       for (const m of missing) {
         if (!notConnected.has(m.id))
@@ -231,6 +234,26 @@ async function waitForTree(
       return;
     if (systemClock.now() >= until) {
       log(`! the run tree did not reach its shape within ${s.timings.connectTimeoutMs} ms`);
+      return;
+    }
+    await sleep(25);
+  }
+}
+
+/** Waits until every worker holds open all the tool calls it holds across flips (bounded). */
+async function waitForHeldCalls(
+  fleet: WorkerFleet,
+  timeoutMs: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const until = drillNow() + timeoutMs;
+  for (;;) {
+    const short = (await fleet.heldCalls()).filter((h) => h.open < h.total);
+    if (short.length === 0) return;
+    if (drillNow() >= until) {
+      log(
+        `! held tool calls not all open within ${timeoutMs} ms: ${short.map((h) => `${h.workerId} ${h.open} of ${h.total}`).join(', ')}`,
+      );
       return;
     }
     await sleep(25);

@@ -4,6 +4,7 @@ import type {
   FromWorker,
   QueueDepth,
   TreeAtFlip,
+  HeldCalls,
   ToWorker,
   WorkerConfig,
   WorkerCounters,
@@ -103,6 +104,7 @@ export class WorkerFleet {
       }
       case 'collected':
       case 'tree-shape':
+      case 'held-calls':
       case 'queue-depth':
       case 'stopped': {
         const p = this.#pending.get(msg.id);
@@ -175,6 +177,17 @@ export class WorkerFleet {
       }),
     );
     return out.filter((x): x is TreeAtFlip & { workerId: string } => x !== undefined);
+  }
+
+  /** Every worker's held tool calls (KS-9.4.3; a worker that did not answer is left out). */
+  async heldCalls(timeoutMs = 2_000): Promise<(HeldCalls & { workerId: string })[]> {
+    const out = await Promise.all(
+      this.members.map(async (m) => {
+        const r = await this.#ask(m, (id) => ({ type: 'held-calls', id }), timeoutMs);
+        return r?.type === 'held-calls' ? { ...r.held, workerId: m.workerId } : undefined;
+      }),
+    );
+    return out.filter((x): x is HeldCalls & { workerId: string } => x !== undefined);
   }
 
   /** Stops every worker gracefully; a worker that does not exit in time is killed. */

@@ -13,6 +13,7 @@ import { RemoteFlipSource } from '../../../providers/remote/index.js';
 import { systemClock } from '../../internal/clock.js';
 import {
   zeroCounters,
+  type HeldCalls,
   type TreeAtFlip,
   type TreeTask,
   type QueueDepth,
@@ -170,6 +171,11 @@ export class DrillWorker {
   /** A run-tree child's work arrived from the worker that spawned it. */
   acceptChild(lineage: unknown, task: TreeTask): Promise<void> {
     return this.#tree?.accept(lineage, task) ?? Promise.resolve();
+  }
+
+  /** The tool calls held open across flips (KS-9.4.3; 0 of 0 for a production worker). */
+  heldCalls(): HeldCalls {
+    return this.#traffic?.heldCalls() ?? { open: 0, total: 0 };
   }
 
   /** The run-tree runs here now (undefined without a tree). */

@@ -49,6 +49,8 @@ export class Traffic {
    * the ledger, so shutdown never leaves an intent without its outcome.
    */
   readonly #effects = new Set<Promise<void>>();
+  /** toolIgnoresAbortMs: the keys of the calls held open across flips, open now. */
+  readonly #heldOpen = new Set<string>();
   /** readsOnceAtBoot: the decisions read once at boot. */
   readonly #bootCache = new Map<string, boolean>();
 
@@ -61,6 +63,8 @@ export class Traffic {
     const t = this.#p.config.traffic;
     if (this.#p.traits.readsOnceAtBoot) await this.#readOnceAtBoot(everOpen);
     for (let j = 0; j < t.runsPerWorker; j++) this.#loops.push(this.#runLoop(j));
+    if (this.#p.traits.toolIgnoresAbortMs !== undefined && !this.#p.traits.readsOnceAtBoot)
+      this.#holdAcrossFlips();
     if (!this.#p.traits.readsOnceAtBoot) {
       this.#consumer = await this.#p.queue.work(async (task) => {
         this.#p.counters.dequeued++;
@@ -98,6 +102,47 @@ export class Traffic {
 
   #push(e: WorkerEvent): void {
     this.#p.events.push(e);
+  }
+
+  /**
+   * KS-9.4.3 made deterministic: a tool that ignores its abort signal is caught only if a call is
+   * in flight when a halt reaches it, which loose timing leaves to chance. So the worker keeps one
+   * call open per run context and capability (every context its effects ever have, so any lever
+   * that reaches the worker matches one) until a halt aborts it; the call then ignores the abort
+   * and lands, and the next one opens once the context runs again. A call refused (not fresh
+   * yet, or halted) is tried again after a pause; one no halt reached fails quietly at stop
+   * (nothing leaves, the ledger says failed).
+   */
+  #holdAcrossFlips(): void {
+    const t = this.#p.config.traffic;
+    for (let j = 0; j < t.runsPerWorker; j++) {
+      const base = this.#runContext(j);
+      for (const capability of t.capabilities)
+        this.#loops.push(this.#holdLoop({ ...base, capability }));
+    }
+  }
+
+  /** How many calls are held open now, of how many this traffic holds. KS-9.4.3 */
+  heldCalls(): { open: number; total: number } {
+    const t = this.#p.config.traffic;
+    const holds =
+      this.#p.traits.toolIgnoresAbortMs !== undefined && !this.#p.traits.readsOnceAtBoot;
+    return {
+      open: this.#heldOpen.size,
+      total: holds ? t.runsPerWorker * t.capabilities.length : 0,
+    };
+  }
+
+  async #holdLoop(ctx: EffectCtx): Promise<void> {
+    // Refusals are recorded under their key too, so every attempt has a key of its own.
+    for (let n = 0; !this.#stopping; n++) {
+      try {
+        await this.#guarded(ctx, `held-${ctx.capability}-${n}`, 'held', 1, false, true);
+      } catch (err) {
+        // KS_ABORTED: a halt reached it (its late landing is recorded); anything else: refused.
+        if (!(err instanceof KillSwitchError && err.code === ErrorCode.ABORTED)) await this.#park();
+      }
+    }
   }
 
   #runContext(j: number): { runId: string; tenant: string; feature: string } {
@@ -279,8 +324,9 @@ export class Traffic {
     kind: string,
     attempt: number,
     fail: boolean,
+    hold = false,
   ): Promise<void> {
-    const p = this.#guardRun(ctx, step, kind, attempt, fail);
+    const p = this.#guardRun(ctx, step, kind, attempt, fail, hold);
     this.#effects.add(p);
     const forget = () => this.#effects.delete(p);
     p.then(forget, forget);
@@ -293,17 +339,19 @@ export class Traffic {
     kind: string,
     attempt: number,
     fail: boolean,
+    hold: boolean,
   ): Promise<void> {
     return this.#p.guard.run(
       { context: ctx, runId: ctx.runId, step, capability: ctx.capability, idempotent: true },
-      (signal, info) => this.#tool(signal, info.key, ctx, kind, attempt, fail),
+      (signal, info) => this.#tool(signal, info.key, ctx, kind, attempt, fail, hold),
     );
   }
 
   /**
    * The tool: some work (an abortable wait), then the effect (a POST to the sink). A well-behaved
    * tool checks its signal before emitting and passes it to fetch; a variant with
-   * `toolIgnoresAbortMs` does neither, so its effect lands after the halt.
+   * `toolIgnoresAbortMs` does neither, so its effect lands after the halt. A `hold` call works
+   * until a halt aborts it (see {@link Traffic.#holdAcrossFlips}).
    */
   async #tool(
     signal: AbortSignal | undefined,
@@ -312,15 +360,26 @@ export class Traffic {
     kind: string,
     attempt: number,
     fail: boolean,
+    hold = false,
   ): Promise<void> {
     const c = this.#p.config;
     const ignoreMs = this.#p.traits.toolIgnoresAbortMs;
     const ignore = ignoreMs !== undefined;
     const use = ignore ? undefined : signal;
-    await delay(
-      ignore ? Math.max(c.traffic.toolLatencyMs, ignoreMs) : c.traffic.toolLatencyMs,
-      use,
-    );
+    if (hold) {
+      this.#heldOpen.add(key);
+      try {
+        await this.#untilAbortedOrStopping(signal);
+      } finally {
+        this.#heldOpen.delete(key);
+      }
+      if (!signal?.aborted) throw new Error('held call: the traffic stopped before a halt');
+    } else {
+      await delay(
+        ignore ? Math.max(c.traffic.toolLatencyMs, ignoreMs) : c.traffic.toolLatencyMs,
+        use,
+      );
+    }
     use?.throwIfAborted();
     const sentAt = systemClock.now();
     const res = await fetch(`${c.sinkUrl}/effects`, {
@@ -518,6 +577,20 @@ export class Traffic {
       cause: d.cause ?? 'halted',
       kind,
       ...(d.flip ? { flipSeq: d.flip.seq } : {}),
+    });
+  }
+
+  /** Resolves when the signal aborts or stop() is called. */
+  #untilAbortedOrStopping(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#stopping || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#stopWaiters.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#stopWaiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
     });
   }
 

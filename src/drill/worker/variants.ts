@@ -43,8 +43,10 @@ export interface VariantTraits {
    */
   readonly readsOnceAtBoot: boolean;
   /**
-   * The tool neither checks nor passes its abort signal, and works at least this long (ms) so a
-   * halt catches it mid-flight. @default undefined (the tool honours its signal)
+   * The tool neither checks nor passes its abort signal, and works at least this long (ms). So
+   * that a halt is sure to catch one mid-flight (whatever the timing of the flip), the worker also
+   * holds one such call open per run context and capability from the start until a halt aborts it,
+   * and lands it anyway. @default undefined (the tool honours its signal)
    */
   readonly toolIgnoresAbortMs?: number;
   /**

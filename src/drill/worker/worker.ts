@@ -113,6 +113,11 @@ process.on('message', (raw: unknown) => {
       );
       return;
     }
+    case 'held-calls': {
+      if (!worker) return;
+      send({ type: 'held-calls', id: msg.id, held: worker.heldCalls() });
+      return;
+    }
     case 'stop': {
       const w = worker;
       const finish = () => {

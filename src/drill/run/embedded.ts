@@ -246,11 +246,11 @@ async function waitForHeldCalls(
   timeoutMs: number,
   log: (l: string) => void,
 ): Promise<void> {
-  const until = drillNow() + timeoutMs;
+  const until = systemClock.now() + timeoutMs;
   for (;;) {
     const short = (await fleet.heldCalls()).filter((h) => h.open < h.total);
     if (short.length === 0) return;
-    if (drillNow() >= until) {
+    if (systemClock.now() >= until) {
       log(
         `! held tool calls not all open within ${timeoutMs} ms: ${short.map((h) => `${h.workerId} ${h.open} of ${h.total}`).join(', ')}`,
       );

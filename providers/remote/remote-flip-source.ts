@@ -680,16 +680,23 @@ export class RemoteFlipSource implements FlipSource {
 
   /** The connection failed or ended: close it, move to the next URL, retry after a backoff. KS-6.3.3 */
   #fail(trouble: ConnectionTrouble): void {
+    const connected = this.#es !== undefined;
     this.#generation++;
     this.#es?.close();
     this.#es = undefined;
     this.#report(trouble);
-    // Only a replay on a connection that was established and then failed counts.
-    if (this.#resuming && this.#phase === ConnectionPhase.ANSWERED) this.#resumeFailures++;
+    // Only a replay on a connection that was established and then failed counts (not an ack
+    // answer failing the source while it waits to reconnect: that connection was counted).
+    if (connected && this.#resuming && this.#phase === ConnectionPhase.ANSWERED) {
+      this.#resumeFailures++;
+    }
     this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
     const wait = delay(this.#attempt, this.#backoff, this.#backoff.random);
     this.#attempt++;
     this.#refresh();
+    // An ack answer can fail the source while it already waits to reconnect (KS-6.4.2): the new
+    // wait replaces that one, or both would connect and the first stream would be left open.
+    if (this.#reconnectTimer !== undefined) this.#clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#connect();

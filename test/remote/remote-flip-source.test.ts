@@ -21,6 +21,8 @@ class FakeServer {
   acks: { seq: number; headers: Record<string, string> }[] = [];
   head = 0;
   ackStatus = 200;
+  /** The log the acknowledgement answers name (another one fakes a replica on another log). */
+  ackLogId = LOG_ID;
   holdAcks = false;
   held: (() => void)[] = [];
   fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -39,7 +41,7 @@ class FakeServer {
             head: Math.max(this.head, body.seq),
             serverTime: 0,
             staleAfterMs: 3000,
-            logId: LOG_ID,
+            logId: this.ackLogId,
             hash: this.head <= body.seq && body.hash ? body.hash : GENESIS_HASH,
           }),
           { status: this.ackStatus },
@@ -368,6 +370,29 @@ describe('KS-6.3.3 reconnection', () => {
     expect(server.last.url.host).toBe('a.test');
     server.last.push('flip', records[2], 3);
     await vi.waitFor(() => expect(rec.applied).toEqual([-2, 3]));
+  });
+
+  it('an acknowledgement answered from another log while the stream waits to reconnect leaves one reconnection, not two', async () => {
+    const { server, clock, rec, source } = await setup({
+      staleAfterMs: 3000,
+      heartbeatMs: 1000,
+      backoff: { initialMs: 2000, maxMs: 2000, random: () => 0 },
+    });
+    server.last.push('snapshot', snap([], 0), 0);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.end(); // waiting 2000 ms to reconnect to b.test
+    await new Promise((r) => setTimeout(r, 20));
+    server.ackLogId = 'another-log'; // b.test answers the heartbeat ack from another log
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(rec.status).toBe('stale'));
+    await new Promise((r) => setTimeout(r, 20));
+    server.ackLogId = LOG_ID;
+    clock.advanceSync(5000);
+    await new Promise((r) => setTimeout(r, 50));
+    // One stream per reconnection: a backoff armed while another was pending replaces it.
+    expect(server.streams.length).toBe(2);
+    await source.stop();
+    expect(clock.pending).toBe(0);
   });
 
   it('stop() clears every timer and reports closed', async () => {

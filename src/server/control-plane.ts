@@ -11,7 +11,7 @@ import { Mutex } from '../internal/mutex.js';
 import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
 import { toIssues } from '../internal/zod-issues.js';
 import type { FlipRecord } from '../model/flip-record.js';
-import { KillState, type KillSnapshot } from '../model/kill-state.js';
+import type { KillSnapshot } from '../model/kill-state.js';
 import { haltCoverage } from '../model/selector.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import { isFleetChannelStore, type FleetChannel } from '../store/fleet-channel.js';
@@ -41,12 +41,11 @@ import {
 import { ApiPath, LAST_EVENT_ID_HEADER, STREAM_HEADERS } from '../protocol/paths.js';
 import {
   encodeEvent,
-  encodeFlipEvent,
   StreamEvent,
   type HeartbeatData,
   type SnapshotData,
 } from '../protocol/stream-events.js';
-import { ReplayRing } from './replay-ring.js';
+import { LogFollower } from './log-follower.js';
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
 import { SharedFleet } from './shared-fleet.js';
 import { VouchState } from './vouch-state.js';
@@ -279,7 +278,6 @@ class ControlPlaneServer implements ControlPlane {
   readonly #heartbeatMs: number;
   readonly #retryMs: number;
   readonly #maxBodyBytes: number;
-  readonly #maxReplay: number;
   readonly #maxBuffered: number;
   readonly #log: ControlPlaneLogger;
   readonly #clock: Clock;
@@ -288,18 +286,9 @@ class ControlPlaneServer implements ControlPlane {
   readonly #server: Server;
   readonly #scheme: 'http' | 'https';
   readonly #flipMutex = new Mutex();
-  #state = KillState.empty();
-  readonly #ids = new Set<string>();
-  /** Encoded flip events for replay, with their hashes. */
-  readonly #ring: ReplayRing;
-  /** The identity of the log this control plane serves (KS-2.7, KS-6.4). */
-  #logId = '';
-  #followReady = false;
-  #buffered: FlipRecord[] = [];
-  #resyncing = false;
-  #unsubscribe: (() => void) | undefined;
+  /** The log, folded into the state; broken when it moved backwards or forked (KS-6.4.4). */
+  readonly #follower: LogFollower;
   #heartbeat: NodeJS.Timeout | undefined;
-  readonly #appliedWaiters = new Map<number, Set<() => void>>();
   readonly #ackWaiters = new Set<() => void>();
   #actualPort = 0;
   readonly #releaseGate: ReleaseGate | undefined;
@@ -341,8 +330,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#heartbeatMs = intOption('heartbeatMs', o.heartbeatMs ?? 1000, 1, 3_600_000);
     this.#retryMs = intOption('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
     this.#maxBodyBytes = intOption('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
-    this.#maxReplay = intOption('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
-    this.#ring = new ReplayRing(this.#maxReplay);
+    const maxReplay = intOption('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
     const maxBuffered = intOption(
       'maxBufferedBytes',
       o.maxBufferedBytes ?? 1_048_576,
@@ -408,6 +396,30 @@ class ControlPlaneServer implements ControlPlane {
             clock: this.#clock,
           })
         : undefined;
+    this.#follower = new LogFollower({
+      log: this.#store,
+      maxReplay,
+      logger: this.#log,
+      onApplied: (r, event) => {
+        // The fan-out goes first; the bookkeeping after it costs O(workers) and would delay every
+        // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
+        // records the append, at the time taken before the broadcast, before any ack is handled.
+        const appendedAt = this.#clock.now(); // the tracker's monotonic scale (KS-6.2.7)
+        this.#hub.broadcast(event);
+        this.tracker.flipAppended(r.seq, appendedAt);
+        if (this.#fleet !== undefined) {
+          this.#fleet.flipAppended(r.seq, appendedAt);
+          // KS-6.6.4 the heartbeat that says so is this flip's barrier.
+          this.#fleetChannel?.publishHead(r.seq);
+        }
+      },
+      // KS-6.4.4 stop vouching for good: acks 503, streams end, /healthz and OFREP fail closed.
+      onBroken: (reason) => {
+        this.#vouch.breakFor(reason);
+        this.#hub.closeAll();
+        for (const w of [...this.#ackWaiters]) w();
+      },
+    });
     this.router.add(
       ...this.#routes(),
       ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),
@@ -474,14 +486,14 @@ class ControlPlaneServer implements ControlPlane {
   }
 
   snapshot(): KillSnapshot {
-    return this.#state.toSnapshot();
+    return this.#follower.state.toSnapshot();
   }
 
   stats(): ControlPlaneStats {
     return {
       subscribers: this.#hub.size,
       dropped: this.#hub.dropped,
-      head: this.#state.seq,
+      head: this.#follower.state.seq,
       connections: this.#connections.stats(),
     };
   }
@@ -494,10 +506,11 @@ class ControlPlaneServer implements ControlPlane {
   async start(): Promise<void> {
     this.#vouch.start();
     await this.#store.open();
-    this.#logId = await this.#store.logId();
+    const logId = await this.#store.logId();
     // KS-10.5.2 a release file that cannot be read or is locked fails the start.
     await this.#releaseGate?.open();
-    await this.#follow();
+    await this.#follower.start(logId);
+    this.tracker.setHead(this.#follower.state.seq);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.#port, this.#host, () => {
@@ -528,10 +541,9 @@ class ControlPlaneServer implements ControlPlane {
     this.#connections.close();
     await this.#fleetChannel?.close();
     this.#unwatchTokens?.();
-    this.#unsubscribe?.();
+    this.#follower.close();
     this.#hub.closeAll();
     for (const w of [...this.#ackWaiters]) w();
-    for (const set of this.#appliedWaiters.values()) for (const w of set) w();
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
@@ -549,7 +561,7 @@ class ControlPlaneServer implements ControlPlane {
       this.#fleetChannel = await this.#store.openFleetChannel({
         replicaId: fleet.selfId,
         url: this.url,
-        head: this.#state.seq,
+        head: this.#follower.state.seq,
         beatMs: this.#replicaBeatMs,
         logger: { warn: (m) => this.#log.warn(m) },
         onEvent: (e) => {
@@ -559,7 +571,7 @@ class ControlPlaneServer implements ControlPlane {
         },
       });
     } catch (err) {
-      this.#unsubscribe?.();
+      this.#follower.close();
       await new Promise<void>((resolve) => this.#server.close(() => resolve()));
       throw err;
     }
@@ -585,159 +597,6 @@ class ControlPlaneServer implements ControlPlane {
     return this.#fleet === undefined ? local : this.#fleet.workers(local, this.tracker.head);
   }
 
-  // --- following the store -------------------------------------------------------------------
-
-  async #follow(): Promise<void> {
-    this.#unsubscribe = this.#store.subscribe((r) => {
-      if (!this.#followReady || this.#resyncing) this.#buffered.push(r);
-      else this.#onRecord(r);
-    });
-    const records = await this.#store.read();
-    this.#state = KillState.fold(records);
-    for (const r of records) this.#ids.add(r.id);
-    this.#ring.load(records, this.#state.seq, (r) => encodeFlipEvent(r));
-    this.tracker.setHead(this.#state.seq);
-    this.#followReady = true;
-    this.#drainBuffered();
-  }
-
-  #drainBuffered(): void {
-    const buffered = this.#buffered;
-    this.#buffered = [];
-    for (const r of buffered) this.#onRecord(r);
-  }
-
-  #onRecord(r: FlipRecord): void {
-    if (this.#vouch.broken !== undefined) return;
-    if (r.seq <= this.#state.seq) {
-      this.#checkSeen(r);
-      return;
-    }
-    if (r.seq !== this.#state.seq + 1) {
-      void this.#resync(`expected seq ${this.#state.seq + 1}, received ${r.seq}`);
-      return;
-    }
-    try {
-      this.#state.apply(r);
-    } catch (err) {
-      void this.#resync((err as Error).message);
-      return;
-    }
-    // The fan-out goes first; the bookkeeping after it costs O(workers) and would delay every
-    // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
-    // records the append, at the time taken before the broadcast, before any ack is handled.
-    const appendedAt = this.#clock.now(); // the tracker's monotonic scale (KS-6.2.7)
-    const event = encodeFlipEvent(r);
-    this.#hub.broadcast(event);
-    this.tracker.flipAppended(r.seq, appendedAt);
-    if (this.#fleet !== undefined) {
-      this.#fleet.flipAppended(r.seq, appendedAt);
-      // KS-6.6.4 the heartbeat that says so is this flip's barrier.
-      this.#fleetChannel?.publishHead(r.seq);
-    }
-    this.#ids.add(r.id);
-    this.#ring.push(r, event);
-    const waiters = this.#appliedWaiters.get(r.seq);
-    if (waiters) {
-      this.#appliedWaiters.delete(r.seq);
-      for (const w of waiters) w();
-    }
-  }
-
-  /** The hash of the record this control plane applied at `seq`, when it still knows it. */
-  #appliedHash(seq: number): string | undefined {
-    if (seq === this.#state.seq) return this.#state.hash;
-    return seq > this.#state.seq ? undefined : this.#ring.hashAt(seq);
-  }
-
-  /** This control plane's position: its log, head seq and the head's hash. KS-6.4.1 */
-  #position(): LogPosition {
-    return { logId: this.#logId, seq: this.#state.seq, hash: this.#state.hash };
-  }
-
-  /**
-   * KS-6.4.4 a record at a seq already applied (a store delivering again, a re-read) must be the
-   * record applied there; another one means the log forked under us.
-   */
-  #checkSeen(r: FlipRecord): void {
-    const known = this.#appliedHash(r.seq);
-    if (known === undefined || known === r.hash) return;
-    this.#diverge(
-      new LogDivergedError(
-        Divergence.FORKED,
-        { logId: this.#logId, seq: r.seq, hash: known },
-        { logId: this.#logId, seq: r.seq, hash: r.hash },
-        { applied: 'this control plane applied', seen: `the ${this.#store.kind} store now holds` },
-      ),
-    );
-  }
-
-  /**
-   * KS-6.4.4 the log moved backwards or forked: stop vouching for good (acks 503, streams end,
-   * /healthz and OFREP fail closed), saying why. Only a restart on a log that continues what the
-   * workers applied, or a new log they are moved to, ends it.
-   */
-  #diverge(err: LogDivergedError): void {
-    if (this.#vouch.broken !== undefined) return;
-    this.#vouch.breakFor(err.message);
-    this.#log.error(`${err.message}; not vouching for the state any more`);
-    this.#hub.closeAll();
-    for (const set of this.#appliedWaiters.values()) for (const w of set) w();
-    for (const w of [...this.#ackWaiters]) w();
-  }
-
-  /** A record arrived out of order: read what is missing from the store, in order. */
-  async #resync(why: string): Promise<void> {
-    if (this.#resyncing) return;
-    this.#resyncing = true;
-    this.#log.warn(`stream out of order (${why}); re-reading the log after seq ${this.#state.seq}`);
-    try {
-      const missing = await this.#store.read({ after: this.#state.seq });
-      this.#resyncing = false;
-      for (const r of missing) {
-        if (r.seq !== this.#state.seq + 1)
-          throw new KillSwitchError(ErrorCode.SEQ_GAP, `store returned seq ${r.seq}`);
-        this.#onRecord(r);
-      }
-      this.#drainBuffered();
-    } catch (err) {
-      // Fail closed: stop serving a state we cannot vouch for; workers go stale and halt.
-      const why = `cannot follow the flip log: ${(err as Error).message}`;
-      this.#vouch.breakFor(why);
-      this.#log.error(why);
-      this.#hub.closeAll();
-    } finally {
-      this.#resyncing = false;
-    }
-  }
-
-  /**
-   * Whether the record with `hash` is applied at `seq` (any record there when `hash` is
-   * undefined), waiting up to `ms` for it. False once the log diverged. KS-6.4.5
-   */
-  #waitApplied(seq: number, hash: string | undefined, ms: number): Promise<boolean> {
-    const applied = (): boolean => {
-      if (this.#vouch.broken !== undefined || this.#state.seq < seq) return false;
-      if (hash === undefined) return true;
-      const known = this.#appliedHash(seq);
-      // Beyond the ring only when more than 2 x maxReplay records followed it, in order.
-      return known === undefined || known === hash;
-    };
-    if (this.#state.seq >= seq || this.#vouch.broken !== undefined)
-      return Promise.resolve(applied());
-    return new Promise((resolve) => {
-      let set = this.#appliedWaiters.get(seq);
-      if (!set) this.#appliedWaiters.set(seq, (set = new Set()));
-      const done = (): void => {
-        clearTimeout(timer);
-        set.delete(done);
-        resolve(applied());
-      };
-      const timer = setTimeout(done, ms);
-      set.add(done);
-    });
-  }
-
   /** KS-17.6.1: streams opened with a token that was removed, changed or expired end. */
   #endRevokedStreams(): void {
     const auth = this.#auth;
@@ -753,10 +612,10 @@ class ControlPlaneServer implements ControlPlane {
     if (!this.#vouch.beat()) return;
     if (this.#hub.size === 0) return;
     const beat: HeartbeatData = {
-      head: this.#state.seq,
+      head: this.#follower.state.seq,
       at: apiTime(this.#now()),
-      logId: this.#logId,
-      hash: this.#state.hash,
+      logId: this.#follower.logId,
+      hash: this.#follower.state.hash,
     };
     this.#hub.broadcast(encodeEvent(StreamEvent.HEARTBEAT, beat));
   }
@@ -849,7 +708,7 @@ class ControlPlaneServer implements ControlPlane {
     const ok = v.ok;
     const body: HealthAnswer = {
       ok,
-      head: this.#state.seq,
+      head: this.#follower.state.seq,
       store: this.#store.kind,
       subscribers: this.#hub.size,
       ...(v.ok ? {} : { reason: v.detail }),
@@ -901,8 +760,8 @@ class ControlPlaneServer implements ControlPlane {
       // resume, same id, goes through to the store, which answers with the stored record).
       if (
         flip.action === 'resume' &&
-        !this.#ids.has(flip.id) &&
-        this.#state.get(flip.selector) === undefined
+        !this.#follower.hasId(flip.id) &&
+        this.#follower.state.get(flip.selector) === undefined
       ) {
         throw new KillSwitchError(
           ErrorCode.RESUME_REFUSED,
@@ -912,12 +771,12 @@ class ControlPlaneServer implements ControlPlane {
       // KS-17.8.3: a halt with a new selector must stay within maxActiveHalts.
       if (
         flip.action === 'halt' &&
-        !this.#ids.has(flip.id) &&
-        this.#state.get(flip.selector) === undefined
+        !this.#follower.hasId(flip.id) &&
+        this.#follower.state.get(flip.selector) === undefined
       )
-        this.limits.checkActiveHalts(this.#state.size, 1);
+        this.limits.checkActiveHalts(this.#follower.state.size, 1);
       // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
-      if (flip.action === 'resume' && !this.#ids.has(flip.id))
+      if (flip.action === 'resume' && !this.#follower.hasId(flip.id))
         await this.#releaseGate?.checkOrOverride(
           flip,
           this.#allWorkers(),
@@ -927,11 +786,11 @@ class ControlPlaneServer implements ControlPlane {
       return this.#store.append(flip);
     });
     // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.
-    if (!(await this.#waitApplied(result.record.seq, result.record.hash, 5000))) {
+    if (!(await this.#follower.waitApplied(result.record.seq, result.record.hash, 5000))) {
       throw new HttpError(
         503,
-        this.#vouch.broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
-        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#vouch.broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
+        this.#follower.broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
+        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#follower.broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
       );
     }
     const fleet =
@@ -950,7 +809,7 @@ class ControlPlaneServer implements ControlPlane {
   /** What a flip asks to do; a resume names the halt it lifts and who placed it (KS-17.5.1). */
   #flipAction(flip: { action: 'halt' | 'resume'; selector: FlipRecord['selector'] }): Action {
     if (flip.action === 'halt') return { kind: 'halt', selector: flip.selector };
-    const halt = this.#state.get(flip.selector);
+    const halt = this.#follower.state.get(flip.selector);
     if (halt === undefined) return { kind: 'resume', selector: flip.selector };
     const actorRole = this.#auth === 'none' ? Role.ADMIN : this.#auth.roleOf(halt.actor);
     return {
@@ -1005,7 +864,7 @@ class ControlPlaneServer implements ControlPlane {
 
   #getState({ res }: RouteContext): void {
     this.#checkHealthy();
-    sendJson(res, 200, this.#state.toSnapshot());
+    sendJson(res, 200, this.#follower.state.toSnapshot());
   }
 
   /** KS-6.2: one acknowledgement, or a batch of them (`{ acks: [...] }`, KS-6.2.6). */
@@ -1023,7 +882,11 @@ class ControlPlaneServer implements ControlPlane {
     // the answer's fields do not depend on the worker, so one answer serves every entry.
     let answer: AckAnswer | undefined;
     for (const a of acks) {
-      answer = { ...this.tracker.ack(a), logId: this.#logId, hash: this.#state.hash };
+      answer = {
+        ...this.tracker.ack(a),
+        logId: this.#follower.logId,
+        hash: this.#follower.state.hash,
+      };
       this.#claims.touch(who, a.workerId);
     }
     for (const w of [...this.#ackWaiters]) w();
@@ -1059,7 +922,7 @@ class ControlPlaneServer implements ControlPlane {
     }
     this.#checkHealthy();
     const mine = this.tracker.head;
-    if (head.seq <= mine) return { ...answer, head: mine, hash: this.#state.hash };
+    if (head.seq <= mine) return { ...answer, head: mine, hash: this.#follower.state.hash };
     return { ...answer, head: head.seq, hash: head.hash };
   }
 
@@ -1072,46 +935,46 @@ class ControlPlaneServer implements ControlPlane {
   async #checkAckPositions(acks: readonly AckRequest[]): Promise<void> {
     let ahead: AckRequest | undefined;
     for (const a of acks) {
-      if (a.logId !== undefined && a.logId !== this.#logId) {
+      if (a.logId !== undefined && a.logId !== this.#follower.logId) {
         throw new HttpError(
           409,
           ErrorCode.LOG_DIVERGED,
-          `worker ${a.workerId} applied log ${a.logId} at seq ${a.seq}, but this control plane serves ${describePosition(this.#position())}: another log; the worker fails closed until it reaches a control plane on its log`,
+          `worker ${a.workerId} applied log ${a.logId} at seq ${a.seq}, but this control plane serves ${describePosition(this.#follower.position())}: another log; the worker fails closed until it reaches a control plane on its log`,
         );
       }
-      if (a.seq > this.#state.seq) {
+      if (a.seq > this.#follower.state.seq) {
         if (ahead === undefined || a.seq > ahead.seq) ahead = a;
       } else if (a.hash !== undefined) {
-        const known = this.#appliedHash(a.seq);
+        const known = this.#follower.appliedHash(a.seq);
         if (known !== undefined && known !== a.hash) {
-          this.#diverge(
+          this.#follower.diverge(
             new LogDivergedError(
               Divergence.FORKED,
-              { logId: this.#logId, seq: a.seq, hash: a.hash },
-              { logId: this.#logId, seq: a.seq, hash: known },
+              { logId: this.#follower.logId, seq: a.seq, hash: a.hash },
+              { logId: this.#follower.logId, seq: a.seq, hash: known },
               { applied: `worker ${a.workerId} applied`, seen: 'this control plane serves' },
             ),
           );
         }
       }
     }
-    if (this.#vouch.broken !== undefined) this.#checkHealthy();
+    if (this.#follower.broken !== undefined) this.#checkHealthy();
     if (ahead === undefined) return;
     // A replica of a shared log may be a poll behind the worker: wait for it a little.
-    if (await this.#waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
+    if (await this.#follower.waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
     this.#checkHealthy();
     let stored: LogPosition;
     try {
-      stored = { logId: this.#logId, ...(await this.#store.head()) };
+      stored = { logId: this.#follower.logId, ...(await this.#store.head()) };
     } catch (err) {
       throw new HttpError(
         503,
         ErrorCode.STORE_UNAVAILABLE,
-        `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's head ${this.#state.seq}, and the store cannot be read: ${(err as Error).message}`,
+        `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's head ${this.#follower.state.seq}, and the store cannot be read: ${(err as Error).message}`,
       );
     }
     if (ahead.logId !== undefined && ahead.hash !== undefined && stored.seq < ahead.seq) {
-      this.#diverge(
+      this.#follower.diverge(
         new LogDivergedError(
           Divergence.BEHIND,
           { logId: ahead.logId, seq: ahead.seq, hash: ahead.hash },
@@ -1127,7 +990,7 @@ class ControlPlaneServer implements ControlPlane {
     throw new HttpError(
       409,
       ErrorCode.LOG_DIVERGED,
-      `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's ${describePosition(this.#position())}; an acknowledgement never goes beyond the head`,
+      `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's ${describePosition(this.#follower.position())}; an acknowledgement never goes beyond the head`,
     );
   }
 
@@ -1153,7 +1016,9 @@ class ControlPlaneServer implements ControlPlane {
       leaseMarginMs: this.tracker.leaseMarginMs,
       workers: this.#allWorkers(),
       // KS-6.6.6 which replica each worker is on, and the replicas themselves.
-      ...(this.#fleet === undefined ? {} : { replicas: this.#fleet.replicas(this.#state.seq) }),
+      ...(this.#fleet === undefined
+        ? {}
+        : { replicas: this.#fleet.replicas(this.#follower.state.seq) }),
     };
     sendJson(res, 200, answer);
   }
@@ -1170,7 +1035,7 @@ class ControlPlaneServer implements ControlPlane {
       if (!this.tracker.has(q.worker)) this.limits.checkNewWorker(this.tracker.size, q.worker);
     }
     this.#checkHealthy();
-    const head = this.#state.seq;
+    const head = this.#follower.state.seq;
     const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];
     const lastId = req.headers[LAST_EVENT_ID_HEADER];
     const s =
@@ -1178,7 +1043,8 @@ class ControlPlaneServer implements ControlPlane {
         ? Number(lastId.trim())
         : undefined;
     // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
-    const replay = q.snapshot !== '1' && s !== undefined ? this.#ring.since(s, head) : undefined;
+    const replay =
+      q.snapshot !== '1' && s !== undefined ? this.#follower.replaySince(s, head) : undefined;
     // A replay bigger than a subscriber may have pending would be dropped at the next write and
     // start over: a snapshot (the active halts only) resynchronises it instead.
     if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
@@ -1188,8 +1054,8 @@ class ControlPlaneServer implements ControlPlane {
       // KS-6.4.1 it names the log it is of.
       chunks.push(
         this.#sharedSnapshot.get(head, '*', (): SnapshotData => ({
-          ...this.#state.toSnapshot(),
-          logId: this.#logId,
+          ...this.#follower.state.toSnapshot(),
+          logId: this.#follower.logId,
         })),
       );
     }

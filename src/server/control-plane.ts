@@ -1,67 +1,44 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import { isLoopbackHost } from '../auth/is-loopback-host.js';
-import { authorize, Role, type Action, type Principal } from '../auth/principal.js';
+import { Role, type Principal } from '../auth/principal.js';
 import type { TokenAuthenticator } from '../auth/token-authenticator.js';
 import { WorkerClaims } from '../auth/worker-claims.js';
-import { ErrorCode, InvalidOptionError, KillSwitchError, ValidationError } from '../errors.js';
+import { ErrorCode, InvalidOptionError } from '../errors.js';
 import { systemClock, type Clock } from '../internal/clock.js';
-import { Mutex } from '../internal/mutex.js';
-import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
-import { toIssues } from '../internal/zod-issues.js';
-import type { FlipRecord } from '../model/flip-record.js';
+import { intOption } from '../internal/int-option.js';
 import type { KillSnapshot } from '../model/kill-state.js';
-import { haltCoverage } from '../model/selector.js';
+import { ofrepRoutes, type Vouch } from '../ofrep/ofrep-routes.js';
+import { apiTime } from '../protocol/answers.js';
+import { encodeEvent, StreamEvent, type HeartbeatData } from '../protocol/stream-events.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
-import { isFleetChannelStore, type FleetChannel } from '../store/fleet-channel.js';
-import { randomUUID } from 'node:crypto';
-import { parseAcks, type AckRequest } from '../protocol/acks.js';
-import {
-  Divergence,
-  LogDivergedError,
-  describePosition,
-  type LogPosition,
-} from '../protocol/log-position.js';
-import {
-  apiTime,
-  type AckAnswer,
-  type FlipAnswer,
-  type HealthAnswer,
-  type LogAnswer,
-  type WorkersAnswer,
-} from '../protocol/answers.js';
-import {
-  flipQuerySchema,
-  logQuerySchema,
-  parseFlipRequest,
-  MAX_WAIT_MS,
-  streamQuerySchema,
-} from '../protocol/flip-request.js';
-import { ApiPath, LAST_EVENT_ID_HEADER, STREAM_HEADERS } from '../protocol/paths.js';
-import {
-  encodeEvent,
-  StreamEvent,
-  type HeartbeatData,
-  type SnapshotData,
-} from '../protocol/stream-events.js';
-import { LogFollower } from './log-follower.js';
+import { isFleetChannelStore } from '../store/fleet-channel.js';
+import { ConnectionGuard, connectionLimits, type ConnectionStats } from './connection-guard.js';
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
-import { SharedFleet } from './shared-fleet.js';
-import { VouchState } from './vouch-state.js';
+import { FleetView } from './fleet-view.js';
+import { FlipLimits } from './flip-limits.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
+import { LogFollower } from './log-follower.js';
+import { releaseRoutes, type ReleaseGate } from './release-gate.js';
+import { RequestGuard } from './request-guard.js';
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
-import { StreamHub } from './stream-hub.js';
-import { RequestGuard } from './request-guard.js';
-import { ConnectionGuard, connectionLimits, type ConnectionStats } from './connection-guard.js';
-import { StreamLimits } from './stream-limits.js';
+import { ackRoutes } from './routes/ack-routes.js';
+import { flipRoutes } from './routes/flip-routes.js';
+import { healthRoutes } from './routes/health-route.js';
+import { logRoutes } from './routes/log-routes.js';
+import { ANONYMOUS } from './routes/route-support.js';
+import { stateRoutes } from './routes/state-routes.js';
+import { streamRoutes } from './routes/stream-routes.js';
+import { workersRoutes } from './routes/workers-routes.js';
+import { SharedFleet } from './shared-fleet.js';
 import { SharedSnapshot } from './shared-snapshot.js';
-import { FlipLimits } from './flip-limits.js';
 import { StreamCredentials } from './stream-credentials.js';
-import { releaseRoutes, type ReleaseGate } from './release-gate.js';
-import type { z } from 'zod';
-import { intOption } from '../internal/int-option.js';
+import { StreamHub } from './stream-hub.js';
+import { StreamLimits } from './stream-limits.js';
+import { VouchState } from './vouch-state.js';
 
 /** Where the control plane writes its own log lines. */
 export interface ControlPlaneLogger {
@@ -233,13 +210,6 @@ export interface ControlPlaneStats {
   connections: ConnectionStats;
 }
 
-const ANONYMOUS: Principal = Object.freeze({
-  name: 'anonymous',
-  role: Role.ADMIN,
-  scopes: [],
-  resume: true,
-});
-
 /**
  * Starts the control plane: the HTTP API of spec KS-5 and the stream of KS-6 on `node:http`.
  * Resolves once it listens and has folded the log.
@@ -259,6 +229,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   return cp;
 }
 
+/**
+ * The control plane: the composition of its parts. The {@link LogFollower} folds the log into the
+ * state and hands each applied record to the stream hub and the fleet; the {@link FleetView}
+ * answers and waits for the fleet; the core routes (`routes/*`) serve the API, mounted on the
+ * router like every other route; this class starts, beats and closes them.
+ */
 class ControlPlaneServer implements ControlPlane {
   readonly router = new Router();
   readonly tracker: FleetTracker;
@@ -272,31 +248,25 @@ class ControlPlaneServer implements ControlPlane {
   readonly #guard: RequestGuard;
   readonly #connections: ConnectionGuard;
   readonly #streamLimits: StreamLimits;
-  readonly #sharedSnapshot = new SharedSnapshot();
   readonly #streamCredentials = new StreamCredentials();
   #unwatchTokens: (() => void) | undefined;
   readonly #heartbeatMs: number;
-  readonly #retryMs: number;
   readonly #maxBodyBytes: number;
-  readonly #maxBuffered: number;
   readonly #log: ControlPlaneLogger;
   readonly #clock: Clock;
   readonly #now: () => number;
   readonly #hub: StreamHub;
   readonly #server: Server;
   readonly #scheme: 'http' | 'https';
-  readonly #flipMutex = new Mutex();
   /** The log, folded into the state; broken when it moved backwards or forked (KS-6.4.4). */
   readonly #follower: LogFollower;
+  /** The fleet: this replica's tracker and, when shared, every other replica's workers (KS-6.6). */
+  readonly #fleet: FleetView;
   #heartbeat: NodeJS.Timeout | undefined;
-  readonly #ackWaiters = new Set<() => void>();
   #actualPort = 0;
   readonly #releaseGate: ReleaseGate | undefined;
   /** KS-12.5, KS-6.4.4 whether this control plane vouches for its state, and why not. */
   readonly #vouch: VouchState;
-  /** KS-6.6 the other replicas' workers, when the store shares the fleet. */
-  readonly #fleet: SharedFleet | undefined;
-  #fleetChannel: FleetChannel | undefined;
   readonly #replicaBeatMs: number;
 
   constructor(o: ControlPlaneOptions) {
@@ -328,7 +298,7 @@ class ControlPlaneServer implements ControlPlane {
       );
     }
     this.#heartbeatMs = intOption('heartbeatMs', o.heartbeatMs ?? 1000, 1, 3_600_000);
-    this.#retryMs = intOption('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
+    const retryMs = intOption('retryMs', o.retryMs ?? 1000, 0, 3_600_000);
     this.#maxBodyBytes = intOption('maxBodyBytes', o.maxBodyBytes ?? 65_536, 1, 64 * 1024 * 1024);
     const maxReplay = intOption('maxReplay', o.maxReplay ?? 10_000, 1, 10_000_000);
     const maxBuffered = intOption(
@@ -337,7 +307,6 @@ class ControlPlaneServer implements ControlPlane {
       1,
       1024 * 1024 * 1024,
     );
-    this.#maxBuffered = maxBuffered;
     this.#clock = o.clock ?? systemClock;
     const clock = this.#clock;
     // Wall-clock readings: labels, and the age of the store's caughtUpAt (a wall time). Leases,
@@ -386,16 +355,21 @@ class ControlPlaneServer implements ControlPlane {
       throw new InvalidOptionError('replicaId', '1 to 64 of A-Z a-z 0-9 . _ : -', o.replicaId);
     // KS-6.6 a store several replicas share carries the fleet; the file and memory stores do not,
     // and their path stays as it was.
-    this.#fleet =
-      o.shareFleet !== false && isFleetChannelStore(o.store)
-        ? new SharedFleet({
-            selfId: o.replicaId ?? `r-${randomUUID().replaceAll('-', '').slice(0, 12)}`,
-            staleAfterMs: this.tracker.staleAfterMs,
-            leaseMarginMs: this.tracker.leaseMarginMs,
-            replicaTimeoutMs,
-            clock: this.#clock,
-          })
-        : undefined;
+    this.#fleet = new FleetView({
+      tracker: this.tracker,
+      clock: this.#clock,
+      ...(o.shareFleet !== false && isFleetChannelStore(o.store)
+        ? {
+            shared: new SharedFleet({
+              selfId: o.replicaId ?? `r-${randomUUID().replaceAll('-', '').slice(0, 12)}`,
+              staleAfterMs: this.tracker.staleAfterMs,
+              leaseMarginMs: this.tracker.leaseMarginMs,
+              replicaTimeoutMs,
+              clock: this.#clock,
+            }),
+          }
+        : {}),
+    });
     this.#follower = new LogFollower({
       log: this.#store,
       maxReplay,
@@ -406,28 +380,87 @@ class ControlPlaneServer implements ControlPlane {
         // records the append, at the time taken before the broadcast, before any ack is handled.
         const appendedAt = this.#clock.now(); // the tracker's monotonic scale (KS-6.2.7)
         this.#hub.broadcast(event);
-        this.tracker.flipAppended(r.seq, appendedAt);
-        if (this.#fleet !== undefined) {
-          this.#fleet.flipAppended(r.seq, appendedAt);
-          // KS-6.6.4 the heartbeat that says so is this flip's barrier.
-          this.#fleetChannel?.publishHead(r.seq);
-        }
+        this.#fleet.flipAppended(r.seq, appendedAt);
       },
       // KS-6.4.4 stop vouching for good: acks 503, streams end, /healthz and OFREP fail closed.
       onBroken: (reason) => {
         this.#vouch.breakFor(reason);
         this.#hub.closeAll();
-        for (const w of [...this.#ackWaiters]) w();
+        this.#fleet.wake();
       },
     });
+    this.#releaseGate = o.releaseGate;
+    const requireVouching = (): void => this.#vouch.require();
+    this.limits = new FlipLimits({
+      clock: this.#clock,
+      ...(o.maxFlipsPerSecond === undefined ? {} : { maxFlipsPerSecond: o.maxFlipsPerSecond }),
+      ...(o.flipBurst === undefined ? {} : { flipBurst: o.flipBurst }),
+      ...(o.maxActiveHalts === undefined ? {} : { maxActiveHalts: o.maxActiveHalts }),
+      ...(o.maxHaltsPerAlert === undefined ? {} : { maxHaltsPerAlert: o.maxHaltsPerAlert }),
+      ...(o.maxWorkers === undefined ? {} : { maxWorkers: o.maxWorkers }),
+    });
+    const limits = connectionLimits({
+      ...(o.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: o.headersTimeoutMs }),
+      ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+      ...(o.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeoutMs: o.keepAliveTimeoutMs }),
+      ...(o.maxConnections === undefined ? {} : { maxConnections: o.maxConnections }),
+      ...(o.reservedConnections === undefined
+        ? {}
+        : { reservedConnections: o.reservedConnections }),
+    });
+    this.#streamLimits = new StreamLimits({
+      maxStreams:
+        o.maxStreams ?? Math.max(1, limits.maxConnections - 2 * limits.reservedConnections),
+      ...(o.maxStreamsPerToken === undefined ? {} : { maxStreamsPerToken: o.maxStreamsPerToken }),
+    });
+    // One way to mount routes: the core routes, OFREP, the caller's, then the release gate's.
     this.router.add(
-      ...this.#routes(),
+      ...healthRoutes({
+        vouch: () => this.vouch(),
+        head: () => this.#follower.state.seq,
+        storeKind: this.#store.kind,
+        subscribers: () => this.#hub.size,
+      }),
+      ...flipRoutes({
+        follower: this.#follower,
+        fleet: this.#fleet,
+        limits: this.limits,
+        store: this.#store,
+        releaseGate: this.#releaseGate,
+        roleOf: (actor) => (auth === 'none' ? Role.ADMIN : auth.roleOf(actor)),
+        requireVouching,
+        closed: () => this.#vouch.closed,
+      }),
+      ...logRoutes({ store: this.#store, requireVouching }),
+      ...stateRoutes({ requireVouching, snapshot: () => this.#follower.state.toSnapshot() }),
+      ...streamRoutes({
+        follower: this.#follower,
+        tracker: this.tracker,
+        claims: this.#claims,
+        limits: this.limits,
+        streamLimits: this.#streamLimits,
+        streamCredentials: this.#streamCredentials,
+        sharedSnapshot: new SharedSnapshot(),
+        hub: this.#hub,
+        retryMs,
+        maxBufferedBytes: maxBuffered,
+        requireVouching,
+      }),
+      ...ackRoutes({
+        follower: this.#follower,
+        fleet: this.#fleet,
+        claims: this.#claims,
+        limits: this.limits,
+        store: this.#store,
+        requireVouching,
+      }),
+      ...workersRoutes({ fleet: this.#fleet, head: () => this.#follower.state.seq }),
       ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),
       ...(o.routes ?? []),
+      ...(o.releaseGate === undefined
+        ? []
+        : releaseRoutes(o.releaseGate, () => this.#fleet.workers())),
     );
-    this.#releaseGate = o.releaseGate;
-    if (o.releaseGate !== undefined)
-      this.router.add(...releaseRoutes(o.releaseGate, () => this.#allWorkers()));
     // KS-17.8.1: Node checks request heads and bodies against their deadlines every second.
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#dispatch(req, res);
@@ -444,28 +477,6 @@ class ControlPlaneServer implements ControlPlane {
             { cert: o.tls.cert, key: o.tls.key, connectionsCheckingInterval: 1000 },
             handler,
           ) as unknown as Server);
-    const limits = connectionLimits({
-      ...(o.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: o.headersTimeoutMs }),
-      ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
-      ...(o.keepAliveTimeoutMs === undefined ? {} : { keepAliveTimeoutMs: o.keepAliveTimeoutMs }),
-      ...(o.maxConnections === undefined ? {} : { maxConnections: o.maxConnections }),
-      ...(o.reservedConnections === undefined
-        ? {}
-        : { reservedConnections: o.reservedConnections }),
-    });
-    this.#streamLimits = new StreamLimits({
-      maxStreams:
-        o.maxStreams ?? Math.max(1, limits.maxConnections - 2 * limits.reservedConnections),
-      ...(o.maxStreamsPerToken === undefined ? {} : { maxStreamsPerToken: o.maxStreamsPerToken }),
-    });
-    this.limits = new FlipLimits({
-      clock: this.#clock,
-      ...(o.maxFlipsPerSecond === undefined ? {} : { maxFlipsPerSecond: o.maxFlipsPerSecond }),
-      ...(o.flipBurst === undefined ? {} : { flipBurst: o.flipBurst }),
-      ...(o.maxActiveHalts === undefined ? {} : { maxActiveHalts: o.maxActiveHalts }),
-      ...(o.maxHaltsPerAlert === undefined ? {} : { maxHaltsPerAlert: o.maxHaltsPerAlert }),
-      ...(o.maxWorkers === undefined ? {} : { maxWorkers: o.maxWorkers }),
-    });
     this.#connections = new ConnectionGuard(this.#server, limits, {
       clock: this.#clock,
       onEvict: (m) => this.#log.warn(m),
@@ -501,6 +512,14 @@ class ControlPlaneServer implements ControlPlane {
   /** KS-12.5.1 */
   vouch(): Vouch {
     return this.#vouch.check();
+  }
+
+  fleetStatus(seq: number): FlipFleetStatus | undefined {
+    return this.#fleet.status(seq);
+  }
+
+  workers(): WorkerInfo[] {
+    return this.#fleet.workers();
   }
 
   async start(): Promise<void> {
@@ -539,62 +558,41 @@ class ControlPlaneServer implements ControlPlane {
     this.#vouch.close();
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#connections.close();
-    await this.#fleetChannel?.close();
+    await this.#fleet.close();
     this.#unwatchTokens?.();
     this.#follower.close();
     this.#hub.closeAll();
-    for (const w of [...this.#ackWaiters]) w();
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
     });
   }
 
-  // --- the shared fleet (KS-6.6) ---------------------------------------------------------------
-
   /** Registers with the other replicas of a shared store; a replica that cannot, does not start. */
   async #joinFleet(): Promise<void> {
-    const fleet = this.#fleet;
+    const fleet = this.#fleet.shared;
     if (fleet === undefined || !isFleetChannelStore(this.#store)) return;
     fleet.selfUrl = this.url;
     try {
-      this.#fleetChannel = await this.#store.openFleetChannel({
-        replicaId: fleet.selfId,
-        url: this.url,
-        head: this.#follower.state.seq,
-        beatMs: this.#replicaBeatMs,
-        logger: { warn: (m) => this.#log.warn(m) },
-        onEvent: (e) => {
-          fleet.onEvent(e);
-          // A remote acknowledgement, a barrier or a heartbeat may complete a waited flip.
-          for (const w of [...this.#ackWaiters]) w();
-        },
-      });
+      this.#fleet.attach(
+        await this.#store.openFleetChannel({
+          replicaId: fleet.selfId,
+          url: this.url,
+          head: this.#follower.state.seq,
+          beatMs: this.#replicaBeatMs,
+          logger: { warn: (m) => this.#log.warn(m) },
+          onEvent: (e) => {
+            fleet.onEvent(e);
+            // A remote acknowledgement, a barrier or a heartbeat may complete a waited flip.
+            this.#fleet.wake();
+          },
+        }),
+      );
     } catch (err) {
       this.#follower.close();
       await new Promise<void>((resolve) => this.#server.close(() => resolve()));
       throw err;
     }
-  }
-
-  fleetStatus(seq: number): FlipFleetStatus | undefined {
-    return this.#fleetStatus(seq);
-  }
-
-  workers(): WorkerInfo[] {
-    return this.#allWorkers();
-  }
-
-  /** A flip's answer: this replica's tracker, merged with the other replicas' workers. */
-  #fleetStatus(seq: number): FlipFleetStatus | undefined {
-    const local = this.tracker.status(seq);
-    return this.#fleet === undefined ? local : this.#fleet.status(seq, local);
-  }
-
-  /** Every worker this replica knows of (the whole fleet when shared). */
-  #allWorkers(): WorkerInfo[] {
-    const local = this.tracker.workers();
-    return this.#fleet === undefined ? local : this.#fleet.workers(local, this.tracker.head);
   }
 
   /** KS-17.6.1: streams opened with a token that was removed, changed or expired end. */
@@ -611,16 +609,15 @@ class ControlPlaneServer implements ControlPlane {
     // KS-12.5.2: while not vouching, no heartbeat renews anything and open streams end.
     if (!this.#vouch.beat()) return;
     if (this.#hub.size === 0) return;
+    const { seq, hash } = this.#follower.state;
     const beat: HeartbeatData = {
-      head: this.#follower.state.seq,
+      head: seq,
       at: apiTime(this.#now()),
       logId: this.#follower.logId,
-      hash: this.#follower.state.hash,
+      hash,
     };
     this.#hub.broadcast(encodeEvent(StreamEvent.HEARTBEAT, beat));
   }
-
-  // --- HTTP ----------------------------------------------------------------------------------
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
@@ -670,449 +667,4 @@ class ControlPlaneServer implements ControlPlane {
       else sendJson(res, status, body, headers);
     }
   }
-
-  #routes(): Route[] {
-    return [
-      { method: 'GET', path: ApiPath.HEALTH, auth: 'public', handle: (c) => this.#health(c) },
-      { method: 'POST', path: ApiPath.FLIPS, auth: 'authenticated', handle: (c) => this.#flip(c) },
-      {
-        method: 'GET',
-        path: ApiPath.FLIPS,
-        auth: 'authenticated',
-        handle: (c) => this.#readLog(c),
-      },
-      {
-        method: 'GET',
-        path: ApiPath.STATE,
-        auth: 'authenticated',
-        handle: (c) => this.#getState(c),
-      },
-      {
-        method: 'GET',
-        path: ApiPath.STREAM,
-        auth: 'authenticated',
-        handle: (c) => this.#stream(c),
-      },
-      { method: 'POST', path: ApiPath.ACKS, auth: 'authenticated', handle: (c) => this.#ack(c) },
-      {
-        method: 'GET',
-        path: ApiPath.WORKERS,
-        auth: 'authenticated',
-        handle: (c) => this.#workers(c),
-      },
-    ];
-  }
-
-  #health({ res }: RouteContext): void {
-    const v = this.vouch();
-    const ok = v.ok;
-    const body: HealthAnswer = {
-      ok,
-      head: this.#follower.state.seq,
-      store: this.#store.kind,
-      subscribers: this.#hub.size,
-      ...(v.ok ? {} : { reason: v.detail }),
-    };
-    sendJson(res, ok ? 200 : 503, body);
-  }
-
-  #checkHealthy(): void {
-    this.#vouch.require();
-  }
-
-  /** KS-5.1.1 .. KS-5.1.4 */
-  async #flip({ res, principal, body, url }: RouteContext): Promise<void> {
-    const who = principal ?? ANONYMOUS;
-    // KS-5.1.14 `?wait=` is honoured (validated like the body's) or the request refused.
-    const query = parseQuery(flipQuerySchema, url, 'flip query');
-    // Validated once, by the model's rules; the store takes the validated flip as it is.
-    const parsed = parseFlipRequest(await body(), who.name);
-    const flip = parsed.flip;
-    if (query.wait !== undefined && parsed.wait !== undefined && query.wait !== parsed.wait) {
-      throw new ValidationError('flip request', [
-        {
-          path: ['wait'],
-          message: `given as ${parsed.wait} in the body and ${query.wait} in the query; give one`,
-        },
-      ]);
-    }
-    const wait = parsed.wait ?? query.wait;
-    // KS-17.2.3 an override names the gate it passes: never ignored silently.
-    if (
-      parsed.overrideGate !== undefined &&
-      (flip.action !== 'resume' || this.#releaseGate === undefined)
-    )
-      throw new ValidationError('flip request', [
-        {
-          path: ['overrideGate'],
-          message:
-            flip.action !== 'resume'
-              ? 'only a resume passes the release gate'
-              : 'this control plane has no release gate',
-        },
-      ]);
-    authorize(who, this.#flipAction(flip));
-    // KS-17.8.3: the token's flip rate, before anything is appended.
-    this.limits.takeFlip(who.name);
-    this.#checkHealthy();
-    const result = await this.#flipMutex.run(async () => {
-      // KS-5.1.3: a resume that lifts nothing is refused, not appended (a retry of an appended
-      // resume, same id, goes through to the store, which answers with the stored record).
-      if (
-        flip.action === 'resume' &&
-        !this.#follower.hasId(flip.id) &&
-        this.#follower.state.get(flip.selector) === undefined
-      ) {
-        throw new KillSwitchError(
-          ErrorCode.RESUME_REFUSED,
-          'no active halt has exactly this selector; nothing to resume',
-        );
-      }
-      // KS-17.8.3: a halt with a new selector must stay within maxActiveHalts.
-      if (
-        flip.action === 'halt' &&
-        !this.#follower.hasId(flip.id) &&
-        this.#follower.state.get(flip.selector) === undefined
-      )
-        this.limits.checkActiveHalts(this.#follower.state.size, 1);
-      // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
-      if (flip.action === 'resume' && !this.#follower.hasId(flip.id))
-        await this.#releaseGate?.checkOrOverride(
-          flip,
-          this.#allWorkers(),
-          who,
-          parsed.overrideGate,
-        );
-      return this.#store.append(flip);
-    });
-    // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.
-    if (!(await this.#follower.waitApplied(result.record.seq, result.record.hash, 5000))) {
-      throw new HttpError(
-        503,
-        this.#follower.broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,
-        `flip ${result.record.id} was written at seq ${result.record.seq}, but this control plane has not applied it there (${this.#follower.broken ?? 'not within 5000 ms'}); nothing was streamed to the fleet for it`,
-      );
-    }
-    const fleet =
-      wait !== undefined && wait > 0
-        ? await this.#awaitFleet(result.record.seq, wait, res)
-        : (this.#fleetStatus(result.record.seq) ?? null);
-    const answer: FlipAnswer = {
-      flip: result.record,
-      duplicate: result.duplicate,
-      fleet,
-      covers: haltCoverage(result.record.selector),
-    };
-    sendJson(res, result.duplicate ? 200 : 201, answer);
-  }
-
-  /** What a flip asks to do; a resume names the halt it lifts and who placed it (KS-17.5.1). */
-  #flipAction(flip: { action: 'halt' | 'resume'; selector: FlipRecord['selector'] }): Action {
-    if (flip.action === 'halt') return { kind: 'halt', selector: flip.selector };
-    const halt = this.#follower.state.get(flip.selector);
-    if (halt === undefined) return { kind: 'resume', selector: flip.selector };
-    const actorRole = this.#auth === 'none' ? Role.ADMIN : this.#auth.roleOf(halt.actor);
-    return {
-      kind: 'resume',
-      selector: flip.selector,
-      halt: { actor: halt.actor, actorRole, seq: halt.seq },
-    };
-  }
-
-  async #awaitFleet(
-    seq: number,
-    waitMs: number,
-    res: ServerResponse,
-  ): Promise<FlipFleetStatus | null> {
-    // KS-6.2.7 the wait and the tracker's deadlines on the monotonic clock.
-    const end = this.#clock.now() + Math.min(waitMs, MAX_WAIT_MS);
-    for (;;) {
-      const st = this.#fleetStatus(seq);
-      if (st === undefined) return null;
-      const now = this.#clock.now();
-      // The caller hanging up ends the wait (the flip itself is durable already).
-      if (st.complete || now >= end || this.#vouch.closed || res.destroyed) return st;
-      const local = this.tracker.nextDeadline(seq) ?? end;
-      const remote = this.#fleet?.nextDeadline(seq) ?? end;
-      const next = Math.min(local, remote);
-      const delay = Math.max(1, Math.min(end, next) - now);
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          this.#ackWaiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, delay);
-        this.#ackWaiters.add(done);
-      });
-    }
-  }
-
-  async #readLog({ res, url }: RouteContext): Promise<void> {
-    const q = parseQuery(logQuerySchema, url, 'log query');
-    this.#checkHealthy();
-    const flips = await this.#store.read({ after: q.after, limit: q.limit });
-    const head = (await this.#store.head()).seq;
-    const last = flips.at(-1)?.seq;
-    const answer: LogAnswer = {
-      flips,
-      head,
-      next: last !== undefined && last < head ? last : null,
-    };
-    sendJson(res, 200, answer);
-  }
-
-  #getState({ res }: RouteContext): void {
-    this.#checkHealthy();
-    sendJson(res, 200, this.#follower.state.toSnapshot());
-  }
-
-  /** KS-6.2: one acknowledgement, or a batch of them (`{ acks: [...] }`, KS-6.2.6). */
-  async #ack({ res, principal, body }: RouteContext): Promise<void> {
-    const acks = parseAcks(await body());
-    const who = principal ?? ANONYMOUS;
-    authorize(who, { kind: 'ack' });
-    // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
-    // nothing), so a token cannot acknowledge for a worker it may not act as.
-    for (const a of acks) this.#claims.check(who, a.workerId);
-    this.#checkAcks(acks);
-    this.#checkHealthy();
-    await this.#checkAckPositions(acks);
-    // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in order;
-    // the answer's fields do not depend on the worker, so one answer serves every entry.
-    let answer: AckAnswer | undefined;
-    for (const a of acks) {
-      answer = {
-        ...this.tracker.ack(a),
-        logId: this.#follower.logId,
-        hash: this.#follower.state.hash,
-      };
-      this.#claims.touch(who, a.workerId);
-    }
-    for (const w of [...this.#ackWaiters]) w();
-    if (this.#fleetChannel !== undefined && answer !== undefined)
-      answer = await this.#shareAcks(acks, answer);
-    sendJson(res, 200, answer);
-  }
-
-  /**
-   * KS-6.6.3 a shared fleet's acknowledgements are answered only once the store committed them
-   * (with the log's head at that commit), so every renewal a worker was answered is one the other
-   * replicas see; the answer's head is the later of this replica's and that head, so a worker
-   * whose replica lags the log learns it is behind and extends nothing.
-   */
-  async #shareAcks(acks: readonly AckRequest[], answer: AckAnswer): Promise<AckAnswer> {
-    let head;
-    try {
-      head = await this.#fleetChannel!.renew(
-        acks.map((a) => ({
-          workerId: a.workerId,
-          release: a.release,
-          seq: a.seq,
-          connections: this.tracker.connections(a.workerId),
-          unenforced: a.unenforced,
-        })),
-      );
-    } catch (err) {
-      throw new HttpError(
-        503,
-        ErrorCode.STORE_UNAVAILABLE,
-        `the acknowledgement could not be shared with the other replicas, so it renews nothing: ${(err as Error).message}`,
-      );
-    }
-    this.#checkHealthy();
-    const mine = this.tracker.head;
-    if (head.seq <= mine) return { ...answer, head: mine, hash: this.#follower.state.hash };
-    return { ...answer, head: head.seq, hash: head.hash };
-  }
-
-  /**
-   * KS-6.4.3 what an acknowledgement says about the log: a worker on another log is refused (409,
-   * it fails closed on its own); a worker that applied a seq beyond this head (after a short wait
-   * for a shared store to catch up) or another record at a seq this control plane applied proves
-   * that the log moved backwards or forked, and this control plane stops vouching (503).
-   */
-  async #checkAckPositions(acks: readonly AckRequest[]): Promise<void> {
-    let ahead: AckRequest | undefined;
-    for (const a of acks) {
-      if (a.logId !== undefined && a.logId !== this.#follower.logId) {
-        throw new HttpError(
-          409,
-          ErrorCode.LOG_DIVERGED,
-          `worker ${a.workerId} applied log ${a.logId} at seq ${a.seq}, but this control plane serves ${describePosition(this.#follower.position())}: another log; the worker fails closed until it reaches a control plane on its log`,
-        );
-      }
-      if (a.seq > this.#follower.state.seq) {
-        if (ahead === undefined || a.seq > ahead.seq) ahead = a;
-      } else if (a.hash !== undefined) {
-        const known = this.#follower.appliedHash(a.seq);
-        if (known !== undefined && known !== a.hash) {
-          this.#follower.diverge(
-            new LogDivergedError(
-              Divergence.FORKED,
-              { logId: this.#follower.logId, seq: a.seq, hash: a.hash },
-              { logId: this.#follower.logId, seq: a.seq, hash: known },
-              { applied: `worker ${a.workerId} applied`, seen: 'this control plane serves' },
-            ),
-          );
-        }
-      }
-    }
-    if (this.#follower.broken !== undefined) this.#checkHealthy();
-    if (ahead === undefined) return;
-    // A replica of a shared log may be a poll behind the worker: wait for it a little.
-    if (await this.#follower.waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
-    this.#checkHealthy();
-    let stored: LogPosition;
-    try {
-      stored = { logId: this.#follower.logId, ...(await this.#store.head()) };
-    } catch (err) {
-      throw new HttpError(
-        503,
-        ErrorCode.STORE_UNAVAILABLE,
-        `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's head ${this.#follower.state.seq}, and the store cannot be read: ${(err as Error).message}`,
-      );
-    }
-    if (ahead.logId !== undefined && ahead.hash !== undefined && stored.seq < ahead.seq) {
-      this.#follower.diverge(
-        new LogDivergedError(
-          Divergence.BEHIND,
-          { logId: ahead.logId, seq: ahead.seq, hash: ahead.hash },
-          stored,
-          {
-            applied: `worker ${ahead.workerId} applied`,
-            seen: `the ${this.#store.kind} store holds`,
-          },
-        ),
-      );
-      this.#checkHealthy();
-    }
-    throw new HttpError(
-      409,
-      ErrorCode.LOG_DIVERGED,
-      `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, beyond this control plane's ${describePosition(this.#follower.position())}; an acknowledgement never goes beyond the head`,
-    );
-  }
-
-  /**
-   * KS-17.8.4: no new worker beyond maxWorkers; the whole batch is refused, nothing recorded.
-   * (An acknowledgement beyond the head is KS-6.4.3's, in #checkAckPositions.)
-   */
-  #checkAcks(acks: readonly { readonly workerId: string }[]): void {
-    let tracked = this.tracker.size;
-    const added = new Set<string>();
-    for (const a of acks) {
-      if (!this.tracker.has(a.workerId) && !added.has(a.workerId)) {
-        this.limits.checkNewWorker(tracked++, a.workerId);
-        added.add(a.workerId);
-      }
-    }
-  }
-
-  #workers({ res }: RouteContext): void {
-    const answer: WorkersAnswer = {
-      head: this.tracker.head,
-      staleAfterMs: this.tracker.staleAfterMs,
-      leaseMarginMs: this.tracker.leaseMarginMs,
-      workers: this.#allWorkers(),
-      // KS-6.6.6 which replica each worker is on, and the replicas themselves.
-      ...(this.#fleet === undefined
-        ? {}
-        : { replicas: this.#fleet.replicas(this.#follower.state.seq) }),
-    };
-    sendJson(res, 200, answer);
-  }
-
-  /** KS-6.1 */
-  #stream({ req, res, url, principal }: RouteContext): void {
-    const q = parseQuery(streamQuerySchema, url, 'stream query');
-    const who = principal ?? ANONYMOUS;
-    authorize(who, { kind: 'read' });
-    // KS-5.2.9: streaming as a worker id is acting as it (the fleet counts the connection).
-    if (q.worker !== undefined) {
-      this.#claims.check(who, q.worker);
-      // KS-17.8.4: a new worker beyond maxWorkers is refused; none is dropped.
-      if (!this.tracker.has(q.worker)) this.limits.checkNewWorker(this.tracker.size, q.worker);
-    }
-    this.#checkHealthy();
-    const head = this.#follower.state.seq;
-    const chunks: Buffer[] = [Buffer.from(`retry: ${this.#retryMs}\n\n`)];
-    const lastId = req.headers[LAST_EVENT_ID_HEADER];
-    const s =
-      typeof lastId === 'string' && /^\d{1,16}$/.test(lastId.trim())
-        ? Number(lastId.trim())
-        : undefined;
-    // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
-    const replay =
-      q.snapshot !== '1' && s !== undefined ? this.#follower.replaySince(s, head) : undefined;
-    // A replay bigger than a subscriber may have pending would be dropped at the next write and
-    // start over: a snapshot (the active halts only) resynchronises it instead.
-    if (replay !== undefined && byteLength(replay) <= this.#maxBuffered) {
-      chunks.push(...replay);
-    } else {
-      // KS-17.8.2: one encoded snapshot per seq, shared by every stream that opens on it.
-      // KS-6.4.1 it names the log it is of.
-      chunks.push(
-        this.#sharedSnapshot.get(head, '*', (): SnapshotData => ({
-          ...this.#follower.state.toSnapshot(),
-          logId: this.#follower.logId,
-        })),
-      );
-    }
-    if (req.method === 'HEAD') {
-      // A HEAD must not become a subscriber that never receives a body.
-      res.writeHead(200, {
-        'content-type': STREAM_HEADERS['content-type'],
-        'cache-control': STREAM_HEADERS['cache-control'],
-      });
-      res.end();
-      return;
-    }
-    // KS-17.8.2: a slot, or 429 before anything is written or tracked.
-    const freeSlot = this.#streamLimits.acquire(who.name, q.worker, () => res.destroy());
-    req.socket.setNoDelay(true);
-    res.writeHead(200, STREAM_HEADERS);
-    // Each chunk written as is: the snapshot and replayed events are shared buffers, never copied.
-    res.socket?.cork();
-    for (const c of chunks) res.write(c);
-    res.socket?.uncork();
-    const unhold = this.#streamCredentials.hold(who, () => res.destroy());
-    let disconnect: () => void = () => {
-      freeSlot();
-      unhold();
-    };
-    if (q.worker !== undefined) {
-      const untrack = this.tracker.connect(q.worker, q.release);
-      const release = this.#claims.open(who, q.worker);
-      disconnect = () => {
-        freeSlot();
-        unhold();
-        untrack();
-        release();
-      };
-    }
-    this.#hub.add(res, q.worker, disconnect, byteLength(chunks));
-  }
-}
-
-/** How long an acknowledgement beyond the head waits for this replica to catch up. KS-6.4.3 */
-const AHEAD_WAIT_MS = 1000;
-
-function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {
-  const obj: Record<string, string> = {};
-  const issues: { path: string[]; message: string }[] = [];
-  for (const [k, v] of url.searchParams) {
-    if (Object.hasOwn(obj, k)) issues.push({ path: [k], message: 'given more than once' });
-    obj[k] = v;
-  }
-  if (issues.length > 0) throw new ValidationError(what, issues);
-  const r = schema.safeParse(obj);
-  if (!r.success) throw new ValidationError(what, toIssues(r.error));
-  return r.data;
-}
-
-function byteLength(chunks: readonly Buffer[]): number {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  return n;
 }

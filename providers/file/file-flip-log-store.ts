@@ -24,6 +24,7 @@ import { readOrCreateLogId } from './log-id-file.js';
 import { headFileMismatch, headPath, readHeadFile, writeHeadFile } from './head-file.js';
 import { PublicKeyRing, type SigningKey } from '../../src/integrity/signing-key.js';
 import {
+  attachSignature,
   checkRecordSignatures,
   makeCheckpoint,
   signRecord,
@@ -281,6 +282,8 @@ export class FileFlipLogStore implements FlipLogStore {
         await fh.sync();
       }
       if (bytes.length === 0) await syncDirectory(dir); // a new file's name must be durable too
+      // KS-17.7.9 each record's signature goes with it onto the stream.
+      log.records.forEach((r, i) => attachSignature(r, log.sigs[i]));
       this.#core.load(log.records);
       if (ackHead === undefined && log.records.length > 0) await this.#writeHead();
       this.#size = log.goodBytes;
@@ -479,6 +482,7 @@ export class FileFlipLogStore implements FlipLogStore {
     const json = recordJson(record);
     if (this.#key === undefined) return `${json}\n`;
     const sig = signRecord(this.#key, this.#logId, record.seq, record.hash);
+    attachSignature(record, sig); // KS-17.7.9 for the stream
     return `${json.slice(0, -1)},"sig":${JSON.stringify(sig)}}\n`;
   }
 

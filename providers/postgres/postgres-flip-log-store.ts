@@ -54,6 +54,12 @@ import {
   quoteIdent,
 } from './internal/schema-sql.js';
 import { intOption } from '../../src/internal/int-option.js';
+import { PublicKeyRing, type SigningKey } from '../../src/integrity/signing-key.js';
+import {
+  attachSignature,
+  checkRecordSignature,
+  signRecord,
+} from '../../src/integrity/record-signatures.js';
 
 /** Options of {@link PostgresFlipLogStore}. Give exactly one of `connectionString` and `pool`. */
 export interface PostgresFlipLogStoreOptions {
@@ -101,6 +107,21 @@ export interface PostgresFlipLogStoreOptions {
   readonly maxBatch?: number;
   /** Longest back-off between attempts to re-establish the LISTEN connection. @default 5000 (ms) */
   readonly reconnectMaxMs?: number;
+  /**
+   * Sign every record this store appends, in the same transaction (KS-17.7.2, the `sig` column);
+   * its public key also checks what the store reads. Keep it out of the database's reach: a
+   * record the serving role (or anyone who can write the database) inserts without it is refused
+   * by every store that checks (KS-17.7.3). @default unsigned
+   */
+  readonly signingKey?: SigningKey;
+  /**
+   * Public keys a record's signature may verify under (KS-17.7.3): opening and reads check the
+   * last signed record (the chain carries it back), following checks each record delivered, and
+   * a record that fails refuses the store (`KS_LOG_CORRUPT` naming its seq). Without keys, only
+   * the presence rule holds (no unsigned record after a signed one).
+   * @default the signing key's public key, if any
+   */
+  readonly publicKeys?: PublicKeyRing;
 }
 
 /**
@@ -192,6 +213,10 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
   readonly #reconnectMaxMs: number;
   readonly #table: string;
   readonly #channel: string;
+  readonly #key: SigningKey | undefined;
+  readonly #ring: PublicKeyRing | undefined;
+  /** The first signed record's seq, once one was seen: every record after it must be signed. */
+  #signedFrom: number | undefined;
 
   #state: StoreState = StoreState.NEW;
   #failure: KillSwitchError | undefined;
@@ -307,6 +332,18 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
     if (options.logger !== undefined && typeof options.logger?.warn !== 'function') {
       throw new InvalidOptionError('logger', 'an object with warn(msg)', options.logger);
     }
+    if (options.signingKey !== undefined && typeof options.signingKey?.sign !== 'function') {
+      throw new InvalidOptionError('signingKey', 'a SigningKey', options.signingKey);
+    }
+    if (options.publicKeys !== undefined && !(options.publicKeys instanceof PublicKeyRing)) {
+      throw new InvalidOptionError('publicKeys', 'a PublicKeyRing', options.publicKeys);
+    }
+    this.#key = options.signingKey;
+    this.#ring =
+      options.signingKey === undefined
+        ? options.publicKeys
+        : (options.publicKeys?.including(options.signingKey) ??
+          PublicKeyRing.of(options.signingKey));
     this.schema = schema;
     this.#table = `${quoteIdent(schema)}.flips`;
     this.#channel = channelOf(schema);
@@ -448,9 +485,55 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
     for (;;) {
       const rows = await this.#selectAfter(head.seq, BATCH);
       const records = decodeRows(rows, head);
+      this.#checkSignatures(records, rows, 'last');
       const last = records.at(-1);
       if (last !== undefined) head = { seq: last.seq, hash: last.hash };
-      if (rows.length < BATCH) return head;
+      if (rows.length < BATCH) {
+        if (this.#key !== undefined && this.#signedFrom === undefined && head.seq > 0) {
+          this.#logger.warn(
+            `postgres store (${this.schema}): no record is signed yet (${head.seq} records); the next append is signed and covers them (KS-17.7.2)`,
+          );
+        }
+        return head;
+      }
+    }
+  }
+
+  /**
+   * KS-17.7.3, KS-17.7.8 the signatures of verified records (`rows` in the same order): none missing after
+   * the first signed record; with keys, `each` verifies every one (what following delivers),
+   * `last` the last signed one (a read: the chain it verified carries that signature back to
+   * every record of the batch). Each signature is attached to its record for the stream
+   * (KS-17.7.9).
+   *
+   * @throws {LogCorruptError} `KS_LOG_CORRUPT` naming the first bad seq
+   */
+  #checkSignatures(
+    records: readonly FlipRecord[],
+    rows: readonly FlipRow[],
+    mode: 'each' | 'last',
+  ): void {
+    let lastSigned: { seq: number; hash: string; sig: string } | undefined;
+    records.forEach((r, i) => {
+      const sig = rows[i]?.sig ?? undefined;
+      if (sig === undefined) {
+        if (this.#signedFrom !== undefined && r.seq > this.#signedFrom) {
+          throw new LogCorruptError(
+            r.seq,
+            `record is not signed, though seq ${this.#signedFrom} before it is: it was not appended by the key holder (KS-17.7.3)`,
+          );
+        }
+        return;
+      }
+      if (this.#signedFrom === undefined || r.seq < this.#signedFrom) this.#signedFrom = r.seq;
+      lastSigned = { seq: r.seq, hash: r.hash, sig };
+      if (this.#ring !== undefined && mode === 'each') {
+        checkRecordSignature(lastSigned, this.#logId, this.#ring);
+      }
+      attachSignature(r, sig);
+    });
+    if (this.#ring !== undefined && mode === 'last' && lastSigned !== undefined) {
+      checkRecordSignature(lastSigned, this.#logId, this.#ring);
     }
   }
 
@@ -542,6 +625,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
         const seq = seqOf(row.seq, 0);
         if (row.kind === 'dup') {
           const r = this.#decodeOne(row, seq);
+          this.#checkSignatures([r], [row], 'each');
           known.set(r.id, r);
         } else head = { seq, hash: row.hash };
       }
@@ -569,8 +653,14 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
         await client.query('ROLLBACK');
       } else {
         for (const record of fresh) {
-          // KS-17.7.7 through the owner's function: a serving role holds no INSERT on the table.
-          await client.query(appendCallSql(this.schema), insertParams(record));
+          // KS-17.7.2, KS-17.7.8 signed in the same transaction; KS-17.7.7 through the owner's function: a
+          // serving role holds no INSERT on the table.
+          const sig =
+            this.#key === undefined
+              ? undefined
+              : signRecord(this.#key, this.#logId, record.seq, record.hash);
+          attachSignature(record, sig);
+          await client.query(appendCallSql(this.schema), insertParams(record, sig));
         }
         commitSent = true;
         // KS-8.3.2 acknowledged only after COMMIT returns.
@@ -602,6 +692,9 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
       return;
     }
     client.release();
+    if (this.#key !== undefined && fresh.length > 0) {
+      this.#signedFrom = Math.min(this.#signedFrom ?? Number.POSITIVE_INFINITY, fresh[0]!.seq);
+    }
     for (const record of fresh) await this.#afterCommit(record);
     batch.forEach((p, i) => {
       const a = answers[i]!;
@@ -632,6 +725,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
         seq: after,
         hash: after === this.#known.seq ? this.#known.hash : undefined,
       });
+      this.#checkSignatures(records, rows, 'last');
     } catch (err) {
       throw err instanceof LogCorruptError ? this.#fail(err) : err;
     }
@@ -922,6 +1016,8 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
       let records: FlipRecord[];
       try {
         records = decodeRows(rows, from);
+        // KS-17.7.3 a follower checks each record it delivers.
+        this.#checkSignatures(records, rows, 'each');
       } catch (err) {
         throw err instanceof LogCorruptError ? this.#fail(err) : err;
       }

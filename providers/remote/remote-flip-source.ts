@@ -33,6 +33,7 @@ import {
   type LogPosition,
 } from '../../src/protocol/log-position.js';
 import { isIdText } from '../../src/protocol/text.js';
+import { StreamSignatures, publicKeyRingOf } from './stream-signatures.js';
 import {
   SourceStatus,
   type FlipSource,
@@ -119,6 +120,12 @@ export interface RemoteFlipSourceOptions {
    * a channel of its own. @default true
    */
   readonly shareAcks?: boolean;
+  /**
+   * The control plane's public signing key(s), PEM (KS-17.7.9): every snapshot and record on the
+   * stream must then carry a signature that verifies under one of them, or the source fails
+   * closed naming the record (stream-signatures.ts). @default signatures are not checked
+   */
+  readonly publicKeys?: string | readonly string[];
 }
 
 /**
@@ -309,6 +316,8 @@ export class RemoteFlipSource implements FlipSource {
   readonly #fetch: typeof globalThis.fetch | undefined;
   readonly #clock: Clock;
   readonly #logger: { warn(message: string): void };
+  /** KS-17.7.9 the stream's signatures, checked when `publicKeys` is given. */
+  readonly #signatures: StreamSignatures | undefined;
 
   #listener: FlipSourceListener | undefined;
   /** The last cause of trouble (cleared when fresh again); it explains the status. KS-16.2.2 */
@@ -446,6 +455,8 @@ export class RemoteFlipSource implements FlipSource {
     this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger ?? defaultLogger;
     this.#shareAcks = o.shareAcks ?? true;
+    this.#signatures =
+      o.publicKeys === undefined ? undefined : new StreamSignatures(publicKeyRingOf(o.publicKeys));
     if (o.logId !== undefined && !isIdText(o.logId, MAX_LOG_ID_LENGTH)) {
       throw new InvalidOptionError('logId', 'a log id (letters, digits, ._:@/+=-)', o.logId);
     }
@@ -642,6 +653,7 @@ export class RemoteFlipSource implements FlipSource {
       if (!live()) return;
       this.#fail(this.#streamTrouble(base, (ev as { message?: string }).message));
     });
+    this.#signatures?.attach(es); // KS-17.7.9 after the listeners above
   }
 
   /** Why the stream of the current connection (to `base`) failed. KS-16.2.1 */
@@ -741,6 +753,12 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`malformed snapshot: ${(err as Error).message}`);
       return;
     }
+    // KS-17.7.9 with public keys, only a snapshot the key holder signed.
+    const unsigned = this.#signatures?.snapshotFault(data, snapshot.seq);
+    if (unsigned !== undefined) {
+      this.#resync(unsigned);
+      return;
+    }
     // KS-6.4.2 a snapshot of another log, or behind (or beside) what was applied, is refused.
     if (!this.#accept({ logId, seq: snapshot.seq, hash: snapshot.hash }, 'snapshot')) return;
     this.#received();
@@ -785,9 +803,15 @@ export class RemoteFlipSource implements FlipSource {
     }
     // KS-6.3.12: a halt is applied before its hash check (it can only stop more, and a record
     // failing the check fails the source closed right after, unacknowledged); a resume only after.
+    // KS-17.7.9 the signature check goes with it.
+    const fault = () =>
+      hashMatches(parsed)
+        ? this.#signatures?.flipFault(record, applied.logId)
+        : `record ${record.seq} hash does not match its content`;
     const early = record.action === 'halt';
-    if (!early && !hashMatches(parsed)) {
-      this.#resync(`record ${record.seq} hash does not match its content`);
+    const refused = early ? undefined : fault();
+    if (refused !== undefined) {
+      this.#resync(refused);
       return;
     }
     this.#applied = { logId: applied.logId, seq: record.seq, hash: record.hash };
@@ -797,10 +821,11 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
       return;
     }
-    if (early && !hashMatches(parsed)) {
+    const refusedAfter = early ? fault() : undefined;
+    if (refusedAfter !== undefined) {
       // Never claimed as applied nor acknowledged; the source fails closed until a snapshot.
       this.#applied = applied;
-      this.#resync(`record ${record.seq} hash does not match its content`);
+      this.#resync(refusedAfter);
       return;
     }
     this.#phase = ConnectionPhase.PROGRESSED;

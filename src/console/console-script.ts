@@ -231,6 +231,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
       if (typeof payload.head === 'number' && payload.head > S.head) return resync();
       return;
     }
+    // Signatures are for workers that hold the public key (KS-17.7.9); the console shows, never enforces.
+    if (event === 'sig') return;
   }
 
   function resync() {

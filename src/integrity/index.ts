@@ -2,6 +2,7 @@ export { SigningKey, PublicKeyRing, keyIdOf } from './signing-key.js';
 export {
   recordStatement,
   checkpointStatement,
+  snapshotStatement,
   parseExpectedHead,
   headMismatch,
   type Checkpoint,
@@ -13,6 +14,8 @@ export {
   signRecord,
   makeCheckpoint,
   checkpointVerifies,
+  attachSignature,
+  signatureOf,
   type SignedHead,
 } from './record-signatures.js';
 export {

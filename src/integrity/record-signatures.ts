@@ -1,4 +1,5 @@
 import { LogCorruptError } from '../errors.js';
+import type { FlipRecord } from '../model/flip-record.js';
 import type { PublicKeyRing, SigningKey } from './signing-key.js';
 import { checkpointStatement, recordStatement, type Checkpoint } from './statements.js';
 
@@ -98,4 +99,21 @@ export function checkpointVerifies(c: Checkpoint, ring: PublicKeyRing): boolean 
   if (c.sig === undefined) return false;
   const { sig, ...rest } = c;
   return ring.verify(checkpointStatement(rest), sig);
+}
+
+/** Signatures read from a store, kept beside the frozen record objects it returned. */
+const attached = new WeakMap<FlipRecord, string>();
+
+/**
+ * Keeps a record's stored signature beside the record object, so whoever sends that record on
+ * (the stream's flip event, KS-17.7.9) sends its signature too, without it ever becoming part of
+ * the record or its hash. Stores call it for every signed record they return or deliver.
+ */
+export function attachSignature(record: FlipRecord, sig: string | undefined): void {
+  if (sig !== undefined) attached.set(record, sig);
+}
+
+/** The signature a store attached to this record object, if any (KS-17.7.9). */
+export function signatureOf(record: FlipRecord): string | undefined {
+  return attached.get(record);
 }

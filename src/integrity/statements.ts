@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { ErrorCode, KillSwitchError } from '../errors.js';
 
 /**
@@ -7,6 +8,15 @@ import { ErrorCode, KillSwitchError } from '../errors.js';
  */
 export function recordStatement(logId: string, seq: number, hash: string): Buffer {
   return Buffer.from(`killswitch-record-v1\n${logId}\n${seq}\n${hash}`, 'utf8');
+}
+
+/**
+ * The bytes a snapshot's signature covers (KS-17.7.9): the SHA-256 of the snapshot event's data
+ * exactly as sent (its JSON names the log, the seq, the head's hash and every active halt), so a
+ * worker checks the text it is about to apply, whatever it parses into.
+ */
+export function snapshotStatement(data: string): Buffer {
+  return Buffer.from(`killswitch-snapshot-v1\n${hash('sha256', data, 'hex')}`, 'utf8');
 }
 
 /** A log's head at a moment, as the control plane publishes it (KS-17.7.4). */

@@ -16,8 +16,10 @@ export {
   StreamEvent,
   encodeEvent,
   heartbeatSchema,
+  sigDataSchema,
   splitSnapshotData,
   type HeartbeatData,
+  type SigData,
   type SnapshotData,
 } from './stream-events.js';
 export {

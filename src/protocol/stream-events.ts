@@ -4,6 +4,7 @@ import { ValidationError } from '../errors.js';
 import type { KillSnapshot } from '../model/kill-state.js';
 import { labelTimeSchema, type ApiTime } from './answers.js';
 import { hashSchema, logIdSchema } from './log-position.js';
+import { signatureOf } from '../integrity/record-signatures.js';
 
 /**
  * The event names of `GET /v1/stream` (KS-6.1). The console's browser script cannot import this
@@ -16,6 +17,12 @@ export const StreamEvent = {
   FLIP: 'flip',
   /** `{ head, at }`, no id, every `heartbeatMs`. KS-6.1.3 */
   HEARTBEAT: 'heartbeat',
+  /**
+   * `{ of, seq, sig }`, no id: the signature of the `flip` or `snapshot` event that follows it in
+   * the same write, when the log is signed (KS-17.7.9). Clients that do not check signatures
+   * ignore it (an unknown event name), so it changes nothing for them.
+   */
+  SIG: 'sig',
 } as const;
 /** One of {@link StreamEvent}'s values. */
 export type StreamEvent = (typeof StreamEvent)[keyof typeof StreamEvent];
@@ -36,6 +43,23 @@ export interface HeartbeatData {
 export interface SnapshotData extends KillSnapshot {
   readonly logId: string;
 }
+
+/** Data of a `sig` event: the signature of the event that follows it. KS-17.7.9 */
+export interface SigData {
+  /** Which event it signs: the next `flip` (a record's stored signature) or `snapshot`. */
+  readonly of: 'flip' | 'snapshot';
+  /** That event's seq (its `id:`). */
+  readonly seq: number;
+  /** `"<kid>:<base64url>"` (KS-17.7.2 for a record, KS-17.7.9 for a snapshot). */
+  readonly sig: string;
+}
+
+/** zod schema of a `sig` event's data, as a client checks it (fields added later are allowed). */
+export const sigDataSchema = z.object({
+  of: z.enum(['flip', 'snapshot']),
+  seq: z.number().int().min(0),
+  sig: z.string().min(1).max(256),
+});
 
 /**
  * zod schema of a heartbeat's data, as a client checks it: fields added later are allowed, so an
@@ -90,9 +114,28 @@ export function encodeEvent(event: StreamEvent, data: unknown, id?: number): Buf
  * KS-6.1.2
  */
 export function encodeFlipEvent(record: FlipRecord): Buffer {
+  // KS-17.7.9 a signed record's signature goes first, in the same buffer (one write, one replay).
+  const sig = signatureOf(record);
   return exactBuffer(
-    `event: ${StreamEvent.FLIP}\nid: ${record.seq}\ndata: ${recordJson(record)}\n\n`,
+    `${sig === undefined ? '' : sigBlock('flip', record.seq, sig)}event: ${StreamEvent.FLIP}\nid: ${record.seq}\ndata: ${recordJson(record)}\n\n`,
   );
+}
+
+/**
+ * Encodes a `snapshot` event (`id:` its seq), preceded by its `sig` event when `sign` is given:
+ * `sign` receives the data exactly as sent and returns its signature (KS-17.7.9).
+ */
+export function encodeSnapshotEvent(data: SnapshotData, sign?: (json: string) => string): Buffer {
+  const json = JSON.stringify(data);
+  const sig = sign?.(json);
+  return exactBuffer(
+    `${sig === undefined ? '' : sigBlock('snapshot', data.seq, sig)}event: ${StreamEvent.SNAPSHOT}\nid: ${data.seq}\ndata: ${json}\n\n`,
+  );
+}
+
+function sigBlock(of: SigData['of'], seq: number, sig: string): string {
+  const data: SigData = { of, seq, sig };
+  return `event: ${StreamEvent.SIG}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 const utf8 = new TextEncoder();

@@ -7,7 +7,12 @@
  */
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PostgresFlipLogStore, servingRoleGrantsSql } from '../../providers/postgres/index.js';
+import {
+  PostgresFlipLogStore,
+  SCHEMA_VERSION,
+  servingRoleGrantsSql,
+} from '../../providers/postgres/index.js';
+import { PublicKeyRing, SigningKey } from '../../src/integrity/signing-key.js';
 import { PG_URL, RUN_PG, admin, schemaName } from './pg-harness.js';
 
 const made: { schema: string; roles: string[] }[] = [];
@@ -136,7 +141,7 @@ describe.runIf(RUN_PG)(
       const { serve, s } = await setup();
       const err = (await as(
         serve,
-        `SELECT ${s}.append_flip(5, 'gap', '2026-01-01T00:00:00.000Z', 'admin', 'resume', '{}'::jsonb, 'x', NULL, NULL, NULL, repeat('0', 64), repeat('0', 64), '{}')`,
+        `SELECT ${s}.append_flip(5, 'gap', '2026-01-01T00:00:00.000Z', 'admin', 'resume', '{}'::jsonb, 'x', NULL, NULL, NULL, repeat('0', 64), repeat('0', 64), '{}', NULL)`,
       ).catch((e: unknown) => e)) as { code?: string; message?: string };
       expect(err).toBeInstanceOf(Error);
       expect(err.code).toBe('KS001');
@@ -153,12 +158,26 @@ describe.runIf(RUN_PG)(
       await store.close();
     });
 
-    it("upgrades a version-3 schema: the owner's next open adds the function; the serving role cannot upgrade", async () => {
+    it("upgrades a version-4 schema to 5 (signatures): the owner's next open adds the column and the function; the serving role cannot upgrade and must be granted again", async () => {
       const { schema, owner, serve, s } = await setup();
-      const args =
+      // What a version-4 library left: no sig column, append_flip without p_sig, granted.
+      const v5Args =
+        'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text, text';
+      const v4Args =
         'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text';
-      await admin(`DROP FUNCTION ${s}.append_flip(${args})`);
-      await admin(`UPDATE ${s}.meta SET value = '3' WHERE key = 'schema_version'`);
+      await admin(`DROP FUNCTION ${s}.append_flip(${v5Args})`);
+      await admin(`ALTER TABLE ${s}.flips DROP COLUMN sig`);
+      await admin(
+        `CREATE FUNCTION ${s}.append_flip(p_seq bigint, p_id text, p_at text, p_actor text, p_action text, p_selector jsonb, p_reason text, ` +
+          `p_mode text, p_release text, p_source text, p_prev text, p_hash text, p_body text) RETURNS void ` +
+          `LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN ` +
+          `INSERT INTO ${s}.flips (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body) ` +
+          `VALUES (p_seq, p_id, p_at, p_actor, p_action, p_selector, p_reason, p_mode, p_release, p_source, p_prev, p_hash, p_body); END $fn$`,
+      );
+      await admin(`ALTER FUNCTION ${s}.append_flip(${v4Args}) OWNER TO "${owner}"`);
+      await admin(`GRANT EXECUTE ON FUNCTION ${s}.append_flip(${v4Args}) TO "${serve}"`);
+      await admin(`UPDATE ${s}.meta SET value = '4' WHERE key = 'schema_version'`);
+
       const bySrv = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
       await expect(bySrv.open()).rejects.toMatchObject({
         code: 'KS_STORE_UNAVAILABLE',
@@ -169,14 +188,45 @@ describe.runIf(RUN_PG)(
       await byOwner.open();
       await byOwner.close();
       expect(await admin(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`)).toEqual([
-        { value: '4' },
+        { value: String(SCHEMA_VERSION) },
       ]);
+      // The old function is gone with its grant: the serving role must be granted again.
+      const key = SigningKey.generate();
+      const ungranted = new PostgresFlipLogStore({
+        connectionString: urlAs(serve),
+        schema,
+        signingKey: key,
+      });
+      await expect(
+        ungranted.append({ actor: 'x', action: 'halt', selector: {}, reason: 'r' }),
+      ).rejects.toMatchObject({ code: 'KS_STORE_UNAVAILABLE' });
+      await ungranted.close();
       await as(owner, servingRoleGrantsSql(schema, serve));
-      const again = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      const again = new PostgresFlipLogStore({
+        connectionString: urlAs(serve),
+        schema,
+        signingKey: key,
+      });
       expect(
         (await again.append({ actor: 'x', action: 'halt', selector: {}, reason: 'r' })).record.seq,
       ).toBe(2);
       await again.close();
+      // The record from before the upgrade stays unsigned; the new one is signed and verifies,
+      // carrying the chain back over seq 1.
+      const rows = await admin<{ seq: string; sig: string | null }>(
+        `SELECT seq::text AS seq, sig FROM ${s}.flips ORDER BY seq`,
+      );
+      expect(rows.map((r) => [r.seq, r.sig === null])).toEqual([
+        ['1', true],
+        ['2', false],
+      ]);
+      const checker = new PostgresFlipLogStore({
+        connectionString: urlAs(serve),
+        schema,
+        publicKeys: PublicKeyRing.of(key),
+      });
+      expect((await checker.read()).map((r) => r.seq)).toEqual([1, 2]);
+      await checker.close();
     });
   },
 );

@@ -19,6 +19,8 @@ export interface FlipRow {
   readonly prev: string;
   readonly hash: string;
   readonly body: string;
+  /** The record's signature (KS-17.7.2, schema version 5); null when it is not signed. */
+  readonly sig: string | null;
 }
 
 /**
@@ -44,8 +46,11 @@ export function bodyOf(record: FlipRecord): string {
   return canonicalJson(rest);
 }
 
-/** The INSERT parameters of a record, in the column order of the INSERT statement. KS-8.2.1 */
-export function insertParams(record: FlipRecord): unknown[] {
+/**
+ * The parameters of `append_flip` for a record and its signature (null: unsigned), in the
+ * column order of the INSERT statement. KS-8.2.1, KS-17.7.2
+ */
+export function insertParams(record: FlipRecord, sig: string | undefined): unknown[] {
   return [
     String(record.seq),
     record.id,
@@ -60,6 +65,7 @@ export function insertParams(record: FlipRecord): unknown[] {
     record.prev,
     record.hash,
     bodyOf(record),
+    sig ?? null,
   ];
 }
 

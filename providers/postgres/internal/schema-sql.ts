@@ -5,7 +5,7 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /**
  * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
@@ -19,6 +19,11 @@ export const SCHEMA_VERSION = 4;
  * which the store appends (KS-17.7.7), so a serving role given only {@link servingRoleGrantsSql}
  * can append but not insert, update, delete, truncate nor touch the triggers. Nothing to carry
  * over; a version-3 library refuses a version-4 schema. The upgrade must run as the owner.
+ * 5 adds the records' signatures (KS-17.7.2): a nullable `flips.sig` column beside each record
+ * (outside the hash), `append_flip` takes it as a 14th argument (the 13-argument one is dropped,
+ * so a grant on it must be given again), and the insert check refuses an unsigned record after a
+ * signed one. Records from before keep `sig` NULL; the first signed append covers them (the chain).
+ * A version-4 library refuses a version-5 schema. The upgrade must run as the owner.
  */
 
 /** Tables of the shared fleet (KS-8.8) that a serving role reads and writes (KS-17.7.7 grants). */
@@ -26,6 +31,10 @@ export const FLEET_TABLES = ['replicas', 'fleet_acks'] as const;
 
 /** The argument types of `append_flip`, in {@link insertParams} order. */
 const APPEND_ARGS =
+  'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text, text';
+
+/** The argument types of version 4's `append_flip` (no signature), dropped by the upgrade to 5. */
+const APPEND_ARGS_V4 =
   'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text';
 
 /**
@@ -42,7 +51,7 @@ export const LOCK_CLASS_MIGRATE = 0x4b54;
  * seq comes back as text (a bigint); queries must `ORDER BY f.seq`, never the text alias.
  */
 export const RECORD_COLUMNS =
-  'f.seq::text AS seq, f.id, f.at, f.actor, f.action, f.selector, f.reason, f.mode, f.release, f.source, f.prev, f.hash, f.body';
+  'f.seq::text AS seq, f.id, f.at, f.actor, f.action, f.selector, f.reason, f.mode, f.release, f.source, f.prev, f.hash, f.body, f.sig';
 
 /** The NOTIFY channel of a schema's log (the schema name is at most 48 characters, so this fits 63). */
 export function channelOf(schema: string): string {
@@ -110,8 +119,9 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   head_seq bigint;
   head_hash text;
+  head_sig text;
 BEGIN
-  SELECT f.seq, f.hash INTO head_seq, head_hash FROM ${s}.flips f ORDER BY f.seq DESC LIMIT 1;
+  SELECT f.seq, f.hash, f.sig INTO head_seq, head_hash, head_sig FROM ${s}.flips f ORDER BY f.seq DESC LIMIT 1;
   IF head_seq IS NULL THEN
     head_seq := 0;
     head_hash := repeat('0', 64);
@@ -129,6 +139,11 @@ BEGIN
   IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
      OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
     RAISE EXCEPTION 'flip seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  -- KS-17.7.3 (version 5) once the log is signed, every record is: the head tells (each record
+  -- after the first signed one is signed). Readers check the signatures themselves.
+  IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
+    RAISE EXCEPTION 'flip seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
   END IF;
   RETURN NEW;
 END
@@ -193,14 +208,18 @@ CREATE TABLE IF NOT EXISTS ${s}.fleet_acks (
 -- KS-17.7.7 (version 4) the one way a serving role appends: a function owned by the schema's owner
 -- that inserts one record (the triggers above still check the chain). Grant EXECUTE on it, never
 -- INSERT on the table (servingRoleGrantsSql).
+-- KS-17.7.2 (version 5) each record's signature, beside it and outside the hash; NULL before the
+-- log was signed.
+ALTER TABLE ${s}.flips ADD COLUMN IF NOT EXISTS sig text CHECK (sig IS NULL OR length(sig) BETWEEN 1 AND 256);
+DROP FUNCTION IF EXISTS ${s}.append_flip(${APPEND_ARGS_V4});
 CREATE OR REPLACE FUNCTION ${s}.append_flip(
   p_seq bigint, p_id text, p_at text, p_actor text, p_action text, p_selector jsonb, p_reason text,
-  p_mode text, p_release text, p_source text, p_prev text, p_hash text, p_body text
+  p_mode text, p_release text, p_source text, p_prev text, p_hash text, p_body text, p_sig text
 ) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-  INSERT INTO ${s}.flips (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body)
-    VALUES (p_seq, p_id, p_at, p_actor, p_action, p_selector, p_reason, p_mode, p_release, p_source, p_prev, p_hash, p_body);
+  INSERT INTO ${s}.flips (seq, id, at, actor, action, selector, reason, mode, release, source, prev, hash, body, sig)
+    VALUES (p_seq, p_id, p_at, p_actor, p_action, p_selector, p_reason, p_mode, p_release, p_source, p_prev, p_hash, p_body, p_sig);
 END
 $fn$;
 REVOKE ALL ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) FROM PUBLIC;
@@ -215,9 +234,9 @@ export function appendFlipSignature(schema: string): string {
   return `${quoteIdent(schema)}.append_flip(${APPEND_ARGS})`;
 }
 
-/** The call the store appends one record with (version 4): `$1..$13` as {@link insertParams}. */
+/** The call the store appends one record with (version 5): `$1..$14` as {@link insertParams}. */
 export function appendCallSql(schema: string): string {
-  return `SELECT ${quoteIdent(schema)}.append_flip($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)`;
+  return `SELECT ${quoteIdent(schema)}.append_flip($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)`;
 }
 
 /** Role names the grants accept: as schema names, so they need no quoting rules of their own. */

@@ -33,20 +33,23 @@ export async function createStore(
   dataDir: string,
   options: { readonly signingKey?: SigningKey | undefined } = {},
 ): Promise<CreatedStore> {
-  if (
-    options.signingKey !== undefined &&
-    (spec === 'memory' || /^postgres(?:ql)?:\/\//i.test(spec ?? ''))
-  ) {
+  const { signingKey } = options;
+  if (signingKey !== undefined && spec === 'memory') {
     // Never serve unsigned while the operator believes records are signed.
     throw new KillSwitchError(
       ErrorCode.INVALID_OPTION,
-      '--signing-key: only the file store signs records so far (KS-17.7.2); not the memory or PostgreSQL store',
+      '--signing-key: the memory store does not sign records (KS-17.7.2); the file and PostgreSQL stores do',
     );
   }
   if (spec !== undefined && /^postgres(?:ql)?:\/\//i.test(spec)) {
     // A variable specifier: the PostgreSQL provider (and pg) load only when asked for.
     const specifier = '../../../providers/postgres/index.js';
-    let mod: { PostgresFlipLogStore?: new (o: { connectionString: string }) => FlipLogStore };
+    let mod: {
+      PostgresFlipLogStore?: new (o: {
+        connectionString: string;
+        signingKey?: SigningKey;
+      }) => FlipLogStore;
+    };
     try {
       mod = (await import(specifier)) as typeof mod;
     } catch (err) {
@@ -62,8 +65,11 @@ export async function createStore(
       );
     }
     return {
-      store: new mod.PostgresFlipLogStore({ connectionString: spec }),
-      description: `postgres ${redact(spec)}`,
+      store: new mod.PostgresFlipLogStore({
+        connectionString: spec,
+        ...(signingKey === undefined ? {} : { signingKey }),
+      }),
+      description: `postgres ${redact(spec)}${signedBy(signingKey)}`,
     };
   }
   if (spec === 'memory') {
@@ -76,11 +82,14 @@ export async function createStore(
   const { FileFlipLogStore } = await import('../../../providers/file/index.js');
   const path = resolve(spec ?? join(dataDir, 'flips.jsonl'));
   if (spec === undefined) await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const { signingKey } = options;
   return {
     store: new FileFlipLogStore({ path, ...(signingKey === undefined ? {} : { signingKey }) }),
-    description: `file ${path}${signingKey === undefined ? '' : ` (records signed by key ${signingKey.kid})`}`,
+    description: `file ${path}${signedBy(signingKey)}`,
   };
+}
+
+function signedBy(key: SigningKey | undefined): string {
+  return key === undefined ? '' : ` (records signed by key ${key.kid})`;
 }
 
 /** A connection string without its password, for logs. */

@@ -308,6 +308,6 @@ describe('KS-17.7.4 GET /v1/checkpoint over the wire', () => {
       extraArgs: ['--signing-key', keyFile, '--store', 'memory'],
     });
     expect(b.code).toBe(1);
-    expect(b.stdout + b.stderr).toMatch(/only the file store signs records/);
+    expect(b.stdout + b.stderr).toMatch(/the memory store does not sign records/);
   });
 });

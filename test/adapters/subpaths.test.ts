@@ -8,6 +8,7 @@ const FRAMEWORKS: Record<string, readonly string[]> = {
   './openai-agents': ['@openai/agents'],
   './mcp': ['@modelcontextprotocol/sdk'],
   './langgraph': ['langchain', '@langchain/core'],
+  './mastra': ['@mastra/core'],
   // The gateway loads the MCP SDK (an optional peer) only when an mcp section is configured.
   './gateway': ['@modelcontextprotocol/sdk'],
 };

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import type { HostLoad, HostLoadMonitor } from '../../src/drill/measure/host-load.js';
-import { startHostLoadMonitor } from '../../src/drill/measure/host-load.js';
+import type {
+  CpuTicks,
+  HostLoad,
+  HostLoadMonitor,
+  HostReadings,
+} from '../../src/drill/measure/host-load.js';
+import {
+  describeHostLoad,
+  startHostLoadMonitor,
+  systemReadings,
+} from '../../src/drill/measure/host-load.js';
 import type { LeverResult, WorkerSummary } from '../../src/drill/report/drill-report.js';
 import { renderMarkdown } from '../../src/drill/report/report-writer.js';
 import { finishDrill } from '../../src/drill/run/finish-drill.js';
@@ -35,6 +44,7 @@ const host = (overloaded: boolean): HostLoadMonitor => {
   const h: HostLoad = {
     cpus: 2,
     loadMax: overloaded ? 25 : 0.3,
+    foreignLoadMax: overloaded ? 24 : 0.3,
     eventLoopDelayP99Ms: overloaded ? 80 : 11,
     eventLoopDelayMaxMs: overloaded ? 120 : 12,
     overloaded,
@@ -113,4 +123,174 @@ describe('KS-9.3.7 a timing target missed on an overloaded host is inconclusive,
     expect(h.cpus).toBeGreaterThan(0);
     expect(h.eventLoopDelayMaxMs).toBeGreaterThanOrEqual(100);
   });
+});
+
+/**
+ * A host whose readings the test sets: `tick` advances the CPU counters by one interval in which
+ * the drill's own processes used `ownCpus` CPUs, others `otherCpus`, the hypervisor stole `steal`.
+ */
+function fakeHost(cpus = 2) {
+  let load = 0;
+  let ticks: CpuTicks = { total: 0, idle: 0, steal: 0 };
+  let own = 0;
+  let exited = false;
+  const readings: HostReadings = {
+    cpus: () => cpus,
+    loadavg: () => load,
+    cpuTicks: () => ticks,
+    // The drill process and one worker that exits halfway: its ticks must still count.
+    ownTicks: () =>
+      new Map(
+        exited
+          ? [[1, own / 2]]
+          : [
+              [1, own / 2],
+              [2, own / 2],
+            ],
+      ),
+  };
+  return {
+    readings,
+    tick(o: { load: number; ownCpus: number; otherCpus: number; steal?: number }) {
+      load = o.load;
+      const interval = 100 * cpus; // one second of ticks at 100 Hz on every CPU
+      const stolen = (o.steal ?? 0) * interval;
+      const busy = 100 * (o.ownCpus + o.otherCpus);
+      ticks = {
+        total: ticks.total + interval,
+        idle: ticks.idle + Math.max(0, interval - busy - stolen),
+        steal: ticks.steal + stolen,
+      };
+      own += 100 * o.ownCpus;
+    },
+    exitWorker() {
+      exited = true;
+    },
+  };
+}
+
+describe('KS-9.3.8 the drill tells a host overloaded by others from the load it makes itself', () => {
+  const blockLoop = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until); // the drill's own work holding its event loop
+  };
+
+  it('its own fleet busy on every core, its own event loop late: not overloaded', async () => {
+    const h = fakeHost();
+    const m = startHostLoadMonitor({
+      readings: h.readings,
+      calibrationP99Ms: 4,
+      sampleEveryMs: 60_000,
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    blockLoop(120);
+    await new Promise((r) => setTimeout(r, 20));
+    // Load 5 on 2 CPUs (as seen at load 3-6 with 8 workers), 1.8 CPUs of it the drill's own.
+    h.tick({ load: 5, ownCpus: 1.8, otherCpus: 0.1 });
+    m.read();
+    h.exitWorker();
+    const load = m.stop();
+    expect(load.eventLoopDelayMaxMs).toBeGreaterThanOrEqual(100);
+    expect(load.loadMax).toBe(5);
+    expect(load.ownCpus).toBeCloseTo(1.8, 5);
+    expect(load.foreignLoadMax).toBeLessThan(0.5);
+    expect(load.overloaded).toBe(false);
+    expect(describeHostLoad(load)).toMatch(/not overloaded by other processes$/);
+  });
+
+  it('other processes queueing on the CPUs: overloaded, named with their share of the load', () => {
+    const h = fakeHost();
+    const m = startHostLoadMonitor({ readings: h.readings, sampleEveryMs: 60_000 });
+    h.tick({ load: 20, ownCpus: 0.2, otherCpus: 1.8 });
+    const load = m.stop();
+    expect(load.foreignLoadMax).toBeCloseTo(18, 5);
+    expect(load.overloaded).toBe(true);
+    expect(load.why).toBe('load average up to 20 on 2 CPU(s), 18 of it from other processes');
+    expect(describeHostLoad(load)).toMatch(/host overloaded by other processes/);
+  });
+
+  it('a hypervisor stealing a fifth of the CPU time: overloaded', () => {
+    const h = fakeHost();
+    const m = startHostLoadMonitor({ readings: h.readings, sampleEveryMs: 60_000 });
+    h.tick({ load: 1, ownCpus: 0.8, otherCpus: 0, steal: 0.3 });
+    const load = m.stop();
+    expect(load.stealShare).toBeCloseTo(0.3, 5);
+    expect(load.overloaded).toBe(true);
+    expect(load.why).toMatch(/30% of the CPU time was stolen/);
+  });
+
+  it('a calibration loop already late before the fleet started: overloaded', () => {
+    const h = fakeHost();
+    const m = startHostLoadMonitor({
+      readings: h.readings,
+      calibrationP99Ms: 80,
+      sampleEveryMs: 60_000,
+    });
+    h.tick({ load: 1, ownCpus: 0.5, otherCpus: 0.5 });
+    const load = m.stop();
+    expect(load.overloaded).toBe(true);
+    expect(load.why).toMatch(/before the fleet started, a calibration loop was late by 80 ms/);
+  });
+
+  it('without CPU times (not Linux) the whole load average counts, as before', () => {
+    const m = startHostLoadMonitor({
+      readings: {
+        cpus: () => 2,
+        loadavg: () => 4,
+        cpuTicks: () => undefined,
+        ownTicks: () => undefined,
+      },
+      sampleEveryMs: 60_000,
+    });
+    const load = m.stop();
+    expect(load.foreignLoadMax).toBe(4);
+    expect(load.overloaded).toBe(true);
+    expect(load.why).toBe('load average up to 4 on 2 CPU(s)');
+  });
+
+  it('verdicts: a met target passes under its own load; a miss is inconclusive only when others overloaded the host', async () => {
+    const ownLoad = fakeHost();
+    const quietMonitor = startHostLoadMonitor({
+      readings: ownLoad.readings,
+      sampleEveryMs: 60_000,
+    });
+    ownLoad.tick({ load: 5, ownCpus: 1.8, otherCpus: 0.1 });
+    const fast = slow({
+      stops: [{ workerId: 'w1', appliedAt: 1010, timeToStopMs: 10 }],
+      timeToStop: { p50: 10, p99: 10, max: 10 },
+    });
+    const met = await finish([fast], quietMonitor);
+    expect(met.report.verdict).toBe('passed');
+    expect(met.exitCode).toBe(0);
+    const missed = await finish([slow()], quietMonitor);
+    expect(missed.report.verdict).toBe('failed');
+    expect(missed.report.violations.map((v) => v.code)).toEqual(['time-to-stop']);
+    quietMonitor.stop();
+
+    const others = fakeHost();
+    const busyMonitor = startHostLoadMonitor({ readings: others.readings, sampleEveryMs: 60_000 });
+    others.tick({ load: 20, ownCpus: 0.2, otherCpus: 1.8 });
+    const metBusy = await finish([fast], busyMonitor);
+    expect(metBusy.report.verdict).toBe('passed');
+    const missedBusy = await finish([slow()], busyMonitor);
+    expect(missedBusy.report.verdict).toBe('inconclusive');
+    expect(missedBusy.exitCode).toBe(4);
+    busyMonitor.stop();
+  });
+
+  it.runIf(process.platform === 'linux')(
+    'on Linux the real readings see the CPU this process burns',
+    () => {
+      const t0 = systemReadings.cpuTicks()!;
+      const sum = (m: ReadonlyMap<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+      const o0 = sum(systemReadings.ownTicks()!);
+      blockLoop(300);
+      const t1 = systemReadings.cpuTicks()!;
+      const o1 = sum(systemReadings.ownTicks()!);
+      expect(t1.total).toBeGreaterThan(t0.total);
+      // 300 ms of CPU is about 30 ticks at 100 Hz; a loaded host may give it less of the CPU.
+      expect(o1 - o0).toBeGreaterThan(0);
+      expect(o1 - o0).toBeLessThanOrEqual(t1.total - t0.total - (t1.idle - t0.idle));
+    },
+  );
 });

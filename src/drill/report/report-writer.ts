@@ -54,7 +54,7 @@ export function renderMarkdown(r: DrillReport): string {
   if (r.host) {
     const h = r.host;
     lines.push(
-      `Host during the drill: load average up to ${h.loadMax}, the drill's event-loop delay p99 ${h.eventLoopDelayP99Ms} ms (max ${h.eventLoopDelayMaxMs})${h.overloaded ? `: overloaded, timing targets inconclusive` : ''}.`,
+      `Host during the drill: load average up to ${h.loadMax} (${h.foreignLoadMax} of it from other processes${h.ownCpus !== undefined ? `; the drill's own processes used ${h.ownCpus} CPU(s)` : ''}), the drill's event-loop delay p99 ${h.eventLoopDelayP99Ms} ms (max ${h.eventLoopDelayMaxMs})${h.calibrationP99Ms !== undefined ? `, ${h.calibrationP99Ms} ms before the fleet started` : ''}${h.overloaded ? `: overloaded by other processes (${escapeMd(h.why ?? '')}), a missed timing target is inconclusive` : ': not overloaded by other processes'}.`,
       '',
     );
   }

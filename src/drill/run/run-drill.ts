@@ -2,7 +2,11 @@ import { InvalidOptionError } from '../../errors.js';
 import type { DrillOutcome, RunDrillOptions } from './run-drill-options.js';
 import { runEmbeddedDrill } from './embedded.js';
 import { runFleetDrill } from './fleet.js';
-import { startHostLoadMonitor } from '../measure/host-load.js';
+import {
+  calibrateEventLoop,
+  describeHostLoad,
+  startHostLoadMonitor,
+} from '../measure/host-load.js';
 
 export type { DrillOutcome, DrillScope, RunDrillOptions } from './run-drill-options.js';
 
@@ -37,13 +41,13 @@ export async function runDrill(options: RunDrillOptions): Promise<DrillOutcome> 
   log(
     `drill ${s.name}: ${s.levers.length} lever(s), each held ${s.timings.observeMs} ms; about ${aboutS} s plus starting the workers (a progress line every ${PROGRESS_EVERY_MS / 1000} s)`,
   );
-  const hostLoad = options.hostLoad ?? startHostLoadMonitor();
+  // KS-9.3.8 how late timers are before the drill starts anything: the host's own lateness.
+  const hostLoad =
+    options.hostLoad ?? startHostLoadMonitor({ calibrationP99Ms: await calibrateEventLoop() });
   const started = performance.now();
   const progress = setInterval(() => {
     const h = hostLoad.read();
-    log(
-      `... ${Math.round((performance.now() - started) / 1000)} s in; load ${h.loadMax} on ${h.cpus} CPU(s), event-loop delay p99 ${h.eventLoopDelayP99Ms} ms${h.overloaded ? ' (overloaded: timing targets will be inconclusive)' : ''}`,
-    );
+    log(`... ${Math.round((performance.now() - started) / 1000)} s in; ${describeHostLoad(h)}`);
   }, PROGRESS_EVERY_MS);
   progress.unref();
   try {

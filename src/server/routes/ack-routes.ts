@@ -1,4 +1,4 @@
-import { authorize } from '../../auth/principal.js';
+import { authorize, type Principal } from '../../auth/principal.js';
 import type { WorkerClaims } from '../../auth/worker-claims.js';
 import { ErrorCode } from '../../errors.js';
 import { parseAcks, type AckRequest } from '../../protocol/acks.js';
@@ -38,11 +38,17 @@ export interface AckRouteParts {
 }
 
 /**
- * `POST /v1/acks` (worker credentials, for their own worker ids): one acknowledgement, or a batch
- * (`{ acks: [...] }`, KS-6.2.6). It renews the worker's lease; the answer carries the head and
- * the log's position (KS-6.2, KS-6.4).
+ * Accepting acknowledgements, as `POST /v1/acks` does and any other transport of them may (one
+ * function per control plane): authorises the caller for every worker id (a batch is all or
+ * nothing, KS-5.2.9, KS-17.8.4), checks each position against the log (KS-6.4.3), records each
+ * in order exactly as if sent alone (KS-6.2.6), wakes the flips waiting for the fleet, and in a
+ * shared fleet answers only once the store committed them (KS-6.6.3).
+ *
+ * @returns `(who, acks) => answer`; throws an HttpError or KillSwitchError to refuse
  */
-export function ackRoutes(p: AckRouteParts): Route[] {
+export function acceptAcks(
+  p: AckRouteParts,
+): (who: Principal, acks: readonly AckRequest[]) => Promise<AckAnswer> {
   const { follower, fleet, claims } = p;
   const tracker = fleet.tracker;
 
@@ -159,6 +165,35 @@ export function ackRoutes(p: AckRouteParts): Route[] {
     return { ...answer, head: head.seq, hash: head.hash };
   };
 
+  return async (who, acks) => {
+    authorize(who, { kind: 'ack' });
+    // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
+    // nothing), so a token cannot acknowledge for a worker it may not act as.
+    for (const a of acks) claims.check(who, a.workerId);
+    checkAcks(acks);
+    p.requireVouching();
+    await checkAckPositions(acks);
+    // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in
+    // order; the answer's fields do not depend on the worker, so one answer serves every entry.
+    let answer: AckAnswer | undefined;
+    for (const a of acks) {
+      answer = { ...tracker.ack(a), logId: follower.logId, hash: follower.state.hash };
+      claims.touch(who, a.workerId);
+    }
+    fleet.wake();
+    if (answer === undefined) throw new TypeError('acceptAcks: no acknowledgement given');
+    if (fleet.channel !== undefined) answer = await shareAcks(acks, answer);
+    return answer;
+  };
+}
+
+/**
+ * `POST /v1/acks` (worker credentials, for their own worker ids): one acknowledgement, or a batch
+ * (`{ acks: [...] }`, KS-6.2.6). It renews the worker's lease; the answer carries the head and
+ * the log's position (KS-6.2, KS-6.4). See {@link acceptAcks}.
+ */
+export function ackRoutes(p: AckRouteParts): Route[] {
+  const accept = acceptAcks(p);
   return [
     {
       method: 'POST',
@@ -166,25 +201,7 @@ export function ackRoutes(p: AckRouteParts): Route[] {
       auth: 'authenticated',
       handle: async ({ res, principal, body }) => {
         const acks = parseAcks(await body());
-        const who = principal ?? ANONYMOUS;
-        authorize(who, { kind: 'ack' });
-        // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
-        // nothing), so a token cannot acknowledge for a worker it may not act as.
-        for (const a of acks) claims.check(who, a.workerId);
-        checkAcks(acks);
-        p.requireVouching();
-        await checkAckPositions(acks);
-        // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in
-        // order; the answer's fields do not depend on the worker, so one answer serves every entry.
-        let answer: AckAnswer | undefined;
-        for (const a of acks) {
-          answer = { ...tracker.ack(a), logId: follower.logId, hash: follower.state.hash };
-          claims.touch(who, a.workerId);
-        }
-        fleet.wake();
-        if (fleet.channel !== undefined && answer !== undefined)
-          answer = await shareAcks(acks, answer);
-        sendJson(res, 200, answer);
+        sendJson(res, 200, await accept(principal ?? ANONYMOUS, acks));
       },
     },
   ];

@@ -50,6 +50,15 @@ import {
   type ConnectionTrouble,
   type StreamAnswer,
 } from './connection-trouble.js';
+import {
+  ConnectionState,
+  createConnection,
+  stepConnection,
+  statusAfter,
+  type Connection,
+  type ConnectionAction,
+  type ConnectionEvent,
+} from './connection-state.js';
 import { freshness, renewedLease } from './lease.js';
 import { nodeStreamFetch } from './node-stream-fetch.js';
 import { tlsFetch } from '../../src/client/tls-fetch.js';
@@ -232,22 +241,6 @@ function matchReportFor(record: FlipRecord): MatchReport | undefined {
   return report;
 }
 
-/**
- * How far one stream connection got, in order: requested; answered (the TCP connection is up, or
- * the injected fetch answered); progressed (something was applied, or a heartbeat arrived). A
- * resumed connection that failed when answered but before progress counts towards
- * MAX_RESUME_FAILURES (KS-6.3.10): a refused connection says nothing about the replay.
- */
-const ConnectionPhase = {
-  REQUESTED: 'requested',
-  ANSWERED: 'answered',
-  PROGRESSED: 'progressed',
-} as const;
-type ConnectionPhase = (typeof ConnectionPhase)[keyof typeof ConnectionPhase];
-
-/** Resumed connections that may fail in a row before the source asks for a snapshot. KS-6.3.10 */
-const MAX_RESUME_FAILURES = 3;
-
 /** A flip event's record, shape-checked; its hash check is done (once) when asked. */
 interface WireRecord {
   readonly record: FlipRecord;
@@ -333,9 +326,9 @@ export class RemoteFlipSource implements FlipSource {
   #answer: StreamAnswer | undefined;
   /** Match reports of halts applied, sent with the next acknowledgement. KS-16.4.1 */
   #matchReports: MatchReport[] = [];
+  /** What the listener was last told (KS-6.3.6); moved by statusAfter in #refresh. */
   #status: SourceStatus = SourceStatus.CLOSED;
   #statusDetail = '';
-  #stopped = true;
 
   /** Applied state: the log, seq and hash of the last record applied; `undefined` before any snapshot. */
   #applied: LogPosition | undefined;
@@ -350,21 +343,17 @@ export class RemoteFlipSource implements FlipSource {
    * that does. KS-6.4.2
    */
   #diverged: LogDivergedError | undefined;
-  /** True from a gap or malformed event until the next snapshot is applied. KS-6.3.2 */
-  #needSnapshot = false;
-  #resyncReason = '';
-
+  /**
+   * The stream connection (stopped, waiting, requested, answered, progressed), with the resync
+   * awaited and the backoff and resume counters; moved only by #step (connection-state.ts).
+   */
+  #conn: Connection;
+  /** The open stream: set exactly while #conn is requested, answered or progressed. */
   #es: EventSource | undefined;
+  /** Bumped whenever a stream is dropped, so its late events are ignored. */
   #generation = 0;
-  #urlIndex = 0;
-  #attempt = 0;
+  /** The backoff's timer: set exactly while #conn is waiting. */
   #reconnectTimer: unknown;
-  /** This connection resumes by Last-Event-ID (rather than starting from a snapshot). */
-  #resuming = false;
-  /** Consecutive resumed connections that failed without applying anything. */
-  #resumeFailures = 0;
-  /** How far the current connection got. */
-  #phase: ConnectionPhase = ConnectionPhase.REQUESTED;
 
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #lastReceived = Number.NEGATIVE_INFINITY;
@@ -461,6 +450,7 @@ export class RemoteFlipSource implements FlipSource {
       throw new InvalidOptionError('logId', 'a log id (letters, digits, ._:@/+=-)', o.logId);
     }
     this.#expectedLogId = o.logId;
+    this.#conn = createConnection(this.#urls.length);
     this.name = `remote:${this.#urls.join(',')}`;
     this.#ackMember = {
       workerId: this.#workerId,
@@ -540,32 +530,28 @@ export class RemoteFlipSource implements FlipSource {
   async start(listener: FlipSourceListener): Promise<void> {
     if (!this.#stopped)
       throw new InvalidOptionError('start', 'a stopped source', 'a started source');
-    this.#stopped = false;
+    const action = this.#step({ type: 'start' });
     this.#listener = listener;
     this.#applied = undefined;
     this.#logId = this.#expectedLogId;
     this.#diverged = undefined;
-    this.#needSnapshot = false;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#lastReceived = Number.NEGATIVE_INFINITY;
     this.#trouble = undefined;
     this.#loggedKey = this.#loggedAckKey = undefined;
     this.#setStatus(SourceStatus.CONNECTING, `connecting to ${this.#urls.join(', ')}`);
     warmValidation();
-    this.#connect();
+    this.#perform(action);
     this.#scheduleAck();
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
-    this.#stopped = true;
-    this.#generation++;
-    this.#es?.close();
-    this.#es = undefined;
-    for (const t of [this.#reconnectTimer, this.#deadlineTimer, this.#ackTimer]) {
+    this.#perform(this.#step({ type: 'stop' }));
+    for (const t of [this.#deadlineTimer, this.#ackTimer]) {
       if (t !== undefined) this.#clock.clearTimeout(t);
     }
-    this.#reconnectTimer = this.#deadlineTimer = this.#ackTimer = undefined;
+    this.#deadlineTimer = this.#ackTimer = undefined;
     // KS-6.3.8: our acknowledgement is dropped; the last source to leave a channel closes it.
     this.#ackChannel?.leave(this.#ackMember);
     this.#ackChannel = undefined;
@@ -575,21 +561,56 @@ export class RemoteFlipSource implements FlipSource {
 
   // ---- stream ------------------------------------------------------------------------------
 
-  #connect(): void {
-    if (this.#stopped) return;
+  /** The source is stopped (or was never started). */
+  get #stopped(): boolean {
+    return this.#conn.state === ConnectionState.STOPPED;
+  }
+
+  /** Moves the connection state machine; returns what to do, for #perform. */
+  #step(event: ConnectionEvent): ConnectionAction {
+    const { next, action } = stepConnection(this.#conn, event);
+    this.#conn = next;
+    return action;
+  }
+
+  /** Does what a transition of the connection asks: the only place streams and the backoff timer start and end. */
+  #perform(action: ConnectionAction): void {
+    if (action.do === 'none') return;
+    this.#dropStream();
+    if (this.#reconnectTimer !== undefined) {
+      this.#clock.clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = undefined;
+    }
+    if (action.do === 'connect') {
+      this.#openStream();
+    } else if (action.do === 'wait') {
+      // KS-6.3.3, KS-6.3.9 (a resync waits without jitter: it is not a transport failure)
+      const curve = action.jitter ? this.#backoff : { ...this.#backoff, jitter: 0 };
+      const wait = delay(action.attempt, curve, this.#backoff.random);
+      this.#reconnectTimer = this.#clock.setTimeout(() => {
+        this.#reconnectTimer = undefined;
+        this.#perform(this.#step({ type: 'retry' }));
+      }, wait);
+    }
+  }
+
+  /** Closes the stream, if one is open; its late events are ignored from now on. */
+  #dropStream(): void {
+    this.#generation++;
+    this.#es?.close();
+    this.#es = undefined;
+  }
+
+  /** Opens the stream the connection state asks for (KS-6.3.5: resume, or ask for a snapshot). */
+  #openStream(): void {
     const generation = ++this.#generation;
-    const base = this.#urls[this.#urlIndex % this.#urls.length]!;
+    const base = this.#currentUrl();
     const url = new URL(`${base}${ApiPath.STREAM}`);
     url.searchParams.set(StreamQuery.WORKER, this.#workerId); // KS-6.3.1
     if (this.#release !== undefined) url.searchParams.set(StreamQuery.RELEASE, this.#release);
     // KS-6.3.10: a replay that keeps failing (too large for the server to send before it drops
-    // us as a slow reader, say) is abandoned for a snapshot.
-    const resume =
-      this.#applied !== undefined &&
-      !this.#needSnapshot &&
-      this.#resumeFailures < MAX_RESUME_FAILURES;
-    this.#resuming = resume;
-    this.#phase = ConnectionPhase.REQUESTED;
+    // us as a slow reader, say) is abandoned for a snapshot (decided by the state machine).
+    const resume = this.#conn.resuming;
     if (!resume) url.searchParams.set(StreamQuery.SNAPSHOT, '1');
     const lastEventId = resume ? String(this.#applied!.seq) : undefined;
     const token = this.#token;
@@ -597,9 +618,7 @@ export class RemoteFlipSource implements FlipSource {
     // A connection counts as answered (KS-6.3.10) once the TCP connection is up (or the injected
     // fetch answered): a refused connection says nothing about the replay.
     const answered = () => {
-      if (generation === this.#generation && this.#phase === ConnectionPhase.REQUESTED) {
-        this.#phase = ConnectionPhase.ANSWERED;
-      }
+      if (generation === this.#generation) this.#step({ type: 'answered' });
     };
     const rawFetch: FetchLike = injected
       ? async (input, init) => {
@@ -692,50 +711,18 @@ export class RemoteFlipSource implements FlipSource {
 
   /** The connection failed or ended: close it, move to the next URL, retry after a backoff. KS-6.3.3 */
   #fail(trouble: ConnectionTrouble): void {
-    const connected = this.#es !== undefined;
-    this.#generation++;
-    this.#es?.close();
-    this.#es = undefined;
+    const action = this.#step({ type: 'failed' });
     this.#report(trouble);
-    // Only a replay on a connection that was established and then failed counts (not an ack
-    // answer failing the source while it waits to reconnect: that connection was counted).
-    if (connected && this.#resuming && this.#phase === ConnectionPhase.ANSWERED) {
-      this.#resumeFailures++;
-    }
-    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
-    const wait = delay(this.#attempt, this.#backoff, this.#backoff.random);
-    this.#attempt++;
     this.#refresh();
-    // An ack answer can fail the source while it already waits to reconnect (KS-6.4.2): the new
-    // wait replaces that one, or both would connect and the first stream would be left open.
-    if (this.#reconnectTimer !== undefined) this.#clock.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = this.#clock.setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      this.#connect();
-    }, wait);
+    this.#perform(action);
   }
 
   /** Fail closed and fetch a fresh snapshot. KS-6.3.2, KS-6.3.4 */
   #resync(reason: string): void {
-    this.#needSnapshot = true;
-    this.#resyncReason = reason;
+    const action = this.#step({ type: 'resync', reason });
     this.#refresh();
-    // A resync is not a transport failure: reconnect at once on the same URL, but count it so
-    // a server that keeps sending bad events is not hammered.
-    this.#generation++;
-    this.#es?.close();
-    this.#es = undefined;
     this.#report({ key: `resync:${reason}`, message: `resynchronising: ${inert(reason)}` });
-    const wait = this.#attempt === 0 ? 0 : delay(this.#attempt, { ...this.#backoff, jitter: 0 });
-    this.#attempt++;
-    if (wait === 0) {
-      this.#connect();
-      return;
-    }
-    this.#reconnectTimer = this.#clock.setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      this.#connect();
-    }, wait);
+    this.#perform(action);
   }
 
   #received(): void {
@@ -762,11 +749,9 @@ export class RemoteFlipSource implements FlipSource {
     // KS-6.4.2 a snapshot of another log, or behind (or beside) what was applied, is refused.
     if (!this.#accept({ logId, seq: snapshot.seq, hash: snapshot.hash }, 'snapshot')) return;
     this.#received();
-    this.#attempt = 0;
+    this.#step({ type: 'snapshot' });
     this.#logId = logId;
     this.#applied = { logId, seq: snapshot.seq, hash: snapshot.hash };
-    this.#needSnapshot = false;
-    this.#resumeFailures = 0;
     try {
       this.#listener?.onSnapshot(snapshot);
     } catch (err) {
@@ -788,10 +773,10 @@ export class RemoteFlipSource implements FlipSource {
     }
     const record = parsed.record;
     this.#received();
-    this.#attempt = 0;
+    this.#step({ type: 'received' });
     const applied = this.#applied;
     // Before any snapshot (or while waiting for one) a flip cannot be placed: wait for the snapshot.
-    if (applied === undefined || this.#needSnapshot) return;
+    if (applied === undefined || this.#conn.resync !== undefined) return;
     if (record.seq <= applied.seq) return; // duplicate (replay overlap); KS-6.3.2
     if (record.seq !== applied.seq + 1) {
       this.#resync(`gap: expected seq ${applied.seq + 1}, received ${record.seq}`);
@@ -828,8 +813,7 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(refusedAfter);
       return;
     }
-    this.#phase = ConnectionPhase.PROGRESSED;
-    this.#resumeFailures = 0;
+    this.#step({ type: 'progressed' });
     if (record.action === 'halt') {
       // KS-16.4.1: read while what it halts is still watched (the aborts follow the event).
       const report = matchReportFor(record);
@@ -851,9 +835,7 @@ export class RemoteFlipSource implements FlipSource {
     keepFlipPathWarm(this.#clock.now());
     if (!this.#accept({ logId: beat.logId, seq: beat.head, hash: beat.hash }, 'heartbeat')) return;
     this.#received();
-    this.#attempt = 0;
-    this.#resumeFailures = 0; // a heartbeat follows the replay: this stream is caught up
-    this.#phase = ConnectionPhase.PROGRESSED;
+    this.#step({ type: 'progressed' }); // a heartbeat follows the replay: this stream is caught up
     this.#refresh();
   }
 
@@ -889,7 +871,7 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   #currentUrl(): string {
-    return this.#urls[this.#urlIndex % this.#urls.length]!;
+    return this.#urls[this.#conn.urlIndex]!;
   }
 
   // ---- acknowledgements and the lease (KS-6.2) ----------------------------------------------
@@ -922,7 +904,7 @@ export class RemoteFlipSource implements FlipSource {
     if (this.#stopped) return;
     this.#scheduleAck();
     if (this.#applied === undefined) return;
-    const base = this.#urls[this.#urlIndex % this.#urls.length]!;
+    const base = this.#currentUrl();
     let channel = this.#ackChannel;
     if (channel?.key.base !== base) {
       // Moved to another URL: acknowledge there (an answer still in flight elsewhere is dropped).
@@ -983,11 +965,8 @@ export class RemoteFlipSource implements FlipSource {
    * restart the backoff may have grown to seconds while the server was already back).
    */
   #reconnectNow(base: string): void {
-    if (this.#es !== undefined || this.#reconnectTimer === undefined) return;
-    if (this.#currentUrl() !== base) return;
-    this.#clock.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    this.#connect();
+    if (this.#conn.state !== ConnectionState.WAITING || this.#currentUrl() !== base) return;
+    this.#perform(this.#step({ type: 'retry' }));
   }
 
   // ---- the state machine -------------------------------------------------------------------
@@ -1000,17 +979,17 @@ export class RemoteFlipSource implements FlipSource {
       {
         diverged: this.#diverged?.message,
         hasState: this.#applied !== undefined,
-        resyncing: this.#needSnapshot ? this.#resyncReason : undefined,
+        resyncing: this.#conn.resync,
         leaseUntil: this.#leaseUntil,
         lastReceived: this.#lastReceived,
         staleAfterMs: this.#staleAfterMs,
       },
       now,
     );
-    const reason = verdict.fresh ? undefined : verdict.reason;
     // KS-16.2.2: the status says why, down to the cause of the trouble.
     const trouble = this.#trouble?.message;
-    if (reason === undefined) {
+    const status = statusAfter(this.#status, verdict.fresh);
+    if (verdict.fresh) {
       if (this.#status !== SourceStatus.OPEN) {
         if (this.#loggedKey !== undefined || this.#loggedAckKey !== undefined) {
           this.#logger.warn(
@@ -1019,13 +998,14 @@ export class RemoteFlipSource implements FlipSource {
         }
         this.#trouble = this.#loggedKey = this.#loggedAckKey = undefined;
       }
-      this.#setStatus(SourceStatus.OPEN, 'fresh');
-    } else if (this.#status === SourceStatus.CONNECTING) {
+      this.#setStatus(status, 'fresh');
+    } else if (status === SourceStatus.CONNECTING) {
       // never fresh yet: already failed closed, and `stale` would suggest it once was fresh
-      if (trouble !== undefined) this.#setStatus(SourceStatus.CONNECTING, trouble);
+      if (trouble !== undefined) this.#setStatus(status, trouble);
     } else {
+      const reason = verdict.reason;
       this.#setStatus(
-        SourceStatus.STALE,
+        status,
         trouble === undefined || trouble === reason ? reason : `${reason}; ${trouble}`,
       );
     }

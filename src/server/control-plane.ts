@@ -35,6 +35,7 @@ import { streamRoutes } from './routes/stream-routes.js';
 import { workersRoutes } from './routes/workers-routes.js';
 import { SharedFleet } from './shared-fleet.js';
 import { SharedSnapshot } from './shared-snapshot.js';
+import type { SigningKey } from '../integrity/signing-key.js';
 import { StreamCredentials } from './stream-credentials.js';
 import { StreamHub } from './stream-hub.js';
 import { StreamLimits } from './stream-limits.js';
@@ -124,6 +125,12 @@ export interface ControlPlaneOptions {
    * @default plain HTTP
    */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * Sign every snapshot the stream sends (KS-17.7.9), so workers given its public key
+   * (`RemoteFlipSource({ publicKeys })`) accept them; give the store the same key to sign records.
+   * @default snapshots unsigned
+   */
+  readonly signingKey?: SigningKey;
   /** Flips per token per second, sustained (KS-17.8.3). @default 20 */
   readonly maxFlipsPerSecond?: number;
   /** Flips a token may send at once before the rate applies. @default 2 x maxFlipsPerSecond */
@@ -440,7 +447,7 @@ class ControlPlaneServer implements ControlPlane {
         limits: this.limits,
         streamLimits: this.#streamLimits,
         streamCredentials: this.#streamCredentials,
-        sharedSnapshot: new SharedSnapshot(),
+        sharedSnapshot: new SharedSnapshot(o.signingKey),
         hub: this.#hub,
         retryMs,
         maxBufferedBytes: maxBuffered,
@@ -465,6 +472,9 @@ class ControlPlaneServer implements ControlPlane {
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void this.#dispatch(req, res);
     };
+    if (o.signingKey !== undefined && typeof o.signingKey?.sign !== 'function') {
+      throw new InvalidOptionError('signingKey', 'a SigningKey', o.signingKey);
+    }
     // KS-17.10.1: HTTPS when given a certificate and key.
     if (o.tls !== undefined && (!o.tls.cert || !o.tls.key)) {
       throw new InvalidOptionError('tls', '{ cert, key } (PEM)', o.tls);

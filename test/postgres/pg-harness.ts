@@ -7,6 +7,14 @@
  */
 import { connect, createServer, type Socket } from 'node:net';
 import pg from 'pg';
+import { insertParams } from '../../providers/postgres/internal/row-codec.js';
+import { appendCallSql } from '../../providers/postgres/internal/schema-sql.js';
+import {
+  chainRecord,
+  parseFlipInput,
+  type FlipInput,
+  type FlipRecord,
+} from '../../src/model/flip-record.js';
 
 /** The server the tests use. */
 export const PG_URL = process.env['KS_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -134,4 +142,48 @@ export async function startProxy(): Promise<CuttableProxy> {
     },
     close: cut,
   };
+}
+
+/**
+ * What someone who can write the database but does not hold the signing key can append (the
+ * superuser here): a record that extends the chain exactly (seq, prev, hash, body all right),
+ * claiming any actor, with the signature given (or none), through the owner's `append_flip`.
+ * `triggersOff` turns every trigger off for its transaction, as a superuser can. KS-17.7.8
+ */
+export async function forgeRecord(
+  schema: string,
+  head: { readonly seq: number; readonly hash: string },
+  sig: string | undefined,
+  options: { readonly triggersOff?: boolean; readonly flip?: Partial<FlipInput> } = {},
+): Promise<FlipRecord> {
+  const record = chainRecord(
+    parseFlipInput({
+      id: 'forged-resume',
+      actor: 'admin',
+      action: 'resume',
+      selector: { tenant: 'acme' },
+      reason: 'nothing to see',
+      release: 'v1',
+      ...options.flip,
+    }),
+    head,
+    new Date(),
+  );
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    if (options.triggersOff === true) {
+      await client.query('SET LOCAL session_replication_role = replica');
+    }
+    await client.query(appendCallSql(schema), insertParams(record, sig));
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  return record;
 }

@@ -5,19 +5,24 @@
  * with the triggers off) is refused by every store that reads it: on open, on read, and by a
  * follower that already delivered the records before it, naming the record.
  */
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   PostgresFlipLogStore,
   type PostgresFlipLogStoreOptions,
 } from '../../providers/postgres/index.js';
-import { appendCallSql } from '../../providers/postgres/internal/schema-sql.js';
-import { insertParams } from '../../providers/postgres/internal/row-codec.js';
 import { PublicKeyRing, SigningKey } from '../../src/integrity/signing-key.js';
 import { signRecord, signatureOf } from '../../src/integrity/record-signatures.js';
 import { recordStatement } from '../../src/integrity/statements.js';
-import { chainRecord, parseFlipInput, type FlipRecord } from '../../src/model/flip-record.js';
-import { PG_URL, RUN_PG, admin, dropSchemas, schemaName, until } from './pg-harness.js';
+import type { FlipRecord } from '../../src/model/flip-record.js';
+import {
+  PG_URL,
+  RUN_PG,
+  admin,
+  dropSchemas,
+  forgeRecord,
+  schemaName,
+  until,
+} from './pg-harness.js';
 
 const schemas = new Set<string>();
 const stores = new Set<PostgresFlipLogStore>();
@@ -52,45 +57,12 @@ function fresh(): string {
   return s;
 }
 
-/**
- * What someone who can write the database but lacks the key can append: a record that extends
- * the chain exactly (seq, prev, hash, body all right), with the actor it likes.
- */
-async function forge(
+const forge = (
   schema: string,
   head: FlipRecord,
   sig: string | undefined,
   options: { triggersOff?: boolean } = {},
-): Promise<FlipRecord> {
-  const record = chainRecord(
-    parseFlipInput({
-      id: 'forged-resume',
-      actor: 'admin',
-      action: 'resume',
-      selector: { tenant: 'acme' },
-      reason: 'nothing to see',
-      release: 'v1',
-    }),
-    head,
-    new Date(),
-  );
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    await client.query('BEGIN');
-    // A superuser can turn every trigger off for its transaction; stores must not rely on them.
-    if (options.triggersOff) await client.query('SET LOCAL session_replication_role = replica');
-    await client.query(appendCallSql(schema), insertParams(record, sig));
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-  return record;
-}
+): Promise<FlipRecord> => forgeRecord(schema, head, sig, options);
 
 const halt = {
   actor: 'oncall',

@@ -41,8 +41,9 @@ and is refused while a connected worker reports a red one; verdicts are kept in
   --tls-cert <file>       serve HTTPS with this certificate (PEM; with --tls-key); clients need
   --tls-key <file>        its CA: --ca <file> on the CLI, tls: { ca } on workers (KS-17.10.1)
   --signing-key <file>    an Ed25519 key (PKCS#8 PEM, mode 0600; 'killswitch key create' makes
-                          one): every record is signed as it is appended and GET /v1/checkpoint
-                          is signed (KS-17.7.1); keep it where the store's writer cannot read it
+                          one): every record is signed as it is appended (file or postgres://
+                          store), and so are GET /v1/checkpoint and every stream snapshot
+                          (KS-17.7.1, KS-17.7.9); keep it where the store's writer cannot read it
   --max-flips-per-second <n>  flips per token per second, bursts of twice that (default 20)
   --max-active-halts <n>  active halts at most; resumes always pass (default 10000)
   --max-connections <n>   connections held at most (default 80 % of ulimit -n less 64, 64..8192)
@@ -178,6 +179,7 @@ export const command: CliCommand = {
         auth,
         ...limits,
         ...(tls === undefined ? {} : { tls }),
+        ...(signingKey === undefined ? {} : { signingKey }),
         ...(values['allow-host'] === undefined ? {} : { allowedHosts: values['allow-host'] }),
         ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
         ...(staleAfterMs === undefined ? {} : { staleAfterMs }),

@@ -1,13 +1,17 @@
 /**
  * bench:gateway (KS-15): what the kill-switch gateway adds and how fast it stops, in one run on
- * loopback, everything in this process (control plane, upstreams, gateway, clients):
+ * loopback: the control plane and the MCP upstream in processes of their own (as in production:
+ * neither shares the gateway's event loop; times across processes on the drill clock), the LLM
+ * upstream, the gateway and the clients in this one:
  *   - LLM: added latency of a non-streamed chat completion, and of the time to the first streamed
  *     token, direct to the upstream vs through the gateway (same keep-alive client);
  *   - MCP: added latency of one `tools/call` (the MCP SDK client to a Streamable HTTP upstream,
  *     direct vs through the gateway's /mcp);
  *   - halt -> upstream cancel: a tenant halt while an MCP call is in flight, from the flip
  *     reaching the gateway (its provider's change event) to the upstream tool's signal aborting,
- *     and from the flip request to the same;
+ *     and from the flip request to the same; by stage (the guard aborting the call, the cancel
+ *     reaching the upstream's HTTP server, the upstream SDK aborting the tool) with this
+ *     process's event-loop delay meanwhile;
  *   - 200 concurrent streams: throughput (tokens/s) and memory (RSS, heap) sampled while they run,
  *     then one global halt and the time until every stream was cut.
  * Calls interleave direct and through in each round; p50/p99 per round, medians over rounds. The
@@ -17,23 +21,21 @@
  * Run: npm run bench:gateway [-- --rounds 5 --calls 300 --halts 40 --streams 200]
  * Ends with one JSON line: {"bench":"gateway",...}.
  */
-import { randomUUID } from 'node:crypto';
-import { createServer, request, Agent, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { fork } from 'node:child_process';
+import { request, Agent, type IncomingMessage } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { ProviderEvents } from '@openfeature/server-sdk';
-import { z } from 'zod';
-import { MemoryFlipLogStore } from '../../providers/memory/index.js';
-import { TokenAuthenticator } from '../../src/auth/index.js';
 import { startSlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
 import { Gateway } from '../../src/gateway/index.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
-import { startControlPlane } from '../../src/server/index.js';
+import { drillNow } from '../../src/drill/drill-clock.js';
+import { forkControlPlane } from '../../src/drill/run/fork-control-plane.js';
 import { median, quantile, round } from '../internal/stats.js';
 
 function arg(name: string, fallback: number): number {
@@ -92,51 +94,52 @@ function post(
   });
 }
 
-/** A Streamable HTTP MCP upstream with a no-op tool and a slow tool that reports its cancel time. */
-async function mcpUpstream(onCancel: (at: number) => void) {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
-  const make = () => {
-    const s = new McpServer({ name: 'bench-upstream', version: '1.0.0' });
-    s.registerTool('noop', { inputSchema: { i: z.number() } }, async ({ i }) => ({
-      content: [{ type: 'text', text: String(i) }],
-    }));
-    s.registerTool('wait', { inputSchema: { ms: z.number() } }, async ({ ms }, extra) => {
-      await new Promise<void>((res) => {
-        const t = setTimeout(res, ms);
-        extra.signal.addEventListener('abort', () => {
-          onCancel(performance.now());
-          clearTimeout(t);
-          res();
-        });
-      });
-      return { content: [{ type: 'text', text: 'done' }] };
-    });
-    return s;
-  };
-  const http = createServer(async (req, res) => {
-    const sid = req.headers['mcp-session-id'];
-    let t = typeof sid === 'string' ? transports.get(sid) : undefined;
-    if (t === undefined) {
-      const nt: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => {
-          transports.set(id, nt);
-        },
-      });
-      await make().connect(nt);
-      t = nt;
-    }
-    await t.handleRequest(req, res);
+/** The MCP upstream in its own process (bench/gateway/mcp-upstream-process.ts). */
+async function forkMcpUpstream() {
+  const child = fork(fileURLToPath(new URL('./mcp-upstream-process.js', import.meta.url)), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [],
   });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const seen = { started: 0, cancelled: 0, postAt: 0 };
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the MCP upstream exited (${code})`)));
+    child.on('message', (m: { type: string; url?: string; at?: number; postAt?: number }) => {
+      if (m.type === 'ready') resolve(m.url!);
+      else if (m.type === 'started') seen.started = m.at!;
+      else if (m.type === 'cancelled') {
+        seen.cancelled = m.at!;
+        seen.postAt = m.postAt!;
+      }
+    });
+  });
   return {
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    url,
+    seen,
     async close() {
-      for (const t of transports.values()) await t.close();
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ type: 'stop' });
+      await exited;
     },
   };
+}
+
+/** The in-memory ledger, noting when the gateway recorded a call aborted (its halt fired). */
+class TimedLedger extends MemorySideEffectLedger {
+  abortedAt = 0;
+  override append(event: Parameters<MemorySideEffectLedger['append']>[0]): Promise<void> {
+    if (event.status === 'aborted' && this.abortedAt === 0) this.abortedAt = drillNow();
+    return super.append(event);
+  }
+}
+
+/** Polls (every ms) until `ready()`; false after `ms`. */
+async function waitFor(ready: () => boolean, ms: number): Promise<boolean> {
+  const end = drillNow() + ms;
+  while (!ready()) {
+    if (drillNow() > end) return false;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return true;
 }
 
 function stats(xs: number[]) {
@@ -146,24 +149,26 @@ function stats(xs: number[]) {
 
 async function main(): Promise<void> {
   const load0 = loadavg()[0]!;
-  const cp = await startControlPlane({
-    store: new MemoryFlipLogStore(),
-    host: '127.0.0.1',
-    port: 0,
-    maxFlipsPerSecond: 1_000_000,
-    heartbeatMs: 500,
-    staleAfterMs: 3000,
-    auth: new TokenAuthenticator({
+  // The control plane runs in a process of its own, as in production (the drill does the same):
+  // its work on a flip (answering the request, fanning out, taking acknowledgements) does not
+  // share the gateway's event loop, so the halt path measures the gateway.
+  const dataDir = await mkdtemp(join(tmpdir(), 'bench-gateway-'));
+  const cp = await forkControlPlane(
+    fileURLToPath(new URL('../../src/drill/servers/control-plane-process.js', import.meta.url)),
+    {
+      dataDir,
+      staleAfterMs: 3000,
+      heartbeatMs: 500,
       tokens: [
         { name: 'admin', token: ADMIN, role: 'admin' },
         { name: 'gw', token: WORKER, role: 'worker', workers: ['*'] },
       ],
-    }),
-    logger: { info() {}, warn() {}, error: (m) => console.error(m) },
-  });
+    },
+  );
   const llm = await startSlowLlmServer({ tokens: 1, tokenIntervalMs: 0 });
-  let cancelAt = 0;
-  const upstream = await mcpUpstream((at) => (cancelAt = at));
+  const upstream = await forkMcpUpstream();
+  const seen = upstream.seen;
+  const ledger = new TimedLedger();
   const gw = await Gateway.start({
     config: {
       workerId: 'bench-gateway',
@@ -172,7 +177,7 @@ async function main(): Promise<void> {
       llm: { openai: llm.url },
       mcp: { upstreams: { up: { url: upstream.url } } },
     },
-    ledger: new MemorySideEffectLedger(),
+    ledger,
     logger: { info() {}, warn: (m) => console.error(m) },
   });
   await gw.waitFresh();
@@ -244,16 +249,29 @@ async function main(): Promise<void> {
     );
   }
 
-  // Halt -> upstream cancel.
+  // Halt -> upstream cancel, by stage: the gateway applies the flip (its provider's change
+  // event), its guard aborts the call (the ledger's `aborted` row), the cancel's POST reaches the
+  // upstream's HTTP server, the upstream SDK aborts the tool's signal.
   let appliedAt = 0;
   gw.provider.events.addHandler(
     ProviderEvents.ConfigurationChanged,
-    () => (appliedAt = performance.now()),
+    () => (appliedAt = drillNow()),
   );
   const fromApplied: number[] = [];
   const fromRequest: number[] = [];
+  const toAbort: number[] = [];
+  const toArrival: number[] = [];
+  const inUpstream: number[] = [];
+  let missed = 0;
+  // How late this process's event loop ran meanwhile: on a loaded machine the OS, not the
+  // gateway, decides when the gateway's process runs.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   for (let i = 0; i < HALTS; i++) {
-    cancelAt = 0;
+    seen.started = 0;
+    seen.cancelled = 0;
+    seen.postAt = 0;
+    ledger.abortedAt = 0;
     appliedAt = 0;
     const tenant = `bench-${i}`;
     const call = through
@@ -263,19 +281,46 @@ async function main(): Promise<void> {
         _meta: { 'dev.killswitch/lineage': { tenant, runPath: [] } },
       })
       .catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 20)); // the call reaches the upstream
-    const sent = performance.now();
+    // The call runs upstream before the halt (a loaded machine can take a while to get there).
+    if (!(await waitFor(() => seen.started !== 0, 5000)))
+      throw new Error('the slow tool never started upstream');
+    await new Promise((r) => setTimeout(r, 2));
+    const sent = drillNow();
     await flip({ tenant }, 'bench halt');
     await call;
-    for (let w = 0; w < 200 && cancelAt === 0; w++) await new Promise((r) => setTimeout(r, 1));
-    if (cancelAt === 0 || appliedAt === 0) throw new Error('the upstream never saw the cancel');
-    fromApplied.push(cancelAt - appliedAt);
-    fromRequest.push(cancelAt - sent);
+    if (!(await waitFor(() => seen.cancelled !== 0 && appliedAt !== 0, 5000))) {
+      missed++;
+      continue;
+    }
+    fromApplied.push(seen.cancelled - appliedAt);
+    fromRequest.push(seen.cancelled - sent);
+    toAbort.push(ledger.abortedAt - appliedAt);
+    toArrival.push(seen.postAt - appliedAt);
+    inUpstream.push(seen.cancelled - seen.postAt);
   }
+  loop.disable();
+  const loopDelay = {
+    p50Ms: round(loop.percentile(50) / 1e6, 2),
+    p99Ms: round(loop.percentile(99) / 1e6, 2),
+    maxMs: round(loop.max / 1e6, 2),
+  };
+  if (fromApplied.length === 0) throw new Error('the upstream never saw a cancel');
   const fa = stats(fromApplied);
   const fr = stats(fromRequest);
+  const stage = (xs: number[]) => {
+    const s = stats(xs);
+    return { p50Ms: round(s.p50, 3), p99Ms: round(s.p99, 3), maxMs: round(Math.max(...xs), 3) };
+  };
+  const stages = {
+    appliedToAborted: stage(toAbort),
+    appliedToCancelArrived: stage(toArrival),
+    cancelArrivedToToolAborted: stage(inUpstream),
+  };
   console.log(
-    `halt -> upstream cancel: from the gateway applying the flip p50 ${round(fa.p50, 3)} ms p99 ${round(fa.p99, 3)} ms; from the flip request p50 ${round(fr.p50, 2)} ms p99 ${round(fr.p99, 2)} ms (${HALTS} halts)`,
+    `halt -> upstream cancel: from the gateway applying the flip p50 ${round(fa.p50, 3)} ms p99 ${round(fa.p99, 3)} ms; from the flip request p50 ${round(fr.p50, 2)} ms p99 ${round(fr.p99, 2)} ms (${fromApplied.length} halts${missed > 0 ? `, ${missed} not seen upstream` : ''})`,
+  );
+  console.log(
+    `  stages (p50/p99/max ms): applied -> call aborted ${Object.values(stages.appliedToAborted).join('/')}; applied -> cancel at the upstream ${Object.values(stages.appliedToCancelArrived).join('/')}; cancel at the upstream -> tool aborted (the upstream SDK) ${Object.values(stages.cancelArrivedToToolAborted).join('/')}; event-loop delay meanwhile p50/p99/max ${loopDelay.p50Ms}/${loopDelay.p99Ms}/${loopDelay.maxMs} ms`,
   );
 
   // 200 concurrent streams.
@@ -360,7 +405,8 @@ async function main(): Promise<void> {
   await gw2.close();
   await slow.close();
   await upstream.close();
-  await cp.close();
+  await cp.stop();
+  await rm(dataDir, { recursive: true, force: true });
   agent.destroy();
   console.log(
     JSON.stringify({
@@ -376,7 +422,10 @@ async function main(): Promise<void> {
         fromAppliedP99Ms: round(fa.p99, 3),
         fromRequestP50Ms: round(fr.p50, 2),
         fromRequestP99Ms: round(fr.p99, 2),
-        halts: HALTS,
+        halts: fromApplied.length,
+        missed,
+        stages,
+        loopDelay,
       },
       streams: {
         count: STREAMS,

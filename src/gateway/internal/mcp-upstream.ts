@@ -61,6 +61,8 @@ interface Pending {
 const CLIENT_INFO = { name: 'killswitch-gateway', version: '1.0.0' };
 /** A refused cancel is sent again after 100, 200, 400 ... ms, at most 5 s apart (no jitter). */
 const CANCEL_RETRY = { initialMs: 100, factor: 2, maxMs: 5000, jitter: 0 } as const;
+/** How often the cancel connection of an HTTP upstream is used while calls are in flight, ms. */
+const WARM_EVERY_MS = 2_000;
 /** What a stdio upstream inherits, as the MCP SDK does: nothing secret from the gateway's env. */
 const INHERITED_ENV =
   process.platform === 'win32'
@@ -154,6 +156,8 @@ export abstract class McpUpstream {
   }
 
   protected abstract connect(): Promise<void>;
+  /** Told how many requests wait on the upstream whenever that changes. */
+  protected callsInFlight(_count: number): void {}
   /** Writes one message; `pending` is the entry of a request (HTTP answers on its own stream). */
   protected abstract transmit(
     msg: JsonRpcMessage,
@@ -221,6 +225,7 @@ export abstract class McpUpstream {
         entry.settled = true;
         clearTimeout(timer);
         this.#pending.delete(id);
+        this.callsInFlight(this.#pending.size);
         return false;
       };
       // Stays registered after the answer: a cut that comes later finds nothing to cancel.
@@ -243,6 +248,7 @@ export abstract class McpUpstream {
         timer.unref();
       };
       this.#pending.set(id, entry);
+      this.callsInFlight(this.#pending.size);
       signal?.addEventListener('abort', onAbort, { once: true });
       arm();
       try {
@@ -437,7 +443,10 @@ class HttpUpstream extends McpUpstream {
    * not wait for a TCP handshake while every pooled connection carries a call's answer stream.
    */
   readonly #notifyAgent: HttpAgent;
+  /** While calls are in flight, the cancel connection is kept warm (see {@link #warm}). */
   #warmTimer: NodeJS.Timeout | undefined;
+  #warmSeq = 0;
+  #warming = false;
   readonly #request: typeof httpRequest;
   #session: string | undefined;
 
@@ -557,6 +566,48 @@ class HttpUpstream extends McpUpstream {
     );
   }
 
+  /**
+   * Keeps the cancel connection open while calls are in flight: a halt's `notifications/cancelled`
+   * then goes out on a connection that is already there instead of waiting for a TCP (and TLS)
+   * handshake, which on a loaded host was the slowest step of the halt path (an idle keep-alive
+   * connection is closed by the upstream after its keep-alive timeout, 5 s in Node and uvicorn).
+   * Warmed at once when the first call starts and every {@link WARM_EVERY_MS} while any runs.
+   */
+  protected override callsInFlight(count: number): void {
+    if (count > 0 && this.#warmTimer === undefined) {
+      this.#warm();
+      this.#warmTimer = setInterval(() => this.#warm(), WARM_EVERY_MS).unref();
+    } else if (count === 0 && this.#warmTimer !== undefined) {
+      clearInterval(this.#warmTimer);
+      this.#warmTimer = undefined;
+    }
+  }
+
+  /** A `ping` on the cancel connection (its answer is read and dropped). */
+  #warm(): void {
+    if (this.#warming || this.#session === undefined) return;
+    this.#warming = true;
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id: `killswitch-warm-${++this.#warmSeq}`,
+      method: 'ping',
+    });
+    const req = this.#request(this.#url, {
+      method: 'POST',
+      agent: this.#notifyAgent,
+      headers: this.#headersFor(body),
+    });
+    const done = (): void => {
+      this.#warming = false;
+    };
+    req.on('error', done);
+    req.on('response', (res) => {
+      res.resume();
+      res.on('close', done);
+    });
+    req.end(body);
+  }
+
   async close(): Promise<void> {
     this.lost('the gateway closed');
     const sid = this.#session;
@@ -579,7 +630,8 @@ class HttpUpstream extends McpUpstream {
         req.end();
       });
     }
-    clearTimeout(this.#warmTimer);
+    clearInterval(this.#warmTimer);
+    this.#warmTimer = undefined;
     this.#agent.destroy();
     this.#notifyAgent.destroy();
   }

@@ -1,7 +1,7 @@
 /**
  * bench:gateway (KS-15): what the kill-switch gateway adds and how fast it stops, in one run on
  * loopback: the control plane and the MCP upstream in processes of their own (as in production:
- * neither shares the gateway's event loop; times across processes on the drill clock), the LLM
+ * neither shares the gateway's event loop; times across processes on the system clock (epoch ms, sub-ms)), the LLM
  * upstream, the gateway and the clients in this one:
  *   - LLM: added latency of a non-streamed chat completion, and of the time to the first streamed
  *     token, direct to the upstream vs through the gateway (same keep-alive client);
@@ -34,7 +34,7 @@ import { ProviderEvents } from '@openfeature/server-sdk';
 import { startSlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
 import { Gateway } from '../../src/gateway/index.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
-import { drillNow } from '../../src/drill/drill-clock.js';
+import { systemClock } from '../../src/internal/clock.js';
 import { forkControlPlane } from '../../src/drill/run/fork-control-plane.js';
 import { median, quantile, round } from '../internal/stats.js';
 
@@ -127,16 +127,16 @@ async function forkMcpUpstream() {
 class TimedLedger extends MemorySideEffectLedger {
   abortedAt = 0;
   override append(event: Parameters<MemorySideEffectLedger['append']>[0]): Promise<void> {
-    if (event.status === 'aborted' && this.abortedAt === 0) this.abortedAt = drillNow();
+    if (event.status === 'aborted' && this.abortedAt === 0) this.abortedAt = systemClock.now();
     return super.append(event);
   }
 }
 
 /** Polls (every ms) until `ready()`; false after `ms`. */
 async function waitFor(ready: () => boolean, ms: number): Promise<boolean> {
-  const end = drillNow() + ms;
+  const end = systemClock.now() + ms;
   while (!ready()) {
-    if (drillNow() > end) return false;
+    if (systemClock.now() > end) return false;
     await new Promise((r) => setTimeout(r, 1));
   }
   return true;
@@ -255,7 +255,7 @@ async function main(): Promise<void> {
   let appliedAt = 0;
   gw.provider.events.addHandler(
     ProviderEvents.ConfigurationChanged,
-    () => (appliedAt = drillNow()),
+    () => (appliedAt = systemClock.now()),
   );
   const fromApplied: number[] = [];
   const fromRequest: number[] = [];
@@ -285,7 +285,7 @@ async function main(): Promise<void> {
     if (!(await waitFor(() => seen.started !== 0, 5000)))
       throw new Error('the slow tool never started upstream');
     await new Promise((r) => setTimeout(r, 2));
-    const sent = drillNow();
+    const sent = systemClock.now();
     await flip({ tenant }, 'bench halt');
     await call;
     if (!(await waitFor(() => seen.cancelled !== 0 && appliedAt !== 0, 5000))) {

@@ -1,7 +1,7 @@
 /**
  * The MCP upstream of bench:gateway, in a process of its own (forked with an IPC channel), as a
  * real upstream is: the official SDK's Streamable HTTP server with a no-op tool and a slow tool.
- * It reports on the drill clock (epoch ms, sub-ms, agreeing across processes) when the slow tool
+ * It reports on the system clock (epoch ms, sub-ms) (epoch ms, sub-ms, agreeing across processes) when the slow tool
  * started, when the last POST reached its HTTP server (the cancel, during a halt) and when the
  * SDK aborted the tool's signal.
  *
@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
-import { drillNow } from '../../src/drill/drill-clock.js';
+import { systemClock } from '../../src/internal/clock.js';
 
 const send = (m: unknown): void => {
   if (process.connected) process.send?.(m);
@@ -27,11 +27,11 @@ const make = (): McpServer => {
     content: [{ type: 'text', text: String(i) }],
   }));
   s.registerTool('wait', { inputSchema: { ms: z.number() } }, async ({ ms }, extra) => {
-    send({ type: 'started', at: drillNow() });
+    send({ type: 'started', at: systemClock.now() });
     await new Promise<void>((res) => {
       const t = setTimeout(res, ms);
       extra.signal.addEventListener('abort', () => {
-        send({ type: 'cancelled', at: drillNow(), postAt });
+        send({ type: 'cancelled', at: systemClock.now(), postAt });
         clearTimeout(t);
         res();
       });
@@ -41,7 +41,7 @@ const make = (): McpServer => {
   return s;
 };
 const http = createServer(async (req, res) => {
-  if (req.method === 'POST') postAt = drillNow();
+  if (req.method === 'POST') postAt = systemClock.now();
   const sid = req.headers['mcp-session-id'];
   let t = typeof sid === 'string' ? transports.get(sid) : undefined;
   if (t === undefined) {

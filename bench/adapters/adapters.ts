@@ -7,7 +7,9 @@
  *   - MCP: `Client.callTool` to a real `McpServer` over the SDK's in-memory transport vs
  *     `guardMcpClient(...).callTool`,
  *   - LangGraph: the tool call `createAgent` makes (`tool.invoke(toolCall)`) vs the same through
- *     the kill-switch middleware's `wrapToolCall`.
+ *     the kill-switch middleware's `wrapToolCall`,
+ *   - Mastra: a `createTool` tool's `execute(input, context)` as the agent loop calls it (the
+ *     context carrying `agent.toolCallId`) vs the adapter's `tools()` copy.
  * Every call is timed on its own; rounds interleave bare and guarded; p50/p99 are medians over
  * rounds; the added time is guarded p50 - bare p50 within each round (median over rounds). The
  * target (issue 16) is p50 <= 50 µs added. A first row, `guard.run` alone around a no-op, shows
@@ -25,12 +27,14 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { RunContext, tool as openaiTool, type FunctionTool } from '@openai/agents';
 import { OpenFeature, ProviderEvents, type Client as OFClient } from '@openfeature/server-sdk';
+import { createTool } from '@mastra/core/tools';
 import { jsonSchema, tool as aiTool, type ToolSet } from 'ai';
 import { tool as lcTool } from 'langchain';
 import { z } from 'zod';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { guardRun as guardAiSdk } from '../../src/adapters/ai-sdk/index.js';
 import { killSwitch } from '../../src/adapters/langgraph/index.js';
+import { guardRun as guardMastra } from '../../src/adapters/mastra/index.js';
 import { guardMcpClient } from '../../src/adapters/mcp/index.js';
 import { guardRun as guardOpenAI } from '../../src/adapters/openai-agents/index.js';
 import { EffectGuard } from '../../src/guard/effect-guard.js';
@@ -181,6 +185,31 @@ async function langGraphCase(guard: EffectGuard): Promise<Case> {
   };
 }
 
+async function mastraCase(guard: EffectGuard): Promise<Case> {
+  const tools = {
+    noop: createTool({
+      id: 'noop',
+      description: 'no-op',
+      inputSchema: z.object({ a: z.number() }),
+      execute: async () => 1,
+    }),
+  };
+  type Execute = (input: unknown, context: unknown) => Promise<unknown>;
+  // What the agent loop hands a tool: its id under `agent`, the run's signal.
+  const signal = new AbortController().signal;
+  const context = (i: number) => ({ agent: { toolCallId: `c${i}` }, abortSignal: signal });
+  const bare = tools.noop.execute as unknown as Execute;
+  return {
+    name: 'mastra',
+    bare: (i) => bare({ a: 1 }, context(i)),
+    guarded(runId) {
+      const t = guardMastra(guard, { runId, tenant: 'acme' }).tools(tools);
+      const execute = t.noop.execute as unknown as Execute;
+      return (i) => execute({ a: 1 }, context(i));
+    },
+  };
+}
+
 /** Flip-to-abort latency of a tool in flight, through the AI SDK wrapper (the guard's watcher). */
 async function abortLatency(
   guard: EffectGuard,
@@ -252,6 +281,7 @@ async function main(): Promise<void> {
     await openAiCase(guard),
     await mcpCase(guard),
     await langGraphCase(guard),
+    await mastraCase(guard),
   ].filter((c) => ONLY === undefined || ONLY.includes(c.name));
   let runs = 0;
   // Warm up (JIT) every path once.

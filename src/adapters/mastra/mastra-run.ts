@@ -14,6 +14,8 @@ export interface MastraModel {
   readonly specificationVersion: string;
   readonly provider: string;
   readonly modelId: string;
+  /** URL patterns the model reads itself (provider spec v2+). */
+  readonly supportedUrls?: unknown;
   doGenerate(options: { abortSignal?: AbortSignal }): PromiseLike<unknown>;
   doStream(options: { abortSignal?: AbortSignal }): PromiseLike<{ stream: ReadableStream }>;
 }

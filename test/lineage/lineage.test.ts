@@ -172,7 +172,9 @@ describe('KS-1.6.2 malformed lineage is refused with a clear error', () => {
     invalid(() => parseRunPath('a'.repeat(10_000)));
     invalid(() => lineageFromBaggage(`a=${'x'.repeat(10_000)}`));
   });
+});
 
+describe('KS-1.6.3 ambiguous lineage carriers are refused, never guessed around', () => {
   it('refuses repeated headers, and headers that disagree with baggage', () => {
     expect(
       invalid(() => lineageFromHeaders({ 'x-killswitch-run-path': ['a', 'b'] })).message,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import {
@@ -92,6 +92,57 @@ describe('KS-1.4.1 a snapshot plus the records after it folds to the same state'
       ),
     );
   });
+});
+
+/** A state with `runHalts` run halts and two halts of other shapes (three shapes in use). */
+async function stateWithRunHalts(runHalts: number): Promise<KillState> {
+  const store = new MemoryFlipLogStore();
+  const halt = (selector: Record<string, string>) =>
+    store.append({ actor: 't', action: 'halt', selector, reason: 'probe count' });
+  for (let i = 0; i < runHalts; i++) await halt({ runId: `run-${i}` });
+  await halt({ tenant: 't-1' });
+  await halt({ capability: 'c-1', tenant: 't-2' });
+  const state = KillState.fold(await store.read());
+  await store.close();
+  return state;
+}
+
+/** The map probes one lookup makes (every Map#get while it runs: match is synchronous). */
+function probesOf(state: KillState, ctx: KillContext): number {
+  const spy = vi.spyOn(Map.prototype, 'get');
+  try {
+    state.match(ctx);
+    return spy.mock.calls.length;
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('KS-1.4.2 a lookup costs the same with 10 or 100,000 active halts', () => {
+  it(
+    'makes the same map probes, at most one per selector shape in use, whatever the number of halts',
+    { timeout: 60_000 },
+    async () => {
+      const small = await stateWithRunHalts(10);
+      const large = await stateWithRunHalts(100_000);
+      expect(large.size).toBe(100_002);
+      const contexts: KillContext[] = [
+        { runId: 'run-5' },
+        { runId: 'run-99999', tenant: 't-2', capability: 'c-1' },
+        { runId: 'not-halted', tenant: 'other', capability: 'c-1', feature: 'f' },
+        { tenant: 't-1' },
+      ];
+      for (const ctx of contexts) {
+        const n = probesOf(small, ctx);
+        expect(n).toBeGreaterThan(0);
+        expect(n).toBeLessThanOrEqual(3);
+        expect(probesOf(large, ctx), JSON.stringify(ctx)).toBe(n);
+      }
+      // And the large state answers: the probes found the halts.
+      expect(large.match({ runId: 'run-99999' })?.selector).toEqual({ runId: 'run-99999' });
+      expect(large.match({ runId: 'not-halted' })).toBeUndefined();
+    },
+  );
 });
 
 describe('KS-1.4.3 folding refuses records out of order', () => {

@@ -143,6 +143,36 @@ describe('KS-12.1.1 single evaluation through the official @openfeature/ofrep-pr
   });
 });
 
+describe('KS-1.5.1 the guard, the OFREP provider and OFREP pass runPath through as an array attribute', () => {
+  it('a halt on an ancestor refuses a descendant named only by its path; a context without runPath is a path of one', async () => {
+    const { cp } = await serve();
+    const client = await ofrepClient(cp.url);
+    const guard = new EffectGuard({ client, ledger: new MemorySideEffectLedger(), logger: quiet });
+    cleanups.push(() => guard.close());
+    await halt(cp, { runId: 'parent' }, 'runaway tree');
+    const run = (context: Record<string, unknown>, runId: string, step: string) =>
+      guard
+        .run({ context, runId, step, capability: 'email.send' }, async () => 'sent')
+        .catch((e: unknown) => e);
+    // The grandchild's own id is not halted: only its path, read as an array by the server,
+    // names the halted ancestor (a flattened or dropped path would let it through or fail closed).
+    const refused = await run({ runId: 'g1', runPath: ['parent', 'c1', 'g1'] }, 'g1', 'a');
+    expect(refused).toBeInstanceOf(HaltedError);
+    expect((refused as HaltedError).flip).toMatchObject({ selector: { runId: 'parent' } });
+    expect(await run({ runId: 'g2', runPath: ['other', 'c2', 'g2'] }, 'g2', 'b')).toBe('sent');
+    // Without runPath the context is the path of its runId alone.
+    expect(await run({ runId: 'c1' }, 'c1', 'c')).toBe('sent');
+    expect(await run({ runId: 'parent' }, 'parent', 'd')).toBeInstanceOf(HaltedError);
+    // The raw evaluation answers the same, with the path as a JSON array in the request.
+    const res = await fetch(`${cp.url}/ofrep/v1/evaluate/flags/kill-switch`, {
+      method: 'POST',
+      headers: { ...bearer(TOKENS.viewer), 'content-type': 'application/json' },
+      body: JSON.stringify({ context: { runId: 'g1', runPath: ['parent', 'c1', 'g1'] } }),
+    });
+    expect(await res.json()).toMatchObject({ value: true, variant: 'halted' });
+  });
+});
+
 describe('KS-12.1.3 a context the server cannot read fails closed', () => {
   it('a kill attribute that is not a string answers halted (fail-closed), even to a default-false caller', async () => {
     const { cp } = await serve();
@@ -217,7 +247,7 @@ describe('KS-12.1.2 bulk evaluation with ETag and If-None-Match', () => {
     expect(res.status).toBe(200);
   });
 
-  it('GET /ofrep/v1/configuration announces boolean flags, no caching, and the minimum poll interval', async () => {
+  it('KS-12.1.6 GET /ofrep/v1/configuration announces boolean flags, no caching, and the minimum poll interval', async () => {
     const { cp } = await serve();
     const res = await fetch(`${cp.url}${OFREP_PATHS.configuration}`, {
       headers: bearer(TOKENS.viewer),

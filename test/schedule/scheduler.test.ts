@@ -161,7 +161,7 @@ describe('KS-7.1.1 a halt cancels pending timers; KS-7.1.8 a tenant halt leaves 
     expect((await ledger.entries())[0]?.status).toBe('aborted');
   });
 
-  it('a timer set while its context is halted is refused and never fires', async () => {
+  it('KS-7.1.7 a timer set while its context is halted is refused (ledger refused) and never fires', async () => {
     await h.halt({ feature: 'digest' });
     let fired = false;
     const t = scheduler.schedule({ feature: 'digest' }, 1_000, () => (fired = true));

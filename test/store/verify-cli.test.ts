@@ -96,7 +96,7 @@ describe('KS-2.5.1 killswitch verify exits 0 and prints the head when the chain 
     expect(JSON.parse(r.stdout)).toMatchObject({ records: 0, head: { seq: 0 } });
   });
 
-  it('reports a torn last line as a warning, exits 0 and leaves the file unchanged', async () => {
+  it('KS-2.5.2 reports a torn last line as a warning, exits 0 and leaves the file unchanged', async () => {
     const { path } = await makeLog(2);
     await appendFile(path, '{"seq":3,"id":"v3"');
     const before = await readFile(path);
@@ -107,7 +107,7 @@ describe('KS-2.5.1 killswitch verify exits 0 and prints the head when the chain 
     expect((await readFile(path)).equals(before)).toBe(true);
   });
 
-  it('reads a log that a store holds open (it takes no lock)', async () => {
+  it('KS-2.5.2 reads a log that a store holds open (it takes no lock)', async () => {
     const { path } = await makeLog(2);
     const store = new FileFlipLogStore({ path });
     await store.open();
@@ -129,7 +129,7 @@ describe('KS-2.5.1 killswitch verify detects tampering, names the seq and exits 
     expect(r.stdout).toMatch(/seq 3: hash does not match the record/);
   });
 
-  it('a record edited with its hash recomputed (the next record no longer chains)', async () => {
+  it('KS-2.3.3 a record edited with its hash recomputed: verify and opening the store both name the first bad seq (KS_LOG_CORRUPT)', async () => {
     const { path, lines } = await makeLog(5);
     const { computeHash } = await import('../../src/model/flip-record.js');
     const rec = JSON.parse(lines[1]!) as FlipRecord;
@@ -144,6 +144,9 @@ describe('KS-2.5.1 killswitch verify detects tampering, names the seq and exits 
       seq: 3,
       reason: expect.stringMatching(/prev/),
     });
+    const store = new FileFlipLogStore({ path });
+    await expect(store.open()).rejects.toMatchObject({ code: 'KS_LOG_CORRUPT', seq: 3 });
+    await store.close().catch(() => undefined);
   });
 
   it('a record deleted', async () => {
@@ -234,5 +237,27 @@ describe('KS-2.5.1 killswitch verify exits 2 on a usage error', () => {
     const r = await verify('--help');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/exit codes/);
+  });
+});
+
+describe('KS-2.5.3 (limit) the chain is unkeyed: a cut end or a well-forged append verifies; only the head kept elsewhere tells', () => {
+  it('records cut from the end, or one appended with its hash recomputed, verify on their own; the printed head differs from the one kept', async () => {
+    const { path, lines, records } = await makeLog(4);
+    const kept = records[3]!.hash; // what an operator noted from `verify` earlier
+    await rm(`${path}.head`); // the forger removes the head file beside the log too
+    await write(path, lines.slice(0, 3));
+    const cut = await verify(path, '--json');
+    expect(cut.code).toBe(0);
+    expect(JSON.parse(cut.stdout).head.hash).not.toBe(kept);
+
+    const { computeHash } = await import('../../src/model/flip-record.js');
+    const last = records[2]!;
+    const unhashed = { ...last, seq: 4, id: 'forged', prev: last.hash };
+    const forged = { ...unhashed, hash: computeHash(unhashed) };
+    await write(path, [...lines.slice(0, 3), JSON.stringify(forged)]);
+    const appended = await verify(path, '--json');
+    expect(appended.code).toBe(0);
+    expect(JSON.parse(appended.stdout).head).toEqual({ seq: 4, hash: forged.hash });
+    expect(forged.hash).not.toBe(kept);
   });
 });

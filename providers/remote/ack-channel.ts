@@ -1,5 +1,15 @@
-import { request as httpRequest, Agent as HttpAgent } from 'node:http';
+import {
+  request as httpRequest,
+  Agent as HttpAgent,
+  type ClientRequest,
+  type IncomingMessage,
+} from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import {
+  ACK_STREAM_CONTENT_TYPE,
+  isAckStreamAnswer,
+  isAckStreamHello,
+} from '../../src/protocol/ack-stream.js';
 import { ApiPath } from '../../src/protocol/paths.js';
 import type { Clock } from '../../src/internal/clock.js';
 
@@ -115,6 +125,15 @@ export class AckChannel {
   /** False once the server refused a batch: send single acknowledgements from then on. */
   #batching = true;
   #agent: HttpAgent | HttpsAgent | undefined;
+  /** The acknowledgement stream lines go on, once its server answered it (KS-6.7). */
+  #stream: AckLineStream | undefined;
+  /** A stream being opened (the first, or the next one when the current one is due to end). */
+  #opening: AckLineStream | undefined;
+  /** No stream is tried before this (clock time): after a failed one, or a server without it. */
+  #streamRetryAt = -Infinity;
+  /** Consecutive streams that failed to open: each doubles the wait before the next try. */
+  #streamFailures = 0;
+  #rotateTimer: unknown;
 
   constructor(key: ChannelKey, onEmpty: () => void) {
     this.key = key;
@@ -150,6 +169,7 @@ export class AckChannel {
     this.#hold = undefined;
     this.#inFlight?.abort();
     this.#inFlight = undefined;
+    this.#closeStreams();
     this.#agent?.destroy();
     this.#agent = undefined;
     this.#onEmpty();
@@ -278,8 +298,111 @@ export class AckChannel {
       });
   }
 
-  /** POSTs JSON: the injected fetch when there is one, else node:http with the channel's own agent. */
+  /** Whether the channel uses an acknowledgement stream (transport: node:http, KS-6.7). */
+  get streaming(): boolean {
+    return this.#stream !== undefined;
+  }
+
+  /**
+   * Sends one body: as a line of the acknowledgement stream when one is open (KS-6.7), else as
+   * `POST /v1/acks`. A stream cut before the line's answer came sends the same body again as a
+   * request: an acknowledgement counted twice renews nothing it should not (the server keeps the
+   * newest), one never sent would let a lease run out.
+   */
   async #post(body: string, signal: AbortSignal): Promise<AckAnswerText> {
+    if (this.key.fetch === undefined) {
+      this.#maybeOpenStream();
+      const stream = this.#stream;
+      if (stream !== undefined) {
+        try {
+          return await stream.send(body, signal);
+        } catch (err) {
+          if (this.#stream === stream) this.#streamFailed(stream);
+          if (signal.aborted || !(err instanceof AckStreamCut)) throw err;
+          // the line may or may not have been read: send it as a request instead
+        }
+      }
+    }
+    return this.#request(body, signal);
+  }
+
+  /** Opens a stream in the background when none is open or opening and none failed lately. */
+  #maybeOpenStream(): void {
+    if (this.#stream !== undefined || this.#opening !== undefined) return;
+    if (this.#members.size === 0 || this.key.clock.now() < this.#streamRetryAt) return;
+    this.#openStream();
+  }
+
+  #openStream(): void {
+    const stream = new AckLineStream(this.key, ACK_STREAM_OPEN_TIMEOUT_MS);
+    this.#opening = stream;
+    stream.ready.then(
+      (hello) => {
+        if (this.#opening !== stream) return stream.end();
+        this.#opening = undefined;
+        if (this.#members.size === 0) return stream.end();
+        // Make before break: the stream it replaces answers the lines it holds, then ends.
+        const previous = this.#stream;
+        this.#stream = stream;
+        this.#streamFailures = 0;
+        previous?.end();
+        stream.closed.then(() => {
+          if (this.#stream === stream) this.#stream = undefined;
+        });
+        const clock = this.key.clock;
+        if (this.#rotateTimer !== undefined) clock.clearTimeout(this.#rotateTimer);
+        // Before the server's request timeout ends the body for us: the next stream opens, and
+        // takes over once it is answered.
+        this.#rotateTimer = clock.setTimeout(
+          () => {
+            this.#rotateTimer = undefined;
+            if (this.#stream === stream && this.#opening === undefined) this.#openStream();
+          },
+          Math.max(ACK_STREAM_MIN_LIFE_MS, hello.endAfterMs),
+        );
+      },
+      (err: unknown) => {
+        if (this.#opening !== stream) return;
+        this.#opening = undefined;
+        // No answer head and hello in time (a proxy that holds request bodies until they end),
+        // or a server without the route: acknowledgements stay requests, and a stream is tried
+        // again later, less often each time.
+        const unsupported = err instanceof AckStreamRefused && err.unsupported;
+        this.#streamFailures++;
+        const wait = unsupported
+          ? ACK_STREAM_UNSUPPORTED_RETRY_MS
+          : Math.min(
+              ACK_STREAM_MAX_RETRY_MS,
+              ACK_STREAM_RETRY_MS * 2 ** Math.min(10, this.#streamFailures - 1),
+            );
+        this.#streamRetryAt = this.key.clock.now() + wait;
+      },
+    );
+  }
+
+  /** The stream broke under a line (cut, or an answer later than the lease): back to requests. */
+  #streamFailed(stream: AckLineStream): void {
+    stream.destroy(new AckStreamCut('acknowledgement stream given up'));
+    this.#stream = undefined;
+    this.#streamFailures++;
+    this.#streamRetryAt =
+      this.key.clock.now() +
+      Math.min(
+        ACK_STREAM_MAX_RETRY_MS,
+        ACK_STREAM_RETRY_MS * 2 ** Math.min(10, this.#streamFailures - 1),
+      );
+  }
+
+  #closeStreams(): void {
+    if (this.#rotateTimer !== undefined) this.key.clock.clearTimeout(this.#rotateTimer);
+    this.#rotateTimer = undefined;
+    this.#stream?.destroy(new AckStreamCut('acknowledgement channel closed'));
+    this.#opening?.destroy(new AckStreamCut('acknowledgement channel closed'));
+    this.#stream = this.#opening = undefined;
+  }
+
+  /** POSTs JSON: the injected fetch when there is one, else node:http with the channel's own agent. */
+  async #request(body: string, signal: AbortSignal): Promise<AckAnswerText> {
     const url = `${this.key.base}${ApiPath.ACKS}`;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.key.token !== undefined) headers['authorization'] = `Bearer ${this.key.token}`;
@@ -314,5 +437,182 @@ export class AckChannel {
       req.on('error', reject);
       req.end(body);
     });
+  }
+}
+
+/** How long a new acknowledgement stream may take to be answered before requests are kept. */
+export const ACK_STREAM_OPEN_TIMEOUT_MS = 1000;
+/** Wait before trying a stream again after one failed (doubling per failure, to the maximum). */
+const ACK_STREAM_RETRY_MS = 30_000;
+const ACK_STREAM_MAX_RETRY_MS = 15 * 60_000;
+/** Wait before trying again at a server without the stream route. */
+const ACK_STREAM_UNSUPPORTED_RETRY_MS = 60 * 60_000;
+/** A stream is replaced no sooner than this, whatever the server says. */
+const ACK_STREAM_MIN_LIFE_MS = 1000;
+
+/** The stream ended or broke before a line's answer came; the line may not have been read. */
+class AckStreamCut extends Error {}
+
+/** The server answered the stream's request with something other than an open stream. */
+class AckStreamRefused extends Error {
+  readonly unsupported: boolean;
+  constructor(message: string, unsupported: boolean) {
+    super(message);
+    this.unsupported = unsupported;
+  }
+}
+
+/**
+ * One `POST /v1/acks/stream` (KS-6.7): lines out, one answer line per line back, in order. It is
+ * `ready` once the server's hello line arrived; a request that gets no answer head and hello
+ * within `openTimeoutMs` is given up (something between holds the body until it ends).
+ */
+class AckLineStream {
+  readonly ready: Promise<{ readonly endAfterMs: number }>;
+  /** Resolves when the stream is over, whichever way. */
+  readonly closed: Promise<void>;
+  readonly #req: ClientRequest;
+  readonly #waiting: { resolve: (a: AckAnswerText) => void; reject: (e: Error) => void }[] = [];
+  #text = '';
+  #hello = false;
+  #over: Error | undefined;
+  #ended = false;
+  #onClosed!: () => void;
+
+  constructor(key: ChannelKey, openTimeoutMs: number) {
+    this.closed = new Promise<void>((resolve) => (this.#onClosed = resolve));
+    const target = new URL(`${key.base}${ApiPath.ACK_STREAM}`);
+    const https = target.protocol === 'https:';
+    const headers: Record<string, string> = { 'content-type': ACK_STREAM_CONTENT_TYPE };
+    if (key.token !== undefined) headers['authorization'] = `Bearer ${key.token}`;
+    // Its own connection (agent: false): a long request must not hold the socket requests use.
+    const req = (https ? httpsRequest : httpRequest)(target, {
+      method: 'POST',
+      headers,
+      agent: false,
+    });
+    this.#req = req;
+    let settle!: { resolve: (h: { endAfterMs: number }) => void; reject: (e: Error) => void };
+    this.ready = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    this.ready.catch(() => {});
+    const clock = key.clock;
+    const timer = clock.setTimeout(() => {
+      this.destroy(
+        new AckStreamRefused(
+          `no answer to the acknowledgement stream within ${openTimeoutMs} ms`,
+          false,
+        ),
+      );
+    }, openTimeoutMs);
+    this.#fail = (err: Error) => {
+      clock.clearTimeout(timer);
+      settle.reject(err);
+    };
+    req.on('socket', (socket) => {
+      socket.setNoDelay(true);
+      socket.unref();
+    });
+    req.on('response', (res: IncomingMessage) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        this.destroy(
+          new AckStreamRefused(
+            `the acknowledgement stream was answered ${status}`,
+            status === 404 || status === 405 || status === 415,
+          ),
+        );
+        return;
+      }
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        this.#text += chunk;
+        for (let i = this.#text.indexOf('\n'); i >= 0; i = this.#text.indexOf('\n')) {
+          const line = this.#text.slice(0, i);
+          this.#text = this.#text.slice(i + 1);
+          if (line.trim() !== '')
+            this.#line(line, (h) => {
+              clock.clearTimeout(timer);
+              settle.resolve(h);
+            });
+          if (this.#over !== undefined) return;
+        }
+      });
+      res.on('end', () => this.destroy(new AckStreamCut('the acknowledgement stream ended')));
+      res.on('error', (err) => this.destroy(new AckStreamCut(err.message)));
+    });
+    req.on('error', (err) => this.destroy(new AckStreamCut(err.message)));
+    req.on('close', () => this.destroy(new AckStreamCut('the acknowledgement stream closed')));
+    req.flushHeaders();
+  }
+
+  #fail: (err: Error) => void;
+
+  #line(line: string, onHello: (h: { endAfterMs: number }) => void): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      this.destroy(new AckStreamCut('the acknowledgement stream sent a line that is not JSON'));
+      return;
+    }
+    if (!this.#hello) {
+      if (!isAckStreamHello(parsed)) {
+        this.destroy(new AckStreamRefused('the acknowledgement stream did not open', true));
+        return;
+      }
+      this.#hello = true;
+      onHello(parsed);
+      return;
+    }
+    const waiter = this.#waiting.shift();
+    if (waiter === undefined || !isAckStreamAnswer(parsed)) {
+      this.destroy(new AckStreamCut('the acknowledgement stream answered out of turn'));
+      return;
+    }
+    waiter.resolve({ status: parsed.status, text: JSON.stringify(parsed.body) });
+    if (this.#ended && this.#waiting.length === 0) this.destroy(new AckStreamCut('ended'));
+  }
+
+  /** Sends one body as a line; resolves with its answer. Rejects with AckStreamCut when cut. */
+  send(body: string, signal: AbortSignal): Promise<AckAnswerText> {
+    if (this.#over !== undefined || this.#ended) {
+      return Promise.reject(new AckStreamCut('the acknowledgement stream is over'));
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (a: AckAnswerText) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(a);
+        },
+        reject: (e: Error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      // Answers come in order: one that did not come in time will not; the stream is given up.
+      const onAbort = () => waiter.reject(new Error('acknowledgement abandoned'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiting.push(waiter);
+      this.#req.write(`${body}\n`);
+    });
+  }
+
+  /** No more lines: the body ends; lines sent are still answered, then the stream closes. */
+  end(): void {
+    if (this.#ended || this.#over !== undefined) return;
+    this.#ended = true;
+    this.#req.end();
+    if (this.#waiting.length === 0) this.destroy(new AckStreamCut('ended'));
+  }
+
+  /** Ends the stream now; every line still waiting is rejected with `err`. */
+  destroy(err: Error): void {
+    if (this.#over !== undefined) return;
+    this.#over = err;
+    this.#fail(err);
+    for (const w of this.#waiting.splice(0)) w.reject(err);
+    this.#req.destroy();
+    this.#onClosed();
   }
 }

@@ -15,6 +15,8 @@ export const ApiPath = {
   STREAM: '/v1/stream',
   /** `POST`: acknowledgements. KS-6.2 */
   ACKS: '/v1/acks',
+  /** `POST`: acknowledgements as lines of one long-lived request. KS-6.7 */
+  ACK_STREAM: '/v1/acks/stream',
   /** `GET`: the fleet. KS-5.1.9 */
   WORKERS: '/v1/workers',
   /** `POST`/`GET`: release verdicts. KS-10.5.1 */

@@ -25,7 +25,8 @@ import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import { RequestGuard } from './request-guard.js';
 import { parseRequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
-import { ackRoutes } from './routes/ack-routes.js';
+import { acceptAcks, ackRoutes } from './routes/ack-routes.js';
+import { ackStreamRoute } from './routes/ack-stream-route.js';
 import { flipRoutes } from './routes/flip-routes.js';
 import { healthRoutes } from './routes/health-route.js';
 import { logRoutes } from './routes/log-routes.js';
@@ -420,6 +421,16 @@ class ControlPlaneServer implements ControlPlane {
         o.maxStreams ?? Math.max(1, limits.maxConnections - 2 * limits.reservedConnections),
       ...(o.maxStreamsPerToken === undefined ? {} : { maxStreamsPerToken: o.maxStreamsPerToken }),
     });
+    const ackParts = {
+      follower: this.#follower,
+      fleet: this.#fleet,
+      claims: this.#claims,
+      limits: this.limits,
+      store: this.#store,
+      requireVouching,
+    };
+    // KS-6.7.4 an acknowledgement stream's body ends before Node's request timeout would cut it.
+    const ackStreamEndAfterMs = Math.max(1000, Math.floor(limits.requestTimeoutMs / 2));
     // One way to mount routes: the core routes, OFREP, the caller's, then the release gate's.
     this.router.add(
       ...healthRoutes({
@@ -453,13 +464,13 @@ class ControlPlaneServer implements ControlPlane {
         maxBufferedBytes: maxBuffered,
         requireVouching,
       }),
-      ...ackRoutes({
-        follower: this.#follower,
-        fleet: this.#fleet,
-        claims: this.#claims,
-        limits: this.limits,
-        store: this.#store,
-        requireVouching,
+      ...ackRoutes(ackParts),
+      ackStreamRoute({
+        accept: acceptAcks(ackParts),
+        isCurrent: (who) =>
+          auth === 'none' || typeof auth.isCurrent !== 'function' || auth.isCurrent(who),
+        maxLineBytes: this.#maxBodyBytes,
+        endAfterMs: () => ackStreamEndAfterMs,
       }),
       ...workersRoutes({ fleet: this.#fleet, head: () => this.#follower.state.seq }),
       ...(o.ofrep === false ? [] : ofrepRoutes({ view: this, maxBodyBytes: this.#maxBodyBytes })),

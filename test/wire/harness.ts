@@ -55,6 +55,9 @@ export class WireServer {
       ...(this.options.maxBufferedBytes !== undefined
         ? { maxBufferedBytes: this.options.maxBufferedBytes }
         : {}),
+      ...(this.options.requestTimeoutMs !== undefined
+        ? { requestTimeoutMs: this.options.requestTimeoutMs }
+        : {}),
     });
     this.port = this.#handle.port;
   }
@@ -101,6 +104,8 @@ export interface WireServerOptions {
   readonly heartbeatMs?: number;
   readonly staleAfterMs?: number;
   readonly maxBufferedBytes?: number;
+  /** Node's request timeout (an acknowledgement stream ends its body after half of it). */
+  readonly requestTimeoutMs?: number;
 }
 
 let flipCounter = 0;

@@ -506,7 +506,7 @@ async function firstFlipCase(
   const warmFlips = Number(arg('first-warm', '5'));
   const procs = Math.min(PROCS, size);
   const first: RoundStats[] = [];
-  const warm: { median: number; slowest: number }[] = [];
+  const warm: { median: number; slowest: number; childCpuMs: number }[] = [];
   const floors: RoundStats[] = [];
   let n = 0;
   let last: FlipRecord | undefined;
@@ -550,7 +550,11 @@ async function firstFlipCase(
     first.push(await flipOnce());
     const w: RoundStats[] = [];
     for (let i = 0; i < warmFlips; i++) w.push(await flipOnce());
-    warm.push({ median: median(w.map((r) => r.median)), slowest: median(w.map((r) => r.slowest)) });
+    warm.push({
+      median: median(w.map((r) => r.median)),
+      slowest: median(w.map((r) => r.slowest)),
+      childCpuMs: median(w.map((r) => r.childCpuMs)),
+    });
     // The floor on the same processes, warm.
     const f: RoundStats[] = [];
     for (let i = 0; i < 3; i++) {
@@ -571,7 +575,7 @@ async function firstFlipCase(
     });
     await Promise.all(children.map((c) => c.stop()));
     console.log(
-      `first flip round ${round}: first ${r3(first.at(-1)!.median)} / ${r3(first.at(-1)!.slowest)} ms, warm ${r3(warm.at(-1)!.median)} / ${r3(warm.at(-1)!.slowest)} ms, floor ${r3(floors.at(-1)!.median)} / ${r3(floors.at(-1)!.slowest)} ms (median / slowest subscriber) | load ${r3(loadavg()[0]!)}`,
+      `first flip round ${round}: first ${r3(first.at(-1)!.median)} / ${r3(first.at(-1)!.slowest)} ms, warm ${r3(warm.at(-1)!.median)} / ${r3(warm.at(-1)!.slowest)} ms, floor ${r3(floors.at(-1)!.median)} / ${r3(floors.at(-1)!.slowest)} ms (median / slowest subscriber); subscriber CPU first ${r3(first.at(-1)!.childCpuMs)} ms, warm ${r3(warm.at(-1)!.childCpuMs)} ms | load ${r3(loadavg()[0]!)}`,
     );
   }
   const row = {
@@ -586,6 +590,10 @@ async function firstFlipCase(
     warmSlowestMs: r3(median(warm.map((r) => r.slowest))),
     floorMedianMs: r3(median(floors.map((r) => r.median))),
     floorSlowestMs: r3(median(floors.map((r) => r.slowest))),
+    // CPU of all subscriber processes from the flip's round mark to their last subscriber
+    // applying it (summed over processes): a figure the machine's load hardly moves.
+    firstChildCpuMs: r3(median(first.map((r) => r.childCpuMs))),
+    warmChildCpuMs: r3(median(warm.map((r) => r.childCpuMs))),
   };
   const out = {
     ...row,
@@ -593,10 +601,11 @@ async function firstFlipCase(
     firstOverWarmSlowest: r3(row.firstSlowestMs / row.warmSlowestMs),
     firstOverFloorMedian: r3(row.firstMedianMs / row.floorMedianMs),
     firstOverFloorSlowest: r3(row.firstSlowestMs / row.floorSlowestMs),
+    firstOverWarmCpu: r3(row.firstChildCpuMs / row.warmChildCpuMs),
     missing: first.reduce((a, r) => a + r.missing, 0),
   };
   console.log(
-    `first flip, ${size} subscribers / ${procs} procs after ${idleMs} ms of traffic: first ${out.firstMedianMs} / ${out.firstSlowestMs} ms, warm ${out.warmMedianMs} / ${out.warmSlowestMs} ms (first ÷ warm ${out.firstOverWarmMedian}x / ${out.firstOverWarmSlowest}x), floor ${out.floorMedianMs} / ${out.floorSlowestMs} ms`,
+    `first flip, ${size} subscribers / ${procs} procs after ${idleMs} ms of traffic: first ${out.firstMedianMs} / ${out.firstSlowestMs} ms, warm ${out.warmMedianMs} / ${out.warmSlowestMs} ms (first ÷ warm ${out.firstOverWarmMedian}x / ${out.firstOverWarmSlowest}x), floor ${out.floorMedianMs} / ${out.floorSlowestMs} ms; subscriber CPU first ${out.firstChildCpuMs} ms, warm ${out.warmChildCpuMs} ms (${out.firstOverWarmCpu}x)`,
   );
   return out;
 }

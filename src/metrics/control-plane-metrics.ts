@@ -4,7 +4,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import type { KillSnapshot } from '../model/kill-state.js';
 import { LEVELS, levelOf } from '../model/selector.js';
-import type { FleetTracker } from '../server/fleet-tracker.js';
+import type { FlipFleetStatus, WorkerInfo } from '../server/fleet-tracker.js';
 import type { Route, RouteContext, Router } from '../server/router.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 
@@ -12,7 +12,10 @@ import type { FlipLogStore } from '../store/flip-log-store.js';
 export interface MetricsSource {
   snapshot(): KillSnapshot;
   stats(): { subscribers: number; dropped: number; head: number };
-  readonly tracker: FleetTracker;
+  /** Every worker: the whole fleet, across replicas, when the store shares it (KS-6.6.6). */
+  workers(): WorkerInfo[];
+  /** A flip's fleet answer: the whole fleet's when shared (KS-6.6.2); undefined when untracked. */
+  fleetStatus(seq: number): FlipFleetStatus | undefined;
 }
 
 /** Options of {@link ControlPlaneMetrics}. */
@@ -57,7 +60,10 @@ const ANONYMOUS_ADMIN: Principal = {
  * | `killswitch_worker_lag_max` | gauge | |
  *
  * Gauges are read from the control plane when scraped; acknowledgement latencies are collected
- * from the fleet tracker per flip, each (flip, worker) once.
+ * from the fleet's answer per flip, each (flip, worker) once. The worker gauges, latencies and
+ * stop-complete times are the whole fleet's: with replicas sharing the fleet (PostgreSQL) each
+ * replica reports every worker on every replica, as its flip answers do (KS-11.2.4), so a
+ * dashboard aggregates them across replicas with `max`, not `sum`.
  *
  * @example
  * ```ts
@@ -82,7 +88,12 @@ export class ControlPlaneMetrics {
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: ControlPlaneMetricsOptions) {
     const cp = options.controlPlane;
-    if (cp === undefined || typeof cp.snapshot !== 'function' || cp.tracker === undefined) {
+    if (
+      cp === undefined ||
+      typeof cp.snapshot !== 'function' ||
+      typeof cp.workers !== 'function' ||
+      typeof cp.fleetStatus !== 'function'
+    ) {
       throw new InvalidOptionError('controlPlane', 'a running control plane', cp);
     }
     if (options.store === undefined || typeof options.store.subscribe !== 'function') {
@@ -147,20 +158,21 @@ export class ControlPlaneMetrics {
     });
     this.#ackLatency = new Histogram({
       name: 'killswitch_ack_latency_seconds',
-      help: 'Time from a flip being appended to each worker acknowledging it.',
+      help: 'Time from a flip being appended to each worker (of the whole fleet) acknowledging it.',
       buckets: LATENCY_BUCKETS,
       registers,
     });
     this.#stopComplete = new Histogram({
       name: 'killswitch_stop_complete_seconds',
-      help: 'Time from a flip being appended to its stop being complete (every worker acknowledged or its lease ran out).',
+      help: 'Time from a flip being appended to its stop being complete (every worker of the whole fleet acknowledged or its lease ran out).',
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    const workers = (): ReturnType<FleetTracker['workers']> => cp.tracker.workers();
+    // KS-11.2.4 the whole fleet, across replicas when shared.
+    const workers = (): WorkerInfo[] => cp.workers();
     new Gauge({
       name: 'killswitch_workers',
-      help: 'Known workers, by state (stale: no lease; it fails closed on its own).',
+      help: 'Known workers (the whole fleet, across replicas when shared), by state (stale: no lease; it fails closed on its own).',
       labelNames: ['state'],
       registers,
       collect(this: Gauge<'state'>) {
@@ -172,7 +184,7 @@ export class ControlPlaneMetrics {
     });
     new Gauge({
       name: 'killswitch_workers_stale',
-      help: 'Known workers without a lease (never acknowledged, or the lease ran out).',
+      help: 'Known workers (the whole fleet) without a lease (never acknowledged, or the lease ran out).',
       registers,
       collect(this: Gauge) {
         this.set(workers().filter((w) => w.stale).length);
@@ -180,7 +192,7 @@ export class ControlPlaneMetrics {
     });
     new Gauge({
       name: 'killswitch_worker_lag_max',
-      help: 'Largest number of flips a connected worker is behind the head.',
+      help: 'Largest number of flips a connected worker (of the whole fleet) is behind the head.',
       registers,
       collect(this: Gauge) {
         let max = 0;
@@ -220,10 +232,13 @@ export class ControlPlaneMetrics {
     }
   }
 
-  /** Moves new acknowledgements from the tracker into the histograms. Called on every scrape. */
+  /**
+   * Moves new acknowledgements from the fleet's answer (every replica's, when shared) into the
+   * histograms. Called on every scrape.
+   */
   collectAcks(): void {
     for (const [seq, seen] of this.#watched) {
-      const st = this.#cp.tracker.status(seq);
+      const st = this.#cp.fleetStatus(seq);
       if (st === undefined) {
         this.#watched.delete(seq);
         continue;
@@ -233,7 +248,7 @@ export class ControlPlaneMetrics {
         seen.add(a.workerId);
         this.#ackLatency.observe(a.latencyMs / 1000);
       }
-      // Once complete, no later ack can count for this flip (the tracker stops listening).
+      // Once complete (the whole fleet, KS-6.6.2), no later ack counts for this flip.
       if (st.complete) {
         if (st.completeAfterMs !== null) this.#stopComplete.observe(st.completeAfterMs / 1000);
         this.#watched.delete(seq);

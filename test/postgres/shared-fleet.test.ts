@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -40,6 +40,8 @@ interface Replica {
   readonly url: string;
   readonly id: string;
   readonly child: ChildProcess;
+  /** Its data directory (its own release file, KS-10.5.2). */
+  readonly dataDir: string;
   stderr: string;
 }
 
@@ -83,13 +85,39 @@ async function startReplica(schema: string): Promise<Replica> {
   const workers = await get<WorkersAnswer>(url, '/v1/workers');
   const self = workers.replicas?.find((r) => r.self);
   expect(self, 'GET /v1/workers names this replica (KS-6.6.6)').toBeDefined();
-  return { url, id: self!.replica, child, stderr };
+  return { url, id: self!.replica, child, dataDir, stderr };
 }
 
 async function get<T>(url: string, path: string): Promise<T> {
   const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   expect(res.status).toBe(200);
   return (await res.json()) as T;
+}
+
+async function post(
+  r: Replica,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${r.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** `GET /metrics` parsed into `name{labels} -> value`. */
+async function scrape(r: Replica): Promise<Map<string, number>> {
+  const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  expect(res.status).toBe(200);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
 }
 
 async function flip(
@@ -292,3 +320,100 @@ describe.runIf(RUN_PG)(
     );
   },
 );
+
+describe.runIf(RUN_PG)('KS-11.2.4 /metrics counts the whole fleet across replicas', () => {
+  it(
+    'workers on B only: A reports them, and a flip with wait on A observes their acks and the stop-complete',
+    { timeout: 90_000 },
+    async () => {
+      const schema = schemaName('fleetmetrics');
+      schemas.add(schema);
+      const [a, b] = await Promise.all([startReplica(schema), startReplica(schema)]);
+      await startWorkers([b.url], ['w-m1', 'w-m2']);
+      await fleetSeen(a, ['w-m1', 'w-m2']);
+      await fleetSeen(b, ['w-m1', 'w-m2']);
+      for (const r of [a, b]) {
+        const m = await scrape(r);
+        expect(m.get('killswitch_workers{state="fresh"}'), r.url).toBe(2);
+        expect(m.get('killswitch_workers_stale'), r.url).toBe(0);
+      }
+      const { status, answer } = await flip(a, 'metrics-a', 5000);
+      expect(status).toBe(201);
+      expect(answer.fleet!.complete, JSON.stringify(answer.fleet)).toBe(true);
+      const m = await scrape(a);
+      // Both remote acknowledgements, once each, and the whole fleet's stop-complete.
+      expect(m.get('killswitch_ack_latency_seconds_count')).toBe(2);
+      expect(m.get('killswitch_stop_complete_seconds_count')).toBe(1);
+      expect(m.get('killswitch_worker_lag_max')).toBe(0);
+      // Scraped again: nothing observed twice.
+      const again = await scrape(a);
+      expect(again.get('killswitch_ack_latency_seconds_count')).toBe(2);
+      expect(again.get('killswitch_stop_complete_seconds_count')).toBe(1);
+    },
+  );
+});
+
+describe.runIf(RUN_PG)('KS-10.5.4 KS-17.2.3 the release gate across replicas', () => {
+  it(
+    "a worker on a red release connected to B blocks a resume posted to A; an admin override with a reason passes on A, recorded in A's release file",
+    { timeout: 90_000 },
+    async () => {
+      const schema = schemaName('fleetgate');
+      schemas.add(schema);
+      const [a, b] = await Promise.all([startReplica(schema), startReplica(schema)]);
+      // The fleet-worker fixture reports release 'fleet-test'.
+      await startWorkers([b.url], ['w-red']);
+      await fleetSeen(a, ['w-red']);
+      expect(
+        (await post(a, '/v1/releases', { release: 'fleet-test', status: 'red', reason: 'bad' }))
+          .status,
+      ).toBe(201);
+      expect(
+        (await post(a, '/v1/releases', { release: 'v2', status: 'green', reason: 'fixed' })).status,
+      ).toBe(201);
+      const halted = await flip(a, 'gate-halt', 0);
+      expect(halted.status).toBe(201);
+      const resume = {
+        id: 'gate-resume',
+        action: 'resume',
+        selector: { tenant: 'gate-halt' },
+        reason: 'fixed in v2',
+        release: 'v2',
+      };
+      const refused = await post(a, '/v1/flips', resume);
+      expect(refused.status, JSON.stringify(refused.json)).toBe(409);
+      const error = refused.json.error as { code: string; message: string };
+      expect(error.code).toBe('KS_RESUME_REFUSED');
+      expect(error.message).toContain('w-red (fleet-test)');
+      // GET /v1/releases on A lists the worker on B with its release.
+      const releases = await get<{ workers: { id: string; release: string | null }[] }>(
+        a.url,
+        '/v1/releases',
+      );
+      expect(releases.workers).toEqual([{ id: 'w-red', release: 'fleet-test' }]);
+      // Nothing was appended: the halt is still active on both replicas.
+      for (const r of [a, b]) {
+        const st = await get<{ halts: unknown[] }>(r.url, '/v1/state');
+        expect(st.halts, r.url).toHaveLength(1);
+      }
+      // The admin override, with its reason, passes on A and is recorded there before the flip.
+      const passed = await post(a, '/v1/flips', { ...resume, overrideGate: 'INC-9 v2 is safe' });
+      expect(passed.status, JSON.stringify(passed.json)).toBe(201);
+      const file = await readFile(join(a.dataDir, 'releases.jsonl'), 'utf8');
+      const last = JSON.parse(file.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      expect(last).toMatchObject({
+        status: 'override',
+        release: 'v2',
+        reason: 'INC-9 v2 is safe',
+        flip: 'gate-resume',
+      });
+      // The resume reached B and the worker on it.
+      const seq = (passed.json.flip as { seq: number }).seq;
+      for (let i = 0; (await get<{ seq: number }>(b.url, '/v1/state')).seq < seq; i++) {
+        expect(i, 'B applies the resume').toBeLessThan(200);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      expect((await get<{ halts: unknown[] }>(b.url, '/v1/state')).halts).toEqual([]);
+    },
+  );
+});

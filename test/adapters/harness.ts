@@ -1,10 +1,14 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { OpenFeature, ProviderEvents, type Client } from '@openfeature/server-sdk';
 import { MemoryFlipLogStore } from '../../providers/memory/index.js';
 import { EffectGuard } from '../../src/guard/effect-guard.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
+import { lineageFromHeaders, lineageToHeaders, type Lineage } from '../../src/lineage/lineage.js';
 import type { Selector } from '../../src/model/selector.js';
 import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
+import { currentRunScope, runInScope } from '../../src/scope/index.js';
 
 /** The kill switch as a worker runs it: provider over a flip log, a guard over a ledger. */
 export interface KillSwitchEnv {
@@ -99,4 +103,60 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** A service on loopback that acts for the run named by a request's lineage headers. */
+export interface LineageEndpoint {
+  readonly url: string;
+  /** The lineage each request carried, in order. */
+  readonly seen: Lineage[];
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP service (127.0.0.1, port 0) standing in for another process a tool calls: it reads the
+ * run's lineage from the `x-killswitch-*` headers and runs its own effect (capability
+ * `remote.write`, step from the path) through `guard` inside that lineage's run scope, so a halt
+ * on the run or any ancestor refuses it there too. Answers 200 `landed`, or 409 with the code.
+ */
+export async function lineageEndpoint(guard: EffectGuard): Promise<LineageEndpoint> {
+  const seen: Lineage[] = [];
+  const server = createServer((req, res) => {
+    const lineage = lineageFromHeaders(req.headers);
+    if (lineage === undefined) {
+      res.writeHead(400).end('no lineage');
+      return;
+    }
+    seen.push(lineage);
+    runInScope(lineage, () =>
+      guard.run({ step: req.url ?? '/', capability: 'remote.write' }, async () => 'landed'),
+    ).then(
+      (v) => res.writeHead(200).end(v),
+      (err: unknown) => res.writeHead(409).end((err as { code?: string }).code ?? 'error'),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/**
+ * What a tool does to reach another service: a request carrying the current run scope's lineage
+ * in headers. Resolves with the status and body.
+ */
+export async function callWithLineage(
+  url: string,
+  signal?: AbortSignal,
+): Promise<{ status: number; body: string }> {
+  const scope = currentRunScope();
+  if (scope === undefined) throw new Error('the tool body runs outside any run scope');
+  const res = await fetch(url, {
+    headers: lineageToHeaders(scope.lineage),
+    ...(signal !== undefined ? { signal } : {}),
+  });
+  return { status: res.status, body: await res.text() };
 }

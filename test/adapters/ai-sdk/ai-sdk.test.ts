@@ -5,7 +5,14 @@ import { guardRun } from '../../../src/adapters/ai-sdk/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
 import { childRunId, runInScope } from '../../../src/scope/index.js';
-import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import {
+  callWithLineage,
+  deferred,
+  killSwitchEnv,
+  lineageEndpoint,
+  sleep,
+  type KillSwitchEnv,
+} from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
 const envs: KillSwitchEnv[] = [];
@@ -442,6 +449,81 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
           guardRun(e.guard, { tenant: 'globex' }),
         ),
       ).toThrow(/tenant/);
+    });
+  });
+
+  describe('KS-14.1.6 child runs: a streaming child stops with its parent, and the lineage crosses in headers', () => {
+    it("a halted parent ends a child whose model response is streaming: the child's stream throws the HaltedError and the provider stream is aborted", async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 60 }, (_, i) => `t${i} `);
+      const subModel = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+      const run = guardRun(e.guard, { runId: 'parent-s', tenant: 'acme' });
+      let seen = 0;
+      const child = run
+        .child('fan-0', async (sub) => {
+          for await (const _t of sub.streamText({ model: subModel, prompt: 'y' }).textStream)
+            seen++;
+          return 'finished';
+        })
+        .catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const { seq } = await e.halt({ runId: 'parent-s' });
+      const err = await child;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(seen).toBeLessThan(tokens.length);
+      await sleep(30);
+      expect(subModel.aborts).toHaveLength(1);
+    });
+
+    it("a child's tool sends the child's run path and tenant in headers; the service refuses its effect once the parent is halted", async () => {
+      const e = await env();
+      const ep = await lineageEndpoint(e.guard);
+      try {
+        const run = guardRun(e.guard, { runId: 'parent-h', tenant: 'acme' });
+        const answers: string[] = [];
+        const subTools = {
+          remote: tool({
+            inputSchema: input,
+            execute: async (_i, { toolCallId, abortSignal }) => {
+              const r = await callWithLineage(`${ep.url}/${toolCallId}`, abortSignal);
+              answers.push(r.body);
+              return r.body;
+            },
+          }),
+        };
+        const tools = {
+          research: tool({
+            inputSchema: input,
+            execute: (_i, { toolCallId }) =>
+              run.child(toolCallId, (sub) =>
+                sub
+                  .generateText({
+                    model: new ScriptedModel(toolEveryTurn('remote', 1)),
+                    tools: subTools,
+                    prompt: 'y',
+                    stopWhen: isStepCount(3),
+                  })
+                  .then((r) => r.text),
+              ),
+          }),
+        };
+        await run.generateText({
+          model: new ScriptedModel(toolEveryTurn('research', 1)),
+          tools,
+          prompt: 'x',
+          stopWhen: isStepCount(3),
+        });
+        const child = childRunId('parent-h', 'call-0');
+        expect(ep.seen).toEqual([{ tenant: 'acme', runPath: ['parent-h', child] }]);
+        expect(answers).toEqual(['landed']);
+        await e.halt({ runId: 'parent-h' });
+        // The other process acts for the child's lineage: the parent's halt refuses it there.
+        const after = await runInScope(ep.seen[0]!, () => callWithLineage(`${ep.url}/after`));
+        expect(after).toEqual({ status: 409, body: 'KS_HALTED' });
+      } finally {
+        await ep.close();
+      }
     });
   });
 });

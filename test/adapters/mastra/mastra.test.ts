@@ -6,9 +6,16 @@ import { z } from 'zod';
 import { guardRun } from '../../../src/adapters/mastra/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
-import { childRunId } from '../../../src/scope/index.js';
+import { childRunId, runInScope } from '../../../src/scope/index.js';
 import { ScriptedModel, type Turn } from '../ai-sdk/scripted-model.js';
-import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import {
+  callWithLineage,
+  deferred,
+  killSwitchEnv,
+  lineageEndpoint,
+  sleep,
+  type KillSwitchEnv,
+} from '../harness.js';
 
 const envs: KillSwitchEnv[] = [];
 async function env(): Promise<KillSwitchEnv> {
@@ -380,6 +387,35 @@ describe('KS-14.7 / KS-14.7.3 the Mastra adapter (@mastra/core 1.x, scripted mod
       expect(seen).toBeLessThan(tokens.length);
       await sleep(30);
       expect(subModel.aborts).toHaveLength(1);
+    });
+
+    it("a child's tool sends the child's run path and tenant in headers; the service refuses its effect once the parent is halted", async () => {
+      const e = await env();
+      const ep = await lineageEndpoint(e.guard);
+      try {
+        const run = guardRun(e.guard, { runId: 'parent-h', tenant: 'acme' });
+        const remote = mastraTool('remote', async (_i, { agent, abortSignal }) => {
+          const r = await callWithLineage(`${ep.url}/${agent!.toolCallId}`, abortSignal);
+          return r.body;
+        });
+        const research = mastraTool('research', (_i, ctx) =>
+          run.child(ctx.agent!.toolCallId, async (sub) => {
+            const model = new ScriptedModel(toolEveryTurn('remote', 1));
+            const agent = sub.agent({ ...base, id: 's', name: 's', model, tools: { remote } });
+            return (await sub.generate(agent, 'y', { maxSteps: 3 })).text;
+          }),
+        );
+        const model = new ScriptedModel(toolEveryTurn('research', 1));
+        const agent = run.agent({ ...base, id: 'p', name: 'p', model, tools: { research } });
+        await run.generate(agent, 'x', { maxSteps: 3 });
+        const child = childRunId('parent-h', 'call-0');
+        expect(ep.seen).toEqual([{ tenant: 'acme', runPath: ['parent-h', child] }]);
+        await e.halt({ runId: 'parent-h' });
+        const after = await runInScope(ep.seen[0]!, () => callWithLineage(`${ep.url}/after`));
+        expect(after).toEqual({ status: 409, body: 'KS_HALTED' });
+      } finally {
+        await ep.close();
+      }
     });
   });
 });

@@ -6,8 +6,15 @@ import { z } from 'zod';
 import { killSwitch } from '../../../src/adapters/langgraph/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
-import { childRunId } from '../../../src/scope/index.js';
-import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import { childRunId, runInScope } from '../../../src/scope/index.js';
+import {
+  callWithLineage,
+  deferred,
+  killSwitchEnv,
+  lineageEndpoint,
+  sleep,
+  type KillSwitchEnv,
+} from '../harness.js';
 import { ScriptedChatModel, type Turn } from './scripted-chat-model.js';
 
 const envs: KillSwitchEnv[] = [];
@@ -431,6 +438,75 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
       await e.halt({ tenant: 'acme' });
       await ks.invoke(outer(), input, { ...thread('run-sub3'), context: { tenant: 'globex' } });
       expect(sent.filter((x) => x === 'call-0')).toHaveLength(2);
+    });
+  });
+
+  describe('KS-14.1.6 / KS-14.5.4 subgraph child runs: a streaming child stops with its thread, and the lineage crosses in headers', () => {
+    const Outer = Annotation.Root({
+      messages: Annotation<unknown[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
+    });
+    const outer = (agent: { graph: unknown }) =>
+      new StateGraph(Outer)
+        .addNode('agent', agent.graph as never)
+        .addEdge(START, 'agent')
+        .addEdge('agent', END)
+        .compile();
+
+    it("a halted thread ends a subgraph agent whose model response is streaming: the thread's stream throws the HaltedError and the model call is aborted", async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 60 }, (_, i) => `t${i} `);
+      const model = new ScriptedChatModel(() => ({ text: tokens, tokenMs: 10 }));
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const graph = outer(createAgent({ model, tools: [], middleware: [ks.middleware] }));
+      let seen = 0;
+      const consumed = (async () => {
+        for await (const _chunk of ks.stream(graph, input, {
+          ...thread('run-sub-stream'),
+          streamMode: 'messages',
+          subgraphs: true,
+        }))
+          seen++;
+      })().catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const { seq } = await e.halt({ runId: 'run-sub-stream' });
+      const err = await consumed;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      expect(seen).toBeLessThan(tokens.length);
+      await sleep(30);
+      expect(model.aborts).toHaveLength(1);
+    });
+
+    it("a subgraph agent's tool sends its child run path and tenant in headers; the service refuses its effect once the thread is halted", async () => {
+      const e = await env();
+      const ep = await lineageEndpoint(e.guard);
+      try {
+        const remote = tool(
+          async (_i, config) =>
+            (await callWithLineage(`${ep.url}/${config.toolCall?.id}`, config.signal)).body,
+          { name: 'remote', description: 'remote', schema },
+        );
+        const ks = killSwitch(e.guard, { tenant: 'acme' });
+        const graph = outer(
+          createAgent({
+            model: new ScriptedChatModel(toolEveryTurn('remote', 1)),
+            tools: [remote],
+            middleware: [ks.middleware],
+          }),
+        );
+        await ks.invoke(graph, input, thread('run-sub-h'));
+        expect(ep.seen).toHaveLength(1);
+        const [seen] = ep.seen;
+        expect(seen?.tenant).toBe('acme');
+        expect(seen?.runPath).toHaveLength(2);
+        expect(seen?.runPath[0]).toBe('run-sub-h');
+        expect(seen?.runPath[1]).toMatch(/^agent:/);
+        await e.halt({ runId: 'run-sub-h' });
+        const after = await runInScope(seen!, () => callWithLineage(`${ep.url}/after`));
+        expect(after).toEqual({ status: 409, body: 'KS_HALTED' });
+      } finally {
+        await ep.close();
+      }
     });
   });
 });

@@ -5,8 +5,15 @@ import { z } from 'zod';
 import { asTool, guardRun } from '../../../src/adapters/openai-agents/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
-import { childRunId } from '../../../src/scope/index.js';
-import { deferred, killSwitchEnv, sleep, type KillSwitchEnv } from '../harness.js';
+import { childRunId, runInScope } from '../../../src/scope/index.js';
+import {
+  callWithLineage,
+  deferred,
+  killSwitchEnv,
+  lineageEndpoint,
+  sleep,
+  type KillSwitchEnv,
+} from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
 // No network: tracing would export to the OpenAI API.
@@ -443,6 +450,67 @@ describe('KS-14.3 the OpenAI Agents SDK adapter (@openai/agents 0.20, scripted m
         'x',
       );
       expect(other.finalOutput).toBe('done');
+    });
+  });
+
+  describe('KS-14.1.6 child runs: a streaming child stops with its parent, and the lineage crosses in headers', () => {
+    it("a halted parent ends a child whose model response is streaming: the child's text stream throws the HaltedError and the provider stream is aborted", async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 60 }, (_, i) => `t${i} `);
+      const subModel = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+      const run = guardRun(e.guard, { runId: 'parent-s', tenant: 'acme' });
+      let seen = 0;
+      const child = run
+        .child('fan-0', async (sub) => {
+          const result = await sub.runStreamed(new Agent({ name: 's', model: subModel }), 'y');
+          for await (const _t of result.toTextStream()) seen++;
+          return 'finished';
+        })
+        .catch((x: unknown) => x);
+      while (seen < 3) await sleep(5);
+      const { seq } = await e.halt({ runId: 'parent-s' });
+      const err = await child;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect((err as HaltedError).flip?.seq).toBe(seq);
+      expect(seen).toBeLessThan(tokens.length);
+      await sleep(30);
+      expect(subModel.aborts).toHaveLength(1);
+    });
+
+    it("an asTool child's tool sends the child's run path and tenant in headers; the service refuses its effect once the parent is halted", async () => {
+      const e = await env();
+      const ep = await lineageEndpoint(e.guard);
+      try {
+        const remote = tool({
+          name: 'remote',
+          description: 'remote',
+          parameters: params,
+          execute: async (_i, _ctx, details) =>
+            (await callWithLineage(`${ep.url}/${details?.toolCall?.callId}`, details?.signal)).body,
+        });
+        const researcher = new Agent({
+          name: 'researcher',
+          model: new ScriptedModel(toolEveryTurn('remote', 1)),
+          tools: [remote],
+        });
+        const triage = new Agent({
+          name: 'triage',
+          model: new ScriptedModel((n) =>
+            n === 0
+              ? { toolCalls: [{ id: 'r-0', name: 'research', input: { input: 'topic' } }] }
+              : { text: ['done'] },
+          ),
+          tools: [asTool(researcher, { toolName: 'research', toolDescription: 'r' })],
+        });
+        await guardRun(e.guard, { runId: 'parent-h', tenant: 'acme' }).run(triage, 'x');
+        const child = childRunId('parent-h', 'r-0');
+        expect(ep.seen).toEqual([{ tenant: 'acme', runPath: ['parent-h', child] }]);
+        await e.halt({ runId: 'parent-h' });
+        const after = await runInScope(ep.seen[0]!, () => callWithLineage(`${ep.url}/after`));
+        expect(after).toEqual({ status: 409, body: 'KS_HALTED' });
+      } finally {
+        await ep.close();
+      }
     });
   });
 });

@@ -71,7 +71,7 @@ describe.each(BACKENDS)('KS-4.1 / KS-4.2 the effect guard through %s', (_name, m
   });
 
   describe('KS-4.2.4 a halt mid-flight frees the caller at once, even when the body ignores the signal', () => {
-    it('rejects run with KS_ABORTED while the body still runs; the ledger later shows landed-after-halt', async () => {
+    it('KS-4.2.6 rejects run with KS_ABORTED while the body still runs; the ledger later shows landed-after-halt, with how many ms after', async () => {
       const b = await make();
       const { guard, ledger } = guardOn(b);
       const started = deferred();
@@ -166,7 +166,7 @@ describe('KS-4.2.7 a body that honours the signal stops its I/O', () => {
     server = undefined;
   });
 
-  it('closes the socket of a fetch to a slow server; the request had left, so the ledger keeps it in doubt', async () => {
+  it('KS-4.2.6 closes the socket of a fetch to a slow server; the request had left, so the rejection stays in doubt (a second aborted naming it)', async () => {
     const arrived = deferred();
     const closed = deferred();
     server = createServer((req, res) => {

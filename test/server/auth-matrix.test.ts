@@ -79,7 +79,7 @@ describe('KS-5.2.2 reading routes need a valid token of any role; KS-5.2.1 none,
   });
 });
 
-describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own permission', () => {
+describe('KS-5.2.3 flipping needs operator within scope or admin; resume its own permission; KS-5.2.4 a refused flip appends nothing', () => {
   const cases: [string, Record<string, string>, Record<Who, number>][] = [
     [
       'halt {tenant=acme}',

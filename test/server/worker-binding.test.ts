@@ -162,7 +162,7 @@ describe('KS-17.2.1 only worker credentials act as workers; two credentials neve
     expect(await workerIds(cp)).toEqual([]);
   });
 
-  it('of two credentials whose bindings overlap, the first to act as an id holds it; the other gets 403', async () => {
+  it('KS-17.2.2 of two credentials whose bindings overlap, the first to act as an id holds it; the other gets 403', async () => {
     const { cp } = await server();
     expect((await ack(cp, T.fleet, 'w-5')).status).toBe(200);
     const spoof = await ack(cp, T.fleet2, 'w-5', 5);
@@ -176,7 +176,7 @@ describe('KS-17.2.1 only worker credentials act as workers; two credentials neve
     expect(workers.find((w: any) => w.id === 'w-5').lastAckSeq).toBe(0);
   });
 
-  it('a hold lapses staleAfterMs + leaseMarginMs after its holder’s last ack, and never while its stream is open', async () => {
+  it('KS-17.2.2 a hold lapses staleAfterMs + leaseMarginMs after its holder’s last ack, and never while its stream is open', async () => {
     const { cp, clock } = await server();
     expect((await ack(cp, T.fleet, 'w-1')).status).toBe(200);
     clock.now += STALE_AFTER_MS + MARGIN_MS - 1;

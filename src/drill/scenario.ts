@@ -173,6 +173,18 @@ export const scenarioSchema = z
       .max(2 ** 31 - 1)
       .default(1),
     traffic: trafficSchema,
+    /**
+     * The gateway path (KS-9.7): one more fleet member, a kill-switch gateway in front of the slow
+     * LLM and an MCP upstream whose tools land effects in the sink, with an agent that knows
+     * nothing of the kill switch calling through it (`traffic.runsPerWorker` runs). Its worker
+     * id is counted in every lever's time-to-stop and effects like a worker's. Absent: no gateway.
+     */
+    gateway: z
+      .strictObject({
+        /** The gateway's worker id. @default 'gw1' */
+        workerId: name.regex(/^(?!w\d+$)/, 'must not be a worker id (w1, w2, ...)').default('gw1'),
+      })
+      .optional(),
     timings: timingsSchema,
     levers: z.array(leverSchema).min(1).max(64),
     targets: targetsSchema,

@@ -66,3 +66,9 @@ export function refusalData(r: GatewayRefusal): Record<string, unknown> {
     ...(r.flip !== undefined ? { flip: r.flip } : {}),
   };
 }
+
+/**
+ * The `_meta` member that carries a call's key in the gateway's ledger to the upstream, so an
+ * upstream can deduplicate a call and its records can be matched with the ledger's. KS-15.3.10
+ */
+export const EFFECT_KEY_META = 'dev.killswitch/effect-key';

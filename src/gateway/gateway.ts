@@ -263,13 +263,14 @@ export class Gateway {
    * arrives or the state goes stale. KS-15.1.3
    *
    * @param call - the seam, target, capability and lineage
-   * @param body - sends the call upstream; must pass `signal` to the upstream request
+   * @param body - sends the call upstream; must pass `signal` to the upstream request; `key` is
+   *   the call's key in the gateway's ledger (an upstream may use it to deduplicate)
    * @returns what `body` returned
    * @throws {HaltedError} `KS_HALTED` refused (nothing sent), `KS_ABORTED` cut in flight
    */
   async run<T>(
     call: GatewayCall,
-    body: (signal: AbortSignal, callId: string) => Promise<T>,
+    body: (signal: AbortSignal, callId: string, key: string) => Promise<T>,
   ): Promise<T> {
     const callId = randomUUID();
     const selfRun = call.lineage.runPath[call.lineage.runPath.length - 1];
@@ -281,6 +282,7 @@ export class Gateway {
         ? `${call.seam}:${call.target}`
         : `${call.seam}:${call.target}#${callId}`;
     const labels = { seam: call.seam, target: call.target };
+    const key = effectKey(runId, step);
     let started = 0;
     this.metrics.inFlight.inc({ seam: call.seam });
     try {
@@ -288,7 +290,7 @@ export class Gateway {
         {
           runId,
           step,
-          key: effectKey(runId, step),
+          key,
           capability: call.capability,
           context: {
             ...(call.lineage.tenant !== undefined ? { tenant: call.lineage.tenant } : {}),
@@ -299,7 +301,7 @@ export class Gateway {
         },
         (signal) => {
           started = performance.now();
-          return body(signal, callId);
+          return body(signal, callId, key);
         },
       );
       this.metrics.calls.inc({ ...labels, outcome: 'landed' });

@@ -25,6 +25,7 @@ export {
   refusalText,
   refusalData,
   MCP_HALTED_ERROR_CODE,
+  EFFECT_KEY_META,
   type GatewayRefusal,
 } from './gateway-refusal.js';
 export { GatewayMetrics, Seam } from './gateway-metrics.js';

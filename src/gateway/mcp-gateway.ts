@@ -3,7 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HaltedError, type ValidationError } from '../errors.js';
 import { lineageFromHeaders, lineageFromMeta, type Lineage } from '../lineage/lineage.js';
 import type { GatewayConfig } from './gateway-config.js';
-import { MCP_HALTED_ERROR_CODE, refusalData, refusalOf, refusalText } from './gateway-refusal.js';
+import {
+  EFFECT_KEY_META,
+  MCP_HALTED_ERROR_CODE,
+  refusalData,
+  refusalOf,
+  refusalText,
+} from './gateway-refusal.js';
 import type { Gateway, GatewaySeam } from './gateway.js';
 import { Seam } from './gateway-metrics.js';
 import {
@@ -270,7 +276,7 @@ export class McpGateway implements GatewaySeam {
     try {
       const result = await this.#gw.run(
         { seam: Seam.MCP, target: target.upstream.name, capability, lineage },
-        async (signal) => {
+        async (signal, _callId, effectKey) => {
           // One signal for the ways a call ends early: a halt (the guard's) or the client.
           const upstreamAbort = new AbortController();
           const where = `MCP upstream ${target.upstream.name}`;
@@ -295,10 +301,14 @@ export class McpGateway implements GatewaySeam {
               {
                 ...params,
                 name: target.tool,
-                // The upstream gets its own progress token; the client's stays here.
-                ...(meta !== undefined && meta !== null && typeof meta === 'object'
-                  ? { _meta: withoutProgressToken(meta as Record<string, unknown>) }
-                  : {}),
+                // The upstream gets its own progress token (the client's stays here) and the
+                // call's ledger key (KS-15.3.10).
+                _meta: {
+                  ...(meta !== undefined && meta !== null && typeof meta === 'object'
+                    ? withoutProgressToken(meta as Record<string, unknown>)
+                    : {}),
+                  [EFFECT_KEY_META]: effectKey,
+                },
               },
               {
                 signal: upstreamAbort.signal,

@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MCP_HALTED_ERROR_CODE } from '../../src/gateway/index.js';
+import { EFFECT_KEY_META, MCP_HALTED_ERROR_CODE } from '../../src/gateway/index.js';
 import { EffectStatus } from '../../src/ledger/index.js';
 import { gatewayEnv, until, type GatewayEnv } from './harness.js';
 // @ts-expect-error: a plain ES module (it also runs alone as the stdio server), no types
@@ -106,6 +106,10 @@ describe('KS-15.3.1 the MCP gateway fronts stdio and HTTP upstreams over Streama
       ['proc.refund', EffectStatus.LANDED],
     ]);
     expect(entries[0]!.context).toMatchObject({ tenant: 'acme', runId: 'run-1' });
+    // KS-15.3.10 each upstream gets the call's key in the gateway's ledger.
+    expect(httpEvents.find((x) => x.type === 'call')!.meta![EFFECT_KEY_META]).toBe(entries[0]!.key);
+    const procCall = stdioEvents().find((x) => x.type === 'call')!;
+    expect(procCall.meta![EFFECT_KEY_META]).toBe(entries[1]!.key);
   });
 });
 

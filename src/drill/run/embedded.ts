@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../../auth/token-hash.js';
 import { ControlPlaneClient } from '../../client/control-plane-client.js';
@@ -102,12 +102,32 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         fleet: ids,
       });
     }
+    // KS-9.7 the gateway path: one more member, counted like a worker (not in the run tree).
+    const members = [...ids];
+    if (s.gateway !== undefined) {
+      const workerId = s.gateway.workerId;
+      members.push(workerId);
+      fleet.spawn(options.gatewayScript ?? join(dirname(script), 'gateway-worker.js'), {
+        workerId,
+        release,
+        urls: [url],
+        ...(workerToken ? { token: workerToken } : {}),
+        sinkUrl: sink.url,
+        llmUrl: llm.url,
+        ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),
+        traffic: s.traffic,
+        seed: s.seed,
+        variant: WorkerVariant.NORMAL,
+        staleAfterMs,
+        heartbeatMs,
+      });
+    }
     log(
-      `${ids.length} worker(s) started: ${fleet.members.map((m) => `${m.workerId}${m.variant !== 'normal' ? ` (${m.variant})` : ''} pid ${m.child.pid}`).join(', ')}`,
+      `${fleet.members.length} worker(s) started: ${fleet.members.map((m) => `${m.workerId}${m.variant !== 'normal' ? ` (${m.variant})` : ''} pid ${m.child.pid}`).join(', ')}`,
     );
 
     const notConnected = new Set<string>();
-    await waitConnected(client, ids, s.timings.connectTimeoutMs, log);
+    await waitConnected(client, members, s.timings.connectTimeoutMs, log);
     await sleep(s.timings.warmupMs);
 
     const levers: LeverResult[] = [];
@@ -129,7 +149,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       // A worker whose tool ignores its abort (KS-9.4.3) is caught only by a call in flight at
       // the flip: wait until it holds every such call open, so catching it is not left to timing.
       await waitForHeldCalls(fleet, s.timings.connectTimeoutMs, log);
-      const missing = await checkFleet(client, ids, s.timings.freshWithinMs);
+      const missing = await checkFleet(client, members, s.timings.freshWithinMs);
       for (const m of missing) {
         if (!notConnected.has(m.id))
           log(`! worker ${m.id} is not connected and fresh here: ${m.why}`);
@@ -162,7 +182,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       fleet.members.map((m) => [m.workerId, m.events]),
     );
     const effects = [...sink.effects];
-    const measured = levers.map((l) => completeLever(l, s, effects, events, ids));
+    const measured = levers.map((l) => completeLever(l, s, effects, events, members));
     const { views, unreadable } = await readLedgers(
       fleet.members.map((m) => ({
         workerId: m.workerId,

@@ -43,6 +43,8 @@ export interface RunDrillOptions {
   readonly variants?: Readonly<Record<string, WorkerVariant>>;
   /** Worker entry script. @default `worker.js` next to this module */
   readonly workerScript?: string;
+  /** The gateway member's entry script (KS-9.7). @default `gateway-worker.js` next to the worker script */
+  readonly gatewayScript?: string;
   /** Embedded control plane entry script. @default `control-plane-process.js` next to this module */
   readonly controlPlaneScript?: string;
   /** Workers' lease and heartbeat, ms. @default 3000 and 1000 */

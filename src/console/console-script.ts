@@ -233,6 +233,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     }
     // Signatures are for workers that hold the public key (KS-17.7.9); the console shows, never enforces.
     if (event === 'sig') return;
+    // KS-17.4.1 a flip outside this token's scopes: the position moves on, nothing shows.
+    if (event === 'skip') return onSkip(payload, id);
   }
 
   function resync() {
@@ -262,6 +264,14 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
       renderFlips();
       pollFleet();
     } catch (e) { /* the stream keeps the log live anyway */ }
+  }
+
+  function onSkip(rec, id) {
+    if (typeof rec.seq !== 'number' || rec.seq <= S.head) return;
+    if (rec.seq !== S.head + 1) return resync();
+    S.head = rec.seq;
+    S.lastEventId = id !== null ? id : rec.seq;
+    $('head').textContent = 'head #' + S.head;
   }
 
   function onFlip(rec, id) {

@@ -23,6 +23,11 @@ export const StreamEvent = {
    * ignore it (an unknown event name), so it changes nothing for them.
    */
   SIG: 'sig',
+  /**
+   * `{ seq, hash }` with `id: <seq>`: a record this reader may not read (KS-17.4.1; streams of
+   * operators and scoped viewers only): its position moves on, nothing is applied.
+   */
+  SKIP: 'skip',
 } as const;
 /** One of {@link StreamEvent}'s values. */
 export type StreamEvent = (typeof StreamEvent)[keyof typeof StreamEvent];
@@ -130,6 +135,16 @@ export function encodeSnapshotEvent(data: SnapshotData, sign?: (json: string) =>
   const sig = sign?.(json);
   return exactBuffer(
     `${sig === undefined ? '' : sigBlock('snapshot', data.seq, sig)}event: ${StreamEvent.SNAPSHOT}\nid: ${data.seq}\ndata: ${json}\n\n`,
+  );
+}
+
+/**
+ * Encodes a `skip` event for a record a scoped reader may not read (KS-17.4.1): its seq and
+ * hash only, so the reader's position moves on without learning what the record says.
+ */
+export function encodeSkipEvent(record: { readonly seq: number; readonly hash: string }): Buffer {
+  return exactBuffer(
+    `event: ${StreamEvent.SKIP}\nid: ${record.seq}\ndata: ${JSON.stringify({ seq: record.seq, hash: record.hash })}\n\n`,
   );
 }
 

@@ -387,7 +387,7 @@ class ControlPlaneServer implements ControlPlane {
         // subscriber. Nothing can run in between (this is one synchronous step): the tracker still
         // records the append, at the time taken before the broadcast, before any ack is handled.
         const appendedAt = this.#clock.now(); // the tracker's monotonic scale (KS-6.2.7)
-        this.#hub.broadcast(event);
+        this.#hub.broadcast(event, r); // KS-17.4.1 scoped readers get a skip
         this.#fleet.flipAppended(r.seq, appendedAt);
       },
       // KS-6.4.4 stop vouching for good: acks 503, streams end, /healthz and OFREP fail closed.

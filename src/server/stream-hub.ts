@@ -1,4 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { FlipRecord } from '../model/flip-record.js';
+import { encodeSkipEvent } from '../protocol/stream-events.js';
+import type { ReadView } from './read-view.js';
 
 /** Options of {@link StreamHub}. */
 export interface StreamHubOptions {
@@ -16,6 +19,8 @@ interface Subscriber {
   readonly workerId: string | undefined;
   /** Extra bytes allowed while the first write (snapshot or replay) drains; 0 once it has. */
   allowance: number;
+  /** A scoped reader's view (KS-17.4.1): flips outside it are sent as `skip` events. */
+  readonly view: ReadView | undefined;
 }
 
 /**
@@ -59,8 +64,9 @@ export class StreamHub {
     workerId: string | undefined,
     onClose: () => void,
     initialBytes = 0,
+    view?: ReadView,
   ): void {
-    const sub: Subscriber = { res, workerId, allowance: initialBytes };
+    const sub: Subscriber = { res, workerId, allowance: initialBytes, view };
     this.#subs.add(sub);
     res.once('close', () => {
       this.#subs.delete(sub);
@@ -73,11 +79,20 @@ export class StreamHub {
    * (Node corks the socket and flushes it on the next tick); the broadcast usually runs inside
    * the append's promise chain, so that tick would come only after the flip's own HTTP answer
    * was computed and written. Uncorking here sends each subscriber's bytes during the loop.
+   *
+   * @param event - the encoded event, the same buffer for every subscriber
+   * @param record - the flip it encodes, when it is one: scoped readers that may not read it get
+   *   a `skip` event instead (KS-17.4.1)
    */
-  broadcast(event: Buffer): void {
+  broadcast(event: Buffer, record?: FlipRecord): void {
+    let skip: Buffer | undefined;
     for (const sub of this.#subs) {
       if (sub.res.destroyed) continue;
-      sub.res.write(event);
+      // KS-17.4.1 a scoped reader gets the record's position only, encoded once per broadcast.
+      if (record !== undefined && sub.view !== undefined && !sub.view.mayRead(record.selector)) {
+        skip ??= encodeSkipEvent(record);
+        sub.res.write(skip);
+      } else sub.res.write(event);
       sub.res.socket?.uncork();
       this.#check(sub);
     }

@@ -13,7 +13,9 @@ import { CommandOutput } from '../internal/output.js';
 
 const HELP = `usage: killswitch log [--after <seq>] [--limit <n>] [--json]
 
-Prints the flip log, oldest first, one flip a line.
+Prints the flip log, oldest first, one flip a line. An operator's token, or a viewer's given
+scopes, reads only the flips its scopes allow (KS-17.4.1): a page may then hold fewer than
+--limit flips, or none; continue with the --after it prints until it prints none (KS-17.4.2).
 
   --after <seq>      only flips after this seq (default 0)
   --limit <n>        at most n flips, 1 to 1000 (default 100)
@@ -61,7 +63,12 @@ export const command: CliCommand = {
       }
       for (const r of page.flips) out.line(formatFlipLine(r));
       if (page.flips.length === 0)
-        out.line(`(no flips after seq ${after ?? 0}; head is ${page.head})`);
+        out.line(
+          page.next === null
+            ? `(no flips after seq ${after ?? 0}; head is ${page.head})`
+            : // KS-17.4.2 a scoped token's page examined records up to next without one it may read.
+              `(no flips your token may read between seq ${after ?? 0} and ${page.next}; head is ${page.head})`,
+        );
       if (page.next !== null) out.line(`(more: killswitch log --after ${page.next})`);
       return ExitCode.OK;
     } catch (err) {

@@ -5,6 +5,7 @@ import type { FlipLogStore } from '../../store/flip-log-store.js';
 import { sendJson } from '../internal/http-io.js';
 import type { Route } from '../router.js';
 import { parseQuery } from './route-support.js';
+import { readLogPage, readViewOf } from '../read-view.js';
 
 /** What {@link logRoutes} reads. */
 export interface LogRouteView {
@@ -16,7 +17,8 @@ export interface LogRouteView {
 
 /**
  * `GET /v1/flips?after=&limit=` (any authenticated role): a page of the log, the head, and
- * `next` (the `after` of the next page, or null). KS-5.1
+ * `next` (the `after` of the next page, or null). KS-5.1; a scoped reader sees only the flips it
+ * may read, and `next` is the last record examined (KS-17.4.1, KS-17.4.2).
  */
 export function logRoutes(view: LogRouteView): Route[] {
   return [
@@ -24,17 +26,12 @@ export function logRoutes(view: LogRouteView): Route[] {
       method: 'GET',
       path: ApiPath.FLIPS,
       auth: 'authenticated',
-      handle: async ({ res, url }) => {
+      handle: async ({ res, url, principal }) => {
         const q = parseQuery(logQuerySchema, url, 'log query');
         view.requireVouching();
-        const flips = await view.store.read({ after: q.after, limit: q.limit });
-        const head = (await view.store.head()).seq;
-        const last = flips.at(-1)?.seq;
-        const answer: LogAnswer = {
-          flips,
-          head,
-          next: last !== undefined && last < head ? last : null,
-        };
+        // KS-17.4.1, KS-17.4.2 a scoped reader's page holds only the flips it may read.
+        const page = await readLogPage(view.store, q.after, q.limit, readViewOf(principal));
+        const answer: LogAnswer = { flips: page.flips, head: page.head, next: page.next };
         sendJson(res, 200, answer);
       },
     },

@@ -2,6 +2,7 @@ import type { KillSnapshot } from '../../model/kill-state.js';
 import { ApiPath } from '../../protocol/paths.js';
 import { sendJson } from '../internal/http-io.js';
 import type { Route } from '../router.js';
+import { readViewOf, snapshotFor } from '../read-view.js';
 
 /** What {@link stateRoutes} reads from the control plane. */
 export interface StateRouteView {
@@ -18,9 +19,10 @@ export function stateRoutes(view: StateRouteView): Route[] {
       method: 'GET',
       path: ApiPath.STATE,
       auth: 'authenticated',
-      handle: ({ res }) => {
+      handle: ({ res, principal }) => {
         view.requireVouching();
-        sendJson(res, 200, view.snapshot());
+        // KS-17.4.1 a scoped reader sees the halts it may read (the seq and hash are everyone's).
+        sendJson(res, 200, snapshotFor(view.snapshot(), readViewOf(principal)));
       },
     },
   ];

@@ -12,6 +12,7 @@ import type { StreamCredentials } from '../stream-credentials.js';
 import type { StreamHub } from '../stream-hub.js';
 import type { StreamLimits } from '../stream-limits.js';
 import { ANONYMOUS, byteLength, parseQuery } from './route-support.js';
+import { readViewOf, snapshotFor } from '../read-view.js';
 
 /** What {@link streamRoutes} uses of the control plane. */
 export interface StreamRouteParts {
@@ -60,6 +61,9 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
           if (!p.tracker.has(q.worker)) p.limits.checkNewWorker(p.tracker.size, q.worker);
         }
         p.requireVouching();
+        // KS-17.4.1 a scoped reader's stream: its own snapshot, skips for what it may not read.
+        // A stream acting as a worker reads everything (a worker enforces every halt, KS-17.2.1).
+        const view = q.worker === undefined ? readViewOf(who) : undefined;
         const state = p.follower.state;
         const head = state.seq;
         const chunks: Buffer[] = [Buffer.from(`retry: ${p.retryMs}\n\n`)];
@@ -69,8 +73,11 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
             ? Number(lastId.trim())
             : undefined;
         // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
+        // A scoped reader always starts from its snapshot: the replay ring holds unfiltered events.
         const replay =
-          q.snapshot !== '1' && s !== undefined ? p.follower.replaySince(s, head) : undefined;
+          q.snapshot !== '1' && s !== undefined && view === undefined
+            ? p.follower.replaySince(s, head)
+            : undefined;
         // A replay bigger than a subscriber may have pending would be dropped at the next write
         // and start over: a snapshot (the active halts only) resynchronises it instead.
         if (replay !== undefined && byteLength(replay) <= p.maxBufferedBytes) {
@@ -79,8 +86,8 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
           // KS-17.8.2: one encoded snapshot per seq, shared by every stream that opens on it.
           // KS-6.4.1 it names the log it is of.
           chunks.push(
-            p.sharedSnapshot.get(head, '*', (): SnapshotData => ({
-              ...state.toSnapshot(),
+            p.sharedSnapshot.get(head, view?.key ?? '*', (): SnapshotData => ({
+              ...snapshotFor(state.toSnapshot(), view),
               logId: p.follower.logId,
             })),
           );
@@ -117,7 +124,7 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
             release();
           };
         }
-        p.hub.add(res, q.worker, disconnect, byteLength(chunks));
+        p.hub.add(res, q.worker, disconnect, byteLength(chunks), view);
       },
     },
   ];

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { foldLedgerEvents, parseLedgerEvent } from '../../ledger/side-effect-ledger.js';
-import { Seam } from '../../gateway/gateway-metrics.js';
 import { SPAWN_CAPABILITY } from '../../scope/spawn-child-run.js';
 import { type LedgerView } from '../measure/measure.js';
 
@@ -33,8 +32,9 @@ export async function readLedgers(
         // A run-tree spawn is an effect on the tree, not on the sink: the tree figures check it.
         if (e.capability === SPAWN_CAPABILITY) continue;
         // A model call through the drill's gateway (KS-9.7) is an effect on the LLM, not on the
-        // sink: the sink checks the gateway's tool calls.
-        if (e.step?.startsWith(`${Seam.LLM}:`) === true) continue;
+        // sink: the sink checks the gateway's tool calls. (A literal: the gateway's modules load
+        // prom-client, an optional peer the drill does not need.)
+        if (e.step?.startsWith('llm:') === true) continue;
         views.push({
           key: e.key,
           workerId: f.workerId,

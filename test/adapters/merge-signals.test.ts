@@ -83,4 +83,19 @@ describe('KS-14.1.3 CallSignal: one call signal, merged only when read', () => {
     expect(target.signal.reason).toBe('stopped before');
     expect(call.signal.reason).toBe('stopped before');
   });
+
+  it('a source given as a function is asked for its signal only when the signals are merged or linked', () => {
+    let asked = 0;
+    const run = new AbortController();
+    const call = new CallSignal(new AbortController().signal, () => {
+      asked++;
+      return run.signal;
+    });
+    expect(asked).toBe(0);
+    const s = call.signal;
+    expect(asked).toBe(1);
+    run.abort('run stopped');
+    expect(s.reason).toBe('run stopped');
+    call.dispose();
+  });
 });

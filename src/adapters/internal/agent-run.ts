@@ -76,7 +76,10 @@ export class AgentRun {
   readonly #scope: RunScope;
   readonly #guard: EffectGuard;
   readonly #options: AgentRunOptions;
-  readonly #controller = new AbortController();
+  /** Created on first use: a run made per hook call (LangGraph's middleware alone) may never need it. */
+  #ctl: AbortController | undefined;
+  /** The halt that stopped the run before anyone asked for its signal. */
+  #stoppedBy: HaltedError | undefined;
   readonly #capability: (toolName: string) => string;
   readonly #modelCapability: string;
   readonly #callerSignal: AbortSignal | undefined;
@@ -163,11 +166,18 @@ export class AgentRun {
     return this.#controller.signal;
   }
 
+  get #controller(): AbortController {
+    if (this.#ctl === undefined) {
+      this.#ctl = new AbortController();
+      if (this.#stoppedBy !== undefined) this.#ctl.abort(this.#stoppedBy);
+    }
+    return this.#ctl;
+  }
+
   /** The halt that stopped the run, if any. */
   get halted(): HaltedError | undefined {
-    return this.#controller.signal.aborted
-      ? (this.#controller.signal.reason as HaltedError)
-      : undefined;
+    if (this.#ctl === undefined) return this.#stoppedBy;
+    return this.#ctl.signal.aborted ? (this.#ctl.signal.reason as HaltedError) : undefined;
   }
 
   /** The signal to hand the framework: the run's own, and the caller's if given. */
@@ -179,7 +189,8 @@ export class AgentRun {
 
   /** Stops the run: aborts its signal with `err` (the first stop wins). */
   stop(err: HaltedError): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(err);
+    if (this.#ctl === undefined) this.#stoppedBy ??= err;
+    else if (!this.#ctl.signal.aborted) this.#ctl.abort(err);
     this.#continues?.stop(err);
   }
 
@@ -257,7 +268,7 @@ export class AgentRun {
         },
         async (signal, info) => {
           // Merged only if the body reads it (CallSignal): most no-op-sized calls never do.
-          const call = new CallSignal(signal, this.#controller.signal, frameworkSignal);
+          const call = new CallSignal(signal, () => this.signal, frameworkSignal);
           try {
             return await runInRunScope(this.#scope, () => body(call, info));
           } finally {

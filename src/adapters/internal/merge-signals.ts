@@ -64,14 +64,22 @@ export function mergeSignals(...signals: readonly (AbortSignal | undefined)[]): 
  * listener is removed by {@link CallSignal.dispose}, when the call settles.
  */
 export class CallSignal {
-  readonly #sources: readonly (AbortSignal | undefined)[];
+  readonly #given: readonly (AbortSignal | (() => AbortSignal) | undefined)[];
   #merged: MergedSignal | undefined;
   #links: (() => void)[] | undefined;
   #disposed = false;
 
-  /** @param sources - the guard's signal first, then the others; undefined entries are skipped */
-  constructor(...sources: readonly (AbortSignal | undefined)[]) {
-    this.#sources = sources;
+  /**
+   * @param sources - the guard's signal first, then the others; undefined entries are skipped, and
+   *   a function is called for its signal only when the signals are merged or linked (a run's
+   *   own signal, created on first use)
+   */
+  constructor(...sources: readonly (AbortSignal | (() => AbortSignal) | undefined)[]) {
+    this.#given = sources;
+  }
+
+  get #sources(): (AbortSignal | undefined)[] {
+    return this.#given.map((s) => (typeof s === 'function' ? s() : s));
   }
 
   /**

@@ -10,7 +10,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every target', () => {
+describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every target; KS-9.2.5 its control plane runs in its own process', () => {
   it('pulls capability, run, feature and global, and passes', { timeout: 120_000 }, async () => {
     const scenario = await scenarioFrom('ci.json');
     expect(scenario.workers).toBe(4);
@@ -29,6 +29,10 @@ describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every tar
     if (exitCode === 4) process.stdout.write(`ci drill inconclusive: ${report.host?.why}\n`);
     else expect(exitCode, p.lines.join('\n')).toBe(0);
     expect(report.levers.map((l) => l.level)).toEqual(['capability', 'run', 'feature', 'global']);
+    // KS-9.2.5 the embedded control plane ran in a process of its own, on a file log.
+    const cpLine = p.lines.find((l) => /\(embedded, own process pid \d+, file log in /.test(l));
+    expect(cpLine, p.lines.join('\n')).toBeDefined();
+    expect(Number(/own process pid (\d+)/.exec(cpLine!)![1])).not.toBe(process.pid);
     for (const l of report.levers) {
       expect(l.stops).toHaveLength(4);
       expect(l.effects!.matchingAfterComplete).toBe(0);

@@ -51,6 +51,37 @@ describe('KS-9.1.1 a drill scenario is a validated JSON file', () => {
   });
 });
 
+describe('KS-9.1.2 the traffic shape describes production-shaped agent traffic', () => {
+  it('has every part, with defaults, and refuses one tenant or one feature (a halt must leave a cohort)', () => {
+    const t = parseScenario(base).traffic;
+    expect(t).toMatchObject({
+      tenants: ['acme', 'globex'],
+      features: ['a', 'b'],
+      capabilities: ['x.send', 'y.read'],
+      runsPerWorker: 4,
+      llm: { tokens: 6, tokenIntervalMs: 15 },
+      toolLatencyMs: 10,
+      failureRate: 0.1,
+      retry: { baseMs: 60, maxAttempts: 4 },
+      timers: { everySteps: 3, delayMs: 250 },
+    });
+    expect(t.failureRate).toBeGreaterThan(0); // retries happen
+    expect(t.queue).toBeDefined();
+    for (const key of ['tenants', 'features'] as const) {
+      let err: unknown;
+      try {
+        parseScenario({ ...base, traffic: { ...base.traffic, [key]: ['only'] } });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).issues.map((i) => i.path.join('.'))).toContain(
+        `traffic.${key}`,
+      );
+    }
+  });
+});
+
 describe('KS-9.1.4 a lever that matches no traffic is refused, so a drill cannot pass by luck', () => {
   it('refuses a tenant, capability or run the traffic does not have', () => {
     const r = () =>

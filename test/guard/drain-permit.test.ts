@@ -72,17 +72,20 @@ function seqOf(h: KillHarness): number {
 }
 
 describe('KS-4.8.1 a drain halt appended after the task was admitted lets the task’s effects dispatch', () => {
-  it('dispatches, lands, and records intent (naming the drain flip) then landed', async () => {
+  it('KS-4.8.5 dispatches, lands, and records intent (naming the drain flip, the task and its admission seq) then landed', async () => {
     const h = await harness();
     const { guard, ledger } = guardOn(h.client);
-    const permit = permitAt(seqOf(h));
+    const admitted = seqOf(h);
+    const permit = permitAt(admitted);
     const drainSeq = await h.halt({ tenant: 'acme' }, 'drain');
     const out = await guard.run(effect('send', permit), async () => 'sent');
     expect(out).toBe('sent');
     const [entry] = await ledger.entries();
     expect(entry?.history.map((e) => e.status)).toEqual(['intent', 'landed']);
     expect(entry?.history[0]).toMatchObject({ flipSeq: drainSeq });
-    expect(entry?.history[0]?.detail).toContain(`drain halt #${drainSeq}`);
+    expect(entry?.history[0]?.detail).toBe(
+      `dispatched under drain halt #${drainSeq}: task task-1 was admitted at seq ${admitted}`,
+    );
   });
 
   it('a global drain halt also lets it through; a global halt of any other mode does not', async () => {

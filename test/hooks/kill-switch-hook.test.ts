@@ -185,7 +185,7 @@ const paths: Path[] = [
 let seq = 0;
 const ctx = { tenant: 'acme', runId: 'r1' };
 
-describe('KS-3.6.1 KS-3.6.2 every abnormal SDK path answers halted through the library evaluation path', () => {
+describe('KS-3.6.1 KS-3.6.2 every abnormal SDK path answers halted through the library evaluation path; KS-3.6.5 the hook corrects it where SDK 1.23 lets it', () => {
   it.each(paths)('$name', async (path) => {
     const domain = `hooks-path-${++seq}`;
     await path.setup(domain);

@@ -100,7 +100,7 @@ async function fill(r: Rig, tenant = 'acme', ns = [1, 2, 3]): Promise<QueuedTask
   return out;
 }
 
-describe('KS-7.2.11 a task records its admission point at enqueue', () => {
+describe('KS-7.2.11 KS-4.8.2 a task records its admission point at enqueue: a seq, not a time', () => {
   it('admittedSeq is the seq of the kill state the enqueue check read', async () => {
     const r = await rig();
     expect((await fill(r, 'acme', [1]))[0]?.admittedSeq).toBe(0);

@@ -2,7 +2,7 @@ import { EventSource, type FetchLike, type FetchLikeResponse } from 'eventsource
 import { InvalidOptionError } from '../../src/errors.js';
 import { delay } from '../../src/internal/backoff.js';
 import { isClock, systemClock, type Clock } from '../../src/internal/clock.js';
-import { exerciseFlipPath } from '../../src/model/warm-flip-path.js';
+import { exerciseFlipPath, warmUpWireRecords } from '../../src/model/warm-flip-path.js';
 import {
   GENESIS_HASH,
   chainRecord,
@@ -204,6 +204,7 @@ function warmValidation(): void {
   const data = JSON.stringify(record);
   for (let i = 0; i < 200; i++) verifyRecordHash(parseFlipRecord(JSON.parse(data)));
   for (let i = 0; i < 20; i++) exerciseFlipPath();
+  void exerciseSourcePath().catch(() => undefined);
 }
 
 /** A heartbeat as a worker reads it: its `at` label may be an older server's epoch ms. */
@@ -1037,4 +1038,95 @@ export class RemoteFlipSource implements FlipSource {
     this.#statusDetail = detail;
     this.#listener?.onStatus(status, detail);
   }
+}
+
+/** Where the private warm-up source "connects": never resolved, its fetch answers in memory. */
+const WARM_UP_URL = 'http://warm-up.invalid';
+const WARM_UP_LOG_ID = 'warm-up';
+/** The warm-up gives up (and stops its private source) after this long. */
+const WARM_UP_LIMIT_MS = 2000;
+
+/**
+ * The whole stream path of a flip, run once per process at first start on a private source
+ * (issue 19, the first flip is the one that matters): a RemoteFlipSource nobody listens to,
+ * whose injected fetch serves, from memory, a snapshot of an empty private log, the halts and
+ * resumes of {@link warmUpWireRecords} and answers its acknowledgements. So the first real flip
+ * finds the event parser and dispatch, this class's flip handling, the record cache, the hash
+ * check, the match report and the acknowledgement code compiled, instead of compiling them on
+ * the way to stopping (measured in one process of 25 sources: the first flip's CPU about 2.5x a
+ * warm one's without it). Shares nothing with the real sources: its own listener, log, URL and
+ * acknowledgement channel (`shareAcks: false`); no socket; its timers are unref'd, so it never
+ * keeps a process alive, and it stops itself when done or after WARM_UP_LIMIT_MS.
+ *
+ * @returns how many private records its source applied (all of them, unless it gave up)
+ */
+export async function exerciseSourcePath(): Promise<number> {
+  const records = warmUpWireRecords();
+  const enc = new TextEncoder();
+  const fetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = new URL(String(input instanceof Request ? input.url : input));
+    if (url.pathname !== ApiPath.STREAM) {
+      // An acknowledgement (single or batched): answered at the seq it carries.
+      const seq = records.length;
+      const last = JSON.parse(records[seq - 1]!) as { hash: string };
+      const body = JSON.stringify({
+        head: seq,
+        serverTime: new Date(0).toISOString(),
+        staleAfterMs: 3000,
+        logId: WARM_UP_LOG_ID,
+        hash: last.hash,
+      });
+      return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
+    }
+    const snapshot = { ...KillState.empty().toSnapshot(), logId: WARM_UP_LOG_ID };
+    let text = `event: ${StreamEvent.SNAPSHOT}\ndata: ${JSON.stringify(snapshot)}\n\n`;
+    records.forEach((data, i) => {
+      text += `event: ${StreamEvent.FLIP}\nid: ${i + 1}\ndata: ${data}\n\n`;
+    });
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(enc.encode(text));
+        init?.signal?.addEventListener('abort', () => controller.close());
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+  }) as typeof globalThis.fetch;
+  const clock: Clock = {
+    ...systemClock,
+    setTimeout: (fn, ms) => {
+      const t = setTimeout(fn, ms);
+      t.unref();
+      return t;
+    },
+  };
+  const source = new RemoteFlipSource({
+    urls: [WARM_UP_URL],
+    workerId: 'warm-up',
+    fetch,
+    clock,
+    shareAcks: false,
+    logger: { warn: () => undefined },
+  });
+  let applied = 0;
+  let finish = (): void => undefined;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const limit = setTimeout(finish, WARM_UP_LIMIT_MS);
+  limit.unref();
+  await source.start({
+    onSnapshot: () => undefined,
+    onFlip: (record) => {
+      applied++;
+      if (record.seq === records.length) finish();
+    },
+    onStatus: () => undefined,
+  });
+  try {
+    await done;
+    // Let the acknowledgement of the last record go out and be answered (the ack path warms too).
+    await new Promise<void>((resolve) => setTimeout(resolve, 10).unref());
+  } finally {
+    clearTimeout(limit);
+    await source.stop();
+  }
+  return applied;
 }

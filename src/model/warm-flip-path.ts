@@ -45,6 +45,17 @@ const CONTEXT = Object.freeze({
 
 let cached: readonly string[] | undefined;
 
+/**
+ * A private log for warming a stream client: a halt at each level, then the resumes lifting
+ * them, chained from genesis (seq 1, 2, ...), each as the `data` of a `flip` event carries it.
+ * Nothing in it names a real tenant, run or capability (`warm-up` everywhere).
+ *
+ * @returns the records' canonical JSON, in seq order (the same frozen array on every call)
+ */
+export function warmUpWireRecords(): readonly string[] {
+  return wireRecords();
+}
+
 /** A halt at each level and the resumes lifting them, as the wire carries them. */
 function wireRecords(): readonly string[] {
   if (cached !== undefined) return cached;

@@ -134,6 +134,9 @@ function serveLines(
           }
           if (finished) return;
           write(answer);
+          // A client that sends lines without reading the answers: stop reading its lines until
+          // the answers drained, so nothing grows without bound on this side.
+          if (res.writableNeedDrain) await drained(res);
         }
         if (bodyEnded && !finished) finish();
       } finally {
@@ -207,5 +210,18 @@ function serveLines(
       maxLineBytes: p.maxLineBytes,
     };
     res.write(`${JSON.stringify(hello)}\n`);
+  });
+}
+
+/** Resolves when `res` drained or closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.removeListener('drain', done);
+      res.removeListener('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
   });
 }

@@ -110,6 +110,20 @@ describe('KS-10.5.3 a resume must name a green release', () => {
   });
 });
 
+describe('KS-10.5.8 a library control plane is gated only when given a releaseGate', () => {
+  it('with one, a resume naming no green release is refused (409); without one, it is appended (201)', async () => {
+    const gated = await server();
+    expect((await halt(gated)).status).toBe(201);
+    expect((await resume(gated)).status).toBe(409);
+    const { cp: plain } = await startTestServer({});
+    stops.push(() => plain.close());
+    expect((await halt(plain)).status).toBe(201);
+    const r = await resume(plain);
+    expect(r.status).toBe(201);
+    expect(r.json.flip).toMatchObject({ action: 'resume', selector: { tenant: 'acme' } });
+  });
+});
+
 describe('KS-10.5.4 a resume is refused while a connected worker reports a red release', () => {
   it('names the worker; passes once that worker is gone and its lease ran out', async () => {
     const c = await server({ staleAfterMs: 400 });

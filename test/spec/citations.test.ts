@@ -10,7 +10,6 @@ import { describe, expect, it } from 'vitest';
 const NOT_YET_CITED = [
   'KS-10.1.5',
   'KS-10.2.1',
-  'KS-10.5.8',
   'KS-10.6.1',
   'KS-10.6.2',
   'KS-11.1.5',

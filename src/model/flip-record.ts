@@ -377,7 +377,16 @@ export function chainRecord(
     source: flip.source,
     prev: head.hash,
   });
-  return Object.freeze({ ...body, hash: computeHash(body) });
+  // The body is encoded once: its hash, and (with the hash in its sorted place) the record's own
+  // canonical JSON, its line in the file and the data of its stream event (recordJson).
+  const bodyJson = canonicalJson(body);
+  const hash = oneShotHash('sha256', bodyJson, 'hex');
+  const record: FlipRecord = Object.freeze({ ...body, hash });
+  // Keys sort as action, actor, at, hash, id, ...: the three before `hash` are always present.
+  const before = `{"action":${JSON.stringify(body.action)},"actor":${JSON.stringify(body.actor)},"at":${JSON.stringify(body.at)}`;
+  if (bodyJson.startsWith(`${before},"id":`) && Object.isFrozen(record.selector))
+    encoded.set(record, `${before},"hash":"${hash}"${bodyJson.slice(before.length)}`);
+  return record;
 }
 
 /**

@@ -38,6 +38,8 @@ export class RequestGuard {
   #bound = new Set<string>();
   #wildcard = false;
   #loopback = false;
+  /** The last `Host` value allowed (what is allowed only grows, so it stays allowed). */
+  #lastAllowed: string | undefined;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a name that is not a host name */
   constructor(options: { readonly allowedHosts?: readonly string[] | undefined } = {}) {
@@ -74,6 +76,14 @@ export class RequestGuard {
   /** True when a `Host` header value names this control plane. */
   hostAllowed(header: string | undefined): boolean {
     if (header === undefined) return false;
+    // Every request of a client carries the same Host: the last one allowed is answered at once.
+    if (header === this.#lastAllowed) return true;
+    if (!this.#hostAllowed(header)) return false;
+    this.#lastAllowed = header;
+    return true;
+  }
+
+  #hostAllowed(header: string): boolean {
     const name = hostOfHeader(header);
     if (name === undefined) return false;
     if (this.#allowed.has(name) || this.#bound.has(name)) return true;

@@ -1,7 +1,7 @@
 import { authorize, type Action, type Role } from '../../auth/principal.js';
 import { ErrorCode, KillSwitchError, ValidationError } from '../../errors.js';
 import { Mutex } from '../../internal/mutex.js';
-import type { FlipRecord } from '../../model/flip-record.js';
+import { recordJson, type FlipRecord } from '../../model/flip-record.js';
 import { haltCoverage } from '../../model/selector.js';
 import type { FlipAnswer } from '../../protocol/answers.js';
 import { flipQuerySchema, parseFlipRequest } from '../../protocol/flip-request.js';
@@ -9,7 +9,7 @@ import { ApiPath } from '../../protocol/paths.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
 import type { FleetView } from '../fleet-view.js';
 import type { FlipLimits } from '../flip-limits.js';
-import { HttpError, sendJson } from '../internal/http-io.js';
+import { HttpError, sendJsonText } from '../internal/http-io.js';
 import type { LogFollower } from '../log-follower.js';
 import type { ReleaseGate } from '../release-gate.js';
 import type { Route } from '../router.js';
@@ -134,13 +134,14 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
             ? // The caller hanging up ends the wait (the flip itself is durable already).
               await p.fleet.wait(record.seq, wait, () => p.closed() || res.destroyed)
             : (p.fleet.status(record.seq) ?? null);
-        const answer: FlipAnswer = {
-          flip: record,
+        const rest: Omit<FlipAnswer, 'flip'> = {
           duplicate: result.duplicate,
           fleet,
           covers: haltCoverage(record.selector),
         };
-        sendJson(res, result.duplicate ? 200 : 201, answer);
+        // The record as encoded once when it was chained (recordJson), not encoded again.
+        const text = `{"flip":${recordJson(record)},${JSON.stringify(rest).slice(1)}`;
+        sendJsonText(res, result.duplicate ? 200 : 201, text);
       },
     },
   ];

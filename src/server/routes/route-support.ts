@@ -17,6 +17,17 @@ export const ANONYMOUS: Principal = Object.freeze({
  * @throws {ValidationError} `KS_INVALID_INPUT` with the issues listed
  */
 export function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {
+  // Most requests carry no query: its answer is the schema's for {} (validated once per schema).
+  if (url.search === '') {
+    let empty = emptyQueries.get(schema);
+    if (empty === undefined) {
+      const r = schema.safeParse({});
+      empty = r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+      emptyQueries.set(schema, empty);
+    }
+    if (empty.ok) return empty.value as z.output<S>;
+    throw new ValidationError(what, toIssues(empty.error));
+  }
   const obj: Record<string, string> = {};
   const issues: { path: string[]; message: string }[] = [];
   for (const [k, v] of url.searchParams) {
@@ -28,6 +39,12 @@ export function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: strin
   if (!r.success) throw new ValidationError(what, toIssues(r.error));
   return r.data;
 }
+
+/** Each query schema's answer for an empty query. */
+const emptyQueries = new WeakMap<
+  z.ZodType,
+  { ok: true; value: unknown } | { ok: false; error: z.ZodError }
+>();
 
 /** The bytes of several chunks. */
 export function byteLength(chunks: readonly Buffer[]): number {

@@ -4,7 +4,7 @@
  * Every replica stops vouching on its next poll, the worker fails closed within its lease, and no
  * flip is answered 2xx afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +12,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { Recorder } from '../fixtures/remote-source.js';
 import {
-  CLI,
   SUITE_TOKENS,
-  SUITE_TOKEN_SPECS,
   assertBuilt,
   httpJson,
+  startServe,
+  type ServeProcess,
 } from '../suites/support/serve-process.js';
 import { PG_URL, RUN_PG, admin, dropSchemas, schemaName } from './pg-harness.js';
 
@@ -37,42 +37,17 @@ afterAll(async () => {
 });
 
 /** `killswitch serve --store postgres://…?schema=…` with the suite's tokens (a worker token too). */
-async function replica(schema: string): Promise<{ url: string; stderr: () => string }> {
+async function replica(schema: string): Promise<ServeProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'ks-pg-regress-'));
   dirs.push(dataDir);
-  const env: NodeJS.ProcessEnv = { ...process.env, KILLSWITCH_DATA_DIR: dataDir };
-  delete env['KILLSWITCH_ADMIN_TOKEN'];
-  env['KILLSWITCH_TOKENS'] = JSON.stringify(SUITE_TOKEN_SPECS);
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--store',
-      `${PG_URL}?schema=${schema}`,
-      '--port',
-      '0',
-      '--json',
-      '--heartbeat-ms',
-      '200',
-      '--stale-after-ms',
-      '1500',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env },
-  );
-  children.add(child);
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const url = await new Promise<string>((done, fail) => {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) done((JSON.parse(buf.slice(0, nl)) as { url: string }).url);
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${err}`)));
+  const p = await startServe({
+    dataDir,
+    store: `${PG_URL}?schema=${schema}`,
+    heartbeatMs: 200,
+    staleAfterMs: 1500,
   });
-  return { url: url.replace(/\/$/, ''), stderr: () => err };
+  children.add(p.child);
+  return p;
 }
 
 async function halt(url: string, tenant: string) {

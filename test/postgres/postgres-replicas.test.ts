@@ -1,17 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { PostgresFlipLogStore } from '../../providers/postgres/index.js';
 import type { FlipRecord } from '../../src/model/flip-record.js';
 import { verifyChain } from '../../src/store/verify-chain.js';
 import { SseReader } from '../server/sse-reader.js';
+import { CLI, startServe, type ServeProcess } from '../suites/support/serve-process.js';
 import { PG_URL, RUN_PG, dropSchemas, schemaName, until } from './pg-harness.js';
 
 // Replicas are real `killswitch serve` processes on the compiled CLI (`npm run build` first).
-const CLI = resolve('dist/src/cli/main.js');
 const TOKEN = 'pg-replica-admin-token-0123456789';
 
 const schemas = new Set<string>();
@@ -30,47 +30,20 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-interface Replica {
-  readonly url: string;
-  readonly child: ChildProcess;
-  stderr: string;
-}
+type Replica = ServeProcess;
 
 /** Starts `killswitch serve --store postgres://…?schema=… --port 0` and waits for its start line. */
 async function startReplica(schema: string): Promise<Replica> {
   const dataDir = await mkdtemp(join(tmpdir(), 'ks-pg-replica-'));
   dirs.push(dataDir);
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--store',
-      `${PG_URL}?schema=${schema}`,
-      '--port',
-      '0',
-      '--json',
-      '--heartbeat-ms',
-      '200',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, KILLSWITCH_ADMIN_TOKEN: TOKEN, KILLSWITCH_DATA_DIR: dataDir },
-    },
-  );
-  children.add(child);
-  const replica = { url: '', child, stderr: '' };
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (replica.stderr += c));
-  const url = await new Promise<string>((done, fail) => {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) done((JSON.parse(buf.slice(0, nl)) as { url: string }).url);
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${replica.stderr}`)));
+  const replica = await startServe({
+    dataDir,
+    store: `${PG_URL}?schema=${schema}`,
+    heartbeatMs: 200,
+    tokens: [{ name: 'admin', token: TOKEN, role: 'admin' }],
   });
-  return Object.assign(replica, { url: url.replace(/\/$/, '') });
+  children.add(replica.child);
+  return replica;
 }
 
 async function flip(

@@ -41,11 +41,8 @@ async function replica(schema: string, keyFile?: string): Promise<ServeProcess> 
   const p = await startServe({
     dataDir,
     heartbeatMs: 200,
-    extraArgs: [
-      '--store',
-      `${PG_URL}?schema=${schema}`,
-      ...(keyFile === undefined ? [] : ['--signing-key', keyFile]),
-    ],
+    store: `${PG_URL}?schema=${schema}`,
+    ...(keyFile === undefined ? {} : { extraArgs: ['--signing-key', keyFile] }),
   });
   cleanups.push(() => p.stop('SIGKILL'));
   return p;

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FlipAnswer, WorkersAnswer } from '../../src/protocol/answers.js';
+import { CLI, startServe, type ServeProcess } from '../suites/support/serve-process.js';
 import { PG_URL, RUN_PG, dropSchemas, schemaName, until } from './pg-harness.js';
 
-const CLI = resolve('dist/src/cli/main.js');
 const WORKER = resolve('dist/test/fixtures/fleet-worker.js');
 const TOKEN = 'pg-shared-fleet-admin-token-0123456789';
 const STALE_MS = 4000;
@@ -36,56 +36,28 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-interface Replica {
-  readonly url: string;
+interface Replica extends ServeProcess {
   readonly id: string;
-  readonly child: ChildProcess;
   /** Its data directory (its own release file, KS-10.5.2). */
   readonly dataDir: string;
-  stderr: string;
 }
 
 async function startReplica(schema: string): Promise<Replica> {
   const dataDir = await mkdtemp(join(tmpdir(), 'ks-shared-fleet-'));
   dirs.push(dataDir);
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      'serve',
-      '--store',
-      `${PG_URL}?schema=${schema}`,
-      '--port',
-      '0',
-      '--json',
-      '--heartbeat-ms',
-      String(HEARTBEAT_MS),
-      '--stale-after-ms',
-      String(STALE_MS),
-      '--replica-timeout-ms',
-      String(REPLICA_TIMEOUT_MS),
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, KILLSWITCH_ADMIN_TOKEN: TOKEN, KILLSWITCH_DATA_DIR: dataDir },
-    },
-  );
-  children.add(child);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const url = await new Promise<string>((done, fail) => {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) done((JSON.parse(buf.slice(0, nl)) as { url: string }).url.replace(/\/$/, ''));
-    });
-    child.once('exit', (code) => fail(new Error(`serve exited with ${code}: ${stderr}`)));
+  const p = await startServe({
+    dataDir,
+    store: `${PG_URL}?schema=${schema}`,
+    heartbeatMs: HEARTBEAT_MS,
+    staleAfterMs: STALE_MS,
+    replicaTimeoutMs: REPLICA_TIMEOUT_MS,
+    tokens: [{ name: 'admin', token: TOKEN, role: 'admin' }],
   });
-  const workers = await get<WorkersAnswer>(url, '/v1/workers');
+  children.add(p.child);
+  const workers = await get<WorkersAnswer>(p.url, '/v1/workers');
   const self = workers.replicas?.find((r) => r.self);
   expect(self, 'GET /v1/workers names this replica (KS-6.6.6)').toBeDefined();
-  return { url, id: self!.replica, child, dataDir, stderr };
+  return { ...p, id: self!.replica, dataDir };
 }
 
 async function get<T>(url: string, path: string): Promise<T> {

@@ -41,6 +41,20 @@ export interface ServeOptions {
   readonly heartbeatMs?: number;
   /** Give up waiting for the start line after this long. @default 20000 ms */
   readonly startTimeoutMs?: number;
+  /**
+   * The flip log (`--store`): a `postgres://…?schema=…` URL, a file path or `memory`.
+   * @default the file log in `dataDir`
+   */
+  readonly store?: string;
+  /** The tokens it accepts (`KILLSWITCH_TOKENS`). @default {@link SUITE_TOKEN_SPECS} */
+  readonly tokens?: readonly TokenSpec[];
+  /**
+   * `--max-flips-per-second`. The suites drive flips in bursts; the rate limit has its own
+   * suite (KS-17.8.3). @default 100000
+   */
+  readonly maxFlipsPerSecond?: number;
+  /** `--replica-timeout-ms` (replicas sharing a PostgreSQL fleet, KS-6.6). @default serve's */
+  readonly replicaTimeoutMs?: number;
   /** More `serve` flags (`--signing-key <file>`, ...). */
   readonly extraArgs?: readonly string[];
 }
@@ -77,18 +91,21 @@ function serveArgs(o: ServeOptions): string[] {
     String(o.port ?? 0),
     ...(o.staleAfterMs === undefined ? [] : ['--stale-after-ms', String(o.staleAfterMs)]),
     ...(o.heartbeatMs === undefined ? [] : ['--heartbeat-ms', String(o.heartbeatMs)]),
-    // The KS-13 suites drive flips in bursts; the flip rate limit has its own suite (KS-17.8.3).
+    ...(o.store === undefined ? [] : ['--store', o.store]),
+    ...(o.replicaTimeoutMs === undefined
+      ? []
+      : ['--replica-timeout-ms', String(o.replicaTimeoutMs)]),
     '--max-flips-per-second',
-    '100000',
+    String(o.maxFlipsPerSecond ?? 100_000),
     ...(o.extraArgs ?? []),
   ];
 }
 
-function serveEnv(): NodeJS.ProcessEnv {
+function serveEnv(tokens: readonly TokenSpec[] = SUITE_TOKEN_SPECS): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env['KILLSWITCH_ADMIN_TOKEN'];
   delete env['KILLSWITCH_DATA_DIR'];
-  env['KILLSWITCH_TOKENS'] = JSON.stringify(SUITE_TOKEN_SPECS);
+  env['KILLSWITCH_TOKENS'] = JSON.stringify(tokens);
   return env;
 }
 
@@ -98,7 +115,7 @@ function serveEnv(): NodeJS.ProcessEnv {
  */
 export function startServe(o: ServeOptions): Promise<ServeProcess> {
   const child = spawn(process.execPath, serveArgs(o), {
-    env: serveEnv(),
+    env: serveEnv(o.tokens),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -153,7 +170,7 @@ export function serveExpectingFailure(o: ServeOptions): Promise<ServeFailure> {
     execFile(
       process.execPath,
       serveArgs(o),
-      { env: serveEnv(), timeout: o.startTimeoutMs ?? 20_000 },
+      { env: serveEnv(o.tokens), timeout: o.startTimeoutMs ?? 20_000 },
       (error, stdout, stderr) => {
         const code =
           error === null

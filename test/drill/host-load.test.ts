@@ -92,6 +92,42 @@ describe('KS-9.3.7 a timing target missed on an overloaded host is inconclusive,
     expect(md).toContain('## Inconclusive: host overloaded');
   });
 
+  it('no matching traffic before the flip, or none after the resume, is inconclusive on an overloaded host and a violation on a quiet one', async () => {
+    const effects = {
+      matchingBefore: 0,
+      matchingAfterAccepted: 0,
+      matchingAfterApplied: 0,
+      matchingAfterComplete: 0,
+      matchingArrivedAfterComplete: 0,
+      afterCompleteKeys: [],
+      leakedByWorker: {},
+      otherRateBefore: 100,
+      otherRateDuring: 100,
+      otherRefused: 0,
+      otherRefusedBy: {},
+      matchingRateAfterResume: 0,
+    };
+    const starved = slow({
+      effects,
+      resume: { ok: true },
+      stops: [{ workerId: 'w1', appliedAt: 1010, timeToStopMs: 10 }],
+      timeToStop: { p50: 10, p99: 10, max: 10 },
+    });
+    const busy = await finish([starved], host(true));
+    expect(busy.report.violations).toEqual([]);
+    expect(busy.report.inconclusive?.map((v) => v.code).sort()).toEqual([
+      'no-matching-traffic',
+      'not-resumed',
+    ]);
+    expect(busy.exitCode).toBe(4);
+    const quiet = await finish([starved], host(false));
+    expect(quiet.report.violations.map((v) => v.code).sort()).toEqual([
+      'no-matching-traffic',
+      'not-resumed',
+    ]);
+    expect(quiet.exitCode).toBe(1);
+  });
+
   it('an effect after stop-complete stays a violation on an overloaded host', async () => {
     const effects = {
       matchingBefore: 5,

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   Agent as HttpAgent,
   request as httpRequest,
+  type ClientRequest,
   type IncomingMessage,
   type OutgoingHttpHeaders,
   type ServerResponse,
@@ -15,6 +16,11 @@ import { Seam } from './gateway-metrics.js';
 import { lineageFromHeaders, type Lineage } from '../lineage/lineage.js';
 import { mergeLineage } from './internal/lineage.js';
 import { readBody } from './internal/read-body.js';
+
+/** After this long a cut call whose client has not taken its response's end is reported as such, ms. */
+const CUT_REPORT_AFTER_MS = 100;
+/** After this long such a client's connection is reset (KS-15.2.8), ms. */
+const CUT_FLUSH_GRACE_MS = 1_000;
 
 /** The two API families the proxy speaks. */
 export const LlmApi = { OPENAI: 'openai', ANTHROPIC: 'anthropic' } as const;
@@ -254,6 +260,10 @@ export class LlmProxy implements GatewaySeam {
         agent: https ? this.#httpsAgent : this.#httpAgent,
       });
       const onAbort = (): void => {
+        // KS-15.2.8 a halt is not enforced for this call until the upstream connection is closed
+        // and the client has its response's end: held now, while the halt is applied.
+        const seq = signal.reason instanceof HaltedError ? signal.reason.flip?.seq : undefined;
+        if (seq !== undefined) this.#holdUntilCut(seq, target, up, res);
         // KS-15.2.5 the upstream request is aborted: the model stops generating.
         up.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
         reject(signal.reason);
@@ -277,7 +287,12 @@ export class LlmProxy implements GatewaySeam {
           res.writeHead(status, out);
           res.flushHeaders();
           answer.on('data', (chunk: Buffer) => {
-            if (!signal.aborted) writer.write(chunk);
+            // Back-pressure: a client that reads slowly slows the upstream down, the gateway does
+            // not buffer the stream for it.
+            if (!signal.aborted && !writer.write(chunk)) {
+              answer.pause();
+              res.once('drain', () => answer.resume());
+            }
           });
           answer.on('end', () => {
             done();
@@ -308,6 +323,58 @@ export class LlmProxy implements GatewaySeam {
     });
   }
 
+  /**
+   * KS-15.2.8 the negative acknowledgement of the LLM seam: a halt that cuts a call in flight is
+   * reported unenforced until the upstream connection is closed (nothing more can come from the
+   * model) and the client's response has ended (the cut event and every byte before it flushed,
+   * or its connection closed). A client that does not take that end within
+   * {@link CUT_FLUSH_GRACE_MS} holds output from before the halt that may still reach it: the
+   * reason says so, and then its connection is reset (what was not delivered never is) and the
+   * report withdrawn.
+   */
+  #holdUntilCut(seq: number, target: string, up: ClientRequest, res: ServerResponse): void {
+    const where = `LLM upstream ${target}`;
+    const hold = this.#gw.holdUnenforced(seq, `cutting a call in flight on ${where}`);
+    let upstreamClosed = false;
+    let clientDone = res.writableFinished || res.destroyed;
+    const timers: NodeJS.Timeout[] = [];
+    const check = (): void => {
+      if (!upstreamClosed || !clientDone) return;
+      for (const t of timers) clearTimeout(t);
+      hold.release();
+    };
+    // No socket yet: the request never left (destroying it keeps it from leaving).
+    const socket = up.socket;
+    if (socket === null || socket.destroyed) upstreamClosed = true;
+    else
+      socket.once('close', () => {
+        upstreamClosed = true;
+        check();
+      });
+    const onClient = (): void => {
+      clientDone = true;
+      check();
+    };
+    res.once('finish', onClient);
+    res.once('close', onClient);
+    timers.push(
+      setTimeout(() => {
+        if (clientDone) return;
+        hold.update(
+          `the client of a call cut on ${where} has not taken the end of its response (${res.writableLength} bytes waiting): output from before the halt may still reach it`,
+        );
+      }, CUT_REPORT_AFTER_MS).unref(),
+      setTimeout(() => {
+        if (clientDone) return;
+        const client = res.socket;
+        if (client !== null && typeof client.resetAndDestroy === 'function')
+          client.resetAndDestroy();
+        else res.destroy();
+      }, CUT_FLUSH_GRACE_MS).unref(),
+    );
+    check();
+  }
+
   async close(): Promise<void> {
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
@@ -323,16 +390,17 @@ class SseWriter {
   #ended = false;
   constructor(readonly res: ServerResponse) {}
 
-  write(chunk: Buffer): void {
-    if (this.#ended) return;
+  /** Writes the whole events in `chunk`; false when the client's buffer is full (wait for `drain`). */
+  write(chunk: Buffer): boolean {
+    if (this.#ended) return true;
     const text = this.#tail + chunk.toString('utf8');
     const cut = lastBoundary(text);
     if (cut < 0) {
       this.#tail = text;
-      return;
+      return true;
     }
     this.#tail = text.slice(cut);
-    this.res.write(text.slice(0, cut));
+    return this.res.write(text.slice(0, cut));
   }
 
   end(): void {

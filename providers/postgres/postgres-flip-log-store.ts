@@ -847,7 +847,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
 
   #startFollowing(): void {
     if (this.#listenState === ListenState.STOPPED) {
-      this /** Consecutive failed attempts to LISTEN (the backoff's attempt). */.#reconnectAttempt = 0;
+      this.#reconnectAttempt = 0;
       void this.#listen(++this.#listenGeneration);
     }
     this.#schedulePoll();
@@ -917,7 +917,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
       await c.query(`LISTEN ${quoteIdent(this.#channel)}`);
       if (this.#listenClient !== c) return;
       this.#listenState = ListenState.LISTENING;
-      this /** Consecutive failed attempts to LISTEN (the backoff's attempt). */.#reconnectAttempt = 0;
+      this.#reconnectAttempt = 0;
       await this.#catchUpQuietly();
     } catch (err) {
       if (client !== undefined && this.#listenClient === client) this.#dropListenClient();

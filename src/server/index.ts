@@ -51,3 +51,5 @@ export {
   alertmanagerPayloadSchema,
   ALERTMANAGER_PATH,
 } from './alertmanager-webhook.js';
+// KS-17.7.1 the signing key of stores, checkpoints and snapshots, and the keys verifiers trust.
+export { SigningKey, PublicKeyRing } from '../integrity/signing-key.js';

@@ -11,7 +11,6 @@ import { MemoryFlipLogStore } from '../../../providers/memory/index.js';
 import { RemoteFlipSource } from '../../../providers/remote/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../../src/auth/index.js';
 import { attachSignature, signRecord } from '../../../src/integrity/record-signatures.js';
-import { SigningKey } from '../../../src/integrity/signing-key.js';
 import { snapshotStatement } from '../../../src/integrity/statements.js';
 import { GENESIS_HASH, chainRecord, parseFlipInput } from '../../../src/model/flip-record.js';
 import { KillState } from '../../../src/model/kill-state.js';
@@ -21,7 +20,8 @@ import {
   encodeSnapshotEvent,
   type SnapshotData,
 } from '../../../src/protocol/stream-events.js';
-import { startControlPlane } from '../../../src/server/index.js';
+// The public entry point: library users build their key from it.
+import { SigningKey, startControlPlane } from '../../../src/server/index.js';
 import { RecordingListener } from '../support/recording-listener.js';
 
 const FLEET = 'ks-fleet-token-0123456789abc';

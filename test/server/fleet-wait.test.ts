@@ -49,7 +49,9 @@ async function ackingWorker(id: string): Promise<{ acked: number[] }> {
 
 describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when the stop was complete', () => {
   it('one worker acks; the silent one counts as stopped when its lease runs out', async () => {
-    ({ cp } = await startTestServer({ staleAfterMs: 400, leaseMarginMs: 100 }));
+    // A lease long enough that worker-a (acking at once) keeps it through a loaded machine's
+    // scheduling delays (400 ms let it run out before the flip under the full suite at load 24).
+    ({ cp } = await startTestServer({ staleAfterMs: 1500, leaseMarginMs: 100 }));
     const a = await ackingWorker('worker-a');
     // worker-b renews its lease once and then goes silent.
     const b = await call(cp, 'POST', '/v1/acks', {
@@ -89,7 +91,7 @@ describe('KS-6.2.4 / KS-5.1.4 a flip with wait reports who applied it and when t
       ),
     ).toBeLessThanOrEqual(1);
     expect(fleet.completeAfterMs).toBeGreaterThan(0);
-    expect(fleet.completeAfterMs).toBeLessThanOrEqual(500);
+    expect(fleet.completeAfterMs).toBeLessThanOrEqual(1600);
     expect(a.acked).toContain(1);
   });
 
@@ -186,7 +188,8 @@ describe('KS-5.1.15 one time format in the answers', () => {
   }
 
   it('every time in a flip answer, the worker list and an ack answer is ISO 8601 UTC with ms, every duration whole ms', async () => {
-    ({ cp } = await startTestServer({ staleAfterMs: 300, leaseMarginMs: 50 }));
+    // w-fast keeps its lease through scheduling delays; w-gone's runs out within the wait.
+    ({ cp } = await startTestServer({ staleAfterMs: 1200, leaseMarginMs: 50 }));
     await ackingWorker('w-fast');
     await call(cp, 'POST', '/v1/acks', {
       token: TOKENS.worker,

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import type { CliCommand, CliIo } from './internal/command.js';
+import { ExitCode, type CliCommand, type CliIo } from './internal/command.js';
 import { closest } from './internal/output.js';
 
 /** Sub-commands are loaded on demand, so `killswitch verify` does not load the server. */
@@ -20,6 +20,12 @@ const COMMANDS: Record<string, () => Promise<{ command: CliCommand }>> = {
   db: () => import('./commands/db.js'),
   gateway: () => import('./commands/gateway.js'),
 };
+
+/** The package an `ERR_MODULE_NOT_FOUND` names as missing, if that is what `err` is. */
+function missingPackage(err: unknown): string | undefined {
+  if ((err as NodeJS.ErrnoException | undefined)?.code !== 'ERR_MODULE_NOT_FOUND') return undefined;
+  return /Cannot find package '([^']+)'/.exec((err as Error).message)?.[1];
+}
 
 const USAGE = `usage: killswitch <command> [options]
 
@@ -47,7 +53,19 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     io.stderr(`  commands: ${Object.keys(COMMANDS).join(', ')}`);
     return 2;
   }
-  const { command } = await load();
+  let command: CliCommand;
+  try {
+    ({ command } = await load());
+  } catch (err) {
+    // An optional peer the command needs (prom-client for the gateway's /metrics): say which and
+    // how to install it, instead of a module-resolution stack trace.
+    const missing = missingPackage(err);
+    if (missing === undefined) throw err;
+    io.stderr(
+      `killswitch ${name}: needs the optional package '${missing}', which is not installed (npm install ${missing})`,
+    );
+    return ExitCode.USAGE;
+  }
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout(command.help);
     return 0;

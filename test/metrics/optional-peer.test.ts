@@ -51,7 +51,7 @@ function withoutPromClient(script: string): Promise<{ code: number; out: string 
   });
 }
 
-describe('KS-11.2.4 prom-client is an optional peer', () => {
+describe('KS-11.2.5 prom-client is an optional peer', () => {
   it('package.json lists it as an optional peer and a dev dependency, never a dependency', async () => {
     const pkg = JSON.parse(await readFile('package.json', 'utf8')) as Record<
       string,
@@ -117,9 +117,31 @@ describe('KS-11.2.4 prom-client is an optional peer', () => {
       }
     },
   );
+  it(
+    'killswitch gateway without it refuses to start, naming the package and how to install it',
+    { timeout: 60_000 },
+    async () => {
+      const config = join(dir, 'gateway.json');
+      await writeFile(config, '{}');
+      const run = await new Promise<{ code: number; out: string }>((done) => {
+        execFile(
+          process.execPath,
+          ['--import', hook, CLI, 'gateway', '--config', config],
+          { timeout: 50_000 },
+          (err, stdout, stderr) =>
+            done({ code: err === null ? 0 : Number(err.code ?? -1), out: stdout + stderr }),
+        );
+      });
+      expect(run.code).toBe(2);
+      expect(run.out).toContain(
+        "killswitch gateway: needs the optional package 'prom-client', which is not installed (npm install prom-client)",
+      );
+      expect(run.out).not.toMatch(/\n\s+at /);
+    },
+  );
 });
 
-describe("KS-11.2.4 /metrics registers into the user's own prom-client registry", () => {
+describe("KS-11.2.5 /metrics registers into the user's own prom-client registry", () => {
   it("one scrape of the user's registry carries the control plane's metrics beside the user's; nothing goes global", async () => {
     const registry = new Registry();
     const mine = new Counter({ name: 'app_jobs_total', help: 'mine', registers: [registry] });

@@ -176,6 +176,9 @@ export type {
   WorkersAnswer,
 } from '../protocol/answers.js';
 
+/** KS-6.1.4 how long a stream resuming beyond this head waits for a shared log to catch up. */
+const STREAM_CATCH_UP_MS = 1000;
+
 /** A running control plane. */
 export interface ControlPlane {
   /** `http://host:port` (IPv6 hosts bracketed). */
@@ -463,6 +466,8 @@ class ControlPlaneServer implements ControlPlane {
         retryMs,
         maxBufferedBytes: maxBuffered,
         requireVouching,
+        // KS-6.1.4 other replicas append to a shared log: a resume beyond this head waits for it.
+        catchUpMs: isFleetChannelStore(o.store) ? STREAM_CATCH_UP_MS : 0,
       }),
       ...ackRoutes(ackParts),
       ackStreamRoute({

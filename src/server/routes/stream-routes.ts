@@ -38,6 +38,12 @@ export interface StreamRouteParts {
   readonly maxBufferedBytes: number;
   /** Throws 503 unless the control plane vouches for its state (KS-12.5.2). */
   requireVouching(): void;
+  /**
+   * How long a stream resuming beyond this replica's head waits for its log to catch up before it
+   * gets a snapshot (KS-6.1.4): on a log other replicas append to, a replica a few records behind
+   * is ordinary. 0 where nobody else appends (the file and memory stores). @default 0
+   */
+  readonly catchUpMs?: number;
 }
 
 /**
@@ -50,7 +56,7 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
       method: 'GET',
       path: ApiPath.STREAM,
       auth: 'authenticated',
-      handle: ({ req, res, url, principal }) => {
+      handle: async ({ req, res, url, principal }) => {
         const q = parseQuery(streamQuerySchema, url, 'stream query');
         const who = principal ?? ANONYMOUS;
         authorize(who, { kind: 'read' });
@@ -60,6 +66,18 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
           // KS-17.8.4: a new worker beyond maxWorkers is refused; none is dropped.
           if (!p.tracker.has(q.worker)) p.limits.checkNewWorker(p.tracker.size, q.worker);
         }
+        const lastId = req.headers[LAST_EVENT_ID_HEADER];
+        const s =
+          typeof lastId === 'string' && /^\d{1,16}$/.test(lastId.trim())
+            ? Number(lastId.trim())
+            : undefined;
+        // KS-6.1.4 a client resuming beyond this replica's head (it came from a replica ahead on
+        // the same shared log): wait, bounded, for the log to reach it, then replay exactly.
+        const catchUpMs = p.catchUpMs ?? 0;
+        if (q.snapshot !== '1' && s !== undefined && s > p.follower.state.seq && catchUpMs > 0) {
+          await p.follower.waitApplied(s, undefined, catchUpMs);
+          if (req.destroyed || res.destroyed) return;
+        }
         p.requireVouching();
         // KS-17.4.1 a scoped reader's stream: its own snapshot, skips for what it may not read.
         // A stream acting as a worker reads everything (a worker enforces every halt, KS-17.2.1).
@@ -67,11 +85,6 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
         const state = p.follower.state;
         const head = state.seq;
         const chunks: Buffer[] = [Buffer.from(`retry: ${p.retryMs}\n\n`)];
-        const lastId = req.headers[LAST_EVENT_ID_HEADER];
-        const s =
-          typeof lastId === 'string' && /^\d{1,16}$/.test(lastId.trim())
-            ? Number(lastId.trim())
-            : undefined;
         // KS-6.1.4: replay exactly what was missed; KS-6.1.6: a snapshot when that is out of reach.
         // A scoped reader always starts from its snapshot: the replay ring holds unfiltered events.
         const replay =

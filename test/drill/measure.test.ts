@@ -388,5 +388,15 @@ describe('KS-9.3.6 a run-tree lever counts the tree from its spawners, whatever 
       (v) => v.code,
     );
     expect(codes).toEqual(['tree-not-shaped', 'child-dispatched-after-halt', 'lineage-lost']);
+    const shape = (ws: WorkerSummary[]) =>
+      checkTargets({ levers: [lever], workers: ws, mode: 'embedded' }, targets).find(
+        (v) => v.code === 'tree-not-shaped',
+      )?.message;
+    // KS-9.3.6 with KS-9.7: the tree spreads over the agent workers; the gateway member runs no
+    // runs, so a tree on w1 and w2 beside a gateway is on every worker, one on w1 and w2 of three
+    // agent workers is not.
+    const gw: WorkerSummary = { workerId: 'gw1', gateway: true, connected: true, effectsAtSink: 0 };
+    expect(shape([workers[0]!, workers[1]!, gw]) ?? '').not.toMatch(/descendants on/);
+    expect(shape([...workers, gw])).toMatch(/descendants on 2 of 3 workers/);
   });
 });

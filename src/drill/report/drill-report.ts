@@ -170,6 +170,8 @@ export interface Violation {
 export interface WorkerSummary {
   readonly workerId: string;
   readonly variant?: string;
+  /** The gateway member (KS-9.7): counted like a worker, but it runs no agent runs or run trees. */
+  readonly gateway?: boolean;
   /** Its source was ever fresh (open). */
   readonly everFresh?: boolean;
   /** The control plane listed it connected and fresh before every lever. */

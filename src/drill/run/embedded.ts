@@ -193,6 +193,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
     const workers: WorkerSummary[] = fleet.members.map((m) => ({
       workerId: m.workerId,
       variant: m.variant,
+      ...(m.workerId === s.gateway?.workerId ? { gateway: true } : {}),
       everFresh: m.events.some((e) => e.t === 'status' && e.status === 'open'),
       connected: !notConnected.has(m.workerId) && m.fatal === undefined,
       ...(m.counters ? { counters: m.counters } : {}),

@@ -137,7 +137,9 @@ afterAll(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-describe.skipIf(!haveChromium)('KS-11.1 the web console in real Chromium', () => {
+// KS-11.1.9 real Chromium (Debian's, through playwright-core), a fresh profile per launch; real
+// RemoteFlipSource workers acknowledge; screenshots on a desktop and a phone viewport in reports/.
+describe.skipIf(!haveChromium)('KS-11.1 KS-11.1.9 the web console in real Chromium', () => {
   it('KS-11.1.4 KS-11.1.6 flips from the page, shows each worker acknowledging and the stop complete, escapes the reason, and resumes on a release', async () => {
     const ctx = await launch({ viewport: { width: 1280, height: 900 } });
     const page = ctx.pages()[0] ?? (await ctx.newPage());

@@ -174,4 +174,75 @@ describe.skipIf(!haveChromium)('KS-16.5 the console at 3am, on a phone in real C
     await flip('resume', {}, { release: 'v2' });
     await expect.poll(() => page.textContent('#halt-banner')).not.toMatch(/EVERYTHING/);
   }, 120_000);
+
+  it('KS-11.1.5 an active halt shows level, selector, who, when, why, mode and source; a gate refusal of its resume is shown with the message', async () => {
+    // A new tab: its sessionStorage holds no token yet.
+    const page = await browser!.newPage();
+    await signIn(page);
+    const res = await fetch(cp.url + '/v1/flips', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        action: 'halt',
+        selector: { tenant: 'globex' },
+        reason: 'globex invoices loop',
+        mode: 'hold',
+        source: 'pager',
+      }),
+    });
+    expect(res.status).toBeLessThan(300);
+    const { flip: rec } = (await res.json()) as { flip: { seq: number; at: string } };
+    const halt = page.locator(`#halts li[data-seq="${rec.seq}"]`);
+    await expect.poll(() => halt.count(), { timeout: 10_000 }).toBe(1);
+    const top = (await halt.locator('.top').textContent()) ?? '';
+    expect(top).toContain('tenant');
+    expect(top).toContain('{tenant=globex}');
+    expect(top).toContain(`#${rec.seq} by ada at `);
+    expect(top).toContain(new Date(rec.at).toISOString().slice(11, 19));
+    expect(top).toContain('hold');
+    expect(top).toContain('via pager');
+    expect(await halt.locator('.why').textContent()).toBe('globex invoices loop');
+
+    // Both release and reason are checked in the page; nothing is sent without them.
+    await halt.locator('.resume-open').click();
+    await halt.locator('.resume-release').fill('v9');
+    await halt.locator('.resume-go').click();
+    expect(await halt.locator('.result').textContent()).toBe(
+      'A release and a reason are required to resume.',
+    );
+    const before = (await store.read()).length;
+    // v9 was never marked green: the server's release gate refuses, and the page says why.
+    await halt.locator('.resume-reason').fill('try it');
+    await halt.locator('.resume-go').click();
+    await expect
+      .poll(() => halt.locator('.result').textContent(), { timeout: 10_000 })
+      .toMatch(/^Not resumed: .*v9/);
+    expect((await store.read()).length).toBe(before);
+    expect(await halt.count()).toBe(1);
+  }, 60_000);
+
+  it('KS-11.1.7 the fleet table shows each worker with release, connection, acked seq, lag, lease and stale state, polled every 2 s', async () => {
+    const page = await browser!.newPage();
+    const polls: number[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/v1/workers')) polls.push(Date.now());
+    });
+    await signIn(page);
+    const row = page.locator('#fleet tbody tr[data-worker="fh-worker"]');
+    const cell = (label: string) => row.locator(`td[data-label="${label}"]`).textContent();
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await cell('release')).toBe('v1');
+    expect(await cell('connected')).toMatch(/^yes \(\d+\)$/);
+    expect(await cell('lease')).toMatch(/\d\d:\d\d:\d\d/);
+    expect(await cell('state')).toBe('fresh');
+    // A new flip: the table follows without a reload, once the worker acknowledged it.
+    await flip('halt', { capability: 'fleet.table' });
+    const head = (await store.read()).at(-1)!.seq;
+    await expect.poll(() => cell('acked seq'), { timeout: 10_000 }).toBe(String(head));
+    await expect.poll(() => cell('lag'), { timeout: 10_000 }).toBe('0');
+    // Refreshed on a timer: at least two polls of GET /v1/workers about 2 s apart.
+    await expect.poll(() => polls.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    const gaps = polls.slice(1).map((t, i) => t - polls[i]!);
+    expect(gaps.some((g) => g >= 1500 && g <= 4000)).toBe(true);
+  }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,7 +68,22 @@ function cli(
   });
 }
 
-describe.runIf(REDIS_UP)('KS-10.6.3 the agent-loop example stops when flipped', () => {
+describe('KS-10.6.2 the agent-loop README gives the exact commands to start it and flip it at each level', () => {
+  it('starts serve and the example, and flips and resumes each level with the CLI', async () => {
+    const readme = await readFile('examples/agent-loop/README.md', 'utf8');
+    expect(readme).toContain('node dist/src/cli/main.js serve');
+    expect(readme).toContain('node dist/examples/agent-loop/main.js');
+    expect(readme).toMatch(/Redis/);
+    for (const level of ['--capability', '--tenant', '--feature', '--run', '--global']) {
+      expect(readme).toMatch(new RegExp(`killswitch flip ${level}\\b.*--reason`));
+      expect(readme).toMatch(new RegExp(`killswitch resume ${level}\\b.*--release .*--reason`));
+    }
+  });
+});
+
+// KS-10.6.2: a slow streaming LLM, two HTTP tools and a BullMQ queue, guarded by EffectGuard over
+// RemoteFlipSource against `killswitch serve`, printing the abort-to-freed and socket-closed times.
+describe.runIf(REDIS_UP)('KS-10.6.2 KS-10.6.3 the agent-loop example stops when flipped', () => {
   let dir = '';
   let serve: Proc;
   let example: Proc;

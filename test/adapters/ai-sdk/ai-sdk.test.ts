@@ -526,4 +526,87 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       }
     });
   });
+
+  describe('KS-14.2.3 generateText, streamText and settle run under the run: guarded model, merged signal, streams that end with the HaltedError', () => {
+    it('fullStream ends with the HaltedError; the provider stream is aborted', async () => {
+      const e = await env();
+      const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+      const model = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+      const run = guardRun(e.guard, { runId: 'run-full', tenant: 'acme' });
+      const result = run.streamText({ model, prompt: 'x' });
+      let deltas = 0;
+      const consumed = (async () => {
+        for await (const part of result.fullStream) if (part.type === 'text-delta') deltas++;
+      })().catch((x: unknown) => x);
+      while (deltas < 3) await sleep(5);
+      const { seq } = await e.halt({ runId: 'run-full' });
+      const err = await consumed;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      await sleep(30);
+      expect(model.aborts).toHaveLength(1);
+    });
+
+    it("the caller's own abortSignal still reaches the model (merged with the run's)", async () => {
+      const e = await env();
+      const started = deferred();
+      let modelSignal: AbortSignal | undefined;
+      const model = new ScriptedModel(() => ({ text: ['never'] }));
+      const slow = {
+        ...model,
+        specificationVersion: 'v4' as const,
+        provider: 'slow',
+        modelId: 'slow',
+        supportedUrls: {},
+        doStream: model.doStream.bind(model),
+        async doGenerate(o: Parameters<ScriptedModel['doGenerate']>[0]) {
+          modelSignal = o.abortSignal;
+          started.resolve();
+          await sleep(2000, o.abortSignal);
+          return model.doGenerate(o);
+        },
+      };
+      const mine = new AbortController();
+      const run = guardRun(e.guard, { runId: 'run-own', tenant: 'acme' });
+      const p = run
+        .generateText({ model: slow, prompt: 'x', abortSignal: mine.signal })
+        .catch((x: unknown) => x);
+      await started.promise;
+      expect(modelSignal?.aborted).toBe(false);
+      mine.abort(new Error('caller gave up'));
+      const err = await p;
+      expect(err).not.toBeInstanceOf(HaltedError);
+      expect(modelSignal?.aborted).toBe(true);
+    });
+
+    it("settle hands the call the run's signal, rejects with the HaltedError whatever the call made of the abort, and never calls it under a halt", async () => {
+      const e = await env();
+      const run = guardRun(e.guard, { runId: 'run-settle', tenant: 'acme' });
+      const started = deferred();
+      // A framework that swallows the abort and returns a short answer, as if it were complete.
+      const p = run
+        .settle(
+          (s) =>
+            new Promise<string>((resolve) => {
+              started.resolve();
+              s.addEventListener('abort', () => resolve('partial answer'));
+            }),
+        )
+        .catch((x: unknown) => x);
+      await started.promise;
+      const { seq } = await e.halt({ tenant: 'acme' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      let called = false;
+      const again = guardRun(e.guard, { runId: 'run-settle-2', tenant: 'acme' });
+      await expect(
+        again.settle(() => {
+          called = true;
+          return 'x';
+        }),
+      ).rejects.toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      expect(called).toBe(false);
+    });
+  });
 });

@@ -40,7 +40,9 @@ function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
 }
 
 describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat model)', () => {
-  describe('KS-14.1.2 a halted capability refuses the tool and stops the run', () => {
+  // KS-14.5.1 the middleware runs each tool call as a guarded effect through wrapToolCall, keyed by
+  // the thread id; a refusal ends the graph run (the control below: fed back without it).
+  describe('KS-14.1.2 KS-14.5.1 a halted capability refuses the tool and stops the run', () => {
     it('rejects with the HaltedError naming the flip after no further model call; the tool never ran', async () => {
       const e = await env();
       const { seq } = await e.halt({ capability: 'refund' }, 'refunds frozen');
@@ -93,7 +95,7 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
       expect(JSON.stringify(result.messages)).toContain('fix your mistakes');
     });
 
-    it('refuses to guess a run: no thread id fails the run before any effect', async () => {
+    it('KS-14.5.1 refuses to guess a run: no thread id fails the run before any effect', async () => {
       const e = await env();
       const model = new ScriptedChatModel(toolEveryTurn('refund'));
       let ran = 0;
@@ -107,8 +109,8 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
     });
   });
 
-  describe('KS-14.1.3 a halt arriving mid-tool aborts the tool at once and frees the caller', () => {
-    it("aborts the tool's signal within the turn that delivered the flip; the caller is freed though the tool ignores it", async () => {
+  describe('KS-14.1.3 KS-14.5.1 a halt arriving mid-tool aborts the tool at once and frees the caller', () => {
+    it("aborts the tool's signal (the guard's, merged into its config) within the turn that delivered the flip; the caller is freed though the tool ignores it", async () => {
       const e = await env();
       const model = new ScriptedChatModel(toolEveryTurn('slow'));
       const started = deferred();
@@ -172,7 +174,7 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
       expect(model.tokens - tokensBefore).toBeLessThanOrEqual(1);
     });
 
-    it('a model capability halt refuses the next model call', async () => {
+    it('KS-14.5.2 a model capability halt refuses the next model call (wrapModelCall evaluates first)', async () => {
       const e = await env();
       const { seq } = await e.halt({ capability: 'llm' });
       const model = new ScriptedChatModel(() => ({ text: ['x'] }));
@@ -186,7 +188,35 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
     });
   });
 
-  describe('KS-14.1.5 the thread is the run: keys by thread and tool-call id; a resumed thread repeats no effect', () => {
+  // KS-14.5.3 ks.invoke settles by the run's signal (the caller gets the HaltedError itself, not
+  // LangGraph's copy), and a resumed thread (invoke(null, config)) is evaluated before its first effect.
+  describe('KS-14.5.2 KS-14.5.3 a halt during a model call frees the caller', () => {
+    it('ks.invoke rejects with the HaltedError itself while a model call that ignores its signal is still running', async () => {
+      const e = await env();
+      const started = deferred();
+      let finished = false;
+      const model = new ScriptedChatModel(
+        () => ({ text: ['late'] }),
+        async () => {
+          started.resolve();
+          await sleep(1500); // ignores its signal on purpose
+          finished = true;
+        },
+      );
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const agent = createAgent({ model, tools: [], middleware: [ks.middleware] });
+      const p = ks.invoke(agent, input, thread('run-model')).catch((x: unknown) => x);
+      await started.promise;
+      const { arrivedAt, seq } = await e.halt({ tenant: 'acme' });
+      const err = await p;
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ flip: { seq } });
+      expect(performance.now() - arrivedAt).toBeLessThan(1000);
+      expect(finished).toBe(false);
+    });
+  });
+
+  describe('KS-14.1.5 KS-14.5.3 the thread is the run: keys by thread and tool-call id; a resumed thread repeats no effect', () => {
     it('a thread halted mid-way and resumed after the resume runs each tool once; while halted the resume is refused before its first effect', async () => {
       const e = await env();
       const sent: string[] = [];
@@ -240,7 +270,7 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
       ]);
     });
 
-    it('a thread that re-runs a landed tool call gets the recorded ToolMessage back', async () => {
+    it('KS-14.5.1 a thread that re-runs a landed tool call gets the recorded ToolMessage back', async () => {
       const e = await env();
       let sent = 0;
       const email = tool(async ({ amount }) => `sent ${amount} (#${++sent})`, {

@@ -513,4 +513,70 @@ describe('KS-14.3 the OpenAI Agents SDK adapter (@openai/agents 0.20, scripted m
       }
     });
   });
+
+  describe('KS-14.3.2 model calls are guarded whether the model is named by object or by string', () => {
+    it("a model object, a string through a given provider and a string through the SDK's default provider are all refused under a model halt", async () => {
+      const e = await env();
+      const { seq } = await e.halt({ capability: 'llm' });
+      const model = new ScriptedModel(() => ({ text: ['x'] }));
+      const run = guardRun(e.guard, { runId: 'run-models' });
+      await expect(run.run(new Agent({ name: 'obj', model }), 'x')).rejects.toMatchObject({
+        code: 'KS_HALTED',
+        flip: { seq },
+      });
+      await expect(
+        run.run(new Agent({ name: 'given', model: 'scripted-1' }), 'x', {
+          runConfig: { modelProvider: { getModel: async () => model } },
+        }),
+      ).rejects.toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      expect(model.calls).toBe(0);
+      // The default provider (OpenAI's): were it unwrapped, the call would go to this closed port.
+      const saved = { key: process.env['OPENAI_API_KEY'], url: process.env['OPENAI_BASE_URL'] };
+      process.env['OPENAI_API_KEY'] = 'sk-test-not-a-key';
+      process.env['OPENAI_BASE_URL'] = 'http://127.0.0.1:9/v1';
+      try {
+        await expect(
+          run.run(new Agent({ name: 'default', model: 'gpt-4o-mini' }), 'x'),
+        ).rejects.toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      } finally {
+        for (const [k, v] of [
+          ['OPENAI_API_KEY', saved.key],
+          ['OPENAI_BASE_URL', saved.url],
+        ] as const)
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+      }
+    });
+  });
+
+  describe("KS-14.3.3 the runner gets the run's signal: every way of reading a streamed run ends with the HaltedError", () => {
+    const reads = {
+      iteration: async (r: AsyncIterable<unknown>, tick: () => void) => {
+        for await (const _ev of r) tick();
+      },
+      toStream: async (r: { toStream(): ReadableStream<unknown> }, tick: () => void) => {
+        const reader = r.toStream().getReader();
+        while (!(await reader.read()).done) tick();
+      },
+    };
+    for (const [how, read] of Object.entries(reads))
+      it(`${how} rejects with the HaltedError; completed too; the model stream is aborted`, async () => {
+        const e = await env();
+        const tokens = Array.from({ length: 50 }, (_, i) => `t${i} `);
+        const model = new ScriptedModel(() => ({ text: tokens, tokenMs: 10 }));
+        const run = guardRun(e.guard, { runId: `run-${how}`, tenant: 'acme' });
+        const result = await run.runStreamed(new Agent({ name: 'a', model }), 'x');
+        let seen = 0;
+        const consumed = read(result as never, () => seen++).catch((x: unknown) => x);
+        while (seen < 3) await sleep(5);
+        const { seq } = await e.halt({ runId: `run-${how}` });
+        const err = await consumed;
+        expect(err).toBeInstanceOf(HaltedError);
+        expect(err).toMatchObject({ flip: { seq } });
+        await expect(result.completed).rejects.toBeInstanceOf(HaltedError);
+        await sleep(30);
+        expect(model.aborts).toHaveLength(1);
+        expect(model.tokens).toBeLessThan(tokens.length);
+      });
+  });
 });

@@ -261,8 +261,15 @@ async function measureOutage(workers, kill, outageMs) {
   return timelines;
 }
 
-/** "false (last value) from 0 s; true (fail-closed STALE) from 3.05 s", and the verdict. */
-function describeOutage(timeline, outageMs) {
+/**
+ * "false (last value) from 0 s; true (fail-closed STALE) from 3.05 s", and the verdict.
+ *
+ * @param leaseMs - a worker that holds its last value for a bounded lease after its last contact
+ *   (this project's RemoteFlipSource: staleAfterMs) and fails closed when it runs out. An outage
+ *   watched for less than that cannot show the fail-closed answer: holding the last value then is
+ *   the design, not fail open, and the verdict says so instead of calling it fail open.
+ */
+function describeOutage(timeline, outageMs, { leaseMs } = {}) {
   const text = timeline
     .map((s, i) => `${s.label}${i === 0 ? '' : ` from ${fmtS(s.atMs)}`}`)
     .join(', then ');
@@ -274,6 +281,8 @@ function describeOutage(timeline, outageMs) {
   if (last === undefined) verdict = 'unknown';
   else if (last.value === true && closedAt && closedAt.atMs < 50) verdict = 'fail closed at once';
   else if (last.value === true && closedAt) verdict = `fail closed after ${fmtS(closedAt.atMs)}`;
+  else if (leaseMs !== undefined && outageMs <= leaseMs)
+    verdict = `last value held for all ${fmtS(outageMs)}, within its ${fmtS(leaseMs)} lease (by design: it fails closed when the lease runs out; watch longer than ${fmtS(leaseMs)} to see it)`;
   else verdict = `stale: last value for all ${fmtS(outageMs)} (fail open)`;
   return { text, verdict, failClosedAfterMs: closedAt ? round(closedAt.atMs) : null };
 }
@@ -341,6 +350,9 @@ async function httpJson(method, url, { headers = {}, body, timeoutMs = 10_000 } 
   }
   return { status: res.status, json, text };
 }
+
+/** RemoteFlipSource's default lease (staleAfterMs), the one the bench's SSE worker runs with. */
+const KS_STALE_AFTER_MS = 3000;
 
 const quietLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -423,6 +435,7 @@ async function ksWorker(OF, url, token, domain) {
     urls: [url],
     token,
     workerId: `${domain}-${process.pid}`,
+    staleAfterMs: KS_STALE_AFTER_MS,
     logger: quietLogger,
   });
   const provider = new prov.KillSwitchProvider({ source, logger: quietLogger });
@@ -474,9 +487,9 @@ async function runKillSwitch(OF) {
     const freshAnswer = (await fresh.read()).label;
     return {
       name: 'this project, SSE (killswitch serve + KillSwitchProvider/RemoteFlipSource)',
-      transport: 'SSE push, ack-renewed lease (staleAfterMs 3000)',
+      transport: `SSE push, ack-renewed lease (staleAfterMs ${KS_STALE_AFTER_MS})`,
       ...stats(latencies),
-      outage: describeOutage(timeline, CONFIG.outageMs),
+      outage: describeOutage(timeline, CONFIG.outageMs, { leaseMs: KS_STALE_AFTER_MS }),
       caveat: 'halted whatever default the caller passes (the provider answers fail-closed itself)',
       newWorker: freshAnswer,
     };

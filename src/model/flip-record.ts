@@ -198,18 +198,18 @@ function normalizeFlip(v: {
   readonly release?: string | undefined;
   readonly source?: string | undefined;
 }): NormalizedFlip {
-  const flip = Object.freeze(
-    stripUndefined<NormalizedFlip>({
-      id: v.id ?? randomUUID(),
-      actor: v.actor,
-      action: v.action,
-      selector: normalizeSelector(v.selector),
-      reason: v.reason,
-      mode: v.action === 'halt' ? (v.mode ?? DEFAULT_QUEUE_MODE) : undefined,
-      release: v.release,
-      source: v.source,
-    }),
-  );
+  // Optional fields only when present (as stripUndefined would leave them), without its copy.
+  const f: Record<string, unknown> = {
+    id: v.id ?? randomUUID(),
+    actor: v.actor,
+    action: v.action,
+    selector: normalizeSelector(v.selector),
+    reason: v.reason,
+  };
+  if (v.action === 'halt') f['mode'] = v.mode ?? DEFAULT_QUEUE_MODE;
+  if (v.release !== undefined) f['release'] = v.release;
+  if (v.source !== undefined) f['source'] = v.source;
+  const flip = Object.freeze(f) as unknown as NormalizedFlip;
   validated.add(flip);
   return flip;
 }
@@ -306,23 +306,22 @@ function fastFlipRecord(input: unknown): FlipRecord | undefined {
   if (typeof prev !== 'string' || !HEX64_RE.test(prev)) return undefined;
   if (typeof hash !== 'string' || !HEX64_RE.test(hash)) return undefined;
   if (!isSelector(selector)) return undefined;
-  const sel = selector;
-  return Object.freeze(
-    stripUndefined<FlipRecord>({
-      seq,
-      id,
-      at,
-      actor,
-      action,
-      selector: normalizeSelector(sel as Selector),
-      reason,
-      mode,
-      release,
-      source,
-      prev,
-      hash,
-    }),
-  );
+  // Optional fields only when present (as stripUndefined would leave them), without its copy.
+  const r: Record<string, unknown> = {
+    seq,
+    id,
+    at,
+    actor,
+    action,
+    selector: normalizeSelector(selector as Selector),
+    reason,
+  };
+  if (mode !== undefined) r['mode'] = mode;
+  if (release !== undefined) r['release'] = release;
+  if (source !== undefined) r['source'] = source;
+  r['prev'] = prev;
+  r['hash'] = hash;
+  return Object.freeze(r) as unknown as FlipRecord;
 }
 
 /**
@@ -332,8 +331,94 @@ function fastFlipRecord(input: unknown): FlipRecord | undefined {
  * `createHash().update().digest()`, and every worker runs it on every flip.
  */
 export function computeHash(record: Omit<FlipRecord, 'hash'>): string {
-  const { hash: _ignored, ...rest } = record as FlipRecord;
-  return oneShotHash('sha256', canonicalJson(rest), 'hex');
+  return oneShotHash('sha256', recordCanonicalJson(record, true), 'hex');
+}
+
+/**
+ * The fields a record may have, in canonical (UTF-16 code unit) order, each with its bit. A
+ * record's key set is fixed, so its canonical encoding needs no sort: see recordCanonicalJson.
+ */
+const RECORD_FIELDS = [
+  'action',
+  'actor',
+  'at',
+  'hash',
+  'id',
+  'mode',
+  'prev',
+  'reason',
+  'release',
+  'selector',
+  'seq',
+  'source',
+] as const;
+const RECORD_BIT = new Map<string, number>(RECORD_FIELDS.map((k, i) => [k, 1 << i]));
+const HASH_BIT = RECORD_BIT.get('hash')!;
+/** The selector's keys in canonical order, each with its bit. */
+const SELECTOR_FIELDS = ['capability', 'feature', 'runId', 'tenant'] as const;
+const SELECTOR_BIT = new Map<string, number>(SELECTOR_FIELDS.map((k, i) => [k, 1 << i]));
+
+/**
+ * Bits of the own enumerable keys of `o` (what canonicalJson encodes), or -1 when `o` is not a
+ * plain non-array object or has a key outside `bits`.
+ */
+function fieldBits(o: unknown, bits: ReadonlyMap<string, number>): number {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return -1;
+  let mask = 0;
+  for (const k of Object.keys(o)) {
+    const bit = bits.get(k);
+    if (bit === undefined) return -1;
+    mask |= bit;
+  }
+  return mask;
+}
+
+/** One member's value as canonicalJson encodes it (a string, the common case, directly). */
+const valueJson = (v: unknown): string =>
+  typeof v === 'string' ? JSON.stringify(v) : canonicalJson(v);
+
+/** The selector's canonical JSON without a sort; anything else goes to canonicalJson. */
+function selectorJson(v: unknown): string {
+  const mask = fieldBits(v, SELECTOR_BIT);
+  if (mask < 0) return canonicalJson(v);
+  const o = v as Record<string, unknown>;
+  let out = '{';
+  for (let i = 0; i < SELECTOR_FIELDS.length; i++) {
+    if ((mask & (1 << i)) === 0) continue;
+    const k = SELECTOR_FIELDS[i]!;
+    const x = o[k];
+    if (x === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}"${k}":${valueJson(x)}`;
+  }
+  return `${out}}`;
+}
+
+/**
+ * Exactly `canonicalJson(record)` (without its `hash` member when `withoutHash`), for anything:
+ * an object whose own keys are a record's is encoded field by field in the fixed canonical order
+ * (no key list sorted, no copy without `hash`); anything else goes to canonicalJson. Every flip is
+ * encoded here on the server (its hash, its line) and on every worker (the hash check).
+ * test/model/record-canonical-json.test.ts checks the two agree on arbitrary objects.
+ */
+export function recordCanonicalJson(record: unknown, withoutHash = false): string {
+  let mask = fieldBits(record, RECORD_BIT);
+  if (mask < 0) {
+    if (!withoutHash || typeof record !== 'object' || record === null || Array.isArray(record))
+      return canonicalJson(record);
+    const { hash: _ignored, ...rest } = record as Record<string, unknown>;
+    return canonicalJson(rest);
+  }
+  if (withoutHash) mask &= ~HASH_BIT;
+  const o = record as Record<string, unknown>;
+  let out = '{';
+  for (let i = 0; i < RECORD_FIELDS.length; i++) {
+    if ((mask & (1 << i)) === 0) continue;
+    const k = RECORD_FIELDS[i]!;
+    const v = o[k];
+    if (v === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}"${k}":${k === 'selector' ? selectorJson(v) : valueJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** Canonical encodings of records built here (chained, or returned by recordJson). */
@@ -347,7 +432,7 @@ const encoded = new WeakMap<FlipRecord, string>();
 export function recordJson(record: FlipRecord): string {
   let json = encoded.get(record);
   if (json === undefined) {
-    json = canonicalJson(record);
+    json = recordCanonicalJson(record);
     if (Object.isFrozen(record) && Object.isFrozen(record.selector)) encoded.set(record, json);
   }
   return json;
@@ -364,7 +449,9 @@ export function chainRecord(
   head: { readonly seq: number; readonly hash: string },
   at: Date,
 ): FlipRecord {
-  const body = stripUndefined<Omit<FlipRecord, 'hash'>>({
+  // Built in place, in the key order records always had (seq, id, ..., prev, hash), optional
+  // fields only when present, and frozen once its hash is in: no stripped copy, no spread.
+  const r: Record<string, unknown> = {
     seq: head.seq + 1,
     id: flip.id,
     at: at.toISOString(),
@@ -372,18 +459,19 @@ export function chainRecord(
     action: flip.action,
     selector: flip.selector,
     reason: flip.reason,
-    mode: flip.mode,
-    release: flip.release,
-    source: flip.source,
-    prev: head.hash,
-  });
+  };
+  if (flip.mode !== undefined) r['mode'] = flip.mode;
+  if (flip.release !== undefined) r['release'] = flip.release;
+  if (flip.source !== undefined) r['source'] = flip.source;
+  r['prev'] = head.hash;
   // The body is encoded once: its hash, and (with the hash in its sorted place) the record's own
   // canonical JSON, its line in the file and the data of its stream event (recordJson).
-  const bodyJson = canonicalJson(body);
+  const bodyJson = recordCanonicalJson(r, true);
   const hash = oneShotHash('sha256', bodyJson, 'hex');
-  const record: FlipRecord = Object.freeze({ ...body, hash });
+  r['hash'] = hash;
+  const record = Object.freeze(r) as unknown as FlipRecord;
   // Keys sort as action, actor, at, hash, id, ...: the three before `hash` are always present.
-  const before = `{"action":${JSON.stringify(body.action)},"actor":${JSON.stringify(body.actor)},"at":${JSON.stringify(body.at)}`;
+  const before = `{"action":${JSON.stringify(record.action)},"actor":${JSON.stringify(record.actor)},"at":${JSON.stringify(record.at)}`;
   if (bodyJson.startsWith(`${before},"id":`) && Object.isFrozen(record.selector))
     encoded.set(record, `${before},"hash":"${hash}"${bodyJson.slice(before.length)}`);
   return record;

@@ -42,6 +42,8 @@ import { UNIQUE_VIOLATION, sqlState, unavailable } from './internal/pg-errors.js
 /** SQLSTATE insufficient_privilege. */
 const INSUFFICIENT_PRIVILEGE = '42501';
 import { PostgresFleetChannel } from './postgres-fleet-channel.js';
+import { PostgresReleaseLog } from './postgres-release-log.js';
+import type { ReleaseLogStore, SharedReleaseLog } from '../../src/store/release-log.js';
 import { decodeRows, insertParams, seqOf, type FlipRow } from './internal/row-codec.js';
 import {
   LOCK_CLASS_APPEND,
@@ -199,7 +201,7 @@ const defaultClock: Clock = {
  * await store.append({ id: 'inc-42', actor: 'me', action: 'halt', selector: { tenant: 'acme' }, reason: 'incident 42' });
  * ```
  */
-export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
+export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, ReleaseLogStore {
   readonly kind = 'postgres';
   /** The schema holding this log. */
   readonly schema: string;
@@ -809,6 +811,23 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore {
       throw unavailable('could not join the shared fleet', err);
     }
     return channel;
+  }
+
+  /**
+   * The release verdicts every replica on this schema shares (KS-8.9, table `releases`); opens
+   * the store. The control plane hands it to its release gate (KS-10.5.2).
+   *
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE`, `KS_STORE_CLOSED`
+   */
+  async openReleaseLog(): Promise<SharedReleaseLog> {
+    this.#checkUsable();
+    await this.#track(this.open());
+    return new PostgresReleaseLog({
+      schema: this.schema,
+      connect: () => this.#connect(),
+      statementTimeoutMs: this.#statementTimeoutMs,
+      checkUsable: () => this.#checkUsable(),
+    });
   }
 
   /** How this store is following the log right now (for health checks). KS-8.5.6 */

@@ -37,19 +37,23 @@ export function releaseHead(last: ReleaseRecord | undefined): string {
  * Checks a release file's verdicts in order (KS-17.7.6): seq dense from 1, each chained verdict's
  * `prev` names the verdict before and its `hash` matches; verdicts written before the chain (no
  * `hash`) may only come first; once one is signed every later one must be, and with keys each
- * signature must verify.
+ * signature must verify. With `after`, `records` continue a log already checked up to
+ * `after.last` (the verdicts a replica reads from a shared store, KS-8.9), and `after.signed`
+ * says whether a verdict before was signed.
  *
- * @returns undefined when it holds, else the 1-based line and why not
+ * @returns undefined when it holds, else the 1-based line (the seq the verdict should have) and why not
  */
 export function releaseChainBreak(
   records: readonly ReleaseRecord[],
   ring: PublicKeyRing | undefined,
+  after?: { readonly last: ReleaseRecord; readonly signed: boolean },
 ): { line: number; reason: string } | undefined {
-  let prev: ReleaseRecord | undefined;
-  let chained = false;
-  let signed = false;
+  let prev: ReleaseRecord | undefined = after?.last;
+  let chained = after?.last.hash !== undefined;
+  let signed = after?.signed ?? false;
+  const base = after?.last.seq ?? 0;
   for (const [i, r] of records.entries()) {
-    const line = i + 1;
+    const line = base + i + 1;
     if (r.seq !== line) return { line, reason: `found seq ${r.seq} where seq ${line} belongs` };
     if (r.hash === undefined) {
       if (chained || r.prev !== undefined || r.sig !== undefined) {

@@ -15,6 +15,7 @@ import { apiTime } from '../protocol/answers.js';
 import { encodeEvent, StreamEvent, type HeartbeatData } from '../protocol/stream-events.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import { isFleetChannelStore } from '../store/fleet-channel.js';
+import { isReleaseLogStore } from '../store/release-log.js';
 import { ConnectionGuard, connectionLimits, type ConnectionStats } from './connection-guard.js';
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
 import { FleetView } from './fleet-view.js';
@@ -93,10 +94,18 @@ export interface ControlPlaneOptions {
   /**
    * Gated resume (KS-10.5): mounts `POST/GET /v1/releases` and refuses (409) a resume that names
    * no green release, or while a connected worker reports a red one. `killswitch serve` always
-   * passes one; without it resumes are not gated. The control plane opens it on start.
+   * passes one; without it resumes are not gated. The control plane opens it on start, on the
+   * store when the store shares release verdicts (PostgreSQL, KS-8.9; see `shareReleases`).
    * @default none
    */
   readonly releaseGate?: ReleaseGate;
+  /**
+   * KS-8.9 keep the release gate's verdicts in the store when it can share them (PostgreSQL), so
+   * a red verdict given on one replica refuses a resume posted to any other; off, each replica's
+   * gate keeps its own file and a verdict counts only where it was given.
+   * @default true
+   */
+  readonly shareReleases?: boolean;
   /**
    * A connection must send its first request head within this; later heads: Node's
    * `headersTimeout`, also this (KS-17.8.1). @default 10000
@@ -276,6 +285,7 @@ class ControlPlaneServer implements ControlPlane {
   #heartbeat: NodeJS.Timeout | undefined;
   #actualPort = 0;
   readonly #releaseGate: ReleaseGate | undefined;
+  readonly #shareReleases: boolean;
   /** KS-12.5, KS-6.4.4 whether this control plane vouches for its state, and why not. */
   readonly #vouch: VouchState;
   readonly #replicaBeatMs: number;
@@ -401,6 +411,7 @@ class ControlPlaneServer implements ControlPlane {
       },
     });
     this.#releaseGate = o.releaseGate;
+    this.#shareReleases = o.shareReleases !== false;
     const requireVouching = (): void => this.#vouch.require();
     this.limits = new FlipLimits({
       clock: this.#clock,
@@ -552,8 +563,11 @@ class ControlPlaneServer implements ControlPlane {
     this.#vouch.start();
     await this.#store.open();
     const logId = await this.#store.logId();
-    // KS-10.5.2 a release file that cannot be read or is locked fails the start.
-    await this.#releaseGate?.open();
+    // KS-10.5.2 a release file that cannot be read or is locked fails the start; KS-8.9 on a
+    // store the replicas share, the verdicts live there.
+    await this.#releaseGate?.open(
+      this.#shareReleases && isReleaseLogStore(this.#store) ? this.#store : undefined,
+    );
     await this.#follower.start(logId);
     this.tracker.setHead(this.#follower.state.seq);
     await new Promise<void>((resolve, reject) => {

@@ -22,6 +22,7 @@ import {
 } from '../protocol/releases.js';
 import { sendJson } from './internal/http-io.js';
 import type { Route } from './router.js';
+import type { ReleaseLogStore, SharedReleaseLog } from '../store/release-log.js';
 import { stripUndefined } from '../internal/strip-undefined.js';
 
 export {
@@ -55,7 +56,8 @@ const releaseRecordSchema = z.strictObject({
 export interface ReleaseGateOptions {
   /**
    * The JSON-lines file the verdicts are kept in (one per line, fsync'ed before the answer); its
-   * folder must exist. Absent: kept in memory only (tests, demos).
+   * folder must exist. Absent: kept in memory only (tests, demos). Not used when the gate is
+   * opened on a store that shares verdicts (PostgreSQL, KS-8.9): see {@link ReleaseGate.open}.
    */
   readonly path?: string;
   /** fdatasync each verdict. @default true */
@@ -79,7 +81,10 @@ export interface ReleaseGateOptions {
  *   stream, or a lease still running) reports a release whose latest verdict is `red`;
  * - verdicts are appended to a JSON-lines file (fsync'ed) next to the flip log and the latest per
  *   release counts; marking one needs the admin role (a release verdict lifts the gate for every
- *   selector, so no scoped operator may give it).
+ *   selector, so no scoped operator may give it);
+ * - on a flip log that replicas share (PostgreSQL) the control plane opens the gate on the store
+ *   instead (KS-8.9): verdicts and overrides go to its `releases` table, and every check reads
+ *   what any replica recorded first, so every replica gives the same answer.
  *
  * @example
  * ```ts
@@ -96,6 +101,13 @@ export class ReleaseGate {
   readonly #latest = new Map<string, ReleaseRecord>();
   #seq = 0;
   #last: ReleaseRecord | undefined;
+  /** Whether a verdict read so far was signed (every later one must be, KS-17.7.6). */
+  #signed = false;
+  /** The store's shared verdicts, when the gate was opened on one (KS-8.9). */
+  #shared: SharedReleaseLog | undefined;
+  #sharedStore: ReleaseLogStore | undefined;
+  /** A broken chain read from the shared store: the gate refuses every resume from then on. */
+  #failure: KillSwitchError | undefined;
   readonly #key: SigningKey | undefined;
   readonly #ring: PublicKeyRing | undefined;
   #opening: Promise<void> | undefined;
@@ -124,16 +136,103 @@ export class ReleaseGate {
   /**
    * Reads the file and takes its lock (one control plane per file); idempotent. KS-10.5.2
    *
+   * Given a store that shares verdicts (`shared`, the control plane's PostgreSQL store), the gate
+   * keeps them there instead of in its file (KS-8.9): the file is neither read nor locked, and
+   * verdicts still in it are not carried over (a warning names them; a resume on a release with
+   * no verdict in the store is refused until it is marked again). The first `open` decides.
+   *
    * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` (unreadable, locked), `KS_JOURNAL_CORRUPT`
+   * @throws {InvalidOptionError} `KS_INVALID_OPTION` when the gate was already opened on its file
+   *   and now a shared store is given (or another one)
    */
-  open(): Promise<void> {
+  open(shared?: ReleaseLogStore): Promise<void> {
     if (this.#closed)
       return Promise.reject(new KillSwitchError(ErrorCode.STORE_CLOSED, 'release gate is closed'));
-    this.#opening ??= this.#open().catch((err: unknown) => {
-      this.#opening = undefined;
-      throw err;
-    });
+    if (this.#opening !== undefined && shared !== undefined && this.#sharedStore !== shared) {
+      return Promise.reject(
+        new InvalidOptionError(
+          'releaseGate',
+          'a release gate that was not opened before the control plane started (its store shares release verdicts)',
+          this.#sharedStore === undefined ? `opened on ${this.path ?? 'memory'}` : 'another store',
+        ),
+      );
+    }
+    if (this.#opening === undefined) this.#sharedStore = shared;
+    this.#opening ??= (shared === undefined ? this.#open() : this.#openShared(shared)).catch(
+      (err: unknown) => {
+        this.#opening = undefined;
+        this.#sharedStore = undefined;
+        this.#shared = undefined;
+        throw err;
+      },
+    );
     return this.#opening;
+  }
+
+  /** KS-8.9 the verdicts live in the store every replica shares. */
+  async #openShared(store: ReleaseLogStore): Promise<void> {
+    this.#shared = await store.openReleaseLog();
+    if (this.path !== undefined) {
+      const left = await readFile(this.path, 'utf8').then(
+        (text) => text.split('\n').filter((l) => l.trim() !== '').length,
+        () => 0,
+      );
+      if (left > 0) {
+        this.#logger.warn(
+          `release verdicts are kept in ${this.#shared.description}, shared by every replica (KS-8.9); the ${left} line(s) in ${this.path} are not read: mark the releases you resume on again`,
+        );
+      }
+    }
+    await this.#sync();
+  }
+
+  /**
+   * Reads what any replica recorded since the last read (shared store only), checking the chain
+   * and signatures as the file's open does. Every check calls it first, so a verdict given on
+   * one replica counts on all from the moment its answer was sent.
+   */
+  async #sync(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const shared = this.#shared;
+    if (shared === undefined) return;
+    await this.#mutex.run(async () => this.#ingest(await shared.read(this.#seq)));
+  }
+
+  /** Checks verdicts read from the shared store and applies them; a broken chain fails the gate. */
+  #ingest(newer: readonly ReleaseRecord[]): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    const where = this.#shared?.description ?? 'the store';
+    const records: ReleaseRecord[] = [];
+    for (const raw of newer) {
+      const parsed = releaseRecordSchema.safeParse(raw);
+      if (!parsed.success) {
+        throw this.#failWith(
+          `release verdicts in ${where} corrupt at seq ${raw.seq}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+        );
+      }
+      records.push(stripUndefined(parsed.data) as unknown as ReleaseRecord);
+    }
+    // KS-17.7.6 a verdict that does not extend the chain (or is not signed after signed ones)
+    // was not recorded by a control plane: refuse every resume until an operator looks.
+    const broken = releaseChainBreak(
+      records,
+      this.#ring,
+      this.#last === undefined ? undefined : { last: this.#last, signed: this.#signed },
+    );
+    if (broken !== undefined) {
+      throw this.#failWith(
+        `release verdicts in ${where} corrupt at seq ${broken.line}: ${broken.reason} (KS-17.7.6)`,
+      );
+    }
+    for (const rec of records) this.#apply(rec);
+  }
+
+  #failWith(message: string): KillSwitchError {
+    this.#failure ??= new KillSwitchError(
+      ErrorCode.JOURNAL_CORRUPT,
+      `${message}; the release gate refuses every resume until it is repaired`,
+    );
+    return this.#failure;
   }
 
   async #open(): Promise<void> {
@@ -197,6 +296,7 @@ export class ReleaseGate {
   #apply(r: ReleaseRecord): void {
     this.#seq = Math.max(this.#seq, r.seq);
     this.#last = r;
+    if (r.sig !== undefined) this.#signed = true;
     if (r.status === 'override') return; // an override changes no release's verdict
     this.#latest.set(r.release, r);
   }
@@ -248,20 +348,21 @@ export class ReleaseGate {
     actor: string,
   ): Promise<ReleaseRecord> {
     await this.open();
+    if (this.#failure !== undefined) throw this.#failure;
+    const shared = this.#shared;
+    if (shared !== undefined) {
+      // KS-8.9.2 under the store's lock: catch up with the other replicas, chain onto the head.
+      return this.#mutex.run(async () => {
+        const { record } = await shared.append(this.#seq, (newer) => {
+          this.#ingest(newer);
+          return this.#next(fields, actor);
+        });
+        this.#apply(record);
+        return record;
+      });
+    }
     return this.#mutex.run(async () => {
-      const rec = chainRelease(
-        stripUndefined({
-          seq: this.#seq + 1,
-          release: fields.release,
-          status: fields.status,
-          reason: fields.reason,
-          flip: fields.flip,
-          actor,
-          at: new Date(this.#clock.wallNow()).toISOString(),
-        }) as unknown as ReleaseRecord,
-        releaseHead(this.#last),
-        this.#key,
-      );
+      const rec = this.#next(fields, actor);
       if (this.#fh !== undefined) {
         try {
           await this.#fh.write(`${JSON.stringify(rec)}\n`);
@@ -279,15 +380,42 @@ export class ReleaseGate {
     });
   }
 
+  /** The next verdict, chained onto the last one applied (and signed with the key). */
+  #next(
+    fields: {
+      release: string;
+      status: ReleaseRecord['status'];
+      reason?: string | undefined;
+      flip?: string;
+    },
+    actor: string,
+  ): ReleaseRecord {
+    return chainRelease(
+      stripUndefined({
+        seq: this.#seq + 1,
+        release: fields.release,
+        status: fields.status,
+        reason: fields.reason,
+        flip: fields.flip,
+        actor,
+        at: new Date(this.#clock.wallNow()).toISOString(),
+      }) as unknown as ReleaseRecord,
+      releaseHead(this.#last),
+      this.#key,
+    );
+  }
+
   /** The latest verdict of each release, oldest first. */
   async list(): Promise<ReleaseRecord[]> {
     await this.open();
+    await this.#sync();
     return [...this.#latest.values()].sort((a, b) => a.seq - b.seq);
   }
 
   /** The latest verdict of one release. */
   async statusOf(release: string): Promise<ReleaseRecord | undefined> {
     await this.open();
+    await this.#sync();
     return this.#latest.get(release);
   }
 
@@ -300,6 +428,8 @@ export class ReleaseGate {
    */
   async checkResume(release: string | undefined, workers: readonly WorkerInfo[]): Promise<void> {
     await this.open();
+    // KS-8.9.3 what any replica recorded counts here, before the check.
+    await this.#sync();
     if (release === undefined || release === '') {
       throw refused(
         'a resume must name the release it resumes on (--release <name>); mark it green first: killswitch release <name> --green --reason "<why>"',

@@ -75,7 +75,7 @@ describe.runIf(RUN_PG)('KS-8.8.1 schema version 3 holds the shared fleet', () =>
       `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`,
       [schema],
     );
-    expect(tables.map((t) => t.t)).toEqual(['fleet_acks', 'flips', 'meta', 'replicas']);
+    expect(tables.map((t) => t.t)).toEqual(['fleet_acks', 'flips', 'meta', 'releases', 'replicas']);
     expect(await admin(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).toEqual([
       { value: String(SCHEMA_VERSION) },
     ]);

@@ -13,6 +13,7 @@ import {
   servingRoleGrantsSql,
 } from '../../providers/postgres/index.js';
 import { PublicKeyRing, SigningKey } from '../../src/integrity/signing-key.js';
+import { ReleaseGate } from '../../src/server/index.js';
 import { PG_URL, RUN_PG, admin, schemaName } from './pg-harness.js';
 
 const made: { schema: string; roles: string[] }[] = [];
@@ -156,6 +157,73 @@ describe.runIf(RUN_PG)(
       const store = new PostgresFlipLogStore({ connectionString: urlAs(stranger), schema });
       await expect(store.open()).rejects.toMatchObject({ code: 'KS_STORE_UNAVAILABLE' });
       await store.close();
+    });
+
+    it('KS-8.9.2 the serving role records release verdicts only through append_release, and cannot rewrite them', async () => {
+      const { schema, serve, s } = await setup();
+      const store = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      const gate = new ReleaseGate({ logger: { warn() {} } });
+      await gate.open(store);
+      const rec = await gate.record({ release: 'v1', status: 'red', reason: 'INC-1' }, 'admin');
+      expect(rec.seq).toBe(1);
+      await gate.close();
+      await store.close();
+      const denied = async (sql: string) => {
+        const err = (await as(serve, sql).catch((e: unknown) => e)) as { code?: string };
+        expect(err, sql).toBeInstanceOf(Error);
+        expect(err.code, sql).toBe('42501');
+      };
+      await denied(
+        `INSERT INTO ${s}.releases (seq, prev, hash, body) VALUES (2, repeat('0', 64), repeat('0', 64), '{}')`,
+      );
+      await denied(`UPDATE ${s}.releases SET body = body`);
+      await denied(`DELETE FROM ${s}.releases`);
+      await denied(`TRUNCATE ${s}.releases`);
+      await denied(`ALTER TABLE ${s}.releases DISABLE TRIGGER ALL`);
+      await denied(`DROP TABLE ${s}.releases`);
+      const owner = await admin<{ tableowner: string }>(
+        'SELECT tableowner FROM pg_tables WHERE schemaname = $1 AND tablename = $2',
+        [schema, 'releases'],
+      );
+      expect(owner[0]!.tableowner).not.toBe(serve);
+    });
+
+    it('KS-8.9.1 upgrades a version-5 schema to 6 (shared release verdicts): the owner adds the table; the serving role refuses to, and must be granted again', async () => {
+      const { schema, owner, serve, s } = await setup();
+      // What a version-5 library left: no releases table, no append_release.
+      await admin(`DROP FUNCTION ${s}.append_release(bigint, text, text, text, text)`);
+      await admin(`DROP TABLE ${s}.releases`);
+      await admin(`UPDATE ${s}.meta SET value = '5' WHERE key = 'schema_version'`);
+      const bySrv = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      await expect(bySrv.open()).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+        message: expect.stringMatching(/version 5 .*needs 6.*as the schema's owner/),
+      });
+      await bySrv.close();
+      const byOwner = new PostgresFlipLogStore({ connectionString: urlAs(owner), schema });
+      await byOwner.open();
+      await byOwner.close();
+      expect(await admin(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`)).toEqual([
+        { value: '6' },
+      ]);
+      // The flips survived; the verdicts start empty (a version-5 replica kept them in its file).
+      expect(await admin(`SELECT count(*)::int AS n FROM ${s}.flips`)).toEqual([{ n: 1 }]);
+      expect(await admin(`SELECT count(*)::int AS n FROM ${s}.releases`)).toEqual([{ n: 0 }]);
+      const record = async () => {
+        const store = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+        const gate = new ReleaseGate({ logger: { warn() {} } });
+        try {
+          await gate.open(store);
+          return await gate.record({ release: 'v2', status: 'green' }, 'admin');
+        } finally {
+          await gate.close();
+          await store.close();
+        }
+      };
+      // Not granted yet: fails closed, nothing recorded.
+      await expect(record()).rejects.toMatchObject({ code: 'KS_STORE_UNAVAILABLE' });
+      await as(owner, servingRoleGrantsSql(schema, serve));
+      expect((await record()).seq).toBe(1);
     });
 
     it("upgrades a version-4 schema to 5 (signatures): the owner's next open adds the column and the function; the serving role cannot upgrade and must be granted again", async () => {

@@ -5,13 +5,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FlipAnswer, WorkersAnswer } from '../../src/protocol/answers.js';
 import { CLI, startServe, type ServeProcess } from '../suites/support/serve-process.js';
-import { PG_URL, RUN_PG, dropSchemas, schemaName, until } from './pg-harness.js';
+import { PG_URL, RUN_PG, admin, dropSchemas, schemaName, until } from './pg-harness.js';
 
 const WORKER = resolve('dist/test/fixtures/fleet-worker.js');
 const TOKEN = 'pg-shared-fleet-admin-token-0123456789';
@@ -38,7 +38,7 @@ afterAll(async () => {
 
 interface Replica extends ServeProcess {
   readonly id: string;
-  /** Its data directory (its own release file, KS-10.5.2). */
+  /** Its data directory. */
   readonly dataDir: string;
 }
 
@@ -327,7 +327,7 @@ describe.runIf(RUN_PG)('KS-11.2.4 /metrics counts the whole fleet across replica
 
 describe.runIf(RUN_PG)('KS-10.5.4 KS-17.2.3 the release gate across replicas', () => {
   it(
-    "a worker on a red release connected to B blocks a resume posted to A; an admin override with a reason passes on A, recorded in A's release file",
+    'a worker on a red release connected to B blocks a resume posted to A; an admin override with a reason passes on A, recorded in the shared store',
     { timeout: 90_000 },
     async () => {
       const schema = schemaName('fleetgate');
@@ -368,11 +368,14 @@ describe.runIf(RUN_PG)('KS-10.5.4 KS-17.2.3 the release gate across replicas', (
         const st = await get<{ halts: unknown[] }>(r.url, '/v1/state');
         expect(st.halts, r.url).toHaveLength(1);
       }
-      // The admin override, with its reason, passes on A and is recorded there before the flip.
+      // The admin override, with its reason, passes on A and is recorded before the flip, in the
+      // store every replica shares (KS-8.9).
       const passed = await post(a, '/v1/flips', { ...resume, overrideGate: 'INC-9 v2 is safe' });
       expect(passed.status, JSON.stringify(passed.json)).toBe(201);
-      const file = await readFile(join(a.dataDir, 'releases.jsonl'), 'utf8');
-      const last = JSON.parse(file.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      const rows = await admin<{ body: string }>(
+        `SELECT body FROM "${schema}".releases ORDER BY seq DESC LIMIT 1`,
+      );
+      const last = JSON.parse(rows[0]!.body) as Record<string, unknown>;
       expect(last).toMatchObject({
         status: 'override',
         release: 'v2',

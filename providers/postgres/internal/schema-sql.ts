@@ -5,7 +5,7 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /**
  * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
@@ -24,6 +24,13 @@ export const SCHEMA_VERSION = 5;
  * so a grant on it must be given again), and the insert check refuses an unsigned record after a
  * signed one. Records from before keep `sig` NULL; the first signed append covers them (the chain).
  * A version-4 library refuses a version-5 schema. The upgrade must run as the owner.
+ * 6 adds the release verdicts the replicas share (KS-8.9): `releases`, insert-only and chained
+ * like `flips` (the same triggers' rules), appended only through `append_release(...)`, a
+ * SECURITY DEFINER function like `append_flip`. Nothing is carried over: version 5 kept verdicts
+ * in each replica's `releases.jsonl`, and a resume naming a release with no verdict in the table
+ * is refused (the gap fails closed). A version-5 library refuses a version-6 schema, so an old
+ * replica cannot gate resumes on its own file beside replicas that share. The upgrade must run as
+ * the owner, and the serving role must be granted again (`append_release` is new).
  */
 
 /** Tables of the shared fleet (KS-8.8) that a serving role reads and writes (KS-17.7.7 grants). */
@@ -32,6 +39,9 @@ export const FLEET_TABLES = ['replicas', 'fleet_acks'] as const;
 /** The argument types of `append_flip`, in {@link insertParams} order. */
 const APPEND_ARGS =
   'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text, text';
+
+/** The argument types of `append_release` (version 6), in {@link appendReleaseCallSql} order. */
+const APPEND_RELEASE_ARGS = 'bigint, text, text, text, text';
 
 /** The argument types of version 4's `append_flip` (no signature), dropped by the upgrade to 5. */
 const APPEND_ARGS_V4 =
@@ -43,6 +53,8 @@ const APPEND_ARGS_V4 =
  * between two schemas only costs some extra waiting, never correctness.
  */
 export const LOCK_CLASS_APPEND = 0x4b53;
+/** First key of the release-append lock (KS-8.9.2): one verdict is chained onto the head at a time. */
+export const LOCK_CLASS_RELEASE = 0x4b55;
 /** First key of the migration lock; distinct from the append lock so a migration never waits on writers. */
 export const LOCK_CLASS_MIGRATE = 0x4b54;
 
@@ -224,6 +236,79 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) FROM PUBLIC;
 
+-- KS-8.9.1 (version 6) the release verdicts every replica's gate reads (KS-10.5.2): one row per
+-- verdict or override, chained like flips. body is the verdict's canonical JSON without hash and
+-- sig (what the hash covers, byte for byte); sig is the control plane's signature, outside it.
+CREATE TABLE IF NOT EXISTS ${s}.releases (
+  seq bigint PRIMARY KEY CHECK (seq >= 1),
+  prev text NOT NULL CHECK (prev ~ '^[0-9a-f]{64}$'),
+  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  body text NOT NULL,
+  sig text CHECK (sig IS NULL OR length(sig) BETWEEN 1 AND 256)
+);
+
+CREATE OR REPLACE FUNCTION ${s}.releases_refuse_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  RAISE EXCEPTION 'the kill-switch release verdicts %.releases are insert-only: % refused', TG_TABLE_SCHEMA, TG_OP
+    USING ERRCODE = 'KS002';
+END
+$fn$;
+
+-- KS-8.9.1 an INSERT must extend the chain, as for flips (KS-8.2.3), and once a verdict is signed
+-- every later one is (KS-17.7.6).
+CREATE OR REPLACE FUNCTION ${s}.releases_check_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  head_seq bigint;
+  head_hash text;
+  head_sig text;
+BEGIN
+  SELECT r.seq, r.hash, r.sig INTO head_seq, head_hash, head_sig FROM ${s}.releases r ORDER BY r.seq DESC LIMIT 1;
+  IF head_seq IS NULL THEN
+    head_seq := 0;
+    head_hash := repeat('0', 64);
+  END IF;
+  IF NEW.seq IS DISTINCT FROM head_seq + 1 THEN
+    RAISE EXCEPTION 'release verdict seq % does not follow the head seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.prev IS DISTINCT FROM head_hash THEN
+    RAISE EXCEPTION 'release verdict seq %: prev does not name the hash of seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.body, 'UTF8')), 'hex') THEN
+    RAISE EXCEPTION 'release verdict seq %: hash is not the SHA-256 of body', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
+     OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
+    RAISE EXCEPTION 'release verdict seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
+    RAISE EXCEPTION 'release verdict seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS releases_insert_only ON ${s}.releases;
+CREATE TRIGGER releases_insert_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.releases
+  FOR EACH STATEMENT EXECUTE FUNCTION ${s}.releases_refuse_change();
+DROP TRIGGER IF EXISTS releases_check_insert ON ${s}.releases;
+CREATE TRIGGER releases_check_insert BEFORE INSERT ON ${s}.releases
+  FOR EACH ROW EXECUTE FUNCTION ${s}.releases_check_insert();
+REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.releases FROM PUBLIC;
+REVOKE UPDATE, DELETE, TRUNCATE ON ${s}.releases FROM CURRENT_USER;
+
+-- KS-8.9.2 the one way a serving role records a verdict (KS-17.7.7's rule for flips).
+CREATE OR REPLACE FUNCTION ${s}.append_release(
+  p_seq bigint, p_prev text, p_hash text, p_body text, p_sig text
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  INSERT INTO ${s}.releases (seq, prev, hash, body, sig) VALUES (p_seq, p_prev, p_hash, p_body, p_sig);
+END
+$fn$;
+REVOKE ALL ON FUNCTION ${s}.append_release(${APPEND_RELEASE_ARGS}) FROM PUBLIC;
+
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 `;
@@ -239,12 +324,23 @@ export function appendCallSql(schema: string): string {
   return `SELECT ${quoteIdent(schema)}.append_flip($1::bigint, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)`;
 }
 
+/** `"schema".append_release(<argument types>)`, for grants and privilege checks. */
+export function appendReleaseSignature(schema: string): string {
+  return `${quoteIdent(schema)}.append_release(${APPEND_RELEASE_ARGS})`;
+}
+
+/** The call that records one release verdict (version 6): `$1..$5` = seq, prev, hash, body, sig. */
+export function appendReleaseCallSql(schema: string): string {
+  return `SELECT ${quoteIdent(schema)}.append_release($1::bigint, $2, $3, $4, $5)`;
+}
+
 /** Role names the grants accept: as schema names, so they need no quoting rules of their own. */
 const ROLE_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
  * The grants of a serving role (KS-17.7.7): run once by the schema's owner after the store created
- * the schema. The role may read the log, append only through `append_flip`, and keep the shared
+ * the schema. The role may read the log and the release verdicts, append only through
+ * `append_flip` and `append_release`, and keep the shared
  * fleet's rows; it holds no INSERT, UPDATE, DELETE or TRUNCATE on the log, does not own the
  * table, its triggers or the function, and gets no grant option.
  *
@@ -258,8 +354,9 @@ export function servingRoleGrantsSql(schema: string, role: string): string {
   const r = quoteIdent(role);
   return `
 GRANT USAGE ON SCHEMA ${s} TO ${r};
-GRANT SELECT ON ${s}.meta, ${s}.flips TO ${r};
+GRANT SELECT ON ${s}.meta, ${s}.flips, ${s}.releases TO ${r};
 GRANT EXECUTE ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) TO ${r};
+GRANT EXECUTE ON FUNCTION ${s}.append_release(${APPEND_RELEASE_ARGS}) TO ${r};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ${FLEET_TABLES.map((t) => `${s}.${t}`).join(', ')} TO ${r};
 `;
 }

@@ -10,7 +10,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every target; KS-9.2.5 its control plane runs in its own process', () => {
+describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers and a gateway) meets every target; KS-9.2.5 its control plane runs in its own process; KS-9.7.1 the gateway path is in it', () => {
   it('pulls capability, run, feature and global, and passes', { timeout: 120_000 }, async () => {
     const scenario = await scenarioFrom('ci.json');
     expect(scenario.workers).toBe(4);
@@ -33,9 +33,19 @@ describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers) meets every tar
     const cpLine = p.lines.find((l) => /\(embedded, own process pid \d+, file log in /.test(l));
     expect(cpLine, p.lines.join('\n')).toBeDefined();
     expect(Number(/own process pid (\d+)/.exec(cpLine!)![1])).not.toBe(process.pid);
+    // KS-9.7.1 the gateway member (gw1) is a fleet member like the four workers: its agent's
+    // calls went through the gateway and landed at the sink under its worker id.
+    expect(scenario.gateway?.workerId).toBe('gw1');
+    const gw = report.workers.find((w) => w.workerId === 'gw1');
+    expect(gw, p.lines.join('\n')).toMatchObject({ connected: true, everFresh: true });
+    expect(gw!.effectsAtSink).toBeGreaterThan(0);
     for (const l of report.levers) {
-      expect(l.stops).toHaveLength(4);
+      expect(l.stops).toHaveLength(5);
+      // The gateway applied each flip (its time-to-stop measured) and stop-complete waited for it.
+      const stop = l.stops.find((s) => s.workerId === 'gw1');
+      expect(stop?.timeToStopMs, `${l.label}: ${p.lines.join('\n')}`).toBeTypeOf('number');
       expect(l.effects!.matchingAfterComplete).toBe(0);
+      expect(l.effects!.leakedByWorker['gw1'] ?? 0).toBe(0);
       // Each lever had matching traffic to stop, so the zero is not a pass by luck.
       expect(l.effects!.matchingBefore).toBeGreaterThan(0);
     }

@@ -11,6 +11,8 @@ import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
 async function drillWith(variant: WorkerVariant, connectTimeoutMs = 20_000) {
   const scenario = await scenarioFrom('ci.json', (raw) => ({
     ...raw,
+    // The planted bug is w2's alone: no gateway member (ci.json's gw1) in these drills.
+    gateway: undefined,
     name: `negative-${variant}`,
     workers: 3,
     timings: {
@@ -97,6 +99,7 @@ describe('KS-9.4.3 a tool that ignores its abort signal fails the drill', () => 
       for (let round = 0; round < 3; round++) {
         const scenario = await scenarioFrom('ci.json', (raw) => ({
           ...raw,
+          gateway: undefined,
           name: `negative-ignore-abort-${round}`,
           workers: 3,
           seed: 100 + round,

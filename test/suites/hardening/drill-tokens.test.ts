@@ -23,6 +23,8 @@ describe('KS-17.9.3 the embedded drill control plane needs tokens', () => {
       dir = await mkdtemp(join(tmpdir(), 'drill-tokens-'));
       const scenario = await scenarioFrom('ci.json', (raw) => ({
         ...raw,
+        // Two workers, no gateway member (ci.json's gw1): the drill under test is the tokens'.
+        gateway: undefined,
         workers: 2,
         levers: [{ label: 'global', selector: {}, resume: {} }],
       }));

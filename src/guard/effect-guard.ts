@@ -243,12 +243,18 @@ export class EffectGuard {
         this.#inFlight.delete(key);
         return replayed.value;
       }
-      const drain = this.#decide(op, base, permit, await this.watcher.evaluate(ctx));
+      // KS-4.7.2 answered at once from a synchronous provider; awaited otherwise.
+      let first = this.watcher.evaluateEager(ctx);
+      if (first instanceof Promise) first = await first;
+      const drain = this.#decide(op, base, permit, first);
       if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
       const attempt = (prior?.attempts ?? 0) + 1;
       await this.#recordIntent(base, effect, attempt, drain, permit);
-      if (this.#recheck && op.state === OperationState.CHECKING)
-        this.#checkAgain(op, base, permit, await this.watcher.evaluate(ctx));
+      if (this.#recheck && op.state === OperationState.CHECKING) {
+        let again = this.watcher.evaluateEager(ctx);
+        if (again instanceof Promise) again = await again;
+        this.#checkAgain(op, base, permit, again);
+      }
       if (this.#closed && op.state === OperationState.CHECKING) op.refuse(CLOSED_DECISION);
       if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
       return await this.#dispatch(op, base, attempt, effect, body);

@@ -1,7 +1,7 @@
 import { ProviderEvents, type Client, type EventDetails } from '@openfeature/server-sdk';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import type { KillContext } from '../model/selector.js';
-import { evaluateKill, type KillDecision } from './kill-decision.js';
+import { evaluateKill, evaluateKillEager, type KillDecision } from './kill-decision.js';
 import { noteContext, registerActivitySource, type ActivityKind } from './worker-activity.js';
 
 /** Called once when a watched context becomes halted. */
@@ -80,6 +80,15 @@ export class HaltWatcher {
   evaluate(ctx: KillContext): Promise<KillDecision> {
     noteContext(ctx);
     return evaluateKill(this.#client, ctx);
+  }
+
+  /**
+   * {@link evaluate}, answered at once when the client can evaluate without the SDK's promise
+   * chain (KS-4.7.2), else its promise: the same decision, one await fewer on the guard's path.
+   */
+  evaluateEager(ctx: KillContext): KillDecision | Promise<KillDecision> {
+    noteContext(ctx);
+    return evaluateKillEager(this.#client, ctx);
   }
 
   /** Re-evaluates every watch now; resolves when listeners of newly halted ones have run. */

@@ -5,7 +5,7 @@ import {
 } from '@openfeature/server-sdk';
 import { ErrorCode, HaltedError } from '../errors.js';
 import { HaltCause, type FlipSummary } from '../model/halt-cause.js';
-import { evaluateKillFlag } from '../hooks/evaluate-kill-flag.js';
+import { evaluateKillFlagNow, evaluateKillFlagThroughSdk } from '../hooks/evaluate-kill-flag.js';
 import { KILL_SWITCH_FLAG } from '../model/flags.js';
 import { formatSelector, type KillContext, type Selector } from '../model/selector.js';
 
@@ -177,13 +177,31 @@ export function decide(details: EvaluationDetails<boolean>): KillDecision {
  * @param ctx - the effect's kill attributes
  */
 export function evaluateKill(client: Client, ctx: KillContext): Promise<KillDecision> {
-  // KS-4.1.10 one fail-closed evaluation for the hook helpers and the guard: it also reads the
-  // provider's status before and after the call (a provider in STALE or ERROR still answers, and
-  // one can go STALE while the evaluation is in flight). It never rejects. (A `then`, not an async
-  // function: with async hooks on, each await costs promises on the guard's hot path.)
+  // It never rejects (a `then`, not an async function: with async hooks on, each await costs
+  // promises on the guard's hot path).
   try {
-    return evaluateKillFlag(client, KILL_SWITCH_FLAG, toEvaluationContext(ctx)).then(decide);
+    const d = evaluateKillEager(client, ctx);
+    return d instanceof Promise ? d : Promise.resolve(d);
   } catch (err) {
     return Promise.reject(err as Error);
   }
+}
+
+/**
+ * {@link evaluateKill}, answered at once when the client's evaluation can be made without the
+ * SDK's promise chain (a READY provider with a synchronous resolution and no hook anywhere,
+ * `evaluateKillFlagNow`, KS-4.7.2), else its promise. The same decision either way; the guard
+ * awaits only a promise.
+ */
+export function evaluateKillEager(
+  client: Client,
+  ctx: KillContext,
+): KillDecision | Promise<KillDecision> {
+  // KS-4.1.10 one fail-closed evaluation for the hook helpers and the guard: it also reads the
+  // provider's status before and after the call (a provider in STALE or ERROR still answers, and
+  // one can go STALE while the evaluation is in flight).
+  const context = toEvaluationContext(ctx);
+  const now = evaluateKillFlagNow(client, KILL_SWITCH_FLAG, context);
+  if (now !== undefined) return decide(now);
+  return evaluateKillFlagThroughSdk(client, KILL_SWITCH_FLAG, context).then(decide);
 }

@@ -1,5 +1,6 @@
 import {
   ErrorCode as OpenFeatureErrorCode,
+  OpenFeature,
   ProviderStatus,
   StandardResolutionReasons,
   type Client,
@@ -7,6 +8,10 @@ import {
   type EvaluationDetails,
   type FlagEvaluationOptions,
 } from '@openfeature/server-sdk';
+import {
+  RESOLVE_BOOLEAN_NOW,
+  hasSynchronousResolution,
+} from '../internal/synchronous-resolution.js';
 
 /**
  * Evaluates a kill flag so that every abnormal path answers halted, whatever the provider:
@@ -38,6 +43,19 @@ export function evaluateKillFlag(
   context?: EvaluationContext,
   options?: FlagEvaluationOptions,
 ): Promise<EvaluationDetails<boolean>> {
+  const now = evaluateKillFlagNow(client, flagKey, context, options);
+  return now !== undefined
+    ? Promise.resolve(now)
+    : evaluateKillFlagThroughSdk(client, flagKey, context, options);
+}
+
+/** {@link evaluateKillFlag} without the fast path: always through the SDK's `evaluate`. */
+export function evaluateKillFlagThroughSdk(
+  client: Client,
+  flagKey: string,
+  context?: EvaluationContext,
+  options?: FlagEvaluationOptions,
+): Promise<EvaluationDetails<boolean>> {
   // Promise chains, not an async function: this runs twice per guarded effect, and with async
   // hooks on (AsyncLocalStorage) every await allocates promises the hooks then visit.
   let statusBefore: string;
@@ -53,6 +71,105 @@ export function evaluateKillFlag(
     // The SDK does not reject, but a custom client can.
     (err: unknown) => threw(flagKey, err),
   );
+}
+
+/**
+ * {@link evaluateKillFlag}'s answer computed at once, without the SDK's promise chain, where that
+ * changes nothing the caller could observe; undefined where it could (the caller then takes the
+ * SDK's path). KS-4.7.2
+ *
+ * The SDK's `evaluate` (1.23), for a client of its own with no hook anywhere, merges the contexts
+ * (API, transaction, client, invocation), short-circuits a provider that is not ready, calls the
+ * resolver and copies its answer with `flagKey` and frozen `flagMetadata`; everything else in it
+ * is running hooks, each behind awaits (about 11 promises per evaluation, which Node 20 hands to
+ * the async hooks whenever an AsyncLocalStorage is active). This does the same synchronously,
+ * and only when:
+ * - `client` is the SDK's own client, its evaluation methods not replaced,
+ * - no hook is registered on the API, the client, the provider or this call,
+ * - the provider bound to the client's domain resolves synchronously ({@link RESOLVE_BOOLEAN_NOW},
+ *   which {@link KillSwitchProvider} offers) and is READY,
+ * - the resolution returns without throwing and without an `errorCode`.
+ * Anything else (an error, a provider in any other status, a hook) goes the SDK's way, so every
+ * abnormal path answers exactly as it did. The answer is judged like the SDK's (the status is
+ * read again after the call; KS-3.6.2).
+ *
+ * @returns the details (`value` forced to `true` unless a clean `false`), or undefined
+ */
+export function evaluateKillFlagNow(
+  client: Client,
+  flagKey: string,
+  context?: EvaluationContext,
+  options?: FlagEvaluationOptions,
+): EvaluationDetails<boolean> | undefined {
+  try {
+    if (options?.hooks !== undefined && options.hooks.length > 0) return undefined;
+    if (!isPlainSdkClient(client)) return undefined;
+    if (client.providerStatus !== ProviderStatus.READY) return undefined;
+    if (OpenFeature.getHooks().length > 0 || client.getHooks().length > 0) return undefined;
+    const provider = OpenFeature.getProvider(domainOf(client));
+    if (!hasSynchronousResolution(provider)) return undefined;
+    if (provider.hooks !== undefined && provider.hooks.length > 0) return undefined;
+    const resolution = provider[RESOLVE_BOOLEAN_NOW](flagKey, mergedContext(client, context));
+    if (typeof resolution !== 'object' || resolution === null) return undefined;
+    if (resolution.errorCode !== undefined) return undefined;
+    const details: EvaluationDetails<boolean> = {
+      ...resolution,
+      flagMetadata: Object.freeze(resolution.flagMetadata ?? {}),
+      flagKey,
+    };
+    return judge(client, flagKey, ProviderStatus.READY, details);
+  } catch {
+    // Whatever threw here throws again on the SDK's path, which turns it into its error details.
+    return undefined;
+  }
+}
+
+/** The SDK client's prototype and its evaluation methods, read once from a client it makes. */
+let sdkClient:
+  { readonly proto: object; readonly details: unknown; readonly evaluate: unknown } | undefined;
+
+function isPlainSdkClient(client: Client): boolean {
+  if (sdkClient === undefined) {
+    const probe = OpenFeature.getClient();
+    const proto = Object.getPrototypeOf(probe) as Record<string, unknown>;
+    sdkClient = { proto, details: proto.getBooleanDetails, evaluate: proto.evaluate };
+  }
+  // A wrapped client, a spy on one client or a client of another SDK copy takes the SDK's path.
+  return (
+    typeof client === 'object' &&
+    client !== null &&
+    Object.getPrototypeOf(client) === sdkClient.proto &&
+    client.getBooleanDetails === sdkClient.details &&
+    (client as unknown as Record<string, unknown>).evaluate === sdkClient.evaluate
+  );
+}
+
+/** A client's domain; it is fixed at `getClient`, so it is read once per client. */
+const domains = new WeakMap<Client, string | undefined>();
+
+function domainOf(client: Client): string | undefined {
+  if (domains.has(client)) return domains.get(client);
+  const domain = client.metadata.domain;
+  domains.set(client, domain);
+  return domain;
+}
+
+/** The SDK's context merge (API, transaction, client, invocation); no copy when only one is set. */
+function mergedContext(
+  client: Client,
+  invocation: EvaluationContext | undefined,
+): EvaluationContext {
+  const api = OpenFeature.getContext();
+  const transaction = OpenFeature.getTransactionContext();
+  const own = client.getContext();
+  if (isEmpty(api) && isEmpty(transaction) && isEmpty(own)) return invocation ?? {};
+  return { ...api, ...transaction, ...own, ...invocation };
+}
+
+function isEmpty(ctx: EvaluationContext | undefined): boolean {
+  if (ctx === undefined || ctx === null) return true;
+  for (const _ in ctx) return false;
+  return true;
 }
 
 /** The fail-closed answer when evaluating threw. */

@@ -25,6 +25,7 @@ import {
 import { SourceStatus, type FlipSource, type FlipSourceListener } from '../source/flip-source.js';
 import { StoreFlipSource } from '../source/store-flip-source.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
+import { RESOLVE_BOOLEAN_NOW } from '../internal/synchronous-resolution.js';
 
 /** Where the provider reports staleness, gaps and source errors. */
 export interface KillSwitchProviderLogger {
@@ -331,6 +332,16 @@ export class KillSwitchProvider implements Provider {
     _defaultValue: boolean,
     context: EvaluationContext,
   ): Promise<ResolutionDetails<boolean>> {
+    return this[RESOLVE_BOOLEAN_NOW](flagKey, context);
+  }
+
+  /**
+   * The same resolution, synchronously: the guard's evaluation fast path calls it when the SDK
+   * would run no hook around it (KS-4.7.2). It reads `context` and never changes it.
+   *
+   * @throws {FlagNotFoundError} for a key that is not a kill flag
+   */
+  [RESOLVE_BOOLEAN_NOW](flagKey: string, context: EvaluationContext): ResolutionDetails<boolean> {
     const level = levelOfFlag(flagKey);
     if (level === undefined) throw new FlagNotFoundError(`flag ${flagKey} is not a kill flag`);
     const failClosed = this.#failClosed;

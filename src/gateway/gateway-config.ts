@@ -61,6 +61,13 @@ export const gatewayConfigSchema = z
         tokenEnv: z.string().min(1).optional(),
         /** A file holding the worker token (first line). */
         tokenFile: z.string().min(1).optional(),
+        /**
+         * KS-17.7.9 the control plane's public signing key(s): each entry a PEM text or the path
+         * of a file holding PEM public keys (`killswitch key create` prints one). With keys the
+         * gateway applies only snapshots and records signed by the key holder; anything else
+         * fails it closed. @default signatures are not checked
+         */
+        publicKeys: z.array(z.string().min(1, 'must not be empty')).min(1).optional(),
         /** Lease: past this without renewal the gateway refuses every call and cuts those in flight. */
         staleAfterMs: positiveMs.default(3000),
         heartbeatMs: positiveMs.default(1000),
@@ -290,4 +297,29 @@ export function resolveControlPlaneToken(
     return t;
   }
   return undefined;
+}
+
+/**
+ * The control plane's public keys the configuration names (KS-17.7.9): PEM texts as given, files
+ * read. The gateway checks them when it builds its source (a text without a PEM key fails there).
+ *
+ * @returns the PEM texts, or undefined when none are configured
+ * @throws {KillSwitchError} `KS_INVALID_OPTION` when a key file cannot be read
+ */
+export function resolveControlPlanePublicKeys(
+  cp: GatewayConfig['controlPlane'],
+): string[] | undefined {
+  if (cp.publicKeys === undefined) return undefined;
+  return cp.publicKeys.map((entry, i) => {
+    if (entry.includes('-----BEGIN')) return entry;
+    try {
+      return readFileSync(entry, 'utf8');
+    } catch (err) {
+      throw new KillSwitchError(
+        ErrorCode.INVALID_OPTION,
+        `gateway config controlPlane.publicKeys.${i}: cannot read ${entry}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  });
 }

@@ -13,6 +13,7 @@ import { KillSwitchProvider } from '../provider/kill-switch-provider.js';
 import { SourceStatus } from '../source/flip-source.js';
 import {
   parseGatewayConfig,
+  resolveControlPlanePublicKeys,
   resolveControlPlaneToken,
   type GatewayConfig,
   type GatewayConfigInput,
@@ -145,6 +146,7 @@ export class Gateway {
       );
     }
     const token = resolveControlPlaneToken(config.controlPlane, options.env);
+    const publicKeys = resolveControlPlanePublicKeys(config.controlPlane);
     let ledger = options.ledger;
     const ownsLedger = ledger === undefined;
     if (ledger === undefined) {
@@ -165,6 +167,7 @@ export class Gateway {
       staleAfterMs: config.controlPlane.staleAfterMs,
       heartbeatMs: config.controlPlane.heartbeatMs,
       ...(token !== undefined ? { token } : {}),
+      ...(publicKeys !== undefined ? { publicKeys } : {}),
       ...(config.release !== undefined ? { release: config.release } : {}),
       logger,
     });

@@ -6,7 +6,7 @@ import { ExitCode, type CliCommand } from '../internal/command.js';
 import { CommandOutput } from '../internal/output.js';
 import { intFlag } from '../internal/remote.js';
 
-const HELP = `usage: killswitch gateway --config <gateway.json> [--port <n>] [--stdio] [--json]
+const HELP = `usage: killswitch gateway --config <gateway.json> [--port <n>] [--public-key <file>]... [--stdio] [--json]
 
 Runs the kill-switch gateway: it follows the control plane like a worker (its own worker id,
 acknowledgements, counted in a flip's stop-complete, fail closed when stale) and enforces the kill
@@ -22,6 +22,10 @@ GET /metrics.
 
   --config <file>   the gateway's JSON configuration (required; bad fields are named)
   --port <n>        override listen.port (0 for a random free port)
+  --public-key <file>
+                    the control plane's public signing key, PEM (repeatable; added to
+                    controlPlane.publicKeys): the gateway then applies only snapshots and flips
+                    the key holder signed and fails closed on anything else (KS-17.7.9)
   --stdio           serve one MCP session on stdin/stdout instead of listening (logs on stderr)
   --json            print the start line as JSON
 
@@ -46,10 +50,17 @@ export const command: CliCommand = {
     const options = {
       config: { type: 'string' },
       port: { type: 'string' },
+      'public-key': { type: 'string', multiple: true },
       stdio: { type: 'boolean' },
       json: { type: 'boolean' },
     } as const;
-    let values: { config?: string; port?: string; stdio?: boolean; json?: boolean };
+    let values: {
+      config?: string;
+      port?: string;
+      'public-key'?: string[];
+      stdio?: boolean;
+      json?: boolean;
+    };
     let port: number | undefined;
     try {
       ({ values } = parseArgs({ args: [...argv], options, allowPositionals: false, strict: true }));
@@ -70,6 +81,12 @@ export const command: CliCommand = {
     try {
       let config: GatewayConfig = loadGatewayConfig(values.config);
       if (port !== undefined) config = { ...config, listen: { ...config.listen, port } };
+      const keyFiles = values['public-key'];
+      if (keyFiles !== undefined && keyFiles.length > 0) {
+        // KS-17.7.9 files from the command line join the configured keys; unreadable ones fail the start.
+        const publicKeys = [...(config.controlPlane.publicKeys ?? []), ...keyFiles];
+        config = { ...config, controlPlane: { ...config.controlPlane, publicKeys } };
+      }
       gw = await Gateway.start({ config, logger, env: io.env, listen: values.stdio !== true });
       if (values.stdio === true) {
         // stdout carries the MCP session: nothing else may be written there.
@@ -87,12 +104,18 @@ export const command: CliCommand = {
           url: gw.url,
           workerId: gw.workerId,
           controlPlane: config.controlPlane.urls,
+          signaturesChecked: config.controlPlane.publicKeys !== undefined,
           seams,
         });
       } else {
         cli.line(`killswitch gateway ${gw.workerId} listening on ${gw.url} (${seams.join(', ')})`);
         cli.line(
           `  following ${config.controlPlane.urls.join(', ')}; calls are refused until the kill state is fresh`,
+        );
+        cli.line(
+          config.controlPlane.publicKeys === undefined
+            ? '  stream signatures not checked (give --public-key or controlPlane.publicKeys)'
+            : `  applying only what the control plane's key signed (${config.controlPlane.publicKeys.length} key source(s))`,
         );
       }
     } catch (err) {

@@ -16,13 +16,42 @@ import type { FlipRecord } from '../model/flip-record.js';
  */
 export type ApiTime = string;
 
+/** The largest epoch ms a Date holds (ECMA-262 TimeClip). */
+const MAX_DATE_MS = 8.64e15;
+const DAY_MS = 86_400_000;
+/** `00` .. `59`. */
+const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
+/** The start (epoch ms) of the day whose `YYYY-MM-DDT` prefix {@link apiTime} holds. */
+let labelDay = Number.NaN;
+let labelDayPrefix = '';
+
 /**
  * The {@link ApiTime} of a wall-clock reading in epoch ms (rounded to the millisecond).
  *
  * @example apiTime(0) // '1970-01-01T00:00:00.000Z'
  */
 export function apiTime(epochMs: number): ApiTime {
-  return new Date(Math.round(epochMs)).toISOString();
+  const ms = Math.round(epochMs);
+  // Outside the range a Date can hold (or not a number): toISOString's own answer or RangeError.
+  if (!(Math.abs(ms) <= MAX_DATE_MS)) return new Date(ms).toISOString();
+  // A fleet answer labels each worker's lease and acknowledgement: a thousand labels, most of
+  // them the same millisecond (a process's acknowledgements arrive in one batch). toISOString is
+  // about a microsecond each; the same text is built from the day's prefix, computed once per
+  // day, and the time of day. test/protocol/api-time.test.ts checks it equals toISOString.
+  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (day !== labelDay) {
+    const iso = new Date(day).toISOString();
+    labelDay = day;
+    labelDayPrefix = iso.slice(0, iso.indexOf('T') + 1);
+  }
+  let r = ms - day;
+  const h = Math.floor(r / 3_600_000);
+  r -= h * 3_600_000;
+  const m = Math.floor(r / 60_000);
+  r -= m * 60_000;
+  const sec = Math.floor(r / 1000);
+  const milli = r - sec * 1000;
+  return `${labelDayPrefix}${PAD2[h]}:${PAD2[m]}:${PAD2[sec]}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 /**

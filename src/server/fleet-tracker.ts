@@ -372,26 +372,29 @@ export class FleetTracker {
       if (unenforced?.has(workerId) === true) continue; // KS-6.5.2 listed apart
       const release = f.releases[i];
       const at = f.ackAt[i]!;
+      // Built without spreading `release` in: a fleet answer holds an entry per worker, and an
+      // object spread per entry cost more than the rest of the entry.
       if (!Number.isNaN(at)) {
-        acknowledged.push({
-          workerId,
-          ...(release === undefined ? {} : { release }),
-          at: apiTime(at + wall),
-          latencyMs: Math.round(Math.max(0, at - f.appendedAt)),
-        });
+        const ackedAt = apiTime(at + wall);
+        const latencyMs = Math.round(Math.max(0, at - f.appendedAt));
+        acknowledged.push(
+          release === undefined
+            ? { workerId, at: ackedAt, latencyMs }
+            : { workerId, release, at: ackedAt, latencyMs },
+        );
         if (at > stoppedAt) stoppedAt = at;
         continue;
       }
       const deadline = f.deadline[i]!;
       const expired = deadline <= now;
       const last = f.lastAckSeq[i]!;
-      laggards.push({
-        workerId,
-        ...(release === undefined ? {} : { release }),
-        lastAckSeq: Number.isNaN(last) ? null : last,
-        leaseExpiresAt: apiTime(deadline + wall),
-        leaseExpired: expired,
-      });
+      const lastAck = Number.isNaN(last) ? null : last;
+      const leaseExpiresAt = apiTime(deadline + wall);
+      laggards.push(
+        release === undefined
+          ? { workerId, lastAckSeq: lastAck, leaseExpiresAt, leaseExpired: expired }
+          : { workerId, release, lastAckSeq: lastAck, leaseExpiresAt, leaseExpired: expired },
+      );
       if (expired) stoppedAt = Math.max(stoppedAt, deadline);
       else complete = false;
     }

@@ -198,3 +198,55 @@ describe('KS-4.2.7 a body that honours the signal stops its I/O', () => {
     expect(entry?.history[2]?.detail).toMatch(/may have landed/);
   });
 });
+
+describe.each(BACKENDS)(
+  'KS-4.1.3 KS-4.2.1 the watch is registered before the pre-dispatch evaluation (%s)',
+  (_name, make) => {
+    it('a halt landing after the evaluation said "not halted" (while the intent is written) is not missed, without the recheck', async () => {
+      const b = await make();
+      let intents = 0;
+      // The halt lands while the intent is being written: after the pre-dispatch evaluation, before
+      // dispatch. With the recheck off, only the watch registered first can catch it: before the
+      // body runs (a provider that applies flips synchronously) or by aborting it at once.
+      class HaltDuringIntent extends MemorySideEffectLedger {
+        override async append(event: Parameters<MemorySideEffectLedger['append']>[0]) {
+          if (event.status === 'intent' && intents++ === 0) await b.halt({ tenant: 'acme' });
+          return super.append(event);
+        }
+      }
+      const ledger = new HaltDuringIntent();
+      const guard = new EffectGuard({
+        client: b.client,
+        ledger,
+        logger: quiet,
+        recheckBeforeDispatch: false,
+      });
+      guards.push(guard);
+      let finished = false;
+      const err = await guard
+        .run(effect('send'), async (signal) => {
+          // Like fetch: rejects when its signal aborts.
+          await new Promise((resolve, reject) => {
+            const t = setTimeout(resolve, 2000);
+            signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), {
+              once: true,
+            });
+          });
+          finished = true;
+        })
+        .catch((e: unknown) => e);
+      expect(intents).toBe(1);
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(finished).toBe(false);
+      expect(['refused', 'aborted']).toContain((await ledger.entries())[0]?.status);
+      // (control) another tenant's effect, same guard, same path: it runs.
+      await expect(
+        guard.run(effect('other', { context: { tenant: 'globex' } }), async () => 'sent'),
+      ).resolves.toBe('sent');
+      // KS-4.2.1 the watcher re-evaluated on the configuration change and fired for the halted
+      // context; no watch is left behind.
+      await new Promise((r) => setTimeout(r, 20));
+      expect(guard.watcher.size).toBe(0);
+    });
+  },
+);

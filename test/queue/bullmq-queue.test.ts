@@ -73,3 +73,57 @@ describe.runIf(up)('KS-7.4.1 BullMQ job data carries the lineage', () => {
     }
   });
 });
+
+describe.runIf(up)(
+  'KS-7.3.4 BullMQ: a delayed job is parked from outside a worker, a waiting one cannot be; held jobs stay in Redis',
+  () => {
+    it('hold parks a delayed job at once (changeDelay) and lists it held in Redis; release restores its delay or promotes it', async () => {
+      const { expect } = await import('vitest');
+      const prefix = testPrefix('bullmq-park');
+      prefixes.push(prefix);
+      const holdDelayMs = 60 * 60_000;
+      const q = new BullMqTaskQueue<Payload>({
+        name: 'jobs',
+        prefix,
+        connection: REDIS,
+        holdDelayMs,
+        logger: { warn: () => undefined },
+      });
+      try {
+        const data = { payload: { n: 1, note: 'x' }, lineage: { tenant: 'acme', runPath: ['r'] } };
+        const later = await q.bullQueue.add('later', data, { delay: 30_000 });
+        const soon = await q.bullQueue.add('soon', data, { delay: 200 });
+        const waiting = await q.add({ name: 'now', payload: { n: 3, note: 'w' }, context: {} });
+        // A waiting job cannot be parked from outside a worker (a worker parks it when it takes it).
+        expect(await q.hold(waiting.id, { reason: 'halt', haltSeq: 1 })).toBe(false);
+        expect(await q.hold(later.id!, { reason: 'halt', haltSeq: 1 })).toBe(true);
+        expect(await q.hold(soon.id!, { reason: 'halt', haltSeq: 1 })).toBe(true);
+        for (const id of [later.id!, soon.id!]) {
+          const job = await q.bullQueue.getJob(id);
+          expect(await job!.getState()).toBe('delayed');
+          expect(job!.delay).toBeGreaterThanOrEqual(holdDelayMs);
+        }
+        const states = new Map((await q.list()).map((t) => [t.name, t.state]));
+        expect(states.get('later')).toBe('held');
+        expect(states.get('now')).toBe('waiting');
+        // Durable: the held list is a Redis hash another process (a restarted controller) reads.
+        const redis = await q.bullQueue.client;
+        expect((await redis.hkeys(`${prefix}:jobs:ks:held`)).sort()).toEqual(
+          [later.id!, soon.id!].sort(),
+        );
+        // Past its original due time a released job is promoted; before it, its delay is restored.
+        await new Promise((r) => setTimeout(r, 250));
+        expect(await q.release(soon.id!)).toBe(true);
+        expect(await q.release(later.id!)).toBe(true);
+        expect(await (await q.bullQueue.getJob(soon.id!))!.getState()).toBe('waiting');
+        const restored = await q.bullQueue.getJob(later.id!);
+        expect(await restored!.getState()).toBe('delayed');
+        expect(restored!.delay).toBeLessThanOrEqual(30_000);
+        expect(restored!.delay).toBeGreaterThan(20_000);
+        expect(await redis.hkeys(`${prefix}:jobs:ks:held`)).toEqual([]);
+      } finally {
+        await q.close();
+      }
+    });
+  },
+);

@@ -260,6 +260,28 @@ export function describeQueueControl(name: string, harness: QueueHarness): void 
       });
     });
 
+    describe("KS-7.4.2 a worker runs each task's handler in the task's run scope, never in its starter's", () => {
+      it("a worker started inside a run scope runs each task in its own run's scope, and a task of no run in none", async () => {
+        await runInScope({ tenant: 'acme', runPath: ['r1', 'c1'] }, () =>
+          controller.enqueue({}, { n: 1, note: 'scoped' }),
+        );
+        await controller.enqueue({ tenant: 'beta', runId: 'plain' }, { n: 2, note: 'its own run' });
+        await controller.enqueue({ tenant: 'beta' }, { n: 3, note: 'no run' });
+        const seen = new Map<number, readonly string[] | undefined>();
+        // The code that starts the worker is itself inside another run's scope.
+        const consumer = await runInScope({ tenant: 'other', runPath: ['starter'] }, () =>
+          controller.work(async (task) => {
+            seen.set(task.payload.n, currentRunScope()?.runPath);
+          }),
+        );
+        consumers.push(consumer);
+        await until(() => seen.size === 3, 'the tasks ran');
+        expect(seen.get(1)).toEqual(['r1', 'c1']);
+        expect(seen.get(2)).toEqual(['plain']);
+        expect(seen.get(3)).toBeUndefined();
+      });
+    });
+
     describe('KS-7.2.4 hold keeps matching tasks where no worker runs them; resume releases them', () => {
       it('no held task runs, other tenants run, and after the resume the held ones run', async () => {
         await fill();

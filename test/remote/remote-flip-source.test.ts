@@ -46,7 +46,13 @@ class FakeServer {
           }),
           { status: this.ackStatus },
         );
-      if (this.holdAcks) return new Promise((resolve) => this.held.push(() => resolve(answer())));
+      if (this.holdAcks)
+        return new Promise((resolve, reject) => {
+          // As fetch does: an aborted request rejects (KS-6.3.7 abandons one that way).
+          const signal = init?.signal;
+          signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+          this.held.push(() => resolve(answer()));
+        });
       return answer();
     }
     const sse = sseResponse(init?.signal as AbortSignal | undefined);
@@ -423,5 +429,54 @@ describe('KS-6.3.13 after a control plane restart the stream reconnects with the
     await vi.waitFor(() => expect(server.streams.length).toBe(2));
     expect(server.last.url.host).toBe('b.test');
     expect(server.last.headers['Last-Event-ID']).toBe('0');
+  });
+});
+
+describe('KS-6.2.1 the worker acknowledges each applied flip, the snapshot, and at least every heartbeatMs', () => {
+  it('one acknowledgement per applied record, then one per heartbeat interval of silence', async () => {
+    const records = await log(2);
+    const { server, clock, source } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });
+    server.last.push('snapshot', snap(records, 0), 0);
+    await vi.waitFor(() => expect(server.acks.map((a) => a.seq)).toEqual([0]));
+    server.head = 1;
+    server.last.push('flip', records[0], 1);
+    await vi.waitFor(() => expect(server.acks.map((a) => a.seq)).toEqual([0, 1]));
+    server.head = 2;
+    server.last.push('flip', records[1], 2);
+    await vi.waitFor(() => expect(server.acks.map((a) => a.seq)).toEqual([0, 1, 2]));
+    expect(source.appliedSeq).toBe(2);
+    // Nothing new: the next acknowledgement comes with the heartbeat, not before.
+    clock.advanceSync(999);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(server.acks).toHaveLength(3);
+    clock.advanceSync(1);
+    await vi.waitFor(() => expect(server.acks.map((a) => a.seq)).toEqual([0, 1, 2, 2]));
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(server.acks).toHaveLength(5));
+    expect(server.acks.at(-1)!.seq).toBe(2);
+  });
+});
+
+describe('KS-6.3.7 at most one acknowledgement in flight; an unanswered one is abandoned after staleAfterMs', () => {
+  it('flips applied while one is in flight send nothing; after staleAfterMs it is abandoned and the newest seq goes next', async () => {
+    const records = await log(3);
+    const { server, clock, rec } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });
+    server.holdAcks = true;
+    server.last.push('snapshot', snap(records, 0), 0);
+    await vi.waitFor(() => expect(server.held.length).toBe(1));
+    server.head = 3;
+    for (const r of records) server.last.push('flip', r, r.seq);
+    await vi.waitFor(() => expect(rec.applied.at(-1)).toBe(3));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(server.acks.map((a) => a.seq)).toEqual([0]); // still the one in flight
+    // Heartbeats come and go while it hangs: still nothing new.
+    clock.advanceSync(2000);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(server.acks).toHaveLength(1);
+    // staleAfterMs after it was sent: abandoned; the next carries the newest applied seq.
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(server.acks.map((a) => a.seq)).toEqual([0, 3]));
+    server.holdAcks = false;
+    for (const answer of server.held.splice(0)) answer();
   });
 });

@@ -108,7 +108,7 @@ describe.runIf(up)(
         expect(states.get('now')).toBe('waiting');
         // Durable: the held list is a Redis hash another process (a restarted controller) reads.
         const redis = await q.bullQueue.client;
-        expect((await redis.hkeys(`${prefix}:jobs:ks:held`)).sort()).toEqual(
+        expect(Object.keys(await redis.hgetall(`${prefix}:jobs:ks:held`)).sort()).toEqual(
           [later.id!, soon.id!].sort(),
         );
         // Past its original due time a released job is promoted; before it, its delay is restored.
@@ -120,7 +120,7 @@ describe.runIf(up)(
         expect(await restored!.getState()).toBe('delayed');
         expect(restored!.delay).toBeLessThanOrEqual(30_000);
         expect(restored!.delay).toBeGreaterThan(20_000);
-        expect(await redis.hkeys(`${prefix}:jobs:ks:held`)).toEqual([]);
+        expect(Object.keys(await redis.hgetall(`${prefix}:jobs:ks:held`))).toEqual([]);
       } finally {
         await q.close();
       }

@@ -20,6 +20,7 @@ import { ConnectionGuard, connectionLimits, type ConnectionStats } from './conne
 import { FleetTracker, type FlipFleetStatus, type WorkerInfo } from './fleet-tracker.js';
 import { FleetView } from './fleet-view.js';
 import { FlipLimits } from './flip-limits.js';
+import { exerciseFlipRoute } from './internal/warm-flip-route.js';
 import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-io.js';
 import { LogFollower } from './log-follower.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
@@ -188,6 +189,9 @@ export type {
 /** KS-6.1.4 how long a stream resuming beyond this head waits for a shared log to catch up. */
 const STREAM_CATCH_UP_MS = 1000;
 
+/** The flip route's code is run on private objects at most this often (see #keepFlipRouteWarm). */
+const KEEP_WARM_EVERY_MS = 5000;
+
 /** A running control plane. */
 export interface ControlPlane {
   /** `http://host:port` (IPv6 hosts bracketed). */
@@ -283,6 +287,8 @@ class ControlPlaneServer implements ControlPlane {
   /** The fleet: this replica's tracker and, when shared, every other replica's workers (KS-6.6). */
   readonly #fleet: FleetView;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** When the flip route was last warmed (clock.now()); never yet: -Infinity. */
+  #warmedAt = Number.NEGATIVE_INFINITY;
   #actualPort = 0;
   readonly #releaseGate: ReleaseGate | undefined;
   readonly #shareReleases: boolean;
@@ -570,6 +576,8 @@ class ControlPlaneServer implements ControlPlane {
     );
     await this.#follower.start(logId);
     this.tracker.setHead(this.#follower.state.seq);
+    // Issue 19: the first flip must not compile the flip path on its way (exerciseFlipRoute).
+    await this.#keepFlipRouteWarm();
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.#port, this.#host, () => {
@@ -644,10 +652,28 @@ class ControlPlaneServer implements ControlPlane {
       this.#log.warn(`ended the streams of revoked or expired tokens: ${ended.join(', ')}`);
   }
 
+  /**
+   * Runs the flip route's code on private objects (exerciseFlipRoute) at start and then at most
+   * every {@link KEEP_WARM_EVERY_MS} from the heartbeat: V8 flushes the bytecode of functions left
+   * unused across garbage collections, and a control plane may idle for weeks before the flip
+   * that matters. A failure there touches nothing real: it is logged, never thrown.
+   */
+  async #keepFlipRouteWarm(): Promise<void> {
+    const now = this.#clock.now();
+    if (now - this.#warmedAt < KEEP_WARM_EVERY_MS) return;
+    this.#warmedAt = now;
+    try {
+      await exerciseFlipRoute();
+    } catch (err) {
+      this.#log.warn(`warming the flip route failed: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
   #beat(): void {
     this.#endRevokedStreams();
     // KS-12.5.2: while not vouching, no heartbeat renews anything and open streams end.
     if (!this.#vouch.beat()) return;
+    void this.#keepFlipRouteWarm();
     if (this.#hub.size === 0) return;
     const { seq, hash } = this.#follower.state;
     const beat: HeartbeatData = {

@@ -49,6 +49,8 @@ export interface AckMember {
    * again); undefined when there are none. KS-16.4.1
    */
   takeMatched?(): string | undefined;
+  /** A gateway's report of its seams as JSON (KS-15.5.3), sent with every acknowledgement. */
+  describe?(): string | undefined;
   /** The answer to the acknowledgement of `seq` sent at `sentAt` (member's clock). */
   answered(seq: number, sentAt: number, answer: AckAnswerText): void;
   /** The acknowledgement failed (transport error, timeout). */
@@ -245,9 +247,10 @@ export class AckChannel {
         at.unenforced === undefined || at.unenforced.length === 0
           ? ''
           : `,"unenforced":${JSON.stringify(at.unenforced.map((u) => ({ seq: u.seq, reason: u.reason })))}`;
+      const gateway = member.describe?.();
       const entry = `${this.#members.get(member)!}${seq},"logId":${JSON.stringify(at.logId)},"hash":"${at.hash}"${
         matched === undefined ? '' : `,"matched":${matched}`
-      }${nacks}}`;
+      }${nacks}${gateway === undefined ? '' : `,"gateway":${gateway}`}}`;
       if (batch.length > 0 && (!this.#batching || bytes + entry.length > MAX_BATCH_BYTES)) break;
       this.#wanted.delete(member);
       // KS-6.2.2: each member's clock is read before the request is sent.

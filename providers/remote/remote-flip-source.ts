@@ -40,6 +40,7 @@ import {
   type FlipSourceListener,
 } from '../../src/source/flip-source.js';
 import { AckChannel, ackChannelFor, type AckAnswerText, type AckMember } from './ack-channel.js';
+import type { GatewayReport } from '../../src/protocol/acks.js';
 import {
   answerTrouble,
   httpTrouble,
@@ -135,6 +136,13 @@ export interface RemoteFlipSourceOptions {
    * closed naming the record (stream-signatures.ts). @default signatures are not checked
    */
   readonly publicKeys?: string | readonly string[];
+  /**
+   * A gateway's report of its seams (KS-15.5.3), asked for each acknowledgement and sent with it
+   * (the console shows the member as a gateway, with its calls in flight per seam). A control
+   * plane that refuses the field (an older one) gets acknowledgements without it from then on.
+   * @default none (an ordinary worker)
+   */
+  readonly gatewayReport?: () => GatewayReport | undefined;
 }
 
 /**
@@ -363,6 +371,8 @@ export class RemoteFlipSource implements FlipSource {
   #deadlineAt = Number.POSITIVE_INFINITY;
   #ackTimer: unknown;
   readonly #shareAcks: boolean;
+  /** KS-15.5.3 the gateway's report; dropped when the control plane refuses the field. */
+  #gatewayReport: (() => GatewayReport | undefined) | undefined;
   /** Where acknowledgements go (shared per process by default); set while started. */
   #ackChannel: AckChannel | undefined;
   readonly #ackMember: AckMember;
@@ -445,6 +455,9 @@ export class RemoteFlipSource implements FlipSource {
     this.#clock = o.clock ?? systemClock;
     this.#logger = o.logger ?? defaultLogger;
     this.#shareAcks = o.shareAcks ?? true;
+    if (o.gatewayReport !== undefined && typeof o.gatewayReport !== 'function')
+      throw new InvalidOptionError('gatewayReport', 'a function', o.gatewayReport);
+    this.#gatewayReport = o.gatewayReport;
     this.#signatures =
       o.publicKeys === undefined ? undefined : new StreamSignatures(publicKeyRingOf(o.publicKeys));
     if (o.logId !== undefined && !isIdText(o.logId, MAX_LOG_ID_LENGTH)) {
@@ -472,7 +485,26 @@ export class RemoteFlipSource implements FlipSource {
         this.#matchReports = [];
         return json;
       },
-      answered: (seq, sentAt, answer) => this.#onAckAnswer(seq, sentAt, answer),
+      describe: () => {
+        const r = this.#gatewayReport?.();
+        return r === undefined ? undefined : JSON.stringify(r);
+      },
+      answered: (seq, sentAt, answer) => {
+        // An older control plane refuses the gateway's report (an unknown field): without it.
+        if (
+          answer.status === 400 &&
+          this.#gatewayReport !== undefined &&
+          answer.text.includes('gateway')
+        ) {
+          this.#gatewayReport = undefined;
+          this.#logger.warn(
+            `remote flip source ${this.#workerId}: the control plane does not take a gateway's report of its seams; acknowledging without it`,
+          );
+          this.#ack();
+          return;
+        }
+        this.#onAckAnswer(seq, sentAt, answer);
+      },
       failed: (err) => {
         if (this.#stopped) return;
         const base = this.#ackChannel?.key.base ?? this.#urls[0]!;

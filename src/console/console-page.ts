@@ -94,6 +94,17 @@ export const CONSOLE_HTML = `<!doctype html>
   </div>
 </section>
 
+<section class="card" id="gateways-card" hidden>
+  <h2>Gateways <span id="gateways-summary" class="count"></span></h2>
+  <p class="muted small">Gateways enforce for agents in any language at the MCP and LLM boundary. In flight: calls through each seam at the gateway's last acknowledgement.</p>
+  <div class="scroll">
+  <table id="gateways">
+    <thead><tr><th>gateway</th><th>seams (in flight)</th><th>as of</th><th>last flip</th><th>state</th></tr></thead>
+    <tbody></tbody>
+  </table>
+  </div>
+</section>
+
 <section class="card" id="release-card">
   <h2>Releases</h2>
   <p class="muted small">A resume names the release the work resumes on, and is refused until that release is marked green.</p>
@@ -189,14 +200,19 @@ table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
 td.stale { color: #ffd27f; }
 td.fresh { color: #7fe0a5; }
+td.enforced { color: #7fe0a5; }
+td.unenforced { color: #ff8080; white-space: normal; overflow-wrap: anywhere; }
+td.pending { color: #ffd27f; }
+.tag.gateway { background: #23406a; margin-left: .4rem; }
+.acks .unenforced { color: #ff8080; }
 @media (max-width: 700px) {
   main { padding: .6rem; }
   .grid { grid-template-columns: 1fr; }
   .buttons { grid-template-columns: 1fr 1fr; }
   .buttons .big { grid-column: 1 / -1; }
-  #fleet thead { display: none; }
-  #fleet tr { display: block; border-bottom: 1px solid var(--line); padding: .3rem 0; }
-  #fleet td { display: inline-block; border: none; padding: .15rem .5rem .15rem 0; }
-  #fleet td::before { content: attr(data-label) ": "; color: var(--muted); }
+  #fleet thead, #gateways thead { display: none; }
+  #fleet tr, #gateways tr { display: block; border-bottom: 1px solid var(--line); padding: .3rem 0; }
+  #fleet td, #gateways td { display: inline-block; border: none; padding: .15rem .5rem .15rem 0; white-space: normal; }
+  #fleet td::before, #gateways td::before { content: attr(data-label) ": "; color: var(--muted); }
 }
 `;

@@ -324,7 +324,10 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
         if (e && e.status === 404) S.fleet.set(f.seq, 'untracked');
       }
     }));
-    if (recent.length > 0) renderFlips();
+    if (recent.length > 0) {
+      renderFlips();
+      renderGateways();
+    }
   }
 
   // --- flipping --------------------------------------------------------------------------------
@@ -578,6 +581,9 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
         (st.alreadyStale || []).forEach(function (w) {
           acks.append(el('p', 'laggard', 'already stale when flipped: ' + w.workerId));
         });
+        (st.unenforced || []).forEach(function (u) {
+          acks.append(el('p', 'unenforced', 'NOT ENFORCED by ' + u.workerId + ': ' + u.reason));
+        });
         li.append(acks);
       }
       ol.append(li);
@@ -597,7 +603,10 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
         td.setAttribute('data-label', label);
         tr.append(td);
       }
-      cell('worker', w.id);
+      var who = el('td', null, w.id);
+      who.setAttribute('data-label', 'worker');
+      if (w.gateway) who.append(el('span', 'tag gateway', 'gateway'));
+      tr.append(who);
       cell('release', w.release || '');
       cell('connected', w.connected ? 'yes (' + w.connections + ')' : 'no');
       cell('acked seq', w.lastAckSeq === null ? '–' : w.lastAckSeq);
@@ -608,6 +617,63 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     });
     $('fleet-summary').textContent = '(' + S.workers.length + ' worker' + (S.workers.length === 1 ? '' : 's') +
       (stale ? ', ' + stale + ' stale' : '') + ')';
+    renderGateways();
+  }
+
+  /**
+   * Where a gateway stands on a flip (KS-11.1.10): enforced (it acknowledged), not enforced (its
+   * negative acknowledgement, with the reason), failed closed on its lease, or not yet.
+   */
+  function gatewayOnFlip(st, id) {
+    if (!st || st === 'untracked') return { cls: 'pending', text: 'not tracked' };
+    var u = (st.unenforced || []).find(function (x) { return x.workerId === id; });
+    if (u) return { cls: 'unenforced', text: 'NOT ENFORCED: ' + u.reason };
+    var a = (st.acknowledged || []).find(function (x) { return x.workerId === id; });
+    if (a) return { cls: 'enforced', text: 'enforced (+' + a.latencyMs + ' ms)' };
+    var l = (st.laggards || []).find(function (x) { return x.workerId === id; });
+    if (l) return l.leaseExpired ? { cls: 'enforced', text: 'lease ran out (failed closed)' } : { cls: 'pending', text: 'not yet acknowledged' };
+    if ((st.alreadyStale || []).some(function (x) { return x.workerId === id; })) return { cls: 'enforced', text: 'stale (failed closed)' };
+    return { cls: 'pending', text: 'joined after this flip' };
+  }
+
+  /** The gateway members: their seams, calls in flight at each, and the last flip's state there. */
+  function renderGateways() {
+    var gws = S.workers.filter(function (w) { return !!w.gateway; });
+    $('gateways-card').hidden = gws.length === 0;
+    var tbody = document.querySelector('#gateways tbody');
+    tbody.replaceChildren();
+    var last = S.flips[0];
+    var unenforced = 0;
+    gws.forEach(function (w) {
+      var tr = el('tr');
+      tr.setAttribute('data-gateway', w.id);
+      function cell(label, text, cls) {
+        var td = el('td', cls || null, text);
+        td.setAttribute('data-label', label);
+        tr.append(td);
+        return td;
+      }
+      cell('gateway', w.id);
+      var seams = cell('seams (in flight)', '');
+      w.gateway.seams.forEach(function (x, i) {
+        var sp = el('span', 'seam', x.seam + ': ' + x.inFlight);
+        sp.setAttribute('data-seam', x.seam);
+        if (i > 0) seams.append(document.createTextNode(' · '));
+        seams.append(sp);
+      });
+      cell('as of', fmtTime(w.gateway.at));
+      if (last) {
+        var on = gatewayOnFlip(S.fleet.get(last.seq), w.id);
+        if (on.cls === 'unenforced') unenforced++;
+        cell('last flip', '#' + last.seq + ' ' + on.text, 'last-flip ' + on.cls);
+      } else {
+        cell('last flip', '–', 'last-flip');
+      }
+      cell('state', w.stale ? 'stale (failing closed)' : 'fresh', w.stale ? 'stale' : 'fresh');
+      tbody.append(tr);
+    });
+    $('gateways-summary').textContent = '(' + gws.length + ' gateway' + (gws.length === 1 ? '' : 's') +
+      (unenforced ? ', ' + unenforced + ' not enforcing the last flip' : '') + ')';
   }
 
   // --- wiring --------------------------------------------------------------------------------

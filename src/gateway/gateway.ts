@@ -18,7 +18,7 @@ import {
   type GatewayConfig,
   type GatewayConfigInput,
 } from './gateway-config.js';
-import { GatewayMetrics, type Seam } from './gateway-metrics.js';
+import { GatewayMetrics, Seam } from './gateway-metrics.js';
 import type { Lineage } from '../lineage/lineage.js';
 import { LlmProxy } from './llm-proxy.js';
 import type * as McpGatewayModule from './mcp-gateway.js';
@@ -95,6 +95,8 @@ export class Gateway {
   readonly #sockets = new Set<Socket>();
   /** Flips not (yet) enforced here, by seq: each hold's reason (KS-6.5 negative acks). */
   readonly #unenforced = new Map<number, Map<number, string>>();
+  /** Calls in flight per configured seam, reported with each acknowledgement (KS-15.5.3). */
+  readonly #seamsInFlight: Map<Seam, number>;
   #holds = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -107,7 +109,9 @@ export class Gateway {
     provider: KillSwitchProvider,
     guard: EffectGuard,
     logger: GatewayLogger,
+    seamsInFlight: Map<Seam, number>,
   ) {
+    this.#seamsInFlight = seamsInFlight;
     this.config = config;
     this.ledger = ledger;
     this.#ownsLedger = ownsLedger;
@@ -161,7 +165,16 @@ export class Gateway {
         ledger = new MemorySideEffectLedger();
       }
     }
+    // KS-15.5.3 the seams this gateway enforces at, with their calls in flight: every
+    // acknowledgement says so, and the console shows the member as a gateway from it.
+    const seamsInFlight = new Map<Seam, number>();
+    if (config.llm !== undefined) seamsInFlight.set(Seam.LLM, 0);
+    if (config.mcp !== undefined) seamsInFlight.set(Seam.MCP, 0);
     const source = new RemoteFlipSource({
+      gatewayReport: () =>
+        seamsInFlight.size === 0
+          ? undefined
+          : { seams: [...seamsInFlight].map(([seam, inFlight]) => ({ seam, inFlight })) },
       urls: config.controlPlane.urls,
       workerId: config.workerId,
       staleAfterMs: config.controlPlane.staleAfterMs,
@@ -179,7 +192,16 @@ export class Gateway {
     await OpenFeature.setProviderAndWait(domain, provider);
     const client = OpenFeature.getClient(domain);
     const guard = new EffectGuard({ client, ledger, logger });
-    const gw = new Gateway(config, ledger, ownsLedger, source, provider, guard, logger);
+    const gw = new Gateway(
+      config,
+      ledger,
+      ownsLedger,
+      source,
+      provider,
+      guard,
+      logger,
+      seamsInFlight,
+    );
     try {
       await gw.#openSeams();
       if (options.listen !== false) await gw.#listen();
@@ -288,6 +310,7 @@ export class Gateway {
     const key = effectKey(runId, step);
     let started = 0;
     this.metrics.inFlight.inc({ seam: call.seam });
+    this.#seamsInFlight.set(call.seam, (this.#seamsInFlight.get(call.seam) ?? 0) + 1);
     try {
       const out = await this.guard.run(
         {
@@ -323,6 +346,7 @@ export class Gateway {
       throw err;
     } finally {
       this.metrics.inFlight.dec({ seam: call.seam });
+      this.#seamsInFlight.set(call.seam, (this.#seamsInFlight.get(call.seam) ?? 1) - 1);
     }
   }
 

@@ -56,6 +56,23 @@ export const matchReportSchema = z.strictObject({
 /** A parsed {@link matchReportSchema}. */
 export type MatchReport = z.infer<typeof matchReportSchema>;
 
+/** Most seams a gateway reports. */
+export const MAX_GATEWAY_SEAMS = 8;
+
+/**
+ * What a gateway (KS-15) says about itself with each acknowledgement (KS-15.5.3): the seams it
+ * enforces at and the calls in flight at each, as of the acknowledgement. The console shows the
+ * member as a gateway from it. An ordinary worker sends none.
+ */
+export const gatewayReportSchema = z.strictObject({
+  seams: z
+    .array(z.strictObject({ seam: idText(32), inFlight: count }))
+    .min(1)
+    .max(MAX_GATEWAY_SEAMS),
+});
+/** A parsed {@link gatewayReportSchema}. */
+export type GatewayReport = z.infer<typeof gatewayReportSchema>;
+
 /**
  * Body of `POST /v1/acks`. KS-6.2. `logId` and `hash` (the log and the hash of the record at
  * `seq` the worker applied, KS-6.4.3) let the server refuse a worker on another log and notice
@@ -72,6 +89,8 @@ export const ackRequestSchema = z
     matched: z.array(matchReportSchema).max(MAX_MATCH_REPORTS).optional(),
     /** KS-6.5.1 flips received (seq <= `seq`) that this enforcement point cannot enforce. */
     unenforced: z.array(unenforcedSchema).min(1).max(MAX_UNENFORCED).optional(),
+    /** KS-15.5.3 sent by a gateway: its seams and the calls in flight at each. */
+    gateway: gatewayReportSchema.optional(),
   })
   .refine((a) => (a.logId === undefined) === (a.hash === undefined), {
     message: 'logId and hash go together',

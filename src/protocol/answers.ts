@@ -92,6 +92,14 @@ export interface WorkerInfo {
   readonly leaseExpiresAt: ApiTime | null;
   /** True when it has no lease (never acked, or the lease ran out): it fails closed on its own. */
   readonly stale: boolean;
+  /**
+   * Present when the member is a gateway (KS-15.5.3): its seams and the calls in flight at each,
+   * as its last acknowledgement that said so reported them (`at`, receive time).
+   */
+  readonly gateway?: {
+    readonly seams: readonly { readonly seam: string; readonly inFlight: number }[];
+    readonly at: ApiTime;
+  };
 }
 
 /** A worker that acknowledged a flip. */

@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../internal/clock.js';
-import type { MatchReport } from '../protocol/acks.js';
+import type { GatewayReport, MatchReport } from '../protocol/acks.js';
 import {
   apiTime,
   type AckedWorker,
@@ -40,6 +40,8 @@ interface Worker {
   lastAckSeq: number | null;
   lastAckAt: number | null;
   lastSeenAt: number;
+  /** A gateway's last report of its seams (KS-15.5.3) and when it came; absent for a worker. */
+  gateway?: { readonly report: GatewayReport; readonly at: number };
 }
 
 /**
@@ -194,6 +196,7 @@ export class FleetTracker {
     readonly seq: number;
     readonly matched?: readonly MatchReport[] | undefined;
     readonly unenforced?: readonly { readonly seq: number; readonly reason: string }[] | undefined;
+    readonly gateway?: GatewayReport | undefined;
   }): {
     head: number;
     serverTime: ApiTime;
@@ -204,6 +207,7 @@ export class FleetTracker {
     w.lastAckSeq = ack.seq;
     w.lastAckAt = now;
     w.lastSeenAt = now;
+    if (ack.gateway !== undefined) w.gateway = { report: ack.gateway, at: now };
     if (ack.unenforced !== undefined || this.#unenforced.size > 0) this.#nack(w, ack, now);
     for (const f of this.#open) {
       if (now >= f.lastDeadline) {
@@ -460,6 +464,17 @@ export class FleetTracker {
           lag: w.lastAckSeq === null ? null : Math.max(0, this.#head - w.lastAckSeq),
           leaseExpiresAt: leaseExpiresAt === null ? null : apiTime(leaseExpiresAt + wall),
           stale: leaseExpiresAt === null || leaseExpiresAt <= now,
+          ...(w.gateway === undefined
+            ? {}
+            : {
+                gateway: {
+                  seams: w.gateway.report.seams.map((x) => ({
+                    seam: x.seam,
+                    inFlight: x.inFlight,
+                  })),
+                  at: apiTime(w.gateway.at + wall),
+                },
+              }),
         };
       });
   }

@@ -480,6 +480,8 @@ export class SharedFleet {
         lag: Math.max(0, head - w.seq),
         leaseExpiresAt: apiTime(leaseEnd + wall),
         stale: leaseEnd <= now,
+        // What a gateway reported here (KS-15.5.3) is not shared: kept while it acks elsewhere.
+        ...(cur?.gateway === undefined ? {} : { gateway: cur.gateway }),
       });
     }
     return [...byId.values()].sort((a, b) => cmp(a.id, b.id));

@@ -2,6 +2,7 @@ import { ToolMessage } from '@langchain/core/messages';
 import { createMiddleware, type AgentMiddleware } from 'langchain';
 import { HaltedError, InvalidOptionError, ValidationError } from '../../errors.js';
 import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
+import { currentRunScope } from '../../scope/run-scope.js';
 import { AgentRun, raceSignal } from '../internal/agent-run.js';
 import type { CallSignal } from '../internal/merge-signals.js';
 
@@ -47,6 +48,9 @@ interface HookRuntime {
 const RUN_KEY = '__killswitch_run';
 /** The `configurable` key naming the checkpoint namespace the handed-over run stands for. */
 const RUN_NS_KEY = '__killswitch_run_ns';
+
+/** Hook runs kept at most (threads in flight at once); past it the cache starts over. */
+const MAX_HOOK_RUNS = 1024;
 
 /** The subgraph child runs of a run, by step (one spawn per subgraph task and run). */
 const subgraphRuns = new WeakMap<AgentRun, Map<string, Promise<AgentRun>>>();
@@ -106,6 +110,8 @@ export class LangGraphKillSwitch {
   readonly middleware: AgentMiddleware;
   readonly #guard: EffectGuard;
   readonly #options: LangGraphKillSwitchOptions;
+  /** Runs of hooks without a handed-over run, by thread, tenant and feature (see `#hookRun`). */
+  readonly #hookRuns = new Map<string, AgentRun>();
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for a bad guard or option */
   constructor(guard: EffectGuard, options: LangGraphKillSwitchOptions = {}) {
@@ -122,7 +128,8 @@ export class LangGraphKillSwitch {
       // KS-14.5.1 the tool gets the guard's signal through a tool that merges it into its config
       // (the handler does not forward a changed runtime.signal to the tool).
       wrapToolCall: async (request, handler) => {
-        const run = await this.#runOf(request.runtime as HookRuntime);
+        const found = this.#runOf(request.runtime as HookRuntime);
+        const run = found instanceof Promise ? await found : found;
         const callId = request.toolCall.id;
         if (typeof callId !== 'string' || callId.length === 0)
           throw new ValidationError('tool call', [
@@ -142,7 +149,8 @@ export class LangGraphKillSwitch {
       // KS-14.5.2 checked before each model call; a halt while it runs frees the caller at once
       // (and aborts the call itself when the graph got the run's signal from invoke or stream).
       wrapModelCall: async (request, handler) => {
-        const run = await this.#runOf(request.runtime as HookRuntime);
+        const found = this.#runOf(request.runtime as HookRuntime);
+        const run = found instanceof Promise ? await found : found;
         const r = await run.model(
           async () => handler(request),
           (request.runtime as HookRuntime).signal,
@@ -234,11 +242,18 @@ export class LangGraphKillSwitch {
    * else one for this call; inside a subgraph, the child run of each subgraph task between the
    * two (KS-14.5.4).
    */
-  async #runOf(runtime: HookRuntime): Promise<AgentRun> {
+  #runOf(runtime: HookRuntime): AgentRun | Promise<AgentRun> {
     const c = runtime.configurable;
     const given = c?.[RUN_KEY];
-    let run = given instanceof AgentRun ? given : this.#runFor(runtime.context, c?.thread_id);
-    for (const step of subgraphSteps(c?.checkpoint_ns, given === run ? c?.[RUN_NS_KEY] : '')) {
+    const run = given instanceof AgentRun ? given : this.#hookRun(runtime.context, c?.thread_id);
+    const steps = subgraphSteps(c?.checkpoint_ns, given === run ? c?.[RUN_NS_KEY] : '');
+    // Most hooks sit in no subgraph: their run is answered without a promise.
+    return steps.length === 0 ? run : this.#subgraphRun(run, steps);
+  }
+
+  /** The child run of each subgraph task in `steps`, below `run` (KS-14.5.4). */
+  async #subgraphRun(run: AgentRun, steps: readonly string[]): Promise<AgentRun> {
+    for (const step of steps) {
       let runs = subgraphRuns.get(run);
       if (runs === undefined) subgraphRuns.set(run, (runs = new Map()));
       let next = runs.get(step);
@@ -319,7 +334,38 @@ export class LangGraphKillSwitch {
     };
   }
 
-  #runFor(runtimeContext: unknown, threadId: unknown): AgentRun {
+  /**
+   * The run of a hook that no `invoke`, `stream` or `node` handed one to: one per thread (with
+   * its tenant and feature), kept while it is not stopped, so a thread's tool calls share the
+   * run's stop (a halt of one call aborts the others' signals, DESIGN section 6) and a hook does
+   * not build a run each time. A stopped run is replaced by a fresh one, which the guard
+   * evaluates like any other: a thread resumed after the halt is lifted runs again.
+   */
+  #hookRun(runtimeContext: unknown, threadId: unknown): AgentRun {
+    // Inside a run scope the lineage depends on the scope: built each time, as before.
+    if (typeof threadId !== 'string' || currentRunScope() !== undefined)
+      return this.#runFor(runtimeContext, threadId);
+    const o = this.#options;
+    const derived =
+      o.context !== undefined && runtimeContext !== undefined ? o.context(runtimeContext) : {};
+    const key = JSON.stringify([threadId, derived.tenant ?? null, derived.feature ?? null]);
+    let run = this.#hookRuns.get(key);
+    if (run === undefined || run.halted !== undefined) {
+      run = this.#runFor(runtimeContext, threadId, derived);
+      if (this.#hookRuns.size >= MAX_HOOK_RUNS) this.#hookRuns.clear();
+      this.#hookRuns.set(key, run);
+    }
+    return run;
+  }
+
+  #runFor(
+    runtimeContext: unknown,
+    threadId: unknown,
+    derivedContext?: {
+      readonly tenant?: string | undefined;
+      readonly feature?: string | undefined;
+    },
+  ): AgentRun {
     if (typeof threadId !== 'string' || threadId.length === 0)
       throw new ValidationError('LangGraph config', [
         {
@@ -330,7 +376,8 @@ export class LangGraphKillSwitch {
       ]);
     const o = this.#options;
     const derived =
-      o.context !== undefined && runtimeContext !== undefined ? o.context(runtimeContext) : {};
+      derivedContext ??
+      (o.context !== undefined && runtimeContext !== undefined ? o.context(runtimeContext) : {});
     const tenant = derived.tenant ?? o.tenant;
     const feature = derived.feature ?? o.feature;
     return new AgentRun(this.#guard, {

@@ -539,4 +539,76 @@ describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat 
       }
     });
   });
+
+  // KS-14.1.2 without ks.invoke each hook used to build a run of its own; the thread's hooks now
+  // share one run while it is not stopped (and a bench-measured AgentRun per call less).
+  describe('KS-14.1.2 KS-14.5.1 without ks.invoke, the tool calls of one thread share the run', () => {
+    const call = (id: string, name: string) => ({
+      toolCall: { id, name, args: { amount: 1 }, type: 'tool_call' as const },
+      state: { messages: [] },
+      runtime: { configurable: { thread_id: 'run-shared' } },
+    });
+
+    it('a refused call aborts the signal of a call of the same thread in flight; another thread goes on; after the resume a fresh run lets calls through', async () => {
+      const e = await env();
+      const ks = killSwitch(e.guard, { tenant: 'acme' });
+      const wrap = ks.middleware.wrapToolCall!;
+      const started = deferred();
+      let abortedWith: unknown;
+      const slow = tool(
+        async (_input, config) =>
+          new Promise<string>((_resolve, reject) => {
+            const signal = (config as { signal: AbortSignal }).signal;
+            signal.addEventListener('abort', () => {
+              abortedWith = signal.reason;
+              reject(signal.reason as Error);
+            });
+            started.resolve();
+          }),
+        { name: 'slow', description: 'slow', schema },
+      );
+      const refund = tool(async () => 'refunded', {
+        name: 'refund',
+        description: 'refund',
+        schema,
+      });
+      const handler = (req: { tool: unknown; toolCall: unknown }) =>
+        (req.tool as typeof slow).invoke(req.toolCall as never) as never;
+      const inFlight = wrap({ ...call('call-a', 'slow'), tool: slow } as never, handler as never);
+      const inFlightErr = (inFlight as Promise<unknown>).catch((x: unknown) => x);
+      await started.promise;
+      const { seq } = await e.halt({ capability: 'refund' }, 'refunds frozen');
+      const refused = await (
+        wrap(
+          { ...call('call-b', 'refund'), tool: refund } as never,
+          handler as never,
+        ) as Promise<unknown>
+      ).catch((x: unknown) => x);
+      expect(refused).toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      // The run stopped with the refusal, so the thread's other call was aborted with it.
+      expect(await inFlightErr).toBeInstanceOf(HaltedError);
+      expect(abortedWith).toMatchObject({ code: 'KS_HALTED', flip: { seq } });
+      // Another thread's run is not touched.
+      const other = await (
+        wrap(
+          {
+            ...call('call-c', 'slow'),
+            runtime: { configurable: { thread_id: 'run-other' } },
+            tool: tool(async () => 'ok', { name: 'slow', description: 'slow', schema }),
+          } as never,
+          handler as never,
+        ) as Promise<unknown>
+      ).catch((x: unknown) => x);
+      expect(other).toMatchObject({ content: 'ok' });
+      await e.resume({ capability: 'refund' });
+      const after = await (wrap(
+        { ...call('call-d', 'refund'), tool: refund } as never,
+        handler as never,
+      ) as Promise<unknown>);
+      expect(after).toMatchObject({ content: 'refunded' });
+      expect((await e.ledger.entries({ key: effectKey('run-shared', 'call-d') }))[0]?.status).toBe(
+        'landed',
+      );
+    });
+  });
 });

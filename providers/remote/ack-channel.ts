@@ -5,6 +5,7 @@ import {
   type IncomingMessage,
 } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { randomBytes } from 'node:crypto';
 import {
   ACK_STREAM_CONTENT_TYPE,
   isAckStreamAnswer,
@@ -17,6 +18,8 @@ import type { Clock } from '../../src/internal/clock.js';
 export interface AckAnswerText {
   readonly status: number;
   readonly text: string;
+  /** KS-17.7.10 the nonce the request carried, which a signed answer must be signed over. */
+  readonly nonce?: string;
 }
 
 /**
@@ -31,6 +34,11 @@ export interface AckMember {
   readonly staleAfterMs: number;
   /** The member's clock: `sentAt` is read from it. */
   readonly clock: Clock;
+  /**
+   * KS-17.7.10 the member checks answers' signatures: every request it is in carries a fresh
+   * random nonce (in the batch form), for the control plane to sign its answer over.
+   */
+  readonly signedAnswers?: boolean;
   /**
    * What to acknowledge now: the newest applied seq, with the log and the hash of that record
    * (KS-6.4.3), or `undefined` when there is nothing to acknowledge.
@@ -260,7 +268,15 @@ export class AckChannel {
     }
     if (batch.length === 0) return;
     const single = batch.length === 1;
-    const body = single ? entries[0]! : `{"acks":[${entries.join(',')}]}`;
+    const nonce = batch.some((b) => b.member.signedAnswers === true)
+      ? randomBytes(18).toString('base64url')
+      : undefined;
+    const body =
+      nonce !== undefined
+        ? `{"acks":[${entries.join(',')}],"nonce":"${nonce}"}`
+        : single
+          ? entries[0]!
+          : `{"acks":[${entries.join(',')}]}`;
     const controller = new AbortController();
     this.#inFlight = controller;
     // KS-6.3.7: abandoned after the shortest lease of the batch.
@@ -283,7 +299,8 @@ export class AckChannel {
         // A server without batches (KS-6.2.6) refuses the body: fall back to single acks. The
         // members keep their lease as it was (failed closed if it runs out) until then.
         if (!single && (answer.status === 400 || answer.status === 404)) this.#batching = false;
-        deliver((b) => b.member.answered(b.seq, b.sentAt, answer));
+        const given = nonce === undefined ? answer : { ...answer, nonce };
+        deliver((b) => b.member.answered(b.seq, b.sentAt, given));
       })
       .catch((err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));

@@ -471,6 +471,7 @@ export class RemoteFlipSource implements FlipSource {
       release: this.#release,
       staleAfterMs: this.#staleAfterMs,
       clock: this.#clock,
+      signedAnswers: this.#signatures !== undefined,
       toAck: () => {
         if (this.#stopped || this.#applied === undefined) return undefined;
         if (this.#unenforced.size === 0) return this.#applied;
@@ -952,7 +953,7 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   /** KS-6.2.2: `sentAt` was read from our clock just before the acknowledgement of `seq` was sent. */
-  #onAckAnswer(seq: number, sentAt: number, { status, text }: AckAnswerText): void {
+  #onAckAnswer(seq: number, sentAt: number, { status, text, nonce }: AckAnswerText): void {
     if (this.#stopped) return;
     const base = this.#ackChannel?.key.base ?? this.#urls[0]!;
     if (status !== 200) {
@@ -964,6 +965,15 @@ export class RemoteFlipSource implements FlipSource {
     try {
       const answer = parseAckAnswer(text);
       if (!answer.success) throw new Error('malformed ack answer');
+      // KS-17.7.10 with public keys, only the key holder's answer to this very request renews.
+      const forged = this.#signatures?.ackAnswerFault(answer.data, nonce);
+      if (forged !== undefined) {
+        this.#reportAck({
+          key: 'unsigned',
+          message: `the acknowledgement answer of ${base} renews nothing: ${forged}`,
+        });
+        return;
+      }
       const { logId, head, hash } = answer.data;
       // KS-6.4.2 an answer from a log that does not continue ours renews nothing. It is compared
       // with what was acknowledged (`seq`): the stream may have applied more meanwhile, on

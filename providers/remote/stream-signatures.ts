@@ -1,7 +1,7 @@
 import { InvalidOptionError, LogCorruptError } from '../../src/errors.js';
 import { checkRecordSignature } from '../../src/integrity/record-signatures.js';
 import { PublicKeyRing } from '../../src/integrity/signing-key.js';
-import { snapshotStatement } from '../../src/integrity/statements.js';
+import { ackAnswerStatement, snapshotStatement } from '../../src/integrity/statements.js';
 import type { FlipRecord } from '../../src/model/flip-record.js';
 import { StreamEvent, sigDataSchema, type SigData } from '../../src/protocol/stream-events.js';
 
@@ -10,6 +10,10 @@ const rings = new Map<string, PublicKeyRing>();
 
 /** Record signatures checked in this process: every source receives the same record object. */
 const checkedRecords = new WeakMap<FlipRecord, { sig: string; ring: PublicKeyRing; ok: boolean }>();
+
+/** The last acknowledgement answer checked: every member of a batch receives the same answer. */
+let lastAckAnswer:
+  { nonce: string; sig: string; text: string; ring: PublicKeyRing; ok: boolean } | undefined;
 
 /** The last snapshot checked: every source of a process opening at one seq receives the same bytes. */
 let lastSnapshot: { data: string; sig: string; ring: PublicKeyRing; ok: boolean } | undefined;
@@ -135,6 +139,46 @@ export class StreamSignatures {
     }
     checkedRecords.set(record, { sig: sig!, ring: this.#ring, ok: true });
     return undefined;
+  }
+
+  /**
+   * Why an acknowledgement answer may not renew the lease (KS-17.7.10), or undefined when it is
+   * signed over the nonce this worker's request carried by one of the keys. Without that, an
+   * answer from whoever sits on the path (the control plane long gone) would renew the lease
+   * forever while withholding flips.
+   */
+  ackAnswerFault(
+    answer: {
+      readonly logId: string;
+      readonly head: number;
+      readonly hash: string;
+      readonly staleAfterMs: number;
+      readonly sig?: string | undefined;
+    },
+    nonce: string | undefined,
+  ): string | undefined {
+    if (nonce === undefined) return 'the acknowledgement carried no nonce to sign (KS-17.7.10)';
+    if (answer.sig === undefined) {
+      return 'the answer is not signed, and this worker holds public keys (KS-17.7.10)';
+    }
+    const text = `${answer.logId}\n${answer.head}\n${answer.hash}\n${answer.staleAfterMs}`;
+    const last = lastAckAnswer;
+    let ok: boolean;
+    if (
+      last !== undefined &&
+      last.nonce === nonce &&
+      last.sig === answer.sig &&
+      last.text === text &&
+      last.ring === this.#ring
+    ) {
+      ok = last.ok;
+    } else {
+      ok = this.#ring.verify(ackAnswerStatement(nonce, answer), answer.sig);
+      lastAckAnswer = { nonce, sig: answer.sig, text, ring: this.#ring, ok };
+    }
+    return ok
+      ? undefined
+      : `the answer's signature does not verify for this acknowledgement under the known keys (${this.#ring.kids.join(', ')}): forged, or replayed from another (KS-17.7.10)`;
   }
 
   #take(of: SigData['of'], seq: number): string | undefined {

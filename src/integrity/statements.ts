@@ -19,6 +19,27 @@ export function snapshotStatement(data: string): Buffer {
   return Buffer.from(`killswitch-snapshot-v1\n${hash('sha256', data, 'hex')}`, 'utf8');
 }
 
+/**
+ * The bytes an acknowledgement answer's signature covers (KS-17.7.10): the nonce the worker sent
+ * with that acknowledgement and what renews its lease (the log, the head, its hash, the lease
+ * length). The nonce makes the answer good for that one acknowledgement: an answer recorded
+ * earlier cannot renew a lease again, and no clock needs to agree with the server's.
+ */
+export function ackAnswerStatement(
+  nonce: string,
+  a: {
+    readonly logId: string;
+    readonly head: number;
+    readonly hash: string;
+    readonly staleAfterMs: number;
+  },
+): Buffer {
+  return Buffer.from(
+    `killswitch-ack-v1\n${nonce}\n${a.logId}\n${a.head}\n${a.hash}\n${a.staleAfterMs}`,
+    'utf8',
+  );
+}
+
 /** A log's head at a moment, as the control plane publishes it (KS-17.7.4). */
 export interface Checkpoint {
   readonly logId: string;

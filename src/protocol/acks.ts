@@ -9,6 +9,11 @@ import { idText, isIdText, isSafeText, safeText } from './text.js';
 export const MAX_WORKER_ID_LENGTH = 128;
 /** Longest release name. */
 export const MAX_RELEASE_LENGTH = 200;
+/**
+ * An acknowledgement batch's nonce (KS-17.7.10): 16 to 64 base64url characters the worker picks
+ * at random per request, signed back in the answer.
+ */
+export const ACK_NONCE_RE = /^[A-Za-z0-9_-]{16,64}$/;
 /** Most entries in one batched acknowledgement (KS-6.2.6). */
 export const MAX_ACK_BATCH = 10_000;
 /** Most flips one acknowledgement may report as not enforced (KS-6.5). */
@@ -171,16 +176,36 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * @throws {ValidationError} `KS_INVALID_INPUT`, paths pointing into the batch
  */
 export function parseAcks(raw: unknown): AckRequest[] {
+  return parseAckBody(raw).acks;
+}
+
+/**
+ * {@link parseAcks}, and the batch's `nonce` (KS-17.7.10): `{ acks: [...], nonce? }`, the nonce
+ * {@link ACK_NONCE_RE}, asks the control plane to sign its answer over it.
+ *
+ * @throws {ValidationError} `KS_INVALID_INPUT`, paths pointing into the batch
+ */
+export function parseAckBody(raw: unknown): { acks: AckRequest[]; nonce: string | undefined } {
   if (raw === null || typeof raw !== 'object' || !Object.hasOwn(raw, 'acks')) {
     const parsed = safeParseAck(raw);
     if (!parsed.success) throw new ValidationError('ack', toIssues(parsed.error));
-    return [parsed.data];
+    return { acks: [parsed.data], nonce: undefined };
   }
   const keys = Object.keys(raw);
   const list = (raw as { acks: unknown }).acks;
-  if (keys.length !== 1 || !Array.isArray(list) || list.length === 0) {
+  const nonce = (raw as { nonce?: unknown }).nonce;
+  const withNonce = Object.hasOwn(raw, 'nonce');
+  if (withNonce && (typeof nonce !== 'string' || !ACK_NONCE_RE.test(nonce))) {
     throw new ValidationError('ack batch', [
-      { path: ['acks'], message: 'must be the only field: a non-empty array of acknowledgements' },
+      { path: ['nonce'], message: 'must be 16 to 64 base64url characters' },
+    ]);
+  }
+  if (keys.length !== (withNonce ? 2 : 1) || !Array.isArray(list) || list.length === 0) {
+    throw new ValidationError('ack batch', [
+      {
+        path: ['acks'],
+        message: 'must be the only field besides nonce: a non-empty array of acknowledgements',
+      },
     ]);
   }
   if (list.length > MAX_ACK_BATCH) {
@@ -206,7 +231,7 @@ export function parseAcks(raw: unknown): AckRequest[] {
     seen.add(parsed.data.workerId);
     out.push(parsed.data);
   }
-  return out;
+  return { acks: out, nonce: withNonce ? (nonce as string) : undefined };
 }
 
 /**
@@ -222,4 +247,6 @@ export const ackAnswerSchema = z.object({
   /** KS-6.4.1 the server's log and the hash of its head record. */
   logId: logIdSchema,
   hash: hashSchema,
+  /** KS-17.7.10 the signature over the worker's nonce and the answer, when the server holds a key. */
+  sig: z.string().min(1).max(256).optional(),
 });

@@ -237,6 +237,11 @@ export interface AckAnswer {
   readonly logId: string;
   /** Hash of the record at `head` (the genesis hash at 0). */
   readonly hash: string;
+  /**
+   * KS-17.7.10 `"<kid>:<base64url>"` over `ackAnswerStatement(nonce, answer)`, when the control
+   * plane holds a signing key and the acknowledgement carried a `nonce`.
+   */
+  readonly sig?: string;
 }
 
 /** Answer of `GET /v1/flips`. KS-5.1.2 */

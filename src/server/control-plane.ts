@@ -448,6 +448,7 @@ class ControlPlaneServer implements ControlPlane {
       limits: this.limits,
       store: this.#store,
       requireVouching,
+      signingKey: o.signingKey,
     };
     // KS-6.7.4 an acknowledgement stream's body ends before Node's request timeout would cut it.
     const ackStreamEndAfterMs = Math.max(1000, Math.floor(limits.requestTimeoutMs / 2));

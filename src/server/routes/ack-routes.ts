@@ -1,7 +1,9 @@
 import { authorize, type Principal } from '../../auth/principal.js';
 import type { WorkerClaims } from '../../auth/worker-claims.js';
 import { ErrorCode } from '../../errors.js';
-import { parseAcks, type AckRequest } from '../../protocol/acks.js';
+import { ackAnswerStatement } from '../../integrity/statements.js';
+import type { SigningKey } from '../../integrity/signing-key.js';
+import { parseAckBody, type AckRequest } from '../../protocol/acks.js';
 import type { AckAnswer } from '../../protocol/answers.js';
 import {
   Divergence,
@@ -35,6 +37,8 @@ export interface AckRouteParts {
   readonly store: Pick<FlipLogStore, 'head' | 'kind'>;
   /** Throws 503 unless the control plane vouches for its state (KS-12.5.2). */
   requireVouching(): void;
+  /** KS-17.7.10 signs each answer over the acknowledgement's nonce, when one was sent. */
+  readonly signingKey?: SigningKey | undefined;
 }
 
 /**
@@ -48,7 +52,7 @@ export interface AckRouteParts {
  */
 export function acceptAcks(
   p: AckRouteParts,
-): (who: Principal, acks: readonly AckRequest[]) => Promise<AckAnswer> {
+): (who: Principal, acks: readonly AckRequest[], nonce?: string) => Promise<AckAnswer> {
   const { follower, fleet, claims } = p;
   const tracker = fleet.tracker;
 
@@ -165,7 +169,16 @@ export function acceptAcks(
     return { ...answer, head: head.seq, hash: head.hash };
   };
 
-  return async (who, acks) => {
+  /**
+   * KS-17.7.10 the answer renews leases: signed over the worker's nonce, it cannot be forged by
+   * someone on the path without the key, nor replayed for a later acknowledgement.
+   */
+  const signed = (answer: AckAnswer, nonce: string | undefined): AckAnswer =>
+    nonce === undefined || p.signingKey === undefined
+      ? answer
+      : { ...answer, sig: p.signingKey.sign(ackAnswerStatement(nonce, answer)) };
+
+  return async (who, acks, nonce) => {
     authorize(who, { kind: 'ack' });
     // KS-5.2.9: every entry's worker id is checked before any is recorded (a batch is all or
     // nothing), so a token cannot acknowledge for a worker it may not act as.
@@ -183,7 +196,7 @@ export function acceptAcks(
     fleet.wake();
     if (answer === undefined) throw new TypeError('acceptAcks: no acknowledgement given');
     if (fleet.channel !== undefined) answer = await shareAcks(acks, answer);
-    return answer;
+    return signed(answer, nonce);
   };
 }
 
@@ -200,8 +213,8 @@ export function ackRoutes(p: AckRouteParts): Route[] {
       path: ApiPath.ACKS,
       auth: 'authenticated',
       handle: async ({ res, principal, body }) => {
-        const acks = parseAcks(await body());
-        sendJson(res, 200, await accept(principal ?? ANONYMOUS, acks));
+        const { acks, nonce } = parseAckBody(await body());
+        sendJson(res, 200, await accept(principal ?? ANONYMOUS, acks, nonce));
       },
     },
   ];

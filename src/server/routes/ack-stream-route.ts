@@ -7,7 +7,7 @@ import {
   type AckStreamAnswer,
   type AckStreamHello,
 } from '../../protocol/ack-stream.js';
-import { parseAcks, type AckRequest } from '../../protocol/acks.js';
+import { parseAckBody, type AckRequest } from '../../protocol/acks.js';
 import type { AckAnswer } from '../../protocol/answers.js';
 import { ApiPath } from '../../protocol/paths.js';
 import { HttpError, toHttpError } from '../internal/http-io.js';
@@ -20,7 +20,7 @@ export interface AckStreamRouteParts {
    * the position checks, recording, and sharing on a shared fleet; resolves with the answer once
    * the acknowledgements count, throws what that route would answer otherwise.
    */
-  accept(who: Principal, acks: readonly AckRequest[]): Promise<AckAnswer>;
+  accept(who: Principal, acks: readonly AckRequest[], nonce?: string): Promise<AckAnswer>;
   /** False once the token is revoked or expired: the stream ends (KS-17.3.1). */
   isCurrent(who: Principal): boolean;
   /** Longest line, in bytes (the body limit of `POST /v1/acks`). */
@@ -128,7 +128,8 @@ function serveLines(
             } catch {
               throw new HttpError(400, ErrorCode.INVALID_INPUT, 'a line is not valid JSON');
             }
-            answer = { status: 200, body: await p.accept(who, parseAcks(parsed)) };
+            const { acks, nonce } = parseAckBody(parsed);
+            answer = { status: 200, body: await p.accept(who, acks, nonce) };
           } catch (err) {
             answer = errorAnswer(err);
           }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { checkTargets } from '../../src/drill/measure/check-targets.js';
-import type { LeverResult, WorkerSummary } from '../../src/drill/report/drill-report.js';
+import type { LeverResult, LeverTree, WorkerSummary } from '../../src/drill/report/drill-report.js';
 import type { SinkEffect } from '../../src/drill/servers/effect-sink.js';
 import type { WorkerEvent } from '../../src/drill/internal/protocol.js';
 import {
@@ -398,5 +398,31 @@ describe('KS-9.3.6 a run-tree lever counts the tree from its spawners, whatever 
     const gw: WorkerSummary = { workerId: 'gw1', gateway: true, connected: true, effectsAtSink: 0 };
     expect(shape([workers[0]!, workers[1]!, gw]) ?? '').not.toMatch(/descendants on/);
     expect(shape([...workers, gw])).toMatch(/descendants on 2 of 3 workers/);
+    expect(shape([...workers, gw])).not.toMatch(/grandchildren/);
+
+    // KS-9.3.6 at its full depth: when children spawn grandchildren, every agent worker holds one
+    // (a drops-lineage spawner's escaped descendants are grandchildren, KS-9.4.5).
+    const deep = (grandchildren: [number, number]) =>
+      measureTree(
+        { ...w, alsoRuns: runs },
+        'T',
+        runs,
+        [
+          { workerId: 'w1', running: 2, queued: 0, waiting: 1, grandchildren: grandchildren[0] },
+          { workerId: 'w2', running: 1, queued: 3, waiting: 0, grandchildren: grandchildren[1] },
+          { workerId: 'gw1', running: 0, queued: 0, waiting: 0, grandchildren: 0 },
+        ],
+        applied,
+        events,
+        true,
+      );
+    const two = [workers[0]!, workers[1]!, gw];
+    const shapeOf = (tree: LeverTree) =>
+      checkTargets({ levers: [{ ...lever, tree }], workers: two, mode: 'embedded' }, targets).find(
+        (v) => v.code === 'tree-not-shaped',
+      )?.message;
+    expect(deep([1, 0]).atFlip.deepWorkers).toBe(1);
+    expect(shapeOf(deep([1, 0]))).toMatch(/grandchildren on 1 of 2 workers/);
+    expect(shapeOf(deep([1, 2])) ?? '').not.toMatch(/grandchildren/);
   });
 });

@@ -46,6 +46,12 @@ export interface TreeAtFlip {
   readonly queued: number;
   /** Running tree runs waiting on a follow-up timer or a retry's back-off. */
   readonly waiting: number;
+  /**
+   * Grandchild runs (depth 3, spawned by a child on another worker) queued or running here: the
+   * tree has its full depth once every worker holds one (a lineage a spawner dropped is carried by
+   * exactly these, KS-9.4.5).
+   */
+  readonly grandchildren: number;
 }
 
 /** Something a worker saw, with its time on the drill clock. */

@@ -136,6 +136,8 @@ export function checkTargets(m: DrillMeasurements, targets: Targets): Violation[
       // The gateway member (KS-9.7) runs no agent runs: the tree spreads over the others.
       const agents = m.workers.filter((w) => w.gateway !== true).length;
       if (f.workers < agents) missing.push(`descendants on ${f.workers} of ${agents} workers`);
+      if (f.deepWorkers !== undefined && f.deepWorkers < agents)
+        missing.push(`grandchildren on ${f.deepWorkers} of ${agents} workers`);
       if (f.running === 0) missing.push('none running');
       if (f.queued === 0) missing.push('none queued');
       if (f.waiting === 0) missing.push('none waiting on a timer or retry');

@@ -245,9 +245,16 @@ export function measureTree(
   w: HaltWindow,
   root: string,
   runs: ReadonlySet<string>,
-  atFlip: readonly { workerId: string; running: number; queued: number; waiting: number }[],
+  atFlip: readonly {
+    workerId: string;
+    running: number;
+    queued: number;
+    waiting: number;
+    grandchildren?: number;
+  }[],
   appliedAt: ReadonlyMap<string, number>,
   events: ReadonlyMap<string, readonly WorkerEvent[]>,
+  deep = false,
 ): LeverTree {
   let dispatchedAfterApplied = 0;
   let startedAfterApplied = 0;
@@ -282,6 +289,7 @@ export function measureTree(
       queued: sum('queued'),
       waiting: sum('waiting'),
       workers: atFlip.filter((x) => x.running + x.queued > 0).length,
+      ...(deep ? { deepWorkers: atFlip.filter((x) => (x.grandchildren ?? 0) > 0).length } : {}),
       byWorker: atFlip.map((x) => ({
         workerId: x.workerId,
         running: x.running,

@@ -65,6 +65,8 @@ export interface LeverTree {
     readonly waiting: number;
     /** Workers holding at least one of them. */
     readonly workers: number;
+    /** When children spawn grandchildren: workers holding a grandchild (the tree's full depth). */
+    readonly deepWorkers?: number;
     readonly byWorker: readonly {
       readonly workerId: string;
       readonly running: number;

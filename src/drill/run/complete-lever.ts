@@ -105,7 +105,17 @@ export function completeLever(
       : {}),
     ...(lever.queue ? { queue: { ...lever.queue, discarded } } : {}),
     ...(treeRuns && treeAtFlip && root !== undefined
-      ? { tree: measureTree(window, root, treeRuns, treeAtFlip, applied, ev) }
+      ? {
+          tree: measureTree(
+            window,
+            root,
+            treeRuns,
+            treeAtFlip,
+            applied,
+            ev,
+            (s.traffic.tree?.grandchildEvery ?? 0) > 0,
+          ),
+        }
       : {}),
   };
 }

@@ -145,7 +145,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       );
       // A run-tree lever on a tree still spreading out would measure a small one: wait until it
       // has the shape the targets ask for (bounded; the target check fails a tree short of it).
-      if (isTreeLever(lever, s)) await waitForTree(fleet, s, ids.length, log);
+      if (isTreeLever(lever, s)) await waitForTree(fleet, s, ids, log);
       // A worker whose tool ignores its abort (KS-9.4.3) is caught only by a call in flight at
       // the flip: wait until it holds every such call open, so catching it is not left to timing.
       await waitForHeldCalls(fleet, s.timings.connectTimeoutMs, log);
@@ -234,27 +234,40 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
   }
 }
 
-/** Waits until the run tree is big, on every worker, with children running, queued and waiting. */
+/**
+ * Waits until the run tree is big, on every worker, with children running, queued and waiting, and
+ * at its full depth: when children spawn grandchildren, every worker holds one (the descendants a
+ * spawner's dropped lineage would set loose are grandchildren, KS-9.4.5; a lever pulled before they
+ * exist measures a shallower tree than the scenario names). Bounded; the target check fails a tree
+ * short of its shape.
+ */
 async function waitForTree(
   fleet: WorkerFleet,
   s: Scenario,
-  workers: number,
+  agents: readonly string[],
   log: (l: string) => void,
 ): Promise<void> {
   const until = systemClock.now() + s.timings.connectTimeoutMs;
+  const deep = (s.traffic.tree?.grandchildEvery ?? 0) > 0;
   for (;;) {
     const shape = await fleet.treeShape();
     const sum = (k: 'running' | 'queued' | 'waiting') => shape.reduce((a, x) => a + x[k], 0);
     const spread = shape.filter((x) => x.running + x.queued > 0).length;
+    const shallow = deep
+      ? agents.filter((id) => !shape.some((x) => x.workerId === id && x.grandchildren > 0))
+      : [];
     if (
       sum('running') + sum('queued') >= s.targets.minTreeRuns &&
-      spread >= workers &&
+      spread >= agents.length &&
       sum('queued') > 0 &&
-      sum('waiting') > 0
+      sum('waiting') > 0 &&
+      shallow.length === 0
     )
       return;
     if (systemClock.now() >= until) {
-      log(`! the run tree did not reach its shape within ${s.timings.connectTimeoutMs} ms`);
+      log(
+        `! the run tree did not reach its shape within ${s.timings.connectTimeoutMs} ms${shallow.length > 0 ? ` (no grandchild on ${shallow.join(', ')})` : ''}`,
+      );
       return;
     }
     await sleep(25);

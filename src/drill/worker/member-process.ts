@@ -117,7 +117,13 @@ export function serveDrillMember(
             send({
               type: 'tree-shape',
               id: msg.id,
-              shape: shape ?? { at: systemClock.now(), running: 0, queued: 0, waiting: 0 },
+              shape: shape ?? {
+                at: systemClock.now(),
+                running: 0,
+                queued: 0,
+                waiting: 0,
+                grandchildren: 0,
+              },
             }),
           () => undefined,
         );

@@ -45,8 +45,11 @@ export class RunTree {
   readonly #p: RunTreeParts;
   #consumer: TaskConsumer | undefined;
   #root: Promise<void> | undefined;
-  /** Child run ids queued or running here (a child sent again while live is not taken twice). */
-  readonly #live = new Set<string>();
+  /**
+   * Child run ids queued or running here, with their depth (a child sent again while live is not
+   * taken twice).
+   */
+  readonly #live = new Map<string, number>();
   #running = 0;
   #waiting = 0;
 
@@ -78,7 +81,15 @@ export class RunTree {
   async shape(): Promise<TreeAtFlip> {
     const at = systemClock.now();
     const depth = await this.#p.queue.depth();
-    return { at, running: this.#running, queued: depth.total, waiting: this.#waiting };
+    let grandchildren = 0;
+    for (const d of this.#live.values()) if (d === 3) grandchildren++;
+    return {
+      at,
+      running: this.#running,
+      queued: depth.total,
+      waiting: this.#waiting,
+      grandchildren,
+    };
   }
 
   /**
@@ -96,7 +107,7 @@ export class RunTree {
     }
     const id = lineage.runPath[lineage.runPath.length - 1];
     if (id === undefined || this.#live.has(id) || this.#p.traffic.stopping) return;
-    this.#live.add(id);
+    this.#live.set(id, task.depth);
     try {
       // Inside the child's scope the enqueue takes the child's tenant, feature and run path.
       await runInScope(lineage, () => this.#p.queue.enqueue({}, task, { id }));

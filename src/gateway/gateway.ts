@@ -97,6 +97,7 @@ export class Gateway {
   readonly #unenforced = new Map<number, Map<number, string>>();
   /** Calls in flight per configured seam, reported with each acknowledgement (KS-15.5.3). */
   readonly #seamsInFlight: Map<Seam, number>;
+  readonly #enforcedListeners = new Set<(seq: number) => void>();
   #holds = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -381,8 +382,21 @@ export class Gateway {
         if (holds.size > 0) return this.#reportUnenforced(seq);
         this.#unenforced.delete(seq);
         this.#source.withdrawUnenforced(seq);
+        for (const l of [...this.#enforcedListeners]) l(seq);
       },
     };
+  }
+
+  /**
+   * Calls `listener(seq)` when the last hold on flip `seq` is released: from then on the flip is
+   * enforced here (its acknowledgement is positive). With {@link unenforced} it tells when this
+   * gateway stopped, which is later than when it applied a halt that cut calls in flight.
+   *
+   * @returns removes the listener
+   */
+  onEnforced(listener: (seq: number) => void): () => void {
+    this.#enforcedListeners.add(listener);
+    return () => this.#enforcedListeners.delete(listener);
   }
 
   /** Flips this gateway has reported unenforced and not withdrawn, with their reasons. */

@@ -94,7 +94,12 @@ describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a 
       );
     await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
     await new Promise((r) => setTimeout(r, 300)); // the gateway's lease renewed at the head
+    const enforced: number[] = [];
+    e.gw.onEnforced((s) => enforced.push(s));
     const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 1500 });
+    // Applied, not enforced: the drill's gateway member reports its stop only at onEnforced.
+    expect(e.gw.appliedSeq).toBeGreaterThanOrEqual(r.flip.seq);
+    expect(enforced).toEqual([]);
     // The client was answered at once all the same.
     expect(((await call) as any).data).toMatchObject({ code: 'KS_ABORTED' });
     expect(up.state.refusedCancels).toBeGreaterThan(0);
@@ -118,6 +123,7 @@ describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a 
     const after = e.cp.tracker.status(seq)!;
     expect(after.unenforced).toEqual([]);
     expect(after.acknowledged.map((a) => a.workerId)).toEqual(['gateway-1']);
+    expect(enforced).toEqual([seq]);
     expect(up.state.cancels).toEqual([
       { requestId: expect.any(Number), reason: 'cancelled by the kill switch' },
     ]);

@@ -42,6 +42,13 @@ export async function startSinkMcpUpstream(
   options: SinkMcpUpstreamOptions,
 ): Promise<SinkMcpUpstream> {
   const calls = new Map<string, Call>();
+  /**
+   * Cancels that arrived before their call (the cancel and the call travel on two connections, so
+   * the cancel can be read first): kept a while, and the call is cancelled when it arrives, as an
+   * upstream that honours cancellation must (MCP lets a receiver ignore a cancel for a request it
+   * does not know; this one does not).
+   */
+  const early = new Map<string, NodeJS.Timeout>();
   let cancelled = 0;
   const tools = new Set(options.tools);
 
@@ -70,6 +77,15 @@ export async function startSinkMcpUpstream(
     const runPath = Array.isArray(lineage.runPath) ? lineage.runPath : [];
     const key = String(meta[EFFECT_KEY_META] ?? `no-key-${String(id)}`);
     const k = `${typeof id}:${String(id)}`;
+    const before = early.get(k);
+    if (before !== undefined || res.destroyed) {
+      // Cancelled before it was read: by an early cancel, or the caller already closed the stream.
+      clearTimeout(before);
+      early.delete(k);
+      cancelled++;
+      if (!res.writableEnded) res.destroy();
+      return;
+    }
     const timer = setTimeout(() => {
       calls.delete(k);
       const context = {
@@ -158,7 +174,14 @@ export async function startSinkMcpUpstream(
           return answer(res, { jsonrpc: '2.0', id: m.id, result: {} });
         case 'notifications/cancelled': {
           const id = m.params?.['requestId'];
-          calls.get(`${typeof id}:${String(id)}`)?.done();
+          const k = `${typeof id}:${String(id)}`;
+          const c = calls.get(k);
+          if (c !== undefined) c.done();
+          else if (!early.has(k) && early.size < 10_000)
+            early.set(
+              k,
+              setTimeout(() => early.delete(k), 30_000),
+            );
           return void res.writeHead(202).end();
         }
         default:
@@ -178,6 +201,8 @@ export async function startSinkMcpUpstream(
     },
     close: async () => {
       for (const c of [...calls.values()]) c.done();
+      for (const t of early.values()) clearTimeout(t);
+      early.clear();
       await closeServer(server);
     },
   };

@@ -85,14 +85,27 @@ export class GatewayMember {
       logger: { info: () => undefined, warn: () => undefined },
     });
     this.#gw = gw;
-    // The provider applies a flip and emits its change at once: the time is "the gateway applied it".
-    const onChange = (): void => {
-      const at = systemClock.now();
-      this.#events.push({ t: 'applied', at, seq: gw.appliedSeq });
-      this.#report.applied(gw.appliedSeq, at);
+    // The gateway has stopped for a flip once it applied it and no call the flip cut is still
+    // unenforced (KS-6.5: its MCP cancel not yet taken upstream): that is the time reported, the
+    // one its acknowledgement vouches for. Before it, an upstream may still land the call's effect.
+    // The guard cuts the calls a flip matches in the microtasks after it is applied (each watch is
+    // re-evaluated), and their holds are taken then: read them in the check phase, where the
+    // gateway's acknowledgement is sent from too.
+    let reported = 0;
+    const onChange = (): void => void setImmediate(check);
+    const check = (): void => {
+      const held = gw.unenforced.reduce((m, u) => Math.min(m, u.seq), Number.POSITIVE_INFINITY);
+      const upTo = Math.min(gw.appliedSeq, held - 1);
+      if (upTo > reported) {
+        reported = upTo;
+        const at = systemClock.now();
+        this.#events.push({ t: 'applied', at, seq: upTo });
+        this.#report.applied(upTo, at);
+      }
       this.#noteStatus();
     };
     gw.provider.events.addHandler(ProviderEvents.ConfigurationChanged, onChange);
+    gw.onEnforced(onChange);
     for (const e of [ProviderEvents.Ready, ProviderEvents.Stale, ProviderEvents.Error])
       gw.provider.events.addHandler(e, () => this.#noteStatus());
     await gw.waitFresh(20_000);

@@ -6,7 +6,9 @@
  *   - LLM: added latency of a non-streamed chat completion, and of the time to the first streamed
  *     token, direct to the upstream vs through the gateway (same keep-alive client);
  *   - MCP: added latency of one `tools/call` (the MCP SDK client to a Streamable HTTP upstream,
- *     direct vs through the gateway's /mcp);
+ *     direct vs through the gateway's /mcp), to the upstream in its own process (`mcp`) and to
+ *     the same server in this process (`mcpLocal`), and this process's CPU time per call on each
+ *     path (through - direct: the gateway's per-call work, little inflated by load);
  *   - halt -> upstream cancel: a tenant halt while an MCP call is in flight, from the flip
  *     reaching the gateway (its provider's change event) to the upstream tool's signal aborting,
  *     and from the flip request to the same; by stage (the guard aborting the call, the cancel
@@ -36,6 +38,7 @@ import { Gateway } from '../../src/gateway/index.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { systemClock } from '../../src/internal/clock.js';
 import { forkControlPlane } from '../../src/drill/run/fork-control-plane.js';
+import { startBenchMcpUpstream } from './mcp-upstream-process.js';
 import { median, quantile, round } from '../internal/stats.js';
 
 function arg(name: string, fallback: number): number {
@@ -168,6 +171,10 @@ async function main(): Promise<void> {
   const llm = await startSlowLlmServer({ tokens: 1, tokenIntervalMs: 0 });
   const upstream = await forkMcpUpstream();
   const seen = upstream.seen;
+  // The same upstream server in this process too: the floor and the added time with the upstream
+  // sharing the client's and the gateway's event loop (as before 7e60dde) in the same run, next
+  // to the upstream in its own process.
+  const local = await startBenchMcpUpstream(() => undefined);
   const ledger = new TimedLedger();
   const gw = await Gateway.start({
     config: {
@@ -175,7 +182,7 @@ async function main(): Promise<void> {
       controlPlane: { urls: [cp.url], token: WORKER, staleAfterMs: 3000, heartbeatMs: 500 },
       listen: { port: 0 },
       llm: { openai: llm.url },
-      mcp: { upstreams: { up: { url: upstream.url } } },
+      mcp: { upstreams: { up: { url: upstream.url }, local: { url: local.url } } },
     },
     ledger,
     logger: { info() {}, warn: (m) => console.error(m) },
@@ -193,6 +200,8 @@ async function main(): Promise<void> {
   await direct.connect(new StreamableHTTPClientTransport(new URL(upstream.url)));
   const through = new Client({ name: 'bench', version: '1' });
   await through.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+  const directLocal = new Client({ name: 'bench', version: '1' });
+  await directLocal.connect(new StreamableHTTPClientTransport(new URL(local.url)));
 
   const chat = JSON.stringify({ model: 'm', messages: [], max_tokens: 1 });
   const chatStream = JSON.stringify({ model: 'm', messages: [], max_tokens: 1, stream: true });
@@ -200,6 +209,27 @@ async function main(): Promise<void> {
     llm: { direct: [], through: [] },
     ttft: { direct: [], through: [] },
     mcp: { direct: [], through: [] },
+    mcpLocal: { direct: [], through: [] },
+  };
+  // CPU time of this process per call (client, and through: the gateway too), microseconds: the
+  // gateway's per-call work is through - direct, which a loaded machine inflates far less than
+  // wall time (it is not time spent waiting to be scheduled).
+  const cpu: Record<string, { direct: number; through: number; n: number }> = {
+    mcp: { direct: 0, through: 0, n: 0 },
+    mcpLocal: { direct: 0, through: 0, n: 0 },
+  };
+  const timed = async (
+    key: 'mcp' | 'mcpLocal',
+    path: 'direct' | 'through',
+    out: number[],
+    fn: () => Promise<unknown>,
+  ): Promise<void> => {
+    const c = process.cpuUsage();
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+    const d = process.cpuUsage(c);
+    cpu[key]![path] += d.user + d.system;
   };
   // Warm-up: JIT, sockets, sessions.
   for (let i = 0; i < 100; i++) {
@@ -207,24 +237,35 @@ async function main(): Promise<void> {
     await post(`${gw.url}/v1/chat/completions`, chat);
     await direct.callTool({ name: 'noop', arguments: { i } });
     await through.callTool({ name: 'up__noop', arguments: { i } });
+    await directLocal.callTool({ name: 'noop', arguments: { i } });
+    await through.callTool({ name: 'local__noop', arguments: { i } });
   }
   for (let r = 0; r < ROUNDS; r++) {
     const cur = {
       llm: { direct: [] as number[], through: [] as number[] },
       ttft: { direct: [] as number[], through: [] as number[] },
       mcp: { direct: [] as number[], through: [] as number[] },
+      mcpLocal: { direct: [] as number[], through: [] as number[] },
     };
     for (let i = 0; i < CALLS; i++) {
       cur.llm.direct.push((await post(`${llm.url}/v1/chat/completions`, chat)).end);
       cur.llm.through.push((await post(`${gw.url}/v1/chat/completions`, chat)).end);
       cur.ttft.direct.push((await post(`${llm.url}/v1/chat/completions`, chatStream)).firstByte);
       cur.ttft.through.push((await post(`${gw.url}/v1/chat/completions`, chatStream)).firstByte);
-      let t = performance.now();
-      await direct.callTool({ name: 'noop', arguments: { i } });
-      cur.mcp.direct.push(performance.now() - t);
-      t = performance.now();
-      await through.callTool({ name: 'up__noop', arguments: { i } });
-      cur.mcp.through.push(performance.now() - t);
+      await timed('mcp', 'direct', cur.mcp.direct, () =>
+        direct.callTool({ name: 'noop', arguments: { i } }),
+      );
+      await timed('mcp', 'through', cur.mcp.through, () =>
+        through.callTool({ name: 'up__noop', arguments: { i } }),
+      );
+      await timed('mcpLocal', 'direct', cur.mcpLocal.direct, () =>
+        directLocal.callTool({ name: 'noop', arguments: { i } }),
+      );
+      await timed('mcpLocal', 'through', cur.mcpLocal.through, () =>
+        through.callTool({ name: 'local__noop', arguments: { i } }),
+      );
+      cpu['mcp']!.n++;
+      cpu['mcpLocal']!.n++;
     }
     for (const k of Object.keys(rows)) {
       rows[k]!.direct.push(cur[k as keyof typeof cur].direct);
@@ -245,7 +286,18 @@ async function main(): Promise<void> {
       addedP99Ms: round(median(d.map((x, i) => t[i]!.p99 - x.p99)), 3),
     };
     console.log(
-      `${k.padEnd(5)} direct p50 ${latency[k]!.directP50Ms} ms p99 ${latency[k]!.directP99Ms} ms | through p50 ${latency[k]!.throughP50Ms} ms p99 ${latency[k]!.throughP99Ms} ms | added p50 ${latency[k]!.addedP50Ms} ms`,
+      `${k.padEnd(8)} direct p50 ${latency[k]!.directP50Ms} ms p99 ${latency[k]!.directP99Ms} ms | through p50 ${latency[k]!.throughP50Ms} ms p99 ${latency[k]!.throughP99Ms} ms | added p50 ${latency[k]!.addedP50Ms} ms`,
+    );
+  }
+  const cpuPerCall: Record<string, Record<string, number>> = {};
+  for (const [k, c] of Object.entries(cpu)) {
+    cpuPerCall[k] = {
+      directUs: round(c.direct / c.n, 1),
+      throughUs: round(c.through / c.n, 1),
+      addedUs: round((c.through - c.direct) / c.n, 1),
+    };
+    console.log(
+      `${k.padEnd(8)} CPU of this process per call: direct ${cpuPerCall[k]!.directUs} us, through ${cpuPerCall[k]!.throughUs} us: the gateway adds ${cpuPerCall[k]!.addedUs} us`,
     );
   }
 
@@ -401,10 +453,12 @@ async function main(): Promise<void> {
   );
 
   await direct.close();
+  await directLocal.close();
   await through.close();
   await gw2.close();
   await slow.close();
   await upstream.close();
+  await local.close();
   await cp.stop();
   await rm(dataDir, { recursive: true, force: true });
   agent.destroy();
@@ -417,6 +471,7 @@ async function main(): Promise<void> {
       calls: CALLS,
       ledger: 'memory',
       latency,
+      cpuPerCall,
       haltToUpstreamCancel: {
         fromAppliedP50Ms: round(fa.p50, 3),
         fromAppliedP99Ms: round(fa.p99, 3),

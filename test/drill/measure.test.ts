@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { checkTargets } from '../../src/drill/measure/check-targets.js';
+import { TIMING_VIOLATIONS } from '../../src/drill/measure/host-load.js';
 import type { LeverResult, LeverTree, WorkerSummary } from '../../src/drill/report/drill-report.js';
 import type { SinkEffect } from '../../src/drill/servers/effect-sink.js';
 import type { WorkerEvent } from '../../src/drill/internal/protocol.js';
@@ -278,10 +279,23 @@ describe('KS-9.3.4 any missed target is a violation; missing data fails', () => 
     expect(codes([lever({ effects, resume: { ok: true } })])).toEqual([
       'effect-after-complete',
       'effect-after-applied',
-      'other-cohort-refused',
+      'other-cohort-stale',
       'other-cohort-slowed',
       'not-resumed',
     ]);
+    // KS-9.3.7 refusals by a worker whose lease ran out are timing (inconclusive on an overloaded
+    // host); one refused by a halt that matched the wrong cohort is a violation at any load.
+    const mixed = {
+      ...effects,
+      otherRefused: 3,
+      otherRefusedBy: { 'w1:stale': 2, 'w2:halted#3': 1 },
+    };
+    expect(codes([lever({ effects: mixed, resume: { ok: true } })])).toContain(
+      'other-cohort-refused',
+    );
+    expect(TIMING_VIOLATIONS.has('other-cohort-stale')).toBe(true);
+    expect(TIMING_VIOLATIONS.has('other-cohort-refused')).toBe(false);
+    expect(TIMING_VIOLATIONS.has('effect-after-complete')).toBe(false);
   });
 });
 

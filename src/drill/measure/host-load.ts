@@ -259,11 +259,15 @@ function treeTicks(pid: number, depth: number, out: Map<number, number>): void {
 
 /**
  * The violation codes that measure timing, and so are inconclusive on an overloaded host: the
- * time-to-stop, and the two that need matching effects to flow within a window (before the flip,
- * after the resume), which a starved host misses whatever the kill switch does.
+ * time-to-stop, the two that need matching effects to flow within a window (before the flip,
+ * after the resume), the other cohorts' rate, and other cohorts refused only by workers whose
+ * lease ran out (failing closed, as a starved worker must), which a starved host misses whatever
+ * the kill switch does.
  */
 export const TIMING_VIOLATIONS: ReadonlySet<string> = new Set([
   'time-to-stop',
   'no-matching-traffic',
   'not-resumed',
+  'other-cohort-slowed',
+  'other-cohort-stale',
 ]);

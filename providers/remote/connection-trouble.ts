@@ -1,5 +1,6 @@
 import type { FetchLikeResponse } from 'eventsource';
 import { ErrorCode } from '../../src/errors.js';
+import { describeNetworkFailure } from '../../src/internal/network-failure.js';
 
 /**
  * Why a remote flip source cannot get or keep a fresh state, in words a worker's log and its
@@ -29,19 +30,6 @@ const BODY_LIMIT = 8192;
 /** How long to wait for a refusal's body before judging it without one. */
 const BODY_WAIT_MS = 1000;
 
-const NETWORK_CODES: Readonly<Record<string, string>> = {
-  ECONNREFUSED: 'connection refused (is the control plane running, and on this port?)',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'host not found (DNS lookup failed)',
-  ECONNRESET: 'connection reset',
-  ETIMEDOUT: 'timed out',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  CERT_HAS_EXPIRED: 'TLS certificate expired',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed TLS certificate',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not trusted',
-};
-
 /** Text from the wire, made one inert line of bounded length for a log. */
 export function inert(s: string, max = 200): string {
   let flat = '';
@@ -57,25 +45,12 @@ export function inert(s: string, max = 200): string {
   return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
 }
 
-function networkCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 /** A connection that never got an answer: refused, not found, reset, TLS. */
 export function networkTrouble(base: string, err: unknown): ConnectionTrouble {
-  const code = networkCode(err);
-  const what =
-    code !== undefined && NETWORK_CODES[code] !== undefined
-      ? `${NETWORK_CODES[code]} (${code})`
-      : inert(err instanceof Error ? err.message : String(err));
+  const { code, text } = describeNetworkFailure(err);
   return {
-    key: `unreachable:${code ?? what}`,
-    message: `cannot reach the control plane at ${base}: ${what}`,
+    key: `unreachable:${code ?? text}`,
+    message: `cannot reach the control plane at ${base}: ${text}`,
   };
 }
 

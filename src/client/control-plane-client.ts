@@ -9,6 +9,7 @@ import type {
   WorkersAnswer,
 } from '../protocol/answers.js';
 import { ApiPath, LogQuery } from '../protocol/paths.js';
+import { describeNetworkFailure } from '../internal/network-failure.js';
 import type { ReleaseRecord, ReleasesAnswer } from '../protocol/releases.js';
 
 /** Options of {@link ControlPlaneClient}. */
@@ -170,10 +171,10 @@ export class ControlPlaneClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      // Name the cause (refused, DNS, TLS, timeout), not fetch's bare "fetch failed".
       throw new KillSwitchError(
         ErrorCode.UNREACHABLE,
-        `cannot reach the control plane at ${this.url}: ${cause}`,
+        `cannot reach the control plane at ${this.url}: ${describeNetworkFailure(err, timeoutMs).text}`,
         {
           cause: err,
         },

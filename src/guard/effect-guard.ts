@@ -78,6 +78,15 @@ export interface EffectInfo {
 /** The effect itself; it should pass `signal` to every I/O call (fetch, SDK calls). */
 export type EffectBody<T> = (signal: AbortSignal, info: EffectInfo) => Promise<T>;
 
+/** What an {@link OperationBody} gets: the effect's operation, its signal created on first read. */
+export type EffectOperation = Pick<StoppableOperation, 'signal' | 'stopped' | 'onStop'>;
+
+/** The body `guard[RUN_WITH_OPERATION]` runs: as {@link EffectBody}, with the operation. */
+export type OperationBody<T> = (op: EffectOperation, info: EffectInfo) => Promise<T>;
+
+/** The key of {@link EffectGuard}'s internal run for the adapters (not exported by the package). */
+export const RUN_WITH_OPERATION: unique symbol = Symbol('openfeature-kill-switch.runWithOperation');
+
 /** Options of {@link EffectGuard}. */
 export interface EffectGuardOptions {
   /** An OpenFeature client; `kill-switch` may come from any provider bound to its domain. */
@@ -210,7 +219,24 @@ export class EffectGuard {
    * @throws {ValidationError} `KS_INVALID_INPUT` for a bad effect description
    * @throws the body's own error when it rejects (recorded as `failed`)
    */
-  async run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
+  run<T>(effect: GuardedEffect<T>, body: EffectBody<T>): Promise<T> {
+    return this.#runEffect(effect, body, false);
+  }
+
+  /**
+   * Internal (the framework adapters): {@link run}, handing the body its operation instead of
+   * its signal, so a body that links to the operation's stop, or reads its signal only when it
+   * needs one, costs no `AbortController`. Everything else is `run`'s. KS-14.1.3
+   */
+  [RUN_WITH_OPERATION]<T>(effect: GuardedEffect<T>, body: OperationBody<T>): Promise<T> {
+    return this.#runEffect(effect, body, true);
+  }
+
+  async #runEffect<T>(
+    effect: GuardedEffect<T>,
+    body: EffectBody<T> | OperationBody<T>,
+    lazy: boolean,
+  ): Promise<T> {
     if (this.#closed) throw new KillSwitchError(ErrorCode.STORE_CLOSED, 'effect guard is closed');
     const ctx = effectContext(effect);
     const key = effect.key ?? effectKey(ctx.runId!, effect.step);
@@ -257,7 +283,7 @@ export class EffectGuard {
       }
       if (this.#closed && op.state === OperationState.CHECKING) op.refuse(CLOSED_DECISION);
       if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
-      return await this.#dispatch(op, base, attempt, effect, body);
+      return await this.#dispatch(op, base, attempt, effect, body, lazy);
     } catch (err) {
       // A check that failed or refused leaves nothing running: the watch and the key go. (A body
       // that failed settled the operation; an aborted one keeps its key until it settles.)
@@ -390,7 +416,8 @@ export class EffectGuard {
     base: EffectBase,
     attempt: number,
     effect: GuardedEffect<T>,
-    body: EffectBody<T>,
+    body: EffectBody<T> | OperationBody<T>,
+    lazy: boolean,
   ): Promise<T> {
     const key = base.key;
     let haltedAt = 0;
@@ -435,29 +462,30 @@ export class EffectGuard {
         });
       }
     };
-    return op
-      .run((signal) => body(signal, { key, attempt }), { onLate })
-      .then(
-        (value) => {
-          this.#inFlight.delete(key);
-          const landed = {
-            ...base,
-            status: EffectStatus.LANDED,
-            ...this.#encode(effect, key, value),
-          };
-          return write(landed).then(() => value);
-        },
-        (err: unknown) => {
-          // Aborted: the stop listener recorded it and the late outcome will follow.
-          if (op.state === OperationState.ABORTED) throw err;
-          this.#inFlight.delete(key);
-          return write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) }).then(
-            () => {
-              throw err;
-            },
-          );
-        },
-      );
+    const running = lazy
+      ? op.runLazily((o) => (body as OperationBody<T>)(o, { key, attempt }), { onLate })
+      : op.run((signal) => (body as EffectBody<T>)(signal, { key, attempt }), { onLate });
+    return running.then(
+      (value) => {
+        this.#inFlight.delete(key);
+        const landed = {
+          ...base,
+          status: EffectStatus.LANDED,
+          ...this.#encode(effect, key, value),
+        };
+        return write(landed).then(() => value);
+      },
+      (err: unknown) => {
+        // Aborted: the stop listener recorded it and the late outcome will follow.
+        if (op.state === OperationState.ABORTED) throw err;
+        this.#inFlight.delete(key);
+        return write({ ...base, status: EffectStatus.FAILED, detail: describeError(err) }).then(
+          () => {
+            throw err;
+          },
+        );
+      },
+    );
   }
 
   #encode<T>(effect: GuardedEffect<T>, key: string, value: T): { result?: unknown } {

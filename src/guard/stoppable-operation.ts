@@ -235,10 +235,24 @@ export class StoppableOperation {
    * @throws synchronously, as {@link start} does, when it is not `checking`
    */
   run<T>(body: (signal: AbortSignal) => T | Promise<T>, options: RunOptions = {}): Promise<T> {
+    return this.#run(() => body(this.signal), options);
+  }
+
+  /**
+   * {@link run}, handing the body the operation itself instead of its signal: a body that links
+   * to it with {@link onStop} (or reads {@link signal} only when it needs one) costs no
+   * `AbortController` (the adapters' tool calls, KS-14.1.3). The stop reaches the body the same
+   * way, synchronously, before the caller is rejected.
+   */
+  runLazily<T>(body: (op: this) => T | Promise<T>, options: RunOptions = {}): Promise<T> {
+    return this.#run(() => body(this), options);
+  }
+
+  #run<T>(call: () => T | Promise<T>, options: RunOptions): Promise<T> {
     this.#move(OperationState.RUNNING, OperationState.CHECKING, 'run');
     let p: Promise<T>;
     try {
-      p = Promise.resolve(body(this.signal));
+      p = Promise.resolve(call());
     } catch (err) {
       p = Promise.reject(err);
     }

@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CallSignal, mergeSignals } from '../../src/adapters/internal/merge-signals.js';
+import { RUN_WITH_OPERATION } from '../../src/guard/effect-guard.js';
+import { effectKey } from '../../src/ledger/index.js';
+import { deferred, killSwitchEnv, type KillSwitchEnv } from './harness.js';
 
 describe('KS-14.1.3 mergeSignals: a call signal that follows its sources', () => {
   it('aborts with the first source to abort, and only once', () => {
@@ -97,5 +100,78 @@ describe('KS-14.1.3 CallSignal: one call signal, merged only when read', () => {
     run.abort('run stopped');
     expect(s.reason).toBe('run stopped');
     call.dispose();
+  });
+});
+
+describe('KS-14.1.3 a tool call linked to the guard operation itself, not to its signal', () => {
+  const envs: KillSwitchEnv[] = [];
+  afterEach(async () => {
+    for (const e of envs.splice(0)) await e.close();
+  });
+
+  it('a halt mid-call aborts what the call linked in the turn the flip arrives, the caller gets KS_ABORTED, the ledger says aborted', async () => {
+    const e = await killSwitchEnv();
+    envs.push(e);
+    const started = deferred();
+    const upstream = new AbortController();
+    let sawTurn: boolean | undefined;
+    upstream.signal.addEventListener('abort', () => (sawTurn = e.turnedSinceArrival()));
+    const effect = { runId: 'op-1', step: 'call-1', capability: 'crm.update' };
+    const pending = e.guard[RUN_WITH_OPERATION](effect, (op) => {
+      const call = new CallSignal(op, new AbortController().signal);
+      call.link(upstream, { reason: () => 'cancelled upstream' });
+      started.resolve();
+      return new Promise<never>(() => undefined);
+    }).catch((x: unknown) => x);
+    await started.promise;
+    const { seq } = await e.halt({ runId: 'op-1' });
+    expect(upstream.signal.reason).toBe('cancelled upstream');
+    expect(sawTurn).toBe(false);
+    expect(await pending).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+    await e.guard.flush();
+    const [entry] = await e.ledger.entries({ key: effectKey('op-1', 'call-1') });
+    expect(entry?.history.map((x) => x.status)).toEqual(['intent', 'aborted']);
+  });
+
+  it('merged on read, it follows the operation and the others; after the call the operation signal is still readable', async () => {
+    const e = await killSwitchEnv();
+    envs.push(e);
+    const run = new AbortController();
+    let merged: AbortSignal | undefined;
+    let opOf: { readonly signal: AbortSignal } | undefined;
+    const value = await e.guard[RUN_WITH_OPERATION](
+      {
+        runId: 'op-2',
+        step: 'call-1',
+        capability: 'noop',
+        result: { encode: (v) => v, decode: (v) => v as number },
+      },
+      async (op) => {
+        opOf = op;
+        const call = new CallSignal(op, run.signal);
+        merged = call.signal;
+        call.dispose();
+        return 7;
+      },
+    );
+    expect(value).toBe(7);
+    run.abort('late');
+    expect(merged?.aborted).toBe(false);
+    expect(opOf?.signal.aborted).toBe(false);
+    const [entry] = await e.ledger.entries({ key: effectKey('op-2', 'call-1') });
+    expect(entry).toMatchObject({ status: 'landed', result: 7 });
+  });
+
+  it('a call to an operation that already stopped is aborted at once, by link and by read', () => {
+    const stopped = {
+      stopped: { error: 'halted before' },
+      signal: AbortSignal.abort('halted before'),
+      onStop: () => () => undefined,
+    };
+    const call = new CallSignal(stopped, new AbortController().signal);
+    const target = new AbortController();
+    call.link(target);
+    expect(target.signal.reason).toBe('halted before');
+    expect(call.signal.reason).toBe('halted before');
   });
 });

@@ -1,5 +1,10 @@
 import { ErrorCode, HaltedError, InvalidOptionError } from '../../errors.js';
-import type { EffectGuard, ResultCodec } from '../../guard/effect-guard.js';
+import {
+  RUN_WITH_OPERATION,
+  type EffectGuard,
+  type EffectInfo,
+  type ResultCodec,
+} from '../../guard/effect-guard.js';
 import { haltedErrorOf, type KillDecision } from '../../guard/kill-decision.js';
 import type { Lineage } from '../../lineage/lineage.js';
 import type { KillContext } from '../../model/selector.js';
@@ -10,7 +15,7 @@ import {
   type RunScope,
 } from '../../scope/run-scope.js';
 import { spawnChildRun, type ChildRun } from '../../scope/spawn-child-run.js';
-import { CallSignal, mergeSignals, type MergedSignal } from './merge-signals.js';
+import { CallSignal, mergeSignals, type MergedSignal, type SignalSource } from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
 export interface AgentRunOptions {
@@ -257,25 +262,28 @@ export class AgentRun {
     const stopped = this.halted;
     if (stopped !== undefined) throw stopped;
     const capability = this.#capability(toolName);
+    const effect = {
+      context: this.context,
+      runId: this.runId,
+      step: callId,
+      capability,
+      result,
+    };
+    // Merged only if the body reads it (CallSignal): most no-op-sized calls never do. Given the
+    // guard's operation rather than its signal, a call that never reads a signal creates none.
+    const guarded = async (source: SignalSource, info: EffectInfo): Promise<T> => {
+      const call = new CallSignal(source, () => this.signal, frameworkSignal);
+      try {
+        return await runInRunScope(this.#scope, () => body(call, info));
+      } finally {
+        call.dispose();
+      }
+    };
+    const guard = this.#guard;
     try {
-      return (await this.#guard.run(
-        {
-          context: this.context,
-          runId: this.runId,
-          step: callId,
-          capability,
-          result,
-        },
-        async (signal, info) => {
-          // Merged only if the body reads it (CallSignal): most no-op-sized calls never do.
-          const call = new CallSignal(signal, () => this.signal, frameworkSignal);
-          try {
-            return await runInRunScope(this.#scope, () => body(call, info));
-          } finally {
-            call.dispose();
-          }
-        },
-      )) as T;
+      return typeof guard[RUN_WITH_OPERATION] === 'function'
+        ? await guard[RUN_WITH_OPERATION](effect, guarded)
+        : await guard.run(effect, guarded);
     } catch (err) {
       // The guard's own error, before any framework sees it: a refusal or abort stops the run.
       if (err instanceof HaltedError) this.stop(err);

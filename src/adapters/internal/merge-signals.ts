@@ -9,6 +9,29 @@ export interface MergedSignal {
 const NOTHING = (): void => undefined;
 
 /**
+ * Something that stops once, with an error, without an AbortSignal of its own until one is asked
+ * for: the guard's operation for one effect (its `signal` is created on first read, and an
+ * `AbortController` is the largest cost an adapter adds to a no-op tool call). A link to it is a
+ * stop listener, called synchronously when it stops, where a link to a signal is an `abort`
+ * listener.
+ */
+export interface StopSource {
+  /** Set once it stopped; `error` is what a signal of it aborts with. */
+  readonly stopped: { readonly error: unknown } | undefined;
+  /** Its own signal (created on first read). */
+  readonly signal: AbortSignal;
+  /** Calls `listener` when it stops (at once when it already has); returns how to remove it. */
+  onStop(listener: (stop: { readonly error: unknown }) => void): () => void;
+}
+
+/** A source a call follows: a signal, or a {@link StopSource}. */
+export type SignalSource = AbortSignal | StopSource;
+
+function isSignal(s: SignalSource): s is AbortSignal {
+  return s instanceof AbortSignal;
+}
+
+/**
  * Aborts `target` as soon as any of `sources` aborts, with `reason` of that source's reason, and
  * returns how to remove the listeners (call it when the call that used the target ends). A source
  * already aborted aborts the target at once.
@@ -19,23 +42,39 @@ const NOTHING = (): void => undefined;
  */
 export function linkSignals(
   target: AbortController,
-  sources: readonly (AbortSignal | undefined)[],
+  sources: readonly (SignalSource | undefined)[],
   reason?: (sourceReason: unknown) => unknown,
 ): () => void {
   for (const s of sources) {
-    if (s !== undefined && s.aborted) {
-      target.abort(reason === undefined ? s.reason : reason(s.reason));
+    if (s === undefined) continue;
+    const already = isSignal(s)
+      ? s.aborted
+        ? { error: s.reason as unknown }
+        : undefined
+      : s.stopped;
+    if (already !== undefined) {
+      target.abort(reason === undefined ? already.error : reason(already.error));
       return NOTHING;
     }
   }
-  const onAbort = function (this: AbortSignal): void {
+  const abort = (sourceReason: unknown): void => {
     dispose();
-    target.abort(reason === undefined ? this.reason : reason(this.reason));
+    target.abort(reason === undefined ? sourceReason : reason(sourceReason));
   };
+  const onAbort = function (this: AbortSignal): void {
+    abort(this.reason);
+  };
+  let offs: (() => void)[] | undefined;
   const dispose = (): void => {
-    for (const s of sources) s?.removeEventListener('abort', onAbort);
+    for (const s of sources)
+      if (s !== undefined && isSignal(s)) s.removeEventListener('abort', onAbort);
+    if (offs !== undefined) for (const off of offs) off();
   };
-  for (const s of sources) s?.addEventListener('abort', onAbort);
+  for (const s of sources) {
+    if (s === undefined) continue;
+    if (isSignal(s)) s.addEventListener('abort', onAbort);
+    else (offs ??= []).push(s.onStop((stop) => abort(stop.error)));
+  }
   return dispose;
 }
 
@@ -47,9 +86,12 @@ export function linkSignals(
  *
  * @param signals - the sources; undefined entries are skipped
  */
-export function mergeSignals(...signals: readonly (AbortSignal | undefined)[]): MergedSignal {
-  const sources = signals.filter((s): s is AbortSignal => s !== undefined);
-  if (sources.length === 1) return { signal: sources[0]!, dispose: NOTHING };
+export function mergeSignals(...signals: readonly (SignalSource | undefined)[]): MergedSignal {
+  const sources = signals.filter((s): s is SignalSource => s !== undefined);
+  if (sources.length === 1) {
+    const only = sources[0]!;
+    return { signal: isSignal(only) ? only : only.signal, dispose: NOTHING };
+  }
   const controller = new AbortController();
   return { signal: controller.signal, dispose: linkSignals(controller, sources) };
 }
@@ -64,21 +106,21 @@ export function mergeSignals(...signals: readonly (AbortSignal | undefined)[]): 
  * listener is removed by {@link CallSignal.dispose}, when the call settles.
  */
 export class CallSignal {
-  readonly #given: readonly (AbortSignal | (() => AbortSignal) | undefined)[];
+  readonly #given: readonly (SignalSource | (() => AbortSignal) | undefined)[];
   #merged: MergedSignal | undefined;
   #links: (() => void)[] | undefined;
   #disposed = false;
 
   /**
-   * @param sources - the guard's signal first, then the others; undefined entries are skipped, and
-   *   a function is called for its signal only when the signals are merged or linked (a run's
-   *   own signal, created on first use)
+   * @param sources - the guard's signal (or its operation, a {@link StopSource}) first, then the
+   *   others; undefined entries are skipped, and a function is called for its signal only when
+   *   the signals are merged or linked (a run's own signal, created on first use)
    */
-  constructor(...sources: readonly (AbortSignal | (() => AbortSignal) | undefined)[]) {
+  constructor(...sources: readonly (SignalSource | (() => AbortSignal) | undefined)[]) {
     this.#given = sources;
   }
 
-  get #sources(): (AbortSignal | undefined)[] {
+  get #sources(): (SignalSource | undefined)[] {
     return this.#given.map((s) => (typeof s === 'function' ? s() : s));
   }
 
@@ -88,7 +130,10 @@ export class CallSignal {
    */
   get signal(): AbortSignal {
     if (this.#merged === undefined) {
-      if (this.#disposed) return this.#sources.find((s) => s !== undefined)!;
+      if (this.#disposed) {
+        const first = this.#sources.find((s) => s !== undefined)!;
+        return isSignal(first) ? first : first.signal;
+      }
       this.#merged = mergeSignals(...this.#sources);
     }
     return this.#merged.signal;

@@ -172,9 +172,19 @@ describe('KS-16.2.1 KS-16.2.2 a misconfigured worker fails closed and says why',
     await vi.waitFor(() =>
       expect(logger.lines.at(-1)).toBe('remote flip source w-why: fresh again at seq 0'),
     );
-    // Between the two servers the port may refuse a retry: that change of cause is logged too.
-    expect(logger.lines.slice(2, -1).every((l) => l === logger.lines[0])).toBe(true);
-    expect(logger.lines.length).toBeLessThanOrEqual(4);
+    // Between the two servers the port may refuse a retry, or the closing server reset one in
+    // flight: that change of cause is logged too, and nothing else.
+    expect(
+      logger.lines
+        .slice(2, -1)
+        .every((l) =>
+          /^remote flip source w-why: cannot reach the control plane at \S+: connection (refused|reset)\b/.test(
+            l,
+          ),
+        ),
+      logger.lines.join('\n'),
+    ).toBe(true);
+    expect(logger.lines.length, logger.lines.join('\n')).toBeLessThanOrEqual(5);
   });
 
   it('a control plane that refuses both the stream and the acknowledgements: each side logged once, not on every alternation', async () => {

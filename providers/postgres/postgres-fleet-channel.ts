@@ -151,22 +151,31 @@ export class PostgresFleetChannel implements FleetChannel {
       // this commit, so an acknowledgement answered below flip s was committed before s.
       // An append waits for this transaction: a stalled client must not hold the lock long,
       // so the server ends it after RENEW_HOLD_MAX_MS idle or running (the renewal then fails: 503).
+      // One round trip for the whole transaction (simple query protocol, the values as escaped
+      // literals): it was three (BEGIN and the lock, each upsert, COMMIT), and every remote
+      // worker's acknowledgement waits for it before the replica that holds the flip hears of
+      // it. An error stops the string where it happened; the transaction is then abandoned with
+      // its connection, as before.
       const bound = Math.min(this.#statementTimeoutMs, RENEW_HOLD_MAX_MS);
-      await client.query(
+      const lit = (v: string) => client.escapeLiteral(v);
+      const text =
         `BEGIN; SET LOCAL statement_timeout = ${bound}; ` +
-          `SET LOCAL idle_in_transaction_session_timeout = ${bound}; ` +
-          `SELECT pg_advisory_xact_lock_shared(${LOCK_CLASS_APPEND}, hashtext('${this.#schema}'))`,
-      );
-      for (const c of chunks) {
-        const res = await client.query<{ head: string; hash: string }>(this.#upsertSql(), [
-          JSON.stringify(c),
-          this.replicaId,
-          this.#channel,
-        ]);
-        const row = res.rows[0];
-        if (row !== undefined) head = { seq: Number(row.head), hash: row.hash };
+        `SET LOCAL idle_in_transaction_session_timeout = ${bound}; ` +
+        `SELECT pg_advisory_xact_lock_shared(${LOCK_CLASS_APPEND}, hashtext('${this.#schema}')); ` +
+        chunks
+          .map(
+            (c) =>
+              `${this.#upsertSql(lit(JSON.stringify(c)), lit(this.replicaId), lit(this.#channel))}; `,
+          )
+          .join('') +
+        'COMMIT';
+      const results = (await client.query(text)) as unknown as pg.QueryResult[] | pg.QueryResult;
+      for (const res of Array.isArray(results) ? results : [results]) {
+        const row = res.rows[0] as { head?: unknown; hash?: unknown } | undefined;
+        if (row !== undefined && typeof row.head === 'string' && typeof row.hash === 'string') {
+          head = { seq: Number(row.head), hash: row.hash };
+        }
       }
-      await client.query('COMMIT');
       client.release();
     } catch (err) {
       client.release(true);
@@ -175,14 +184,15 @@ export class PostgresFleetChannel implements FleetChannel {
     return head;
   }
 
-  #upsertSql(): string {
+  /** The upsert of one chunk; its arguments are SQL literals (escaped by the caller). */
+  #upsertSql(acks: string, replica: string, channel: string): string {
     const s = this.#s;
     return `WITH hd AS (SELECT coalesce(max(f.seq), 0)::bigint AS seq FROM ${s}.flips f),
 hh AS (SELECT hd.seq, coalesce((SELECT f.hash FROM ${s}.flips f WHERE f.seq = hd.seq), repeat('0', 64)) AS hash FROM hd),
-input AS (SELECT * FROM json_to_recordset($1::json) AS x(w text, r text, s bigint, c integer, u jsonb)),
+input AS (SELECT * FROM json_to_recordset(${acks}::json) AS x(w text, r text, s bigint, c integer, u jsonb)),
 up AS (
   INSERT INTO ${s}.fleet_acks AS t (worker_id, replica_id, release, seq, answered_head, renewals, connections, unenforced, updated_at)
-  SELECT i.w, $2::text, i.r, i.s, (SELECT seq FROM hh), 1, i.c, i.u, now() FROM input i
+  SELECT i.w, ${replica}::text, i.r, i.s, (SELECT seq FROM hh), 1, i.c, i.u, now() FROM input i
   ON CONFLICT (worker_id) DO UPDATE SET replica_id = EXCLUDED.replica_id,
     release = coalesce(EXCLUDED.release, t.release), seq = EXCLUDED.seq,
     answered_head = EXCLUDED.answered_head, renewals = t.renewals + 1,
@@ -190,7 +200,7 @@ up AS (
   RETURNING t.worker_id, t.release, t.seq, t.connections, t.renewals, t.unenforced
 )
 SELECT hh.seq::text AS head, hh.hash,
-  pg_notify($3::text, json_build_object('t', 'a', 'r', $2::text, 'h', hh.seq,
+  pg_notify(${channel}::text, json_build_object('t', 'a', 'r', ${replica}::text, 'h', hh.seq,
     'a', (SELECT json_agg(json_build_array(up.worker_id, up.release, up.seq, up.connections, up.renewals, up.unenforced)) FROM up))::text) AS n
 FROM hh`;
   }

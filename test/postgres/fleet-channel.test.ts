@@ -116,6 +116,31 @@ describe.runIf(RUN_PG)(
       ]);
     });
 
+    it('KS-8.8.2 the renewal is one transaction sent as SQL literals: a release with quotes and backslashes arrives intact', async () => {
+      const schema = fresh('fleetquote');
+      const a = await replica(schema, 'r-a');
+      const b = await replica(schema, 'r-b');
+      const release = `v2 'it''s' \\ "q" $1 E'\\x'`;
+      const res = await fetch(`${b.url}/v1/acks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ workerId: 'w-q1', release, seq: 0 }),
+      });
+      expect(res.status).toBe(200);
+      const rows = await admin<{ worker_id: string; release: string }>(
+        `SELECT worker_id, release FROM "${schema}".fleet_acks`,
+      );
+      expect(rows).toEqual([{ worker_id: 'w-q1', release }]);
+      const end = Date.now() + 5000;
+      let seen: WorkersAnswer | undefined;
+      while (Date.now() < end) {
+        seen = await workers(a);
+        if (seen.workers.length > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(seen!.workers).toEqual([expect.objectContaining({ id: 'w-q1', release })]);
+    });
+
     it('with the store unreachable for the fleet, an acknowledgement is 503 and renews nothing', async () => {
       const schema = fresh('fleetack503');
       const a = await replica(schema, 'r-a');

@@ -10,7 +10,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers and a gateway) meets every target; KS-9.2.5 its control plane runs in its own process; KS-9.7.1 the gateway path is in it', () => {
+describe('KS-9.2.3 KS-9.2.4 KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers and a gateway) meets every target; KS-9.2.5 its control plane runs in its own process; KS-9.7.1 the gateway path is in it', () => {
   it('pulls capability, run, feature and global, and passes', { timeout: 120_000 }, async () => {
     const scenario = await scenarioFrom('ci.json');
     expect(scenario.workers).toBe(4);
@@ -51,5 +51,41 @@ describe('KS-9.6.1 the CI drill (spec/drills/ci.json, 4 workers and a gateway) m
     }
     expect(report.ledger!.sinkEffects).toBeGreaterThan(0);
     expect(written?.svg).toBeDefined();
+
+    // KS-9.2.3 each agent worker ran its traffic through the stop surface and reported it: LLM
+    // calls, guarded tool effects, retries and timers through the Scheduler, queued tasks; the
+    // drill collected its counters and read its own ledger file.
+    const agents = report.workers.filter((w) => w.gateway !== true);
+    expect(agents).toHaveLength(4);
+    for (const w of agents) {
+      const c = w.counters!;
+      expect(c, w.workerId).toBeDefined();
+      for (const k of [
+        'effectsLanded',
+        'llmStarted',
+        'retriesScheduled',
+        'timersScheduled',
+        'enqueued',
+      ] as const)
+        expect(c[k], `${w.workerId} ${k}`).toBeGreaterThan(0);
+    }
+    const total = (k: keyof NonNullable<(typeof agents)[number]['counters']>) =>
+      agents.reduce((n, w) => n + w.counters![k], 0);
+    // Halts stopped work of every kind somewhere in the fleet.
+    expect(total('effectsRefused') + total('effectsAborted')).toBeGreaterThan(0);
+    expect(total('discarded')).toBeGreaterThan(0);
+    expect(report.ledger!.entries).toBeGreaterThan(0);
+    // KS-9.2.4 one time basis (epoch ms, sub-ms precision): every worker's applied time falls
+    // after the control plane accepted the flip and before it reported the stop complete.
+    let subMs = 0;
+    for (const l of report.levers) {
+      for (const st of l.stops) {
+        expect(st.appliedAt, `${l.label} ${st.workerId}`).toBeTypeOf('number');
+        expect(st.appliedAt!).toBeGreaterThanOrEqual(l.acceptedAt! - 1);
+        expect(st.appliedAt!).toBeLessThanOrEqual(l.completeAt! + 1);
+        if (!Number.isInteger(st.appliedAt)) subMs++;
+      }
+    }
+    expect(subMs).toBeGreaterThan(0);
   });
 });

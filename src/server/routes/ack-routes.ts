@@ -13,6 +13,7 @@ import {
 } from '../../protocol/log-position.js';
 import { ApiPath } from '../../protocol/paths.js';
 import type { FlipLogStore } from '../../store/flip-log-store.js';
+import type { FleetTracker } from '../fleet-tracker.js';
 import type { FleetView } from '../fleet-view.js';
 import type { FlipLimits } from '../flip-limits.js';
 import { HttpError, sendJson } from '../internal/http-io.js';
@@ -187,14 +188,16 @@ export function acceptAcks(
     p.requireVouching();
     await checkAckPositions(acks);
     // KS-6.2.6: each entry is recorded exactly as the same acknowledgement sent alone, in
-    // order; the answer's fields do not depend on the worker, so one answer serves every entry.
-    let answer: AckAnswer | undefined;
+    // order; the answer's fields do not depend on the worker, so one answer serves every entry:
+    // the last entry's, built once (a batch holds up to a process's thousand workers).
+    let last: ReturnType<FleetTracker['ack']> | undefined;
     for (const a of acks) {
-      answer = { ...tracker.ack(a), logId: follower.logId, hash: follower.state.hash };
+      last = tracker.ack(a);
       claims.touch(who, a.workerId);
     }
     fleet.wake();
-    if (answer === undefined) throw new TypeError('acceptAcks: no acknowledgement given');
+    if (last === undefined) throw new TypeError('acceptAcks: no acknowledgement given');
+    let answer: AckAnswer = { ...last, logId: follower.logId, hash: follower.state.hash };
     if (fleet.channel !== undefined) answer = await shareAcks(acks, answer);
     return signed(answer, nonce);
   };

@@ -122,7 +122,7 @@ const CLOSED_DECISION: KillDecision = {
  * {@link StoppableOperation} (KS-4.10), and `run` reads as its named stages:
  * 1. `#watch`: watches the effect's context for a halt, before anything else, so none is missed;
  *    KS-4.1.3
- * 2. `#readPrior` and `replay`: returns the recorded result, or refuses, when the key already
+ * 2. the ledger's entry and `replay`: returns the recorded result, or refuses, when the key already
  *    landed or is in doubt; KS-4.3
  * 3. `#decide`: evaluates `kill-switch` with `true` (halted) as the default; halted means `refused`
  *    is recorded and the call rejects with {@link HaltedError} `KS_HALTED` naming the flip; KS-4.1.1
@@ -262,7 +262,17 @@ export class EffectGuard {
     // The stages await here and nowhere else: with AsyncLocalStorage active (every adapter, and
     // LangChain), each extra await or async frame allocates promises the async hooks then visit.
     try {
-      const prior = await this.#readPrior(key);
+      // Stage 2, what the ledger already knows of the key.
+      let prior: LedgerEntry | undefined;
+      try {
+        prior = (await this.#ledger.entries({ key }))[0];
+      } catch (err) {
+        throw new KillSwitchError(
+          ErrorCode.STORE_UNAVAILABLE,
+          `effect ${key} not dispatched: cannot read the ledger`,
+          { cause: err },
+        );
+      }
       const replayed = replay(effect, key, prior);
       if (replayed !== undefined) {
         if (op.state === OperationState.CHECKING) op.settle();
@@ -275,7 +285,16 @@ export class EffectGuard {
       const drain = this.#decide(op, base, permit, first);
       if (op.state !== OperationState.CHECKING) throw await this.#refused(op, base);
       const attempt = (prior?.attempts ?? 0) + 1;
-      await this.#recordIntent(base, effect, attempt, drain, permit);
+      try {
+        await this.#recordIntent(base, effect, attempt, drain, permit);
+      } catch (err) {
+        // KS-4.2.3 fail closed: no record, no dispatch.
+        throw new KillSwitchError(
+          ErrorCode.STORE_UNAVAILABLE,
+          `effect ${key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
+          { cause: err },
+        );
+      }
       if (this.#recheck && op.state === OperationState.CHECKING) {
         let again = this.watcher.evaluateEager(ctx);
         if (again instanceof Promise) again = await again;
@@ -315,20 +334,6 @@ export class EffectGuard {
     return op;
   }
 
-  /** Stage 2, what the ledger already knows of the key. */
-  #readPrior(key: string): Promise<LedgerEntry | undefined> {
-    return this.#ledger.entries({ key }).then(
-      (entries) => entries[0],
-      (err: unknown) => {
-        throw new KillSwitchError(
-          ErrorCode.STORE_UNAVAILABLE,
-          `effect ${key} not dispatched: cannot read the ledger`,
-          { cause: err },
-        );
-      },
-    );
-  }
-
   /**
    * Stage 3, decide on the evaluation of `kill-switch` (halted as the default, KS-4.1.1): halted
    * refuses the operation, and so did a halt that arrived since the watch.
@@ -347,7 +352,10 @@ export class EffectGuard {
     return undefined;
   }
 
-  /** Stage 4, the intent, durable before the effect leaves (KS-4.2.2); it fails closed (KS-4.2.3). */
+  /**
+   * Stage 4, the intent, durable before the effect leaves (KS-4.2.2); `run` turns a failure
+   * (thrown or rejected) into `KS_STORE_UNAVAILABLE` and dispatches nothing (KS-4.2.3).
+   */
   #recordIntent(
     base: EffectBase,
     effect: GuardedEffect<unknown>,
@@ -355,37 +363,24 @@ export class EffectGuard {
     drain: KillDecision | undefined,
     permit: DrainPermit | undefined,
   ): Promise<void> {
-    let written: Promise<void>;
-    try {
-      // Built field by field (no spreads): this object is on every effect's path.
-      const intent: { -readonly [K in keyof LedgerEvent]: LedgerEvent[K] } = {
-        key: base.key,
-        runId: base.runId,
-        step: base.step,
-        capability: base.capability,
-        context: base.context,
-        status: EffectStatus.INTENT,
-        at: this.#at(),
-        attempt,
-      };
-      if (effect.compensation !== undefined) intent.compensation = effect.compensation;
-      // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
-      if (drain?.flip !== undefined && permit !== undefined) {
-        intent.flipSeq = drain.flip.seq;
-        intent.detail = `dispatched under drain halt #${drain.flip.seq}: task ${permit.taskId} was admitted at seq ${permit.admittedSeq}`;
-      }
-      written = this.#ledger.append(intent);
-    } catch (err) {
-      written = Promise.reject(err as Error);
+    // Built field by field (no spreads): this object is on every effect's path.
+    const intent: { -readonly [K in keyof LedgerEvent]: LedgerEvent[K] } = {
+      key: base.key,
+      runId: base.runId,
+      step: base.step,
+      capability: base.capability,
+      context: base.context,
+      status: EffectStatus.INTENT,
+      at: this.#at(),
+      attempt,
+    };
+    if (effect.compensation !== undefined) intent.compensation = effect.compensation;
+    // KS-4.8.5 the ledger says which effects left under a drain halt, and why they could.
+    if (drain?.flip !== undefined && permit !== undefined) {
+      intent.flipSeq = drain.flip.seq;
+      intent.detail = `dispatched under drain halt #${drain.flip.seq}: task ${permit.taskId} was admitted at seq ${permit.admittedSeq}`;
     }
-    return written.catch((err: unknown) => {
-      // KS-4.2.3 fail closed: no record, no dispatch.
-      throw new KillSwitchError(
-        ErrorCode.STORE_UNAVAILABLE,
-        `effect ${base.key} not dispatched: its intent could not be recorded (${(err as Error)?.message ?? String(err)})`,
-        { cause: err },
-      );
-    });
+    return this.#ledger.append(intent);
   }
 
   /**
@@ -512,24 +507,33 @@ export class EffectGuard {
     return s.error;
   }
 
-  /** Appends an outcome; a failure is logged, never thrown (the outcome already happened). */
-  async #record(e: Omit<LedgerEvent, 'at'>): Promise<void> {
-    try {
-      try {
-        await this.#ledger.append({ ...e, at: this.#at() } as LedgerEvent);
-      } catch (err) {
-        // A result the ledger cannot store (not JSON, too big) must not cost the landed record.
-        if (!('result' in e)) throw err;
-        const { result: _dropped, ...rest } = e;
-        this.#logger.warn(
-          `effect ${e.key}: result not recorded: ${(err as Error)?.message ?? String(err)}`,
-        );
-        await this.#ledger.append({ ...rest, at: this.#at() } as LedgerEvent);
-      }
-    } catch (err) {
+  /**
+   * Appends an outcome; a failure is logged, never thrown (the outcome already happened). A chain,
+   * not an async function: it runs for every outcome, and each await costs promises the async
+   * hooks visit when an AsyncLocalStorage is active.
+   */
+  #record(e: Omit<LedgerEvent, 'at'>): Promise<void> {
+    const lost = (err: unknown): void =>
       this.#logger.warn(
         `effect ${e.key}: could not record ${e.status}: ${(err as Error)?.message ?? String(err)}`,
       );
+    return this.#append({ ...e, at: this.#at() } as LedgerEvent).then(undefined, (err: unknown) => {
+      // A result the ledger cannot store (not JSON, too big) must not cost the landed record.
+      if (!('result' in e)) return lost(err);
+      const { result: _dropped, ...rest } = e;
+      this.#logger.warn(
+        `effect ${e.key}: result not recorded: ${(err as Error)?.message ?? String(err)}`,
+      );
+      return this.#append({ ...rest, at: this.#at() } as LedgerEvent).then(undefined, lost);
+    });
+  }
+
+  /** The ledger's append as a promise, whatever it does (a throw becomes a rejection). */
+  #append(e: LedgerEvent): Promise<void> {
+    try {
+      return Promise.resolve(this.#ledger.append(e));
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
   }
 

@@ -33,6 +33,7 @@ async function upstream() {
           });
         case 'tools/call':
           state.calls++;
+          if (m.params?.name === 'quick') return answer({ content: [] });
           open.add(res); // never answered
           return;
         case 'ping':
@@ -98,5 +99,19 @@ describe('KS-15.3.9 the cancel connection to an HTTP upstream is kept open while
     const pings = up.state.pings;
     await new Promise((r) => setTimeout(r, 2300));
     expect(up.state.pings).toBe(pings);
+  }, 20_000);
+
+  it('calls one after another do not each cost a ping: the connection a ping proved open within 2 s is not warmed again', async () => {
+    up = await upstream();
+    e = await gatewayEnv({ config: { mcp: { upstreams: { cc: { url: up.url } } } } });
+    client = new Client({ name: 'cc-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
+    const t0 = performance.now();
+    for (let i = 0; i < 30; i++) await client.callTool({ name: 'cc__quick', arguments: {} });
+    const elapsed = performance.now() - t0;
+    expect(up.state.calls).toBe(30);
+    // One ping per 2 s of calls at most (each call went 0 -> 1 -> 0 in flight), never one per call.
+    expect(up.state.pings).toBeGreaterThanOrEqual(1);
+    expect(up.state.pings).toBeLessThanOrEqual(1 + Math.ceil(elapsed / 2000));
   }, 20_000);
 });

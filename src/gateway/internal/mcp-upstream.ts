@@ -447,6 +447,8 @@ class HttpUpstream extends McpUpstream {
   #warmTimer: NodeJS.Timeout | undefined;
   #warmSeq = 0;
   #warming = false;
+  /** When a warming ping last came back (performance.now()): the connection was open then. */
+  #warmedAt = -Infinity;
   readonly #request: typeof httpRequest;
   #session: string | undefined;
 
@@ -571,11 +573,13 @@ class HttpUpstream extends McpUpstream {
    * then goes out on a connection that is already there instead of waiting for a TCP (and TLS)
    * handshake, which on a loaded host was the slowest step of the halt path (an idle keep-alive
    * connection is closed by the upstream after its keep-alive timeout, 5 s in Node and uvicorn).
-   * Warmed at once when the first call starts and every {@link WARM_EVERY_MS} while any runs.
+   * Warmed when the first call starts unless a ping came back within {@link WARM_EVERY_MS} (the
+   * connection is open: one call after another must not each cost a ping, which doubled the
+   * upstream's requests), and every {@link WARM_EVERY_MS} while any runs.
    */
   protected override callsInFlight(count: number): void {
     if (count > 0 && this.#warmTimer === undefined) {
-      this.#warm();
+      if (performance.now() - this.#warmedAt >= WARM_EVERY_MS) this.#warm();
       this.#warmTimer = setInterval(() => this.#warm(), WARM_EVERY_MS).unref();
     } else if (count === 0 && this.#warmTimer !== undefined) {
       clearInterval(this.#warmTimer);
@@ -602,6 +606,7 @@ class HttpUpstream extends McpUpstream {
     };
     req.on('error', done);
     req.on('response', (res) => {
+      this.#warmedAt = performance.now();
       res.resume();
       res.on('close', done);
     });

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { canonicalJson } from '../../src/model/canonical-json.js';
 import type { ReleaseRecord } from '../../src/protocol/releases.js';
 import type { SharedReleaseLog } from '../../src/store/release-log.js';
-import { unavailable } from './internal/pg-errors.js';
+import { sqlState, unavailable } from './internal/pg-errors.js';
 import { LOCK_CLASS_RELEASE, appendReleaseCallSql, quoteIdent } from './internal/schema-sql.js';
 
 /** What {@link PostgresReleaseLog} needs from its store. */
@@ -48,7 +48,10 @@ export class PostgresReleaseLog implements SharedReleaseLog {
       return rows;
     } catch (err) {
       client.release(true);
-      throw unavailable(`could not read the release verdicts of ${this.#o.schema}`, err);
+      throw unavailable(
+        `could not read the release verdicts of ${this.#o.schema}${grantHint(err)}`,
+        err,
+      );
     }
   }
 
@@ -86,7 +89,10 @@ export class PostgresReleaseLog implements SharedReleaseLog {
     } catch (err) {
       if (began) await client.query('ROLLBACK').catch(() => undefined);
       client.release(true);
-      throw unavailable(`could not record a release verdict in ${this.#o.schema}`, err);
+      throw unavailable(
+        `could not record a release verdict in ${this.#o.schema}${grantHint(err)}`,
+        err,
+      );
     }
   }
 
@@ -97,6 +103,13 @@ export class PostgresReleaseLog implements SharedReleaseLog {
     );
     return res.rows.map((row) => decodeRelease(row));
   }
+}
+
+/** KS-8.9.1 a serving role granted before schema version 6 holds no rights on `releases` yet. */
+function grantHint(err: unknown): string {
+  return sqlState(err) === '42501'
+    ? ' (the serving role lacks the grants of schema version 6: run killswitch db grant, or servingRoleGrantsSql, as the owner)'
+    : '';
 }
 
 /**

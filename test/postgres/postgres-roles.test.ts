@@ -221,7 +221,12 @@ describe.runIf(RUN_PG)(
         }
       };
       // Not granted yet: fails closed, nothing recorded.
-      await expect(record()).rejects.toMatchObject({ code: 'KS_STORE_UNAVAILABLE' });
+      await expect(record()).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+        message: expect.stringMatching(
+          /lacks the grants of schema version 6: run killswitch db grant/,
+        ),
+      });
       await as(owner, servingRoleGrantsSql(schema, serve));
       expect((await record()).seq).toBe(1);
     });

@@ -1,5 +1,6 @@
 import { OpenFeature } from '@openfeature/server-sdk';
 import {
+  DuplicateEffectError,
   EffectGuard,
   FileSideEffectLedger,
   HaltedError,
@@ -42,8 +43,9 @@ try {
   );
   console.log(`refund sent: HTTP ${res.status}`);
 } catch (err) {
-  if (err instanceof HaltedError)
-    console.log(err.message); // KS_HALTED or KS_ABORTED: the flip, or why it failed closed
+  // KS_HALTED or KS_ABORTED: the flip, or why it failed closed. KS_DUPLICATE_EFFECT: this step
+  // already landed (run it again and the refund is not sent twice).
+  if (err instanceof HaltedError || err instanceof DuplicateEffectError) console.log(err.message);
   else throw err;
 } finally {
   await guard.close(); // waits for the ledger writes

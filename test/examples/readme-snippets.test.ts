@@ -140,6 +140,14 @@ describe('KS-16.1.1 KS-16.3.1 the README snippets run against killswitch serve',
       /^effect ticket-4711\/1%3Arefund refused: halted by flip #1 \{tenant=acme\} \(id .*, by admin: refunds looping\)\n$/,
     );
     expect(refunds.seen).toHaveLength(1);
+    // Run again on the first run's ledger: the step landed, so nothing is sent twice.
+    const again = await runExample('guard-tool-call', {
+      ...env(),
+      LEDGER_PATH: join(dir, 'ledger-1.jsonl'),
+    });
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).toBe('effect ticket-4711/1%3Arefund not dispatched: already landed\n');
+    expect(refunds.seen).toHaveLength(1);
 
     const lift = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v42', '--mark-green'],

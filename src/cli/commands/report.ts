@@ -175,7 +175,10 @@ async function openLedger(where: string): Promise<SideEffectLedger> {
     await access(path);
   } catch {
     // A mistyped path must not read as "no effects".
-    throw new KillSwitchError(ErrorCode.STORE_UNAVAILABLE, `no ledger file at ${path}`);
+    throw new KillSwitchError(
+      ErrorCode.STORE_UNAVAILABLE,
+      `no ledger file at ${path}: pass --ledger <file> (where your workers' FileSideEffectLedger writes) or a postgres:// URL, or set $KILLSWITCH_LEDGER`,
+    );
   }
   const l = new FileSideEffectLedger({ path, logger: { warn: () => undefined } });
   await l.open();

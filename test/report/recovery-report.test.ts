@@ -336,7 +336,9 @@ describe('KS-10.4.4 killswitch report reads a ledger file (read only) or Postgre
       join(dir, 'nope.jsonl'),
     ]).catch((e: { code: number; stderr: string }) => e);
     expect(miss).toMatchObject({ code: 1 });
-    expect((miss as { stderr: string }).stderr).toMatch(/no ledger file at .*: pass --ledger <file>/);
+    expect((miss as { stderr: string }).stderr).toMatch(
+      /no ledger file at .*: pass --ledger <file>/,
+    );
     await expect(run(process.execPath, [CLI, 'report', '--since-seq', 'x'])).rejects.toMatchObject({
       code: 2,
     });

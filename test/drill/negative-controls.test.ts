@@ -8,9 +8,14 @@ import { progress, scenarioFrom, SCRIPTS } from './drill-helpers.js';
  * The drill must FAIL, and fail because of w2. A short drill: 3 workers, a feature lever and the
  * global lever, under a second each.
  */
-async function drillWith(variant: WorkerVariant, connectTimeoutMs = 20_000) {
+async function drillWith(
+  variant: WorkerVariant,
+  connectTimeoutMs = 20_000,
+  traffic: (t: Record<string, unknown>) => Record<string, unknown> = (t) => t,
+) {
   const scenario = await scenarioFrom('ci.json', (raw) => ({
     ...raw,
+    traffic: traffic(raw.traffic as Record<string, unknown>),
     // The planted bug is w2's alone: no gateway member (ci.json's gw1) in these drills.
     gateway: undefined,
     name: `negative-${variant}`,
@@ -150,7 +155,13 @@ describe('KS-9.4.3 a tool that ignores its abort signal fails the drill', () => 
 
 describe('KS-9.4.4 a discard path that leaves orphan ledger rows fails the drill', () => {
   it('reports the orphan intent rows, all from that worker', { timeout: 120_000 }, async () => {
-    const { exitCode, codes, report, lines } = await drillWith('orphan-discard');
+    // The planted bug lives on the discard path: a backlog (consumed every 2 s, not 150 ms) keeps
+    // tasks queued at every flip, so there is something to discard however slow the host is (at
+    // load 23 the queues had drained and the control passed the bad worker).
+    const { exitCode, codes, report, lines } = await drillWith('orphan-discard', 20_000, (t) => ({
+      ...t,
+      queue: { ...(t.queue as object), consumeEveryMs: 2_000 },
+    }));
     expect(exitCode, lines.join('\n')).toBe(1);
     expect(codes).toContain('ledger-orphan');
     expect(report.ledger!.orphans.length).toBeGreaterThan(0);

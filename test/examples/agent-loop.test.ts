@@ -118,55 +118,63 @@ describe.runIf(REDIS_UP)('KS-10.6.2 KS-10.6.3 the agent-loop example stops when 
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a capability halt stops only that tool; a global halt aborts the in-flight LLM call and stops everything', async () => {
-    // Work flows: at least one task completes with both tools.
-    await example.waitFor(/: done \(draft of 40 tokens\)/, 0, 20_000);
+  // Its waits (work flowing, two levels, two stats ticks) are each bounded at 15-20 s: under load
+  // the sum passed the 30 s default (26.8 s on a quiet run, over 30 s at load 20).
+  it(
+    'a capability halt stops only that tool; a global halt aborts the in-flight LLM call and stops everything',
+    { timeout: 90_000 },
+    async () => {
+      // Work flows: at least one task completes with both tools.
+      await example.waitFor(/: done \(draft of 40 tokens\)/, 0, 20_000);
 
-    // Capability level: email.send is refused; the CRM tool keeps working.
-    const cap = await cli(
-      ['flip', '--capability', 'email.send', '--reason', 'email bug', '--wait', '3000'],
-      env,
-    );
-    expect(cap.code, cap.out).toBe(0);
-    expect(cap.out).toContain('acknowledged  example-worker (v1)');
-    const afterCap = example.lines.length;
-    await example.waitFor(
-      /REFUSED before dispatch: effect task-\d+\/email refused: halted by flip #1/,
-      afterCap,
-      20_000,
-    );
-    await example.waitFor(/crm service received/, afterCap, 20_000);
-    expect(example.lines.slice(afterCap).some((l) => /email service received/.test(l))).toBe(false);
+      // Capability level: email.send is refused; the CRM tool keeps working.
+      const cap = await cli(
+        ['flip', '--capability', 'email.send', '--reason', 'email bug', '--wait', '3000'],
+        env,
+      );
+      expect(cap.code, cap.out).toBe(0);
+      expect(cap.out).toContain('acknowledged  example-worker (v1)');
+      const afterCap = example.lines.length;
+      await example.waitFor(
+        /REFUSED before dispatch: effect task-\d+\/email refused: halted by flip #1/,
+        afterCap,
+        20_000,
+      );
+      await example.waitFor(/crm service received/, afterCap, 20_000);
+      expect(example.lines.slice(afterCap).some((l) => /email service received/.test(l))).toBe(
+        false,
+      );
 
-    // Global level, while an LLM call streams: it is aborted, and nothing leaves afterwards.
-    const streaming = await example.waitFor(
-      /streaming a draft from the LLM/,
-      example.lines.length,
-      20_000,
-    );
-    const global = await cli(
-      ['flip', '--global', '--reason', 'stop the world', '--wait', '3000'],
-      env,
-    );
-    expect(global.code, global.out).toBe(0);
-    const stoppedAt = example.lines.length;
-    const aborted = await example.waitFor(
-      /ABORTED in flight: effect task-\d+\/llm aborted: halted by flip #2/,
-      streaming,
-    );
-    const figure = example.lines[aborted + 1] ?? '';
-    expect(figure).toMatch(
-      /caller freed [\d.]+ ms after the halt reached the guard; LLM socket closed after [\d.]+ ms/,
-    );
-    process.stdout.write(`agent-loop example: ${figure.trim()}\n`);
-    // Two stats ticks (2 s apart) after the stop: no tool received anything, no LLM stream open.
-    const s1 = await example.waitFor(/stats:/, stoppedAt + 1);
-    const s2 = await example.waitFor(/stats:/, s1 + 1);
-    const after = example.lines.slice(stoppedAt);
-    expect(after.filter((l) => /service received/.test(l))).toEqual([]);
-    expect(example.lines[s2]).toMatch(/LLM streams open 0; queue waiting \d+, active 0/);
-    expect(
-      after.some((l) => /producer: enqueue for .* refused \(halted by flip #2\)/.test(l)),
-    ).toBe(true);
-  });
+      // Global level, while an LLM call streams: it is aborted, and nothing leaves afterwards.
+      const streaming = await example.waitFor(
+        /streaming a draft from the LLM/,
+        example.lines.length,
+        20_000,
+      );
+      const global = await cli(
+        ['flip', '--global', '--reason', 'stop the world', '--wait', '3000'],
+        env,
+      );
+      expect(global.code, global.out).toBe(0);
+      const stoppedAt = example.lines.length;
+      const aborted = await example.waitFor(
+        /ABORTED in flight: effect task-\d+\/llm aborted: halted by flip #2/,
+        streaming,
+      );
+      const figure = example.lines[aborted + 1] ?? '';
+      expect(figure).toMatch(
+        /caller freed [\d.]+ ms after the halt reached the guard; LLM socket closed after [\d.]+ ms/,
+      );
+      process.stdout.write(`agent-loop example: ${figure.trim()}\n`);
+      // Two stats ticks (2 s apart) after the stop: no tool received anything, no LLM stream open.
+      const s1 = await example.waitFor(/stats:/, stoppedAt + 1);
+      const s2 = await example.waitFor(/stats:/, s1 + 1);
+      const after = example.lines.slice(stoppedAt);
+      expect(after.filter((l) => /service received/.test(l))).toEqual([]);
+      expect(example.lines[s2]).toMatch(/LLM streams open 0; queue waiting \d+, active 0/);
+      expect(
+        after.some((l) => /producer: enqueue for .* refused \(halted by flip #2\)/.test(l)),
+      ).toBe(true);
+    },
+  );
 });

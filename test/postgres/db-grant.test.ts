@@ -29,6 +29,16 @@ function urlAs(role: string, schema?: string): string {
 }
 
 describe('KS-17.7.7 killswitch db grant prints the grants', () => {
+  it('docs/security.md shows exactly the grants it prints', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const doc = await readFile('docs/security.md', 'utf8');
+    const inDoc = doc
+      .split('\n')
+      .filter((l) => l.startsWith('GRANT ') && l.includes('"killswitch_serve"'));
+    const printed = servingRoleGrantsSql('killswitch', 'killswitch_serve').trim().split('\n');
+    expect(inDoc).toEqual(printed);
+  });
+
   it('prints exactly servingRoleGrantsSql for the role and schema', async () => {
     const run = await runCli(['db', 'grant', '--role', 'ks_serve', '--schema', 'ks_prod']);
     expect(run.stderr).toBe('');

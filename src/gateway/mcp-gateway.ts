@@ -1,7 +1,12 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HaltedError, type ValidationError } from '../errors.js';
-import { lineageFromHeaders, lineageFromMeta, type Lineage } from '../lineage/lineage.js';
+import {
+  LineageWire,
+  lineageFromHeaders,
+  lineageFromMeta,
+  type Lineage,
+} from '../lineage/lineage.js';
 import type { GatewayConfig } from './gateway-config.js';
 import {
   EFFECT_KEY_META,
@@ -301,12 +306,14 @@ export class McpGateway implements GatewaySeam {
               {
                 ...params,
                 name: target.tool,
-                // The upstream gets its own progress token (the client's stays here) and the
-                // call's ledger key (KS-15.3.10).
+                // The upstream gets its own progress token (the client's stays here), the
+                // lineage the call was evaluated under (KS-15.3.3: the client's _meta over its
+                // headers over the defaults) and the call's ledger key (KS-15.3.10).
                 _meta: {
                   ...(meta !== undefined && meta !== null && typeof meta === 'object'
                     ? withoutProgressToken(meta as Record<string, unknown>)
                     : {}),
+                  [LineageWire.META_KEY]: { ...lineage, runPath: [...lineage.runPath] },
                   [EFFECT_KEY_META]: effectKey,
                 },
               },

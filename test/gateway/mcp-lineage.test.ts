@@ -73,11 +73,17 @@ describe('KS-15.3.2 tools/list passes every upstream tool through under <upstrea
 });
 
 describe('KS-15.3.3 a tools/call is a guarded effect: capability from the template; context from _meta, else headers, else defaults', () => {
-  it("defaults, then headers over them, then _meta over both; a client's _meta lineage goes on to the upstream", async () => {
+  it('defaults, then headers over them, then _meta over both; the lineage the call was evaluated under goes on to the upstream', async () => {
     const plain = await connect();
     let r = await refund(plain, 2);
     expect(r.entry.capability).toBe('mcp.web.refund');
     expect(r.entry.context).toMatchObject({ tenant: 'default-co', feature: 'support' });
+    // The defaults' lineage goes on to the upstream too.
+    expect(r.upstream.meta?.[LINEAGE]).toEqual({
+      tenant: 'default-co',
+      feature: 'support',
+      runPath: [],
+    });
 
     const headed = await connect({
       'x-killswitch-tenant': 'globex',
@@ -85,8 +91,12 @@ describe('KS-15.3.3 a tools/call is a guarded effect: capability from the templa
     });
     r = await refund(headed, 3);
     expect(r.entry.context).toMatchObject({ tenant: 'globex', feature: 'support', runId: 'run-h' });
-    // (A lineage read from headers or defaults is not added to the upstream's _meta today: only a
-    // client's own _meta travels on. Requested of the gateway's owner in COORDINATION.md.)
+    // The lineage read from the headers (over the defaults) goes on to the upstream in _meta.
+    expect(r.upstream.meta?.[LINEAGE]).toEqual({
+      tenant: 'globex',
+      feature: 'support',
+      runPath: ['root-h', 'run-h'],
+    });
 
     r = await refund(headed, 4, { [LINEAGE]: { tenant: 'initech', runPath: ['root-m', 'run-m'] } });
     expect(r.entry.context).toMatchObject({ tenant: 'initech', runId: 'run-m' });

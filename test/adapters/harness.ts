@@ -9,6 +9,7 @@ import { lineageFromHeaders, lineageToHeaders, type Lineage } from '../../src/li
 import type { Selector } from '../../src/model/selector.js';
 import { KillSwitchProvider } from '../../src/provider/kill-switch-provider.js';
 import { currentRunScope, runInScope } from '../../src/scope/index.js';
+import { afterEach } from 'vitest';
 
 /** The kill switch as a worker runs it: provider over a flip log, a guard over a ledger. */
 export interface KillSwitchEnv {
@@ -159,4 +160,20 @@ export async function callWithLineage(
     ...(signal !== undefined ? { signal } : {}),
   });
   return { status: res.status, body: await res.text() };
+}
+
+/**
+ * A kill switch per test: `env()` starts one ({@link killSwitchEnv}), and every one started is
+ * closed after the test. Call at a test file's top level.
+ */
+export function killSwitchEnvPerTest(): () => Promise<KillSwitchEnv> {
+  const envs: KillSwitchEnv[] = [];
+  afterEach(async () => {
+    for (const e of envs.splice(0)) await e.close();
+  });
+  return async () => {
+    const e = await killSwitchEnv();
+    envs.push(e);
+    return e;
+  };
 }

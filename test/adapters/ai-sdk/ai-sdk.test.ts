@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { generateText, isStepCount, jsonSchema, tool, type ToolSet } from 'ai';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { guardRun } from '../../../src/adapters/ai-sdk/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
@@ -8,22 +8,13 @@ import { childRunId, runInScope } from '../../../src/scope/index.js';
 import {
   callWithLineage,
   deferred,
-  killSwitchEnv,
+  killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
-  type KillSwitchEnv,
 } from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
-const envs: KillSwitchEnv[] = [];
-async function env(): Promise<KillSwitchEnv> {
-  const e = await killSwitchEnv();
-  envs.push(e);
-  return e;
-}
-afterEach(async () => {
-  for (const e of envs.splice(0)) await e.close();
-});
+const env = killSwitchEnvPerTest();
 
 const input = jsonSchema<{ amount: number }>({
   type: 'object',

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Annotation, END, MemorySaver, START, Send, StateGraph } from '@langchain/langgraph';
 import { createAgent, tool } from 'langchain';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { killSwitch } from '../../../src/adapters/langgraph/index.js';
 import { HaltedError } from '../../../src/errors.js';
@@ -10,22 +10,13 @@ import { childRunId, runInScope } from '../../../src/scope/index.js';
 import {
   callWithLineage,
   deferred,
-  killSwitchEnv,
+  killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
-  type KillSwitchEnv,
 } from '../harness.js';
 import { ScriptedChatModel, type Turn } from './scripted-chat-model.js';
 
-const envs: KillSwitchEnv[] = [];
-async function env(): Promise<KillSwitchEnv> {
-  const e = await killSwitchEnv();
-  envs.push(e);
-  return e;
-}
-afterEach(async () => {
-  for (const e of envs.splice(0)) await e.close();
-});
+const env = killSwitchEnvPerTest();
 
 const schema = z.object({ amount: z.number() });
 const input = { messages: [{ role: 'user', content: 'go' }] };

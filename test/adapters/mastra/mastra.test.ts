@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Agent } from '@mastra/core/agent';
 import { createTool } from '@mastra/core/tools';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { guardRun } from '../../../src/adapters/mastra/index.js';
 import { HaltedError } from '../../../src/errors.js';
@@ -11,21 +11,12 @@ import { ScriptedModel, type Turn } from '../ai-sdk/scripted-model.js';
 import {
   callWithLineage,
   deferred,
-  killSwitchEnv,
+  killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
-  type KillSwitchEnv,
 } from '../harness.js';
 
-const envs: KillSwitchEnv[] = [];
-async function env(): Promise<KillSwitchEnv> {
-  const e = await killSwitchEnv();
-  envs.push(e);
-  return e;
-}
-afterEach(async () => {
-  for (const e of envs.splice(0)) await e.close();
-});
+const env = killSwitchEnvPerTest();
 
 const inputSchema = z.object({ amount: z.number() });
 

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Agent, Runner, handoff, setTracingDisabled, tool } from '@openai/agents';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { asTool, guardRun } from '../../../src/adapters/openai-agents/index.js';
 import { HaltedError } from '../../../src/errors.js';
@@ -9,25 +9,16 @@ import { childRunId, runInScope } from '../../../src/scope/index.js';
 import {
   callWithLineage,
   deferred,
-  killSwitchEnv,
+  killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
-  type KillSwitchEnv,
 } from '../harness.js';
 import { ScriptedModel, type Turn } from './scripted-model.js';
 
 // No network: tracing would export to the OpenAI API.
 setTracingDisabled(true);
 
-const envs: KillSwitchEnv[] = [];
-async function env(): Promise<KillSwitchEnv> {
-  const e = await killSwitchEnv();
-  envs.push(e);
-  return e;
-}
-afterEach(async () => {
-  for (const e of envs.splice(0)) await e.close();
-});
+const env = killSwitchEnvPerTest();
 
 const params = z.object({ amount: z.number() });
 

@@ -177,3 +177,16 @@ export function killSwitchEnvPerTest(): () => Promise<KillSwitchEnv> {
     return e;
   };
 }
+
+/** A scripted model's turn, in the shape every framework's scripted model here takes. */
+export type ScriptedTurn =
+  | { readonly toolCalls: readonly { id: string; name: string; input: { amount: number } }[] }
+  | { readonly text: readonly string[] };
+
+/** A model script that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
+export function toolEveryTurn(name: string, turns = 4): (n: number) => ScriptedTurn {
+  return (n) =>
+    n < turns
+      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
+      : { text: ['done'] };
+}

@@ -11,8 +11,9 @@ import {
   killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
+  toolEveryTurn,
 } from '../harness.js';
-import { ScriptedModel, type Turn } from './scripted-model.js';
+import { ScriptedModel } from './scripted-model.js';
 
 const env = killSwitchEnvPerTest();
 
@@ -21,14 +22,6 @@ const input = jsonSchema<{ amount: number }>({
   properties: { amount: { type: 'number' } },
   required: ['amount'],
 });
-
-/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
-function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
-  return (n) =>
-    n < turns
-      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
-      : { text: ['done'] };
-}
 
 describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
   describe('KS-14.1.1 / KS-14.2.1 each tool call is a guarded effect named after the tool', () => {

@@ -13,6 +13,7 @@ import {
   killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
+  toolEveryTurn,
 } from '../harness.js';
 import { ScriptedChatModel, type Turn } from './scripted-chat-model.js';
 
@@ -21,14 +22,6 @@ const env = killSwitchEnvPerTest();
 const schema = z.object({ amount: z.number() });
 const input = { messages: [{ role: 'user', content: 'go' }] };
 const thread = (id: string) => ({ configurable: { thread_id: id } });
-
-/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
-function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
-  return (n) =>
-    n < turns
-      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
-      : { text: ['done'] };
-}
 
 describe('KS-14.5 the LangGraph / langchain adapter (createAgent, scripted chat model)', () => {
   // KS-14.5.1 the middleware runs each tool call as a guarded effect through wrapToolCall, keyed by

@@ -7,26 +7,19 @@ import { guardRun } from '../../../src/adapters/mastra/index.js';
 import { HaltedError } from '../../../src/errors.js';
 import { effectKey } from '../../../src/ledger/index.js';
 import { childRunId, runInScope } from '../../../src/scope/index.js';
-import { ScriptedModel, type Turn } from '../ai-sdk/scripted-model.js';
+import { ScriptedModel } from '../ai-sdk/scripted-model.js';
 import {
   callWithLineage,
   deferred,
   killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
+  toolEveryTurn,
 } from '../harness.js';
 
 const env = killSwitchEnvPerTest();
 
 const inputSchema = z.object({ amount: z.number() });
-
-/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
-function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
-  return (n) =>
-    n < turns
-      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
-      : { text: ['done'] };
-}
 
 /** A Mastra tool whose body is `execute` (the context Mastra hands it included). */
 function mastraTool(

@@ -12,8 +12,9 @@ import {
   killSwitchEnvPerTest,
   lineageEndpoint,
   sleep,
+  toolEveryTurn,
 } from '../harness.js';
-import { ScriptedModel, type Turn } from './scripted-model.js';
+import { ScriptedModel } from './scripted-model.js';
 
 // No network: tracing would export to the OpenAI API.
 setTracingDisabled(true);
@@ -21,14 +22,6 @@ setTracingDisabled(true);
 const env = killSwitchEnvPerTest();
 
 const params = z.object({ amount: z.number() });
-
-/** A model that calls `name` once per turn (ids call-0, call-1, ...), then answers. */
-function toolEveryTurn(name: string, turns = 4): (n: number) => Turn {
-  return (n) =>
-    n < turns
-      ? { toolCalls: [{ id: `call-${n}`, name, input: { amount: 10 + n } }] }
-      : { text: ['done'] };
-}
 
 describe('KS-14.3 the OpenAI Agents SDK adapter (@openai/agents 0.20, scripted model)', () => {
   describe('KS-14.1.2 a halted capability refuses the tool and stops the run', () => {

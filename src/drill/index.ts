@@ -26,6 +26,7 @@ export {
   type DrillScope,
 } from './run/run-drill.js';
 export { fleetLevers } from './run/fleet.js';
+export { DrillInterruptedError } from './run/drill-interrupted.js';
 export {
   startEffectSink,
   type EffectSink,

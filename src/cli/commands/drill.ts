@@ -1,3 +1,4 @@
+import { DrillInterruptedError } from '../../drill/run/drill-interrupted.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,8 +122,18 @@ export const command: CliCommand = {
     const log = values.json
       ? (l: string) => io.stderr(`[drill +${((Date.now() - start) / 1000).toFixed(1)}s] ${l}`)
       : (l: string) => io.stdout(`[drill +${((Date.now() - start) / 1000).toFixed(1)}s] ${l}`);
+    // Ctrl-C (or a SIGTERM) stops what an embedded drill started and removes its data first. (A
+    // fleet drill starts no process here: the signal ends it as before.)
+    const interrupt = new AbortController();
+    const onSignal = (): void => interrupt.abort();
+    const embedded = values.url === undefined;
+    if (embedded) {
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+    }
     try {
       const outcome = await runDrill({
+        signal: interrupt.signal,
         scenario,
         outDir: out,
         log,
@@ -139,12 +150,19 @@ export const command: CliCommand = {
       // 4: inconclusive (KS-9.3.7), the drill's own code beside the CLI's common ones.
       return outcome.exitCode === 0 ? ExitCode.OK : outcome.exitCode === 4 ? 4 : ExitCode.FAILED;
     } catch (err) {
+      if (err instanceof DrillInterruptedError) {
+        io.stderr(err.message);
+        return 130; // 128 + SIGINT, as a shell reports an interrupted command
+      }
       const ks = err instanceof KillSwitchError;
       return cli.fail({
         code: ks ? err.code : 'KS_INTERNAL',
         message: `${ks ? `${err.code}: ` : ''}${(err as Error).message}`,
         exit: ks && err.code === 'KS_INVALID_OPTION' ? ExitCode.USAGE : ExitCode.FAILED,
       });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
   },
 };

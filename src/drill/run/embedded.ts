@@ -23,6 +23,7 @@ import { readLedgers } from './read-ledgers.js';
 import { finishDrill } from './finish-drill.js';
 import { sleep } from '../internal/sleep.js';
 import { round } from '../internal/round.js';
+import { DrillInterruptedError } from './drill-interrupted.js';
 
 /**
  * The embedded drill: starts the control plane (its own process), the effect sink, the slow LLM
@@ -39,7 +40,37 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
   const dataDir = await mkdtemp(join(tmpdir(), 'killswitch-drill-'));
   const cleanups: (() => Promise<unknown>)[] = [];
   const fleet = new WorkerFleet();
+  // Stops every process the drill started and removes its data, once (at the end, or when the
+  // caller's signal interrupts it: Ctrl-C must not leave workers or a data directory behind).
+  let teardown: Promise<void> | undefined;
+  const tearDown = (): Promise<void> =>
+    (teardown ??= (async () => {
+      fleet.kill();
+      for (const c of cleanups) await c().catch(() => undefined);
+      if (!options.keepData)
+        await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+      else log(`data kept in ${dataDir}`);
+    })());
+  const interrupted = new Promise<never>((_, reject) => {
+    const onAbort = (): void =>
+      void tearDown().then(() =>
+        reject(
+          new DrillInterruptedError(
+            `the drill was interrupted: its workers and control plane were stopped${options.keepData ? `, data kept in ${dataDir}` : ', its data removed'}`,
+          ),
+        ),
+      );
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  interrupted.catch(() => undefined);
   try {
+    return await Promise.race([interrupted, drill()]);
+  } finally {
+    await tearDown();
+  }
+
+  async function drill(): Promise<DrillOutcome> {
     let url = options.url;
     // The lever's token and the workers' token: the caller's for a given control plane.
     let leverToken = options.token;
@@ -225,12 +256,6 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
       options,
       log,
     );
-  } finally {
-    fleet.kill();
-    for (const c of cleanups) await c().catch(() => undefined);
-    if (!options.keepData)
-      await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
-    else log(`data kept in ${dataDir}`);
   }
 }
 

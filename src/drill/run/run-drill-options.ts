@@ -52,6 +52,11 @@ export interface RunDrillOptions {
   readonly heartbeatMs?: number;
   /** Keep the temporary data directory (flip log, ledgers). @default false */
   readonly keepData?: boolean;
+  /**
+   * Interrupts an embedded drill: its workers, control plane, sink and LLM are stopped, its data
+   * removed, and the drill rejects with `DrillInterruptedError`.
+   */
+  readonly signal?: AbortSignal;
   /** The host's load while the drill runs. @default started by {@link runDrill} */
   readonly hostLoad?: HostLoadMonitor;
 }

@@ -349,7 +349,8 @@ export class AgentRun {
    * Runs the framework's call for this run and settles it by the run's own signal: while it runs,
    * a halt matching the run aborts the run's signal (the framework stops at once); when the run
    * was stopped, the caller receives the {@link HaltedError} naming the flip, whatever the
-   * framework made of it (a rewritten error, a stream that ended silently, a result). KS-14.1.2
+   * framework made of it (a rewritten error, a stream that ended silently, a result), at once,
+   * even when the call ignores the signal (it runs on; its outcome is dropped). KS-14.1.2
    *
    * @param call - calls the framework with the run's signal
    * @throws {HaltedError} when the run was stopped before the call settled
@@ -363,11 +364,29 @@ export class AgentRun {
       const stopped = this.halted;
       if (stopped !== undefined) throw stopped;
       let value: T;
+      const signal = this.frameworkSignal;
+      // KS-14.1.2 freed the moment the run stops, as a tool's caller is (KS-14.1.3, KS-4.2.4):
+      // a framework call that ignores its signal runs on, but its caller has the HaltedError.
+      let onAbort: (() => void) | undefined;
+      const stopping = new Promise<never>((_, reject) => {
+        onAbort = () => {
+          const h = this.halted;
+          if (h !== undefined) reject(h);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
       try {
-        const signal = this.frameworkSignal;
-        value = await runInRunScope(this.#scope, () => call(signal));
+        let running: Promise<T>;
+        try {
+          running = Promise.resolve(runInRunScope(this.#scope, () => call(signal)));
+        } catch (err) {
+          running = Promise.reject(err as Error);
+        }
+        value = (await Promise.race([running, stopping])) as T;
       } catch (err) {
         throw this.halted ?? err;
+      } finally {
+        signal.removeEventListener('abort', onAbort!);
       }
       const late = this.halted;
       if (late !== undefined) throw late;

@@ -592,5 +592,26 @@ describe('KS-14.2 the Vercel AI SDK adapter (ai 7, scripted model)', () => {
       ).rejects.toMatchObject({ code: 'KS_HALTED', flip: { seq } });
       expect(called).toBe(false);
     });
+
+    it('settle frees its caller the moment the run stops, even when the call ignores its signal (KS-14.1.2)', async () => {
+      const e = await env();
+      const run = guardRun(e.guard, { runId: 'run-settle-deaf', tenant: 'acme' });
+      const started = deferred();
+      const release = deferred();
+      // A framework call that never looks at its signal and ends only when told to.
+      const p = run
+        .settle(async () => {
+          started.resolve();
+          await release.promise;
+          return 'finished anyway';
+        })
+        .catch((x: unknown) => x);
+      await started.promise;
+      const { seq } = await e.halt({ tenant: 'acme' });
+      const err = await p; // without release: resolved by the stop alone
+      expect(err).toBeInstanceOf(HaltedError);
+      expect(err).toMatchObject({ code: 'KS_ABORTED', flip: { seq } });
+      release.resolve();
+    });
   });
 });

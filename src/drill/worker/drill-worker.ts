@@ -56,6 +56,8 @@ export class DrillWorker {
   #traffic!: Traffic;
   #treeQueue: QueueController<TreeTask> | undefined;
   #tree: RunTree | undefined;
+  /** Children that arrived before {@link start} finished (undefined once it has). */
+  #early: { lineage: unknown; task: TreeTask }[] | undefined = [];
   #stopping = false;
   #everOpen = false;
 
@@ -166,10 +168,23 @@ export class DrillWorker {
     }
     await this.#traffic.start(() => this.#everOpen);
     await this.#tree?.start();
+    // Children sent before this worker's tree was up (the root's worker started first): taken now.
+    const early = this.#early;
+    this.#early = undefined;
+    for (const c of early ?? []) await this.#tree?.accept(c.lineage, c.task);
   }
 
-  /** A run-tree child's work arrived from the worker that spawned it. */
+  /**
+   * A run-tree child's work arrived from the worker that spawned it. Before this worker has
+   * started its tree it is kept and taken once it has: the spawner sends each child once, so a
+   * child dropped here would be missing from the tree for good (seen: a tree on 1 of 4 workers
+   * when the root's worker started spawning before the others were fresh).
+   */
   acceptChild(lineage: unknown, task: TreeTask): Promise<void> {
+    if (this.#early !== undefined) {
+      if (this.#early.length < 10_000) this.#early.push({ lineage, task });
+      return Promise.resolve();
+    }
     return this.#tree?.accept(lineage, task) ?? Promise.resolve();
   }
 

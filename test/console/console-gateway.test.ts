@@ -15,6 +15,7 @@ import { mountConsole } from '../../src/console/index.js';
 import { Gateway } from '../../src/gateway/index.js';
 import { MemorySideEffectLedger } from '../../src/ledger/index.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
+import { hangingMcpUpstream } from '../gateway/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN = 'console-gw-admin-token-0123456789';
@@ -26,57 +27,6 @@ const REPORTS = join(process.cwd(), 'reports');
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium && process.env['CI'] === 'true') {
   throw new Error(`${CHROMIUM} is missing (apt-get install chromium)`);
-}
-
-/**
- * A Streamable HTTP MCP upstream written by hand: its one tool never answers, and
- * `notifications/cancelled` is refused (503) while `refuse` is set, so a halt that cuts a call
- * stays unenforced at the gateway until it is taken.
- */
-async function hangingMcpUpstream() {
-  const state = { refuse: true, calls: 0, cancels: 0, open: new Set<ServerResponse>() };
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(405).end();
-      const m = JSON.parse(text);
-      const answer = (result: unknown) => {
-        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'raw-1' });
-        res.end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
-      };
-      switch (m.method) {
-        case 'initialize':
-          return answer({
-            protocolVersion: '2025-06-18',
-            capabilities: { tools: {} },
-            serverInfo: { name: 'raw', version: '1' },
-          });
-        case 'tools/list':
-          return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
-        case 'tools/call':
-          state.calls++;
-          state.open.add(res);
-          return;
-        case 'notifications/cancelled':
-          if (state.refuse) return void res.writeHead(503).end('busy');
-          state.cancels++;
-          return void res.writeHead(202).end();
-        default:
-          return void res.writeHead(202).end();
-      }
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  return {
-    state,
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    async close() {
-      for (const r of state.open) r.destroy();
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
-    },
-  };
 }
 
 /** An OpenAI-compatible upstream whose streams send one event and then hold until closed. */
@@ -249,7 +199,7 @@ describe.skipIf(!haveChromium)(
       await expect
         .poll(() => row.locator('.last-flip').textContent(), { timeout: 15_000 })
         .toMatch(new RegExp(`^#${seq} enforced \\(\\+\\d+ ms\\)$`));
-      expect(mcp.state.cancels).toBe(1);
+      expect(mcp.state.cancels).toHaveLength(1);
       expect(await page.textContent('#gateways-summary')).toBe('(1 gateway)');
       await expect
         .poll(() => page.locator(`#flips li[data-seq="${seq}"] .stop-status`).textContent())

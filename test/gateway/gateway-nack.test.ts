@@ -1,73 +1,11 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, until, type GatewayEnv } from './harness.js';
-
-/**
- * A Streamable HTTP MCP upstream written by hand, so the test decides what it does with a cancel:
- * its one tool never answers, and `notifications/cancelled` is refused (503) while `refuse` is set.
- */
-async function rawUpstream() {
-  const state = {
-    refuse: true,
-    calls: 0,
-    refusedCancels: 0,
-    cancels: [] as any[],
-    open: new Set<ServerResponse>(),
-  };
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(405).end();
-      const m = JSON.parse(text);
-      const answer = (result: unknown) => {
-        const body = JSON.stringify({ jsonrpc: '2.0', id: m.id, result });
-        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'raw-1' });
-        res.end(body);
-      };
-      switch (m.method) {
-        case 'initialize':
-          return answer({
-            protocolVersion: '2025-06-18',
-            capabilities: { tools: {} },
-            serverInfo: { name: 'raw', version: '1' },
-          });
-        case 'tools/list':
-          return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
-        case 'tools/call':
-          state.calls++;
-          state.open.add(res); // never answered
-          return;
-        case 'notifications/cancelled':
-          if (state.refuse) {
-            state.refusedCancels++;
-            return void res.writeHead(503).end('busy');
-          }
-          state.cancels.push(m.params);
-          return void res.writeHead(202).end();
-        default:
-          return void res.writeHead(202).end();
-      }
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  return {
-    state,
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    async close() {
-      for (const r of state.open) r.destroy();
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
-    },
-  };
-}
+import { gatewayEnv, hangingMcpUpstream, until, type GatewayEnv } from './harness.js';
 
 let e: GatewayEnv | undefined;
-let up: Awaited<ReturnType<typeof rawUpstream>> | undefined;
+let up: Awaited<ReturnType<typeof hangingMcpUpstream>> | undefined;
 let client: Client | undefined;
 afterEach(async () => {
   await client?.close();
@@ -78,7 +16,7 @@ afterEach(async () => {
 
 describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a halt it cannot enforce yet', () => {
   it('a call in flight whose upstream refuses the cancel: the flip answer lists the gateway as unenforced, apart from laggards; once the cancel is taken the flip completes', async () => {
-    up = await rawUpstream();
+    up = await hangingMcpUpstream();
     e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
     client = new Client({ name: 'nack-test', version: '1' });
     await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
@@ -131,7 +69,7 @@ describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a 
   });
 
   it('a cancel the upstream takes at once: the flip completes with the gateway acknowledged, nothing listed unenforced', async () => {
-    up = await rawUpstream();
+    up = await hangingMcpUpstream();
     up.state.refuse = false;
     e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
     client = new Client({ name: 'nack-test', version: '1' });

@@ -1,3 +1,5 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 /* eslint-disable @typescript-eslint/no-explicit-any -- test helper: answers are asserted field by field */
 import { Gateway, type GatewayConfigInput } from '../../src/gateway/index.js';
 import { startSlowLlmServer, type SlowLlmServer } from '../../src/drill/servers/slow-llm-server.js';
@@ -91,4 +93,65 @@ export async function until(
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * A Streamable HTTP MCP upstream written by hand, so the test decides what it does with a cancel:
+ * its one tool never answers, and `notifications/cancelled` is refused (503) while `refuse` is set,
+ * so a halt that cuts a call stays unenforced at the gateway until the cancel is taken.
+ */
+export async function hangingMcpUpstream() {
+  const state = {
+    refuse: true,
+    calls: 0,
+    refusedCancels: 0,
+    cancels: [] as any[],
+    open: new Set<ServerResponse>(),
+  };
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      const m = JSON.parse(text);
+      const answer = (result: unknown) => {
+        const body = JSON.stringify({ jsonrpc: '2.0', id: m.id, result });
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'raw-1' });
+        res.end(body);
+      };
+      switch (m.method) {
+        case 'initialize':
+          return answer({
+            protocolVersion: '2025-06-18',
+            capabilities: { tools: {} },
+            serverInfo: { name: 'raw', version: '1' },
+          });
+        case 'tools/list':
+          return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
+        case 'tools/call':
+          state.calls++;
+          state.open.add(res); // never answered
+          return;
+        case 'notifications/cancelled':
+          if (state.refuse) {
+            state.refusedCancels++;
+            return void res.writeHead(503).end('busy');
+          }
+          state.cancels.push(m.params);
+          return void res.writeHead(202).end();
+        default:
+          return void res.writeHead(202).end();
+      }
+    });
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    state,
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    async close() {
+      for (const r of state.open) r.destroy();
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    },
+  };
 }

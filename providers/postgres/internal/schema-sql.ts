@@ -36,6 +36,57 @@ export const SCHEMA_VERSION = 6;
 /** Tables of the shared fleet (KS-8.8) that a serving role reads and writes (KS-17.7.7 grants). */
 export const FLEET_TABLES = ['replicas', 'fleet_acks'] as const;
 
+/** The two chained, insert-only tables (KS-8.2.3, KS-8.9.1): what their one insert check names. */
+const CHAINED = {
+  flips: { table: 'flips', noun: 'flip' },
+  releases: { table: 'releases', noun: 'release verdict' },
+} as const;
+
+/**
+ * The insert check of a chained table (`<table>_check_insert`), one template for `flips` and
+ * `releases` so their rules cannot drift: seq = head + 1, prev = the head's hash, hash = SHA-256 of
+ * body, body names the same seq and prev, and (KS-17.7.3, version 5) once the head is signed every
+ * later row is. The store always satisfies this (it holds the append lock); the check stops a
+ * writer that bypasses the store from breaking the chain.
+ */
+function chainCheckFunctionSql(
+  s: string,
+  { table, noun }: { readonly table: string; readonly noun: string },
+): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.${table}_check_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  head_seq bigint;
+  head_hash text;
+  head_sig text;
+BEGIN
+  SELECT t.seq, t.hash, t.sig INTO head_seq, head_hash, head_sig FROM ${s}.${table} t ORDER BY t.seq DESC LIMIT 1;
+  IF head_seq IS NULL THEN
+    head_seq := 0;
+    head_hash := repeat('0', 64);
+  END IF;
+  IF NEW.seq IS DISTINCT FROM head_seq + 1 THEN
+    RAISE EXCEPTION '${noun} seq % does not follow the head seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.prev IS DISTINCT FROM head_hash THEN
+    RAISE EXCEPTION '${noun} seq %: prev does not name the hash of seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.body, 'UTF8')), 'hex') THEN
+    RAISE EXCEPTION '${noun} seq %: hash is not the SHA-256 of body', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  -- Canonical JSON escapes every quote inside a string, so these patterns can only match the keys.
+  IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
+     OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
+    RAISE EXCEPTION '${noun} seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
+  END IF;
+  IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
+    RAISE EXCEPTION '${noun} seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
+  END IF;
+  RETURN NEW;
+END
+$fn$;`;
+}
+
 /** The argument types of `append_flip`, in {@link insertParams} order. */
 const APPEND_ARGS =
   'bigint, text, text, text, text, jsonb, text, text, text, text, text, text, text, text';
@@ -126,40 +177,7 @@ $fn$;
 -- KS-8.2.3 an INSERT must extend the chain: seq = head + 1, prev = the head's hash, hash = SHA-256
 -- of body, and body names the same seq and prev. The store always satisfies this (it holds the
 -- append lock); the check stops a writer that bypasses the store from breaking the chain.
-CREATE OR REPLACE FUNCTION ${s}.flips_check_insert() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-  head_seq bigint;
-  head_hash text;
-  head_sig text;
-BEGIN
-  SELECT f.seq, f.hash, f.sig INTO head_seq, head_hash, head_sig FROM ${s}.flips f ORDER BY f.seq DESC LIMIT 1;
-  IF head_seq IS NULL THEN
-    head_seq := 0;
-    head_hash := repeat('0', 64);
-  END IF;
-  IF NEW.seq IS DISTINCT FROM head_seq + 1 THEN
-    RAISE EXCEPTION 'flip seq % does not follow the head seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  IF NEW.prev IS DISTINCT FROM head_hash THEN
-    RAISE EXCEPTION 'flip seq %: prev does not name the hash of seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.body, 'UTF8')), 'hex') THEN
-    RAISE EXCEPTION 'flip seq %: hash is not the SHA-256 of body', NEW.seq USING ERRCODE = 'KS001';
-  END IF;
-  -- Canonical JSON escapes every quote inside a string, so these patterns can only match the keys.
-  IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
-     OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
-    RAISE EXCEPTION 'flip seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
-  END IF;
-  -- KS-17.7.3 (version 5) once the log is signed, every record is: the head tells (each record
-  -- after the first signed one is signed). Readers check the signatures themselves.
-  IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
-    RAISE EXCEPTION 'flip seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  RETURN NEW;
-END
-$fn$;
+${chainCheckFunctionSql(s, CHAINED.flips)}
 
 -- KS-8.5.1 wake followers; PostgreSQL delivers the notification only when the insert commits.
 CREATE OR REPLACE FUNCTION ${s}.flips_notify() RETURNS trigger
@@ -257,37 +275,7 @@ $fn$;
 
 -- KS-8.9.1 an INSERT must extend the chain, as for flips (KS-8.2.3), and once a verdict is signed
 -- every later one is (KS-17.7.6).
-CREATE OR REPLACE FUNCTION ${s}.releases_check_insert() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-  head_seq bigint;
-  head_hash text;
-  head_sig text;
-BEGIN
-  SELECT r.seq, r.hash, r.sig INTO head_seq, head_hash, head_sig FROM ${s}.releases r ORDER BY r.seq DESC LIMIT 1;
-  IF head_seq IS NULL THEN
-    head_seq := 0;
-    head_hash := repeat('0', 64);
-  END IF;
-  IF NEW.seq IS DISTINCT FROM head_seq + 1 THEN
-    RAISE EXCEPTION 'release verdict seq % does not follow the head seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  IF NEW.prev IS DISTINCT FROM head_hash THEN
-    RAISE EXCEPTION 'release verdict seq %: prev does not name the hash of seq %', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  IF NEW.hash IS DISTINCT FROM encode(sha256(convert_to(NEW.body, 'UTF8')), 'hex') THEN
-    RAISE EXCEPTION 'release verdict seq %: hash is not the SHA-256 of body', NEW.seq USING ERRCODE = 'KS001';
-  END IF;
-  IF substring(NEW.body FROM '"seq":([0-9]+)[,}]') IS DISTINCT FROM NEW.seq::text
-     OR substring(NEW.body FROM '"prev":"([0-9a-f]{64})"') IS DISTINCT FROM NEW.prev THEN
-    RAISE EXCEPTION 'release verdict seq %: body disagrees with the seq and prev columns', NEW.seq USING ERRCODE = 'KS001';
-  END IF;
-  IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
-    RAISE EXCEPTION 'release verdict seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
-  END IF;
-  RETURN NEW;
-END
-$fn$;
+${chainCheckFunctionSql(s, CHAINED.releases)}
 
 DROP TRIGGER IF EXISTS releases_insert_only ON ${s}.releases;
 CREATE TRIGGER releases_insert_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.releases

@@ -54,6 +54,7 @@ import {
   channelOf,
   migrationSql,
   quoteIdent,
+  requireSignaturesCallSql,
 } from './internal/schema-sql.js';
 import { intOption } from '../../src/internal/int-option.js';
 import { PublicKeyRing, type SigningKey } from '../../src/integrity/signing-key.js';
@@ -219,6 +220,11 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
   readonly #ring: PublicKeyRing | undefined;
   /** The first signed record's seq, once one was seen: every record after it must be signed. */
   #signedFrom: number | undefined;
+  /**
+   * `meta.flips_signed_after` (version 7, KS-17.7.11), read at open: once a control plane with a
+   * key opened the log, every record after this seq must be signed.
+   */
+  #signaturesAfter: number | undefined;
 
   #state: StoreState = StoreState.NEW;
   #failure: KillSwitchError | undefined;
@@ -396,6 +402,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
   async #doOpen(): Promise<void> {
     await this.#migrate();
     this.#logId = await this.#readLogId();
+    this.#signaturesAfter = await this.#latchSignatures();
     const head = await this.#verifyAll();
     this.#checkUsable();
     this.#advanceKnown(head);
@@ -474,6 +481,44 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
     return v;
   }
 
+  /**
+   * KS-17.7.11 with a key, sets the latch (`require_signatures()`): from the head on, the database
+   * refuses unsigned rows, so nobody holding only the serving role's credentials can append a
+   * record before this store signs its first one. Returns the latch's seq (set by this store or
+   * an earlier one), or undefined when no store with a key ever opened the log.
+   *
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE` (a serving role not granted again after the
+   *   upgrade to version 7 cannot set it: the store refuses to run with a key it cannot enforce)
+   */
+  async #latchSignatures(): Promise<number | undefined> {
+    if (this.#key !== undefined) {
+      try {
+        await this.#pool.query(requireSignaturesCallSql(this.schema));
+      } catch (err) {
+        if (sqlState(err) !== INSUFFICIENT_PRIVILEGE) {
+          throw unavailable(`could not require signatures on ${this.schema}`, err);
+        }
+        throw unavailable(
+          `schema ${this.schema}: the serving role may not call require_signatures() (KS-17.7.11), which a control plane with a signing key needs: it lacks the grants of schema version 7, run killswitch db grant (or servingRoleGrantsSql) as the owner`,
+          err,
+        );
+      }
+    }
+    const res = await this.#query<{ value: string }>(
+      `SELECT value FROM ${quoteIdent(this.schema)}.meta WHERE key = 'flips_signed_after'`,
+      [],
+    );
+    const v = res.rows[0]?.value;
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw unavailable(
+        `schema ${this.schema} has an unreadable meta.flips_signed_after (${JSON.stringify(v)}); refusing to guess which records must be signed`,
+      );
+    }
+    return n;
+  }
+
   /** The log's identity, `meta.log_id` (KS-2.7.3); opens the store. */
   async logId(): Promise<string> {
     this.#checkUsable();
@@ -519,6 +564,12 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
     records.forEach((r, i) => {
       const sig = rows[i]?.sig ?? undefined;
       if (sig === undefined) {
+        if (this.#signaturesAfter !== undefined && r.seq > this.#signaturesAfter) {
+          throw new LogCorruptError(
+            r.seq,
+            `record is not signed, though a control plane with a signing key requires signatures after seq ${this.#signaturesAfter}: it was not appended by the key holder (KS-17.7.11)`,
+          );
+        }
         if (this.#signedFrom !== undefined && r.seq > this.#signedFrom) {
           throw new LogCorruptError(
             r.seq,

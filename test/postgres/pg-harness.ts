@@ -146,7 +146,7 @@ export async function startProxy(): Promise<CuttableProxy> {
 
 /**
  * What someone who can write the database but does not hold the signing key can append (the
- * superuser here): a record that extends the chain exactly (seq, prev, hash, body all right),
+ * superuser by default, or the serving role given its `connectionString`): a record that extends the chain exactly (seq, prev, hash, body all right),
  * claiming any actor, with the signature given (or none), through the owner's `append_flip`.
  * `triggersOff` turns every trigger off for its transaction, as a superuser can. KS-17.7.8
  */
@@ -154,7 +154,12 @@ export async function forgeRecord(
   schema: string,
   head: { readonly seq: number; readonly hash: string },
   sig: string | undefined,
-  options: { readonly triggersOff?: boolean; readonly flip?: Partial<FlipInput> } = {},
+  options: {
+    readonly triggersOff?: boolean;
+    readonly flip?: Partial<FlipInput>;
+    /** Whose credentials forge it. @default {@link PG_URL} (the superuser) */
+    readonly connectionString?: string;
+  } = {},
 ): Promise<FlipRecord> {
   const record = chainRecord(
     parseFlipInput({
@@ -169,7 +174,10 @@ export async function forgeRecord(
     head,
     new Date(),
   );
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({
+    connectionString: options.connectionString ?? PG_URL,
+    connectionTimeoutMillis: 5000,
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {

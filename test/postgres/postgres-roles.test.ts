@@ -197,14 +197,16 @@ describe.runIf(RUN_PG)(
       const bySrv = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
       await expect(bySrv.open()).rejects.toMatchObject({
         code: 'KS_STORE_UNAVAILABLE',
-        message: expect.stringMatching(/version 5 .*needs 6.*as the schema's owner/),
+        message: expect.stringMatching(
+          new RegExp(`version 5 .*needs ${SCHEMA_VERSION}.*as the schema.s owner`),
+        ),
       });
       await bySrv.close();
       const byOwner = new PostgresFlipLogStore({ connectionString: urlAs(owner), schema });
       await byOwner.open();
       await byOwner.close();
       expect(await admin(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`)).toEqual([
-        { value: '6' },
+        { value: String(SCHEMA_VERSION) },
       ]);
       // The flips survived; the verdicts start empty (a version-5 replica kept them in its file).
       expect(await admin(`SELECT count(*)::int AS n FROM ${s}.flips`)).toEqual([{ n: 1 }]);
@@ -229,6 +231,87 @@ describe.runIf(RUN_PG)(
       });
       await as(owner, servingRoleGrantsSql(schema, serve));
       expect((await record()).seq).toBe(1);
+    });
+
+    it('KS-17.7.11 upgrades a version-6 schema to 7 (writer, signatures latch): the owner adds them; the serving role refuses to, must be granted again before it serves with a key, and then cannot append unsigned', async () => {
+      const { schema, owner, serve, s } = await setup();
+      // What a version-6 library left: no writer columns, no require_signatures().
+      await admin(`DROP FUNCTION ${s}.require_signatures()`);
+      await admin(`ALTER TABLE ${s}.flips DROP COLUMN writer`);
+      await admin(`ALTER TABLE ${s}.releases DROP COLUMN writer`);
+      await admin(`UPDATE ${s}.meta SET value = '6' WHERE key = 'schema_version'`);
+      const key = SigningKey.generate();
+      const bySrv = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      await expect(bySrv.open()).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+        message: expect.stringMatching(/version 6 .*needs 7.*as the schema's owner/),
+      });
+      await bySrv.close();
+      const byOwner = new PostgresFlipLogStore({ connectionString: urlAs(owner), schema });
+      await byOwner.open();
+      await byOwner.close();
+      expect(await admin(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`)).toEqual([
+        { value: '7' },
+      ]);
+      // The record from before keeps writer NULL; nothing latched yet (no key opened the log).
+      expect(await admin(`SELECT seq::int AS seq, writer FROM ${s}.flips ORDER BY seq`)).toEqual([
+        { seq: 1, writer: null },
+      ]);
+      expect(await admin(`SELECT key FROM ${s}.meta WHERE key LIKE '%signed_after'`)).toEqual([]);
+      // With a key, a serving role not granted again refuses to run (it could not set the latch).
+      const ungranted = new PostgresFlipLogStore({
+        connectionString: urlAs(serve),
+        schema,
+        signingKey: key,
+      });
+      await expect(ungranted.open()).rejects.toMatchObject({
+        code: 'KS_STORE_UNAVAILABLE',
+        message: expect.stringMatching(/require_signatures\(\).*grants of schema version 7/),
+      });
+      await ungranted.close();
+      await as(owner, servingRoleGrantsSql(schema, serve));
+      const keyed = new PostgresFlipLogStore({
+        connectionString: urlAs(serve),
+        schema,
+        signingKey: key,
+      });
+      await keyed.open();
+      expect(
+        await admin(`SELECT key, value FROM ${s}.meta WHERE key LIKE '%signed_after' ORDER BY key`),
+      ).toEqual([
+        { key: 'flips_signed_after', value: '1' },
+        { key: 'releases_signed_after', value: '0' },
+      ]);
+      // The serving role's credentials without the key: an unsigned record is refused.
+      const head = (await keyed.read()).at(-1)!;
+      const err = (await as(
+        serve,
+        `SELECT ${s}.append_flip(2, 'forged', '2026-01-01T00:00:00.000Z', 'admin', 'resume', '{}'::jsonb, 'x', NULL, NULL, NULL, '${head.hash}', encode(sha256(convert_to('{"prev":"${head.hash}","seq":2}', 'UTF8')), 'hex'), '{"prev":"${head.hash}","seq":2}', NULL)`,
+      ).catch((e: unknown) => e)) as { code?: string; message?: string };
+      expect(err.code).toBe('KS001');
+      expect(err.message).toMatch(
+        /flip seq 2: not signed, though a control plane with a signing key requires signatures after seq 1/,
+      );
+      const { record } = await keyed.append({
+        actor: 'x',
+        action: 'halt',
+        selector: {},
+        reason: 'r',
+      });
+      expect(record.seq).toBe(2);
+      await keyed.close();
+      expect(
+        await admin(
+          `SELECT seq::int AS seq, writer, sig IS NOT NULL AS signed FROM ${s}.flips ORDER BY seq`,
+        ),
+      ).toEqual([
+        { seq: 1, writer: null, signed: false },
+        { seq: 2, writer: serve, signed: true },
+      ]);
+      // A store without keys reading the log applies the latch too (KS-17.7.11).
+      const reader = new PostgresFlipLogStore({ connectionString: urlAs(serve), schema });
+      expect((await reader.read()).map((r) => r.seq)).toEqual([1, 2]);
+      await reader.close();
     });
 
     it("upgrades a version-4 schema to 5 (signatures): the owner's next open adds the column and the function; the serving role cannot upgrade and must be granted again", async () => {

@@ -5,7 +5,7 @@
  */
 
 /** The schema version this library writes and understands. KS-8.1.2 */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /**
  * Schema versions: 1 the log (flips, meta, triggers); 2 adds the log's identity `meta.log_id`
@@ -31,6 +31,15 @@ export const SCHEMA_VERSION = 6;
  * is refused (the gap fails closed). A version-5 library refuses a version-6 schema, so an old
  * replica cannot gate resumes on its own file beside replicas that share. The upgrade must run as
  * the owner, and the serving role must be granted again (`append_release` is new).
+ * 7 binds records to who wrote them and to the key (KS-17.7.11): a `writer` column on `flips` and
+ * `releases` that the insert check fills with `session_user` (the login role, which a SECURITY
+ * DEFINER function does not change; no caller can choose it), and `require_signatures()`, a
+ * SECURITY DEFINER latch a control plane with a signing key calls when it opens: it records the
+ * heads in `meta` (`flips_signed_after`, `releases_signed_after`), and the insert checks then
+ * refuse every unsigned row after them, so a record written with the serving role's credentials
+ * but without the key is refused even before the first signed record. Nothing to carry over (rows
+ * from before keep `writer` NULL). A version-6 library refuses a version-7 schema; the upgrade
+ * must run as the owner, and the serving role must be granted again (`require_signatures` is new).
  */
 
 /** Tables of the shared fleet (KS-8.8) that a serving role reads and writes (KS-17.7.7 grants). */
@@ -47,7 +56,8 @@ const CHAINED = {
  * `releases` so their rules cannot drift: seq = head + 1, prev = the head's hash, hash = SHA-256 of
  * body, body names the same seq and prev, and (KS-17.7.3, version 5) once the head is signed every
  * later row is. The store always satisfies this (it holds the append lock); the check stops a
- * writer that bypasses the store from breaking the chain.
+ * writer that bypasses the store from breaking the chain. Version 7 (KS-17.7.11): no unsigned row
+ * after the latch `require_signatures()` set, and `writer` is always the inserting `session_user`.
  */
 function chainCheckFunctionSql(
   s: string,
@@ -59,6 +69,7 @@ DECLARE
   head_seq bigint;
   head_hash text;
   head_sig text;
+  signed_after bigint;
 BEGIN
   SELECT t.seq, t.hash, t.sig INTO head_seq, head_hash, head_sig FROM ${s}.${table} t ORDER BY t.seq DESC LIMIT 1;
   IF head_seq IS NULL THEN
@@ -82,6 +93,13 @@ BEGIN
   IF head_sig IS NOT NULL AND NEW.sig IS NULL THEN
     RAISE EXCEPTION '${noun} seq %: not signed, though seq % before it is', NEW.seq, head_seq USING ERRCODE = 'KS001';
   END IF;
+  -- KS-17.7.11 (version 7) after a control plane with a key opened the log, every row is signed.
+  SELECT m.value::bigint INTO signed_after FROM ${s}.meta m WHERE m.key = '${table}_signed_after';
+  IF NEW.sig IS NULL AND NEW.seq > signed_after THEN
+    RAISE EXCEPTION '${noun} seq %: not signed, though a control plane with a signing key requires signatures after seq % (KS-17.7.11)', NEW.seq, signed_after USING ERRCODE = 'KS001';
+  END IF;
+  -- KS-17.7.11 the database role that wrote the row, which its caller cannot choose.
+  NEW.writer := session_user;
   RETURN NEW;
 END
 $fn$;`;
@@ -297,6 +315,27 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION ${s}.append_release(${APPEND_RELEASE_ARGS}) FROM PUBLIC;
 
+-- KS-17.7.11 (version 7) who wrote each row (the insert check sets it from session_user), and the
+-- latch a control plane with a signing key sets when it opens: from the heads it records on, the
+-- insert checks refuse unsigned rows. Setting it again changes nothing; it is never lifted.
+ALTER TABLE ${s}.flips ADD COLUMN IF NOT EXISTS writer text;
+ALTER TABLE ${s}.releases ADD COLUMN IF NOT EXISTS writer text;
+CREATE OR REPLACE FUNCTION ${s}.require_signatures() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  -- The appends' own locks, so no append is between reading its head and committing.
+  PERFORM pg_advisory_xact_lock(${LOCK_CLASS_APPEND}, hashtext('${schema}'));
+  PERFORM pg_advisory_xact_lock(${LOCK_CLASS_RELEASE}, hashtext('${schema}'));
+  INSERT INTO ${s}.meta (key, value)
+    SELECT 'flips_signed_after', COALESCE(max(f.seq), 0)::text FROM ${s}.flips f
+    ON CONFLICT (key) DO NOTHING;
+  INSERT INTO ${s}.meta (key, value)
+    SELECT 'releases_signed_after', COALESCE(max(r.seq), 0)::text FROM ${s}.releases r
+    ON CONFLICT (key) DO NOTHING;
+END
+$fn$;
+REVOKE ALL ON FUNCTION ${s}.require_signatures() FROM PUBLIC;
+
 INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 `;
@@ -315,6 +354,11 @@ export function appendCallSql(schema: string): string {
 /** `"schema".append_release(<argument types>)`, for grants and privilege checks. */
 export function appendReleaseSignature(schema: string): string {
   return `${quoteIdent(schema)}.append_release(${APPEND_RELEASE_ARGS})`;
+}
+
+/** The call of the signatures latch (version 7, KS-17.7.11), by a store that holds a key. */
+export function requireSignaturesCallSql(schema: string): string {
+  return `SELECT ${quoteIdent(schema)}.require_signatures()`;
 }
 
 /** The call that records one release verdict (version 6): `$1..$5` = seq, prev, hash, body, sig. */
@@ -345,6 +389,7 @@ GRANT USAGE ON SCHEMA ${s} TO ${r};
 GRANT SELECT ON ${s}.meta, ${s}.flips, ${s}.releases TO ${r};
 GRANT EXECUTE ON FUNCTION ${s}.append_flip(${APPEND_ARGS}) TO ${r};
 GRANT EXECUTE ON FUNCTION ${s}.append_release(${APPEND_RELEASE_ARGS}) TO ${r};
+GRANT EXECUTE ON FUNCTION ${s}.require_signatures() TO ${r};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ${FLEET_TABLES.map((t) => `${s}.${t}`).join(', ')} TO ${r};
 `;
 }

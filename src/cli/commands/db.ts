@@ -7,13 +7,14 @@ const HELP = `usage: killswitch db grant --role <name> [--schema <name>] [--stor
 
 grant   the grants of a serving role on the PostgreSQL flip log (KS-17.7.7): it may read the log
         and the release verdicts, append only through the owner's append_flip and append_release
-        functions (KS-8.9) and keep the shared fleet's rows;
+        functions (KS-8.9), set the signatures latch require_signatures() that serve with
+        --signing-key calls (KS-17.7.11, schema 7) and keep the shared fleet's rows;
         it holds no INSERT, UPDATE, DELETE or TRUNCATE on the log and owns nothing, so it cannot
         rewrite history. Without --apply the SQL is printed, to run as the schema's owner.
         With --apply and --store (a URL of the OWNER role, never the serving role's), the schema
         is created or upgraded first (as 'serve' would) and the grants run in one transaction.
-        Run it again after every upgrade of the schema (a new append_flip or append_release needs
-        a new grant).
+        Run it again after every upgrade of the schema (a new append_flip, append_release or
+        require_signatures needs a new grant).
 
   --role <name>     the serving role 'killswitch serve --store' connects as (lower-case letters,
                     digits and _)

@@ -22,7 +22,7 @@ await provider.waitUntilFresh({ timeoutMs: 5000 }); // or throws KS_STALE saying
 const ledger = new FileSideEffectLedger({ path: env['LEDGER_PATH'] ?? './ledger.jsonl' });
 const guard = new EffectGuard({ client: OpenFeature.getClient(), ledger });
 
-const runId = 'ticket-4711'; // one agent run; its steps are its effects
+const runId = env['RUN_ID'] ?? 'ticket-4711'; // one agent run; its steps are its effects
 const turn = 1;
 const body = JSON.stringify({ order: 'A-1001', amount: 25 });
 try {

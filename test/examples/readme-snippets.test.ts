@@ -149,6 +149,34 @@ describe('KS-16.1.1 KS-16.3.1 the README snippets run against killswitch serve',
     expect(again.out).toBe('effect ticket-4711/1%3Arefund not dispatched: already landed\n');
     expect(refunds.seen).toHaveLength(1);
 
+    // The README's walk-through, on its one ledger: another ticket (RUN_ID) is refused by the
+    // halt (the same ticket would only say it already landed), and the report over that ledger
+    // shows the landed refund and the refused one. The README gives exactly these commands.
+    const readme = await readFile('README.md', 'utf8');
+    expect(readme).toContain(
+      'KILLSWITCH_TOKEN=$(cat .killswitch/admin.token) RUN_ID=ticket-4712 node dist/examples/readme/guard-tool-call.js',
+    );
+    const other = await runExample('guard-tool-call', {
+      ...env(),
+      LEDGER_PATH: join(dir, 'ledger-1.jsonl'),
+      RUN_ID: 'ticket-4712',
+    });
+    expect(other.code, other.err).toBe(0);
+    expect(other.out).toMatch(
+      /^effect ticket-4712\/1%3Arefund refused: halted by flip #1 \{tenant=acme\} \(id .*, by admin: refunds looping\)\n$/,
+    );
+    expect(refunds.seen).toHaveLength(1);
+    const report = await runCli(
+      ['report', '--tenant', 'acme', '--ledger', join(dir, 'ledger-1.jsonl'), '--json'],
+      {},
+    );
+    expect(report.code, report.stderr).toBe(0);
+    const totals = (JSON.parse(report.stdout) as { totals: Record<string, number> }).totals;
+    expect({ landed: totals['landed'], refused: totals['refused'] }).toEqual({
+      landed: 1,
+      refused: 1,
+    });
+
     const lift = await runCli(
       ['resume', '--tenant', 'acme', '--reason', 'fixed', '--release', 'v42', '--mark-green'],
       { KILLSWITCH_TOKEN: token, KILLSWITCH_URL: serve!.url },

@@ -11,9 +11,11 @@
  *     path (through - direct: the gateway's per-call work, little inflated by load);
  *   - halt -> upstream cancel: a tenant halt while an MCP call is in flight, from the flip
  *     reaching the gateway (its provider's change event) to the upstream tool's signal aborting,
- *     and from the flip request to the same; by stage (the guard aborting the call, the cancel
- *     reaching the upstream's HTTP server, the upstream SDK aborting the tool) with this
- *     process's event-loop delay meanwhile;
+ *     and from the flip request to the same; p50/p90/p99/max of each component (SSE parser ->
+ *     applied -> guard abort -> cancel handed to node:http -> written to the socket -> upstream
+ *     HTTP server -> upstream SDK aborts the tool), this process's CPU in the gateway's share,
+ *     the slowest halts one by one with the largest event-loop stall and GC pause in each
+ *     (use --halts 200 for a p99 that is not the maximum);
  *   - 200 concurrent streams: throughput (tokens/s) and memory (RSS, heap) sampled while they run,
  *     then one global halt and the time until every stream was cut.
  * Calls interleave direct and through in each round; p50/p99 per round, medians over rounds. The
@@ -24,12 +26,13 @@
  * Ends with one JSON line: {"bench":"gateway",...}.
  */
 import { fork } from 'node:child_process';
-import { request, Agent, type IncomingMessage } from 'node:http';
+import { request, Agent, ClientRequest, type IncomingMessage } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
+import { EventSource } from 'eventsource';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ProviderEvents } from '@openfeature/server-sdk';
@@ -301,19 +304,81 @@ async function main(): Promise<void> {
     );
   }
 
-  // Halt -> upstream cancel, by stage: the gateway applies the flip (its provider's change
-  // event), its guard aborts the call (the ledger's `aborted` row), the cancel's POST reaches the
-  // upstream's HTTP server, the upstream SDK aborts the tool's signal.
-  let appliedAt = 0;
-  gw.provider.events.addHandler(
-    ProviderEvents.ConfigurationChanged,
-    () => (appliedAt = systemClock.now()),
-  );
-  const fromApplied: number[] = [];
-  const fromRequest: number[] = [];
-  const toAbort: number[] = [];
-  const toArrival: number[] = [];
-  const inUpstream: number[] = [];
+  // Halt -> upstream cancel, by component, each on the system clock (epoch ms, sub-ms, agreeing
+  // across processes): the SSE parser hands the gateway's flip source the `flip` event
+  // (`received`); the source applies it (the provider's change event, `applied`); the guard's
+  // watch aborts the call (the ledger's `aborted` row); the gateway hands the cancel's POST to
+  // node:http (`cancelSent`) and node:http writes it to the socket (`cancelWritten`); the
+  // upstream's HTTP server starts the request (`postAt`); the upstream SDK aborts the tool. With
+  // the largest event-loop stall of this process in each halt's window (a 1 ms ticker) and the GC
+  // pauses that overlapped it, so a slow halt says where its time went.
+  const probe = {
+    receivedAt: 0,
+    appliedAt: 0,
+    cancelSentAt: 0,
+    cancelWrittenAt: 0,
+    cancelReused: true,
+    /** This process's CPU time (user + system, µs) at `applied` and when the cancel was written. */
+    cpuAtApplied: 0,
+    cpuAtWritten: 0,
+  };
+  const cpuNow = () => {
+    const c = process.cpuUsage();
+    return c.user + c.system;
+  };
+  const dispatch = EventSource.prototype.dispatchEvent;
+  EventSource.prototype.dispatchEvent = function (this: EventSource, ev: Event): boolean {
+    if (ev.type === 'flip' && probe.receivedAt === 0) probe.receivedAt = systemClock.now();
+    return dispatch.call(this, ev);
+  };
+  const end = ClientRequest.prototype.end;
+  ClientRequest.prototype.end = function (this: ClientRequest, ...args: unknown[]) {
+    if (
+      typeof args[0] === 'string' &&
+      args[0].includes('"notifications/cancelled"') &&
+      probe.cancelSentAt === 0
+    ) {
+      probe.cancelSentAt = systemClock.now();
+      // node:http writes the request to its socket right after this event, in the same tick
+      // ('finish' comes later, after whatever else that tick runs: not the time it was written).
+      this.once('socket', (s) => {
+        probe.cancelWrittenAt = systemClock.now();
+        probe.cpuAtWritten = cpuNow();
+        probe.cancelReused = !s.connecting;
+      });
+    }
+    return (end as (...a: unknown[]) => ClientRequest).apply(this, args);
+  } as typeof ClientRequest.prototype.end;
+  gw.provider.events.addHandler(ProviderEvents.ConfigurationChanged, () => {
+    if (probe.appliedAt !== 0) return;
+    probe.appliedAt = systemClock.now();
+    probe.cpuAtApplied = cpuNow();
+  });
+  const gcs: { start: number; ms: number }[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      gcs.push({ start: performance.timeOrigin + e.startTime, ms: e.duration });
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(systemClock.now()), 1);
+  const rowsOfHalts: {
+    fromRequest: number;
+    receivedToApplied: number;
+    appliedToAborted: number;
+    abortedToCancelSent: number;
+    appliedToCancelSent: number;
+    cancelSentToWritten: number;
+    appliedToWritten: number;
+    cpuAppliedToWrittenMs: number;
+    writtenToUpstream: number;
+    upstreamToToolAborted: number;
+    fromApplied: number;
+    fromReceived: number;
+    stallMs: number;
+    gcMs: number;
+    reused: boolean;
+  }[] = [];
   let missed = 0;
   // How late this process's event loop ran meanwhile: on a loaded machine the OS, not the
   // gateway, decides when the gateway's process runs.
@@ -324,7 +389,15 @@ async function main(): Promise<void> {
     seen.cancelled = 0;
     seen.postAt = 0;
     ledger.abortedAt = 0;
-    appliedAt = 0;
+    Object.assign(probe, {
+      receivedAt: 0,
+      appliedAt: 0,
+      cancelSentAt: 0,
+      cancelWrittenAt: 0,
+      cancelReused: true,
+      cpuAtApplied: 0,
+      cpuAtWritten: 0,
+    });
     const tenant = `bench-${i}`;
     const call = through
       .callTool({
@@ -340,39 +413,97 @@ async function main(): Promise<void> {
     const sent = systemClock.now();
     await flip({ tenant }, 'bench halt');
     await call;
-    if (!(await waitFor(() => seen.cancelled !== 0 && appliedAt !== 0, 5000))) {
+    if (
+      !(await waitFor(
+        () => seen.cancelled !== 0 && probe.appliedAt !== 0 && probe.cancelWrittenAt !== 0,
+        5000,
+      ))
+    ) {
       missed++;
       continue;
     }
-    fromApplied.push(seen.cancelled - appliedAt);
-    fromRequest.push(seen.cancelled - sent);
-    toAbort.push(ledger.abortedAt - appliedAt);
-    toArrival.push(seen.postAt - appliedAt);
-    inUpstream.push(seen.cancelled - seen.postAt);
+    const from = probe.receivedAt || probe.appliedAt;
+    const to = seen.cancelled;
+    let stall = 0;
+    for (let k = 1; k < ticks.length; k++) {
+      if (ticks[k]! < from) continue;
+      stall = Math.max(stall, ticks[k]! - ticks[k - 1]!);
+      if (ticks[k - 1]! > to) break;
+    }
+    ticks.length = 0;
+    const gcMs = gcs
+      .filter((g) => g.start < to && g.start + g.ms > from)
+      .reduce((a, g) => a + g.ms, 0);
+    gcs.length = 0;
+    rowsOfHalts.push({
+      fromRequest: seen.cancelled - sent,
+      receivedToApplied: probe.appliedAt - from,
+      appliedToAborted: ledger.abortedAt - probe.appliedAt,
+      abortedToCancelSent: probe.cancelSentAt - ledger.abortedAt,
+      appliedToCancelSent: probe.cancelSentAt - probe.appliedAt,
+      cancelSentToWritten: probe.cancelWrittenAt - probe.cancelSentAt,
+      appliedToWritten: probe.cancelWrittenAt - probe.appliedAt,
+      cpuAppliedToWrittenMs: (probe.cpuAtWritten - probe.cpuAtApplied) / 1000,
+      writtenToUpstream: seen.postAt - probe.cancelWrittenAt,
+      upstreamToToolAborted: seen.cancelled - seen.postAt,
+      fromApplied: seen.cancelled - probe.appliedAt,
+      fromReceived: seen.cancelled - from,
+      stallMs: stall,
+      gcMs,
+      reused: probe.cancelReused,
+    });
   }
   loop.disable();
+  clearInterval(ticker);
+  gcObserver.disconnect();
+  EventSource.prototype.dispatchEvent = dispatch;
+  ClientRequest.prototype.end = end;
   const loopDelay = {
     p50Ms: round(loop.percentile(50) / 1e6, 2),
     p99Ms: round(loop.percentile(99) / 1e6, 2),
     maxMs: round(loop.max / 1e6, 2),
   };
-  if (fromApplied.length === 0) throw new Error('the upstream never saw a cancel');
-  const fa = stats(fromApplied);
-  const fr = stats(fromRequest);
-  const stage = (xs: number[]) => {
-    const s = stats(xs);
-    return { p50Ms: round(s.p50, 3), p99Ms: round(s.p99, 3), maxMs: round(Math.max(...xs), 3) };
+  if (rowsOfHalts.length === 0) throw new Error('the upstream never saw a cancel');
+  const dist = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return {
+      p50Ms: round(quantile(s, 0.5), 3),
+      p90Ms: round(quantile(s, 0.9), 3),
+      p99Ms: round(quantile(s, 0.99), 3),
+      maxMs: round(s[s.length - 1]!, 3),
+    };
   };
-  const stages = {
-    appliedToAborted: stage(toAbort),
-    appliedToCancelArrived: stage(toArrival),
-    cancelArrivedToToolAborted: stage(inUpstream),
+  const col = (k: keyof (typeof rowsOfHalts)[number]) => rowsOfHalts.map((r) => Number(r[k]));
+  const fa = stats(col('fromApplied'));
+  const fr = stats(col('fromRequest'));
+  const components = {
+    receivedToApplied: dist(col('receivedToApplied')),
+    appliedToAborted: dist(col('appliedToAborted')),
+    abortedToCancelSent: dist(col('abortedToCancelSent')),
+    appliedToCancelSent: dist(col('appliedToCancelSent')),
+    cancelSentToWritten: dist(col('cancelSentToWritten')),
+    writtenToUpstream: dist(col('writtenToUpstream')),
+    upstreamToToolAborted: dist(col('upstreamToToolAborted')),
+    // The gateway's whole share (flip applied -> cancel on the wire), and this process's CPU in it.
+    appliedToWritten: dist(col('appliedToWritten')),
+    cpuAppliedToWritten: dist(col('cpuAppliedToWrittenMs')),
   };
+  const fromReceived = dist(col('fromReceived'));
+  const fromAppliedDist = dist(col('fromApplied'));
   console.log(
-    `halt -> upstream cancel: from the gateway applying the flip p50 ${round(fa.p50, 3)} ms p99 ${round(fa.p99, 3)} ms; from the flip request p50 ${round(fr.p50, 2)} ms p99 ${round(fr.p99, 2)} ms (${fromApplied.length} halts${missed > 0 ? `, ${missed} not seen upstream` : ''})`,
+    `halt -> upstream cancel (${rowsOfHalts.length} halts${missed > 0 ? `, ${missed} not seen upstream` : ''}): from the gateway applying the flip p50/p90/p99/max ${Object.values(fromAppliedDist).join('/')} ms; from the SSE parser's flip event ${Object.values(fromReceived).join('/')} ms; from the flip request p50 ${round(fr.p50, 2)} ms p99 ${round(fr.p99, 2)} ms`,
   );
+  for (const [k, v] of Object.entries(components))
+    console.log(`  ${k.padEnd(22)} p50/p90/p99/max ${Object.values(v).join('/')} ms`);
+  const slowest = [...rowsOfHalts].sort((a, b) => b.fromReceived - a.fromReceived).slice(0, 5);
+  for (const r of slowest)
+    console.log(
+      `  slow halt ${round(r.fromReceived, 2)} ms: received->applied ${round(r.receivedToApplied, 2)}, ->aborted ${round(r.appliedToAborted, 2)}, ->cancel sent ${round(r.abortedToCancelSent, 2)}, ->written ${round(r.cancelSentToWritten, 2)} [CPU applied->written ${round(r.cpuAppliedToWrittenMs, 2)}] (${r.reused ? 'open connection' : 'new connection'}), ->upstream ${round(r.writtenToUpstream, 2)}, ->tool aborted ${round(r.upstreamToToolAborted, 2)}; largest stall of this process ${round(r.stallMs, 1)} ms, GC ${round(r.gcMs, 2)} ms`,
+    );
+  const stalled = rowsOfHalts.filter((r) => r.stallMs > 5).length;
+  const newConnections = rowsOfHalts.filter((r) => !r.reused).length;
   console.log(
-    `  stages (p50/p99/max ms): applied -> call aborted ${Object.values(stages.appliedToAborted).join('/')}; applied -> cancel at the upstream ${Object.values(stages.appliedToCancelArrived).join('/')}; cancel at the upstream -> tool aborted (the upstream SDK) ${Object.values(stages.cancelArrivedToToolAborted).join('/')}; event-loop delay meanwhile p50/p99/max ${loopDelay.p50Ms}/${loopDelay.p99Ms}/${loopDelay.maxMs} ms`,
+    `  halts with a stall > 5 ms in this process: ${stalled}; with GC in the window: ${rowsOfHalts.filter((r) => r.gcMs > 0).length}; cancels on a new connection: ${newConnections}; event-loop delay meanwhile p50/p99/max ${loopDelay.p50Ms}/${loopDelay.p99Ms}/${loopDelay.maxMs} ms`,
   );
 
   // 200 concurrent streams.
@@ -475,11 +606,15 @@ async function main(): Promise<void> {
       haltToUpstreamCancel: {
         fromAppliedP50Ms: round(fa.p50, 3),
         fromAppliedP99Ms: round(fa.p99, 3),
+        fromApplied: fromAppliedDist,
+        fromReceived,
         fromRequestP50Ms: round(fr.p50, 2),
         fromRequestP99Ms: round(fr.p99, 2),
-        halts: fromApplied.length,
+        halts: rowsOfHalts.length,
         missed,
-        stages,
+        components,
+        stalledHalts: stalled,
+        newConnections,
         loopDelay,
       },
       streams: {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HaltedError, type ValidationError } from '../errors.js';
+import { ErrorCode, HaltedError, type ValidationError } from '../errors.js';
 import {
   LineageWire,
   lineageFromHeaders,
@@ -357,6 +357,10 @@ export class McpGateway implements GatewaySeam {
       return ok(id, result);
     } catch (err) {
       if (err instanceof HaltedError) {
+        // A halt that cut the call queued its cancel for the upstream on the next tick: the
+        // cancel leaves first, then this answer (a few µs later), so the client's answer never
+        // holds up what stops the upstream's work.
+        if (err.code === ErrorCode.ABORTED) await nextTick();
         const r = refusalOf(err);
         return fail(id, {
           code: MCP_HALTED_ERROR_CODE,
@@ -600,6 +604,11 @@ function negotiate(asked: unknown): string {
   return typeof asked === 'string' && (HANDSHAKE_VERSIONS as readonly string[]).includes(asked)
     ? asked
     : LATEST_HANDSHAKE_VERSION;
+}
+
+/** Resolves after the callbacks already queued with process.nextTick ran. */
+function nextTick(): Promise<void> {
+  return new Promise((resolve) => process.nextTick(resolve));
 }
 
 function ok(id: JsonRpcId, result: unknown): JsonRpcMessage {

@@ -288,7 +288,11 @@ export abstract class McpUpstream {
       }
     };
     attempt(0);
-    entry.abortTransport?.();
+    // The call's own request is closed too (the 2026-07-28 cancel), but after the notification
+    // is on the wire: node:http writes it on the next tick (queued just now, so first), and the
+    // close is a socket teardown that ran before that write and delayed it (bench:gateway).
+    const close = entry.abortTransport;
+    if (close !== undefined) process.nextTick(close);
   }
 
   /** Every message the upstream sends, whatever the transport. */

@@ -12,6 +12,7 @@ import type {
   WorkerRow,
 } from '../../src/store/fleet-channel.js';
 import type { LogHead } from '../../src/store/flip-log-store.js';
+import { MAX_GATEWAY_SEAMS, type GatewayReport } from '../../src/protocol/acks.js';
 import { unavailable } from './internal/pg-errors.js';
 import { LOCK_CLASS_APPEND, fleetChannelOf, quoteIdent } from './internal/schema-sql.js';
 
@@ -393,9 +394,7 @@ SELECT pg_notify($4::text, json_build_object('t', 'b', 'r', $1::text, 'u', $2::t
       answeredHead: Number(r['answered_head']),
       renewals: Number(r['renewals']),
       connections: Number(r['connections']),
-      ...(Array.isArray(r['unenforced'])
-        ? { unenforced: r['unenforced'] as { seq: number; reason: string }[] }
-        : {}),
+      ...fromColumn(r['unenforced']),
     }));
     this.#emit({ kind: 'sync', replicas, workers, barrier });
   }
@@ -453,13 +452,21 @@ SELECT pg_notify($4::text, json_build_object('t', 'b', 'r', $1::text, 'u', $2::t
   }
 }
 
+/**
+ * One element of the `unenforced` column (jsonb): a negative acknowledgement, or (at most one,
+ * last) a gateway's report of its seams (KS-15.5.3), which rides in the same column so that every
+ * replica lists a gateway's seams without a schema change. A reader that knows only negative
+ * acknowledgements finds no `seq` in the report element and matches it with no flip.
+ */
+type ColumnElement = { seq: number; reason: string } | { gateway: GatewayReport };
+
 /** One acknowledgement as the upsert reads it (`json_to_recordset`). */
 interface Entry {
   readonly w: string;
   readonly r: string | null;
   readonly s: number;
   readonly c: number;
-  readonly u: readonly { seq: number; reason: string }[] | null;
+  readonly u: readonly ColumnElement[] | null;
 }
 
 function toEntry(a: SharedAck): Entry {
@@ -469,7 +476,43 @@ function toEntry(a: SharedAck): Entry {
     const each = Math.max(8, Math.floor(UNENFORCED_BUDGET / u.length) - 24);
     u = u.map((x) => ({ seq: x.seq, reason: cut(x.reason, each) }));
   }
-  return { w: a.workerId, r: a.release ?? null, s: a.seq, c: a.connections, u };
+  // The report is small (at most MAX_GATEWAY_SEAMS seams of 32-character names, validated).
+  const column: ColumnElement[] | null =
+    a.gateway === undefined ? u : [...(u ?? []), { gateway: a.gateway }];
+  return { w: a.workerId, r: a.release ?? null, s: a.seq, c: a.connections, u: column };
+}
+
+/** Reads the `unenforced` column (or its copy in a notification): the nacks and the report. */
+function fromColumn(v: unknown): Pick<SharedAck, 'unenforced' | 'gateway'> {
+  if (!Array.isArray(v)) return {};
+  const unenforced: { seq: number; reason: string }[] = [];
+  let gateway: GatewayReport | undefined;
+  for (const x of v as unknown[]) {
+    if (x === null || typeof x !== 'object') continue;
+    const e = x as Record<string, unknown>;
+    if (typeof e['seq'] === 'number')
+      unenforced.push({ seq: e['seq'], reason: String(e['reason'] ?? '') });
+    else if (e['gateway'] !== undefined) gateway = gatewayReportOf(e['gateway']);
+  }
+  return {
+    ...(unenforced.length > 0 ? { unenforced } : {}),
+    ...(gateway !== undefined ? { gateway } : {}),
+  };
+}
+
+/** A gateway report as another replica wrote it; undefined when it is not one. */
+function gatewayReportOf(v: unknown): GatewayReport | undefined {
+  const seams = (v as { seams?: unknown } | null)?.seams;
+  if (!Array.isArray(seams) || seams.length === 0 || seams.length > MAX_GATEWAY_SEAMS)
+    return undefined;
+  const out: { seam: string; inFlight: number }[] = [];
+  for (const x of seams as unknown[]) {
+    const seam = (x as { seam?: unknown } | null)?.seam;
+    const inFlight = (x as { inFlight?: unknown } | null)?.inFlight;
+    if (typeof seam !== 'string' || typeof inFlight !== 'number') return undefined;
+    out.push({ seam, inFlight });
+  }
+  return { seams: out };
 }
 
 function cut(text: string, bytes: number): string {
@@ -521,7 +564,7 @@ function parsePayload(payload: string): FleetEvent | undefined {
           seq,
           connections: typeof c === 'number' ? c : 0,
           renewals: n,
-          ...(Array.isArray(u) ? { unenforced: u as { seq: number; reason: string }[] } : {}),
+          ...fromColumn(u),
         });
       }
       return { kind: 'acks', replica: r, answeredHead: h, acks };

@@ -1,4 +1,5 @@
 import type { Clock } from '../internal/clock.js';
+import type { GatewayReport } from '../protocol/acks.js';
 import {
   apiTime,
   type AckedWorker,
@@ -37,6 +38,8 @@ interface RemoteWorker {
   connections: number;
   /** When this replica observed its last renewal (monotonic): never a time written elsewhere. */
   observedAt: number;
+  /** KS-15.5.3 a gateway's last report of its seams, and when this replica observed it. */
+  gateway?: { readonly report: GatewayReport; readonly at: number } | undefined;
 }
 
 /** A replica and when this one last saw its heartbeat counter move. */
@@ -198,6 +201,7 @@ export class SharedFleet {
     w.renewals = a.renewals;
     w.connections = a.connections;
     w.observedAt = now;
+    if (a.gateway !== undefined) w.gateway = { report: a.gateway, at: now };
     this.#workers.set(w.id, w);
     const nacks = new Map<number, string>();
     for (const u of a.unenforced ?? []) nacks.set(u.seq, u.reason);
@@ -480,8 +484,8 @@ export class SharedFleet {
         lag: Math.max(0, head - w.seq),
         leaseExpiresAt: apiTime(leaseEnd + wall),
         stale: leaseEnd <= now,
-        // What a gateway reported here (KS-15.5.3) is not shared: kept while it acks elsewhere.
-        ...(cur?.gateway === undefined ? {} : { gateway: cur.gateway }),
+        // KS-15.5.3 a gateway's seams as its newest report says, wherever it acknowledged.
+        ...gatewayOf(w.gateway, cur?.gateway, wall),
       });
     }
     return [...byId.values()].sort((a, b) => cmp(a.id, b.id));
@@ -518,6 +522,23 @@ export class SharedFleet {
       if (now - w.observedAt > this.#forgetAfterMs) this.#workers.delete(id);
     }
   }
+}
+
+/** The newer of a remote gateway report (monotonic `at`) and the local one (an ISO label). */
+function gatewayOf(
+  remote: RemoteWorker['gateway'],
+  local: WorkerInfo['gateway'],
+  wall: number,
+): { gateway?: NonNullable<WorkerInfo['gateway']> } {
+  if (remote === undefined) return local === undefined ? {} : { gateway: local };
+  const at = Math.round(remote.at + wall);
+  if (local !== undefined && Date.parse(local.at) >= at) return { gateway: local };
+  return {
+    gateway: {
+      seams: remote.report.seams.map((x) => ({ seam: x.seam, inFlight: x.inFlight })),
+      at: apiTime(at),
+    },
+  };
 }
 
 function cmp(a: string, b: string): number {

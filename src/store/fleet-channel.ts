@@ -1,3 +1,4 @@
+import type { GatewayReport } from '../protocol/acks.js';
 import type { LogHead } from './flip-log-store.js';
 
 /**
@@ -47,6 +48,11 @@ export interface SharedAck {
   readonly connections: number;
   /** KS-6.5 flips it received and does not enforce. */
   readonly unenforced?: readonly { readonly seq: number; readonly reason: string }[] | undefined;
+  /**
+   * KS-15.5.3 a gateway's report of its seams and the calls in flight at each, as of this
+   * acknowledgement: every replica lists the gateway with it, not only the one that received it.
+   */
+  readonly gateway?: GatewayReport | undefined;
 }
 
 /** A shared acknowledgement as another replica receives it. */

@@ -154,6 +154,7 @@ export function acceptAcks(
           seq: a.seq,
           connections: tracker.connections(a.workerId),
           unenforced: a.unenforced,
+          gateway: a.gateway,
         })),
       );
     } catch (err) {

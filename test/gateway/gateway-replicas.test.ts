@@ -1,0 +1,165 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Gateway } from '../../src/gateway/index.js';
+import { MemorySideEffectLedger } from '../../src/ledger/index.js';
+import { PG_URL, RUN_PG, dropSchemas, schemaName } from '../postgres/pg-harness.js';
+import { assertBuilt, startServe, type ServeProcess } from '../suites/support/serve-process.js';
+import { hangingMcpUpstream, silent, until } from './harness.js';
+
+// Two real `killswitch serve` processes (the compiled CLI: `npm run build` first) on one
+// PostgreSQL schema, a gateway following only replica A, and the operator asking replica B.
+const ADMIN = 'gw-replica-admin-token-0123456789';
+const WORKER = 'gw-replica-worker-token-0123456789';
+
+const schemas = new Set<string>();
+const children = new Set<ChildProcess>();
+const dirs: string[] = [];
+let gw: Gateway | undefined;
+let client: Client | undefined;
+let up: Awaited<ReturnType<typeof hangingMcpUpstream>> | undefined;
+
+afterEach(async () => {
+  await client?.close().catch(() => undefined);
+  await gw?.close();
+  await up?.close();
+  client = gw = up = undefined;
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+});
+afterAll(async () => {
+  await dropSchemas(schemas);
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function startReplica(schema: string): Promise<ServeProcess> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ks-gw-replica-'));
+  dirs.push(dataDir);
+  const r = await startServe({
+    dataDir,
+    store: `${PG_URL}?schema=${schema}`,
+    staleAfterMs: 1500,
+    heartbeatMs: 200,
+    tokens: [
+      { name: 'admin', token: ADMIN, role: 'admin' },
+      { name: 'gw', token: WORKER, role: 'worker', workers: ['*'] },
+    ],
+  });
+  children.add(r.child);
+  return r;
+}
+
+async function get(r: ServeProcess, path: string): Promise<any> {
+  const res = await fetch(`${r.url}${path}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+const gatewayOf = async (r: ServeProcess) =>
+  ((await get(r, '/v1/workers')).workers as any[]).find((w) => w.id === 'gw-replicated');
+
+describe.runIf(RUN_PG)(
+  'KS-15.5.4 (KS-15.5.3, KS-6.6) a gateway is seen as a gateway on every replica of a shared fleet',
+  () => {
+    it("replica B lists the seams and calls in flight of a gateway that acknowledges only to A, and the gateway's negative acknowledgement keeps the flip from complete on both until the cancel is taken", async () => {
+      assertBuilt();
+      const schema = schemaName('gwrepl');
+      schemas.add(schema);
+      const [a, b] = await Promise.all([startReplica(schema), startReplica(schema)]);
+      up = await hangingMcpUpstream();
+      gw = await Gateway.start({
+        config: {
+          workerId: 'gw-replicated',
+          controlPlane: { urls: [a.url], token: WORKER, staleAfterMs: 1500, heartbeatMs: 200 },
+          listen: { port: 0 },
+          mcp: { upstreams: { raw: { url: up.url } } },
+        },
+        ledger: new MemorySideEffectLedger(),
+        logger: silent,
+      });
+      await gw.waitFresh();
+      client = new Client({ name: 'replica-test', version: '1' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`)));
+      const call = client
+        .callTool({
+          name: 'raw__hang',
+          arguments: {},
+          _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
+        })
+        .catch((x: unknown) => x);
+      await until(() => up!.state.calls === 1, 10_000, 'the upstream to receive the call');
+
+      // The gateway's report, acknowledged to A, is on B too: a gateway with its call in flight.
+      for (const r of [a, b]) {
+        await until(
+          async () => (await gatewayOf(r))?.gateway?.seams?.[0]?.inFlight === 1,
+          10_000,
+          `replica ${r === a ? 'A' : 'B'} to list the gateway's MCP call in flight`,
+        );
+        const w = await gatewayOf(r);
+        expect(w.gateway.seams).toEqual([{ seam: 'mcp', inFlight: 1 }]);
+        expect(Number.isNaN(Date.parse(w.gateway.at))).toBe(false);
+      }
+      const onB = await get(b, '/v1/workers');
+      const selfB = (onB.replicas as any[]).find((r) => r.self === true).replica;
+      expect((await gatewayOf(b)).replica).not.toBe(selfB);
+
+      // A halt posted to B: the gateway (on A) cuts the call but the upstream refuses the cancel,
+      // so its negative acknowledgement reaches B and the flip is not complete there, nor on A.
+      const posted = await fetch(`${b.url}/v1/flips`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          action: 'halt',
+          selector: { tenant: 'acme' },
+          reason: 'replicated gateway',
+          wait: 2000,
+        }),
+      });
+      expect(posted.status).toBe(201);
+      const answer = (await posted.json()) as any;
+      const seq = answer.flip.seq as number;
+      expect(((await call) as any).data).toMatchObject({ code: 'KS_ABORTED' });
+      expect(up.state.refusedCancels).toBeGreaterThan(0);
+      for (const r of [b, a]) {
+        await until(
+          async () => ((await get(r, `/v1/flips/${seq}/fleet`)).unenforced ?? []).length === 1,
+          10_000,
+          `replica ${r === a ? 'A' : 'B'} to list the gateway unenforced`,
+        );
+        const f = await get(r, `/v1/flips/${seq}/fleet`);
+        expect(f.complete).toBe(false);
+        expect(f.unenforced[0]).toMatchObject({ workerId: 'gw-replicated' });
+        expect(f.unenforced[0].reason).toMatch(
+          /^could not cancel a call in flight on MCP upstream raw/,
+        );
+        expect(f.acknowledged.map((x: any) => x.workerId)).not.toContain('gw-replicated');
+      }
+      expect(answer.fleet.complete).toBe(false);
+
+      // The upstream takes the retried cancel: enforced, complete on both replicas, and the
+      // gateway's report on B says no call is in flight any more.
+      up.state.refuse = false;
+      for (const r of [b, a]) {
+        await until(
+          async () => (await get(r, `/v1/flips/${seq}/fleet`)).complete === true,
+          15_000,
+          `the flip to complete on replica ${r === a ? 'A' : 'B'}`,
+        );
+        const f = await get(r, `/v1/flips/${seq}/fleet`);
+        expect(f.unenforced).toEqual([]);
+        expect(f.acknowledged.map((x: any) => x.workerId)).toContain('gw-replicated');
+      }
+      await until(
+        async () => (await gatewayOf(b))?.gateway?.seams?.[0]?.inFlight === 0,
+        10_000,
+        'replica B to see no call in flight at the gateway',
+      );
+    });
+  },
+);

@@ -15,7 +15,13 @@ import {
   type RunScope,
 } from '../../scope/run-scope.js';
 import { spawnChildRun, type ChildRun } from '../../scope/spawn-child-run.js';
-import { CallSignal, mergeSignals, type MergedSignal, type SignalSource } from './merge-signals.js';
+import {
+  CallSignal,
+  mergeSignals,
+  type MergedSignal,
+  type SignalSource,
+  type StopSource,
+} from './merge-signals.js';
 
 /** Options every adapter takes for one run of an agent. */
 export interface AgentRunOptions {
@@ -50,7 +56,7 @@ export interface AgentRunOptions {
  * controller it creates anyway), so the guard's halt, the run's stop and the framework's abort
  * all reach it.
  */
-export type CallBody<T> = (call: CallSignal, info: { readonly key: string }) => Promise<T>;
+export type CallBody<T> = (call: CallSignal, info: { readonly key: string }) => Promise<T> | T;
 
 /**
  * A result codec that stores a tool's JSON-serialisable output with `landed`, so a resumed run
@@ -73,7 +79,7 @@ const JSON_RESULT: ResultCodec<unknown> = {
  * any refused or aborted effect aborts the run's signal, and the halt is read from that signal,
  * never from the error a framework rewrote on the way. KS-14.1.2
  */
-export class AgentRun {
+export class AgentRun implements StopSource {
   /** The kill attributes of the run (tenant, feature, runId, and runPath for a child run). */
   readonly context: KillContext;
   /** The run's lineage: what crosses to another process with its work (MCP `_meta`, headers). */
@@ -196,8 +202,47 @@ export class AgentRun {
   stop(err: HaltedError): void {
     if (this.#ctl === undefined) this.#stoppedBy ??= err;
     else if (!this.#ctl.signal.aborted) this.#ctl.abort(err);
+    const listeners = this.#stopListeners;
+    if (listeners !== undefined) {
+      this.#stopListeners = undefined;
+      const stop = { error: this.halted };
+      for (const l of listeners) l(stop);
+    }
     this.#continues?.stop(err);
   }
+
+  /** The run's stop as a {@link StopSource}: set once it is stopped. */
+  get stopped(): { readonly error: unknown } | undefined {
+    const h = this.halted;
+    return h === undefined ? undefined : { error: h };
+  }
+
+  /**
+   * Calls `listener` synchronously when the run stops (at once when it has), as an `abort`
+   * listener on {@link AgentRun.signal} would be, without an `EventTarget` listener on a signal
+   * that lives as long as the run: each tool call links its own signal to the run's stop, and
+   * adding and removing a listener on the run's signal per call cost more than the rest of the
+   * link (the {@link StopSource} a tool call's {@link CallSignal} follows).
+   *
+   * @returns a function that removes the listener
+   */
+  onStop(listener: (stop: { readonly error: unknown }) => void): () => void {
+    const h = this.halted;
+    if (h !== undefined) {
+      listener({ error: h });
+      return NO_OP;
+    }
+    const listeners = (this.#stopListeners ??= []);
+    listeners.push(listener);
+    return () => {
+      if (this.#stopListeners !== listeners) return;
+      const i = listeners.indexOf(listener);
+      if (i >= 0) listeners.splice(i, 1);
+    };
+  }
+
+  /** Listeners of {@link AgentRun.onStop}; dropped when the run stops. */
+  #stopListeners: ((stop: { readonly error: unknown }) => void)[] | undefined;
 
   /** The run this one continues (a handoff's run continues the run that handed off). */
   #continues: AgentRun | undefined;
@@ -271,13 +316,27 @@ export class AgentRun {
     };
     // Merged only if the body reads it (CallSignal): most no-op-sized calls never do. Given the
     // guard's operation rather than its signal, a call that never reads a signal creates none.
-    const guarded = async (source: SignalSource, info: EffectInfo): Promise<T> => {
-      const call = new CallSignal(source, () => this.signal, frameworkSignal);
+    // A chain, not an async function: with AsyncLocalStorage active each await costs promises
+    // the async hooks visit, on every tool call.
+    const guarded = (source: SignalSource, info: EffectInfo): Promise<T> => {
+      const call = new CallSignal(source, this, frameworkSignal);
+      let running: Promise<T>;
       try {
-        return await runInRunScope(this.#scope, () => body(call, info));
-      } finally {
+        running = Promise.resolve(runInRunScope(this.#scope, () => body(call, info)));
+      } catch (err) {
         call.dispose();
+        return Promise.reject(err as Error);
       }
+      return running.then(
+        (value) => {
+          call.dispose();
+          return value;
+        },
+        (err: unknown) => {
+          call.dispose();
+          throw err;
+        },
+      );
     };
     const guard = this.#guard;
     try {
@@ -419,6 +478,8 @@ export class AgentRun {
     this.#unwatch = undefined;
   }
 }
+
+const NO_OP = (): void => undefined;
 
 /** Validated run scopes by lineage (immutable, so shared); cleared when it grows past its bound. */
 const scopes = new Map<string, RunScope>();

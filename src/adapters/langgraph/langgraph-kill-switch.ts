@@ -82,6 +82,20 @@ const TOOL_MESSAGE: ResultCodec<unknown> = {
   encode(value) {
     if (!ToolMessage.isInstance(value)) return undefined;
     const { content, tool_call_id, name, status, artifact } = value;
+    // The common message (text content, no artifact) is JSON already: built as the round trip
+    // below would build it (undefined fields left out), without serialising it.
+    if (
+      typeof content === 'string' &&
+      typeof tool_call_id === 'string' &&
+      artifact === undefined &&
+      (name === undefined || typeof name === 'string') &&
+      (status === undefined || typeof status === 'string')
+    ) {
+      const plain: Record<string, string> = { content, tool_call_id };
+      if (name !== undefined) plain['name'] = name;
+      if (status !== undefined) plain['status'] = status;
+      return plain;
+    }
     return JSON.parse(JSON.stringify({ content, tool_call_id, name, status, artifact })) as unknown;
   },
   decode: (stored) => new ToolMessage(stored as ConstructorParameters<typeof ToolMessage>[0]),
@@ -127,24 +141,35 @@ export class LangGraphKillSwitch {
       name: 'KillSwitch',
       // KS-14.5.1 the tool gets the guard's signal through a tool that merges it into its config
       // (the handler does not forward a changed runtime.signal to the tool).
-      wrapToolCall: async (request, handler) => {
-        const found = this.#runOf(request.runtime as HookRuntime);
-        const run = found instanceof Promise ? await found : found;
+      // Not an async function: most calls sit in no subgraph and get their run at once, and each
+      // extra await costs promises the async hooks visit (LangChain keeps AsyncLocalStorage on).
+      wrapToolCall: (request, handler) => {
         const callId = request.toolCall.id;
         if (typeof callId !== 'string' || callId.length === 0)
-          throw new ValidationError('tool call', [
-            {
-              path: ['toolCall', 'id'],
-              message: 'must be the model tool-call id (the key needs it)',
-            },
-          ]);
-        return run.tool(
-          request.toolCall.name,
-          callId,
-          async (call) => handler({ ...request, tool: withSignal(request.tool, call) }),
-          (request.runtime as HookRuntime).signal,
-          TOOL_MESSAGE as ResultCodec<Awaited<ReturnType<typeof handler>>>,
-        );
+          return Promise.reject(
+            new ValidationError('tool call', [
+              {
+                path: ['toolCall', 'id'],
+                message: 'must be the model tool-call id (the key needs it)',
+              },
+            ]),
+          );
+        const runtime = request.runtime as HookRuntime;
+        const call = (run: AgentRun) =>
+          run.tool(
+            request.toolCall.name,
+            callId,
+            (c) => handler({ ...request, tool: withSignal(request.tool, c) }),
+            runtime.signal,
+            TOOL_MESSAGE as ResultCodec<Awaited<ReturnType<typeof handler>>>,
+          );
+        let found: AgentRun | Promise<AgentRun>;
+        try {
+          found = this.#runOf(runtime);
+        } catch (err) {
+          return Promise.reject(err as Error);
+        }
+        return found instanceof Promise ? found.then(call) : call(found);
       },
       // KS-14.5.2 checked before each model call; a halt while it runs frees the caller at once
       // (and aborts the call itself when the graph got the run's signal from invoke or stream).

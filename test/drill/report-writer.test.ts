@@ -109,5 +109,13 @@ describe('KS-9.3.5 the report is JSON, a Markdown summary and an SVG chart in on
     for (const t of legend)
       if (t !== target) expect(Math.abs(t.y - target!.y), t.text).toBeGreaterThanOrEqual(12);
     expect(svg).toMatch(/fill="#d62728">effects after 2 \/ 1</);
+    // Every text fits inside the chart: sans-serif is at most ~0.6 of its size a character (the
+    // effects note ran ~60 px past the right edge of a real drill's chart).
+    const width = Number(/<svg [^>]*width="(\d+)"/.exec(svg)![1]);
+    for (const m of svg.matchAll(/<text x="([\d.]+)" y="[\d.]+"([^>]*)>([^<]*)/g)) {
+      if (m[2]!.includes('text-anchor')) continue;
+      const size = Number(/font-size="(\d+)"/.exec(m[2]!)?.[1] ?? 11);
+      expect(Number(m[1]) + m[3]!.length * size * 0.6, m[3]).toBeLessThanOrEqual(width);
+    }
   });
 });

@@ -235,8 +235,10 @@ export function renderSvg(r: DrillReport): string {
       `<text x="${legendX + 14}" y="${top + 8}" fill="#d62728">target p99 ${trim(target)} ms</text>`,
     );
   }
+  // Two short lines: the legend column is 140 px wide.
   out.push(
-    `<text x="${legendX}" y="${top + plotH + 44}" fill="#555">effects after: accepted / complete</text>`,
+    `<text x="${legendX}" y="${top + plotH + 30}" fill="#555">effects after flip:</text>`,
+    `<text x="${legendX}" y="${top + plotH + 44}" fill="#555">accepted / complete</text>`,
   );
   workers.forEach((w, i) => {
     const ly = top + 28 + i * 16;

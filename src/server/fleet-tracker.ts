@@ -300,12 +300,14 @@ export class FleetTracker {
       if (kind === ACKED || kind === PENDING) n++;
       else if (kind === STALE) stale++;
     }
-    const slots = new Float64Array(n);
+    // No worker: the empty typed arrays are shared (a typed array of length 0 holds nothing and
+    // takes no write), not five new ArrayBuffers per flip.
+    const slots = n === 0 ? NO_NUMBERS : new Float64Array(n);
     const ids: string[] = new Array<string>(n);
     const releases: (string | undefined)[] = new Array<string | undefined>(n);
-    const lastAckSeq = new Float64Array(n);
-    const deadline = new Float64Array(n);
-    const ackAt = new Float64Array(n);
+    const lastAckSeq = n === 0 ? NO_NUMBERS : new Float64Array(n);
+    const deadline = n === 0 ? NO_NUMBERS : new Float64Array(n);
+    const ackAt = n === 0 ? NO_NUMBERS : new Float64Array(n);
     const alreadyStale: { workerId: string; release?: string }[] = new Array(stale);
     let i = 0;
     let s = 0;
@@ -548,6 +550,9 @@ function classify(w: Worker, seq: number, now: number, leaseMs: number): number 
   if (w.lastAckAt !== null && w.lastAckAt + leaseMs > now) return PENDING;
   return w.connections > 0 ? STALE : IGNORED;
 }
+
+/** The arrays of a flip tracked with no worker: length 0, so nothing is ever read or written. */
+const NO_NUMBERS = new Float64Array(0);
 
 /** Index of `slot` in the ascending `slots`, or -1. */
 function indexOf(slots: Float64Array, slot: number): number {

@@ -134,15 +134,26 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
             ? // The caller hanging up ends the wait (the flip itself is durable already).
               await p.fleet.wait(record.seq, wait, () => p.closed() || res.destroyed)
             : (p.fleet.status(record.seq) ?? null);
-        const rest: Omit<FlipAnswer, 'flip'> = {
-          duplicate: result.duplicate,
-          fleet,
-          covers: haltCoverage(record.selector),
-        };
-        // The record as encoded once when it was chained (recordJson), not encoded again.
-        const text = `{"flip":${recordJson(record)},${JSON.stringify(rest).slice(1)}`;
-        sendJsonText(res, result.duplicate ? 200 : 201, text);
+        sendJsonText(
+          res,
+          result.duplicate ? 200 : 201,
+          flipAnswerText(record, result.duplicate, fleet, haltCoverage(record.selector)),
+        );
       },
     },
   ];
+}
+
+/**
+ * The JSON text of a {@link FlipAnswer}, members in its order: the record as encoded once when it
+ * was chained (recordJson), not encoded again, and the rest written around it (no object built
+ * to be stringified and sliced open).
+ */
+function flipAnswerText(
+  record: FlipRecord,
+  duplicate: FlipAnswer['duplicate'],
+  fleet: FlipAnswer['fleet'],
+  covers: string,
+): string {
+  return `{"flip":${recordJson(record)},"duplicate":${duplicate ? 'true' : 'false'},"fleet":${JSON.stringify(fleet)},"covers":${JSON.stringify(covers)}}`;
 }

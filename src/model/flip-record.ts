@@ -163,7 +163,31 @@ export function tryParseFlipInput(input: unknown): NormalizedFlip | undefined {
   if (Object.getPrototypeOf(input) !== Object.prototype) return undefined;
   const o = input as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!INPUT_KEYS.has(k)) return undefined;
-  const { id, actor, action, selector, reason, mode, release, source } = o;
+  return checkedFlip(o, o['actor']);
+}
+
+/**
+ * {@link tryParseFlipInput} of `{ ...fields, actor }` less the member `extra`, without building
+ * that copy: for a request body that carries the flip's fields and one more member of its own
+ * (`wait`), the actor being the token's name. Undefined when `fields` names an actor, has a
+ * member outside the flip's and `extra`, or is not a valid flip.
+ */
+export function tryParseFlipFields(
+  fields: unknown,
+  actor: string,
+  extra: string,
+): NormalizedFlip | undefined {
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
+  if (Object.getPrototypeOf(fields) !== Object.prototype) return undefined;
+  const o = fields as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (k === 'actor' || (!INPUT_KEYS.has(k) && k !== extra)) return undefined;
+  return checkedFlip(o, actor);
+}
+
+/** The checks of {@link tryParseFlipInput} on `o`'s fields (keys already checked) and `actor`. */
+function checkedFlip(o: Record<string, unknown>, actor: unknown): NormalizedFlip | undefined {
+  const { id, action, selector, reason, mode, release, source } = o;
   if (id !== undefined && !isIdText(id, 128)) return undefined;
   if (!isText(actor, 200) || !isText(reason, 2000)) return undefined;
   if (action !== 'halt' && action !== 'resume') return undefined;

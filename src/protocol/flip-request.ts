@@ -5,7 +5,7 @@ import {
   flipInputShape,
   parseFlipInput,
   refineFlipInput,
-  tryParseFlipInput,
+  tryParseFlipFields,
   type NormalizedFlip,
 } from '../model/flip-record.js';
 import { releaseNameSchema, workerIdSchema } from './acks.js';
@@ -79,12 +79,13 @@ export function parseFlipRequest(
     !Object.hasOwn(raw, 'actor') &&
     !Object.hasOwn(raw, 'overrideGate')
   ) {
-    const { wait, ...rest } = raw as Record<string, unknown>;
+    const wait = (raw as Record<string, unknown>)['wait'];
     if (
       wait === undefined ||
       (typeof wait === 'number' && Number.isSafeInteger(wait) && wait >= 0 && wait <= MAX_WAIT_MS)
     ) {
-      const flip = tryParseFlipInput({ ...rest, actor });
+      // The body's fields with the token's name as actor, `wait` aside, checked in place.
+      const flip = tryParseFlipFields(raw, actor, 'wait');
       if (flip !== undefined) return { flip, wait: wait as number | undefined };
     }
   }

@@ -10,6 +10,7 @@ import {
   startHostLoadMonitor,
   systemReadings,
 } from '../../src/drill/measure/host-load.js';
+import { progressLine } from '../../src/drill/run/run-drill.js';
 import type { LeverResult, WorkerSummary } from '../../src/drill/report/drill-report.js';
 import { renderMarkdown } from '../../src/drill/report/report-writer.js';
 import { finishDrill } from '../../src/drill/run/finish-drill.js';
@@ -243,6 +244,28 @@ describe('KS-9.3.8 the drill tells a host overloaded by others from the load it 
     expect(load.overloaded).toBe(true);
     expect(load.why).toBe('load average up to 20 on 2 CPU(s), 18 of it from other processes');
     expect(describeHostLoad(load)).toMatch(/host overloaded by other processes/);
+  });
+
+  it('KS-9.3.7 a progress line says how far along the drill is and the load now, each figure once', () => {
+    const h = fakeHost();
+    const m = startHostLoadMonitor({ readings: h.readings, sampleEveryMs: 60_000 });
+    h.tick({ load: 26.1437, ownCpus: 0.5712, otherCpus: 1.4 });
+    m.read();
+    h.tick({ load: 21.2688, ownCpus: 0.5712, otherCpus: 1.4 });
+    const load = m.stop();
+    // A new user's standard drill printed 'load 26.14 ... 18.506 ... (load average up to 26.14
+    // on 2 CPU(s), 18.506 of it ...)' every 10 s for minutes: the highest load as if it were
+    // now, every figure twice, three decimals, and no word of how far along it was.
+    const overloaded = progressLine(40, 318, load);
+    expect(overloaded).toBe(
+      "... 40 s of about 318 s; load 21.3 now on 2 CPU(s); the drill's processes use 0.57 CPU(s); event-loop delay p99 0 ms; host overloaded by other processes (load average up to 26.1 on 2 CPU(s), 18.6 of it from other processes): a missed timing target will be inconclusive",
+    );
+    const quiet = fakeHost();
+    const q = startHostLoadMonitor({ readings: quiet.readings, sampleEveryMs: 60_000 });
+    quiet.tick({ load: 1.04, ownCpus: 0.9, otherCpus: 0.1 });
+    expect(progressLine(10, 318, q.stop())).toBe(
+      "... 10 s of about 318 s; load 1 now (up to 1) on 2 CPU(s), 0.1 of it from other processes; the drill's processes use 0.9 CPU(s); event-loop delay p99 0 ms; not overloaded by other processes",
+    );
   });
 
   it('a hypervisor stealing a fifth of the CPU time: overloaded', () => {

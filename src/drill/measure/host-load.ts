@@ -18,6 +18,8 @@ export interface HostLoad {
   readonly cpus: number;
   /** The highest 1-minute load average sampled (every second). */
   readonly loadMax: number;
+  /** The 1-minute load average at the latest sample. */
+  readonly loadNow?: number;
   /**
    * The highest load average attributed to other processes: the load average times the share of
    * the busy CPU time that was not the drill's own processes'. Equals `loadMax` where the CPU
@@ -108,6 +110,7 @@ export function startHostLoadMonitor(options: HostLoadOptions = {}): HostLoadMon
   let ticks = ticks0;
   let own = own0;
   let loadMax = 0;
+  let loadNow = 0;
   let foreignLoadMax = 0;
   const share = (): { own?: number; steal?: number; ownCpus?: number } => {
     if (ticks0 === undefined || ticks === undefined) return {};
@@ -126,6 +129,7 @@ export function startHostLoadMonitor(options: HostLoadOptions = {}): HostLoadMon
     ticks = r.cpuTicks() ?? ticks;
     own = ownNow() ?? own;
     const load = r.loadavg();
+    loadNow = load;
     loadMax = Math.max(loadMax, load);
     const s = share();
     // Until the CPU times have moved, whose load it is cannot be told: count it only where
@@ -147,8 +151,8 @@ export function startHostLoadMonitor(options: HostLoadOptions = {}): HostLoadMon
     if (foreignLoadMax / cpus >= OVERLOADED_LOAD_PER_CPU) {
       reasons.push(
         ownCpus === undefined
-          ? `load average up to ${round(loadMax)} on ${cpus} CPU(s)`
-          : `load average up to ${round(loadMax)} on ${cpus} CPU(s), ${round(foreignLoadMax)} of it from other processes`,
+          ? `load average up to ${fig(loadMax, 1)} on ${cpus} CPU(s)`
+          : `load average up to ${fig(loadMax, 1)} on ${cpus} CPU(s), ${fig(foreignLoadMax, 1)} of it from other processes`,
       );
     }
     if (s.steal !== undefined && s.steal >= OVERLOADED_STEAL_SHARE)
@@ -156,11 +160,12 @@ export function startHostLoadMonitor(options: HostLoadOptions = {}): HostLoadMon
     const cal = options.calibrationP99Ms;
     if (cal !== undefined && cal >= OVERLOADED_EVENT_LOOP_P99_MS)
       reasons.push(
-        `before the fleet started, a calibration loop was late by ${round(cal)} ms (p99)`,
+        `before the fleet started, a calibration loop was late by ${fig(cal, 1)} ms (p99)`,
       );
     return {
       cpus,
       loadMax: round(loadMax),
+      loadNow: round(loadNow),
       foreignLoadMax: round(foreignLoadMax),
       ...(ownCpus !== undefined ? { ownCpus: round(ownCpus) } : {}),
       ...(s.steal !== undefined ? { stealShare: round(s.steal) } : {}),
@@ -195,16 +200,26 @@ export async function calibrateEventLoop(ms = 500): Promise<number> {
   return delay.count > 0 ? delay.percentile(99) / 1e6 : 0;
 }
 
-/** One line for a progress report: the load, whose it is, and what it means for the targets. */
+/**
+ * One line for a progress report: the load now, whose it is, and what it means for the targets.
+ * Each figure once, rounded for reading (the report keeps the exact ones); on an overloaded host
+ * the reason carries the highest load and the share of other processes.
+ */
 export function describeHostLoad(h: HostLoad): string {
+  const now = fig(h.loadNow ?? h.loadMax, 1);
   const own =
-    h.ownCpus !== undefined
-      ? ` (the drill's own processes used ${h.ownCpus} CPU(s); other processes' share of the load ${h.foreignLoadMax})`
-      : '';
-  const verdict = h.overloaded
-    ? `host overloaded by other processes: a timing target missed will be inconclusive (${h.why})`
-    : 'not overloaded by other processes';
-  return `load ${h.loadMax} on ${h.cpus} CPU(s)${own}, event-loop delay p99 ${h.eventLoopDelayP99Ms} ms; ${verdict}`;
+    h.ownCpus !== undefined ? `; the drill's processes use ${fig(h.ownCpus, 2)} CPU(s)` : '';
+  const delay = `event-loop delay p99 ${fig(h.eventLoopDelayP99Ms, h.eventLoopDelayP99Ms >= 10 ? 0 : 1)} ms`;
+  if (h.overloaded)
+    return `load ${now} now on ${h.cpus} CPU(s)${own}; ${delay}; host overloaded by other processes (${h.why}): a missed timing target will be inconclusive`;
+  const others =
+    h.ownCpus !== undefined ? `, ${fig(h.foreignLoadMax, 1)} of it from other processes` : '';
+  return `load ${now} now (up to ${fig(h.loadMax, 1)}) on ${h.cpus} CPU(s)${others}${own}; ${delay}; not overloaded by other processes`;
+}
+
+/** `n` to `digits` decimals, without trailing zeros (26.1437 -> 26.1, 1.04 -> 1). */
+function fig(n: number, digits: number): string {
+  return String(Number(n.toFixed(digits)));
 }
 
 /** The real host: `/proc/stat` and `/proc/<pid>` on Linux (undefined elsewhere), `os.loadavg`. */

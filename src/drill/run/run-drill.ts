@@ -6,6 +6,7 @@ import {
   calibrateEventLoop,
   describeHostLoad,
   startHostLoadMonitor,
+  type HostLoad,
 } from '../measure/host-load.js';
 
 export type { DrillOutcome, DrillScope, RunDrillOptions } from './run-drill-options.js';
@@ -47,7 +48,7 @@ export async function runDrill(options: RunDrillOptions): Promise<DrillOutcome> 
   const started = performance.now();
   const progress = setInterval(() => {
     const h = hostLoad.read();
-    log(`... ${Math.round((performance.now() - started) / 1000)} s in; ${describeHostLoad(h)}`);
+    log(progressLine(Math.round((performance.now() - started) / 1000), aboutS, h));
   }, PROGRESS_EVERY_MS);
   progress.unref();
   try {
@@ -57,6 +58,14 @@ export async function runDrill(options: RunDrillOptions): Promise<DrillOutcome> 
     clearInterval(progress);
     if (options.hostLoad === undefined) hostLoad.stop();
   }
+}
+
+/**
+ * A running drill's progress line: how far along it is against the estimate it gave up front,
+ * and the host's load (KS-9.3.7).
+ */
+export function progressLine(elapsedS: number, aboutS: number, h: HostLoad): string {
+  return `... ${elapsedS} s of about ${aboutS} s; ${describeHostLoad(h)}`;
 }
 
 /** How often a running drill prints a progress line, ms. */

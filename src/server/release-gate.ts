@@ -52,6 +52,52 @@ const releaseRecordSchema = z.strictObject({
   sig: z.string().max(200).optional(),
 });
 
+/**
+ * Reads a release file (`releases.jsonl`) and checks it as the gate's open does: every complete
+ * line must be a verdict, and the verdicts must chain (and, with `ring`, verify, KS-17.7.6). A last
+ * line without its newline is a write that never completed: it is left out (`end` < `length`).
+ * A missing file has no verdicts.
+ *
+ * @throws {KillSwitchError} `KS_JOURNAL_CORRUPT` naming the line; a read error passes through
+ */
+export async function readReleaseFile(
+  path: string,
+  ring: PublicKeyRing | undefined,
+): Promise<{ records: ReleaseRecord[]; end: number; length: number }> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    buf = Buffer.alloc(0);
+  }
+  const end = buf.lastIndexOf(0x0a) + 1;
+  const text = buf.subarray(0, end).toString('utf8');
+  const lines = text === '' ? [] : text.slice(0, -1).split('\n');
+  const records: ReleaseRecord[] = [];
+  lines.forEach((line, i) => {
+    let rec: ReleaseRecord;
+    try {
+      rec = stripUndefined(releaseRecordSchema.parse(JSON.parse(line))) as unknown as ReleaseRecord;
+    } catch (err) {
+      throw new KillSwitchError(
+        ErrorCode.JOURNAL_CORRUPT,
+        `release file ${path} corrupt at line ${i + 1}: ${(err as Error).message}`,
+      );
+    }
+    records.push(rec);
+  });
+  // KS-17.7.6 verdicts are chained like flips: a broken chain refuses the open.
+  const broken = releaseChainBreak(records, ring);
+  if (broken !== undefined) {
+    throw new KillSwitchError(
+      ErrorCode.JOURNAL_CORRUPT,
+      `release file ${path} corrupt at line ${broken.line}: ${broken.reason} (KS-17.7.6)`,
+    );
+  }
+  return { records, end, length: buf.length };
+}
+
 /** Options of {@link ReleaseGate}. */
 export interface ReleaseGateOptions {
   /**
@@ -241,41 +287,9 @@ export class ReleaseGate {
     try {
       await access(dirname(path));
       this.#lock = await LockFile.acquire(`${path}.lock`, (m) => this.#logger.warn(m));
-      let buf: Buffer;
-      try {
-        buf = await readFile(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        buf = Buffer.alloc(0);
-      }
-      const end = buf.lastIndexOf(0x0a) + 1;
-      const text = buf.subarray(0, end).toString('utf8');
-      const lines = text === '' ? [] : text.slice(0, -1).split('\n');
-      const records: ReleaseRecord[] = [];
-      lines.forEach((line, i) => {
-        let rec: ReleaseRecord;
-        try {
-          rec = stripUndefined(
-            releaseRecordSchema.parse(JSON.parse(line)),
-          ) as unknown as ReleaseRecord;
-        } catch (err) {
-          throw new KillSwitchError(
-            ErrorCode.JOURNAL_CORRUPT,
-            `release file ${path} corrupt at line ${i + 1}: ${(err as Error).message}`,
-          );
-        }
-        records.push(rec);
-      });
-      // KS-17.7.6 verdicts are chained like flips: a broken chain refuses the open.
-      const broken = releaseChainBreak(records, this.#ring);
-      if (broken !== undefined) {
-        throw new KillSwitchError(
-          ErrorCode.JOURNAL_CORRUPT,
-          `release file ${path} corrupt at line ${broken.line}: ${broken.reason} (KS-17.7.6)`,
-        );
-      }
+      const { records, end, length } = await readReleaseFile(path, this.#ring);
       for (const rec of records) this.#apply(rec);
-      if (end < buf.length) {
+      if (end < length) {
         // A crash mid-write: that verdict was never acknowledged.
         await truncate(path, end);
         this.#logger.warn(`release file ${path}: cut a torn last line`);

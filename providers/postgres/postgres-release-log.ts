@@ -59,6 +59,14 @@ export class PostgresReleaseLog implements SharedReleaseLog {
     afterSeq: number,
     make: (newer: readonly ReleaseRecord[]) => ReleaseRecord,
   ): Promise<{ newer: readonly ReleaseRecord[]; record: ReleaseRecord }> {
+    const { newer, records } = await this.appendAll(afterSeq, (n) => [make(n)]);
+    return { newer, record: records[0]! };
+  }
+
+  async appendAll(
+    afterSeq: number,
+    make: (newer: readonly ReleaseRecord[]) => readonly ReleaseRecord[],
+  ): Promise<{ newer: readonly ReleaseRecord[]; records: readonly ReleaseRecord[] }> {
     this.#o.checkUsable();
     const client = await this.#o.connect();
     let began = false;
@@ -71,21 +79,23 @@ export class PostgresReleaseLog implements SharedReleaseLog {
         this.#o.schema,
       ]);
       const newer = await this.#select(client, afterSeq);
-      const record = make(newer);
-      const { hash, sig, ...rest } = record;
-      if (hash === undefined || record.prev === undefined) {
-        throw new Error(`release verdict seq ${record.seq} is not chained`);
+      const records = make(newer);
+      for (const record of records) {
+        const { hash, sig, ...rest } = record;
+        if (hash === undefined || record.prev === undefined) {
+          throw new Error(`release verdict seq ${record.seq} is not chained`);
+        }
+        await client.query(appendReleaseCallSql(this.#o.schema), [
+          String(record.seq),
+          record.prev,
+          hash,
+          canonicalJson(rest),
+          sig ?? null,
+        ]);
       }
-      await client.query(appendReleaseCallSql(this.#o.schema), [
-        String(record.seq),
-        record.prev,
-        hash,
-        canonicalJson(rest),
-        sig ?? null,
-      ]);
       await client.query('COMMIT');
       client.release();
-      return { newer, record };
+      return { newer, records };
     } catch (err) {
       if (began) await client.query('ROLLBACK').catch(() => undefined);
       client.release(true);

@@ -225,7 +225,7 @@ export class ReleaseGate {
       );
       if (left > 0) {
         this.#logger.warn(
-          `release verdicts are kept in ${this.#shared.description}, shared by every replica (KS-8.9); the ${left} line(s) in ${this.path} are not read: mark the releases you resume on again`,
+          `release verdicts are kept in ${this.#shared.description}, shared by every replica (KS-8.9); the ${left} line(s) in ${this.path} are not read: carry them over with killswitch db import-releases ${this.path} --store <url> (KS-8.9.5), or mark the releases you resume on again`,
         );
       }
     }
@@ -417,6 +417,74 @@ export class ReleaseGate {
       releaseHead(this.#last),
       this.#key,
     );
+  }
+
+  /**
+   * Carries the verdicts of an old `releases.jsonl` into the shared store (KS-8.9.5, `killswitch
+   * db import-releases`): the file is read and checked as the gate's open checks it (a broken
+   * chain or a signature that does not verify under the gate's keys refuses it whole); the
+   * latest verdict of each release in it (overrides change no verdict and are left out) is
+   * recorded again, chained onto the store's head, signed with the gate's key, all in one
+   * transaction, with `actor` the verdict's own and the reason naming the file's seq. A release
+   * that already has a verdict in the store is skipped: it was given after the upgrade, so it is
+   * newer than the file's. Running it again imports nothing.
+   *
+   * @returns the verdicts recorded, and the releases skipped (with the store's verdict)
+   * @throws {KillSwitchError} `KS_JOURNAL_CORRUPT` (the file or the store's chain);
+   *   `KS_STORE_UNAVAILABLE`; `KS_INVALID_OPTION` when the gate is not on a shared store.
+   *   Nothing is recorded when it throws.
+   */
+  async importFile(path: string): Promise<{
+    readonly imported: readonly ReleaseRecord[];
+    readonly skipped: readonly ReleaseRecord[];
+    readonly read: number;
+  }> {
+    await this.open();
+    const shared = this.#shared;
+    if (shared === undefined) {
+      throw new InvalidOptionError(
+        'releaseGate',
+        'a gate opened on a store that shares release verdicts (PostgreSQL)',
+        this.path ?? 'memory',
+      );
+    }
+    const { records } = await readReleaseFile(path, this.#ring);
+    const latest = new Map<string, ReleaseRecord>();
+    for (const r of records) if (r.status !== 'override') latest.set(r.release, r);
+    const wanted = [...latest.values()].sort((a, b) => a.seq - b.seq);
+    let skipped: ReleaseRecord[] = [];
+    const done = await this.#mutex.run(async () => {
+      const { records: written } = await shared.appendAll(this.#seq, (newer) => {
+        this.#ingest(newer);
+        skipped = wanted
+          .map((r) => this.#latest.get(r.release))
+          .filter((r): r is ReleaseRecord => r !== undefined);
+        const out: ReleaseRecord[] = [];
+        let last = this.#last;
+        for (const r of wanted) {
+          if (this.#latest.has(r.release)) continue;
+          const at = new Date(this.#clock.wallNow()).toISOString();
+          const rec = chainRelease(
+            stripUndefined({
+              seq: (last?.seq ?? 0) + 1,
+              release: r.release,
+              status: r.status,
+              reason: `imported from ${path} seq ${r.seq} (${r.at})${r.reason === undefined ? '' : `: ${r.reason}`}`,
+              actor: r.actor,
+              at,
+            }) as unknown as ReleaseRecord,
+            releaseHead(last),
+            this.#key,
+          );
+          out.push(rec);
+          last = rec;
+        }
+        return out;
+      });
+      for (const rec of written) this.#apply(rec);
+      return written;
+    });
+    return { imported: done, skipped, read: records.length };
   }
 
   /** The latest verdict of each release, oldest first. */

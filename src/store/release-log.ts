@@ -41,6 +41,19 @@ export interface SharedReleaseLog {
     afterSeq: number,
     make: (newer: readonly ReleaseRecord[]) => ReleaseRecord,
   ): Promise<{ readonly newer: readonly ReleaseRecord[]; readonly record: ReleaseRecord }>;
+  /**
+   * As {@link append}, for several verdicts in one transaction (an import, KS-8.9.5): `make`
+   * returns them chained one onto the other after `newer`; all are written or none is.
+   *
+   * @throws {KillSwitchError} `KS_STORE_UNAVAILABLE`, as {@link append}
+   */
+  appendAll(
+    afterSeq: number,
+    make: (newer: readonly ReleaseRecord[]) => readonly ReleaseRecord[],
+  ): Promise<{
+    readonly newer: readonly ReleaseRecord[];
+    readonly records: readonly ReleaseRecord[];
+  }>;
 }
 
 /** Whether a store shares release verdicts ({@link ReleaseLogStore}). */

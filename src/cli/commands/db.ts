@@ -4,6 +4,8 @@ import { redact } from '../internal/store-factory.js';
 
 const HELP = `usage: killswitch db grant --role <name> [--schema <name>] [--store <postgres://…>] [--apply]
                           [--json]
+       killswitch db import-releases <releases.jsonl> --store <postgres://…?schema=…>
+                          [--signing-key <file>] [--public-key <file>]... [--json]
 
 grant   the grants of a serving role on the PostgreSQL flip log (KS-17.7.7): it may read the log
         and the release verdicts, append only through the owner's append_flip and append_release
@@ -23,17 +25,32 @@ grant   the grants of a serving role on the PostgreSQL flip log (KS-17.7.7): it 
   --apply           create or upgrade the schema and run the grants, instead of printing them
   --json            print { schema, role, sql, applied }
 
-exit codes: 0 done, 1 the grants could not be applied, 2 usage error`;
+import-releases  carries the release verdicts of an old releases.jsonl (a data directory from
+        before schema version 6) into the schema's shared releases table (KS-8.9.5). The file is
+        checked as serve's gate checks it: a broken chain, or with --public-key a signature that
+        does not verify, refuses it whole. The latest verdict of each release in it (overrides
+        are left out) is recorded again, chained onto the table's head, in one transaction (all or
+        nothing), its reason naming the file's seq; a release that already has a verdict in the
+        table is skipped (that one is newer), so running it again imports nothing. Give the
+        control plane's --signing-key when the replicas sign (the table then refuses unsigned
+        verdicts). --store may be the serving role's URL.
 
-/** `killswitch db grant`: the PostgreSQL grants of a serving role (KS-17.7.7). */
+  --signing-key <file>  the control plane's Ed25519 key (as serve --signing-key)
+  --public-key <file>   a PEM public key the file's signatures must verify under (repeatable)
+
+exit codes: 0 done, 1 the grants could not be applied or the verdicts not imported (nothing
+was), 2 usage error`;
+
+/** `killswitch db grant` (KS-17.7.7) and `killswitch db import-releases` (KS-8.9.5). */
 export const command: CliCommand = {
   name: 'db',
-  summary: "print or apply a PostgreSQL serving role's grants",
+  summary: "print or apply a PostgreSQL serving role's grants; import an old releases.jsonl",
   help: HELP,
   async run(argv, io) {
     const [sub, ...rest] = argv;
+    if (sub === 'import-releases') return importReleases(rest, io);
     if (sub !== 'grant') {
-      io.stderr(`killswitch db: expected grant\n\n${HELP}`);
+      io.stderr(`killswitch db: expected grant or import-releases\n\n${HELP}`);
       return ExitCode.USAGE;
     }
     let role: string;
@@ -158,4 +175,88 @@ async function applyGrants(
       : `granted ${role} the serving role's rights on schema ${schema} at ${where} (KS-17.7.7)`,
   );
   return ExitCode.OK;
+}
+
+/** `killswitch db import-releases`: an old releases.jsonl into the shared table (KS-8.9.5). */
+async function importReleases(argv: readonly string[], io: CliIo): Promise<number> {
+  let file: string;
+  let store: string;
+  let schema: string;
+  let json: boolean;
+  let keyFile: string | undefined;
+  let publicKeyFiles: readonly string[] | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      options: {
+        store: { type: 'string' },
+        'signing-key': { type: 'string' },
+        'public-key': { type: 'string', multiple: true },
+        json: { type: 'boolean', default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 1) throw new Error('give exactly one releases.jsonl file');
+    if (values.store === undefined || !/^postgres(?:ql)?:\/\//i.test(values.store)) {
+      throw new Error('--store <postgres://…?schema=…> is required');
+    }
+    file = positionals[0]!;
+    store = values.store;
+    schema = schemaParam(store) ?? 'killswitch';
+    json = values.json === true;
+    keyFile = values['signing-key'];
+    publicKeyFiles = values['public-key'];
+  } catch (err) {
+    io.stderr(`killswitch db: ${(err as Error).message}\n\n${HELP}`);
+    return ExitCode.USAGE;
+  }
+  const { PostgresFlipLogStore } = await import('../../../providers/postgres/index.js');
+  const { ReleaseGate } = await import('../../server/release-gate.js');
+  const { PublicKeyRing, SigningKey } = await import('../../integrity/signing-key.js');
+  const where = redact(store);
+  let pg: InstanceType<typeof PostgresFlipLogStore> | undefined;
+  let gate: InstanceType<typeof ReleaseGate> | undefined;
+  try {
+    const signingKey = keyFile === undefined ? undefined : await SigningKey.load(keyFile);
+    const publicKeys =
+      publicKeyFiles === undefined ? undefined : await PublicKeyRing.load(publicKeyFiles);
+    pg = new PostgresFlipLogStore({
+      connectionString: store,
+      schema,
+      logger: { warn: (m) => io.stderr(m) },
+      ...(signingKey === undefined ? {} : { signingKey }),
+      ...(publicKeys === undefined ? {} : { publicKeys }),
+    });
+    gate = new ReleaseGate({
+      logger: { warn: (m) => io.stderr(m) },
+      ...(signingKey === undefined ? {} : { signingKey }),
+      ...(publicKeys === undefined ? {} : { publicKeys }),
+    });
+    await gate.open(pg);
+    const { imported, skipped, read } = await gate.importFile(file);
+    if (json) {
+      io.stdout(JSON.stringify({ schema, file, read, imported, skipped }));
+    } else {
+      io.stdout(
+        `imported ${imported.length} release verdict(s) from ${file} (${read} line(s)) into schema ${schema} at ${where} (KS-8.9.5)` +
+          imported.map((r) => `\n  ${r.release}: ${r.status} (seq ${r.seq})`).join('') +
+          skipped
+            .map(
+              (r) =>
+                `\n  ${r.release}: skipped, the table already has ${r.status} (seq ${r.seq}, newer)`,
+            )
+            .join(''),
+      );
+    }
+    return ExitCode.OK;
+  } catch (err) {
+    io.stderr(
+      `killswitch db: importing ${file} into schema ${schema} at ${where} failed, nothing was imported: ${(err as Error).message}`,
+    );
+    return ExitCode.FAILED;
+  } finally {
+    await gate?.close().catch(() => undefined);
+    await pg?.close().catch(() => undefined);
+  }
 }

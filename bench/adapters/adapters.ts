@@ -10,17 +10,22 @@
  *     the kill-switch middleware's `wrapToolCall`,
  *   - Mastra: a `createTool` tool's `execute(input, context)` as the agent loop calls it (the
  *     context carrying `agent.toolCallId`) vs the adapter's `tools()` copy.
- * Every call is timed on its own; rounds interleave bare and guarded; p50/p99 are medians over
- * rounds; the added time is guarded p50 - bare p50 within each round (median over rounds). The
- * target (issue 16) is p50 <= 50 µs added. A first row, `guard.run` alone around a no-op, shows
- * how much of that is the guard itself (two evaluations, intent and outcome in the ledger).
+ * Every call is timed on its own. Within a round, bare and guarded calls alternate in blocks of
+ * `--block` calls (50 by default; the first block's side alternates), so a change in the machine's
+ * load during the round falls on both sides alike; p50/p99 are medians over rounds, and the added
+ * time is guarded - bare within each round, at p50 and at p99 (median over rounds). CPU time per
+ * call (process.cpuUsage over each block, user + system) is printed too: on a loaded machine it
+ * moves less than wall time. The target (issue 16) is p50 <= 50 µs added. A first row,
+ * `guard.run` alone around a no-op, shows how much of that is the guard itself (two evaluations,
+ * intent and outcome in the ledger).
  *
  * It also measures how long a halt takes to abort a tool in flight (KS-14.1.3, target < 5 ms):
  * from the flip reaching the provider (its configuration-changed event) to the tool's signal.
  *
- * Run: npm run bench:adapters [-- --rounds 5 --calls 2000 --aborts 50 --cases ai-sdk,mcp]
+ * Run: npm run bench:adapters [-- --rounds 5 --calls 2000 --block 50 --aborts 50 --cases ai-sdk,mcp]
  * Ends with one JSON line: {"bench":"adapters",...}.
  */
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
@@ -50,6 +55,8 @@ function arg(name: string, fallback: number): number {
 const ROUNDS = arg('rounds', 5);
 const CALLS = arg('calls', 2_000);
 const ABORTS = arg('aborts', 50);
+/** Calls per block: bare and guarded blocks alternate within a round. */
+const BLOCK = Math.min(arg('block', 50), CALLS);
 /** `--cases ai-sdk,mcp`: only these frameworks (for profiling one adapter); all by default. */
 const ONLY = ((i) => (i >= 0 ? process.argv[i + 1]?.split(',') : undefined))(
   process.argv.indexOf('--cases'),
@@ -57,6 +64,15 @@ const ONLY = ((i) => (i >= 0 ? process.argv[i + 1]?.split(',') : undefined))(
 const TARGET_ADDED_P50_US = 50;
 
 const us = (ns: bigint) => Number(ns) / 1000;
+
+/** The 1, 5 and 15 minute load averages (`/proc/loadavg`), or 'unknown' off Linux. */
+function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
+}
 
 /** One framework: a bare tool call, and a factory of guarded calls for a fresh run. */
 interface Case {
@@ -74,6 +90,58 @@ async function time(n: number, call: (i: number) => Promise<unknown>): Promise<n
     out.push(us(process.hrtime.bigint() - t0));
   }
   return out.sort((a, b) => a - b);
+}
+
+/** One side of a round: every call's wall time (µs) and the CPU time its blocks took (µs). */
+interface Side {
+  readonly times: number[];
+  cpuUs: number;
+}
+
+/** Times calls `from`..`from + n - 1` into `side`, adding the block's CPU time. */
+async function block(
+  side: Side,
+  from: number,
+  n: number,
+  call: (i: number) => Promise<unknown>,
+): Promise<void> {
+  const c0 = process.cpuUsage();
+  for (let i = from; i < from + n; i++) {
+    const t0 = process.hrtime.bigint();
+    await call(i);
+    side.times.push(us(process.hrtime.bigint() - t0));
+  }
+  const c = process.cpuUsage(c0);
+  side.cpuUs += c.user + c.system;
+}
+
+/**
+ * One round of a case: `calls` bare and `calls` guarded calls (one run), alternating in blocks;
+ * `bareFirst` says which side opens each pair of blocks.
+ */
+async function round1(
+  c: Case,
+  runId: string,
+  calls: number,
+  bareFirst: boolean,
+): Promise<{ bare: Side; guarded: Side }> {
+  const bare: Side = { times: [], cpuUs: 0 };
+  const guarded: Side = { times: [], cpuUs: 0 };
+  const g = c.guarded(runId);
+  const b = (i: number) => c.bare(i);
+  for (let from = 0; from < calls; from += BLOCK) {
+    const n = Math.min(BLOCK, calls - from);
+    if (bareFirst) {
+      await block(bare, from, n, b);
+      await block(guarded, from, n, g);
+    } else {
+      await block(guarded, from, n, g);
+      await block(bare, from, n, b);
+    }
+  }
+  bare.times.sort((x, y) => x - y);
+  guarded.times.sort((x, y) => x - y);
+  return { bare, guarded };
 }
 
 /** The guard alone around a no-op effect: what every adapter pays at least (bench:guard). */
@@ -289,19 +357,27 @@ async function main(): Promise<void> {
     await time(Math.min(CALLS, 500), (i) => c.bare(i));
     await time(Math.min(CALLS, 500), c.guarded(`warm-${++runs}`));
   }
-  const rows: Record<string, { bare: number[][]; guarded: number[][]; added: number[] }> = {};
-  for (const c of cases) rows[c.name] = { bare: [], guarded: [], added: [] };
+  interface Row {
+    bare: number[][];
+    guarded: number[][];
+    added: number[];
+    addedP99: number[];
+    cpu: number[][];
+  }
+  const rows: Record<string, Row> = {};
+  for (const c of cases) rows[c.name] = { bare: [], guarded: [], added: [], addedP99: [], cpu: [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (const c of cases) {
       const row = rows[c.name]!;
-      // Alternate which goes first, so drift in the machine's load falls on both.
-      const first = r % 2 === 0;
-      const a = first ? await time(CALLS, (i) => c.bare(i)) : undefined;
-      const g = await time(CALLS, c.guarded(`round-${r}-${++runs}`));
-      const b = a ?? (await time(CALLS, (i) => c.bare(i)));
+      // Alternate which side opens, so drift in the machine's load falls on both.
+      const { bare, guarded } = await round1(c, `round-${r}-${++runs}`, CALLS, r % 2 === 0);
+      const b = bare.times;
+      const g = guarded.times;
       row.bare.push([quantile(b, 0.5), quantile(b, 0.99)]);
       row.guarded.push([quantile(g, 0.5), quantile(g, 0.99)]);
       row.added.push(quantile(g, 0.5) - quantile(b, 0.5));
+      row.addedP99.push(quantile(g, 0.99) - quantile(b, 0.99));
+      row.cpu.push([bare.cpuUs / b.length, guarded.cpuUs / g.length]);
     }
   }
   const aborts = await abortLatency(guard, client, store, ABORTS);
@@ -318,15 +394,20 @@ async function main(): Promise<void> {
         guardedP50Us: round(median(row.guarded.map((x) => x[0]!))),
         guardedP99Us: round(median(row.guarded.map((x) => x[1]!))),
         addedP50Us: round(median(row.added)),
+        addedP99Us: round(median(row.addedP99)),
+        bareCpuUsPerCall: round(median(row.cpu.map((x) => x[0]!))),
+        guardedCpuUsPerCall: round(median(row.cpu.map((x) => x[1]!))),
+        addedCpuUsPerCall: round(median(row.cpu.map((x) => x[1]! - x[0]!))),
       },
     ]),
   );
+  const load = loadAverage();
   console.log(
-    `One no-op tool call through each framework, bare vs guarded (${ROUNDS} rounds x ${CALLS} calls; medians of rounds; memory ledger)`,
+    `One no-op tool call through each framework, bare vs guarded (${ROUNDS} rounds x ${CALLS} calls, blocks of ${BLOCK} alternating; medians of rounds; memory ledger; load ${load})`,
   );
   for (const [name, s] of Object.entries(summary)) {
     console.log(
-      `  ${name.padEnd(16)} bare p50 ${s.bareP50Us.toFixed(2).padStart(8)} µs  p99 ${s.bareP99Us.toFixed(2).padStart(8)} µs   guarded p50 ${s.guardedP50Us.toFixed(2).padStart(8)} µs  p99 ${s.guardedP99Us.toFixed(2).padStart(8)} µs   added p50 ${s.addedP50Us.toFixed(2).padStart(7)} µs ${s.addedP50Us <= TARGET_ADDED_P50_US ? '(<= 50 µs target)' : '(OVER the 50 µs target)'}`,
+      `  ${name.padEnd(16)} bare p50 ${s.bareP50Us.toFixed(2).padStart(8)} µs  p99 ${s.bareP99Us.toFixed(2).padStart(8)} µs   guarded p50 ${s.guardedP50Us.toFixed(2).padStart(8)} µs  p99 ${s.guardedP99Us.toFixed(2).padStart(8)} µs   added p50 ${s.addedP50Us.toFixed(2).padStart(7)} µs  p99 ${s.addedP99Us.toFixed(2).padStart(8)} µs  cpu ${s.addedCpuUsPerCall.toFixed(2).padStart(7)} µs/call ${s.addedP50Us <= TARGET_ADDED_P50_US ? '(<= 50 µs target)' : '(OVER the 50 µs target)'}`,
     );
   }
   const abortP50 = quantile(aborts, 0.5);
@@ -339,6 +420,8 @@ async function main(): Promise<void> {
       bench: 'adapters',
       rounds: ROUNDS,
       calls: CALLS,
+      block: BLOCK,
+      load,
       targetAddedP50Us: TARGET_ADDED_P50_US,
       ...summary,
       abortLatencyMs: {

@@ -37,7 +37,7 @@ const finite = expect.any(Number) as unknown as number;
 const percentiles = { p50Ms: finite, p99Ms: finite };
 
 describe('KS-14.6.2 npm run bench:adapters prints, per framework, the added time of a guarded no-op call and the flip-to-abort latency', () => {
-  it('ends with one JSON line: bare and guarded p50/p99 and the added p50 per framework, the abort p50/p99', async () => {
+  it('ends with one JSON line: bare and guarded p50/p99, the added p50 and p99 and CPU time per call per framework, the abort p50/p99', async () => {
     const r = await bench('adapters/adapters.js', [
       '--rounds',
       '1',
@@ -53,6 +53,10 @@ describe('KS-14.6.2 npm run bench:adapters prints, per framework, the added time
       guardedP50Us: finite,
       guardedP99Us: finite,
       addedP50Us: finite,
+      addedP99Us: finite,
+      bareCpuUsPerCall: finite,
+      guardedCpuUsPerCall: finite,
+      addedCpuUsPerCall: finite,
     };
     expect(r.last, r.out).toMatchObject({
       bench: 'adapters',
@@ -65,7 +69,9 @@ describe('KS-14.6.2 npm run bench:adapters prints, per framework, the added time
       abortLatencyMs: { n: 3, p50: finite, p99: finite },
     });
     // Figures for people too, with the targets named.
-    expect(r.out).toMatch(/added p50 .* µs \((<= 50 µs target|OVER the 50 µs target)\)/);
+    expect(r.out).toMatch(
+      /added p50 .* µs {2}p99 .* µs {2}cpu .* µs\/call \((<= 50 µs target|OVER the 50 µs target)\)/,
+    );
     expect(r.out).toMatch(/tool signal aborted .*p50 .* ms, p99 .* ms.*\(target < 5 ms\)/);
   }, 120_000);
 });

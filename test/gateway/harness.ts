@@ -97,7 +97,8 @@ export async function until(
 
 /**
  * A Streamable HTTP MCP upstream written by hand, so the test decides what it does with a cancel:
- * its one tool never answers, and `notifications/cancelled` is refused (503) while `refuse` is set,
+ * its one tool opens its event stream and never answers, and `notifications/cancelled` is refused
+ * (503) while `refuse` is set,
  * so a halt that cuts a call stays unenforced at the gateway until the cancel is taken.
  */
 export async function hangingMcpUpstream() {
@@ -130,7 +131,11 @@ export async function hangingMcpUpstream() {
           return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
         case 'tools/call':
           state.calls++;
-          state.open.add(res); // never answered
+          // The call's event stream opens at once, as the MCP SDK's does once it registered the
+          // call (a cancel sent after this is ordered after the call, KS-15.3.11); no answer ever.
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 'raw-1' });
+          res.flushHeaders();
+          state.open.add(res);
           return;
         case 'notifications/cancelled':
           if (state.refuse) {

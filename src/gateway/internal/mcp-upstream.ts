@@ -56,9 +56,24 @@ interface Pending {
   /** Closes the call's own request (HTTP): the 2026-07-28 protocol's cancel. */
   abortTransport?: () => void;
   rearm?: () => void;
+  /** HTTP: the request went to a socket (the upstream may have it from now on). */
+  written?: boolean;
+  /** HTTP: the upstream answered on the call's own stream (headers, or the stream ended). */
+  responded?: boolean;
+  /** Called once when {@link responded} becomes true. */
+  onResponded?: (() => void) | undefined;
 }
 
 const CLIENT_INFO = { name: 'killswitch-gateway', version: '1.0.0' };
+/** From this protocol version on, closing a request's stream cancels it (ISO dates sort). */
+const STREAM_CLOSE_CANCELS = '2026-07-28';
+
+/** The upstream answered on a call's own stream (or it ended): tell whoever waits for it. */
+function responded(p: Pending): void {
+  if (p.responded === true) return;
+  p.responded = true;
+  p.onResponded?.();
+}
 /** A refused cancel is sent again after 100, 200, 400 ... ms, at most 5 s apart (no jitter). */
 const CANCEL_RETRY = { initialMs: 100, factor: 2, maxMs: 5000, jitter: 0 } as const;
 /** How often the cancel connection of an HTTP upstream is used while calls are in flight, ms. */
@@ -156,6 +171,16 @@ export abstract class McpUpstream {
   }
 
   protected abstract connect(): Promise<void>;
+  /**
+   * Whether a cancel sent now is sure to reach the upstream after the call it cancels. A stdio
+   * upstream reads one pipe in order; an HTTP upstream gets the cancel on another connection, so
+   * it is sure only once the upstream answered on the call's stream (an SDK server registers the
+   * request before it sends the stream's headers) or, from the 2026-07-28 protocol on, where
+   * closing the call's stream is the cancel and comes after the call on its own connection.
+   */
+  protected cancelOrdered(_entry: Pending): boolean {
+    return true;
+  }
   /** Told how many requests wait on the upstream whenever that changes. */
   protected callsInFlight(_count: number): void {}
   /** Writes one message; `pending` is the entry of a request (HTTP answers on its own stream). */
@@ -231,13 +256,19 @@ export abstract class McpUpstream {
       // Stays registered after the answer: a cut that comes later finds nothing to cancel.
       const onAbort = (): void => {
         if (entry.settled) return options.onCancel?.({ delivered: true });
-        this.#cancel(id, entry, options.cancelReason?.() ?? 'cancelled', options.onCancel);
+        this.#cancel(
+          id,
+          entry,
+          options.cancelReason?.() ?? 'cancelled',
+          options.timeoutMs,
+          options.onCancel,
+        );
         entry.reject(signal!.reason);
       };
       const arm = (): void => {
         clearTimeout(timer);
         timer = setTimeout(() => {
-          this.#cancel(id, entry, 'timed out');
+          this.#cancel(id, entry, 'timed out', 0);
           entry.reject(
             new UpstreamRpcError(this.name, {
               code: RpcCode.REQUEST_TIMEOUT,
@@ -263,6 +294,7 @@ export abstract class McpUpstream {
     id: JsonRpcId,
     entry: Pending,
     reason: string,
+    timeoutMs: number,
     onCancel?: UpstreamCallOptions['onCancel'],
   ): void {
     if (entry.settled) return;
@@ -272,6 +304,16 @@ export abstract class McpUpstream {
       method: 'notifications/cancelled',
       params: { requestId: id, reason },
     };
+    const close = (): void => {
+      // The call's own request is closed too (the 2026-07-28 cancel), but after the notification
+      // is on the wire: node:http writes it on the next tick (queued just now, so first), and the
+      // close is a socket teardown that ran before that write and delayed it (bench:gateway).
+      const abortTransport = entry.abortTransport;
+      if (abortTransport !== undefined) process.nextTick(abortTransport);
+    };
+    // KS-15.3.11 a cancel that may reach the upstream before its call is not counted as taken:
+    // an upstream ignores a cancel for a request it does not know yet, then runs the call.
+    let early = !this.cancelOrdered(entry);
     const attempt = (n: number): void => {
       // The upstream went away since (process exited, gateway closed): nothing runs there.
       if (this.#generation !== generation) return onCancel?.({ delivered: true });
@@ -279,20 +321,36 @@ export abstract class McpUpstream {
         onCancel?.({ delivered: false, error: err.message });
         setTimeout(() => attempt(n + 1), delay(n, CANCEL_RETRY)).unref();
       };
+      const sentEarly = early;
       try {
-        this.transmit(msg, undefined, (err) =>
-          err === undefined ? onCancel?.({ delivered: true }) : failed(err),
-        );
+        this.transmit(msg, undefined, (err) => {
+          if (err !== undefined) return failed(err);
+          if (!sentEarly) return onCancel?.({ delivered: true });
+          onCancel?.({
+            delivered: false,
+            error: `sent before the upstream answered on the call's stream, so it may have arrived before the call; sent again once it does`,
+          });
+        });
       } catch (err) {
         failed(err as Error);
       }
     };
     attempt(0);
-    // The call's own request is closed too (the 2026-07-28 cancel), but after the notification
-    // is on the wire: node:http writes it on the next tick (queued just now, so first), and the
-    // close is a socket teardown that ran before that write and delayed it (bench:gateway).
-    const close = entry.abortTransport;
-    if (close !== undefined) process.nextTick(close);
+    if (!early) return close();
+    // The call's stream stays open (closing it would cancel nothing before 2026-07-28, and its
+    // answer is how the gateway learns the upstream has the call) until the upstream answers on
+    // it, or for the call's own time limit at most; then the cancel is sent again, in order.
+    const again = (): void => {
+      if (!early) return;
+      early = false;
+      entry.onResponded = undefined;
+      clearTimeout(timer);
+      attempt(0);
+      close();
+    };
+    const timer = setTimeout(again, timeoutMs);
+    timer.unref();
+    entry.onResponded = again;
   }
 
   /** Every message the upstream sends, whatever the transport. */
@@ -477,6 +535,12 @@ class HttpUpstream extends McpUpstream {
     await this.handshake();
   }
 
+  protected override cancelOrdered(entry: Pending): boolean {
+    // Never sent: the call's request is closed before the upstream could read it whole.
+    if (entry.written !== true || entry.responded === true) return true;
+    return this.protocolVersion >= STREAM_CLOSE_CANCELS;
+  }
+
   #headersFor(body: string): Record<string, string | number> {
     return {
       ...this.#headers,
@@ -501,8 +565,13 @@ class HttpUpstream extends McpUpstream {
       agent: pending === undefined && msg.method !== undefined ? this.#notifyAgent : this.#agent,
       headers: this.#headersFor(body),
     });
-    if (pending !== undefined) pending.abortTransport = () => req.destroy();
+    if (pending !== undefined) {
+      pending.abortTransport = () => req.destroy();
+      // node:http writes the request right after this event, in the same tick.
+      req.once('socket', () => (pending.written = true));
+    }
     req.on('error', (err) => {
+      if (pending !== undefined) responded(pending);
       if (delivered !== undefined) delivered(err);
       else if (pending === undefined)
         this.logger.warn(
@@ -530,6 +599,7 @@ class HttpUpstream extends McpUpstream {
     pending: Pending | undefined,
     sessionSent: string | undefined,
   ): void {
+    if (pending !== undefined) responded(pending);
     const status = res.statusCode ?? 0;
     const sid = res.headers['mcp-session-id'];
     if (msg.method === 'initialize' && typeof sid === 'string') this.#session = sid;

@@ -1,16 +1,19 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileFlipLogStore } from '../../providers/file/index.js';
 import { ControlPlaneClient } from '../../src/client/index.js';
 import { FileSideEffectLedger } from '../../src/ledger/index.js';
 import { FileRunJournal } from '../../src/run/index.js';
-import { startControlPlane, type ControlPlane } from '../../src/server/index.js';
+import type { ControlPlane } from '../../src/server/index.js';
+import {
+  spawnLineProcess,
+  startFileControlPlane,
+  type FileControlPlane,
+  type LineProcess,
+} from '../fixtures/process-fleet.js';
 
 // Runs compiled code: `npm run build` first (the `pretest` script does).
 const WORKER = resolve('dist/test/fixtures/run-worker.js');
@@ -83,44 +86,31 @@ class Sink {
   }
 }
 
-interface Worker {
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-}
-
+let plane: FileControlPlane;
 let dir = '';
-let store: FileFlipLogStore;
 let cp: ControlPlane;
 let sink: Sink;
-const children = new Set<ChildProcess>();
+const workers = new Set<LineProcess>();
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ks-run-proc-'));
-  store = new FileFlipLogStore({ path: join(dir, 'flips.jsonl') });
-  cp = await startControlPlane({
-    store,
-    port: 0,
-    auth: 'none',
-    logger: { info() {}, warn() {}, error() {} },
-  });
+  plane = await startFileControlPlane('ks-run-proc-');
+  ({ dir, cp } = plane);
   sink = new Sink();
   await sink.start();
 });
 afterEach(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
+  for (const { child: c } of workers)
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  workers.clear();
   await sink.close();
-  await cp.close();
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
+  await plane.close();
 });
 
 function worker(
   workerId: string,
   mode: 'start' | 'resume',
   tree?: { runId: string; runPath: string[] },
-): Worker {
+): LineProcess {
   const config = {
     url: cp.url,
     workerId,
@@ -132,29 +122,56 @@ function worker(
     ...(tree !== undefined ? { runPath: tree.runPath } : {}),
     mode,
   };
-  const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  const lines: string[] = [];
-  let stderr = '';
-  let buf = '';
-  child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-    buf += c;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
-    (ok) => child.on('exit', (code, signal) => ok({ code, signal, stderr })),
-  );
-  return { child, lines, exit };
+  const w = spawnLineProcess(WORKER, workerId, config);
+  workers.add(w);
+  return w;
 }
 
 const admin = () => new ControlPlaneClient({ url: cp.url });
+
+/**
+ * The walk both resume tests take (a run, or a child run of a tree): worker A starts the run and
+ * is SIGKILLed while thinking after its second effect; the operator halts `haltRunId` (durable in
+ * the flip log, not in any worker); worker B resumes the run, sees the halt before its first
+ * effect and is refused; lifted, worker C resumes and finishes without sending s1 and s2 again.
+ */
+async function killHaltResume(o: {
+  readonly tree?: { runId: string; runPath: string[] };
+  readonly haltRunId: string;
+  readonly haltReason: string;
+  readonly resumeReason: string;
+}): Promise<{ c: LineProcess }> {
+  const runId = o.tree?.runId ?? 'run-1';
+  sink.holdThinkAfter = 's2';
+  const a = worker('worker-a', 'start', o.tree);
+  await sink.until(() => sink.thinks.some((t) => t.after === 's2'));
+  a.child.kill('SIGKILL');
+  expect((await a.exit).signal).toBe('SIGKILL');
+  expect(sink.effects.map((e) => e.key)).toEqual([`${runId}/s1`, `${runId}/s2`]);
+
+  const halt = await admin().flip({
+    action: 'halt',
+    selector: { runId: o.haltRunId },
+    reason: o.haltReason,
+  });
+  const b = worker('worker-b', 'resume', o.tree);
+  const bExit = await b.exit;
+  expect(bExit.code, `${b.lines.join('\n')}\n${bExit.stderr}`).toBe(4);
+  expect(b.lines).toContain(`refused KS_HALTED ${halt.flip.seq}`);
+  expect(sink.effects).toHaveLength(2);
+
+  await admin().flip({
+    action: 'resume',
+    selector: { runId: o.haltRunId },
+    reason: o.resumeReason,
+    release: 'v1',
+  });
+  sink.holdThinkAfter = undefined;
+  const c = worker('worker-c', 'resume', o.tree);
+  const cExit = await c.exit;
+  expect(cExit.code, `${c.lines.join('\n')}\n${cExit.stderr}`).toBe(0);
+  return { c };
+}
 
 /** `killswitch report --json` over the shared ledger and run journal. */
 async function report_(args: string[]) {
@@ -174,39 +191,11 @@ async function report_(args: string[]) {
 
 describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worker process', () => {
   it('the resume refuses while the run is halted, then continues from the journal with no effect repeated', async () => {
-    // Worker A starts the run and is SIGKILLed while thinking after its second effect.
-    sink.holdThinkAfter = 's2';
-    const a = worker('worker-a', 'start');
-    await sink.until(() => sink.thinks.some((t) => t.after === 's2'));
-    a.child.kill('SIGKILL');
-    expect((await a.exit).signal).toBe('SIGKILL');
-    expect(sink.effects.map((e) => e.key)).toEqual(['run-1/s1', 'run-1/s2']);
-
-    // The operator halts the run (durable in the flip log, not in any worker).
-    const halt = await admin().flip({
-      action: 'halt',
-      selector: { runId: 'run-1' },
-      reason: 'worker died mid-run; investigating',
+    const { c } = await killHaltResume({
+      haltRunId: 'run-1',
+      haltReason: 'worker died mid-run; investigating',
+      resumeReason: 'root cause fixed',
     });
-
-    // Worker B resumes it: the halt is seen before its first effect and the resume is refused.
-    const b = worker('worker-b', 'resume');
-    const bExit = await b.exit;
-    expect(bExit.code, `${b.lines.join('\n')}\n${bExit.stderr}`).toBe(4);
-    expect(b.lines).toContain(`refused KS_HALTED ${halt.flip.seq}`);
-    expect(sink.effects).toHaveLength(2);
-
-    // Lifted, worker C resumes and finishes: s1 and s2 are not sent again.
-    await admin().flip({
-      action: 'resume',
-      selector: { runId: 'run-1' },
-      reason: 'root cause fixed',
-      release: 'v1',
-    });
-    sink.holdThinkAfter = undefined;
-    const c = worker('worker-c', 'resume');
-    const cExit = await c.exit;
-    expect(cExit.code, `${c.lines.join('\n')}\n${cExit.stderr}`).toBe(0);
     expect(c.lines.at(-1)).toBe('completed s1:ok,s2:ok,s3:ok,s4:ok,s5:ok');
     expect(sink.effects).toEqual([
       { key: 'run-1/s1', worker: 'worker-a' },
@@ -277,36 +266,13 @@ describe('KS-10.2.7 a run whose worker was SIGKILLed is resumed on another worke
 
 describe('KS-10.1.7 KS-10.4.6 a child run resumed on another worker checks every ancestor before its first effect', () => {
   it('the parent is halted: the resumed child is refused; after the resume it finishes with no effect repeated; report --run <parent> covers and prints the tree', async () => {
-    const tree = { runId: 'child-1', runPath: ['parent-1', 'child-1'] };
-    sink.holdThinkAfter = 's2';
-    const a = worker('worker-a', 'start', tree);
-    await sink.until(() => sink.thinks.some((t) => t.after === 's2'));
-    a.child.kill('SIGKILL');
-    expect((await a.exit).signal).toBe('SIGKILL');
-    expect(sink.effects.map((e) => e.key)).toEqual(['child-1/s1', 'child-1/s2']);
-
     // The operator halts the PARENT; the child's worker is dead and no process knows the tree.
-    const halt = await admin().flip({
-      action: 'halt',
-      selector: { runId: 'parent-1' },
-      reason: 'parent misbehaving',
+    await killHaltResume({
+      tree: { runId: 'child-1', runPath: ['parent-1', 'child-1'] },
+      haltRunId: 'parent-1',
+      haltReason: 'parent misbehaving',
+      resumeReason: 'fixed',
     });
-    const b = worker('worker-b', 'resume', tree);
-    const bExit = await b.exit;
-    expect(bExit.code, `${b.lines.join('\n')}\n${bExit.stderr}`).toBe(4);
-    expect(b.lines).toContain(`refused KS_HALTED ${halt.flip.seq}`);
-    expect(sink.effects).toHaveLength(2);
-
-    await admin().flip({
-      action: 'resume',
-      selector: { runId: 'parent-1' },
-      reason: 'fixed',
-      release: 'v1',
-    });
-    sink.holdThinkAfter = undefined;
-    const c = worker('worker-c', 'resume', tree);
-    const cExit = await c.exit;
-    expect(cExit.code, `${c.lines.join('\n')}\n${cExit.stderr}`).toBe(0);
     expect(sink.effects.map((e) => e.key)).toEqual(
       ['s1', 's2', 's3', 's4', 's5'].map((s) => `child-1/${s}`),
     );

@@ -1,14 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BullMqTaskQueue } from '../../providers/bullmq/index.js';
-import { FileFlipLogStore } from '../../providers/file/index.js';
 import { ControlPlaneClient } from '../../src/client/index.js';
-import { startControlPlane } from '../../src/server/index.js';
+import {
+  spawnLineProcess,
+  startFileControlPlane,
+  startJsonSink,
+  untilOrExit as until,
+} from '../fixtures/process-fleet.js';
 import { REDIS, deletePrefix, requireRedis, testPrefix } from '../queue/redis-test-env.js';
 
 // Runs compiled code: `npm run build` first (the `pretest` script does).
@@ -23,98 +22,18 @@ interface Arrival {
   readonly key: string;
   readonly runPath: string[];
   readonly worker: string;
-  readonly at: number;
 }
 
-function startSink(): Promise<{ url: string; arrivals: Arrival[]; server: Server }> {
-  const arrivals: Arrival[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8').on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const b = JSON.parse(body) as Omit<Arrival, 'at'>;
-      arrivals.push({ ...b, at: Date.now() });
-      res.end('ok');
-    });
-  });
-  return new Promise((r) =>
-    server.listen(0, '127.0.0.1', () =>
-      r({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, arrivals, server }),
-    ),
-  );
-}
-
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  stderr: string;
-  exited?: string;
-}
-
-function startWorker(config: { readonly workerId: string; readonly [k: string]: unknown }): Proc {
-  const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const p: Proc = { name: config.workerId, child, lines, stderr: '' };
-  child.on('exit', (code, signal) => (p.exited = `code ${code}, signal ${signal}`));
-  let buf = '';
-  child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-    buf += c;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  child
-    .stderr!.setEncoding('utf8')
-    .on('data', (c: string) => (p.stderr = (p.stderr + c).slice(-4000)));
-  return p;
-}
-
-/**
- * Waits for `cond`. A process of the tree that exits fails the wait at once with its output (a
- * worker that could not start used to show up as a bare timeout); the bound is generous because a
- * loaded suite starts three processes that load BullMQ and open a stream far slower than an idle
- * machine does.
- */
-async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  procs: readonly Proc[],
-  ms = 60_000,
-) {
-  const end = Date.now() + ms;
-  const why = () =>
-    procs
-      .map(
-        (p) =>
-          `${p.name}: ${p.exited ?? 'running'}; out ${p.lines.slice(-5).join(' | ')}; err ${p.stderr.trim().slice(-500)}`,
-      )
-      .join('\n');
-  while (!(await cond())) {
-    const dead = procs.find((p) => p.exited !== undefined);
-    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}\n${why()}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${why()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const startWorker = (config: { readonly workerId: string; readonly [k: string]: unknown }) =>
+  spawnLineProcess(WORKER, config.workerId, config, { stdin: true, stderrTail: 4000 });
 
 describe.runIf(up)(
   'KS-4.9 KS-7.4 over the wire: a halted parent stops its whole tree, in every process',
   () => {
     it('running, queued and timer-waiting descendants at every depth stop; a child spawned after the halt is refused; the sibling tree runs on', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ks-tree-'));
-      const store = new FileFlipLogStore({ path: join(dir, 'flips.jsonl') });
-      const cp = await startControlPlane({
-        store,
-        port: 0,
-        auth: 'none',
-        logger: { info() {}, warn() {}, error() {} },
-      });
-      const sink = await startSink();
+      const plane = await startFileControlPlane('ks-tree-');
+      const { cp } = plane;
+      const sink = await startJsonSink<Arrival>();
       const prefix = testPrefix('tree');
       prefixes.push(prefix);
       const base = {
@@ -202,11 +121,8 @@ describe.runIf(up)(
       } finally {
         for (const p of procs) p.child.kill('SIGKILL');
         await probe.close();
-        sink.server.closeAllConnections();
-        await new Promise((r) => sink.server.close(r));
-        await cp.close();
-        await store.close();
-        await rm(dir, { recursive: true, force: true });
+        await sink.close();
+        await plane.close();
       }
     }, 180_000);
   },

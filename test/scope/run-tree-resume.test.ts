@@ -1,14 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileFlipLogStore } from '../../providers/file/index.js';
 import { ControlPlaneClient } from '../../src/client/index.js';
 import { FileRunJournal } from '../../src/run/index.js';
-import { startControlPlane } from '../../src/server/index.js';
+import {
+  spawnLineProcess,
+  startFileControlPlane,
+  startJsonSink,
+  untilOrExit,
+  type LineProcess,
+} from '../fixtures/process-fleet.js';
 import { REDIS, deletePrefix, requireRedis, testPrefix } from '../queue/redis-test-env.js';
 
 // Runs compiled code: `npm run build` first (the `pretest` script does).
@@ -25,79 +25,26 @@ interface Arrival {
   readonly role: string;
 }
 
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  stderr: string;
-  exited?: string;
-}
+const start = (config: { readonly role: string; readonly [k: string]: unknown }) =>
+  spawnLineProcess(WORKER, config.role, config, { stderrTail: 4000 });
 
-function start(config: { readonly role: string; readonly [k: string]: unknown }): Proc {
-  const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const p: Proc = { name: config.role, child, lines: [], stderr: '' };
-  child.on('exit', (code, signal) => (p.exited = `code ${code}, signal ${signal}`));
-  let buf = '';
-  child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-    buf += c;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      p.lines.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-    p.stderr = (p.stderr + c).slice(-4000);
-  });
-  return p;
-}
-
-async function until(cond: () => boolean, what: string, procs: readonly Proc[], ms = 60_000) {
-  const end = Date.now() + ms;
-  const why = () =>
-    procs
-      .map(
-        (p) =>
-          `${p.name}: ${p.exited ?? 'running'}; out ${p.lines.slice(-6).join(' | ')}; err ${p.stderr.trim().slice(-400)}`,
-      )
-      .join('\n');
-  while (!cond()) {
-    const dead = procs.find((p) => p.exited !== undefined && !p.lines.includes('completed P'));
-    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}\n${why()}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${why()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** The parent's process exits by design once P completed; that is not a failure. */
+const until = (cond: () => boolean, what: string, procs: readonly LineProcess[]) =>
+  untilOrExit(cond, what, procs, { finished: (p) => p.lines.includes('completed P') });
 
 describe.runIf(up)(
   'KS-4.9 KS-10.1.7 over the wire: resuming a halted parent lets its whole tree continue from its journals',
   () => {
     it('the parent, its children and grandchildren (three processes) stop on the halt; after the resume every run completes and no effect is repeated', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ks-tree-resume-'));
-      const store = new FileFlipLogStore({ path: join(dir, 'flips.jsonl') });
-      const cp = await startControlPlane({
-        store,
-        port: 0,
-        auth: 'none',
-        logger: { info() {}, warn() {}, error() {} },
-      });
-      const arrivals: Arrival[] = [];
-      const sink: Server = createServer((req, res) => {
-        let body = '';
-        req.setEncoding('utf8').on('data', (c: string) => (body += c));
-        req.on('end', () => {
-          arrivals.push(JSON.parse(body) as Arrival);
-          res.end('ok');
-        });
-      });
-      await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+      const plane = await startFileControlPlane('ks-tree-resume-');
+      const { cp, dir } = plane;
+      const sink = await startJsonSink<Arrival>();
+      const arrivals = sink.arrivals;
       const prefix = testPrefix('tree-resume');
       prefixes.push(prefix);
       const base = {
         url: cp.url,
-        sink: `http://127.0.0.1:${(sink.address() as AddressInfo).port}`,
+        sink: sink.url,
         redis: { host: REDIS.host, port: REDIS.port },
         prefix,
         dir,
@@ -179,11 +126,8 @@ describe.runIf(up)(
         expect(p?.executions).toBeGreaterThanOrEqual(2);
       } finally {
         for (const p of procs) p.child.kill('SIGKILL');
-        sink.closeAllConnections();
-        await new Promise((r) => sink.close(r));
-        await cp.close();
-        await store.close();
-        await rm(dir, { recursive: true, force: true });
+        await sink.close();
+        await plane.close();
       }
     }, 180_000);
   },

@@ -11,6 +11,12 @@ export interface WorkerConfig {
   /** Control plane URLs (the remote flip source's `urls`). */
   readonly urls: readonly string[];
   readonly token?: string;
+  /**
+   * The control plane's public key (PEM) when it signs (KS-17.7.9, KS-17.7.10): the worker then
+   * applies only signed snapshots and records and renews its lease only on signed answers, as a
+   * production worker given `publicKeys` does.
+   */
+  readonly publicKeys?: string;
   readonly sinkUrl: string;
   readonly llmUrl: string;
   /** Where the worker writes its side-effect ledger (JSON lines). */

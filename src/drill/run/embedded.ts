@@ -4,6 +4,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../../auth/token-hash.js';
+import { SigningKey } from '../../integrity/signing-key.js';
 import { ControlPlaneClient } from '../../client/control-plane-client.js';
 import { formatSelector, selectorMatches, type Selector } from '../../model/selector.js';
 import type { LeverResult, WorkerSummary } from '../report/drill-report.js';
@@ -75,11 +76,16 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
     // The lever's token and the workers' token: the caller's for a given control plane.
     let leverToken = options.token;
     let workerToken = options.token;
+    // The key the workers check the control plane's signatures with: the caller's for a given
+    // control plane, a fresh one for the embedded one (which then signs, KS-9.2.5).
+    let publicKeys = options.publicKeys;
     if (url === undefined) {
       // KS-17.9.3 the embedded control plane has tokens too: an admin one for the levers, a worker
       // one (any id) for the fleet, both fresh per drill and handed over the IPC channel only.
       leverToken = createToken();
       workerToken = createToken();
+      const key = SigningKey.generate();
+      publicKeys = key.publicKeyPem;
       // Its own process, as in production: the sink and LLM share this event loop.
       const cpScript =
         options.controlPlaneScript ??
@@ -92,12 +98,16 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
           { name: 'drill', token: leverToken, role: 'admin' },
           { name: 'drill-fleet', token: workerToken, role: 'worker', workers: ['*'] },
         ],
+        signingKeyPem: key.toPem(),
       });
       cleanups.push(() => cp.stop());
       url = cp.url;
       log(`control plane ${url} (embedded, own process pid ${cp.pid}, file log in ${dataDir})`);
+      log(`control plane signs with a fresh key; workers check its signatures (key ${key.kid})`);
     } else {
       log(`control plane ${url} (given)`);
+      if (publicKeys !== undefined)
+        log('workers check its signatures with the given public key(s)');
     }
     const client = new ControlPlaneClient({
       url,
@@ -122,6 +132,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         release,
         urls: [url],
         ...(workerToken ? { token: workerToken } : {}),
+        ...(publicKeys !== undefined ? { publicKeys } : {}),
         sinkUrl: sink.url,
         llmUrl: llm.url,
         ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),
@@ -143,6 +154,7 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
         release,
         urls: [url],
         ...(workerToken ? { token: workerToken } : {}),
+        ...(publicKeys !== undefined ? { publicKeys } : {}),
         sinkUrl: sink.url,
         llmUrl: llm.url,
         ledgerPath: join(dataDir, `ledger-${workerId}.jsonl`),

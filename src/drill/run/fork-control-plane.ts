@@ -10,6 +10,8 @@ export async function forkControlPlane(
     heartbeatMs: number;
     /** The tokens it accepts (sent over the IPC channel, never on a command line). */
     tokens: readonly TokenSpec[];
+    /** Its signing key, PKCS#8 PEM (sent over the IPC channel only, never written to disk). */
+    signingKeyPem?: string;
   },
 ): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const child = fork(script, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });

@@ -29,6 +29,12 @@ export interface RunDrillOptions {
    */
   readonly url?: string;
   readonly token?: string;
+  /**
+   * With `url`: the given control plane's public key(s), PEM, when it signs (`serve
+   * --signing-key`); the drill's workers then check its signatures (KS-17.7.9, KS-17.7.10). The
+   * embedded control plane always signs with a fresh key its workers are given.
+   */
+  readonly publicKeys?: string;
   /** Fleet mode: the workers that must be connected and fresh (a count or a list of ids). */
   readonly expectWorkers?: number | readonly string[];
   /** Fleet mode: the drill scope. */

@@ -4,7 +4,7 @@
  * would in production, so the effect sink and the LLM server (which share the drill's event loop)
  * do not delay the stream it measures. Its clock is the drill clock (KS-9.2.4). KS-9.2.5
  *
- * IPC: receives `{ type: 'start', dataDir, staleAfterMs, heartbeatMs, tokens }`, answers
+ * IPC: receives `{ type: 'start', dataDir, staleAfterMs, heartbeatMs, tokens, signingKeyPem }`, answers
  * `{ type: 'ready', url }` or `{ type: 'failed', message }`; `{ type: 'stop' }` closes and exits.
  */
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { FileFlipLogStore } from '../../../providers/file/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../auth/token-authenticator.js';
 import { startControlPlane, type ControlPlane } from '../../server/control-plane.js';
 import { systemClock } from '../../internal/clock.js';
+import { SigningKey } from '../../integrity/signing-key.js';
 
 interface StartMessage {
   readonly type: 'start';
@@ -20,6 +21,11 @@ interface StartMessage {
   readonly heartbeatMs: number;
   /** KS-17.9.3: the drill's own control plane checks tokens like any other. */
   readonly tokens: readonly TokenSpec[];
+  /**
+   * Its signing key (PKCS#8 PEM), fresh per drill: records, snapshots and acknowledgement answers
+   * are signed as with `serve --signing-key`, and the drill's workers get the public key.
+   */
+  readonly signingKeyPem?: string;
 }
 
 if (typeof process.send !== 'function') {
@@ -38,9 +44,12 @@ let store: FileFlipLogStore | undefined;
 process.on('message', (raw: unknown) => {
   const msg = raw as StartMessage | { type: 'stop' };
   if (msg.type === 'start' && store === undefined) {
+    const signingKey =
+      msg.signingKeyPem === undefined ? undefined : SigningKey.fromPem(msg.signingKeyPem);
     store = new FileFlipLogStore({
       path: join(msg.dataDir, 'flips.jsonl'),
       logger: { warn: () => undefined },
+      ...(signingKey === undefined ? {} : { signingKey }),
     });
     const s = store;
     s.open()
@@ -51,6 +60,7 @@ process.on('message', (raw: unknown) => {
           auth: new TokenAuthenticator({ tokens: msg.tokens }),
           staleAfterMs: msg.staleAfterMs,
           heartbeatMs: msg.heartbeatMs,
+          ...(signingKey === undefined ? {} : { signingKey }),
           // A drill pulls levers (and resumes) back to back at every level, many rounds: the flip
           // rate limit (KS-17.8.3) is not what it measures; every other limit stays at its default.
           maxFlipsPerSecond: 100_000,

@@ -80,6 +80,7 @@ export class DrillWorker {
       staleAfterMs: c.staleAfterMs,
       heartbeatMs: c.heartbeatMs,
       ...(c.token !== undefined ? { token: c.token } : {}),
+      ...(c.publicKeys !== undefined ? { publicKeys: c.publicKeys } : {}),
       logger: quietLogger,
     });
     const source = new ObservedFlipSource(

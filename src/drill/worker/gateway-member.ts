@@ -73,6 +73,7 @@ export class GatewayMember {
         controlPlane: {
           urls: [...c.urls],
           ...(c.token !== undefined ? { token: c.token } : {}),
+          ...(c.publicKeys !== undefined ? { publicKeys: [c.publicKeys] } : {}),
           staleAfterMs: c.staleAfterMs,
           heartbeatMs: c.heartbeatMs,
         },

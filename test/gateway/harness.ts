@@ -33,6 +33,8 @@ export async function gatewayEnv(
     tokens?: number;
     tokenIntervalMs?: number;
     config?: Partial<GatewayConfigInput>;
+    /** More `llm` settings beside the upstream URLs (e.g. `keyContext`). */
+    llm?: Record<string, unknown>;
   } = {},
 ): Promise<GatewayEnv> {
   const staleAfterMs = options.staleAfterMs ?? 1500;
@@ -49,7 +51,7 @@ export async function gatewayEnv(
         workerId: 'gateway-1',
         controlPlane: { urls: [cp.url], token: TOKENS.worker, staleAfterMs, heartbeatMs: 200 },
         listen: { port: 0 },
-        llm: { openai: llm.url, anthropic: llm.url },
+        llm: { openai: llm.url, anthropic: llm.url, ...options.llm },
         ...options.config,
       },
       ledger,

@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
+import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EffectStatus } from '../../src/ledger/index.js';
@@ -206,6 +207,43 @@ describe("KS-15.2.3 a halted context is refused in the API's own format, naming 
     expect(r.status).toBe(400);
     expect(JSON.parse(r.text).error.message).toContain('x-killswitch-run-path');
     expect(e.llm.stats().started).toBe(0);
+  });
+});
+
+describe('KS-15.2.2 context from the API key (llm.keyContext) for clients that cannot send headers', () => {
+  it("a halt on the tenant mapped to a key refuses that key's calls without any header; another key, a header over the mapping and the ledger never see the key", async () => {
+    const OTHER = 'sk-other-key-0123456789abcdef';
+    const sha = (k: string) => createHash('sha256').update(k).digest('hex');
+    const e = await env({ llm: { keyContext: { [sha(KEY)]: { tenant: 'acme' } } } });
+    await e.halt({ tenant: 'acme' }, 'acme off', { wait: 5000 });
+    const mapped = await post(e, '/v1/chat/completions', { model: 'm', messages: [] });
+    expect(mapped.status).toBe(403);
+    expect(JSON.parse(mapped.text).error.killswitch.flip).toMatchObject({
+      level: 'tenant',
+      reason: 'acme off',
+    });
+    const other = await post(
+      e,
+      '/v1/chat/completions',
+      { model: 'm', messages: [] },
+      { authorization: `Bearer ${OTHER}` },
+    );
+    expect(other.status).toBe(200);
+    // Headers say more than the mapping: the client's own tenant wins.
+    const header = await post(
+      e,
+      '/v1/chat/completions',
+      { model: 'm', messages: [] },
+      { 'x-killswitch-tenant': 'globex' },
+    );
+    expect(header.status).toBe(200);
+    const entries = await e.ledger.entries();
+    expect(entries.find((x) => x.status === EffectStatus.REFUSED)?.context).toMatchObject({
+      tenant: 'acme',
+    });
+    // KS-15.2.7 hashed for the lookup only: the key is nowhere in the ledger.
+    expect(JSON.stringify(entries)).not.toContain(KEY);
+    expect(JSON.stringify(entries)).not.toContain(sha(KEY));
   });
 });
 

@@ -370,6 +370,7 @@ async function main(): Promise<void> {
     appliedToCancelSent: number;
     cancelSentToWritten: number;
     appliedToWritten: number;
+    appliedToUpstream: number;
     cpuAppliedToWrittenMs: number;
     writtenToUpstream: number;
     upstreamToToolAborted: number;
@@ -443,6 +444,7 @@ async function main(): Promise<void> {
       appliedToCancelSent: probe.cancelSentAt - probe.appliedAt,
       cancelSentToWritten: probe.cancelWrittenAt - probe.cancelSentAt,
       appliedToWritten: probe.cancelWrittenAt - probe.appliedAt,
+      appliedToUpstream: seen.postAt - probe.appliedAt,
       cpuAppliedToWrittenMs: (probe.cpuAtWritten - probe.cpuAtApplied) / 1000,
       writtenToUpstream: seen.postAt - probe.cancelWrittenAt,
       upstreamToToolAborted: seen.cancelled - seen.postAt,
@@ -487,6 +489,8 @@ async function main(): Promise<void> {
     // The gateway's whole share (flip applied -> cancel on the wire), and this process's CPU in it.
     appliedToWritten: dist(col('appliedToWritten')),
     cpuAppliedToWritten: dist(col('cpuAppliedToWrittenMs')),
+    // Up to the upstream's HTTP server: what is left is the upstream's own (its SDK).
+    appliedToUpstream: dist(col('appliedToUpstream')),
   };
   const fromReceived = dist(col('fromReceived'));
   const fromAppliedDist = dist(col('fromApplied'));

@@ -373,7 +373,13 @@ export class LangGraphKillSwitch {
     const o = this.#options;
     const derived =
       o.context !== undefined && runtimeContext !== undefined ? o.context(runtimeContext) : {};
-    const key = JSON.stringify([threadId, derived.tenant ?? null, derived.feature ?? null]);
+    // Without a `context` option every run of this middleware has the same tenant and feature:
+    // the thread id alone is the key (no JSON per hook call). Keys of one instance are all of
+    // one kind, as the option is fixed at construction.
+    const key =
+      o.context === undefined
+        ? threadId
+        : JSON.stringify([threadId, derived.tenant ?? null, derived.feature ?? null]);
     let run = this.#hookRuns.get(key);
     if (run === undefined || run.halted !== undefined) {
       run = this.#runFor(runtimeContext, threadId, derived);

@@ -128,6 +128,26 @@ describe('KS-6.4.1 KS-6.4.2 KS-6.4.3 KS-6.4.5 a file log replaced by an older co
     );
     const refused = await halt(b.url, 't9');
     expect(refused.status).toBe(503);
+    // Not vouching means every surface refuses or fails closed (KS-6.4.4, KS-12.1.5):
+    // acknowledgements and new streams answer 503, OFREP answers an unhalted tenant halted.
+    const ack = await httpJson(`${b.url}/v1/acks`, 'POST', {
+      token: SUITE_TOKENS.worker,
+      body: { workerId: 'w-other', seq: 1 },
+    });
+    expect(ack.status, JSON.stringify(ack.json)).toBe(503);
+    const stream = await httpJson(`${b.url}/v1/stream`, 'GET', {
+      token: SUITE_TOKENS.viewer,
+      timeoutMs: 5000,
+    });
+    expect(stream.status).toBe(503);
+    const ofrep = await httpJson(`${b.url}/ofrep/v1/evaluate/flags/kill-switch`, 'POST', {
+      token: SUITE_TOKENS.worker,
+      body: { context: { targetingKey: 'x', tenant: 'never-halted' } },
+    });
+    expect(ofrep.json, JSON.stringify(ofrep.json)).toMatchObject({
+      value: true,
+      variant: 'fail-closed',
+    });
     expect(source.appliedSeq).toBe(3);
     expect(rec.status).toBe('stale');
   });

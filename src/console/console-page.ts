@@ -82,6 +82,7 @@ export const CONSOLE_HTML = `<!doctype html>
   <h2>Active halts <span id="halt-count" class="count"></span></h2>
   <p id="no-halts" class="muted">No active halt.</p>
   <ul id="halts" class="list"></ul>
+  <button type="button" id="halts-more" class="small" hidden>Show more halts</button>
 </section>
 
 <section class="card" id="fleet-card">
@@ -176,7 +177,7 @@ button.small { min-height: 2.2rem; padding: .35rem .7rem; }
 .banner { flex-basis: 100%; border-radius: 8px; padding: .5rem .8rem; font-weight: 700;
   background: var(--danger-dark); border: 1px solid var(--danger); overflow-wrap: anywhere; }
 .banner.global { background: #ff2d2d; color: #fff; font-size: 1.25rem; letter-spacing: .03em; text-align: center; }
-#flips-more { margin-top: .7rem; }
+#flips-more, #halts-more { margin-top: .7rem; }
 .warn { color: #ffd27f; }
 .pill { border-radius: 999px; padding: .15rem .6rem; font-size: .8rem; border: 1px solid var(--line); }
 .pill-live { background: #143a24; color: #7fe0a5; border-color: var(--ok); }

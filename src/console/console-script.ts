@@ -15,6 +15,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
   var MAX_FLIPS = 200;
   /** Flips shown at first and added by each "Show older flips" (the page stays short on a phone). */
   var FLIPS_PAGE = 20;
+  /** Active halts shown at first and added by each "Show more halts" (KS-16.5.2). */
+  var HALTS_PAGE = 10;
   var STALE_MS = 5000;
   var LEVELS = ['capability', 'runId', 'tenant', 'feature'];
   var S = {
@@ -29,7 +31,8 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     lastMessageAt: 0,
     generation: 0,
     timers: [],
-    shownFlips: FLIPS_PAGE
+    shownFlips: FLIPS_PAGE,
+    shownHalts: HALTS_PAGE
   };
 
   function $(id) { return document.getElementById(id); }
@@ -510,7 +513,15 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     renderBanner(halts);
     $('no-halts').hidden = halts.length > 0;
     $('halt-count').textContent = halts.length ? '(' + halts.length + ')' : '';
-    halts.forEach(function (h) {
+    // Paged, so the fleet stays near the top on a phone: a global halt first, then the newest.
+    var isGlobal = function (h) { return Object.keys(h.selector).length === 0; };
+    var shown = halts.slice().sort(function (a, b) {
+      return (isGlobal(b) ? 1 : 0) - (isGlobal(a) ? 1 : 0) || b.seq - a.seq;
+    });
+    var more = $('halts-more');
+    more.hidden = shown.length <= S.shownHalts;
+    more.textContent = 'Show ' + (shown.length - S.shownHalts) + ' more halt(s)';
+    shown.slice(0, S.shownHalts).forEach(function (h) {
       var li = el('li', 'item halt-item');
       li.setAttribute('data-seq', String(h.seq));
       var top = el('div', 'top');
@@ -691,6 +702,10 @@ export const CONSOLE_SCRIPT = String.raw`'use strict';
     $('signout').addEventListener('click', function () { signOut('Token forgotten.'); });
     $('flip-form').addEventListener('submit', onFlipSubmit);
     $('release-form').addEventListener('submit', onReleaseSubmit);
+    $('halts-more').addEventListener('click', function () {
+      S.shownHalts += HALTS_PAGE;
+      renderHalts();
+    });
     $('flips-more').addEventListener('click', function () {
       S.shownFlips = Math.min(MAX_FLIPS, S.shownFlips + FLIPS_PAGE);
       renderFlips();

@@ -150,6 +150,23 @@ describe.skipIf(!haveChromium)('KS-16.5 the console at 3am, on a phone in real C
     );
     expect(order[0]!).toBeLessThan(order[1]!);
     expect(order[1]!).toBeLessThan(order[2]!);
+    // 21 active halts: paged too (the fleet was 7,900 px down a phone's page under 43 halts),
+    // the global one first, then the newest.
+    await expect.poll(() => page.locator('#halts li').count()).toBe(10);
+    const seqs = await page
+      .locator('#halts li')
+      .evaluateAll((lis) => lis.map((li) => Number(li.getAttribute('data-seq'))));
+    expect(seqs).toEqual([2, 21, 20, 19, 18, 17, 16, 15, 14, 13]);
+    expect(await page.textContent('#halts-more')).toBe('Show 11 more halt(s)');
+    const fleetTop = await page.evaluate<number>(
+      "document.getElementById('fleet').getBoundingClientRect().top + window.scrollY",
+    );
+    expect(fleetTop).toBeLessThan(3000);
+    await page.click('#halts-more');
+    await expect.poll(() => page.locator('#halts li').count()).toBe(20);
+    await page.click('#halts-more');
+    await expect.poll(() => page.locator('#halts li').count()).toBe(21);
+    expect(await page.isVisible('#halts-more')).toBe(false);
     await page.click('#flips-more');
     await expect.poll(() => page.locator('#flips li').count()).toBe(21);
     await page.evaluate('window.scrollTo(0, document.body.scrollHeight)');

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { authorize, Role, type Principal } from '../auth/principal.js';
-import { InvalidOptionError } from '../errors.js';
+import { authorize, mayRead, Role, type Principal } from '../auth/principal.js';
+import { ErrorCode, InvalidOptionError, KillSwitchError } from '../errors.js';
 import { KILL_FLAG_KEYS, isKillFlag, levelOfFlag } from '../model/flags.js';
 import type { FlipRecord } from '../model/flip-record.js';
 import { KillState, type KillSnapshot } from '../model/kill-state.js';
@@ -123,6 +123,7 @@ export function ofrepRoutes(options: OfrepRoutesOptions): Route[] {
       sendJson(c.res, 400, request.failure);
       return;
     }
+    mayEvaluate(c.principal ?? ANONYMOUS_VIEWER, request.context);
     if (!isKillFlag(key)) {
       const body: OfrepFailure = {
         key,
@@ -146,6 +147,7 @@ export function ofrepRoutes(options: OfrepRoutesOptions): Route[] {
       });
       return;
     }
+    mayEvaluate(c.principal ?? ANONYMOUS_VIEWER, request.context);
     const flags = KILL_FLAG_KEYS.map((k) => evaluator.evaluate(k, request.context));
     const text = JSON.stringify({ flags });
     // A strong tag over the exact answer for this context: it changes whenever an answer changes
@@ -242,6 +244,29 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
     .split(',')
     .map((t) => t.trim().replace(/^W\//, ''))
     .includes(etag);
+}
+
+/**
+ * KS-17.4.3 a reader with scopes (an operator, a scoped viewer) evaluates only contexts compatible
+ * with one of them: an answer names the halting flip (actor, reason, selector) and says whether a
+ * context is halted at all, so evaluating another tenant's context would read that tenant's halts
+ * and reasons. Every halt that matches a compatible context is readable by it (its attributes are
+ * the context's), so nothing else needs filtering. Readers of everything (admin, worker, an
+ * unscoped viewer) evaluate any context.
+ *
+ * @throws {KillSwitchError} `KS_FORBIDDEN` (403) naming the token and the context
+ */
+function mayEvaluate(principal: Principal, context: Readonly<Record<string, unknown>>): void {
+  const selector: Record<string, string> = {};
+  for (const k of SELECTOR_KEYS) {
+    const v = context[k];
+    if (typeof v === 'string') selector[k] = v;
+  }
+  if (mayRead(principal, selector)) return;
+  throw new KillSwitchError(
+    ErrorCode.FORBIDDEN,
+    `token '${principal.name}' may not evaluate context ${JSON.stringify(selector)}: it reads only its scopes (${principal.scopes.map((sc) => JSON.stringify(sc)).join(', ')}), KS-17.4.3`,
+  );
 }
 
 /** Evaluates kill flags against the view's state, rebuilding the fold only when the state moved. */

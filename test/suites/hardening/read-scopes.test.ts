@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryFlipLogStore } from '../../../providers/memory/index.js';
 import { TokenAuthenticator, type TokenSpec } from '../../../src/auth/index.js';
 import type { FlipRecord } from '../../../src/model/flip-record.js';
+import { mountConsole } from '../../../src/console/index.js';
 import { startControlPlane, type ControlPlane } from '../../../src/server/index.js';
 import { runCli } from '../../fixtures/run-cli.js';
 
@@ -93,6 +94,8 @@ beforeAll(async () => {
     maxFlipsPerSecond: 100_000,
     logger: { info() {}, warn() {}, error() {} },
   });
+  // The console's routes too: GET /v1/flips/:seq/fleet is one of them.
+  mountConsole(cp);
   for (const name of Object.keys(HALTS) as Halt[]) await halt(name);
 });
 afterAll(() => cp.close());
@@ -224,6 +227,66 @@ describe('KS-17.4.1 each reader reads exactly the flips, reasons and halts its s
       halts: FlipRecord[];
     };
     expect(snap.halts.some((h) => h.selector['tenant'] === 'globex')).toBe(true);
+  });
+});
+
+describe('KS-17.4.3 OFREP answers a scoped reader only for contexts its scopes allow', () => {
+  const evaluate = (who: Who, context: Record<string, string>, key = 'kill-switch') =>
+    api(who, `/ofrep/v1/evaluate/flags/${key}`, {
+      method: 'POST',
+      body: JSON.stringify({ context }),
+    });
+  const bulk = (who: Who, context: Record<string, string>) =>
+    api(who, '/ofrep/v1/evaluate/flags', { method: 'POST', body: JSON.stringify({ context }) });
+
+  it("an acme operator evaluating globex's context is refused (403), single and bulk, and no globex reason is in the answer", async () => {
+    for (const res of [
+      await evaluate('acme', { tenant: 'globex' }),
+      await bulk('acme', { tenant: 'globex', capability: 'refund' }),
+      await evaluate('acmeViewer', { tenant: 'globex' }),
+    ]) {
+      expect(res.status).toBe(403);
+      const text = await res.text();
+      expect(text).toMatch(/may not evaluate context/);
+      expect(text).not.toMatch(/secret reason of globex/);
+    }
+  });
+
+  it('an acme operator evaluates its own contexts and sees the halts that can stop them, with their reasons', async () => {
+    const own = await evaluate('acme', { tenant: 'acme', feature: 'chat' }, 'kill-switch.tenant');
+    expect(own.status).toBe(200);
+    const body = (await own.json()) as { value: boolean; metadata: Record<string, unknown> };
+    expect(body.value).toBe(true);
+    expect(body.metadata['reason']).toBe('secret reason of acme');
+    const all = await bulk('acme', { tenant: 'acme' });
+    expect(all.status).toBe(200);
+    expect(await all.text()).not.toMatch(/globex/);
+  });
+
+  it('readers of everything evaluate any context: admin, worker, an unscoped viewer', async () => {
+    for (const who of ['admin', 'worker', 'viewer'] as const) {
+      const res = await evaluate(who, { tenant: 'globex' }, 'kill-switch.tenant');
+      expect(res.status, who).toBe(200);
+      expect(((await res.json()) as { metadata: { reason: string } }).metadata.reason).toBe(
+        'secret reason of globex',
+      );
+    }
+  });
+});
+
+describe('KS-17.4.1 decided, not filtered: GET /v1/workers and GET /v1/flips/:seq/fleet carry worker ids and positions, no flip content', () => {
+  it("an acme operator reads the workers list and a globex flip's fleet answer, which hold no selector and no reason", async () => {
+    const globexSeq = [...placed].find(([, n]) => n === 'globex')![0];
+    const workers = await api('acme', '/v1/workers');
+    expect(workers.status).toBe(200);
+    const fleet = await api('acme', `/v1/flips/${globexSeq}/fleet`);
+    expect(fleet.status).toBe(200);
+    const text = await fleet.text();
+    const answer = JSON.parse(text) as Record<string, unknown>;
+    expect(answer['seq']).toBe(globexSeq);
+    expect(answer).not.toHaveProperty('selector');
+    expect(answer).not.toHaveProperty('reason');
+    expect(text).not.toMatch(/secret reason|globex/);
   });
 });
 

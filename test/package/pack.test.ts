@@ -7,6 +7,7 @@ const run = promisify(execFile);
 
 interface PackageJson {
   scripts: Record<string, string>;
+  license: string;
   bin: Record<string, string>;
   exports: Record<string, { types: string; default: string } | string>;
 }
@@ -32,5 +33,9 @@ describe('KS-16.1.2 npm pack builds first and ships every entry point', () => {
     expect(targets.filter((t) => !files.has(t))).toEqual([]);
     // Nothing of the tests, benches or examples ships.
     expect([...files].filter((f) => /^dist\/(test|bench|examples)\//.test(f))).toEqual([]);
+    // Issue 15: the license package.json names ships as a file (Apache-2.0).
+    expect(files.has('LICENSE')).toBe(true);
+    expect(pkg.license).toBe('Apache-2.0');
+    expect(await readFile('LICENSE', 'utf8')).toMatch(/Apache License\s+Version 2\.0/);
   }, 60_000);
 });

@@ -12,6 +12,7 @@ import {
   isAckStreamHello,
 } from '../../src/protocol/ack-stream.js';
 import { ApiPath } from '../../src/protocol/paths.js';
+import { delay, type BackoffCurve } from '../../src/internal/backoff.js';
 import type { Clock } from '../../src/internal/clock.js';
 
 /** The answer of `POST /v1/acks` (KS-6.2), validated by the member. */
@@ -391,10 +392,7 @@ export class AckChannel {
         this.#streamFailures++;
         const wait = unsupported
           ? ACK_STREAM_UNSUPPORTED_RETRY_MS
-          : Math.min(
-              ACK_STREAM_MAX_RETRY_MS,
-              ACK_STREAM_RETRY_MS * 2 ** Math.min(10, this.#streamFailures - 1),
-            );
+          : delay(this.#streamFailures - 1, ACK_STREAM_BACKOFF);
         this.#streamRetryAt = this.key.clock.now() + wait;
       },
     );
@@ -406,11 +404,7 @@ export class AckChannel {
     this.#stream = undefined;
     this.#streamFailures++;
     this.#streamRetryAt =
-      this.key.clock.now() +
-      Math.min(
-        ACK_STREAM_MAX_RETRY_MS,
-        ACK_STREAM_RETRY_MS * 2 ** Math.min(10, this.#streamFailures - 1),
-      );
+      this.key.clock.now() + delay(this.#streamFailures - 1, ACK_STREAM_BACKOFF);
   }
 
   #closeStreams(): void {
@@ -465,6 +459,13 @@ export const ACK_STREAM_OPEN_TIMEOUT_MS = 1000;
 /** Wait before trying a stream again after one failed (doubling per failure, to the maximum). */
 const ACK_STREAM_RETRY_MS = 30_000;
 const ACK_STREAM_MAX_RETRY_MS = 15 * 60_000;
+/** The stream is tried again after 30 s, doubling up to 15 min, without jitter. */
+const ACK_STREAM_BACKOFF: BackoffCurve = {
+  initialMs: ACK_STREAM_RETRY_MS,
+  factor: 2,
+  maxMs: ACK_STREAM_MAX_RETRY_MS,
+  jitter: 0,
+};
 /** Wait before trying again at a server without the stream route. */
 const ACK_STREAM_UNSUPPORTED_RETRY_MS = 60 * 60_000;
 /** A stream is replaced no sooner than this, whatever the server says. */

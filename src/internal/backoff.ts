@@ -1,7 +1,7 @@
 /**
- * The one backoff of the project: the remote source's reconnects and resynchronisations, the
- * PostgreSQL store's LISTEN reconnects and fleet channel, the scheduler's retries and the MCP
- * gateway's cancel retries all wait `delay(attempt, curve)`. (The console's browser script, which
+ * The one backoff of the project: the remote source's reconnects and resynchronisations, its
+ * acknowledgement stream's retries, the PostgreSQL store's LISTEN reconnects and fleet channel, the
+ * scheduler's retries and the MCP gateway's cancel retries all wait `delay(attempt, curve)`. (The console's browser script, which
  * cannot import it, keeps its own doubling from 500 ms to 8 s.)
  */
 export interface BackoffCurve {

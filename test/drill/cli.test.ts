@@ -79,14 +79,28 @@ describe('KS-9.6.2 killswitch drill runs end to end from the built CLI', () => {
             (_err, so, se) => resolve({ code: child.exitCode, stdout: so, stderr: se }),
           );
         });
-        // --json: the report on stdout, progress on stderr.
-        expect(stderr, stderr).toContain('drill tiny PASSED');
-        expect(code, stderr).toBe(0);
-        const printed = JSON.parse(stdout) as { passed: boolean; levers: unknown[] };
-        expect(printed.passed).toBe(true);
+        // --json: the report on stdout, progress on stderr. It says up front how long it takes
+        // (KS-9.3.7): the levers, how long each is held, the total.
+        expect(stderr.split('\n')[0]).toMatch(
+          /^\[drill \+[\d.]+s\] drill tiny: 1 lever\(s\), each held \d+ ms; about \d+ s plus starting the workers \(a progress line every 10 s\)$/,
+        );
+        // On a host overloaded by other processes a missed timing target is INCONCLUSIVE, exit 4
+        // (KS-9.3.7), never PASSED: the main CI run at load 16 got that, and this test, which
+        // only knew PASSED, failed on it. Anything else (FAILED) fails the test.
+        const verdict = /drill tiny (PASSED|INCONCLUSIVE)/.exec(stderr)?.[1];
+        expect(verdict, stderr).toBeDefined();
+        expect(code, stderr).toBe(verdict === 'PASSED' ? 0 : 4);
+        const printed = JSON.parse(stdout) as {
+          passed: boolean;
+          verdict: string;
+          host?: { overloaded: boolean };
+          levers: unknown[];
+        };
+        if (verdict === 'PASSED') expect(printed.passed).toBe(true);
+        else expect([printed.verdict, printed.host?.overloaded]).toEqual(['inconclusive', true]);
         expect(printed.levers).toHaveLength(1);
         expect(JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))).toEqual(printed);
-        expect(await readFile(join(out, 'summary.md'), 'utf8')).toContain('PASSED');
+        expect(await readFile(join(out, 'summary.md'), 'utf8')).toContain(verdict);
       } finally {
         await rm(out, { recursive: true, force: true });
       }

@@ -7,7 +7,8 @@
  *   - MCP: `Client.callTool` to a real `McpServer` over the SDK's in-memory transport vs
  *     `guardMcpClient(...).callTool`,
  *   - LangGraph: the tool call `createAgent` makes (`tool.invoke(toolCall)`) vs the same through
- *     the kill-switch middleware's `wrapToolCall`,
+ *     the kill-switch middleware's `wrapToolCall`; and `langgraph-toolnode`, the call with the
+ *     config and per-call merged signal `createAgent`'s ToolNode passes (closer to a real agent),
  *   - Mastra: a `createTool` tool's `execute(input, context)` as the agent loop calls it (the
  *     context carrying `agent.toolCallId`) vs the adapter's `tools()` copy.
  * Every call is timed on its own. Within a round, bare and guarded calls alternate in blocks of
@@ -253,6 +254,45 @@ async function langGraphCase(guard: EffectGuard): Promise<Case> {
   };
 }
 
+/**
+ * LangGraph as `createAgent`'s ToolNode calls a tool (langchain 1.5): the tool call with
+ * `type: 'tool_call'` and the node's config with its `toolCallId` and a signal merged per call by
+ * `AbortSignal.any` from the graph's signal, which LangGraph always gives a node. The same call,
+ * bare and through the middleware (whose tool view then merges that signal with the guard's).
+ */
+async function langGraphToolNodeCase(guard: EffectGuard): Promise<Case> {
+  const noop = lcTool(async () => '1', {
+    name: 'noop',
+    description: 'no-op',
+    schema: z.object({ a: z.number() }),
+  });
+  const ks = killSwitch(guard, { tenant: 'acme' });
+  const wrap = ks.middleware.wrapToolCall!;
+  const graphSignal = new AbortController().signal;
+  type Req = { tool: unknown; toolCall: { id: string }; runtime: Record<string, unknown> };
+  // ToolNode's base handler: invoke the request's tool with the node's config.
+  const handler = (req: Req) =>
+    (req.tool as typeof noop).invoke({ ...req.toolCall, type: 'tool_call' } as never, {
+      ...req.runtime,
+      config: req.runtime,
+      toolCallId: req.toolCall.id,
+      signal: AbortSignal.any([graphSignal]),
+    }) as never;
+  const request = (i: number, threadId: string) => ({
+    toolCall: { id: `c${i}`, name: 'noop', args: { a: 1 }, type: 'tool_call' as const },
+    tool: noop,
+    state: { messages: [] },
+    runtime: { configurable: { thread_id: threadId }, signal: graphSignal },
+  });
+  return {
+    name: 'langgraph-toolnode',
+    bare: (i) => handler(request(i, 'bare')),
+    guarded(runId) {
+      return (i) => wrap(request(i, runId) as never, handler as never) as Promise<unknown>;
+    },
+  };
+}
+
 async function mastraCase(guard: EffectGuard): Promise<Case> {
   const tools = {
     noop: createTool({
@@ -349,6 +389,7 @@ async function main(): Promise<void> {
     await openAiCase(guard),
     await mcpCase(guard),
     await langGraphCase(guard),
+    await langGraphToolNodeCase(guard),
     await mastraCase(guard),
   ].filter((c) => ONLY === undefined || ONLY.includes(c.name));
   let runs = 0;
@@ -407,7 +448,7 @@ async function main(): Promise<void> {
   );
   for (const [name, s] of Object.entries(summary)) {
     console.log(
-      `  ${name.padEnd(16)} bare p50 ${s.bareP50Us.toFixed(2).padStart(8)} µs  p99 ${s.bareP99Us.toFixed(2).padStart(8)} µs   guarded p50 ${s.guardedP50Us.toFixed(2).padStart(8)} µs  p99 ${s.guardedP99Us.toFixed(2).padStart(8)} µs   added p50 ${s.addedP50Us.toFixed(2).padStart(7)} µs  p99 ${s.addedP99Us.toFixed(2).padStart(8)} µs  cpu ${s.addedCpuUsPerCall.toFixed(2).padStart(7)} µs/call ${s.addedP50Us <= TARGET_ADDED_P50_US ? '(<= 50 µs target)' : '(OVER the 50 µs target)'}`,
+      `  ${name.padEnd(19)} bare p50 ${s.bareP50Us.toFixed(2).padStart(8)} µs  p99 ${s.bareP99Us.toFixed(2).padStart(8)} µs   guarded p50 ${s.guardedP50Us.toFixed(2).padStart(8)} µs  p99 ${s.guardedP99Us.toFixed(2).padStart(8)} µs   added p50 ${s.addedP50Us.toFixed(2).padStart(7)} µs  p99 ${s.addedP99Us.toFixed(2).padStart(8)} µs  cpu ${s.addedCpuUsPerCall.toFixed(2).padStart(7)} µs/call ${s.addedP50Us <= TARGET_ADDED_P50_US ? '(<= 50 µs target)' : '(OVER the 50 µs target)'}`,
     );
   }
   const abortP50 = quantile(aborts, 0.5);

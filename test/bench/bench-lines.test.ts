@@ -65,6 +65,7 @@ describe('KS-14.6.2 npm run bench:adapters prints, per framework, the added time
       'openai-agents': row,
       mcp: row,
       langgraph: row,
+      'langgraph-toolnode': row,
       mastra: row,
       abortLatencyMs: { n: 3, p50: finite, p99: finite },
     });

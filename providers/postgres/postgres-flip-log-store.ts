@@ -140,6 +140,12 @@ export interface PostgresFollowStatus {
   readonly state: 'idle' | 'connecting' | 'listening' | 'backoff' | 'failed' | 'closed';
   /** When a read by seq last succeeded (store clock, ISO 8601); undefined before the first. */
   readonly caughtUpAt: string | undefined;
+  /**
+   * How long ago a read by seq last succeeded, ms on the store's monotonic clock (KS-12.5.4);
+   * undefined before the first. Staleness is judged by this, never by `caughtUpAt`, a wall-clock
+   * label that a step of the system time moves.
+   */
+  readonly caughtUpAgeMs: number | undefined;
   /** The seq of the record delivered to subscribers last (or skipped to while idle). */
   readonly deliveredSeq: number;
   /** Why the store failed (state `failed`): the corruption or the divergence it found. */
@@ -253,6 +259,8 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
   #reconnectTimer: unknown;
   #pollTimer: unknown;
   #caughtUpAt: string | undefined;
+  /** The store clock's monotonic reading at the last catch-up (KS-12.5.4). */
+  #caughtUpMono: number | undefined;
 
   /**
    * @param options - see {@link PostgresFlipLogStoreOptions}
@@ -894,6 +902,8 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
     return {
       state,
       caughtUpAt: this.#caughtUpAt,
+      caughtUpAgeMs:
+        this.#caughtUpMono === undefined ? undefined : this.#clock.now() - this.#caughtUpMono,
       deliveredSeq: this.#cursor.seq,
       ...(this.#failure === undefined ? {} : { failure: this.#failure.message }),
     };
@@ -1099,6 +1109,7 @@ export class PostgresFlipLogStore implements FlipLogStore, FleetChannelStore, Re
         this.#deliver(r);
       }
       if (rows.length < BATCH) {
+        this.#caughtUpMono = this.#clock.now();
         this.#caughtUpAt = new Date(this.#clock.wallNow()).toISOString();
         return;
       }

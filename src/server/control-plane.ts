@@ -336,8 +336,8 @@ class ControlPlaneServer implements ControlPlane {
     );
     this.#clock = o.clock ?? systemClock;
     const clock = this.#clock;
-    // Wall-clock readings: labels, and the age of the store's caughtUpAt (a wall time). Leases,
-    // the tracker and waits use clock.now() (KS-6.2.7).
+    // Wall-clock readings, for labels only. Leases, the tracker, waits and the store's staleness
+    // use clock.now() (KS-6.2.7, KS-12.5.4).
     this.#now = () => clock.wallNow();
     this.#log = o.logger ?? {
       info: () => {},
@@ -367,7 +367,7 @@ class ControlPlaneServer implements ControlPlane {
     this.#vouch = new VouchState({
       store: this.#store,
       storeStaleAfterMs: intOption('storeStaleAfterMs', o.storeStaleAfterMs ?? 3000, 1, 3_600_000),
-      wallNow: this.#now,
+      clock: this.#clock,
       log: this.#log,
       onNotVouching: () => this.#hub.closeAll(),
     });

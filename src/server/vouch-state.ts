@@ -1,5 +1,6 @@
 import { ErrorCode } from '../errors.js';
 import type { Vouch } from '../ofrep/ofrep-routes.js';
+import type { Clock } from '../internal/clock.js';
 import type { FlipLogStore } from '../store/flip-log-store.js';
 import { HttpError } from './internal/http-io.js';
 
@@ -8,8 +9,11 @@ export interface VouchStateOptions {
   readonly store: FlipLogStore;
   /** Not vouching when the store's last catch-up is older than this (ms). */
   readonly storeStaleAfterMs: number;
-  /** Wall-clock reading: the store's `caughtUpAt` is a wall time. */
-  readonly wallNow: () => number;
+  /**
+   * The control plane's clock: staleness is measured on its monotonic reading (KS-12.5.4); the
+   * wall clock is read only for a store that reports nothing but its `caughtUpAt` label.
+   */
+  readonly clock: Clock;
   readonly log: { warn(message: string): void; error(message: string): void };
   /** Called each time the control plane finds it does not vouch: it ends the streams. */
   readonly onNotVouching: () => void;
@@ -19,6 +23,8 @@ export interface VouchStateOptions {
 interface FollowStatusLike {
   readonly state: string;
   readonly caughtUpAt: string | undefined;
+  /** Ms since the last catch-up on the store's monotonic clock (KS-12.5.4), when it says. */
+  readonly caughtUpAgeMs?: number | undefined;
   /** Why a `failed` store failed (KS-8.5.6). */
   readonly failure?: string;
 }
@@ -33,7 +39,7 @@ const VOUCHED: Vouch = Object.freeze({ ok: true });
 export class VouchState {
   readonly #store: FlipLogStore;
   readonly #storeStaleAfterMs: number;
-  readonly #wallNow: () => number;
+  readonly #clock: Clock;
   readonly #log: VouchStateOptions['log'];
   readonly #onNotVouching: () => void;
   #startedAt = 0;
@@ -45,7 +51,7 @@ export class VouchState {
   constructor(o: VouchStateOptions) {
     this.#store = o.store;
     this.#storeStaleAfterMs = o.storeStaleAfterMs;
-    this.#wallNow = o.wallNow;
+    this.#clock = o.clock;
     this.#log = o.log;
     this.#onNotVouching = o.onNotVouching;
   }
@@ -61,7 +67,7 @@ export class VouchState {
 
   /** The start time a store that never caught up is measured from. */
   start(): void {
-    this.#startedAt = this.#wallNow();
+    this.#startedAt = this.#clock.now();
   }
 
   close(): void {
@@ -93,8 +99,15 @@ export class VouchState {
         detail: `the store's follow state is ${st.state}${st.failure === undefined ? '' : `: ${st.failure}`}`,
       };
     }
-    const since = st.caughtUpAt === undefined ? this.#startedAt : Date.parse(st.caughtUpAt);
-    const age = this.#wallNow() - since;
+    // KS-12.5.4 the age on a monotonic clock: a step of the wall clock neither makes a stale store
+    // look caught up nor a caught-up one stale. Only a store that reports no age (one written
+    // before it did) is judged by its wall-clock label.
+    const age =
+      typeof st.caughtUpAgeMs === 'number'
+        ? st.caughtUpAgeMs
+        : st.caughtUpAt === undefined
+          ? this.#clock.now() - this.#startedAt
+          : this.#clock.wallNow() - Date.parse(st.caughtUpAt);
     // NaN (an unreadable time) fails closed too.
     if (!(age <= this.#storeStaleAfterMs)) {
       return {

@@ -18,7 +18,12 @@ afterAll(async () => {
   await OpenFeature.close();
 });
 
-type Follow = { state: string; caughtUpAt: string | undefined; deliveredSeq: number };
+type Follow = {
+  state: string;
+  caughtUpAt: string | undefined;
+  caughtUpAgeMs?: number;
+  deliveredSeq: number;
+};
 
 /** A memory store that reports a follow status the test sets (the PostgreSQL store's API). */
 function followingStore(): { store: FlipLogStore; set(f: Partial<Follow>): void } {
@@ -124,6 +129,25 @@ describe('KS-12.5.1 / KS-12.5.2 a control plane stops vouching when its store st
     f.set({ state: 'backoff', caughtUpAt: new Date().toISOString() });
     expect((await ack(cp.url)).status).toBe(200);
     expect(await client.getBooleanValue('kill-switch', true, {})).toBe(false);
+  });
+
+  it("KS-12.5.4 staleness is the store's age on a monotonic clock, never its wall-clock label", async () => {
+    const f = followingStore();
+    const { cp } = await startTestServer({ store: f.store, storeStaleAfterMs: 500 });
+    cleanups.push(() => cp.close());
+    // The wall clock was stepped forward after the store's last catch-up, 10 s ago by its
+    // monotonic clock: the label reads "just now", the store is stale.
+    f.set({ state: 'backoff', caughtUpAt: new Date().toISOString(), caughtUpAgeMs: 10_000 });
+    expect((await ack(cp.url)).status).toBe(503);
+    expect(await (await fetch(`${cp.url}/healthz`)).json()).toMatchObject({ ok: false });
+    // The wall clock was stepped back 10 minutes: the label reads old, the store caught up 20 ms ago.
+    f.set({
+      state: 'listening',
+      caughtUpAt: new Date(Date.now() - 600_000).toISOString(),
+      caughtUpAgeMs: 20,
+    });
+    expect((await ack(cp.url)).status).toBe(200);
+    expect((await fetch(`${cp.url}/healthz`)).status).toBe(200);
   });
 
   it('open streams are ended and a connected worker fails closed, then recovers', async () => {

@@ -8,6 +8,7 @@ import { ErrorCode, InvalidOptionError, LogCorruptError } from '../../src/errors
 import { SCHEMA_VERSION } from '../../providers/postgres/index.js';
 import type { FlipInput, FlipRecord } from '../../src/model/flip-record.js';
 import { verifyChain } from '../../src/store/verify-chain.js';
+import { systemClock } from '../../src/internal/clock.js';
 import {
   PG_URL,
   RUN_PG,
@@ -543,6 +544,35 @@ describe.runIf(RUN_PG)(
     });
   },
 );
+
+describe.runIf(RUN_PG)('KS-12.5.4 the follow status reports its age on a monotonic clock', () => {
+  it('a step of the wall clock moves the caughtUpAt label, never caughtUpAgeMs', async () => {
+    const schema = fresh('age');
+    let wallStep = 0;
+    const clock = { ...systemClock, wallNow: () => Date.now() + wallStep };
+    const reader = store(schema, { clock, pollIntervalMs: 60_000 });
+    const writer = store(schema);
+    await Promise.all([reader.open(), writer.open()]);
+    const got: FlipRecord[] = [];
+    reader.subscribe((r) => got.push(r));
+    await writer.append(halt('age-1'));
+    await until(
+      () => got.length >= 1 && reader.followStatus().caughtUpAgeMs !== undefined,
+      'a catch-up',
+    );
+    const before = reader.followStatus();
+    wallStep = 600_000; // ten minutes forward
+    const forward = reader.followStatus();
+    expect(forward.caughtUpAt).toBe(before.caughtUpAt);
+    expect(forward.caughtUpAgeMs).toBeGreaterThanOrEqual(before.caughtUpAgeMs ?? Infinity);
+    expect(forward.caughtUpAgeMs).toBeLessThan(5_000);
+    wallStep = -600_000; // ten minutes back
+    await new Promise((r) => setTimeout(r, 50));
+    const back = reader.followStatus();
+    expect(back.caughtUpAgeMs).toBeGreaterThanOrEqual(40);
+    expect(back.caughtUpAgeMs).toBeLessThan(5_000);
+  });
+});
 
 describe.runIf(RUN_PG)(
   'KS-8.5.4 a notification that never comes costs at most one poll interval',

@@ -83,6 +83,38 @@ describe('KS-6.1.3 heartbeats carry the head and the server time', () => {
   });
 });
 
+describe('KS-6.4.1 the snapshot, every heartbeat and the ack answer carry the log position', () => {
+  it('each names the same logId, the head seq and the hash of the record at the head', async () => {
+    ({ cp, store } = await startTestServer({ heartbeatMs: 20 }));
+    await flips(2);
+    const head = await store.head();
+    const logId = await store.logId();
+    expect(head.seq).toBe(2);
+    const r = await open('/v1/stream');
+    const snap = JSON.parse((await r.next()).data);
+    expect(snap).toMatchObject({ logId, seq: 2, hash: head.hash });
+    const hb = await r.next();
+    expect(hb.event).toBe('heartbeat');
+    expect(JSON.parse(hb.data)).toMatchObject({ logId, head: 2, hash: head.hash });
+    const ack = await call(cp!, 'POST', '/v1/acks', {
+      token: TOKENS.worker,
+      body: { workerId: 'w-position', seq: 2, logId, hash: head.hash },
+    });
+    expect(ack.status).toBe(200);
+    expect(ack.json).toMatchObject({ logId, head: 2, hash: head.hash });
+    // One flip later every one of them moves with the log.
+    await flips(1, 2);
+    const next = await store.head();
+    expect(next.hash).not.toBe(head.hash);
+    let e;
+    do e = await r.next();
+    while (!(e.event === 'flip' && e.id === '3'));
+    do e = await r.next();
+    while (e.event !== 'heartbeat');
+    expect(JSON.parse(e.data)).toMatchObject({ logId, head: 3, hash: next.hash });
+  });
+});
+
 describe('KS-6.1.4 Last-Event-ID replays exactly the missed records', () => {
   it('for every s in 0..head, replays records s+1..head, no snapshot, then the live records', async () => {
     ({ cp, store } = await startTestServer({ heartbeatMs: 60_000 }));

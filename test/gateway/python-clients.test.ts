@@ -182,47 +182,63 @@ describe.skipIf(!HAVE_PYTHON)(
       );
     }, 180_000);
 
-    it('KS-15.6.3 the Python openai client streams; a halt mid-stream raises its APIError naming the flip and stops the upstream', async () => {
+    it('KS-15.6.3 the Python openai client streams; halts at capability, tenant, run and global each end a stream mid-flight with its APIError naming the flip, stop the upstream, and refuse a new call with PermissionDeniedError', async () => {
       const ok = await outcome(py('openai_stream.py', [`${e.gw.url}/v1`, '{}', '3', '1']));
       expect(ok).toEqual({ event: 'done', text: 't1 t2 t3 ' });
-      const run = py('openai_stream.py', [
-        `${e.gw.url}/v1`,
-        JSON.stringify({ 'x-killswitch-tenant': 'acme' }),
-        '1000',
-        '1',
-      ]);
-      await until(() => run.lines.length >= 3, 90_000, 'three streamed chunks');
-      const before = e.llm.stats().cancelled;
-      const f = await e.halt({ tenant: 'acme' }, 'stop streaming', { wait: 5000 });
-      expect(f.fleet.complete).toBe(true);
-      const r = await outcome(run);
-      expect(r).toMatchObject({ event: 'error', type: 'APIError', code: 'KS_ABORTED' });
-      expect(r.message).toContain(`flip #${f.flip.seq} at level tenant`);
-      expect(r.message).toContain('stop streaming');
-      const chunks = run.lines.filter((l) => l.event === 'chunk').length;
-      expect(chunks).toBeLessThan(1000);
-      await until(() => e.llm.stats().cancelled === before + 1, 5000, 'the upstream cancel');
-      // A new call is refused with the typed PermissionDeniedError, nothing sent upstream.
-      const started = e.llm.stats().started;
-      const refused = await outcome(
-        py('openai_stream.py', [
+      const cases: [Record<string, string>, string, Record<string, string>][] = [
+        [
+          { capability: 'llm.chat.completions' },
+          'capability',
+          { 'x-killswitch-tenant': 'initech' },
+        ],
+        [{ tenant: 'acme' }, 'tenant', { 'x-killswitch-tenant': 'acme' }],
+        [
+          { runId: 'r7' },
+          'run',
+          { 'x-killswitch-tenant': 'initech', 'x-killswitch-run-path': 'root,r7' },
+        ],
+        [{}, 'global', { 'x-killswitch-tenant': 'initech' }],
+      ];
+      for (const [selector, level, headers] of cases) {
+        const reason = `stop streaming at ${level}`;
+        const run = py('openai_stream.py', [
           `${e.gw.url}/v1`,
-          JSON.stringify({ 'x-killswitch-tenant': 'acme' }),
-          '3',
-          '0',
-        ]),
-      );
-      expect(refused).toMatchObject({
-        event: 'error',
-        type: 'PermissionDeniedError',
-        status: 403,
-        code: 'KS_HALTED',
-      });
-      expect(e.llm.stats().started).toBe(started);
-      // Nothing streamed after the stop completed: the chunk count no longer moves.
-      const after = run.lines.length;
-      await new Promise((res) => setTimeout(res, 200));
-      expect(run.lines.length).toBe(after);
+          JSON.stringify(headers),
+          '1000',
+          '1',
+        ]);
+        await until(() => run.lines.length >= 3, 90_000, `three streamed chunks (${level})`);
+        const before = e.llm.stats().cancelled;
+        const f = await e.halt(selector, reason, { wait: 5000 });
+        expect(f.fleet.complete).toBe(true);
+        const r = await outcome(run);
+        expect(r).toMatchObject({ event: 'error', type: 'APIError', code: 'KS_ABORTED' });
+        expect(r.message).toContain(`flip #${f.flip.seq} at level ${level}`);
+        expect(r.message).toContain(reason);
+        expect(run.lines.filter((l) => l.event === 'chunk').length).toBeLessThan(1000);
+        await until(
+          () => e.llm.stats().cancelled === before + 1,
+          5000,
+          `the upstream cancel (${level})`,
+        );
+        // A new call is refused with the typed PermissionDeniedError, nothing sent upstream.
+        const started = e.llm.stats().started;
+        const refused = await outcome(
+          py('openai_stream.py', [`${e.gw.url}/v1`, JSON.stringify(headers), '3', '1']),
+        );
+        expect(refused).toMatchObject({
+          event: 'error',
+          type: 'PermissionDeniedError',
+          status: 403,
+          code: 'KS_HALTED',
+        });
+        expect(refused.message).toContain(`flip #${f.flip.seq} at level ${level}`);
+        expect(e.llm.stats().started).toBe(started);
+        // Nothing landed upstream after the stop: only the first call ever completed.
+        expect(e.llm.stats().completed).toBe(1);
+        await e.flip({ action: 'resume', selector, reason: 'next level', wait: 5000 });
+      }
+      expect(e.llm.stats().cancelled).toBe(cases.length);
     }, 180_000);
   },
 );

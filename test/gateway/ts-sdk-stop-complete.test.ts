@@ -2,6 +2,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import OpenAI from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MCP_HALTED_ERROR_CODE } from '../../src/gateway/index.js';
 import { EffectStatus } from '../../src/ledger/index.js';
@@ -88,5 +89,61 @@ describe('KS-15.6.2 (KS-15.3.5) the same with the TypeScript MCP SDK: nothing la
     const [entry] = await e.ledger.entries();
     expect(entry!.status).toBe(EffectStatus.ABORTED);
     expect(entry!.history.find((h) => h.status === EffectStatus.ABORTED)!.flipSeq).toBe(f.flip.seq);
+  }, 30_000);
+});
+
+describe('KS-15.6.3 (KS-15.2.4) the same with the TypeScript openai SDK streaming: nothing lands after stop-complete', () => {
+  it('a halt with wait mid-stream: the SDK raises APIError naming the flip, no chunk reaches it after completeAt, the upstream stream is cancelled and never completes', async () => {
+    const llmEnv = await gatewayEnv({ tokenIntervalMs: 20 });
+    try {
+      const sdk = new OpenAI({
+        apiKey: 'sk-ts-secret-0123',
+        baseURL: `${llmEnv.gw.url}/v1`,
+        maxRetries: 0,
+        defaultHeaders: { 'x-killswitch-tenant': 'acme' },
+      });
+      const TOKENS = 60; // 1.2 s of streaming at 20 ms a token, had it not been cut
+      const startedAt = Date.now();
+      const stream = await sdk.chat.completions.create({
+        model: 'slow-1',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: TOKENS,
+        stream: true,
+      });
+      const chunks: number[] = [];
+      const consumed = (async () => {
+        try {
+          for await (const c of stream) if (c.choices[0]?.delta?.content) chunks.push(Date.now());
+        } catch (x) {
+          return x;
+        }
+        return undefined;
+      })();
+      await until(() => chunks.length >= 3, 5000, 'three streamed chunks');
+      const f = await llmEnv.halt({ tenant: 'acme' }, 'stop the ts stream', { wait: 5000 });
+      expect(f.fleet.complete).toBe(true);
+      expect(f.fleet.acknowledged.map((a: any) => a.workerId)).toEqual(['gateway-1']);
+      const completeAt = Date.parse(f.fleet.completeAt);
+      expect(Number.isFinite(completeAt)).toBe(true);
+
+      const err = await consumed;
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect((err as Error).message).toContain(`flip #${f.flip.seq} at level tenant`);
+      expect((err as Error).message).toContain('stop the ts stream');
+      // Past the time the whole answer would have taken: nothing landed after stop-complete.
+      await new Promise((r) =>
+        setTimeout(r, Math.max(0, startedAt + TOKENS * 20 + 500 - Date.now())),
+      );
+      expect(chunks.filter((t) => t > completeAt)).toEqual([]);
+      expect(chunks.length).toBeLessThan(TOKENS);
+      expect(llmEnv.llm.stats()).toMatchObject({ started: 1, completed: 0, cancelled: 1, open: 0 });
+      const [entry] = await llmEnv.ledger.entries();
+      expect(entry!.status).toBe(EffectStatus.ABORTED);
+      expect(entry!.history.find((h) => h.status === EffectStatus.ABORTED)!.flipSeq).toBe(
+        f.flip.seq,
+      );
+    } finally {
+      await llmEnv.close();
+    }
   }, 30_000);
 });

@@ -40,6 +40,11 @@ interface RemoteWorker {
   observedAt: number;
   /** KS-15.5.3 a gateway's last report of its seams, and when this replica observed it. */
   gateway?: { readonly report: GatewayReport; readonly at: number } | undefined;
+  /**
+   * KS-6.5 the negative acknowledgements its last renewal carried (every renewal carries all
+   * that stand), so a flip this replica registers after observing them is never counted stopped.
+   */
+  nacks?: ReadonlyMap<number, string> | undefined;
 }
 
 /** A replica and when this one last saw its heartbeat counter move. */
@@ -205,6 +210,7 @@ export class SharedFleet {
     this.#workers.set(w.id, w);
     const nacks = new Map<number, string>();
     for (const u of a.unenforced ?? []) nacks.set(u.seq, u.reason);
+    w.nacks = nacks.size > 0 ? nacks : undefined;
     for (const [seq, reason] of nacks) {
       const f = this.#flips.get(seq);
       if (f === undefined) continue;
@@ -282,7 +288,19 @@ export class SharedFleet {
     this.#lastSeq = seq;
     const f: RemoteFlip = { seq, appendedAt, slots: new Map() };
     for (const w of this.#workers.values()) {
-      if (w.seq >= seq) {
+      const nack = w.nacks?.get(seq);
+      if (w.seq >= seq && nack !== undefined) {
+        // KS-6.5.2 its acknowledgement reached this replica before the flip did, and refused it:
+        // unenforced, never acknowledged (the worker's next renewal withdraws it or not).
+        f.slots.set(w.id, {
+          replica: w.replica,
+          release: w.release,
+          lastAckSeq: w.seq,
+          deadline: NaN,
+          ackAt: NaN,
+          nack: { reason: nack, at: appendedAt },
+        });
+      } else if (w.seq >= seq) {
         f.slots.set(w.id, {
           replica: w.replica,
           release: w.release,

@@ -120,6 +120,30 @@ describe('KS-6.6.2 a remote worker counts as stopped when its acknowledgement is
     t.ack('r-b', 'gw', 1, 1); // withdrawn
     expect(t.status(1).complete).toBe(true);
   });
+
+  it('KS-6.5.2 a negative acknowledgement observed before this replica registered the flip keeps it open', () => {
+    // The flip was appended here, but B's share of the gateway's acknowledgement (which refused
+    // it) arrived before this replica's append path registered the flip: seen in the CI run of
+    // test/gateway/gateway-replicas.test.ts, which answered complete while the gateway's call ran.
+    const t = setup();
+    t.beat('r-b');
+    t.ack('r-b', 'gw', 0, 0);
+    t.ack('r-b', 'gw', 1, 1, [{ seq: 1, reason: 'could not cancel a call in flight' }]);
+    t.append(1);
+    t.fleet.onEvent({ kind: 'barrier', head: 1 });
+    const st = t.status(1);
+    expect(st.complete).toBe(false);
+    expect(st.acknowledged).toEqual([]);
+    expect(st.unenforced).toEqual([
+      expect.objectContaining({
+        workerId: 'gw',
+        replica: 'r-b',
+        reason: 'could not cancel a call in flight',
+      }),
+    ]);
+    t.ack('r-b', 'gw', 1, 1); // withdrawn: enforced from this acknowledgement on
+    expect(t.status(1).complete).toBe(true);
+  });
 });
 
 describe('KS-6.6.3 only a renewal committed below the flip extends a lease for it', () => {

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 /* eslint-disable @typescript-eslint/no-explicit-any -- test helper: answers are asserted field by field */
 import { Gateway, type GatewayConfigInput } from '../../src/gateway/index.js';
@@ -97,6 +97,80 @@ export async function until(
   }
 }
 
+/** Options of {@link rawMcpUpstream}. */
+export interface RawMcpUpstreamOptions {
+  /** The server's name and its session id's prefix (`<name>-1`). */
+  readonly name: string;
+  /** Names of the tools `tools/list` answers. */
+  readonly tools: readonly string[];
+  /** Answers held open (event streams, calls never answered): destroyed by `close()`. */
+  readonly open: Set<ServerResponse>;
+  /**
+   * Every message but `initialize` and `tools/list`: the test decides what the upstream does
+   * with a call, a ping or a cancel. It must answer `res`; `answer` sends a JSON-RPC result.
+   */
+  handle(
+    m: any,
+    res: ServerResponse,
+    answer: (result: unknown) => void,
+    req: IncomingMessage,
+  ): void;
+  /** Status for a request that is not a POST (a session's DELETE). @default 405 */
+  readonly notPostStatus?: number;
+  /** Called with the server before it listens (timeouts, connection listeners). */
+  readonly setup?: (http: Server) => void;
+}
+
+/**
+ * The skeleton of a Streamable HTTP MCP upstream written by hand (protocol 2025-06-18), so a test
+ * decides what it does with a call or a cancel: it reads each POST's JSON-RPC message, answers
+ * `initialize` and `tools/list`, and hands every other message to `handle`.
+ */
+export async function rawMcpUpstream(o: RawMcpUpstreamOptions) {
+  const session = `${o.name}-1`;
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST') return void res.writeHead(o.notPostStatus ?? 405).end();
+      const m = JSON.parse(text);
+      const answer = (result: unknown) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': session });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+      };
+      switch (m.method) {
+        case 'initialize':
+          return answer({
+            protocolVersion: '2025-06-18',
+            capabilities: { tools: {} },
+            serverInfo: { name: o.name, version: '1' },
+          });
+        case 'tools/list':
+          return answer({
+            tools: o.tools.map((name) => ({ name, inputSchema: { type: 'object' } })),
+          });
+        default:
+          return o.handle(m, res, answer, req);
+      }
+    });
+  });
+  o.setup?.(http);
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    /** Opens a call's event stream (headers only), as the MCP SDK does once it registered it. */
+    openStream(res: ServerResponse): void {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': session });
+      res.flushHeaders();
+    },
+    async close() {
+      for (const r of o.open) r.destroy();
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    },
+  };
+}
+
 /**
  * A Streamable HTTP MCP upstream written by hand, so the test decides what it does with a cancel:
  * its one tool opens its event stream and never answers, and `notifications/cancelled` is refused
@@ -111,32 +185,17 @@ export async function hangingMcpUpstream() {
     cancels: [] as any[],
     open: new Set<ServerResponse>(),
   };
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(405).end();
-      const m = JSON.parse(text);
-      const answer = (result: unknown) => {
-        const body = JSON.stringify({ jsonrpc: '2.0', id: m.id, result });
-        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'raw-1' });
-        res.end(body);
-      };
+  const up = await rawMcpUpstream({
+    name: 'raw',
+    tools: ['hang'],
+    open: state.open,
+    handle(m, res) {
       switch (m.method) {
-        case 'initialize':
-          return answer({
-            protocolVersion: '2025-06-18',
-            capabilities: { tools: {} },
-            serverInfo: { name: 'raw', version: '1' },
-          });
-        case 'tools/list':
-          return answer({ tools: [{ name: 'hang', inputSchema: { type: 'object' } }] });
         case 'tools/call':
           state.calls++;
           // The call's event stream opens at once, as the MCP SDK's does once it registered the
           // call (a cancel sent after this is ordered after the call, KS-15.3.11); no answer ever.
-          res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 'raw-1' });
-          res.flushHeaders();
+          up.openStream(res);
           state.open.add(res);
           return;
         case 'notifications/cancelled':
@@ -149,16 +208,7 @@ export async function hangingMcpUpstream() {
         default:
           return void res.writeHead(202).end();
       }
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  return {
-    state,
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    async close() {
-      for (const r of state.open) r.destroy();
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
     },
-  };
+  });
+  return { state, url: up.url, close: () => up.close() };
 }

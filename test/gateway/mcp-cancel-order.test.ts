@@ -1,10 +1,9 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, until, type GatewayEnv } from './harness.js';
+import { gatewayEnv, rawMcpUpstream, until, type GatewayEnv } from './harness.js';
 
 /**
  * A Streamable HTTP upstream (2025-06-18) that takes a while to register a `tools/call` it
@@ -21,25 +20,12 @@ async function lateRegisteringUpstream(registerAfterMs: number, runMs: number) {
     open: new Set<ServerResponse>(),
   };
   const registered = new Map<unknown, ServerResponse>();
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(405).end();
-      const m = JSON.parse(text);
-      const answer = (result: unknown) => {
-        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'late-1' });
-        res.end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
-      };
+  const up = await rawMcpUpstream({
+    name: 'late',
+    tools: ['slow'],
+    open: state.open,
+    handle(m, res, answer) {
       switch (m.method) {
-        case 'initialize':
-          return answer({
-            protocolVersion: '2025-06-18',
-            capabilities: { tools: {} },
-            serverInfo: { name: 'late', version: '1' },
-          });
-        case 'tools/list':
-          return answer({ tools: [{ name: 'slow', inputSchema: { type: 'object' } }] });
         case 'ping':
           return answer({});
         case 'tools/call':
@@ -47,8 +33,7 @@ async function lateRegisteringUpstream(registerAfterMs: number, runMs: number) {
           state.open.add(res);
           setTimeout(() => {
             registered.set(m.id, res);
-            res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 'late-1' });
-            res.flushHeaders();
+            up.openStream(res);
             setTimeout(() => {
               if (!registered.delete(m.id)) return;
               state.completed.push(m.id);
@@ -72,18 +57,9 @@ async function lateRegisteringUpstream(registerAfterMs: number, runMs: number) {
         default:
           return void res.writeHead(202).end();
       }
-    });
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  return {
-    state,
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    async close() {
-      for (const r of state.open) r.destroy();
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
     },
-  };
+  });
+  return { state, url: up.url, close: () => up.close() };
 }
 
 let e: GatewayEnv | undefined;

@@ -111,6 +111,25 @@ export function mayRead(principal: Principal, selector: Selector): boolean {
 }
 
 /**
+ * The near-miss values of a flip's match reports (KS-16.4.1) a principal may read. They are values
+ * workers saw in other contexts, so another tenant's id can be among them; a report does not say
+ * which attribute a value belongs to. A principal that reads everything gets them all; any other
+ * gets a value only when the flip's selector with that value put in place of each of its
+ * attributes stays readable to it, so nothing is shown that could be another tenant's. With
+ * `selector` unknown (undefined), a scoped principal gets none. KS-17.4.1
+ */
+export function visibleSimilar(
+  principal: Principal,
+  selector: Selector | undefined,
+  similar: readonly string[],
+): readonly string[] {
+  if (readsAll(principal) || similar.length === 0) return similar;
+  if (selector === undefined) return [];
+  const keys = SELECTOR_KEYS.filter((k) => selector[k] !== undefined);
+  return similar.filter((v) => keys.every((k) => mayRead(principal, { ...selector, [k]: v })));
+}
+
+/**
  * True when a worker id matches one of a binding's patterns: an exact id, a prefix ending in `*`
  * (`'w-*'` matches `w-1`, never `w-` alone nor `x-w-1`), or `*` (any id; worker tokens only).
  * KS-5.2.9, KS-17.2.1

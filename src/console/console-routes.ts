@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { authorize, Role, type Principal } from '../auth/principal.js';
+import { authorize, Role, visibleSimilar, type Principal } from '../auth/principal.js';
 import { ErrorCode, KillSwitchError } from '../errors.js';
 import { ApiPath } from '../protocol/paths.js';
 import type { FleetTracker } from '../server/fleet-tracker.js';
@@ -174,6 +174,17 @@ function flipFleet(
       ErrorCode.NOT_FOUND,
       `flip ${raw} is not tracked (before this server started, or too old)`,
     );
+  }
+  // KS-17.4.1 this route carries no selector, so a scoped reader gets no near-miss values: they
+  // are values workers saw in other contexts and can name another tenant.
+  const who = principal ?? ANONYMOUS_ADMIN;
+  const similar = status.matched?.similar;
+  if (status.matched !== undefined && similar !== undefined && similar.length > 0) {
+    const shown = visibleSimilar(who, undefined, similar);
+    if (shown !== similar) {
+      sendJson(res, 200, { ...status, matched: { ...status.matched, similar: shown } });
+      return;
+    }
   }
   sendJson(res, 200, status);
 }

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { formatFleet, matchedNothingWarning } from '../../src/cli/internal/format.js';
 import { ControlPlaneClient } from '../../src/client/index.js';
+import { mountConsole } from '../../src/console/index.js';
 import { HaltedError } from '../../src/errors.js';
 import { EffectGuard } from '../../src/guard/index.js';
 import { looksLike, matchActivity, resetActivity } from '../../src/guard/worker-activity.js';
@@ -94,6 +95,51 @@ describe('KS-16.4.1 KS-16.4.2 a halt that matched nothing is reported as such', 
     );
     expect(await inFlight).toBeInstanceOf(HaltedError);
     release();
+  });
+
+  it('KS-17.4.1 near-miss values reach a scoped reader only when they cannot name another tenant', async () => {
+    const { cp } = await startTestServer({ staleAfterMs: 1000, heartbeatMs: 200 });
+    cleanups.push(() => cp.close());
+    mountConsole(cp);
+    const guard = await worker(cp.url, 'w-match-scoped');
+    // Two tenants' work on one worker: acme's, and acmf's (a different tenant one letter away).
+    for (const tenant of ['acme', 'acmf'])
+      await guard.run(
+        { context: { tenant }, runId: `r-${tenant}`, step: 'a', capability: 'email.send' },
+        async () => 'sent',
+      );
+    // acme's operator halts its own tenant with a capability typo: nothing matches.
+    const otto = new ControlPlaneClient({ url: cp.url, token: TOKENS.operator });
+    const flip = await otto.flip({
+      action: 'halt',
+      selector: { tenant: 'acme', capability: 'email.sedn' },
+      reason: 'typo',
+      wait: 5000,
+    });
+    expect(flip.fleet?.complete).toBe(true);
+    // The worker's report names acmf (near acme) and email.send (near email.sedn); acme's operator
+    // is shown neither: a report does not say which attribute a value is, and acmf is a tenant.
+    expect(flip.fleet?.matched).toEqual({
+      workers: 1,
+      inFlight: 0,
+      queued: 0,
+      recent: 0,
+      similar: [],
+    });
+    const seq = flip.flip.seq;
+    const fleetOf = async (token: string): Promise<FlipFleetStatus> => {
+      const res = await fetch(`${cp.url}/v1/flips/${seq}/fleet`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as FlipFleetStatus;
+    };
+    expect((await fleetOf(TOKENS.admin)).matched?.similar).toEqual(['acmf', 'email.send']);
+    // A viewer without scopes reads everything (KS-17.4.1's decision for viewers).
+    expect((await fleetOf(TOKENS.viewer)).matched?.similar).toEqual(['acmf', 'email.send']);
+    // The fleet route carries no selector: a scoped reader gets none of them.
+    expect((await fleetOf(TOKENS.operator)).matched).toMatchObject({ workers: 1, similar: [] });
+    expect((await fleetOf(TOKENS.capOperator)).matched).toMatchObject({ workers: 1, similar: [] });
   });
 
   it('a process with no guard says nothing (unknown, not zero), and no warning is made of it', async () => {

@@ -1,4 +1,10 @@
-import { authorize, type Action, type Role } from '../../auth/principal.js';
+import {
+  authorize,
+  visibleSimilar,
+  type Action,
+  type Principal,
+  type Role,
+} from '../../auth/principal.js';
 import { ErrorCode, KillSwitchError, ValidationError } from '../../errors.js';
 import { Mutex } from '../../internal/mutex.js';
 import { recordJson, type FlipRecord } from '../../model/flip-record.js';
@@ -137,11 +143,29 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
         sendJsonText(
           res,
           result.duplicate ? 200 : 201,
-          flipAnswerText(record, result.duplicate, fleet, haltCoverage(record.selector)),
+          flipAnswerText(
+            record,
+            result.duplicate,
+            // KS-17.4.1 the match reports' near-miss values may name another tenant's contexts.
+            fleetAsReadBy(who, record.selector, fleet),
+            haltCoverage(record.selector),
+          ),
         );
       },
     },
   ];
+}
+
+/** A flip's fleet answer with only the near-miss values `who` may read (KS-17.4.1). */
+function fleetAsReadBy(
+  who: Principal,
+  selector: FlipRecord['selector'],
+  fleet: FlipAnswer['fleet'],
+): FlipAnswer['fleet'] {
+  const matched = fleet?.matched;
+  if (fleet === null || matched === undefined || matched.similar.length === 0) return fleet;
+  const similar = visibleSimilar(who, selector, matched.similar);
+  return similar === matched.similar ? fleet : { ...fleet, matched: { ...matched, similar } };
 }
 
 /**

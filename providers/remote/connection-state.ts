@@ -130,7 +130,27 @@ export function isConnected(c: Connection): boolean {
  */
 function requested(c: Connection): Connection {
   const resuming = c.hasState && c.resync === undefined && c.resumeFailures < MAX_RESUME_FAILURES;
-  return { ...c, state: ConnectionState.REQUESTED, resuming };
+  return changed(c, { state: ConnectionState.REQUESTED, resuming });
+}
+
+/**
+ * `c` with the fields of `patch` replaced, built as one object literal with every field. Not
+ * `{ ...c, ...patch }`: on Node 20 a spread followed by overriding members takes V8's slow path
+ * (~1.5 µs a step, against ~0.04 µs for a literal) and leaves an object in dictionary mode that
+ * every later read and spread pays for again; every source steps twice per flip and once per
+ * heartbeat (issue 19: the largest single item of a subscriber's CPU per flip at 1,000 sources).
+ */
+function changed(c: Connection, patch: Partial<Connection>): Connection {
+  return {
+    state: patch.state ?? c.state,
+    hasState: patch.hasState ?? c.hasState,
+    resync: 'resync' in patch ? patch.resync : c.resync,
+    resuming: patch.resuming ?? c.resuming,
+    attempt: patch.attempt ?? c.attempt,
+    resumeFailures: patch.resumeFailures ?? c.resumeFailures,
+    urlIndex: patch.urlIndex ?? c.urlIndex,
+    urlCount: patch.urlCount ?? c.urlCount,
+  };
 }
 
 /**
@@ -148,29 +168,35 @@ export function stepConnection(c: Connection, event: ConnectionEvent): Connectio
   switch (event.type) {
     case 'start':
       if (c.state !== ConnectionState.STOPPED) return { next: c, action: NONE };
-      return { next: requested({ ...c, hasState: false, resync: undefined }), action: CONNECT };
+      return {
+        next: requested(changed(c, { hasState: false, resync: undefined })),
+        action: CONNECT,
+      };
     case 'stop':
       if (c.state === ConnectionState.STOPPED) return { next: c, action: NONE };
-      return { next: { ...c, state: ConnectionState.STOPPED }, action: { do: 'close' } };
+      return { next: changed(c, { state: ConnectionState.STOPPED }), action: { do: 'close' } };
     case 'retry':
       if (c.state !== ConnectionState.WAITING) return { next: c, action: NONE };
       return { next: requested(c), action: CONNECT };
     case 'answered':
       if (c.state !== ConnectionState.REQUESTED) return { next: c, action: NONE };
-      return { next: { ...c, state: ConnectionState.ANSWERED }, action: NONE };
+      return { next: changed(c, { state: ConnectionState.ANSWERED }), action: NONE };
     case 'received':
       if (!connected || c.attempt === 0) return { next: c, action: NONE };
-      return { next: { ...c, attempt: 0 }, action: NONE };
+      return { next: changed(c, { attempt: 0 }), action: NONE };
     case 'snapshot':
       if (!connected) return { next: c, action: NONE };
       return {
-        next: { ...c, hasState: true, resync: undefined, attempt: 0, resumeFailures: 0 },
+        next: changed(c, { hasState: true, resync: undefined, attempt: 0, resumeFailures: 0 }),
         action: NONE,
       };
     case 'progressed':
       if (!connected) return { next: c, action: NONE };
+      // Every flip and heartbeat of a stream that already progressed: nothing changes.
+      if (c.state === ConnectionState.PROGRESSED && c.attempt === 0 && c.resumeFailures === 0)
+        return { next: c, action: NONE };
       return {
-        next: { ...c, state: ConnectionState.PROGRESSED, attempt: 0, resumeFailures: 0 },
+        next: changed(c, { state: ConnectionState.PROGRESSED, attempt: 0, resumeFailures: 0 }),
         action: NONE,
       };
     case 'failed': {
@@ -181,26 +207,25 @@ export function stepConnection(c: Connection, event: ConnectionEvent): Connectio
       // next URL and re-arms the one wait.
       const replayFailed = c.resuming && c.state === ConnectionState.ANSWERED;
       return {
-        next: {
-          ...c,
+        next: changed(c, {
           state: ConnectionState.WAITING,
           urlIndex: (c.urlIndex + 1) % c.urlCount,
           attempt: c.attempt + 1,
           resumeFailures: c.resumeFailures + (replayFailed ? 1 : 0),
-        },
+        }),
         action: { do: 'wait', attempt: c.attempt, jitter: true },
       };
     }
     case 'resync': {
       if (c.state === ConnectionState.STOPPED) return { next: c, action: NONE };
-      const awaiting = { ...c, resync: event.reason };
+      const awaiting = changed(c, { resync: event.reason });
       if (!connected) return { next: awaiting, action: NONE };
       // Not a transport failure: reconnect on the same URL, at once the first time, but count
       // it, so a server that keeps sending bad events is not hammered.
-      const counted = { ...awaiting, attempt: c.attempt + 1 };
+      const counted = changed(awaiting, { attempt: c.attempt + 1 });
       if (c.attempt === 0) return { next: requested(counted), action: CONNECT };
       return {
-        next: { ...counted, state: ConnectionState.WAITING },
+        next: changed(counted, { state: ConnectionState.WAITING }),
         action: { do: 'wait', attempt: c.attempt, jitter: false },
       };
     }

@@ -454,8 +454,16 @@ export class AckChannel {
   }
 }
 
-/** How long a new acknowledgement stream may take to be answered before requests are kept. */
-export const ACK_STREAM_OPEN_TIMEOUT_MS = 1000;
+/**
+ * How long a new acknowledgement stream may take to be answered before it is given up and
+ * requests are kept. Acknowledgements go as requests while it opens, so waiting costs nothing but
+ * the idle connection; giving up costs the stream for 30 s at least. It was 1 s: a control plane
+ * sending snapshots to a thousand workers at their start, or a worker process busy for a second
+ * (its timers run before the socket's data in the loop's next turn), gave up most streams, and
+ * their acknowledgements landed as requests in the middle of every fan-out (issue 19; 6 of the 8
+ * subscriber processes of a bench:propagation run at load 9).
+ */
+export const ACK_STREAM_OPEN_TIMEOUT_MS = 10_000;
 /** Wait before trying a stream again after one failed (doubling per failure, to the maximum). */
 const ACK_STREAM_RETRY_MS = 30_000;
 const ACK_STREAM_MAX_RETRY_MS = 15 * 60_000;

@@ -233,3 +233,74 @@ describe('KS-6.7.4 the channel itself: a line cut before its answer is answered 
     expect(channel.streaming).toBe(false);
   }, 20_000);
 });
+
+/**
+ * An HTTP proxy that streams both ways (bodies are not held) but holds the answer head of
+ * `POST /v1/acks/stream` for `holdMs`: a control plane that is slow to answer the stream, as
+ * one sending a thousand snapshots at a fleet's start is, or a worker process whose event loop
+ * was busy for a second when the hello arrived.
+ */
+async function slowStreamProxy(
+  targetPort: number,
+  holdMs: number,
+): Promise<{ url: string; seen: string[] }> {
+  const seen: string[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const up = request(
+      {
+        host: '127.0.0.1',
+        port: targetPort,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (upRes) => {
+        const answer = () => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          res.flushHeaders();
+          upRes.pipe(res);
+        };
+        if (req.url === '/v1/acks/stream') setTimeout(answer, holdMs);
+        else answer();
+      },
+    );
+    up.flushHeaders();
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen };
+}
+
+describe('KS-6.7.3 a stream answered late is still used', () => {
+  it('the stream answered after 2.5 s: acknowledgements are requests until then and lines from then on', async () => {
+    const server = await WireServer.start({ heartbeatMs: 200, staleAfterMs: 3000 });
+    cleanups.push(() => server.close());
+    const proxy = await slowStreamProxy(server.port, 2500);
+    const c = await client(proxy.url, 'w-late');
+    await until(() => proxy.seen.includes('POST /v1/acks/stream'), 5000, 'a stream tried');
+    // Until the stream answers, acknowledgements go as requests: the lease holds meanwhile.
+    await sleep(1500);
+    expect(proxy.seen.filter((l) => l === 'POST /v1/acks').length).toBeGreaterThan(0);
+    await sleep(1800); // the stream's answer and hello have arrived
+    const acksBefore = proxy.seen.filter((l) => l === 'POST /v1/acks').length;
+    for (let i = 0; i < 3; i++) {
+      const fleet = await flipAndWait(server.url);
+      expect(fleet.complete).toBe(true);
+      expect(fleet.acknowledged.map((a: any) => a.workerId)).toContain('w-late');
+    }
+    await sleep(600); // heartbeat renewals, several per lease
+    expect(proxy.seen.filter((l) => l === 'POST /v1/acks').length).toBe(acksBefore);
+    expect(proxy.seen.filter((l) => l === 'POST /v1/acks/stream')).toHaveLength(1);
+    expect(everStale(c)).toBe(false);
+  }, 30_000);
+});

@@ -1,6 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { command } from '../../src/cli/commands/drill.js';
 import type { CliIo } from '../../src/cli/internal/command.js';
+import { SigningKey } from '../../src/integrity/signing-key.js';
 
 function capture(): { io: CliIo; out: string[]; err: string[] } {
   const out: string[] = [];
@@ -26,6 +30,36 @@ describe('KS-9.6.2 killswitch drill validates its flags before starting anything
     expect(await command.run(['--bogus'], c.io)).toBe(2);
     expect(await command.run(['--scenario', '/nonexistent.json'], c.io)).toBe(2);
     expect(c.err.join('\n')).toContain('cannot read scenario /nonexistent.json');
+  });
+
+  it('KS-9.2.5 refuses --public-key without --url, with --expect-workers, and a file that holds no public key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drill-cli-key-'));
+    try {
+      const good = join(dir, 'good.pem');
+      await writeFile(good, SigningKey.generate().publicKeyPem);
+      const bad = join(dir, 'bad.pem');
+      await writeFile(bad, 'not a key\n');
+      const c = capture();
+      expect(await command.run(['--public-key', good], c.io)).toBe(2);
+      expect(c.err.join('\n')).toContain('--public-key needs --url');
+      const f = capture();
+      const fleet = ['--url', 'http://127.0.0.1:9', '--expect-workers', '2', '--public-key', good];
+      expect(await command.run(fleet, f.io)).toBe(2);
+      expect(f.err.join('\n')).toContain('with --expect-workers it starts none');
+      const b = capture();
+      const badKey = ['--url', 'http://127.0.0.1:9', '--public-key', good, '--public-key', bad];
+      expect(await command.run(badKey, b.io)).toBe(2);
+      expect(b.err.join('\n')).toContain(`--public-key ${bad}: `);
+      expect(b.err.join('\n')).toContain('no PEM public key');
+      const m = capture();
+      const missing = join(dir, 'missing.pem');
+      expect(
+        await command.run(['--url', 'http://127.0.0.1:9', '--public-key', missing], m.io),
+      ).toBe(2);
+      expect(m.err.join('\n')).toContain(`--public-key ${missing}: `);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a fleet drill without a scope', async () => {

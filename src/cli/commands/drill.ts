@@ -1,5 +1,6 @@
 import { DrillInterruptedError } from '../../drill/run/drill-interrupted.js';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -11,6 +12,7 @@ const HELP = `usage: killswitch drill [--scenario <file>] [--workers <n>] [--out
        killswitch drill --url <url> --token <token> --expect-workers <n|id,id,...>
                         --scope-tenant <t> [--scope-capability <c>] [--scope-run <r>] [--scope-feature <f>]
                         [--allow-global] [--sink <url>] [--ledger <file>]...
+       killswitch drill --url <url> --token <token> [--public-key <file>]... [--scenario <file>]
 
 Pulls the kill switch at every level of a scenario on a fleet and checks that it really stops
 (DESIGN section 8, spec/KS-9-drill.md). Without --url it starts everything itself: a control
@@ -31,6 +33,9 @@ levers only on the drill scope you name, so traffic outside it is untouched:
                           (its accept and stop-complete times are then compared with the workers'
                           clocks: run on the same machine or on NTP-synced hosts)
   --token <token>         bearer token allowed to halt and resume the scope (default $KILLSWITCH_TOKEN)
+  --public-key <file>     the control plane's PEM public key when it signs (serve --signing-key);
+                          the drill's own workers then check its signatures, as production workers
+                          given publicKeys do (repeatable: a key ring during a rotation)
   --expect-workers <x>    a count, or a comma-separated list of worker ids, that must be connected
   --scope-tenant <t>      drill tenant (tenant lever; narrows the capability lever)
   --scope-capability <c>  canary capability (capability lever)
@@ -95,6 +100,29 @@ export const command: CliCommand = {
         return usage('--expect-workers needs --url (the fleet’s control plane)');
       }
     }
+    let publicKeys: string | undefined;
+    if (values['public-key'] !== undefined) {
+      if (values.url === undefined)
+        return usage(
+          '--public-key needs --url: the embedded control plane signs with a fresh key its workers are given',
+        );
+      if (values['expect-workers'] !== undefined)
+        return usage(
+          '--public-key is for the drill’s own workers; with --expect-workers it starts none (give the key to your workers)',
+        );
+      const { publicKeyRingOf } = await import('../../../providers/remote/stream-signatures.js');
+      const texts: string[] = [];
+      for (const file of values['public-key']) {
+        try {
+          const text = await readFile(file, 'utf8');
+          publicKeyRingOf(text); // each file holds at least one Ed25519 public key in PEM
+          texts.push(text);
+        } catch (err) {
+          return usage(`--public-key ${file}: ${(err as Error).message}`);
+        }
+      }
+      publicKeys = texts.join('\n');
+    }
     const scenarioPath = values.scenario ?? defaultScenario();
     let scenario;
     try {
@@ -139,6 +167,7 @@ export const command: CliCommand = {
         log,
         ...(values.url !== undefined ? { url: values.url } : {}),
         ...(token !== undefined ? { token } : {}),
+        ...(publicKeys !== undefined ? { publicKeys } : {}),
         ...(expectWorkers !== undefined ? { expectWorkers } : {}),
         scope,
         allowGlobal: values['allow-global'] === true,
@@ -175,6 +204,7 @@ const DRILL_OPTIONS = [
   'keep-data',
   'url',
   'token',
+  'public-key',
   'expect-workers',
   'scope-tenant',
   'scope-capability',
@@ -196,6 +226,7 @@ function parse(argv: readonly string[]) {
       'keep-data': { type: 'boolean', default: false },
       url: { type: 'string' },
       token: { type: 'string' },
+      'public-key': { type: 'string', multiple: true },
       'expect-workers': { type: 'string' },
       'scope-tenant': { type: 'string' },
       'scope-capability': { type: 'string' },

@@ -6,9 +6,10 @@
  * `publicKeys` it was given: with a key that is not the control plane's they fail closed and the
  * drill says they never became fresh, instead of measuring a fleet that checks nothing.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileFlipLogStore } from '../../../providers/file/index.js';
 import { TokenAuthenticator } from '../../../src/auth/token-authenticator.js';
@@ -102,4 +103,82 @@ describe('KS-9.2.5 the drill runs a signing control plane and workers that check
       expect(report.violations.map((v) => v.code)).toContain('worker-not-connected');
     },
   );
+
+  it(
+    'killswitch drill --url --public-key: the right key lets the drill pass, a key that is not the control plane’s makes it fail',
+    { timeout: 180_000 },
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'drill-sig-cli-'));
+      dirs.push(dir);
+      const key = SigningKey.generate();
+      const cliStore = new FileFlipLogStore({ path: join(dir, 'flips.jsonl'), signingKey: key });
+      await cliStore.open();
+      const cliCp = await startControlPlane({
+        store: cliStore,
+        port: 0,
+        auth: new TokenAuthenticator({ tokens: [{ name: 'admin', token: ADMIN, role: 'admin' }] }),
+        signingKey: key,
+        maxFlipsPerSecond: 100_000,
+        logger: { info() {}, warn() {}, error() {} },
+      });
+      try {
+        const raw = JSON.parse(await readFile(resolve('spec/drills/ci.json'), 'utf8')) as Record<
+          string,
+          unknown
+        >;
+        const scenario = join(dir, 'two-workers.json');
+        await writeFile(
+          scenario,
+          JSON.stringify({
+            ...raw,
+            gateway: undefined,
+            workers: 2,
+            levers: [{ label: 'global', selector: {}, resume: {} }],
+            timings: { ...(raw['timings'] as object), connectTimeoutMs: 4_000, warmupMs: 300 },
+          }),
+        );
+        const right = join(dir, 'right.pem');
+        await writeFile(right, key.publicKeyPem);
+        const wrong = join(dir, 'wrong.pem');
+        await writeFile(wrong, SigningKey.generate().publicKeyPem);
+        const drill = (pem: string, out: string) =>
+          runCli([
+            'drill',
+            '--url',
+            cliCp.url,
+            '--token',
+            ADMIN,
+            '--scenario',
+            scenario,
+            '--public-key',
+            pem,
+            '--out',
+            join(dir, out),
+          ]);
+        const ok = await drill(right, 'right');
+        expect(ok.code, ok.output).toBe(0);
+        expect(ok.output).toContain('workers check its signatures with the given public key(s)');
+        const refused = await drill(wrong, 'wrong');
+        expect(refused.code, refused.output).toBe(1);
+        expect(refused.output).toMatch(/still not connected and fresh: (w1, w2|w2, w1)/);
+      } finally {
+        await cliCp.close();
+        await cliStore.close();
+      }
+    },
+  );
 });
+
+/** Runs the built CLI; resolves with its exit code and everything it printed. */
+function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [resolve('dist/src/cli/main.js'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, output }));
+  });
+}

@@ -15,6 +15,7 @@ import {
   type RunScope,
 } from '../../scope/run-scope.js';
 import { spawnChildRun, type ChildRun } from '../../scope/spawn-child-run.js';
+import { jsonCopy } from './json-copy.js';
 import {
   CallSignal,
   mergeSignals,
@@ -64,11 +65,8 @@ export type CallBody<T> = (call: CallSignal, info: { readonly key: string }) => 
  * An output that is not JSON is not recorded; a replay of it is refused as a duplicate.
  */
 const JSON_RESULT: ResultCodec<unknown> = {
-  encode(value) {
-    if (value === undefined) return undefined;
-    const text = JSON.stringify(value);
-    return text === undefined ? undefined : (JSON.parse(text) as unknown);
-  },
+  // The JSON round trip's answer, copied without the text for plain data (jsonCopy).
+  encode: (value) => (value === undefined ? undefined : jsonCopy(value)),
   decode: (stored) => stored,
 };
 

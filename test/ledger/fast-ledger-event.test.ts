@@ -192,4 +192,27 @@ describe('KS-4.4.2 the fast ledger-event check accepts only what the zod schema 
     path.push('x');
     expect(e.context.runPath).toEqual(['root', 'child']);
   });
+
+  it('remembers only an instant it found valid: an invalid one after it is still left to zod', () => {
+    // The fast path keeps the last valid `at` (the guard stamps every event of a millisecond
+    // alike): a wrong cache would accept the impossible dates below once a valid one was seen.
+    const event = (at: string) => ({ key: 'k', status: 'intent', at, context: { runId: 'r' } });
+    const valid = '2026-12-06T05:00:00.000Z';
+    const impossible = '2026-13-45T25:61:61.000Z'; // the shape matches, Date.parse says NaN
+    for (const at of [
+      valid,
+      impossible,
+      valid,
+      impossible,
+      '2026-12-06T05:00:00.001Z',
+      impossible,
+    ]) {
+      expect(fastLedgerEvent(event(at)), at).toEqual(
+        at === impossible ? undefined : viaZod(event(at)),
+      );
+    }
+    expect(fastLedgerEvent(event(impossible))).toBeUndefined();
+    expect(viaZod(event(impossible))).toBeUndefined();
+    expect(fastLedgerEvent(event(`${valid} `))).toBeUndefined();
+  });
 });

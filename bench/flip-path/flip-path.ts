@@ -21,9 +21,20 @@
  * bench measures, in the same run, a bare node:http server writing the same event to as many
  * connections held by the same children (the fan-out floor) and adds it to the memory bound.
  *
+ * Two methods, both run on the same control plane in every case and both printed:
+ * - `interleaved` (flip by flip): each flip is followed by one write + fdatasync, one bare HTTP
+ *   POST and one bare fan-out, so each of them runs right after the others: cold caches for all.
+ * - `blocks`: `--block` flips in a row, then as many bare HTTP POSTs, as many write + fdatasyncs
+ *   (and, with workers, bare fan-outs), the order of the kinds rotating block by block; every
+ *   kind is measured the same way (all items of a block kept, the first one too, nothing sleeps
+ *   between items), so each runs right after one of its own kind: what a flip costs when flips
+ *   come in a burst, against a bare POST under the same conditions.
+ *
  * Usage: node dist/bench/flip-path/flip-path.js [--workers 0,100,1000] [--stores memory,file]
- *   [--flips 200] [--warmup 30] [--procs 4] [--gap 0]
- *   --gap: idle milliseconds before each flip (0: the next flip as soon as the last completed).
+ *   [--flips 200] [--warmup 30] [--procs 4] [--gap 0] [--method both|interleaved|blocks]
+ *   [--block 20]
+ *   --gap: idle milliseconds before each interleaved flip (0: the next flip as soon as the last
+ *   completed). --flips and --warmup count per method (blocks: warm-up rounded up to blocks).
  * Profile one flip end to end: `--profile <dir>` starts the children with --cpu-prof there; run
  * the parent itself under `node --cpu-prof --cpu-prof-dir <dir>`.
  */
@@ -57,6 +68,11 @@ const FLIPS = Number(arg('flips', '200'));
 const WARMUP = Number(arg('warmup', '30'));
 const PROCS = Number(arg('procs', '4'));
 const GAP_MS = Number(arg('gap', '0'));
+const METHOD = arg('method', 'both') as 'both' | 'interleaved' | 'blocks';
+const BLOCK = Number(arg('block', '20'));
+if (!['both', 'interleaved', 'blocks'].includes(METHOD) || !(BLOCK >= 1)) {
+  throw new Error('--method is both, interleaved or blocks; --block a positive count');
+}
 const PROFILE_DIR = args.includes('--profile') ? arg('profile', '') : undefined;
 const STALE_MS = 3000;
 const HEARTBEAT_MS = 1000;
@@ -231,11 +247,9 @@ async function floorServer(): Promise<{
   };
 }
 
-interface CaseResult {
-  readonly store: 'memory' | 'file';
-  readonly workers: number;
+/** One method's figures for one case (p50 unless said). */
+interface MethodResult {
   readonly flips: number;
-  readonly loadAvg1m: number;
   readonly flipP50Ms: number;
   readonly flipP90Ms: number;
   readonly flipP99Ms: number;
@@ -248,11 +262,55 @@ interface CaseResult {
   readonly fdatasyncP99Ms: number;
   /** Writing the same event to as many bare connections (0 without workers). */
   readonly fanOutFloorP50Ms: number;
-  /** A bare node:http JSON POST of the same body and answer, same window, same run. */
+  /** A bare node:http JSON POST of the same body and answer, same run, same method. */
   readonly httpFloorP50Ms: number;
-  /** Server-process CPU per flip (the whole process: server, client, the workers' acks). */
-  readonly processCpuPerFlipMs: number;
+  /** Its server-process CPU in the same window. */
+  readonly httpFloorCpuP50Ms: number;
+}
+
+interface CaseResult {
+  readonly store: 'memory' | 'file';
+  readonly workers: number;
+  readonly loadAvg1m: number;
+  /** Flip by flip: a flip, a write + fdatasync, a bare POST, a bare fan-out, and again. */
+  readonly interleaved: MethodResult | undefined;
+  /** `--block` flips, then as many of each floor, the kinds' order rotating. */
+  readonly blocks: MethodResult | undefined;
+  /** Server-process CPU per flip in the interleaved run (server, client, the workers' acks). */
+  readonly processCpuPerFlipMs: number | undefined;
   readonly answerBytes: number;
+}
+
+/** Samples of one method, then summarised. */
+class Samples {
+  readonly flipMs: number[] = [];
+  readonly flipCpuMs: number[] = [];
+  readonly syncMs: number[] = [];
+  readonly fanMs: number[] = [];
+  readonly httpMs: number[] = [];
+  readonly httpCpuMs: number[] = [];
+
+  summary(): MethodResult {
+    const q = (xs: number[], p: number) =>
+      ms3(
+        quantile(
+          [...xs].sort((a, b) => a - b),
+          p,
+        ),
+      );
+    return {
+      flips: this.flipMs.length,
+      flipP50Ms: q(this.flipMs, 0.5),
+      flipP90Ms: q(this.flipMs, 0.9),
+      flipP99Ms: q(this.flipMs, 0.99),
+      flipCpuP50Ms: q(this.flipCpuMs, 0.5),
+      fdatasyncP50Ms: q(this.syncMs, 0.5),
+      fdatasyncP99Ms: q(this.syncMs, 0.99),
+      fanOutFloorP50Ms: q(this.fanMs, 0.5),
+      httpFloorP50Ms: q(this.httpMs, 0.5),
+      httpFloorCpuP50Ms: q(this.httpCpuMs, 0.5),
+    };
+  }
 }
 
 async function runCase(
@@ -283,6 +341,45 @@ async function runCase(
   const httpFloor = await httpFloorServer();
   const procs = Math.min(PROCS, workers);
   const children = Array.from({ length: procs }, () => new Child());
+  let n = 0;
+  const flipBody = () => ({
+    action: 'halt',
+    selector: { tenant: `fp-${caseNo}-${n++}` },
+    reason: 'flip-path bench',
+  });
+  /** The last record flipped: the floors write and answer the same bytes. */
+  let last: FlipRecord | undefined;
+
+  /** One flip, timed in the server; then waits until every worker acknowledged it. */
+  const flip = async (): Promise<{ ms: number; cpuMs: number; answer: { flip: FlipRecord } }> => {
+    lastFlip = undefined;
+    const answer = await postFlip(plane.url, flipBody());
+    const took = lastFlip as { ms: number; cpuMs: number } | undefined;
+    if (took === undefined) throw new Error('no server-side time for the flip');
+    // Every worker applied and acknowledged it (at most 2 s) before anything else happens.
+    for (let t = 0; t < 2000 && plane.tracker.status(answer.flip.seq)?.complete !== true; t++) {
+      await sleep(1);
+    }
+    last = answer.flip;
+    return { ...took, answer };
+  };
+  const fdatasync = async (): Promise<number> => {
+    const bytes = Buffer.from(`${canonicalJson(last!)}\n`, 'utf8');
+    const s0 = performance.now();
+    await base.write(bytes);
+    await base.datasync();
+    return performance.now() - s0;
+  };
+  /** The HTTP floor: the same body, the same answer, timed in the server the same way. */
+  const bareFlip = async (): Promise<{ ms: number; cpuMs: number }> => {
+    httpFloor.answer.flip = last;
+    lastFlip = undefined;
+    await postFlip(httpFloor.url, flipBody(), floorAgent);
+    const took = lastFlip as { ms: number; cpuMs: number } | undefined;
+    if (took === undefined) throw new Error('no server-side time for the HTTP floor');
+    return took;
+  };
+
   try {
     children.forEach((c, i) =>
       c.send({
@@ -298,74 +395,82 @@ async function runCase(
     );
     await Promise.all(children.map((c) => c.next('ready', 300_000)));
     await sleep(300);
-    const flipMs: number[] = [];
-    const syncMs: number[] = [];
-    const flipCpuMs: number[] = [];
-    const fanMs: number[] = [];
-    const httpMs: number[] = [];
+    let interleaved: Samples | undefined;
     let answerBytes = 0;
-    let cpu: NodeJS.CpuUsage | undefined;
-    for (let i = 0; i < WARMUP + FLIPS; i++) {
-      if (i === WARMUP) cpu = process.cpuUsage();
-      if (GAP_MS > 0) await sleep(GAP_MS);
-      lastFlip = undefined;
-      const answer = await postFlip(plane.url, {
-        action: 'halt',
-        selector: { tenant: `fp-${caseNo}-${i}` },
-        reason: 'flip-path bench',
-      });
-      const took = lastFlip as { ms: number; cpuMs: number } | undefined;
-      if (took === undefined) throw new Error('no server-side time for the flip');
-      // Every worker applied and acknowledged it (at most 2 s) before anything else happens.
-      for (let t = 0; t < 2000 && plane.tracker.status(answer.flip.seq)?.complete !== true; t++) {
+    let processCpuPerFlipMs: number | undefined;
+    if (METHOD !== 'blocks') {
+      const s = new Samples();
+      let cpu: NodeJS.CpuUsage | undefined;
+      for (let i = 0; i < WARMUP + FLIPS; i++) {
+        if (i === WARMUP) cpu = process.cpuUsage();
+        if (GAP_MS > 0) await sleep(GAP_MS);
+        const took = await flip();
+        const sync = await fdatasync();
+        const floorTook = await bareFlip();
         await sleep(1);
+        const fan = floor.fanOut(encodeFlipEvent(last!));
+        await sleep(1);
+        if (i < WARMUP) continue;
+        s.fanMs.push(fan);
+        s.httpMs.push(floorTook.ms);
+        s.httpCpuMs.push(floorTook.cpuMs);
+        s.flipMs.push(took.ms);
+        s.flipCpuMs.push(took.cpuMs);
+        s.syncMs.push(sync);
+        answerBytes = Buffer.byteLength(JSON.stringify(took.answer));
       }
-      const bytes = Buffer.from(`${canonicalJson(answer.flip)}\n`, 'utf8');
-      const s0 = performance.now();
-      await base.write(bytes);
-      await base.datasync();
-      const s1 = performance.now();
-      // The HTTP floor, the same body, the same answer.
-      httpFloor.answer.flip = answer.flip;
-      lastFlip = undefined;
-      await postFlip(
-        httpFloor.url,
-        { action: 'halt', selector: { tenant: `fp-${caseNo}-${i}` }, reason: 'flip-path bench' },
-        floorAgent,
-      );
-      const floorTook = lastFlip as { ms: number; cpuMs: number } | undefined;
-      if (floorTook === undefined) throw new Error('no server-side time for the HTTP floor');
-      await sleep(1);
-      const fan = floor.fanOut(encodeFlipEvent(answer.flip));
-      await sleep(1);
-      if (i < WARMUP) continue;
-      fanMs.push(fan);
-      httpMs.push(floorTook.ms);
-      flipMs.push(took.ms);
-      flipCpuMs.push(took.cpuMs);
-      syncMs.push(s1 - s0);
-      answerBytes = Buffer.byteLength(JSON.stringify(answer));
+      const used = process.cpuUsage(cpu);
+      processCpuPerFlipMs = ms3((used.user + used.system) / 1000 / FLIPS);
+      interleaved = s;
     }
-    const used = process.cpuUsage(cpu);
-    flipMs.sort((a, b) => a - b);
-    syncMs.sort((a, b) => a - b);
-    flipCpuMs.sort((a, b) => a - b);
-    fanMs.sort((a, b) => a - b);
-    httpMs.sort((a, b) => a - b);
+    let blocks: Samples | undefined;
+    if (METHOD !== 'interleaved') {
+      const s = new Samples();
+      if (last === undefined) last = (await flip()).answer.flip;
+      // Each kind fills a block of BLOCK items in a row; the order of the kinds rotates by one
+      // every round, so no kind always follows the same other one. Warm-up rounds are dropped.
+      type Kind = 'flip' | 'http' | 'fdatasync' | 'fanout';
+      const kinds: Kind[] =
+        workers > 0 ? ['flip', 'http', 'fdatasync', 'fanout'] : ['flip', 'http', 'fdatasync'];
+      const warmRounds = Math.ceil(WARMUP / BLOCK);
+      const rounds = warmRounds + Math.ceil(FLIPS / BLOCK);
+      for (let r = 0; r < rounds; r++) {
+        const keep = r >= warmRounds;
+        for (let k = 0; k < kinds.length; k++) {
+          const kind = kinds[(r + k) % kinds.length]!;
+          for (let i = 0; i < BLOCK; i++) {
+            if (kind === 'flip') {
+              const took = await flip();
+              if (keep) {
+                s.flipMs.push(took.ms);
+                s.flipCpuMs.push(took.cpuMs);
+              }
+            } else if (kind === 'http') {
+              const took = await bareFlip();
+              if (keep) {
+                s.httpMs.push(took.ms);
+                s.httpCpuMs.push(took.cpuMs);
+              }
+            } else if (kind === 'fdatasync') {
+              const ms = await fdatasync();
+              if (keep) s.syncMs.push(ms);
+            } else {
+              const ms = floor.fanOut(encodeFlipEvent(last));
+              if (keep) s.fanMs.push(ms);
+            }
+          }
+        }
+      }
+      if (workers === 0) s.fanMs.push(0);
+      blocks = s;
+    }
     return {
       store: storeKind,
       workers,
-      flips: FLIPS,
       loadAvg1m: round(loadavg()[0]!, 2),
-      flipP50Ms: ms3(quantile(flipMs, 0.5)),
-      flipP90Ms: ms3(quantile(flipMs, 0.9)),
-      flipP99Ms: ms3(quantile(flipMs, 0.99)),
-      flipCpuP50Ms: ms3(quantile(flipCpuMs, 0.5)),
-      fdatasyncP50Ms: ms3(quantile(syncMs, 0.5)),
-      fdatasyncP99Ms: ms3(quantile(syncMs, 0.99)),
-      fanOutFloorP50Ms: ms3(quantile(fanMs, 0.5)),
-      httpFloorP50Ms: ms3(quantile(httpMs, 0.5)),
-      processCpuPerFlipMs: ms3((used.user + used.system) / 1000 / FLIPS),
+      interleaved: interleaved?.summary(),
+      blocks: blocks?.summary(),
+      processCpuPerFlipMs,
       answerBytes,
     };
   } finally {
@@ -376,6 +481,14 @@ async function runCase(
     await plane.close();
     await store.close();
   }
+}
+
+function describe(name: string, r: MethodResult): string {
+  return (
+    `  ${name.padEnd(11)} flip p50 ${r.flipP50Ms} ms, p90 ${r.flipP90Ms}, p99 ${r.flipP99Ms}, CPU p50 ${r.flipCpuP50Ms}` +
+    ` | write+fdatasync p50 ${r.fdatasyncP50Ms} ms, p99 ${r.fdatasyncP99Ms}` +
+    ` | bare fan-out p50 ${r.fanOutFloorP50Ms} ms | bare HTTP POST p50 ${r.httpFloorP50Ms} ms (CPU ${r.httpFloorCpuP50Ms})`
+  );
 }
 
 async function main(): Promise<void> {
@@ -391,11 +504,10 @@ async function main(): Promise<void> {
         const r = await runCase(store, workers, dir, caseNo++);
         results.push(r);
         console.log(
-          `${store.padEnd(6)} ${String(workers).padStart(5)} workers: flip p50 ${r.flipP50Ms} ms, p90 ${r.flipP90Ms}, p99 ${r.flipP99Ms}, CPU p50 ${r.flipCpuP50Ms}` +
-            ` | write+fdatasync p50 ${r.fdatasyncP50Ms} ms, p99 ${r.fdatasyncP99Ms}` +
-            ` | bare fan-out p50 ${r.fanOutFloorP50Ms} ms | bare HTTP POST p50 ${r.httpFloorP50Ms} ms` +
-            ` | process CPU/flip ${r.processCpuPerFlipMs} ms | answer ${r.answerBytes} B | load ${r.loadAvg1m}`,
+          `${store.padEnd(6)} ${String(workers).padStart(5)} workers: process CPU/flip ${r.processCpuPerFlipMs ?? '-'} ms | answer ${r.answerBytes} B | load ${r.loadAvg1m}`,
         );
+        if (r.interleaved) console.log(describe('interleaved', r.interleaved));
+        if (r.blocks) console.log(describe(`blocks/${BLOCK}`, r.blocks));
       }
     }
   } finally {
@@ -407,22 +519,28 @@ async function main(): Promise<void> {
   }
   // With workers connected, the broadcast's one socket write per worker is in the window too:
   // the memory bound is 0.25 ms plus what the bare server took to write the same event to as
-  // many connections in the same run.
-  const targets = WORKERS.map((workers) => {
-    const mem = results.find((r) => r.store === 'memory' && r.workers === workers);
-    const file = results.find((r) => r.store === 'file' && r.workers === workers);
-    const memBound = mem ? ms3(0.25 + mem.fanOutFloorP50Ms) : undefined;
-    return {
-      workers,
-      memoryP50Ms: mem?.flipP50Ms,
-      memoryBoundMs: memBound,
-      memoryOverHttpFloorMs: mem ? ms3(mem.flipP50Ms - mem.httpFloorP50Ms) : undefined,
-      memoryOk: mem === undefined ? undefined : mem.flipP50Ms <= memBound!,
-      fileP50Ms: file?.flipP50Ms,
-      fileBoundMs: mem && file ? ms3(mem.flipP50Ms + file.fdatasyncP50Ms) : undefined,
-      fileOk: mem && file ? file.flipP50Ms <= mem.flipP50Ms + file.fdatasyncP50Ms : undefined,
-    };
-  });
+  // many connections in the same run. Judged per method, each against its own floors.
+  const targets = (['interleaved', 'blocks'] as const).flatMap((method) =>
+    WORKERS.flatMap((workers) => {
+      const mem = results.find((r) => r.store === 'memory' && r.workers === workers)?.[method];
+      const file = results.find((r) => r.store === 'file' && r.workers === workers)?.[method];
+      if (mem === undefined && file === undefined) return [];
+      const memBound = mem ? ms3(0.25 + mem.fanOutFloorP50Ms) : undefined;
+      return [
+        {
+          method,
+          workers,
+          memoryP50Ms: mem?.flipP50Ms,
+          memoryBoundMs: memBound,
+          memoryOverHttpFloorMs: mem ? ms3(mem.flipP50Ms - mem.httpFloorP50Ms) : undefined,
+          memoryOk: mem === undefined ? undefined : mem.flipP50Ms <= memBound!,
+          fileP50Ms: file?.flipP50Ms,
+          fileBoundMs: mem && file ? ms3(mem.flipP50Ms + file.fdatasyncP50Ms) : undefined,
+          fileOk: mem && file ? file.flipP50Ms <= mem.flipP50Ms + file.fdatasyncP50Ms : undefined,
+        },
+      ];
+    }),
+  );
   console.log(
     JSON.stringify({
       bench: 'flip-path',
@@ -430,8 +548,10 @@ async function main(): Promise<void> {
       loadAvg1mStart: loadStart,
       loadAvg1mEnd: round(loadavg()[0]!, 2),
       gapMs: GAP_MS,
+      method: METHOD,
+      block: BLOCK,
       target:
-        'memory p50 <= 0.25 ms (+ the bare fan-out to as many connections); file p50 <= memory p50 + fdatasync p50',
+        'memory p50 <= 0.25 ms (+ the bare fan-out to as many connections); file p50 <= memory p50 + fdatasync p50; per method',
       ok: targets.every((t) => t.memoryOk !== false && t.fileOk !== false),
       targets,
       cases: results,

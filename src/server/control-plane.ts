@@ -692,18 +692,18 @@ class ControlPlaneServer implements ControlPlane {
       // by the KS-13.4 fuzz suite) is the client's error: 400 before any route. KS-5.1.13
       // KS-17.9.2: a request that does not name this control plane is answered before anything.
       this.#guard.checkHost(req);
-      const target = parseRequestTarget(req.url);
-      if (!target.ok) throw new HttpError(400, ErrorCode.INVALID_INPUT, target.reason);
-      const url = target.url;
-      const m = this.router.match(req.method ?? 'GET', url.pathname);
+      const verdict = parseRequestTarget(req.url);
+      if (!verdict.ok) throw new HttpError(400, ErrorCode.INVALID_INPUT, verdict.reason);
+      const target = verdict.target;
+      const m = this.router.match(req.method ?? 'GET', target.pathname);
       if (m.kind === 'not-found') {
-        throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${url.pathname}`);
+        throw new HttpError(404, ErrorCode.NOT_FOUND, `no route ${target.pathname}`);
       }
       if (m.kind === 'method-not-allowed') {
         throw new HttpError(
           405,
           ErrorCode.METHOD_NOT_ALLOWED,
-          `${req.method} is not allowed on ${url.pathname}`,
+          `${req.method} is not allowed on ${target.pathname}`,
           {
             headers: { allow: m.allow.join(', ') },
           },
@@ -719,7 +719,10 @@ class ControlPlaneServer implements ControlPlane {
       const ctx: RouteContext = {
         req,
         res,
-        url,
+        get url() {
+          return target.url;
+        },
+        target,
         params: m.params,
         principal,
         body: () => readJsonBody(req, this.#maxBodyBytes),

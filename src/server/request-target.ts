@@ -11,16 +11,59 @@
  * error, answered before any route, token or body is looked at.
  */
 
-/** A request target accepted (its URL) or refused (why). */
-export type TargetVerdict = { ok: true; url: URL } | { ok: false; reason: string };
+/**
+ * A request target accepted or refused (why). An accepted one gives its path and query as sent;
+ * its `URL` is built only when a route asks for it (`new URL` is the costliest step of reading a
+ * target, and most routes need only the path and whether there is a query).
+ */
+export type TargetVerdict = { ok: true; target: RequestTarget } | { ok: false; reason: string };
+
+/** An accepted request target: the path exactly as sent, the query, the URL on demand. */
+export class RequestTarget {
+  /** The path as sent: what the router matches (already what `URL` would make of it). */
+  readonly pathname: string;
+  /** The query as `URL.search` gives it: `''` when there is none, else `?` and the query. */
+  readonly search: string;
+  #url: URL | undefined;
+  readonly #raw: string;
+
+  constructor(raw: string, pathname: string, search: string, url: URL | undefined) {
+    this.#raw = raw;
+    this.pathname = pathname;
+    this.search = search;
+    this.#url = url;
+  }
+
+  /** The target resolved as a URL (built on first use when the fast path accepted it). */
+  get url(): URL {
+    return (this.#url ??= new URL(this.#raw, BASE));
+  }
+
+  /** The query's parameters (builds the URL). */
+  get searchParams(): URLSearchParams {
+    return this.url.searchParams;
+  }
+}
 
 const BASE = 'http://control-plane.invalid';
 /** A whole segment of one or two dots, each `.` or `%2e`. */
 const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?=\/|$)/i;
 
+/**
+ * A path of nothing but `/` and the characters `URL` leaves as they are in a path (RFC 3986
+ * unreserved and sub-delims, `:` and `@`; no `%`, `\`, `?`, `#`, space or other byte it would
+ * escape), not starting with `//`: for such a path with no dot segment, `new URL(path, base)` gives
+ * back the same path (checked against `URL` on generated targets, test/server/request-target.test.ts).
+ */
+const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
+
 /** Reads a request target strictly: anything not already in normal origin-form is refused. */
 export function parseRequestTarget(target: string | undefined): TargetVerdict {
   const raw = target ?? '/';
+  // The common case, without the URL parser: a plain path without a query.
+  if (PLAIN_PATH.test(raw) && !DOT_SEGMENT.test(raw)) {
+    return { ok: true, target: new RequestTarget(raw, raw, '', undefined) };
+  }
   if (!raw.startsWith('/')) {
     return { ok: false, reason: 'request target must be origin-form (start with "/")' };
   }
@@ -48,5 +91,5 @@ export function parseRequestTarget(target: string | undefined): TargetVerdict {
   if (url.pathname !== path) {
     return { ok: false, reason: 'request target path is not in normal form' };
   }
-  return { ok: true, url };
+  return { ok: true, target: new RequestTarget(raw, path, url.search, url) };
 }

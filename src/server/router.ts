@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal.js';
+import type { RequestTarget } from './request-target.js';
 
 /** HTTP methods a route can serve. */
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -8,7 +9,10 @@ export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export interface RouteContext {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
+  /** The request target as a URL (built on first use). */
   readonly url: URL;
+  /** The request target's path as sent, its query (`''` when none) and parameters on demand. */
+  readonly target: RequestTarget;
   /** `:name` segments of the route's path, decoded. */
   readonly params: Readonly<Record<string, string>>;
   /** The authenticated caller; undefined only on `public` routes. */

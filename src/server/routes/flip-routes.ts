@@ -73,10 +73,10 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
       method: 'POST',
       path: ApiPath.FLIPS,
       auth: 'authenticated',
-      handle: async ({ res, principal, body, url }) => {
+      handle: async ({ res, principal, body, target }) => {
         const who = principal ?? ANONYMOUS;
         // KS-5.1.14 `?wait=` is honoured (validated like the body's) or the request refused.
-        const query = parseQuery(flipQuerySchema, url, 'flip query');
+        const query = parseQuery(flipQuerySchema, target, 'flip query');
         // Validated once, by the model's rules; the store takes the validated flip as it is.
         const parsed = parseFlipRequest(await body(), who.name);
         const flip = parsed.flip;

@@ -16,7 +16,11 @@ export const ANONYMOUS: Principal = Object.freeze({
  *
  * @throws {ValidationError} `KS_INVALID_INPUT` with the issues listed
  */
-export function parseQuery<S extends z.ZodType>(schema: S, url: URL, what: string): z.output<S> {
+export function parseQuery<S extends z.ZodType>(
+  schema: S,
+  url: Pick<URL, 'search' | 'searchParams'>,
+  what: string,
+): z.output<S> {
   // Most requests carry no query: its answer is the schema's for {} (validated once per schema).
   if (url.search === '') {
     let empty = emptyQueries.get(schema);

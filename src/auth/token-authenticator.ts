@@ -222,6 +222,13 @@ export class TokenAuthenticator {
   readonly #failed = new Map<string, true>();
   readonly #inflight = new Map<string, Promise<Entry | undefined>>();
   readonly #listeners = new Set<() => void>();
+  /** Bumped by every token-set swap: what a connection remembered before it is void. */
+  #generation = 0;
+  /** Per connection: the last `Authorization` value that authenticated on it, and its entry. */
+  readonly #byConnection = new WeakMap<
+    object,
+    { readonly header: string; readonly entry: Entry; readonly generation: number }
+  >();
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` for an invalid or duplicate token */
   constructor(options: TokenAuthenticatorOptions) {
@@ -294,14 +301,45 @@ export class TokenAuthenticator {
    * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
    */
   authenticate(header: string | undefined): Principal {
+    return this.#accept(this.#entryOf(header));
+  }
+
+  /**
+   * As {@link TokenAuthenticator.authenticate}, for a request on `connection` (its socket): when
+   * the same connection authenticated the same header value last time and the token set has not
+   * been replaced since, its entry is taken without hashing the token again (a keep-alive client
+   * sends the same header on every request). Expiry is checked on every request; a reload or
+   * revocation ({@link TokenAuthenticator.replace}) voids what every connection remembered, so a
+   * removed token is refused on its next request, on an open connection too. The header is
+   * compared in constant time with the one the same connection sent before (a proxy may carry
+   * several clients' requests on one connection). KS-17.3.1
+   *
+   * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
+   */
+  authenticateOn(connection: object, header: string | undefined): Principal {
+    const last = this.#byConnection.get(connection);
+    if (
+      last !== undefined &&
+      header !== undefined &&
+      last.generation === this.#generation &&
+      sameText(last.header, header)
+    )
+      return this.#accept(last.entry);
+    const generation = this.#generation;
+    const entry = this.#entryOf(header);
+    this.#byConnection.set(connection, { header: header!, entry, generation });
+    return this.#accept(entry);
+  }
+
+  /** The entry a header's token authenticates as (not yet checked for expiry). */
+  #entryOf(header: string | undefined): Entry {
     const token = bearer(header);
     const fp = this.#fingerprint(token);
     const hit = this.#byFingerprint.get(fp);
-    if (hit !== undefined) return this.#accept(hit);
+    if (hit !== undefined) return hit;
     const candidate = this.#candidate(token, fp);
     if (candidate === undefined) throw unknown();
-    const ok = verifyScryptSync(candidate.scrypt!, token);
-    return this.#accept(this.#settle(candidate, fp, ok));
+    return this.#settle(candidate, fp, verifyScryptSync(candidate.scrypt!, token));
   }
 
   /**
@@ -453,6 +491,7 @@ export class TokenAuthenticator {
     this.#byId = byId;
     this.#current = new Set(entries.map((e) => e.principal));
     this.#failed.clear();
+    this.#generation++;
   }
 }
 
@@ -469,6 +508,14 @@ function bearer(header: string | undefined): string {
     );
   }
   return m[1]!;
+}
+
+/** Whether two strings are equal, in a time that depends only on their lengths. */
+function sameText(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return d === 0;
 }
 
 function unknown(): KillSwitchError {

@@ -712,7 +712,12 @@ class ControlPlaneServer implements ControlPlane {
       let principal: Principal | undefined;
       if (m.route.auth !== 'public') {
         principal =
-          this.#auth === 'none' ? ANONYMOUS : this.#auth.authenticate(req.headers.authorization);
+          this.#auth === 'none'
+            ? ANONYMOUS
+            : // Remembered per keep-alive connection until the token set changes (KS-17.3.1).
+              typeof this.#auth.authenticateOn === 'function'
+              ? this.#auth.authenticateOn(req.socket, req.headers.authorization)
+              : this.#auth.authenticate(req.headers.authorization);
       }
       // KS-17.9.2: state-changing requests carry JSON (no cross-site form or simple fetch).
       this.#guard.checkContentType(req);

@@ -141,6 +141,97 @@ describe('KS-17.3.1 the token set is replaced while serving; the token file is w
     expect(auth.authenticate(`Bearer ${A}`).name).toBe('a');
   });
 
+  it('what a connection remembers of its token is void after a reload, and expiry is checked on every request', () => {
+    let now = 1_000;
+    const auth = new TokenAuthenticator({
+      clock: readClock(() => now),
+      tokens: [
+        { name: 'a', token: A, role: 'admin' },
+        { name: 'b', token: B, role: 'viewer', expiresAt: new Date(2_000).toISOString() },
+      ],
+    });
+    const conn = {};
+    const other = {};
+    const a = auth.authenticateOn(conn, `Bearer ${A}`);
+    expect(auth.authenticateOn(conn, `Bearer ${A}`)).toBe(a);
+    // Another header on the same connection is authenticated as itself, not as the last one.
+    expect(auth.authenticateOn(conn, `Bearer ${B}`).name).toBe('b');
+    expect(() => auth.authenticateOn(conn, 'Bearer token-c-0123456789abcdef')).toThrow(
+      /unknown token/,
+    );
+    expect(() => auth.authenticateOn(conn, undefined)).toThrow(/missing bearer token/);
+    expect(auth.authenticateOn(conn, `Bearer ${A}`)).toBe(a);
+    // Removed: refused on the connection that used it a moment ago.
+    auth.replace([
+      { name: 'b', token: B, role: 'viewer', expiresAt: new Date(2_000).toISOString() },
+    ]);
+    expect(() => auth.authenticateOn(conn, `Bearer ${A}`)).toThrow(/unknown token/);
+    // Changed (a viewer now): the new principal, not the remembered one.
+    auth.replace([
+      { name: 'a', token: A, role: 'viewer' },
+      { name: 'b', token: B, role: 'viewer', expiresAt: new Date(2_000).toISOString() },
+    ]);
+    expect(auth.authenticateOn(other, `Bearer ${A}`).role).toBe('viewer');
+    expect(auth.authenticateOn(other, `Bearer ${B}`).name).toBe('b');
+    now = 2_000;
+    expect(() => auth.authenticateOn(other, `Bearer ${B}`)).toThrow(/expired/);
+  });
+
+  it('a revoked or demoted token is refused on a keep-alive connection it already used (over the wire)', async () => {
+    const auth = new TokenAuthenticator({ tokens: [{ name: 'a', token: A, role: 'admin' }] });
+    const cp = await startControlPlane({
+      store: new MemoryFlipLogStore(),
+      port: 0,
+      auth,
+      logger: { info() {}, warn() {}, error() {} },
+    });
+    cleanups.push(() => cp.close());
+    const { Agent, request } = await import('node:http');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(() => agent.destroy());
+    const ports = new Set<number>();
+    let tenant = 0;
+    const flip = () =>
+      new Promise<number>((resolve, reject) => {
+        const body = JSON.stringify({
+          action: 'halt',
+          selector: { tenant: `t${tenant++}` },
+          reason: 'keep-alive',
+        });
+        const req = request(
+          `${cp.url}/v1/flips`,
+          {
+            method: 'POST',
+            agent,
+            headers: {
+              authorization: `Bearer ${A}`,
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(body),
+            },
+          },
+          (res) => {
+            ports.add(res.socket.localPort!);
+            res.resume();
+            res.on('end', () => resolve(res.statusCode!));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    expect(await flip()).toBe(201);
+    expect(await flip()).toBe(201);
+    // Demoted to a viewer: the same connection's next flip is forbidden.
+    auth.replace([{ name: 'a', token: A, role: 'viewer' }]);
+    expect(await flip()).toBe(403);
+    auth.replace([{ name: 'a', token: A, role: 'admin' }]);
+    expect(await flip()).toBe(201);
+    // Revoked: refused at once on the connection it keeps open.
+    auth.replace([{ name: 'b', token: B, role: 'admin' }]);
+    expect(await flip()).toBe(401);
+    // One connection throughout (the agent keeps it open; a 401/403 answer does not close it).
+    expect(ports.size).toBe(1);
+  });
+
   it('an expired principal is no longer current', () => {
     let now = 1_000;
     const auth = new TokenAuthenticator({

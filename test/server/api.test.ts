@@ -37,6 +37,50 @@ describe('KS-5.1.1 POST /v1/flips appends a flip whose actor is the token name',
     expect(s.json.halts.map((h: { id: string }) => h.id)).toEqual([r.json.flip.id]);
   });
 
+  it("the answer's head carries each of its headers once, the length matching the body (raw bytes)", async () => {
+    const { connect } = await import('node:net');
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect(cp.port, '127.0.0.1');
+        let text = '';
+        s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+        s.on('end', () => resolve(text));
+        s.on('error', reject);
+        s.end(request);
+      });
+    const body = JSON.stringify(halt('acme'));
+    const ok = await raw(
+      `POST /v1/flips HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${admin}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    // 201 from the flat list of headers; 401 from the object form (it adds www-authenticate).
+    const refused = await raw(
+      `POST /v1/flips HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer nope-0123456789abcdef\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    for (const [answer, status] of [
+      [ok, 201],
+      [refused, 401],
+    ] as const) {
+      const [head, rest] = answer.split('\r\n\r\n') as [string, string];
+      const lines = head.split('\r\n');
+      expect(lines[0]).toBe(`HTTP/1.1 ${status} ${status === 201 ? 'Created' : 'Unauthorized'}`);
+      const names = lines.slice(1).map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
+      expect(new Set(names).size).toBe(names.length);
+      const header = (n: string) =>
+        lines
+          .find((l) => l.toLowerCase().startsWith(`${n}:`))
+          ?.slice(n.length + 1)
+          .trim();
+      expect(header('content-type')).toBe('application/json; charset=utf-8');
+      expect(header('cache-control')).toBe('no-store');
+      expect(header('x-content-type-options')).toBe('nosniff');
+      expect(Number(header('content-length'))).toBe(Buffer.byteLength(rest, 'latin1'));
+      expect(JSON.parse(rest)).toBeTypeOf('object');
+      if (status === 401) expect(header('www-authenticate')).toBe('Bearer realm="killswitch"');
+    }
+  });
+
   it('a retried id answers 200 with the stored record and appends nothing', async () => {
     const a = await call(cp, 'POST', '/v1/flips', {
       token: admin,

@@ -76,12 +76,15 @@ export function toHttpError(err: unknown): {
   };
 }
 
+/** No headers beyond the usual ones (the answer is then written from a flat list). */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
+
 /** Writes a JSON answer (unless the response already started). */
 export function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
-  headers: Record<string, string> = {},
+  headers: Record<string, string> = NO_HEADERS,
 ): void {
   sendJsonText(res, status, JSON.stringify(body), headers);
 }
@@ -91,16 +94,31 @@ export function sendJsonText(
   res: ServerResponse,
   status: number,
   text: string,
-  headers: Record<string, string> = {},
+  headers: Record<string, string> = NO_HEADERS,
 ): void {
   if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-    ...headers,
-  });
+  if (headers === NO_HEADERS) {
+    // The common answer: a flat name/value list, which Node writes without building or walking
+    // an object of headers (the same bytes as the object form below).
+    res.writeHead(status, [
+      'content-type',
+      'application/json; charset=utf-8',
+      'content-length',
+      String(Buffer.byteLength(text)),
+      'cache-control',
+      'no-store',
+      'x-content-type-options',
+      'nosniff',
+    ]);
+  } else {
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      ...headers,
+    });
+  }
   res.end(text);
 }
 

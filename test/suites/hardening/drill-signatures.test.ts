@@ -30,6 +30,25 @@ afterAll(async () => {
 
 const ADMIN = 'drill-sig-admin-0123456789abcdef0123';
 
+/** A control plane on a file log in `dir`, signing with `key`; `ADMIN` may flip. */
+async function signingControlPlane(
+  dir: string,
+  key: SigningKey,
+): Promise<{ store: FileFlipLogStore; cp: ControlPlane }> {
+  const fileStore = new FileFlipLogStore({ path: join(dir, 'flips.jsonl'), signingKey: key });
+  await fileStore.open();
+  const controlPlane = await startControlPlane({
+    store: fileStore,
+    port: 0,
+    auth: new TokenAuthenticator({ tokens: [{ name: 'admin', token: ADMIN, role: 'admin' }] }),
+    signingKey: key,
+    maxFlipsPerSecond: 100_000,
+    clock: { ...systemClock, wallNow: systemClock.now },
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  return { store: fileStore, cp: controlPlane };
+}
+
 async function twoWorkerScenario(timings?: Record<string, number>) {
   return scenarioFrom('ci.json', (raw) => ({
     ...raw,
@@ -76,18 +95,7 @@ describe('KS-9.2.5 the drill runs a signing control plane and workers that check
     async () => {
       const dir = await mkdtemp(join(tmpdir(), 'drill-sig-given-'));
       dirs.push(dir);
-      const key = SigningKey.generate();
-      store = new FileFlipLogStore({ path: join(dir, 'flips.jsonl'), signingKey: key });
-      await store.open();
-      cp = await startControlPlane({
-        store,
-        port: 0,
-        auth: new TokenAuthenticator({ tokens: [{ name: 'admin', token: ADMIN, role: 'admin' }] }),
-        signingKey: key,
-        maxFlipsPerSecond: 100_000,
-        clock: { ...systemClock, wallNow: systemClock.now },
-        logger: { info() {}, warn() {}, error() {} },
-      });
+      ({ store, cp } = await signingControlPlane(dir, SigningKey.generate()));
       const lines: string[] = [];
       const { exitCode, report } = await runDrill({
         scenario: await twoWorkerScenario({ connectTimeoutMs: 4_000, warmupMs: 300 }),
@@ -111,37 +119,32 @@ describe('KS-9.2.5 the drill runs a signing control plane and workers that check
       const dir = await mkdtemp(join(tmpdir(), 'drill-sig-cli-'));
       dirs.push(dir);
       const key = SigningKey.generate();
-      const cliStore = new FileFlipLogStore({ path: join(dir, 'flips.jsonl'), signingKey: key });
-      await cliStore.open();
-      const cliCp = await startControlPlane({
-        store: cliStore,
-        port: 0,
-        auth: new TokenAuthenticator({ tokens: [{ name: 'admin', token: ADMIN, role: 'admin' }] }),
-        signingKey: key,
-        maxFlipsPerSecond: 100_000,
-        logger: { info() {}, warn() {}, error() {} },
-      });
+      const { store: cliStore, cp: cliCp } = await signingControlPlane(dir, key);
       try {
         const raw = JSON.parse(await readFile(resolve('spec/drills/ci.json'), 'utf8')) as Record<
           string,
           unknown
         >;
-        const scenario = join(dir, 'two-workers.json');
-        await writeFile(
-          scenario,
-          JSON.stringify({
-            ...raw,
-            gateway: undefined,
-            workers: 2,
-            levers: [{ label: 'global', selector: {}, resume: {} }],
-            timings: { ...(raw['timings'] as object), connectTimeoutMs: 4_000, warmupMs: 300 },
-          }),
-        );
+        // The right key gets time to connect on a loaded host; the wrong one never connects.
+        const scenario = async (connectTimeoutMs: number): Promise<string> => {
+          const file = join(dir, `two-workers-${connectTimeoutMs}.json`);
+          await writeFile(
+            file,
+            JSON.stringify({
+              ...raw,
+              gateway: undefined,
+              workers: 2,
+              levers: [{ label: 'global', selector: {}, resume: {} }],
+              timings: { ...(raw['timings'] as object), connectTimeoutMs, warmupMs: 300 },
+            }),
+          );
+          return file;
+        };
         const right = join(dir, 'right.pem');
         await writeFile(right, key.publicKeyPem);
         const wrong = join(dir, 'wrong.pem');
         await writeFile(wrong, SigningKey.generate().publicKeyPem);
-        const drill = (pem: string, out: string) =>
+        const drill = async (pem: string, out: string, connectTimeoutMs: number) =>
           runCli([
             'drill',
             '--url',
@@ -149,16 +152,16 @@ describe('KS-9.2.5 the drill runs a signing control plane and workers that check
             '--token',
             ADMIN,
             '--scenario',
-            scenario,
+            await scenario(connectTimeoutMs),
             '--public-key',
             pem,
             '--out',
             join(dir, out),
           ]);
-        const ok = await drill(right, 'right');
+        const ok = await drill(right, 'right', 30_000);
         expect(ok.code, ok.output).toBe(0);
         expect(ok.output).toContain('workers check its signatures with the given public key(s)');
-        const refused = await drill(wrong, 'wrong');
+        const refused = await drill(wrong, 'wrong', 4_000);
         expect(refused.code, refused.output).toBe(1);
         expect(refused.output).toMatch(/still not connected and fresh: (w1, w2|w2, w1)/);
       } finally {

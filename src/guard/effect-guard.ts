@@ -662,12 +662,40 @@ function effectContext(effect: GuardedEffect<unknown>): KillContext {
     }
   }
   if (issues.length > 0) throw new ValidationError('effect', issues);
+  // A frozen context with its run path and run id (an adapter run's, the same object for every
+  // tool call of the run) derives the same context for a capability every time: the run scope is
+  // not read when a path is given, and the derived context holds the same path array (a path
+  // changed in place is seen either way). Derived once, frozen, and shared by its effects.
+  const cacheable =
+    effect.context !== undefined &&
+    c.runId === runId &&
+    Array.isArray(c.runPath) &&
+    Object.isFrozen(c);
+  if (cacheable) {
+    const known = derivedContexts.get(c)?.get(effect.capability);
+    if (known !== undefined) return known;
+  }
   const inherited = inheritContext({ ...c, runId: runId! });
   const ctx = normalizeSelector({ ...inherited, capability: effect.capability });
   // KS-1.5.1: the run's ancestry travels with every evaluation, so an ancestor's halt matches.
   // A malformed path is not refused here: evaluation answers fail-closed and says why (KS-1.5.4).
-  return inherited.runPath === undefined ? ctx : { ...ctx, runPath: inherited.runPath };
+  const out = inherited.runPath === undefined ? ctx : { ...ctx, runPath: inherited.runPath };
+  if (cacheable) {
+    let byCapability = derivedContexts.get(c);
+    if (byCapability === undefined) derivedContexts.set(c, (byCapability = new Map()));
+    if (byCapability.size >= MAX_DERIVED_PER_CONTEXT) byCapability.clear();
+    byCapability.set(effect.capability, Object.freeze(out));
+  }
+  return out;
 }
+
+/**
+ * The contexts {@link effectContext} derived from a frozen effect context (see there), by
+ * capability; a run's entry goes with its context object.
+ */
+const derivedContexts = new WeakMap<KillContext, Map<string, KillContext>>();
+/** Capabilities kept per context (a run's distinct tools); past it the run's entry starts over. */
+const MAX_DERIVED_PER_CONTEXT = 64;
 
 function haltedError(
   code: typeof ErrorCode.HALTED | typeof ErrorCode.ABORTED,

@@ -12,6 +12,7 @@ export class SseReader {
   #buf = '';
   readonly #queue: SseEvent[] = [];
   #ended = false;
+  #pending: ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']> | undefined;
   /** retry: values seen so far. */
   retries: number[] = [];
   readonly #abort: AbortController;
@@ -42,11 +43,15 @@ export class SseReader {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('timed out waiting for an event');
       let timer: NodeJS.Timeout | undefined;
+      // A read left pending by a timeout is kept for the next call: abandoning it would drop
+      // the chunk it resolves with.
+      const read = (this.#pending ??= this.#reader.read());
       const r = await Promise.race([
-        this.#reader.read(),
+        read,
         new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), left))),
       ]).finally(() => clearTimeout(timer));
       if (r === 'timeout') continue;
+      this.#pending = undefined;
       if (r.done) {
         this.#ended = true;
         continue;

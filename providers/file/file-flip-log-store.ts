@@ -14,6 +14,8 @@ import type {
   AppendResult,
   FlipLogStore,
   LogHead,
+  PendingListener,
+  PendingWritesStore,
   ReadOptions,
   RecordListener,
 } from '../../src/store/flip-log-store.js';
@@ -132,7 +134,7 @@ interface Pending {
  * await store.append({ actor: 'oncall', action: 'halt', selector: {}, reason: 'INC-7' });
  * ```
  */
-export class FileFlipLogStore implements FlipLogStore {
+export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
   readonly kind = 'file';
   /** The absolute path of the log file. */
   readonly path: string;
@@ -165,6 +167,7 @@ export class FileFlipLogStore implements FlipLogStore {
   readonly #ring: PublicKeyRing | undefined;
   #headWriting: Promise<void> | undefined;
   #headDirty = false;
+  readonly #pendingListeners = new Set<PendingListener>();
 
   /**
    * @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the bad option
@@ -384,6 +387,19 @@ export class FileFlipLogStore implements FlipLogStore {
   }
 
   /**
+   * KS-2.4.9 tells `listener` the records of each write once the write is started, before it is
+   * durable (this file has one writer, KS-2.4.5, so no one else can take those seqs), and when
+   * such a write fails. A listener that throws is logged and does not stop the write.
+   *
+   * @throws {KillSwitchError} `KS_STORE_CLOSED`
+   */
+  subscribePending(listener: PendingListener): () => void {
+    if (this.#state === FileStoreState.CLOSED) throw this.#closedError();
+    this.#pendingListeners.add(listener);
+    return () => this.#pendingListeners.delete(listener);
+  }
+
+  /**
    * Lets appends already accepted finish, then closes the file and releases the lock. Later
    * calls fail with `KS_STORE_CLOSED`.
    */
@@ -391,6 +407,7 @@ export class FileFlipLogStore implements FlipLogStore {
     if (this.#state === FileStoreState.CLOSED) return;
     this.#state = FileStoreState.CLOSED;
     this.#core.clearListeners();
+    this.#pendingListeners.clear();
     await this.#mutex.run(async () => {
       const fh = this.#fh;
       const lock = this.#lock;
@@ -472,12 +489,18 @@ export class FileFlipLogStore implements FlipLogStore {
     if (lines.length === 0) return;
     const bytes = Buffer.from(lines.join(''), 'utf8');
     try {
-      await writeAll(fh, bytes);
+      // The write is handed to the thread pool first, then the pending listeners are told
+      // (KS-2.4.9): a process that dies after the write began leaves the record in the page cache.
+      const written = writeAll(fh, bytes);
+      if (this.#pendingListeners.size > 0) this.#tellPending(accepted, written);
+      await written;
       if (this.#fsync && !this.#syncedWrites)
         await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
     } catch (err) {
       await this.#fail(fh, err);
       for (const a of accepted) a.p.reject(this.#failure);
+      for (const l of [...this.#pendingListeners])
+        this.#callPending(() => l.failed(this.#failure!));
       return;
     }
     this.#size += bytes.length;
@@ -486,6 +509,23 @@ export class FileFlipLogStore implements FlipLogStore {
       else a.p.resolve(this.#core.commit(a.record));
     }
     this.#scheduleHead();
+  }
+
+  #tellPending(
+    accepted: readonly { record: FlipRecord; duplicate: boolean }[],
+    written: Promise<void>,
+  ): void {
+    written.catch(() => undefined); // awaited by the caller; only guard the gap until then
+    const records = accepted.filter((a) => !a.duplicate).map((a) => a.record);
+    for (const l of [...this.#pendingListeners]) this.#callPending(() => l.pending(records));
+  }
+
+  #callPending(call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#logger.warn(`killswitch: a pending-write listener failed: ${(err as Error).message}`);
+    }
   }
 
   /**

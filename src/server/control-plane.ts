@@ -409,6 +409,9 @@ class ControlPlaneServer implements ControlPlane {
         this.#hub.broadcast(event, r); // KS-17.4.1 scoped readers get a skip
         this.#fleet.flipAppended(r.seq, appendedAt);
       },
+      // KS-2.4.9 a halt goes to the streams while its write is in flight (file store: one
+      // writer); the answer, every ack and stop-complete still wait for onApplied (durable).
+      onEarly: (r, event) => this.#hub.broadcast(event, r),
       // KS-6.4.4 stop vouching for good: acks 503, streams end, /healthz and OFREP fail closed.
       onBroken: (reason) => {
         this.#vouch.breakFor(reason);
@@ -676,6 +679,9 @@ class ControlPlaneServer implements ControlPlane {
     if (!this.#vouch.beat()) return;
     void this.#keepFlipRouteWarm();
     if (this.#hub.size === 0) return;
+    // KS-2.4.9 while a halt streamed early is not durable, a heartbeat would show workers that
+    // applied it a head behind theirs (a log moved backwards, KS-6.4.2): skip this one.
+    if (this.#follower.earlyHead !== undefined) return;
     const { seq, hash } = this.#follower.state;
     const beat: HeartbeatData = {
       head: seq,

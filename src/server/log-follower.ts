@@ -3,7 +3,12 @@ import type { FlipRecord } from '../model/flip-record.js';
 import { KillState } from '../model/kill-state.js';
 import { Divergence, LogDivergedError, type LogPosition } from '../protocol/log-position.js';
 import { encodeFlipEvent } from '../protocol/stream-events.js';
-import type { FlipLogStore } from '../store/flip-log-store.js';
+import { selectorEquals } from '../model/selector.js';
+import {
+  hasPendingWrites,
+  type FlipLogStore,
+  type PendingWritesStore,
+} from '../store/flip-log-store.js';
 import { ReplayRing } from './replay-ring.js';
 
 /**
@@ -28,7 +33,8 @@ export const FollowerPhase = {
 export type FollowerPhase = (typeof FollowerPhase)[keyof typeof FollowerPhase];
 
 /** What a {@link LogFollower} reads: the part of a {@link FlipLogStore} it uses. */
-export type FollowedLog = Pick<FlipLogStore, 'kind' | 'read' | 'subscribe'>;
+export type FollowedLog = Pick<FlipLogStore, 'kind' | 'read' | 'subscribe'> &
+  Partial<PendingWritesStore>;
 
 /** Options of {@link LogFollower}. */
 export interface LogFollowerOptions {
@@ -41,6 +47,13 @@ export interface LogFollowerOptions {
    * broadcasts the record's encoded `flip` event and does the bookkeeping. @default nothing
    */
   readonly onApplied?: (record: FlipRecord, event: Buffer) => void;
+  /**
+   * KS-2.4.9 called with each halt streamed before it is durable (a store with one exclusive
+   * writer tells its writes early), in seq order: it broadcasts the event. The same record comes
+   * to `onApplied` once durable (the hub sends it only to subscribers that have not had it), or
+   * the follower breaks. Without it nothing is streamed early. @default nothing streamed early
+   */
+  readonly onEarly?: (record: FlipRecord, event: Buffer) => void;
   /** Called once when the follower breaks, with why (it stops vouching for good). */
   readonly onBroken?: (reason: string) => void;
   readonly logger: { warn(message: string): void; error(message: string): void };
@@ -63,6 +76,9 @@ export class LogFollower {
   readonly #log: FollowedLog;
   readonly #onApplied: (record: FlipRecord, event: Buffer) => void;
   readonly #onBroken: (reason: string) => void;
+  readonly #onEarly: ((record: FlipRecord, event: Buffer) => void) | undefined;
+  /** KS-2.4.9 halts streamed early, not durable yet, in seq order, with their encoded events. */
+  #early: { readonly record: FlipRecord; readonly event: Buffer }[] = [];
   readonly #logger: LogFollowerOptions['logger'];
   /** Encoded flip events for replay, with their hashes. */
   readonly #ring: ReplayRing;
@@ -80,6 +96,7 @@ export class LogFollower {
     this.#ring = new ReplayRing(o.maxReplay);
     this.#onApplied = o.onApplied ?? (() => {});
     this.#onBroken = o.onBroken ?? (() => {});
+    this.#onEarly = o.onEarly;
     this.#logger = o.logger;
   }
 
@@ -106,6 +123,20 @@ export class LogFollower {
   /** This follower's position: its log, head seq and the head's hash. KS-6.4.1 */
   position(): LogPosition {
     return { logId: this.#logId, seq: this.#state.seq, hash: this.#state.hash };
+  }
+
+  /**
+   * KS-2.4.9 the seq of the last halt streamed early and not durable yet, or undefined when none
+   * is: the stream's position runs ahead of the state's by these records meanwhile.
+   */
+  get earlyHead(): number | undefined {
+    return this.#early.at(-1)?.record.seq;
+  }
+
+  /** Whether the record with `hash` at `seq` was streamed early and is not durable yet. */
+  isEarly(seq: number, hash: string | undefined): boolean {
+    const e = this.#early.find((x) => x.record.seq === seq);
+    return e !== undefined && (hash === undefined || e.record.hash === hash);
   }
 
   /** Whether a record with this idempotency key was applied. */
@@ -136,6 +167,17 @@ export class LogFollower {
   async start(logId: string): Promise<void> {
     this.#logId = logId;
     this.#unsubscribe = this.#log.subscribe((r) => this.#receive(r));
+    if (this.#onEarly !== undefined && hasPendingWrites(this.#log)) {
+      const unsubscribe = this.#unsubscribe;
+      const unpending = this.#log.subscribePending({
+        pending: (records) => this.#pending(records),
+        failed: (err) => this.#pendingFailed(err),
+      });
+      this.#unsubscribe = () => {
+        unsubscribe();
+        unpending();
+      };
+    }
     const records = await this.#log.read();
     this.#state = KillState.fold(records);
     for (const r of records) this.#ids.add(r.id);
@@ -240,9 +282,67 @@ export class LogFollower {
     this.#applied(r);
   }
 
+  /**
+   * KS-2.4.9 the records of a write that is not durable yet: the leading halts that can only stop
+   * more (a halt with a new selector, or one that keeps the mode of the halt it replaces: a mode
+   * change such as hold -> drain lets queued work run) are streamed now; the rest waits for
+   * durability. Only while following and when nothing else is pending.
+   */
+  #pending(records: readonly FlipRecord[]): void {
+    if (this.#phase !== FollowerPhase.FOLLOWING || this.#early.length > 0) return;
+    let seq = this.#state.seq;
+    let hash = this.#state.hash;
+    for (const r of records) {
+      if (r.action !== 'halt' || r.seq !== seq + 1 || r.prev !== hash) return;
+      const replaced = this.#state.get(r.selector);
+      if (replaced !== undefined && replaced.mode !== r.mode) return;
+      if (this.#early.some((e) => selectorEquals(e.record.selector, r.selector))) return;
+      const event = encodeFlipEvent(r);
+      this.#early.push({ record: r, event });
+      this.#onEarly!(r, event);
+      seq = r.seq;
+      hash = r.hash;
+    }
+  }
+
+  /**
+   * KS-2.4.9 a write whose halts were streamed early failed: workers hold a halt the log may not
+   * have, so this control plane stops vouching for good (streams end, acks 503, OFREP fails
+   * closed); the workers' leases run out and they stay halted.
+   */
+  #pendingFailed(err: Error): void {
+    const first = this.#early[0]?.record.seq;
+    if (first === undefined) return;
+    const last = this.#early.at(-1)!.record.seq;
+    this.#early = [];
+    const reason = `halt${first === last ? ` seq ${first}` : `s seq ${first}..${last}`} streamed to workers before it was durable, and its write failed (${err.message}); the workers may hold a halt the log does not`;
+    this.#break(reason, `${reason}; not vouching for the state any more`);
+  }
+
   /** The bookkeeping after a record was applied to the state. */
   #applied(r: FlipRecord): void {
-    const event = encodeFlipEvent(r);
+    let event: Buffer;
+    const early = this.#early[0];
+    if (early !== undefined && early.record.seq === r.seq) {
+      this.#early.shift();
+      if (early.record.hash !== r.hash) {
+        // One writer: cannot happen; if it did, workers applied another record than the log's.
+        this.#early = [];
+        this.diverge(
+          new LogDivergedError(
+            Divergence.FORKED,
+            { logId: this.#logId, seq: r.seq, hash: early.record.hash },
+            { logId: this.#logId, seq: r.seq, hash: r.hash },
+            {
+              applied: 'this control plane streamed early',
+              seen: `the ${this.#log.kind} store holds`,
+            },
+          ),
+        );
+        return;
+      }
+      event = early.event;
+    } else event = encodeFlipEvent(r);
     this.#onApplied(r, event);
     this.#ids.add(r.id);
     this.#ring.push(r, event);
@@ -305,6 +405,7 @@ export class LogFollower {
     this.#broken = reason;
     this.#phase = FollowerPhase.BROKEN;
     this.#buffered = [];
+    this.#early = [];
     this.#logger.error(logLine);
     this.#onBroken(reason);
     this.#wakeAll();

@@ -21,6 +21,11 @@ interface Subscriber {
   allowance: number;
   /** A scoped reader's view (KS-17.4.1): flips outside it are sent as `skip` events. */
   readonly view: ReadView | undefined;
+  /**
+   * The seq of the last flip this subscriber was sent (its snapshot's or replay's head at first):
+   * a record streamed early (KS-2.4.9) and broadcast again once durable reaches it once.
+   */
+  seq: number;
 }
 
 /**
@@ -58,6 +63,9 @@ export class StreamHub {
    * until it has drained: dropping a subscriber before it could read its snapshot would make it
    * reconnect into the same snapshot forever (a large kill state on a slow link). Once its pending
    * bytes fall under the bound, the bound applies as usual. KS-6.1.5, KS-6.1.6
+   *
+   * @param seq - the seq its first write (snapshot or replay) brought it to: flips up to it are
+   *   not sent to it again (KS-2.4.9)
    */
   add(
     res: ServerResponse,
@@ -65,8 +73,9 @@ export class StreamHub {
     onClose: () => void,
     initialBytes = 0,
     view?: ReadView,
+    seq = 0,
   ): void {
-    const sub: Subscriber = { res, workerId, allowance: initialBytes, view };
+    const sub: Subscriber = { res, workerId, allowance: initialBytes, view, seq };
     this.#subs.add(sub);
     res.once('close', () => {
       this.#subs.delete(sub);
@@ -82,12 +91,17 @@ export class StreamHub {
    *
    * @param event - the encoded event, the same buffer for every subscriber
    * @param record - the flip it encodes, when it is one: scoped readers that may not read it get
-   *   a `skip` event instead (KS-17.4.1)
+   *   a `skip` event instead (KS-17.4.1); a subscriber already sent this seq (a halt streamed
+   *   early, KS-2.4.9, or its snapshot's head) gets nothing
    */
   broadcast(event: Buffer, record?: FlipRecord): void {
     let skip: Buffer | undefined;
     for (const sub of this.#subs) {
       if (sub.res.destroyed) continue;
+      if (record !== undefined) {
+        if (record.seq <= sub.seq) continue;
+        sub.seq = record.seq;
+      }
       // KS-17.4.1 a scoped reader gets the record's position only, encoded once per broadcast.
       if (record !== undefined && sub.view !== undefined && !sub.view.mayRead(record.selector)) {
         skip ??= encodeSkipEvent(record);

@@ -26,6 +26,35 @@ export interface ReadOptions {
 export type RecordListener = (record: FlipRecord) => void;
 
 /**
+ * Told about the records of a write before it is durable (KS-2.4.9): only stores with one
+ * exclusive writer (the file store) offer it, so the seqs they give can be taken by no one else.
+ */
+export interface PendingListener {
+  /**
+   * The records of one write, in seq order, chained onto the durable head, given once the write
+   * was started and before it is durable. Each is later delivered to `subscribe`'s listeners once
+   * durable, or `failed` is called.
+   */
+  pending(records: readonly FlipRecord[]): void;
+  /**
+   * The write of the records last given to `pending` failed: they are not durable and the store
+   * refuses every later append (KS-2.4.4).
+   */
+  failed(error: Error): void;
+}
+
+/** A store that tells about writes before they are durable. KS-2.4.9 */
+export interface PendingWritesStore {
+  /** @returns a function that unsubscribes */
+  subscribePending(listener: PendingListener): () => void;
+}
+
+/** Whether `store` offers {@link PendingWritesStore.subscribePending}. */
+export function hasPendingWrites<S extends object>(store: S): store is S & PendingWritesStore {
+  return typeof (store as Partial<PendingWritesStore>).subscribePending === 'function';
+}
+
+/**
  * The contract every flip-log store fulfils (in-memory, file, PostgreSQL). One conformance suite
  * (`src/testing/flip-log-store-conformance.ts`, exported by `openfeature-kill-switch/testing`) checks them all against the in-memory
  * store, which is the oracle. KS-2.x

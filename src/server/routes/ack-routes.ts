@@ -107,6 +107,15 @@ export function acceptAcks(
     // A replica of a shared log may be a poll behind the worker: wait for it a little.
     if (await follower.waitApplied(ahead.seq, ahead.hash, AHEAD_WAIT_MS)) return;
     p.requireVouching();
+    // KS-2.4.9 a halt streamed early whose write is still in flight: not durable yet, so it
+    // renews nothing now, and proves nothing about the log either.
+    if (follower.isEarly(ahead.seq, ahead.hash)) {
+      throw new HttpError(
+        503,
+        ErrorCode.STORE_UNAVAILABLE,
+        `worker ${ahead.workerId} acknowledged seq ${ahead.seq}, a halt streamed before it was durable, and its write has not finished within ${AHEAD_WAIT_MS} ms`,
+      );
+    }
     let stored: LogPosition;
     try {
       stored = { logId, ...(await p.store.head()) };

@@ -14,6 +14,9 @@ import type { StreamLimits } from '../stream-limits.js';
 import { ANONYMOUS, byteLength, parseQuery } from './route-support.js';
 import { readViewOf, snapshotFor } from '../read-view.js';
 
+/** How long a stream resuming at a halt streamed early waits for it to be durable. KS-2.4.9 */
+const EARLY_WAIT_MS = 1000;
+
 /** What {@link streamRoutes} uses of the control plane. */
 export interface StreamRouteParts {
   /** The log followed: its state, replay ring and identity. */
@@ -73,7 +76,12 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
             : undefined;
         // KS-6.1.4 a client resuming beyond this replica's head (it came from a replica ahead on
         // the same shared log): wait, bounded, for the log to reach it, then replay exactly.
-        const catchUpMs = p.catchUpMs ?? 0;
+        // KS-2.4.9 likewise a worker resuming at a halt streamed early, before it is durable.
+        const early = p.follower.earlyHead;
+        const catchUpMs =
+          s !== undefined && early !== undefined && s <= early
+            ? Math.max(p.catchUpMs ?? 0, EARLY_WAIT_MS)
+            : (p.catchUpMs ?? 0);
         if (q.snapshot !== '1' && s !== undefined && s > p.follower.state.seq && catchUpMs > 0) {
           await p.follower.waitApplied(s, undefined, catchUpMs);
           if (req.destroyed || res.destroyed) return;
@@ -137,7 +145,7 @@ export function streamRoutes(p: StreamRouteParts): Route[] {
             release();
           };
         }
-        p.hub.add(res, q.worker, disconnect, byteLength(chunks), view);
+        p.hub.add(res, q.worker, disconnect, byteLength(chunks), view, head);
       },
     },
   ];

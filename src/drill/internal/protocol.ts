@@ -100,6 +100,8 @@ export type WorkerEvent =
       /** Event-loop delay since the previous collect (ms): how starved the worker was. */
       readonly t: 'loop';
       readonly at: number;
+      /** Start of the window the figures cover: the previous collect, or the worker's start. */
+      readonly since?: number;
       readonly p50: number;
       readonly p99: number;
       readonly max: number;

@@ -129,7 +129,15 @@ export interface LeverResult {
    * The workers' event-loop delay over the lever (worst p99 and worst max across workers, ms): a
    * worker whose loop was held up (a starved CPU) applies the flip that much later.
    */
-  readonly workerLoopDelay?: { readonly p99: number; readonly max: number };
+  readonly workerLoopDelay?: {
+    readonly p99: number;
+    readonly max: number;
+    /**
+     * Start of the window (drill clock, earliest across workers): the collect after the previous
+     * lever, or for the first lever the one after the warm-up, never the workers' start.
+     */
+    readonly since?: number;
+  };
   /** Why the lever could not be measured in full (errors talking to the control plane). */
   readonly errors: readonly string[];
 }

@@ -71,18 +71,26 @@ export function completeLever(
   // The first event-loop figure each worker took after the lever ended covers the lever.
   let loopP99: number | undefined;
   let loopMax: number | undefined;
+  let loopSince: number | undefined;
   for (const list of ev.values()) {
     const l = list.find((e) => e.t === 'loop' && e.at >= endAt);
     if (l?.t === 'loop') {
       loopP99 = Math.max(loopP99 ?? 0, l.p99);
       loopMax = Math.max(loopMax ?? 0, l.max);
+      if (l.since !== undefined) loopSince = Math.min(loopSince ?? l.since, l.since);
     }
   }
   return {
     ...lever,
     stops,
     ...(loopP99 !== undefined && loopMax !== undefined
-      ? { workerLoopDelay: { p99: loopP99, max: loopMax } }
+      ? {
+          workerLoopDelay: {
+            p99: loopP99,
+            max: loopMax,
+            ...(loopSince !== undefined ? { since: loopSince } : {}),
+          },
+        }
       : {}),
     timeToAck: {
       p50: percentile(ackTimes, 50),

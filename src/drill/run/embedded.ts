@@ -171,7 +171,12 @@ export async function runEmbeddedDrill(options: RunDrillOptions): Promise<DrillO
 
     const notConnected = new Set<string>();
     await waitConnected(client, members, s.timings.connectTimeoutMs, log);
+    log(`workers connected; ${s.timings.warmupMs} ms of traffic before the first lever`);
     await sleep(s.timings.warmupMs);
+    // Each worker's event-loop figure covers the time since the previous collect: without this
+    // one, the first lever's covered the workers' start (module loading, start-up GCs) and read
+    // as a loop held up during the first halt (issue 19: "306 ms in the first window").
+    await fleet.collect();
 
     const levers: LeverResult[] = [];
     const runTag = randomUUID().slice(0, 8);

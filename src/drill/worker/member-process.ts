@@ -56,6 +56,7 @@ export function serveDrillMember(
   // How long this member's event loop was held up: time-to-stop includes it, so the report shows it.
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
+  let loopSince = systemClock.now();
   let member: DrillMember | undefined;
 
   process.on('message', (raw: unknown) => {
@@ -81,14 +82,17 @@ export function serveDrillMember(
       case 'collect': {
         if (!member) return;
         const ms = (ns: number) => Math.round(ns / 1e3) / 1e3;
+        const at = systemClock.now();
         member.note({
           t: 'loop',
-          at: systemClock.now(),
+          at,
+          since: loopSince,
           p50: ms(loop.percentile(50)),
           p99: ms(loop.percentile(99)),
           max: ms(loop.max),
         });
         loop.reset();
+        loopSince = at;
         send({
           type: 'collected',
           id: msg.id,

@@ -1,4 +1,4 @@
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ErrorCode, InvalidOptionError, KillSwitchError } from '../../src/errors.js';
@@ -49,6 +49,14 @@ export interface LogFileHandle {
   datasync?(): Promise<void>;
   truncate(length: number): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Writes at the end of the file now, synchronously, into the page cache (not durable; no
+   * O_DSYNC), returning the bytes written. A write whose halts are streamed before they are
+   * durable (KS-2.4.9) goes this way, then `datasync`: once it returned, a process crash leaves
+   * the record in the file. Without it an injected handle's writes are never streamed early;
+   * the default handle has it.
+   */
+  writeSync?(buffer: Uint8Array): number;
 }
 
 /** Options of {@link FileFlipLogStore}. */
@@ -168,6 +176,8 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
   #headWriting: Promise<void> | undefined;
   #headDirty = false;
   readonly #pendingListeners = new Set<PendingListener>();
+  /** KS-2.4.9 the default handle's second descriptor, without O_DSYNC, for writeSync. */
+  #plainFd: number | undefined;
 
   /**
    * @throws {InvalidOptionError} `KS_INVALID_OPTION` naming the bad option
@@ -387,8 +397,8 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
   }
 
   /**
-   * KS-2.4.9 tells `listener` the records of each write once the write is started, before it is
-   * durable (this file has one writer, KS-2.4.5, so no one else can take those seqs), and when
+   * KS-2.4.9 tells `listener` the records of each write that leads with a halt once they are in
+   * the file (written synchronously, so a process crash keeps them), before they are durable (this file has one writer, KS-2.4.5, so no one else can take those seqs), and when
    * such a write fails. A listener that throws is logged and does not stop the write.
    *
    * @throws {KillSwitchError} `KS_STORE_CLOSED`
@@ -415,6 +425,15 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
       this.#lock = undefined;
       await this.#headWriting?.catch(() => undefined);
       await fh?.close().catch(() => undefined);
+      if (this.#plainFd !== undefined) {
+        const fd = this.#plainFd;
+        this.#plainFd = undefined;
+        try {
+          closeSync(fd);
+        } catch {
+          // already gone
+        }
+      }
       await lock?.release();
     });
   }
@@ -489,13 +508,18 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
     if (lines.length === 0) return;
     const bytes = Buffer.from(lines.join(''), 'utf8');
     try {
-      // The write is handed to the thread pool first, then the pending listeners are told
-      // (KS-2.4.9): a process that dies after the write began leaves the record in the page cache.
-      const written = writeAll(fh, bytes);
-      if (this.#pendingListeners.size > 0) this.#tellPending(accepted, written);
-      await written;
-      if (this.#fsync && !this.#syncedWrites)
-        await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
+      const now = this.#earlyWriter(fh, accepted);
+      if (now !== undefined) {
+        // KS-2.4.9 a write that leads with a halt: into the page cache now (a process that dies
+        // after this keeps it), then the pending listeners are told, then made durable.
+        writeAllSync(now, bytes);
+        this.#tellPending(accepted);
+        if (this.#fsync) await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
+      } else {
+        await writeAll(fh, bytes);
+        if (this.#fsync && !this.#syncedWrites)
+          await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
+      }
     } catch (err) {
       await this.#fail(fh, err);
       for (const a of accepted) a.p.reject(this.#failure);
@@ -511,11 +535,25 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
     this.#scheduleHead();
   }
 
-  #tellPending(
+  /**
+   * KS-2.4.9 how to write this batch synchronously when its records are told early: only when
+   * someone listens, the batch leads with a halt (nothing else is streamed early), and the
+   * handle can (the default one through a second descriptor without O_DSYNC).
+   */
+  #earlyWriter(
+    fh: LogFileHandle,
     accepted: readonly { record: FlipRecord; duplicate: boolean }[],
-    written: Promise<void>,
-  ): void {
-    written.catch(() => undefined); // awaited by the caller; only guard the gap until then
+  ): ((b: Uint8Array) => number) | undefined {
+    if (this.#pendingListeners.size === 0) return undefined;
+    if (accepted.find((a) => !a.duplicate)?.record.action !== 'halt') return undefined;
+    if (fh.writeSync !== undefined) return (b) => fh.writeSync!(b);
+    if (!this.#syncedWrites) return undefined; // an injected handle without writeSync
+    this.#plainFd ??= openSync(this.path, 'a', 0o600);
+    const fd = this.#plainFd;
+    return (b) => writeSync(fd, b);
+  }
+
+  #tellPending(accepted: readonly { record: FlipRecord; duplicate: boolean }[]): void {
     const records = accepted.filter((a) => !a.duplicate).map((a) => a.record);
     for (const l of [...this.#pendingListeners]) this.#callPending(() => l.pending(records));
   }
@@ -618,6 +656,16 @@ async function writeAll(fh: LogFileHandle, bytes: Uint8Array): Promise<void> {
     const { bytesWritten } = await fh.write(bytes.subarray(offset));
     if (bytesWritten <= 0) throw new Error('write made no progress');
     offset += bytesWritten;
+  }
+}
+
+/** Writes every byte now, synchronously. */
+function writeAllSync(write: (b: Uint8Array) => number, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const n = write(bytes.subarray(offset));
+    if (n <= 0) throw new Error('write made no progress');
+    offset += n;
   }
 }
 

@@ -31,8 +31,8 @@ export type RecordListener = (record: FlipRecord) => void;
  */
 export interface PendingListener {
   /**
-   * The records of one write, in seq order, chained onto the durable head, given once the write
-   * was started and before it is durable. Each is later delivered to `subscribe`'s listeners once
+   * The records of one write, in seq order, chained onto the durable head, given once they are
+   * in the file (a process crash keeps them) and before they are durable. Each is later delivered to `subscribe`'s listeners once
    * durable, or `failed` is called.
    */
   pending(records: readonly FlipRecord[]): void;

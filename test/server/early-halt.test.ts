@@ -5,6 +5,7 @@
  * failed closed and halted. The file store's handle is injected: its writes can be held (a slow
  * disk) and failed (EIO).
  */
+import { readFileSync, writeSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,32 +19,36 @@ import type { FlipSource, SourceStatus } from '../../src/source/index.js';
 import { TOKENS, bearer, call, halt, startTestServer } from './helpers.js';
 import { SseReader, type SseEvent } from './sse-reader.js';
 
-/** A file handle whose writes can be held until released, or failed. */
+/**
+ * A file handle whose fdatasync can be held until released, or failed (a slow or failing disk):
+ * the record is written (page cache) and not durable meanwhile. It writes synchronously as the
+ * default handle does for a write that leads with a halt (KS-2.4.9).
+ */
 class GatedFile {
   hold = false;
   /** Resolves when a held write is waiting. */
   #waiting: (() => void) | undefined;
   #gate: { release: () => void; fail: (e: Error) => void } | undefined;
-  writes = 0;
 
   readonly open = async (path: string): Promise<LogFileHandle> => {
     const fh = await open(path, 'a+', 0o600);
+    const durable = async (): Promise<void> => {
+      if (this.hold) {
+        await new Promise<void>((release, fail) => {
+          this.#gate = { release, fail };
+          this.#waiting?.();
+        });
+      }
+      return fh.datasync();
+    };
     return {
       readFile: () => fh.readFile(),
       truncate: (len) => fh.truncate(len),
       close: () => fh.close(),
       sync: () => fh.sync(),
-      datasync: () => fh.datasync(),
-      write: async (buf) => {
-        this.writes++;
-        if (this.hold) {
-          await new Promise<void>((release, fail) => {
-            this.#gate = { release, fail };
-            this.#waiting?.();
-          });
-        }
-        return fh.write(buf);
-      },
+      datasync: durable,
+      write: (buf) => fh.write(buf),
+      writeSync: (buf) => writeSync(fh.fd, buf),
     };
   };
 
@@ -455,5 +460,38 @@ describe('KS-2.4.10 a halt streamed early whose write fails or is lost: workers 
     expect(w.source.status).toBe('stale');
     // KS-6.4.3 the worker's acknowledgement of the lost seq proves the log moved backwards.
     await until('the restarted control plane stops vouching', () => !cp!.vouch().ok);
+  });
+});
+
+describe('KS-2.4.10 a process crash after a halt was streamed keeps it: it is in the file before anyone is told', () => {
+  it('the default handle (O_DSYNC) writes a halt into the file before the pending listener runs; a resume is not told', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ks-early-'));
+    const path = join(dir, 'flips.jsonl');
+    store = new FileFlipLogStore({ path, logger: { warn: () => {} } });
+    await store.open();
+    const seen: { seqs: number[]; inFile: boolean[] }[] = [];
+    store.subscribePending({
+      pending: (records) =>
+        seen.push({
+          seqs: records.map((r) => r.seq),
+          inFile: records.map((r) => readFileSync(path, 'utf8').includes(`"id":"${r.id}"`)),
+        }),
+      failed: () => {},
+    });
+    await store.append({
+      id: 'h1',
+      actor: 'ada',
+      action: 'halt',
+      selector: { tenant: 'a' },
+      reason: 'x',
+    });
+    await store.append({
+      id: 'r1',
+      actor: 'ada',
+      action: 'resume',
+      selector: { tenant: 'a' },
+      reason: 'y',
+    });
+    expect(seen).toEqual([{ seqs: [1], inFile: [true] }]);
   });
 });

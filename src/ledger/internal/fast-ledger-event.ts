@@ -97,24 +97,13 @@ const EVENT_KEYS = new Set([
 ]);
 const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-/**
- * Contexts found valid that are their own normalised copy and cannot change (frozen, with a
- * frozen run path, no undefined field, a plain prototype): the guard evaluates and records one
- * such context for every effect of a run and capability (the adapters' tool calls), so it is
- * kept as it is, shared by those events, instead of copied for each.
- */
-const immutableContexts = new WeakSet<object>();
-
 function fastContext(v: unknown): KillContext | undefined {
   if (!isPlainObject(v)) return undefined;
-  if (immutableContexts.has(v)) return v as KillContext;
   const out: Record<string, unknown> = {};
-  let asIs = Object.isFrozen(v) && Object.getPrototypeOf(v) === Object.prototype;
   for (const k in v) {
     if (!Object.prototype.hasOwnProperty.call(v, k)) return undefined;
     const x = (v as Record<string, unknown>)[k];
     if (x === undefined) {
-      asIs = false;
       if (CONTEXT_KEYS.has(k) || k === 'runPath') continue;
       return undefined;
     }
@@ -130,29 +119,10 @@ function fastContext(v: unknown): KillContext | undefined {
         path[i] = x[i] as string;
       }
       if (Object.keys(x).length !== x.length) return undefined;
-      if (!Object.isFrozen(x)) asIs = false;
       out[k] = path;
     } else return undefined;
   }
-  // A frozen getter can still answer differently each time: only data properties are kept as is.
-  if (
-    asIs &&
-    onlyData(v) &&
-    (out['runPath'] === undefined || onlyData((v as KillContext).runPath!))
-  ) {
-    immutableContexts.add(v);
-    return v as KillContext;
-  }
   return out as KillContext;
-}
-
-function onlyData(o: object): boolean {
-  const descriptors = Object.getOwnPropertyDescriptors(o);
-  for (const k of Reflect.ownKeys(descriptors)) {
-    const d = descriptors[k as keyof typeof descriptors] as PropertyDescriptor;
-    if (!('value' in d)) return false;
-  }
-  return true;
 }
 
 function isPlainObject(v: unknown): v is object {

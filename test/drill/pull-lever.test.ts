@@ -1,19 +1,27 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FileFlipLogStore } from '../../providers/file/index.js';
 import { ControlPlaneClient } from '../../src/client/control-plane-client.js';
 import { pullLever } from '../../src/drill/run/pull-lever.js';
 import { ReleaseGate } from '../../src/server/release-gate.js';
 import type { ControlPlane } from '../../src/server/index.js';
-import { TOKENS, startTestServer } from '../server/helpers.js';
+import { TOKENS, bearer, startTestServer } from '../server/helpers.js';
+import { SseReader } from '../server/sse-reader.js';
 import { progress, scenarioFrom } from './drill-helpers.js';
 
 let cp: ControlPlane | undefined;
 let gate: ReleaseGate | undefined;
 let dir: string | undefined;
+let store: FileFlipLogStore | undefined;
+let reader: SseReader | undefined;
 afterEach(async () => {
+  reader?.close();
   await cp?.close();
+  await store?.close();
+  store = reader = undefined;
   await gate?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
   cp = gate = dir = undefined;
@@ -67,5 +75,47 @@ describe('KS-9.1.3 a lever whose resume names a release marks it green first, th
     ({ cp } = await startTestServer());
     const { lever, lines } = await pull(TOKENS.operator);
     expect(lever.resume, lines.join('\n')).toMatchObject({ ok: true, release: 'drill-r1' });
+  });
+});
+
+describe('KS-9.3.2 a lever is accepted when the control plane took the flip, not when its write became durable', () => {
+  it('a halt streamed while its write is in flight (KS-2.4.9) reaches a worker no earlier than the lever’s accepted time', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'drill-accepted-'));
+    // A slow disk: every fdatasync takes 60 ms more, so durability comes well after the stream.
+    store = new FileFlipLogStore({
+      path: join(dir, 'flips.jsonl'),
+      logger: { warn() {} },
+      openFile: async (path) => {
+        const fh = await open(path, 'a+', 0o600);
+        return {
+          readFile: () => fh.readFile(),
+          truncate: (len) => fh.truncate(len),
+          close: () => fh.close(),
+          sync: () => fh.sync(),
+          datasync: async () => {
+            await new Promise((r) => setTimeout(r, 60));
+            return fh.datasync();
+          },
+          write: (buf) => fh.write(buf),
+          writeSync: (buf) => writeSync(fh.fd, buf),
+        };
+      },
+    });
+    ({ cp } = await startTestServer({ store }));
+    const opened = await SseReader.open(`${cp.url}/v1/stream`, bearer(TOKENS.admin));
+    reader = opened.reader;
+    expect((await reader.next()).event).toBe('snapshot');
+    const seen = (async () => {
+      for (;;) {
+        const e = await reader!.nextNonHeartbeat(5000);
+        if (e.event === 'flip') return Date.now();
+      }
+    })();
+    const { lever, lines } = await pull(TOKENS.admin);
+    const seenAt = await seen;
+    expect(lever.acceptedAt, lines.join('\n')).toBeTypeOf('number');
+    // The stream had the halt before the write was durable, so before the fleet's appendedAt;
+    // time-to-stop counted from that would be negative.
+    expect(lever.acceptedAt!).toBeLessThanOrEqual(seenAt);
   });
 });

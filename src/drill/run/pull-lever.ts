@@ -76,8 +76,14 @@ export async function pullLever(p: PullContext): Promise<RawLever> {
     };
   }
   const fleet = answer.fleet;
-  // The answer's times are ISO 8601 (KS-5.1.15); the drill computes in epoch ms.
-  const acceptedAt = Date.parse(fleet?.appendedAt ?? answer.flip.at);
+  // The answer's times are ISO 8601 (KS-5.1.15); the drill computes in epoch ms. Accepted is when
+  // the control plane took the flip into its log (the record's time, stamped when it was chained):
+  // a halt may reach the workers while its write is in flight (KS-2.4.9), before the fleet's
+  // `appendedAt`, which follows durability. Whichever is earlier (a control plane whose records
+  // are stamped on another clock than its fleet's).
+  const recordAt = Date.parse(answer.flip.at);
+  const appendedAt = fleet?.appendedAt === undefined ? NaN : Date.parse(fleet.appendedAt);
+  const acceptedAt = Number.isNaN(appendedAt) ? recordAt : Math.min(recordAt, appendedAt);
   const completeAt =
     fleet?.completeAt === undefined || fleet.completeAt === null
       ? undefined

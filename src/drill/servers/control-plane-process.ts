@@ -38,6 +38,8 @@ if (typeof process.send !== 'function') {
 const send = (msg: unknown): void => {
   if (process.connected) process.send?.(msg);
 };
+/** The drill's one time basis (KS-9.2.4): wall labels are monotonic readings. */
+const DRILL_CLOCK = { ...systemClock, wallNow: systemClock.now };
 let cp: ControlPlane | undefined;
 let store: FileFlipLogStore | undefined;
 
@@ -49,6 +51,8 @@ process.on('message', (raw: unknown) => {
     store = new FileFlipLogStore({
       path: join(msg.dataDir, 'flips.jsonl'),
       logger: { warn: () => undefined },
+      // The records' `at` on the drill clock too: a lever's "accepted" time is its record's (KS-9.2.4).
+      clock: DRILL_CLOCK,
       ...(signingKey === undefined ? {} : { signingKey }),
     });
     const s = store;
@@ -67,7 +71,7 @@ process.on('message', (raw: unknown) => {
           logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
           // One time basis for append, ack and complete times and the workers' reports: the
           // labels are monotonic readings, which processes on one machine share (KS-9.2.4).
-          clock: { ...systemClock, wallNow: systemClock.now },
+          clock: DRILL_CLOCK,
         }),
       )
       .then(

@@ -152,7 +152,12 @@ describe('KS-9.3.7 a timing target missed on an overloaded host is inconclusive,
 
   it('the monitor measures this process: a blocked event loop reads as delay', async () => {
     const m = startHostLoadMonitor();
-    await new Promise((r) => setTimeout(r, 30));
+    // The histogram records the time between its own timer's ticks from its second tick on: a
+    // block before its first tick (this process not run for the first 30 ms, on a loaded host)
+    // would be missed. Wait until it has recorded one interval.
+    for (let i = 0; i < 200 && m.read().eventLoopDelayP99Ms === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(m.read().eventLoopDelayP99Ms).toBeGreaterThan(0);
     const until = performance.now() + 120;
     while (performance.now() < until); // block the loop for 120 ms
     await new Promise((r) => setTimeout(r, 30));
@@ -347,9 +352,11 @@ describe('KS-9.3.8 the drill tells a host overloaded by others from the load it 
       const t1 = systemReadings.cpuTicks()!;
       const o1 = sum(systemReadings.ownTicks()!);
       expect(t1.total).toBeGreaterThan(t0.total);
-      // 300 ms of CPU is about 30 ticks at 100 Hz; a loaded host may give it less of the CPU.
+      // 300 ms of CPU is about 30 ticks at 100 Hz; a loaded host may give it less of the CPU. The
+      // process's ticks and the host's are counted apart (per task, per CPU): one or two apart
+      // (seen: 31 own against 30 busy on a loaded host).
       expect(o1 - o0).toBeGreaterThan(0);
-      expect(o1 - o0).toBeLessThanOrEqual(t1.total - t0.total - (t1.idle - t0.idle));
+      expect(o1 - o0).toBeLessThanOrEqual(t1.total - t0.total - (t1.idle - t0.idle) + 2);
     },
   );
 });

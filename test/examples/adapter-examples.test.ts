@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlaneClient } from '../../src/client/index.js';
 
 // Runs compiled code: `npm run build` first (the `pretest` script does).
 const CLI = resolve('dist/src/cli/main.js');
@@ -58,14 +59,6 @@ function start(args: string[], env: Record<string, string>): Proc {
   };
 }
 
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; out: string }> {
-  const p = start([CLI, ...args], env);
-  return p.exited.then((code) => ({ code, out: p.lines.join('\n') }));
-}
-
 /** The adapter examples; each prints `landed`/`aborted` per tool and `HALTED by flip #n` at the end. */
 const EXAMPLES = ['ai-sdk', 'openai-agents', 'mcp', 'langgraph', 'mastra'] as const;
 
@@ -105,12 +98,23 @@ describe('KS-14.6.1 each adapter example runs against killswitch serve and stops
       // Work flows: a whole run completes with its tools landed.
       await example.waitFor(/run ticket-1: done/);
       const landed = await example.waitFor(/tool \w+ landed/, example.lines.length - 1);
-      // Flip while a tool is in flight (each takes 400 ms; flip right after one landed).
+      // Flip while a tool is in flight (each takes 400 ms).
       await example.waitFor(/run ticket-2: started/);
       await example.waitFor(/tool \w+ landed/, landed + 1);
       const before = example.lines.length;
-      const flip = await cli(['flip', '--tenant', tenant, '--reason', `stop ${name}`], env);
-      expect(flip.code, flip.out).toBe(0);
+      // The next tool starts a few ms after one landed (the scripted model answers at once; over
+      // MCP the result travels back first): flip 150 ms into it, with 250 ms of it left. Through
+      // the API, not the CLI: starting a CLI process takes longer than a tool's 400 ms on a loaded
+      // host, and a flip landing between two tools refuses the next one with none in flight to
+      // abort (the CLI's flip has its own tests).
+      await new Promise((r) => setTimeout(r, 150));
+      const token = (await readFile(join(dir, 'admin.token'), 'utf8')).trim();
+      const flip = await new ControlPlaneClient({ url: env['KILLSWITCH_URL']!, token }).flip({
+        action: 'halt',
+        selector: { tenant },
+        reason: `stop ${name}`,
+      });
+      expect(flip.flip.action).toBe('halt');
       const halted = await example.waitFor(/HALTED by flip #\d+ \(KS_ABORTED\)/, 0);
       expect(example.lines[halted]).toContain(`stop ${name}`);
       expect(await example.exited).toBe(0);

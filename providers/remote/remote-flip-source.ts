@@ -821,13 +821,16 @@ export class RemoteFlipSource implements FlipSource {
       return;
     }
     // KS-6.3.12: a halt is applied before its hash check (it can only stop more, and a record
-    // failing the check fails the source closed right after, unacknowledged); a resume only after.
+    // failing the check fails the source closed right after, unacknowledged); a resume and a
+    // drain halt only after.
     // KS-17.7.9 the signature check goes with it.
     const fault = () =>
       hashMatches(parsed)
         ? this.#signatures?.flipFault(record, applied.logId)
         : `record ${record.seq} hash does not match its content`;
-    const early = record.action === 'halt';
+    // Not a `drain` halt: it lets queued work run, so one replacing a `hold` or `discard` halt
+    // of the same selector stops less; checked first, like a resume.
+    const early = record.action === 'halt' && record.mode !== 'drain';
     const refused = early ? undefined : fault();
     if (refused !== undefined) {
       this.#resync(refused);

@@ -254,6 +254,28 @@ describe('KS-6.3.12 a halt may be applied before its hash check, a resume only a
     expect(source.appliedSeq).toBe(2);
   });
 
+  it('a corrupted drain halt replacing a hold halt is never applied: drain lets queued work run', async () => {
+    const store = new MemoryFlipLogStore();
+    const halt = { actor: 't', action: 'halt', selector: { tenant: 'acme' }, reason: 'r' } as const;
+    await store.append({ ...halt, mode: 'hold' });
+    await store.append({ ...halt, mode: 'drain' });
+    const records = await store.read();
+    const { server, rec, source } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1]);
+    expect(rec.status).toBe('stale');
+    expect(source.appliedSeq).toBe(1);
+    // The true drain halt is applied once it is checked.
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    server.last.push('flip', records[1], 2);
+    await vi.waitFor(() => expect(source.appliedSeq).toBe(2));
+    expect(rec.applied).toEqual([-1, -1, 2]);
+  });
+
   it('a valid halt is applied and acknowledged as before', async () => {
     const records = await log(2);
     const { server, rec, source } = await setup();

@@ -315,6 +315,9 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
       this.#size = log.goodBytes;
       this.#fh = fh;
       this.#lock = lock;
+      // KS-2.4.9 the descriptor early halts are written through, opened with the file: no open on
+      // a halt's path, and the process's descriptors do not grow at its first halt.
+      if (this.#syncedWrites) this.#plainFd ??= openSync(this.path, 'a', 0o600);
       // close() may have been called while this ran; its section (next on the mutex) releases
       // the file and the lock, so only move to open if nobody closed the store meanwhile.
       if (this.#state === FileStoreState.NEW) this.#state = FileStoreState.OPEN;

@@ -5,11 +5,11 @@
  * failed closed and halted. The file store's handle is injected: its writes can be held (a slow
  * disk) and failed (EIO).
  */
-import { readFileSync, writeSync } from 'node:fs';
+import { readdirSync, readFileSync, writeSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FileFlipLogStore, type LogFileHandle } from '../../providers/file/index.js';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { KILL_SWITCH_FLAG } from '../../src/model/index.js';
@@ -469,6 +469,10 @@ describe('KS-2.4.10 a process crash after a halt was streamed keeps it: it is in
     const path = join(dir, 'flips.jsonl');
     store = new FileFlipLogStore({ path, logger: { warn: () => {} } });
     await store.open();
+    // Its second descriptor is opened with the file, not at the first halt: a process's
+    // descriptors do not grow after start (the soak compares them), nor is an open on the path.
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const fdsAtOpen = process.platform === 'linux' ? fds() : 0;
     const seen: { seqs: number[]; inFile: boolean[] }[] = [];
     store.subscribePending({
       pending: (records) =>
@@ -493,5 +497,9 @@ describe('KS-2.4.10 a process crash after a halt was streamed keeps it: it is in
       reason: 'y',
     });
     expect(seen).toEqual([{ seqs: [1], inFile: [true] }]);
+    if (process.platform === 'linux') {
+      // The head file is written in the background (its descriptor closed when it is done).
+      await vi.waitFor(() => expect(fds()).toBe(fdsAtOpen), { timeout: 2000 });
+    }
   });
 });

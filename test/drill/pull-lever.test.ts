@@ -1,5 +1,4 @@
-import { writeSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { ControlPlaneClient } from '../../src/client/control-plane-client.js';
 import { pullLever } from '../../src/drill/run/pull-lever.js';
 import { ReleaseGate } from '../../src/server/release-gate.js';
 import type { ControlPlane } from '../../src/server/index.js';
+import { openLogFile } from '../fixtures/log-file-handle.js';
 import { TOKENS, bearer, startTestServer } from '../server/helpers.js';
 import { SseReader } from '../server/sse-reader.js';
 import { progress, scenarioFrom } from './drill-helpers.js';
@@ -85,21 +85,11 @@ describe('KS-9.3.2 a lever is accepted when the control plane took the flip, not
     store = new FileFlipLogStore({
       path: join(dir, 'flips.jsonl'),
       logger: { warn() {} },
-      openFile: async (path) => {
-        const fh = await open(path, 'a+', 0o600);
-        return {
-          readFile: () => fh.readFile(),
-          truncate: (len) => fh.truncate(len),
-          close: () => fh.close(),
-          sync: () => fh.sync(),
-          datasync: async () => {
-            await new Promise((r) => setTimeout(r, 60));
-            return fh.datasync();
-          },
-          write: (buf) => fh.write(buf),
-          writeSync: (buf) => writeSync(fh.fd, buf),
-        };
-      },
+      openFile: (path) =>
+        openLogFile(path, async (datasync) => {
+          await new Promise((r) => setTimeout(r, 60));
+          return datasync();
+        }),
     });
     ({ cp } = await startTestServer({ store }));
     const opened = await SseReader.open(`${cp.url}/v1/stream`, bearer(TOKENS.admin));

@@ -5,8 +5,8 @@
  * failed closed and halted. The file store's handle is injected: its writes can be held (a slow
  * disk) and failed (EIO).
  */
-import { readdirSync, readFileSync, writeSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -16,6 +16,7 @@ import { KILL_SWITCH_FLAG } from '../../src/model/index.js';
 import { KillSwitchProvider } from '../../src/provider/index.js';
 import type { ControlPlane } from '../../src/server/index.js';
 import type { FlipSource, SourceStatus } from '../../src/source/index.js';
+import { openLogFile } from '../fixtures/log-file-handle.js';
 import { TOKENS, bearer, call, halt, startTestServer } from './helpers.js';
 import { SseReader, type SseEvent } from './sse-reader.js';
 
@@ -30,27 +31,16 @@ class GatedFile {
   #waiting: (() => void) | undefined;
   #gate: { release: () => void; fail: (e: Error) => void } | undefined;
 
-  readonly open = async (path: string): Promise<LogFileHandle> => {
-    const fh = await open(path, 'a+', 0o600);
-    const durable = async (): Promise<void> => {
+  readonly open = (path: string): Promise<LogFileHandle> =>
+    openLogFile(path, async (datasync) => {
       if (this.hold) {
         await new Promise<void>((release, fail) => {
           this.#gate = { release, fail };
           this.#waiting?.();
         });
       }
-      return fh.datasync();
-    };
-    return {
-      readFile: () => fh.readFile(),
-      truncate: (len) => fh.truncate(len),
-      close: () => fh.close(),
-      sync: () => fh.sync(),
-      datasync: durable,
-      write: (buf) => fh.write(buf),
-      writeSync: (buf) => writeSync(fh.fd, buf),
-    };
-  };
+      return datasync();
+    });
 
   /** Resolves once a write is being held; rejects when `answer` settles first. */
   held(answer?: Promise<{ status: number; json: unknown }>): Promise<void> {

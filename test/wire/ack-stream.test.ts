@@ -99,15 +99,7 @@ async function bufferingProxy(targetPort: number): Promise<{ url: string; seen: 
       up.end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen };
+  return { url: await listenForTest(server), seen };
 }
 
 describe('KS-6.7.3 behind a proxy that holds request bodies, acknowledgements stay requests', () => {
@@ -270,15 +262,7 @@ async function slowStreamProxy(
     res.on('close', () => up.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen };
+  return { url: await listenForTest(server), seen };
 }
 
 describe('KS-6.7.3 a stream answered late is still used', () => {
@@ -304,3 +288,16 @@ describe('KS-6.7.3 a stream answered late is still used', () => {
     expect(everStale(c)).toBe(false);
   }, 30_000);
 });
+
+/** Listens on a random loopback port, closes the server (and its connections) after the test. */
+async function listenForTest(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}

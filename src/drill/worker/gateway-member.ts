@@ -12,6 +12,7 @@ import {
 import { runIdOf } from '../scenario.js';
 import { startSinkMcpUpstream, type SinkMcpUpstream } from '../servers/sink-mcp-upstream.js';
 import type { DrillWorkerSink } from './drill-worker.js';
+import { StopStamps } from './stop-stamps.js';
 
 /** The name of the MCP upstream behind the drill's gateway (tools are `tools__<capability>`). */
 const UPSTREAM = 'tools';
@@ -90,23 +91,31 @@ export class GatewayMember {
     // unenforced (KS-6.5: its MCP cancel not yet taken upstream): that is the time reported, the
     // one its acknowledgement vouches for. Before it, an upstream may still land the call's effect.
     // The guard cuts the calls a flip matches in the microtasks after it is applied (each watch is
-    // re-evaluated), and their holds are taken then: read them in the check phase, where the
-    // gateway's acknowledgement is sent from too.
+    // re-evaluated), and their holds are taken then: read them in the check phase. The
+    // gateway's acknowledgement is sent from the check phase too and may leave before this look,
+    // so each event is stamped as it happens (StopStamps) and the stop is dated at the one that
+    // completed it, never after what vouches for it.
     let reported = 0;
-    const onChange = (): void => void setImmediate(check);
+    const stamps = new StopStamps();
     const check = (): void => {
       const held = gw.unenforced.reduce((m, u) => Math.min(m, u.seq), Number.POSITIVE_INFINITY);
       const upTo = Math.min(gw.appliedSeq, held - 1);
       if (upTo > reported) {
         reported = upTo;
-        const at = systemClock.now();
+        const at = stamps.take(upTo, systemClock.now());
         this.#events.push({ t: 'applied', at, seq: upTo });
         this.#report.applied(upTo, at);
       }
       this.#noteStatus();
     };
-    gw.provider.events.addHandler(ProviderEvents.ConfigurationChanged, onChange);
-    gw.onEnforced(onChange);
+    gw.provider.events.addHandler(ProviderEvents.ConfigurationChanged, () => {
+      stamps.applied(gw.appliedSeq, systemClock.now());
+      setImmediate(check);
+    });
+    gw.onEnforced((seq) => {
+      stamps.enforced(seq, systemClock.now());
+      setImmediate(check);
+    });
     for (const e of [ProviderEvents.Ready, ProviderEvents.Stale, ProviderEvents.Error])
       gw.provider.events.addHandler(e, () => this.#noteStatus());
     await gw.waitFresh(20_000);

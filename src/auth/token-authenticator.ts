@@ -354,6 +354,50 @@ export class TokenAuthenticator {
     const fp = this.#fingerprint(token);
     const hit = this.#byFingerprint.get(fp);
     if (hit !== undefined) return this.#accept(hit);
+    return this.#accept(await this.#entryOffThread(token, fp));
+  }
+
+  /**
+   * As {@link TokenAuthenticator.authenticateOn}, without ever running scrypt on this thread: the
+   * principal at once when the connection's memo or the token's fingerprint knows the token, a
+   * promise only when a first-seen hashed token must be checked on the thread pool (as
+   * {@link TokenAuthenticator.authenticateAsync}). A server calls this, so a stream of requests
+   * with made-up secrets for a known token id (each a new fingerprint, each an scrypt) costs
+   * thread-pool time, not the event loop that streams flips and takes acknowledgements. KS-17.3.1
+   *
+   * @throws {KillSwitchError} `KS_UNAUTHORIZED` (thrown, or the promise rejects) when the header
+   *   is missing, malformed, unknown or expired
+   */
+  authenticateOnAsync(
+    connection: object,
+    header: string | undefined,
+  ): Principal | Promise<Principal> {
+    const last = this.#byConnection.get(connection);
+    if (
+      last !== undefined &&
+      header !== undefined &&
+      last.generation === this.#generation &&
+      sameText(last.header, header)
+    )
+      return this.#accept(last.entry);
+    const generation = this.#generation;
+    const token = bearer(header);
+    const fp = this.#fingerprint(token);
+    const hit = this.#byFingerprint.get(fp);
+    if (hit !== undefined) {
+      this.#byConnection.set(connection, { header: header!, entry: hit, generation });
+      return this.#accept(hit);
+    }
+    return this.#entryOffThread(token, fp).then((entry) => {
+      // Remembered only if the token set was not replaced while scrypt ran.
+      if (this.#generation === generation)
+        this.#byConnection.set(connection, { header: header!, entry, generation });
+      return this.#accept(entry);
+    });
+  }
+
+  /** A first-seen token's entry, a hashed one checked on the thread pool (one check per token). */
+  async #entryOffThread(token: string, fp: string): Promise<Entry> {
     const candidate = this.#candidate(token, fp);
     if (candidate === undefined) throw unknown();
     let pending = this.#inflight.get(fp);
@@ -365,7 +409,7 @@ export class TokenAuthenticator {
     }
     const entry = await pending;
     if (entry === undefined) throw unknown();
-    return this.#accept(entry);
+    return entry;
   }
 
   #fingerprint(token: string): string {

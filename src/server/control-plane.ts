@@ -717,13 +717,15 @@ class ControlPlaneServer implements ControlPlane {
       }
       let principal: Principal | undefined;
       if (m.route.auth !== 'public') {
-        principal =
+        const who =
           this.#auth === 'none'
             ? ANONYMOUS
-            : // Remembered per keep-alive connection until the token set changes (KS-17.3.1).
-              typeof this.#auth.authenticateOn === 'function'
-              ? this.#auth.authenticateOn(req.socket, req.headers.authorization)
+            : // Remembered per keep-alive connection until the token set changes (KS-17.3.1);
+              // a first-seen hashed token is checked on the thread pool, never on this loop.
+              typeof this.#auth.authenticateOnAsync === 'function'
+              ? this.#auth.authenticateOnAsync(req.socket, req.headers.authorization)
               : this.#auth.authenticate(req.headers.authorization);
+        principal = who instanceof Promise ? await who : who;
       }
       // KS-17.9.2: state-changing requests carry JSON (no cross-site form or simple fetch).
       this.#guard.checkContentType(req);

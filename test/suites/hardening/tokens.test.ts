@@ -416,6 +416,62 @@ describe('KS-17.3.3 hashed entries: salted scrypt, found by the token id', () =>
     expect(auth.authenticate(`Bearer ${token}`)).toBe(all[0]);
   });
 
+  it('authenticateOnAsync: a first-seen hashed token is checked off the event loop, a known one at once; a reload meanwhile is not remembered', async () => {
+    const token = createToken();
+    const spec: TokenSpec = { name: 'one', hash: hashToken(token), role: 'viewer' };
+    const auth = new TokenAuthenticator({ tokens: [spec] });
+    const conn = {};
+    const first = auth.authenticateOnAsync(conn, `Bearer ${token}`);
+    expect(first).toBeInstanceOf(Promise);
+    const p = await first;
+    expect(p.name).toBe('one');
+    // Remembered by the connection and by the fingerprint: no promise from now on.
+    expect(auth.authenticateOnAsync(conn, `Bearer ${token}`)).toBe(p);
+    expect(auth.authenticateOnAsync({}, `Bearer ${token}`)).toBe(p);
+    const wrong = `${token.slice(0, 16)}${'A'.repeat(43)}`;
+    const refused = auth.authenticateOnAsync(conn, `Bearer ${wrong}`);
+    expect(refused).toBeInstanceOf(Promise);
+    await expect(refused).rejects.toMatchObject({ code: 'KS_UNAUTHORIZED' });
+    expect(() => auth.authenticateOnAsync(conn, undefined)).toThrow(/missing bearer token/);
+    // A token set replaced while scrypt runs: the answer is not kept for the connection.
+    const other = createToken();
+    const spec2: TokenSpec = { name: 'two', hash: hashToken(other), role: 'viewer' };
+    auth.replace([spec, spec2]);
+    const conn2 = {};
+    const during = auth.authenticateOnAsync(conn2, `Bearer ${other}`);
+    auth.replace([spec]); // 'two' revoked while its first check runs
+    await expect(during).rejects.toMatchObject({ code: 'KS_UNAUTHORIZED' });
+    await expect(
+      (async () => auth.authenticateOnAsync(conn2, `Bearer ${other}`))(),
+    ).rejects.toThrow(/unknown token/);
+  });
+
+  it('the control plane checks first-seen hashed tokens on the thread pool: made-up secrets under a known id do not hold up other requests', async () => {
+    const cp = await server([
+      { name: 'fleet', hash: hashToken(FLEET), role: 'viewer' },
+      { name: 'viewer', token: VIEWER, role: 'viewer' },
+    ]);
+    const order: string[] = [];
+    const get = (label: string, token: string) =>
+      fetch(`${cp.url}/v1/flips`, { headers: { authorization: `Bearer ${token}` } }).then(
+        async (r) => {
+          await r.arrayBuffer();
+          order.push(label);
+          return r.status;
+        },
+      );
+    // Each made-up secret is a new fingerprint, so each costs a scrypt (ln=12).
+    const forged = Array.from({ length: 8 }, (_, i) =>
+      get(`forged${i}`, `${FLEET.slice(0, 16)}${String(i).repeat(43)}`),
+    );
+    await new Promise((r) => setTimeout(r, 5));
+    const viewer = await get('viewer', VIEWER);
+    expect(viewer).toBe(200);
+    expect(await Promise.all(forged)).toEqual(Array(8).fill(401));
+    // On the event loop the 8 checks ran one after another ahead of the viewer's request.
+    expect(order.indexOf('viewer')).toBeLessThan(order.length - 1);
+  });
+
   it('refuses a hash with a hostile cost, a token given twice in two forms, and hashing a token without an id', () => {
     const token = createToken();
     const hostile = hashToken(token).replace('ln=12', 'ln=30');

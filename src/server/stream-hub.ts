@@ -26,11 +26,38 @@ interface Subscriber {
    * a record streamed early (KS-2.4.9) and broadcast again once durable reaches it once.
    */
   seq: number;
+  /**
+   * Whether its events go to its socket as chunks framed by the hub (see {@link StreamHub}): its
+   * response is chunked and its head was in the socket when it was added.
+   */
+  readonly framed: boolean;
+}
+
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+/** `event` as one HTTP/1.1 chunk (RFC 9112 section 7.1): size in hex, CRLF, the bytes, CRLF. */
+function chunkOf(event: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${event.length.toString(16)}\r\n`, 'latin1'), event, CRLF]);
+}
+
+/**
+ * Whether the hub may write chunks it framed itself straight to the response's socket: the
+ * response is chunked and Node already put its head in the socket. Unknown to this Node (the
+ * internal flag absent): no, the response writes them.
+ */
+function framedByHub(res: ServerResponse): boolean {
+  return res.chunkedEncoding === true && (res as { _headerSent?: unknown })._headerSent === true;
 }
 
 /**
  * The open SSE responses. Each event is encoded once by the caller and the same buffer written to
- * every subscriber (the fan-out costs one write per socket). A subscriber whose socket does not
+ * every subscriber (the fan-out costs one write per socket). On a chunked response (HTTP/1.1, the
+ * streams' case) the hub frames the event as one chunk once per broadcast and writes that buffer
+ * to each socket itself: a response's own write sends four pieces per event (size, CRLF, the
+ * bytes, CRLF), corks the socket and queues a tick to uncork it, for every subscriber. It does so
+ * only while the response holds nothing of its own (its head sent, no output queued, not ended),
+ * so the bytes on the wire are the ones the response would have written, in the same order;
+ * otherwise the response writes the event. KS-5.1.12 A subscriber whose socket does not
  * drain is destroyed once more than `maxBufferedBytes` are pending, rather than buffered without
  * bound; it reconnects and resumes by `Last-Event-ID`. KS-6.1.5
  */
@@ -75,7 +102,14 @@ export class StreamHub {
     view?: ReadView,
     seq = 0,
   ): void {
-    const sub: Subscriber = { res, workerId, allowance: initialBytes, view, seq };
+    const sub: Subscriber = {
+      res,
+      workerId,
+      allowance: initialBytes,
+      view,
+      seq,
+      framed: framedByHub(res),
+    };
     this.#subs.add(sub);
     res.once('close', () => {
       this.#subs.delete(sub);
@@ -96,18 +130,32 @@ export class StreamHub {
    */
   broadcast(event: Buffer, record?: FlipRecord): void {
     let skip: Buffer | undefined;
+    // Each framed once per broadcast, on first use (KS-5.1.12).
+    let eventChunk: Buffer | undefined;
+    let skipChunk: Buffer | undefined;
     for (const sub of this.#subs) {
-      if (sub.res.destroyed) continue;
+      const res = sub.res;
+      if (res.destroyed) continue;
       if (record !== undefined) {
         if (record.seq <= sub.seq) continue;
         sub.seq = record.seq;
       }
       // KS-17.4.1 a scoped reader gets the record's position only, encoded once per broadcast.
-      if (record !== undefined && sub.view !== undefined && !sub.view.mayRead(record.selector)) {
-        skip ??= encodeSkipEvent(record);
-        sub.res.write(skip);
-      } else sub.res.write(event);
-      sub.res.socket?.uncork();
+      const skipped =
+        record !== undefined && sub.view !== undefined && !sub.view.mayRead(record.selector);
+      if (skipped) skip ??= encodeSkipEvent(record);
+      const socket = res.socket;
+      if (
+        sub.framed &&
+        socket != null &&
+        socket.writable &&
+        !res.writableEnded &&
+        res.writableLength === socket.writableLength
+      ) {
+        socket.write(skipped ? (skipChunk ??= chunkOf(skip!)) : (eventChunk ??= chunkOf(event)));
+      } else res.write(skipped ? skip! : event);
+      // Sent now, not on the tick Node would uncork a corked socket on.
+      if ((socket?.writableCorked ?? 0) > 0) socket?.uncork();
       this.#check(sub);
     }
   }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createServer, request, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { Router, encodeEvent, type Route } from '../../src/server/index.js';
 import { StreamHub } from '../../src/server/stream-hub.js';
@@ -136,5 +136,105 @@ describe('KS-5.1.12 the fan-out encodes each event once and writes the same buff
     expect(encodeEvent('heartbeat', { head: 1 }).toString()).toBe(
       'event: heartbeat\ndata: {"head":1}\n\n',
     );
+  });
+
+  /** A hub behind a plain server, and raw TCP clients whose bytes are kept as they arrive. */
+  async function hubOverTheWire(opts: { writeFirst: boolean }) {
+    const hub = new StreamHub({ maxBufferedBytes: 1 << 20 });
+    const responses: ServerResponse[] = [];
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // As the stream route does: its head and first event are written before it is added.
+      if (opts.writeFirst) res.write('retry: 1000\n\n');
+      responses.push(res);
+      hub.add(res, `w${responses.length}`, () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const clients: { socket: Socket; raw: () => string }[] = [];
+    const open = (version: '1.0' | '1.1') => {
+      const chunks: Buffer[] = [];
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(`GET / HTTP/${version}\r\nHost: 127.0.0.1\r\n\r\n`),
+      );
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      clients.push({ socket, raw: () => Buffer.concat(chunks).toString('latin1') });
+    };
+    return {
+      hub,
+      responses,
+      clients,
+      open,
+      close: async () => {
+        for (const c of clients) c.socket.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  /** The body of a raw chunked HTTP/1.1 answer, each chunk's size checked against its bytes. */
+  function dechunk(raw: string): string[] {
+    const head = raw.indexOf('\r\n\r\n');
+    expect(raw.slice(0, head)).toMatch(/\r\ntransfer-encoding: chunked/i);
+    const out: string[] = [];
+    let at = head + 4;
+    while (at < raw.length) {
+      const eol = raw.indexOf('\r\n', at);
+      const size = parseInt(raw.slice(at, eol), 16);
+      expect(raw.slice(at, eol)).toMatch(/^[0-9a-f]+$/);
+      out.push(raw.slice(eol + 2, eol + 2 + size));
+      expect(raw.slice(eol + 2 + size, eol + 4 + size)).toBe('\r\n');
+      at = eol + 4 + size;
+    }
+    return out;
+  }
+
+  it('frames the event as one chunk once and writes that one buffer to each socket, as valid chunked HTTP', async () => {
+    const w = await hubOverTheWire({ writeFirst: true });
+    try {
+      for (let i = 0; i < 3; i++) w.open('1.1');
+      await vi.waitFor(() => expect(w.hub.size).toBe(3));
+      await vi.waitFor(() => {
+        for (const c of w.clients) expect(c.raw()).toContain('retry: 1000');
+      });
+      const writes = w.responses.map((res) => vi.spyOn(res.socket!, 'write'));
+      const ev = encodeEvent('flip', { seq: 1, reason: 'x'.repeat(300) }, 1);
+      w.hub.broadcast(ev);
+      const hb = encodeEvent('heartbeat', { head: 1, at: 0 });
+      w.hub.broadcast(hb);
+      // Two broadcasts: one write per socket each, the same buffer for every socket.
+      for (const spy of writes) expect(spy).toHaveBeenCalledTimes(2);
+      const first = writes.map((spy) => spy.mock.calls[0]![0]);
+      for (const b of first) expect(b).toBe(first[0]);
+      expect(Buffer.isBuffer(first[0])).toBe(true);
+      await vi.waitFor(() => {
+        for (const c of w.clients) {
+          expect(dechunk(c.raw())).toEqual(['retry: 1000\n\n', ev.toString(), hb.toString()]);
+        }
+      });
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('leaves to the response a subscriber whose head is not sent yet, or that is not chunked (HTTP/1.0)', async () => {
+    const w = await hubOverTheWire({ writeFirst: false });
+    try {
+      w.open('1.1');
+      w.open('1.0');
+      await vi.waitFor(() => expect(w.hub.size).toBe(2));
+      const ev = encodeEvent('flip', { seq: 1 }, 1);
+      w.hub.broadcast(ev);
+      const hb = encodeEvent('heartbeat', { head: 1, at: 0 });
+      w.hub.broadcast(hb);
+      await vi.waitFor(() => {
+        expect(dechunk(w.clients[0]!.raw())).toEqual([ev.toString(), hb.toString()]);
+        const raw10 = w.clients[1]!.raw();
+        expect(raw10.slice(0, raw10.indexOf('\r\n\r\n'))).not.toMatch(/transfer-encoding/i);
+        expect(raw10.slice(raw10.indexOf('\r\n\r\n') + 4)).toBe(ev.toString() + hb.toString());
+      });
+    } finally {
+      await w.close();
+    }
   });
 });

@@ -317,18 +317,26 @@ export class TokenAuthenticator {
    * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
    */
   authenticateOn(connection: object, header: string | undefined): Principal {
-    const last = this.#byConnection.get(connection);
-    if (
-      last !== undefined &&
-      header !== undefined &&
-      last.generation === this.#generation &&
-      sameText(last.header, header)
-    )
-      return this.#accept(last.entry);
+    const remembered = this.#remembered(connection, header);
+    if (remembered !== undefined) return this.#accept(remembered);
     const generation = this.#generation;
     const entry = this.#entryOf(header);
     this.#byConnection.set(connection, { header: header!, entry, generation });
     return this.#accept(entry);
+  }
+
+  /**
+   * The entry `connection` authenticated last time, when it sends the same header value (compared
+   * in constant time) and the token set was not replaced since.
+   */
+  #remembered(connection: object, header: string | undefined): Entry | undefined {
+    const last = this.#byConnection.get(connection);
+    return last !== undefined &&
+      header !== undefined &&
+      last.generation === this.#generation &&
+      sameText(last.header, header)
+      ? last.entry
+      : undefined;
   }
 
   /** The entry a header's token authenticates as (not yet checked for expiry). */
@@ -372,14 +380,8 @@ export class TokenAuthenticator {
     connection: object,
     header: string | undefined,
   ): Principal | Promise<Principal> {
-    const last = this.#byConnection.get(connection);
-    if (
-      last !== undefined &&
-      header !== undefined &&
-      last.generation === this.#generation &&
-      sameText(last.header, header)
-    )
-      return this.#accept(last.entry);
+    const remembered = this.#remembered(connection, header);
+    if (remembered !== undefined) return this.#accept(remembered);
     const generation = this.#generation;
     const token = bearer(header);
     const fp = this.#fingerprint(token);

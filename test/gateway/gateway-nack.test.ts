@@ -1,8 +1,14 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, hangingMcpUpstream, until, type GatewayEnv } from './harness.js';
+import {
+  callAsAcme,
+  gatewayEnv,
+  hangingMcpUpstream,
+  until,
+  mcpClient,
+  type GatewayEnv,
+} from './harness.js';
 
 let e: GatewayEnv | undefined;
 let up: Awaited<ReturnType<typeof hangingMcpUpstream>> | undefined;
@@ -18,18 +24,8 @@ describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a 
   it('a call in flight whose upstream refuses the cancel: the flip answer lists the gateway as unenforced, apart from laggards; once the cancel is taken the flip completes', async () => {
     up = await hangingMcpUpstream();
     e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
-    client = new Client({ name: 'nack-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'raw__hang',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .then(
-        () => undefined,
-        (x: unknown) => x,
-      );
+    client = await mcpClient(e, 'nack-test');
+    const call = callAsAcme(client, 'raw__hang');
     await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
     await new Promise((r) => setTimeout(r, 300)); // the gateway's lease renewed at the head
     const enforced: number[] = [];
@@ -72,15 +68,8 @@ describe('KS-15.1.6 (KS-6.5) the gateway sends a negative acknowledgement for a 
     up = await hangingMcpUpstream();
     up.state.refuse = false;
     e = await gatewayEnv({ config: { mcp: { upstreams: { raw: { url: up.url } } } } });
-    client = new Client({ name: 'nack-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'raw__hang',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .catch((x: unknown) => x);
+    client = await mcpClient(e, 'nack-test');
+    const call = callAsAcme(client, 'raw__hang');
     await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
     await new Promise((r) => setTimeout(r, 300));
     const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 5000 });

@@ -1,3 +1,5 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 /* eslint-disable @typescript-eslint/no-explicit-any -- test helper: answers are asserted field by field */
@@ -85,6 +87,27 @@ export async function gatewayEnv(
 }
 
 /** Polls until `fn` is true (or throws after `ms`). */
+/** An MCP SDK client connected to the gateway's `/mcp` endpoint. */
+export async function mcpClient(e: GatewayEnv, name: string): Promise<Client> {
+  const client = new Client({ name, version: '1' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
+  return client;
+}
+
+/**
+ * Calls `tool` (no arguments) as a root run of tenant acme, the lineage the gateway reads from
+ * `_meta`; settles with the result, or with the error the call ends with (never rejects).
+ */
+export function callAsAcme(client: Client, tool: string): Promise<unknown> {
+  return client
+    .callTool({
+      name: tool,
+      arguments: {},
+      _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
+    })
+    .catch((x: unknown) => x);
+}
+
 export async function until(
   fn: () => boolean | Promise<boolean>,
   ms = 5000,

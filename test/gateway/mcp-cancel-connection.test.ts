@@ -1,10 +1,9 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, until, type GatewayEnv } from './harness.js';
+import { callAsAcme, gatewayEnv, until, mcpClient, type GatewayEnv } from './harness.js';
 
 /**
  * A Streamable HTTP MCP upstream written by hand that closes idle keep-alive connections after
@@ -76,15 +75,8 @@ describe('KS-15.3.9 the cancel connection to an HTTP upstream is kept open while
   it('a halt 3.5 s into a call (past the upstream keep-alive timeout) sends its cancel on a connection opened before the halt', async () => {
     up = await upstream();
     e = await gatewayEnv({ config: { mcp: { upstreams: { cc: { url: up.url } } } } });
-    client = new Client({ name: 'cc-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'cc__hang',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .catch((x: unknown) => x);
+    client = await mcpClient(e, 'cc-test');
+    const call = callAsAcme(client, 'cc__hang');
     await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
     // Idle longer than the upstream keeps a connection: only a kept-warm one is still open.
     await new Promise((r) => setTimeout(r, 3500));
@@ -104,8 +96,7 @@ describe('KS-15.3.9 the cancel connection to an HTTP upstream is kept open while
   it('calls one after another do not each cost a ping: the connection a ping proved open within 2 s is not warmed again', async () => {
     up = await upstream();
     e = await gatewayEnv({ config: { mcp: { upstreams: { cc: { url: up.url } } } } });
-    client = new Client({ name: 'cc-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
+    client = await mcpClient(e, 'cc-test');
     const t0 = performance.now();
     for (let i = 0; i < 30; i++) await client.callTool({ name: 'cc__quick', arguments: {} });
     const elapsed = performance.now() - t0;

@@ -1,9 +1,15 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
 import type { ServerResponse } from 'node:http';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, rawMcpUpstream, until, type GatewayEnv } from './harness.js';
+import {
+  callAsAcme,
+  gatewayEnv,
+  rawMcpUpstream,
+  until,
+  mcpClient,
+  type GatewayEnv,
+} from './harness.js';
 
 /**
  * A Streamable HTTP upstream (2025-06-18) that takes a while to register a `tools/call` it
@@ -76,15 +82,8 @@ describe('KS-15.3.11 a cancel that may reach an HTTP upstream before its call is
   it('a halt before the upstream registered the call: the first cancel is ignored there, the gateway stays unenforced, sends it again once the upstream answers on the call stream, and the flip completes only with the call cancelled upstream (nothing runs to its end)', async () => {
     up = await lateRegisteringUpstream(1000, 1500);
     e = await gatewayEnv({ config: { mcp: { upstreams: { late: { url: up.url } } } } });
-    client = new Client({ name: 'order-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'late__slow',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .catch((x: unknown) => x);
+    client = await mcpClient(e, 'order-test');
+    const call = callAsAcme(client, 'late__slow');
     await until(() => up!.state.received === 1, 5000, 'the upstream to receive the call');
     const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 10_000 });
     // The client was answered at once.
@@ -104,15 +103,8 @@ describe('KS-15.3.11 a cancel that may reach an HTTP upstream before its call is
   it('while the upstream has not answered on the call stream, the flip lists the gateway as unenforced with the reason', async () => {
     up = await lateRegisteringUpstream(1500, 1500);
     e = await gatewayEnv({ config: { mcp: { upstreams: { late: { url: up.url } } } } });
-    client = new Client({ name: 'order-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'late__slow',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .catch((x: unknown) => x);
+    client = await mcpClient(e, 'order-test');
+    const call = callAsAcme(client, 'late__slow');
     await until(() => up!.state.received === 1, 5000, 'the upstream to receive the call');
     const r = await e.halt({ tenant: 'acme' }, 'stop acme', { wait: 400 });
     await call;

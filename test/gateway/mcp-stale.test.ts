@@ -1,8 +1,14 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- answers are asserted field by field */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gatewayEnv, hangingMcpUpstream, until, type GatewayEnv } from './harness.js';
+import {
+  callAsAcme,
+  gatewayEnv,
+  hangingMcpUpstream,
+  until,
+  mcpClient,
+  type GatewayEnv,
+} from './harness.js';
 
 let e: GatewayEnv | undefined;
 let up: Awaited<ReturnType<typeof hangingMcpUpstream>> | undefined;
@@ -22,15 +28,8 @@ describe('KS-15.1.4 a stale gateway cuts the MCP calls in flight and refuses new
       staleAfterMs: 1000,
       config: { mcp: { upstreams: { raw: { url: up.url } } } },
     });
-    client = new Client({ name: 'stale-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${e.gw.url}/mcp`)));
-    const call = client
-      .callTool({
-        name: 'raw__hang',
-        arguments: {},
-        _meta: { 'dev.killswitch/lineage': { tenant: 'acme', runPath: [] } },
-      })
-      .catch((x: unknown) => x);
+    client = await mcpClient(e, 'stale-test');
+    const call = callAsAcme(client, 'raw__hang');
     await until(() => up!.state.calls === 1, 5000, 'the upstream to receive the call');
     await e.cp.close();
     // The call never ends by itself: only the gateway failing closed answers it.

@@ -185,8 +185,9 @@ export class ConnectionGuard {
       t.busy--;
       t.idleSince = this.#now();
     };
-    res.once('finish', finish);
-    res.once('close', finish);
+    // A response emits 'close' once, after 'finish' or when its connection went first: one plain
+    // listener (no once wrappers) on an object that lives for this request only.
+    res.on('close', finish);
   }
 
   /** Closes the oldest connection that carries nothing. @returns whether one was closed */

@@ -59,6 +59,12 @@ interface Compiled {
  */
 export class Router {
   readonly #routes: Compiled[] = [];
+  /**
+   * Routes without `:param` or prefix, by path then method, that no route added before them
+   * takes from them: what {@link Router.match} finds for that method and path by its walk, found
+   * with two map lookups (every request is matched, the flip route's among them).
+   */
+  readonly #exact = new Map<string, Map<string, Route>>();
 
   /** Adds routes; a method+path pair already present is refused. */
   add(...routes: readonly Route[]): this {
@@ -72,7 +78,19 @@ export class Router {
       }
       const prefix = route.path.endsWith('/*');
       const path = prefix ? route.path.slice(0, -2) : route.path;
-      this.#routes.push({ route, prefix, segments: path.split('/').slice(1) });
+      const compiled: Compiled = { route, prefix, segments: path.split('/').slice(1) };
+      if (
+        !prefix &&
+        !compiled.segments.some((seg) => seg.startsWith(':')) &&
+        !this.#routes.some(
+          (c) => c.route.method === route.method && matchPath(c, compiled.segments) !== undefined,
+        )
+      ) {
+        let byMethod = this.#exact.get(route.path);
+        if (byMethod === undefined) this.#exact.set(route.path, (byMethod = new Map()));
+        byMethod.set(route.method, route);
+      }
+      this.#routes.push(compiled);
     }
     return this;
   }
@@ -83,6 +101,8 @@ export class Router {
   }
 
   match(method: string, pathname: string): RouteMatch {
+    const exact = this.#exact.get(pathname)?.get(method);
+    if (exact !== undefined) return { kind: 'found', route: exact, params: {} };
     const parts = pathname.split('/').slice(1);
     const allow = new Set<string>();
     for (const c of this.#routes) {

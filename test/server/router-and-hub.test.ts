@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, request, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { Router, encodeEvent, type Route } from '../../src/server/index.js';
 import { StreamHub } from '../../src/server/stream-hub.js';
@@ -42,6 +43,75 @@ describe('KS-5.1.10 the route table matches exact paths, params and prefixes', (
   });
   it('refuses a route mounted twice', () => {
     expect(() => r.add(route('GET', '/v1/flips'))).toThrow(/already mounted/);
+  });
+
+  it('lets the first route added win: an exact path mounted after a param or prefix route that takes it', () => {
+    const first = route('GET', '/v1/:name');
+    const later = route('GET', '/v1/flips');
+    const other = route('POST', '/v1/flips');
+    const t = new Router().add(first, later, other, route('GET', '/a/*'), route('GET', '/a/b'));
+    expect(t.match('GET', '/v1/flips')).toMatchObject({ route: first, params: { name: 'flips' } });
+    expect(t.match('POST', '/v1/flips')).toMatchObject({ route: other, params: {} });
+    expect(t.match('GET', '/a/b')).toMatchObject({ kind: 'found', route: { path: '/a/*' } });
+    // Mounted later, a prefix route takes nothing from an exact route mounted before it.
+    const u = new Router().add(later).add(route('GET', '/v1/*'));
+    expect(u.match('GET', '/v1/flips')).toMatchObject({ route: later });
+  });
+
+  it('matches as a walk of the table in order would, on random tables and paths', () => {
+    const seg = fc.constantFrom('v1', 'flips', 'a', ':p', ':q', '');
+    const routeArb = fc.record({
+      method: fc.constantFrom<Route['method']>('GET', 'POST'),
+      segs: fc.array(seg, { minLength: 0, maxLength: 3 }),
+      prefix: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(routeArb, { maxLength: 8 }),
+        fc.array(fc.constantFrom('v1', 'flips', 'a', 'x', ''), { maxLength: 4 }),
+        fc.constantFrom('GET', 'POST', 'HEAD', 'PUT'),
+        (specs, pathSegs, method) => {
+          const table = new Router();
+          const mounted: Route[] = [];
+          for (const sp of specs) {
+            const path = `/${sp.segs.join('/')}${sp.prefix ? (sp.segs.length > 0 ? '/*' : '*') : ''}`;
+            const rt = route(sp.method, path);
+            try {
+              table.add(rt);
+              mounted.push(rt);
+            } catch {
+              // mounted twice: refused, as the table says
+            }
+          }
+          const path = `/${pathSegs.join('/')}`;
+          // The reference: the first route in mounting order whose path and method match.
+          const parts = path.split('/').slice(1);
+          let want: { route: Route; params: Record<string, string> } | undefined;
+          for (const rt of mounted) {
+            const prefix = rt.path.endsWith('/*');
+            const segs = (prefix ? rt.path.slice(0, -2) : rt.path).split('/').slice(1);
+            if (prefix ? parts.length < segs.length : parts.length !== segs.length) continue;
+            const params: Record<string, string> = {};
+            if (
+              !segs.every((sg, i) =>
+                sg.startsWith(':')
+                  ? parts[i] !== '' && ((params[sg.slice(1)] = parts[i]!), true)
+                  : sg === parts[i],
+              )
+            )
+              continue;
+            if (rt.method === method || (method === 'HEAD' && rt.method === 'GET')) {
+              want = { route: rt, params };
+              break;
+            }
+          }
+          const got = table.match(method, path);
+          if (want === undefined) expect(got.kind).not.toBe('found');
+          else expect(got).toEqual({ kind: 'found', route: want.route, params: want.params });
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
 

@@ -107,7 +107,9 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
         // KS-17.8.3: the token's flip rate, before anything is appended.
         p.limits.takeFlip(who.name);
         p.requireVouching();
-        const result = await mutex.run(async () => {
+        // The section returns the append's promise itself (no async wrapper around it): each
+        // promise a result passes through costs the flip a turn of the microtask queue.
+        const result = await mutex.run(() => {
           const state = follower.state;
           const known = follower.hasId(flip.id);
           // KS-5.1.3: a resume that lifts nothing is refused, not appended (a retry of an appended
@@ -122,13 +124,19 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
           if (flip.action === 'halt' && !known && state.get(flip.selector) === undefined)
             p.limits.checkActiveHalts(state.size, 1);
           // KS-10.5.3, KS-10.5.6 gated under the flip lock; a retried resume already appended is not.
-          if (flip.action === 'resume' && !known)
-            await p.releaseGate?.checkOrOverride(flip, p.fleet.workers(), who, parsed.overrideGate);
-          return p.store.append(flip);
+          const gate = flip.action === 'resume' && !known ? p.releaseGate : undefined;
+          if (gate === undefined) return p.store.append(flip);
+          return gate
+            .checkOrOverride(flip, p.fleet.workers(), who, parsed.overrideGate)
+            .then(() => p.store.append(flip));
         });
-        // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq.
+        // KS-6.4.5 never 2xx for a flip this control plane has not applied at its seq: applied
+        // already (the usual case, the store tells the follower within its append), or waited for.
         const { record } = result;
-        if (!(await follower.waitApplied(record.seq, record.hash, APPLIED_WAIT_MS))) {
+        const applied =
+          (follower.broken === undefined && follower.appliedHash(record.seq) === record.hash) ||
+          (await follower.waitApplied(record.seq, record.hash, APPLIED_WAIT_MS));
+        if (!applied) {
           throw new HttpError(
             503,
             follower.broken === undefined ? ErrorCode.STORE_UNAVAILABLE : ErrorCode.LOG_DIVERGED,

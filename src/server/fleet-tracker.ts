@@ -134,6 +134,11 @@ export class FleetTracker {
   #head = 0;
   #nextSlot = 0;
   #lastPrune = -Infinity;
+  /**
+   * The entries of the last flip {@link FleetTracker.statusJson} answered, by worker id: a flip
+   * appended to the same workers (the same slots) lists them in the same order, not sorted again.
+   */
+  #byId: { readonly slots: Float64Array; readonly order: Uint32Array } | undefined;
 
   /** @throws {InvalidOptionError} `KS_INVALID_OPTION` */
   constructor(options: FleetTrackerOptions = {}) {
@@ -430,6 +435,64 @@ export class FleetTracker {
   }
 
   /**
+   * Exactly `JSON.stringify(this.status(seq))`, written from the flip's columns without an object
+   * per worker: a flip's answer reports every worker, and building then serialising a thousand
+   * entries was most of its cost. Undefined when the flip is not tracked, or carries negative
+   * acknowledgements or match reports (rare: {@link FleetTracker.status} answers those).
+   * test/server/fleet-tracker-differential.test.ts compares the two.
+   */
+  statusJson(seq: number): string | undefined {
+    const f = this.#flips.get(seq);
+    if (f === undefined || f.unenforced !== undefined || f.matched !== undefined) return undefined;
+    const now = this.#now();
+    const wall = this.#wallOffset();
+    const n = f.ids.length;
+    const order = this.#orderById(f);
+    const acked: number[] = [];
+    let laggards = '';
+    let stoppedAt = f.appendedAt;
+    let complete = true;
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      const at = f.ackAt[i]!;
+      if (!Number.isNaN(at)) {
+        acked.push(i);
+        if (at > stoppedAt) stoppedAt = at;
+        continue;
+      }
+      const deadline = f.deadline[i]!;
+      const expired = deadline <= now;
+      const last = f.lastAckSeq[i]!;
+      const release = f.releases[i];
+      laggards += `${laggards === '' ? '' : ','}{"workerId":${JSON.stringify(f.ids[i])}${release === undefined ? '' : `,"release":${JSON.stringify(release)}`},"lastAckSeq":${Number.isNaN(last) ? 'null' : JSON.stringify(last)},"leaseExpiresAt":"${apiTime(deadline + wall)}","leaseExpired":${expired ? 'true' : 'false'}}`;
+      if (expired) stoppedAt = Math.max(stoppedAt, deadline);
+      else complete = false;
+    }
+    // Acknowledged: by time, then worker id (the entries are already in id order, and the sort
+    // is stable), as status() sorts them.
+    const labels = acked.map((i) => apiTime(f.ackAt[i]! + wall));
+    const byTime = acked.map((_, k) => k).sort((a, b) => cmp(labels[a]!, labels[b]!));
+    let acknowledged = '';
+    for (const k of byTime) {
+      const i = acked[k]!;
+      const release = f.releases[i];
+      acknowledged += `${acknowledged === '' ? '' : ','}{"workerId":${JSON.stringify(f.ids[i])}${release === undefined ? '' : `,"release":${JSON.stringify(release)}`},"at":"${labels[k]}","latencyMs":${JSON.stringify(Math.round(Math.max(0, f.ackAt[i]! - f.appendedAt)))}}`;
+    }
+    return `{"seq":${JSON.stringify(f.seq)},"appendedAt":"${apiTime(f.appendedAt + wall)}","applied":${acked.length},"acknowledged":[${acknowledged}],"laggards":[${laggards}],"alreadyStale":${JSON.stringify(f.alreadyStale)},"unenforced":[],"complete":${complete ? 'true' : 'false'},"completeAt":${complete ? `"${apiTime(stoppedAt + wall)}"` : 'null'},"completeAfterMs":${complete ? JSON.stringify(Math.round(stoppedAt - f.appendedAt)) : 'null'}}`;
+  }
+
+  /** The flip's entry indices in worker-id order (see #byId). */
+  #orderById(f: TrackedFlip): Uint32Array {
+    const cached = this.#byId;
+    if (cached !== undefined && sameSlots(cached.slots, f.slots)) return cached.order;
+    const order = Uint32Array.from({ length: f.ids.length }, (_, i) => i).sort((a, b) =>
+      cmp(f.ids[a]!, f.ids[b]!),
+    );
+    this.#byId = { slots: f.slots, order };
+    return order;
+  }
+
+  /**
    * The earliest time a still-pending worker's lease runs out for this flip (when to look again),
    * on the clock's monotonic scale (`clock.now()`), or undefined when nothing is pending.
    */
@@ -566,6 +629,13 @@ function indexOf(slots: Float64Array, slot: number): number {
     else hi = mid - 1;
   }
   return -1;
+}
+
+function sameSlots(a: Float64Array, b: Float64Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function cmp(a: string, b: string): number {

@@ -55,6 +55,14 @@ export class FleetView {
     return this.#shared === undefined ? local : this.#shared.status(seq, local);
   }
 
+  /**
+   * `JSON.stringify(this.status(seq))` when this replica's tracker can write it directly (a fleet
+   * not shared, no negative acknowledgement or match report on the flip); undefined otherwise.
+   */
+  statusJson(seq: number): string | undefined {
+    return this.#shared === undefined ? this.tracker.statusJson(seq) : undefined;
+  }
+
   /** Every worker this replica knows of (the whole fleet when shared, KS-6.6.6). */
   workers(): WorkerInfo[] {
     const local = this.tracker.workers();

@@ -92,6 +92,9 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
           for (let s = Math.max(1, head - 6); s <= head; s++) {
             expect(a.status(s)).toEqual(b.status(s));
             expect(a.nextDeadline(s)).toEqual(b.nextDeadline(s));
+            // The flip answer's text, written from the columns, is the status serialised.
+            const text = a.statusJson(s);
+            expect(text).toBe(a.status(s) === undefined ? undefined : JSON.stringify(a.status(s)));
           }
           expect(a.head).toBe(b.head);
         }
@@ -99,6 +102,26 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
       }),
       { seed: Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31), verbose: true, numRuns: 300 },
     );
+  });
+
+  it('leaves the flip answer text to status() for a flip with a negative acknowledgement or a match report', () => {
+    let now = 1000;
+    const t = new FleetTracker({ clock: readClock(() => now) });
+    for (const w of ['b', 'a', 'c']) t.ack({ workerId: w, release: 'v1', seq: 0 });
+    t.flipAppended(1);
+    t.flipAppended(2);
+    now = 1003;
+    t.ack({ workerId: 'c', seq: 2 });
+    // Written from the columns: laggards by id, the acknowledged worker, the same text.
+    expect(t.statusJson(2)).toBe(JSON.stringify(t.status(2)));
+    expect(t.status(2)!.laggards.map((l) => l.workerId)).toEqual(['a', 'b']);
+    t.ack({ workerId: 'a', seq: 1, unenforced: [{ seq: 1, reason: 'cannot cut' }] });
+    t.ack({ workerId: 'b', seq: 2, matched: [{ seq: 2, inFlight: 1, queued: 0, recent: 0 }] });
+    expect(t.statusJson(1)).toBeUndefined();
+    expect(t.statusJson(2)).toBeUndefined();
+    expect(t.status(1)!.unenforced).toHaveLength(1);
+    expect(t.status(2)!.matched).toMatchObject({ workers: 1, inFlight: 1 });
+    expect(t.statusJson(3)).toBeUndefined();
   });
 
   it('a flip appended with an explicit time is recorded at that time', () => {

@@ -78,6 +78,7 @@ export async function exerciseFlipRoute(): Promise<number> {
     for (const w of WORKERS) tracker.ack({ workerId: w, release: 'warm-up', seq: record.seq - 1 });
     tracker.flipAppended(record.seq);
     tracker.ack({ workerId: WORKERS[0]!, release: 'warm-up', seq: record.seq });
+    tracker.statusJson(record.seq);
     const fleet = tracker.status(record.seq) ?? null;
     const rest = { duplicate: false, fleet, covers: haltCoverage(record.selector) };
     JSON.stringify(rest);

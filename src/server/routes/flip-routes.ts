@@ -143,21 +143,21 @@ export function flipRoutes(p: FlipRouteParts): Route[] {
             `flip ${record.id} was written at seq ${record.seq}, but this control plane has not applied it there (${follower.broken ?? `not within ${APPLIED_WAIT_MS} ms`}); nothing was streamed to the fleet for it`,
           );
         }
-        const fleet =
-          wait !== undefined && wait > 0
+        const waits = wait !== undefined && wait > 0;
+        // The fleet as the tracker writes it (no match report: nothing to hide), or as an object.
+        let fleetJson = waits ? undefined : p.fleet.statusJson(record.seq);
+        if (fleetJson === undefined) {
+          const fleet = waits
             ? // The caller hanging up ends the wait (the flip itself is durable already).
               await p.fleet.wait(record.seq, wait, () => p.closed() || res.destroyed)
             : (p.fleet.status(record.seq) ?? null);
+          // KS-17.4.1 the match reports' near-miss values may name another tenant's contexts.
+          fleetJson = JSON.stringify(fleetAsReadBy(who, record.selector, fleet));
+        }
         sendJsonText(
           res,
           result.duplicate ? 200 : 201,
-          flipAnswerText(
-            record,
-            result.duplicate,
-            // KS-17.4.1 the match reports' near-miss values may name another tenant's contexts.
-            fleetAsReadBy(who, record.selector, fleet),
-            haltCoverage(record.selector),
-          ),
+          flipAnswerText(record, result.duplicate, fleetJson, haltCoverage(record.selector)),
         );
       },
     },
@@ -184,8 +184,8 @@ function fleetAsReadBy(
 function flipAnswerText(
   record: FlipRecord,
   duplicate: FlipAnswer['duplicate'],
-  fleet: FlipAnswer['fleet'],
+  fleetJson: string,
   covers: string,
 ): string {
-  return `{"flip":${recordJson(record)},"duplicate":${duplicate ? 'true' : 'false'},"fleet":${JSON.stringify(fleet)},"covers":${JSON.stringify(covers)}}`;
+  return `{"flip":${recordJson(record)},"duplicate":${duplicate ? 'true' : 'false'},"fleet":${fleetJson},"covers":${JSON.stringify(covers)}}`;
 }

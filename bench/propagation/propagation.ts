@@ -181,6 +181,13 @@ interface RoundStats {
   readonly missing: number;
   /** CPU the subscriber processes spent from the round's start to their last subscriber (summed). */
   readonly childCpuMs: number;
+  /**
+   * The median gap between two subscribers of one process applying (receiving), in µs: what one
+   * more subscriber costs a process, hardly moved by when the round started or by the wake-up.
+   */
+  readonly stepUs: number;
+  /** The median over processes of their first subscriber's latency (ms): the wake-up and the server. */
+  readonly firstMs: number;
 }
 
 async function collect(
@@ -190,6 +197,8 @@ async function collect(
   t0: number,
 ): Promise<RoundStats> {
   const lat: number[] = [];
+  const gaps: number[] = [];
+  const firsts: number[] = [];
   let missing = 0;
   let childCpuMs = 0;
   await Promise.all(
@@ -200,6 +209,8 @@ async function collect(
           { type: 'applied' }
         >;
         for (const t of m.times) lat.push(t - c.offset - t0);
+        for (let i = 1; i < m.times.length; i++) gaps.push((m.times[i]! - m.times[i - 1]!) * 1000);
+        if (m.times.length > 0) firsts.push(Math.min(...m.times) - c.offset - t0);
         childCpuMs += m.cpuMs;
       } catch {
         missing++;
@@ -212,7 +223,14 @@ async function collect(
       `${kind} ${seq}: ${[0.1, 0.5, 0.9, 0.99, 1].map((q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!.toFixed(2)).join(' ')}`,
     );
   }
-  return { median: median(lat), slowest: Math.max(...lat), missing, childCpuMs };
+  return {
+    median: median(lat),
+    slowest: Math.max(...lat),
+    missing,
+    childCpuMs,
+    stepUs: median(gaps),
+    firstMs: median(firsts),
+  };
 }
 
 async function postFlip(
@@ -441,11 +459,17 @@ async function main(): Promise<void> {
       floorSlowestMs: r3(median(floorRounds.map((r) => r.slowest))),
       remoteChildCpuMs: r3(median(remote.map((r) => r.childCpuMs))),
       floorChildCpuMs: r3(median(floorRounds.map((r) => r.childCpuMs))),
+      remoteStepUs: r3(median(remote.map((r) => r.stepUs))),
+      floorStepUs: r3(median(floorRounds.map((r) => r.stepUs))),
+      remoteFirstMs: r3(median(remote.map((r) => r.firstMs))),
+      floorFirstMs: r3(median(floorRounds.map((r) => r.firstMs))),
       ...(PACKAGE
         ? {
             packageMedianMs: r3(median(packageRounds.map((r) => r.median))),
             packageSlowestMs: r3(median(packageRounds.map((r) => r.slowest))),
             packageChildCpuMs: r3(median(packageRounds.map((r) => r.childCpuMs))),
+            packageStepUs: r3(median(packageRounds.map((r) => r.stepUs))),
+            packageFirstMs: r3(median(packageRounds.map((r) => r.firstMs))),
           }
         : {}),
       remoteSlowestFromSendMs: r3(median(fromSend)),
@@ -472,7 +496,11 @@ async function main(): Promise<void> {
         (ratios.packageMedianRatio !== undefined
           ? ` | eventsource alone median ${row.packageMedianMs} ms, slowest ${row.packageSlowestMs} ms (${ratios.packageMedianRatio}x, ${ratios.packageSlowestRatio}x)`
           : '') +
-        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs}${row.packageChildCpuMs !== undefined ? ` (package ${row.packageChildCpuMs})` : ''} ms | load ${row.loadAvg1m}` +
+        ` | subscriber CPU ${row.remoteChildCpuMs} vs ${row.floorChildCpuMs}${row.packageChildCpuMs !== undefined ? ` (package ${row.packageChildCpuMs})` : ''} ms` +
+        (size > PROCS
+          ? ` | per subscriber ${row.remoteStepUs} vs ${row.floorStepUs}${row.packageStepUs !== undefined ? ` (package ${row.packageStepUs})` : ''} µs, first of each process ${row.remoteFirstMs} vs ${row.floorFirstMs}${row.packageFirstMs !== undefined ? ` (package ${row.packageFirstMs})` : ''} ms`
+          : '') +
+        ` | load ${row.loadAvg1m}` +
         ` | slowest from POST sent ${row.remoteSlowestFromSendMs} ms`,
     );
   }
@@ -649,6 +677,8 @@ async function firstFlipCase(
       slowest: median(f.map((r) => r.slowest)),
       missing: 0,
       childCpuMs: 0,
+      stepUs: NaN,
+      firstMs: NaN,
     });
     await Promise.all(children.map((c) => c.stop()));
     console.log(

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RemoteFlipSource } from '../../providers/remote/index.js';
 import { ManualClock, Recorder, haltLog as log, sseResponse } from '../fixtures/remote-source.js';
-import { ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
+import { ACK_HOLD_MAX_MS, ACK_HOLD_MS } from '../../providers/remote/ack-channel.js';
 import { GENESIS_HASH, KillState } from '../../src/model/index.js';
 
 type AckBody = { workerId: string; release?: string; seq: number; logId?: string; hash?: string };
@@ -160,6 +160,99 @@ describe('KS-6.2.6 a batch waits (briefly) for the sources still applying the sa
     // Held for the hold, not for a lease or a heartbeat (those are seconds here).
     expect(waited).toBeGreaterThanOrEqual(ACK_HOLD_MS - 1);
     expect(waited).toBeLessThan(1000);
+  });
+});
+
+describe('KS-6.2.8 the hold starts over while the fan-out progresses, up to ACK_HOLD_MAX_MS', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const fakeTimers = () =>
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'performance'] });
+  /** Acknowledgement bodies after the snapshot's, as the workers they name. */
+  const batchesAfterSnapshot = (server: FakeServer) =>
+    server.posts.slice(1).map((p) => ('acks' in p ? p.acks : [p]).map((a) => a.workerId));
+
+  it('a fan-out longer than ACK_HOLD_MS with no gap as long costs one batch, at its end', async () => {
+    const { server, r1 } = await openFleetWithRecord(3);
+    fakeTimers();
+    const gap = ACK_HOLD_MS - 1;
+    server.push('w0', 'flip', r1, 1);
+    await vi.advanceTimersByTimeAsync(gap);
+    server.push('w1', 'flip', r1, 1);
+    await vi.advanceTimersByTimeAsync(gap);
+    expect(batchesAfterSnapshot(server)).toEqual([]);
+    server.push('w2', 'flip', r1, 1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(batchesAfterSnapshot(server)).toEqual([['w0', 'w1', 'w2']]);
+  });
+
+  it('a fan-out that keeps progressing is held at most ACK_HOLD_MAX_MS in all', async () => {
+    const n = Math.ceil(ACK_HOLD_MAX_MS / (ACK_HOLD_MS - 1)) + 3;
+    const { server, recs } = await fleet(n);
+    for (let i = 0; i < n; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    const [r1] = await log(1);
+    server.head = 1;
+    fakeTimers();
+    const start = performance.now();
+    let sentAt: number | undefined;
+    // Every member but the last applies, ACK_HOLD_MS - 1 apart; the last never does.
+    for (let i = 0; i < n - 1 && sentAt === undefined; i++) {
+      server.push(`w${i}`, 'flip', r1!, 1);
+      for (let t = 0; t < ACK_HOLD_MS - 1 && sentAt === undefined; t++) {
+        await vi.advanceTimersByTimeAsync(1);
+        if (server.posts.length > 1) sentAt = performance.now() - start;
+      }
+    }
+    expect(sentAt).toBeDefined();
+    expect(sentAt).toBeLessThanOrEqual(ACK_HOLD_MAX_MS + 1);
+    expect(sentAt).toBeGreaterThan(ACK_HOLD_MAX_MS - ACK_HOLD_MS);
+  });
+});
+
+describe('KS-6.2.9 heartbeat acknowledgements fall on a grid of heartbeatMs', () => {
+  it('sources started at different times send their heartbeat acknowledgements in one batch', async () => {
+    const server = new FakeServer();
+    const clock = new ManualClock({ now: 1_000_000 });
+    const recs: Recorder[] = [];
+    for (let i = 0; i < 3; i++) {
+      const source = new RemoteFlipSource({
+        urls: ['http://cp.test'],
+        token: 'tok',
+        workerId: `w${i}`,
+        fetch: server.fetch as typeof fetch,
+        clock,
+        heartbeatMs: 1000,
+        staleAfterMs: 3000,
+        backoff: { random: () => 0 },
+      });
+      sources.push(source);
+      const rec = new Recorder();
+      recs.push(rec);
+      await source.start(rec);
+      clock.advanceSync(300); // started 0, 300 and 600 ms after the clock's grid point
+    }
+    await vi.waitFor(() => expect(server.streams.size).toBe(3));
+    for (let i = 0; i < 3; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    clock.advanceSync(99); // 1_000_999: before the grid point
+    await new Promise((r) => setImmediate(r));
+    expect(server.posts).toHaveLength(1);
+    clock.advanceSync(1); // 1_001_000: every source's heartbeat acknowledgement is due
+    await vi.waitFor(() => expect(server.posts).toHaveLength(2));
+    expect(server.acksOf('w0')).toEqual([0, 0]);
+    expect(server.posts[1]).toEqual({
+      acks: [0, 1, 2].map((i) => expect.objectContaining({ workerId: `w${i}`, seq: 0 })),
+    });
+    // And every heartbeatMs from then on, together, never later than heartbeatMs apart.
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(server.posts).toHaveLength(3));
+    expect(server.posts[2]).toEqual({
+      acks: [0, 1, 2].map((i) => expect.objectContaining({ workerId: `w${i}`, seq: 0 })),
+    });
   });
 });
 

@@ -143,7 +143,7 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   if (declared !== undefined && /^\d{1,16}$/.test(declared)) {
     // A declared length within the bound: Node's parser delivers exactly that many bytes, so
     // the body is read with plain listeners (an async iterator costs more than the body).
-    chunks = await readDeclared(req);
+    chunks = await readDeclared(req, Number(declared));
   } else {
     chunks = [];
     let size = 0;
@@ -168,30 +168,33 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   }
 }
 
-/** Every chunk of a body whose length was declared; rejects when the request fails or ends early. */
-function readDeclared(req: IncomingMessage): Promise<Buffer[]> {
+/**
+ * Every chunk of a body whose length was declared, as soon as its last byte arrived (the parser
+ * delivers exactly that many; its 'end' comes a tick later); rejects when the request fails or
+ * ends early. The listeners stay on the request, which lives for this request only: removing them
+ * cost more than the body, and the error listener keeps a late failure from being unhandled.
+ */
+function readDeclared(req: IncomingMessage, length: number): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const onData = (c: Buffer): void => {
-      chunks.push(c);
-    };
+    let received = 0;
+    let settled = false;
     const done = (err: Error | undefined): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('close', onClose);
+      if (settled) return;
+      settled = true;
       if (err === undefined) resolve(chunks);
       else reject(err);
     };
-    const onEnd = (): void => done(undefined);
-    const onError = (err: Error): void => done(err);
-    const onClose = (): void => {
+    req.on('data', (c: Buffer) => {
+      chunks.push(c);
+      received += c.length;
+      if (received >= length) done(undefined);
+    });
+    req.on('end', () => done(undefined));
+    req.on('error', (err: Error) => done(err));
+    req.on('close', () => {
       if (!req.complete) done(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }) as Error);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('close', onClose);
+    });
   });
 }
 

@@ -25,7 +25,7 @@ import { HttpError, readJsonBody, sendJson, toHttpError } from './internal/http-
 import { LogFollower } from './log-follower.js';
 import { releaseRoutes, type ReleaseGate } from './release-gate.js';
 import { RequestGuard } from './request-guard.js';
-import { parseRequestTarget } from './request-target.js';
+import { parseRequestTarget, type RequestTarget } from './request-target.js';
 import { Router, type Route, type RouteContext } from './router.js';
 import { acceptAcks, ackRoutes } from './routes/ack-routes.js';
 import { ackStreamRoute } from './routes/ack-stream-route.js';
@@ -729,18 +729,10 @@ class ControlPlaneServer implements ControlPlane {
       }
       // KS-17.9.2: state-changing requests carry JSON (no cross-site form or simple fetch).
       this.#guard.checkContentType(req);
-      const ctx: RouteContext = {
-        req,
-        res,
-        get url() {
-          return target.url;
-        },
-        target,
-        params: m.params,
-        principal,
-        body: () => readJsonBody(req, this.#maxBodyBytes),
-      };
-      await m.route.handle(ctx);
+      const maxBody = this.#maxBodyBytes;
+      await m.route.handle(
+        new RequestContext(req, res, target, m.params, principal, () => readJsonBody(req, maxBody)),
+      );
     } catch (err) {
       const { status, body, headers } = toHttpError(err);
       if (status === 401) headers['www-authenticate'] = 'Bearer realm="killswitch"';
@@ -749,5 +741,24 @@ class ControlPlaneServer implements ControlPlane {
       if (res.headersSent) res.destroy();
       else sendJson(res, status, body, headers);
     }
+  }
+}
+
+/**
+ * What a route handler gets (see {@link RouteContext}): a class, so `url` is a getter on its
+ * prototype; an object literal with an accessor is built by the runtime on every request.
+ */
+class RequestContext implements RouteContext {
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly target: RequestTarget,
+    readonly params: Readonly<Record<string, string>>,
+    readonly principal: Principal | undefined,
+    readonly body: () => Promise<unknown>,
+  ) {}
+
+  get url(): URL {
+    return this.target.url;
   }
 }

@@ -57,11 +57,26 @@ const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?=\/|$)/i;
  */
 const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
 
+/**
+ * Targets lately found plain (the fast path below), so the routes a server keeps being asked
+ * (`/v1/flips`, `/v1/acks`) skip its two regular expressions. Short ones only, and at most
+ * {@link MAX_PLAIN_KEPT}: a client sending new targets empties it, never grows it.
+ */
+const plainTargets = new Set<string>();
+const MAX_PLAIN_KEPT = 64;
+const MAX_PLAIN_KEPT_LENGTH = 128;
+
 /** Reads a request target strictly: anything not already in normal origin-form is refused. */
 export function parseRequestTarget(target: string | undefined): TargetVerdict {
   const raw = target ?? '/';
   // The common case, without the URL parser: a plain path without a query.
+  if (plainTargets.has(raw))
+    return { ok: true, target: new RequestTarget(raw, raw, '', undefined) };
   if (PLAIN_PATH.test(raw) && !DOT_SEGMENT.test(raw)) {
+    if (raw.length <= MAX_PLAIN_KEPT_LENGTH) {
+      if (plainTargets.size >= MAX_PLAIN_KEPT) plainTargets.clear();
+      plainTargets.add(raw);
+    }
     return { ok: true, target: new RequestTarget(raw, raw, '', undefined) };
   }
   if (!raw.startsWith('/')) {

@@ -141,8 +141,9 @@ export class AckChannel {
   #newest = -1;
   readonly #atNewest = new Set<AckMember>();
   #hold: ReturnType<typeof setTimeout> | undefined;
-  /** When the current hold began (performance.now()). */
+  /** When the current hold began, and when a member last applied the newest seq (performance.now()). */
   #holdSince = 0;
+  #lastProgress = 0;
   /** False once the server refused a batch: send single acknowledgements from then on. */
   #batching = true;
   #agent: HttpAgent | HttpsAgent | undefined;
@@ -235,26 +236,34 @@ export class AckChannel {
     if (this.#inFlight || this.#flushQueued) return;
     if (this.#atNewest.size < this.#members.size) {
       if (this.#hold === undefined) {
-        this.#holdSince = performance.now();
-        this.#hold = setTimeout(() => {
-          this.#hold = undefined;
-          // Counted afresh from the next requests: a member that never reaches this seq (its
-          // stream is down, or the log was replaced and seqs started again) must not hold every
-          // later batch as well.
-          this.#newest = -1;
-          this.#atNewest.clear();
-          this.#queueFlush();
-        }, ACK_HOLD_MS);
-      } else if (
-        progressed &&
-        performance.now() - this.#holdSince <= ACK_HOLD_MAX_MS - ACK_HOLD_MS
-      ) {
-        this.#hold.refresh();
+        this.#holdSince = this.#lastProgress = performance.now();
+        this.#hold = setTimeout(this.#holdEnded, ACK_HOLD_MS);
+      } else if (progressed) {
+        // Read when the timer fires (no timer moved per member: a process applies a flip for
+        // hundreds of them in a few milliseconds).
+        this.#lastProgress = performance.now();
       }
       return;
     }
     this.#queueFlush();
   }
+
+  /** The hold's timer fired: it goes on while members progress (KS-6.2.8), else the batch goes. */
+  readonly #holdEnded = (): void => {
+    const now = performance.now();
+    const until = Math.min(this.#lastProgress + ACK_HOLD_MS, this.#holdSince + ACK_HOLD_MAX_MS);
+    if (until - now >= 1) {
+      this.#hold = setTimeout(this.#holdEnded, until - now);
+      return;
+    }
+    this.#hold = undefined;
+    // Counted afresh from the next requests: a member that never reaches this seq (its stream is
+    // down, or the log was replaced and seqs started again) must not hold every later batch as
+    // well.
+    this.#newest = -1;
+    this.#atNewest.clear();
+    this.#queueFlush();
+  };
 
   #queueFlush(): void {
     if (this.#hold !== undefined) clearTimeout(this.#hold);

@@ -444,9 +444,14 @@ export class FleetTracker {
   statusJson(seq: number): string | undefined {
     const f = this.#flips.get(seq);
     if (f === undefined || f.unenforced !== undefined || f.matched !== undefined) return undefined;
-    const now = this.#now();
     const wall = this.#wallOffset();
     const n = f.ids.length;
+    if (n === 0 && f.alreadyStale.length === 0) {
+      // No worker held a lease: complete when appended (the answer of a fleet with no worker).
+      const at = apiTime(f.appendedAt + wall);
+      return `{"seq":${JSON.stringify(f.seq)},"appendedAt":"${at}","applied":0,"acknowledged":[],"laggards":[],"alreadyStale":[],"unenforced":[],"complete":true,"completeAt":"${at}","completeAfterMs":0}`;
+    }
+    const now = this.#now();
     const order = this.#orderById(f);
     const acked: number[] = [];
     let laggards = '';

@@ -107,9 +107,13 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
   it('leaves the flip answer text to status() for a flip with a negative acknowledgement or a match report', () => {
     let now = 1000;
     const t = new FleetTracker({ clock: readClock(() => now) });
-    for (const w of ['b', 'a', 'c']) t.ack({ workerId: w, release: 'v1', seq: 0 });
+    // No worker yet: complete when appended.
     t.flipAppended(1);
+    expect(t.statusJson(1)).toBe(JSON.stringify(t.status(1)));
+    expect(t.status(1)).toMatchObject({ complete: true, completeAfterMs: 0, laggards: [] });
+    for (const w of ['b', 'a', 'c']) t.ack({ workerId: w, release: 'v1', seq: 1 });
     t.flipAppended(2);
+    t.flipAppended(3);
     now = 1003;
     t.ack({ workerId: 'c', seq: 2 });
     // Written from the columns: laggards by id, the acknowledged worker, the same text.
@@ -121,7 +125,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
     expect(t.statusJson(2)).toBeUndefined();
     expect(t.status(1)!.unenforced).toHaveLength(1);
     expect(t.status(2)!.matched).toMatchObject({ workers: 1, inFlight: 1 });
-    expect(t.statusJson(3)).toBeUndefined();
+    expect(t.statusJson(4)).toBeUndefined();
   });
 
   it('a flip appended with an explicit time is recorded at that time', () => {

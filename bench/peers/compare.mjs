@@ -193,12 +193,14 @@ async function waitForValue(worker, target, deadline, pollMs) {
 
 /**
  * Flips `count` times (alternating halted / running, starting from what the worker sees) and
- * returns each flip's time to seen in ms. `gapMs()` is waited before each flip, so a polling
- * client is caught at a random phase of its poll. Ends on `false` (running) when `count` is even.
+ * returns each flip's time to seen in ms, with what each flip was (`halts[i]`: true for a halt).
+ * `gapMs()` is waited before each flip, so a polling client is caught at a random phase of its
+ * poll. Ends on `false` (running) when `count` is even.
  */
 async function measureFlips(label, worker, flip, { count, gapMs, timeoutMs, pollMs }) {
   const latencies = [];
   const answered = [];
+  const halts = [];
   let current = (await worker.read()).value;
   for (let i = 0; i < count; i++) {
     await sleep(gapMs());
@@ -211,12 +213,13 @@ async function measureFlips(label, worker, flip, { count, gapMs, timeoutMs, poll
     if (at === undefined)
       throw new Error(`${label}: flip ${i + 1} to ${target} not seen within ${timeoutMs} ms`);
     latencies.push(at - t0);
+    halts.push(target);
     current = target;
     log(
       `${label}: flip ${i + 1}/${count} -> ${target} answered after ${fmtMs(answered[i])}, seen after ${fmtMs(at - t0)}`,
     );
   }
-  return { latencies, answered };
+  return { latencies, answered, halts };
 }
 
 /** Waits until the worker's answer label satisfies `ok`; false after `ms`. */
@@ -302,8 +305,13 @@ const fmtMs = (ms) =>
         : `${ms.toFixed(2)} ms`;
 const fmtS = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
-/** Seen: p50/p99/max from the flip request; answered: p50 of the flip request's own answer. */
-function stats({ latencies, answered }) {
+/**
+ * Seen: p50/p99/max from the flip request; answered: p50 of the flip request's own answer. With
+ * `halts` (what each flip was), seen is also split into halts and resumes: this project streams a
+ * halt while its write is in flight (KS-2.4.9) and a resume only once durable, so the pooled
+ * figure mixes two paths.
+ */
+function stats({ latencies, answered, halts }) {
   const sorted = [...latencies].sort((a, b) => a - b);
   const acks = [...answered].sort((a, b) => a - b);
   // Propagation alone: each flip's seen time after its own answer (the write's cost left out).
@@ -318,6 +326,23 @@ function stats({ latencies, answered }) {
     afterAnswerP99: round(percentile(after, 99)),
     samples: latencies.map(round),
     answeredSamples: answered.map(round),
+    ...(halts?.length === latencies.length
+      ? {
+          halts: kindStats(latencies.filter((_, i) => halts[i])),
+          resumes: kindStats(latencies.filter((_, i) => !halts[i])),
+          sampleHalts: halts,
+        }
+      : {}),
+  };
+}
+
+/** p50 / p99 of one kind of flip (halts or resumes). */
+function kindStats(latencies) {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50: round(percentile(sorted, 50)),
+    p99: round(percentile(sorted, 99)),
   };
 }
 
@@ -872,6 +897,9 @@ function aggregate(runs) {
     const pooled = stats({
       latencies: ok.flatMap((r) => r.samples),
       answered: ok.flatMap((r) => r.answeredSamples),
+      ...(ok.every((r) => Array.isArray(r.sampleHalts))
+        ? { halts: ok.flatMap((r) => r.sampleHalts) }
+        : {}),
     });
     const closedAt = ok.map((r) => r.outage.failClosedAfterMs);
     let verdict;
@@ -913,18 +941,18 @@ function printTable(rows, before, after) {
   );
   out.push('');
   out.push(
-    '| system | updates | flips | flip→seen p50 | p99 | max | flip answered p50 | seen after the answer p50 / p99 | running worker while the server is down | verdict | new worker started while down |',
+    '| system | updates | flips | flip→seen p50 | p99 | max | halts / resumes p50 (p99) | flip answered p50 | seen after the answer p50 / p99 | running worker while the server is down | verdict | new worker started while down |',
   );
-  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     if (r.error || r.skipped) {
       out.push(
-        `| ${r.name} | — | — | — | — | — | — | — | ${r.skipped ?? `did not run: ${r.error}`} | — | — |`,
+        `| ${r.name} | — | — | — | — | — | — | — | — | ${r.skipped ?? `did not run: ${r.error}`} | — | — |`,
       );
       continue;
     }
     out.push(
-      `| ${r.name}${r.failedRuns ? ` (failed in ${r.failedRuns.length} run(s): ${r.failedRuns[0]})` : ''} | ${r.transport} | ${r.n}${r.runs > 1 ? ` (${r.runs} runs; run p50s ${r.runP50s.map(fmtMs).join(', ')})` : ''} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${fmtMs(r.answeredP50)} | ${fmtMs(r.afterAnswerP50)} / ${fmtMs(r.afterAnswerP99)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
+      `| ${r.name}${r.failedRuns ? ` (failed in ${r.failedRuns.length} run(s): ${r.failedRuns[0]})` : ''} | ${r.transport} | ${r.n}${r.runs > 1 ? ` (${r.runs} runs; run p50s ${r.runP50s.map(fmtMs).join(', ')})` : ''} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${r.halts ? `${fmtMs(r.halts.p50)} / ${fmtMs(r.resumes.p50)} (${fmtMs(r.halts.p99)} / ${fmtMs(r.resumes.p99)})` : '—'} | ${fmtMs(r.answeredP50)} | ${fmtMs(r.afterAnswerP50)} / ${fmtMs(r.afterAnswerP99)} | ${r.outage.text} | ${r.outage.verdict} | ${r.newWorker} |`,
     );
   }
   out.push('');

@@ -251,7 +251,14 @@ export class AckChannel {
   /** The hold's timer fired: it goes on while members progress (KS-6.2.8), else the batch goes. */
   readonly #holdEnded = (): void => {
     const now = performance.now();
-    const until = Math.min(this.#lastProgress + ACK_HOLD_MS, this.#holdSince + ACK_HOLD_MAX_MS);
+    // A tenth of the shortest lease of the members at most (KS-6.2.8): a short lease (a test's,
+    // a few hundred ms) is renewed by these very acknowledgements.
+    let most = ACK_HOLD_MAX_MS;
+    for (const m of this.#members.keys()) most = Math.min(most, m.staleAfterMs / 10);
+    const until = Math.min(
+      this.#lastProgress + ACK_HOLD_MS,
+      this.#holdSince + Math.max(ACK_HOLD_MS, most),
+    );
     if (until - now >= 1) {
       this.#hold = setTimeout(this.#holdEnded, until - now);
       return;

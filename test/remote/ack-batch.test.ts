@@ -64,7 +64,10 @@ afterEach(async () => {
 });
 
 /** `n` sources on one fetch and one clock (so they share an ack channel), each with a snapshot of seq 0. */
-async function fleet(n: number, extra: { shareAcks?: boolean } = {}) {
+async function fleet(
+  n: number,
+  extra: { shareAcks?: boolean; staleAfterMs?: number; heartbeatMs?: number } = {},
+) {
   const server = new FakeServer();
   const clock = new ManualClock({ now: 1_000_000 });
   const recs: Recorder[] = [];
@@ -209,6 +212,29 @@ describe('KS-6.2.8 the hold starts over while the fan-out progresses, up to ACK_
     expect(sentAt).toBeDefined();
     expect(sentAt).toBeLessThanOrEqual(ACK_HOLD_MAX_MS + 1);
     expect(sentAt).toBeGreaterThan(ACK_HOLD_MAX_MS - ACK_HOLD_MS);
+  });
+
+  it('and at most a tenth of the shortest lease of its members', async () => {
+    const n = 12;
+    const { server, recs } = await fleet(n, { staleAfterMs: 200, heartbeatMs: 100 });
+    for (let i = 0; i < n; i++) server.push(`w${i}`, 'snapshot', snap0(), 0);
+    await vi.waitFor(() => expect(recs.every((r) => r.status === 'open')).toBe(true));
+    await vi.waitFor(() => expect(server.posts).toHaveLength(1));
+    const [r1] = await log(1);
+    server.head = 1;
+    fakeTimers();
+    const start = performance.now();
+    let sentAt: number | undefined;
+    for (let i = 0; i < n - 1 && sentAt === undefined; i++) {
+      server.push(`w${i}`, 'flip', r1!, 1);
+      for (let t = 0; t < ACK_HOLD_MS - 1 && sentAt === undefined; t++) {
+        await vi.advanceTimersByTimeAsync(1);
+        if (server.posts.length > 1) sentAt = performance.now() - start;
+      }
+    }
+    expect(sentAt).toBeDefined();
+    expect(sentAt).toBeLessThanOrEqual(200 / 10 + 1);
+    expect(sentAt).toBeGreaterThan(200 / 10 - ACK_HOLD_MS);
   });
 });
 

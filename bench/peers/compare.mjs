@@ -16,6 +16,10 @@
 //   PEERS_UNLEASH_DEFAULT_FLIPS=4    flips for Unleash at its default 15 s refresh
 //   PEERS_OUTAGE_MS=8000             how long each outage is watched
 //   PEERS_RUNS=3                     whole runs; flips are pooled, each run's p50 is shown
+//   PEERS_PAIRED_FLIPS=0             also: this many flips each on this project's SSE and on
+//                                    LaunchDarkly, both up at once, flip by flip in turn (the
+//                                    order swapped every pair), so both meet the same moment of
+//                                    the machine; prints the two p50s, per kind, and their ratio
 //   PEERS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres   where Unleash's database is made
 /* global fetch, AbortSignal */
 import { spawn } from 'node:child_process';
@@ -48,6 +52,7 @@ const CONFIG = {
   unleashDefaultFlips: intEnv('PEERS_UNLEASH_DEFAULT_FLIPS', 4),
   outageMs: intEnv('PEERS_OUTAGE_MS', 8000),
   runs: Math.max(1, intEnv('PEERS_RUNS', 3)),
+  pairedFlips: intEnv('PEERS_PAIRED_FLIPS', 0),
   pgUrl: process.env.PEERS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
   /** A worker started during the outage is given this long to come up before it is asked. */
   newWorkerWaitMs: 3000,
@@ -700,6 +705,83 @@ async function runLaunchDarkly() {
   }
 }
 
+/**
+ * PEERS_PAIRED_FLIPS: this project's SSE and LaunchDarkly both up at once, flipped in turn (the
+ * order swapped every pair, the same random gap before each flip), so each pair of flips meets
+ * the same moment of a shared machine; run-to-run drift cancels in the ratio of the two p50s.
+ */
+async function runPaired(OF) {
+  const ld = await import('@launchdarkly/node-server-sdk');
+  const ks = await startKillSwitch('killswitch serve (paired)');
+  const ldProc = startChild(
+    'LaunchDarkly stream server (paired)',
+    [join(HERE, 'servers', 'ld-stream-server.mjs')],
+    { readyMs: 20_000 },
+  );
+  const workers = [];
+  try {
+    const { port } = await ldProc.ready;
+    const ldBase = `http://127.0.0.1:${port}`;
+    const ksW = await ksWorker(OF, ks.url, ks.token, 'bench-ks-paired');
+    workers.push(ksW);
+    const ldW = await ldWorker(ld, ldBase);
+    workers.push(ldW);
+    if (!(await waitForLabel(ksW, (l) => !l.includes('fail-closed'), 15_000)))
+      throw new Error('paired: the kill-switch worker did not get a snapshot in 15 s');
+    if ((await ldW.read()).label.includes('default'))
+      throw new Error('paired: the LaunchDarkly SDK did not initialise from the local stream');
+    const ldFlip = async (halted) => {
+      const r = await httpJson('POST', `${ldBase}/bench/flag`, { body: { halted } });
+      if (r.status !== 200) throw new Error(`flag change answered ${r.status}`);
+    };
+    const sides = {
+      ks: { worker: ksW, flip: ks.flip, lat: [], answered: [], halts: [], current: false },
+      ld: { worker: ldW, flip: ldFlip, lat: [], answered: [], halts: [], current: false },
+    };
+    for (const s of Object.values(sides)) s.current = (await s.worker.read()).value;
+    for (let i = 0; i < CONFIG.pairedFlips; i++) {
+      for (const id of i % 2 === 0 ? ['ks', 'ld'] : ['ld', 'ks']) {
+        const s = sides[id];
+        await sleep(20 + Math.random() * 80);
+        const target = !s.current;
+        const t0 = performance.now();
+        const seen = waitForValue(s.worker, target, t0 + 10_000, 1);
+        await s.flip(target);
+        s.answered.push(performance.now() - t0);
+        const at = await seen;
+        if (at === undefined) throw new Error(`paired ${id}: flip ${i + 1} not seen within 10 s`);
+        s.lat.push(at - t0);
+        s.halts.push(target);
+        s.current = target;
+      }
+    }
+    const k = stats({
+      latencies: sides.ks.lat,
+      answered: sides.ks.answered,
+      halts: sides.ks.halts,
+    });
+    const l = stats({
+      latencies: sides.ld.lat,
+      answered: sides.ld.answered,
+      halts: sides.ld.halts,
+    });
+    const ratio = (a, b) => round(a / b);
+    return {
+      flips: CONFIG.pairedFlips,
+      ks: { p50: k.p50, p99: k.p99, halts: k.halts, resumes: k.resumes },
+      ld: { p50: l.p50, p99: l.p99, halts: l.halts, resumes: l.resumes },
+      ratioP50: ratio(k.p50, l.p50),
+      ratioP99: ratio(k.p99, l.p99),
+      ratioHaltsP50: ratio(k.halts.p50, l.halts.p50),
+      ratioResumesP50: ratio(k.resumes.p50, l.resumes.p50),
+    };
+  } finally {
+    for (const w of workers) await w.close().catch(() => {});
+    await ldProc.kill();
+    await ks.cleanup();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Unleash OSS 7.5.1 (servers/unleash-server.mjs, its own PostgreSQL database) + unleash-client.
 
@@ -1015,9 +1097,25 @@ async function main() {
     runs.push(rows);
     log(`run ${i} rows: ${JSON.stringify(rows)}`);
   }
+  let paired;
+  if (CONFIG.pairedFlips > 0 && OF) {
+    log(`--- paired: ${CONFIG.pairedFlips} flips each, this project and LaunchDarkly in turn`);
+    try {
+      paired = await withLimit('paired', 300_000, () => runPaired(OF));
+    } catch (err) {
+      paired = { error: err && err.message ? err.message : String(err) };
+      log(`paired: ${paired.error}`);
+    }
+    killAllChildrenNow();
+  }
   const rows = aggregate(runs);
   const after = machine();
   printTable(rows, before, after);
+  if (paired !== undefined && paired.error === undefined) {
+    process.stdout.write(
+      `Paired (PEERS_PAIRED_FLIPS=${paired.flips}: both up at once, flipped in turn): this project ${fmtMs(paired.ks.p50)} / ${fmtMs(paired.ks.p99)} p50 / p99 (halts ${fmtMs(paired.ks.halts.p50)}, resumes ${fmtMs(paired.ks.resumes.p50)}), LaunchDarkly ${fmtMs(paired.ld.p50)} / ${fmtMs(paired.ld.p99)} (halts ${fmtMs(paired.ld.halts.p50)}, resumes ${fmtMs(paired.ld.resumes.p50)}); ours ÷ LaunchDarkly p50 ${paired.ratioP50}×, p99 ${paired.ratioP99}× (halts ${paired.ratioHaltsP50}×, resumes ${paired.ratioResumesP50}×).\n\n`,
+    );
+  } else if (paired !== undefined) process.stdout.write(`Paired: did not run: ${paired.error}\n\n`);
   process.stdout.write(
     JSON.stringify({
       bench: 'peers',
@@ -1026,6 +1124,7 @@ async function main() {
       config: CONFIG,
       rows,
       runs,
+      ...(paired === undefined ? {} : { paired }),
       strayErrors: stray,
     }) + '\n',
   );

@@ -514,10 +514,17 @@ export class FileFlipLogStore implements FlipLogStore, PendingWritesStore {
       const now = this.#earlyWriter(fh, accepted);
       if (now !== undefined) {
         // KS-2.4.9 a write that leads with a halt: into the page cache now (a process that dies
-        // after this keeps it), then the pending listeners are told, then made durable.
+        // after this keeps it), then made durable while the pending listeners are told.
         writeAllSync(now, bytes);
+        // KS-2.4.11 the fdatasync starts before the listeners are told: the disk's wait runs on
+        // the thread pool while the event loop streams the halts, not after them.
+        const durable = this.#fsync
+          ? fh.datasync !== undefined
+            ? fh.datasync()
+            : fh.sync()
+          : undefined;
         this.#tellPending(accepted);
-        if (this.#fsync) await (fh.datasync !== undefined ? fh.datasync() : fh.sync());
+        await durable;
       } else {
         await writeAll(fh, bytes);
         if (this.#fsync && !this.#syncedWrites)

@@ -312,7 +312,9 @@ export class TokenAuthenticator {
    * revocation ({@link TokenAuthenticator.replace}) voids what every connection remembered, so a
    * removed token is refused on its next request, on an open connection too. The header is
    * compared in constant time with the one the same connection sent before (a proxy may carry
-   * several clients' requests on one connection). KS-17.3.1
+   * several clients' requests on one connection). KS-17.3.1 A hashed token not seen before is
+   * checked with scrypt on this thread, as by `authenticate`: a server calls
+   * {@link TokenAuthenticator.authenticateOnAsync}, which has the same memo and never does.
    *
    * @throws {KillSwitchError} `KS_UNAUTHORIZED` when the header is missing, malformed, unknown or expired
    */

@@ -11,7 +11,8 @@
  *
  * Usage: node dist/bench/propagation/subscriber-cost.js [--subscribers 250] [--rounds 31]
  *   [--idle 20]
- * With SUBSCRIBER_COST_WINDOWS=1 each round's window goes to stderr on the clock of a
+ * With SUBSCRIBER_COST_WINDOWS=1 each round's window (first byte fed, last subscriber applied,
+ * the end of the 15 ms after) goes to stderr on the clock of a
  * `node --cpu-prof` profile (µs), to read what one flip cost in the profile.
  */
 import { loadavg } from 'node:os';
@@ -144,18 +145,18 @@ async function main(): Promise<void> {
     );
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    const h0 = process.hrtime.bigint() / 1000n;
     // The package's clients see the remote round's record again: only the id matters to them.
     for (const c of targets) c.enqueue(bytes);
     const t1 = await done;
+    const h1 = process.hrtime.bigint() / 1000n;
     const cpu = process.cpuUsage(cpu0);
     // Everything the flip costs the process, the acknowledgement and its answer included (the
     // batch is held ACK_HOLD_MS at most; the in-memory control plane answers at once).
     await sleep(15);
     const all = process.cpuUsage(cpu0);
     if (process.env['SUBSCRIBER_COST_WINDOWS'])
-      console.error(
-        `window ${kind} ${seq} ${process.hrtime.bigint() / 1000n - BigInt(Math.round((t1 - t0) * 1000))} ${process.hrtime.bigint() / 1000n}`,
-      );
+      console.error(`window ${kind} ${seq} ${h0} ${h1} ${process.hrtime.bigint() / 1000n}`);
     return {
       ms: t1 - t0,
       cpuMs: (cpu.user + cpu.system) / 1000,

@@ -286,6 +286,26 @@ function matchReportFor(record: FlipRecord): MatchReport | undefined {
   return report;
 }
 
+/** The sources of this process whose halt waits for its check (KS-6.3.14), in arrival order. */
+let haltChecks: (() => void)[] = [];
+
+/** Runs the waiting halt checks of this process's sources. */
+function runHaltChecks(): void {
+  const due = haltChecks;
+  haltChecks = [];
+  for (const check of due) check();
+}
+
+/**
+ * KS-6.3.14 the check of a halt applied before it, in the check phase of this turn of the event
+ * loop: once per process (one setImmediate), after every source whose socket had the halt in this
+ * turn applied it.
+ */
+function queueHaltCheck(check: () => void): void {
+  if (haltChecks.length === 0) setImmediate(runHaltChecks);
+  haltChecks.push(check);
+}
+
 /** A flip event's record, shape-checked; its hash check is done (once) when asked. */
 interface WireRecord {
   readonly record: FlipRecord;
@@ -412,6 +432,12 @@ export class RemoteFlipSource implements FlipSource {
   /** Where acknowledgements go (shared per process by default); set while started. */
   #ackChannel: AckChannel | undefined;
   readonly #ackMember: AckMember;
+  /**
+   * KS-6.3.14 a halt told to the listener (and in #applied) whose check waits for the check
+   * phase: the position before it, which a failed check restores, and its match report.
+   */
+  #unchecked:
+    { parsed: WireRecord; before: LogPosition; report: MatchReport | undefined } | undefined;
 
   /**
    * @throws {InvalidOptionError} `KS_INVALID_OPTION` for bad options
@@ -509,6 +535,9 @@ export class RemoteFlipSource implements FlipSource {
       clock: this.#clock,
       signedAnswers: this.#signatures !== undefined,
       toAck: () => {
+        // KS-6.3.14 never an unchecked halt: checked now (a failed check fails closed, and the
+        // position before it is acknowledged, as it would have been).
+        if (this.#unchecked !== undefined) this.#settle();
         if (this.#stopped || this.#applied === undefined) return undefined;
         if (this.#unenforced.size === 0) return this.#applied;
         const unenforced = [...this.#unenforced]
@@ -608,6 +637,7 @@ export class RemoteFlipSource implements FlipSource {
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#lastReceived = Number.NEGATIVE_INFINITY;
     this.#trouble = undefined;
+    this.#unchecked = undefined;
     this.#loggedKey = this.#loggedAckKey = undefined;
     this.#setStatus(SourceStatus.CONNECTING, `connecting to ${this.#urls.join(', ')}`);
     warmValidation();
@@ -617,6 +647,7 @@ export class RemoteFlipSource implements FlipSource {
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
+    this.#unchecked = undefined; // KS-6.3.14 never acknowledged: the source closes
     this.#perform(this.#step({ type: 'stop' }));
     for (const t of [this.#deadlineTimer, this.#ackTimer]) {
       if (t !== undefined) this.#clock.clearTimeout(t);
@@ -781,6 +812,9 @@ export class RemoteFlipSource implements FlipSource {
 
   /** The connection failed or ended: close it, move to the next URL, retry after a backoff. KS-6.3.3 */
   #fail(trouble: ConnectionTrouble): void {
+    // KS-6.3.14 a halt waiting for its check is checked before the stream goes (a failed check
+    // has then already failed the source closed, resynchronising).
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     const action = this.#step({ type: 'failed' });
     this.#report(trouble);
     this.#refresh();
@@ -789,6 +823,7 @@ export class RemoteFlipSource implements FlipSource {
 
   /** Fail closed and fetch a fresh snapshot. KS-6.3.2, KS-6.3.4 */
   #resync(reason: string): void {
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     const action = this.#step({ type: 'resync', reason });
     this.#refresh();
     this.#report({ key: `resync:${reason}`, message: `resynchronising: ${inert(reason)}` });
@@ -800,6 +835,7 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   #onSnapshotEvent(data: string): void {
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     let snapshot: KillSnapshot;
     let logId: string;
     try {
@@ -834,6 +870,7 @@ export class RemoteFlipSource implements FlipSource {
   }
 
   #onFlipEvent(data: string): void {
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     let parsed: WireRecord;
     try {
       parsed = parseWireRecord(data);
@@ -857,19 +894,24 @@ export class RemoteFlipSource implements FlipSource {
       return;
     }
     // KS-6.3.12: a halt is applied before its hash check (it can only stop more, and a record
-    // failing the check fails the source closed right after, unacknowledged); a resume and a
-    // drain halt only after.
-    // KS-17.7.9 the signature check goes with it.
-    const fault = () =>
-      hashMatches(parsed)
-        ? this.#signatures?.flipFault(record, applied.logId)
-        : `record ${record.seq} hash does not match its content`;
-    // Not a `drain` halt: it lets queued work run, so one replacing a `hold` or `discard` halt
-    // of the same selector stops less; checked first, like a resume.
-    const early = record.action === 'halt' && record.mode !== 'drain';
-    const refused = early ? undefined : fault();
-    if (refused !== undefined) {
-      this.#resync(refused);
+    // failing the check fails the source closed, unacknowledged); a resume and a drain halt only
+    // after. Not a `drain` halt: it lets queued work run, so one replacing a `hold` or `discard`
+    // halt of the same selector stops less; checked first, like a resume.
+    if (record.action !== 'halt' || record.mode === 'drain') {
+      const refused = this.#fault(parsed, applied.logId);
+      if (refused !== undefined) {
+        this.#resync(refused);
+        return;
+      }
+      this.#applied = { logId: applied.logId, seq: record.seq, hash: record.hash };
+      try {
+        this.#listener?.onFlip(record);
+      } catch (err) {
+        this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
+        return;
+      }
+      // KS-16.4.1 a drain halt's report, read while what it halts is still watched.
+      this.#flipChecked(record, record.action === 'halt' ? matchReportFor(record) : undefined);
       return;
     }
     this.#applied = { logId: applied.logId, seq: record.seq, hash: record.hash };
@@ -879,27 +921,61 @@ export class RemoteFlipSource implements FlipSource {
       this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
       return;
     }
-    const refusedAfter = early ? fault() : undefined;
-    if (refusedAfter !== undefined) {
+    // KS-6.3.14: the check waits for the check phase of this turn of the event loop, after the
+    // other sources of this process applied the halt too. Until then nothing acknowledges it
+    // (toAck checks it first), and any other event of this source checks it first. KS-16.4.1: the
+    // match report is read now, while what it halts is still watched (the aborts follow the
+    // event); it goes with an acknowledgement only once the halt is checked.
+    this.#unchecked = { parsed, before: applied, report: matchReportFor(record) };
+    queueHaltCheck(this.#checkHalt);
+  }
+
+  /** The hash (and KS-17.7.9 signature) fault of the record, or undefined when it checks. */
+  #fault(parsed: WireRecord, logId: string): string | undefined {
+    return hashMatches(parsed)
+      ? this.#signatures?.flipFault(parsed.record, logId)
+      : `record ${parsed.record.seq} hash does not match its content`;
+  }
+
+  /**
+   * KS-6.3.14 checks the halt applied before its check, if any: on success it counts as applied
+   * and is acknowledged; on failure the source fails closed (KS-6.3.12), the halt never counted.
+   * Returns false when the source failed closed (the caller's event is then dropped).
+   */
+  #settle(): boolean {
+    const u = this.#unchecked;
+    if (u === undefined) return true;
+    this.#unchecked = undefined;
+    const record = u.parsed.record;
+    const refused = this.#fault(u.parsed, u.before.logId);
+    if (refused !== undefined) {
       // Never claimed as applied nor acknowledged; the source fails closed until a snapshot.
-      this.#applied = applied;
-      this.#resync(refusedAfter);
-      return;
+      this.#applied = u.before;
+      this.#resync(refused);
+      return false;
     }
+    this.#flipChecked(record, u.report);
+    return true;
+  }
+
+  /** Queued per halt (one bound function per source, no closure per event). */
+  readonly #checkHalt = (): void => {
+    if (!this.#stopped) this.#settle();
+  };
+
+  /** A flip applied and checked: the stream progressed, the lease is looked at, it is acknowledged. */
+  #flipChecked(record: FlipRecord, report: MatchReport | undefined): void {
     this.#step({ type: 'progressed' });
-    if (record.action === 'halt') {
-      // KS-16.4.1: read while what it halts is still watched (the aborts follow the event).
-      const report = matchReportFor(record);
-      if (report !== undefined) {
-        if (this.#matchReports.length >= MAX_MATCH_REPORTS) this.#matchReports.shift();
-        this.#matchReports.push(report);
-      }
+    if (report !== undefined) {
+      if (this.#matchReports.length >= MAX_MATCH_REPORTS) this.#matchReports.shift();
+      this.#matchReports.push(report);
     }
     this.#refresh();
     this.#ackSoon(); // KS-6.2.1
   }
 
   #onHeartbeatEvent(data: string): void {
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     const beat = parseHeartbeat(data);
     if (beat === undefined) {
       this.#resync('malformed heartbeat');
@@ -1002,6 +1078,7 @@ export class RemoteFlipSource implements FlipSource {
   /** KS-6.2.2: `sentAt` was read from our clock just before the acknowledgement of `seq` was sent. */
   #onAckAnswer(seq: number, sentAt: number, { status, text, nonce }: AckAnswerText): void {
     if (this.#stopped) return;
+    if (this.#unchecked !== undefined && !this.#settle()) return;
     const base = this.#ackChannel?.key.base ?? this.#urls[0]!;
     if (status !== 200) {
       this.#reportAck(

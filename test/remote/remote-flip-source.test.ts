@@ -289,6 +289,97 @@ describe('KS-6.3.12 a halt may be applied before its hash check, a resume only a
   });
 });
 
+describe('KS-6.3.14 a halt applied before its check is checked once the process applied it', () => {
+  /** Two sources of one process, each on its own fake control plane, writing to one journal. */
+  async function pair() {
+    const journal: string[] = [];
+    const made = [];
+    for (const name of ['a', 'b']) {
+      const { server, clock, source, rec } = await setup({ workerId: name });
+      const onFlip = rec.onFlip.bind(rec);
+      const onStatus = rec.onStatus.bind(rec);
+      rec.onFlip = (r) => {
+        journal.push(`${name} applied ${r.seq}`);
+        onFlip(r);
+      };
+      rec.onStatus = (st) => {
+        journal.push(`${name} ${st}`);
+        onStatus(st);
+      };
+      made.push({ server, clock, source, rec });
+    }
+    return { journal, a: made[0]!, b: made[1]! };
+  }
+
+  it('every source that received a corrupted halt in the same turn applies it before any checks it; each then fails closed, unacknowledged', async () => {
+    const records = await log(2);
+    const { journal, a, b } = await pair();
+    for (const s of [a, b]) s.server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect([a.rec.status, b.rec.status]).toEqual(['open', 'open']));
+    const acksBefore = [a.server.acks.length, b.server.acks.length];
+    journal.length = 0;
+    const tampered = { ...records[1]!, reason: 'tampered' };
+    a.server.last.push('flip', tampered, 2);
+    b.server.last.push('flip', tampered, 2);
+    await vi.waitFor(() =>
+      expect([a.server.streams.length, b.server.streams.length]).toEqual([2, 2]),
+    );
+    // Before: a applied, a stale, b applied, b stale (the check between the two sources).
+    expect(journal).toEqual(['a applied 2', 'b applied 2', 'a stale', 'b stale']);
+    for (const [i, s] of [a, b].entries()) {
+      expect(s.source.appliedSeq).toBe(1);
+      expect(s.server.acks.slice(acksBefore[i]).some((x) => x.seq >= 2)).toBe(false);
+      expect(s.server.last.url.searchParams.get('snapshot')).toBe('1');
+    }
+  });
+
+  it('a valid halt is acknowledged by every source once checked', async () => {
+    const records = await log(2);
+    const { a, b } = await pair();
+    for (const s of [a, b]) s.server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect([a.rec.status, b.rec.status]).toEqual(['open', 'open']));
+    for (const s of [a, b]) s.server.last.push('flip', records[1], 2);
+    for (const s of [a, b]) {
+      await vi.waitFor(() => expect(s.server.acks.some((x) => x.seq === 2)).toBe(true));
+      expect(s.source.appliedSeq).toBe(2);
+      expect(s.rec.status).toBe('open');
+    }
+  });
+
+  it('an acknowledgement sent between the apply and the check checks it first: a corrupted halt is never acknowledged', async () => {
+    const records = await log(2);
+    const { server, clock, source, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    await vi.waitFor(() => expect(server.acks.length).toBe(1));
+    // The heartbeat acknowledgement falls due: its batch goes in this turn's check phase, before
+    // the check of the halt that arrives in the same turn.
+    clock.advanceSync(1000);
+    server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    await vi.waitFor(() => expect(server.acks.length).toBe(2));
+    expect(rec.applied).toEqual([-1, 2]);
+    expect(rec.status).toBe('stale');
+    expect(source.appliedSeq).toBe(1);
+    expect(server.acks.map((x) => x.seq)).toEqual([1, 1]);
+  });
+
+  it('the record after a corrupted halt, in the same chunk, is never applied', async () => {
+    const records = await log(3);
+    const { server, rec, source } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    const tampered = { ...records[1]!, reason: 'tampered' };
+    server.last.raw(
+      `event: flip\nid: 2\ndata: ${JSON.stringify(tampered)}\n\nevent: flip\nid: 3\ndata: ${JSON.stringify(records[2])}\n\n`,
+    );
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    expect(rec.applied).toEqual([-1, 2]);
+    expect(rec.status).toBe('stale');
+    expect(source.appliedSeq).toBe(1);
+  });
+});
+
 describe('KS-6.2.2 KS-6.2.3 the lease', () => {
   it('runs from the time the ack was sent and fails closed when it runs out', async () => {
     const { server, rec, clock } = await setup({ staleAfterMs: 3000, heartbeatMs: 1000 });

@@ -42,11 +42,16 @@ interface Worker {
   lastSeenAt: number;
   /** A gateway's last report of its seams (KS-15.5.3) and when it came; absent for a worker. */
   gateway?: { readonly report: GatewayReport; readonly at: number };
+  /**
+   * The start of its entry in a flip's fleet answer, `{"workerId":…` and `,"release":…` when it
+   * has one, as JSON.stringify writes them: written once per id and release, not per answer.
+   */
+  head: string;
 }
 
 /**
  * One flip's fleet answer, kept as parallel columns rather than an object per worker: a flip
- * tracked with a thousand workers costs about 45 bytes per worker instead of two map entries and
+ * tracked with a thousand workers costs about 55 bytes per worker instead of two map entries and
  * two objects (~130 bytes). Entry `i` is one worker that held a lease (or had acknowledged the
  * flip already) when the flip was appended; `slots` is ascending, so an ack finds its entry by
  * binary search.
@@ -57,6 +62,8 @@ interface TrackedFlip {
   readonly slots: Float64Array;
   readonly ids: string[];
   readonly releases: (string | undefined)[];
+  /** The worker's entry start ({@link Worker.head}) for the id and release above. */
+  readonly heads: string[];
   /** The worker's last acknowledged seq at the append (NaN: none). */
   readonly lastAckSeq: Float64Array;
   /** When its lease runs out for this flip (NaN: acknowledged before the append). */
@@ -105,7 +112,7 @@ const PRUNE_EVERY_MS = 1000;
  * records a flip's append time: an ack answered after `s` was recorded tells the worker it is
  * behind (so it does not extend its lease), and an ack received before counts as "before `s`".
  *
- * Cost: an ack is O(open flips x log workers); an append is O(workers) and keeps ~45 bytes per
+ * Cost: an ack is O(open flips x log workers); an append is O(workers) and keeps ~55 bytes per
  * worker for each of the last `maxTrackedFlips` flips. KS-13.7
  *
  * @example
@@ -228,6 +235,7 @@ export class FleetTracker {
       if (i < 0 || !Number.isNaN(f.ackAt[i]!) || now >= f.deadline[i]!) continue;
       f.ackAt[i] = now;
       f.releases[i] = w.release;
+      f.heads[i] = w.head;
       if (--f.pending === 0) this.#open.delete(f);
     }
     if (ack.matched !== undefined) this.#addMatches(ack.workerId, ack.matched);
@@ -310,6 +318,7 @@ export class FleetTracker {
     const slots = n === 0 ? NO_NUMBERS : new Float64Array(n);
     const ids: string[] = new Array<string>(n);
     const releases: (string | undefined)[] = new Array<string | undefined>(n);
+    const heads: string[] = new Array<string>(n);
     const lastAckSeq = n === 0 ? NO_NUMBERS : new Float64Array(n);
     const deadline = n === 0 ? NO_NUMBERS : new Float64Array(n);
     const ackAt = n === 0 ? NO_NUMBERS : new Float64Array(n);
@@ -329,6 +338,7 @@ export class FleetTracker {
       slots[i] = w.slot;
       ids[i] = w.id;
       releases[i] = w.release;
+      heads[i] = w.head;
       lastAckSeq[i] = w.lastAckSeq ?? NaN;
       if (kind === ACKED) {
         // Acknowledged through another replica before this one saw the record.
@@ -349,6 +359,7 @@ export class FleetTracker {
       slots,
       ids,
       releases,
+      heads,
       lastAckSeq,
       deadline,
       ackAt,
@@ -454,7 +465,16 @@ export class FleetTracker {
     const now = this.#now();
     const order = this.#orderById(f);
     const acked: number[] = [];
-    let laggards = '';
+    // Each entry is one string, joined once at the end: a flat string, not a rope of a few
+    // thousand pieces that the answer's length and its write would each have to walk.
+    const laggards: string[] = [];
+    // Entries in id order share lease labels (a process's acks arrive in one batch): the label
+    // of the last millisecond is kept (apiTime rounds to the millisecond, so the text is the same).
+    let labelMs = NaN;
+    let labelExpired = false;
+    let tail = '';
+    let lastSeq = -1;
+    let seqText = '';
     let stoppedAt = f.appendedAt;
     let complete = true;
     for (let k = 0; k < n; k++) {
@@ -468,8 +488,17 @@ export class FleetTracker {
       const deadline = f.deadline[i]!;
       const expired = deadline <= now;
       const last = f.lastAckSeq[i]!;
-      const release = f.releases[i];
-      laggards += `${laggards === '' ? '' : ','}{"workerId":${JSON.stringify(f.ids[i])}${release === undefined ? '' : `,"release":${JSON.stringify(release)}`},"lastAckSeq":${Number.isNaN(last) ? 'null' : JSON.stringify(last)},"leaseExpiresAt":"${apiTime(deadline + wall)}","leaseExpired":${expired ? 'true' : 'false'}}`;
+      const ms = Math.round(deadline + wall);
+      if (ms !== labelMs || expired !== labelExpired) {
+        labelMs = ms;
+        labelExpired = expired;
+        tail = `,"leaseExpiresAt":"${apiTime(ms)}","leaseExpired":${expired ? 'true' : 'false'}}`;
+      }
+      if (!Object.is(last, lastSeq)) {
+        lastSeq = last;
+        seqText = `,"lastAckSeq":${Number.isNaN(last) ? 'null' : String(last)}`;
+      }
+      laggards.push(f.heads[i]! + seqText + tail);
       if (expired) stoppedAt = Math.max(stoppedAt, deadline);
       else complete = false;
     }
@@ -477,13 +506,14 @@ export class FleetTracker {
     // is stable), as status() sorts them.
     const labels = acked.map((i) => apiTime(f.ackAt[i]! + wall));
     const byTime = acked.map((_, k) => k).sort((a, b) => cmp(labels[a]!, labels[b]!));
-    let acknowledged = '';
-    for (const k of byTime) {
-      const i = acked[k]!;
-      const release = f.releases[i];
-      acknowledged += `${acknowledged === '' ? '' : ','}{"workerId":${JSON.stringify(f.ids[i])}${release === undefined ? '' : `,"release":${JSON.stringify(release)}`},"at":"${labels[k]}","latencyMs":${JSON.stringify(Math.round(Math.max(0, f.ackAt[i]! - f.appendedAt)))}}`;
+    const acknowledged: string[] = new Array<string>(byTime.length);
+    for (let k = 0; k < byTime.length; k++) {
+      const j = byTime[k]!;
+      const i = acked[j]!;
+      acknowledged[k] =
+        `${f.heads[i]!},"at":"${labels[j]}","latencyMs":${String(Math.round(Math.max(0, f.ackAt[i]! - f.appendedAt)))}}`;
     }
-    return `{"seq":${JSON.stringify(f.seq)},"appendedAt":"${apiTime(f.appendedAt + wall)}","applied":${acked.length},"acknowledged":[${acknowledged}],"laggards":[${laggards}],"alreadyStale":${JSON.stringify(f.alreadyStale)},"unenforced":[],"complete":${complete ? 'true' : 'false'},"completeAt":${complete ? `"${apiTime(stoppedAt + wall)}"` : 'null'},"completeAfterMs":${complete ? JSON.stringify(Math.round(stoppedAt - f.appendedAt)) : 'null'}}`;
+    return `{"seq":${JSON.stringify(f.seq)},"appendedAt":"${apiTime(f.appendedAt + wall)}","applied":${acked.length},"acknowledged":[${acknowledged.join(',')}],"laggards":[${laggards.join(',')}],"alreadyStale":${JSON.stringify(f.alreadyStale)},"unenforced":[],"complete":${complete ? 'true' : 'false'},"completeAt":${complete ? `"${apiTime(stoppedAt + wall)}"` : 'null'},"completeAfterMs":${complete ? JSON.stringify(Math.round(stoppedAt - f.appendedAt)) : 'null'}}`;
   }
 
   /** The flip's entry indices in worker-id order (see #byId). */
@@ -581,10 +611,12 @@ export class FleetTracker {
         lastAckSeq: null,
         lastAckAt: null,
         lastSeenAt: this.#now(),
+        head: entryHead(id, release),
       };
       this.#workers.set(id, w);
-    } else if (release !== undefined) {
+    } else if (release !== undefined && release !== w.release) {
       w.release = release;
+      w.head = entryHead(id, release);
     }
     return w;
   }
@@ -617,6 +649,13 @@ function classify(w: Worker, seq: number, now: number, leaseMs: number): number 
   if (w.lastAckSeq !== null && w.lastAckSeq >= seq) return ACKED;
   if (w.lastAckAt !== null && w.lastAckAt + leaseMs > now) return PENDING;
   return w.connections > 0 ? STALE : IGNORED;
+}
+
+/** `{"workerId":…` and `,"release":…` when there is one: how a fleet answer's entry starts. */
+function entryHead(id: string, release: string | undefined): string {
+  return release === undefined
+    ? `{"workerId":${JSON.stringify(id)}`
+    : `{"workerId":${JSON.stringify(id)},"release":${JSON.stringify(release)}`;
 }
 
 /** The arrays of a flip tracked with no worker: length 0, so nothing is ever read or written. */

@@ -17,27 +17,38 @@ type Op =
   | { op: 'append' }
   | { op: 'advance'; ms: number };
 
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  {
-    weight: 5,
-    arbitrary: fc.record({
-      op: fc.constant('ack' as const),
-      w: fc.nat(7),
-      seqBack: fc.nat(3),
-      release: fc.option(fc.constantFrom('v1', 'v2'), { nil: undefined }),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('connect' as const), w: fc.nat(7) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('disconnect' as const), w: fc.nat(7) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('append' as const) }) },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      op: fc.constant('advance' as const),
-      ms: fc.oneof(fc.nat(50), fc.integer({ min: 1000, max: 4000 })),
-    }),
-  },
-);
+/** Worker ids, some of which JSON escapes or writes in more than one UTF-8 byte. */
+const ID = ['w0', 'w"1', 'w\\2', 'wé3', 'w4', 'w\n5', 'w\u{1F600}6', 'w7'];
+
+/** Thousandths of a millisecond, 0 to `max` of them. */
+const thousandths = (max: number): fc.Arbitrary<number> =>
+  fc.integer({ min: 0, max }).map((x) => x / 1000);
+
+/** Operations on a tracker; `advance` steps the clock by what `msArb` draws. */
+const opsArb = (msArb: fc.Arbitrary<number>): fc.Arbitrary<Op> =>
+  fc.oneof(
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        op: fc.constant('ack' as const),
+        w: fc.nat(7),
+        seqBack: fc.nat(3),
+        release: fc.option(fc.constantFrom('v1', 'v2', 'v"3', 'vé'), { nil: undefined }),
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('connect' as const), w: fc.nat(7) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('disconnect' as const), w: fc.nat(7) }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('append' as const) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        op: fc.constant('advance' as const),
+        ms: msArb,
+      }),
+    },
+  );
+
+const opArb = opsArb(fc.oneof(fc.nat(50), fc.integer({ min: 1000, max: 4000 })));
 
 describe('KS-13.7 the compact fleet tracker answers as the reference tracker', () => {
   it('same status, deadlines, workers and ack answers for random histories', () => {
@@ -61,7 +72,7 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
           switch (o.op) {
             case 'ack': {
               const ack = {
-                workerId: `w${o.w}`,
+                workerId: ID[o.w]!,
                 release: o.release,
                 seq: Math.max(0, head - o.seqBack),
               };
@@ -69,8 +80,8 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
               break;
             }
             case 'connect': {
-              const ca = a.connect(`w${o.w}`);
-              const cb = b.connect(`w${o.w}`);
+              const ca = a.connect(ID[o.w]!);
+              const cb = b.connect(ID[o.w]!);
               closers[o.w]!.push(() => {
                 ca();
                 cb();
@@ -102,6 +113,64 @@ describe('KS-13.7 the compact fleet tracker answers as the reference tracker', (
       }),
       { seed: Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31), verbose: true, numRuns: 300 },
     );
+  });
+
+  it('the flip answer text is status() serialised, with times in fractions of a millisecond', () => {
+    // Leases, acks and appends at fractional times, and a wall clock a fraction of a millisecond
+    // off the monotonic one (as Date.now() and performance.now() are): the labels rounded to the
+    // millisecond, neighbouring entries sharing a label or not, ids and releases JSON escapes.
+    fc.assert(
+      fc.property(
+        fc.array(opsArb(fc.oneof(thousandths(3000), fc.nat(4000))), {
+          minLength: 1,
+          maxLength: 120,
+        }),
+        thousandths(1000).map((x) => x - 0.5),
+        (ops, wallOffset) => {
+          let now = 5_000_000.25;
+          const t = new FleetTracker({
+            clock: { ...readClock(() => now), wallNow: () => now + wallOffset },
+          });
+          const closers: (() => void)[][] = Array.from({ length: 8 }, () => []);
+          let head = 0;
+          for (const o of ops) {
+            if (o.op === 'ack')
+              t.ack({ workerId: ID[o.w]!, release: o.release, seq: Math.max(0, head - o.seqBack) });
+            else if (o.op === 'connect') closers[o.w]!.push(t.connect(ID[o.w]!));
+            else if (o.op === 'disconnect') closers[o.w]!.shift()?.();
+            else if (o.op === 'append') t.flipAppended(++head);
+            else now += o.ms;
+            for (let s = Math.max(1, head - 6); s <= head; s++) {
+              const status = t.status(s);
+              expect(t.statusJson(s)).toBe(
+                status === undefined ? undefined : JSON.stringify(status),
+              );
+            }
+          }
+        },
+      ),
+      { seed: Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31), verbose: true, numRuns: 300 },
+    );
+  });
+
+  it('the flip answer text tells apart two leases labelled the same millisecond, one run out', () => {
+    let now = 1000.6;
+    const t = new FleetTracker({
+      staleAfterMs: 3000,
+      leaseMarginMs: 100,
+      clock: readClock(() => now),
+    });
+    t.ack({ workerId: 'a', seq: 0 }); // lease until 4100.6
+    now = 1001.4;
+    t.ack({ workerId: 'b', seq: 0 }); // lease until 4101.4: the same label, 4101
+    t.flipAppended(1);
+    now = 4101;
+    const laggards = t.status(1)!.laggards;
+    expect(laggards.map((l) => [l.leaseExpiresAt, l.leaseExpired])).toEqual([
+      [new Date(4101).toISOString(), true],
+      [new Date(4101).toISOString(), false],
+    ]);
+    expect(t.statusJson(1)).toBe(JSON.stringify(t.status(1)));
   });
 
   it('leaves the flip answer text to status() for a flip with a negative acknowledgement or a match report', () => {

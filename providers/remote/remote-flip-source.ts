@@ -918,6 +918,9 @@ export class RemoteFlipSource implements FlipSource {
     try {
       this.#listener?.onFlip(record);
     } catch (err) {
+      // KS-6.3.12 a halt not yet checked never counts as applied: the position before it stays
+      // (and is what is acknowledged while the source resynchronises).
+      this.#applied = applied;
       this.#resync(`listener refused flip ${record.seq}: ${(err as Error).message}`);
       return;
     }

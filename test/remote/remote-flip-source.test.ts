@@ -378,6 +378,28 @@ describe('KS-6.3.14 a halt applied before its check is checked once the process 
     expect(rec.status).toBe('stale');
     expect(source.appliedSeq).toBe(1);
   });
+
+  it('a listener that refuses a corrupted halt: the halt never counts as applied nor is acknowledged (KS-6.3.12)', async () => {
+    const records = await log(2);
+    const { server, clock, source, rec } = await setup();
+    server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect(rec.status).toBe('open'));
+    await vi.waitFor(() => expect(server.acks.length).toBe(1));
+    const onFlip = rec.onFlip.bind(rec);
+    rec.onFlip = (r) => {
+      onFlip(r);
+      throw new Error('refused');
+    };
+    server.last.push('flip', { ...records[1]!, reason: 'tampered' }, 2);
+    await vi.waitFor(() => expect(server.streams.length).toBe(2));
+    // The heartbeat acknowledgements while the source resynchronises.
+    clock.advanceSync(1000);
+    await vi.waitFor(() => expect(server.acks.length).toBe(2));
+    expect(rec.applied).toEqual([-1, 2]);
+    expect(rec.status).toBe('stale');
+    expect(source.appliedSeq).toBe(1);
+    expect(server.acks.map((x) => x.seq)).toEqual([1, 1]);
+  });
 });
 
 describe('KS-6.2.2 KS-6.2.3 the lease', () => {

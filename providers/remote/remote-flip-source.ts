@@ -289,11 +289,23 @@ function matchReportFor(record: FlipRecord): MatchReport | undefined {
 /** The sources of this process whose halt waits for its check (KS-6.3.14), in arrival order. */
 let haltChecks: (() => void)[] = [];
 
-/** Runs the waiting halt checks of this process's sources. */
+/**
+ * Runs the waiting halt checks of this process's sources: every one of them, even when a
+ * listener throws during one (its error is thrown once all ran), so no source's halt stays
+ * unchecked past this turn (KS-6.3.14).
+ */
 function runHaltChecks(): void {
   const due = haltChecks;
   haltChecks = [];
-  for (const check of due) check();
+  let failure: { error: unknown } | undefined;
+  for (const check of due) {
+    try {
+      check();
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure !== undefined) throw failure.error;
 }
 
 /**

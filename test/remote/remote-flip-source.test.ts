@@ -379,6 +379,36 @@ describe('KS-6.3.14 a halt applied before its check is checked once the process 
     expect(source.appliedSeq).toBe(1);
   });
 
+  it("a listener that throws during one source's check does not hold back the other checks of that turn", async () => {
+    const records = await log(2);
+    const { a, b } = await pair();
+    for (const s of [a, b]) s.server.last.push('snapshot', snap(records, 1), 1);
+    await vi.waitFor(() => expect([a.rec.status, b.rec.status]).toEqual(['open', 'open']));
+    const onStatus = a.rec.onStatus.bind(a.rec);
+    a.rec.onStatus = (st) => {
+      onStatus(st);
+      if (st === 'stale') throw new Error('listener failed');
+    };
+    // The listener's error leaves the check phase as an uncaught exception: collected here.
+    const errors: Error[] = [];
+    const collect = (err: Error) => void errors.push(err);
+    process.prependListener('uncaughtException', collect);
+    try {
+      const tampered = { ...records[1]!, reason: 'tampered' };
+      a.server.last.push('flip', tampered, 2);
+      b.server.last.push('flip', tampered, 2);
+      await vi.waitFor(() => expect(errors.map((e) => e.message)).toEqual(['listener failed']));
+      // b was checked in the same check phase (before: still open on the unchecked halt until
+      // its next event or heartbeat acknowledgement).
+      expect(b.source.appliedSeq).toBe(1);
+      expect(b.rec.status).toBe('stale');
+      expect(a.source.appliedSeq).toBe(1);
+      expect(a.rec.status).toBe('stale');
+    } finally {
+      process.removeListener('uncaughtException', collect);
+    }
+  });
+
   it('a listener that refuses a corrupted halt: the halt never counts as applied nor is acknowledged (KS-6.3.12)', async () => {
     const records = await log(2);
     const { server, clock, source, rec } = await setup();

@@ -23,9 +23,10 @@ import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js
  * 1. every acknowledgement (each `POST /v1/acks` entry) carries the true hash of its seq, and the
  *    source's listener last reached that seq by a true snapshot or record, never a corrupted one;
  * 2. a corrupted resume or drain halt never reaches the listener (they are checked first);
- * 3. after a corrupted record (a halt, applied before its check), the source is never open again
- *    until a snapshot replaced its state, and once the turn ended its applied seq is the one
- *    before the corrupted record;
+ * 3. after a corrupted record (a halt, applied before its check), or a flip its listener refused
+ *    (threw on), the source is never open again until a snapshot replaced its state; once the
+ *    turn ended its applied seq is the one before the corrupted record (never beyond what the
+ *    listener holds after a refusal);
  * 4. the listener receives records only in order and chained; once the turn ended the source's
  *    applied seq is its listener's; and it is open only on the fold of a prefix of the true log.
  */
@@ -100,7 +101,9 @@ type Action =
   | { a: 'heartbeat'; to: number }
   | { a: 'fail'; to: number }
   | { a: 'answer' }
-  | { a: 'advance'; ms: number };
+  | { a: 'advance'; ms: number }
+  /** the listeners of the sources in `to` throw on the next flip they are given */
+  | { a: 'refuse'; to: number };
 
 /** How a step ends: more in the same turn, after microtasks, one check phase, all settled, real time. */
 type Wait = 'none' | 'micro' | 'immediate' | 'settle' | 'hold';
@@ -151,6 +154,7 @@ const actionArb = (n: number): fc.Arbitrary<Action> =>
     { weight: 2, arbitrary: fc.record({ a: fc.constant('heartbeat' as const), to: maskArb(n) }) },
     { weight: 1, arbitrary: fc.record({ a: fc.constant('fail' as const), to: maskArb(n) }) },
     { weight: 3, arbitrary: fc.record({ a: fc.constant('answer' as const) }) },
+    { weight: 1, arbitrary: fc.record({ a: fc.constant('refuse' as const), to: maskArb(n) }) },
     {
       weight: 3,
       arbitrary: fc.record({
@@ -195,6 +199,9 @@ class Listener implements FlipSourceListener {
   readonly lastAt = new Map<number, 'true' | 'corrupt'>();
   /** The seq of a corrupted record applied since the last snapshot (KS-6.3.12 fail closed). */
   tainted: number | undefined;
+  /** Throw on the next flip (the listener refuses it); the seq refused since the last snapshot. */
+  refuseNext = false;
+  refused: number | undefined;
   status: SourceStatus | undefined;
   constructor(
     readonly name: string,
@@ -209,7 +216,7 @@ class Listener implements FlipSourceListener {
     this.hash = s.hash;
     this.lastAt.set(s.seq, 'true');
     if (this.tainted !== undefined) w.seen.recovered++;
-    this.tainted = undefined;
+    this.tainted = this.refused = undefined;
   }
   onFlip(r: FlipRecord): void {
     const w = this.world;
@@ -230,6 +237,12 @@ class Listener implements FlipSourceListener {
     if (genuine && r.action === 'resume') w.seen.resumes++;
     if (genuine && r.mode === 'drain') w.seen.drains++;
     if (!genuine && this.tainted === undefined) this.tainted = r.seq;
+    if (this.refuseNext) {
+      this.refuseNext = false;
+      this.refused ??= r.seq;
+      w.seen.refused++;
+      throw new Error(`listener refuses ${r.seq}`);
+    }
   }
   onStatus(s: SourceStatus): void {
     this.status = s;
@@ -239,6 +252,8 @@ class Listener implements FlipSourceListener {
     // Invariant 3: never fresh again after a corrupted record until a snapshot replaced the state.
     if (this.tainted !== undefined)
       w.violate(`${this.name}: open after corrupted record ${this.tainted}, no snapshot since`);
+    else if (this.refused !== undefined)
+      w.violate(`${this.name}: open after its listener refused ${this.refused}, no snapshot since`);
     // Invariant 4: open only on the fold of a prefix of the true log.
     else if (this.state && JSON.stringify(this.state.toSnapshot()) !== w.trueSnapJson[this.seq])
       w.violate(`${this.name}: open on a state that is not the true fold at ${this.seq}`);
@@ -256,7 +271,15 @@ interface Stream {
 class World {
   readonly violations: string[] = [];
   /** What the run exercised (summed over runs, so the property is known not to hold vacuously). */
-  readonly seen = { genuine: 0, resumes: 0, drains: 0, corruptedHalts: 0, recovered: 0, open: 0 };
+  readonly seen = {
+    genuine: 0,
+    resumes: 0,
+    drains: 0,
+    corruptedHalts: 0,
+    recovered: 0,
+    open: 0,
+    refused: 0,
+  };
   readonly trueHash: string[];
   readonly trueSnapJson: string[];
   head = 3;
@@ -439,6 +462,9 @@ function perform(w: World, clock: ManualClock, n: number, act: Action): void {
     case 'advance':
       clock.advanceSync(act.ms);
       break;
+    case 'refuse':
+      for (let i = 0; i < n; i++) if ((act.to >> i) & 1) w.listeners[i]!.refuseNext = true;
+      break;
   }
 }
 
@@ -452,6 +478,14 @@ function checkSettled(w: World, sources: RemoteFlipSource[]): void {
         w.violate(`w${i}: open after corrupted record ${l.tainted} once the turn ended`);
       if (source.appliedSeq !== l.tainted - 1)
         w.violate(`w${i}: applied seq ${source.appliedSeq} after corrupted record ${l.tainted}`);
+      return;
+    }
+    if (l.refused !== undefined) {
+      // A flip the listener refused: failed closed until a snapshot, never beyond what it holds.
+      if (source.status === 'open')
+        w.violate(`w${i}: open after its listener refused ${l.refused} once the turn ended`);
+      if (source.appliedSeq > l.seq)
+        w.violate(`w${i}: applied seq ${source.appliedSeq} beyond its listener's ${l.seq}`);
       return;
     }
     // Invariant 4: the seq the source reports is the one its listener holds, whatever the status.
@@ -550,6 +584,17 @@ const TO_5: Step = {
 const EXAMPLES: Scenario[] = [
   {
     n: 2,
+    shareAcks: true,
+    autoSnapshot: false,
+    autoAnswer: true,
+    steps: [
+      TO_5,
+      { actions: [{ a: 'refuse', to: 1 }, flips(3, 1, 'tamper', 'none')], wait: 'settle' },
+      { actions: [{ a: 'advance', ms: 1000 }], wait: 'hold' },
+    ],
+  },
+  {
+    n: 2,
     shareAcks: false,
     autoSnapshot: true,
     autoAnswer: true,
@@ -595,7 +640,15 @@ describe('KS-6.3.12 KS-6.3.14 halts checked in the check phase: random interleav
   it('never acknowledges an unchecked or corrupted record, never applies a resume or drain halt before its check, fails closed after a corrupted one, and is open only on a prefix of the true log', async () => {
     const log = await buildLog('true');
     const fork = await buildLog('fork');
-    const seen = { genuine: 0, resumes: 0, drains: 0, corruptedHalts: 0, recovered: 0, open: 0 };
+    const seen = {
+      genuine: 0,
+      resumes: 0,
+      drains: 0,
+      corruptedHalts: 0,
+      recovered: 0,
+      open: 0,
+      refused: 0,
+    };
     let acks = 0;
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (scenario) => {

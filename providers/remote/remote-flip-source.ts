@@ -942,6 +942,12 @@ export class RemoteFlipSource implements FlipSource {
     // match report is read now, while what it halts is still watched (the aborts follow the
     // event); it goes with an acknowledgement only once the halt is checked.
     this.#unchecked = { parsed, before: applied, report: matchReportFor(record) };
+    // KS-17.7.9 a `sig` event signs only the event right after it: StreamSignatures drops it once
+    // this event's listeners ran, so with public keys the check cannot wait for the check phase.
+    if (this.#signatures !== undefined) {
+      this.#settle();
+      return;
+    }
     queueHaltCheck(this.#checkHalt);
   }
 

@@ -211,6 +211,30 @@ describe('KS-17.7.9 a worker with public keys applies only what the key holder s
     expect(w.listener.state.get({ tenant: 'acme' })).toBeUndefined();
   });
 
+  it('applies a signed halt (not drain) from the stream and keeps it: its check finds its signature (KS-6.3.14)', async () => {
+    const halt2 = chainRecord(
+      parseFlipInput({
+        id: 'h2',
+        actor: 'oncall',
+        action: 'halt',
+        selector: { tenant: 'beta' },
+        reason: 'INC-8',
+      }),
+      halt,
+      new Date('2026-12-05T20:01:00.000Z'),
+    );
+    attachSignature(halt2, signRecord(key, LOG, 2, halt2.hash));
+    const url = await impostor(encodeFlipEvent(halt2));
+    const w = worker(url, key.publicKeyPem);
+    void w.source.start(w.listener);
+    await until(() => w.listener.applied.includes(2), 'seq 2 applied');
+    // Long enough for the check phase and a reconnection (backoff 50 ms) had the check failed.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(w.listener.applied).toEqual(['s1', 2]);
+    expect(w.source.appliedSeq).toBe(2);
+    expect(w.warnings.filter((m) => m.includes('resynchronising'))).toEqual([]);
+  });
+
   it('refuses a publicKeys option that holds no Ed25519 public key', () => {
     expect(
       () =>

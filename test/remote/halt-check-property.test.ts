@@ -11,13 +11,17 @@ import {
   type KillSnapshot,
 } from '../../src/model/index.js';
 import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js';
+import { SigningKey } from '../../src/server/index.js';
+import { signRecord } from '../../src/integrity/record-signatures.js';
+import { ackAnswerStatement, snapshotStatement } from '../../src/integrity/statements.js';
 
 /**
  * KS-6.3.12, KS-6.3.14: several RemoteFlipSources of one process (sharing the process's halt
  * checks and, in some runs, one acknowledgement channel) are driven through random interleavings
  * of valid halts and resumes, corrupted records, records out of order or not chaining, snapshots,
  * heartbeats, stream failures, several events in one chunk or one per turn, acknowledgement
- * answers and time passing. The streams are served from memory by an injected fetch (a harness,
+ * answers and time passing, on a signed stream (KS-17.7.9, the sources holding the public key) in
+ * half the runs. The streams are served from memory by an injected fetch (a harness,
  * as in remote-flip-source.test.ts); the true log is the one the harness generated. Checked
  * after every step that ends the turn, and inside the listener's callbacks and the fetch:
  * 1. every acknowledgement (each `POST /v1/acks` entry) carries the true hash of its seq, and the
@@ -32,6 +36,8 @@ import type { FlipSourceListener, SourceStatus } from '../../src/source/index.js
  */
 
 const LOG_ID = 'prop-log';
+/** The control plane's key in the runs with a signed stream (KS-17.7.9, KS-17.7.10). */
+const KEY = SigningKey.generate();
 const URL_BASE = 'http://cp.test';
 
 /** The true log: halts of every queue mode and resumes, over three tenants. */
@@ -176,6 +182,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 2, max: 4 }).chain
     shareAcks: fc.boolean(),
     autoSnapshot: fc.boolean(),
     autoAnswer: fc.boolean(),
+    signed: fc.boolean(),
     steps: fc.array(stepArb(n), { minLength: 8, maxLength: 40 }),
   }),
 );
@@ -236,6 +243,7 @@ class Listener implements FlipSourceListener {
     else w.seen.corruptedHalts++;
     if (genuine && r.action === 'resume') w.seen.resumes++;
     if (genuine && r.mode === 'drain') w.seen.drains++;
+    if (genuine && w.signed && r.action === 'halt' && r.mode !== 'drain') w.seen.signedHalts++;
     if (!genuine && this.tainted === undefined) this.tainted = r.seq;
     if (this.refuseNext) {
       this.refuseNext = false;
@@ -279,6 +287,7 @@ class World {
     recovered: 0,
     open: 0,
     refused: 0,
+    signedHalts: 0,
   };
   readonly trueHash: string[];
   readonly trueSnapJson: string[];
@@ -300,13 +309,24 @@ class World {
   autoSnapshot = true;
   /** Whether acknowledgements are answered at once (else held until an `answer` step). */
   autoAnswer = false;
+  /**
+   * Whether the stream is signed (the sources hold the public key): a `sig` event before each
+   * flip (the genuine signature of that seq, as a replaying attacker would send) and snapshot,
+   * and signed acknowledgement answers.
+   */
+  signed = false;
+  sigText(of: 'flip' | 'snapshot', seq: number, sig: string): string {
+    return this.signed ? `event: sig\ndata: ${JSON.stringify({ of, seq, sig })}\n\n` : '';
+  }
   sendSnapshot(s: Stream): void {
     s.sse.write(this.snapshotText(s));
   }
   /** A snapshot of the log at its head, on stream `s` (its pointer moves there). */
   snapshotText(s: Stream): string {
     s.ptr = this.head;
-    return `event: snapshot\nid: ${this.head}\ndata: ${JSON.stringify(this.snapshotData(this.head))}\n\n`;
+    const json = JSON.stringify(this.snapshotData(this.head));
+    const sig = this.signed ? KEY.sign(snapshotStatement(json)) : '';
+    return `${this.sigText('snapshot', this.head, sig)}event: snapshot\nid: ${this.head}\ndata: ${json}\n\n`;
   }
   heartbeatText(): string {
     const beat = {
@@ -327,8 +347,9 @@ class World {
     const url = new URL(String(input));
     if (url.pathname === '/v1/acks') {
       const body = JSON.parse(String(init?.body)) as
-        | { acks: { workerId: string; seq: number; hash: string }[] }
+        | { acks: { workerId: string; seq: number; hash: string }[]; nonce?: string }
         | { workerId: string; seq: number; hash: string };
+      const nonce = 'nonce' in body ? body.nonce : undefined;
       const entries = 'acks' in body ? body.acks : [body];
       for (const e of entries) {
         this.acks.push(e);
@@ -343,17 +364,13 @@ class World {
       // The head the answer shows: the newest seq acknowledged in it (records the harness
       // appended since count as appended after the answer), so leases renew as they would.
       const head = Math.min(this.head, Math.max(...entries.map((e) => e.seq)));
+      const fields = { head, staleAfterMs: 3000, logId: LOG_ID, hash: this.trueHash[head]! };
+      const sig =
+        this.signed && nonce !== undefined
+          ? KEY.sign(ackAnswerStatement(nonce, fields))
+          : undefined;
       const answer = () =>
-        new Response(
-          JSON.stringify({
-            head,
-            serverTime: 0,
-            staleAfterMs: 3000,
-            logId: LOG_ID,
-            hash: this.trueHash[head],
-          }),
-          { status: 200 },
-        );
+        new Response(JSON.stringify({ ...fields, serverTime: 0, sig }), { status: 200 });
       if (this.autoAnswer) return answer();
       return new Promise((resolve, reject) => {
         const signal = init?.signal;
@@ -414,7 +431,10 @@ class World {
       if (seq < 1 || seq > this.head) break;
       const rec = this.record(seq, bad);
       if (rec === undefined) break;
-      out.push(`event: flip\nid: ${seq}\ndata: ${JSON.stringify(rec)}\n\n`);
+      const sig = this.signed ? signRecord(KEY, LOG_ID, seq, this.trueHash[seq]!) : '';
+      out.push(
+        `${this.sigText('flip', seq, sig)}event: flip\nid: ${seq}\ndata: ${JSON.stringify(rec)}\n\n`,
+      );
       if (bad === 'none') s.ptr = ptr = seq;
     }
     return out;
@@ -506,15 +526,17 @@ type Scenario = {
   shareAcks: boolean;
   autoSnapshot: boolean;
   autoAnswer: boolean;
+  signed?: boolean;
   steps: Step[];
 };
 
 /** Runs one scenario on `n` fresh sources of this process; returns the world (its violations). */
 async function run(scenario: Scenario, log: FlipRecord[], fork: FlipRecord[]): Promise<World> {
-  const { n, shareAcks, autoSnapshot, autoAnswer, steps } = scenario;
+  const { n, shareAcks, autoSnapshot, autoAnswer, signed = false, steps } = scenario;
   const w = new World(log, fork);
   w.autoSnapshot = autoSnapshot;
   w.autoAnswer = autoAnswer;
+  w.signed = signed;
   const clock = new ManualClock({ now: 1_000_000 });
   const sources: RemoteFlipSource[] = [];
   try {
@@ -529,6 +551,7 @@ async function run(scenario: Scenario, log: FlipRecord[], fork: FlipRecord[]): P
         heartbeatMs: 1000,
         backoff: { random: () => 0, initialMs: 50 },
         logger: { warn: () => undefined },
+        ...(signed ? { publicKeys: KEY.publicKeyPem } : {}),
       });
       const l = new Listener(`w${i}`, w);
       w.listeners.push(l);
@@ -648,6 +671,7 @@ describe('KS-6.3.12 KS-6.3.14 halts checked in the check phase: random interleav
       recovered: 0,
       open: 0,
       refused: 0,
+      signedHalts: 0,
     };
     let acks = 0;
     await fc.assert(
